@@ -1,0 +1,229 @@
+//! Monotonic time as `u64` nanoseconds, injected into every primitive.
+//!
+//! Primitives never call `Instant::now()` themselves: they take a [`Clock`]. Production code
+//! uses [`SystemClock`]; tests use [`ManualClock`] and move time by hand, so no test sleeps and
+//! every timing behaviour is deterministic.
+//!
+//! Nanoseconds in a `u64` cover 584 years, so a clock that starts at zero never wraps.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::sync::{Arc, AtomicU64, Ordering};
+
+/// A monotonic source of time in nanoseconds.
+///
+/// `now()` never goes backwards for one clock. The origin is arbitrary (each clock picks its
+/// own), so only differences between two readings of the same clock mean anything.
+pub trait Clock: Send + Sync + 'static {
+    /// Nanoseconds since this clock's origin.
+    fn now(&self) -> u64;
+
+    /// Nanoseconds elapsed since an earlier reading, zero if `earlier` is in the future.
+    #[inline]
+    fn elapsed_since(&self, earlier: u64) -> u64 {
+        self.now().saturating_sub(earlier)
+    }
+}
+
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    #[inline]
+    fn now(&self) -> u64 {
+        (**self).now()
+    }
+}
+
+impl<C: Clock + ?Sized> Clock for Box<C> {
+    #[inline]
+    fn now(&self) -> u64 {
+        (**self).now()
+    }
+}
+
+/// Converts a `Duration` to nanoseconds, saturating at `u64::MAX` (584 years).
+#[inline]
+#[must_use]
+pub const fn nanos(duration: Duration) -> u64 {
+    // u64 arithmetic rather than `as_nanos()`'s u128: this runs on every clock read.
+    match duration.as_secs().checked_mul(1_000_000_000) {
+        Some(secs) => secs.saturating_add(duration.subsec_nanos() as u64),
+        None => u64::MAX,
+    }
+}
+
+/// The operating system's monotonic clock (`std::time::Instant`).
+///
+/// Zero-sized and `Copy`: every `SystemClock` shares one process-wide origin, so readings from
+/// different instances compare. The origin is taken on first use.
+///
+/// ```
+/// use levee_core::{Clock, SystemClock};
+///
+/// let clock = SystemClock;
+/// let start = clock.now();
+/// assert!(clock.now() >= start);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SystemClock;
+
+static ORIGIN: OnceLock<Instant> = OnceLock::new();
+
+impl SystemClock {
+    /// The `Instant` that reads as zero on every `SystemClock`.
+    #[must_use]
+    pub fn origin() -> Instant {
+        *ORIGIN.get_or_init(Instant::now)
+    }
+
+    /// The `Instant` a reading of this clock stands for.
+    #[must_use]
+    pub fn to_instant(nanos: u64) -> Instant {
+        Self::origin() + Duration::from_nanos(nanos)
+    }
+
+    /// Reads an `Instant` on this clock's scale (zero for instants before the origin).
+    #[must_use]
+    pub fn from_instant(instant: Instant) -> u64 {
+        nanos(instant.saturating_duration_since(Self::origin()))
+    }
+}
+
+impl Clock for SystemClock {
+    #[inline]
+    fn now(&self) -> u64 {
+        // The origin is read before `Instant::now()`, so the difference is never negative.
+        let origin = Self::origin();
+        nanos(Instant::now().duration_since(origin))
+    }
+}
+
+/// A clock that moves only when told to; clones share the same time.
+///
+/// Many threads may read and advance it at once. It starts at zero unless built with
+/// [`ManualClock::starting_at`].
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new();
+/// let shared = clock.clone();
+/// clock.advance(Duration::from_millis(5));
+/// assert_eq!(shared.now(), 5_000_000);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    nanos: Arc<AtomicU64>,
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ManualClock {
+    /// A clock reading zero.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::starting_at(0)
+    }
+
+    /// A clock reading `nanos`.
+    #[must_use]
+    pub fn starting_at(nanos: u64) -> Self {
+        Self { nanos: Arc::new(AtomicU64::new(nanos)) }
+    }
+
+    /// Moves time forward by `by` (saturating at `u64::MAX`) and returns the new reading.
+    pub fn advance(&self, by: Duration) -> u64 {
+        self.advance_nanos(nanos(by))
+    }
+
+    /// Moves time forward by `by` nanoseconds (saturating) and returns the new reading.
+    pub fn advance_nanos(&self, by: u64) -> u64 {
+        let mut current = self.nanos.load(Ordering::Acquire);
+        loop {
+            let next = current.saturating_add(by);
+            match self.nanos.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return next,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Sets the reading to `nanos` if that is later than now; time never goes backwards.
+    /// Returns the reading after the call.
+    pub fn set(&self, nanos: u64) -> u64 {
+        self.nanos.fetch_max(nanos, Ordering::AcqRel).max(nanos)
+    }
+}
+
+impl Clock for ManualClock {
+    #[inline]
+    fn now(&self) -> u64 {
+        // Acquire pairs with the AcqRel of `advance`/`set`: what a thread wrote before moving
+        // time is visible to one that observes the new time.
+        self.nanos.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_clock_is_monotonic() {
+        let clock = SystemClock;
+        let mut last = clock.now();
+        for _ in 0..10_000 {
+            let now = clock.now();
+            assert!(now >= last, "went back from {last} to {now}");
+            last = now;
+        }
+    }
+
+    #[test]
+    fn system_clock_round_trips_instants() {
+        let reading = SystemClock.now();
+        let instant = SystemClock::to_instant(reading);
+        assert_eq!(SystemClock::from_instant(instant), reading);
+    }
+
+    #[test]
+    fn manual_clock_only_moves_forward() {
+        let clock = ManualClock::starting_at(100);
+        assert_eq!(clock.now(), 100);
+        assert_eq!(clock.advance_nanos(50), 150);
+        assert_eq!(clock.set(120), 150, "set to the past is ignored");
+        assert_eq!(clock.set(400), 400);
+        assert_eq!(clock.advance(Duration::MAX), u64::MAX, "saturates");
+    }
+
+    #[test]
+    fn manual_clock_is_shared_across_threads() {
+        let clock = ManualClock::new();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let clock = clock.clone();
+                s.spawn(move || {
+                    for _ in 0..1000 {
+                        clock.advance_nanos(1);
+                    }
+                });
+            }
+        });
+        assert_eq!(clock.now(), 4000);
+    }
+
+    #[test]
+    fn nanos_saturates() {
+        assert_eq!(nanos(Duration::from_secs(1)), 1_000_000_000);
+        assert_eq!(nanos(Duration::MAX), u64::MAX);
+    }
+}

@@ -1,0 +1,43 @@
+//! The shared foundation of [levee](https://docs.rs/levee): what every primitive is built on.
+//!
+//! - [`Clock`]: monotonic nanoseconds, injected. [`SystemClock`] in production,
+//!   [`ManualClock`] in tests, so timing behaviour is deterministic and no test sleeps.
+//! - [`sync`]: atomics, cells, locks and threads that become [loom](https://docs.rs/loom)'s
+//!   under `--cfg loom`, plus [`sync::model`] so one test body runs both ways.
+//! - [`LatencyRecorder`]: striped [hdrhistogram](https://docs.rs/hdrhistogram) recording with
+//!   percentile snapshots.
+//! - [`Listener`] / [`EventHook`]: how primitives report notable events.
+//! - [`ConfigError`]: the one error every builder returns for a bad setting.
+//! - [`Counter`]: a padded statistics counter.
+//!
+//! ```
+//! use std::time::Duration;
+//! use levee_core::{Clock, EventHook, LatencyRecorder, ManualClock};
+//!
+//! // A primitive takes its time from a clock; a test moves it by hand.
+//! let clock = ManualClock::new();
+//! let started = clock.now();
+//! clock.advance(Duration::from_millis(3));
+//!
+//! let latency = LatencyRecorder::new();
+//! latency.record_nanos(clock.now() - started);
+//! assert_eq!(latency.snapshot().p50.as_millis(), 3); // within 0.1 %
+//!
+//! // Events are built only when someone listens.
+//! let hook: EventHook<&str> = EventHook::none();
+//! hook.emit(|| "never built");
+//! ```
+#![deny(unsafe_code)]
+
+mod clock;
+mod config;
+mod counter;
+mod listener;
+mod recorder;
+pub mod sync;
+
+pub use clock::{Clock, ManualClock, SystemClock, nanos};
+pub use config::ConfigError;
+pub use counter::Counter;
+pub use listener::{EventHook, Listener, NoopListener};
+pub use recorder::{LatencyRecorder, LatencySnapshot, MAX_TRACKABLE_NANOS};

@@ -1,0 +1,296 @@
+//! The one place levee's concurrent code gets its atomics, cells, locks and threads.
+//!
+//! Under `--cfg loom` every item maps to [`loom`](https://docs.rs/loom), which explores all
+//! interleavings of a test; otherwise to `std` and `parking_lot`. Code written against this
+//! module is therefore model-checked by the same tests that run normally: see [`model`].
+//!
+//! [`UnsafeCell`] has loom's closure API (`with` / `with_mut`) in both builds, because that is
+//! the form loom can check; raw `get()` is deliberately absent.
+
+pub use crossbeam_utils::CachePadded;
+
+#[cfg(loom)]
+pub use loom::sync::Arc;
+#[cfg(loom)]
+pub use loom::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+};
+#[cfg(loom)]
+pub use loom::{cell::UnsafeCell, thread};
+
+#[cfg(not(loom))]
+pub use std::sync::Arc;
+#[cfg(not(loom))]
+pub use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+};
+#[cfg(not(loom))]
+pub use std::thread;
+
+/// Runs `body` once normally, or under loom's model checker when built with `--cfg loom`.
+///
+/// Write a concurrency test once and get both a smoke test in `cargo test` and an exhaustive
+/// check under `RUSTFLAGS="--cfg loom" cargo test --release` (bound the search with
+/// `LOOM_MAX_PREEMPTIONS=2`).
+///
+/// ```
+/// use levee_core::sync::{model, thread, Arc, AtomicUsize, Ordering};
+///
+/// model(|| {
+///     let hits = Arc::new(AtomicUsize::new(0));
+///     let other = hits.clone();
+///     let t = thread::spawn(move || other.fetch_add(1, Ordering::Relaxed));
+///     hits.fetch_add(1, Ordering::Relaxed);
+///     t.join().unwrap();
+///     assert_eq!(hits.load(Ordering::Relaxed), 2);
+/// });
+/// ```
+pub fn model<F>(body: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    #[cfg(loom)]
+    loom::model(body);
+    #[cfg(not(loom))]
+    body();
+}
+
+/// Tells the CPU (or, under loom, the model checker) that this thread is waiting on another.
+///
+/// Spin loops must call this: under loom a loop that does not yield never lets the thread it
+/// waits for make progress.
+#[inline]
+pub fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+}
+
+/// Exponential backoff for CAS loops (crossbeam's `Backoff`, or a plain yield under loom).
+#[derive(Debug, Default)]
+pub struct Backoff {
+    #[cfg(not(loom))]
+    inner: crossbeam_utils::Backoff,
+}
+
+impl Backoff {
+    /// A fresh backoff.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Backs off after a lost CAS race.
+    #[inline]
+    pub fn spin(&self) {
+        #[cfg(loom)]
+        loom::thread::yield_now();
+        #[cfg(not(loom))]
+        self.inner.spin();
+    }
+
+    /// Backs off while waiting for another thread to make progress (yields once spinning
+    /// stops paying off).
+    #[inline]
+    pub fn snooze(&self) {
+        #[cfg(loom)]
+        loom::thread::yield_now();
+        #[cfg(not(loom))]
+        self.inner.snooze();
+    }
+
+    /// True once spinning has gone on long enough that blocking would be better.
+    #[inline]
+    pub fn is_completed(&self) -> bool {
+        #[cfg(loom)]
+        return true;
+        #[cfg(not(loom))]
+        self.inner.is_completed()
+    }
+}
+
+/// A mutual-exclusion lock whose `lock()` returns the guard directly (no poisoning).
+///
+/// `parking_lot::Mutex` normally, loom's mutex under `--cfg loom`.
+#[derive(Debug, Default)]
+pub struct Mutex<T: ?Sized> {
+    #[cfg(loom)]
+    inner: loom::sync::Mutex<T>,
+    #[cfg(not(loom))]
+    inner: parking_lot::Mutex<T>,
+}
+
+/// The guard of a [`Mutex`]; the lock is released when it is dropped.
+#[cfg(loom)]
+pub type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+/// The guard of a [`Mutex`]; the lock is released when it is dropped.
+#[cfg(not(loom))]
+pub type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    /// A new unlocked mutex holding `value`.
+    pub fn new(value: T) -> Self {
+        #[cfg(loom)]
+        return Self { inner: loom::sync::Mutex::new(value) };
+        #[cfg(not(loom))]
+        Self { inner: parking_lot::Mutex::new(value) }
+    }
+
+    /// Consumes the mutex and returns its value.
+    pub fn into_inner(self) -> T {
+        #[cfg(loom)]
+        return self.inner.into_inner().unwrap_or_else(|e| e.into_inner());
+        #[cfg(not(loom))]
+        self.inner.into_inner()
+    }
+}
+
+impl<T: ?Sized> Mutex<T> {
+    /// Blocks until the lock is held.
+    #[inline]
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        #[cfg(loom)]
+        return self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        #[cfg(not(loom))]
+        self.inner.lock()
+    }
+
+    /// Takes the lock if it is free right now.
+    #[inline]
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        #[cfg(loom)]
+        return self.inner.try_lock().ok();
+        #[cfg(not(loom))]
+        self.inner.try_lock()
+    }
+}
+
+/// A reader-writer lock: many readers or one writer, no poisoning.
+///
+/// `parking_lot::RwLock` normally, loom's under `--cfg loom`.
+#[derive(Debug, Default)]
+pub struct RwLock<T: ?Sized> {
+    #[cfg(loom)]
+    inner: loom::sync::RwLock<T>,
+    #[cfg(not(loom))]
+    inner: parking_lot::RwLock<T>,
+}
+
+/// Shared access to a [`RwLock`]'s value.
+#[cfg(loom)]
+pub type RwLockReadGuard<'a, T> = loom::sync::RwLockReadGuard<'a, T>;
+/// Shared access to a [`RwLock`]'s value.
+#[cfg(not(loom))]
+pub type RwLockReadGuard<'a, T> = parking_lot::RwLockReadGuard<'a, T>;
+/// Exclusive access to a [`RwLock`]'s value.
+#[cfg(loom)]
+pub type RwLockWriteGuard<'a, T> = loom::sync::RwLockWriteGuard<'a, T>;
+/// Exclusive access to a [`RwLock`]'s value.
+#[cfg(not(loom))]
+pub type RwLockWriteGuard<'a, T> = parking_lot::RwLockWriteGuard<'a, T>;
+
+impl<T> RwLock<T> {
+    /// A new unlocked lock holding `value`.
+    pub fn new(value: T) -> Self {
+        #[cfg(loom)]
+        return Self { inner: loom::sync::RwLock::new(value) };
+        #[cfg(not(loom))]
+        Self { inner: parking_lot::RwLock::new(value) }
+    }
+}
+
+impl<T: ?Sized> RwLock<T> {
+    /// Blocks until shared access is held.
+    #[inline]
+    pub fn read(&self) -> RwLockReadGuard<'_, T> {
+        #[cfg(loom)]
+        return self.inner.read().unwrap_or_else(|e| e.into_inner());
+        #[cfg(not(loom))]
+        self.inner.read()
+    }
+
+    /// Blocks until exclusive access is held.
+    #[inline]
+    pub fn write(&self) -> RwLockWriteGuard<'_, T> {
+        #[cfg(loom)]
+        return self.inner.write().unwrap_or_else(|e| e.into_inner());
+        #[cfg(not(loom))]
+        self.inner.write()
+    }
+}
+
+/// `std::cell::UnsafeCell` with loom's closure API, so loom can track every access.
+#[cfg(not(loom))]
+#[derive(Debug, Default)]
+pub struct UnsafeCell<T: ?Sized>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    /// Wraps `value`.
+    #[inline]
+    pub const fn new(value: T) -> Self {
+        Self(std::cell::UnsafeCell::new(value))
+    }
+
+    /// Unwraps the value.
+    #[inline]
+    pub fn into_inner(self) -> T {
+        self.0.into_inner()
+    }
+}
+
+#[cfg(not(loom))]
+impl<T: ?Sized> UnsafeCell<T> {
+    /// Calls `f` with a shared raw pointer to the value. Dereferencing it is the caller's
+    /// `unsafe` responsibility: no writer may be active meanwhile.
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    /// Calls `f` with a mutable raw pointer to the value. Dereferencing it is the caller's
+    /// `unsafe` responsibility: the access must be exclusive.
+    #[inline]
+    pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+#[allow(unsafe_code)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutex_and_rwlock_give_access() {
+        let m = Mutex::new(1);
+        *m.lock() += 1;
+        assert!(m.try_lock().is_some());
+        assert_eq!(m.into_inner(), 2);
+
+        let l = RwLock::new(String::from("a"));
+        l.write().push('b');
+        assert_eq!(&*l.read(), "ab");
+    }
+
+    #[test]
+    fn unsafe_cell_closures_reach_the_value() {
+        let cell = UnsafeCell::new(5u32);
+        // SAFETY: the cell is local to this test; no other access exists.
+        cell.with_mut(|p| unsafe { *p += 1 });
+        // SAFETY: as above, no writer is active.
+        assert_eq!(cell.with(|p| unsafe { *p }), 6);
+        assert_eq!(cell.into_inner(), 6);
+    }
+
+    #[test]
+    fn backoff_completes() {
+        let b = Backoff::new();
+        while !b.is_completed() {
+            b.snooze();
+        }
+        b.spin();
+        spin_hint();
+    }
+}
