@@ -9,6 +9,7 @@
 //! - [`Listener`] / [`EventHook`]: how primitives report notable events.
 //! - [`ConfigError`]: the one error every builder returns for a bad setting.
 //! - [`Counter`]: a padded statistics counter.
+//! - [`random`]: cheap thread-local randomness for jitter.
 //!
 //! ```
 //! use std::time::Duration;
@@ -33,6 +34,7 @@ mod clock;
 mod config;
 mod counter;
 mod listener;
+pub mod random;
 mod recorder;
 pub mod sync;
 
