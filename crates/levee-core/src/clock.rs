@@ -97,6 +97,50 @@ impl Clock for SystemClock {
     }
 }
 
+/// The CPU's time-stamp counter, calibrated to nanoseconds: about 2.5x cheaper to read than
+/// [`SystemClock`] (see `benches/clock.rs`), so it is the default clock of levee's hot paths.
+///
+/// Backed by [`quanta`](https://docs.rs/quanta), which checks at start-up that the TSC is
+/// invariant and synchronised across cores and otherwise falls back to the OS monotonic clock.
+/// Zero-sized and `Copy`; every `FastClock` shares one process-wide origin (taken on first use,
+/// which also runs quanta's calibration, up to a few milliseconds once per process).
+///
+/// ```
+/// use levee_core::{Clock, FastClock};
+///
+/// let clock = FastClock;
+/// let start = clock.now();
+/// assert!(clock.now() >= start);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastClock;
+
+struct FastOrigin {
+    clock: quanta::Clock,
+    raw_origin: u64,
+}
+
+static FAST: OnceLock<FastOrigin> = OnceLock::new();
+
+impl FastClock {
+    #[inline]
+    fn origin() -> &'static FastOrigin {
+        FAST.get_or_init(|| {
+            let clock = quanta::Clock::new();
+            let raw_origin = clock.raw();
+            FastOrigin { clock, raw_origin }
+        })
+    }
+}
+
+impl Clock for FastClock {
+    #[inline]
+    fn now(&self) -> u64 {
+        let origin = Self::origin();
+        origin.clock.delta_as_nanos(origin.raw_origin, origin.clock.raw())
+    }
+}
+
 /// A clock that moves only when told to; clones share the same time.
 ///
 /// Many threads may read and advance it at once. It starts at zero unless built with
@@ -186,6 +230,27 @@ mod tests {
             assert!(now >= last, "went back from {last} to {now}");
             last = now;
         }
+    }
+
+    #[test]
+    fn fast_clock_is_monotonic_and_tracks_real_time() {
+        let clock = FastClock;
+        let mut last = clock.now();
+        for _ in 0..10_000 {
+            let now = clock.now();
+            assert!(now >= last, "went back from {last} to {now}");
+            last = now;
+        }
+        // Both clocks count nanoseconds: an interval measured on each agrees to within a
+        // generous margin (this asserts units, not speed).
+        let (f0, s0) = (FastClock.now(), SystemClock.now());
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        let (f1, s1) = (FastClock.now(), SystemClock.now());
+        let (fast, system) = ((f1 - f0) as f64, (s1 - s0) as f64);
+        assert!((fast / system - 1.0).abs() < 0.5, "fast {fast} ns vs system {system} ns");
     }
 
     #[test]

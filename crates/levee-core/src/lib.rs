@@ -1,7 +1,8 @@
 //! The shared foundation of [levee](https://docs.rs/levee): what every primitive is built on.
 //!
-//! - [`Clock`]: monotonic nanoseconds, injected. [`SystemClock`] in production,
-//!   [`ManualClock`] in tests, so timing behaviour is deterministic and no test sleeps.
+//! - [`Clock`]: monotonic nanoseconds, injected. [`FastClock`] (the calibrated TSC) or
+//!   [`SystemClock`] (the OS clock) in production, [`ManualClock`] in tests, so timing
+//!   behaviour is deterministic and no test sleeps.
 //! - [`sync`]: atomics, cells, locks and threads that become [loom](https://docs.rs/loom)'s
 //!   under `--cfg loom`, plus [`sync::model`] so one test body runs both ways.
 //! - [`LatencyRecorder`]: striped [hdrhistogram](https://docs.rs/hdrhistogram) recording with
@@ -38,7 +39,7 @@ pub mod random;
 mod recorder;
 pub mod sync;
 
-pub use clock::{Clock, ManualClock, SystemClock, nanos};
+pub use clock::{Clock, FastClock, ManualClock, SystemClock, nanos};
 pub use config::ConfigError;
 pub use counter::Counter;
 pub use listener::{EventHook, Listener, NoopListener};
