@@ -1,0 +1,184 @@
+//! Fallback: replace chosen errors with a value or with the result of another async call.
+
+use std::future::Future;
+
+use levee_core::EventHook;
+
+use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
+use crate::{Context, Error, ErrorKind, Event, Operation, Timer};
+
+/// Produces the replacement for an error.
+pub trait FallbackHandler<T, E>: Send + Sync {
+    /// Turns the error into the call's result (which may still be an error).
+    fn handle(&self, error: Error<E>) -> impl Future<Output = Result<T, Error<E>>> + Send;
+}
+
+/// A fixed value, cloned for each call that falls back (see [`Fallback::value`]).
+#[derive(Debug, Clone)]
+pub struct Value<T>(pub T);
+
+impl<T: Clone + Send + Sync, E: Send> FallbackHandler<T, E> for Value<T> {
+    fn handle(&self, _error: Error<E>) -> impl Future<Output = Result<T, Error<E>>> + Send {
+        std::future::ready(Ok(self.0.clone()))
+    }
+}
+
+/// An async function of the error (see [`Fallback::with`]).
+#[derive(Debug, Clone)]
+pub struct WithFn<F>(pub F);
+
+impl<T, E, F, Fut> FallbackHandler<T, E> for WithFn<F>
+where
+    F: Fn(Error<E>) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<T, Error<E>>> + Send,
+{
+    fn handle(&self, error: Error<E>) -> impl Future<Output = Result<T, Error<E>>> + Send {
+        (self.0)(error)
+    }
+}
+
+/// Chooses the errors a fallback replaces.
+pub trait Select<E>: Send + Sync {
+    /// True to fall back on `error`.
+    fn select(&self, error: &Error<E>) -> bool;
+}
+
+/// Every error (the default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Always;
+
+impl<E> Select<E> for Always {
+    #[inline]
+    fn select(&self, _error: &Error<E>) -> bool {
+        true
+    }
+}
+
+/// The errors of the listed kinds (see [`Fallback::on_kinds`]).
+#[derive(Debug, Clone, Default)]
+pub struct Kinds(Vec<ErrorKind>);
+
+impl<E> Select<E> for Kinds {
+    fn select(&self, error: &Error<E>) -> bool {
+        self.0.contains(&error.kind())
+    }
+}
+
+/// The errors a closure selects (see [`Fallback::on`]).
+#[derive(Debug, Clone, Copy)]
+pub struct When<F>(pub F);
+
+impl<E, F: Fn(&Error<E>) -> bool + Send + Sync> Select<E> for When<F> {
+    #[inline]
+    fn select(&self, error: &Error<E>) -> bool {
+        (self.0)(error)
+    }
+}
+
+/// Replaces chosen errors with a value or another call's result.
+///
+/// ```
+/// use levee_policy::{Error, ErrorKind, Fallback, Pipeline};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let pipeline = Pipeline::builder()
+///     .fallback(Fallback::value("stale but useful").on_kinds([ErrorKind::Operation]))
+///     .build()
+///     .unwrap();
+/// let out = pipeline.execute(|_ctx| async { Err::<&str, _>("backend down") }).await;
+/// assert_eq!(out, Ok("stale but useful"));
+///
+/// // An async fallback gets the error.
+/// let pipeline = Pipeline::builder()
+///     .fallback(Fallback::with(|e: Error<&'static str>| async move {
+///         Ok(format!("fallback after {}", e.kind().as_str()))
+///     }))
+///     .build()
+///     .unwrap();
+/// let out = pipeline.execute(|_ctx| async { Err("backend down") }).await;
+/// assert_eq!(out.unwrap(), "fallback after operation");
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Fallback<H, S = Always> {
+    handler: H,
+    select: S,
+    hook: EventHook<Event>,
+}
+
+impl<T> Fallback<Value<T>> {
+    /// Falls back to `value`.
+    #[must_use]
+    pub fn value(value: T) -> Self {
+        Self { handler: Value(value), select: Always, hook: EventHook::none() }
+    }
+}
+
+impl<F> Fallback<WithFn<F>> {
+    /// Falls back to the result of `f(error)`, an async function.
+    #[must_use]
+    pub fn with(f: F) -> Self {
+        Self { handler: WithFn(f), select: Always, hook: EventHook::none() }
+    }
+}
+
+impl<H, S> Fallback<H, S> {
+    /// Any [`FallbackHandler`].
+    #[must_use]
+    pub fn handler(handler: H) -> Fallback<H, Always> {
+        Fallback { handler, select: Always, hook: EventHook::none() }
+    }
+
+    /// Falls back only on the errors `select` chooses.
+    #[must_use]
+    pub fn on<F>(self, select: F) -> Fallback<H, When<F>> {
+        Fallback { handler: self.handler, select: When(select), hook: self.hook }
+    }
+
+    /// Falls back only on errors of these kinds (an open circuit, a timeout, a refusal...).
+    #[must_use]
+    pub fn on_kinds(self, kinds: impl IntoIterator<Item = ErrorKind>) -> Fallback<H, Kinds> {
+        Fallback {
+            handler: self.handler,
+            select: Kinds(kinds.into_iter().collect()),
+            hook: self.hook,
+        }
+    }
+
+    /// Reports [`Event::FallbackUsed`] to `hook`.
+    #[must_use]
+    pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
+        self.hook = hook;
+        self
+    }
+}
+
+impl<H, S> Instrument for Fallback<H, S> {
+    fn instrument(&mut self, hook: &EventHook<Event>) {
+        adopt(&mut self.hook, hook);
+    }
+}
+
+impl<Op, Tm, H, S> Policy<Op, Tm> for Fallback<H, S>
+where
+    Op: Operation,
+    Tm: Timer,
+    H: FallbackHandler<Op::Output, Op::Error>,
+    S: Select<Op::Error>,
+{
+    async fn run<'a, I: Stage<Op, Tm>>(
+        &'a self,
+        inner: &'a I,
+        op: &'a Op,
+        ctx: Context,
+    ) -> Outcome<Op> {
+        match inner.run(op, ctx).await {
+            Err(error) if self.select.select(&error) => {
+                let cause = error.kind();
+                self.hook.emit(|| Event::FallbackUsed { cause });
+                self.handler.handle(error).await
+            }
+            other => other,
+        }
+    }
+}

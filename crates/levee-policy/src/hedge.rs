@@ -1,0 +1,291 @@
+//! Hedging: when an attempt is slow, start another beside it; the first success wins and
+//! the others are cancelled (dropped).
+//!
+//! The hedge delay is fixed, or a percentile (p95 by default) of the latency this policy has
+//! observed, as in "The Tail at Scale" (Dean and Barroso, CACM 2013): hedging after the p95
+//! costs about 5 % more requests and cuts the tail. The percentile is read from a striped
+//! [`LatencyRecorder`] and cached in an atomic, refreshed every `refresh_every` successes, so
+//! a call pays two clock reads and one record, never a histogram merge.
+//!
+//! A failed attempt starts the next hedge at once (while hedges remain), so hedging also
+//! covers fast failures. When every attempt has failed and no hedge is left, the last error
+//! is returned. The first attempt costs no allocation; each hedge started is boxed.
+
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use levee_core::sync::{AtomicU64, Ordering};
+use levee_core::{ConfigError, EventHook, LatencyRecorder, nanos};
+
+use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
+use crate::{Context, Event, Operation, Timer};
+
+/// When to start a hedge.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields))]
+pub enum HedgeDelay {
+    /// A fixed delay after the previous attempt started (zero: all at once).
+    Fixed {
+        /// The delay.
+        #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
+        delay: Duration,
+    },
+    /// The observed latency at `quantile` (0.95 for p95), at least `min`.
+    Percentile {
+        /// Which percentile, in `(0, 1]`.
+        quantile: f64,
+        /// Used until `min_samples` successes have been observed.
+        #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
+        initial: Duration,
+        /// The least delay, so a very fast backend is not hedged on every call.
+        #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration", default))]
+        min: Duration,
+        /// Successes to observe before trusting the percentile (at least 1).
+        #[cfg_attr(feature = "serde", serde(default = "hundred"))]
+        min_samples: u64,
+        /// Recompute the percentile every this many successes (at least 1).
+        #[cfg_attr(feature = "serde", serde(default = "hundred"))]
+        refresh_every: u64,
+    },
+}
+
+#[cfg(feature = "serde")]
+fn hundred() -> u64 {
+    100
+}
+
+impl HedgeDelay {
+    /// The observed p95, starting from `initial` until 100 samples are in.
+    #[must_use]
+    pub fn p95(initial: Duration) -> Self {
+        Self::Percentile {
+            quantile: 0.95,
+            initial,
+            min: Duration::ZERO,
+            min_samples: 100,
+            refresh_every: 100,
+        }
+    }
+}
+
+/// The hedging policy.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::{Hedge, HedgeDelay, Pipeline};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let hedge = Hedge::new(1, HedgeDelay::Fixed { delay: Duration::from_millis(50) }).unwrap();
+/// let pipeline = Pipeline::builder().policy(hedge).build().unwrap();
+/// // The primary (hedge 0) stalls; the hedge started after 50 ms answers.
+/// let winner = pipeline
+///     .execute(|ctx| async move {
+///         if ctx.hedge() == 0 {
+///             tokio::time::sleep(Duration::from_secs(10)).await;
+///         }
+///         Ok::<_, ()>(ctx.hedge())
+///     })
+///     .await;
+/// assert_eq!(winner, Ok(1));
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Hedge {
+    max_hedges: u32,
+    delay: HedgeDelay,
+    recorder: Arc<LatencyRecorder>,
+    cached_nanos: AtomicU64,
+    successes: AtomicU64,
+    hook: EventHook<Event>,
+}
+
+impl Hedge {
+    /// Up to `max_hedges` extra attempts, started `delay` apart.
+    ///
+    /// # Errors
+    /// `max_hedges` zero or above 16; a `quantile` outside `(0, 1]`; zero `min_samples` or
+    /// `refresh_every`.
+    pub fn new(max_hedges: u32, delay: HedgeDelay) -> Result<Self, ConfigError> {
+        Self::with_recorder(max_hedges, delay, Arc::new(LatencyRecorder::new()))
+    }
+
+    /// Like [`new`](Self::new), recording latency into `recorder` (to share or export it).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn with_recorder(
+        max_hedges: u32,
+        delay: HedgeDelay,
+        recorder: Arc<LatencyRecorder>,
+    ) -> Result<Self, ConfigError> {
+        ConfigError::require_nonzero("max_hedges", max_hedges)?;
+        if max_hedges > 16 {
+            return Err(ConfigError::new("max_hedges", "must be at most 16"));
+        }
+        if let HedgeDelay::Percentile { quantile, min_samples, refresh_every, .. } = delay {
+            if !(quantile > 0.0 && quantile <= 1.0) {
+                return Err(ConfigError::new(
+                    "quantile",
+                    format!("must be in (0, 1], got {quantile}"),
+                ));
+            }
+            ConfigError::require_nonzero("min_samples", min_samples)?;
+            ConfigError::require_nonzero("refresh_every", refresh_every)?;
+        }
+        Ok(Self {
+            max_hedges,
+            delay,
+            recorder,
+            cached_nanos: AtomicU64::new(u64::MAX),
+            successes: AtomicU64::new(0),
+            hook: EventHook::none(),
+        })
+    }
+
+    /// Reports [`Event::HedgeStarted`] and [`Event::HedgeWon`] to `hook`.
+    #[must_use]
+    pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
+        self.hook = hook;
+        self
+    }
+
+    /// The latency of successful attempts observed so far.
+    #[must_use]
+    pub fn recorder(&self) -> &Arc<LatencyRecorder> {
+        &self.recorder
+    }
+
+    /// The delay a call starting now would hedge after.
+    #[must_use]
+    pub fn current_delay(&self) -> Duration {
+        match self.delay {
+            HedgeDelay::Fixed { delay } => delay,
+            HedgeDelay::Percentile { initial, .. } => {
+                match self.cached_nanos.load(Ordering::Relaxed) {
+                    u64::MAX => initial,
+                    n => Duration::from_nanos(n),
+                }
+            }
+        }
+    }
+
+    fn record_success(&self, started: Instant, now: Instant) {
+        let HedgeDelay::Percentile { quantile, min, min_samples, refresh_every, .. } = self.delay
+        else {
+            return;
+        };
+        self.recorder.record(now.saturating_duration_since(started));
+        let n = self.successes.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= min_samples && (n - min_samples) % refresh_every == 0 {
+            let observed = self.recorder.merged().value_at_quantile(quantile);
+            let delay = observed.max(nanos(min)).min(u64::MAX - 1);
+            self.cached_nanos.store(delay, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Where hedged attempts live: boxed, because their number is only known at run time. Typed
+/// after the primary attempt, whose future type they share.
+type Slots<F> = Vec<(Option<Pin<Box<F>>>, Instant)>;
+
+fn hedge_slots<F>(_primary: &Pin<&mut Option<F>>) -> Slots<F> {
+    Vec::new()
+}
+
+impl Instrument for Hedge {
+    fn instrument(&mut self, hook: &EventHook<Event>) {
+        adopt(&mut self.hook, hook);
+    }
+}
+
+impl<Op: Operation, Tm: Timer> Policy<Op, Tm> for Hedge {
+    async fn run<'a, I: Stage<Op, Tm>>(
+        &'a self,
+        inner: &'a I,
+        op: &'a Op,
+        ctx: Context,
+    ) -> Outcome<Op> {
+        let delay = self.current_delay();
+        let start = Tm::now();
+        let mut primary = pin!(Some(inner.run(op, ctx)));
+        let mut hedges = hedge_slots(&primary);
+        let mut started = 0u32;
+        let mut live = 1u32;
+        let mut start_now = 0u32;
+        let mut next_at = start + delay;
+        let mut sleep = pin!(None::<Tm::Sleep>);
+        let mut last_error = None;
+        poll_fn(|cx| {
+            loop {
+                if let Some(call) = primary.as_mut().as_pin_mut() {
+                    if let Poll::Ready(outcome) = call.poll(cx) {
+                        primary.set(None);
+                        live -= 1;
+                        match outcome {
+                            Ok(v) => {
+                                self.record_success(start, Tm::now());
+                                return Poll::Ready(Ok(v));
+                            }
+                            Err(e) => {
+                                last_error = Some(e);
+                                start_now += 1;
+                            }
+                        }
+                    }
+                }
+                for (n, (slot, began)) in hedges.iter_mut().enumerate() {
+                    let Some(call) = slot.as_mut() else { continue };
+                    if let Poll::Ready(outcome) = call.as_mut().poll(cx) {
+                        *slot = None;
+                        live -= 1;
+                        match outcome {
+                            Ok(v) => {
+                                let hedge = n as u32 + 1;
+                                self.hook.emit(|| Event::HedgeWon { hedge });
+                                self.record_success(*began, Tm::now());
+                                return Poll::Ready(Ok(v));
+                            }
+                            Err(e) => {
+                                last_error = Some(e);
+                                start_now += 1;
+                            }
+                        }
+                    }
+                }
+                if started < self.max_hedges {
+                    let due = if start_now > 0 {
+                        start_now -= 1;
+                        true
+                    } else {
+                        if sleep.is_none() {
+                            sleep.set(Some(Tm::sleep_until(next_at)));
+                        }
+                        sleep.as_mut().as_pin_mut().is_some_and(|s| s.poll(cx).is_ready())
+                    };
+                    if due {
+                        started += 1;
+                        live += 1;
+                        let hedge = started;
+                        self.hook.emit(|| Event::HedgeStarted { hedge });
+                        let now = Tm::now();
+                        hedges.push((Some(Box::pin(inner.run(op, ctx.with_hedge(hedge)))), now));
+                        next_at = now + delay;
+                        sleep.set(None);
+                        continue;
+                    }
+                }
+                if live == 0 {
+                    if let Some(e) = last_error.take() {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                return Poll::Pending;
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,61 @@
+//! What a pipeline runs: an async function of the attempt's [`Context`], or a blocking one.
+
+use std::future::{Future, Ready};
+
+use crate::Context;
+
+/// One call of the guarded operation, made once per attempt (and once per hedge).
+///
+/// Any `Fn(Context) -> impl Future<Output = Result<T, E>>` is an operation; wrap a blocking
+/// function in [`SyncOperation`] (which [`Pipeline::call`](crate::Pipeline::call) does for
+/// you). Operations are `Send + Sync` and return `Send` futures, so a pipeline call can move
+/// between threads of a multi-threaded runtime and be boxed for tower.
+pub trait Operation: Send + Sync {
+    /// What a successful attempt returns.
+    type Output: Send;
+    /// What a failed attempt returns.
+    type Error: Send;
+    /// The future one attempt is.
+    type Future: Future<Output = Result<Self::Output, Self::Error>> + Send;
+
+    /// Starts one attempt.
+    fn call(&self, ctx: Context) -> Self::Future;
+}
+
+impl<F, Fut, T, E> Operation for F
+where
+    F: Fn(Context) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<T, E>> + Send,
+    T: Send,
+    E: Send,
+{
+    type Output = T;
+    type Error = E;
+    type Future = Fut;
+
+    #[inline]
+    fn call(&self, ctx: Context) -> Fut {
+        self(ctx)
+    }
+}
+
+/// A blocking function as an operation: each attempt runs it to completion when the
+/// pipeline starts the attempt (the pipeline builds attempts lazily, inside its own poll).
+#[derive(Debug, Clone, Copy)]
+pub struct SyncOperation<F>(pub F);
+
+impl<F, T, E> Operation for SyncOperation<F>
+where
+    F: Fn(Context) -> Result<T, E> + Send + Sync,
+    T: Send,
+    E: Send,
+{
+    type Output = T;
+    type Error = E;
+    type Future = Ready<Result<T, E>>;
+
+    #[inline]
+    fn call(&self, ctx: Context) -> Self::Future {
+        std::future::ready((self.0)(ctx))
+    }
+}

@@ -1,0 +1,272 @@
+//! Settings as data: serde types (feature `serde`) that a service loads from a TOML or JSON
+//! file and builds into policies, validated at build time.
+//!
+//! Durations are written as strings with a unit (`"250ms"`, `"2s"`, `"1.5s"`, `"5m"`,
+//! `"1h"`, `"800us"`, `"100ns"`) or as a bare integer of milliseconds.
+
+use std::time::Duration;
+
+use levee_core::ConfigError;
+
+use crate::stage::{Layered, Leaf};
+use crate::{Backoff, Hedge, HedgeDelay, Pipeline, Retry, RetryBudgetBuilder, Timeout};
+
+/// Settings of a [`Retry`].
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct RetrySettings {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The delay schedule.
+    pub backoff: Backoff,
+    /// A retry budget, if any.
+    pub budget: Option<RetryBudgetBuilder>,
+    /// Give up when a retry-after hint is longer than this.
+    #[cfg_attr(feature = "serde", serde(with = "opt_duration"))]
+    pub max_retry_after: Option<Duration>,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self { max_attempts: 3, backoff: Backoff::default(), budget: None, max_retry_after: None }
+    }
+}
+
+impl RetrySettings {
+    /// Builds the policy (retrying every error).
+    ///
+    /// # Errors
+    /// Any invalid setting, named.
+    pub fn build(&self) -> Result<Retry, ConfigError> {
+        let mut b = Retry::builder().max_attempts(self.max_attempts).backoff(self.backoff);
+        if let Some(budget) = self.budget {
+            b = b.budget(budget.build_shared()?);
+        }
+        if let Some(max) = self.max_retry_after {
+            b = b.max_retry_after(max);
+        }
+        b.build()
+    }
+}
+
+/// Settings of a [`Hedge`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct HedgeSettings {
+    /// Extra attempts at most.
+    pub max_hedges: u32,
+    /// When to start each.
+    pub delay: HedgeDelay,
+}
+
+impl HedgeSettings {
+    /// Builds the policy.
+    ///
+    /// # Errors
+    /// Any invalid setting, named.
+    pub fn build(&self) -> Result<Hedge, ConfigError> {
+        Hedge::new(self.max_hedges, self.delay)
+    }
+}
+
+/// A whole pipeline as data, in the standard order: overall timeout, retry, hedge,
+/// per-attempt timeout. Every part is optional.
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// use levee_policy::PipelineSettings;
+///
+/// let settings: PipelineSettings = toml::from_str(r#"
+///     timeout = "2s"
+///     attempt_timeout = "500ms"
+///     [retry]
+///     max_attempts = 3
+///     backoff = { kind = "exponential", base = "50ms", max = "1s", jitter = 0.2 }
+///     budget = { ratio = 0.1, min_per_sec = 5, window = "10s" }
+/// "#).unwrap();
+/// let pipeline = settings.build().unwrap();
+/// let out = pipeline.call(|_ctx| Ok::<_, ()>(1));
+/// assert_eq!(out, Ok(1));
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct PipelineSettings {
+    /// The overall deadline of a call, retries included.
+    #[cfg_attr(feature = "serde", serde(with = "opt_duration"))]
+    pub timeout: Option<Duration>,
+    /// Retries.
+    pub retry: Option<RetrySettings>,
+    /// Hedging.
+    pub hedge: Option<HedgeSettings>,
+    /// The deadline of each attempt.
+    #[cfg_attr(feature = "serde", serde(with = "opt_duration"))]
+    pub attempt_timeout: Option<Duration>,
+}
+
+/// The pipeline [`PipelineSettings`] builds.
+pub type StandardPipeline = Pipeline<
+    Layered<
+        Option<Timeout>,
+        Layered<Option<Retry>, Layered<Option<Hedge>, Layered<Option<Timeout>, Leaf>>>,
+    >,
+>;
+
+impl PipelineSettings {
+    /// Builds the pipeline.
+    ///
+    /// # Errors
+    /// The first invalid setting, named (`timeout`, `max_attempts`, `backoff.base`...).
+    pub fn build(&self) -> Result<StandardPipeline, ConfigError> {
+        let timeout = |d: Option<Duration>, name: &'static str| {
+            d.map(|d| Timeout::new(d).map_err(|e| ConfigError { setting: name, ..e })).transpose()
+        };
+        let stack = Layered {
+            policy: timeout(self.timeout, "timeout")?,
+            inner: Layered {
+                policy: self.retry.as_ref().map(RetrySettings::build).transpose()?,
+                inner: Layered {
+                    policy: self.hedge.as_ref().map(HedgeSettings::build).transpose()?,
+                    inner: Layered {
+                        policy: timeout(self.attempt_timeout, "attempt_timeout")?,
+                        inner: Leaf,
+                    },
+                },
+            },
+        };
+        Ok(Pipeline::from_stack(stack))
+    }
+}
+
+/// Parses a duration written with a unit: `"250ms"`, `"2s"`, `"1.5s"`, `"5m"`, `"1h"`,
+/// `"800us"`, `"100ns"`.
+///
+/// # Errors
+/// A message saying what is wrong, for a serde error or a [`ConfigError`].
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 =
+        number.parse().map_err(|_| format!("`{text}` is not a duration like \"250ms\""))?;
+    let scale = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        "" => return Err(format!("`{text}` needs a unit (ns, us, ms, s, m, h)")),
+        other => return Err(format!("unknown duration unit `{other}` in `{text}`")),
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("`{text}`: {e}"))
+}
+
+/// Formats a duration the way [`parse_duration`] reads it.
+#[must_use]
+pub fn format_duration(d: Duration) -> String {
+    let n = d.as_nanos();
+    if n == 0 {
+        "0s".into()
+    } else if n % 1_000_000_000 == 0 {
+        format!("{}s", n / 1_000_000_000)
+    } else if n % 1_000_000 == 0 {
+        format!("{}ms", n / 1_000_000)
+    } else if n % 1_000 == 0 {
+        format!("{}us", n / 1_000)
+    } else {
+        format!("{n}ns")
+    }
+}
+
+/// serde for a `Duration` field: `"250ms"` strings or integer milliseconds.
+#[cfg(feature = "serde")]
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Millis(u64),
+        Text(String),
+    }
+
+    /// Writes `"250ms"`.
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+
+    /// Reads `"250ms"` or `250`.
+    ///
+    /// # Errors
+    /// A malformed duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Millis(ms) => Ok(Duration::from_millis(ms)),
+            Repr::Text(t) => super::parse_duration(&t).map_err(de::Error::custom),
+        }
+    }
+}
+
+/// serde for an `Option<Duration>` field.
+#[cfg(feature = "serde")]
+pub(crate) mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(with = "super::duration")] Duration);
+
+    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_format() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("800us"), Ok(Duration::from_micros(800)));
+        assert!(parse_duration("12").is_err());
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("-1s").is_err());
+        for d in [Duration::from_millis(250), Duration::from_secs(3), Duration::from_nanos(7)] {
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        let s = PipelineSettings { attempt_timeout: Some(Duration::ZERO), ..Default::default() };
+        assert_eq!(s.build().unwrap_err().setting, "attempt_timeout");
+        let s = PipelineSettings {
+            retry: Some(RetrySettings { max_attempts: 0, ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(s.build().unwrap_err().setting, "max_attempts");
+    }
+}

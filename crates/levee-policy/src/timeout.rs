@@ -1,0 +1,109 @@
+//! Timeout: per attempt or overall, depending on where it sits in the pipeline.
+//!
+//! A timeout outside [`Retry`](crate::Retry) bounds the whole call (every attempt and every
+//! backoff delay); one inside bounds each attempt. Either way it tightens the
+//! [`Context`]'s deadline, so the operation sees it and can pass it on, and so a retry never
+//! starts an attempt that the overall deadline would cut short.
+//!
+//! The happy path touches no timer: the operation is polled first, and only if it is not
+//! ready does the timeout register a sleep. A timeout whose deadline is not tighter than
+//! one already in force registers nothing at all; the enclosing one fires.
+
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use levee_core::{ConfigError, EventHook};
+
+use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
+use crate::{Context, Error, Event, Operation, Timer};
+
+/// Fails a call with [`Error::Timeout`] when it runs longer than a fixed duration.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::{Error, Pipeline, Timeout};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let pipeline = Pipeline::builder()
+///     .policy(Timeout::new(Duration::from_millis(100)).unwrap())
+///     .build()
+///     .unwrap();
+/// let slow = pipeline
+///     .execute(|_ctx| async {
+///         tokio::time::sleep(Duration::from_secs(1)).await;
+///         Ok::<_, ()>(())
+///     })
+///     .await;
+/// assert_eq!(slow, Err(Error::Timeout { timeout: Duration::from_millis(100) }));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Timeout {
+    timeout: Duration,
+    hook: EventHook<Event>,
+}
+
+impl Timeout {
+    /// A timeout of `timeout`.
+    ///
+    /// # Errors
+    /// When `timeout` is zero (setting `timeout`).
+    pub fn new(timeout: Duration) -> Result<Self, ConfigError> {
+        ConfigError::require_positive("timeout", timeout)?;
+        Ok(Self { timeout, hook: EventHook::none() })
+    }
+
+    /// Reports [`Event::TimedOut`] to `hook`.
+    #[must_use]
+    pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
+        self.hook = hook;
+        self
+    }
+
+    /// The configured duration.
+    #[must_use]
+    pub fn duration(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl Instrument for Timeout {
+    fn instrument(&mut self, hook: &EventHook<Event>) {
+        adopt(&mut self.hook, hook);
+    }
+}
+
+impl<Op: Operation, Tm: Timer> Policy<Op, Tm> for Timeout {
+    async fn run<'a, I: Stage<Op, Tm>>(
+        &'a self,
+        inner: &'a I,
+        op: &'a Op,
+        ctx: Context,
+    ) -> Outcome<Op> {
+        let own = Tm::now() + self.timeout;
+        if ctx.deadline().is_some_and(|d| d <= own) {
+            // An enclosing deadline is at least as tight: it fires, not this one.
+            return inner.run(op, ctx).await;
+        }
+        let mut call = pin!(inner.run(op, ctx.with_deadline(own)));
+        let mut sleep = pin!(None::<Tm::Sleep>);
+        poll_fn(|cx| {
+            if let Poll::Ready(outcome) = call.as_mut().poll(cx) {
+                return Poll::Ready(outcome);
+            }
+            if sleep.is_none() {
+                sleep.set(Some(Tm::sleep_until(own)));
+            }
+            match sleep.as_mut().as_pin_mut().map(|s| s.poll(cx)) {
+                Some(Poll::Ready(())) => {
+                    self.hook.emit(|| Event::TimedOut { timeout: self.timeout });
+                    Poll::Ready(Err(Error::Timeout { timeout: self.timeout }))
+                }
+                _ => Poll::Pending,
+            }
+        })
+        .await
+    }
+}
