@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests (included with `mod common;`).
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::new_without_default)]
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
