@@ -47,6 +47,8 @@ pub mod settings;
 mod stage;
 mod timeout;
 mod timer;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use context::Context;
 pub use error::{Error, ErrorKind, RetryAfter};

@@ -1,0 +1,238 @@
+//! tower integration (feature `tower`): every policy, and a whole pipeline, as a `Layer`.
+//!
+//! [`PipelineLayer`] wraps a service in a [`Pipeline`]; [`PipelineService`] is `Clone` and
+//! its clones share the pipeline (one breaker, one limiter, one retry budget for all of
+//! them). Each attempt clones the inner service and the request (as tower's own `Retry`
+//! does), waits for the clone to be ready, and calls it. The service's future is boxed
+//! (tower needs a nameable future; a pipeline call is not), which costs one allocation per
+//! request; [`Pipeline::execute`] itself allocates nothing.
+//!
+//! ```
+//! use std::time::Duration;
+//! use levee_policy::{Backoff, Error, Pipeline, Retry, tower::PipelineLayer};
+//! use tower_layer::Layer;
+//! use tower_service::Service;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let pipeline = Pipeline::builder()
+//!     .timeout(Duration::from_secs(1))
+//!     .retry(Retry::builder().max_attempts(2).backoff(Backoff::Immediate).build().unwrap())
+//!     .build()
+//!     .unwrap();
+//! #[derive(Clone)]
+//! struct Echo;
+//! impl Service<u32> for Echo {
+//!     type Response = u32;
+//!     type Error = std::io::Error;
+//!     type Future = std::future::Ready<Result<u32, std::io::Error>>;
+//!     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+//!         std::task::Poll::Ready(Ok(()))
+//!     }
+//!     fn call(&mut self, req: u32) -> Self::Future {
+//!         std::future::ready(Ok(req * 2))
+//!     }
+//! }
+//! let mut svc = PipelineLayer::new(pipeline).layer(Echo);
+//! let out: Result<u32, Error<std::io::Error>> = svc.call(21).await;
+//! assert_eq!(out.unwrap(), 42);
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use levee_core::sync::Mutex;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::stage::{Layered, Leaf, Stage};
+use crate::{Context, Error, Operation, Pipeline, TokioTimer};
+
+/// A boxed, `Send` future, as tower services return.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Wraps services in a shared [`Pipeline`].
+pub struct PipelineLayer<S> {
+    pipeline: Arc<Pipeline<S>>,
+}
+
+impl<S> Clone for PipelineLayer<S> {
+    fn clone(&self) -> Self {
+        Self { pipeline: self.pipeline.clone() }
+    }
+}
+
+impl<S> fmt::Debug for PipelineLayer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S> PipelineLayer<S> {
+    /// A layer running requests through `pipeline`.
+    #[must_use]
+    pub fn new(pipeline: Pipeline<S>) -> Self {
+        Self { pipeline: Arc::new(pipeline) }
+    }
+
+    /// A layer sharing an existing pipeline (with other layers or direct callers).
+    #[must_use]
+    pub fn shared(pipeline: Arc<Pipeline<S>>) -> Self {
+        Self { pipeline }
+    }
+}
+
+/// A layer of one policy: `policy_layer(retry)`, `policy_layer(timeout)`...
+#[must_use]
+pub fn policy_layer<P>(policy: P) -> PipelineLayer<Layered<P, Leaf>> {
+    PipelineLayer::new(Pipeline::from_stack(Layered { policy, inner: Leaf }))
+}
+
+impl<S, Svc> Layer<Svc> for PipelineLayer<S> {
+    type Service = PipelineService<S, Svc>;
+
+    fn layer(&self, inner: Svc) -> Self::Service {
+        PipelineService { pipeline: self.pipeline.clone(), inner }
+    }
+}
+
+/// A service behind a [`Pipeline`]; clones share the pipeline's state.
+pub struct PipelineService<S, Svc> {
+    pipeline: Arc<Pipeline<S>>,
+    inner: Svc,
+}
+
+impl<S, Svc: Clone> Clone for PipelineService<S, Svc> {
+    fn clone(&self) -> Self {
+        Self { pipeline: self.pipeline.clone(), inner: self.inner.clone() }
+    }
+}
+
+impl<S, Svc: fmt::Debug> fmt::Debug for PipelineService<S, Svc> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineService").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<S, Svc> PipelineService<S, Svc> {
+    /// The shared pipeline.
+    #[must_use]
+    pub fn pipeline(&self) -> &Arc<Pipeline<S>> {
+        &self.pipeline
+    }
+
+    /// The wrapped service.
+    #[must_use]
+    pub fn get_ref(&self) -> &Svc {
+        &self.inner
+    }
+}
+
+impl<S, Svc, Req> Service<Req> for PipelineService<S, Svc>
+where
+    S: Stage<ServiceCall<Svc, Req>, TokioTimer> + 'static,
+    Svc: Service<Req> + Clone + Send + 'static,
+    Svc::Future: Send,
+    Svc::Response: Send,
+    Svc::Error: Send,
+    Req: Clone + Send + 'static,
+{
+    type Response = Svc::Response;
+    type Error = Error<Svc::Error>;
+    type Future = BoxFuture<Result<Svc::Response, Error<Svc::Error>>>;
+
+    /// Always ready: each attempt waits for its own clone of the inner service, inside the
+    /// policies (so a limiter or timeout also bounds that wait).
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let pipeline = self.pipeline.clone();
+        let op = ServiceCall { parts: Mutex::new((self.inner.clone(), req)) };
+        Box::pin(async move { pipeline.execute_operation(op).await })
+    }
+}
+
+/// One request to a tower service as an [`Operation`]: each attempt clones the service and
+/// the request, waits until the clone is ready, then calls it.
+pub struct ServiceCall<Svc, Req> {
+    // A lock, so the operation is `Sync` even when the service or request is not; held only
+    // to clone them at the start of an attempt.
+    parts: Mutex<(Svc, Req)>,
+}
+
+impl<Svc, Req> fmt::Debug for ServiceCall<Svc, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceCall").finish_non_exhaustive()
+    }
+}
+
+impl<Svc, Req> Operation for ServiceCall<Svc, Req>
+where
+    Svc: Service<Req> + Clone + Send,
+    Svc::Future: Send,
+    Svc::Response: Send,
+    Svc::Error: Send,
+    Req: Clone + Send,
+{
+    type Output = Svc::Response;
+    type Error = Svc::Error;
+    type Future = ReadyThenCall<Svc, Req>;
+
+    fn call(&self, _ctx: Context) -> Self::Future {
+        let parts = self.parts.lock();
+        ReadyThenCall { state: State::Waiting { svc: parts.0.clone(), req: Some(parts.1.clone()) } }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Waits for a service to be ready, then calls it.
+    pub struct ReadyThenCall<Svc: Service<Req>, Req> {
+        #[pin]
+        state: State<Svc, Req>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<Svc: Service<Req>, Req> {
+        Waiting { svc: Svc, req: Option<Req> },
+        Calling { #[pin] call: Svc::Future },
+    }
+}
+
+impl<Svc: Service<Req>, Req> fmt::Debug for ReadyThenCall<Svc, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadyThenCall").finish_non_exhaustive()
+    }
+}
+
+impl<Svc: Service<Req>, Req> Future for ReadyThenCall<Svc, Req> {
+    type Output = Result<Svc::Response, Svc::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Waiting { svc, req } => {
+                    if let Err(e) = std::task::ready!(svc.poll_ready(cx)) {
+                        return Poll::Ready(Err(e));
+                    }
+                    match req.take() {
+                        Some(req) => {
+                            let call = svc.call(req);
+                            state.set(State::Calling { call });
+                        }
+                        // Only reachable if polled again after an error was returned.
+                        None => return Poll::Pending,
+                    }
+                }
+                StateProj::Calling { call } => return call.poll(cx),
+            }
+        }
+    }
+}
