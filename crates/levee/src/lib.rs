@@ -1,0 +1,100 @@
+//! levee keeps services up under load and faults: rate limiters, bulkheads, circuit breakers,
+//! retry, timeouts, hedging and fallbacks that compose into one pipeline, plus timing wheels,
+//! all on an injected clock, cheap on the hot path, and observable.
+//!
+//! This crate re-exports every levee crate behind a feature of the same name, all on by
+//! default: [`policy`] (`policy`), [`timer`] (`timer`). The `tower` and `serde` features
+//! switch on the tower layers and serde settings of the crates that have them. [`core`] is
+//! always there; [`prelude`] brings the everyday names into scope.
+//!
+//! # Guarding an HTTP call
+//!
+//! A pipeline around a (fake) async HTTP client: an overall deadline that the client sees,
+//! retries with backoff that a retry budget keeps in check, a per-attempt timeout, and a
+//! cached answer when everything else fails.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::time::Duration;
+//! use levee::prelude::*;
+//!
+//! /// A stand-in for reqwest or hyper: fails the first two calls with a 503.
+//! struct HttpClient {
+//!     calls: AtomicU32,
+//! }
+//!
+//! #[derive(Debug, PartialEq)]
+//! enum HttpError {
+//!     Status(u16),
+//! }
+//!
+//! impl HttpClient {
+//!     async fn get(&self, url: &str, timeout: Option<Duration>) -> Result<String, HttpError> {
+//!         assert!(timeout.is_some(), "the deadline is passed down");
+//!         tokio::time::sleep(Duration::from_millis(20)).await; // the network
+//!         match self.calls.fetch_add(1, Ordering::Relaxed) {
+//!             0 | 1 => Err(HttpError::Status(503)),
+//!             _ => Ok(format!("200 OK from {url}")),
+//!         }
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), ConfigError> {
+//! let client = Arc::new(HttpClient { calls: AtomicU32::new(0) });
+//! let budget = RetryBudget::builder().ratio(0.2).min_per_sec(10).build_shared()?;
+//! let pipeline = Pipeline::builder()
+//!     .fallback(Fallback::value("cached page".to_string()).on_kinds([ErrorKind::Timeout]))
+//!     .timeout(Duration::from_secs(2))
+//!     .retry(
+//!         Retry::builder()
+//!             .max_attempts(4)
+//!             .backoff(Backoff::exponential(Duration::from_millis(50), Duration::from_secs(1)).with_jitter(0.2))
+//!             .budget(budget)
+//!             .retry_on_error(|e: &PolicyError<HttpError>| !matches!(e, PolicyError::Operation(HttpError::Status(404))))
+//!             .build()?,
+//!     )
+//!     .timeout(Duration::from_millis(300))
+//!     .build()?;
+//!
+//! let page = pipeline
+//!     .execute(|ctx| {
+//!         let client = client.clone();
+//!         async move { client.get("https://shop.example/products/17", ctx.remaining()).await }
+//!     })
+//!     .await;
+//! assert_eq!(page.unwrap(), "200 OK from https://shop.example/products/17");
+//! assert_eq!(client.calls.load(Ordering::Relaxed), 3, "two retries");
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+/// The shared foundation: clocks, the sync shim, event hooks, the latency recorder.
+pub use levee_core as core;
+
+/// Retry, timeout, fallback, hedging and the resilience pipeline.
+#[cfg(feature = "policy")]
+pub use levee_policy as policy;
+
+/// Hierarchical timing wheels.
+#[cfg(feature = "timer")]
+pub use levee_timer as timer;
+
+/// The everyday names, for `use levee::prelude::*`.
+pub mod prelude {
+    pub use levee_core::{
+        Clock, ConfigError, EventHook, FastClock, LatencyRecorder, Listener, ManualClock,
+        SystemClock,
+    };
+
+    #[cfg(feature = "policy")]
+    pub use levee_policy::{
+        Backoff, Context, Error as PolicyError, ErrorKind, Event as PolicyEvent, Fallback, Hedge,
+        HedgeDelay, Pipeline, PipelineSettings, Retry, RetryAfter, RetryBudget, Timeout,
+    };
+
+    #[cfg(feature = "timer")]
+    pub use levee_timer::{TimerKey, TimingWheel};
+}
