@@ -12,7 +12,7 @@ use std::time::Duration;
 /// use std::time::Duration;
 /// use levee_policy::{Error, ErrorKind, RetryAfter};
 ///
-/// let err: Error<std::io::Error> = Error::CircuitOpen { retry_after: Duration::from_secs(3) };
+/// let err: Error<std::io::Error> = Error::CircuitOpen { retry_after: Some(Duration::from_secs(3)) };
 /// assert_eq!(err.kind(), ErrorKind::CircuitOpen);
 /// assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
 /// assert_eq!(err.to_string(), "circuit open, retry after 3s");
@@ -28,11 +28,12 @@ pub enum Error<E> {
         /// The timeout that expired.
         timeout: Duration,
     },
-    /// A circuit breaker refused the call; it may let a trial through after `retry_after`.
-    #[error("circuit open, retry after {retry_after:?}")]
+    /// A circuit breaker refused the call; it may let a trial through after `retry_after`
+    /// (unknown when the circuit is forced open or its half-open trials are all taken).
+    #[error("circuit open{}", match retry_after { Some(d) => format!(", retry after {d:?}"), None => String::new() })]
     CircuitOpen {
-        /// How long until the breaker may admit a call.
-        retry_after: Duration,
+        /// How long until the breaker may admit a call, when known.
+        retry_after: Option<Duration>,
     },
     /// A rate limiter refused the call; it admits one again after `retry_after`.
     #[error("rate limited, retry after {retry_after:?}")]
@@ -151,9 +152,8 @@ impl<E> RetryAfter for Error<E> {
     /// hints inside the operation's error).
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::CircuitOpen { retry_after } | Self::RateLimited { retry_after } => {
-                Some(*retry_after)
-            }
+            Self::CircuitOpen { retry_after } => *retry_after,
+            Self::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

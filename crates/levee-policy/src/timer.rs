@@ -19,6 +19,10 @@ pub trait Timer: Copy + Send + Sync + 'static {
     /// The future a sleep is.
     type Sleep: Future<Output = ()> + Send;
 
+    /// True when calls run on a parked thread rather than an async runtime: policies then
+    /// avoid waits that need a runtime (a bulkhead queue refuses instead of queueing).
+    const BLOCKING: bool = false;
+
     /// The current instant on this timer's clock.
     fn now() -> Instant;
 
@@ -81,6 +85,7 @@ impl Future for BlockingSleep {
 
 impl Timer for BlockingTimer {
     type Sleep = BlockingSleep;
+    const BLOCKING: bool = true;
 
     #[inline]
     fn now() -> Instant {

@@ -217,7 +217,7 @@ async fn refusal_hints_are_waited_out_and_too_long_hints_end_retries() {
             async { Ok::<_, ()>(()) }
         })
         .await;
-    assert_eq!(out, Err(Error::CircuitOpen { retry_after: Duration::from_secs(9) }));
+    assert_eq!(out, Err(Error::CircuitOpen { retry_after: Some(Duration::from_secs(9)) }));
     assert_eq!(attempts.count(), 0, "refused before the operation ran");
     let all = events.all();
     assert!(
@@ -259,7 +259,7 @@ mod common_refuser {
         ) -> Outcome<Op> {
             let hint = self.0.lock().unwrap().pop();
             match hint {
-                Some(retry_after) => Err(Error::CircuitOpen { retry_after }),
+                Some(retry_after) => Err(Error::CircuitOpen { retry_after: Some(retry_after) }),
                 None => inner.run(op, ctx).await,
             }
         }
