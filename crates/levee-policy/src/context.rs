@@ -41,6 +41,7 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     /// A context with no deadline, for attempt zero, reading time from `now`.
+    #[inline]
     #[must_use]
     pub fn new(now: fn() -> Instant) -> Self {
         Self { deadline: None, attempt: 0, hedge: 0, now }
@@ -92,17 +93,20 @@ impl Context {
     }
 
     /// The same context with its deadline tightened to `deadline` (never loosened).
+    #[inline]
     #[must_use]
     pub fn with_deadline(mut self, deadline: Instant) -> Self {
         self.deadline = Some(self.deadline.map_or(deadline, |d| d.min(deadline)));
         self
     }
 
+    #[inline]
     pub(crate) fn with_attempt(mut self, attempt: u32) -> Self {
         self.attempt = attempt;
         self
     }
 
+    #[inline]
     pub(crate) fn with_hedge(mut self, hedge: u32) -> Self {
         self.hedge = hedge;
         self
