@@ -261,6 +261,55 @@ impl<P> Retry<P> {
     }
 }
 
+impl<P> Retry<P> {
+    /// Decides whether retry number `attempt` happens, and when: `None` to give up (and
+    /// return `outcome`). Kept out of line: the happy path never gets here.
+    #[cold]
+    #[inline(never)]
+    fn next_delay<Tm: Timer, T, E>(
+        &self,
+        attempt: u32,
+        previous: Duration,
+        outcome: &Result<T, Error<E>>,
+        ctx: &Context,
+    ) -> Option<(Duration, std::time::Instant)>
+    where
+        P: RetryOn<T, E>,
+    {
+        if attempt >= self.max_attempts {
+            self.hook.emit(|| Event::RetriesExhausted { attempts: attempt });
+            return None;
+        }
+        let mut delay = self.backoff.delay(attempt, previous);
+        if let Err(error) = outcome {
+            if let Some(hint) = self.predicate.retry_after(error) {
+                if self.max_retry_after.is_some_and(|max| hint > max) {
+                    self.hook.emit(|| Event::RetryAbandoned { attempts: attempt, wait: hint });
+                    return None;
+                }
+                delay = delay.max(hint);
+            }
+        }
+        let start_at = Tm::now() + delay;
+        if ctx.deadline().is_some_and(|deadline| start_at >= deadline) {
+            self.hook.emit(|| Event::RetryAbandoned { attempts: attempt, wait: delay });
+            return None;
+        }
+        if let Some(budget) = &self.budget {
+            if !budget.try_withdraw() {
+                self.hook.emit(|| Event::RetryBudgetExhausted { attempts: attempt });
+                return None;
+            }
+        }
+        self.hook.emit(|| Event::Retry {
+            attempt,
+            delay,
+            cause: outcome.as_ref().err().map(Error::kind),
+        });
+        Some((delay, start_at))
+    }
+}
+
 impl<P> Instrument for Retry<P> {
     fn instrument(&mut self, hook: &EventHook<Event>) {
         adopt(&mut self.hook, hook);
@@ -290,36 +339,11 @@ where
                 return outcome;
             }
             attempt += 1;
-            if attempt >= self.max_attempts {
-                self.hook.emit(|| Event::RetriesExhausted { attempts: attempt });
+            let Some((delay, start_at)) =
+                self.next_delay::<Tm, _, _>(attempt, previous, &outcome, &ctx)
+            else {
                 return outcome;
-            }
-            let mut delay = self.backoff.delay(attempt, previous);
-            if let Err(error) = &outcome {
-                if let Some(hint) = self.predicate.retry_after(error) {
-                    if self.max_retry_after.is_some_and(|max| hint > max) {
-                        self.hook.emit(|| Event::RetryAbandoned { attempts: attempt, wait: hint });
-                        return outcome;
-                    }
-                    delay = delay.max(hint);
-                }
-            }
-            let start_at = Tm::now() + delay;
-            if ctx.deadline().is_some_and(|deadline| start_at >= deadline) {
-                self.hook.emit(|| Event::RetryAbandoned { attempts: attempt, wait: delay });
-                return outcome;
-            }
-            if let Some(budget) = &self.budget {
-                if !budget.try_withdraw() {
-                    self.hook.emit(|| Event::RetryBudgetExhausted { attempts: attempt });
-                    return outcome;
-                }
-            }
-            self.hook.emit(|| Event::Retry {
-                attempt,
-                delay,
-                cause: outcome.as_ref().err().map(Error::kind),
-            });
+            };
             drop(outcome);
             if !delay.is_zero() {
                 Tm::sleep_until(start_at).await;
