@@ -61,8 +61,8 @@ pub enum Event {
     },
     /// A circuit breaker refused a call.
     CircuitRejected {
-        /// How long until it may admit again.
-        retry_after: Duration,
+        /// How long until it may admit again, when known.
+        retry_after: Option<Duration>,
     },
     /// A rate limiter refused a call.
     RateLimited {

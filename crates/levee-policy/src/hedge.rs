@@ -26,7 +26,7 @@ use crate::{Context, Event, Operation, Timer};
 /// When to start a hedge.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields))]
+#[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "snake_case", deny_unknown_fields))]
 pub enum HedgeDelay {
     /// A fixed delay after the previous attempt started (zero: all at once).
     Fixed {

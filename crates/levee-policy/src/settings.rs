@@ -83,7 +83,7 @@ impl HedgeSettings {
 ///     attempt_timeout = "500ms"
 ///     [retry]
 ///     max_attempts = 3
-///     backoff = { kind = "exponential", base = "50ms", max = "1s", jitter = 0.2 }
+///     backoff = { type = "exponential", base = "50ms", max = "1s", jitter = 0.2 }
 ///     budget = { ratio = 0.1, min_per_sec = 5, window = "10s" }
 /// "#).unwrap();
 /// let pipeline = settings.build().unwrap();

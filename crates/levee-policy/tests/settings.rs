@@ -13,12 +13,12 @@ attempt_timeout = 500
 [retry]
 max_attempts = 4
 max_retry_after = "3s"
-backoff = { kind = "decorrelated_jitter", base = "20ms", max = "1s" }
+backoff = { type = "decorrelated_jitter", base = "20ms", max = "1s" }
 budget = { ratio = 0.1, min_per_sec = 5, window = "30s" }
 
 [hedge]
 max_hedges = 1
-delay = { kind = "percentile", quantile = 0.95, initial = "150ms" }
+delay = { type = "percentile", quantile = 0.95, initial = "150ms" }
 "#;
 
 #[test]
@@ -77,7 +77,7 @@ fn bad_files_fail_with_the_setting_named() {
     let parsed: PipelineSettings = toml::from_str(
         r#"
         [retry]
-        backoff = { kind = "exponential", base = "1s", max = "10ms" }
+        backoff = { type = "exponential", base = "1s", max = "10ms" }
         "#,
     )
     .unwrap();
@@ -85,7 +85,7 @@ fn bad_files_fail_with_the_setting_named() {
     let parsed: PipelineSettings = toml::from_str("[retry]\nbudget = { ratio = -1.0 }").unwrap();
     assert_eq!(parsed.build().unwrap_err().setting, "ratio");
     let parsed: PipelineSettings =
-        toml::from_str("[hedge]\nmax_hedges = 0\ndelay = { kind = \"fixed\", delay = \"1ms\" }")
+        toml::from_str("[hedge]\nmax_hedges = 0\ndelay = { type = \"fixed\", delay = \"1ms\" }")
             .unwrap();
     assert_eq!(parsed.build().unwrap_err().setting, "max_hedges");
 }

@@ -1,0 +1,148 @@
+//! levee-breaker's circuit breaker as a pipeline policy.
+//!
+//! The call takes a permit (refused with [`Error::CircuitOpen`] and the breaker's
+//! retry-after while the circuit is open), runs the rest of the pipeline, and reports the
+//! outcome as the classifier sees it. A permit dropped without a report (the call was
+//! cancelled) is released by the breaker, so a half-open trial is never leaked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use levee_breaker::{CircuitBreaker, Open, Outcome as BreakerOutcome};
+use levee_core::{Clock, EventHook, FastClock};
+
+use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
+use crate::{Context, Error, Event, Operation, RetryAfter, Timer};
+
+/// Decides what a call's result says about the backend.
+pub trait ClassifyOutcome<T, E>: Send + Sync {
+    /// Success, failure, or neither (not the backend's doing).
+    fn classify(&self, outcome: &Result<T, Error<E>>) -> BreakerOutcome;
+}
+
+/// Successes count as successes; the operation's errors and timeouts as failures; refusals of
+/// policies inside the breaker (a rate limit, a full bulkhead) are ignored, since the
+/// backend never saw the call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BackendFailures;
+
+impl<T, E> ClassifyOutcome<T, E> for BackendFailures {
+    #[inline]
+    fn classify(&self, outcome: &Result<T, Error<E>>) -> BreakerOutcome {
+        match outcome {
+            Ok(_) => BreakerOutcome::Success,
+            Err(Error::Operation(_) | Error::Timeout { .. }) => BreakerOutcome::Failure,
+            Err(_) => BreakerOutcome::Ignored,
+        }
+    }
+}
+
+/// A classifier closure (see [`Breaker::classify`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ClassifyWith<F>(pub F);
+
+impl<T, E, F> ClassifyOutcome<T, E> for ClassifyWith<F>
+where
+    F: Fn(&Result<T, Error<E>>) -> BreakerOutcome + Send + Sync,
+{
+    #[inline]
+    fn classify(&self, outcome: &Result<T, Error<E>>) -> BreakerOutcome {
+        (self.0)(outcome)
+    }
+}
+
+/// A [`CircuitBreaker`] as a policy.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use levee_breaker::CircuitBreaker;
+/// use levee_policy::{Error, Pipeline};
+///
+/// let breaker = Arc::new(CircuitBreaker::builder().build().unwrap());
+/// let pipeline = Pipeline::builder().breaker(breaker.clone()).build().unwrap();
+/// assert_eq!(pipeline.call(|_| Ok::<_, ()>(1)), Ok(1));
+/// breaker.force_open();
+/// assert!(matches!(pipeline.call(|_| Ok::<_, ()>(1)), Err(Error::CircuitOpen { .. })));
+/// ```
+#[derive(Debug)]
+pub struct Breaker<C: Clock = FastClock, K = BackendFailures> {
+    breaker: Arc<CircuitBreaker<C>>,
+    classify: K,
+    hook: EventHook<Event>,
+}
+
+impl<C: Clock, K: Clone> Clone for Breaker<C, K> {
+    fn clone(&self) -> Self {
+        Self { breaker: self.breaker.clone(), classify: self.classify.clone(), hook: self.hook.clone() }
+    }
+}
+
+impl<C: Clock> Breaker<C> {
+    /// Guards calls with `breaker`, classifying with [`BackendFailures`].
+    #[must_use]
+    pub fn new(breaker: Arc<CircuitBreaker<C>>) -> Self {
+        Self { breaker, classify: BackendFailures, hook: EventHook::none() }
+    }
+}
+
+impl<C: Clock, K> Breaker<C, K> {
+    /// Classifies outcomes with `f` instead (a 404 is not a backend failure, say).
+    #[must_use]
+    pub fn classify<F>(self, f: F) -> Breaker<C, ClassifyWith<F>> {
+        Breaker { breaker: self.breaker, classify: ClassifyWith(f), hook: self.hook }
+    }
+
+    /// Reports refusals to `hook` (the breaker's own transitions go to its own listeners).
+    #[must_use]
+    pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
+        self.hook = hook;
+        self
+    }
+
+    /// The shared breaker.
+    #[must_use]
+    pub fn breaker(&self) -> &Arc<CircuitBreaker<C>> {
+        &self.breaker
+    }
+}
+
+impl<C: Clock, K> Instrument for Breaker<C, K> {
+    fn instrument(&mut self, hook: &EventHook<Event>) {
+        adopt(&mut self.hook, hook);
+    }
+}
+
+impl<Op, Tm, C, K> Policy<Op, Tm> for Breaker<C, K>
+where
+    Op: Operation,
+    Tm: Timer,
+    C: Clock,
+    K: ClassifyOutcome<Op::Output, Op::Error>,
+{
+    async fn run<'a, I: Stage<Op, Tm>>(
+        &'a self,
+        inner: &'a I,
+        op: &'a Op,
+        ctx: Context,
+    ) -> Outcome<Op> {
+        let permit = match self.breaker.try_acquire() {
+            Ok(permit) => permit,
+            Err(open) => {
+                let retry_after = open.retry_after();
+                self.hook.emit(|| Event::CircuitRejected { retry_after });
+                return Err(Error::CircuitOpen { retry_after });
+            }
+        };
+        let outcome = inner.run(op, ctx).await;
+        permit.record_outcome(self.classify.classify(&outcome));
+        outcome
+    }
+}
+
+/// An open circuit's refusal carries its hint for [`Retry`](crate::Retry).
+impl RetryAfter for Open {
+    fn retry_after(&self) -> Option<Duration> {
+        Open::retry_after(self)
+    }
+}
