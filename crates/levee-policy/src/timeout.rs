@@ -9,8 +9,7 @@
 //! ready does the timeout register a sleep. A timeout whose deadline is not tighter than
 //! one already in force registers nothing at all; the enclosing one fires.
 
-use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::future::Future;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -87,23 +86,52 @@ impl<Op: Operation, Tm: Timer> Policy<Op, Tm> for Timeout {
             // An enclosing deadline is at least as tight: it fires, not this one.
             return inner.run(op, ctx).await;
         }
-        let mut call = pin!(inner.run(op, ctx.with_deadline(own)));
-        let mut sleep = pin!(None::<Tm::Sleep>);
-        poll_fn(|cx| {
-            if let Poll::Ready(outcome) = call.as_mut().poll(cx) {
-                return Poll::Ready(outcome);
-            }
-            if sleep.is_none() {
-                sleep.set(Some(Tm::sleep_until(own)));
-            }
-            match sleep.as_mut().as_pin_mut().map(|s| s.poll(cx)) {
-                Some(Poll::Ready(())) => {
-                    self.hook.emit(|| Event::TimedOut { timeout: self.timeout });
-                    Poll::Ready(Err(Error::Timeout { timeout: self.timeout }))
-                }
-                _ => Poll::Pending,
-            }
-        })
+        TimeoutFuture::<_, Tm> {
+            call: inner.run(op, ctx.with_deadline(own)),
+            sleep: None,
+            deadline: own,
+            policy: self,
+        }
         .await
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The rest of the pipeline racing this timeout's sleep, which is only made (and only
+    /// registered with the timer) once the call is found pending.
+    struct TimeoutFuture<'a, F, Tm: Timer> {
+        #[pin]
+        call: F,
+        #[pin]
+        sleep: Option<Tm::Sleep>,
+        deadline: std::time::Instant,
+        policy: &'a Timeout,
+    }
+}
+
+impl<T, E, F, Tm> Future for TimeoutFuture<'_, F, Tm>
+where
+    F: Future<Output = Result<T, Error<E>>>,
+    Tm: Timer,
+{
+    type Output = Result<T, Error<E>>;
+
+    #[inline]
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(outcome) = this.call.poll(cx) {
+            return Poll::Ready(outcome);
+        }
+        if this.sleep.is_none() {
+            this.sleep.set(Some(Tm::sleep_until(*this.deadline)));
+        }
+        match this.sleep.as_pin_mut().map(|s| s.poll(cx)) {
+            Some(Poll::Ready(())) => {
+                let timeout = this.policy.timeout;
+                this.policy.hook.emit(|| Event::TimedOut { timeout });
+                Poll::Ready(Err(Error::Timeout { timeout }))
+            }
+            _ => Poll::Pending,
+        }
     }
 }
