@@ -23,7 +23,7 @@
 //!
 //! ## Zero capacity
 //!
-//! A capacity of zero is a [`ConfigError`](levee_core::ConfigError) naming `capacity`: there
+//! A capacity of zero is a [`ConfigError`] naming `capacity`: there
 //! is no rendezvous mode.
 //!
 //! ```

@@ -13,7 +13,7 @@ pub struct ChannelStats {
     /// Messages handed to receivers.
     pub received: u64,
     /// Messages evicted by [`OverflowPolicy::DropOldest`](super::OverflowPolicy::DropOldest)
-    /// (or by [`Sender::force_send`](super::Sender::force_send)).
+    /// to make room.
     pub dropped: u64,
     /// Sends refused because the channel was full (the sender got the value back).
     pub rejected: u64,
