@@ -298,3 +298,13 @@ fn handles_report_counts_and_identity() {
     drop(rx2);
     assert_eq!(tx.receiver_count(), 1);
 }
+
+#[test]
+fn handles_and_futures_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<channel::Sender<String>>();
+    send_sync::<channel::Receiver<String>>();
+    send::<channel::SendFuture<'static, String>>();
+    send::<channel::RecvFuture<'static, String>>();
+}
