@@ -196,24 +196,19 @@ impl<L> PipelineBuilder<L> {
         }
     }
 
-    fn policy_or_error<P: Instrument>(
-        mut self,
-        policy: Result<P, ConfigError>,
-    ) -> PipelineBuilder<Chain<Option<P>, L>> {
-        let policy = match policy {
-            Ok(p) => Some(p),
+    /// Adds a [`Timeout`] of `timeout`: an overall deadline if written before
+    /// [`retry`](Self::retry), per attempt if after. A zero timeout makes
+    /// [`build`](Self::build) fail.
+    pub fn timeout(mut self, timeout: Duration) -> PipelineBuilder<Chain<Timeout, L>> {
+        let policy = match Timeout::new(timeout) {
+            Ok(policy) => policy,
             Err(e) => {
                 self.error.get_or_insert(e);
-                None
+                // Never run: `build` returns the error.
+                Timeout::unchecked(Duration::MAX)
             }
         };
         self.policy(policy)
-    }
-
-    /// Adds a [`Timeout`] of `timeout`: an overall deadline if written before
-    /// [`retry`](Self::retry), per attempt if after.
-    pub fn timeout(self, timeout: Duration) -> PipelineBuilder<Chain<Option<Timeout>, L>> {
-        self.policy_or_error(Timeout::new(timeout))
     }
 
     /// Adds a [`Retry`].

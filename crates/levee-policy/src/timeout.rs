@@ -54,6 +54,10 @@ impl Timeout {
         Ok(Self { timeout, hook: EventHook::none() })
     }
 
+    pub(crate) fn unchecked(timeout: Duration) -> Self {
+        Self { timeout, hook: EventHook::none() }
+    }
+
     /// Reports [`Event::TimedOut`] to `hook`.
     #[must_use]
     pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
