@@ -8,7 +8,19 @@
 //! a stale key never touches someone else's timer. See the `wheel` module source for the
 //! design (Varghese & Lauck 1987; Linux's 2016 non-cascading wheel for slack mode).
 //!
-//! # API
+//! Two layers build on it:
+//!
+//! - [`ShardedWheel<T>`]: thread-safe (`&self`), several wheels each behind its own lock;
+//!   inserts go to the calling thread's shard, handles ([`TimerHandle`]) name their shard.
+//!   One poller drains it and learns, without a lost wake-up, when to come back.
+//! - [`TimerService<T>`] (tokio): a cloneable handle over a `ShardedWheel` with a driver task
+//!   that sleeps until the next deadline. `schedule(at, item)` from any thread, due items on
+//!   an [`Expirations`] stream or a callback, [`sleep`](TimerService::sleep) and
+//!   [`timeout`](TimerService::timeout) futures that cancel their timer when dropped,
+//!   `max_pending` bounds, [`TimerStats`] (pending, fired, cancelled, lateness histogram)
+//!   and [`TimerEvent`]s for [`levee_core::Listener`]s.
+//!
+//! # `TimingWheel` API
 //!
 //! | | |
 //! |---|---|
@@ -71,9 +83,17 @@
 
 mod error;
 mod key;
+#[cfg(not(loom))]
+mod service;
+mod sharded;
 mod slab;
 mod wheel;
 
 pub use error::TimerError;
 pub use key::TimerKey;
+#[cfg(not(loom))]
+pub use service::{
+    Elapsed, Expirations, ServiceBuilder, Sleep, Timeout, TimerEvent, TimerService, TimerStats,
+};
+pub use sharded::{Polled, ShardedWheel, TimerHandle};
 pub use wheel::{Builder, Drain, Expired, MIN_TICK, Precision, TimingWheel};

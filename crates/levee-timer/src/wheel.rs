@@ -128,6 +128,10 @@ impl Builder {
         self
     }
 
+    pub(crate) fn max_pending_setting(&self) -> Option<usize> {
+        self.max_pending
+    }
+
     /// Builds the wheel.
     ///
     /// # Errors
@@ -159,11 +163,13 @@ struct Level {
     slots: [List; SLOTS],
 }
 
-/// A due entry handed out by [`TimingWheel::poll_expired_entry`].
+/// A due timer handed out by [`TimingWheel::poll_expired_entry`] (with a [`TimerKey`]) or
+/// [`ShardedWheel::poll_expired`](crate::ShardedWheel::poll_expired) (with a
+/// [`TimerHandle`](crate::TimerHandle)).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expired<T> {
-    /// The key the timer had (now stale).
-    pub key: TimerKey,
+pub struct Expired<T, K = TimerKey> {
+    /// The key or handle the timer had (now stale).
+    pub key: K,
     /// The deadline it was set for.
     pub deadline: u64,
     /// Its value.
