@@ -89,6 +89,17 @@ mod sharded;
 mod slab;
 mod wheel;
 
+/// Hooks for the fuzz targets in `fuzz/` (built only with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz {
+    /// Walks every list of the wheel and checks its invariants (links, bitmaps, slot
+    /// placement, the cached next event, no lost entries); panics on a violation.
+    pub fn check_invariants<T>(wheel: &crate::TimingWheel<T>) {
+        wheel.check_invariants();
+    }
+}
+
 pub use error::TimerError;
 pub use key::TimerKey;
 #[cfg(not(loom))]
