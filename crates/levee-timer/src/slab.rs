@@ -75,11 +75,20 @@ pub(crate) struct Slab<T> {
     /// Free entries; `next` links them.
     free_head: u32,
     len: usize,
+    /// Entries freed since the free list was last threaded in index order.
+    frees: usize,
 }
 
 impl<T> Slab<T> {
     pub(crate) const fn new() -> Self {
-        Self { chunks: Vec::new(), floors: Vec::new(), holes: Vec::new(), free_head: NIL, len: 0 }
+        Self {
+            chunks: Vec::new(),
+            floors: Vec::new(),
+            holes: Vec::new(),
+            free_head: NIL,
+            len: 0,
+            frees: 0,
+        }
     }
 
     /// Live entries.
@@ -168,7 +177,31 @@ impl<T> Slab<T> {
         self.free_head = index;
         self.len -= 1;
         self.chunk_live_sub(index);
+        self.frees += 1;
+        // Entries are freed in firing order, which scatters the free list over memory; when
+        // the slab empties after much churn, re-thread it in index order so the next burst
+        // of inserts writes memory sequentially. Amortised O(1): at most once per
+        // `capacity / 2` frees.
+        if self.len == 0 && self.frees >= self.capacity() / 2 {
+            self.rethread();
+        }
         value
+    }
+
+    /// Threads the free list through every free entry, lowest index first. O(capacity).
+    fn rethread(&mut self) {
+        let mut head = NIL;
+        for (ci, chunk) in self.chunks.iter_mut().enumerate().rev() {
+            let Some(chunk) = chunk else { continue };
+            for (ei, entry) in chunk.entries.iter_mut().enumerate().rev() {
+                if entry.value.is_none() {
+                    entry.next = head;
+                    head = (ci * CHUNK + ei) as u32;
+                }
+            }
+        }
+        self.free_head = head;
+        self.frees = 0;
     }
 
     fn chunk_live_add(&mut self, index: u32, n: u32) {
@@ -242,18 +275,7 @@ impl<T> Slab<T> {
             .rev()
             .filter(|&i| self.chunks[i as usize].is_none())
             .collect();
-        // Re-thread the free list, lowest index first.
-        let mut head = NIL;
-        for (ci, chunk) in self.chunks.iter_mut().enumerate().rev() {
-            let Some(chunk) = chunk else { continue };
-            for (ei, entry) in chunk.entries.iter_mut().enumerate().rev() {
-                if entry.value.is_none() {
-                    entry.next = head;
-                    head = (ci * CHUNK + ei) as u32;
-                }
-            }
-        }
-        self.free_head = head;
+        self.rethread();
     }
 
     // ----- intrusive lists -----

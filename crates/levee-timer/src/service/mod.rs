@@ -338,7 +338,8 @@ impl<T> TimerService<T> {
     where
         T: Send + 'static,
     {
-        Sleep::new(self.shared.clone(), deadline)
+        let future = deadline > Instant::now();
+        Sleep::new(self.shared.clone(), deadline, future)
     }
 
     /// A future that completes after `duration`.
@@ -346,7 +347,9 @@ impl<T> TimerService<T> {
     where
         T: Send + 'static,
     {
-        self.sleep_until(Instant::now() + duration)
+        // One clock read: a positive duration from now is always in the future.
+        let deadline = Instant::now() + duration;
+        Sleep::new(self.shared.clone(), deadline, !duration.is_zero())
     }
 
     /// Runs `future` until it completes or `duration` passes, whichever comes first; the

@@ -42,8 +42,9 @@ impl fmt::Debug for Sleep {
 }
 
 impl Sleep {
-    pub(super) fn new(backend: Arc<dyn SleepBackend>, deadline: Instant) -> Self {
-        let state = Self::arm(&*backend, deadline);
+    /// A sleep until `deadline`, which the caller knows to be after `now` or not.
+    pub(super) fn new(backend: Arc<dyn SleepBackend>, deadline: Instant, future: bool) -> Self {
+        let state = if future { Self::arm_future(&*backend, deadline) } else { State::Done };
         Self { backend, deadline, state }
     }
 
@@ -51,6 +52,10 @@ impl Sleep {
         if deadline <= backend.now() {
             return State::Done; // already due: no timer needed
         }
+        Self::arm_future(backend, deadline)
+    }
+
+    fn arm_future(backend: &dyn SleepBackend, deadline: Instant) -> State {
         match backend.arm(deadline) {
             Some(handle) => State::Armed(handle),
             None => State::Rejected,
