@@ -52,9 +52,12 @@
 //! # Memory
 //!
 //! One timer costs `24 + size_of::<Option<T>>()` bytes (rounded to 8), in chunks of 1024:
-//! 32 bytes for `T = ()`, 40 for `T = u64`. Beyond that a wheel holds its levels (8 levels of
-//! 64 slots, 4 KiB, for exact 1 ms wheels). [`compact`](TimingWheel::compact) hands empty
-//! chunks back.
+//! 32 bytes for `T = ()`, 40 for `T = u64`, so 32 bytes of overhead beyond `T` (the target
+//! was 64). `benches/timer.rs` measures it with a counting allocator: 40.0 live bytes per
+//! `u64` timer at 1M and 10M timers (tokio-util's `DelayQueue`: 58.7 and 94.0). A
+//! [`TimerService`] timer also holds room for a waker: 48-49 bytes per `u64` item. Beyond
+//! the entries a wheel holds its levels (8 levels of 64 slots, 4 KiB, for exact 1 ms
+//! wheels; 17 for slack). [`compact`](TimingWheel::compact) hands empty chunks back.
 //!
 //! # Example
 //!
