@@ -199,7 +199,10 @@ impl<T: Send + 'static> ServiceBuilder<T> {
     }
 
     /// Delivers due items to `callback` on the driver task instead of the
-    /// [`Expirations`] stream. It must be quick (hand off to a channel or spawn).
+    /// [`Expirations`] stream. It must be quick (hand off to a channel or spawn) and must
+    /// not panic (a panic ends the driver task, and with it every timer of the service).
+    /// A callback that owns a clone of the service keeps the service, and its driver,
+    /// alive for good: capture a channel sender instead.
     pub fn on_expired(mut self, callback: impl Fn(TimerHandle, T) + Send + Sync + 'static) -> Self {
         self.callback = Some(Box::new(callback));
         self
