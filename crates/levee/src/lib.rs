@@ -100,7 +100,7 @@ pub mod prelude {
     };
 
     #[cfg(feature = "timer")]
-    pub use levee_timer::{TimerKey, TimingWheel};
+    pub use levee_timer::{ShardedWheel, TimerKey, TimerService, TimingWheel};
 
     #[cfg(feature = "queue")]
     pub use levee_queue::channel::{self, Receiver, Sender};
