@@ -573,7 +573,6 @@ impl<T> Core<T> {
             replayed: c.replayed,
             purged: c.purged,
             rejected: c.rejected,
-            latency: levee_core::LatencySnapshot::default(),
         }
     }
 }

@@ -1,8 +1,7 @@
 //! Snapshots of what a subscription holds and has done.
 
-use levee_core::LatencySnapshot;
-
-/// Counts of one subscription, read in one consistent step.
+/// Counts of one subscription, read in one consistent step. (End-to-end latency
+/// percentiles come from [`Subscription::latency`](super::Subscription::latency).)
 ///
 /// Gauges (`depth`, `scheduled`, `in_flight`, `dead_letters`) are what it holds now; the
 /// other fields count since it was created.
@@ -47,8 +46,6 @@ pub struct SubscriptionStats {
     pub purged: u64,
     /// Publishes refused because this subscription was full.
     pub rejected: u64,
-    /// Time from a message becoming deliverable to its ack.
-    pub latency: LatencySnapshot,
 }
 
 impl SubscriptionStats {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use levee_core::sync::{Mutex, MutexGuard};
-use levee_core::{Clock, EventHook, FastClock, LatencyRecorder};
+use levee_core::{Clock, EventHook, FastClock, LatencyRecorder, LatencySnapshot};
 use tokio::sync::Notify;
 
 use super::config::{Overflow, SubscriptionConfig};
@@ -260,9 +260,7 @@ impl<T, C: Clock> SubShared<T, C> {
     }
 
     pub(crate) fn stats(&self) -> SubscriptionStats {
-        let mut stats = self.core.lock().stats();
-        stats.latency = self.latency.snapshot();
-        stats
+        self.core.lock().stats()
     }
 }
 
@@ -329,6 +327,13 @@ impl<T, C: Clock> Subscription<T, C> {
     #[must_use]
     pub fn stats(&self) -> SubscriptionStats {
         self.shared.stats()
+    }
+
+    /// End-to-end latency of acked messages: from the moment each became deliverable (its
+    /// publish, or the end of its delay) to its ack, on the broker's clock.
+    #[must_use]
+    pub fn latency(&self) -> LatencySnapshot {
+        self.shared.latency.snapshot()
     }
 
     /// Applies due timers and expired leases now. Receives do this themselves; call it to

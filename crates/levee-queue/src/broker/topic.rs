@@ -18,7 +18,6 @@ use super::subscription::{SubShared, Subscription};
 
 /// What a publish did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
 pub enum Publish {
     /// The message was accepted as `seq` and routed to this many subscriptions (zero when
     /// none matched: a topic keeps nothing for subscriptions that do not exist yet).
