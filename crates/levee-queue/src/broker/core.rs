@@ -145,6 +145,7 @@ struct Counts {
 pub(crate) struct Core<T> {
     config: SubscriptionConfig,
     name: Arc<str>,
+    topic: Arc<str>,
     ack_wait: u64,
     ready: VecDeque<Pending<T>>,
     scheduled: Timers<Pending<T>>,
@@ -163,9 +164,10 @@ pub(crate) struct Core<T> {
 
 impl<T> Core<T> {
     /// An empty subscription; `config` must have passed `validate()`.
-    pub(crate) fn new(config: SubscriptionConfig, listening: bool) -> Self {
+    pub(crate) fn new(topic: Arc<str>, config: SubscriptionConfig, listening: bool) -> Self {
         Self {
             name: config.name.as_str().into(),
+            topic,
             ack_wait: nanos(config.ack_wait).max(1),
             config,
             ready: VecDeque::new(),
@@ -240,7 +242,7 @@ impl<T> Core<T> {
     /// Puts a message that is not yet its key's head (a new or replayed one) where it
     /// belongs.
     fn place(&mut self, pending: Pending<T>, due: u64, now: u64) {
-        if let Some(key) = &pending.msg.key {
+        if let Some(key) = pending.msg.key_arc() {
             if let Some(queue) = self.keys.get_mut(key) {
                 queue.push_back(pending);
                 self.key_waiting += 1;
@@ -431,7 +433,7 @@ impl<T> Core<T> {
             Verb::Ack => {
                 self.counts.acked += 1;
                 let ready_at = pending.msg.ready_at;
-                self.release_key(pending.msg.key.clone().as_ref(), now);
+                self.release_key(pending.msg.key_arc().cloned().as_ref(), now);
                 Ok(Settled::Acked { ready_at })
             }
             Verb::Nack { delay, dropped } => {
@@ -487,7 +489,7 @@ impl<T> Core<T> {
 
     fn dead_letter(&mut self, pending: Pending<T>, reason: DeadLetterReason, now: u64) {
         self.counts.dead_lettered += 1;
-        self.release_key(pending.msg.key.clone().as_ref(), now);
+        self.release_key(pending.msg.key_arc().cloned().as_ref(), now);
         let seq = pending.msg.seq;
         if self.listening {
             let reason = reason.clone();
@@ -495,6 +497,7 @@ impl<T> Core<T> {
         }
         self.dead.push_back(DeadLetter {
             message: pending.msg,
+            topic: Arc::clone(&self.topic),
             reason,
             history: pending.history,
             attempts: pending.attempt,

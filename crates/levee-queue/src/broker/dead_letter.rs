@@ -66,6 +66,8 @@ pub enum DeadLetterReason {
 pub struct DeadLetter<T> {
     /// The message itself.
     pub message: Arc<StoredMessage<T>>,
+    /// The topic it was published to.
+    pub topic: Arc<str>,
     /// Why it is here.
     pub reason: DeadLetterReason,
     /// Every attempt that did not end in an ack, oldest first (at most the last 64).
@@ -80,6 +82,7 @@ impl<T> Clone for DeadLetter<T> {
     fn clone(&self) -> Self {
         Self {
             message: Arc::clone(&self.message),
+            topic: Arc::clone(&self.topic),
             reason: self.reason.clone(),
             history: self.history.clone(),
             attempts: self.attempts,
@@ -100,6 +103,12 @@ impl<T> DeadLetter<T> {
     #[must_use]
     pub fn payload(&self) -> &T {
         self.message.payload()
+    }
+
+    /// The message's subject (the topic's name unless it was published with one).
+    #[must_use]
+    pub fn subject(&self) -> &str {
+        self.message.subject().unwrap_or(&self.topic)
     }
 }
 

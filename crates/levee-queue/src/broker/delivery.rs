@@ -10,7 +10,7 @@ use levee_core::{Clock, FastClock};
 use super::core::{Grant, Verb};
 use super::error::BrokerError;
 use super::message::{Headers, StoredMessage};
-use super::subscription::SubShared;
+use super::subscription::Owner;
 
 /// A message leased to one consumer until its ack deadline.
 ///
@@ -20,14 +20,16 @@ use super::subscription::SubShared;
 /// is a nack (counted as `dropped`), never a lost message; one not settled before its
 /// deadline is redelivered (counted as a lease expiry, apart from handler failures).
 pub struct Delivery<T, C: Clock = FastClock> {
-    sub: Arc<SubShared<T, C>>,
-    msg: Arc<StoredMessage<T>>,
-    slot: u32,
-    token: u64,
+    pub(crate) owner: Arc<Owner<T, C>>,
+    pub(crate) msg: Arc<StoredMessage<T>>,
+    pub(crate) slot: u32,
+    pub(crate) token: u64,
     attempt: u32,
     first_delivered: u64,
     deadline: u64,
-    settled: AtomicBool,
+    pub(crate) settled: AtomicBool,
+    /// Set by a batch ack that succeeded, so latency is recorded after the lock is released.
+    pub(crate) acked: bool,
 }
 
 /// A detached handle to a delivery: `Copy`, so it can travel to whatever settles the
@@ -51,7 +53,7 @@ impl Receipt {
 impl<T, C: Clock> fmt::Debug for Delivery<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Delivery")
-            .field("subscription", &self.sub.name)
+            .field("subscription", &self.owner.sub.name)
             .field("seq", &self.msg.seq())
             .field("attempt", &self.attempt)
             .finish_non_exhaustive()
@@ -59,9 +61,9 @@ impl<T, C: Clock> fmt::Debug for Delivery<T, C> {
 }
 
 impl<T, C: Clock> Delivery<T, C> {
-    pub(crate) fn new(sub: Arc<SubShared<T, C>>, grant: Grant<T>) -> Self {
+    pub(crate) fn new(owner: Arc<Owner<T, C>>, grant: Grant<T>) -> Self {
         Self {
-            sub,
+            owner,
             msg: grant.msg,
             slot: grant.slot,
             token: grant.token,
@@ -69,6 +71,7 @@ impl<T, C: Clock> Delivery<T, C> {
             first_delivered: grant.first_delivered,
             deadline: grant.deadline,
             settled: AtomicBool::new(false),
+            acked: false,
         }
     }
 
@@ -76,7 +79,7 @@ impl<T, C: Clock> Delivery<T, C> {
         if self.settled.swap(true, Ordering::AcqRel) {
             return Err(BrokerError::AlreadySettled { seq: self.msg.seq() });
         }
-        self.sub.settle(self.slot, self.token, self.msg.seq(), verb)
+        self.owner.sub.settle(self.slot, self.token, self.msg.seq(), verb)
     }
 
     /// The message was handled: it will not be delivered again.
@@ -116,7 +119,7 @@ impl<T, C: Clock> Delivery<T, C> {
         if self.settled.load(Ordering::Acquire) {
             return Err(BrokerError::AlreadySettled { seq: self.msg.seq() });
         }
-        self.sub.extend(self.slot, self.token, self.msg.seq())
+        self.owner.sub.extend(self.slot, self.token, self.msg.seq())
     }
 
     /// The lease deadline (broker clock, nanoseconds), following `in_progress` extensions.
@@ -126,7 +129,7 @@ impl<T, C: Clock> Delivery<T, C> {
         if self.settled.load(Ordering::Acquire) {
             return None;
         }
-        self.sub.lock().deadline_of(self.slot, self.token).ok()
+        self.owner.sub.lock().deadline_of(self.slot, self.token).ok()
     }
 
     /// The deadline this delivery was granted with.
@@ -141,7 +144,7 @@ impl<T, C: Clock> Delivery<T, C> {
     #[must_use]
     pub fn receipt(&self) -> Receipt {
         Receipt {
-            subscription: self.sub.id,
+            subscription: self.owner.sub.id,
             slot: self.slot,
             token: self.token,
             seq: self.msg.seq(),
@@ -177,7 +180,7 @@ impl<T, C: Clock> Delivery<T, C> {
     /// The subject.
     #[must_use]
     pub fn subject(&self) -> &str {
-        self.msg.subject()
+        self.msg.subject().unwrap_or(&self.owner.sub.topic)
     }
 
     /// The ordering key, if any.
@@ -207,7 +210,7 @@ impl<T, C: Clock> Delivery<T, C> {
     /// The subscription's name.
     #[must_use]
     pub fn subscription(&self) -> &str {
-        &self.sub.name
+        &self.owner.sub.name
     }
 }
 
@@ -216,7 +219,7 @@ impl<T, C: Clock> Drop for Delivery<T, C> {
         if !*self.settled.get_mut() {
             // A delivery dropped without a verb is a handler failure, not a loss. Stale
             // (expired meanwhile) is fine: the message was already handed on.
-            let _ = self.sub.settle_dropped(self.slot, self.token);
+            let _ = self.owner.sub.settle_dropped(self.slot, self.token);
         }
     }
 }

@@ -91,3 +91,13 @@ impl BrokerError {
         matches!(self, Self::Full { .. })
     }
 }
+
+/// Some deliveries of a batch ack could not be acked; the rest were.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} of {} deliveries could not be acked (first: {})", failed.len(), failed.len() + acked, failed[0].1)]
+pub struct BatchAckError {
+    /// How many were acked.
+    pub acked: usize,
+    /// The others: sequence number and why (never empty).
+    pub failed: Vec<(u64, BrokerError)>,
+}

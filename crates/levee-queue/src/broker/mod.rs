@@ -84,7 +84,7 @@ mod traits;
 pub use config::{Overflow, SubscriptionConfig, TopicConfig};
 pub use dead_letter::{AttemptOutcome, AttemptRecord, DeadLetter, DeadLetterReason, Select};
 pub use delivery::{Delivery, Receipt};
-pub use error::BrokerError;
+pub use error::{BatchAckError, BrokerError};
 pub use event::BrokerEvent;
 pub use in_process::{Builder, InProcessBroker};
 pub use message::{Headers, Message, Schedule, StoredMessage};

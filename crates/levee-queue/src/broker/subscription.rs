@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use levee_core::sync::{Mutex, MutexGuard};
+use levee_core::sync::{CachePadded, Mutex, MutexGuard};
 use levee_core::{Clock, EventHook, FastClock, LatencyRecorder, LatencySnapshot};
 use tokio::sync::Notify;
 
@@ -13,7 +13,7 @@ use super::config::{Overflow, SubscriptionConfig};
 use super::core::{Core, Settled, Verb};
 use super::dead_letter::{DeadLetter, Select};
 use super::delivery::{Delivery, Receipt};
-use super::error::BrokerError;
+use super::error::{BatchAckError, BrokerError};
 use super::event::BrokerEvent;
 use super::slots::{Ended, Stale};
 use super::stats::SubscriptionStats;
@@ -27,16 +27,19 @@ pub(crate) struct SubShared<T, C> {
     pub(crate) filter: Option<SubjectFilter>,
     pub(crate) overflow: Overflow,
     pub(crate) max_backlog: usize,
-    core: Mutex<Core<T>>,
+    /// On its own cache line: the refcount next to the other fields changes with every
+    /// delivery, the lock with every operation.
+    core: CachePadded<Mutex<Core<T>>>,
     pub(crate) clock: C,
     hook: EventHook<BrokerEvent>,
     closed: Arc<AtomicBool>,
     /// Receivers wait here for messages (or room under their in-flight bound).
     ready: Notify,
-    receivers_waiting: AtomicUsize,
+    /// Read on every publish and ack, written only by waiters: its own line.
+    receivers_waiting: CachePadded<AtomicUsize>,
     /// Publishers wait here for backlog room.
     space: Notify,
-    publishers_waiting: AtomicUsize,
+    publishers_waiting: CachePadded<AtomicUsize>,
     latency: LatencyRecorder,
 }
 
@@ -68,7 +71,7 @@ impl<T, C: Clock> SubShared<T, C> {
         hook: EventHook<BrokerEvent>,
         closed: Arc<AtomicBool>,
     ) -> Self {
-        let core = Core::new(config, !hook.is_empty());
+        let core = Core::new(Arc::clone(&topic), config, !hook.is_empty());
         Self {
             id,
             topic,
@@ -76,14 +79,14 @@ impl<T, C: Clock> SubShared<T, C> {
             filter,
             overflow: core.config().overflow,
             max_backlog: core.config().max_backlog,
-            core: Mutex::new(core),
+            core: CachePadded::new(Mutex::new(core)),
             clock,
             hook,
             closed,
             ready: Notify::new(),
-            receivers_waiting: AtomicUsize::new(0),
+            receivers_waiting: CachePadded::new(AtomicUsize::new(0)),
             space: Notify::new(),
-            publishers_waiting: AtomicUsize::new(0),
+            publishers_waiting: CachePadded::new(AtomicUsize::new(0)),
             latency: LatencyRecorder::with_stripes(4),
         }
     }
@@ -146,8 +149,8 @@ impl<T, C: Clock> SubShared<T, C> {
     }
 
     pub(crate) fn try_receive_into(
-        self: &Arc<Self>,
-        consumer: u32,
+        &self,
+        owner: &Arc<Owner<T, C>>,
         max: usize,
         out: &mut Vec<Delivery<T, C>>,
     ) -> Result<usize, BrokerError> {
@@ -161,8 +164,8 @@ impl<T, C: Clock> SubShared<T, C> {
         let (n, events) = {
             let mut core = self.core.lock();
             core.sweep(now);
-            let n = core.receive(consumer, max, now, |grant| {
-                out.push(Delivery::new(Arc::clone(self), grant));
+            let n = core.receive(owner.index, max, now, |grant| {
+                out.push(Delivery::new(Arc::clone(owner), grant));
             });
             (n, core.take_events())
         };
@@ -173,13 +176,13 @@ impl<T, C: Clock> SubShared<T, C> {
     /// Waits until at least one message is received, the broker closes, or `wait` passes
     /// (`None`: no limit).
     pub(crate) async fn receive_into(
-        self: &Arc<Self>,
-        consumer: u32,
+        &self,
+        owner: &Arc<Owner<T, C>>,
         max: usize,
         wait: Option<Duration>,
         out: &mut Vec<Delivery<T, C>>,
     ) -> Result<usize, BrokerError> {
-        let n = self.try_receive_into(consumer, max, out)?;
+        let n = self.try_receive_into(owner, max, out)?;
         if n > 0 {
             return Ok(n);
         }
@@ -188,7 +191,7 @@ impl<T, C: Clock> SubShared<T, C> {
         loop {
             let mut notified = pin!(self.ready.notified());
             notified.as_mut().enable();
-            let n = self.try_receive_into(consumer, max, out)?;
+            let n = self.try_receive_into(owner, max, out)?;
             if n > 0 {
                 return Ok(n);
             }
@@ -204,7 +207,7 @@ impl<T, C: Clock> SubShared<T, C> {
                 None => notified.await,
             }
             if give_up.is_some_and(|g| tokio::time::Instant::now() >= g) {
-                return self.try_receive_into(consumer, max, out);
+                return self.try_receive_into(owner, max, out);
             }
         }
     }
@@ -248,6 +251,47 @@ impl<T, C: Clock> SubShared<T, C> {
         self.wake_receivers();
         self.wake_publishers();
         Ok(())
+    }
+
+    /// Acks a batch under one lock acquisition. Deliveries of other subscriptions are acked
+    /// through their own.
+    pub(crate) fn ack_all(&self, batch: &mut Vec<Delivery<T, C>>) -> Result<usize, BatchAckError> {
+        let now = self.clock.now();
+        let mut failed = Vec::new();
+        let events = {
+            let mut core = self.core.lock();
+            for d in batch.iter_mut() {
+                if d.owner.sub.id != self.id {
+                    continue;
+                }
+                let seq = d.msg.seq();
+                if std::mem::replace(d.settled.get_mut(), true) {
+                    failed.push((seq, BrokerError::AlreadySettled { seq }));
+                    continue;
+                }
+                match core.settle(d.slot, d.token, Verb::Ack, now) {
+                    Ok(_) => d.acked = true,
+                    Err(stale) => failed.push((seq, stale_error(stale, seq))),
+                }
+            }
+            core.take_events()
+        };
+        self.emit(events);
+        let mut acked = 0;
+        for d in batch.drain(..) {
+            if d.acked {
+                acked += 1;
+                self.latency.record_nanos(now.saturating_sub(d.msg.ready_at));
+            } else if d.owner.sub.id != self.id {
+                match d.ack() {
+                    Ok(()) => acked += 1,
+                    Err(e) => failed.push((d.seq(), e)),
+                }
+            }
+        }
+        self.wake_receivers();
+        self.wake_publishers();
+        if failed.is_empty() { Ok(acked) } else { Err(BatchAckError { acked, failed }) }
     }
 
     pub(crate) fn settle_dropped(&self, slot: u32, token: u64) -> Result<(), BrokerError> {
@@ -320,7 +364,7 @@ impl<T, C: Clock> Subscription<T, C> {
     #[must_use]
     pub fn consumer(&self) -> Consumer<T, C> {
         let index = self.shared.lock().add_consumer();
-        Consumer { shared: Arc::clone(&self.shared), index }
+        Consumer { owner: Arc::new(Owner { sub: Arc::clone(&self.shared), index }) }
     }
 
     /// What the subscription holds and has done.
@@ -389,6 +433,17 @@ impl<T, C: Clock> Subscription<T, C> {
         }
     }
 
+    /// Acks every delivery in `batch` (draining it) under one lock acquisition: the fast way
+    /// to ack what one receive returned. Deliveries of other subscriptions are acked through
+    /// their own.
+    ///
+    /// # Errors
+    /// [`BatchAckError`] listing the deliveries that could not be acked (already settled, or
+    /// lease expired); all others were acked.
+    pub fn ack_all(&self, batch: &mut Vec<Delivery<T, C>>) -> Result<usize, BatchAckError> {
+        self.shared.ack_all(batch)
+    }
+
     /// Acks the delivery `receipt` stands for.
     ///
     /// # Errors
@@ -438,22 +493,28 @@ impl<T, C: Clock> Subscription<T, C> {
 ///
 /// Dropping it leaves its deliveries valid: they are settled (or, dropped, nacked) as usual.
 pub struct Consumer<T, C: Clock = FastClock> {
-    shared: Arc<SubShared<T, C>>,
-    index: u32,
+    owner: Arc<Owner<T, C>>,
+}
+
+/// What a delivery points back to: its consumer's own `Arc`, so that consumers on different
+/// threads never contend on one reference count.
+pub(crate) struct Owner<T, C> {
+    pub(crate) sub: Arc<SubShared<T, C>>,
+    pub(crate) index: u32,
 }
 
 impl<T, C: Clock> std::fmt::Debug for Consumer<T, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Consumer")
-            .field("subscription", &self.shared.name)
-            .field("index", &self.index)
+            .field("subscription", &self.owner.sub.name)
+            .field("index", &self.owner.index)
             .finish_non_exhaustive()
     }
 }
 
 impl<T, C: Clock> Drop for Consumer<T, C> {
     fn drop(&mut self) {
-        self.shared.core.lock().remove_consumer(self.index);
+        self.owner.sub.core.lock().remove_consumer(self.owner.index);
     }
 }
 
@@ -461,7 +522,16 @@ impl<T, C: Clock> Consumer<T, C> {
     /// The subscription this consumer belongs to.
     #[must_use]
     pub fn subscription(&self) -> Subscription<T, C> {
-        Subscription { shared: Arc::clone(&self.shared) }
+        Subscription { shared: Arc::clone(&self.owner.sub) }
+    }
+
+    /// Acks every delivery in `batch` (draining it) under one lock acquisition; see
+    /// [`Subscription::ack_all`].
+    ///
+    /// # Errors
+    /// As [`Subscription::ack_all`].
+    pub fn ack_all(&self, batch: &mut Vec<Delivery<T, C>>) -> Result<usize, BatchAckError> {
+        self.owner.sub.ack_all(batch)
     }
 
     /// Takes up to `max` deliverable messages without waiting (possibly none).
@@ -471,7 +541,7 @@ impl<T, C: Clock> Consumer<T, C> {
     /// `max`.
     pub fn try_receive(&self, max: usize) -> Result<Vec<Delivery<T, C>>, BrokerError> {
         let mut out = Vec::new();
-        self.shared.try_receive_into(self.index, max, &mut out)?;
+        self.owner.sub.try_receive_into(&self.owner, max, &mut out)?;
         Ok(out)
     }
 
@@ -485,7 +555,7 @@ impl<T, C: Clock> Consumer<T, C> {
         max: usize,
         out: &mut Vec<Delivery<T, C>>,
     ) -> Result<usize, BrokerError> {
-        self.shared.try_receive_into(self.index, max, out)
+        self.owner.sub.try_receive_into(&self.owner, max, out)
     }
 
     /// Waits for at least one message and takes up to `max`.
@@ -497,7 +567,7 @@ impl<T, C: Clock> Consumer<T, C> {
     /// broker closes.
     pub async fn receive(&self, max: usize) -> Result<Vec<Delivery<T, C>>, BrokerError> {
         let mut out = Vec::new();
-        self.shared.receive_into(self.index, max, None, &mut out).await?;
+        self.owner.sub.receive_into(&self.owner, max, None, &mut out).await?;
         Ok(out)
     }
 
@@ -510,7 +580,7 @@ impl<T, C: Clock> Consumer<T, C> {
         max: usize,
         out: &mut Vec<Delivery<T, C>>,
     ) -> Result<usize, BrokerError> {
-        self.shared.receive_into(self.index, max, None, out).await
+        self.owner.sub.receive_into(&self.owner, max, None, out).await
     }
 
     /// Waits at most `wait` (tokio time) for messages; the result may be empty.
@@ -523,7 +593,7 @@ impl<T, C: Clock> Consumer<T, C> {
         wait: Duration,
     ) -> Result<Vec<Delivery<T, C>>, BrokerError> {
         let mut out = Vec::new();
-        self.shared.receive_into(self.index, max, Some(wait), &mut out).await?;
+        self.owner.sub.receive_into(&self.owner, max, Some(wait), &mut out).await?;
         Ok(out)
     }
 }

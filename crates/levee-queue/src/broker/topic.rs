@@ -11,7 +11,7 @@ use super::core::Core;
 use super::dedup::Dedup;
 use super::error::BrokerError;
 use super::event::BrokerEvent;
-use super::message::{Headers, Message, Meta, Schedule, StoredMessage};
+use super::message::{Message, Schedule, StoredMessage};
 use super::stats::TopicStats;
 use super::subject::validate_subject;
 use super::subscription::{SubShared, Subscription};
@@ -204,42 +204,20 @@ impl<T, C: Clock> TopicShared<T, C> {
             Schedule::NotBefore(at) => at.max(now),
         };
         let Message { payload, meta } = message;
-        let stored = Arc::new(match meta {
-            None => StoredMessage {
-                seq,
-                subject: Arc::clone(&self.name),
-                id: None,
-                key: None,
-                headers: Headers::new(),
-                payload,
-                published_at: now,
-                ready_at,
-            },
-            Some(meta) => {
-                let Meta { id, subject, key, headers, .. } = *meta;
-                StoredMessage {
-                    seq,
-                    subject: match subject {
-                        Some(s) => s.into(),
-                        None => Arc::clone(&self.name),
-                    },
-                    id: id.map(String::into_boxed_str),
-                    key: key.map(Arc::from),
-                    headers,
-                    payload,
-                    published_at: now,
-                    ready_at,
-                }
-            }
-        });
-        targets.for_each(|t| {
-            if let Some(core) = t.core.as_mut() {
-                core.accept(Arc::clone(&stored), now);
-            }
-        });
-        if let (Some(dedup), Some(id)) = (dedup.as_mut(), stored.id.as_deref()) {
+        let stored = Arc::new(StoredMessage { seq, published_at: now, ready_at, meta, payload });
+        if let (Some(dedup), Some(id)) = (dedup.as_mut(), stored.message_id()) {
             dedup.record(id, seq, now);
         }
+        // Every target but the last gets a clone; the last takes the original.
+        let mut stored = Some(stored);
+        let mut remaining = targets.len;
+        targets.for_each(|t| {
+            remaining -= 1;
+            let msg = if remaining == 0 { stored.take() } else { stored.clone() };
+            if let (Some(core), Some(msg)) = (t.core.as_mut(), msg) {
+                core.accept(msg, now);
+            }
+        });
         drop(dedup);
         let routed = targets.len;
         targets.unlock_and_notify(true);
