@@ -35,6 +35,9 @@ use super::timers::Timers;
 
 /// History entries kept per message.
 const MAX_HISTORY: usize = 64;
+/// Tokens of recently expired leases remembered, so a late verb on a delivery whose slot was
+/// already reused still learns that its lease expired.
+const EXPIRED_MEMORY: usize = 1024;
 
 /// A held message with its delivery record.
 #[derive(Debug)]
@@ -157,6 +160,7 @@ pub(crate) struct Core<T> {
     free_consumers: Vec<u32>,
     dead: VecDeque<DeadLetter<T>>,
     next_token: u64,
+    expired_tokens: VecDeque<u64>,
     counts: Counts,
     listening: bool,
     events: Vec<BrokerEvent>,
@@ -180,6 +184,7 @@ impl<T> Core<T> {
             free_consumers: Vec::new(),
             dead: VecDeque::new(),
             next_token: 0,
+            expired_tokens: VecDeque::new(),
             counts: Counts::default(),
             listening,
             events: Vec::new(),
@@ -307,6 +312,10 @@ impl<T> Core<T> {
             return;
         };
         self.release_consumer(flight.consumer);
+        if self.expired_tokens.len() == EXPIRED_MEMORY {
+            self.expired_tokens.pop_front();
+        }
+        self.expired_tokens.push_back(lease.token);
         let mut pending = flight.pending;
         pending.expiries += 1;
         pending.record(flight.delivered_at, now, AttemptOutcome::LeaseExpired);
@@ -407,9 +416,20 @@ impl<T> Core<T> {
     // ----- verbs -----
 
     /// Extends the lease of the delivery `(slot, token)` to `now + ack_wait`.
+    /// Makes a stale answer precise where the broker still knows the lease expired.
+    fn refine(&self, stale: Stale, token: u64) -> Stale {
+        match stale {
+            Stale::Unknown if self.expired_tokens.contains(&token) => Stale::Ended(Ended::Expired),
+            other => other,
+        }
+    }
+
     pub(crate) fn extend(&mut self, slot: u32, token: u64, now: u64) -> Result<u64, Stale> {
         let ack_wait = self.ack_wait;
-        let flight = self.in_flight.get_mut(slot, token)?;
+        let flight = match self.in_flight.get_mut(slot, token) {
+            Ok(f) => f,
+            Err(stale) => return Err(self.refine(stale, token)),
+        };
         flight.deadline = now.saturating_add(ack_wait).max(flight.deadline);
         let deadline = flight.deadline;
         self.leases.push_back(Lease { deadline, slot, token });
@@ -426,7 +446,10 @@ impl<T> Core<T> {
         verb: Verb,
         now: u64,
     ) -> Result<Settled, Stale> {
-        let flight = self.in_flight.remove(slot, token, Ended::Settled)?;
+        let flight = match self.in_flight.remove(slot, token, Ended::Settled) {
+            Ok(f) => f,
+            Err(stale) => return Err(self.refine(stale, token)),
+        };
         self.release_consumer(flight.consumer);
         let mut pending = flight.pending;
         match verb {
