@@ -213,16 +213,27 @@ fn in_progress_moves_the_deadline() {
 }
 
 #[test]
-fn not_before_is_an_absolute_time() {
+fn not_before_is_an_absolute_time_never_early_and_less_than_a_tick_late() {
     let (clock, broker) = broker();
     let sub = broker.subscribe("t", no_backoff("s")).unwrap();
     let c = sub.consumer();
-    broker.try_publish("t", Message::new(1).not_before(5_000)).unwrap();
-    assert_eq!(sub.stats().scheduled, 1);
-    clock.set(4_999);
+    broker.try_publish("t", Message::new(1).not_before(5_000_000)).unwrap();
+    broker.try_publish("t", Message::new(2).not_before(7_500_000)).unwrap();
+    assert_eq!(sub.stats().scheduled, 2);
+    clock.set(4_999_999);
     assert!(c.try_receive(1).unwrap().is_empty());
-    clock.set(5_000);
-    assert_eq!(c.try_receive(1).unwrap()[0].message().ready_at(), 5_000);
+    clock.set(5_000_000);
+    let first = c.try_receive(1).unwrap().remove(0);
+    assert_eq!(first.message().ready_at(), 5_000_000);
+    first.ack().unwrap();
+    // Timers tick every millisecond: a deadline between ticks fires at the next one.
+    clock.set(7_499_999);
+    assert!(c.try_receive(1).unwrap().is_empty(), "never early");
+    clock.set(7_500_000);
+    let late = c.try_receive(1).unwrap();
+    clock.set(8_000_000);
+    let on_tick = c.try_receive(1).unwrap();
+    assert_eq!(late.len() + on_tick.len(), 1, "due by the next tick");
 }
 
 #[test]

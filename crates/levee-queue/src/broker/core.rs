@@ -302,7 +302,7 @@ impl<T> Core<T> {
                 self.expire(lease, now);
             }
         }
-        while let Some((_, pending)) = self.scheduled.poll_expired(now) {
+        while let Some(pending) = self.scheduled.poll_expired(now) {
             self.ready.push_back(pending);
         }
     }

@@ -25,6 +25,8 @@
 //! Time comes from an injected [`Clock`](levee_core::Clock): timers fire and leases expire
 //! when a receive (or [`InProcessBroker::tick`]) looks, so a
 //! [`ManualClock`](levee_core::ManualClock) makes every timing behaviour deterministic.
+//! Delays and backoffs wait in a [`levee_timer::TimingWheel`] with 1 ms ticks (never early,
+//! less than 1 ms late); leases, all of one length per subscription, expire from a FIFO.
 //!
 //! ```
 //! use std::time::Duration;

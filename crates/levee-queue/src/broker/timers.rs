@@ -1,63 +1,57 @@
 //! The broker's timers: delayed publishes and nack backoffs wait here until due.
 //!
-//! A stand-in with the shape of `levee_timer::TimingWheel` (`insert`, `cancel`,
-//! `next_deadline`, `poll_expired`), kept in a `BTreeMap` until that crate lands; swapping it
-//! changes this file only.
+//! A [`levee_timer::TimingWheel`] with 1 ms ticks in exact mode: a timer is never handed out
+//! early and less than one tick late, so a delay or backoff ends up to 1 ms after it was due.
+//! Insert and removal are O(1) whatever the number of waiting messages.
 //!
 //! Ack deadlines do not use it: every lease of a subscription has the same length, so leases
 //! expire in the order they were granted and a FIFO of `(deadline, slot)` keeps them sorted at
 //! O(1) per delivery with no cancellation (see `core.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
-/// Identifies an armed timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct TimerKey {
-    deadline: u64,
-    id: u64,
-}
+use levee_timer::{TimerError, TimingWheel};
 
 /// Values waiting for a deadline (nanoseconds on the broker's clock).
 #[derive(Debug)]
 pub(crate) struct Timers<T> {
-    entries: BTreeMap<TimerKey, T>,
-    next_id: u64,
+    wheel: TimingWheel<T>,
+    /// Values the wheel refused (it holds at most `u32::MAX - 1` timers): kept here in
+    /// arrival order, due at once, so that a full wheel delays nothing and loses nothing.
+    overflow: VecDeque<T>,
 }
 
 impl<T> Default for Timers<T> {
     fn default() -> Self {
-        Self { entries: BTreeMap::new(), next_id: 0 }
+        Self { wheel: TimingWheel::new(), overflow: VecDeque::new() }
     }
 }
 
 impl<T> Timers<T> {
-    /// Arms a timer. Never fails: a deadline in the past is simply due at once.
-    pub(crate) fn insert(&mut self, deadline: u64, value: T) -> TimerKey {
-        let key = TimerKey { deadline, id: self.next_id };
-        self.next_id += 1;
-        self.entries.insert(key, value);
-        key
+    /// Arms a timer. A deadline in the past is due at once.
+    pub(crate) fn insert(&mut self, deadline: u64, value: T) {
+        if let Err(TimerError::Full { value, .. }) = self.wheel.insert(deadline, value) {
+            self.overflow.push_back(value);
+        }
     }
 
-    /// Disarms a timer, giving its value back if it had not fired.
-    #[allow(dead_code)]
-    pub(crate) fn cancel(&mut self, key: TimerKey) -> Option<T> {
-        self.entries.remove(&key)
-    }
-
-    /// The earliest deadline armed.
+    /// The earliest time something may be due (the wheel may report an earlier time at which
+    /// it only needs to cascade; polling then simply finds nothing).
     pub(crate) fn next_deadline(&self) -> Option<u64> {
-        self.entries.first_key_value().map(|(k, _)| k.deadline)
+        if self.overflow.is_empty() { self.wheel.next_deadline() } else { Some(0) }
     }
 
-    /// One value whose deadline is at or before `now`, earliest first.
-    pub(crate) fn poll_expired(&mut self, now: u64) -> Option<(TimerKey, T)> {
-        if self.next_deadline()? <= now { self.entries.pop_first() } else { None }
+    /// One value whose deadline is at or before `now`.
+    pub(crate) fn poll_expired(&mut self, now: u64) -> Option<T> {
+        if let Some(value) = self.overflow.pop_front() {
+            return Some(value);
+        }
+        self.wheel.poll_expired(now).map(|(_, value)| value)
     }
 
     /// Number of armed timers.
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.wheel.len() + self.overflow.len()
     }
 }
 
@@ -65,19 +59,31 @@ impl<T> Timers<T> {
 mod tests {
     use super::*;
 
+    const MS: u64 = 1_000_000;
+
     #[test]
-    fn fires_in_deadline_order_and_cancels() {
+    fn fires_when_due_never_early() {
         let mut t = Timers::default();
-        t.insert(30, "c");
-        let b = t.insert(20, "b");
-        t.insert(10, "a");
-        assert_eq!(t.next_deadline(), Some(10));
-        assert_eq!(t.cancel(b), Some("b"));
-        assert_eq!(t.cancel(b), None);
-        assert!(t.poll_expired(9).is_none());
-        assert_eq!(t.poll_expired(30).map(|(_, v)| v), Some("a"));
-        assert_eq!(t.poll_expired(30).map(|(_, v)| v), Some("c"));
+        t.insert(30 * MS, "c");
+        t.insert(20 * MS, "b");
+        t.insert(10 * MS, "a");
+        assert_eq!(t.len(), 3);
+        assert!(t.next_deadline().is_some_and(|d| d <= 10 * MS));
+        assert!(t.poll_expired(10 * MS - 1).is_none());
+        assert_eq!(t.poll_expired(10 * MS), Some("a"));
+        let mut rest = vec![t.poll_expired(30 * MS).unwrap(), t.poll_expired(30 * MS).unwrap()];
+        rest.sort_unstable();
+        assert_eq!(rest, ["b", "c"]);
         assert!(t.poll_expired(u64::MAX).is_none());
         assert_eq!(t.len(), 0);
+        assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn past_deadlines_are_due_at_once() {
+        let mut t = Timers::default();
+        assert!(t.poll_expired(50 * MS).is_none());
+        t.insert(MS, 1);
+        assert_eq!(t.poll_expired(50 * MS), Some(1));
     }
 }
