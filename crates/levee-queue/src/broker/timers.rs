@@ -8,7 +8,7 @@
 //! expire in the order they were granted and a FIFO of `(deadline, slot)` keeps them sorted at
 //! O(1) per delivery with no cancellation (see `core.rs`).
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 
 use levee_timer::{TimerError, TimingWheel};
 
@@ -16,14 +16,15 @@ use levee_timer::{TimerError, TimingWheel};
 #[derive(Debug)]
 pub(crate) struct Timers<T> {
     wheel: TimingWheel<T>,
-    /// Values the wheel refused (it holds at most `u32::MAX - 1` timers): kept here in
-    /// arrival order, due at once, so that a full wheel delays nothing and loses nothing.
-    overflow: VecDeque<T>,
+    /// Values the wheel refused (it holds at most `u32::MAX - 1` timers), by deadline, so
+    /// that a full wheel loses nothing and fires nothing early.
+    overflow: BTreeMap<(u64, u64), T>,
+    overflow_seq: u64,
 }
 
 impl<T> Default for Timers<T> {
     fn default() -> Self {
-        Self { wheel: TimingWheel::new(), overflow: VecDeque::new() }
+        Self { wheel: TimingWheel::new(), overflow: BTreeMap::new(), overflow_seq: 0 }
     }
 }
 
@@ -31,20 +32,27 @@ impl<T> Timers<T> {
     /// Arms a timer. A deadline in the past is due at once.
     pub(crate) fn insert(&mut self, deadline: u64, value: T) {
         if let Err(TimerError::Full { value, .. }) = self.wheel.insert(deadline, value) {
-            self.overflow.push_back(value);
+            self.overflow.insert((deadline, self.overflow_seq), value);
+            self.overflow_seq += 1;
         }
     }
 
     /// The earliest time something may be due (the wheel may report an earlier time at which
     /// it only needs to cascade; polling then simply finds nothing).
     pub(crate) fn next_deadline(&self) -> Option<u64> {
-        if self.overflow.is_empty() { self.wheel.next_deadline() } else { Some(0) }
+        let overflow = self.overflow.first_key_value().map(|(&(deadline, _), _)| deadline);
+        match (self.wheel.next_deadline(), overflow) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// One value whose deadline is at or before `now`.
     pub(crate) fn poll_expired(&mut self, now: u64) -> Option<T> {
-        if let Some(value) = self.overflow.pop_front() {
-            return Some(value);
+        if let Some(entry) = self.overflow.first_entry()
+            && entry.key().0 <= now
+        {
+            return Some(entry.remove());
         }
         self.wheel.poll_expired(now).map(|(_, value)| value)
     }
