@@ -94,10 +94,14 @@ impl BrokerError {
 
 /// Some deliveries of a batch ack could not be acked; the rest were.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{} of {} deliveries could not be acked (first: {})", failed.len(), failed.len() + acked, failed[0].1)]
+#[error("{} of {} deliveries could not be acked{}", failed.len(), failed.len() + acked, first_reason(failed))]
 pub struct BatchAckError {
     /// How many were acked.
     pub acked: usize,
     /// The others: sequence number and why (never empty).
     pub failed: Vec<(u64, BrokerError)>,
+}
+
+fn first_reason(failed: &[(u64, BrokerError)]) -> String {
+    failed.first().map(|(_, e)| format!(" (first: {e})")).unwrap_or_default()
 }

@@ -275,8 +275,9 @@ impl<T, C: Clock + Clone> InProcessBroker<T, C> {
         subs.iter().find(|s| &*s.name == name).map(|s| Subscription { shared: Arc::clone(s) })
     }
 
-    /// Removes subscription `name` from `topic`: it gets no new message; deliveries already
-    /// out can still be settled. Returns whether it existed.
+    /// Removes subscription `name` from `topic`: it gets no new message and the messages it
+    /// still held are discarded with it (they were for this subscription alone); deliveries
+    /// already out can still be settled. Returns whether it existed.
     pub fn unsubscribe(&self, topic: &str, name: &str) -> bool {
         let Some(topic) = self.topic_shared(topic) else { return false };
         let mut subs = topic.subs.write();

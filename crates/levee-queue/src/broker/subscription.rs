@@ -560,11 +560,16 @@ impl<T, C: Clock> Consumer<T, C> {
 
     /// Waits for at least one message and takes up to `max`.
     ///
-    /// Cancel-safe: dropping the future before it completes receives nothing.
+    /// Cancel-safe: dropping the future before it completes receives nothing. While it waits
+    /// it sleeps until the subscription's next timer (a delayed message, a backoff, a lease),
+    /// so it needs a tokio runtime with time enabled when such a timer is pending.
     ///
     /// # Errors
     /// As [`try_receive`](Self::try_receive); a waiting receive returns `Closed` when the
     /// broker closes.
+    ///
+    /// # Panics
+    /// When it must sleep outside a tokio runtime with time enabled (as `tokio::time` does).
     pub async fn receive(&self, max: usize) -> Result<Vec<Delivery<T, C>>, BrokerError> {
         let mut out = Vec::new();
         self.owner.sub.receive_into(&self.owner, max, None, &mut out).await?;
@@ -587,6 +592,9 @@ impl<T, C: Clock> Consumer<T, C> {
     ///
     /// # Errors
     /// As [`receive`](Self::receive).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime with time enabled.
     pub async fn receive_timeout(
         &self,
         max: usize,
