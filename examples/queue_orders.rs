@@ -75,13 +75,18 @@ async fn run() {
     // Notification service.
     let notifier = notifications.consumer();
     let notified = tokio::spawn(async move {
-        let mut sent = 0;
-        while sent < 20 {
+        let mut emailed = Vec::new();
+        while emailed.len() < 20 {
             let Ok(mut batch) = notifier.receive(16).await else { break };
-            sent += batch.len();
+            for d in &batch {
+                if let Event::PaymentSucceeded { order } = d.payload() {
+                    emailed.push(*order);
+                }
+            }
             notifier.ack_all(&mut batch).expect("owned");
         }
-        sent
+        emailed.sort_unstable();
+        emailed
     });
 
     // Order service: 20 orders, each published once even if the client retries.
@@ -118,7 +123,7 @@ async fn run() {
     card_fixed.store(true, Ordering::Relaxed);
     println!("operator: replayed {}", payments.replay(Select::All));
 
-    let sent = notified.await.expect("notifier");
+    let emailed = notified.await.expect("notifier");
     let stats = payments.stats();
     let latency = payments.latency();
     println!(
@@ -133,6 +138,6 @@ async fn run() {
         stats.replayed
     );
     println!("payment latency ready -> ack: p50 {:?}, p99 {:?}", latency.p50, latency.p99);
-    println!("notification: {sent} sent");
+    println!("notification: emailed orders {emailed:?}");
     broker.close();
 }
