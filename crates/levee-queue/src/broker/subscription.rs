@@ -170,6 +170,8 @@ impl<T, C: Clock> SubShared<T, C> {
             (n, core.take_events())
         };
         self.emit(events);
+        // The sweep may have dead-lettered expired leases and so made room.
+        self.wake_publishers();
         Ok(n)
     }
 
