@@ -457,3 +457,25 @@ fn clock_is_the_injected_one() {
     clock.advance(Duration::from_secs(1));
     assert_eq!(broker.clock().now(), 1_000_000_000);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_driver_expires_leases_nobody_receives_and_stops_on_close() {
+    let (clock, broker) = broker();
+    let sub = broker
+        .subscribe("t", no_backoff("s").ack_wait(Duration::from_secs(1)).max_lease_expiries(1))
+        .unwrap();
+    broker.try_publish("t", Message::new(1)).unwrap();
+    let crashed = sub.consumer().try_receive(1).unwrap();
+    let driver = {
+        let broker = broker.clone();
+        tokio::spawn(async move { broker.drive(Duration::from_millis(100)).await })
+    };
+    clock.advance(Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let stats = sub.stats();
+    assert_eq!((stats.lease_expired, stats.dead_letters, stats.in_flight), (1, 1, 0));
+    assert_eq!(broker.subscriptions().len(), 1);
+    broker.close();
+    driver.await.unwrap();
+    drop(crashed);
+}

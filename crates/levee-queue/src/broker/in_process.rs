@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use levee_core::sync::RwLock;
 use levee_core::{Clock, ConfigError, EventHook, FastClock, Listener};
@@ -267,6 +268,12 @@ impl<T, C: Clock + Clone> InProcessBroker<T, C> {
         Ok(Subscription { shared })
     }
 
+    /// Every subscription of every topic (for metrics exporters and operator tools).
+    #[must_use]
+    pub fn subscriptions(&self) -> Vec<Subscription<T, C>> {
+        self.all_subscriptions().into_iter().map(|shared| Subscription { shared }).collect()
+    }
+
     /// The subscription `name` of `topic`, if it exists.
     #[must_use]
     pub fn subscription(&self, topic: &str, name: &str) -> Option<Subscription<T, C>> {
@@ -331,6 +338,23 @@ impl<T, C: Clock + Clone> InProcessBroker<T, C> {
     pub fn tick(&self) {
         for sub in self.all_subscriptions() {
             sub.tick();
+        }
+    }
+
+    /// Calls [`tick`](Self::tick) every `period` (tokio time) until the broker is closed.
+    ///
+    /// Receivers apply timers and lease expiries themselves; run this (spawned) when
+    /// statistics and dead-letter queues must stay current even while no consumer receives,
+    /// for example after every consumer of a subscription crashed.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime with time enabled.
+    pub async fn drive(&self, period: Duration) {
+        let mut interval = tokio::time::interval(period.max(Duration::from_millis(1)));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.is_closed() {
+            interval.tick().await;
+            self.tick();
         }
     }
 
