@@ -479,3 +479,63 @@ async fn the_driver_expires_leases_nobody_receives_and_stops_on_close() {
     driver.await.unwrap();
     drop(crashed);
 }
+
+/// Publishers racing consumers into a small backlog that dead-letters its oldest message:
+/// every accepted message is acked or dead-lettered (reason Overflow), and the bound holds.
+#[test]
+fn concurrent_overflow_to_dead_letters_conserves_messages() {
+    const PER_PUBLISHER: u32 = 3_000;
+    let broker: InProcessBroker<u32> = InProcessBroker::new();
+    let sub = broker
+        .subscribe(
+            "t",
+            no_backoff("s")
+                .max_backlog(8)
+                .overflow(Overflow::DeadLetterOldest)
+                .max_dead_letters(1_000_000),
+        )
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let acked = std::sync::atomic::AtomicU64::new(0);
+    let accepted = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        let publishers: Vec<_> = (0..2)
+            .map(|p| {
+                let (topic, accepted) = (broker.topic("t").unwrap(), &accepted);
+                s.spawn(move || {
+                    for i in 0..PER_PUBLISHER {
+                        if topic.try_publish(Message::new(p * PER_PUBLISHER + i)).is_ok() {
+                            accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let (c, done_ref, acked_ref) = (sub.consumer(), &done, &acked);
+        let consumer = s.spawn(move || {
+            let mut batch = Vec::new();
+            loop {
+                let finished = done_ref.load(std::sync::atomic::Ordering::Acquire);
+                c.try_receive_into(4, &mut batch).unwrap();
+                if batch.is_empty() && finished {
+                    return;
+                }
+                let n = c.ack_all(&mut batch).unwrap();
+                acked_ref.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                std::thread::yield_now();
+            }
+        });
+        for p in publishers {
+            p.join().unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+        consumer.join().unwrap();
+    });
+    let stats = sub.stats();
+    let accepted = accepted.into_inner();
+    assert_eq!(stats.published, accepted);
+    assert_eq!(stats.acked, acked.into_inner());
+    assert_eq!(stats.acked + stats.dead_lettered, accepted, "{stats:?}");
+    assert_eq!(stats.overflowed, stats.dead_lettered);
+    assert_eq!(stats.held(), 0);
+}

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use levee_core::nanos;
 
-use super::config::{Overflow, SubscriptionConfig};
+use super::config::SubscriptionConfig;
 use super::dead_letter::{AttemptOutcome, AttemptRecord, DeadLetter, DeadLetterReason, Select};
 use super::event::BrokerEvent;
 use super::message::StoredMessage;
@@ -141,7 +141,6 @@ struct Counts {
     dead_letters_dropped: u64,
     replayed: u64,
     purged: u64,
-    rejected: u64,
 }
 
 #[derive(Debug)]
@@ -161,6 +160,7 @@ pub(crate) struct Core<T> {
     dead: VecDeque<DeadLetter<T>>,
     next_token: u64,
     expired_tokens: VecDeque<u64>,
+    scratch: Vec<Arc<StoredMessage<T>>>,
     counts: Counts,
     listening: bool,
     events: Vec<BrokerEvent>,
@@ -185,6 +185,7 @@ impl<T> Core<T> {
             dead: VecDeque::new(),
             next_token: 0,
             expired_tokens: VecDeque::new(),
+            scratch: Vec::new(),
             counts: Counts::default(),
             listening,
             events: Vec::new(),
@@ -218,27 +219,30 @@ impl<T> Core<T> {
         self.ready.len() + self.scheduled.len() + self.key_waiting + self.in_flight.len()
     }
 
-    /// Whether one more message can be accepted now (possibly by dead-lettering the oldest
-    /// ready one). Counts a refusal.
-    pub(crate) fn can_accept(&mut self) -> bool {
-        let ok = self.held() < self.config.max_backlog
-            || (self.config.overflow == Overflow::DeadLetterOldest && !self.ready.is_empty());
-        if !ok {
-            self.counts.rejected += 1;
-            self.emit(|subscription| BrokerEvent::Rejected { subscription });
+    /// Dead-letters the oldest ready message to make room (policy `DeadLetterOldest`);
+    /// `false` when nothing is ready.
+    pub(crate) fn dead_letter_oldest(&mut self, now: u64) -> bool {
+        match self.ready.pop_front() {
+            Some(oldest) => {
+                self.counts.overflowed += 1;
+                self.dead_letter(oldest, DeadLetterReason::Overflow, now);
+                true
+            }
+            None => false,
         }
-        ok
     }
 
-    /// Takes a published message. The caller checked [`can_accept`](Self::can_accept) under
-    /// the same lock.
+    /// A reusable buffer for moving publishes in from the ingress without allocating.
+    pub(crate) fn take_scratch(&mut self) -> Vec<Arc<StoredMessage<T>>> {
+        std::mem::take(&mut self.scratch)
+    }
+
+    pub(crate) fn put_scratch(&mut self, scratch: Vec<Arc<StoredMessage<T>>>) {
+        self.scratch = scratch;
+    }
+
+    /// Takes a published message (the publisher checked the backlog bound).
     pub(crate) fn accept(&mut self, msg: Arc<StoredMessage<T>>, now: u64) {
-        if self.held() >= self.config.max_backlog
-            && let Some(oldest) = self.ready.pop_front()
-        {
-            self.counts.overflowed += 1;
-            self.dead_letter(oldest, DeadLetterReason::Overflow, now);
-        }
         self.counts.published += 1;
         let due = msg.ready_at;
         self.place(Pending::new(msg), due, now);
@@ -546,12 +550,12 @@ impl<T> Core<T> {
     }
 
     /// Puts the selected dead letters back as fresh messages (failure and expiry counts reset,
-    /// history kept), oldest first, as many as the backlog bound allows.
-    pub(crate) fn replay(&mut self, select: &Select, now: u64) -> usize {
+    /// history kept), oldest first, at most `limit` of them.
+    pub(crate) fn replay(&mut self, select: &Select, now: u64, limit: usize) -> usize {
         let mut kept = VecDeque::with_capacity(self.dead.len());
         let mut replayed = 0;
         while let Some(letter) = self.dead.pop_front() {
-            if select.contains(letter.message.seq) && self.held() < self.config.max_backlog {
+            if select.contains(letter.message.seq) && replayed < limit {
                 let mut pending = Pending::new(letter.message);
                 pending.attempt = letter.attempts;
                 pending.history = letter.history;
@@ -604,7 +608,7 @@ impl<T> Core<T> {
             dead_letters_dropped: c.dead_letters_dropped,
             replayed: c.replayed,
             purged: c.purged,
-            rejected: c.rejected,
+            rejected: 0,
         }
     }
 }
@@ -623,7 +627,7 @@ mod tests {
     fn lease_fifo_stays_bounded() {
         let config =
             SubscriptionConfig::new("s").max_backlog(1 << 20).max_in_flight_per_consumer(1 << 20);
-        let mut core = Core::new("t".into(), config, false);
+        let mut core: Core<u64> = Core::new("t".into(), config, false);
         let consumer = core.add_consumer();
         let mut seq = 0;
         for round in 0..200 {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use levee_core::sync::{CachePadded, Mutex, MutexGuard};
-use levee_core::{Clock, EventHook, FastClock, LatencyRecorder, LatencySnapshot};
+use levee_core::{Clock, Counter, EventHook, FastClock, LatencyRecorder, LatencySnapshot};
 use tokio::sync::Notify;
 
 use super::config::{Overflow, SubscriptionConfig};
@@ -15,6 +15,7 @@ use super::dead_letter::{DeadLetter, Select};
 use super::delivery::{Delivery, Receipt};
 use super::error::{BatchAckError, BrokerError};
 use super::event::BrokerEvent;
+use super::message::StoredMessage;
 use super::slots::{Ended, Stale};
 use super::stats::SubscriptionStats;
 use super::subject::SubjectFilter;
@@ -30,6 +31,12 @@ pub(crate) struct SubShared<T, C> {
     /// On its own cache line: the refcount next to the other fields changes with every
     /// delivery, the lock with every operation.
     core: CachePadded<Mutex<Core<T>>>,
+    /// Where publishes land: a short lock of its own, so a publisher never waits behind a
+    /// consumer's receive or batch ack. Drained into the core by whoever locks the core next.
+    ingress: CachePadded<Mutex<Ingress<T>>>,
+    /// Publishes refused because the backlog was full (counted by publishers, outside the
+    /// core).
+    rejected: Counter,
     pub(crate) clock: C,
     hook: EventHook<BrokerEvent>,
     closed: Arc<AtomicBool>,
@@ -41,6 +48,42 @@ pub(crate) struct SubShared<T, C> {
     space: Notify,
     publishers_waiting: CachePadded<AtomicUsize>,
     latency: LatencyRecorder,
+}
+
+/// Messages published to a subscription and not yet moved into its core.
+pub(crate) struct Ingress<T> {
+    pub(crate) queue: Vec<Arc<StoredMessage<T>>>,
+    /// The core's `held()` as of its last unlock (plus anything drained since): with
+    /// `queue.len()` it is exactly what the subscription holds, read without the core lock.
+    core_held: usize,
+}
+
+/// The locked core; on unlock it publishes its `held()` to the ingress for publishers.
+pub(crate) struct CoreGuard<'a, T, C> {
+    sub: &'a SubShared<T, C>,
+    core: MutexGuard<'a, Core<T>>,
+}
+
+impl<T, C> std::ops::Deref for CoreGuard<'_, T, C> {
+    type Target = Core<T>;
+    fn deref(&self) -> &Core<T> {
+        &self.core
+    }
+}
+
+impl<T, C> std::ops::DerefMut for CoreGuard<'_, T, C> {
+    fn deref_mut(&mut self) -> &mut Core<T> {
+        &mut self.core
+    }
+}
+
+impl<T, C> Drop for CoreGuard<'_, T, C> {
+    fn drop(&mut self) {
+        // Lock order: core, then ingress (publishers never hold an ingress lock while taking
+        // a core lock).
+        let held = self.core.held();
+        self.sub.ingress.lock().core_held = held;
+    }
 }
 
 /// Counts a waiter in for as long as it lives (so a cancelled wait counts itself out).
@@ -80,6 +123,8 @@ impl<T, C: Clock> SubShared<T, C> {
             overflow: core.config().overflow,
             max_backlog: core.config().max_backlog,
             core: CachePadded::new(Mutex::new(core)),
+            ingress: CachePadded::new(Mutex::new(Ingress { queue: Vec::new(), core_held: 0 })),
+            rejected: Counter::new(),
             clock,
             hook,
             closed,
@@ -91,12 +136,63 @@ impl<T, C: Clock> SubShared<T, C> {
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Core<T>> {
-        self.core.lock()
+    /// Locks the core, first moving everything published since into it, so every core
+    /// operation sees every accepted message in publish order.
+    pub(crate) fn lock(&self) -> CoreGuard<'_, T, C> {
+        let mut core = self.core.lock();
+        let mut batch = core.take_scratch();
+        {
+            let mut ingress = self.ingress.lock();
+            if !ingress.queue.is_empty() {
+                std::mem::swap(&mut ingress.queue, &mut batch);
+                // Counted as held from this moment, so publishers never overshoot the bound
+                // while the batch is being placed.
+                ingress.core_held += batch.len();
+            }
+        }
+        if !batch.is_empty() {
+            let now = self.clock.now();
+            for msg in batch.drain(..) {
+                core.accept(msg, now);
+            }
+        }
+        core.put_scratch(batch);
+        CoreGuard { sub: self, core }
+    }
+
+    /// Appends a publish to the ingress if the backlog has room; `false` when full.
+    /// `ingress` must be this subscription's, locked.
+    pub(crate) fn has_room(&self, ingress: &Ingress<T>) -> bool {
+        ingress.core_held + ingress.queue.len() < self.max_backlog
+    }
+
+    pub(crate) fn lock_ingress(&self) -> MutexGuard<'_, Ingress<T>> {
+        self.ingress.lock()
+    }
+
+    /// A publish was refused for want of room.
+    pub(crate) fn count_rejected(&self) {
+        self.rejected.incr();
+        let name = &self.name;
+        self.hook.emit(|| BrokerEvent::Rejected { subscription: Arc::clone(name) });
+    }
+
+    /// Makes room under [`Overflow::DeadLetterOldest`] by dead-lettering the oldest ready
+    /// message; `false` when there is none (everything held is scheduled or in flight).
+    pub(crate) fn make_room(&self) -> bool {
+        let now = self.clock.now();
+        let (made, events) = {
+            let mut core = self.lock();
+            core.sweep(now);
+            let made = core.held() < self.max_backlog || core.dead_letter_oldest(now);
+            (made, core.take_events())
+        };
+        self.emit(events);
+        made
     }
 
     pub(crate) fn config(&self) -> SubscriptionConfig {
-        self.core.lock().config().clone()
+        self.lock().config().clone()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -131,7 +227,7 @@ impl<T, C: Clock> SubShared<T, C> {
     pub(crate) fn tick(&self) {
         let now = self.clock.now();
         let (events, ready) = {
-            let mut core = self.core.lock();
+            let mut core = self.lock();
             core.sweep(now);
             (core.take_events(), core.has_ready())
         };
@@ -144,7 +240,7 @@ impl<T, C: Clock> SubShared<T, C> {
 
     /// The next time something is due, as a wait from now on the broker's clock.
     fn next_wake(&self) -> Option<Duration> {
-        let next = self.core.lock().next_deadline()?;
+        let next = self.lock().next_deadline()?;
         Some(Duration::from_nanos(next.saturating_sub(self.clock.now())))
     }
 
@@ -162,7 +258,7 @@ impl<T, C: Clock> SubShared<T, C> {
         }
         let now = self.clock.now();
         let (n, events) = {
-            let mut core = self.core.lock();
+            let mut core = self.lock();
             core.sweep(now);
             let n = core.receive(owner.index, max, now, |grant| {
                 out.push(Delivery::new(Arc::clone(owner), grant));
@@ -220,7 +316,7 @@ impl<T, C: Clock> SubShared<T, C> {
         let mut notified = pin!(self.space.notified());
         notified.as_mut().enable();
         let full = {
-            let mut core = self.core.lock();
+            let mut core = self.lock();
             core.sweep(self.clock.now());
             core.held() >= self.max_backlog
         };
@@ -238,7 +334,7 @@ impl<T, C: Clock> SubShared<T, C> {
     ) -> Result<(), BrokerError> {
         let now = self.clock.now();
         let (result, events) = {
-            let mut core = self.core.lock();
+            let mut core = self.lock();
             let r = core.settle(slot, token, verb, now);
             (r, core.take_events())
         };
@@ -261,7 +357,7 @@ impl<T, C: Clock> SubShared<T, C> {
         let now = self.clock.now();
         let mut failed = Vec::new();
         let events = {
-            let mut core = self.core.lock();
+            let mut core = self.lock();
             for d in batch.iter_mut() {
                 if d.owner.sub.id != self.id {
                     continue;
@@ -302,11 +398,13 @@ impl<T, C: Clock> SubShared<T, C> {
 
     pub(crate) fn extend(&self, slot: u32, token: u64, seq: u64) -> Result<u64, BrokerError> {
         let now = self.clock.now();
-        self.core.lock().extend(slot, token, now).map_err(|s| stale_error(s, seq))
+        self.lock().extend(slot, token, now).map_err(|s| stale_error(s, seq))
     }
 
     pub(crate) fn stats(&self) -> SubscriptionStats {
-        self.core.lock().stats()
+        let mut stats = self.lock().stats();
+        stats.rejected = self.rejected.get();
+        stats
     }
 }
 
@@ -402,7 +500,11 @@ impl<T, C: Clock> Subscription<T, C> {
         let now = self.shared.clock.now();
         let (n, events) = {
             let mut core = self.shared.lock();
-            let n = core.replay(&select, now);
+            let mut ingress = self.shared.ingress.lock();
+            let held = core.held() + ingress.queue.len();
+            let n = core.replay(&select, now, self.shared.max_backlog.saturating_sub(held));
+            ingress.core_held = core.held();
+            drop(ingress);
             (n, core.take_events())
         };
         self.shared.emit(events);
@@ -516,7 +618,7 @@ impl<T, C: Clock> std::fmt::Debug for Consumer<T, C> {
 
 impl<T, C: Clock> Drop for Consumer<T, C> {
     fn drop(&mut self) {
-        self.owner.sub.core.lock().remove_consumer(self.owner.index);
+        self.owner.sub.lock().remove_consumer(self.owner.index);
     }
 }
 

@@ -7,14 +7,13 @@ use levee_core::sync::{Mutex, MutexGuard, RwLock};
 use levee_core::{Clock, Counter, EventHook, FastClock, nanos};
 
 use super::config::{Overflow, TopicConfig};
-use super::core::Core;
 use super::dedup::Dedup;
 use super::error::BrokerError;
 use super::event::BrokerEvent;
 use super::message::{Message, Schedule, StoredMessage};
 use super::stats::TopicStats;
 use super::subject::validate_subject;
-use super::subscription::{SubShared, Subscription};
+use super::subscription::{Ingress, SubShared, Subscription};
 
 /// What a publish did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,20 +177,27 @@ impl<T, C: Clock> TopicShared<T, C> {
         let subject: &str = message.subject_ref().unwrap_or(&self.name);
         let subs = self.subs.read();
         let mut targets = Targets::new();
-        // Lock every target in list order and check them all before changing any, so a
-        // fan-out publish lands everywhere or nowhere.
-        let mut full = None;
-        for sub in subs.iter().filter(|s| s.filter.as_ref().is_none_or(|f| f.matches(subject))) {
-            let mut core = sub.lock();
-            if !core.can_accept() {
-                full = Some((sub, core.take_events()));
-                break;
+        // Lock every target's ingress in list order and check them all before changing any,
+        // so a fan-out publish lands everywhere or nowhere.
+        loop {
+            let mut full = None;
+            for sub in subs.iter().filter(|s| s.filter.as_ref().is_none_or(|f| f.matches(subject)))
+            {
+                let ingress = sub.lock_ingress();
+                if !sub.has_room(&ingress) {
+                    full = Some(sub);
+                    break;
+                }
+                targets.push(Target { sub, ingress: Some(ingress) });
             }
-            targets.push(Target { sub, core: Some(core), events: Vec::new() });
-        }
-        if let Some((sub, events)) = full {
-            targets.unlock_and_notify(false);
-            sub.emit(events);
+            let Some(sub) = full else { break };
+            targets.clear();
+            // The oldest ready message makes room (this takes the core lock, so no ingress
+            // lock may be held here); then the whole check starts again.
+            if sub.overflow == Overflow::DeadLetterOldest && sub.make_room() {
+                continue;
+            }
+            sub.count_rejected();
             let error =
                 BrokerError::Full { subscription: sub.name.to_string(), capacity: sub.max_backlog };
             return Err(Refused { error, message, full: Some(Arc::clone(sub)) });
@@ -214,13 +220,13 @@ impl<T, C: Clock> TopicShared<T, C> {
         targets.for_each(|t| {
             remaining -= 1;
             let msg = if remaining == 0 { stored.take() } else { stored.clone() };
-            if let (Some(core), Some(msg)) = (t.core.as_mut(), msg) {
-                core.accept(msg, now);
+            if let (Some(ingress), Some(msg)) = (t.ingress.as_mut(), msg) {
+                ingress.queue.push(msg);
             }
         });
         drop(dedup);
         let routed = targets.len;
-        targets.unlock_and_notify(true);
+        targets.unlock_and_wake();
         drop(subs);
         self.published.incr();
         if routed == 0 {
@@ -253,11 +259,10 @@ impl<T, C: Clock> TopicShared<T, C> {
     }
 }
 
-/// One subscription a publish goes to, locked.
+/// One subscription a publish goes to, its ingress locked.
 struct Target<'a, T, C> {
     sub: &'a Arc<SubShared<T, C>>,
-    core: Option<MutexGuard<'a, Core<T>>>,
-    events: Vec<BrokerEvent>,
+    ingress: Option<MutexGuard<'a, Ingress<T>>>,
 }
 
 /// The locked targets of a publish: the first few inline, so the common publish (one to a
@@ -285,20 +290,17 @@ impl<'a, T, C: Clock> Targets<'a, T, C> {
         self.inline.iter_mut().flatten().chain(self.spill.iter_mut()).for_each(&mut f);
     }
 
-    /// Releases every lock, then emits the events each core produced and, after a publish,
-    /// wakes its receivers.
-    fn unlock_and_notify(mut self, published: bool) {
-        self.for_each(|t| {
-            if let Some(mut core) = t.core.take() {
-                t.events = core.take_events();
-            }
-        });
-        self.for_each(|t| {
-            t.sub.emit(std::mem::take(&mut t.events));
-            if published {
-                t.sub.wake_receivers();
-            }
-        });
+    /// Releases every lock.
+    fn clear(&mut self) {
+        self.inline = [const { None }; 4];
+        self.spill.clear();
+        self.len = 0;
+    }
+
+    /// Releases every lock, then wakes each target's waiting receivers.
+    fn unlock_and_wake(mut self) {
+        self.for_each(|t| t.ingress = None);
+        self.for_each(|t| t.sub.wake_receivers());
     }
 }
 
