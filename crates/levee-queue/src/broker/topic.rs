@@ -90,7 +90,6 @@ pub(crate) struct TopicShared<T, C> {
     pub(crate) subs: RwLock<Vec<Arc<SubShared<T, C>>>>,
     dedup: Mutex<Dedup>,
     seq: AtomicU64,
-    published: Counter,
     duplicates: Counter,
     unrouted: Counter,
     clock: C,
@@ -120,7 +119,6 @@ impl<T, C: Clock> TopicShared<T, C> {
             subs: RwLock::new(Vec::new()),
             dedup: Mutex::new(dedup),
             seq: AtomicU64::new(1),
-            published: Counter::new(),
             duplicates: Counter::new(),
             unrouted: Counter::new(),
             clock,
@@ -131,7 +129,8 @@ impl<T, C: Clock> TopicShared<T, C> {
 
     pub(crate) fn stats(&self) -> TopicStats {
         TopicStats {
-            published: self.published.get(),
+            // Sequence numbers start at 1 and are taken only by accepted messages.
+            published: self.seq.load(Ordering::Relaxed) - 1,
             duplicates: self.duplicates.get(),
             unrouted: self.unrouted.get(),
             subscriptions: self.subs.read().len(),
@@ -228,7 +227,6 @@ impl<T, C: Clock> TopicShared<T, C> {
         let routed = targets.len;
         targets.unlock_and_wake();
         drop(subs);
-        self.published.incr();
         if routed == 0 {
             self.unrouted.incr();
         }
