@@ -15,9 +15,11 @@ pub enum Overflow {
     Wait,
     /// The publisher gets [`BrokerError::Full`](super::BrokerError::Full).
     Reject,
-    /// The oldest waiting message is moved to the dead-letter queue (reason
-    /// [`Overflow`](super::DeadLetterReason::Overflow)) to make room. When every held message
-    /// is in flight there is nothing to move and the publish gets `Full`.
+    /// The message at the head of the ready queue (the one waiting longest to be delivered) is
+    /// moved to the dead-letter queue (reason [`Overflow`](super::DeadLetterReason::Overflow))
+    /// to make room. When nothing is ready (everything held is in flight, scheduled for later
+    /// or queued behind its ordering key) there is nothing to move and the publish gets
+    /// `Full`.
     DeadLetterOldest,
 }
 

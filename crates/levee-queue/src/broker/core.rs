@@ -1,5 +1,7 @@
 //! The sync engine of one subscription: what it holds and every transition, with time passed
-//! in. No lock, no clock and no waking here; `subscription.rs` wraps it in a mutex.
+//! in. No lock, no clock and no waking here; `subscription.rs` wraps it in a mutex, with a
+//! separately locked ingress in front where publishers append (drained into the core,
+//! through [`Core::accept`], whenever the core is locked).
 //!
 //! How it works. A held message is in exactly one place:
 //!
@@ -11,9 +13,10 @@
 //! - `in_flight`: leased to a consumer, addressed by `(slot, token)`.
 //!
 //! Leases all last `ack_wait`, so they expire in the order they were granted: `leases` is a
-//! FIFO of `(deadline, slot, token)` whose front is the next to expire. Settling a delivery
-//! leaves its entry behind; an entry whose slot no longer holds that token and deadline is
-//! skipped when it reaches the front (and compacted away if they pile up).
+//! FIFO of `(deadline, slot, token)` whose front is the next to expire (an `in_progress`
+//! extension appends a new entry). An entry whose slot no longer holds that token and
+//! deadline is dead: dead entries are popped as they reach the front, and the FIFO is
+//! compacted once they outnumber live ones, so it stays O(live leases).
 //!
 //! Time moves only in [`Core::sweep`], which the wrapper calls before every receive and on
 //! `tick()`: expired leases go back to `ready` (or to the dead-letter queue), due timers move

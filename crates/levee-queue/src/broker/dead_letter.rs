@@ -56,7 +56,7 @@ pub enum DeadLetterReason {
         /// The handler's reason.
         reason: String,
     },
-    /// It was the oldest waiting message of a full subscription whose policy is
+    /// It was at the head of the ready queue of a full subscription whose policy is
     /// [`Overflow::DeadLetterOldest`](super::Overflow::DeadLetterOldest).
     Overflow,
 }
