@@ -1,5 +1,23 @@
-//! In-process messaging for levee: topics, subscriptions and work queues with acks,
-//! redelivery and dead letters ([`broker`]).
+//! In-process queues: the transport under levee's topics, work queues and the shop's
+//! order -> payment -> notification flow.
+//!
+//! - [`channel`]: a bounded lock-free MPMC channel (an array of stamped slots) with sync and
+//!   async ends, an overflow policy, close semantics and statistics; and an unbounded variant
+//!   that gives its memory back once a backlog drains.
+//! - [`broker`]: topics, subscriptions and work queues with acks, lease redelivery, retries
+//!   with backoff, dead letters, delays, ordering keys and deduplication, behind the async
+//!   [`Broker`] trait and its conformance suite.
+//!
+//! ```
+//! use levee_queue::channel;
+//!
+//! let (tx, rx) = channel::bounded::<u64>(8)?;
+//! tx.send(1)?;
+//! drop(tx); // the last sender closes the channel; the receiver still drains it
+//! assert_eq!(rx.recv(), Ok(1));
+//! assert!(rx.recv().is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! ```
 //! use levee_queue::broker::{InProcessBroker, Message, SubscriptionConfig};
@@ -13,8 +31,10 @@
 //!     delivery.ack().unwrap();
 //! }
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
+#[forbid(unsafe_code)]
 pub mod broker;
+pub mod channel;
 
 pub use broker::{Broker, BrokerError, InProcessBroker, Message, SubscriptionConfig};
