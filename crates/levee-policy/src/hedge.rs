@@ -8,8 +8,9 @@
 //! a call pays two clock reads and one record, never a histogram merge.
 //!
 //! A failed attempt starts the next hedge at once (while hedges remain), so hedging also
-//! covers fast failures. When every attempt has failed and no hedge is left, the last error
-//! is returned. The first attempt costs no allocation; each hedge started is boxed.
+//! covers fast failures; a refused one (open circuit, rate limit, full bulkhead) does not,
+//! since asking again at once would be refused too. When no attempt is left running and none
+//! is due at once, the last error is returned. The first attempt costs no allocation; each hedge started is boxed.
 
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
@@ -231,8 +232,10 @@ impl<Op: Operation, Tm: Timer> Policy<Op, Tm> for Hedge {
                                 return Poll::Ready(Ok(v));
                             }
                             Err(e) => {
+                                // A refusal (open circuit, rate limit) says "not now": it
+                                // does not call for another attempt at once.
+                                start_now += u32::from(!e.is_refusal());
                                 last_error = Some(e);
-                                start_now += 1;
                             }
                         }
                     }
@@ -250,10 +253,17 @@ impl<Op: Operation, Tm: Timer> Policy<Op, Tm> for Hedge {
                                 return Poll::Ready(Ok(v));
                             }
                             Err(e) => {
+                                // A refusal (open circuit, rate limit) says "not now": it
+                                // does not call for another attempt at once.
+                                start_now += u32::from(!e.is_refusal());
                                 last_error = Some(e);
-                                start_now += 1;
                             }
                         }
+                    }
+                }
+                if live == 0 && (start_now == 0 || started >= self.max_hedges) {
+                    if let Some(e) = last_error.take() {
+                        return Poll::Ready(Err(e));
                     }
                 }
                 if started < self.max_hedges {
@@ -276,11 +286,6 @@ impl<Op: Operation, Tm: Timer> Policy<Op, Tm> for Hedge {
                         next_at = now + delay;
                         sleep.set(None);
                         continue;
-                    }
-                }
-                if live == 0 {
-                    if let Some(e) = last_error.take() {
-                        return Poll::Ready(Err(e));
                     }
                 }
                 return Poll::Pending;

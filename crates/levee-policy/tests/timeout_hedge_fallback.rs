@@ -3,7 +3,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::{Attempts, DropGuard, Events, MS};
@@ -172,6 +172,40 @@ async fn a_failed_attempt_starts_the_next_hedge_at_once() {
     // When every attempt fails, the last error is returned.
     let out = pipeline.execute(|_| async { Err::<(), _>("down") }).await;
     assert_eq!(out, Err(Error::Operation("down")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_attempt_does_not_start_a_hedge() {
+    let hedge = Hedge::new(2, HedgeDelay::Fixed { delay: Duration::from_secs(1) }).unwrap();
+    let refusals = Arc::new(AtomicU32::new(0));
+    let pipeline =
+        Pipeline::builder().hedge(hedge).policy(RefuseAll(refusals.clone())).build().unwrap();
+    let start = Instant::now();
+    let out = pipeline.execute(|_| async { Ok::<_, ()>(()) }).await;
+    assert_eq!(out, Err(Error::RateLimited { retry_after: MS }));
+    assert_eq!(refusals.load(Ordering::SeqCst), 1, "no hedge after a refusal");
+    assert_eq!(start.elapsed(), Duration::ZERO, "and no wait for the hedge timer");
+}
+
+/// Refuses every call as a rate limiter would.
+struct RefuseAll(Arc<AtomicU32>);
+
+impl levee_policy::Instrument for RefuseAll {
+    fn instrument(&mut self, _hook: &levee_core::EventHook<Event>) {}
+}
+
+impl<Op: levee_policy::Operation, Tm: levee_policy::Timer> levee_policy::Policy<Op, Tm>
+    for RefuseAll
+{
+    async fn run<'a, I: levee_policy::Stage<Op, Tm>>(
+        &'a self,
+        _inner: &'a I,
+        _op: &'a Op,
+        _ctx: levee_policy::Context,
+    ) -> levee_policy::Outcome<Op> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Err(Error::RateLimited { retry_after: MS })
+    }
 }
 
 #[tokio::test(start_paused = true)]
