@@ -204,7 +204,7 @@ where
             // Join the other loads first so they are driven while our own loader runs.
             let waits = futures::future::join_all(joined.into_iter().map(|(hash, key, flight)| {
                 inner.counters.coalesced.incr();
-                let join = flight.join();
+                let join = Flight::join(&flight);
                 async move { (hash, key, join.await) }
             }));
             let own = async {

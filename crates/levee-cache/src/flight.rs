@@ -27,8 +27,9 @@ use slab::Slab;
 
 /// A caught panic.
 pub(crate) type Payload = Box<dyn Any + Send>;
-/// The future an async flight drives.
-pub(crate) type LoadFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// The future an async flight drives: the value, or the panic its loader raised (caught right
+/// around the loader, so the unwinding never crosses the flight's or the cache's state).
+pub(crate) type LoadFuture<T> = Pin<Box<dyn Future<Output = Result<T, Payload>> + Send>>;
 /// What an abandoned flight runs once (the cache removes it from its map); the argument says
 /// whether the loader panicked.
 pub(crate) type AbandonHook = Box<dyn FnOnce(bool) + Send>;
@@ -175,8 +176,8 @@ impl<T: Clone> Flight<T> {
     }
 
     /// A handle for an async caller joining this flight.
-    pub(crate) fn join(self: &Arc<Self>) -> Join<T> {
-        Join::new(self.clone(), false)
+    pub(crate) fn join(this: &Arc<Self>) -> Join<T> {
+        Join::new(this.clone(), false)
     }
 
     /// Blocks the calling thread until the flight ends. Never drives an async load.
@@ -284,14 +285,15 @@ impl<T: Clone> Future for Join<T> {
                 this.flight.state.lock().future = Some(future);
                 Poll::Pending
             }
-            Ok(Poll::Ready(value)) => {
+            Ok(Poll::Ready(Ok(value))) => {
                 drop(future);
                 this.flight.end(Phase::Done(value));
                 let out = Self::outcome(this.leader, &mut this.flight.state.lock().phase);
                 this.leave();
                 Poll::Ready(out.unwrap_or(Outcome::Retry))
             }
-            Err(payload) => {
+            // A panic the future caught itself, or (a safety net) one that escaped its poll.
+            Ok(Poll::Ready(Err(payload))) | Err(payload) => {
                 drop(future);
                 // The panic goes to the leader; if that is us, it comes straight back.
                 this.flight.end(Phase::Abandoned(Some(payload)));
@@ -318,7 +320,7 @@ mod tests {
     #[test]
     fn sync_flight_reaches_blocking_and_async_waiters() {
         let flight = Flight::<u32>::new_sync();
-        let join = flight.join();
+        let join = Flight::join(&flight);
         let f2 = flight.clone();
         let t = std::thread::spawn(move || f2.wait());
         flight.finish(7);
@@ -333,10 +335,10 @@ mod tests {
         let p = polls.clone();
         let fut = async move {
             p.fetch_add(1, Ordering::SeqCst);
-            5u32
+            Ok(5u32)
         };
         let (flight, leader) = Flight::new_async(Box::pin(fut), None);
-        let waiter = flight.join();
+        let waiter = Flight::join(&flight);
         drop(leader); // the leader is cancelled before it ever polls
         assert!(matches!(futures::executor::block_on(waiter), Outcome::Value(5)));
         assert_eq!(polls.load(Ordering::SeqCst), 1);
@@ -347,13 +349,13 @@ mod tests {
         let hooked = std::sync::Arc::new(AtomicUsize::new(0));
         let h = hooked.clone();
         let (flight, leader) = Flight::<u32>::new_async(
-            Box::pin(futures::future::pending()),
+            Box::pin(futures::future::pending::<Result<u32, Payload>>()),
             Some(Box::new(move |panicked| {
                 assert!(!panicked);
                 h.fetch_add(1, Ordering::SeqCst);
             })),
         );
-        let mut waiter = flight.join();
+        let mut waiter = Flight::join(&flight);
         assert!((&mut waiter).now_or_never().is_none());
         drop(leader);
         assert!(flight.is_running(), "one handle is still interested");
@@ -367,7 +369,8 @@ mod tests {
     fn a_panic_goes_to_the_leader_and_others_retry() {
         let (flight, leader) =
             Flight::<u32>::new_async(Box::pin(async { panic!("loader panics") }), None);
-        let waiter = flight.join();
+        // (Here the panic escapes the future's poll: the safety net catches it.)
+        let waiter = Flight::join(&flight);
         assert!(matches!(futures::executor::block_on(waiter), Outcome::Retry));
         assert!(matches!(futures::executor::block_on(leader), Outcome::Panicked(_)));
     }

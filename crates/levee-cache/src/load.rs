@@ -5,6 +5,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
+use futures::FutureExt;
 use levee_core::Clock;
 use levee_core::sync::Arc;
 
@@ -91,7 +92,7 @@ where
     where
         F: Future<Output = V> + Send + 'static,
     {
-        self.inner.load_async::<WantValue, F>(key, loader).await
+        Inner::load_async::<WantValue, F>(&self.inner, key, loader).await
     }
 
     /// Like [`get_with_async`](Self::get_with_async) for a loader that can fail; the error
@@ -108,7 +109,7 @@ where
         E: Send + Sync + 'static,
     {
         let loader = async move { loader.await.map_err(std::sync::Arc::new) };
-        self.inner.load_async::<WantResult<E>, _>(key, loader).await
+        Inner::load_async::<WantResult<E>, _>(&self.inner, key, loader).await
     }
 
     /// Like [`get_with_async`](Self::get_with_async) for a loader that may find nothing;
@@ -120,7 +121,7 @@ where
     where
         F: Future<Output = Option<V>> + Send + 'static,
     {
-        self.inner.load_async::<WantOption, F>(key, loader).await
+        Inner::load_async::<WantOption, F>(&self.inner, key, loader).await
     }
 }
 
@@ -211,7 +212,7 @@ where
 
     /// A flight that runs `loader` and stores its result; the handle is the leader's.
     fn async_flight<W, F>(
-        self: &Arc<Self>,
+        this: &Arc<Self>,
         hash: u64,
         key: K,
         id: u64,
@@ -221,39 +222,39 @@ where
         W: Want<V>,
         F: Future<Output = W::Out> + Send + 'static,
     {
-        let inner = self.clone();
-        let started = self.clock.now();
+        let inner = this.clone();
+        let started = this.clock.now();
         let load = async move {
-            let out = loader.await;
+            let out = AssertUnwindSafe(loader).catch_unwind().await?;
             let slot = W::to_slot(&out);
             inner.complete(hash, key, id, slot.clone(), started);
-            slot
+            Ok(slot)
         };
-        let inner = self.clone();
+        let inner = this.clone();
         let hook: AbandonHook = Box::new(move |panicked| inner.abandon(hash, id, panicked));
         Flight::new_async(Box::pin(load), Some(hook))
     }
 
-    pub(crate) async fn load_async<W, F>(self: &Arc<Self>, key: K, loader: F) -> W::Out
+    pub(crate) async fn load_async<W, F>(this: &Arc<Self>, key: K, loader: F) -> W::Out
     where
         W: Want<V>,
         F: Future<Output = W::Out> + Send + 'static,
     {
-        let hash = self.hash(&key);
+        let hash = this.hash(&key);
         let mut loader = Some(loader);
         loop {
-            let now = self.now();
-            match self.probe::<W, K>(hash, &key, now, true) {
+            let now = this.now();
+            match this.probe::<W, K>(hash, &key, now, true) {
                 Probe::Fresh(out) => return out,
                 Probe::Stale(out) => {
-                    self.counters.stale_serves.incr();
+                    this.counters.stale_serves.incr();
                     return out;
                 }
                 Probe::Refresh { out, id, early } => {
-                    self.count_refresh(early);
+                    this.count_refresh(early);
                     let Some(load) = loader.take() else { return out };
-                    let claim = self.claim::<W, _>(hash, &key, now, Some(id), |flight_id| {
-                        self.async_flight::<W, F>(hash, key.clone(), flight_id, load)
+                    let claim = this.claim::<W, _>(hash, &key, now, Some(id), |flight_id| {
+                        Self::async_flight::<W, F>(this, hash, key.clone(), flight_id, load)
                     });
                     let Claim::Lead(_, _, join) = claim else { return out };
                     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -274,15 +275,15 @@ where
                 }
                 Probe::Miss => {}
             }
-            let claim = self.claim::<W, _>(hash, &key, now, None, |id| {
+            let claim = this.claim::<W, _>(hash, &key, now, None, |id| {
                 let load = loader.take().expect("a caller leads at most one load");
-                self.async_flight::<W, F>(hash, key.clone(), id, load)
+                Self::async_flight::<W, F>(this, hash, key.clone(), id, load)
             });
             match claim {
                 Claim::Hit(out) => return out,
                 Claim::Join(flight) => {
-                    self.counters.coalesced.incr();
-                    if let Outcome::Value(slot) = flight.join().await
+                    this.counters.coalesced.incr();
+                    if let Outcome::Value(slot) = Flight::join(&flight).await
                         && let Some(out) = W::accept(&slot)
                     {
                         return out;

@@ -9,6 +9,10 @@
 //! one lock word (the cost that dominates a 2-thread hit path). Writers (inserts, evictions,
 //! invalidations) pay for it: they take a mutex and scan every stripe.
 //!
+//! Loom models `SeqCst` *accesses* as `AcqRel`, which is too weak for this handshake, so under
+//! `cfg(loom)` both sides add the `fence(SeqCst)` that loom does model; natively the `SeqCst`
+//! read-modify-write and load already give the guarantee (and cost no extra instruction).
+//!
 //! The stripe word also counts the cache's hits: a reader releases with one `fetch_add` that
 //! drops its reader count and adds a hit, so counting a hit costs nothing extra. Misses have
 //! their own word on the same line.
@@ -87,6 +91,7 @@ impl<T> ShardLock<T> {
             // the stripes: of "reader counted" and "writer flagged", the later one sees the
             // earlier, so reader and writer never both proceed.
             stripe.word.fetch_add(READER, Ordering::SeqCst);
+            handshake_fence();
             if !self.writing.load(Ordering::SeqCst) {
                 break;
             }
@@ -109,6 +114,7 @@ impl<T> ShardLock<T> {
         let _serial = self.writers.lock();
         // SeqCst: see `read`.
         self.writing.store(true, Ordering::SeqCst);
+        handshake_fence();
         let backoff = Backoff::new();
         for stripe in self.stripes.iter() {
             loop {
@@ -150,6 +156,14 @@ impl<T> ShardLock<T> {
         }
         (hits, misses)
     }
+}
+
+/// The store-load barrier of the reader/writer handshake, for loom's benefit (see the module
+/// docs); natively the `SeqCst` accesses around it already provide it.
+#[inline(always)]
+fn handshake_fence() {
+    #[cfg(loom)]
+    levee_core::sync::fence(Ordering::SeqCst);
 }
 
 /// Leaves the read side, also when the reader's closure panics.

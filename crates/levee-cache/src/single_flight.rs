@@ -5,6 +5,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
+use futures::FutureExt;
 use hashbrown::HashTable;
 use levee_core::Counter;
 use levee_core::sync::{Arc, AtomicU64, Mutex, Ordering};
@@ -153,14 +154,14 @@ where
             let mut leader = None;
             let claim = self.inner.claim(hash, &key, |id| {
                 let fut = future.take().expect("a caller leads at most once");
-                let (flight, join) = self.inner.async_flight(hash, id, fut);
+                let (flight, join) = Inner::async_flight(&self.inner, hash, id, fut);
                 leader = Some(join);
                 flight
             });
             match claim {
                 Claim::Join(flight) => {
                     self.inner.coalesced.incr();
-                    if let Outcome::Value(v) = flight.join().await {
+                    if let Outcome::Value(v) = Flight::join(&flight).await {
                         return v;
                     }
                 }
@@ -232,7 +233,7 @@ where
 
     /// A shared run of `future` that unregisters itself (as call `id`) when done or abandoned.
     fn async_flight<F>(
-        self: &Arc<Self>,
+        this: &Arc<Self>,
         hash: u64,
         id: u64,
         future: F,
@@ -240,13 +241,13 @@ where
     where
         F: Future<Output = V> + Send + 'static,
     {
-        let me = self.clone();
+        let me = this.clone();
         let run = async move {
-            let v = future.await;
+            let v = AssertUnwindSafe(future).catch_unwind().await;
             me.remove(hash, id);
             v
         };
-        let me = self.clone();
+        let me = this.clone();
         let hook: AbandonHook = Box::new(move |_| me.remove(hash, id));
         Flight::new_async(Box::pin(run), Some(hook))
     }
