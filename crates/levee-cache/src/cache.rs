@@ -204,14 +204,9 @@ where
         let n = shards as u64;
         let shard_capacity: Box<[u64]> =
             (0..n).map(|i| capacity / n + u64::from(i < capacity % n)).collect();
-        let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
-        let stripes = (cpus * 2).min(64);
         Self {
             inner: Arc::new(Inner {
-                shards: shard_capacity
-                    .iter()
-                    .map(|&cap| ShardLock::new(Shard::new(cap), stripes))
-                    .collect(),
+                shards: shard_capacity.iter().map(|&cap| ShardLock::new(Shard::new(cap))).collect(),
                 shard_mask: shards - 1,
                 shard_capacity,
                 hasher: foldhash::fast::RandomState::default(),

@@ -1,21 +1,23 @@
 //! The shard lock: a reader-writer lock whose readers never write a shared cache line.
 //!
-//! How it works. Every thread reads through one of several *stripes*, each a counter on its own
-//! cache line, chosen once per thread. A reader increments its stripe, then checks the writer
-//! flag; a writer raises the flag, then waits for every stripe to drain. Both sides use
-//! `SeqCst` for that store-then-load pair (Dekker's handshake), so either the writer sees the
-//! reader's count or the reader sees the flag and backs out. Two threads reading the same shard
-//! therefore touch two different cache lines, where a plain `RwLock` makes them fight over its
-//! one lock word (the cost that dominates a 2-thread hit path). Writers (inserts, evictions,
-//! invalidations) pay for it: they take a mutex and scan every stripe.
+//! How it works. Every thread that reads owns a *slot* (a counter on its own cache line) in
+//! every shard lock: slot numbers come from a small process-wide pool, taken on a thread's
+//! first read and given back when it exits. A reader raises its own slot's count, then checks
+//! the writer flag; a writer raises the flag, then waits for every slot to drain. Both sides
+//! order that store before that load with `SeqCst` (Dekker's handshake), so either the writer
+//! sees the reader's count or the reader sees the flag and backs out. Two threads reading the
+//! same shard therefore touch two different cache lines, where a plain `RwLock` makes them
+//! fight over its one lock word. And because nobody else writes a thread's own slot, entering
+//! costs one exchange and leaving one plain store (a `RwLock` pays two atomic
+//! read-modify-writes). Threads beyond the pool share one overflow slot, with atomic
+//! read-modify-writes: correct, merely slower. Writers (inserts, evictions, invalidations) pay
+//! for all this: they take a mutex and scan every slot.
 //!
 //! Loom models `SeqCst` *accesses* as `AcqRel`, which is too weak for this handshake, so under
 //! `cfg(loom)` both sides add the `fence(SeqCst)` that loom does model; natively the `SeqCst`
-//! read-modify-write and load already give the guarantee (and cost no extra instruction).
+//! exchange and load already give the guarantee (and cost no extra instruction).
 //!
-//! The stripe word also counts the cache's hits: a reader releases with one `fetch_add` that
-//! drops its reader count and adds a hit, so counting a hit costs nothing extra. Misses have
-//! their own word on the same line.
+//! Each slot also counts its thread's hits and misses, so counting costs no shared write.
 //!
 //! Readers and writers reach the data through closures (`read`, `write`), which is the form
 //! loom's `UnsafeCell` can check.
@@ -23,16 +25,6 @@
 #![allow(unsafe_code)]
 
 use levee_core::sync::{AtomicBool, AtomicU64, Backoff, CachePadded, Mutex, Ordering, UnsafeCell};
-
-/// Low bits of a stripe word: readers inside right now.
-const READER_BITS: u32 = 16;
-const READER: u64 = 1;
-const READER_MASK: u64 = (1 << READER_BITS) - 1;
-/// High bits of a stripe word: hits counted by readers of this stripe.
-const HIT: u64 = 1 << READER_BITS;
-/// Writers move a stripe's hit count into `harvested` once it passes this, long before the
-/// 48 hit bits could wrap.
-const HARVEST_AT: u64 = 1 << 40;
 
 /// What a read saw, for the statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,18 +38,19 @@ pub(crate) enum Tally {
 }
 
 #[derive(Debug, Default)]
-struct Stripe {
-    /// Readers (low 16 bits) and hits (high 48 bits).
-    word: AtomicU64,
+struct Slot {
+    /// Readers inside right now (more than one only when a read nests, or in the overflow slot).
+    readers: AtomicU64,
+    hits: AtomicU64,
     misses: AtomicU64,
 }
 
 /// A reader-writer lock for one cache shard; see the module docs.
 pub(crate) struct ShardLock<T> {
-    stripes: Box<[CachePadded<Stripe>]>,
+    /// One slot per pool number, then the shared overflow slot.
+    slots: Box<[CachePadded<Slot>]>,
     writing: CachePadded<AtomicBool>,
     writers: Mutex<()>,
-    harvested: AtomicU64,
     data: UnsafeCell<T>,
 }
 
@@ -69,14 +62,11 @@ unsafe impl<T: Send + Sync> Sync for ShardLock<T> {}
 unsafe impl<T: Send> Send for ShardLock<T> {}
 
 impl<T> ShardLock<T> {
-    /// A lock with `stripes` reader stripes (rounded up to a power of two).
-    pub(crate) fn new(value: T, stripes: usize) -> Self {
-        let n = stripes.clamp(1, 256).next_power_of_two();
+    pub(crate) fn new(value: T) -> Self {
         Self {
-            stripes: (0..n).map(|_| CachePadded::new(Stripe::default())).collect(),
+            slots: (0..=pool::size()).map(|_| CachePadded::new(Slot::default())).collect(),
             writing: CachePadded::new(AtomicBool::new(false)),
             writers: Mutex::new(()),
-            harvested: AtomicU64::new(0),
             data: UnsafeCell::new(value),
         }
     }
@@ -84,29 +74,53 @@ impl<T> ShardLock<T> {
     /// Runs `f` with shared access. `f` says whether the read was a hit or a miss.
     #[inline]
     pub(crate) fn read<R>(&self, f: impl FnOnce(&T) -> (R, Tally)) -> R {
-        let stripe = &self.stripes[stripe_index() & (self.stripes.len() - 1)];
+        let own = pool::mine();
+        let overflow = self.slots.len() - 1;
+        let (slot, exclusive) = match own {
+            Some(i) if i < overflow => (&*self.slots[i], true),
+            _ => (&*self.slots[overflow], false),
+        };
         let backoff = Backoff::new();
-        loop {
-            // SeqCst pairs with the writer's SeqCst store of `writing` and its SeqCst loads of
-            // the stripes: of "reader counted" and "writer flagged", the later one sees the
-            // earlier, so reader and writer never both proceed.
-            stripe.word.fetch_add(READER, Ordering::SeqCst);
+        let before = loop {
+            let before = if exclusive {
+                // Only this thread writes its slot, so a load and an exchange (a full barrier
+                // on every CPU) replace a read-modify-write.
+                let n = slot.readers.load(Ordering::Relaxed);
+                slot.readers.swap(n + 1, Ordering::SeqCst);
+                n
+            } else {
+                slot.readers.fetch_add(1, Ordering::SeqCst)
+            };
             handshake_fence();
+            // SeqCst pairs with the writer's SeqCst store of `writing` and its SeqCst loads of
+            // the slots: of "reader counted" and "writer flagged", the later one sees the
+            // earlier, so reader and writer never both proceed.
             if !self.writing.load(Ordering::SeqCst) {
-                break;
+                break before;
             }
             // A writer is in or coming: step out of its way and wait for it.
-            stripe.word.fetch_sub(READER, Ordering::Release);
+            Self::leave(slot, exclusive, before);
             while self.writing.load(Ordering::Relaxed) {
                 backoff.snooze();
             }
-        }
-        let mut release = ReadRelease { stripe, tally: Tally::Nothing };
-        // SAFETY: this thread is counted in a stripe and no writer is flagged, so no writer
-        // is inside `write` (it waits for the stripes to drain) until `release` drops.
+        };
+        let mut release = ReadRelease { slot, exclusive, before, tally: Tally::Nothing };
+        // SAFETY: this thread is counted in a slot and no writer is flagged, so no writer is
+        // inside `write` (it waits for the slots to drain) until `release` drops.
         let (result, tally) = self.data.with(|p| f(unsafe { &*p }));
         release.tally = tally;
         result
+    }
+
+    #[inline]
+    fn leave(slot: &Slot, exclusive: bool, before: u64) {
+        // Release pairs with the writer's load of the slot: our reads of the data happen
+        // before its writes.
+        if exclusive {
+            slot.readers.store(before, Ordering::Release);
+        } else {
+            slot.readers.fetch_sub(1, Ordering::Release);
+        }
     }
 
     /// Runs `f` with exclusive access.
@@ -116,45 +130,25 @@ impl<T> ShardLock<T> {
         self.writing.store(true, Ordering::SeqCst);
         handshake_fence();
         let backoff = Backoff::new();
-        for stripe in self.stripes.iter() {
-            loop {
-                // Acquire (within SeqCst) pairs with the readers' Release when they leave, so
-                // everything they did under the lock happens before what we do now.
-                let word = stripe.word.load(Ordering::SeqCst);
-                if word & READER_MASK == 0 {
-                    if word >= HARVEST_AT {
-                        self.harvest(stripe, word);
-                    }
-                    break;
-                }
+        for slot in self.slots.iter() {
+            // Acquire (within SeqCst) pairs with the readers' Release when they leave, so
+            // everything they did under the lock happens before what we do now.
+            while slot.readers.load(Ordering::SeqCst) != 0 {
                 backoff.snooze();
             }
         }
         let _release = WriteRelease(&self.writing);
-        // SAFETY: `writing` is set and every stripe was seen empty after it was set, so no
+        // SAFETY: `writing` is set and every slot was seen empty after it was set, so no
         // reader is inside `read`'s closure, and `writers` keeps other writers out, until
         // `_release` clears the flag.
         self.data.with_mut(|p| f(unsafe { &mut *p }))
     }
 
-    /// Moves a stripe's hit count to `harvested`. Readers only ever add to the hit bits and
-    /// add-then-subtract to the reader bits, so subtracting exactly the hits we read loses
-    /// nothing even if readers arrive meanwhile.
-    fn harvest(&self, stripe: &Stripe, word: u64) {
-        let hits = word & !READER_MASK;
-        stripe.word.fetch_sub(hits, Ordering::Relaxed);
-        self.harvested.fetch_add(hits >> READER_BITS, Ordering::Relaxed);
-    }
-
     /// Hits and misses counted so far.
     pub(crate) fn tallies(&self) -> (u64, u64) {
-        let mut hits = self.harvested.load(Ordering::Relaxed);
-        let mut misses = 0;
-        for stripe in self.stripes.iter() {
-            hits += stripe.word.load(Ordering::Relaxed) >> READER_BITS;
-            misses += stripe.misses.load(Ordering::Relaxed);
-        }
-        (hits, misses)
+        self.slots.iter().fold((0, 0), |(h, m), s| {
+            (h + s.hits.load(Ordering::Relaxed), m + s.misses.load(Ordering::Relaxed))
+        })
     }
 }
 
@@ -166,26 +160,31 @@ fn handshake_fence() {
     levee_core::sync::fence(Ordering::SeqCst);
 }
 
-/// Leaves the read side, also when the reader's closure panics.
+/// Leaves the read side and counts the tally, also when the reader's closure panics.
 struct ReadRelease<'a> {
-    stripe: &'a Stripe,
+    slot: &'a Slot,
+    exclusive: bool,
+    before: u64,
     tally: Tally,
 }
 
 impl Drop for ReadRelease<'_> {
     #[inline]
     fn drop(&mut self) {
-        // Release pairs with the writer's load of the stripe: our reads of the data happen
-        // before its writes. Leaving and counting a hit are one addition.
-        let delta = match self.tally {
-            Tally::Hit => HIT - READER,
-            Tally::Miss => {
-                self.stripe.misses.fetch_add(1, Ordering::Relaxed);
-                READER.wrapping_neg()
-            }
-            Tally::Nothing => READER.wrapping_neg(),
+        let counter = match self.tally {
+            Tally::Hit => Some(&self.slot.hits),
+            Tally::Miss => Some(&self.slot.misses),
+            Tally::Nothing => None,
         };
-        self.stripe.word.fetch_add(delta, Ordering::Release);
+        if let Some(counter) = counter {
+            if self.exclusive {
+                // Only this thread writes its slot: no read-modify-write needed.
+                counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            } else {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        ShardLock::<()>::leave(self.slot, self.exclusive, self.before);
     }
 }
 
@@ -199,24 +198,86 @@ impl Drop for WriteRelease<'_> {
     }
 }
 
-/// Which stripe this thread reads through: threads are numbered in order of first use.
-#[inline]
-fn stripe_index() -> usize {
-    use std::cell::Cell;
-    // A plain std counter even under loom: it only spreads threads over stripes, and any
-    // value is correct.
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+/// The process-wide pool of reader slot numbers.
+mod pool {
+    use std::sync::OnceLock;
+    // Plain std atomics even under loom: which number a thread gets is not part of any
+    // modelled protocol (exclusivity is, and each number has one owner at a time).
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    struct Pool {
+        taken: Box<[AtomicU64]>,
+        size: usize,
     }
-    INDEX.with(|index| {
-        let mut i = index.get();
-        if i == usize::MAX {
-            i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            index.set(i);
+
+    fn pool() -> &'static Pool {
+        static POOL: OnceLock<Pool> = OnceLock::new();
+        POOL.get_or_init(|| {
+            let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
+            let size = (cpus * 4).clamp(8, 256);
+            Pool { taken: (0..size.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(), size }
+        })
+    }
+
+    /// Number of exclusive slots every lock has.
+    pub(super) fn size() -> usize {
+        pool().size
+    }
+
+    fn take() -> Option<usize> {
+        let pool = pool();
+        for (w, word) in pool.taken.iter().enumerate() {
+            let mut bits = word.load(Ordering::Relaxed);
+            loop {
+                let free = (!bits).trailing_zeros() as usize;
+                if free == 64 || w * 64 + free >= pool.size {
+                    break;
+                }
+                // AcqRel: the previous owner's last use of the number (its Release store to
+                // its slots) happens before ours.
+                match word.compare_exchange_weak(
+                    bits,
+                    bits | 1 << free,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Some(w * 64 + free),
+                    Err(now) => bits = now,
+                }
+            }
         }
-        i
-    })
+        None
+    }
+
+    /// A thread's slot number, given back when the thread exits.
+    struct Claim(Option<usize>);
+
+    impl Drop for Claim {
+        fn drop(&mut self) {
+            if let Some(i) = self.0 {
+                pool().taken[i / 64].fetch_and(!(1 << (i % 64)), Ordering::Release);
+            }
+        }
+    }
+
+    #[cfg(not(loom))]
+    std::thread_local! {
+        static MINE: Claim = Claim(take());
+    }
+    #[cfg(loom)]
+    loom::thread_local! {
+        static MINE: Claim = Claim(take());
+    }
+
+    /// This thread's slot number, or `None` when the pool is exhausted (or the thread is
+    /// exiting): then the thread reads through the shared overflow slot.
+    #[inline]
+    pub(super) fn mine() -> Option<usize> {
+        #[cfg(not(loom))]
+        return MINE.try_with(|c| c.0).ok().flatten();
+        #[cfg(loom)]
+        MINE.with(|c| c.0)
+    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -225,7 +286,7 @@ mod tests {
 
     #[test]
     fn readers_and_writers_see_each_others_work() {
-        let lock = ShardLock::new(0u64, 4);
+        let lock = ShardLock::new(0u64);
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
@@ -243,7 +304,7 @@ mod tests {
 
     #[test]
     fn a_panicking_reader_releases_the_lock() {
-        let lock = ShardLock::new(1u32, 2);
+        let lock = ShardLock::new(1u32);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             lock.read(|_| -> ((), Tally) { panic!("reader panics") })
         }));
@@ -253,12 +314,32 @@ mod tests {
     }
 
     #[test]
-    fn harvesting_keeps_the_hit_count() {
-        let lock = ShardLock::new((), 1);
-        lock.stripes[0].word.store(HARVEST_AT + 5 * HIT, Ordering::Relaxed);
-        let before = lock.tallies().0;
-        lock.write(|()| ());
-        assert_eq!(lock.tallies().0, before);
-        assert!(lock.stripes[0].word.load(Ordering::Relaxed) < HIT);
+    fn threads_beyond_the_pool_share_the_overflow_slot() {
+        let lock = ShardLock::new(0u64);
+        let threads = pool::size() + 8;
+        let barrier = std::sync::Barrier::new(threads);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    lock.read(|_| ((), Tally::Hit)); // claim a number (or not) first
+                    barrier.wait(); // all alive at once: some get no number
+                    for _ in 0..100 {
+                        lock.write(|v| *v += 1);
+                        lock.read(|v| (assert!(*v >= 1), Tally::Hit));
+                    }
+                });
+            }
+        });
+        assert_eq!(lock.read(|v| (*v, Tally::Nothing)), 100 * threads as u64);
+        assert_eq!(lock.tallies().0, 101 * threads as u64);
+    }
+
+    #[test]
+    fn nested_reads_keep_the_lock_held() {
+        let lock = ShardLock::new(5u32);
+        let inner = lock.read(|_| (lock.read(|v| (*v, Tally::Hit)), Tally::Hit));
+        assert_eq!(inner, 5);
+        lock.write(|v| *v = 6);
+        assert_eq!(lock.tallies(), (2, 0));
     }
 }
