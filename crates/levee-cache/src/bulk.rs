@@ -78,10 +78,13 @@ where
     }
 }
 
+/// A key this caller waits for another caller's load of.
+type Joined<K, V> = (u64, K, Arc<Flight<Loaded<V>>>);
+
 /// One round: which keys are answered, which this caller leads, which it waits for.
 struct Round<K, V> {
     led: Vec<Led<K, V>>,
-    joined: Vec<(u64, K, Arc<Flight<Loaded<V>>>)>,
+    joined: Vec<Joined<K, V>>,
 }
 
 impl<K, V, C> Inner<K, V, C>

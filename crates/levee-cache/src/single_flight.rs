@@ -19,8 +19,11 @@ struct Slot<K, V> {
     flight: Arc<Flight<V>>,
 }
 
+/// One shard of the map from key to running call.
+type Calls<K, V> = Mutex<HashTable<Slot<K, V>>>;
+
 struct Inner<K, V> {
-    shards: Box<[Mutex<HashTable<Slot<K, V>>>]>,
+    shards: Box<[Calls<K, V>]>,
     hasher: foldhash::fast::RandomState,
     next_id: AtomicU64,
     runs: Counter,
@@ -204,7 +207,7 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + 'static,
 {
-    fn shard(&self, hash: u64) -> &Mutex<HashTable<Slot<K, V>>> {
+    fn shard(&self, hash: u64) -> &Calls<K, V> {
         &self.shards[(hash >> 32) as usize & (self.shards.len() - 1)]
     }
 
