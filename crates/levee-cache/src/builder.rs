@@ -25,8 +25,9 @@ pub(crate) struct Config<K, V> {
     pub(crate) negative_ttl: u64,
     pub(crate) error_filters: Vec<ErrorFilter>,
     pub(crate) weigher: Option<Weigher<K, V>>,
-    /// Any expiry at all: only then does a lookup read the clock.
-    pub(crate) timed: bool,
+    /// Any expiry at all: only then does a lookup read the clock. Set at build time, or by the
+    /// first `insert_with_ttl` (it only ever goes from false to true).
+    pub(crate) timed: std::sync::atomic::AtomicBool,
 }
 
 /// Builds a [`Cache`]; start with [`Cache::builder`].
@@ -288,7 +289,7 @@ where
             negative_ttl,
             error_filters: self.error_filters,
             weigher: self.weigher,
-            timed,
+            timed: std::sync::atomic::AtomicBool::new(timed),
         };
         Ok(Cache::from_parts(self.capacity, shards, config, self.clock, self.hook))
     }

@@ -206,7 +206,15 @@ where
             (0..n).map(|i| capacity / n + u64::from(i < capacity % n)).collect();
         Self {
             inner: Arc::new(Inner {
-                shards: shard_capacity.iter().map(|&cap| ShardLock::new(Shard::new(cap))).collect(),
+                shards: shard_capacity
+                    .iter()
+                    .map(|&cap| {
+                        // Counted entries: allocate the table once (up to a sane size) instead
+                        // of growing it while the cache fills. Weighted: no estimate.
+                        let reserve = if config.weigher.is_none() { cap.min(1 << 16) } else { 0 };
+                        ShardLock::new(Shard::new(cap, reserve as usize))
+                    })
+                    .collect(),
                 shard_mask: shards - 1,
                 shard_capacity,
                 hasher: foldhash::fast::RandomState::default(),
@@ -259,18 +267,20 @@ where
     /// not stored when it finishes: this insert wins.
     pub fn insert(&self, key: K, value: V) {
         let hash = self.inner.hash(&key);
-        let now = self.inner.clock.now();
-        let deadlines = self.inner.deadlines(&key, &Slot::Value(value.clone()), None);
-        self.inner.store(hash, key, Slot::Value(value), deadlines, now, 0, None);
+        let slot = Slot::Value(value);
+        let deadlines = self.inner.deadlines(&key, &slot, None);
+        self.inner.store(hash, key, slot, deadlines, self.inner.now(), 0, None);
     }
 
     /// Stores `value` for `key` with its own time to live (`Duration::MAX`: never expires;
     /// zero: not stored, and an older value is removed).
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        // From now on lookups read the clock (a cache built without expiry skips it).
+        self.inner.config.timed.store(true, std::sync::atomic::Ordering::Relaxed);
         let hash = self.inner.hash(&key);
-        let now = self.inner.clock.now();
-        let deadlines = self.inner.deadlines(&key, &Slot::Value(value.clone()), Some(ttl));
-        self.inner.store(hash, key, Slot::Value(value), deadlines, now, 0, None);
+        let slot = Slot::Value(value);
+        let deadlines = self.inner.deadlines(&key, &slot, Some(ttl));
+        self.inner.store(hash, key, slot, deadlines, self.inner.clock.now(), 0, None);
     }
 
     /// Removes `key`. A load of it in flight finishes for its waiters but is not stored.
@@ -298,7 +308,11 @@ where
         for shard in inner.shards.iter() {
             let mut removed = inner.removed();
             // The forgotten flights are dropped outside the lock.
-            let flights = shard.write(|s| s.clear(&mut removed));
+            let flights = shard.write(|s| {
+                let flights = s.clear(&mut removed);
+                s.count(&removed);
+                flights
+            });
             drop(flights);
             inner.counters.invalidations.add(removed.total);
             inner.report(removed);
@@ -312,7 +326,10 @@ where
         let now = inner.clock.now();
         for shard in inner.shards.iter() {
             let mut removed = inner.removed();
-            shard.write(|s| s.purge_dead(now, inner.config.tti, &mut removed));
+            shard.write(|s| {
+                s.purge_dead(now, inner.config.tti, &mut removed);
+                s.count(&removed);
+            });
             inner.report(removed);
         }
     }
@@ -360,6 +377,10 @@ where
         self.inner.shards.iter().map(|s| s.read(|s| (s.flights.len(), Tally::Nothing))).sum()
     }
 
+    fn sum(&self, f: impl Fn(&Shard<K, V>) -> u64) -> u64 {
+        self.inner.shards.iter().map(|s| s.read(|s| (f(s), Tally::Nothing))).sum()
+    }
+
     /// What the cache did so far.
     #[must_use]
     pub fn stats(&self) -> CacheStats {
@@ -382,8 +403,8 @@ where
             stale_serves: c.stale_serves.get(),
             early_refreshes: c.early_refreshes.get(),
             stale_discards: c.stale_discards.get(),
-            evictions: c.evictions.get(),
-            expirations: c.expirations.get(),
+            evictions: self.sum(|s| s.evicted),
+            expirations: self.sum(|s| s.expired),
             invalidations: c.invalidations.get(),
             rejected: c.rejected.get(),
             entries: self.len(),
@@ -411,10 +432,17 @@ where
         &self.shards[(hash >> 32) as usize & self.shard_mask]
     }
 
+    /// True once any entry can expire. (A plain std atomic even under loom: it only turns on,
+    /// and a read racing with that sees an entry stored at that very moment as fresh.)
+    #[inline]
+    pub(crate) fn timed(&self) -> bool {
+        self.config.timed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The time lookups compare against: zero (never read) when nothing expires.
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        if self.config.timed { self.clock.now() } else { 0 }
+        if self.timed() { self.clock.now() } else { 0 }
     }
 
     fn removed(&self) -> Removed<K, V> {
@@ -436,11 +464,12 @@ where
         Q: Eq + ?Sized,
     {
         let config = &self.config;
+        let timed = self.timed();
         self.shard(hash).read(|shard| {
             let Some(e) = shard.find(hash, key) else {
                 return (Probe::Miss, Tally::Miss);
             };
-            if config.timed {
+            if timed {
                 if e.is_dead(now, config.tti) {
                     return (Probe::Miss, Tally::Miss);
                 }
@@ -452,7 +481,7 @@ where
                 return (Probe::Miss, Tally::Miss);
             };
             e.touch();
-            if config.timed {
+            if timed {
                 if config.tti != 0 {
                     let last = e.last_access.load(Ordering::Relaxed);
                     if now > last.saturating_add(config.tti >> 8) {
@@ -647,6 +676,7 @@ where
             if let Inserted::TooHeavy(key) = shard.insert(new, tti, &mut removed) {
                 rejected = Some(key);
             }
+            shard.count(&removed);
             (true, detached)
         });
         drop(detached);
@@ -704,8 +734,6 @@ where
 
     /// Counts removals and tells the listeners, outside any lock.
     fn report(&self, removed: Removed<K, V>) {
-        self.counters.evictions.add(removed.evicted);
-        self.counters.expirations.add(removed.expired);
         for (key, slot, cause) in removed.list {
             if let Slot::Value(value) = slot {
                 self.hook.emit(|| CacheEvent::Removed { key, value, cause });

@@ -11,7 +11,8 @@
 //! costs one exchange and leaving one plain store (a `RwLock` pays two atomic
 //! read-modify-writes). Threads beyond the pool share one overflow slot, with atomic
 //! read-modify-writes: correct, merely slower. Writers (inserts, evictions, invalidations) pay
-//! for all this: they take a mutex and scan every slot.
+//! for all this: they win the writer flag with a compare-exchange (which also keeps other
+//! writers out) and scan every slot.
 //!
 //! Loom models `SeqCst` *accesses* as `AcqRel`, which is too weak for this handshake, so under
 //! `cfg(loom)` both sides add the `fence(SeqCst)` that loom does model; natively the `SeqCst`
@@ -24,7 +25,7 @@
 
 #![allow(unsafe_code)]
 
-use levee_core::sync::{AtomicBool, AtomicU64, Backoff, CachePadded, Mutex, Ordering, UnsafeCell};
+use levee_core::sync::{AtomicBool, AtomicU64, Backoff, CachePadded, Ordering, UnsafeCell};
 
 /// What a read saw, for the statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +50,8 @@ struct Slot {
 pub(crate) struct ShardLock<T> {
     /// One slot per pool number, then the shared overflow slot.
     slots: Box<[CachePadded<Slot>]>,
+    /// Set while a writer holds the lock or waits for readers to leave.
     writing: CachePadded<AtomicBool>,
-    writers: Mutex<()>,
     data: UnsafeCell<T>,
 }
 
@@ -66,7 +67,6 @@ impl<T> ShardLock<T> {
         Self {
             slots: (0..=pool::size()).map(|_| CachePadded::new(Slot::default())).collect(),
             writing: CachePadded::new(AtomicBool::new(false)),
-            writers: Mutex::new(()),
             data: UnsafeCell::new(value),
         }
     }
@@ -125,9 +125,16 @@ impl<T> ShardLock<T> {
 
     /// Runs `f` with exclusive access.
     pub(crate) fn write<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        let _serial = self.writers.lock();
-        // SeqCst: see `read`.
-        self.writing.store(true, Ordering::SeqCst);
+        let backoff = Backoff::new();
+        // Winning the flag keeps other writers out. SeqCst: see `read`; Acquire (within it)
+        // pairs with the previous writer's Release when it lowered the flag.
+        while self
+            .writing
+            .compare_exchange_weak(false, true, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            backoff.snooze();
+        }
         handshake_fence();
         let backoff = Backoff::new();
         for slot in self.slots.iter() {
@@ -138,9 +145,9 @@ impl<T> ShardLock<T> {
             }
         }
         let _release = WriteRelease(&self.writing);
-        // SAFETY: `writing` is set and every slot was seen empty after it was set, so no
-        // reader is inside `read`'s closure, and `writers` keeps other writers out, until
-        // `_release` clears the flag.
+        // SAFETY: this thread set `writing` (so no other writer is in) and saw every slot
+        // empty after setting it, so no reader is inside `read`'s closure, until `_release`
+        // clears the flag.
         self.data.with_mut(|p| f(unsafe { &mut *p }))
     }
 

@@ -14,8 +14,6 @@ pub(crate) struct Counters {
     pub(crate) stale_serves: Counter,
     pub(crate) early_refreshes: Counter,
     pub(crate) stale_discards: Counter,
-    pub(crate) evictions: Counter,
-    pub(crate) expirations: Counter,
     pub(crate) invalidations: Counter,
     pub(crate) rejected: Counter,
     pub(crate) latency: LatencyRecorder,

@@ -125,6 +125,18 @@ fn per_entry_ttl_from_the_value() {
 }
 
 #[test]
+fn insert_with_ttl_expires_even_without_a_cache_ttl() {
+    let clock = ManualClock::new();
+    let cache: Cache<u32, u32, _> =
+        Cache::builder().max_capacity(100).clock(clock.clone()).build().unwrap();
+    cache.insert(1, 1);
+    cache.insert_with_ttl(2, 2, SEC);
+    clock.advance(SEC);
+    assert_eq!(cache.get(&1), Some(1));
+    assert_eq!(cache.get(&2), None);
+}
+
+#[test]
 fn time_to_idle_expires_unread_entries() {
     let clock = ManualClock::new();
     let cache: Cache<u32, u32, _> = Cache::builder()
