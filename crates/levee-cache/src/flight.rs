@@ -69,30 +69,67 @@ pub(crate) struct Flight<T> {
     wakers: std::sync::Arc<Wakers>,
 }
 
-/// The async waiters' wakers; also the waker the shared future is polled with, so a wake-up of
-/// the load reaches every waiter.
+/// The async waiters' wakers, and which waiter drives the load. The load is polled with a
+/// waker that wakes only its *driver* (the handle that polled it last), so a wake-up of the
+/// load costs one task wake-up, not one per waiter; when the driver leaves, another waiter is
+/// woken to take over. Everybody is woken only when the flight ends.
 #[derive(Default)]
 struct Wakers {
-    slots: Mutex<Slab<Option<Waker>>>,
+    table: Mutex<WakerTable>,
+}
+
+#[derive(Default)]
+struct WakerTable {
+    slots: Slab<Option<Waker>>,
+    driver: Option<usize>,
+}
+
+impl WakerTable {
+    /// Wakes one registered waiter other than `except` (it will poll and take the load over).
+    fn wake_one(&mut self, except: Option<usize>) {
+        if let Some(w) =
+            self.slots.iter_mut().filter(|(i, _)| Some(*i) != except).find_map(|(_, w)| w.take())
+        {
+            w.wake();
+        }
+    }
 }
 
 impl Wakers {
     fn wake_all(&self) {
-        let woken: Vec<Waker> =
-            self.slots.lock().iter_mut().filter_map(|(_, w)| w.take()).collect();
+        let woken: Vec<Waker> = {
+            let mut table = self.table.lock();
+            table.driver = None;
+            table.slots.iter_mut().filter_map(|(_, w)| w.take()).collect()
+        };
         for w in woken {
             w.wake();
+        }
+    }
+
+    /// The load was woken: wake its driver (if its waker is gone it is already scheduled), or
+    /// someone who will become the driver.
+    fn wake_driver(&self) {
+        let mut table = self.table.lock();
+        match table.driver {
+            Some(d) => {
+                if let Some(w) = table.slots.get_mut(d).and_then(Option::take) {
+                    drop(table);
+                    w.wake();
+                }
+            }
+            None => table.wake_one(None),
         }
     }
 }
 
 impl Wake for Wakers {
     fn wake(self: std::sync::Arc<Self>) {
-        self.wake_all();
+        self.wake_driver();
     }
 
     fn wake_by_ref(self: &std::sync::Arc<Self>) {
-        self.wake_all();
+        self.wake_driver();
     }
 }
 
@@ -215,7 +252,7 @@ pub(crate) struct Join<T: Clone> {
 
 impl<T: Clone> Join<T> {
     fn new(flight: Arc<Flight<T>>, leader: bool) -> Self {
-        let slot = flight.wakers.slots.lock().insert(None);
+        let slot = flight.wakers.table.lock().slots.insert(None);
         flight.state.lock().handles += 1;
         Self { flight, slot, leader, done: false }
     }
@@ -240,7 +277,15 @@ impl<T: Clone> Join<T> {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        self.flight.wakers.slots.lock().try_remove(self.slot);
+        {
+            let mut table = self.flight.wakers.table.lock();
+            table.slots.try_remove(self.slot);
+            if table.driver == Some(self.slot) {
+                // The driver is leaving: hand the load to another waiter.
+                table.driver = None;
+                table.wake_one(None);
+            }
+        }
         let last = {
             let mut st = self.flight.state.lock();
             st.handles -= 1;
@@ -267,11 +312,15 @@ impl<T: Clone> Future for Join<T> {
             }
             // Register before looking at the future: a wake-up of the load from now on
             // reaches us, so if someone else is polling it and gets Pending we hear about it.
-            if let Some(slot) = this.flight.wakers.slots.lock().get_mut(this.slot) {
+            let mut table = this.flight.wakers.table.lock();
+            if let Some(slot) = table.slots.get_mut(this.slot) {
                 *slot = Some(cx.waker().clone());
             }
             match st.future.take() {
-                Some(f) => f,
+                Some(f) => {
+                    table.driver = Some(this.slot);
+                    f
+                }
                 // Another caller is polling the load, or it runs on a thread: wait.
                 None => return Poll::Pending,
             }
