@@ -542,6 +542,20 @@ where
         lead: impl FnOnce(u64) -> (Arc<Flight<Slot<V>>>, X),
     ) -> Claim<W::Out, V, X> {
         let config = &self.config;
+        if refresh_of.is_none() {
+            // Most callers of a burst find the load already running: joining it needs only the
+            // read side; the write side is for the one that leads.
+            let running = self.shard(hash).read(|shard| {
+                let flight = shard
+                    .find_flight(hash, key)
+                    .filter(|slot| slot.flight.is_running())
+                    .map(|slot| slot.flight.clone());
+                (flight, Tally::Nothing)
+            });
+            if let Some(flight) = running {
+                return Claim::Join(flight);
+            }
+        }
         let (claim, stale) = self.shard(hash).write(|shard| {
             if refresh_of.is_none()
                 && let Some(e) = shard.find(hash, key)
