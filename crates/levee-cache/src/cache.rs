@@ -557,14 +557,17 @@ where
             }
         }
         let (claim, stale) = self.shard(hash).write(|shard| {
-            if refresh_of.is_none()
-                && let Some(e) = shard.find(hash, key)
-                && !e.is_dead(now, config.tti)
-                && now < e.expires_at
-                && let Some(out) = W::accept(&e.slot)
-            {
-                e.touch();
-                return (Claim::Hit(out), None);
+            let usable = match refresh_of {
+                None => shard
+                    .find(hash, key)
+                    .filter(|e| !e.is_dead(now, config.tti) && now < e.expires_at),
+                Some(_) => None,
+            };
+            if let Some(e) = usable {
+                if let Some(out) = W::accept(&e.slot) {
+                    e.touch();
+                    return (Claim::Hit(out), None);
+                }
             }
             let mut stale = None;
             if let Some(slot) = shard.find_flight(hash, key) {
@@ -676,13 +679,13 @@ where
                             e.refreshing.store(false, Ordering::Release);
                         }
                     }
-                    None => {
-                        if flight.is_none()
-                            && let Some(e) = shard.remove(hash, &key)
-                        {
+                    None if flight.is_none() => {
+                        // An explicit insert that is not to be stored still replaces.
+                        if let Some(e) = shard.remove(hash, &key) {
                             removed.push(e.key, e.slot, RemovalCause::Replaced);
                         }
                     }
+                    None => {}
                 }
                 return (true, detached);
             };
@@ -736,9 +739,8 @@ where
         }
         let slot = self.shard(hash).write(|shard| {
             let slot = shard.take_flight(hash, id);
-            if let Some(entry_id) = slot.as_ref().and_then(|s| s.refresh_of)
-                && let Some(e) = shard.find_id(hash, entry_id)
-            {
+            let refreshed = slot.as_ref().and_then(|s| s.refresh_of);
+            if let Some(e) = refreshed.and_then(|id| shard.find_id(hash, id)) {
                 e.refreshing.store(false, Ordering::Release);
             }
             slot

@@ -170,10 +170,10 @@ where
                 Claim::Hit(out) => return out,
                 Claim::Join(flight) => {
                     self.counters.coalesced.incr();
-                    if let Outcome::Value(slot) = flight.wait()
-                        && let Some(out) = W::accept(&slot)
-                    {
-                        return out;
+                    if let Outcome::Value(slot) = flight.wait() {
+                        if let Some(out) = W::accept(&slot) {
+                            return out;
+                        }
                     }
                     // Abandoned, or an answer of another kind: load again.
                 }
@@ -283,10 +283,10 @@ where
                 Claim::Hit(out) => return out,
                 Claim::Join(flight) => {
                     this.counters.coalesced.incr();
-                    if let Outcome::Value(slot) = Flight::join(&flight).await
-                        && let Some(out) = W::accept(&slot)
-                    {
-                        return out;
+                    if let Outcome::Value(slot) = Flight::join(&flight).await {
+                        if let Some(out) = W::accept(&slot) {
+                            return out;
+                        }
                     }
                 }
                 Claim::Lead(_, _, join) => match join.await {
