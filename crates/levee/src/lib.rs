@@ -3,7 +3,8 @@
 //! all on an injected clock, cheap on the hot path, and observable.
 //!
 //! This crate re-exports every levee crate behind a feature of the same name, all on by
-//! default: [`policy`] (`policy`), [`timer`] (`timer`), [`queue`] (`queue`). The `tower` and `serde` features
+//! default: [`policy`] (`policy`), [`timer`] (`timer`), [`cache`] (`cache`),
+//! [`queue`] (`queue`). The `tower` and `serde` features
 //! switch on the tower layers and serde settings of the crates that have them. [`core`] is
 //! always there; [`prelude`] brings the everyday names into scope.
 //!
@@ -82,6 +83,10 @@ pub use levee_policy as policy;
 #[cfg(feature = "timer")]
 pub use levee_timer as timer;
 
+/// A concurrent cache with single-flight loading.
+#[cfg(feature = "cache")]
+pub use levee_cache as cache;
+
 /// In-process channels (and the topics and work queues built on them).
 #[cfg(feature = "queue")]
 pub use levee_queue as queue;
@@ -101,6 +106,9 @@ pub mod prelude {
 
     #[cfg(feature = "timer")]
     pub use levee_timer::{ShardedWheel, TimerKey, TimerService, TimingWheel};
+
+    #[cfg(feature = "cache")]
+    pub use levee_cache::Cache;
 
     #[cfg(feature = "queue")]
     pub use levee_queue::channel::{self, Receiver, Sender};
