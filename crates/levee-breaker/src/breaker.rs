@@ -4,12 +4,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use levee_core::sync::{Arc, AtomicU64, CachePadded, Ordering};
-use levee_core::{Clock, ConfigError, Counter, EventHook, FastClock};
+use levee_core::{Clock, ConfigError, EventHook, FastClock};
 
 use crate::builder::Builder;
 use crate::permit::{Kind, Ticket};
 use crate::settings::{Rules, Verdict, bump_attempts};
 use crate::state::{Trials, Word, next_gen};
+use crate::striped::StripedCounter;
 use crate::window::{Sample, Window};
 use crate::{
     BreakerEvent, BreakerMetrics, BreakerSettings, CallError, Classify, DefaultClassifier, Open,
@@ -38,7 +39,7 @@ pub struct CircuitBreaker<C: Clock = FastClock> {
     origin: u64,
     settings: BreakerSettings,
     name: std::sync::Arc<str>,
-    not_permitted: Counter,
+    not_permitted: StripedCounter,
     /// When the current state was entered (statistics only).
     entered_at: AtomicU64,
     hook: EventHook<BreakerEvent>,
@@ -76,7 +77,7 @@ impl<C: Clock> CircuitBreaker<C> {
             clock,
             settings,
             name,
-            not_permitted: Counter::new(),
+            not_permitted: StripedCounter::default(),
             entered_at: AtomicU64::new(origin),
             hook,
         }
@@ -93,7 +94,11 @@ impl<C: Clock> CircuitBreaker<C> {
     /// [`Open`] when the call is refused; it says until when, where that is known.
     #[inline]
     pub fn try_acquire(&self) -> Result<Permit<'_, C>, Open> {
-        self.acquire_ticket().map(|ticket| Permit::new(self, ticket))
+        let ticket = self.acquire_ticket();
+        match ticket.refused() {
+            None => Ok(Permit::new(self, ticket)),
+            Some(open) => Err(open),
+        }
     }
 
     /// [`try_acquire`](Self::try_acquire) for a permit that holds the breaker by `Arc`.
@@ -102,20 +107,21 @@ impl<C: Clock> CircuitBreaker<C> {
     /// [`Open`] when the call is refused.
     #[inline]
     pub fn try_acquire_owned(self: &Arc<Self>) -> Result<OwnedPermit<C>, Open> {
-        self.acquire_ticket().map(|ticket| OwnedPermit::new(Arc::clone(self), ticket))
+        let ticket = self.acquire_ticket();
+        match ticket.refused() {
+            None => Ok(OwnedPermit::new(Arc::clone(self), ticket)),
+            Some(open) => Err(open),
+        }
     }
 
+    /// A permit's ticket, or a refusal encoded as one.
     #[inline]
-    fn acquire_ticket(&self) -> Result<Ticket, Open> {
+    fn acquire_ticket(&self) -> Ticket {
         // Acquire pairs with the AcqRel of every transition CAS: a permit's generation is
         // never older than a state this thread has already observed.
         let word = Word(self.state.load(Ordering::Acquire));
         if word.is_closed() {
-            return Ok(Ticket {
-                generation: word.generation(),
-                kind: Kind::Closed,
-                started: self.start_time(),
-            });
+            return Ticket::permit(Kind::Closed, word.generation(), self.start_time());
         }
         self.acquire_slow(word)
     }
@@ -126,36 +132,30 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     #[inline(never)]
-    fn acquire_slow(&self, mut word: Word) -> Result<Ticket, Open> {
+    fn acquire_slow(&self, mut word: Word) -> Ticket {
         let mut now = None;
         loop {
             match word.state() {
                 State::Closed => {
-                    return Ok(Ticket {
-                        generation: word.generation(),
-                        kind: Kind::Closed,
-                        started: self.start_time(),
-                    });
+                    return Ticket::permit(Kind::Closed, word.generation(), self.start_time());
                 }
-                State::Disabled => {
-                    return Ok(Ticket {
-                        generation: word.generation(),
-                        kind: Kind::Disabled,
-                        started: 0,
-                    });
-                }
-                State::ForcedOpen => return Err(self.refuse(State::ForcedOpen, None, 0)),
+                State::Disabled => return Ticket::permit(Kind::Disabled, word.generation(), 0),
+                State::ForcedOpen => return self.refuse(State::ForcedOpen, None),
                 State::Open => {
                     let t = *now.get_or_insert_with(|| self.clock.now());
                     if let Some(until) = self.open_until(word, t) {
-                        return Err(self.refuse(State::Open, Some(until), t));
+                        return self.refuse(State::Open, Some((until, t)));
                     }
                     let first = Trials { issued: 1, ..Trials::default() };
                     let next = Word::half_open(next_gen(word.generation()), word.attempts(), first);
                     match self.cas(word, next) {
                         Ok(()) => {
                             self.transitioned(word, next, t, Reason::WaitElapsed, None);
-                            return Ok(self.trial_ticket(next.generation()));
+                            return Ticket::permit(
+                                Kind::Trial,
+                                next.generation(),
+                                self.start_time(),
+                            );
                         }
                         Err(actual) => word = actual,
                     }
@@ -163,7 +163,7 @@ impl<C: Clock> CircuitBreaker<C> {
                 State::HalfOpen => {
                     let trials = word.trials();
                     if trials.issued >= self.rules.half_open_calls {
-                        return Err(self.refuse(State::HalfOpen, None, 0));
+                        return self.refuse(State::HalfOpen, None);
                     }
                     let next = Word::half_open(
                         word.generation(),
@@ -171,7 +171,13 @@ impl<C: Clock> CircuitBreaker<C> {
                         Trials { issued: trials.issued + 1, ..trials },
                     );
                     match self.cas(word, next) {
-                        Ok(()) => return Ok(self.trial_ticket(word.generation())),
+                        Ok(()) => {
+                            return Ticket::permit(
+                                Kind::Trial,
+                                word.generation(),
+                                self.start_time(),
+                            );
+                        }
                         Err(actual) => word = actual,
                     }
                 }
@@ -179,13 +185,10 @@ impl<C: Clock> CircuitBreaker<C> {
         }
     }
 
-    fn trial_ticket(&self, generation: u32) -> Ticket {
-        Ticket { generation, kind: Kind::Trial, started: self.start_time() }
-    }
-
-    fn refuse(&self, state: State, until: Option<u64>, now: u64) -> Open {
+    /// Counts a refusal. `until` is the open deadline and the time of the refusal.
+    fn refuse(&self, state: State, until: Option<(u64, u64)>) -> Ticket {
         self.not_permitted.incr();
-        Open { state, until, now }
+        Ticket::refusal(state, until)
     }
 
     /// Whether a call would be permitted now, without taking a permit, counting a refusal or
@@ -195,19 +198,20 @@ impl<C: Clock> CircuitBreaker<C> {
     /// [`Open`] when [`try_acquire`](Self::try_acquire) would refuse right now.
     pub fn check(&self) -> Result<(), Open> {
         let word = self.word();
-        match word.state() {
-            State::Closed | State::Disabled => Ok(()),
-            State::ForcedOpen => Err(Open { state: State::ForcedOpen, until: None, now: 0 }),
+        let refused = match word.state() {
+            State::Closed | State::Disabled => return Ok(()),
+            State::ForcedOpen => Ticket::refusal(State::ForcedOpen, None),
             State::Open => {
                 let now = self.clock.now();
                 match self.open_until(word, now) {
-                    Some(until) => Err(Open { state: State::Open, until: Some(until), now }),
-                    None => Ok(()),
+                    Some(until) => Ticket::refusal(State::Open, Some((until, now))),
+                    None => return Ok(()),
                 }
             }
-            State::HalfOpen if word.trials().issued < self.rules.half_open_calls => Ok(()),
-            State::HalfOpen => Err(Open { state: State::HalfOpen, until: None, now: 0 }),
-        }
+            State::HalfOpen if word.trials().issued < self.rules.half_open_calls => return Ok(()),
+            State::HalfOpen => Ticket::refusal(State::HalfOpen, None),
+        };
+        refused.refused().map_or(Ok(()), Err)
     }
 
     /// Runs `f` if permitted and records its result (`Ok` success, `Err` failure), timing it
@@ -276,22 +280,23 @@ impl<C: Clock> CircuitBreaker<C> {
     /// Records a permit's result (called by the permits).
     #[inline]
     pub(crate) fn complete(&self, ticket: Ticket, outcome: Outcome, elapsed: Option<u64>) {
-        match ticket.kind {
-            Kind::Closed => {
-                if outcome != Outcome::Ignored {
-                    let sample = self.sample(outcome, ticket.started, elapsed);
-                    self.record_closed(ticket.generation, sample);
-                }
+        match ticket.kind() {
+            Kind::Closed if outcome != Outcome::Ignored => {
+                let sample = self.sample(outcome, ticket.started, elapsed);
+                self.record_closed(ticket.generation(), sample);
             }
-            Kind::Trial => {
-                if outcome == Outcome::Ignored {
-                    self.release(ticket.generation);
-                } else {
-                    let sample = self.sample(outcome, ticket.started, elapsed);
-                    self.record_trial(ticket.generation, sample);
-                }
-            }
-            Kind::Disabled | Kind::Done => {}
+            Kind::Trial => self.complete_trial(ticket, outcome, elapsed),
+            Kind::Closed | Kind::Disabled | Kind::Done | Kind::Refused => {}
+        }
+    }
+
+    #[inline(never)]
+    fn complete_trial(&self, ticket: Ticket, outcome: Outcome, elapsed: Option<u64>) {
+        if outcome == Outcome::Ignored {
+            self.release(ticket.generation());
+        } else {
+            let sample = self.sample(outcome, ticket.started, elapsed);
+            self.record_trial(ticket.generation(), sample);
         }
     }
 
@@ -313,9 +318,19 @@ impl<C: Clock> CircuitBreaker<C> {
         if word != Word::closed(generation) {
             return; // the breaker moved on: this result belongs to a finished generation
         }
+        if let Window::Count(window) = &self.window
+            && window.unchanged_by(generation, sample)
+        {
+            return;
+        }
+        self.record_in_window(word, sample);
+    }
+
+    #[inline(never)]
+    fn record_in_window(&self, word: Word, sample: Sample) {
         let now = if self.window.needs_time() { Some(self.clock.now()) } else { None };
         let Some(tally) =
-            self.window.record(generation, sample, now.unwrap_or(0), self.rules.min_calls)
+            self.window.record(word.generation(), sample, now.unwrap_or(0), self.rules.min_calls)
         else {
             return;
         };

@@ -29,7 +29,7 @@ use crate::State;
 pub struct Open {
     pub(crate) state: State,
     pub(crate) until: Option<u64>,
-    pub(crate) now: u64,
+    pub(crate) retry_after: Option<Duration>,
 }
 
 impl Open {
@@ -50,8 +50,8 @@ impl Open {
 
     /// How long from the refusal until [`until`](Self::until).
     #[must_use]
-    pub fn retry_after(&self) -> Option<Duration> {
-        self.until.map(|until| Duration::from_nanos(until.saturating_sub(self.now)))
+    pub const fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 }
 

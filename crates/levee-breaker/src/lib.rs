@@ -89,6 +89,7 @@ mod permit;
 mod registry;
 mod settings;
 mod state;
+mod striped;
 #[cfg(feature = "tower")]
 mod tower;
 mod window;

@@ -5,28 +5,101 @@ use std::time::Duration;
 use levee_core::sync::Arc;
 use levee_core::{Clock, FastClock, nanos};
 
-use crate::{CircuitBreaker, Outcome};
+use crate::{CircuitBreaker, Open, Outcome, State};
 
 /// What kind of permit a ticket is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Kind {
     /// Issued while closed: the result goes to the sliding window.
-    Closed,
+    Closed = 0,
     /// A half-open trial: the result goes to the trial counters; dropping it hands it back.
-    Trial,
+    Trial = 1,
     /// Issued while disabled: nothing is recorded.
-    Disabled,
+    Disabled = 2,
     /// Already recorded or handed back.
-    Done,
+    Done = 3,
+    /// Not a permit: the call was refused.
+    Refused = 4,
 }
 
-/// The data behind a permit: the generation it belongs to and when the call started.
+/// The data behind a permit, or a refusal, in two words so that it travels in registers
+/// (the acquire paths return it without a trip through memory).
+///
+/// `meta` bits 0..3 are the [`Kind`]. A permit has its generation in bits 8..33 and `started`
+/// is the clock reading at issue (only when the breaker measures durations). A refusal has
+/// the refusing state in bits 3..6, bit 6 set when `started` holds the open deadline, and the
+/// wait until it in bits 8..64 (2^56 ns is two years; open waits are at most 24 days).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ticket {
-    pub(crate) generation: u32,
-    pub(crate) kind: Kind,
-    /// Clock reading at issue, only when the breaker measures call durations.
     pub(crate) started: u64,
+    meta: u64,
+}
+
+const KIND_MASK: u64 = 0b111;
+const HAS_UNTIL: u64 = 1 << 6;
+
+impl Ticket {
+    #[inline]
+    pub(crate) const fn permit(kind: Kind, generation: u32, started: u64) -> Self {
+        Self { started, meta: kind as u64 | (generation as u64) << 8 }
+    }
+
+    #[inline]
+    pub(crate) const fn refusal(state: State, until: Option<(u64, u64)>) -> Self {
+        let state_bits = (state as u64) << 3;
+        match until {
+            Some((until, now)) => Self {
+                started: until,
+                meta: Kind::Refused as u64
+                    | state_bits
+                    | HAS_UNTIL
+                    | until.saturating_sub(now) << 8,
+            },
+            None => Self { started: 0, meta: Kind::Refused as u64 | state_bits },
+        }
+    }
+
+    #[inline]
+    pub(crate) const fn kind(self) -> Kind {
+        match self.meta & KIND_MASK {
+            0 => Kind::Closed,
+            1 => Kind::Trial,
+            2 => Kind::Disabled,
+            3 => Kind::Done,
+            _ => Kind::Refused,
+        }
+    }
+
+    #[inline]
+    pub(crate) const fn generation(self) -> u32 {
+        (self.meta >> 8) as u32
+    }
+
+    #[inline]
+    pub(crate) const fn done(mut self) -> Self {
+        self.meta = (self.meta & !KIND_MASK) | Kind::Done as u64;
+        self
+    }
+
+    /// The refusal this ticket stands for, if it is one.
+    #[inline]
+    pub(crate) fn refused(self) -> Option<Open> {
+        if self.kind() != Kind::Refused {
+            return None;
+        }
+        let state = match (self.meta >> 3) & 0b111 {
+            x if x == State::Open as u64 => State::Open,
+            x if x == State::HalfOpen as u64 => State::HalfOpen,
+            _ => State::ForcedOpen,
+        };
+        let until = (self.meta & HAS_UNTIL != 0).then_some(self.started);
+        Some(Open {
+            state,
+            until,
+            retry_after: until.map(|_| Duration::from_nanos(self.meta >> 8)),
+        })
+    }
 }
 
 /// Permission to make one call, from [`CircuitBreaker::try_acquire`].
@@ -89,13 +162,13 @@ macro_rules! permit_methods {
         /// True for a half-open trial permit.
         #[must_use]
         pub fn is_trial(&self) -> bool {
-            self.ticket.kind == Kind::Trial
+            self.ticket.kind() == Kind::Trial
         }
 
         #[inline]
         fn finish(&mut self, outcome: Outcome, elapsed: Option<u64>) {
             let ticket = self.ticket;
-            self.ticket.kind = Kind::Done;
+            self.ticket = ticket.done();
             self.breaker.complete(ticket, outcome, elapsed);
         }
     };
@@ -127,16 +200,16 @@ impl<C: Clock> OwnedPermit<C> {
 impl<C: Clock> Drop for Permit<'_, C> {
     #[inline]
     fn drop(&mut self) {
-        if self.ticket.kind == Kind::Trial {
-            self.breaker.release(self.ticket.generation);
+        if self.ticket.kind() == Kind::Trial {
+            self.breaker.release(self.ticket.generation());
         }
     }
 }
 
 impl<C: Clock> Drop for OwnedPermit<C> {
     fn drop(&mut self) {
-        if self.ticket.kind == Kind::Trial {
-            self.breaker.release(self.ticket.generation);
+        if self.ticket.kind() == Kind::Trial {
+            self.breaker.release(self.ticket.generation());
         }
     }
 }

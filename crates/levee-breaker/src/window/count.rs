@@ -19,6 +19,13 @@
 //!
 //! Every word carries the generation, and every CAS refuses a newer generation than the
 //! writer's: a late writer of an old generation changes nothing the new one sees.
+//!
+//! The healthy steady state costs no write at all: when the window is full and holds no
+//! failure and no slow call, a plain success changes nothing observable (every slot holds a
+//! success before and after, whichever slot it would have replaced), so
+//! [`CountWindow::unchanged_by`] lets the caller skip the record with two loads. A success
+//! skipped while a concurrent failure is between its slot write and its totals update only
+//! means that failure stays in the window for one more call.
 
 use levee_core::sync::{AtomicU32, AtomicU64, CachePadded, Ordering};
 
@@ -64,8 +71,24 @@ impl CountWindow {
         }
     }
 
-    /// Records one call of generation `generation`; see [`super::Window::record`].
+    /// True when recording `sample` for `generation` would change nothing: a plain success in
+    /// a full window of successes.
     #[inline]
+    pub(crate) fn unchanged_by(&self, generation: u32, sample: Sample) -> bool {
+        if sample.failed || sample.slow {
+            return false;
+        }
+        // Head first: once full, a generation's window stays full, so "full, then no failure
+        // or slow call" holds at the moment the totals are read.
+        let h = self.head.load(Ordering::Relaxed);
+        if tag(h) != generation || count(h) < self.size {
+            return false;
+        }
+        let t = self.totals.load(Ordering::Relaxed);
+        tag(t) != generation || count(t) == 0
+    }
+
+    /// Records one call of generation `generation`; see [`super::Window::record`].
     pub(crate) fn record(&self, generation: u32, sample: Sample, min_calls: u64) -> Option<Tally> {
         let n = self.size;
         // Claim a position.
