@@ -54,10 +54,11 @@ impl Window {
         matches!(self, Self::Time(_))
     }
 
-    /// Records a call of generation `generation` made at `now` (ignored by a count window). Returns
-    /// the window's tally when the record may have changed the verdict (a failure or slow call
-    /// was added, or the window just reached `min_calls`), `None` when it cannot have or the
-    /// generation is stale.
+    /// Records a call of generation `generation` made at `now` (ignored by a count window).
+    /// Returns the window's tally when the record may have changed the verdict, `None` when it
+    /// cannot have or the generation is stale. A count window changes only by records, so only
+    /// a record that added a failure or slow call, or reached `min_calls`, can change it; a
+    /// time window also loses calls as time passes, so every record is judged.
     #[inline]
     pub(crate) fn record(
         &self,
@@ -68,7 +69,7 @@ impl Window {
     ) -> Option<Tally> {
         match self {
             Self::Count(w) => w.record(generation, sample, min_calls),
-            Self::Time(w) => w.record(generation, sample, now, min_calls),
+            Self::Time(w) => w.record(generation, sample, now),
         }
     }
 

@@ -134,13 +134,7 @@ impl TimeWindow {
     }
 
     /// Records one call of generation `generation` made at `now`; see [`super::Window::record`].
-    pub(crate) fn record(
-        &self,
-        generation: u32,
-        sample: Sample,
-        now: u64,
-        min_calls: u64,
-    ) -> Option<Tally> {
+    pub(crate) fn record(&self, generation: u32, sample: Sample, now: u64) -> Option<Tally> {
         let period = self.period(now);
         self.advance(period);
         if !self.evict_for(period) {
@@ -165,13 +159,9 @@ impl TimeWindow {
         if sample.slow {
             tagged::add(&bucket.slow, generation, 1)?;
         }
-        // Calls can leave the window, so the minimum can be reached again: judge every record
-        // that added a failure or slow call or landed on the minimum.
-        (sample.failed || sample.slow || calls == min_calls).then_some(Tally {
-            calls,
-            failed,
-            slow,
-        })
+        // Calls leave the window as time passes, so a success can find the remaining calls
+        // over a threshold: judge every record, as Resilience4j does.
+        Some(Tally { calls, failed, slow })
     }
 
     /// What generation `generation`'s window holds at `now`.
@@ -198,31 +188,33 @@ mod tests {
     fn calls_leave_with_their_bucket() {
         // 10 s in 10 buckets.
         let w = TimeWindow::new(10 * SEC, 10, 0);
-        assert_eq!(w.record(0, FAIL, 0, 100), Some(Tally { calls: 1, failed: 1, slow: 0 }));
-        w.record(0, OK, SEC / 2, 100);
-        w.record(0, FAIL, 5 * SEC, 100);
+        assert_eq!(w.record(0, FAIL, 0), Some(Tally { calls: 1, failed: 1, slow: 0 }));
+        w.record(0, OK, SEC / 2);
+        w.record(0, FAIL, 5 * SEC);
         assert_eq!(w.tally(0, 9 * SEC + SEC / 2), Tally { calls: 3, failed: 2, slow: 0 });
         assert_eq!(w.tally(0, 10 * SEC), Tally { calls: 1, failed: 1, slow: 0 }, "period 0 left");
         assert_eq!(w.tally(0, 15 * SEC), Tally::default());
-        w.record(0, OK, 1000 * SEC, 100);
+        w.record(0, OK, 1000 * SEC);
         assert_eq!(w.tally(0, 1000 * SEC), Tally { calls: 1, failed: 0, slow: 0 }, "long gap");
     }
 
     #[test]
     fn late_and_stale_records_are_dropped() {
         let w = TimeWindow::new(10 * SEC, 10, 0);
-        w.record(0, OK, 20 * SEC, 100);
-        assert_eq!(w.record(0, FAIL, 5 * SEC, 100), None, "period already left the window");
-        assert_eq!(w.record(2, FAIL, 20 * SEC, 100), Some(Tally { calls: 1, failed: 1, slow: 0 }));
-        assert_eq!(w.record(0, FAIL, 20 * SEC, 100), None, "old generation");
+        w.record(0, OK, 20 * SEC);
+        assert_eq!(w.record(0, FAIL, 5 * SEC), None, "period already left the window");
+        assert_eq!(w.record(2, FAIL, 20 * SEC), Some(Tally { calls: 1, failed: 1, slow: 0 }));
+        assert_eq!(w.record(0, FAIL, 20 * SEC), None, "old generation");
         assert_eq!(w.tally(2, 20 * SEC), Tally { calls: 1, failed: 1, slow: 0 });
         assert_eq!(w.tally(0, 20 * SEC), Tally::default());
     }
 
     #[test]
-    fn reaching_the_minimum_is_reported() {
+    fn every_record_is_judged() {
         let w = TimeWindow::new(10 * SEC, 10, 0);
-        assert_eq!(w.record(0, OK, 0, 2), None);
-        assert_eq!(w.record(0, OK, 0, 2), Some(Tally { calls: 2, failed: 0, slow: 0 }));
+        w.record(0, OK, 0);
+        w.record(0, FAIL, 5 * SEC);
+        // The early success has left: the new success sees one failure in two calls.
+        assert_eq!(w.record(0, OK, 11 * SEC), Some(Tally { calls: 2, failed: 1, slow: 0 }));
     }
 }
