@@ -3,7 +3,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use levee_core::sync::{Arc, AtomicU64, CachePadded, Ordering};
+use std::sync::Arc;
+
+use levee_core::sync::{AtomicU64, CachePadded, Ordering};
 use levee_core::{Clock, ConfigError, EventHook, FastClock};
 
 use crate::builder::Builder;
@@ -38,7 +40,7 @@ pub struct CircuitBreaker<C: Clock = FastClock> {
     /// Clock reading at build time: open deadlines are milliseconds from here.
     origin: u64,
     settings: BreakerSettings,
-    name: std::sync::Arc<str>,
+    name: Arc<str>,
     not_permitted: StripedCounter,
     /// When the current state was entered (statistics only).
     entered_at: AtomicU64,
@@ -65,7 +67,7 @@ impl<C: Clock> CircuitBreaker<C> {
     pub(crate) fn assemble(
         settings: BreakerSettings,
         clock: C,
-        name: std::sync::Arc<str>,
+        name: Arc<str>,
         hook: EventHook<BreakerEvent>,
     ) -> Self {
         let origin = clock.now();

@@ -108,3 +108,57 @@ pub use settings::{
 pub use state::State;
 #[cfg(feature = "tower")]
 pub use tower::{CircuitBreakerLayer, CircuitBreakerService, ResponseFuture};
+
+/// The sliding windows, reachable from the loom tests only (`--cfg loom`).
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_internals {
+    use crate::window::{self, Sample};
+
+    /// A count window.
+    #[derive(Debug)]
+    pub struct CountWindow(window::CountWindow);
+
+    impl CountWindow {
+        /// A window of `size` calls.
+        pub fn new(size: u32) -> Self {
+            Self(window::CountWindow::new(size))
+        }
+
+        /// Records a call of `generation`.
+        pub fn record(&self, generation: u32, failed: bool, slow: bool) {
+            let sample = Sample { failed, slow };
+            if !self.0.unchanged_by(generation, sample) {
+                self.0.record(generation, sample, u64::MAX);
+            }
+        }
+
+        /// (calls, failed, slow) of `generation`.
+        pub fn tally(&self, generation: u32) -> (u64, u64, u64) {
+            let t = self.0.tally(generation);
+            (t.calls, t.failed, t.slow)
+        }
+    }
+
+    /// A time window.
+    #[derive(Debug)]
+    pub struct TimeWindow(window::TimeWindow);
+
+    impl TimeWindow {
+        /// A window of `length` nanoseconds in `buckets` buckets.
+        pub fn new(length: u64, buckets: u32) -> Self {
+            Self(window::TimeWindow::new(length, buckets, 0))
+        }
+
+        /// Records a call of `generation` at `now`.
+        pub fn record(&self, generation: u32, failed: bool, now: u64) {
+            self.0.record(generation, Sample { failed, slow: false }, now);
+        }
+
+        /// (calls, failed, slow) of `generation` at `now`.
+        pub fn tally(&self, generation: u32, now: u64) -> (u64, u64, u64) {
+            let t = self.0.tally(generation, now);
+            (t.calls, t.failed, t.slow)
+        }
+    }
+}

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use levee_core::sync::Arc;
+use std::sync::Arc;
+
 use levee_core::{Clock, FastClock, nanos};
 
 use crate::{CircuitBreaker, Open, Outcome, State};

@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use levee_core::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use levee_core::sync::RwLock;
 use levee_core::{Clock, ConfigError, EventHook, FastClock, Listener};
 
 use crate::{
@@ -109,7 +111,7 @@ pub struct BreakerRegistry<C: Clock + Clone = FastClock> {
     overrides: HashMap<String, BreakerSettings>,
     clock: C,
     hook: EventHook<BreakerEvent>,
-    breakers: RwLock<HashMap<std::sync::Arc<str>, Arc<CircuitBreaker<C>>>>,
+    breakers: RwLock<HashMap<Arc<str>, Arc<CircuitBreaker<C>>>>,
 }
 
 impl BreakerRegistry<FastClock> {
@@ -191,7 +193,7 @@ impl<C: Clock + Clone> BreakerRegistry<C> {
         if let Some(breaker) = breakers.get(name) {
             return Arc::clone(breaker);
         }
-        let name: std::sync::Arc<str> = name.into();
+        let name: Arc<str> = name.into();
         // Settings were validated when the registry was configured.
         let breaker = Arc::new(CircuitBreaker::assemble(
             self.settings_for(&name).clone(),

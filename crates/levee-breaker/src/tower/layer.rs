@@ -1,4 +1,5 @@
-use levee_core::sync::Arc;
+use std::sync::Arc;
+
 use levee_core::{Clock, FastClock};
 use tower_layer::Layer;
 

@@ -1,6 +1,7 @@
 use std::task::{Context, Poll};
 
-use levee_core::sync::Arc;
+use std::sync::Arc;
+
 use levee_core::{Clock, FastClock};
 use tower_service::Service;
 

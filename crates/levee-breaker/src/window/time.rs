@@ -11,11 +11,13 @@
 //!   period seen; whoever moves it forward evicts the periods in between (at most B). To evict,
 //!   a thread wins the CAS of a bucket's `stamp` to the new period, then empties the bucket's
 //!   counters and subtracts what it took from the totals of the generation that wrote it.
-//! - It then adds its call to the totals first and to its bucket second. So a total is never
-//!   below the sum of its buckets and eviction never drives it negative. A call added to a
-//!   bucket in the instant after its stamp moved on lands in the new period; one added just
-//!   before the evicting thread empties it is dropped with the old period. Either way totals
-//!   and buckets agree, and single-threaded use is exact.
+//! - It then adds its call to the totals first and to its bucket second, counter by counter
+//!   (calls, failures, slow calls). So a total is never below the sum of its buckets and an
+//!   eviction never drives it negative. A call recorded in the very instant its bucket turns
+//!   over may stay with the old period (and leave with it), land in the new one, or, since
+//!   its counters are separate words, be split between the two (its call kept, its failure
+//!   gone, say). It is never counted twice, totals and buckets always agree, and
+//!   single-threaded use is exact.
 //! - A call whose period has already left the window (a thread that read the clock long
 //!   before recording) is not counted.
 
