@@ -5,7 +5,9 @@
 //!   through `call`; the anchors through their `call`. Every breaker uses its default settings
 //!   (levee: a 100-call window; failsafe: success rate over a time window or consecutive
 //!   failures; recloser: a 100-call ring). `levee_slow_calls` tracks slow calls (two clock
-//!   reads more), `levee_time_window` uses a 60 s window in 1 s buckets.
+//!   reads more), `levee_time_window` uses a 60 s window in 1 s buckets, and
+//!   `levee_one_failure_in_64` keeps a failure in the window, so every success writes the
+//!   window instead of taking the write-free healthy path.
 //! - `breaker/open_1t`, `breaker/open_2t`: the cost of a refusal by an open breaker.
 //!
 //! Two-thread cases run the same loop on two threads (the machine has two cores) and report
@@ -13,6 +15,7 @@
 //!
 //! `cargo bench --bench breaker -- --warm-up-time 1 --measurement-time 3`
 
+use std::cell::Cell;
 use std::hint::black_box;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -24,6 +27,11 @@ use levee_breaker::CircuitBreaker;
 use recloser::Recloser;
 
 const HOUR: Duration = Duration::from_secs(3600);
+
+thread_local! {
+    /// Calls made by this thread, to fail one in 64.
+    static CALLS: Cell<u64> = const { Cell::new(0) };
+}
 
 /// Runs `op` `iters` times on each of two threads; the slowest thread's time.
 fn two_threads<F: Fn() + Sync>(iters: u64, op: &F) -> Duration {
@@ -65,6 +73,7 @@ fn closed(c: &mut Criterion) {
         CircuitBreaker::builder().slow_calls(Duration::from_secs(1), 80.0).build().unwrap();
     let levee_time =
         CircuitBreaker::builder().time_window(Duration::from_secs(60)).build().unwrap();
+    let levee_mixed = CircuitBreaker::builder().build().unwrap();
     let failsafe = failsafe::Config::new().build();
     let recloser = Recloser::default();
 
@@ -80,6 +89,14 @@ fn closed(c: &mut Criterion) {
         });
         case(&mut group, threads, "levee_time_window", || {
             black_box(levee_time.try_acquire()).unwrap().success()
+        });
+        case(&mut group, threads, "levee_one_failure_in_64", || {
+            let permit = black_box(levee_mixed.try_acquire()).unwrap();
+            if CALLS.with(|n| n.replace(n.get().wrapping_add(1))) % 64 == 0 {
+                permit.failure();
+            } else {
+                permit.success();
+            }
         });
         case(&mut group, threads, "failsafe", || {
             drop(black_box(failsafe.call(|| Ok::<_, ()>(black_box(1)))))

@@ -414,9 +414,10 @@ impl<C: Clock> CircuitBreaker<C> {
     /// its deadline.
     fn open_word(&self, generation: u32, attempts: u8, now: u64) -> (Word, u64) {
         let wait = levee_core::nanos(self.settings.open_wait.wait(u32::from(attempts)));
-        let deadline_ms = (now.saturating_sub(self.origin) + wait).div_ceil(MS);
+        let deadline_ms = now.saturating_sub(self.origin).saturating_add(wait).div_ceil(MS);
         // The word keeps the deadline mod 2^32 ms (49 days); `open_until` unwraps it.
-        (Word::open(generation, deadline_ms as u32, attempts), self.origin + deadline_ms * MS)
+        let until = self.origin.saturating_add(deadline_ms.saturating_mul(MS));
+        (Word::open(generation, deadline_ms as u32, attempts), until)
     }
 
     /// Until when an open word refuses calls, `None` once its deadline has passed.
@@ -428,7 +429,7 @@ impl<C: Clock> CircuitBreaker<C> {
         let now_ms = now.saturating_sub(self.origin) / MS;
         let remaining = word.deadline_ms().wrapping_sub(now_ms as u32);
         (remaining != 0 && remaining <= self.rules.max_wait_ms)
-            .then(|| self.origin + (now_ms + u64::from(remaining)) * MS)
+            .then(|| self.origin.saturating_add((now_ms + u64::from(remaining)).saturating_mul(MS)))
     }
 
     #[inline]

@@ -38,6 +38,11 @@ pub(crate) struct Ticket {
 }
 
 const KIND_MASK: u64 = 0b111;
+const MAX_RETRY: u64 = (1 << 56) - 1;
+
+const fn min(a: u64, b: u64) -> u64 {
+    if a < b { a } else { b }
+}
 const HAS_UNTIL: u64 = 1 << 6;
 
 impl Ticket {
@@ -55,7 +60,7 @@ impl Ticket {
                 meta: Kind::Refused as u64
                     | state_bits
                     | HAS_UNTIL
-                    | until.saturating_sub(now) << 8,
+                    | min(until.saturating_sub(now), MAX_RETRY) << 8,
             },
             None => Self { started: 0, meta: Kind::Refused as u64 | state_bits },
         }

@@ -532,3 +532,18 @@ fn bad_settings_are_build_errors_naming_the_setting() {
         assert!(err.to_string().starts_with(&format!("invalid setting `{setting}`")));
     }
 }
+
+#[test]
+fn extreme_clock_readings_do_not_panic() {
+    for start in [u64::MAX - 1_000, u64::MAX / 2] {
+        let clock = ManualClock::starting_at(start);
+        let b =
+            builder(&clock).count_window(1).minimum_calls(1).half_open_calls(1).build().unwrap();
+        calls(&b, &clock, "f", Duration::ZERO);
+        let refused = b.try_acquire().unwrap_err();
+        assert!(refused.until().is_some() && refused.retry_after().is_some());
+        clock.advance(Duration::MAX);
+        let _ = b.try_acquire().map(|p| p.failure());
+        let _ = b.metrics();
+    }
+}
