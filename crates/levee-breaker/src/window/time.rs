@@ -74,8 +74,8 @@ impl TimeWindow {
     }
 
     #[inline]
-    fn bucket(&self, period: u64) -> &Bucket {
-        &self.ring[(period % self.buckets) as usize]
+    fn slot(&self, period: u64) -> usize {
+        (period % self.buckets) as usize
     }
 
     /// Moves the window to `period`, evicting every period that left it.
@@ -91,7 +91,7 @@ impl TimeWindow {
                 Ok(_) => {
                     let first = (head + 1).max((period + 1).saturating_sub(self.buckets));
                     for p in first..=period {
-                        self.evict_for(p);
+                        self.evict_for(p, self.slot(p));
                     }
                     return;
                 }
@@ -100,10 +100,10 @@ impl TimeWindow {
         }
     }
 
-    /// Makes `period`'s bucket hold `period`, emptying what it held before. Returns false if
-    /// the bucket already holds a later period.
-    fn evict_for(&self, period: u64) -> bool {
-        let bucket = self.bucket(period);
+    /// Makes `period`'s bucket (at `slot`) hold `period`, emptying what it held before.
+    /// Returns false if the bucket already holds a later period.
+    fn evict_for(&self, period: u64, slot: usize) -> bool {
+        let bucket = &self.ring[slot];
         let mut stamp = bucket.stamp.load(Ordering::Relaxed);
         loop {
             if stamp == period {
@@ -139,7 +139,8 @@ impl TimeWindow {
     pub(crate) fn record(&self, generation: u32, sample: Sample, now: u64) -> Option<Tally> {
         let period = self.period(now);
         self.advance(period);
-        if !self.evict_for(period) {
+        let slot = self.slot(period);
+        if !self.evict_for(period, slot) {
             return None;
         }
         let calls = tagged::add(&self.calls, generation, 1)?;
@@ -153,7 +154,7 @@ impl TimeWindow {
         } else {
             tagged::read(&self.slow, generation)
         };
-        let bucket = self.bucket(period);
+        let bucket = &self.ring[slot];
         tagged::add(&bucket.calls, generation, 1)?;
         if sample.failed {
             tagged::add(&bucket.failed, generation, 1)?;
