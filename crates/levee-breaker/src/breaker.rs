@@ -1,9 +1,8 @@
 //! The circuit breaker: one state word, one sliding window, transitions by compare-and-swap.
 
 use std::future::Future;
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use levee_core::sync::{AtomicU64, CachePadded, Ordering};
 use levee_core::{Clock, ConfigError, EventHook, FastClock};
@@ -27,9 +26,11 @@ const MS: u64 = 1_000_000;
 /// and the tower layer. Build one with [`CircuitBreaker::builder`] or from
 /// [`BreakerSettings`].
 ///
-/// The closed path is one atomic load to acquire and, to record a success, one
-/// compare-and-swap on the window's head (plus two clock reads when slow calls are tracked);
-/// see the crate documentation for the whole design.
+/// On the closed path, acquiring is one atomic load. Recording a success in a healthy window
+/// (full, no failure or slow call) is two more loads and writes nothing; any other record
+/// claims a window slot with one compare-and-swap. Tracking slow calls adds two clock reads,
+/// a time window one clock read and a CAS on its totals. See the crate documentation for the
+/// whole design.
 #[derive(Debug)]
 pub struct CircuitBreaker<C: Clock = FastClock> {
     /// State, generation and the state's data (see `state.rs`).

@@ -547,3 +547,23 @@ fn extreme_clock_readings_do_not_panic() {
         let _ = b.metrics();
     }
 }
+
+#[test]
+fn breakers_permits_and_call_futures_cross_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let b = Arc::new(CircuitBreaker::builder().build().unwrap());
+    send_sync(&*b);
+    let permit = b.try_acquire().unwrap();
+    send(&permit);
+    permit.success();
+    let owned = b.try_acquire_owned().unwrap();
+    send_sync(&owned);
+    owned.success();
+    let call = b.call_async(async { Ok::<_, ()>(()) });
+    send(&call);
+    drop(call);
+    std::thread::scope(|s| {
+        s.spawn(|| b.call(|| Ok::<_, ()>(())).unwrap());
+    });
+}
