@@ -145,7 +145,8 @@ impl BreakerRegistry<FastClock> {
 }
 
 impl<C: Clock + Clone> BreakerRegistry<C> {
-    /// Gives breakers created from now on `clock`.
+    /// Gives the registry's breakers `clock` (a `ManualClock` in tests). Part of setting the
+    /// registry up: breakers already created have another clock type and are not carried over.
     pub fn with_clock<C2: Clock + Clone>(self, clock: C2) -> BreakerRegistry<C2> {
         BreakerRegistry {
             defaults: self.defaults,
