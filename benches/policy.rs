@@ -3,7 +3,8 @@
 //! One group, `policy/ready_call`, three functions measured in the same run on a
 //! current-thread tokio runtime, each awaiting an immediately ready future:
 //! - `bare`: the call alone;
-//! - `levee`: levee's `Pipeline` (timeout -> retry with budget -> breaker -> limiter);
+//! - `levee`: levee's `Pipeline` (timeout -> retry with budget -> circuit breaker; the rate
+//!   limiter stage joins when levee-limit lands);
 //! - `tower`: tower's `ServiceBuilder` with its timeout, rate limit and retry (with its
 //!   `TpsBudget`), driven by `ready().await` then `call().await` as tower clients do.
 //!
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use levee_breaker::CircuitBreaker;
 use levee_policy::{Backoff, Pipeline, Retry, RetryBudget};
 use levee_workspace::CountingAllocator;
 use tower::retry::budget::{Budget, TpsBudget};
@@ -136,6 +138,7 @@ fn ready_call(c: &mut Criterion) {
                 .build()
                 .unwrap(),
         )
+        .breaker(Arc::new(CircuitBreaker::builder().build().unwrap()))
         .build()
         .unwrap();
     group.bench_function("levee", |b| {

@@ -74,7 +74,11 @@ pub struct Breaker<C: Clock = FastClock, K = BackendFailures> {
 
 impl<C: Clock, K: Clone> Clone for Breaker<C, K> {
     fn clone(&self) -> Self {
-        Self { breaker: self.breaker.clone(), classify: self.classify.clone(), hook: self.hook.clone() }
+        Self {
+            breaker: self.breaker.clone(),
+            classify: self.classify.clone(),
+            hook: self.hook.clone(),
+        }
     }
 }
 
@@ -144,5 +148,16 @@ where
 impl RetryAfter for Open {
     fn retry_after(&self) -> Option<Duration> {
         Open::retry_after(self)
+    }
+}
+
+impl<L> crate::PipelineBuilder<L> {
+    /// Adds a circuit breaker, classifying with [`BackendFailures`] (see [`Breaker`] for
+    /// another classifier).
+    pub fn breaker<C: Clock>(
+        self,
+        breaker: Arc<CircuitBreaker<C>>,
+    ) -> crate::PipelineBuilder<crate::Chain<Breaker<C>, L>> {
+        self.policy(Breaker::new(breaker))
     }
 }

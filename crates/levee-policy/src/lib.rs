@@ -35,6 +35,7 @@
 //!   every permit it holds.
 #![forbid(unsafe_code)]
 
+mod breaker;
 mod context;
 mod error;
 mod event;
@@ -50,6 +51,7 @@ mod timer;
 #[cfg(feature = "tower")]
 pub mod tower;
 
+pub use breaker::{BackendFailures, Breaker, ClassifyOutcome, ClassifyWith};
 pub use context::Context;
 pub use error::{Error, ErrorKind, RetryAfter};
 pub use event::Event;
@@ -61,7 +63,9 @@ pub use retry::{
     AnyError, BUCKETS, Backoff, OnError, OnOutcome, Retry, RetryBudget, RetryBudgetBuilder,
     RetryBuilder, RetryOn, WithHint,
 };
-pub use settings::{HedgeSettings, PipelineSettings, RetrySettings, StandardPipeline};
+pub use settings::{
+    HedgeSettings, PipelineSettings, RetrySettings, StandardPipeline, StandardStack,
+};
 pub use stage::{Instrument, Layered, Leaf, Outcome, Policy, Stage};
 pub use timeout::Timeout;
 pub use timer::{BlockingSleep, BlockingTimer, Timer, TokioClock, TokioTimer, block_on};

@@ -8,8 +8,14 @@ use std::time::Duration;
 
 use levee_core::ConfigError;
 
+use std::sync::Arc;
+
+use levee_breaker::{BreakerSettings, CircuitBreaker};
+
 use crate::stage::{Layered, Leaf};
-use crate::{Backoff, Hedge, HedgeDelay, Pipeline, Retry, RetryBudgetBuilder, Timeout};
+use crate::{
+    Backoff, Breaker, Hedge, HedgeDelay, Pipeline, Retry, RetryBudget, RetryBudgetBuilder, Timeout,
+};
 
 /// Settings of a [`Retry`].
 #[derive(Debug, Clone, PartialEq)]
@@ -71,8 +77,11 @@ impl HedgeSettings {
     }
 }
 
-/// A whole pipeline as data, in the standard order: overall timeout, retry, hedge,
-/// per-attempt timeout. Every part is optional.
+/// A whole pipeline as data, in the standard order: overall timeout, retry, hedge, circuit
+/// breaker, per-attempt timeout. Every part is optional.
+///
+/// The breaker's settings are levee-breaker's [`BreakerSettings`]. Each `build` makes new
+/// stateful policies; reach them through [`StandardPipeline`]'s accessors.
 ///
 /// ```
 /// # #[cfg(feature = "serde")] {
@@ -102,18 +111,38 @@ pub struct PipelineSettings {
     pub retry: Option<RetrySettings>,
     /// Hedging.
     pub hedge: Option<HedgeSettings>,
+    /// A circuit breaker.
+    pub breaker: Option<BreakerSettings>,
     /// The deadline of each attempt.
     #[cfg_attr(feature = "serde", serde(with = "opt_duration"))]
     pub attempt_timeout: Option<Duration>,
 }
 
-/// The pipeline [`PipelineSettings`] builds.
-pub type StandardPipeline = Pipeline<
+/// The stack [`PipelineSettings`] builds.
+pub type StandardStack = Layered<
+    Option<Timeout>,
     Layered<
-        Option<Timeout>,
-        Layered<Option<Retry>, Layered<Option<Hedge>, Layered<Option<Timeout>, Leaf>>>,
+        Option<Retry>,
+        Layered<Option<Hedge>, Layered<Option<Breaker>, Layered<Option<Timeout>, Leaf>>>,
     >,
 >;
+
+/// The pipeline [`PipelineSettings`] builds.
+pub type StandardPipeline = Pipeline<StandardStack>;
+
+impl StandardPipeline {
+    /// The retry budget, if the settings had one.
+    #[must_use]
+    pub fn retry_budget(&self) -> Option<&Arc<RetryBudget>> {
+        self.stack().inner.policy.as_ref().and_then(Retry::budget)
+    }
+
+    /// The circuit breaker, if the settings had one.
+    #[must_use]
+    pub fn breaker(&self) -> Option<&Arc<CircuitBreaker>> {
+        self.stack().inner.inner.inner.policy.as_ref().map(Breaker::breaker)
+    }
+}
 
 impl PipelineSettings {
     /// Builds the pipeline.
@@ -131,8 +160,17 @@ impl PipelineSettings {
                 inner: Layered {
                     policy: self.hedge.as_ref().map(HedgeSettings::build).transpose()?,
                     inner: Layered {
-                        policy: timeout(self.attempt_timeout, "attempt_timeout")?,
-                        inner: Leaf,
+                        policy: self
+                            .breaker
+                            .clone()
+                            .map(|s| {
+                                CircuitBreaker::from_settings(s).map(|b| Breaker::new(Arc::new(b)))
+                            })
+                            .transpose()?,
+                        inner: Layered {
+                            policy: timeout(self.attempt_timeout, "attempt_timeout")?,
+                            inner: Leaf,
+                        },
                     },
                 },
             },

@@ -89,3 +89,34 @@ fn bad_files_fail_with_the_setting_named() {
             .unwrap();
     assert_eq!(parsed.build().unwrap_err().setting, "max_hedges");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_loads_from_the_file_too() {
+    let settings: PipelineSettings = toml::from_str(
+        r#"
+        timeout = "1s"
+        [retry]
+        max_attempts = 2
+        backoff = { type = "constant", delay = "10ms" }
+        [breaker]
+        window = { type = "count", size = 20 }
+        minimum_calls = 10
+        failure_rate_threshold = 50.0
+        open_wait = { type = "fixed", wait = "30s" }
+        "#,
+    )
+    .unwrap();
+    let pipeline = settings.build().unwrap();
+    assert_eq!(pipeline.execute(|_| async { Ok::<_, ()>(1) }).await, Ok(1));
+    let breaker = pipeline.breaker().unwrap();
+    breaker.force_open();
+    let refused = pipeline.execute(|_| async { Ok::<_, ()>(2) }).await;
+    assert!(matches!(refused, Err(levee_policy::Error::CircuitOpen { .. })));
+    assert!(pipeline.retry_budget().is_none());
+    let again: PipelineSettings = toml::from_str(&toml::to_string(&settings).unwrap()).unwrap();
+    assert_eq!(again, settings);
+
+    let bad: PipelineSettings =
+        toml::from_str("[breaker]\nfailure_rate_threshold = 150.0").unwrap();
+    assert_eq!(bad.build().unwrap_err().setting, "failure_rate_threshold");
+}

@@ -1,0 +1,216 @@
+//! The whole pipeline with levee-breaker: refusals mapped with their hints, trial permits
+//! never leaked by a cancelled call, and the flaky-backend scenario.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{DropGuard, Events, MS};
+use levee_breaker::{CircuitBreaker, State};
+use levee_policy::{
+    Backoff, Error, ErrorKind, Event, Fallback, Pipeline, Retry, RetryBudget, TokioClock,
+};
+use tokio::time::{Instant, sleep};
+
+fn breaker(open_wait: Duration) -> Arc<CircuitBreaker<TokioClock>> {
+    Arc::new(
+        CircuitBreaker::builder()
+            .count_window(10)
+            .minimum_calls(10)
+            .failure_rate_threshold(50.0)
+            .open_wait(open_wait)
+            .half_open_calls(2)
+            .clock(TokioClock)
+            .build()
+            .unwrap(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_circuit_refuses_with_its_hint_and_retry_waits_it_out() {
+    let events = Events::default();
+    let breaker = breaker(Duration::from_secs(3));
+    breaker.trip();
+    let pipeline = Pipeline::builder()
+        .retry(Retry::builder().max_attempts(2).backoff(Backoff::constant(MS)).build().unwrap())
+        .breaker(breaker.clone())
+        .listener(events.listener())
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let ran_at = std::sync::Mutex::new(None);
+    let out = pipeline
+        .execute(|_| {
+            *ran_at.lock().unwrap() = Some(start.elapsed());
+            async { Ok::<_, ()>(7) }
+        })
+        .await;
+    assert_eq!(out, Ok(7), "the retry waited until the circuit let a trial through");
+    assert_eq!(*ran_at.lock().unwrap(), Some(Duration::from_secs(3)));
+    assert!(matches!(
+        events.all()[0],
+        Event::CircuitRejected { retry_after: Some(d) } if d == Duration::from_secs(3)
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_call_leaks_no_trial_permit() {
+    let breaker = breaker(Duration::from_secs(1));
+    let pipeline = Pipeline::builder().breaker(breaker.clone()).build().unwrap();
+    // Open the circuit, then let it go half-open: two trial permits.
+    breaker.trip();
+    sleep(Duration::from_secs(1)).await;
+    let dropped = Arc::new(AtomicBool::new(false));
+    for _ in 0..5 {
+        let call = pipeline.execute(|_| {
+            let guard = DropGuard(dropped.clone());
+            async move {
+                let _guard = guard;
+                sleep(Duration::from_secs(60)).await;
+                Ok::<_, ()>(())
+            }
+        });
+        // Give up on the call after 10 ms: the future is dropped mid-flight.
+        assert!(tokio::time::timeout(10 * MS, call).await.is_err());
+        assert!(dropped.swap(false, Ordering::SeqCst));
+    }
+    assert_eq!(breaker.state(), State::HalfOpen);
+    // Both trials are still available: two successes close the circuit.
+    for _ in 0..2 {
+        assert_eq!(pipeline.execute(|_| async { Ok::<_, ()>(()) }).await, Ok(()));
+    }
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[test]
+fn blocking_calls_go_through_the_breaker() {
+    let breaker = Arc::new(CircuitBreaker::builder().build().unwrap());
+    let pipeline = Pipeline::builder()
+        .retry(Retry::builder().max_attempts(2).backoff(Backoff::Immediate).build().unwrap())
+        .breaker(breaker.clone())
+        .build()
+        .unwrap();
+    assert_eq!(pipeline.call(|ctx| if ctx.attempt() == 0 { Err("once") } else { Ok(1) }), Ok(1));
+    breaker.force_open();
+    assert_eq!(pipeline.call(|_| Ok::<_, ()>(2)), Err(Error::CircuitOpen { retry_after: None }));
+}
+
+/// The scenario of the issue: a backend that fails half the calls and is slow on a tenth,
+/// behind the full pipeline. The breaker must open, retries must stay within the budget,
+/// and calls must succeed again once the backend recovers.
+#[tokio::test(start_paused = true)]
+async fn a_flaky_backend_behind_the_full_pipeline() {
+    struct Backend {
+        healthy: AtomicBool,
+        calls: AtomicU64,
+    }
+    impl Backend {
+        async fn call(&self) -> Result<u64, &'static str> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.healthy.load(Ordering::SeqCst) {
+                sleep(5 * MS).await;
+                return Ok(n);
+            }
+            // Deterministic "random": a multiplicative hash of the call number.
+            let roll = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58; // 0..64
+            if roll % 10 == 0 {
+                sleep(Duration::from_secs(2)).await; // slow: the attempt timeout cuts it
+            } else {
+                sleep(5 * MS).await;
+            }
+            if roll % 2 == 0 { Err("backend error") } else { Ok(n) }
+        }
+    }
+
+    let events = Events::default();
+    let backend = Arc::new(Backend { healthy: AtomicBool::new(false), calls: AtomicU64::new(0) });
+    let breaker = breaker(Duration::from_secs(5));
+    let budget = Arc::new(
+        RetryBudget::builder()
+            .ratio(0.1)
+            .min_per_sec(0)
+            .window(Duration::from_secs(10))
+            .build_with_clock(TokioClock)
+            .unwrap(),
+    );
+    let pipeline = Arc::new(
+        Pipeline::builder()
+            .fallback(Fallback::value(u64::MAX).on_kinds([ErrorKind::CircuitOpen]))
+            .timeout(Duration::from_secs(1))
+            .retry(
+                Retry::builder()
+                    .max_attempts(3)
+                    .backoff(Backoff::exponential(10 * MS, 100 * MS).with_jitter(0.2))
+                    .budget(budget.clone())
+                    .max_retry_after(100 * MS)
+                    .build()
+                    .unwrap(),
+            )
+            .breaker(breaker.clone())
+            .timeout(200 * MS)
+            .listener(events.listener())
+            .build()
+            .unwrap(),
+    );
+
+    // Phase 1: the outage. Four clients each send a request every 50 ms for 10 s.
+    let requests = Arc::new(AtomicU64::new(0));
+    let fallbacks = Arc::new(AtomicU64::new(0));
+    let saw_open = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (pipeline, backend, breaker) = (pipeline.clone(), backend.clone(), breaker.clone());
+        let (requests, fallbacks, saw_open) =
+            (requests.clone(), fallbacks.clone(), saw_open.clone());
+        clients.push(tokio::spawn(async move {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                requests.fetch_add(1, Ordering::SeqCst);
+                let out = pipeline
+                    .execute(|_| {
+                        let backend = backend.clone();
+                        async move { backend.call().await }
+                    })
+                    .await;
+                if out == Ok(u64::MAX) {
+                    fallbacks.fetch_add(1, Ordering::SeqCst);
+                }
+                if breaker.state() == State::Open {
+                    saw_open.store(true, Ordering::SeqCst);
+                }
+                sleep(50 * MS).await;
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    let requests = requests.load(Ordering::SeqCst);
+    let fallbacks = fallbacks.load(Ordering::SeqCst);
+    let saw_open = saw_open.load(Ordering::SeqCst);
+    assert!(saw_open, "the breaker opened during the outage");
+    assert!(fallbacks > 0, "open-circuit refusals fell back");
+    let retries = events.count(|e| matches!(e, Event::Retry { .. })) as u64;
+    // The budget allows 10 % of the requests (all within one 10 s window), plus at most one
+    // overdraft per concurrent client.
+    let allowed = requests / 10 + 4;
+    assert!(retries <= allowed, "{retries} retries, budget allows {allowed}");
+    assert!(events.count(|e| matches!(e, Event::RetryBudgetExhausted { .. })) > 0);
+    assert!(backend.calls.load(Ordering::SeqCst) < requests / 4, "the breaker shed load");
+
+    // Phase 2: recovery. Wait out the open state; trials succeed and the circuit closes.
+    backend.healthy.store(true, Ordering::SeqCst);
+    sleep(Duration::from_secs(6)).await;
+    for i in 0..20 {
+        let out = pipeline
+            .execute(|_| {
+                let backend = backend.clone();
+                async move { backend.call().await }
+            })
+            .await;
+        assert!(matches!(out, Ok(n) if n != u64::MAX), "call {i} after recovery: {out:?}");
+    }
+    assert_eq!(breaker.state(), State::Closed);
+}
