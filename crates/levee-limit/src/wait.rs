@@ -57,7 +57,7 @@ impl AsyncClock for ManualClock {
     }
 }
 
-impl<C: AsyncClock + ?Sized> AsyncClock for std::sync::Arc<C> {
+impl<C: AsyncClock + ?Sized> AsyncClock for levee_core::sync::Arc<C> {
     fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + 'static {
         (**self).sleep_until(deadline)
     }

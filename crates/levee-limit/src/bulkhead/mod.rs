@@ -8,11 +8,18 @@
 //! **Waiting.** A caller that finds the bulkhead full (and may wait) joins a FIFO queue under
 //! a mutex. Releasers hand permits to waiters directly: a releaser that sees waiters takes
 //! the lock, acquires permits on their behalf and marks the oldest waiters granted, so a
-//! granted permit can never be taken by someone else. The lost-wakeup race is closed with a
-//! Dekker-style pair of `SeqCst` operations: a waiter publishes itself (`queued += 1`) and
-//! *then* retries `try_acquire`; a releaser decrements `in_flight` and *then* reads `queued`.
-//! In any order of the four, either the waiter sees the freed permit or the releaser sees the
-//! waiter.
+//! granted permit can never be taken by someone else.
+//!
+//! **No lost wake-up.** A waiter publishes itself (`C`: `queued += 1`) and then re-reads
+//! `in_flight` with a read-modify-write (`D`: `fetch_add(0)`); a releaser decrements (`A`:
+//! `fetch_sub`, an acquire-release RMW) and then reads `queued` (`B`, a plain load). If `D`
+//! still saw the permit taken, `D` precedes `A` in `in_flight`'s modification order, so `A`
+//! reads from `D`'s release sequence and `D` synchronises with `A`: then `C -> D -> A -> B`
+//! in happens-before and `B` must see the waiter. Otherwise `D` saw the permit free and the
+//! waiter takes it. A limit change (`swap` on `limit`, then the same load) pairs with the
+//! waiter's `fetch_add(0)` on `limit` the same way. Only the waiter, on the slow path, pays
+//! for the extra RMWs; the release stays one RMW and one load. (The argument needs only
+//! acquire-release, which is also what loom models, so loom checks exactly this code.)
 //!
 //! Callers that do not wait (`try_acquire`) may take a freed permit before a queued waiter
 //! is granted one; waiters are served in order among themselves, and `max_wait` bounds how
@@ -226,20 +233,37 @@ impl<C: Clock> Bulkhead<C> {
     fn try_take(&self) -> bool {
         let hot = &*self.hot;
         // Relaxed: the limit is a setting; a stale read only delays a limit change by one
-        // call.
+        // call (waiters re-read it with `try_take_published`).
         let limit = hot.limit.load(Ordering::Relaxed);
-        // SeqCst load and CAS: the waiter's half of the Dekker pair (module docs) retries
-        // through here after publishing itself; on x86 these cost what Relaxed would.
-        let mut current = hot.in_flight.load(Ordering::SeqCst);
+        // Relaxed: a stale count only fails the CAS, which then sees the latest value.
+        let current = hot.in_flight.load(Ordering::Relaxed);
+        self.take_from(current, limit)
+    }
+
+    /// The waiter's re-read (module docs, "No lost wake-up"): after publishing itself in
+    /// `queued`, reads `limit` and `in_flight` with acquire-release read-modify-writes, which
+    /// read the latest values and join the releasers' synchronisation. Slow path only.
+    fn try_take_published(&self) -> bool {
+        let hot = &*self.hot;
+        let limit = hot.limit.fetch_add(0, Ordering::AcqRel);
+        let current = hot.in_flight.fetch_add(0, Ordering::AcqRel);
+        self.take_from(current, limit)
+    }
+
+    #[inline]
+    fn take_from(&self, mut current: usize, limit: usize) -> bool {
+        let hot = &*self.hot;
         loop {
             if current >= limit {
                 return false;
             }
+            // Acquire on success pairs with the Release half of `release`: what the previous
+            // holder of a permit did happens before the next holder's work.
             match hot.in_flight.compare_exchange_weak(
                 current,
                 current + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
+                Ordering::Acquire,
+                Ordering::Relaxed,
             ) {
                 Ok(_) => {
                     if self.count_acquired {
@@ -275,12 +299,20 @@ impl<C: Clock> Bulkhead<C> {
     /// Gives a permit back, handing it to a waiter if one is queued.
     #[inline]
     pub(crate) fn release(&self) {
-        let hot = &*self.hot;
-        // SeqCst pair: decrement, then look for waiters (module docs, Dekker).
-        hot.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if hot.queued.load(Ordering::SeqCst) > 0 {
+        // AcqRel: Release for the next holder (see `take_from`); Acquire so that a waiter's
+        // re-read that preceded this decrement synchronises with it (module docs).
+        self.hot.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.waiters_published() {
             self.grant_waiters();
         }
+    }
+
+    /// Whether waiters are queued, read after a release or a limit change. A plain load:
+    /// the module docs ("No lost wake-up") show why it cannot miss a waiter that did not
+    /// see the release. On x86 it is a `mov`, so releasing costs one RMW and no lock.
+    #[inline]
+    fn waiters_published(&self) -> bool {
+        self.hot.queued.load(Ordering::Acquire) > 0
     }
 
     /// Hands free permits to the oldest waiters.
@@ -289,10 +321,10 @@ impl<C: Clock> Bulkhead<C> {
         let mut wakers = Vec::new();
         {
             let mut queue = self.waiters.lock();
-            while queue.len() > 0 && self.try_take() {
+            while queue.len() > 0 && self.try_take_published() {
                 if let Some(waker) = queue.grant_next() {
-                    // SeqCst: pairs with the releasers' load of `queued`.
-                    self.hot.queued.fetch_sub(1, Ordering::SeqCst);
+                    // Under the lock; releasers only read `queued` as a hint to take it.
+                    self.hot.queued.fetch_sub(1, Ordering::AcqRel);
                     wakers.extend(waker);
                 }
             }
@@ -305,12 +337,12 @@ impl<C: Clock> Bulkhead<C> {
     /// queued waiters are granted the new permits at once.
     pub fn set_limit(&self, limit: usize) {
         let limit = limit.max(1);
-        // Relaxed: a setting (see `try_take`); waiters are woken under the lock below.
-        let from = self.hot.limit.swap(limit, Ordering::Relaxed);
+        // AcqRel: pairs with a waiter's re-read of `limit` like a release (module docs).
+        let from = self.hot.limit.swap(limit, Ordering::AcqRel);
         if from != limit {
             self.hook.emit(|| BulkheadEvent::LimitChanged { from, to: limit });
         }
-        if limit > from && self.hot.queued.load(Ordering::SeqCst) > 0 {
+        if limit > from && self.waiters_published() {
             self.grant_waiters();
         }
     }
@@ -419,11 +451,11 @@ impl Wait {
                         ));
                     }
                     let key = queue.push(cx.waker().clone());
-                    // SeqCst: publish the waiter, then retry (module docs, Dekker).
-                    bulkhead.hot.queued.fetch_add(1, Ordering::SeqCst);
-                    if bulkhead.try_take() {
+                    // Publish the waiter, then re-read (module docs, "No lost wake-up").
+                    bulkhead.hot.queued.fetch_add(1, Ordering::AcqRel);
+                    if bulkhead.try_take_published() {
                         queue.remove(key);
-                        bulkhead.hot.queued.fetch_sub(1, Ordering::SeqCst);
+                        bulkhead.hot.queued.fetch_sub(1, Ordering::AcqRel);
                         *self = Wait::Done;
                         return Poll::Ready(Ok(()));
                     }
@@ -460,7 +492,7 @@ impl Wait {
                         let mut queue = bulkhead.waiters.lock();
                         let granted = queue.remove(key);
                         if !granted {
-                            bulkhead.hot.queued.fetch_sub(1, Ordering::SeqCst);
+                            bulkhead.hot.queued.fetch_sub(1, Ordering::AcqRel);
                         }
                         granted
                     };
@@ -483,7 +515,7 @@ impl Wait {
                 let mut queue = bulkhead.waiters.lock();
                 let granted = queue.remove(key);
                 if !granted {
-                    bulkhead.hot.queued.fetch_sub(1, Ordering::SeqCst);
+                    bulkhead.hot.queued.fetch_sub(1, Ordering::AcqRel);
                 }
                 granted
             };
