@@ -193,8 +193,25 @@ impl<C: AsyncClock> RateLimiter<C> {
     /// As [`until_ready`](Self::until_ready), adding `jitter` to each wait so that callers
     /// refused together do not all retry at the same instant.
     pub async fn until_ready_with_jitter(&self, jitter: Jitter) {
-        let ((), waited) = retry_until(&self.hot.clock, jitter, || self.check()).await;
+        let ((), waited) = retry_until(&self.hot.clock, jitter, || self.check_quietly(1)).await;
         self.record_wait(1, waited);
+    }
+
+    /// A check made while waiting: a refusal there is not a rejected call (the call waits
+    /// and is counted in `waited`), so it is neither counted nor reported.
+    fn check_quietly(&self, n: u32) -> Result<(), Throttled> {
+        let hot = &*self.hot;
+        match hot.gcra.check_n(&hot.tat, hot.clock.now(), n) {
+            Ok(()) => {
+                if hot.count_admitted {
+                    self.counters.admitted.add(u64::from(n));
+                }
+                Ok(())
+            }
+            Err(CheckNError::Throttled(t)) => Err(t),
+            // n <= burst is checked before waiting and the burst never changes.
+            Err(CheckNError::InsufficientCapacity(_)) => unreachable!("n was checked"),
+        }
     }
 
     /// Waits until `n` cells are admitted at once.

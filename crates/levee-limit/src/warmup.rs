@@ -157,6 +157,12 @@ impl<C: Clock> WarmUpLimiter<C> {
     /// [`CheckNError::Throttled`] when they do not fit now;
     /// [`CheckNError::InsufficientCapacity`] when `n` exceeds the burst.
     pub fn check_n(&self, n: u32) -> Result<(), CheckNError> {
+        self.admit(n, true)
+    }
+
+    /// Admits `n` cells; `report` says whether a refusal is a rejected call (counted and
+    /// reported) or a step of an async wait (not).
+    fn admit(&self, n: u32, report: bool) -> Result<(), CheckNError> {
         let hot = &*self.hot;
         let g = hot.gcra;
         if n > g.burst {
@@ -176,9 +182,13 @@ impl<C: Clock> WarmUpLimiter<C> {
             let last = current.saturating_add(stable - g.t);
             if last > limit {
                 let refusal = Throttled::new(now, last - g.tau);
-                self.counters.rejected.incr();
-                self.hook
-                    .emit(|| RateEvent::Throttled { cells: n, retry_after: refusal.retry_after() });
+                if report {
+                    self.counters.rejected.incr();
+                    self.hook.emit(|| RateEvent::Throttled {
+                        cells: n,
+                        retry_after: refusal.retry_after(),
+                    });
+                }
                 return Err(refusal.into());
             }
             let idle = now.saturating_sub(current);
@@ -258,7 +268,14 @@ impl<C: AsyncClock> WarmUpLimiter<C> {
 
     /// As [`until_ready`](Self::until_ready) with `jitter` added to each wait.
     pub async fn until_ready_with_jitter(&self, jitter: Jitter) {
-        let ((), waited) = retry_until(&self.hot.clock, jitter, || self.check()).await;
+        let ((), waited) = retry_until(&self.hot.clock, jitter, || {
+            self.admit(1, false).map_err(|e| match e {
+                CheckNError::Throttled(t) => t,
+                // the burst is at least one
+                CheckNError::InsufficientCapacity(_) => unreachable!("burst is at least one"),
+            })
+        })
+        .await;
         if waited > 0 {
             self.counters.waited.incr();
             self.hook.emit(|| RateEvent::Waited { cells: 1, waited: Duration::from_nanos(waited) });

@@ -185,6 +185,15 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        self.check_inner(key, true)
+    }
+
+    #[inline]
+    fn check_inner<Q>(&self, key: &Q, report: bool) -> Result<(), Throttled>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
         let now = self.clock.now();
@@ -195,7 +204,10 @@ where
         match hit {
             Some(result) => {
                 self.after_hit(shard, now);
-                self.count(result, 1)
+                match result {
+                    Err(refusal) if !report => Err(refusal),
+                    result => self.count(result, 1),
+                }
             }
             None => self.insert(shard, hash, key, now, 1).map_err(|e| match e {
                 CheckNError::Throttled(t) => t,
@@ -469,7 +481,9 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let ((), waited) = retry_until(&self.clock, jitter, || self.check(key)).await;
+        // Refusals while waiting are steps of the wait, not rejected calls: they are
+        // counted and reported here only as the wait.
+        let ((), waited) = retry_until(&self.clock, jitter, || self.check_inner(key, false)).await;
         if waited > 0 {
             self.counters.waited.incr();
             self.hook.emit(|| RateEvent::Waited { cells: 1, waited: Duration::from_nanos(waited) });

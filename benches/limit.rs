@@ -1,0 +1,187 @@
+//! levee-limit against the crates users pick today: governor for rate limits, tokio's
+//! `Semaphore` for bulkheads.
+//!
+//! `cargo bench --bench limit`
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use levee_limit::{Bulkhead, KeyedRateLimiter, Quota, RateLimiter};
+
+/// A quota that admits every check (one per nanosecond, a four-second burst), so each check
+/// takes the full path: clock read, load, compare-and-swap. governor clamps its interval to
+/// one nanosecond, so both sides run with the same parameters.
+const OPEN_RATE: u32 = 1_000_000_000;
+
+fn governor_open() -> governor::DefaultDirectRateLimiter {
+    governor::RateLimiter::direct(governor::Quota::per_second(NonZeroU32::MAX))
+}
+
+fn levee_open() -> RateLimiter {
+    RateLimiter::new(Quota::per_second(OPEN_RATE).with_burst(u32::MAX)).expect("valid quota")
+}
+
+/// Runs `per_thread` calls of `f` on each of `threads` threads started together; returns
+/// the slowest thread's time.
+fn timed_threads(threads: usize, per_thread: u64, f: &(dyn Fn() + Sync)) -> Duration {
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..per_thread {
+                        f();
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("bench thread")).max().unwrap_or_default()
+    })
+}
+
+fn check_1t(c: &mut Criterion) {
+    let mut group = c.benchmark_group("limiter/check_1t");
+    group.throughput(Throughput::Elements(1));
+    let levee = levee_open();
+    group.bench_function("levee", |b| b.iter(|| black_box(levee.check().is_ok())));
+    let governor = governor_open();
+    group.bench_function("governor", |b| b.iter(|| black_box(governor.check().is_ok())));
+    group.finish();
+}
+
+fn check_1t_refused(c: &mut Criterion) {
+    let mut group = c.benchmark_group("limiter/check_1t_refused");
+    group.throughput(Throughput::Elements(1));
+    let levee = RateLimiter::new(Quota::per_hour(1)).expect("valid quota");
+    let _ = levee.check();
+    group.bench_function("levee", |b| b.iter(|| black_box(levee.check().is_ok())));
+    let governor = governor::RateLimiter::direct(governor::Quota::per_hour(NonZeroU32::MIN));
+    let _ = governor.check();
+    group.bench_function("governor", |b| b.iter(|| black_box(governor.check().is_ok())));
+    group.finish();
+}
+
+fn check_2t(c: &mut Criterion) {
+    let mut group = c.benchmark_group("limiter/check_2t");
+    group.throughput(Throughput::Elements(2));
+    let levee = levee_open();
+    group.bench_function("levee", |b| {
+        b.iter_custom(|iters| {
+            timed_threads(2, iters, &|| {
+                black_box(levee.check().is_ok());
+            })
+        })
+    });
+    let governor = governor_open();
+    group.bench_function("governor", |b| {
+        b.iter_custom(|iters| {
+            timed_threads(2, iters, &|| {
+                black_box(governor.check().is_ok());
+            })
+        })
+    });
+    group.finish();
+}
+
+/// A per-key quota under which every check is admitted and no key ever refills during the
+/// run (one cell per second, a burst of 2^32 - 1): both sides then measure looking up a
+/// present key and updating its state, and levee's reclamation finds nothing to reclaim.
+fn keyed_quota_levee() -> Quota {
+    Quota::new(1, Duration::from_secs(1)).with_burst(u32::MAX)
+}
+
+fn keyed_quota_governor() -> governor::Quota {
+    governor::Quota::with_period(Duration::from_secs(1))
+        .expect("non-zero")
+        .allow_burst(NonZeroU32::MAX)
+}
+
+fn keyed_check(c: &mut Criterion) {
+    for (name, keys) in [("10k", 10_000u64), ("1m", 1_000_000)] {
+        let mut group = c.benchmark_group(format!("keyed/check_{name}"));
+        group.throughput(Throughput::Elements(1));
+        let levee: KeyedRateLimiter<u64> =
+            KeyedRateLimiter::new(keyed_quota_levee()).expect("valid quota");
+        for k in 0..keys {
+            let _ = levee.check(&k);
+        }
+        let mut i = 0;
+        group.bench_function("levee", |b| {
+            b.iter(|| {
+                i += 1;
+                if i == keys {
+                    i = 0;
+                }
+                black_box(levee.check(&i).is_ok())
+            })
+        });
+        drop(levee);
+        let governor = governor::RateLimiter::keyed(keyed_quota_governor());
+        for k in 0..keys {
+            let _ = governor.check_key(&k);
+        }
+        let mut i = 0;
+        group.bench_function("governor", |b| {
+            b.iter(|| {
+                i += 1;
+                if i == keys {
+                    i = 0;
+                }
+                black_box(governor.check_key(&i).is_ok())
+            })
+        });
+        group.finish();
+    }
+}
+
+fn bulkhead(c: &mut Criterion) {
+    let mut group = c.benchmark_group("bulkhead/acquire_release_1t");
+    group.throughput(Throughput::Elements(1));
+    let levee = Bulkhead::new(64).expect("valid limit");
+    group.bench_function("levee", |b| {
+        b.iter(|| {
+            let permit = levee.try_acquire().expect("free permit");
+            black_box(&permit);
+        })
+    });
+    let tokio = tokio::sync::Semaphore::new(64);
+    group.bench_function("tokio_semaphore", |b| {
+        b.iter(|| {
+            let permit = tokio.try_acquire().expect("free permit");
+            black_box(&permit);
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("bulkhead/acquire_release_2t");
+    group.throughput(Throughput::Elements(2));
+    let levee = Bulkhead::new(64).expect("valid limit");
+    group.bench_function("levee", |b| {
+        b.iter_custom(|iters| {
+            timed_threads(2, iters, &|| {
+                let permit = levee.try_acquire().expect("free permit");
+                black_box(&permit);
+            })
+        })
+    });
+    let tokio = tokio::sync::Semaphore::new(64);
+    group.bench_function("tokio_semaphore", |b| {
+        b.iter_custom(|iters| {
+            timed_threads(2, iters, &|| {
+                let permit = tokio.try_acquire().expect("free permit");
+                black_box(&permit);
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, check_1t, check_1t_refused, check_2t, keyed_check, bulkhead);
+criterion_main!(benches);
