@@ -26,6 +26,7 @@
 //! if none are, [`KeyLimitPolicy`] decides: evict the keys closest to refilled (the default)
 //! or refuse the new key until one refills.
 
+mod lock;
 mod table;
 
 use std::borrow::Borrow;
@@ -33,13 +34,14 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
-use levee_core::sync::{AtomicU64, CachePadded, Ordering, RwLock};
+use levee_core::sync::{AtomicU64, CachePadded, Ordering};
 use levee_core::{Clock, ConfigError, Counter, EventHook, FastClock, Listener, nanos};
 
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
 use crate::quota::{Gcra, Quota};
 use crate::stats::{RateCounters, RateEvent};
 use crate::wait::{AsyncClock, Jitter, retry_until};
+use lock::{ReaderSlots, ShardLock};
 use table::Table;
 
 /// The default hasher: foldhash, seeded per limiter (fast, and not predictable by clients
@@ -64,9 +66,21 @@ pub enum KeyLimitPolicy {
 }
 
 struct Shard<K> {
-    table: RwLock<Table<K>>,
+    table: ShardLock<Table<K>>,
+    /// This shard's tag in the reader slots: its index + 1.
+    tag: usize,
     /// Clock reading at which the next time-based sweep is due; `u64::MAX` while empty.
     sweep_due: AtomicU64,
+}
+
+/// What an insertion under the write lock came to.
+enum Inserted {
+    /// Another thread had added the key meanwhile; this is the check on its state.
+    Existing(Result<(), CheckNError>),
+    /// A new key, admitted.
+    New,
+    /// The shard is full and the policy refuses new keys.
+    Refused(Throttled),
 }
 
 /// A GCRA rate limit per key (client IP, API token, user id...), in a sharded table whose
@@ -99,6 +113,7 @@ struct Shard<K> {
 /// ```
 pub struct KeyedRateLimiter<K, C = FastClock, S = DefaultHasher> {
     shards: Box<[CachePadded<Shard<K>>]>,
+    readers: ReaderSlots,
     hasher: S,
     gcra: Gcra,
     clock: C,
@@ -197,17 +212,24 @@ where
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
         let now = self.clock.now();
-        let hit = {
-            let table = shard.table.read();
-            table.find(hash, key).map(|tat| self.gcra.check(tat, now))
-        };
+        // The read section returns one word (0: admitted; else the earliest time it could
+        // be) rather than a `Result<(), Throttled>`, which the compiler would assemble in
+        // memory and read back through a failed store forward on every call.
+        let hit = self.read(shard, |table| {
+            table.find(hash, key).map(|tat| match self.gcra.check(tat, now) {
+                Ok(()) => 0,
+                Err(refusal) => refusal.earliest(),
+            })
+        });
         match hit {
-            Some(result) => {
+            Some(0) => {
                 self.after_hit(shard, now);
-                match result {
-                    Err(refusal) if !report => Err(refusal),
-                    result => self.count(result, 1),
-                }
+                self.count(Ok(()), 1)
+            }
+            Some(earliest) => {
+                self.after_hit(shard, now);
+                let refusal = Throttled::new(now, earliest);
+                if report { self.count(Err(refusal), 1) } else { Err(refusal) }
             }
             None => self.insert(shard, hash, key, now, 1).map_err(|e| match e {
                 CheckNError::Throttled(t) => t,
@@ -237,10 +259,8 @@ where
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
         let now = self.clock.now();
-        let hit = {
-            let table = shard.table.read();
-            table.find(hash, key).map(|tat| self.gcra.check_n(tat, now, n))
-        };
+        let hit = self
+            .read(shard, |table| table.find(hash, key).map(|tat| self.gcra.check_n(tat, now, n)));
         match hit {
             Some(result) => {
                 self.after_hit(shard, now);
@@ -258,6 +278,17 @@ where
     fn shard(&self, hash: u64) -> &Shard<K> {
         // Bits 48.. pick the shard; the table uses the low bits.
         &self.shards[(hash >> 48) as usize & (self.shards.len() - 1)]
+    }
+
+    /// Shared access to a shard's table (biased: usually one CAS on a reader slot).
+    #[inline]
+    fn read<R>(&self, shard: &Shard<K>, f: impl FnOnce(&Table<K>) -> R) -> R {
+        shard.table.read(&self.readers, shard.tag, f)
+    }
+
+    /// Exclusive access to a shard's table.
+    fn write<R>(&self, shard: &Shard<K>, f: impl FnOnce(&mut Table<K>) -> R) -> R {
+        shard.table.write(&self.readers, shard.tag, f)
     }
 
     #[inline]
@@ -301,23 +332,33 @@ where
                 .compare_exchange(due, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            let mut table = shard.table.write();
-            self.sweep(shard, &mut table, now, 0);
+            let swept = self.write(shard, |table| self.sweep(shard, table, now, 0));
+            self.report_sweep(swept);
         }
     }
 
     /// Drops the refilled keys of a locked shard (rebuilding it with room for `room` more)
-    /// and schedules its next sweep.
-    fn sweep(&self, shard: &Shard<K>, table: &mut Table<K>, now: u64, room: usize) -> usize {
+    /// and schedules its next sweep. Returns `(reclaimed, remaining)` for `report_sweep`,
+    /// called once the lock is released (listeners never run under a shard lock).
+    fn sweep(
+        &self,
+        shard: &Shard<K>,
+        table: &mut Table<K>,
+        now: u64,
+        room: usize,
+    ) -> (usize, usize) {
         let reclaimed = table.rebuild(now, room);
         let due = if table.len() == 0 { u64::MAX } else { now.saturating_add(self.sweep_interval) };
         // Relaxed: read only as a hint by `after_hit`; the write lock orders the rest.
         shard.sweep_due.store(due, Ordering::Relaxed);
+        (reclaimed, table.len())
+    }
+
+    fn report_sweep(&self, (reclaimed, remaining): (usize, usize)) {
         if reclaimed > 0 {
             self.reclaimed.add(reclaimed as u64);
-            self.hook.emit(|| RateEvent::KeysReclaimed { reclaimed, remaining: table.len() });
+            self.hook.emit(|| RateEvent::KeysReclaimed { reclaimed, remaining });
         }
-        reclaimed
     }
 
     /// The slow path: `key` was not in its shard. Takes the write lock, and admits the key's
@@ -335,56 +376,66 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let mut table = shard.table.write();
-        if let Some(tat) = table.find(hash, key) {
-            // Another thread added it since our read.
-            let result = self.gcra.check_n(tat, now, n);
-            drop(table);
-            return match result {
-                Err(CheckNError::Throttled(t)) => Err(self.count(Err(t), n).unwrap_err().into()),
-                other => other.and_then(|()| self.count(Ok(()), n).map_err(Into::into)),
-            };
-        }
-        if table.len() >= self.shard_limit {
-            self.sweep(shard, &mut table, now, 1);
+        let mut sweeps = [(0, 0); 2];
+        let mut evicted = 0;
+        let outcome = self.write(shard, |table| {
+            if let Some(tat) = table.find(hash, key) {
+                // Another thread added it since our read.
+                return Inserted::Existing(self.gcra.check_n(tat, now, n));
+            }
             if table.len() >= self.shard_limit {
-                match self.policy {
-                    KeyLimitPolicy::EvictNearestRefilled => self.evict(&mut table),
-                    KeyLimitPolicy::RefuseNewKeys => {
-                        let earliest = table.min_tat().unwrap_or(now).max(now);
-                        drop(table);
-                        return Err(self.refused(n, Throttled::new(now, earliest)).into());
+                sweeps[0] = self.sweep(shard, table, now, 1);
+                if table.len() >= self.shard_limit {
+                    match self.policy {
+                        KeyLimitPolicy::EvictNearestRefilled => evicted = Self::evict(table),
+                        KeyLimitPolicy::RefuseNewKeys => {
+                            let earliest = table.min_tat().unwrap_or(now).max(now);
+                            return Inserted::Refused(Throttled::new(now, earliest));
+                        }
                     }
                 }
             }
+            if table.is_full() || shard.sweep_due.load(Ordering::Relaxed) <= now {
+                // Reclaim before growing (the rebuild sizes the table for what survives),
+                // or because this shard's sweep is due anyway and we hold its lock.
+                sweeps[1] = self.sweep(shard, table, now, 1);
+            }
+            // A fresh key's state is `now`; admitting n cells moves it to now + n * t.
+            let tat = now.saturating_add(u64::from(n) * self.gcra.t);
+            table.insert(hash, key.to_owned(), tat);
+            if shard.sweep_due.load(Ordering::Relaxed) == u64::MAX {
+                shard.sweep_due.store(now.saturating_add(self.sweep_interval), Ordering::Relaxed);
+            }
+            Inserted::New
+        });
+        sweeps.into_iter().for_each(|s| self.report_sweep(s));
+        if evicted > 0 {
+            self.evicted.add(evicted as u64);
+            self.hook.emit(|| RateEvent::KeysEvicted { evicted });
         }
-        if table.is_full() || shard.sweep_due.load(Ordering::Relaxed) <= now {
-            // Reclaim before growing (the rebuild sizes the table for what survives), or
-            // because this shard's sweep is due anyway and we hold its write lock.
-            self.sweep(shard, &mut table, now, 1);
+        match outcome {
+            Inserted::New => {
+                if self.count_admitted {
+                    self.counters.admitted.add(u64::from(n));
+                }
+                Ok(())
+            }
+            Inserted::Existing(Ok(())) => self.count(Ok(()), n).map_err(Into::into),
+            Inserted::Existing(Err(CheckNError::Throttled(t))) | Inserted::Refused(t) => {
+                Err(self.refused(n, t).into())
+            }
+            Inserted::Existing(Err(e)) => Err(e),
         }
-        // A fresh key's state is `now`; admitting n cells moves it to now + n * t.
-        let tat = now.saturating_add(u64::from(n) * self.gcra.t);
-        table.insert(hash, key.to_owned(), tat);
-        if shard.sweep_due.load(Ordering::Relaxed) == u64::MAX {
-            shard.sweep_due.store(now.saturating_add(self.sweep_interval), Ordering::Relaxed);
-        }
-        drop(table);
-        if self.count_admitted {
-            self.counters.admitted.add(u64::from(n));
-        }
-        Ok(())
     }
 
     /// Evicts the eighth of a full shard whose states are smallest (closest to refilled).
-    fn evict(&self, table: &mut Table<K>) {
+    /// Returns how many keys went.
+    fn evict(table: &mut Table<K>) -> usize {
         let mut tats = table.tats();
         let victims = (tats.len() / 8).max(1);
         let (_, cutoff, _) = tats.select_nth_unstable(victims - 1);
         let cutoff = *cutoff;
-        let evicted = table.rebuild(cutoff, 1);
-        self.evicted.add(evicted as u64);
-        self.hook.emit(|| RateEvent::KeysEvicted { evicted });
+        table.rebuild(cutoff, 1)
     }
 
     /// Cells `key` could be admitted right now (the burst for an unknown key).
@@ -396,15 +447,16 @@ where
     {
         let hash = self.hasher.hash_one(key);
         let now = self.clock.now();
-        let table = self.shard(hash).table.read();
-        let tat = table.find(hash, key).map_or(0, |t| t.load(Ordering::Relaxed));
+        let tat = self.read(self.shard(hash), |table| {
+            table.find(hash, key).map_or(0, |t| t.load(Ordering::Relaxed))
+        });
         self.gcra.available(tat, now)
     }
 
     /// Keys currently tracked (refilled keys count until they are reclaimed).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.table.read().len()).sum()
+        self.shards.iter().map(|s| self.read(s, Table::len)).sum()
     }
 
     /// True when no key is tracked.
@@ -421,8 +473,9 @@ where
         self.shards
             .iter()
             .map(|shard| {
-                let mut table = shard.table.write();
-                self.sweep(shard, &mut table, now, 0)
+                let swept = self.write(shard, |table| self.sweep(shard, table, now, 0));
+                self.report_sweep(swept);
+                swept.0
             })
             .sum()
     }
@@ -431,8 +484,8 @@ where
     #[must_use]
     pub fn stats(&self) -> KeyedStats {
         let (keys, table_bytes) = self.shards.iter().fold((0, 0), |(k, b), s| {
-            let t = s.table.read();
-            (k + t.len(), b + t.footprint())
+            let (len, bytes) = self.read(s, |t| (t.len(), t.footprint()));
+            (k + len, b + bytes)
         });
         let rate = self.counters.snapshot(self.count_admitted);
         KeyedStats {
@@ -614,15 +667,23 @@ impl<K: Hash + Eq, C: Clock, S: BuildHasher> KeyedBuilder<K, C, S> {
             None => (gcra.t + gcra.tau).max(1_000_000_000),
         };
         let shards = (0..self.shards)
-            .map(|_| {
+            .map(|i| {
                 CachePadded::new(Shard {
-                    table: RwLock::new(Table::new()),
+                    table: ShardLock::new(Table::new()),
+                    tag: i + 1,
                     sweep_due: AtomicU64::new(u64::MAX),
                 })
             })
             .collect();
+        // Enough reader slots that threads rarely share one (a shared slot only sends a
+        // reader to the shard's plain read lock).
+        let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
+        // Under loom, few slots keep the writers' scans (one modelled RMW per slot) small.
+        let slots = if cfg!(loom) { 8 } else { (threads * 8).next_power_of_two().clamp(64, 1024) };
+        let readers = ReaderSlots::new(slots);
         Ok(KeyedRateLimiter {
             shards,
+            readers,
             hasher: self.hasher,
             gcra,
             clock: self.clock,
