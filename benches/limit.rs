@@ -1,5 +1,15 @@
 //! levee-limit against the crates users pick today: governor for rate limits, tokio's
-//! `Semaphore` for bulkheads.
+//! `Semaphore` for bulkheads. Each group puts both sides in one run:
+//!
+//! - `limiter/check_1t`, `limiter/check_1t_refused`, `limiter/check_2t`: one shared GCRA
+//!   limiter, on the default clocks of both (the TSC through quanta), admitting every check
+//!   or refusing every check, from one thread or two (two elements per iteration: one per
+//!   thread, timing the slower thread).
+//! - `keyed/check_10k`, `keyed/check_1m`: a check of a present key, cycling over 10,000 or
+//!   1,000,000 keys.
+//! - `bulkhead/acquire_release_1t` and `_2t`: `try_acquire` and drop the permit.
+//! - `alloc_and_memory`: not timed; counts allocations on the hot paths (there must be none)
+//!   and prints the bytes per key of both keyed limiters at 1M keys.
 //!
 //! `cargo bench --bench limit`
 
@@ -10,6 +20,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use levee_limit::{Bulkhead, KeyedRateLimiter, Quota, RateLimiter};
+use levee_workspace::CountingAllocator;
+
+#[global_allocator]
+static ALLOC: CountingAllocator = CountingAllocator::new();
 
 /// A quota that admits every check (one per nanosecond, a four-second burst), so each check
 /// takes the full path: clock read, load, compare-and-swap. governor clamps its interval to
@@ -183,5 +197,74 @@ fn bulkhead(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, check_1t, check_1t_refused, check_2t, keyed_check, bulkhead);
+/// Allocations made by `f` run `n` times.
+fn allocations(n: u64, mut f: impl FnMut(u64)) -> u64 {
+    let before = ALLOC.allocations();
+    for i in 0..n {
+        f(i);
+    }
+    ALLOC.allocations() - before
+}
+
+fn alloc_and_memory(_: &mut Criterion) {
+    let limiter = levee_open();
+    let keyed: KeyedRateLimiter<u64> =
+        KeyedRateLimiter::new(keyed_quota_levee()).expect("valid quota");
+    for k in 0..10_000 {
+        let _ = keyed.check(&k);
+    }
+    let bulkhead = Bulkhead::new(4).expect("valid limit");
+    let hot = [
+        (
+            "RateLimiter::check",
+            allocations(1_000_000, |_| {
+                let _ = black_box(limiter.check());
+            }),
+        ),
+        (
+            "KeyedRateLimiter::check (present key)",
+            allocations(1_000_000, |i| {
+                let _ = black_box(keyed.check(&(i % 10_000)));
+            }),
+        ),
+        ("Bulkhead::try_acquire + drop", allocations(1_000_000, |_| drop(bulkhead.try_acquire()))),
+    ];
+    for (what, n) in hot {
+        println!("alloc_and_memory: {what}: {n} allocations in 1,000,000 calls");
+        assert_eq!(n, 0, "{what} allocated");
+    }
+    drop(keyed);
+
+    let keys = 1_000_000u64;
+    let before = ALLOC.live_bytes();
+    let keyed: KeyedRateLimiter<u64> =
+        KeyedRateLimiter::new(keyed_quota_levee()).expect("valid quota");
+    for k in 0..keys {
+        let _ = keyed.check(&k);
+    }
+    let levee_bytes = ALLOC.live_bytes() - before;
+    drop(keyed);
+    let before = ALLOC.live_bytes();
+    let governor = governor::RateLimiter::keyed(keyed_quota_governor());
+    for k in 0..keys {
+        let _ = governor.check_key(&k);
+    }
+    let governor_bytes = ALLOC.live_bytes() - before;
+    drop(governor);
+    println!(
+        "alloc_and_memory: bytes per key at 1M u64 keys: levee {:.1}, governor {:.1}",
+        levee_bytes as f64 / keys as f64,
+        governor_bytes as f64 / keys as f64
+    );
+}
+
+criterion_group!(
+    benches,
+    alloc_and_memory,
+    check_1t,
+    check_1t_refused,
+    check_2t,
+    keyed_check,
+    bulkhead
+);
 criterion_main!(benches);
