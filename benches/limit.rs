@@ -11,19 +11,93 @@
 //! - `alloc_and_memory`: not timed; counts allocations on the hot paths (there must be none)
 //!   and prints the bytes per key of both keyed limiters at 1M keys.
 //!
-//! `cargo bench --bench limit`
+//! `cargo bench --bench limit` measures wall-clock time, as criterion does by default.
+//! `LEVEE_BENCH_CLOCK=cpu cargo bench --bench limit` measures the benchmark threads' CPU time
+//! instead (Linux, `CLOCK_THREAD_CPUTIME_ID`): on a shared, overloaded machine wall time
+//! mostly measures the scheduler, while CPU time still measures the code. Multi-threaded
+//! cases report the slower thread either way.
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use levee_limit::{Bulkhead, KeyedRateLimiter, Quota, RateLimiter};
 use levee_workspace::CountingAllocator;
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator::new();
+
+/// The time source of every measurement in this file: wall clock, or this thread's CPU time
+/// when `LEVEE_BENCH_CLOCK=cpu`.
+#[derive(Clone, Copy)]
+struct BenchClock {
+    cpu: bool,
+}
+
+impl BenchClock {
+    fn from_env() -> Self {
+        Self { cpu: std::env::var("LEVEE_BENCH_CLOCK").is_ok_and(|v| v == "cpu") }
+    }
+
+    fn now(self) -> Duration {
+        if self.cpu { thread_cpu_time() } else { WALL_ORIGIN.with(Instant::elapsed) }
+    }
+}
+
+thread_local!(static WALL_ORIGIN: Instant = Instant::now());
+
+#[cfg(target_os = "linux")]
+fn thread_cpu_time() -> Duration {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable `struct timespec` (two 64-bit fields on 64-bit Linux)
+    // and the clock id is the kernel's constant for the calling thread's CPU time.
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_time() -> Duration {
+    panic!("LEVEE_BENCH_CLOCK=cpu needs Linux")
+}
+
+impl Measurement for BenchClock {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        self.now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        self.now().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        WallTime.formatter()
+    }
+}
+
+type Bench = Criterion<BenchClock>;
 
 /// A quota that admits every check (one per nanosecond, a four-second burst), so each check
 /// takes the full path: clock read, load, compare-and-swap. governor clamps its interval to
@@ -41,6 +115,7 @@ fn levee_open() -> RateLimiter {
 /// Runs `per_thread` calls of `f` on each of `threads` threads started together; returns
 /// the slowest thread's time.
 fn timed_threads(threads: usize, per_thread: u64, f: &(dyn Fn() + Sync)) -> Duration {
+    let clock = BenchClock::from_env();
     let barrier = Barrier::new(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -48,11 +123,11 @@ fn timed_threads(threads: usize, per_thread: u64, f: &(dyn Fn() + Sync)) -> Dura
                 let barrier = &barrier;
                 s.spawn(move || {
                     barrier.wait();
-                    let start = Instant::now();
+                    let start = clock.now();
                     for _ in 0..per_thread {
                         f();
                     }
-                    start.elapsed()
+                    clock.now().saturating_sub(start)
                 })
             })
             .collect();
@@ -60,17 +135,23 @@ fn timed_threads(threads: usize, per_thread: u64, f: &(dyn Fn() + Sync)) -> Dura
     })
 }
 
-fn check_1t(c: &mut Criterion) {
+fn check_1t(c: &mut Bench) {
     let mut group = c.benchmark_group("limiter/check_1t");
     group.throughput(Throughput::Elements(1));
     let levee = levee_open();
     group.bench_function("levee", |b| b.iter(|| black_box(levee.check().is_ok())));
     let governor = governor_open();
     group.bench_function("governor", |b| b.iter(|| black_box(governor.check().is_ok())));
+    // The floor both sides stand on: one read of the TSC (levee's FastClock and governor's
+    // default clock are both quanta). A check costs about this much; see the README.
+    let clock = levee_core::FastClock;
+    group.bench_function("clock_read_alone", |b| {
+        b.iter(|| black_box(levee_core::Clock::now(&clock)))
+    });
     group.finish();
 }
 
-fn check_1t_refused(c: &mut Criterion) {
+fn check_1t_refused(c: &mut Bench) {
     let mut group = c.benchmark_group("limiter/check_1t_refused");
     group.throughput(Throughput::Elements(1));
     let levee = RateLimiter::new(Quota::per_hour(1)).expect("valid quota");
@@ -82,7 +163,7 @@ fn check_1t_refused(c: &mut Criterion) {
     group.finish();
 }
 
-fn check_2t(c: &mut Criterion) {
+fn check_2t(c: &mut Bench) {
     let mut group = c.benchmark_group("limiter/check_2t");
     group.throughput(Throughput::Elements(2));
     let levee = levee_open();
@@ -117,7 +198,7 @@ fn keyed_quota_governor() -> governor::Quota {
         .allow_burst(NonZeroU32::MAX)
 }
 
-fn keyed_check(c: &mut Criterion) {
+fn keyed_check(c: &mut Bench) {
     for (name, keys) in [("10k", 10_000u64), ("1m", 1_000_000)] {
         let mut group = c.benchmark_group(format!("keyed/check_{name}"));
         group.throughput(Throughput::Elements(1));
@@ -155,7 +236,7 @@ fn keyed_check(c: &mut Criterion) {
     }
 }
 
-fn bulkhead(c: &mut Criterion) {
+fn bulkhead(c: &mut Bench) {
     let mut group = c.benchmark_group("bulkhead/acquire_release_1t");
     group.throughput(Throughput::Elements(1));
     let levee = Bulkhead::new(64).expect("valid limit");
@@ -206,7 +287,7 @@ fn allocations(n: u64, mut f: impl FnMut(u64)) -> u64 {
     ALLOC.allocations() - before
 }
 
-fn alloc_and_memory(_: &mut Criterion) {
+fn alloc_and_memory(_: &mut Bench) {
     let limiter = levee_open();
     let keyed: KeyedRateLimiter<u64> =
         KeyedRateLimiter::new(keyed_quota_levee()).expect("valid quota");
@@ -258,13 +339,9 @@ fn alloc_and_memory(_: &mut Criterion) {
     );
 }
 
-criterion_group!(
-    benches,
-    alloc_and_memory,
-    check_1t,
-    check_1t_refused,
-    check_2t,
-    keyed_check,
-    bulkhead
-);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(BenchClock::from_env());
+    targets = alloc_and_memory, check_1t, check_1t_refused, check_2t, keyed_check, bulkhead
+}
 criterion_main!(benches);
