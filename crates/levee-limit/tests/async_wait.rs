@@ -279,3 +279,30 @@ async fn raising_the_limit_wakes_waiters() {
     waiter.await.unwrap().unwrap();
     assert_eq!(bulkhead.limit(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn window_limiters_wait_for_room() {
+    use levee_limit::{FixedWindowLimiter, SlidingWindowLimiter, WindowQuota};
+    let clock = ManualClock::new();
+    let fixed = FixedWindowLimiter::builder(WindowQuota::per_second(2))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        fixed.until_ready().await;
+    }
+    assert_eq!(clock.now(), 1_000 * MS, "the third waits for the next window");
+    assert_eq!(fixed.until_n_ready(3).await.unwrap_err().requested, 3);
+    let stats = fixed.stats();
+    assert_eq!((stats.waited, stats.rejected), (1, 0));
+
+    let sliding = SlidingWindowLimiter::builder(WindowQuota::per_second(2))
+        .buckets(4)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    sliding.until_n_ready(2).await.unwrap();
+    clock.advance(Duration::from_millis(300));
+    sliding.until_ready().await;
+    assert_eq!(clock.now(), 2_000 * MS, "waits until the first bucket leaves the window");
+}

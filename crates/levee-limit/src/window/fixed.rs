@@ -6,9 +6,10 @@ use std::time::Duration;
 use levee_core::sync::{AtomicU64, CachePadded, Ordering};
 use levee_core::{Clock, ConfigError, EventHook, FastClock, Listener};
 
-use super::{Slot, WindowQuota, classify, pack};
+use super::{Slot, WindowQuota, classify, pack, report, wait_for};
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
 use crate::stats::{RateCounters, RateEvent, RateStats};
+use crate::wait::AsyncClock;
 
 struct Hot<C> {
     /// Window number (mod 2^40) and the count in it; see the module docs.
@@ -93,9 +94,14 @@ impl<C: Clock> FixedWindowLimiter<C> {
     /// [`CheckNError::Throttled`] when they do not fit in this window;
     /// [`CheckNError::InsufficientCapacity`] when `n` exceeds the limit.
     pub fn check_n(&self, n: u32) -> Result<(), CheckNError> {
+        self.admit(n).map_err(|e| report(&self.counters, &self.hook, n, e))
+    }
+
+    /// Admits `n` cells or says why not, without counting or reporting a refusal (waiting
+    /// retries through here).
+    fn admit(&self, n: u32) -> Result<(), CheckNError> {
         let hot = &*self.hot;
         if n > hot.limit {
-            self.counters.rejected.incr();
             return Err(InsufficientCapacity { requested: n, burst: hot.limit }.into());
         }
         if n == 0 {
@@ -121,7 +127,7 @@ impl<C: Clock> FixedWindowLimiter<C> {
             };
             if current + n > hot.limit {
                 let earliest = window.saturating_add(1).saturating_mul(hot.window);
-                return Err(self.refused(n, Throttled::new(now, earliest)).into());
+                return Err(Throttled::new(now, earliest).into());
             }
             let next = pack(window, current + n);
             match hot.word.compare_exchange_weak(word, next, Ordering::Relaxed, Ordering::Relaxed) {
@@ -132,13 +138,6 @@ impl<C: Clock> FixedWindowLimiter<C> {
                 Err(actual) => word = actual,
             }
         }
-    }
-
-    #[cold]
-    fn refused(&self, cells: u32, refusal: Throttled) -> Throttled {
-        self.counters.rejected.incr();
-        self.hook.emit(|| RateEvent::Throttled { cells, retry_after: refusal.retry_after() });
-        refusal
     }
 
     /// Cells counted in the current window.
@@ -175,6 +174,24 @@ impl<C: Clock> FixedWindowLimiter<C> {
     #[must_use]
     pub fn stats(&self) -> RateStats {
         self.counters.snapshot(true)
+    }
+}
+
+impl<C: AsyncClock> FixedWindowLimiter<C> {
+    /// Waits until one cell is admitted (in this window or a later one). Cancellation-safe:
+    /// dropping the future consumes nothing.
+    pub async fn until_ready(&self) {
+        // One cell always fits a limit of at least one.
+        let _ = self.until_n_ready(1).await;
+    }
+
+    /// Waits until `n` cells are admitted at once. Cancellation-safe.
+    ///
+    /// # Errors
+    /// [`InsufficientCapacity`] at once when `n` exceeds the limit.
+    pub async fn until_n_ready(&self, n: u32) -> Result<(), InsufficientCapacity> {
+        wait_for(&self.hot.clock, &self.counters, &self.hook, n, self.hot.limit, || self.admit(n))
+            .await
     }
 }
 

@@ -24,9 +24,13 @@ use std::time::Duration;
 use levee_core::sync::{AtomicU64, Ordering};
 use levee_core::{Clock, ConfigError, EventHook, FastClock, Listener};
 
-use super::{MAX_WINDOW_LIMIT, Slot, WindowQuota, classify, count_of, distance, index_of, pack};
+use super::{
+    MAX_WINDOW_LIMIT, Slot, WindowQuota, classify, count_of, distance, index_of, pack, report,
+    wait_for,
+};
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
 use crate::stats::{RateCounters, RateEvent, RateStats};
+use crate::wait::AsyncClock;
 
 /// The most buckets a sliding window may have.
 pub const MAX_BUCKETS: u32 = 1024;
@@ -109,8 +113,13 @@ impl<C: Clock> SlidingWindowLimiter<C> {
     /// [`CheckNError::Throttled`] when they do not fit in the window now;
     /// [`CheckNError::InsufficientCapacity`] when `n` exceeds the limit.
     pub fn check_n(&self, n: u32) -> Result<(), CheckNError> {
+        self.admit(n).map_err(|e| report(&self.counters, &self.hook, n, e))
+    }
+
+    /// Admits `n` cells or says why not, without counting or reporting a refusal (waiting
+    /// retries through here).
+    fn admit(&self, n: u32) -> Result<(), CheckNError> {
         if n > self.limit {
-            self.counters.rejected.incr();
             return Err(InsufficientCapacity { requested: n, burst: self.limit }.into());
         }
         if n == 0 {
@@ -232,10 +241,7 @@ impl<C: Clock> SlidingWindowLimiter<C> {
             }
             earliest = (bucket + 1 + age).saturating_mul(self.bucket);
         }
-        let refusal = Throttled::new(now, earliest.max(now));
-        self.counters.rejected.incr();
-        self.hook.emit(|| RateEvent::Throttled { cells: n, retry_after: refusal.retry_after() });
-        refusal
+        Throttled::new(now, earliest.max(now))
     }
 
     /// Cells counted in the window ending now.
@@ -273,6 +279,23 @@ impl<C: Clock> SlidingWindowLimiter<C> {
     #[must_use]
     pub fn stats(&self) -> RateStats {
         self.counters.snapshot(true)
+    }
+}
+
+impl<C: AsyncClock> SlidingWindowLimiter<C> {
+    /// Waits until one cell is admitted. Cancellation-safe: dropping the future consumes
+    /// nothing.
+    pub async fn until_ready(&self) {
+        // One cell always fits a limit of at least one.
+        let _ = self.until_n_ready(1).await;
+    }
+
+    /// Waits until `n` cells are admitted at once. Cancellation-safe.
+    ///
+    /// # Errors
+    /// [`InsufficientCapacity`] at once when `n` exceeds the limit.
+    pub async fn until_n_ready(&self, n: u32) -> Result<(), InsufficientCapacity> {
+        wait_for(&self.clock, &self.counters, &self.hook, n, self.limit, || self.admit(n)).await
     }
 }
 
