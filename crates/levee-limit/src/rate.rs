@@ -97,8 +97,30 @@ impl<C: Clock> RateLimiter<C> {
     /// [`Throttled`] when the quota is used up; nothing is consumed.
     #[inline]
     pub fn check(&self) -> Result<(), Throttled> {
+        self.check_at(self.hot.clock.now())
+    }
+
+    /// Admits `n` cells at once (all or none). `n == 0` always succeeds and consumes nothing.
+    ///
+    /// # Errors
+    /// [`CheckNError::Throttled`] when they do not fit now (nothing is consumed);
+    /// [`CheckNError::InsufficientCapacity`] when `n` exceeds the burst, so they never will.
+    #[inline]
+    pub fn check_n(&self, n: u32) -> Result<(), CheckNError> {
+        self.check_n_at(n, self.hot.clock.now())
+    }
+
+    /// As [`check`](Self::check), judged at clock reading `now` that the caller already
+    /// took from this limiter's [`clock`](Self::clock) (a policy pipeline that reads the
+    /// clock once for several primitives saves the read, which is most of a check's cost).
+    /// The call is judged as if made at `now`, so pass a fresh reading: a stale one admits
+    /// as if the request had come earlier.
+    ///
+    /// # Errors
+    /// [`Throttled`] when the quota is used up at `now`.
+    #[inline]
+    pub fn check_at(&self, now: u64) -> Result<(), Throttled> {
         let hot = &*self.hot;
-        let now = hot.clock.now();
         match hot.gcra.check(&hot.tat, now) {
             Ok(()) => {
                 if hot.count_admitted {
@@ -110,15 +132,14 @@ impl<C: Clock> RateLimiter<C> {
         }
     }
 
-    /// Admits `n` cells at once (all or none). `n == 0` always succeeds and consumes nothing.
+    /// As [`check_n`](Self::check_n), judged at clock reading `now` (see
+    /// [`check_at`](Self::check_at)).
     ///
     /// # Errors
-    /// [`CheckNError::Throttled`] when they do not fit now (nothing is consumed);
-    /// [`CheckNError::InsufficientCapacity`] when `n` exceeds the burst, so they never will.
+    /// As [`check_n`](Self::check_n).
     #[inline]
-    pub fn check_n(&self, n: u32) -> Result<(), CheckNError> {
+    pub fn check_n_at(&self, n: u32, now: u64) -> Result<(), CheckNError> {
         let hot = &*self.hot;
-        let now = hot.clock.now();
         match hot.gcra.check_n(&hot.tat, now, n) {
             Ok(()) => {
                 if hot.count_admitted {

@@ -203,3 +203,15 @@ fn saturating_clocks_never_panic() {
     clock.advance(Duration::MAX);
     let _ = limiter.check();
 }
+
+#[test]
+fn check_at_judges_at_the_given_reading() {
+    let clock = ManualClock::new();
+    let limiter =
+        RateLimiter::with_clock(Quota::per_second(10).with_burst(1), clock.clone()).unwrap();
+    assert!(limiter.check_at(1_000).is_ok());
+    assert_eq!(limiter.check_at(1_000).unwrap_err().earliest(), 100_001_000);
+    assert!(limiter.check_at(100_001_000).is_ok());
+    assert!(limiter.check_n_at(2, 500_000_000).is_err(), "more than the burst");
+    assert_eq!(clock.now(), 0, "the limiter's own clock was not read");
+}

@@ -200,18 +200,32 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.check_inner(key, true)
+        self.check_inner(key, self.clock.now(), true)
+    }
+
+    /// As [`check`](Self::check), judged at clock reading `now` that the caller already
+    /// took from this limiter's [`clock`](Self::clock) (see
+    /// [`RateLimiter::check_at`](crate::RateLimiter::check_at)).
+    ///
+    /// # Errors
+    /// As [`check`](Self::check).
+    #[inline]
+    pub fn check_at<Q>(&self, key: &Q, now: u64) -> Result<(), Throttled>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.check_inner(key, now, true)
     }
 
     #[inline]
-    fn check_inner<Q>(&self, key: &Q, report: bool) -> Result<(), Throttled>
+    fn check_inner<Q>(&self, key: &Q, now: u64, report: bool) -> Result<(), Throttled>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
-        let now = self.clock.now();
         // The read section returns one word (0: admitted; else the earliest time it could
         // be) rather than a `Result<(), Throttled>`, which the compiler would assemble in
         // memory and read back through a failed store forward on every call.
@@ -536,7 +550,9 @@ where
     {
         // Refusals while waiting are steps of the wait, not rejected calls: they are
         // counted and reported here only as the wait.
-        let ((), waited) = retry_until(&self.clock, jitter, || self.check_inner(key, false)).await;
+        let ((), waited) =
+            retry_until(&self.clock, jitter, || self.check_inner(key, self.clock.now(), false))
+                .await;
         if waited > 0 {
             self.counters.waited.incr();
             self.hook.emit(|| RateEvent::Waited { cells: 1, waited: Duration::from_nanos(waited) });
