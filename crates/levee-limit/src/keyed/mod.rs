@@ -2,9 +2,11 @@
 //! returns by itself.
 //!
 //! **Lookups.** The key's hash picks a shard (its bits 48 and up) and a slot (its low bits).
-//! A key already present is checked under the shard's *read* lock: the state is an
+//! A key already present is checked with shared access to the shard: the state is an
 //! `AtomicU64`, so many threads check keys of one shard at once and none waits for another
-//! (the write lock is taken only to add keys and to reclaim them).
+//! (exclusive access is taken only to add keys and to reclaim them). Shared access goes
+//! through a reader-biased lock (`lock.rs`): one CAS on a per-thread reader slot instead of
+//! the two atomic read-modify-writes of a reader-writer lock word.
 //!
 //! **Reclamation (governor issue 171).** A key whose state is at or behind the clock
 //! (`tat <= now`) has refilled completely: it behaves exactly like a key never seen, so it can
@@ -86,8 +88,8 @@ enum Inserted {
 /// A GCRA rate limit per key (client IP, API token, user id...), in a sharded table whose
 /// memory is bounded by design.
 ///
-/// Checking a key already present takes the shard's read lock, one CAS on the key's state,
-/// and no allocation. Keys that have refilled are reclaimed automatically (see the module
+/// Checking a key already present takes shared access to its shard (one CAS on a reader
+/// slot), one CAS on the key's state, and no allocation. Keys that have refilled are reclaimed automatically (see the module
 /// docs), and an optional key limit bounds memory outright.
 ///
 /// ```
