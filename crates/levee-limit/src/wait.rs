@@ -24,7 +24,7 @@ use crate::error::Throttled;
 /// a tokio runtime with the time driver enabled (`tokio::time::sleep`'s requirement).
 pub trait AsyncClock: Clock {
     /// Completes once this clock reads at least `deadline` (or as soon as possible after).
-    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + 'static;
+    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + Sync + 'static;
 }
 
 fn tokio_sleep_for(nanos: u64) -> tokio::time::Sleep {
@@ -32,13 +32,13 @@ fn tokio_sleep_for(nanos: u64) -> tokio::time::Sleep {
 }
 
 impl AsyncClock for FastClock {
-    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + 'static {
+    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + Sync + 'static {
         tokio_sleep_for(deadline.saturating_sub(self.now()))
     }
 }
 
 impl AsyncClock for SystemClock {
-    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + 'static {
+    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + Sync + 'static {
         tokio_sleep_for(deadline.saturating_sub(self.now()))
     }
 }
@@ -47,7 +47,7 @@ impl AsyncClock for SystemClock {
 /// deadline (never backwards). Under `tokio::time::pause()` the two clocks thus move in step:
 /// tokio auto-advances to the earliest sleeper, which moves the manual clock to its deadline.
 impl AsyncClock for ManualClock {
-    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + 'static {
+    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + Sync + 'static {
         let clock = self.clone();
         let sleep = tokio_sleep_for(deadline.saturating_sub(self.now()));
         async move {
@@ -58,7 +58,7 @@ impl AsyncClock for ManualClock {
 }
 
 impl<C: AsyncClock + ?Sized> AsyncClock for levee_core::sync::Arc<C> {
-    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + 'static {
+    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + Sync + 'static {
         (**self).sleep_until(deadline)
     }
 }

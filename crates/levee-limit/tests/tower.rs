@@ -109,3 +109,25 @@ fn limit_error_exposes_the_inner_error() {
     assert!(std::error::Error::source(&e).is_some());
     assert_eq!(e.into_inner().unwrap().to_string(), "boom");
 }
+
+/// axum's `Router::layer` needs services that are `Clone + Send + Sync + 'static`.
+#[test]
+fn services_and_limiters_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    type Echo = tower::util::ServiceFn<fn(u32) -> std::future::Ready<Result<u32, Infallible>>>;
+    assert_send_sync::<levee_limit::tower::RateLimitService<Echo>>();
+    assert_send_sync::<levee_limit::tower::BulkheadService<Echo>>();
+    assert_send_sync::<levee_limit::tower::KeyedRateLimitService<Echo, u32, fn(&u32) -> u32>>();
+    assert_send_sync::<
+        levee_limit::tower::ResponseFuture<
+            std::future::Ready<Result<u32, Infallible>>,
+            Infallible,
+            levee_limit::OwnedPermit,
+        >,
+    >();
+    assert_send_sync::<RateLimiter>();
+    assert_send_sync::<KeyedRateLimiter<String>>();
+    assert_send_sync::<Bulkhead>();
+    assert_send_sync::<levee_limit::AdaptiveBulkhead>();
+    assert_send_sync::<levee_limit::AcquireOwned<levee_core::FastClock>>();
+}

@@ -419,7 +419,11 @@ impl<C: AsyncClock> Bulkhead<C> {
 /// Where an acquire future stands.
 enum Wait {
     Start,
-    Queued { key: usize, since: u64, timeout: Option<Pin<Box<dyn Future<Output = ()> + Send>>> },
+    Queued {
+        key: usize,
+        since: u64,
+        timeout: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
+    },
     Done,
 }
 
@@ -463,7 +467,7 @@ impl Wait {
                     let since = bulkhead.clock.now();
                     let timeout = bulkhead.max_wait.map(|max| {
                         Box::pin(bulkhead.clock.sleep_until(since.saturating_add(max)))
-                            as Pin<Box<dyn Future<Output = ()> + Send>>
+                            as Pin<Box<dyn Future<Output = ()> + Send + Sync>>
                     });
                     *self = Wait::Queued { key, since, timeout };
                 }
