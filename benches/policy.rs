@@ -3,8 +3,7 @@
 //! One group, `policy/ready_call`, three functions measured in the same run on a
 //! current-thread tokio runtime, each awaiting an immediately ready future:
 //! - `bare`: the call alone;
-//! - `levee`: levee's `Pipeline` (timeout -> retry with budget -> circuit breaker; the rate
-//!   limiter stage joins when levee-limit lands);
+//! - `levee`: levee's `Pipeline` (timeout -> retry with budget -> breaker -> rate limiter);
 //! - `tower`: tower's `ServiceBuilder` with its timeout, rate limit and retry (with its
 //!   `TpsBudget`), driven by `ready().await` then `call().await` as tower clients do.
 //!
@@ -20,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use levee_breaker::CircuitBreaker;
+use levee_limit::{Quota, RateLimiter};
 use levee_policy::{Backoff, Pipeline, Retry, RetryBudget};
 use levee_workspace::CountingAllocator;
 use tower::retry::budget::{Budget, TpsBudget};
@@ -139,6 +139,7 @@ fn ready_call(c: &mut Criterion) {
                 .unwrap(),
         )
         .breaker(Arc::new(CircuitBreaker::builder().build().unwrap()))
+        .limiter(Arc::new(RateLimiter::new(Quota::per_second(1_000_000_000)).unwrap()))
         .build()
         .unwrap();
     group.bench_function("levee", |b| {

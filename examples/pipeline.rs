@@ -1,8 +1,9 @@
 //! A resilience pipeline in front of a flaky payment provider.
 //!
-//! The provider fails 30 % of calls and is slow on 10 %. The pipeline: an overall deadline,
-//! retries with jittered exponential backoff kept in check by a retry budget, hedging on the
-//! observed p95, and a per-attempt timeout. A listener counts what each policy did.
+//! The provider fails 20 % of calls and is slow on 5 %, and halfway through it goes down
+//! for a second. The pipeline: an overall deadline, retries with jittered exponential backoff
+//! kept in check by a retry budget, hedging on the observed p95, a circuit breaker, a rate
+//! limit and a bulkhead, and a per-attempt timeout. A listener counts what each policy did.
 //!
 //! `cargo run --release --example pipeline`
 
@@ -11,12 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use levee_breaker::CircuitBreaker;
 use levee_core::LatencyRecorder;
+use levee_limit::{Bulkhead, Quota, RateLimiter};
 use levee_policy::{Backoff, Error, Event, Hedge, HedgeDelay, Pipeline, Retry, RetryBudget};
 
 /// The simulated provider.
 struct Provider {
     calls: AtomicU64,
+    started: Instant,
 }
 
 #[derive(Debug)]
@@ -25,16 +29,30 @@ struct Declined;
 impl Provider {
     async fn charge(&self, order: u64) -> Result<String, Declined> {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let elapsed = self.started.elapsed();
+        if elapsed > Duration::from_millis(300) && elapsed < Duration::from_millis(1300) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            return Err(Declined); // the outage
+        }
         let roll = levee_core::random::below(100);
-        let latency = if roll < 10 { Duration::from_millis(300) } else { Duration::from_millis(5) };
+        let latency = if roll < 5 { Duration::from_millis(300) } else { Duration::from_millis(5) };
         tokio::time::sleep(latency).await;
-        if (10..40).contains(&roll) { Err(Declined) } else { Ok(format!("receipt-{order}")) }
+        if (5..25).contains(&roll) { Err(Declined) } else { Ok(format!("receipt-{order}")) }
     }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let events: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let breaker = Arc::new(
+        CircuitBreaker::builder()
+            .count_window(50)
+            .minimum_calls(20)
+            .failure_rate_threshold(60.0)
+            .open_wait(Duration::from_millis(200))
+            .half_open_calls(5)
+            .build()?,
+    );
     let counted = events.clone();
     let pipeline = Pipeline::builder()
         .timeout(Duration::from_secs(1))
@@ -49,6 +67,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .build()?,
         )
         .hedge(Hedge::new(1, HedgeDelay::p95(Duration::from_millis(50)))?)
+        .breaker(breaker.clone())
+        .limiter(Arc::new(RateLimiter::new(Quota::per_second(2000))?))
+        .bulkhead(Arc::new(Bulkhead::new(64)?))
         .timeout(Duration::from_millis(100))
         .listener(move |e: &Event| {
             let debug = format!("{e:?}");
@@ -57,7 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .build()?;
     let pipeline = Arc::new(pipeline);
-    let provider = Arc::new(Provider { calls: AtomicU64::new(0) });
+    let provider = Arc::new(Provider { calls: AtomicU64::new(0), started: Instant::now() });
     let latency = Arc::new(LatencyRecorder::new());
     let outcomes: Arc<Mutex<BTreeMap<&'static str, u64>>> = Arc::default();
 
@@ -67,7 +88,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (pipeline, provider) = (pipeline.clone(), provider.clone());
         let (latency, outcomes) = (latency.clone(), outcomes.clone());
         tasks.push(tokio::spawn(async move {
-            for i in 0..10u64 {
+            for i in 0..40u64 {
+                tokio::time::sleep(Duration::from_millis(40)).await;
                 let order = client * 100 + i;
                 let start = Instant::now();
                 let result = pipeline
@@ -92,11 +114,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let snap = latency.snapshot();
     println!(
-        "500 payments in {:.2?}, {} provider calls",
+        "2000 payments in {:.2?}, {} provider calls",
         started.elapsed(),
         provider.calls.load(Ordering::Relaxed)
     );
     println!("outcomes: {:?}", outcomes.lock().unwrap());
+    println!("breaker: {:?}", breaker.metrics().state);
     println!("latency: p50 {:?}, p99 {:?}, max {:?}", snap.p50, snap.p99, snap.max);
     println!("policy events:");
     for (name, n) in events.lock().unwrap().iter() {

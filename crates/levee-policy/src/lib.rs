@@ -41,6 +41,7 @@ mod error;
 mod event;
 mod fallback;
 mod hedge;
+mod limit;
 mod operation;
 mod pipeline;
 mod retry;
@@ -57,6 +58,7 @@ pub use error::{Error, ErrorKind, RetryAfter};
 pub use event::Event;
 pub use fallback::{Always, Fallback, FallbackHandler, Kinds, Select, Value, When, WithFn};
 pub use hedge::{Hedge, HedgeDelay};
+pub use limit::{BulkheadPolicy, Limiter};
 pub use operation::{Operation, SyncOperation};
 pub use pipeline::{Chain, Identity, Pipeline, PipelineBuilder, Wrap};
 pub use retry::{
@@ -64,7 +66,8 @@ pub use retry::{
     RetryBuilder, RetryOn, WithHint,
 };
 pub use settings::{
-    HedgeSettings, PipelineSettings, RetrySettings, StandardPipeline, StandardStack,
+    BulkheadSettings, HedgeSettings, PipelineSettings, RateLimitSettings, RetrySettings,
+    StandardPipeline, StandardStack,
 };
 pub use stage::{Instrument, Layered, Leaf, Outcome, Policy, Stage};
 pub use timeout::Timeout;

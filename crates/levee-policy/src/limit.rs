@@ -82,7 +82,8 @@ impl<C: Clock> Limiter<C> {
             return Err(refusal);
         }
         let start = Tm::now();
-        let give_up = ctx.deadline().map_or(start + self.max_wait, |d| d.min(start + self.max_wait));
+        let give_up =
+            ctx.deadline().map_or(start + self.max_wait, |d| d.min(start + self.max_wait));
         loop {
             let wake = Tm::now() + refusal;
             if wake > give_up {
@@ -222,5 +223,23 @@ impl RetryAfter for BulkheadError {
 impl AsyncClock for TokioClock {
     fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + 'static {
         tokio::time::sleep(Duration::from_nanos(deadline.saturating_sub(self.now())))
+    }
+}
+
+impl<L> crate::PipelineBuilder<L> {
+    /// Adds a rate limiter that refuses at once (see [`Limiter`] to wait instead).
+    pub fn limiter<C: Clock>(
+        self,
+        limiter: Arc<RateLimiter<C>>,
+    ) -> crate::PipelineBuilder<crate::Chain<Limiter<C>, L>> {
+        self.policy(Limiter::new(limiter))
+    }
+
+    /// Adds a bulkhead (see [`BulkheadPolicy`]).
+    pub fn bulkhead<C: Clock>(
+        self,
+        bulkhead: Arc<Bulkhead<C>>,
+    ) -> crate::PipelineBuilder<crate::Chain<BulkheadPolicy<C>, L>> {
+        self.policy(BulkheadPolicy::new(bulkhead))
     }
 }

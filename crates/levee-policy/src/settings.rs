@@ -11,10 +11,12 @@ use levee_core::ConfigError;
 use std::sync::Arc;
 
 use levee_breaker::{BreakerSettings, CircuitBreaker};
+use levee_limit::{Bulkhead, Quota, RateLimiter};
 
 use crate::stage::{Layered, Leaf};
 use crate::{
-    Backoff, Breaker, Hedge, HedgeDelay, Pipeline, Retry, RetryBudget, RetryBudgetBuilder, Timeout,
+    Backoff, Breaker, BulkheadPolicy, Hedge, HedgeDelay, Limiter, Pipeline, Retry, RetryBudget,
+    RetryBudgetBuilder, Timeout,
 };
 
 /// Settings of a [`Retry`].
@@ -77,8 +79,75 @@ impl HedgeSettings {
     }
 }
 
+/// Settings of a rate limiter stage: `count` calls per `period`, bursts of `burst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct RateLimitSettings {
+    /// Calls per period.
+    pub count: u32,
+    /// The period (default 1 s).
+    #[cfg_attr(feature = "serde", serde(with = "duration", default = "one_second"))]
+    pub period: Duration,
+    /// The largest burst (default `count`).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub burst: Option<u32>,
+    /// Wait up to this long for the limiter before refusing (default: refuse at once).
+    #[cfg_attr(feature = "serde", serde(with = "opt_duration", default))]
+    pub max_wait: Option<Duration>,
+}
+
+#[cfg(feature = "serde")]
+fn one_second() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl RateLimitSettings {
+    /// Builds the stage around a new limiter.
+    ///
+    /// # Errors
+    /// Any invalid quota setting, named (`quota.count`, `quota.period`, `quota.burst`).
+    pub fn build(&self) -> Result<Limiter, ConfigError> {
+        let mut quota = Quota::new(self.count, self.period);
+        if let Some(burst) = self.burst {
+            quota = quota.with_burst(burst);
+        }
+        let limiter = Limiter::new(Arc::new(RateLimiter::new(quota)?));
+        Ok(limiter.max_wait(self.max_wait.unwrap_or_default()))
+    }
+}
+
+/// Settings of a bulkhead stage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct BulkheadSettings {
+    /// Calls in flight at most.
+    pub max_concurrent: usize,
+    /// Calls that may wait for a permit (default 0: refuse at once).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub max_queue: usize,
+    /// How long a queued call waits at most (default: until a permit frees up).
+    #[cfg_attr(feature = "serde", serde(with = "opt_duration", default))]
+    pub max_wait: Option<Duration>,
+}
+
+impl BulkheadSettings {
+    /// Builds the stage around a new bulkhead.
+    ///
+    /// # Errors
+    /// Any invalid bulkhead setting, named.
+    pub fn build(&self) -> Result<BulkheadPolicy, ConfigError> {
+        let mut b = Bulkhead::builder(self.max_concurrent).max_queue(self.max_queue);
+        if let Some(wait) = self.max_wait {
+            b = b.max_wait(wait);
+        }
+        Ok(BulkheadPolicy::new(Arc::new(b.build()?)))
+    }
+}
+
 /// A whole pipeline as data, in the standard order: overall timeout, retry, hedge, circuit
-/// breaker, per-attempt timeout. Every part is optional.
+/// breaker, rate limiter, bulkhead, per-attempt timeout. Every part is optional.
 ///
 /// The breaker's settings are levee-breaker's [`BreakerSettings`]. Each `build` makes new
 /// stateful policies; reach them through [`StandardPipeline`]'s accessors.
@@ -113,6 +182,10 @@ pub struct PipelineSettings {
     pub hedge: Option<HedgeSettings>,
     /// A circuit breaker.
     pub breaker: Option<BreakerSettings>,
+    /// A rate limiter.
+    pub rate_limit: Option<RateLimitSettings>,
+    /// A bulkhead.
+    pub bulkhead: Option<BulkheadSettings>,
     /// The deadline of each attempt.
     #[cfg_attr(feature = "serde", serde(with = "opt_duration"))]
     pub attempt_timeout: Option<Duration>,
@@ -123,7 +196,16 @@ pub type StandardStack = Layered<
     Option<Timeout>,
     Layered<
         Option<Retry>,
-        Layered<Option<Hedge>, Layered<Option<Breaker>, Layered<Option<Timeout>, Leaf>>>,
+        Layered<
+            Option<Hedge>,
+            Layered<
+                Option<Breaker>,
+                Layered<
+                    Option<Limiter>,
+                    Layered<Option<BulkheadPolicy>, Layered<Option<Timeout>, Leaf>>,
+                >,
+            >,
+        >,
     >,
 >;
 
@@ -141,6 +223,18 @@ impl StandardPipeline {
     #[must_use]
     pub fn breaker(&self) -> Option<&Arc<CircuitBreaker>> {
         self.stack().inner.inner.inner.policy.as_ref().map(Breaker::breaker)
+    }
+
+    /// The rate limiter, if the settings had one.
+    #[must_use]
+    pub fn rate_limiter(&self) -> Option<&Arc<RateLimiter>> {
+        self.stack().inner.inner.inner.inner.policy.as_ref().map(Limiter::limiter)
+    }
+
+    /// The bulkhead, if the settings had one.
+    #[must_use]
+    pub fn bulkhead(&self) -> Option<&Arc<Bulkhead>> {
+        self.stack().inner.inner.inner.inner.inner.policy.as_ref().map(BulkheadPolicy::bulkhead)
     }
 }
 
@@ -168,8 +262,22 @@ impl PipelineSettings {
                             })
                             .transpose()?,
                         inner: Layered {
-                            policy: timeout(self.attempt_timeout, "attempt_timeout")?,
-                            inner: Leaf,
+                            policy: self
+                                .rate_limit
+                                .as_ref()
+                                .map(RateLimitSettings::build)
+                                .transpose()?,
+                            inner: Layered {
+                                policy: self
+                                    .bulkhead
+                                    .as_ref()
+                                    .map(BulkheadSettings::build)
+                                    .transpose()?,
+                                inner: Layered {
+                                    policy: timeout(self.attempt_timeout, "attempt_timeout")?,
+                                    inner: Leaf,
+                                },
+                            },
                         },
                     },
                 },

@@ -1,5 +1,5 @@
-//! The whole pipeline with levee-breaker: refusals mapped with their hints, trial permits
-//! never leaked by a cancelled call, and the flaky-backend scenario.
+//! The whole pipeline with levee-limit and levee-breaker: refusals mapped with their hints,
+//! permits never leaked by a cancelled call, and the flaky-backend scenario.
 
 mod common;
 
@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use common::{DropGuard, Events, MS};
 use levee_breaker::{CircuitBreaker, State};
+use levee_limit::{Bulkhead, Quota, RateLimiter};
 use levee_policy::{
-    Backoff, Error, ErrorKind, Event, Fallback, Pipeline, Retry, RetryBudget, TokioClock,
+    Backoff, Error, ErrorKind, Event, Fallback, Limiter, Pipeline, Retry, RetryBudget, TokioClock,
 };
 use tokio::time::{Instant, sleep};
 
@@ -56,9 +57,55 @@ async fn an_open_circuit_refuses_with_its_hint_and_retry_waits_it_out() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_cancelled_call_leaks_no_trial_permit() {
+async fn a_rate_limited_call_fails_with_retry_after_or_waits() {
+    let limiter =
+        Arc::new(RateLimiter::builder(Quota::per_second(2)).clock(TokioClock).build().unwrap());
+    let refusing = Pipeline::builder().limiter(limiter.clone()).build().unwrap();
+    assert_eq!(refusing.execute(|_| async { Ok::<_, ()>(1) }).await, Ok(1));
+    assert_eq!(refusing.execute(|_| async { Ok::<_, ()>(2) }).await, Ok(2));
+    let refused = refusing.execute(|_| async { Ok::<_, ()>(3) }).await;
+    assert_eq!(refused, Err(Error::RateLimited { retry_after: 500 * MS }));
+
+    let waiting = Pipeline::builder()
+        .policy(Limiter::new(limiter).max_wait(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    assert_eq!(waiting.execute(|_| async { Ok::<_, ()>(4) }).await, Ok(4));
+    assert_eq!(start.elapsed(), 500 * MS);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_bulkhead_refuses_and_a_queue_waits() {
+    let bulkhead = Arc::new(Bulkhead::new(1).unwrap());
+    let pipeline = Pipeline::builder().bulkhead(bulkhead.clone()).build().unwrap();
+    let held = bulkhead.try_acquire().unwrap();
+    let out = pipeline.execute(|_| async { Ok::<_, ()>(1) }).await;
+    assert_eq!(out, Err(Error::BulkheadFull { max_concurrent: 1 }));
+    drop(held);
+    assert_eq!(pipeline.execute(|_| async { Ok::<_, ()>(2) }).await, Ok(2));
+
+    let queued = Arc::new(
+        Bulkhead::builder(1).max_queue(4).max_wait(Duration::from_secs(1)).build().unwrap(),
+    );
+    let pipeline = Pipeline::builder().bulkhead(queued.clone()).build().unwrap();
+    let held = queued.try_acquire_owned().unwrap();
+    let release = tokio::spawn(async move {
+        sleep(100 * MS).await;
+        drop(held);
+    });
+    let start = Instant::now();
+    assert_eq!(pipeline.execute(|_| async { Ok::<_, ()>(3) }).await, Ok(3));
+    assert_eq!(start.elapsed(), 100 * MS, "queued until the permit came back");
+    release.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_call_leaks_no_bulkhead_permit_nor_trial_permit() {
+    let bulkhead = Arc::new(Bulkhead::new(2).unwrap());
     let breaker = breaker(Duration::from_secs(1));
-    let pipeline = Pipeline::builder().breaker(breaker.clone()).build().unwrap();
+    let pipeline =
+        Pipeline::builder().bulkhead(bulkhead.clone()).breaker(breaker.clone()).build().unwrap();
     // Open the circuit, then let it go half-open: two trial permits.
     breaker.trip();
     sleep(Duration::from_secs(1)).await;
@@ -75,6 +122,7 @@ async fn a_cancelled_call_leaks_no_trial_permit() {
         // Give up on the call after 10 ms: the future is dropped mid-flight.
         assert!(tokio::time::timeout(10 * MS, call).await.is_err());
         assert!(dropped.swap(false, Ordering::SeqCst));
+        assert_eq!(bulkhead.in_flight(), 0, "the bulkhead permit came back");
     }
     assert_eq!(breaker.state(), State::HalfOpen);
     // Both trials are still available: two successes close the circuit.
@@ -85,16 +133,24 @@ async fn a_cancelled_call_leaks_no_trial_permit() {
 }
 
 #[test]
-fn blocking_calls_go_through_the_breaker() {
+fn blocking_calls_go_through_every_policy() {
     let breaker = Arc::new(CircuitBreaker::builder().build().unwrap());
+    let limiter = Arc::new(RateLimiter::new(Quota::per_second(100)).unwrap());
+    let bulkhead = Arc::new(Bulkhead::builder(1).max_queue(1).build().unwrap());
     let pipeline = Pipeline::builder()
         .retry(Retry::builder().max_attempts(2).backoff(Backoff::Immediate).build().unwrap())
-        .breaker(breaker.clone())
+        .breaker(breaker)
+        .limiter(limiter)
+        .bulkhead(bulkhead.clone())
         .build()
         .unwrap();
     assert_eq!(pipeline.call(|ctx| if ctx.attempt() == 0 { Err("once") } else { Ok(1) }), Ok(1));
-    breaker.force_open();
-    assert_eq!(pipeline.call(|_| Ok::<_, ()>(2)), Err(Error::CircuitOpen { retry_after: None }));
+    let _held = bulkhead.try_acquire().unwrap();
+    assert_eq!(
+        pipeline.call(|_| Ok::<_, ()>(2)),
+        Err(Error::BulkheadFull { max_concurrent: 1 }),
+        "a blocking call never queues"
+    );
 }
 
 /// The scenario of the issue: a backend that fails half the calls and is slow on a tenth,
@@ -135,6 +191,9 @@ async fn a_flaky_backend_behind_the_full_pipeline() {
             .build_with_clock(TokioClock)
             .unwrap(),
     );
+    let limiter =
+        Arc::new(RateLimiter::builder(Quota::per_second(1000)).clock(TokioClock).build().unwrap());
+    let bulkhead = Arc::new(Bulkhead::new(16).unwrap());
     let pipeline = Arc::new(
         Pipeline::builder()
             .fallback(Fallback::value(u64::MAX).on_kinds([ErrorKind::CircuitOpen]))
@@ -149,6 +208,8 @@ async fn a_flaky_backend_behind_the_full_pipeline() {
                     .unwrap(),
             )
             .breaker(breaker.clone())
+            .limiter(limiter)
+            .bulkhead(bulkhead.clone())
             .timeout(200 * MS)
             .listener(events.listener())
             .build()
@@ -199,6 +260,7 @@ async fn a_flaky_backend_behind_the_full_pipeline() {
     assert!(retries <= allowed, "{retries} retries, budget allows {allowed}");
     assert!(events.count(|e| matches!(e, Event::RetryBudgetExhausted { .. })) > 0);
     assert!(backend.calls.load(Ordering::SeqCst) < requests / 4, "the breaker shed load");
+    assert_eq!(bulkhead.in_flight(), 0);
 
     // Phase 2: recovery. Wait out the open state; trials succeed and the circuit closes.
     backend.healthy.store(true, Ordering::SeqCst);

@@ -91,7 +91,7 @@ fn bad_files_fail_with_the_setting_named() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_breaker_loads_from_the_file_too() {
+async fn breaker_limiter_and_bulkhead_load_from_the_file_too() {
     let settings: PipelineSettings = toml::from_str(
         r#"
         timeout = "1s"
@@ -103,19 +103,30 @@ async fn a_breaker_loads_from_the_file_too() {
         minimum_calls = 10
         failure_rate_threshold = 50.0
         open_wait = { type = "fixed", wait = "30s" }
+        [rate_limit]
+        count = 100
+        period = "1s"
+        burst = 10
+        [bulkhead]
+        max_concurrent = 8
+        max_queue = 16
+        max_wait = "50ms"
         "#,
     )
     .unwrap();
     let pipeline = settings.build().unwrap();
     assert_eq!(pipeline.execute(|_| async { Ok::<_, ()>(1) }).await, Ok(1));
-    let breaker = pipeline.breaker().unwrap();
-    breaker.force_open();
-    let refused = pipeline.execute(|_| async { Ok::<_, ()>(2) }).await;
-    assert!(matches!(refused, Err(levee_policy::Error::CircuitOpen { .. })));
+    assert_eq!(pipeline.bulkhead().unwrap().limit(), 8);
+    assert_eq!(pipeline.rate_limiter().unwrap().quota().burst(), 10);
+    assert!(pipeline.breaker().is_some());
     assert!(pipeline.retry_budget().is_none());
     let again: PipelineSettings = toml::from_str(&toml::to_string(&settings).unwrap()).unwrap();
     assert_eq!(again, settings);
 
+    let bad: PipelineSettings = toml::from_str("[rate_limit]\ncount = 0").unwrap();
+    assert_eq!(bad.build().unwrap_err().setting, "quota.count");
+    let bad: PipelineSettings = toml::from_str("[bulkhead]\nmax_concurrent = 0").unwrap();
+    assert!(bad.build().is_err());
     let bad: PipelineSettings =
         toml::from_str("[breaker]\nfailure_rate_threshold = 150.0").unwrap();
     assert_eq!(bad.build().unwrap_err().setting, "failure_rate_threshold");

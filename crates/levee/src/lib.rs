@@ -3,16 +3,18 @@
 //! all on an injected clock, cheap on the hot path, and observable.
 //!
 //! This crate re-exports every levee crate behind a feature of the same name, all on by
-//! default: [`policy`] (`policy`), [`timer`] (`timer`), [`cache`] (`cache`),
-//! [`queue`] (`queue`). The `tower` and `serde` features
+//! default: [`limit`] (`limit`), [`breaker`] (`breaker`), [`policy`] (`policy`), [`timer`]
+//! (`timer`), [`cache`] (`cache`), [`queue`] (`queue`). The `tower` and `serde` features
 //! switch on the tower layers and serde settings of the crates that have them. [`core`] is
 //! always there; [`prelude`] brings the everyday names into scope.
 //!
 //! # Guarding an HTTP call
 //!
 //! A pipeline around a (fake) async HTTP client: an overall deadline that the client sees,
-//! retries with backoff that a retry budget keeps in check, a per-attempt timeout, and a
-//! cached answer when everything else fails.
+//! retries with jittered backoff that a retry budget keeps in check, a circuit breaker that
+//! stops calling a failing backend (and whose retry-after the retries wait out), a rate
+//! limit and a bulkhead that protect the backend, a per-attempt timeout, and a cached answer
+//! when the circuit is open.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -20,7 +22,7 @@
 //! use std::time::Duration;
 //! use levee::prelude::*;
 //!
-//! /// A stand-in for reqwest or hyper: fails the first two calls with a 503.
+//! /// A stand-in for reqwest or hyper: the first two calls get a 503.
 //! struct HttpClient {
 //!     calls: AtomicU32,
 //! }
@@ -44,18 +46,24 @@
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), ConfigError> {
 //! let client = Arc::new(HttpClient { calls: AtomicU32::new(0) });
-//! let budget = RetryBudget::builder().ratio(0.2).min_per_sec(10).build_shared()?;
+//! let breaker = Arc::new(
+//!     CircuitBreaker::builder().failure_rate_threshold(50.0).minimum_calls(20).build()?,
+//! );
 //! let pipeline = Pipeline::builder()
-//!     .fallback(Fallback::value("cached page".to_string()).on_kinds([ErrorKind::Timeout]))
+//!     .fallback(Fallback::value("cached page".to_string()).on_kinds([ErrorKind::CircuitOpen]))
 //!     .timeout(Duration::from_secs(2))
 //!     .retry(
 //!         Retry::builder()
 //!             .max_attempts(4)
 //!             .backoff(Backoff::exponential(Duration::from_millis(50), Duration::from_secs(1)).with_jitter(0.2))
-//!             .budget(budget)
+//!             .budget(RetryBudget::builder().ratio(0.2).min_per_sec(10).build_shared()?)
+//!             // A 404 will not get better by asking again.
 //!             .retry_on_error(|e: &PolicyError<HttpError>| !matches!(e, PolicyError::Operation(HttpError::Status(404))))
 //!             .build()?,
 //!     )
+//!     .breaker(breaker.clone())
+//!     .limiter(Arc::new(RateLimiter::new(Quota::per_second(100))?))
+//!     .bulkhead(Arc::new(Bulkhead::new(32)?))
 //!     .timeout(Duration::from_millis(300))
 //!     .build()?;
 //!
@@ -67,6 +75,11 @@
 //!     .await;
 //! assert_eq!(page.unwrap(), "200 OK from https://shop.example/products/17");
 //! assert_eq!(client.calls.load(Ordering::Relaxed), 3, "two retries");
+//!
+//! // An operator opens the circuit: callers get the cached page at once.
+//! breaker.force_open();
+//! let page = pipeline.execute(|_ctx| async { Ok::<_, HttpError>("fresh".to_string()) }).await;
+//! assert_eq!(page.unwrap(), "cached page");
 //! # Ok(())
 //! # }
 //! ```
@@ -74,6 +87,14 @@
 
 /// The shared foundation: clocks, the sync shim, event hooks, the latency recorder.
 pub use levee_core as core;
+
+/// Rate limiters, keyed limiters, bulkheads, adaptive concurrency.
+#[cfg(feature = "limit")]
+pub use levee_limit as limit;
+
+/// Circuit breakers and their registry.
+#[cfg(feature = "breaker")]
+pub use levee_breaker as breaker;
 
 /// Retry, timeout, fallback, hedging and the resilience pipeline.
 #[cfg(feature = "policy")]
@@ -97,6 +118,12 @@ pub mod prelude {
         Clock, ConfigError, EventHook, FastClock, LatencyRecorder, Listener, ManualClock,
         SystemClock,
     };
+
+    #[cfg(feature = "limit")]
+    pub use levee_limit::{Bulkhead, KeyedRateLimiter, Quota, RateLimiter};
+
+    #[cfg(feature = "breaker")]
+    pub use levee_breaker::{BreakerRegistry, CircuitBreaker};
 
     #[cfg(feature = "policy")]
     pub use levee_policy::{
