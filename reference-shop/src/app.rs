@@ -161,9 +161,7 @@ impl RunningShop {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
         let shop = Shop::build(config, clock).await?;
         if shop.config.server.admin_token == DEFAULT_ADMIN_TOKEN {
             tracing::warn!(
@@ -182,26 +180,18 @@ impl RunningShop {
         let app = crate::http::router(Arc::clone(&shop));
         let mut stopped_http = stopped;
         let server = tokio::spawn(async move {
-            let result = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stopped_http.wait_for(|s| *s).await;
-            })
-            .await;
+            let result =
+                axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped_http.wait_for(|s| *s).await;
+                    })
+                    .await;
             if let Err(e) = result {
                 tracing::error!(error = %e, "server failed");
             }
         });
         tracing::info!(%addr, backend = ?shop.store.backend(), pending, "reference shop listening");
-        Ok(Self {
-            addr,
-            shop,
-            stop,
-            server,
-            timers,
-        })
+        Ok(Self { addr, shop, stop, server, timers })
     }
 
     /// The address the server listens on.
@@ -231,7 +221,9 @@ impl RunningShop {
         }
         let drained = self.shop.bus.drain(grace).await;
         if !drained {
-            tracing::warn!("events still pending; they are re-driven from the store at the next start");
+            tracing::warn!(
+                "events still pending; they are re-driven from the store at the next start"
+            );
         }
         let _ = self.timers.await;
         self.shop.store.close().await;

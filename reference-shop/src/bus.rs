@@ -166,7 +166,8 @@ impl EventBus {
                 };
                 sub.in_flight.fetch_add(1, Ordering::SeqCst);
                 sub.depth.fetch_sub(1, Ordering::SeqCst);
-                let (sub, handler, inner) = (Arc::clone(&sub), Arc::clone(&handler), Arc::clone(&inner));
+                let (sub, handler, inner) =
+                    (Arc::clone(&sub), Arc::clone(&handler), Arc::clone(&inner));
                 tokio::spawn(async move {
                     let outcome = AssertUnwindSafe(handler.handle(delivery.event.clone()))
                         .catch_unwind()
@@ -187,11 +188,7 @@ impl EventBus {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         for sub in self.inner.subs.read().iter() {
             if sub.topic == event.topic() {
-                send(sub, Delivery {
-                    id,
-                    event: event.clone(),
-                    deliveries: 0,
-                });
+                send(sub, Delivery { id, event: event.clone(), deliveries: 0 });
             }
         }
     }
@@ -207,9 +204,8 @@ impl EventBus {
     pub fn replay(&self, ids: Option<&[u64]>) -> usize {
         let letters: Vec<DeadLetter> = {
             let mut dlq = self.inner.dlq.lock();
-            let (take, keep) = dlq
-                .drain(..)
-                .partition(|d| ids.is_none_or(|ids| ids.contains(&d.id)));
+            let (take, keep) =
+                dlq.drain(..).partition(|d| ids.is_none_or(|ids| ids.contains(&d.id)));
             *dlq = keep;
             take
         };
@@ -217,11 +213,7 @@ impl EventBus {
         let mut replayed = 0;
         for letter in letters {
             if let Some(sub) = subs.iter().find(|s| s.name == letter.subscription) {
-                send(sub, Delivery {
-                    id: letter.id,
-                    event: letter.event,
-                    deliveries: 0,
-                });
+                send(sub, Delivery { id: letter.id, event: letter.event, deliveries: 0 });
                 replayed += 1;
             }
         }
@@ -311,9 +303,7 @@ fn settle(inner: &Arc<Inner>, sub: &Arc<Sub>, mut delivery: Delivery, outcome: R
     sub.redelivered.fetch_add(1, Ordering::Relaxed);
     let base = Duration::from_millis(inner.config.redelivery_backoff_ms);
     let max = Duration::from_millis(inner.config.redelivery_backoff_max_ms);
-    let pause = base
-        .saturating_mul(1 << (delivery.deliveries - 1).min(16))
-        .min(max);
+    let pause = base.saturating_mul(1 << (delivery.deliveries - 1).min(16)).min(max);
     // Counted as waiting from now, so `drain` sees it.
     sub.depth.fetch_add(1, Ordering::SeqCst);
     let sub = Arc::clone(sub);

@@ -122,9 +122,9 @@ impl ProductCache {
                 let load: Load = async move {
                     match task.await {
                         Ok(result) => result,
-                        Err(e) => Err(Arc::new(StoreError::Io(std::io::Error::other(
-                            e.to_string(),
-                        )))),
+                        Err(e) => {
+                            Err(Arc::new(StoreError::Io(std::io::Error::other(e.to_string()))))
+                        }
                     }
                 }
                 .boxed()

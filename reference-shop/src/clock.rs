@@ -43,11 +43,7 @@ impl ShopClock {
     }
 
     fn on(mono: Arc<dyn Clock>) -> Self {
-        Self {
-            base_wall_ms: wall_now_ms(),
-            start_mono: mono.now(),
-            mono,
-        }
+        Self { base_wall_ms: wall_now_ms(), start_mono: mono.now(), mono }
     }
 
     /// Milliseconds since the Unix epoch.

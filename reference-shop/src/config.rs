@@ -120,11 +120,7 @@ pub struct EdgeConfig {
 
 impl Default for EdgeConfig {
     fn default() -> Self {
-        Self {
-            rate_per_sec: 100.0,
-            burst: 200,
-            max_concurrent: 256,
-        }
+        Self { rate_per_sec: 100.0, burst: 200, max_concurrent: 256 }
     }
 }
 
@@ -140,10 +136,7 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self {
-            capacity: 10_000,
-            ttl_secs: 300,
-        }
+        Self { capacity: 10_000, ttl_secs: 300 }
     }
 }
 
@@ -163,12 +156,7 @@ pub struct OrdersConfig {
 
 impl Default for OrdersConfig {
     fn default() -> Self {
-        Self {
-            unpaid_timeout_secs: 30 * 60,
-            max_lines: 50,
-            max_quantity: 100,
-            timer_tick_ms: 100,
-        }
+        Self { unpaid_timeout_secs: 30 * 60, max_lines: 50, max_quantity: 100, timer_tick_ms: 100 }
     }
 }
 
@@ -237,10 +225,7 @@ pub struct ProviderConfig {
 
 impl Default for ProviderConfig {
     fn default() -> Self {
-        Self {
-            latency_ms: 20,
-            failure_rate: 0.0,
-        }
+        Self { latency_ms: 20, failure_rate: 0.0 }
     }
 }
 
@@ -256,10 +241,8 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let mut value = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
                 toml::from_str::<toml::Table>(&text)
                     .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
             }
@@ -280,12 +263,7 @@ impl Config {
                 .ok()
                 .and_then(|mut t| t.remove("v"))
                 .unwrap_or(toml::Value::String(raw));
-            set(
-                &mut value,
-                &section.to_ascii_lowercase(),
-                &key.to_ascii_lowercase(),
-                parsed,
-            );
+            set(&mut value, &section.to_ascii_lowercase(), &key.to_ascii_lowercase(), parsed);
         }
         let config: Config = toml::Value::Table(value)
             .try_into()
@@ -339,9 +317,8 @@ impl Config {
 }
 
 fn set(root: &mut toml::Table, section: &str, key: &str, v: toml::Value) {
-    let entry = root
-        .entry(section.to_owned())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let entry =
+        root.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
     if let toml::Value::Table(t) = entry {
         t.insert(key.to_owned(), v);
     }

@@ -124,11 +124,7 @@ mod tests {
     fn burst_then_rate() {
         let manual = ManualClock::new();
         let edge = Edge::new(
-            &EdgeConfig {
-                rate_per_sec: 10.0,
-                burst: 3,
-                max_concurrent: 1,
-            },
+            &EdgeConfig { rate_per_sec: 10.0, burst: 3, max_concurrent: 1 },
             ShopClock::manual(manual.clone()),
         );
         for _ in 0..3 {

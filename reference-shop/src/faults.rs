@@ -6,9 +6,9 @@
 //! way (tests use that to hold requests in flight without waiting for the clock).
 
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use std::time::Duration;
 
 /// The injected faults now in force.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -56,9 +56,7 @@ impl Faults {
     /// Starts with `initial`.
     #[must_use]
     pub fn new(initial: FaultSettings) -> Self {
-        Self {
-            tx: watch::Sender::new(initial),
-        }
+        Self { tx: watch::Sender::new(initial) }
     }
 
     /// The settings now.
@@ -83,11 +81,7 @@ impl Faults {
             next.provider_failure_rate = rate;
         }
         for (value, slot, field) in [
-            (
-                patch.provider_latency_ms,
-                &mut next.provider_latency_ms,
-                "provider_latency_ms",
-            ),
+            (patch.provider_latency_ms, &mut next.provider_latency_ms, "provider_latency_ms"),
             (patch.store_latency_ms, &mut next.store_latency_ms, "store_latency_ms"),
         ] {
             if let Some(ms) = value {
@@ -142,17 +136,11 @@ mod tests {
     fn patches_are_checked_and_partial() {
         let faults = Faults::new(FaultSettings::default());
         let s = faults
-            .apply(FaultPatch {
-                store_latency_ms: Some(5),
-                ..FaultPatch::default()
-            })
+            .apply(FaultPatch { store_latency_ms: Some(5), ..FaultPatch::default() })
             .unwrap();
         assert_eq!(s.store_latency_ms, 5);
         let err = faults
-            .apply(FaultPatch {
-                provider_failure_rate: Some(1.5),
-                ..FaultPatch::default()
-            })
+            .apply(FaultPatch { provider_failure_rate: Some(1.5), ..FaultPatch::default() })
             .unwrap_err();
         assert_eq!(err.field, "provider_failure_rate");
         assert_eq!(faults.get().store_latency_ms, 5);
@@ -169,12 +157,7 @@ mod tests {
             async move { faults.store_delay().await }
         });
         tokio::task::yield_now().await;
-        faults
-            .apply(FaultPatch {
-                store_latency_ms: Some(0),
-                ..FaultPatch::default()
-            })
-            .unwrap();
+        faults.apply(FaultPatch { store_latency_ms: Some(0), ..FaultPatch::default() }).unwrap();
         let started = Instant::now();
         waiter.await.unwrap();
         assert!(started.elapsed() < Duration::from_secs(1));

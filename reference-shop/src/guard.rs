@@ -177,9 +177,7 @@ impl PaymentGuard {
             }
             Breaker::Open { until } => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
-                Err(GuardError::Open {
-                    retry_in_ms: (until - now) / 1_000_000,
-                })
+                Err(GuardError::Open { retry_in_ms: (until - now) / 1_000_000 })
             }
             Breaker::HalfOpen { probing: true } => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
@@ -193,16 +191,12 @@ impl PaymentGuard {
         *b = match (*b, ok) {
             (_, true) => Breaker::Closed { failures: 0 },
             (Breaker::Closed { failures }, false) if failures + 1 < self.threshold => {
-                Breaker::Closed {
-                    failures: failures + 1,
-                }
+                Breaker::Closed { failures: failures + 1 }
             }
             (Breaker::Open { until }, false) => Breaker::Open { until },
             (_, false) => {
                 self.opened.fetch_add(1, Ordering::Relaxed);
-                Breaker::Open {
-                    until: self.clock.now() + self.open_for_ns,
-                }
+                Breaker::Open { until: self.clock.now() + self.open_for_ns }
             }
         };
     }

@@ -51,7 +51,8 @@ struct Report {
     errors: AtomicU64,
 }
 
-const OPS: [&str; 6] = ["create_customer", "get_product", "search", "add_to_cart", "place_order", "list_orders"];
+const OPS: [&str; 6] =
+    ["create_customer", "get_product", "search", "add_to_cart", "place_order", "list_orders"];
 
 /// Whether `url` points at this machine.
 fn is_loopback(url: &reqwest::Url) -> bool {
@@ -59,10 +60,7 @@ fn is_loopback(url: &reqwest::Url) -> bool {
         return false;
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Runs the load generator.
@@ -80,13 +78,12 @@ pub async fn run(args: Args, config: &Config) -> ExitCode {
         || !(1..=512).contains(&args.concurrency)
         || args.hot_percent > 100
     {
-        eprintln!("loadgen: --requests 1..=1000000, --duration-secs 1..=3600, --concurrency 1..=512, --hot-percent 0..=100");
+        eprintln!(
+            "loadgen: --requests 1..=1000000, --duration-secs 1..=3600, --concurrency 1..=512, --hot-percent 0..=100"
+        );
         return ExitCode::from(2);
     }
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
+    let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("loadgen: {e}");
@@ -118,15 +115,8 @@ pub async fn run(args: Args, config: &Config) -> ExitCode {
     }
     let elapsed = started.elapsed();
     print_report(&report, sent.load(Ordering::Relaxed), elapsed);
-    let token = args
-        .admin_token
-        .unwrap_or_else(|| config.server.admin_token.clone());
-    match client
-        .get(format!("{base}/admin/status"))
-        .header("x-admin-token", token)
-        .send()
-        .await
-    {
+    let token = args.admin_token.unwrap_or_else(|| config.server.admin_token.clone());
+    match client.get(format!("{base}/admin/status")).header("x-admin-token", token).send().await {
         Ok(r) if r.status().is_success() => {
             let status: Value = r.json().await.unwrap_or(Value::Null);
             print_resilience(&status);
@@ -187,18 +177,24 @@ async fn client_loop(
     let key = customer["api_key"].as_str().unwrap_or_default().to_owned();
     let mut orders = 0_u64;
     while take() {
-        let product = if below(100) < args.hot_percent {
-            1
-        } else {
-            1 + below(500)
-        };
+        let product = if below(100) < args.hot_percent { 1 } else { 1 + below(500) };
         let roll = below(100);
         if roll < 60 {
-            timed(report, "get_product", client.get(format!("{base}/products/{product}")).header("x-api-key", &key)).await;
+            timed(
+                report,
+                "get_product",
+                client.get(format!("{base}/products/{product}")).header("x-api-key", &key),
+            )
+            .await;
         } else if roll < 72 {
             let words = ["lamp", "oak", "mug", "wool", "steel", "tent"];
             let q = words[below(words.len() as u64) as usize];
-            timed(report, "search", client.get(format!("{base}/products?q={q}&limit=10")).header("x-api-key", &key)).await;
+            timed(
+                report,
+                "search",
+                client.get(format!("{base}/products?q={q}&limit=10")).header("x-api-key", &key),
+            )
+            .await;
         } else if roll < 84 {
             timed(
                 report,
@@ -223,7 +219,12 @@ async fn client_loop(
             )
             .await;
         } else {
-            timed(report, "list_orders", client.get(format!("{base}/orders?limit=5")).header("x-api-key", &key)).await;
+            timed(
+                report,
+                "list_orders",
+                client.get(format!("{base}/orders?limit=5")).header("x-api-key", &key),
+            )
+            .await;
         }
     }
 }
@@ -250,12 +251,8 @@ fn print_report(report: &Report, sent: u64, elapsed: Duration) {
         if s.count == 0 {
             continue;
         }
-        let statuses: Vec<String> = stats
-            .statuses
-            .lock()
-            .iter()
-            .map(|(code, n)| format!("{code}x{n}"))
-            .collect();
+        let statuses: Vec<String> =
+            stats.statuses.lock().iter().map(|(code, n)| format!("{code}x{n}")).collect();
         println!(
             "{:<16} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}  {}",
             op,
@@ -278,11 +275,18 @@ fn print_resilience(s: &Value) {
     );
     println!(
         "  cache:    {} hits, {} misses, {} reads coalesced into a load under way, {} invalidations; {} product reads reached the store",
-        s["cache"]["hits"], s["cache"]["misses"], s["cache"]["coalesced"], s["cache"]["invalidations"], s["store"]["product_reads"]
+        s["cache"]["hits"],
+        s["cache"]["misses"],
+        s["cache"]["coalesced"],
+        s["cache"]["invalidations"],
+        s["store"]["product_reads"]
     );
     println!(
         "  breaker:  {} now; opened {} times, {} calls refused while open, {} retries",
-        s["breaker"]["state"], s["breaker"]["opened"], s["breaker"]["rejected"], s["breaker"]["retries"]
+        s["breaker"]["state"],
+        s["breaker"]["opened"],
+        s["breaker"]["rejected"],
+        s["breaker"]["retries"]
     );
     println!(
         "  queue:    {} events published, {} dead letters",
@@ -306,7 +310,11 @@ fn print_resilience(s: &Value) {
     );
     println!(
         "  provider: {} calls, {} charges, {} idempotent repeats, {} injected failures, {} declines",
-        s["provider"]["calls"], s["provider"]["charges"], s["provider"]["repeats"], s["provider"]["failures"], s["provider"]["declines"]
+        s["provider"]["calls"],
+        s["provider"]["charges"],
+        s["provider"]["repeats"],
+        s["provider"]["failures"],
+        s["provider"]["declines"]
     );
 }
 
@@ -316,7 +324,9 @@ mod tests {
 
     #[test]
     fn only_loopback_targets() {
-        for ok in ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:80", "http://127.5.0.1"] {
+        for ok in
+            ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:80", "http://127.5.0.1"]
+        {
             assert!(is_loopback(&reqwest::Url::parse(ok).unwrap()), "{ok}");
         }
         for bad in ["http://10.0.0.1", "http://example.com", "http://192.168.1.1:8080"] {

@@ -30,8 +30,8 @@ enum Command {
 }
 
 fn init_logs(json: bool) {
-    let filter = EnvFilter::try_from_env("SHOP_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter =
+        EnvFilter::try_from_env("SHOP_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
         builder.json().init();

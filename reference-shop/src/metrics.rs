@@ -113,11 +113,7 @@ impl Metrics {
             m.orders_cancelled.clone(),
         );
         registry.register("shop_payments", "Payment attempts by outcome", m.payments.clone());
-        registry.register(
-            "shop_notifications",
-            "Notifications recorded",
-            m.notifications.clone(),
-        );
+        registry.register("shop_notifications", "Notifications recorded", m.notifications.clone());
         registry.register_collector(Box::new(primitives));
         Self { registry, ..m }
     }
@@ -182,48 +178,134 @@ fn labelled(
 impl Collector for PrimitivesCollector {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
         let g = self.guard.status();
-        gauge(&mut e, "levee_breaker_state", "Payment breaker: 0 closed, 1 open, 2 half-open", g.state.as_gauge())?;
+        gauge(
+            &mut e,
+            "levee_breaker_state",
+            "Payment breaker: 0 closed, 1 open, 2 half-open",
+            g.state.as_gauge(),
+        )?;
         counter(&mut e, "levee_breaker_opened", "Times the payment breaker opened", g.opened)?;
         counter(&mut e, "levee_breaker_rejected", "Calls refused by the open breaker", g.rejected)?;
         counter(&mut e, "levee_payment_calls", "Provider calls made through the guard", g.calls)?;
-        counter(&mut e, "levee_payment_failures", "Provider calls that failed or timed out", g.failures)?;
+        counter(
+            &mut e,
+            "levee_payment_failures",
+            "Provider calls that failed or timed out",
+            g.failures,
+        )?;
         counter(&mut e, "levee_retry_attempts", "Retries of provider calls", g.retries)?;
 
         let edge = self.edge.stats();
-        labelled(&mut e, "levee_limiter_rejections", "Requests refused at the edge", MetricType::Counter, &[
-            ([("limiter", "rate".to_owned())], edge.rate_limited),
-            ([("limiter", "bulkhead".to_owned())], edge.shed),
-        ])?;
+        labelled(
+            &mut e,
+            "levee_limiter_rejections",
+            "Requests refused at the edge",
+            MetricType::Counter,
+            &[
+                ([("limiter", "rate".to_owned())], edge.rate_limited),
+                ([("limiter", "bulkhead".to_owned())], edge.shed),
+            ],
+        )?;
         counter(&mut e, "levee_limiter_admitted", "Requests admitted at the edge", edge.admitted)?;
-        gauge(&mut e, "levee_bulkhead_in_flight", "Requests being served", i64::try_from(edge.in_flight).unwrap_or(0))?;
+        gauge(
+            &mut e,
+            "levee_bulkhead_in_flight",
+            "Requests being served",
+            i64::try_from(edge.in_flight).unwrap_or(0),
+        )?;
 
         let c = self.cache.stats();
         counter(&mut e, "levee_cache_hits", "Product reads answered from the cache", c.hits)?;
-        counter(&mut e, "levee_cache_misses", "Product reads that loaded from the store", c.misses)?;
-        counter(&mut e, "levee_cache_coalesced", "Product reads that joined a load under way", c.coalesced)?;
-        counter(&mut e, "levee_cache_invalidations", "Cache entries dropped on change", c.invalidations)?;
-        gauge(&mut e, "levee_cache_entries", "Products cached", i64::try_from(c.entries).unwrap_or(0))?;
+        counter(
+            &mut e,
+            "levee_cache_misses",
+            "Product reads that loaded from the store",
+            c.misses,
+        )?;
+        counter(
+            &mut e,
+            "levee_cache_coalesced",
+            "Product reads that joined a load under way",
+            c.coalesced,
+        )?;
+        counter(
+            &mut e,
+            "levee_cache_invalidations",
+            "Cache entries dropped on change",
+            c.invalidations,
+        )?;
+        gauge(
+            &mut e,
+            "levee_cache_entries",
+            "Products cached",
+            i64::try_from(c.entries).unwrap_or(0),
+        )?;
 
         let b = self.bus.stats();
         counter(&mut e, "levee_queue_published", "Events published", b.published)?;
-        gauge(&mut e, "levee_queue_dlq_depth", "Dead letters held", i64::try_from(b.dlq_depth).unwrap_or(0))?;
+        gauge(
+            &mut e,
+            "levee_queue_dlq_depth",
+            "Dead letters held",
+            i64::try_from(b.dlq_depth).unwrap_or(0),
+        )?;
         let per = |f: fn(&crate::bus::SubscriptionStats) -> u64| -> Vec<([(&'static str, String); 1], u64)> {
             b.subscriptions.iter().map(|s| ([("subscription", s.name.clone())], f(s))).collect()
         };
-        labelled(&mut e, "levee_queue_depth", "Events waiting per subscription", MetricType::Gauge, &per(|s| s.depth))?;
-        labelled(&mut e, "levee_queue_in_flight", "Events being handled per subscription", MetricType::Gauge, &per(|s| s.in_flight))?;
-        labelled(&mut e, "levee_queue_acked", "Events handled per subscription", MetricType::Counter, &per(|s| s.acked))?;
-        labelled(&mut e, "levee_queue_redelivered", "Redeliveries per subscription", MetricType::Counter, &per(|s| s.redelivered))?;
-        labelled(&mut e, "levee_queue_dead_lettered", "Events dead-lettered per subscription", MetricType::Counter, &per(|s| s.dead_lettered))?;
+        labelled(
+            &mut e,
+            "levee_queue_depth",
+            "Events waiting per subscription",
+            MetricType::Gauge,
+            &per(|s| s.depth),
+        )?;
+        labelled(
+            &mut e,
+            "levee_queue_in_flight",
+            "Events being handled per subscription",
+            MetricType::Gauge,
+            &per(|s| s.in_flight),
+        )?;
+        labelled(
+            &mut e,
+            "levee_queue_acked",
+            "Events handled per subscription",
+            MetricType::Counter,
+            &per(|s| s.acked),
+        )?;
+        labelled(
+            &mut e,
+            "levee_queue_redelivered",
+            "Redeliveries per subscription",
+            MetricType::Counter,
+            &per(|s| s.redelivered),
+        )?;
+        labelled(
+            &mut e,
+            "levee_queue_dead_lettered",
+            "Events dead-lettered per subscription",
+            MetricType::Counter,
+            &per(|s| s.dead_lettered),
+        )?;
 
         let t = self.timers.stats();
-        gauge(&mut e, "levee_timers_pending", "Unpaid-order timers waiting", i64::try_from(t.pending).unwrap_or(0))?;
+        gauge(
+            &mut e,
+            "levee_timers_pending",
+            "Unpaid-order timers waiting",
+            i64::try_from(t.pending).unwrap_or(0),
+        )?;
         counter(&mut e, "levee_timers_fired", "Unpaid-order timers fired", t.fired)?;
 
         let p = self.provider.stats();
         counter(&mut e, "shop_provider_calls", "Calls the payment provider received", p.calls)?;
         counter(&mut e, "shop_provider_charges", "Distinct charges the provider made", p.charges)?;
-        counter(&mut e, "shop_store_product_reads", "Product reads that reached the database", self.store.product_reads())?;
+        counter(
+            &mut e,
+            "shop_store_product_reads",
+            "Product reads that reached the database",
+            self.store.product_reads(),
+        )?;
         Ok(())
     }
 }

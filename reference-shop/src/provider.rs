@@ -116,11 +116,11 @@ impl PaymentProvider {
                 self.repeats.fetch_add(1, Ordering::Relaxed);
                 c.id.clone()
             } else {
-                let id = format!("ch_{order_id}_{:08x}_{amount_cents}", levee_core::random::next_u64() as u32);
-                charges.insert(order_id, Charge {
-                    id: id.clone(),
-                    refunded: false,
-                });
+                let id = format!(
+                    "ch_{order_id}_{:08x}_{amount_cents}",
+                    levee_core::random::next_u64() as u32
+                );
+                charges.insert(order_id, Charge { id: id.clone(), refunded: false });
                 id
             }
         };

@@ -36,10 +36,14 @@ impl Shop {
         });
         for topic in [TOPIC_ORDERS, TOPIC_PAYMENTS] {
             let shop = Arc::clone(self);
-            self.bus.subscribe(topic, &format!("notification-{topic}"), move |e| -> HandlerResult {
-                let shop = Arc::clone(&shop);
-                Box::pin(async move { shop.notify(e).await })
-            });
+            self.bus.subscribe(
+                topic,
+                &format!("notification-{topic}"),
+                move |e| -> HandlerResult {
+                    let shop = Arc::clone(&shop);
+                    Box::pin(async move { shop.notify(e).await })
+                },
+            );
         }
     }
 
@@ -115,7 +119,11 @@ impl Shop {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn cancel_order(&self, order_id: i64, reason: &str) -> Result<Transition, StoreError> {
+    pub async fn cancel_order(
+        &self,
+        order_id: i64,
+        reason: &str,
+    ) -> Result<Transition, StoreError> {
         let t = self.store.cancel_order(order_id, reason, self.clock.now_ms()).await?;
         if let Transition::Applied(products) = &t {
             self.metrics.orders_cancelled.inc();
@@ -123,10 +131,7 @@ impl Shop {
                 self.cache.invalidate(p);
             }
             self.timers.cancel(order_id);
-            self.bus.publish(ShopEvent::OrderCancelled {
-                order_id,
-                reason: reason.to_owned(),
-            });
+            self.bus.publish(ShopEvent::OrderCancelled { order_id, reason: reason.to_owned() });
         }
         Ok(t)
     }
@@ -138,8 +143,7 @@ impl Shop {
             Err(e) => {
                 // Try again shortly: the timer must not be lost to a database hiccup.
                 tracing::warn!(order_id, error = %e, "timeout cancel failed; re-arming");
-                self.timers
-                    .schedule(order_id, self.clock.after_ms(Duration::from_secs(5)));
+                self.timers.schedule(order_id, self.clock.after_ms(Duration::from_secs(5)));
             }
         }
     }
@@ -157,16 +161,12 @@ impl Shop {
         };
         let result = self
             .guard
-            .call(
-                || self.provider.charge(order_id, amount, &card),
-                ProviderError::is_fault,
-            )
+            .call(|| self.provider.charge(order_id, amount, &card), ProviderError::is_fault)
             .await;
         match result {
             Ok(charge_id) => {
                 self.metrics.payments.get_or_create(&outcome("succeeded")).inc();
-                self.bus
-                    .publish(ShopEvent::PaymentSucceeded { order_id, charge_id });
+                self.bus.publish(ShopEvent::PaymentSucceeded { order_id, charge_id });
                 Ok(())
             }
             Err(GuardError::Failed(ProviderError::Declined(reason))) => {
@@ -215,9 +215,7 @@ impl Shop {
                 Ok(())
             }
             ShopEvent::PaymentFailed { order_id, .. } => {
-                self.cancel_order(order_id, reasons::DECLINED)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                self.cancel_order(order_id, reasons::DECLINED).await.map_err(|e| e.to_string())?;
                 Ok(())
             }
             _ => Ok(()),
@@ -228,19 +226,17 @@ impl Shop {
     async fn notify(&self, event: ShopEvent) -> Result<(), String> {
         let order_id = event.order_id();
         let (kind, message) = match &event {
-            ShopEvent::OrderPlaced { .. } => (
-                "order_placed",
-                format!("Order {order_id} placed; stock reserved until payment."),
-            ),
+            ShopEvent::OrderPlaced { .. } => {
+                ("order_placed", format!("Order {order_id} placed; stock reserved until payment."))
+            }
             ShopEvent::PaymentRequested { .. } => return Ok(()),
             ShopEvent::PaymentSucceeded { charge_id, .. } => (
                 "payment_succeeded",
                 format!("Payment received (charge {charge_id}); order {order_id} confirmed."),
             ),
-            ShopEvent::PaymentFailed { reason, .. } => (
-                "payment_failed",
-                format!("Payment for order {order_id} failed: {reason}."),
-            ),
+            ShopEvent::PaymentFailed { reason, .. } => {
+                ("payment_failed", format!("Payment for order {order_id} failed: {reason}."))
+            }
             ShopEvent::OrderCancelled { reason, .. } => (
                 "order_cancelled",
                 format!("Order {order_id} cancelled ({reason}); stock released."),

@@ -42,10 +42,8 @@ pub(super) async fn set_faults(
     _: Admin,
     ApiJson(patch): ApiJson<FaultPatch>,
 ) -> Result<Response> {
-    let settings = shop
-        .faults
-        .apply(patch)
-        .map_err(|e| ApiError::invalid("invalid_fault", e.to_string()))?;
+    let settings =
+        shop.faults.apply(patch).map_err(|e| ApiError::invalid("invalid_fault", e.to_string()))?;
     tracing::warn!(?settings, "fault injection changed");
     Ok(Json(settings).into_response())
 }

@@ -15,8 +15,8 @@ use super::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::app::Shop;
 use crate::domain::{Order, OrderStatus};
 use crate::services::reasons;
-use crate::store::{PlaceOutcome, Transition};
 use crate::store::catalog::ProductQuery;
+use crate::store::{PlaceOutcome, Transition};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -125,11 +125,7 @@ pub(super) async fn set_cart_item(
             format!("quantity must lie in 0..={}", shop.config.orders.max_quantity),
         ));
     }
-    if !shop
-        .store
-        .set_cart_item(c.id, item.product_id, i64::from(item.quantity))
-        .await?
-    {
+    if !shop.store.set_cart_item(c.id, item.product_id, i64::from(item.quantity)).await? {
         return Err(ApiError::not_found("product"));
     }
     cart_json(&shop, c.id).await
@@ -144,7 +140,10 @@ pub(super) async fn remove_cart_item(
     cart_json(&shop, c.id).await
 }
 
-pub(super) async fn clear_cart(State(shop): State<Arc<Shop>>, Caller(c): Caller) -> Result<Response> {
+pub(super) async fn clear_cart(
+    State(shop): State<Arc<Shop>>,
+    Caller(c): Caller,
+) -> Result<Response> {
     shop.store.clear_cart(c.id).await?;
     cart_json(&shop, c.id).await
 }
@@ -174,11 +173,8 @@ pub(super) async fn place_order(
     headers: HeaderMap,
     ApiJson(body): ApiJson<PlaceOrder>,
 ) -> Result<Response> {
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .unwrap_or("");
+    let key =
+        headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
     if key.is_empty() || key.len() > 128 {
         return Err(ApiError::bad_request(
             "idempotency_key_required",
@@ -231,9 +227,8 @@ pub(super) async fn place_order(
             ));
         }
     }
-    let outcome = shop
-        .place_order(c.id, key.to_owned(), lines.into_iter().collect(), body.card)
-        .await?;
+    let outcome =
+        shop.place_order(c.id, key.to_owned(), lines.into_iter().collect(), body.card).await?;
     match outcome {
         PlaceOutcome::Created(order) => {
             if from_cart {
@@ -246,26 +241,21 @@ pub(super) async fn place_order(
             "idempotency_key_reused",
             "this Idempotency-Key was used for a different order",
         )),
-        PlaceOutcome::OutOfStock {
-            product_id,
-            available,
-        } => Err(ApiError::conflict(
+        PlaceOutcome::OutOfStock { product_id, available } => Err(ApiError::conflict(
             "out_of_stock",
             format!("product {product_id} has {available} left"),
         )
         .details(json!({ "product_id": product_id, "available": available }))),
-        PlaceOutcome::UnknownProduct(id) => Err(ApiError::invalid(
-            "unknown_product",
-            format!("product {id} does not exist"),
-        )),
+        PlaceOutcome::UnknownProduct(id) => {
+            Err(ApiError::invalid("unknown_product", format!("product {id} does not exist")))
+        }
     }
 }
 
 fn order_response(status: StatusCode, order: &Order, replayed: bool) -> Response {
     let mut r = (status, Json(order)).into_response();
     if replayed {
-        r.headers_mut()
-            .insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+        r.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
     }
     r
 }
@@ -295,10 +285,8 @@ pub(super) async fn list_orders(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid("invalid_limit", "limit must lie in 1..=100"));
     }
-    let orders = shop
-        .store
-        .orders_of(c.id, i64::from(limit), i64::from(page.offset.unwrap_or(0)))
-        .await?;
+    let orders =
+        shop.store.orders_of(c.id, i64::from(limit), i64::from(page.offset.unwrap_or(0))).await?;
     Ok(Json(json!({ "orders": orders })).into_response())
 }
 

@@ -47,11 +47,9 @@ impl FromRequestParts<Arc<Shop>> for Caller {
         };
         match shop.customer(key).await? {
             Some(c) => Ok(Self(c)),
-            None => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_api_key",
-                "unknown API key",
-            )),
+            None => {
+                Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_api_key", "unknown API key"))
+            }
         }
     }
 }
@@ -68,11 +66,7 @@ impl FromRequestParts<Arc<Shop>> for Admin {
         let expected = shop.config.server.admin_token.as_bytes();
         // Compare in constant time: the token is a secret.
         let same = given.len() == expected.len()
-            && given
-                .bytes()
-                .zip(expected)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
+            && given.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
         if same {
             Ok(Self)
         } else {

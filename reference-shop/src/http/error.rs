@@ -24,13 +24,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with `status`, a stable machine-readable `code` and a message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after_secs: None,
-            details: None,
-        }
+        Self { status, code, message: message.into(), retry_after_secs: None, details: None }
     }
 
     /// 400.
@@ -90,9 +84,7 @@ impl IntoResponse for ApiError {
         }
         let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
         if let Some(secs) = self.retry_after_secs {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -105,11 +97,7 @@ impl From<StoreError> for ApiError {
             Self::unavailable("store_unavailable", "the database is busy, try again", 1)
         } else {
             tracing::error!(error = %e, "store failure");
-            Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
+            Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
         }
     }
 }
@@ -124,11 +112,7 @@ impl From<JsonRejection> for ApiError {
             _ => "malformed_json",
         };
         // Rejections are always client errors; keep the status if it is one.
-        let status = if status.is_client_error() {
-            status
-        } else {
-            StatusCode::BAD_REQUEST
-        };
+        let status = if status.is_client_error() { status } else { StatusCode::BAD_REQUEST };
         Self::new(status, code, r.body_text())
     }
 }

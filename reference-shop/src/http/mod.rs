@@ -65,12 +65,8 @@ pub fn router(shop: Arc<Shop>) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
-                .into_response()
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                    .into_response()
             },
         ))
         .with_state(shop)
@@ -110,48 +106,29 @@ async fn edge(State(shop): State<Arc<Shop>>, req: Request, next: Next) -> Respon
 async fn observe(State(shop): State<Arc<Shop>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
+    let route =
+        req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     let response = next.run(req).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     tracing::debug!(%method, %route, status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
     shop.metrics
         .http_latency
-        .get_or_create(&RouteLabel {
-            method: method.clone(),
-            route: route.clone(),
-        })
+        .get_or_create(&RouteLabel { method: method.clone(), route: route.clone() })
         .observe(elapsed.as_secs_f64());
-    shop.metrics
-        .http_requests
-        .get_or_create(&HttpLabel {
-            method,
-            route,
-            status,
-        })
-        .inc();
+    shop.metrics.http_requests.get_or_create(&HttpLabel { method, route, status }).inc();
     response
 }
 
 async fn metrics(State(shop): State<Arc<Shop>>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         shop.metrics.encode(),
     )
         .into_response()
 }
 
 async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        include_str!("../../openapi.json"),
-    )
+    ([(header::CONTENT_TYPE, "application/json")], include_str!("../../openapi.json"))
         .into_response()
 }

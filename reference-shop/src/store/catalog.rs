@@ -56,10 +56,8 @@ impl Store {
     /// Database failures.
     pub async fn products(&self, q: &ProductQuery) -> Result<Vec<Product>, StoreError> {
         self.faults.store_delay().await;
-        let pattern = q
-            .text
-            .as_deref()
-            .map(|t| format!("%{}%", t.to_lowercase().replace(['%', '_'], "")));
+        let pattern =
+            q.text.as_deref().map(|t| format!("%{}%", t.to_lowercase().replace(['%', '_'], "")));
         let rows = sqlx::query(
             "SELECT id, sku, name, category, price_cents, stock, reserved FROM products \
              WHERE ($1 IS NULL OR LOWER(name) LIKE $1) AND ($2 IS NULL OR category = $2) \

@@ -23,8 +23,8 @@ use crate::config::StorageConfig;
 use crate::domain::Customer;
 use crate::faults::Faults;
 
-pub use seed::DEMO_CUSTOMERS;
 pub use orders::{NewOrder, PendingOrder, PlaceOutcome, Transition};
+pub use seed::DEMO_CUSTOMERS;
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,10 +58,12 @@ impl StoreError {
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Db(e) => matches!(
-                e,
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            ) || is_contention(e),
+            Self::Db(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+                ) || is_contention(e)
+            }
             _ => false,
         }
     }
@@ -143,12 +145,7 @@ impl Store {
         }
         let pool = options.connect(&url).await?;
         migrator(backend).run(&pool).await?;
-        let store = Self {
-            pool,
-            backend,
-            faults,
-            product_reads: AtomicU64::new(0),
-        };
+        let store = Self { pool, backend, faults, product_reads: AtomicU64::new(0) };
         store.seed_if_empty(config.seed_products).await?;
         Ok(store)
     }
@@ -216,11 +213,7 @@ impl Store {
         .bind(now_ms)
         .fetch_one(&self.pool)
         .await?;
-        Ok(Customer {
-            id: row.try_get("id")?,
-            name: name.to_owned(),
-            api_key: api_key.to_owned(),
-        })
+        Ok(Customer { id: row.try_get("id")?, name: name.to_owned(), api_key: api_key.to_owned() })
     }
 
     /// The customer an API key belongs to.
@@ -238,11 +231,7 @@ impl Store {
 }
 
 fn customer_from(r: &AnyRow) -> Result<Customer, StoreError> {
-    Ok(Customer {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        api_key: r.try_get("api_key")?,
-    })
+    Ok(Customer { id: r.try_get("id")?, name: r.try_get("name")?, api_key: r.try_get("api_key")? })
 }
 
 /// Runs `f` again (up to five times) when it fails on lock contention.

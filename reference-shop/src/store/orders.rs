@@ -197,10 +197,9 @@ impl Store {
                     .await?;
                 tx.rollback().await?;
                 return Ok(Some(match stock {
-                    Some(r) => PlaceOutcome::OutOfStock {
-                        product_id,
-                        available: r.try_get("stock")?,
-                    },
+                    Some(r) => {
+                        PlaceOutcome::OutOfStock { product_id, available: r.try_get("stock")? }
+                    }
                     None => PlaceOutcome::UnknownProduct(product_id),
                 }));
             };
@@ -216,11 +215,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             total += price * quantity;
-            order_lines.push(OrderLine {
-                product_id,
-                quantity,
-                unit_price_cents: price,
-            });
+            order_lines.push(OrderLine { product_id, quantity, unit_price_cents: price });
         }
         sqlx::query("UPDATE orders SET total_cents = $2 WHERE id = $1")
             .bind(order_id)
@@ -343,9 +338,7 @@ impl Store {
         .bind(order_id)
         .fetch_all(&mut **tx)
         .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("product_id")?, r.try_get("quantity")?)))
-            .collect()
+        rows.iter().map(|r| Ok((r.try_get("product_id")?, r.try_get("quantity")?))).collect()
     }
 
     async fn settled(&self, order_id: i64, target: OrderStatus) -> Result<Transition, StoreError> {
@@ -369,7 +362,12 @@ impl Store {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn set_card(&self, order_id: i64, card: &str, now_ms: i64) -> Result<bool, StoreError> {
+    pub async fn set_card(
+        &self,
+        order_id: i64,
+        card: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         self.faults.store_delay().await;
         let n = sqlx::query(
             "UPDATE orders SET card = $2, payment_error = NULL, updated_at_ms = $3 \
@@ -428,10 +426,8 @@ impl Store {
 
     async fn load_order(&self, order_id: i64) -> Result<Option<Order>, StoreError> {
         let sql = format!("{ORDER_COLUMNS} WHERE id = $1");
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(order_id)
-            .fetch_optional(&self.pool)
-            .await?
+        let Some(row) =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(&self.pool).await?
         else {
             return Ok(None);
         };
@@ -458,11 +454,12 @@ impl Store {
         idempotency_key: &str,
     ) -> Result<Option<Order>, StoreError> {
         self.faults.store_delay().await;
-        let row = sqlx::query("SELECT id FROM orders WHERE customer_id = $1 AND idempotency_key = $2")
-            .bind(customer_id)
-            .bind(idempotency_key)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT id FROM orders WHERE customer_id = $1 AND idempotency_key = $2")
+                .bind(customer_id)
+                .bind(idempotency_key)
+                .fetch_optional(&self.pool)
+                .await?;
         match row {
             Some(r) => self.load_order(r.try_get("id")?).await,
             None => Ok(None),
@@ -480,9 +477,8 @@ impl Store {
         offset: i64,
     ) -> Result<Vec<Order>, StoreError> {
         self.faults.store_delay().await;
-        let sql = format!(
-            "{ORDER_COLUMNS} WHERE customer_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
-        );
+        let sql =
+            format!("{ORDER_COLUMNS} WHERE customer_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(customer_id)
             .bind(limit)

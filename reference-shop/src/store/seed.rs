@@ -8,12 +8,24 @@ use super::{Store, StoreError};
 pub const DEMO_CUSTOMERS: [(&str, &str); 2] = [("alice", "demo-alice"), ("bob", "demo-bob")];
 
 const ADJECTIVES: [&str; 15] = [
-    "Classic", "Compact", "Deluxe", "Everyday", "Foldable", "Handmade", "Heavy-duty", "Light",
-    "Modern", "Portable", "Rustic", "Smart", "Sturdy", "Vintage", "Waterproof",
+    "Classic",
+    "Compact",
+    "Deluxe",
+    "Everyday",
+    "Foldable",
+    "Handmade",
+    "Heavy-duty",
+    "Light",
+    "Modern",
+    "Portable",
+    "Rustic",
+    "Smart",
+    "Sturdy",
+    "Vintage",
+    "Waterproof",
 ];
-const MATERIALS: [&str; 10] = [
-    "Bamboo", "Canvas", "Ceramic", "Copper", "Cotton", "Glass", "Leather", "Oak", "Steel", "Wool",
-];
+const MATERIALS: [&str; 10] =
+    ["Bamboo", "Canvas", "Ceramic", "Copper", "Cotton", "Glass", "Leather", "Oak", "Steel", "Wool"];
 const ITEMS: [(&str, &str); 20] = [
     ("Backpack", "bags"),
     ("Tote", "bags"),
@@ -84,12 +96,7 @@ impl Store {
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for i in start..end {
                 let p = product(i);
-                query = query
-                    .bind(p.0)
-                    .bind(p.1)
-                    .bind(p.2)
-                    .bind(p.3)
-                    .bind(p.4);
+                query = query.bind(p.0).bind(p.1).bind(p.2).bind(p.3).bind(p.4);
             }
             query.bind(0_i64).execute(&mut *tx).await?;
             start = end;
@@ -120,13 +127,7 @@ fn product(i: u32) -> (String, String, String, i64, i64) {
     z ^= z >> 31;
     let price = 299 + (z % 19_700) as i64 * 5;
     let stock = 20 + ((z >> 20) % 481) as i64;
-    (
-        format!("SKU-{:05}", i + 1),
-        name,
-        category.to_owned(),
-        price,
-        stock,
-    )
+    (format!("SKU-{:05}", i + 1), name, category.to_owned(), price, stock)
 }
 
 #[cfg(test)]
