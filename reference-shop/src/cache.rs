@@ -89,11 +89,11 @@ impl ProductCache {
         let load = {
             let mut state = self.state.lock();
             let now = self.clock.now();
-            if let Some((product, at)) = state.entries.get(&id) {
-                if now.saturating_sub(*at) < self.ttl_ns {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(product.clone());
-                }
+            if let Some((product, at)) = state.entries.get(&id)
+                && now.saturating_sub(*at) < self.ttl_ns
+            {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(product.clone());
             }
             if let Some((_, load)) = state.loading.get(&id) {
                 self.coalesced.fetch_add(1, Ordering::Relaxed);
@@ -109,10 +109,10 @@ impl ProductCache {
                     if state.loading.get(&id).is_some_and(|(l, _)| *l == load_id) {
                         state.loading.remove(&id);
                         if let Ok(product) = &result {
-                            if state.entries.len() >= this.capacity {
-                                if let Some(&victim) = state.entries.keys().next() {
-                                    state.entries.remove(&victim);
-                                }
+                            if state.entries.len() >= this.capacity
+                                && let Some(&victim) = state.entries.keys().next()
+                            {
+                                state.entries.remove(&victim);
                             }
                             state.entries.insert(id, (product.clone(), this.clock.now()));
                         }

@@ -114,7 +114,7 @@ pub async fn run(args: Args, config: &Config) -> ExitCode {
         let _ = w.await;
     }
     let elapsed = started.elapsed();
-    print_report(&report, sent.load(Ordering::Relaxed), elapsed);
+    print_report(&report, elapsed);
     let token = args.admin_token.unwrap_or_else(|| config.server.admin_token.clone());
     match client.get(format!("{base}/admin/status")).header("x-admin-token", token).send().await {
         Ok(r) if r.status().is_success() => {
@@ -233,14 +233,13 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
-fn print_report(report: &Report, sent: u64, elapsed: Duration) {
+fn print_report(report: &Report, elapsed: Duration) {
     let done: u64 = report.ops.values().map(|s| s.latency.snapshot().count).sum();
     println!(
-        "\n{done} responses in {:.1} s ({:.0}/s); {} transport errors; {} request slots used",
+        "\n{done} responses in {:.1} s ({:.0}/s); {} transport errors",
         elapsed.as_secs_f64(),
         done as f64 / elapsed.as_secs_f64().max(1e-9),
         report.errors.load(Ordering::Relaxed),
-        sent.min(u64::MAX),
     );
     println!(
         "\n{:<16} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}  statuses",

@@ -143,11 +143,11 @@ impl PaymentProvider {
             self.failures.fetch_add(1, Ordering::Relaxed);
             return Err(ProviderError::Unavailable);
         }
-        if let Some(c) = self.charges.lock().get_mut(&order_id) {
-            if !c.refunded {
-                c.refunded = true;
-                self.refunds.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(c) = self.charges.lock().get_mut(&order_id)
+            && !c.refunded
+        {
+            c.refunded = true;
+            self.refunds.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -36,10 +36,13 @@ async fn raw(
     .await
 }
 
+/// method, path, content type, body, expected status, expected error code.
+type Case = (Method, &'static str, &'static str, Vec<u8>, u16, Option<&'static str>);
+
 async fn bad_input_is_a_4xx_json_error(db: TestDb) {
     let shop = start(&db, |c| c.server.max_body_bytes = 16 * 1024).await;
     let j = "application/json";
-    let cases: Vec<(Method, &str, &str, Vec<u8>, u16, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         (Method::POST, "/orders", j, b"{not json".to_vec(), 400, Some("malformed_json")),
         (Method::POST, "/orders", j, b"".to_vec(), 400, Some("malformed_json")),
         (

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::{TestDb, test_config};
 use reference_shop::domain::OrderStatus;
 use reference_shop::faults::{FaultSettings, Faults};
-use reference_shop::store::{NewOrder, PlaceOutcome, Store, Transition, DEMO_CUSTOMERS};
+use reference_shop::store::{DEMO_CUSTOMERS, NewOrder, PlaceOutcome, Store, Transition};
 
 async fn open(db: &TestDb, products: u32) -> Store {
     let mut config = test_config();
@@ -31,10 +31,7 @@ fn order(customer_id: i64, key: &str, lines: Vec<(i64, i64)>) -> NewOrder {
 }
 
 async fn all(store: &Store) -> Vec<reference_shop::domain::Product> {
-    let q = reference_shop::store::catalog::ProductQuery {
-        limit: 1000,
-        ..Default::default()
-    };
+    let q = reference_shop::store::catalog::ProductQuery { limit: 1000, ..Default::default() };
     store.products(&q).await.unwrap()
 }
 
@@ -67,10 +64,7 @@ async fn transitions_are_idempotent_and_atomic(db: TestDb) {
     let too_much = order(customer.id, "k0", vec![(1, 1), (2, s2 + 1)]);
     assert_eq!(
         store.place_order(&too_much).await.unwrap(),
-        PlaceOutcome::OutOfStock {
-            product_id: 2,
-            available: s2
-        }
+        PlaceOutcome::OutOfStock { product_id: 2, available: s2 }
     );
     assert_eq!(stock(1).await, (s1, 0));
     assert_eq!(
@@ -79,10 +73,8 @@ async fn transitions_are_idempotent_and_atomic(db: TestDb) {
     );
 
     // Try.
-    let PlaceOutcome::Created(a) = store
-        .place_order(&order(customer.id, "k1", vec![(1, 2), (2, 1)]))
-        .await
-        .unwrap()
+    let PlaceOutcome::Created(a) =
+        store.place_order(&order(customer.id, "k1", vec![(1, 2), (2, 1)])).await.unwrap()
     else {
         panic!("order a not created")
     };
@@ -103,15 +95,16 @@ async fn transitions_are_idempotent_and_atomic(db: TestDb) {
     assert_eq!(stock(1).await, (s1 - 2, 0));
 
     // Cancel, twice; confirm after cancel is refused; stock comes back once.
-    let PlaceOutcome::Created(b) = store
-        .place_order(&order(customer.id, "k2", vec![(1, 3)]))
-        .await
-        .unwrap()
+    let PlaceOutcome::Created(b) =
+        store.place_order(&order(customer.id, "k2", vec![(1, 3)])).await.unwrap()
     else {
         panic!("order b not created")
     };
     assert_eq!(stock(1).await, (s1 - 5, 3));
-    assert!(matches!(store.cancel_order(b.id, "timeout", 8).await.unwrap(), Transition::Applied(_)));
+    assert!(matches!(
+        store.cancel_order(b.id, "timeout", 8).await.unwrap(),
+        Transition::Applied(_)
+    ));
     assert_eq!(store.cancel_order(b.id, "timeout", 9).await.unwrap(), Transition::Already);
     assert_eq!(
         store.confirm_order(b.id, "ch", 10).await.unwrap(),
