@@ -196,3 +196,62 @@ on_both_databases!(
     edge_rate_limits_per_client_and_sheds_load,
     a_flash_sale_burst_makes_one_store_read,
 );
+
+/// Every metric the Grafana dashboard queries is one the shop exports, and the OpenAPI
+/// document it serves describes every route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_and_openapi_match_the_shop() {
+    let db = TestDb::sqlite();
+    let shop = start(&db, |_| {}).await;
+    // Make every labelled family have at least one sample.
+    let key = shop.customer("metrics").await;
+    let r = shop
+        .place(
+            &key,
+            "m-1",
+            &json!({ "items": [{ "product_id": 1, "quantity": 1 }], "card": "tok_visa" }),
+        )
+        .await;
+    shop.order_becomes(&key, r.body["id"].as_i64().unwrap(), "paid").await;
+    let metrics =
+        shop.http.get(format!("{}/metrics", shop.base)).send().await.unwrap().text().await.unwrap();
+    let dashboard = include_str!("../dashboards/grafana.json");
+    let names: std::collections::BTreeSet<&str> = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|t| t.starts_with("levee_") || t.starts_with("shop_") || t.starts_with("http_"))
+        .collect();
+    assert!(names.len() > 10, "{names:?}");
+    for name in names {
+        let exported = metrics
+            .lines()
+            .any(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")));
+        assert!(exported, "dashboard queries {name}, which /metrics does not export");
+    }
+
+    let spec = shop.send(shop.get("/openapi.json", None)).await;
+    assert_eq!(spec.status, 200);
+    let paths = spec.body["paths"].as_object().unwrap();
+    for route in [
+        "/health",
+        "/metrics",
+        "/customers",
+        "/products",
+        "/products/{id}",
+        "/cart",
+        "/cart/items",
+        "/cart/items/{product_id}",
+        "/orders",
+        "/orders/{id}",
+        "/orders/{id}/pay",
+        "/orders/{id}/cancel",
+        "/orders/{id}/notifications",
+        "/admin/status",
+        "/admin/faults",
+        "/admin/dlq",
+        "/admin/dlq/replay",
+        "/admin/products/{id}",
+    ] {
+        assert!(paths.contains_key(route), "openapi.json lacks {route}");
+    }
+    shop.stop().await;
+}
