@@ -15,6 +15,25 @@ use crate::sync::{Arc, AtomicU64, Ordering};
 ///
 /// `now()` never goes backwards for one clock. The origin is arbitrary (each clock picks its
 /// own), so only differences between two readings of the same clock mean anything.
+///
+/// A primitive is generic over its clock, so tests drive it by hand:
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::{Clock, ManualClock};
+///
+/// struct Lease<C: Clock> { clock: C, expires_at: u64 }
+/// impl<C: Clock> Lease<C> {
+///     fn expired(&self) -> bool { self.clock.now() >= self.expires_at }
+/// }
+///
+/// let clock = ManualClock::new();
+/// let lease = Lease { clock: clock.clone(), expires_at: 1_000 };
+/// assert!(!lease.expired());
+/// clock.advance(Duration::from_micros(1));
+/// assert!(lease.expired());
+/// assert_eq!(clock.elapsed_since(400), 600);
+/// ```
 pub trait Clock: Send + Sync + 'static {
     /// Nanoseconds since this clock's origin.
     fn now(&self) -> u64;
@@ -41,6 +60,12 @@ impl<C: Clock + ?Sized> Clock for Box<C> {
 }
 
 /// Converts a `Duration` to nanoseconds, saturating at `u64::MAX` (584 years).
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(levee_core::nanos(Duration::from_millis(2)), 2_000_000);
+/// assert_eq!(levee_core::nanos(Duration::MAX), u64::MAX);
+/// ```
 #[inline]
 #[must_use]
 pub const fn nanos(duration: Duration) -> u64 {
@@ -70,6 +95,13 @@ static ORIGIN: OnceLock<Instant> = OnceLock::new();
 
 impl SystemClock {
     /// The `Instant` that reads as zero on every `SystemClock`.
+    ///
+    /// ```
+    /// use levee_core::SystemClock;
+    /// let reading = SystemClock::from_instant(std::time::Instant::now());
+    /// assert_eq!(SystemClock::from_instant(SystemClock::to_instant(reading)), reading);
+    /// assert!(SystemClock::origin() <= std::time::Instant::now());
+    /// ```
     #[must_use]
     pub fn origin() -> Instant {
         *ORIGIN.get_or_init(Instant::now)

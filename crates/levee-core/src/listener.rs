@@ -54,6 +54,12 @@ where
 
 /// A listener that ignores everything; zero-sized, so a primitive generic over its listener
 /// pays nothing for it.
+///
+/// ```
+/// use levee_core::{Listener, NoopListener};
+/// NoopListener.on_event(&"ignored");
+/// assert_eq!(std::mem::size_of::<NoopListener>(), 0);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NoopListener;
 
@@ -74,6 +80,18 @@ impl<E, A: Listener<E>, B: Listener<E>> Listener<E> for (A, B) {
 /// Where a primitive keeps its listeners: none by default, any number added at build time.
 ///
 /// Cloning shares the listeners.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use levee_core::EventHook;
+///
+/// let log = Arc::new(Mutex::new(Vec::new()));
+/// let sink = log.clone();
+/// let hook = EventHook::none().with(move |e: &u32| sink.lock().unwrap().push(*e));
+/// assert_eq!(hook.len(), 1);
+/// hook.emit(|| 42);
+/// assert_eq!(*log.lock().unwrap(), [42]);
+/// ```
 pub struct EventHook<E> {
     listeners: Option<Arc<[Arc<dyn Listener<E>>]>>,
 }

@@ -44,6 +44,11 @@ pub fn next_u64() -> u64 {
 }
 
 /// A uniformly distributed `f64` in `[0, 1)`.
+///
+/// ```
+/// let x = levee_core::random::next_f64();
+/// assert!((0.0..1.0).contains(&x));
+/// ```
 #[inline]
 #[must_use]
 pub fn next_f64() -> f64 {
@@ -52,6 +57,10 @@ pub fn next_f64() -> f64 {
 }
 
 /// A value in `0..bound` (zero when `bound` is zero), without modulo bias worth measuring.
+///
+/// ```
+/// assert!(levee_core::random::below(6) < 6);
+/// ```
 #[inline]
 #[must_use]
 pub fn below(bound: u64) -> u64 {

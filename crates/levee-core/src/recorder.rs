@@ -138,6 +138,17 @@ fn stripe_index() -> usize {
 }
 
 /// Summary statistics of recorded latencies. All durations are zero when `count` is zero.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::{LatencyRecorder, LatencySnapshot};
+///
+/// assert_eq!(LatencyRecorder::new().snapshot(), LatencySnapshot::default());
+/// let r = LatencyRecorder::new();
+/// r.record(Duration::from_micros(250));
+/// let snap = LatencySnapshot::from_histogram(&r.merged());
+/// assert_eq!((snap.count, snap.p99.as_micros()), (1, 250));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LatencySnapshot {
     /// Number of samples.

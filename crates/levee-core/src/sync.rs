@@ -59,6 +59,14 @@ where
 ///
 /// Spin loops must call this: under loom a loop that does not yield never lets the thread it
 /// waits for make progress.
+///
+/// ```
+/// use levee_core::sync::{spin_hint, AtomicBool, Ordering};
+/// let ready = AtomicBool::new(true);
+/// while !ready.load(Ordering::Acquire) {
+///     spin_hint();
+/// }
+/// ```
 #[inline]
 pub fn spin_hint() {
     #[cfg(loom)]
@@ -68,6 +76,21 @@ pub fn spin_hint() {
 }
 
 /// Exponential backoff for CAS loops (crossbeam's `Backoff`, or a plain yield under loom).
+///
+/// ```
+/// use levee_core::sync::{AtomicU64, Backoff, Ordering};
+///
+/// let word = AtomicU64::new(1);
+/// let backoff = Backoff::new();
+/// let mut current = word.load(Ordering::Relaxed);
+/// while let Err(actual) =
+///     word.compare_exchange_weak(current, current * 2, Ordering::AcqRel, Ordering::Relaxed)
+/// {
+///     current = actual;
+///     backoff.spin();
+/// }
+/// assert_eq!(word.load(Ordering::Relaxed), 2);
+/// ```
 #[derive(Debug, Default)]
 pub struct Backoff {
     #[cfg(not(loom))]
@@ -113,6 +136,13 @@ impl Backoff {
 /// A mutual-exclusion lock whose `lock()` returns the guard directly (no poisoning).
 ///
 /// `parking_lot::Mutex` normally, loom's mutex under `--cfg loom`.
+///
+/// ```
+/// use levee_core::sync::Mutex;
+/// let m = Mutex::new(vec![1]);
+/// m.lock().push(2);
+/// assert_eq!(m.into_inner(), [1, 2]);
+/// ```
 #[derive(Debug, Default)]
 pub struct Mutex<T: ?Sized> {
     #[cfg(loom)]
@@ -169,6 +199,13 @@ impl<T: ?Sized> Mutex<T> {
 /// A reader-writer lock: many readers or one writer, no poisoning.
 ///
 /// `parking_lot::RwLock` normally, loom's under `--cfg loom`.
+///
+/// ```
+/// use levee_core::sync::RwLock;
+/// let l = RwLock::new(1);
+/// *l.write() += 1;
+/// assert_eq!(*l.read(), 2);
+/// ```
 #[derive(Debug, Default)]
 pub struct RwLock<T: ?Sized> {
     #[cfg(loom)]
@@ -221,6 +258,14 @@ impl<T: ?Sized> RwLock<T> {
 }
 
 /// `std::cell::UnsafeCell` with loom's closure API, so loom can track every access.
+///
+/// ```
+/// use levee_core::sync::UnsafeCell;
+/// let cell = UnsafeCell::new(1);
+/// // SAFETY: the cell is local; nothing else accesses it.
+/// cell.with_mut(|p| unsafe { *p = 2 });
+/// assert_eq!(cell.into_inner(), 2);
+/// ```
 #[cfg(not(loom))]
 #[derive(Debug, Default)]
 pub struct UnsafeCell<T: ?Sized>(std::cell::UnsafeCell<T>);
