@@ -1,14 +1,21 @@
 //! Timers that cancel unpaid orders.
 //!
-//! STAND-IN until `levee-timer` lands on main: an ordered set of (deadline, order) and a
-//! driver task that looks for due entries every tick. Deadlines are the shop clock's wall
-//! milliseconds, so tests move a manual clock and the next tick fires what became due.
+//! One `levee_timer::TimingWheel` entry per unpaid order, keyed by order id so a payment or a
+//! customer cancel disarms it in O(1). The wheel counts the shop clock's nanoseconds (wall time
+//! since the epoch), so deadlines read back from the store after a restart go straight in,
+//! and a deadline already past fires at the next tick.
+//!
+//! The driver below (a tick loop that hands due orders to a callback) is a STAND-IN for
+//! levee-timer's tokio `TimerService`, which has not landed on main yet. Tests move a manual
+//! clock and the next tick fires what became due.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use levee_core::Clock;
+use levee_timer::{TimerKey, TimingWheel};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -26,10 +33,13 @@ pub struct TimerStats {
     pub cancelled: u64,
 }
 
-#[derive(Default)]
 struct Wheel {
-    by_deadline: BTreeSet<(i64, i64)>,
-    by_order: HashMap<i64, i64>,
+    wheel: TimingWheel<i64>,
+    keys: HashMap<i64, TimerKey>,
+}
+
+fn to_nanos(ms: i64) -> u64 {
+    u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
 }
 
 /// One timer per unpaid order.
@@ -50,9 +60,14 @@ impl OrderTimeouts {
     /// Timers read from `clock`.
     #[must_use]
     pub fn new(clock: ShopClock) -> Self {
+        let wheel = TimingWheel::builder()
+            .tick(Duration::from_millis(1))
+            .start(clock.now())
+            .build()
+            .expect("1 ms is a valid tick and no limit is set");
         Self {
             clock,
-            wheel: Mutex::new(Wheel::default()),
+            wheel: Mutex::new(Wheel { wheel, keys: HashMap::new() }),
             fired: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
         }
@@ -60,34 +75,40 @@ impl OrderTimeouts {
 
     /// Arms (or re-arms) the timer of `order_id` for `deadline_ms`.
     pub fn schedule(&self, order_id: i64, deadline_ms: i64) {
+        let deadline = to_nanos(deadline_ms);
         let mut w = self.wheel.lock();
-        if let Some(old) = w.by_order.insert(order_id, deadline_ms) {
-            w.by_deadline.remove(&(old, order_id));
+        if let Some(&key) = w.keys.get(&order_id)
+            && w.wheel.reset(key, deadline).is_ok()
+        {
+            return;
         }
-        w.by_deadline.insert((deadline_ms, order_id));
+        // The wheel's only refusal is "full" (about 4 billion timers): then the order keeps
+        // no timer, which the log says.
+        match w.wheel.insert(deadline, order_id) {
+            Ok(key) => {
+                w.keys.insert(order_id, key);
+            }
+            Err(e) => tracing::error!(order_id, error = %e, "unpaid-order timer not armed"),
+        }
     }
 
     /// Disarms the timer of `order_id`, if armed.
     pub fn cancel(&self, order_id: i64) {
         let mut w = self.wheel.lock();
-        if let Some(deadline) = w.by_order.remove(&order_id) {
-            w.by_deadline.remove(&(deadline, order_id));
+        if let Some(key) = w.keys.remove(&order_id)
+            && w.wheel.cancel(key).is_some()
+        {
             self.cancelled.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Removes and returns the orders whose deadline has passed.
     pub fn take_due(&self) -> Vec<i64> {
-        let now = self.clock.now_ms();
+        let now = self.clock.now();
         let mut w = self.wheel.lock();
-        let mut due = Vec::new();
-        while let Some(&(deadline, order)) = w.by_deadline.first() {
-            if deadline > now {
-                break;
-            }
-            w.by_deadline.pop_first();
-            w.by_order.remove(&order);
-            due.push(order);
+        let due: Vec<i64> = w.wheel.advance(now).map(|(_, order)| order).collect();
+        for order in &due {
+            w.keys.remove(order);
         }
         self.fired.fetch_add(due.len() as u64, Ordering::Relaxed);
         due
@@ -97,7 +118,7 @@ impl OrderTimeouts {
     #[must_use]
     pub fn stats(&self) -> TimerStats {
         TimerStats {
-            pending: self.wheel.lock().by_order.len() as u64,
+            pending: self.wheel.lock().wheel.len() as u64,
             fired: self.fired.load(Ordering::Relaxed),
             cancelled: self.cancelled.load(Ordering::Relaxed),
         }
