@@ -348,6 +348,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_the_defaults() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/shop.example.toml"));
+        let from_file = Config::load(Some(path), Vec::new()).unwrap();
+        assert_eq!(
+            toml::to_string(&from_file).unwrap(),
+            toml::to_string(&Config::default()).unwrap()
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_setting() {
         let env = vec![("SHOP_PROVIDER__FAILURE_RATE".to_owned(), "1.5".to_owned())];
         let err = Config::load(None, env).unwrap_err().to_string();
