@@ -236,7 +236,13 @@ pub(super) async fn place_order(
             }
             Ok(order_response(StatusCode::CREATED, &order, false))
         }
-        PlaceOutcome::Replayed(order) => Ok(order_response(StatusCode::OK, &order, true)),
+        PlaceOutcome::Replayed(order) => {
+            if from_cart {
+                // The first attempt may have failed between placing and emptying the cart.
+                shop.store.clear_cart(c.id).await?;
+            }
+            Ok(order_response(StatusCode::OK, &order, true))
+        }
         PlaceOutcome::KeyReused => Err(ApiError::conflict(
             "idempotency_key_reused",
             "this Idempotency-Key was used for a different order",

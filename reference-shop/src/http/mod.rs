@@ -105,7 +105,12 @@ async fn edge(State(shop): State<Arc<Shop>>, req: Request, next: Next) -> Respon
 /// Request metrics and a tracing span per request.
 async fn observe(State(shop): State<Arc<Shop>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    // Only the standard methods become label values: a client cannot grow the metrics.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        _ => "OTHER",
+    }
+    .to_owned();
     let route =
         req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     let response = next.run(req).await;
