@@ -62,14 +62,16 @@ async fn provider_outage_opens_the_breaker_and_payments_recover(db: TestDb) {
         assert_eq!(o["status"], "awaiting_payment");
         assert!(o["payment_error"].is_string(), "{o}");
     }
-    let dlq = shop.send(shop.admin(Method::GET, "/admin/dlq")).await;
-    assert_eq!(dlq.body["dead_letters"].as_array().unwrap().len(), 5, "{dlq:?}");
     let metrics = shop.send(shop.http.get(format!("{}/metrics", shop.base))).await;
     assert_eq!(metrics.status, 200);
     eventually("the sixth payment is dead-lettered", || async {
         (shop.status().await["queue"]["dlq_depth"] == 6).then_some(())
     })
     .await;
+    let dlq = shop.send(shop.admin(Method::GET, "/admin/dlq")).await;
+    let letters = dlq.body["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 6, "{dlq:?}");
+    assert!(letters.iter().all(|l| l["subscription"] == "payment"), "{dlq:?}");
 
     // The provider comes back; the breaker's cool-down passes; the operator replays the DLQ.
     shop.faults(json!({ "provider_failure_rate": 0.0 })).await;
