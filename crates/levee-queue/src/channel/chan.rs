@@ -1,0 +1,294 @@
+//! The state both ends share: storage, waiter lists, handle counts, policy and counters.
+
+use levee_core::sync::{Arc, AtomicUsize, Backoff, Ordering, thread};
+use levee_core::{Counter, EventHook};
+
+use super::config::OverflowPolicy;
+use super::error::{RecvError, SendError, TryRecvError, TrySendError};
+use super::flavor::{Flavor, PopError, PushError};
+use super::stats::{ChannelEvent, ChannelStats, CloseReason};
+use super::waiters::{WaitList, Wake, fence_after_register};
+use super::{Receiver, Sender};
+
+pub(crate) struct Chan<T> {
+    flavor: Flavor<T>,
+    /// Receivers waiting for a message.
+    pub(crate) recv_waiters: WaitList,
+    /// Senders waiting for room.
+    pub(crate) send_waiters: WaitList,
+    senders: AtomicUsize,
+    receivers: AtomicUsize,
+    policy: OverflowPolicy,
+    dropped: Counter,
+    rejected: Counter,
+    discarded: Counter,
+    hook: EventHook<ChannelEvent>,
+}
+
+/// The first sender and receiver of a new channel.
+pub(crate) fn handles<T>(chan: Chan<T>) -> (Sender<T>, Receiver<T>) {
+    let chan = Arc::new(chan);
+    (Sender { chan: chan.clone() }, Receiver { chan })
+}
+
+/// What a send attempt that may not wait came to.
+pub(crate) enum Attempt<T> {
+    Sent,
+    Full(T),
+    Closed(T),
+}
+
+impl<T> Chan<T> {
+    pub(crate) fn new(
+        flavor: Flavor<T>,
+        policy: OverflowPolicy,
+        hook: EventHook<ChannelEvent>,
+    ) -> Self {
+        Self {
+            flavor,
+            recv_waiters: WaitList::new(),
+            send_waiters: WaitList::new(),
+            senders: AtomicUsize::new(1),
+            receivers: AtomicUsize::new(1),
+            policy,
+            dropped: Counter::new(),
+            rejected: Counter::new(),
+            discarded: Counter::new(),
+            hook,
+        }
+    }
+
+    pub(crate) fn policy(&self) -> OverflowPolicy {
+        self.policy
+    }
+
+    fn capacity_or_zero(&self) -> usize {
+        self.flavor.capacity().unwrap_or(0)
+    }
+
+    /// Pushes once; under `DropOldest` evicts until the value fits. Wakes a receiver on
+    /// success. Never waits.
+    #[inline]
+    pub(crate) fn attempt_send(&self, value: T) -> Attempt<T> {
+        match self.flavor.push(value) {
+            Ok(()) => {
+                self.recv_waiters.notify_one();
+                Attempt::Sent
+            }
+            Err(PushError::Closed(v)) => Attempt::Closed(v),
+            Err(PushError::Full(v)) if self.policy == OverflowPolicy::DropOldest => {
+                self.send_evicting(v)
+            }
+            Err(PushError::Full(v)) => Attempt::Full(v),
+        }
+    }
+
+    #[cold]
+    fn send_evicting(&self, mut value: T) -> Attempt<T> {
+        loop {
+            // Make room: take the oldest message (if a receiver has not just done so).
+            if let Ok(oldest) = self.flavor.pop() {
+                self.dropped.incr();
+                self.hook.emit(|| ChannelEvent::Dropped { capacity: self.capacity_or_zero() });
+                drop(oldest);
+            }
+            match self.flavor.push(value) {
+                Ok(()) => {
+                    self.recv_waiters.notify_one();
+                    return Attempt::Sent;
+                }
+                Err(PushError::Closed(v)) => return Attempt::Closed(v),
+                Err(PushError::Full(v)) => value = v,
+            }
+        }
+    }
+
+    /// Counts and reports a send refused for want of room.
+    #[cold]
+    pub(crate) fn note_rejected(&self) {
+        self.rejected.incr();
+        self.hook.emit(|| ChannelEvent::Rejected { capacity: self.capacity_or_zero() });
+    }
+
+    pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        match self.attempt_send(value) {
+            Attempt::Sent => Ok(()),
+            Attempt::Closed(v) => Err(TrySendError::Closed(v)),
+            Attempt::Full(v) => {
+                self.note_rejected();
+                Err(TrySendError::Full(v))
+            }
+        }
+    }
+
+    /// Sends, blocking the thread while the channel is full under `Wait`.
+    pub(crate) fn send(&self, mut value: T) -> Result<(), SendError<T>> {
+        loop {
+            // Spin a little first: a slot usually frees up within microseconds.
+            let backoff = Backoff::new();
+            loop {
+                match self.attempt_send(value) {
+                    Attempt::Sent => return Ok(()),
+                    Attempt::Closed(v) => return Err(SendError::Closed(v)),
+                    Attempt::Full(v) if self.policy == OverflowPolicy::Reject => {
+                        self.note_rejected();
+                        return Err(SendError::Rejected(v));
+                    }
+                    Attempt::Full(v) => value = v,
+                }
+                if backoff.is_completed() {
+                    break;
+                }
+                backoff.snooze();
+            }
+            // Block: register, re-check, park until notified.
+            let id = self.send_waiters.register(Wake::Thread(thread::current()));
+            fence_after_register();
+            match self.attempt_send(value) {
+                Attempt::Sent => {
+                    self.send_waiters.cancel(id);
+                    return Ok(());
+                }
+                Attempt::Closed(v) => {
+                    self.send_waiters.cancel(id);
+                    return Err(SendError::Closed(v));
+                }
+                Attempt::Full(v) => {
+                    value = v;
+                    park_until_notified(&self.send_waiters, id);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn try_recv(&self) -> Result<T, TryRecvError> {
+        match self.flavor.pop() {
+            Ok(v) => {
+                self.send_waiters.notify_one();
+                Ok(v)
+            }
+            Err(PopError::Empty) => Err(TryRecvError::Empty),
+            Err(PopError::Closed) => Err(TryRecvError::Closed),
+        }
+    }
+
+    /// Receives, blocking the thread while the channel is empty and open.
+    pub(crate) fn recv(&self) -> Result<T, RecvError> {
+        loop {
+            let backoff = Backoff::new();
+            loop {
+                match self.try_recv() {
+                    Ok(v) => return Ok(v),
+                    Err(TryRecvError::Closed) => return Err(RecvError),
+                    Err(TryRecvError::Empty) => {}
+                }
+                if backoff.is_completed() {
+                    break;
+                }
+                backoff.snooze();
+            }
+            let id = self.recv_waiters.register(Wake::Thread(thread::current()));
+            fence_after_register();
+            match self.try_recv() {
+                Ok(v) => {
+                    self.recv_waiters.cancel(id);
+                    return Ok(v);
+                }
+                Err(TryRecvError::Closed) => {
+                    self.recv_waiters.cancel(id);
+                    return Err(RecvError);
+                }
+                Err(TryRecvError::Empty) => park_until_notified(&self.recv_waiters, id),
+            }
+        }
+    }
+
+    /// Closes the channel; true if this call did it. Wakes everybody who waits.
+    pub(crate) fn close(&self, reason: CloseReason) -> bool {
+        if !self.flavor.close() {
+            return false;
+        }
+        self.hook.emit(|| ChannelEvent::Closed { reason });
+        self.send_waiters.notify_all();
+        self.recv_waiters.notify_all();
+        true
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.flavor.is_closed()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.flavor.len()
+    }
+
+    pub(crate) fn capacity(&self) -> Option<usize> {
+        self.flavor.capacity()
+    }
+
+    pub(crate) fn stats(&self) -> ChannelStats {
+        let dropped = self.dropped.get();
+        let discarded = self.discarded.get();
+        let (sent, taken) = self.flavor.counts();
+        ChannelStats {
+            sent,
+            received: taken.saturating_sub(dropped + discarded),
+            dropped,
+            rejected: self.rejected.get(),
+            discarded,
+            depth: sent.saturating_sub(taken) as usize,
+            capacity: self.flavor.capacity(),
+        }
+    }
+
+    pub(crate) fn sender_count(&self) -> usize {
+        self.senders.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn receiver_count(&self) -> usize {
+        self.receivers.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_sender(&self) {
+        // Relaxed: like `Arc::clone`, the new handle comes from an existing one.
+        self.senders.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_receiver(&self) {
+        self.receivers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A sender handle went away; the last one closes the channel.
+    pub(crate) fn drop_sender(&self) {
+        // AcqRel: the last sender's close happens after every other sender's sends.
+        if self.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.close(CloseReason::SendersGone);
+        }
+    }
+
+    /// A receiver handle went away; the last one closes the channel and drops what is left,
+    /// counted as `discarded`, so the values' destructors run now rather than whenever the
+    /// last sender goes.
+    pub(crate) fn drop_receiver(&self) {
+        if self.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.close(CloseReason::ReceiversGone);
+            let mut count = 0u64;
+            while let Ok(v) = self.flavor.pop() {
+                drop(v);
+                count += 1;
+            }
+            if count > 0 {
+                self.discarded.add(count);
+                self.hook.emit(|| ChannelEvent::Discarded { count });
+            }
+        }
+    }
+}
+
+/// Parks until `id` leaves `list` (a notification took it). Spurious wake-ups park again.
+fn park_until_notified(list: &WaitList, id: u64) {
+    while list.is_registered(id) {
+        thread::park();
+    }
+}

@@ -1,0 +1,63 @@
+//! What a channel counts and reports.
+
+/// A snapshot of a channel's counters.
+///
+/// `sent` and `received` come from the head and tail positions themselves, so the hot path
+/// pays nothing for them. Taken while senders and receivers are busy, a snapshot is
+/// approximate; once the channel is quiet it balances:
+/// `sent == received + dropped + discarded + depth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChannelStats {
+    /// Messages accepted by the channel.
+    pub sent: u64,
+    /// Messages handed to receivers.
+    pub received: u64,
+    /// Messages evicted by [`OverflowPolicy::DropOldest`](super::OverflowPolicy::DropOldest)
+    /// to make room.
+    pub dropped: u64,
+    /// Sends refused because the channel was full (the sender got the value back).
+    pub rejected: u64,
+    /// Messages still queued when the last receiver went away, dropped with it.
+    pub discarded: u64,
+    /// Messages queued now.
+    pub depth: usize,
+    /// The bound, or `None` for an unbounded channel.
+    pub capacity: Option<usize>,
+}
+
+/// Why a channel closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// `close()` was called.
+    Explicit,
+    /// The last sender was dropped.
+    SendersGone,
+    /// The last receiver was dropped.
+    ReceiversGone,
+}
+
+/// Notable things a channel does, delivered to its [`Listener`](levee_core::Listener)s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChannelEvent {
+    /// The oldest message was dropped to make room for a new one.
+    Dropped {
+        /// The channel's capacity.
+        capacity: usize,
+    },
+    /// A send was refused because the channel was full.
+    Rejected {
+        /// The channel's capacity.
+        capacity: usize,
+    },
+    /// The channel closed; receivers drain what is left.
+    Closed {
+        /// What closed it.
+        reason: CloseReason,
+    },
+    /// The last receiver went away; these queued messages were dropped.
+    Discarded {
+        /// How many.
+        count: u64,
+    },
+}
