@@ -1,8 +1,10 @@
 //! Event delivery between the services: topics, subscriptions that ack or fail each event,
 //! redelivery with backoff, and a dead-letter queue an operator lists and replays.
 //!
-//! STAND-IN until `levee-queue` lands on main: one unbounded channel per subscription and a
-//! consumer task that runs up to `consumer_concurrency` handlers at once. The shop uses only
+//! Each subscription is a `levee_queue` unbounded channel (landed) drained by a consumer task
+//! that runs up to `consumer_concurrency` handlers at once. The topic fan-out, ack/nack,
+//! redelivery with backoff and the dead-letter queue around it are a STAND-IN for
+//! levee-queue's topics and work queues, which have not landed on main yet. The shop uses only
 //! [`EventBus::subscribe`], [`EventBus::publish`], [`EventBus::dead_letters`],
 //! [`EventBus::replay`], [`EventBus::stats`] and [`EventBus::drain`].
 //!
@@ -17,9 +19,10 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use levee_queue::channel::{self, Sender};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::config::QueueConfig;
 use crate::domain::ShopEvent;
@@ -97,7 +100,7 @@ struct Delivery {
 struct Sub {
     name: String,
     topic: &'static str,
-    tx: mpsc::UnboundedSender<Delivery>,
+    tx: Sender<Delivery>,
     depth: AtomicU64,
     in_flight: AtomicU64,
     acked: AtomicU64,
@@ -144,7 +147,7 @@ impl EventBus {
 
     /// Delivers every later event of `topic` to `handler` as subscription `name`.
     pub fn subscribe(&self, topic: &'static str, name: &str, handler: impl Handler) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Delivery>();
+        let (tx, rx) = channel::unbounded::<Delivery>();
         let sub = Arc::new(Sub {
             name: name.to_owned(),
             topic,
@@ -160,7 +163,7 @@ impl EventBus {
         let inner = Arc::clone(&self.inner);
         let slots = Arc::new(Semaphore::new(inner.config.consumer_concurrency as usize));
         tokio::spawn(async move {
-            while let Some(delivery) = rx.recv().await {
+            while let Ok(delivery) = rx.recv_async().await {
                 let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
                     return;
                 };
