@@ -8,7 +8,19 @@
 //! a stale key never touches someone else's timer. See the `wheel` module source for the
 //! design (Varghese & Lauck 1987; Linux's 2016 non-cascading wheel for slack mode).
 //!
-//! # API
+//! Two layers build on it:
+//!
+//! - [`ShardedWheel<T>`]: thread-safe (`&self`), several wheels each behind its own lock;
+//!   inserts go to the calling thread's shard, handles ([`TimerHandle`]) name their shard.
+//!   One poller drains it and learns, without a lost wake-up, when to come back.
+//! - [`TimerService<T>`] (tokio): a cloneable handle over a `ShardedWheel` with a driver task
+//!   that sleeps until the next deadline. `schedule(at, item)` from any thread, due items on
+//!   an [`Expirations`] stream or a callback, [`sleep`](TimerService::sleep) and
+//!   [`timeout`](TimerService::timeout) futures that cancel their timer when dropped,
+//!   `max_pending` bounds, [`TimerStats`] (pending, fired, cancelled, lateness histogram)
+//!   and [`TimerEvent`]s for [`levee_core::Listener`]s.
+//!
+//! # `TimingWheel` API
 //!
 //! | | |
 //! |---|---|
@@ -40,9 +52,12 @@
 //! # Memory
 //!
 //! One timer costs `24 + size_of::<Option<T>>()` bytes (rounded to 8), in chunks of 1024:
-//! 32 bytes for `T = ()`, 40 for `T = u64`. Beyond that a wheel holds its levels (8 levels of
-//! 64 slots, 4 KiB, for exact 1 ms wheels). [`compact`](TimingWheel::compact) hands empty
-//! chunks back.
+//! 32 bytes for `T = ()`, 40 for `T = u64`, so 32 bytes of overhead beyond `T` (the target
+//! was 64). `benches/timer.rs` measures it with a counting allocator: 40.0 live bytes per
+//! `u64` timer at 1M and 10M timers (tokio-util's `DelayQueue`: 58.7 and 94.0). A
+//! [`TimerService`] timer also holds room for a waker: 48-49 bytes per `u64` item. Beyond
+//! the entries a wheel holds its levels (8 levels of 64 slots, 4 KiB, for exact 1 ms
+//! wheels; 17 for slack). [`compact`](TimingWheel::compact) hands empty chunks back.
 //!
 //! # Example
 //!
@@ -71,9 +86,28 @@
 
 mod error;
 mod key;
+#[cfg(not(loom))]
+mod service;
+mod sharded;
 mod slab;
 mod wheel;
 
+/// Hooks for the fuzz targets in `fuzz/` (built only with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz {
+    /// Walks every list of the wheel and checks its invariants (links, bitmaps, slot
+    /// placement, the cached next event, no lost entries); panics on a violation.
+    pub fn check_invariants<T>(wheel: &crate::TimingWheel<T>) {
+        wheel.check_invariants();
+    }
+}
+
 pub use error::TimerError;
 pub use key::TimerKey;
+#[cfg(not(loom))]
+pub use service::{
+    Elapsed, Expirations, ServiceBuilder, Sleep, Timeout, TimerEvent, TimerService, TimerStats,
+};
+pub use sharded::{Polled, ShardedWheel, TimerHandle};
 pub use wheel::{Builder, Drain, Expired, MIN_TICK, Precision, TimingWheel};

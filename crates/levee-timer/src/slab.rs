@@ -41,11 +41,8 @@ pub(crate) struct Entry<T> {
     pub(crate) value: Option<T>,
 }
 
-#[derive(Debug)]
-struct Chunk<T> {
-    entries: Box<[Entry<T>]>,
-    live: u32,
-}
+/// A fixed-size block of entries: an index masked to `CHUNK_MASK` needs no bounds check.
+type Chunk<T> = Box<[Entry<T>; CHUNK]>;
 
 /// The head and tail of an intrusive list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,11 +72,20 @@ pub(crate) struct Slab<T> {
     /// Free entries; `next` links them.
     free_head: u32,
     len: usize,
+    /// Entries freed since the free list was last threaded in index order.
+    frees: usize,
 }
 
 impl<T> Slab<T> {
     pub(crate) const fn new() -> Self {
-        Self { chunks: Vec::new(), floors: Vec::new(), holes: Vec::new(), free_head: NIL, len: 0 }
+        Self {
+            chunks: Vec::new(),
+            floors: Vec::new(),
+            holes: Vec::new(),
+            free_head: NIL,
+            len: 0,
+            frees: 0,
+        }
     }
 
     /// Live entries.
@@ -98,22 +104,18 @@ impl<T> Slab<T> {
         self.capacity() * std::mem::size_of::<Entry<T>>()
     }
 
-    #[inline]
-    fn chunk(&self, index: u32) -> Option<&Chunk<T>> {
-        self.chunks.get((index >> CHUNK_BITS) as usize)?.as_ref()
-    }
-
     /// The entry at `index` if its chunk exists (live or free).
     #[inline]
     pub(crate) fn get(&self, index: u32) -> Option<&Entry<T>> {
-        self.chunk(index)?.entries.get((index & CHUNK_MASK) as usize)
+        let chunk = self.chunks.get((index >> CHUNK_BITS) as usize)?.as_ref()?;
+        Some(&chunk[(index & CHUNK_MASK) as usize])
     }
 
     /// Mutable access to an entry if its chunk exists.
     #[inline]
     pub(crate) fn get_mut(&mut self, index: u32) -> Option<&mut Entry<T>> {
         let chunk = self.chunks.get_mut((index >> CHUNK_BITS) as usize)?.as_mut()?;
-        chunk.entries.get_mut((index & CHUNK_MASK) as usize)
+        Some(&mut chunk[(index & CHUNK_MASK) as usize])
     }
 
     /// The entry at an index the caller knows is allocated (taken from a list or a checked key).
@@ -150,7 +152,6 @@ impl<T> Slab<T> {
         let generation = entry.generation;
         self.free_head = next_free;
         self.len += 1;
-        self.chunk_live_add(index, 1);
         Ok((index, generation))
     }
 
@@ -167,20 +168,31 @@ impl<T> Slab<T> {
         entry.next = free_head;
         self.free_head = index;
         self.len -= 1;
-        self.chunk_live_sub(index);
+        self.frees += 1;
+        // Entries are freed in firing order, which scatters the free list over memory; when
+        // the slab empties after much churn, re-thread it in index order so the next burst
+        // of inserts writes memory sequentially. Amortised O(1): at most once per
+        // `capacity / 2` frees.
+        if self.len == 0 && self.frees >= self.capacity() / 2 {
+            self.rethread();
+        }
         value
     }
 
-    fn chunk_live_add(&mut self, index: u32, n: u32) {
-        if let Some(Some(chunk)) = self.chunks.get_mut((index >> CHUNK_BITS) as usize) {
-            chunk.live += n;
+    /// Threads the free list through every free entry, lowest index first. O(capacity).
+    fn rethread(&mut self) {
+        let mut head = NIL;
+        for (ci, chunk) in self.chunks.iter_mut().enumerate().rev() {
+            let Some(chunk) = chunk else { continue };
+            for (ei, entry) in chunk.iter_mut().enumerate().rev() {
+                if entry.value.is_none() {
+                    entry.next = head;
+                    head = (ci * CHUNK + ei) as u32;
+                }
+            }
         }
-    }
-
-    fn chunk_live_sub(&mut self, index: u32) {
-        if let Some(Some(chunk)) = self.chunks.get_mut((index >> CHUNK_BITS) as usize) {
-            chunk.live -= 1;
-        }
+        self.free_head = head;
+        self.frees = 0;
     }
 
     /// Makes a chunk of free entries (reusing the lowest hole first). False when the index
@@ -204,7 +216,7 @@ impl<T> Slab<T> {
         let floor = self.floors[chunk_index];
         let base = (chunk_index * CHUNK) as u32;
         let free_head = self.free_head;
-        let entries: Box<[Entry<T>]> = (0..CHUNK as u32)
+        let entries: Vec<Entry<T>> = (0..CHUNK as u32)
             .map(|i| Entry {
                 deadline: 0,
                 prev: NIL,
@@ -214,7 +226,10 @@ impl<T> Slab<T> {
                 value: None,
             })
             .collect();
-        self.chunks[chunk_index] = Some(Chunk { entries, live: 0 });
+        let Ok(chunk) = Chunk::try_from(entries.into_boxed_slice()) else {
+            unreachable!("a chunk has CHUNK entries")
+        };
+        self.chunks[chunk_index] = Some(chunk);
         self.free_head = base;
         true
     }
@@ -224,11 +239,11 @@ impl<T> Slab<T> {
     /// release the high ones. O(capacity).
     pub(crate) fn compact(&mut self) {
         for (i, slot) in self.chunks.iter_mut().enumerate() {
-            if slot.as_ref().is_some_and(|c| c.live == 0) {
+            if slot.as_ref().is_some_and(|c| c.iter().all(|e| e.value.is_none())) {
                 if let Some(chunk) = slot.take() {
                     // Every key issued for this chunk has a generation below the entries'
                     // current ones (freeing bumps it), so the maximum is a safe floor.
-                    let max = chunk.entries.iter().map(|e| e.generation).max().unwrap_or(0);
+                    let max = chunk.iter().map(|e| e.generation).max().unwrap_or(0);
                     self.floors[i] = self.floors[i].max(max);
                 }
             }
@@ -242,18 +257,7 @@ impl<T> Slab<T> {
             .rev()
             .filter(|&i| self.chunks[i as usize].is_none())
             .collect();
-        // Re-thread the free list, lowest index first.
-        let mut head = NIL;
-        for (ci, chunk) in self.chunks.iter_mut().enumerate().rev() {
-            let Some(chunk) = chunk else { continue };
-            for (ei, entry) in chunk.entries.iter_mut().enumerate().rev() {
-                if entry.value.is_none() {
-                    entry.next = head;
-                    head = (ci * CHUNK + ei) as u32;
-                }
-            }
-        }
-        self.free_head = head;
+        self.rethread();
     }
 
     // ----- intrusive lists -----

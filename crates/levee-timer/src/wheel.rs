@@ -128,6 +128,10 @@ impl Builder {
         self
     }
 
+    pub(crate) fn max_pending_setting(&self) -> Option<usize> {
+        self.max_pending
+    }
+
     /// Builds the wheel.
     ///
     /// # Errors
@@ -159,11 +163,13 @@ struct Level {
     slots: [List; SLOTS],
 }
 
-/// A due entry handed out by [`TimingWheel::poll_expired_entry`].
+/// A due timer handed out by [`TimingWheel::poll_expired_entry`] (with a [`TimerKey`]) or
+/// [`ShardedWheel::poll_expired`](crate::ShardedWheel::poll_expired) (with a
+/// [`TimerHandle`](crate::TimerHandle)).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expired<T> {
-    /// The key the timer had (now stale).
-    pub key: TimerKey,
+pub struct Expired<T, K = TimerKey> {
+    /// The key or handle the timer had (now stale).
+    pub key: K,
     /// The deadline it was set for.
     pub deadline: u64,
     /// Its value.
@@ -646,6 +652,69 @@ impl<T> TimingWheel<T> {
     }
 }
 
+#[cfg(any(test, fuzzing))]
+impl<T> TimingWheel<T> {
+    /// Walks every list and checks the wheel's invariants; panics on the first violation.
+    /// O(len + levels): for tests and the fuzzer.
+    pub(crate) fn check_invariants(&self) {
+        use crate::slab::NIL;
+        let limit = self.slab.len() + 1;
+        // Walks a list, checking links both ways; returns its members.
+        let walk = |list: &List| -> Vec<u32> {
+            let mut members = Vec::new();
+            let (mut prev, mut at) = (NIL, list.head);
+            while at != NIL {
+                assert!(members.len() < limit, "list cycle");
+                let e = self.slab.at(at);
+                assert!(e.value.is_some(), "free entry {at} on a list");
+                assert_eq!(e.prev, prev, "broken prev link at {at}");
+                members.push(at);
+                prev = at;
+                at = e.next;
+            }
+            assert_eq!(list.tail, prev, "tail is not the last entry");
+            members
+        };
+        let mut seen = 0;
+        for index in walk(&self.due) {
+            let e = self.slab.at(index);
+            let tick = self.deadline_tick(e.deadline);
+            assert!(tick <= self.elapsed, "due entry {index} (tick {tick}) after {}", self.elapsed);
+            seen += 1;
+        }
+        let mut nonempty = 0u32;
+        let mut next = NO_EVENT;
+        for (level, lv) in self.levels.iter().enumerate() {
+            let shift = level as u32 * self.shift;
+            if lv.occupied != 0 {
+                nonempty |= 1 << level;
+                next = next.min(self.level_event(level));
+            }
+            for (slot, list) in lv.slots.iter().enumerate() {
+                let members = walk(list);
+                assert_eq!(lv.occupied & (1 << slot) != 0, !members.is_empty(), "bitmap");
+                for index in members {
+                    let e = self.slab.at(index);
+                    assert_eq!(e.place as usize, level * SLOTS + slot, "entry {index} mislabelled");
+                    let tick = self.deadline_tick(e.deadline);
+                    let k = match self.mode {
+                        Precision::Exact => tick >> shift,
+                        Precision::Slack => tick.div_ceil(1 << shift),
+                    };
+                    // The tick it fires at (slack: rounded up) is still ahead.
+                    let fires = if self.mode == Precision::Slack { k << shift } else { tick };
+                    assert!(fires > self.elapsed, "entry {index} overdue in a slot");
+                    assert_eq!((k & SLOT_MASK) as usize, slot, "entry {index} in the wrong slot");
+                    seen += 1;
+                }
+            }
+        }
+        assert_eq!(nonempty, self.nonempty, "nonempty level bits");
+        assert_eq!(next, self.next_event, "cached next event");
+        assert_eq!(seen, self.slab.len(), "entries on no list");
+    }
+}
+
 /// The due timers of one [`TimingWheel::advance`], handed out in firing order.
 ///
 /// Timers not taken when it is dropped stay due in the wheel.
@@ -851,6 +920,53 @@ mod tests {
         slack.insert(u64::MAX - 1, ()).unwrap();
         assert_eq!(slack.advance(u64::MAX - 2).count(), 0);
         assert_eq!(slack.advance(u64::MAX).count(), 2);
+    }
+
+    #[test]
+    fn invariants_hold_through_random_operations() {
+        for mode in [Precision::Exact, Precision::Slack] {
+            let mut w = TimingWheel::builder().mode(mode).build().unwrap();
+            let mut x = 88_172_645_463_325_252u64;
+            let mut rand = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let (mut now, mut keys) = (0u64, Vec::new());
+            for _ in 0..4_000 {
+                match rand() % 8 {
+                    0..=2 => {
+                        let d =
+                            now + rand() % [100 * MS, 10_000 * MS, 1 << 50][rand() as usize % 3];
+                        keys.push(w.insert(d, ()).unwrap());
+                    }
+                    3 if !keys.is_empty() => {
+                        let k = keys[rand() as usize % keys.len()];
+                        w.cancel(k);
+                    }
+                    4 if !keys.is_empty() => {
+                        let k = keys[rand() as usize % keys.len()];
+                        let _ = w.reset(k, now + rand() % (1000 * MS));
+                    }
+                    5 => {
+                        now += rand() % (50 * MS);
+                        let take = rand() as usize % 4;
+                        let _ = w.advance(now).take(take).count();
+                    }
+                    6 => {
+                        now += rand() % (5 * MS);
+                        w.poll_expired(now);
+                    }
+                    _ => {
+                        if rand() % 64 == 0 {
+                            w.compact();
+                        }
+                    }
+                }
+                w.check_invariants();
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,149 @@
+//! Dead letters: messages a subscription gave up on, with the reason and their history.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::message::StoredMessage;
+
+/// How one delivery attempt ended (other than by an ack).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The handler nacked it; redelivery was due after `delay`.
+    Nacked {
+        /// The redelivery delay that was applied.
+        delay: Duration,
+    },
+    /// The delivery was dropped without a verb (counted as a handler failure).
+    Dropped,
+    /// The lease ran out: the consumer crashed, hung or forgot the message.
+    LeaseExpired,
+    /// The handler terminated it.
+    Terminated {
+        /// The handler's reason.
+        reason: String,
+    },
+}
+
+/// One delivery attempt that did not end in an ack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// Which delivery of the message this was (1 for the first).
+    pub attempt: u32,
+    /// When it was delivered (broker clock, nanoseconds).
+    pub delivered_at: u64,
+    /// When it ended.
+    pub ended_at: u64,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+}
+
+/// Why a message was dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeadLetterReason {
+    /// Its handler failed `max_deliveries` times.
+    MaxDeliveries {
+        /// Handler failures (nacks and drops).
+        failures: u32,
+    },
+    /// Its lease expired `max_lease_expiries` times.
+    MaxLeaseExpiries {
+        /// Lease expiries.
+        expiries: u32,
+    },
+    /// A handler terminated it with this reason.
+    Terminated {
+        /// The handler's reason.
+        reason: String,
+    },
+    /// It was at the head of the ready queue of a full subscription whose policy is
+    /// [`Overflow::DeadLetterOldest`](super::Overflow::DeadLetterOldest).
+    Overflow,
+}
+
+/// A message in a subscription's dead-letter queue.
+#[derive(Debug)]
+pub struct DeadLetter<T> {
+    /// The message itself.
+    pub message: Arc<StoredMessage<T>>,
+    /// The topic it was published to.
+    pub topic: Arc<str>,
+    /// Why it is here.
+    pub reason: DeadLetterReason,
+    /// Every attempt that did not end in an ack, oldest first (at most the last 64).
+    pub history: Vec<AttemptRecord>,
+    /// Deliveries made in all (including the failed ones in `history`).
+    pub attempts: u32,
+    /// When it was dead-lettered (broker clock, nanoseconds).
+    pub dead_lettered_at: u64,
+}
+
+impl<T> Clone for DeadLetter<T> {
+    fn clone(&self) -> Self {
+        Self {
+            message: Arc::clone(&self.message),
+            topic: Arc::clone(&self.topic),
+            reason: self.reason.clone(),
+            history: self.history.clone(),
+            attempts: self.attempts,
+            dead_lettered_at: self.dead_lettered_at,
+        }
+    }
+}
+
+impl<T> DeadLetter<T> {
+    /// The message's sequence number: what [`replay`](super::Subscription::replay) and
+    /// [`purge`](super::Subscription::purge) take.
+    #[must_use]
+    pub fn seq(&self) -> u64 {
+        self.message.seq()
+    }
+
+    /// The payload.
+    #[must_use]
+    pub fn payload(&self) -> &T {
+        self.message.payload()
+    }
+
+    /// The message's subject (the topic's name unless it was published with one).
+    #[must_use]
+    pub fn subject(&self) -> &str {
+        self.message.subject().unwrap_or(&self.topic)
+    }
+}
+
+/// Which dead letters an operator acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Select {
+    /// Every dead letter.
+    All,
+    /// The ones with these sequence numbers (unknown ones are ignored).
+    Seqs(Vec<u64>),
+}
+
+impl Select {
+    pub(crate) fn contains(&self, seq: u64) -> bool {
+        match self {
+            Self::All => true,
+            Self::Seqs(seqs) => seqs.contains(&seq),
+        }
+    }
+}
+
+impl From<u64> for Select {
+    fn from(seq: u64) -> Self {
+        Self::Seqs(vec![seq])
+    }
+}
+
+impl From<Vec<u64>> for Select {
+    fn from(seqs: Vec<u64>) -> Self {
+        Self::Seqs(seqs)
+    }
+}
+
+impl From<&[u64]> for Select {
+    fn from(seqs: &[u64]) -> Self {
+        Self::Seqs(seqs.to_vec())
+    }
+}

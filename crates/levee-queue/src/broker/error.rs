@@ -1,0 +1,107 @@
+//! The broker's error type.
+
+use levee_core::ConfigError;
+
+/// Why a broker operation was refused. Every refusal is a value; nothing in the broker
+/// panics on bad input, and a refused operation changes nothing (no message is lost or
+/// delivered twice because of it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The broker was closed: it accepts no publish and no receive. Deliveries already out
+    /// can still be settled.
+    #[error("broker is closed")]
+    Closed,
+    /// Publishing to a topic nobody created (topics are created by `create_topic` or by the
+    /// first `subscribe`).
+    #[error("no topic named `{topic}`")]
+    NoSuchTopic {
+        /// The topic asked for.
+        topic: String,
+    },
+    /// A subscription's backlog is at its bound and its overflow policy refuses the message
+    /// (or every held message is in flight, so none can be dead-lettered to make room).
+    /// Nothing was published to any subscription.
+    #[error("subscription `{subscription}` is full ({capacity} messages held)")]
+    Full {
+        /// The full subscription.
+        subscription: String,
+        /// Its `max_backlog`.
+        capacity: usize,
+    },
+    /// A setting or argument is out of range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `subscribe` named an existing subscription with different settings.
+    #[error("subscription `{subscription}` already exists with different settings")]
+    SubscriptionMismatch {
+        /// The subscription's name.
+        subscription: String,
+    },
+    /// A subject filter is malformed.
+    #[error("invalid subject filter `{filter}`: {reason}")]
+    InvalidFilter {
+        /// The filter as given.
+        filter: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A published subject is malformed.
+    #[error("invalid subject `{subject}`: {reason}")]
+    InvalidSubject {
+        /// The subject as given.
+        subject: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The delivery was already acked, nacked or terminated.
+    #[error("delivery of message {seq} was already settled")]
+    AlreadySettled {
+        /// The message's sequence number.
+        seq: u64,
+    },
+    /// The delivery's lease ran out before this verb arrived: the message was (or will be)
+    /// redelivered or dead-lettered, so this consumer no longer owns it.
+    #[error("lease on message {seq} expired; it was handed on")]
+    LeaseExpired {
+        /// The message's sequence number.
+        seq: u64,
+    },
+    /// The receipt is no longer in flight: it was settled, or its lease expired, and the
+    /// broker no longer remembers which.
+    #[error("delivery of message {seq} is no longer in flight")]
+    NotInFlight {
+        /// The message's sequence number.
+        seq: u64,
+    },
+    /// A receipt was presented to a subscription that did not deliver it.
+    #[error("receipt of message {seq} was not issued by subscription `{subscription}`")]
+    WrongSubscription {
+        /// The subscription the receipt was presented to.
+        subscription: String,
+        /// The message's sequence number.
+        seq: u64,
+    },
+}
+
+impl BrokerError {
+    /// True for refusals that may succeed if retried later (a full backlog).
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Full { .. })
+    }
+}
+
+/// Some deliveries of a batch ack could not be acked; the rest were.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} of {} deliveries could not be acked{}", failed.len(), failed.len() + acked, first_reason(failed))]
+pub struct BatchAckError {
+    /// How many were acked.
+    pub acked: usize,
+    /// The others: sequence number and why (never empty).
+    pub failed: Vec<(u64, BrokerError)>,
+}
+
+fn first_reason(failed: &[(u64, BrokerError)]) -> String {
+    failed.first().map(|(_, e)| format!(" (first: {e})")).unwrap_or_default()
+}

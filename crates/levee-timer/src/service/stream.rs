@@ -1,0 +1,74 @@
+//! [`Expirations`]: the stream of a [`TimerService`](super::TimerService)'s due items.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use levee_core::sync::{AtomicUsize, Ordering};
+use tokio::sync::mpsc;
+
+use crate::sharded::TimerHandle;
+
+/// Due items of a [`TimerService`](super::TimerService), in firing order, with the handle
+/// they were scheduled under. Ends when the service (every clone and sleep) is dropped.
+///
+/// Items wait here until taken; [`TimerStats::backlog`](super::TimerStats::backlog) counts
+/// them, so a consumer that falls behind is visible.
+pub struct Expirations<T> {
+    rx: mpsc::UnboundedReceiver<(TimerHandle, T)>,
+    backlog: Arc<AtomicUsize>,
+}
+
+impl<T> fmt::Debug for Expirations<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Expirations")
+            .field("backlog", &self.backlog.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Expirations<T> {
+    pub(super) fn new(
+        rx: mpsc::UnboundedReceiver<(TimerHandle, T)>,
+        backlog: Arc<AtomicUsize>,
+    ) -> Self {
+        Self { rx, backlog }
+    }
+
+    fn took(&self, item: Option<(TimerHandle, T)>) -> Option<(TimerHandle, T)> {
+        if item.is_some() {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+        }
+        item
+    }
+
+    /// The next due item; `None` once the service is gone.
+    pub async fn recv(&mut self) -> Option<(TimerHandle, T)> {
+        let item = self.rx.recv().await;
+        self.took(item)
+    }
+
+    /// The next item if one is already due.
+    pub fn try_recv(&mut self) -> Option<(TimerHandle, T)> {
+        let item = self.rx.try_recv().ok();
+        self.took(item)
+    }
+
+    /// Polls for the next item.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<(TimerHandle, T)>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(item) => Poll::Ready(self.took(item)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T> Stream for Expirations<T> {
+    type Item = (TimerHandle, T);
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}

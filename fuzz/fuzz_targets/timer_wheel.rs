@@ -1,0 +1,182 @@
+//! Drives a `TimingWheel` with arbitrary operation sequences against a `BTreeMap` model and
+//! checks the wheel's internal invariants after every step.
+#![no_main]
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use arbitrary::{Arbitrary, Unstructured};
+use levee_timer::{Precision, TimerError, TimerKey, TimingWheel};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Debug, Arbitrary)]
+enum When {
+    Past(u32),
+    Near(u32),
+    Far(u64),
+}
+
+#[derive(Debug, Arbitrary)]
+enum Op {
+    Insert(When),
+    Cancel(u16),
+    Reset(u16, When),
+    Advance(u32),
+    AdvancePartial(u32, u8),
+    Poll(u32),
+    Compact,
+    Foreign(u16),
+}
+
+#[derive(Debug, Arbitrary)]
+struct Case {
+    slack: bool,
+    /// Tick in microseconds (at least 1).
+    tick_us: u16,
+    start: u32,
+    ops: Vec<Op>,
+}
+
+struct Model {
+    pending: BTreeMap<(u64, u64), (TimerKey, u64)>, // (deadline, seq) -> (key, placed_at)
+    deadline_of: HashMap<u64, u64>,
+    keys: Vec<(TimerKey, u64)>,
+    now: u64,
+    tick: u64,
+    slack: bool,
+}
+
+impl Model {
+    fn deadline(&self, when: &When) -> u64 {
+        match *when {
+            When::Past(x) => self.now.saturating_sub(u64::from(x) * 1000),
+            When::Near(x) => self.now.saturating_add(u64::from(x) * 1000),
+            When::Far(x) => x,
+        }
+    }
+
+    fn bound(&self, deadline: u64, placed_at: u64) -> u128 {
+        let tick = u128::from(self.tick);
+        if self.slack {
+            tick + (u128::from(deadline.saturating_sub(placed_at)) + tick) * 8 / 63 + 1
+        } else {
+            tick
+        }
+    }
+
+    fn fired(&mut self, key: TimerKey, seq: u64) {
+        let deadline = self.deadline_of.remove(&seq).expect("fired twice or never scheduled");
+        let (k, _) = self.pending.remove(&(deadline, seq)).expect("model out of sync");
+        assert_eq!(k, key);
+        assert!(deadline <= self.now, "fired early");
+    }
+
+    fn check_overdue(&self) {
+        for (&(deadline, _), &(_, placed_at)) in self.pending.range(..=(self.now, u64::MAX)) {
+            assert!(u128::from(self.now - deadline) < self.bound(deadline, placed_at), "overdue");
+        }
+    }
+
+    fn pick(&self, i: u16) -> Option<(TimerKey, u64)> {
+        (!self.keys.is_empty()).then(|| self.keys[usize::from(i) % self.keys.len()])
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(case) = Case::arbitrary(&mut Unstructured::new(data)) else { return };
+    let tick = u64::from(case.tick_us.max(1)) * 1000;
+    let mode = if case.slack { Precision::Slack } else { Precision::Exact };
+    let start = u64::from(case.start) * 1000;
+    let mut wheel = TimingWheel::builder()
+        .mode(mode)
+        .tick(Duration::from_nanos(tick))
+        .start(start)
+        .build()
+        .unwrap();
+    let mut other: TimingWheel<u64> = TimingWheel::new();
+    let mut m = Model {
+        pending: BTreeMap::new(),
+        deadline_of: HashMap::new(),
+        keys: Vec::new(),
+        now: start,
+        tick,
+        slack: case.slack,
+    };
+    let mut seq = 0u64;
+    for op in case.ops.iter().take(2000) {
+        match op {
+            Op::Insert(when) => {
+                let deadline = m.deadline(when);
+                let key = wheel.insert(deadline, seq).unwrap();
+                m.pending.insert((deadline, seq), (key, wheel.time()));
+                m.deadline_of.insert(seq, deadline);
+                m.keys.push((key, seq));
+                seq += 1;
+            }
+            Op::Cancel(i) => {
+                if let Some((key, s)) = m.pick(*i) {
+                    let got = wheel.cancel(key);
+                    match m.deadline_of.remove(&s) {
+                        Some(d) => {
+                            m.pending.remove(&(d, s));
+                            assert_eq!(got, Some(s));
+                        }
+                        None => assert_eq!(got, None),
+                    }
+                }
+            }
+            Op::Reset(i, when) => {
+                if let Some((key, s)) = m.pick(*i) {
+                    let deadline = m.deadline(when);
+                    let placed_at = wheel.time();
+                    let got = wheel.reset(key, deadline);
+                    match m.deadline_of.get(&s).copied() {
+                        Some(old) => {
+                            assert_eq!(got, Ok(()));
+                            m.pending.remove(&(old, s));
+                            m.pending.insert((deadline, s), (key, placed_at));
+                            m.deadline_of.insert(s, deadline);
+                        }
+                        None => assert_eq!(got, Err(TimerError::StaleKey)),
+                    }
+                }
+            }
+            Op::Advance(dt) => {
+                m.now = m.now.saturating_add(u64::from(*dt) * 1000);
+                let fired: Vec<_> = wheel.advance(m.now).collect();
+                for (key, s) in fired {
+                    m.fired(key, s);
+                }
+                m.check_overdue();
+            }
+            Op::AdvancePartial(dt, n) => {
+                m.now = m.now.saturating_add(u64::from(*dt) * 1000);
+                let fired: Vec<_> = wheel.advance(m.now).take(usize::from(*n % 4)).collect();
+                for (key, s) in fired {
+                    m.fired(key, s);
+                }
+            }
+            Op::Poll(dt) => {
+                m.now = m.now.saturating_add(u64::from(*dt));
+                if let Some((key, s)) = wheel.poll_expired(m.now) {
+                    m.fired(key, s);
+                }
+            }
+            Op::Compact => wheel.compact(),
+            Op::Foreign(i) => {
+                if let Some((key, _)) = m.pick(*i) {
+                    assert_eq!(other.cancel(key), None);
+                    assert_eq!(other.reset(key, 0), Err(TimerError::ForeignKey));
+                }
+            }
+        }
+        levee_timer::fuzz::check_invariants(&wheel);
+        assert_eq!(wheel.len(), m.pending.len());
+    }
+    m.now = u64::MAX;
+    let rest: Vec<_> = wheel.advance(u64::MAX).collect();
+    for (key, s) in rest {
+        m.fired(key, s);
+    }
+    assert!(m.pending.is_empty() && wheel.is_empty());
+});
