@@ -94,7 +94,7 @@ impl Shop {
         let guard = Arc::new(PaymentGuard::new(&config.payment, clock.clone()));
         let provider = Arc::new(PaymentProvider::new(Arc::clone(&faults)));
         let bus = EventBus::new(config.queue.clone());
-        let timers = Arc::new(OrderTimeouts::new(clock.clone()));
+        let timers = Arc::new(OrderTimeouts::new(clock.clone())?);
         let metrics = Metrics::new(PrimitivesCollector {
             edge: Arc::clone(&edge),
             cache: Arc::clone(&cache),

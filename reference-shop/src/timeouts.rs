@@ -1,13 +1,14 @@
-//! Timers that cancel unpaid orders.
+//! Timers that cancel unpaid orders, on levee-timer's `ShardedWheel`.
 //!
-//! One `levee_timer::TimingWheel` entry per unpaid order, keyed by order id so a payment or a
-//! customer cancel disarms it in O(1). The wheel counts the shop clock's nanoseconds (wall time
-//! since the epoch), so deadlines read back from the store after a restart go straight in,
-//! and a deadline already past fires at the next tick.
+//! One timer per unpaid order, keyed by order id so a payment or a customer cancel disarms it
+//! in O(1) from any thread. The wheel counts the shop clock's nanoseconds (wall time since the
+//! epoch), so deadlines read back from the store after a restart go straight in, and a
+//! deadline already past fires at the next pass.
 //!
-//! The driver below (a tick loop that hands due orders to a callback) is a STAND-IN for
-//! levee-timer's tokio `TimerService`, which has not landed on main yet. Tests move a manual
-//! clock and the next tick fires what became due.
+//! The shop drives the wheel with its own poll loop ([`OrderTimeouts::run`]) rather than
+//! levee-timer's `TimerService`, because the service runs on tokio's clock while the shop's
+//! time is injected ([`ShopClock`]): tests move a `ManualClock` 31 minutes ahead and the next
+//! pass fires what became due, with the HTTP server and the database running in real time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use levee_core::Clock;
-use levee_timer::{TimerKey, TimingWheel};
+use levee_timer::{Expired, ShardedWheel, TimerHandle, TimingWheel};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -33,21 +34,15 @@ pub struct TimerStats {
     pub cancelled: u64,
 }
 
-struct Wheel {
-    wheel: TimingWheel<i64>,
-    keys: HashMap<i64, TimerKey>,
-}
-
-fn to_nanos(ms: i64) -> u64 {
-    u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
-}
+/// Due timers handed out per shard per pass.
+const BATCH: usize = 1024;
 
 /// One timer per unpaid order.
 pub struct OrderTimeouts {
     clock: ShopClock,
-    wheel: Mutex<Wheel>,
+    wheel: ShardedWheel<i64>,
+    handles: Mutex<HashMap<i64, TimerHandle>>,
     fired: AtomicU64,
-    cancelled: AtomicU64,
 }
 
 impl std::fmt::Debug for OrderTimeouts {
@@ -56,37 +51,36 @@ impl std::fmt::Debug for OrderTimeouts {
     }
 }
 
+fn to_nanos(ms: i64) -> u64 {
+    u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
+}
+
 impl OrderTimeouts {
-    /// Timers read from `clock`.
-    #[must_use]
-    pub fn new(clock: ShopClock) -> Self {
-        let wheel = TimingWheel::builder()
-            .tick(Duration::from_millis(1))
-            .start(clock.now())
-            .build()
-            .expect("1 ms is a valid tick and no limit is set");
-        Self {
-            clock,
-            wheel: Mutex::new(Wheel { wheel, keys: HashMap::new() }),
-            fired: AtomicU64::new(0),
-            cancelled: AtomicU64::new(0),
-        }
+    /// Timers read from `clock`: exact, 1 ms ticks, four shards.
+    ///
+    /// # Errors
+    /// Never with these settings; the wheel's [`levee_core::ConfigError`] otherwise.
+    pub fn new(clock: ShopClock) -> Result<Self, levee_core::ConfigError> {
+        let wheel = ShardedWheel::new(
+            4,
+            TimingWheel::builder().tick(Duration::from_millis(1)).start(clock.now()),
+        )?;
+        Ok(Self { clock, wheel, handles: Mutex::new(HashMap::new()), fired: AtomicU64::new(0) })
     }
 
-    /// Arms (or re-arms) the timer of `order_id` for `deadline_ms`.
+    /// Arms (or re-arms) the timer of `order_id` for `deadline_ms` (shop-clock milliseconds).
     pub fn schedule(&self, order_id: i64, deadline_ms: i64) {
         let deadline = to_nanos(deadline_ms);
-        let mut w = self.wheel.lock();
-        if let Some(&key) = w.keys.get(&order_id)
-            && w.wheel.reset(key, deadline).is_ok()
+        let mut handles = self.handles.lock();
+        if let Some(&handle) = handles.get(&order_id)
+            && self.wheel.reset(handle, deadline).is_ok()
         {
             return;
         }
-        // The wheel's only refusal is "full" (about 4 billion timers): then the order keeps
-        // no timer, which the log says.
-        match w.wheel.insert(deadline, order_id) {
-            Ok(key) => {
-                w.keys.insert(order_id, key);
+        // The wheel's only refusal is "full" (billions of timers): the log says so.
+        match self.wheel.insert(deadline, order_id) {
+            Ok((handle, _)) => {
+                handles.insert(order_id, handle);
             }
             Err(e) => tracing::error!(order_id, error = %e, "unpaid-order timer not armed"),
         }
@@ -94,22 +88,27 @@ impl OrderTimeouts {
 
     /// Disarms the timer of `order_id`, if armed.
     pub fn cancel(&self, order_id: i64) {
-        let mut w = self.wheel.lock();
-        if let Some(key) = w.keys.remove(&order_id)
-            && w.wheel.cancel(key).is_some()
-        {
-            self.cancelled.fetch_add(1, Ordering::Relaxed);
+        if let Some(handle) = self.handles.lock().remove(&order_id) {
+            self.wheel.cancel(handle);
         }
     }
 
     /// Removes and returns the orders whose deadline has passed.
     pub fn take_due(&self) -> Vec<i64> {
         let now = self.clock.now();
-        let mut w = self.wheel.lock();
-        let due: Vec<i64> = w.wheel.advance(now).map(|(_, order)| order).collect();
-        for order in &due {
-            w.keys.remove(order);
-        }
+        let mut out: Vec<Expired<i64, TimerHandle>> = Vec::new();
+        while self.wheel.poll_expired(now, &mut out, BATCH).more {}
+        let mut handles = self.handles.lock();
+        let due: Vec<i64> = out
+            .into_iter()
+            .map(|e| {
+                // Forget the handle unless the order was re-armed meanwhile.
+                if handles.get(&e.value) == Some(&e.key) {
+                    handles.remove(&e.value);
+                }
+                e.value
+            })
+            .collect();
         self.fired.fetch_add(due.len() as u64, Ordering::Relaxed);
         due
     }
@@ -118,13 +117,13 @@ impl OrderTimeouts {
     #[must_use]
     pub fn stats(&self) -> TimerStats {
         TimerStats {
-            pending: self.wheel.lock().wheel.len() as u64,
+            pending: self.wheel.len() as u64,
             fired: self.fired.load(Ordering::Relaxed),
-            cancelled: self.cancelled.load(Ordering::Relaxed),
+            cancelled: self.wheel.cancelled(),
         }
     }
 
-    /// Runs the driver until `stop` turns true: every `tick`, hands due orders to `fire`.
+    /// Runs the poll loop until `stop` turns true: every `tick`, hands due orders to `fire`.
     pub async fn run<F, Fut>(
         self: Arc<Self>,
         tick: Duration,
@@ -154,19 +153,25 @@ mod tests {
     use levee_core::ManualClock;
 
     #[test]
-    fn fires_in_deadline_order_and_skips_cancelled() {
+    fn fires_in_time_and_skips_cancelled() {
         let manual = ManualClock::new();
         let clock = ShopClock::manual(manual.clone());
-        let t = OrderTimeouts::new(clock.clone());
+        let t = OrderTimeouts::new(clock.clone()).unwrap();
         let now = clock.now_ms();
         t.schedule(1, now + 300);
         t.schedule(2, now + 100);
         t.schedule(3, now + 200);
         t.cancel(3);
+        t.schedule(1, now + 250); // re-armed earlier
         assert!(t.take_due().is_empty());
-        manual.advance(Duration::from_millis(300));
-        assert_eq!(t.take_due(), vec![2, 1]);
-        assert_eq!(t.stats().pending, 0);
-        assert_eq!(t.stats().cancelled, 1);
+        manual.advance(Duration::from_millis(250));
+        let mut due = t.take_due();
+        due.sort_unstable();
+        assert_eq!(due, vec![1, 2]);
+        let stats = t.stats();
+        assert_eq!((stats.pending, stats.fired, stats.cancelled), (0, 2, 1));
+        // A deadline already past fires at the next pass.
+        t.schedule(4, now - 1_000);
+        assert_eq!(t.take_due(), vec![4]);
     }
 }
