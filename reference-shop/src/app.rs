@@ -68,6 +68,9 @@ pub enum StartError {
     /// A setting is out of range.
     #[error(transparent)]
     Config(#[from] levee_core::ConfigError),
+    /// The event bus refused a subscription.
+    #[error("event bus: {0}")]
+    Bus(#[from] levee_queue::broker::BrokerError),
 }
 
 impl Shop {
@@ -93,7 +96,7 @@ impl Shop {
         let edge = Arc::new(Edge::new(&config.edge, clock.clone()));
         let guard = Arc::new(PaymentGuard::new(&config.payment, clock.clone()));
         let provider = Arc::new(PaymentProvider::new(Arc::clone(&faults)));
-        let bus = EventBus::new(config.queue.clone());
+        let bus = EventBus::new(config.queue.clone(), clock.clone());
         let timers = Arc::new(OrderTimeouts::new(clock.clone())?);
         let metrics = Metrics::new(PrimitivesCollector {
             edge: Arc::clone(&edge),
@@ -118,7 +121,7 @@ impl Shop {
             metrics,
             customers: RwLock::new(HashMap::new()),
         });
-        shop.wire();
+        shop.wire()?;
         Ok(shop)
     }
 

@@ -1,12 +1,16 @@
-//! Event delivery between the services: topics, subscriptions that ack or fail each event,
-//! redelivery with backoff, and a dead-letter queue an operator lists and replays.
+//! Event delivery between the services, on levee-queue's in-process broker.
 //!
-//! Each subscription is a `levee_queue` unbounded channel (landed) drained by a consumer task
-//! that runs up to `consumer_concurrency` handlers at once. The topic fan-out, ack/nack,
-//! redelivery with backoff and the dead-letter queue around it are a STAND-IN for
-//! levee-queue's topics and work queues, which have not landed on main yet. The shop uses only
-//! [`EventBus::subscribe`], [`EventBus::publish`], [`EventBus::dead_letters`],
-//! [`EventBus::replay`], [`EventBus::stats`] and [`EventBus::drain`].
+//! Topics `orders` and `payments` fan out to one subscription per service (`payment`,
+//! `orders`, `notification-orders`, `notification-payments`); each subscription is a work
+//! queue that `consumer_concurrency` consumers drain. A handler's `Ok` acks the delivery; an
+//! `Err` nacks it, and the broker redelivers it on the backoff schedule; the last allowed
+//! delivery that fails is terminated with the handler's error, so it lands in the
+//! subscription's dead-letter queue with the reason an operator needs, to be listed and
+//! replayed through the admin API. Messages carry the order id as their ordering key: one
+//! event per order in flight per subscription, in publish order.
+//!
+//! The broker takes its time from the shop clock, so tests that move a manual clock move
+//! backoffs and ack deadlines with it.
 //!
 //! Events live in memory. What makes that safe is the store: every event is re-derived from
 //! the orders table after a restart (unpaid orders get their payment re-driven and their timer
@@ -14,18 +18,18 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use levee_queue::channel::{self, Sender};
-use parking_lot::{Mutex, RwLock};
+use levee_queue::broker::{
+    DeadLetterReason, InProcessBroker, Message, Select, Subscription, SubscriptionConfig,
+};
 use serde::Serialize;
-use tokio::sync::{Notify, Semaphore};
 
+use crate::clock::ShopClock;
 use crate::config::QueueConfig;
-use crate::domain::ShopEvent;
+use crate::domain::{ShopEvent, TOPIC_ORDERS, TOPIC_PAYMENTS};
 
 /// What a handler returns: `Err` asks for a redelivery.
 pub type HandlerResult = BoxFuture<'static, Result<(), String>>;
@@ -45,10 +49,10 @@ where
     }
 }
 
-/// An event that failed every delivery.
+/// An event that failed every delivery, as the admin API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {
-    /// Id, for replay.
+    /// The message's sequence number, for replay.
     pub id: u64,
     /// The subscription that failed it.
     pub subscription: String,
@@ -56,7 +60,7 @@ pub struct DeadLetter {
     pub event: ShopEvent,
     /// Deliveries made.
     pub deliveries: u32,
-    /// The last handler error.
+    /// Why it was given up (the last handler error).
     pub last_error: String,
 }
 
@@ -67,13 +71,13 @@ pub struct SubscriptionStats {
     pub name: String,
     /// Topic.
     pub topic: String,
-    /// Events waiting (including those waiting for a redelivery).
+    /// Events waiting, including those waiting for a redelivery.
     pub depth: u64,
     /// Events being handled.
     pub in_flight: u64,
     /// Events handled successfully.
     pub acked: u64,
-    /// Redeliveries scheduled.
+    /// Redeliveries.
     pub redelivered: u64,
     /// Events sent to the dead-letter queue.
     pub dead_lettered: u64,
@@ -84,43 +88,20 @@ pub struct SubscriptionStats {
 pub struct BusStats {
     /// Events published.
     pub published: u64,
+    /// Events that could not be published (broker closed or full).
+    pub publish_failures: u64,
     /// Dead letters held.
     pub dlq_depth: u64,
     /// Per subscription.
     pub subscriptions: Vec<SubscriptionStats>,
 }
 
-#[derive(Debug, Clone)]
-struct Delivery {
-    id: u64,
-    event: ShopEvent,
-    deliveries: u32,
-}
-
-struct Sub {
-    name: String,
-    topic: &'static str,
-    tx: Sender<Delivery>,
-    depth: AtomicU64,
-    in_flight: AtomicU64,
-    acked: AtomicU64,
-    redelivered: AtomicU64,
-    dead_lettered: AtomicU64,
-}
-
-struct Inner {
-    config: QueueConfig,
-    subs: RwLock<Vec<Arc<Sub>>>,
-    dlq: Mutex<Vec<DeadLetter>>,
-    next_id: AtomicU64,
-    published: AtomicU64,
-    idle: Notify,
-}
-
-/// The in-process event bus.
+/// The event bus.
 #[derive(Clone)]
 pub struct EventBus {
-    inner: Arc<Inner>,
+    broker: InProcessBroker<ShopEvent, ShopClock>,
+    config: QueueConfig,
+    publish_failures: Arc<levee_core::Counter>,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -129,231 +110,244 @@ impl std::fmt::Debug for EventBus {
     }
 }
 
-impl EventBus {
-    /// A bus with `config`'s delivery settings.
-    #[must_use]
-    pub fn new(config: QueueConfig) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                config,
-                subs: RwLock::new(Vec::new()),
-                dlq: Mutex::new(Vec::new()),
-                next_id: AtomicU64::new(1),
-                published: AtomicU64::new(0),
-                idle: Notify::new(),
-            }),
+/// The redelivery delays: `base`, doubling, capped at `max`; empty (at once) when `base` is 0.
+fn backoff_schedule(config: &QueueConfig) -> Vec<Duration> {
+    let max = config.redelivery_backoff_max_ms.max(config.redelivery_backoff_ms);
+    let mut schedule = Vec::new();
+    let mut ms = config.redelivery_backoff_ms;
+    while ms > 0 && schedule.len() < 16 {
+        schedule.push(Duration::from_millis(ms.min(max)));
+        if ms >= max {
+            break;
         }
+        ms = ms.saturating_mul(2);
+    }
+    schedule
+}
+
+impl EventBus {
+    /// A bus with `config`'s delivery settings on `clock`. Spawns the broker's driver (which
+    /// keeps timers, leases and statistics current while nobody receives), so it needs a
+    /// tokio runtime.
+    #[must_use]
+    pub fn new(config: QueueConfig, clock: ShopClock) -> Self {
+        let broker = InProcessBroker::builder().clock(clock).build();
+        tokio::spawn({
+            let broker = broker.clone();
+            async move { broker.drive(Duration::from_millis(100)).await }
+        });
+        Self { broker, config, publish_failures: Arc::new(levee_core::Counter::new()) }
     }
 
     /// Delivers every later event of `topic` to `handler` as subscription `name`.
-    pub fn subscribe(&self, topic: &'static str, name: &str, handler: impl Handler) {
-        let (tx, rx) = channel::unbounded::<Delivery>();
-        let sub = Arc::new(Sub {
-            name: name.to_owned(),
+    ///
+    /// # Errors
+    /// The broker refused the subscription (closed, or invalid settings).
+    pub fn subscribe(
+        &self,
+        topic: &'static str,
+        name: &str,
+        handler: impl Handler,
+    ) -> Result<(), levee_queue::broker::BrokerError> {
+        let max_deliveries = self.config.max_deliveries;
+        let subscription = self.broker.subscribe(
             topic,
-            tx,
-            depth: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
-            acked: AtomicU64::new(0),
-            redelivered: AtomicU64::new(0),
-            dead_lettered: AtomicU64::new(0),
-        });
-        self.inner.subs.write().push(Arc::clone(&sub));
+            SubscriptionConfig::new(name)
+                .max_deliveries(max_deliveries)
+                .backoff(backoff_schedule(&self.config))
+                .ack_wait(Duration::from_secs(self.config.ack_wait_secs)),
+        )?;
         let handler = Arc::new(handler);
-        let inner = Arc::clone(&self.inner);
-        let slots = Arc::new(Semaphore::new(inner.config.consumer_concurrency as usize));
-        tokio::spawn(async move {
-            while let Ok(delivery) = rx.recv_async().await {
-                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-                    return;
-                };
-                sub.in_flight.fetch_add(1, Ordering::SeqCst);
-                sub.depth.fetch_sub(1, Ordering::SeqCst);
-                let (sub, handler, inner) =
-                    (Arc::clone(&sub), Arc::clone(&handler), Arc::clone(&inner));
-                tokio::spawn(async move {
-                    let outcome = AssertUnwindSafe(handler.handle(delivery.event.clone()))
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|_| Err("handler panicked".to_owned()));
-                    drop(slot);
-                    settle(&inner, &sub, delivery, outcome);
-                    sub.in_flight.fetch_sub(1, Ordering::SeqCst);
-                    inner.idle.notify_waiters();
-                });
-            }
-        });
+        for _ in 0..self.config.consumer_concurrency {
+            let consumer = subscription.consumer();
+            let handler = Arc::clone(&handler);
+            tokio::spawn(async move {
+                // Ends when the broker closes.
+                while let Ok(batch) = consumer.receive(1).await {
+                    for delivery in batch {
+                        let outcome = AssertUnwindSafe(handler.handle(delivery.payload().clone()))
+                            .catch_unwind()
+                            .await
+                            .unwrap_or_else(|_| Err("handler panicked".to_owned()));
+                        // A settle error means the lease ran out meanwhile and the message
+                        // went back to the queue: the redelivery will settle it.
+                        let _ = match outcome {
+                            Ok(()) => delivery.ack(),
+                            Err(error) if delivery.attempt() >= max_deliveries => {
+                                tracing::warn!(subscription = delivery.subscription(), event = ?delivery.payload(), %error, "dead-lettered");
+                                delivery.term(error)
+                            }
+                            Err(error) => {
+                                tracing::debug!(subscription = delivery.subscription(), attempt = delivery.attempt(), %error, "redelivering");
+                                delivery.nack(None)
+                            }
+                        };
+                    }
+                }
+            });
+        }
+        Ok(())
     }
 
-    /// Publishes `event` on its topic to every subscription.
+    /// Publishes `event` on its topic, keyed by its order.
     pub fn publish(&self, event: ShopEvent) {
-        self.inner.published.fetch_add(1, Ordering::Relaxed);
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        for sub in self.inner.subs.read().iter() {
-            if sub.topic == event.topic() {
-                send(sub, Delivery { id, event: event.clone(), deliveries: 0 });
-            }
+        let topic = event.topic();
+        let key = event.order_id().to_string();
+        if let Err(e) = self.broker.try_publish(topic, Message::new(event).key(key)) {
+            self.publish_failures.incr();
+            tracing::error!(topic, error = %e, "event not published; it is re-driven from the store at the next start");
         }
     }
 
-    /// The dead letters held.
+    fn subscriptions(&self) -> Vec<Subscription<ShopEvent, ShopClock>> {
+        self.broker.subscriptions()
+    }
+
+    /// The dead letters of every subscription.
     #[must_use]
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.inner.dlq.lock().clone()
+        self.subscriptions()
+            .iter()
+            .flat_map(|sub| {
+                sub.dead_letters().into_iter().map(|d| DeadLetter {
+                    id: d.seq(),
+                    subscription: sub.name().to_owned(),
+                    event: d.payload().clone(),
+                    deliveries: d.attempts,
+                    last_error: match &d.reason {
+                        DeadLetterReason::Terminated { reason } => reason.clone(),
+                        other => format!("{other:?}"),
+                    },
+                })
+            })
+            .collect()
     }
 
     /// Sends dead letters back to their subscription with a fresh delivery budget: those in
     /// `ids`, or all when `ids` is `None`. Returns how many were replayed.
     pub fn replay(&self, ids: Option<&[u64]>) -> usize {
-        let letters: Vec<DeadLetter> = {
-            let mut dlq = self.inner.dlq.lock();
-            let (take, keep) =
-                dlq.drain(..).partition(|d| ids.is_none_or(|ids| ids.contains(&d.id)));
-            *dlq = keep;
-            take
-        };
-        let subs = self.inner.subs.read();
-        let mut replayed = 0;
-        for letter in letters {
-            if let Some(sub) = subs.iter().find(|s| s.name == letter.subscription) {
-                send(sub, Delivery { id: letter.id, event: letter.event, deliveries: 0 });
-                replayed += 1;
-            }
-        }
-        replayed
+        self.subscriptions()
+            .iter()
+            .map(|sub| {
+                sub.replay(match ids {
+                    Some(ids) => Select::Seqs(ids.to_vec()),
+                    None => Select::All,
+                })
+            })
+            .sum()
     }
 
     /// Counters now.
     #[must_use]
     pub fn stats(&self) -> BusStats {
+        let subs = self.subscriptions();
+        let mut dlq_depth = 0;
+        let subscriptions = subs
+            .iter()
+            .map(|sub| {
+                let s = sub.stats();
+                dlq_depth += s.dead_letters as u64;
+                SubscriptionStats {
+                    name: sub.name().to_owned(),
+                    topic: sub.topic().to_owned(),
+                    depth: (s.depth + s.scheduled) as u64,
+                    in_flight: s.in_flight as u64,
+                    acked: s.acked,
+                    redelivered: s.redelivered,
+                    dead_lettered: s.dead_lettered,
+                }
+            })
+            .collect();
         BusStats {
-            published: self.inner.published.load(Ordering::Relaxed),
-            dlq_depth: self.inner.dlq.lock().len() as u64,
-            subscriptions: self
-                .inner
-                .subs
-                .read()
+            published: [TOPIC_ORDERS, TOPIC_PAYMENTS]
                 .iter()
-                .map(|s| SubscriptionStats {
-                    name: s.name.clone(),
-                    topic: s.topic.to_owned(),
-                    depth: s.depth.load(Ordering::SeqCst),
-                    in_flight: s.in_flight.load(Ordering::SeqCst),
-                    acked: s.acked.load(Ordering::Relaxed),
-                    redelivered: s.redelivered.load(Ordering::Relaxed),
-                    dead_lettered: s.dead_lettered.load(Ordering::Relaxed),
-                })
-                .collect(),
+                .filter_map(|t| self.broker.topic(t))
+                .map(|t| t.stats().published)
+                .sum(),
+            publish_failures: self.publish_failures.get(),
+            dlq_depth,
+            subscriptions,
         }
     }
 
     fn busy(&self) -> bool {
-        self.inner
-            .subs
-            .read()
-            .iter()
-            .any(|s| s.depth.load(Ordering::SeqCst) + s.in_flight.load(Ordering::SeqCst) > 0)
+        self.subscriptions().iter().any(|sub| {
+            let s = sub.stats();
+            s.depth + s.scheduled + s.in_flight > 0
+        })
     }
 
-    /// Waits until no event is waiting or being handled, or `grace` has passed. Returns
-    /// whether the bus drained.
+    /// Waits until no event is waiting or being handled, or `grace` has passed, then closes
+    /// the broker (the consumers stop). Returns whether the bus drained.
     pub async fn drain(&self, grace: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + grace;
-        loop {
-            let idle = self.inner.idle.notified();
-            if !self.busy() {
-                return true;
-            }
-            // Redeliveries wake nobody when they are scheduled, so look again now and then.
-            let wake = (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline);
-            tokio::select! {
-                () = idle => {}
-                () = tokio::time::sleep_until(wake) => {}
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return !self.busy();
-            }
+        let mut drained = !self.busy();
+        while !drained && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            drained = !self.busy();
         }
+        self.broker.close();
+        drained
     }
-}
-
-fn send(sub: &Sub, delivery: Delivery) {
-    sub.depth.fetch_add(1, Ordering::SeqCst);
-    if sub.tx.send(delivery).is_err() {
-        sub.depth.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-fn settle(inner: &Arc<Inner>, sub: &Arc<Sub>, mut delivery: Delivery, outcome: Result<(), String>) {
-    let Err(error) = outcome else {
-        sub.acked.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
-    delivery.deliveries += 1;
-    if delivery.deliveries >= inner.config.max_deliveries {
-        tracing::warn!(subscription = %sub.name, event = ?delivery.event, %error, "dead-lettered");
-        sub.dead_lettered.fetch_add(1, Ordering::Relaxed);
-        inner.dlq.lock().push(DeadLetter {
-            id: delivery.id,
-            subscription: sub.name.clone(),
-            event: delivery.event,
-            deliveries: delivery.deliveries,
-            last_error: error,
-        });
-        return;
-    }
-    tracing::debug!(subscription = %sub.name, deliveries = delivery.deliveries, %error, "redelivering");
-    sub.redelivered.fetch_add(1, Ordering::Relaxed);
-    let base = Duration::from_millis(inner.config.redelivery_backoff_ms);
-    let max = Duration::from_millis(inner.config.redelivery_backoff_max_ms);
-    let pause = base.saturating_mul(1 << (delivery.deliveries - 1).min(16)).min(max);
-    // Counted as waiting from now, so `drain` sees it.
-    sub.depth.fetch_add(1, Ordering::SeqCst);
-    let sub = Arc::clone(sub);
-    tokio::spawn(async move {
-        tokio::time::sleep(levee_core::random::jitter(pause, 0.2)).await;
-        if sub.tx.send(delivery).is_err() {
-            sub.depth.fetch_sub(1, Ordering::SeqCst);
-        }
-    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU32;
+    use levee_core::ManualClock;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-    fn config() -> QueueConfig {
-        QueueConfig {
-            max_deliveries: 3,
-            redelivery_backoff_ms: 1,
-            redelivery_backoff_max_ms: 2,
-            consumer_concurrency: 2,
-        }
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let c = QueueConfig {
+            redelivery_backoff_ms: 500,
+            redelivery_backoff_max_ms: 3000,
+            ..QueueConfig::default()
+        };
+        let ms: Vec<u64> = backoff_schedule(&c).iter().map(|d| d.as_millis() as u64).collect();
+        assert_eq!(ms, [500, 1000, 2000, 3000]);
+        let c = QueueConfig { redelivery_backoff_ms: 0, ..QueueConfig::default() };
+        assert!(backoff_schedule(&c).is_empty());
     }
 
     #[tokio::test]
     async fn failing_events_retry_then_dead_letter_then_replay() {
-        let bus = EventBus::new(config());
+        let bus = EventBus::new(
+            QueueConfig {
+                max_deliveries: 3,
+                redelivery_backoff_ms: 0,
+                consumer_concurrency: 2,
+                ..QueueConfig::default()
+            },
+            ShopClock::manual(ManualClock::new()),
+        );
         let calls = Arc::new(AtomicU32::new(0));
-        let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let healthy = Arc::new(AtomicBool::new(false));
         let (c, h) = (Arc::clone(&calls), Arc::clone(&healthy));
-        bus.subscribe("orders", "payment", move |_e: ShopEvent| -> HandlerResult {
+        bus.subscribe(TOPIC_ORDERS, "payment", move |_e: ShopEvent| -> HandlerResult {
             c.fetch_add(1, Ordering::SeqCst);
             let ok = h.load(Ordering::SeqCst);
             Box::pin(async move { if ok { Ok(()) } else { Err("down".to_owned()) } })
-        });
+        })
+        .unwrap();
         bus.publish(ShopEvent::OrderPlaced { order_id: 7 });
         bus.publish(ShopEvent::PaymentSucceeded { order_id: 7, charge_id: "c".into() });
-        assert!(bus.drain(Duration::from_secs(10)).await);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while bus.dead_letters().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "no dead letter");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         let dead = bus.dead_letters();
         assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].deliveries, 3);
+        assert_eq!((dead[0].deliveries, dead[0].last_error.as_str()), (3, "down"));
         healthy.store(true, Ordering::SeqCst);
         assert_eq!(bus.replay(None), 1);
-        assert!(bus.drain(Duration::from_secs(10)).await);
+        while bus.stats().subscriptions[0].acked == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "replay not handled");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         assert!(bus.dead_letters().is_empty());
-        assert_eq!(bus.stats().subscriptions[0].acked, 1);
+        assert!(bus.drain(Duration::from_secs(1)).await);
     }
 }

@@ -200,6 +200,8 @@ pub struct QueueConfig {
     pub redelivery_backoff_max_ms: u64,
     /// Events one subscription handles at the same time.
     pub consumer_concurrency: u32,
+    /// Seconds a handler may hold an event before it is redelivered to another consumer.
+    pub ack_wait_secs: u64,
 }
 
 impl Default for QueueConfig {
@@ -209,6 +211,7 @@ impl Default for QueueConfig {
             redelivery_backoff_ms: 500,
             redelivery_backoff_max_ms: 30_000,
             consumer_concurrency: 8,
+            ack_wait_secs: 60,
         }
     }
 }
@@ -300,6 +303,7 @@ impl Config {
             "queue.consumer_concurrency",
             u64::from(self.queue.consumer_concurrency),
         )?;
+        E::require_nonzero("queue.ack_wait_secs", self.queue.ack_wait_secs)?;
         if !(0.0..=1.0).contains(&self.provider.failure_rate) {
             return Err(E::new("provider.failure_rate", "must lie in 0.0..=1.0"));
         }

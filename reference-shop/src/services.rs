@@ -23,17 +23,17 @@ pub mod reasons {
 
 impl Shop {
     /// Subscribes the services to their topics.
-    pub(crate) fn wire(self: &Arc<Self>) {
+    pub(crate) fn wire(self: &Arc<Self>) -> Result<(), levee_queue::broker::BrokerError> {
         let shop = Arc::clone(self);
         self.bus.subscribe(TOPIC_ORDERS, "payment", move |e| -> HandlerResult {
             let shop = Arc::clone(&shop);
             Box::pin(async move { shop.on_order_event_pay(e).await })
-        });
+        })?;
         let shop = Arc::clone(self);
         self.bus.subscribe(TOPIC_PAYMENTS, "orders", move |e| -> HandlerResult {
             let shop = Arc::clone(&shop);
             Box::pin(async move { shop.on_payment_outcome(e).await })
-        });
+        })?;
         for topic in [TOPIC_ORDERS, TOPIC_PAYMENTS] {
             let shop = Arc::clone(self);
             self.bus.subscribe(
@@ -43,8 +43,9 @@ impl Shop {
                     let shop = Arc::clone(&shop);
                     Box::pin(async move { shop.notify(e).await })
                 },
-            );
+            )?;
         }
+        Ok(())
     }
 
     /// After a start: re-arms the timer of every unpaid order and re-drives the payment of

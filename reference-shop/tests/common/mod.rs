@@ -92,8 +92,8 @@ pub fn test_config() -> Config {
     c.provider.latency_ms = 0;
     c.payment.retry_backoff_ms = 1;
     c.payment.breaker_open_secs = 30;
-    c.queue.redelivery_backoff_ms = 5;
-    c.queue.redelivery_backoff_max_ms = 20;
+    // The broker's backoffs run on the shop's (manual) clock: redeliver at once.
+    c.queue.redelivery_backoff_ms = 0;
     c.orders.timer_tick_ms = 10;
     c
 }
