@@ -3,10 +3,9 @@
 //! Topics `orders` and `payments` fan out to one subscription per service (`payment`,
 //! `orders`, `notification-orders`, `notification-payments`); each subscription is a work
 //! queue that `consumer_concurrency` consumers drain. A handler's `Ok` acks the delivery; an
-//! `Err` nacks it, and the broker redelivers it on the backoff schedule; the last allowed
-//! delivery that fails is terminated with the handler's error, so it lands in the
-//! subscription's dead-letter queue with the reason an operator needs, to be listed and
-//! replayed through the admin API. Messages carry the order id as their ordering key: one
+//! `Err` nacks it, and the broker redelivers it on the backoff schedule until `max_deliveries`
+//! failures put it in the subscription's dead-letter queue, which the admin API lists (with
+//! the last handler error, remembered here) and replays (with a fresh failure budget). Messages carry the order id as their ordering key: one
 //! event per order in flight per subscription, in publish order.
 //!
 //! The broker takes its time from the shop clock, so tests that move a manual clock move
@@ -16,6 +15,7 @@
 //! the orders table after a restart (unpaid orders get their payment re-driven and their timer
 //! re-armed), so a lost event delays an order but never loses it.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,7 @@ use futures::future::BoxFuture;
 use levee_queue::broker::{
     DeadLetterReason, InProcessBroker, Message, Select, Subscription, SubscriptionConfig,
 };
+use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::clock::ShopClock;
@@ -102,7 +103,11 @@ pub struct EventBus {
     broker: InProcessBroker<ShopEvent, ShopClock>,
     config: QueueConfig,
     publish_failures: Arc<levee_core::Counter>,
+    last_errors: Arc<Mutex<HashMap<(String, u64), String>>>,
 }
+
+/// Handler errors remembered for the dead-letter listing at most (older ones are forgotten).
+const MAX_REMEMBERED_ERRORS: usize = 10_000;
 
 impl std::fmt::Debug for EventBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -136,7 +141,12 @@ impl EventBus {
             let broker = broker.clone();
             async move { broker.drive(Duration::from_millis(100)).await }
         });
-        Self { broker, config, publish_failures: Arc::new(levee_core::Counter::new()) }
+        Self {
+            broker,
+            config,
+            publish_failures: Arc::new(levee_core::Counter::new()),
+            last_errors: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
     /// Delivers every later event of `topic` to `handler` as subscription `name`.
@@ -149,11 +159,10 @@ impl EventBus {
         name: &str,
         handler: impl Handler,
     ) -> Result<(), levee_queue::broker::BrokerError> {
-        let max_deliveries = self.config.max_deliveries;
         let subscription = self.broker.subscribe(
             topic,
             SubscriptionConfig::new(name)
-                .max_deliveries(max_deliveries)
+                .max_deliveries(self.config.max_deliveries)
                 .backoff(backoff_schedule(&self.config))
                 .ack_wait(Duration::from_secs(self.config.ack_wait_secs)),
         )?;
@@ -161,6 +170,7 @@ impl EventBus {
         for _ in 0..self.config.consumer_concurrency {
             let consumer = subscription.consumer();
             let handler = Arc::clone(&handler);
+            let last_errors = Arc::clone(&self.last_errors);
             tokio::spawn(async move {
                 // Ends when the broker closes.
                 while let Ok(batch) = consumer.receive(1).await {
@@ -169,16 +179,22 @@ impl EventBus {
                             .catch_unwind()
                             .await
                             .unwrap_or_else(|_| Err("handler panicked".to_owned()));
+                        let key = (delivery.subscription().to_owned(), delivery.seq());
                         // A settle error means the lease ran out meanwhile and the message
                         // went back to the queue: the redelivery will settle it.
                         let _ = match outcome {
-                            Ok(()) => delivery.ack(),
-                            Err(error) if delivery.attempt() >= max_deliveries => {
-                                tracing::warn!(subscription = delivery.subscription(), event = ?delivery.payload(), %error, "dead-lettered");
-                                delivery.term(error)
+                            Ok(()) => {
+                                last_errors.lock().remove(&key);
+                                delivery.ack()
                             }
                             Err(error) => {
-                                tracing::debug!(subscription = delivery.subscription(), attempt = delivery.attempt(), %error, "redelivering");
+                                tracing::debug!(subscription = %key.0, attempt = delivery.attempt(), %error, "handler failed; nack");
+                                let mut errors = last_errors.lock();
+                                if errors.len() >= MAX_REMEMBERED_ERRORS {
+                                    errors.clear();
+                                }
+                                errors.insert(key, error);
+                                drop(errors);
                                 delivery.nack(None)
                             }
                         };
@@ -206,6 +222,7 @@ impl EventBus {
     /// The dead letters of every subscription.
     #[must_use]
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        let errors = self.last_errors.lock();
         self.subscriptions()
             .iter()
             .flat_map(|sub| {
@@ -216,7 +233,10 @@ impl EventBus {
                     deliveries: d.attempts,
                     last_error: match &d.reason {
                         DeadLetterReason::Terminated { reason } => reason.clone(),
-                        other => format!("{other:?}"),
+                        other => errors
+                            .get(&(sub.name().to_owned(), d.seq()))
+                            .cloned()
+                            .unwrap_or_else(|| format!("{other:?}")),
                     },
                 })
             })
@@ -341,6 +361,13 @@ mod tests {
         let dead = bus.dead_letters();
         assert_eq!(dead.len(), 1);
         assert_eq!((dead[0].deliveries, dead[0].last_error.as_str()), (3, "down"));
+        // A replay gives a fresh failure budget: three more deliveries, not one.
+        assert_eq!(bus.replay(None), 1);
+        while calls.load(Ordering::SeqCst) < 6 || bus.dead_letters().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "replayed letter not retried");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
         healthy.store(true, Ordering::SeqCst);
         assert_eq!(bus.replay(None), 1);
         while bus.stats().subscriptions[0].acked == 0 {
