@@ -91,8 +91,8 @@ impl Shop {
             Arc::clone(&store),
             clock.clone(),
             config.cache.capacity,
-            Duration::from_secs(config.cache.ttl_secs.max(1)),
-        ));
+            Duration::from_secs(config.cache.ttl_secs),
+        )?);
         let edge = Arc::new(Edge::new(&config.edge, clock.clone()));
         let guard = Arc::new(PaymentGuard::new(&config.payment, clock.clone()));
         let provider = Arc::new(PaymentProvider::new(Arc::clone(&faults)));

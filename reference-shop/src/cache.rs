@@ -1,60 +1,42 @@
-//! The product cache: reads of one product coalesce into one store read, and a change of
-//! stock or price invalidates the entry.
-//!
-//! STAND-IN until `levee-cache` lands on main: a locked map plus in-flight loads shared
-//! through `futures::future::Shared`. The load runs as its own task, so a reader that gives up
-//! never strands the others (the lesson of moka issue 240).
+//! The product cache, on levee-cache: reads of one product coalesce into one store read
+//! (single flight, even when the first reader gives up), and a change of stock or price
+//! invalidates the entry, beating any load already under way.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
-use levee_core::Clock;
-use parking_lot::Mutex;
+use levee_cache::Cache;
 use serde::Serialize;
 
 use crate::clock::ShopClock;
 use crate::domain::Product;
 use crate::store::{Store, StoreError};
 
-type Load = Shared<BoxFuture<'static, Result<Option<Product>, Arc<StoreError>>>>;
-
 /// Counters of the cache.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct CacheStats {
     /// Reads answered from memory.
     pub hits: u64,
-    /// Reads that started a store read.
+    /// Reads that found nothing usable in memory.
     pub misses: u64,
-    /// Reads that joined a store read already under way.
+    /// Store reads started (one per burst of misses of a product).
+    pub loads: u64,
+    /// Reads that joined a store read already under way instead of starting one.
     pub coalesced: u64,
     /// Entries dropped because their product changed.
     pub invalidations: u64,
+    /// Load results thrown away because an invalidation overtook them.
+    pub stale_discards: u64,
+    /// Entries evicted for capacity.
+    pub evictions: u64,
     /// Entries held.
     pub entries: u64,
 }
 
-#[derive(Default)]
-struct State {
-    entries: HashMap<i64, (Option<Product>, u64)>,
-    loading: HashMap<i64, (u64, Load)>,
-}
-
-/// Cache of products by id.
+/// Cache of products by id (`None`: no such product, remembered too).
 pub struct ProductCache {
     store: Arc<Store>,
-    clock: ShopClock,
-    ttl_ns: u64,
-    capacity: usize,
-    state: Mutex<State>,
-    next_load: AtomicU64,
-    hits: AtomicU64,
-    misses: AtomicU64,
-    coalesced: AtomicU64,
-    invalidations: AtomicU64,
+    cache: Cache<i64, Option<Product>, ShopClock>,
 }
 
 impl std::fmt::Debug for ProductCache {
@@ -65,96 +47,51 @@ impl std::fmt::Debug for ProductCache {
 
 impl ProductCache {
     /// A cache over `store` holding up to `capacity` products for at most `ttl`.
-    #[must_use]
-    pub fn new(store: Arc<Store>, clock: ShopClock, capacity: u64, ttl: Duration) -> Self {
-        Self {
-            store,
-            clock,
-            ttl_ns: levee_core::nanos(ttl),
-            capacity: usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
-            state: Mutex::new(State::default()),
-            next_load: AtomicU64::new(0),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            coalesced: AtomicU64::new(0),
-            invalidations: AtomicU64::new(0),
-        }
+    ///
+    /// # Errors
+    /// A zero `ttl` or `capacity`, named.
+    pub fn new(
+        store: Arc<Store>,
+        clock: ShopClock,
+        capacity: u64,
+        ttl: Duration,
+    ) -> Result<Self, levee_core::ConfigError> {
+        let cache = Cache::builder()
+            .max_capacity(levee_core::ConfigError::require_nonzero("cache.capacity", capacity)?)
+            .time_to_live(levee_core::ConfigError::require_positive("cache.ttl_secs", ttl)?)
+            .clock(clock)
+            .build()?;
+        Ok(Self { store, cache })
     }
 
     /// The product, from memory or from one store read shared by every concurrent caller.
     ///
     /// # Errors
-    /// The store read failed (every caller that joined it sees the same error).
-    pub async fn get(self: &Arc<Self>, id: i64) -> Result<Option<Product>, Arc<StoreError>> {
-        let load = {
-            let mut state = self.state.lock();
-            let now = self.clock.now();
-            if let Some((product, at)) = state.entries.get(&id)
-                && now.saturating_sub(*at) < self.ttl_ns
-            {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(product.clone());
-            }
-            if let Some((_, load)) = state.loading.get(&id) {
-                self.coalesced.fetch_add(1, Ordering::Relaxed);
-                load.clone()
-            } else {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                let load_id = self.next_load.fetch_add(1, Ordering::Relaxed);
-                let this = Arc::clone(self);
-                let task = tokio::spawn(async move {
-                    let result = this.store.product(id).await.map_err(Arc::new);
-                    let mut state = this.state.lock();
-                    // Store the value only if no invalidation replaced this load meanwhile.
-                    if state.loading.get(&id).is_some_and(|(l, _)| *l == load_id) {
-                        state.loading.remove(&id);
-                        if let Ok(product) = &result {
-                            if state.entries.len() >= this.capacity
-                                && let Some(&victim) = state.entries.keys().next()
-                            {
-                                state.entries.remove(&victim);
-                            }
-                            state.entries.insert(id, (product.clone(), this.clock.now()));
-                        }
-                    }
-                    result
-                });
-                let load: Load = async move {
-                    match task.await {
-                        Ok(result) => result,
-                        Err(e) => {
-                            Err(Arc::new(StoreError::Io(std::io::Error::other(e.to_string()))))
-                        }
-                    }
-                }
-                .boxed()
-                .shared();
-                state.loading.insert(id, (load_id, load.clone()));
-                load
-            }
-        };
-        load.await
+    /// The store read failed (every caller that joined it sees the same error; errors are
+    /// not cached).
+    pub async fn get(&self, id: i64) -> Result<Option<Product>, Arc<StoreError>> {
+        let store = Arc::clone(&self.store);
+        self.cache.try_get_with_async(id, async move { store.product(id).await }).await
     }
 
-    /// Drops the entry (and forgets a load under way) after the product changed.
+    /// Drops the entry (and any load under way) after the product changed.
     pub fn invalidate(&self, id: i64) {
-        let mut state = self.state.lock();
-        let had = state.entries.remove(&id).is_some();
-        state.loading.remove(&id);
-        if had {
-            self.invalidations.fetch_add(1, Ordering::Relaxed);
-        }
+        self.cache.invalidate(&id);
     }
 
     /// Counters now.
     #[must_use]
     pub fn stats(&self) -> CacheStats {
+        let s = self.cache.stats();
         CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            coalesced: self.coalesced.load(Ordering::Relaxed),
-            invalidations: self.invalidations.load(Ordering::Relaxed),
-            entries: self.state.lock().entries.len() as u64,
+            hits: s.hits,
+            misses: s.misses,
+            loads: s.loads,
+            coalesced: s.coalesced,
+            invalidations: s.invalidations,
+            stale_discards: s.stale_discards,
+            evictions: s.evictions,
+            entries: self.cache.len(),
         }
     }
 }

@@ -288,6 +288,7 @@ impl Config {
         E::require_nonzero("edge.burst", u64::from(self.edge.burst))?;
         E::require_nonzero("edge.max_concurrent", u64::from(self.edge.max_concurrent))?;
         E::require_nonzero("cache.capacity", self.cache.capacity)?;
+        E::require_nonzero("cache.ttl_secs", self.cache.ttl_secs)?;
         E::require_nonzero("orders.unpaid_timeout_secs", self.orders.unpaid_timeout_secs)?;
         E::require_nonzero("orders.max_lines", self.orders.max_lines as u64)?;
         E::require_nonzero("orders.max_quantity", u64::from(self.orders.max_quantity))?;

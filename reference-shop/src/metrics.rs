@@ -219,9 +219,10 @@ impl Collector for PrimitivesCollector {
         counter(
             &mut e,
             "levee_cache_misses",
-            "Product reads that loaded from the store",
+            "Product reads that found nothing usable in memory",
             c.misses,
         )?;
+        counter(&mut e, "levee_cache_loads", "Store reads the cache started", c.loads)?;
         counter(
             &mut e,
             "levee_cache_coalesced",
