@@ -1,0 +1,108 @@
+//! What a refused or failed call returns.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::State;
+
+/// A call was refused: the circuit is open, forced open, or half-open with every trial permit
+/// taken. Says until when, where that is known.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_breaker::{CircuitBreaker, State};
+/// use levee_core::ManualClock;
+///
+/// let breaker = CircuitBreaker::builder()
+///     .open_wait(Duration::from_secs(30))
+///     .clock(ManualClock::new())
+///     .build()
+///     .unwrap();
+/// breaker.trip();
+/// let refused = breaker.try_acquire().unwrap_err();
+/// assert_eq!(refused.state(), State::Open);
+/// assert_eq!(refused.retry_after(), Some(Duration::from_secs(30)));
+/// assert_eq!(refused.until(), Some(30_000_000_000));
+/// assert_eq!(refused.to_string(), "circuit breaker is open, retry after 30000 ms");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Open {
+    pub(crate) state: State,
+    pub(crate) until: Option<u64>,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl Open {
+    /// The state that refused the call: [`State::Open`], [`State::HalfOpen`] (all trial
+    /// permits taken) or [`State::ForcedOpen`].
+    #[must_use]
+    pub const fn state(&self) -> State {
+        self.state
+    }
+
+    /// When an open circuit will let a trial call through, as a reading of the breaker's
+    /// clock. `None` when forced open (until an operator acts) or half-open (as soon as a
+    /// trial completes).
+    #[must_use]
+    pub const fn until(&self) -> Option<u64> {
+        self.until
+    }
+
+    /// How long from the refusal until [`until`](Self::until).
+    #[must_use]
+    pub const fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for Open {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.state, self.retry_after()) {
+            (State::ForcedOpen, _) => f.write_str("circuit breaker is forced open"),
+            (State::HalfOpen, _) => {
+                f.write_str("circuit breaker is half-open and all trial calls are taken")
+            }
+            (_, Some(after)) => {
+                write!(f, "circuit breaker is open, retry after {} ms", after.as_millis())
+            }
+            (_, None) => f.write_str("circuit breaker is open"),
+        }
+    }
+}
+
+impl std::error::Error for Open {}
+
+/// The error of a call made through the breaker: refused, or the call's own error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError<E> {
+    /// The breaker refused the call; it was not made.
+    #[error(transparent)]
+    Open(Open),
+    /// The call was made and returned this error.
+    #[error(transparent)]
+    Inner(E),
+}
+
+impl<E> CallError<E> {
+    /// The call's own error, if it was made.
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            Self::Inner(e) => Some(e),
+            Self::Open(_) => None,
+        }
+    }
+
+    /// The refusal, if the call was not made.
+    pub const fn as_open(&self) -> Option<&Open> {
+        match self {
+            Self::Open(open) => Some(open),
+            Self::Inner(_) => None,
+        }
+    }
+}
+
+impl<E> From<Open> for CallError<E> {
+    fn from(open: Open) -> Self {
+        Self::Open(open)
+    }
+}

@@ -1,0 +1,76 @@
+//! Events a breaker emits, and its metrics snapshot.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::State;
+
+/// Why a breaker changed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The window's failure rate reached the threshold.
+    FailureRate,
+    /// The window's slow-call rate reached the threshold.
+    SlowCallRate,
+    /// The window held as many failures as the absolute threshold.
+    FailureCount,
+    /// The open wait passed and a call asked for a permit.
+    WaitElapsed,
+    /// The half-open trials succeeded.
+    TrialsPassed,
+    /// The half-open trials failed.
+    TrialsFailed,
+    /// An operator called `reset`, `trip`, `force_open` or `disable`.
+    Manual,
+}
+
+/// A state transition, delivered to the breaker's listeners on the thread that caused it.
+/// Only transitions emit events, so listening costs nothing on the hot path.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct BreakerEvent {
+    /// The breaker's name.
+    pub name: Arc<str>,
+    /// The state left.
+    pub from: State,
+    /// The state entered.
+    pub to: State,
+    /// Why.
+    pub reason: Reason,
+    /// When, as a reading of the breaker's clock.
+    pub at: u64,
+    /// When the circuit will let trial calls through, if `to` is [`State::Open`].
+    pub open_until: Option<u64>,
+}
+
+/// A snapshot of a breaker, for dashboards and health endpoints.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct BreakerMetrics {
+    /// The breaker's name.
+    pub name: Arc<str>,
+    /// The current state (an open breaker whose wait has passed still reads open until a
+    /// call asks for a permit).
+    pub state: State,
+    /// Calls judged: in the window when closed, trials completed when half-open.
+    pub calls: u64,
+    /// Of those, failures.
+    pub failed_calls: u64,
+    /// Of those, slow calls.
+    pub slow_calls: u64,
+    /// Failure percentage, once there are enough calls to judge.
+    pub failure_rate: Option<f64>,
+    /// Slow-call percentage, once there are enough calls to judge.
+    pub slow_call_rate: Option<f64>,
+    /// Calls refused since the breaker was built.
+    pub not_permitted: u64,
+    /// How long the breaker has been in its state.
+    pub time_in_state: Duration,
+    /// When an open breaker lets trial calls through (a clock reading).
+    pub open_until: Option<u64>,
+    /// Consecutive openings without a close (the backoff exponent plus one; 0 when closed).
+    pub consecutive_openings: u32,
+    /// Half-open trial permits handed out and not yet completed.
+    pub trials_in_flight: u32,
+}

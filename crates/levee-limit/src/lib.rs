@@ -1,0 +1,111 @@
+//! Rate limiters, keyed limits, bulkheads and adaptive concurrency for
+//! [levee](https://docs.rs/levee): what keeps a service from being overrun, and from
+//! overrunning what it calls.
+//!
+//! | need | type | hot path |
+//! |---|---|---|
+//! | N per period, bursts of B | [`RateLimiter`] (GCRA) | one clock read, one CAS |
+//! | the same, per client / key | [`KeyedRateLimiter`] | a reader-slot CAS + one CAS; memory reclaims itself |
+//! | "N per minute" as operators say it | [`FixedWindowLimiter`], [`SlidingWindowLimiter`] | one or a few CAS |
+//! | ramp up after idleness | [`WarmUpLimiter`] | one CAS + one add |
+//! | even spacing, bounded queueing | [`Pacer`] | one CAS, then the caller sleeps |
+//! | at most N in flight | [`Bulkhead`] | one CAS to take, one add to release |
+//! | N that follows latency | [`AdaptiveBulkhead`] with [`Aimd`], [`Gradient2`], [`Vegas`] | as `Bulkhead`, plus sample counters |
+//!
+//! Everything is lock-free on the hot path (the keyed limiter reads a shard under a
+//! reader-biased lock: one CAS on a reader slot, no exclusive lock),
+//! allocates nothing per call, takes its time from an injected [`Clock`](levee_core::Clock)
+//! ([`FastClock`](levee_core::FastClock), the TSC, by default; a
+//! [`ManualClock`](levee_core::ManualClock) in tests), and refuses bad configuration at build
+//! time with a [`ConfigError`](levee_core::ConfigError) naming the setting.
+//!
+//! **Refusals are values.** A rate limit refuses with [`Throttled`], which says when to come
+//! back ([`Throttled::retry_after`], [`Throttled::earliest`]); every refusal implements
+//! [`RetryAfter`] so retry policies and `Retry-After` headers can honour it. Asking for more
+//! cells than the burst is a distinct [`InsufficientCapacity`]: waiting would never help.
+//!
+//! **Async.** `until_ready().await` waits for capacity and is cancellation-safe (a dropped
+//! future consumes nothing); a bulkhead's `acquire().await` queues FIFO with a maximum wait,
+//! and permits are released on drop, also when the future is cancelled. Sleeping goes
+//! through [`AsyncClock`], so a test with `tokio::time::pause()` and a `ManualClock` sees
+//! both clocks move together.
+//!
+//! **Observability.** Each limiter counts refusals and waits (admissions too when asked:
+//! counting them costs an atomic add per call) and reports [`RateEvent`]s or
+//! [`BulkheadEvent`]s to [`Listener`](levee_core::Listener)s.
+//!
+//! **tower** (feature `tower`, module `tower`): `RateLimitLayer`, `KeyedRateLimitLayer`
+//! (key from the request by a closure) and `BulkheadLayer`, whose services are `Clone` and
+//! share one limit across clones, and fail with a typed `LimitError` carrying the
+//! retry-after.
+//!
+//! ```
+//! use std::time::Duration;
+//! use levee_core::ManualClock;
+//! use levee_limit::{Bulkhead, KeyedRateLimiter, Quota, RateLimiter, RetryAfter};
+//!
+//! let clock = ManualClock::new();
+//!
+//! // A global limit: 100 per second, bursts of 10.
+//! let global = RateLimiter::with_clock(Quota::per_second(100).with_burst(10), clock.clone())?;
+//! for _ in 0..10 {
+//!     global.check()?;
+//! }
+//! let refusal = global.check().unwrap_err();
+//! assert_eq!(refusal.retry_after(), Duration::from_millis(10));
+//!
+//! // Per client: 2 per second each.
+//! let per_client = KeyedRateLimiter::<u32>::builder(Quota::per_second(2))
+//!     .clock(clock.clone())
+//!     .build()?;
+//! assert!(per_client.check(&7).is_ok());
+//! assert!(per_client.check(&7).is_ok());
+//! assert_eq!(per_client.check(&7).unwrap_err().retry_after(), Duration::from_millis(500));
+//!
+//! // At most 4 calls in flight.
+//! let bulkhead = Bulkhead::new(4)?;
+//! let permit = bulkhead.try_acquire()?;
+//! assert_eq!(bulkhead.in_flight(), 1);
+//! drop(permit);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod adaptive;
+mod bulkhead;
+mod error;
+mod gcra;
+mod keyed;
+mod pacer;
+mod quota;
+mod rate;
+mod stats;
+mod wait;
+mod warmup;
+mod window;
+
+pub use adaptive::{
+    AdaptiveBuilder, AdaptiveBulkhead, AdaptiveOwnedPermit, AdaptivePermit, Aimd, Gradient2,
+    LimitAlgorithm, SampleWindow, Vegas,
+};
+pub use bulkhead::{
+    Acquire, AcquireOwned, Bulkhead, BulkheadBuilder, BulkheadError, BulkheadEvent, BulkheadStats,
+    MAX_QUEUE, OwnedPermit, Permit,
+};
+pub use error::{CheckNError, InsufficientCapacity, RetryAfter, Throttled};
+pub use keyed::{DefaultHasher, KeyLimitPolicy, KeyedBuilder, KeyedRateLimiter, KeyedStats};
+pub use pacer::{Pacer, PacerBuilder, Reservation};
+pub use quota::{Gcra, MAX_SPAN, Quota};
+pub use rate::{RateLimiter, RateLimiterBuilder};
+pub use stats::{RateEvent, RateStats};
+pub use wait::{AsyncClock, Jitter};
+pub use warmup::{WarmUpBuilder, WarmUpLimiter};
+pub use window::{
+    FixedWindowBuilder, FixedWindowLimiter, MAX_BUCKETS, MAX_WINDOW_LIMIT, SlidingWindowBuilder,
+    SlidingWindowLimiter, WindowQuota,
+};
+
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;

@@ -1,0 +1,67 @@
+//! What the limiters count and the events they emit.
+
+use std::time::Duration;
+
+use levee_core::Counter;
+
+/// Counters a rate limiter keeps (all `Relaxed`: statistics, read in snapshots).
+#[derive(Debug, Default)]
+pub(crate) struct RateCounters {
+    pub(crate) admitted: Counter,
+    pub(crate) rejected: Counter,
+    pub(crate) waited: Counter,
+}
+
+impl RateCounters {
+    pub(crate) fn snapshot(&self, count_admitted: bool) -> RateStats {
+        RateStats {
+            admitted: count_admitted.then(|| self.admitted.get()),
+            rejected: self.rejected.get(),
+            waited: self.waited.get(),
+        }
+    }
+}
+
+/// A snapshot of a rate limiter's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateStats {
+    /// Cells admitted (a `check_n(5)` counts five); `None` unless the limiter was built with
+    /// admission counting on, which costs an atomic add per admission.
+    pub admitted: Option<u64>,
+    /// Calls refused (one per refused call, whatever its size).
+    pub rejected: u64,
+    /// Async calls that had to wait at least once before being admitted.
+    pub waited: u64,
+}
+
+/// What a rate limiter (direct, keyed, window, warm-up or pacer) reports to its listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RateEvent {
+    /// A call was refused; it can conform after `retry_after`.
+    Throttled {
+        /// Cells asked for.
+        cells: u32,
+        /// How long until it could conform.
+        retry_after: Duration,
+    },
+    /// An async call waited `waited` in total before it was admitted.
+    Waited {
+        /// Cells admitted.
+        cells: u32,
+        /// Time spent waiting.
+        waited: Duration,
+    },
+    /// A keyed limiter reclaimed `reclaimed` keys whose state equalled a fresh key's.
+    KeysReclaimed {
+        /// Keys removed.
+        reclaimed: usize,
+        /// Keys still tracked in that shard afterwards.
+        remaining: usize,
+    },
+    /// A keyed limiter at its key limit evicted `evicted` keys to admit new ones.
+    KeysEvicted {
+        /// Keys removed.
+        evicted: usize,
+    },
+}

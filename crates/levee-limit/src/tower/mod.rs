@@ -1,0 +1,85 @@
+//! tower middleware (feature `tower`): layers for the rate limiter, the keyed rate limiter
+//! and the bulkhead.
+//!
+//! Every service holds its limiter in an `Arc`, so clones of a service (and of the layer)
+//! share **one** limit: cloning a service per connection, as hyper and axum do, does not
+//! multiply the quota (tower's own `RateLimit` keeps its state per clone).
+//!
+//! Refusals are not waited out: the call returns at once with a [`LimitError`] that says why
+//! and, for rate limits, when to retry ([`RetryAfter`]), ready for a `429` with `Retry-After`
+//! or for a retry policy. The rate-limit services check in `call` and keep nothing between
+//! `poll_ready` and `call`; the bulkhead service takes its permit in `poll_ready` (waiting in
+//! the bulkhead's queue if configured) and releases it when the response future completes or
+//! is dropped.
+
+mod bulkhead;
+mod future;
+mod keyed;
+mod rate;
+
+pub use bulkhead::{BulkheadLayer, BulkheadService};
+pub use future::ResponseFuture;
+pub use keyed::{KeyedRateLimitLayer, KeyedRateLimitService};
+pub use rate::{RateLimitLayer, RateLimitService};
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::bulkhead::BulkheadError;
+use crate::error::{RetryAfter, Throttled};
+
+/// The error of levee's tower services: a refusal, or the inner service's error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitError<E> {
+    /// A rate limit refused the request; retry after [`Throttled::retry_after`].
+    Throttled(Throttled),
+    /// The bulkhead refused the request.
+    Bulkhead(BulkheadError),
+    /// The inner service failed.
+    Inner(E),
+}
+
+impl<E> LimitError<E> {
+    /// The inner service's error, if that is what this is.
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            Self::Inner(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// True for refusals by a limiter (as opposed to the inner service's errors).
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, Self::Inner(_))
+    }
+}
+
+impl<E> RetryAfter for LimitError<E> {
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled(t) => Some(t.retry_after()),
+            Self::Bulkhead(_) | Self::Inner(_) => None,
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for LimitError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Throttled(t) => t.fmt(f),
+            Self::Bulkhead(b) => b.fmt(f),
+            Self::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for LimitError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Throttled(t) => Some(t),
+            Self::Bulkhead(b) => Some(b),
+            Self::Inner(e) => Some(e),
+        }
+    }
+}

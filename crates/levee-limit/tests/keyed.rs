@@ -1,0 +1,259 @@
+//! The keyed limiter: per-key decisions equal an independent GCRA per key even while keys
+//! are being reclaimed, memory returns after a burst over a million keys, and the key limit
+//! policies do what they say.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use foldhash::fast::FixedState;
+use levee_core::ManualClock;
+use levee_limit::{KeyLimitPolicy, KeyedRateLimiter, Quota, RateLimiter};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Advance(u64),
+    Check(u8),
+    CheckN(u8, u32),
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Reclamation must be invisible: a reclaimed key behaves exactly as the key it was.
+    #[test]
+    fn keyed_decisions_equal_one_limiter_per_key(
+        shards in prop::sample::select(vec![1usize, 2, 8]),
+        sweep_ms in 1u64..50,
+        ops in prop::collection::vec(prop_oneof![
+            2 => (0u64..40_000_000).prop_map(Op::Advance),
+            5 => (0u8..12).prop_map(Op::Check),
+            2 => (0u8..12, 0u32..5).prop_map(|(k, n)| Op::CheckN(k, n)),
+        ], 1..300),
+    ) {
+        let quota = Quota::per_second(50).with_burst(3);
+        let clock = ManualClock::new();
+        let keyed = KeyedRateLimiter::<u8>::builder(quota)
+            .shards(shards)
+            .sweep_interval(Duration::from_millis(sweep_ms))
+            .clock(clock.clone())
+            .hasher(FixedState::with_seed(7))
+            .build()
+            .unwrap();
+        let mut model: HashMap<u8, RateLimiter<ManualClock>> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Advance(by) => { clock.advance_nanos(by); }
+                Op::Check(k) => {
+                    let expected = model
+                        .entry(k)
+                        .or_insert_with(|| RateLimiter::with_clock(quota, clock.clone()).unwrap())
+                        .check();
+                    prop_assert_eq!(keyed.check(&k), expected);
+                }
+                Op::CheckN(k, n) => {
+                    let expected = model
+                        .entry(k)
+                        .or_insert_with(|| RateLimiter::with_clock(quota, clock.clone()).unwrap())
+                        .check_n(n);
+                    prop_assert_eq!(keyed.check_n(&k, n), expected);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_million_keys_are_reclaimed_without_any_cleanup_call() {
+    let clock = ManualClock::new();
+    let quota = Quota::per_second(10);
+    let keyed = KeyedRateLimiter::<u64>::builder(quota)
+        .clock(clock.clone())
+        .hasher(FixedState::with_seed(42))
+        .build()
+        .unwrap();
+    let empty = keyed.stats().table_bytes;
+
+    // A burst over a million distinct keys (a scan, a botnet, a crawler).
+    for key in 0..1_000_000u64 {
+        assert!(keyed.check(&key).is_ok());
+    }
+    let full = keyed.stats();
+    assert_eq!(full.keys, 1_000_000);
+    assert!(full.table_bytes > 30_000_000, "{} bytes", full.table_bytes);
+
+    // Every key refills (the quota's refill time is 1 s; the sweep interval too) ...
+    clock.advance(quota.gcra().unwrap().refill_time() + Duration::from_secs(1));
+    // ... and ordinary traffic from a few clients goes on: no retain/cleanup call anywhere.
+    for round in 0..3u64 {
+        for client in 0..2_000u64 {
+            let _ = keyed.check(&(10_000_000 + client + round));
+        }
+    }
+
+    let after = keyed.stats();
+    assert!(after.keys <= 2_002, "live keys after refill: {}", after.keys);
+    assert!(after.reclaimed >= 1_000_000, "reclaimed {}", after.reclaimed);
+    // The tables shrank back near their empty size (a few slots per live key).
+    assert!(
+        after.table_bytes < empty + 2_002 * 4 * 32 * 2,
+        "{} bytes vs {} empty",
+        after.table_bytes,
+        empty
+    );
+}
+
+#[test]
+fn refilled_keys_are_dropped_when_a_shard_grows() {
+    let clock = ManualClock::new();
+    let keyed = KeyedRateLimiter::<u32>::builder(Quota::per_second(1000))
+        .shards(1)
+        .sweep_interval(Duration::from_secs(3600))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for round in 0..100u32 {
+        for k in 0..1000 {
+            keyed.check(&(round * 1000 + k)).unwrap();
+        }
+        // Each key refills after 1 ms; new ones keep arriving.
+        clock.advance(Duration::from_millis(2));
+    }
+    // Without reclamation this would be 100,000 keys; growth-time sweeps keep it near the
+    // number of keys that have not refilled (1,000 per round).
+    let stats = keyed.stats();
+    assert!(stats.keys <= 4_000, "{}", stats.keys);
+    assert!(stats.table_bytes <= 8192 * 32, "{}", stats.table_bytes);
+}
+
+#[test]
+fn evict_policy_bounds_memory_and_admits_new_keys() {
+    let clock = ManualClock::new();
+    let keyed = KeyedRateLimiter::<u32>::builder(Quota::per_hour(1))
+        .shards(4)
+        .max_keys(400, KeyLimitPolicy::EvictNearestRefilled)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for k in 0..10_000u32 {
+        assert!(keyed.check(&k).is_ok(), "new keys are admitted");
+        clock.advance_nanos(1);
+    }
+    let stats = keyed.stats();
+    assert!(stats.keys <= 400, "{}", stats.keys);
+    assert!(stats.evicted >= 9_600 - 400);
+    // The most recent keys are kept: the last one is still limited.
+    assert!(keyed.check(&9_999).is_err());
+}
+
+#[test]
+fn refuse_policy_refuses_new_keys_until_one_refills() {
+    let clock = ManualClock::new();
+    let keyed = KeyedRateLimiter::<u32>::builder(Quota::per_second(1))
+        .shards(1)
+        .max_keys(2, KeyLimitPolicy::RefuseNewKeys)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert!(keyed.check(&1).is_ok());
+    clock.advance(Duration::from_millis(100));
+    assert!(keyed.check(&2).is_ok());
+    let refusal = keyed.check(&3).unwrap_err();
+    assert_eq!(refusal.retry_after(), Duration::from_millis(900), "when key 1 refills");
+    assert!(keyed.check(&2).is_err(), "tracked keys stay limited");
+    clock.advance(refusal.retry_after());
+    assert!(keyed.check(&3).is_ok(), "key 1 refilled and made room");
+    assert_eq!(keyed.len(), 2);
+}
+
+#[test]
+fn keyed_settings_are_validated_and_strings_borrow() {
+    let q = Quota::per_second(5);
+    assert_eq!(KeyedRateLimiter::<u8>::builder(q).shards(3).build().unwrap_err().setting, "shards");
+    assert_eq!(
+        KeyedRateLimiter::<u8>::builder(q)
+            .max_keys(10, KeyLimitPolicy::default())
+            .build()
+            .unwrap_err()
+            .setting,
+        "max_keys"
+    );
+    assert_eq!(
+        KeyedRateLimiter::<u8>::builder(q)
+            .sweep_interval(Duration::ZERO)
+            .build()
+            .unwrap_err()
+            .setting,
+        "sweep_interval"
+    );
+    let keyed = KeyedRateLimiter::<String>::new(q.with_burst(2)).unwrap();
+    assert!(keyed.check("a").is_ok(), "&str looks up String keys");
+    assert_eq!(keyed.available("a"), 1);
+    assert_eq!(keyed.available("never seen"), 2);
+    assert!(keyed.check_n("b", 3).is_err());
+    assert!(keyed.check_n("b", 0).is_ok());
+    assert_eq!(keyed.len(), 1, "refusals and empty checks add no key");
+    assert!(!keyed.is_empty());
+}
+
+#[test]
+fn reclaim_drops_every_refilled_key() {
+    let clock = ManualClock::new();
+    let keyed = KeyedRateLimiter::<u32>::builder(Quota::per_second(1))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for k in 0..1000 {
+        keyed.check(&k).unwrap();
+    }
+    assert_eq!(keyed.reclaim(), 0, "nothing has refilled yet");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(keyed.reclaim(), 1000);
+    assert!(keyed.is_empty());
+}
+
+#[test]
+fn threads_checking_and_inserting_at_once_admit_exactly_the_burst() {
+    // Real threads on shared keys: reads (biased and not), inserts racing on one key, and
+    // sweeps (every write that finds the shard due) all at once.
+    let clock = ManualClock::new();
+    let keyed = KeyedRateLimiter::<u32>::builder(Quota::per_hour(1).with_burst(3))
+        .shards(4)
+        .sweep_interval(Duration::from_nanos(1))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let admitted: Vec<usize> = std::thread::scope(|s| {
+        // Moves the clock by microseconds: every shard's sweep keeps falling due, so tables
+        // are rebuilt under the readers' feet (nothing refills: a cell costs 1.2 s).
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                clock.advance(Duration::from_micros(1));
+                std::thread::yield_now();
+            }
+        });
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let keyed = &keyed;
+                s.spawn(move || {
+                    let mut admitted = 0;
+                    for round in 0..5 {
+                        for k in 0..2_000u32 {
+                            let key = if (k + t + round) % 3 == 0 { k } else { 2_000 - 1 - k };
+                            admitted += usize::from(keyed.check(&key).is_ok());
+                        }
+                    }
+                    admitted
+                })
+            })
+            .collect();
+        let admitted = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        admitted
+    });
+    assert!(keyed.stats().reclaimed == 0, "nothing had refilled");
+    // 2,000 keys, each admitted exactly its burst of three, whatever the interleaving.
+    assert_eq!(admitted.iter().sum::<usize>(), 6_000);
+    assert_eq!(keyed.len(), 2_000);
+}
