@@ -94,7 +94,7 @@ impl Shop {
             Duration::from_secs(config.cache.ttl_secs),
         )?);
         let edge = Arc::new(Edge::new(&config.edge, clock.clone()));
-        let guard = Arc::new(PaymentGuard::new(&config.payment, clock.clone()));
+        let guard = Arc::new(PaymentGuard::new(&config.payment, clock.clone())?);
         let provider = Arc::new(PaymentProvider::new(Arc::clone(&faults)));
         let bus = EventBus::new(config.queue.clone(), clock.clone());
         let timers = Arc::new(OrderTimeouts::new(clock.clone())?);

@@ -1,14 +1,16 @@
 //! Breaker + timeout + retry around calls to the payment provider.
 //!
-//! STAND-IN until `levee-breaker` / `levee-policy` land on main: a consecutive-failures
-//! breaker (closed -> open for a while -> one half-open probe), `tokio::time::timeout` and a
-//! doubling retry. The shop uses only [`PaymentGuard::call`] and [`PaymentGuard::status`].
+//! The breaker is levee-breaker's [`CircuitBreaker`] on the shop clock: it opens once its
+//! window of the last 20 calls holds `breaker_failure_threshold` failures (or half of at least
+//! that many calls failed), stays open `breaker_open_secs`, then lets one trial call decide.
+//! Timeout (`tokio::time::timeout`) and the doubling, jittered retry around it are a small
+//! STAND-IN for levee-policy's pipeline, which has not landed on main yet. The shop uses only
+//! [`PaymentGuard::call`] and [`PaymentGuard::status`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use levee_core::Clock;
-use parking_lot::Mutex;
+use levee_breaker::{CircuitBreaker, State};
 use serde::Serialize;
 
 use crate::clock::ShopClock;
@@ -60,8 +62,8 @@ impl BreakerState {
 pub struct GuardStatus {
     /// Breaker state now.
     pub state: BreakerState,
-    /// Failures in a row (while closed).
-    pub consecutive_failures: u32,
+    /// Failed calls in the breaker's window.
+    pub failures_in_window: u64,
     /// Calls made.
     pub calls: u64,
     /// Calls that failed or timed out.
@@ -74,23 +76,13 @@ pub struct GuardStatus {
     pub opened: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Breaker {
-    Closed { failures: u32 },
-    Open { until: u64 },
-    HalfOpen { probing: bool },
-}
-
 /// Breaker + timeout + retry.
 #[derive(Debug)]
 pub struct PaymentGuard {
-    clock: ShopClock,
     timeout: Duration,
     max_attempts: u32,
     backoff: Duration,
-    threshold: u32,
-    open_for_ns: u64,
-    breaker: Mutex<Breaker>,
+    breaker: CircuitBreaker<ShopClock>,
     calls: AtomicU64,
     failures: AtomicU64,
     rejected: AtomicU64,
@@ -100,22 +92,35 @@ pub struct PaymentGuard {
 
 impl PaymentGuard {
     /// A guard with `config`'s settings, timed by `clock`.
-    #[must_use]
-    pub fn new(config: &PaymentConfig, clock: ShopClock) -> Self {
-        Self {
-            clock,
+    ///
+    /// # Errors
+    /// A breaker setting out of range, named.
+    pub fn new(config: &PaymentConfig, clock: ShopClock) -> Result<Self, levee_core::ConfigError> {
+        let threshold = config.breaker_failure_threshold.clamp(1, 20);
+        let breaker = CircuitBreaker::builder()
+            .name("payment-provider")
+            .count_window(20)
+            .minimum_calls(threshold)
+            .failure_rate_threshold(50.0)
+            .failure_count_threshold(threshold)
+            .open_wait(levee_core::ConfigError::require_positive(
+                "payment.breaker_open_secs",
+                Duration::from_secs(config.breaker_open_secs),
+            )?)
+            .half_open_calls(1)
+            .clock(clock)
+            .build()?;
+        Ok(Self {
             timeout: Duration::from_millis(config.timeout_ms),
             max_attempts: config.max_attempts.max(1),
             backoff: Duration::from_millis(config.retry_backoff_ms),
-            threshold: config.breaker_failure_threshold.max(1),
-            open_for_ns: config.breaker_open_secs.saturating_mul(1_000_000_000),
-            breaker: Mutex::new(Breaker::Closed { failures: 0 }),
+            breaker,
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             opened: AtomicU64::new(0),
-        }
+        })
     }
 
     /// Calls `f` under the breaker, each attempt bounded by the timeout, retrying failures
@@ -136,22 +141,34 @@ impl PaymentGuard {
     {
         let mut attempt = 0;
         loop {
-            self.admit()?;
+            let permit = match self.breaker.try_acquire() {
+                Ok(permit) => permit,
+                Err(open) => {
+                    self.rejected.fetch_add(1, Ordering::Relaxed);
+                    return Err(GuardError::Open {
+                        retry_in_ms: open.retry_after().map_or(0, |d| d.as_millis() as u64),
+                    });
+                }
+            };
             self.calls.fetch_add(1, Ordering::Relaxed);
             let error = match tokio::time::timeout(self.timeout, f()).await {
                 Ok(Ok(v)) => {
-                    self.record(true);
+                    permit.success();
                     return Ok(v);
                 }
                 Ok(Err(e)) if !is_failure(&e) => {
-                    self.record(true);
+                    permit.success();
                     return Err(GuardError::Failed(e));
                 }
                 Ok(Err(e)) => GuardError::Failed(e),
                 Err(_) => GuardError::Timeout,
             };
             self.failures.fetch_add(1, Ordering::Relaxed);
-            self.record(false);
+            let was_open = self.is_open();
+            permit.failure();
+            if !was_open && self.is_open() {
+                self.opened.fetch_add(1, Ordering::Relaxed);
+            }
             attempt += 1;
             if attempt >= self.max_attempts {
                 return Err(error);
@@ -162,57 +179,22 @@ impl PaymentGuard {
         }
     }
 
-    fn admit<E>(&self) -> Result<(), GuardError<E>> {
-        let now = self.clock.now();
-        let mut b = self.breaker.lock();
-        match *b {
-            Breaker::Closed { .. } => Ok(()),
-            Breaker::Open { until } if now >= until => {
-                *b = Breaker::HalfOpen { probing: true };
-                Ok(())
-            }
-            Breaker::HalfOpen { probing: false } => {
-                *b = Breaker::HalfOpen { probing: true };
-                Ok(())
-            }
-            Breaker::Open { until } => {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
-                Err(GuardError::Open { retry_in_ms: (until - now) / 1_000_000 })
-            }
-            Breaker::HalfOpen { probing: true } => {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
-                Err(GuardError::Open { retry_in_ms: 0 })
-            }
-        }
-    }
-
-    fn record(&self, ok: bool) {
-        let mut b = self.breaker.lock();
-        *b = match (*b, ok) {
-            (_, true) => Breaker::Closed { failures: 0 },
-            (Breaker::Closed { failures }, false) if failures + 1 < self.threshold => {
-                Breaker::Closed { failures: failures + 1 }
-            }
-            (Breaker::Open { until }, false) => Breaker::Open { until },
-            (_, false) => {
-                self.opened.fetch_add(1, Ordering::Relaxed);
-                Breaker::Open { until: self.clock.now() + self.open_for_ns }
-            }
-        };
+    fn is_open(&self) -> bool {
+        matches!(self.breaker.state(), State::Open | State::ForcedOpen)
     }
 
     /// State and counters now.
     #[must_use]
     pub fn status(&self) -> GuardStatus {
-        let (state, consecutive_failures) = match *self.breaker.lock() {
-            Breaker::Closed { failures } => (BreakerState::Closed, failures),
-            Breaker::Open { until } if self.clock.now() >= until => (BreakerState::HalfOpen, 0),
-            Breaker::Open { .. } => (BreakerState::Open, 0),
-            Breaker::HalfOpen { .. } => (BreakerState::HalfOpen, 0),
+        let metrics = self.breaker.metrics();
+        let state = match metrics.state {
+            State::Closed | State::Disabled => BreakerState::Closed,
+            State::HalfOpen => BreakerState::HalfOpen,
+            _ => BreakerState::Open,
         };
         GuardStatus {
             state,
-            consecutive_failures,
+            failures_in_window: metrics.failed_calls,
             calls: self.calls.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
@@ -239,7 +221,8 @@ mod tests {
                 breaker_open_secs: 5,
             },
             ShopClock::manual(manual.clone()),
-        );
+        )
+        .unwrap();
         let fail = || async { Err::<(), _>("down") };
         for _ in 0..2 {
             assert_eq!(guard.call(fail, |_| true).await, Err(GuardError::Failed("down")));
