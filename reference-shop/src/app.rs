@@ -93,7 +93,7 @@ impl Shop {
             config.cache.capacity,
             Duration::from_secs(config.cache.ttl_secs),
         )?);
-        let edge = Arc::new(Edge::new(&config.edge, clock.clone()));
+        let edge = Arc::new(Edge::new(&config.edge, clock.clone())?);
         let guard = Arc::new(PaymentGuard::new(&config.payment, clock.clone())?);
         let provider = Arc::new(PaymentProvider::new(Arc::clone(&faults)));
         let bus = EventBus::new(config.queue.clone(), clock.clone());

@@ -1,18 +1,12 @@
-//! Edge protection: a per-client rate limit and a global bulkhead that sheds load.
-//!
-//! STAND-IN until `levee-limit` lands on main: a tiny GCRA over a locked map and a tokio
-//! semaphore. The shop uses only [`Edge::check_rate`], [`Edge::try_enter`] and
-//! [`Edge::stats`], so the swap changes this file alone.
+//! Edge protection, on levee-limit: a per-client GCRA rate limit ([`KeyedRateLimiter`], keyed
+//! by API key or client address; idle keys reclaim themselves) and a global [`Bulkhead`] that
+//! sheds load at once instead of queueing. Both take time from the shop clock.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use levee_core::Clock;
-use parking_lot::Mutex;
+use levee_limit::{Bulkhead, KeyedRateLimiter, OwnedPermit, Quota};
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::ShopClock;
 use crate::config::EdgeConfig;
@@ -24,7 +18,7 @@ pub struct EdgeStats {
     pub rate_limited: u64,
     /// Requests shed by the bulkhead (503).
     pub shed: u64,
-    /// Requests admitted.
+    /// Requests admitted by the bulkhead.
     pub admitted: u64,
     /// Requests being served now.
     pub in_flight: u64,
@@ -37,36 +31,25 @@ pub struct EdgeStats {
 /// Per-client rate limit plus global bulkhead.
 #[derive(Debug)]
 pub struct Edge {
-    clock: ShopClock,
-    emission_ns: u64,
-    tolerance_ns: u64,
-    tats: Mutex<HashMap<String, u64>>,
-    permits: Arc<Semaphore>,
-    max_concurrent: u64,
-    rate_limited: AtomicU64,
-    shed: AtomicU64,
-    admitted: AtomicU64,
+    rate: KeyedRateLimiter<String, ShopClock>,
+    bulkhead: Arc<Bulkhead<ShopClock>>,
 }
-
-/// Clients tracked before idle ones are forgotten.
-const MAX_TRACKED: usize = 100_000;
 
 impl Edge {
     /// An edge with `config`'s limits, timed by `clock`.
-    #[must_use]
-    pub fn new(config: &EdgeConfig, clock: ShopClock) -> Self {
-        let emission_ns = (1e9 / config.rate_per_sec).max(1.0) as u64;
-        Self {
-            clock,
-            emission_ns,
-            tolerance_ns: emission_ns * u64::from(config.burst.saturating_sub(1)),
-            tats: Mutex::new(HashMap::new()),
-            permits: Arc::new(Semaphore::new(config.max_concurrent as usize)),
-            max_concurrent: u64::from(config.max_concurrent),
-            rate_limited: AtomicU64::new(0),
-            shed: AtomicU64::new(0),
-            admitted: AtomicU64::new(0),
-        }
+    ///
+    /// # Errors
+    /// A limit out of range, named.
+    pub fn new(config: &EdgeConfig, clock: ShopClock) -> Result<Self, levee_core::ConfigError> {
+        let interval =
+            Duration::from_secs_f64(1.0 / config.rate_per_sec).max(Duration::from_nanos(1));
+        let quota = Quota::every(interval).with_burst(config.burst);
+        let rate = KeyedRateLimiter::builder(quota).clock(clock.clone()).build()?;
+        let bulkhead = Bulkhead::builder(config.max_concurrent as usize)
+            .count_acquired(true)
+            .clock(clock)
+            .build()?;
+        Ok(Self { rate, bulkhead: Arc::new(bulkhead) })
     }
 
     /// Takes one request of `client` from its allowance.
@@ -74,43 +57,27 @@ impl Edge {
     /// # Errors
     /// The client is over its rate: how long until its next request is allowed.
     pub fn check_rate(&self, client: &str) -> Result<(), Duration> {
-        let now = self.clock.now();
-        let mut tats = self.tats.lock();
-        if tats.len() >= MAX_TRACKED {
-            tats.retain(|_, tat| *tat > now);
-        }
-        let tat = tats.get(client).copied().unwrap_or(now).max(now);
-        if tat - now > self.tolerance_ns {
-            drop(tats);
-            self.rate_limited.fetch_add(1, Ordering::Relaxed);
-            return Err(Duration::from_nanos(tat - now - self.tolerance_ns));
-        }
-        tats.insert(client.to_owned(), tat + self.emission_ns);
-        Ok(())
+        self.rate.check(client).map_err(|t| t.retry_after())
     }
 
     /// A bulkhead slot, or `None` when all are taken (the request is shed).
     #[must_use]
-    pub fn try_enter(&self) -> Option<OwnedSemaphorePermit> {
-        if let Ok(p) = self.permits.clone().try_acquire_owned() {
-            self.admitted.fetch_add(1, Ordering::Relaxed);
-            Some(p)
-        } else {
-            self.shed.fetch_add(1, Ordering::Relaxed);
-            None
-        }
+    pub fn try_enter(&self) -> Option<OwnedPermit<ShopClock>> {
+        self.bulkhead.try_acquire_owned().ok()
     }
 
     /// Counters now.
     #[must_use]
     pub fn stats(&self) -> EdgeStats {
+        let rate = self.rate.stats();
+        let bulkhead = self.bulkhead.stats();
         EdgeStats {
-            rate_limited: self.rate_limited.load(Ordering::Relaxed),
-            shed: self.shed.load(Ordering::Relaxed),
-            admitted: self.admitted.load(Ordering::Relaxed),
-            in_flight: self.max_concurrent - self.permits.available_permits() as u64,
-            max_concurrent: self.max_concurrent,
-            tracked_clients: self.tats.lock().len() as u64,
+            rate_limited: rate.rejected,
+            shed: bulkhead.rejected,
+            admitted: bulkhead.acquired.unwrap_or(0),
+            in_flight: bulkhead.in_flight as u64,
+            max_concurrent: bulkhead.limit as u64,
+            tracked_clients: rate.keys as u64,
         }
     }
 }
@@ -126,7 +93,8 @@ mod tests {
         let edge = Edge::new(
             &EdgeConfig { rate_per_sec: 10.0, burst: 3, max_concurrent: 1 },
             ShopClock::manual(manual.clone()),
-        );
+        )
+        .unwrap();
         for _ in 0..3 {
             edge.check_rate("a").unwrap();
         }
@@ -138,6 +106,7 @@ mod tests {
         let p = edge.try_enter().unwrap();
         assert!(edge.try_enter().is_none());
         drop(p);
+        assert!(edge.try_enter().is_some());
         assert_eq!(edge.stats().shed, 1);
         assert_eq!(edge.stats().rate_limited, 1);
     }
