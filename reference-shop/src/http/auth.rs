@@ -1,0 +1,80 @@
+//! Who is calling: customers by API key (`X-Api-Key`), operators by admin token
+//! (`X-Admin-Token`). Either may also come as `Authorization: Bearer ...`.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+
+use super::error::ApiError;
+use crate::app::Shop;
+use crate::domain::Customer;
+
+/// The caller's API key, if any (also used as the rate-limit key).
+pub(crate) fn api_key(headers: &HeaderMap) -> Option<&str> {
+    header(headers, "x-api-key")
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+}
+
+/// An authenticated customer.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller(pub Customer);
+
+impl FromRequestParts<Arc<Shop>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shop: &Arc<Shop>) -> Result<Self, ApiError> {
+        let Some(key) = api_key(&parts.headers) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing_api_key",
+                "send your API key in the X-Api-Key header (POST /customers creates one)",
+            ));
+        };
+        match shop.customer(key).await? {
+            Some(c) => Ok(Self(c)),
+            None => {
+                Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_api_key", "unknown API key"))
+            }
+        }
+    }
+}
+
+/// An operator holding the admin token.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Admin;
+
+impl FromRequestParts<Arc<Shop>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shop: &Arc<Shop>) -> Result<Self, ApiError> {
+        let given = header(&parts.headers, "x-admin-token").unwrap_or("");
+        let expected = shop.config.server.admin_token.as_bytes();
+        // Compare in constant time: the token is a secret.
+        let same = given.len() == expected.len()
+            && given.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if same {
+            Ok(Self)
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "admin_token_required",
+                "admin endpoints need the X-Admin-Token header",
+            ))
+        }
+    }
+}

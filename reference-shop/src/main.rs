@@ -1,0 +1,104 @@
+//! `reference-shop`: runs the shop (default) or the load generator (`loadgen`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use reference_shop::{Config, RunningShop, ShopClock};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "reference-shop", version, about = "The levee reference shop")]
+struct Cli {
+    /// TOML settings file (every setting can also be set as SHOP_SECTION__KEY).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the shop (the default).
+    Serve,
+    /// Print the effective settings as TOML and exit.
+    PrintConfig,
+    /// Send bounded traffic to a shop on this machine and report what happened.
+    Loadgen(reference_shop::loadgen::Args),
+}
+
+fn init_logs(json: bool) {
+    let filter =
+        EnvFilter::try_from_env("SHOP_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_json);
+    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("reference-shop: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::PrintConfig => {
+            match toml::to_string_pretty(&config) {
+                Ok(text) => print!("{text}"),
+                Err(e) => eprintln!("reference-shop: {e}"),
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Loadgen(args) => reference_shop::loadgen::run(args, &config).await,
+    }
+}
+
+async fn serve(config: Config) -> std::process::ExitCode {
+    let shop = match RunningShop::start(config, ShopClock::system()).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "reference shop on http://{} (try: curl http://{}/products?limit=3)",
+        shop.addr(),
+        shop.addr()
+    );
+    shutdown_signal().await;
+    shop.shutdown().await;
+    std::process::ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,277 @@
+//! The resilience features at work, over HTTP: edge rate limit and load shedding, the
+//! coalescing product cache, the payment breaker with retries, redelivery and the dead-letter
+//! queue, and the metrics that show them.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestDb, eventually, start};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn provider_outage_opens_the_breaker_and_payments_recover(db: TestDb) {
+    let shop = start(&db, |c| {
+        c.payment.max_attempts = 2;
+        c.payment.breaker_failure_threshold = 3;
+        c.payment.breaker_open_secs = 30;
+        c.queue.max_deliveries = 3;
+    })
+    .await;
+    let key = shop.customer("ops").await;
+    shop.faults(json!({ "provider_failure_rate": 1.0 })).await;
+
+    let mut orders = Vec::new();
+    for i in 0..5 {
+        let r = shop
+            .place(
+                &key,
+                &format!("outage-{i}"),
+                &json!({ "items": [{ "product_id": 30 + i, "quantity": 1 }], "card": "tok_visa" }),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        orders.push(r.body["id"].as_i64().unwrap());
+    }
+    // Payments fail, retry, and end in the dead-letter queue; the breaker opens.
+    let status = eventually("every payment is dead-lettered", || async {
+        let s = shop.status().await;
+        (s["queue"]["dlq_depth"] == 5).then_some(s)
+    })
+    .await;
+    assert_eq!(status["breaker"]["state"], "open", "{status}");
+    assert!(status["breaker"]["rejected"].as_u64().unwrap() > 0, "{status}");
+
+    // Placement does not depend on the provider: it keeps answering, fast.
+    let started = Instant::now();
+    let r = shop
+        .place(
+            &key,
+            "during-outage",
+            &json!({ "items": [{ "product_id": 40, "quantity": 1 }], "card": "tok_visa" }),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    orders.push(r.body["id"].as_i64().unwrap());
+
+    // Payments failed cleanly: orders still await payment, stock still reserved, the reason
+    // is on the order.
+    for &id in &orders[..5] {
+        let o = shop.order(&key, id).await;
+        assert_eq!(o["status"], "awaiting_payment");
+        assert!(o["payment_error"].is_string(), "{o}");
+    }
+    let metrics = shop.send(shop.http.get(format!("{}/metrics", shop.base))).await;
+    assert_eq!(metrics.status, 200);
+    eventually("the sixth payment is dead-lettered", || async {
+        (shop.status().await["queue"]["dlq_depth"] == 6).then_some(())
+    })
+    .await;
+    let dlq = shop.send(shop.admin(Method::GET, "/admin/dlq")).await;
+    let letters = dlq.body["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 6, "{dlq:?}");
+    assert!(letters.iter().all(|l| l["subscription"] == "payment"), "{dlq:?}");
+
+    // The provider comes back; the breaker's cool-down passes; the operator replays the DLQ.
+    shop.faults(json!({ "provider_failure_rate": 0.0 })).await;
+    shop.clock.advance(Duration::from_secs(31));
+    let r = shop.send(shop.admin(Method::POST, "/admin/dlq/replay").json(&json!({}))).await;
+    assert_eq!(r.body["replayed"], 6, "{r:?}");
+    // While the half-open breaker lets its one probe through, the other payments are refused
+    // and redelivered; on a slow machine some may reach the DLQ again, so the operator
+    // replays until every order is paid.
+    eventually("every order is paid", || async {
+        let mut paid = 0;
+        for &id in &orders {
+            if shop.order(&key, id).await["status"] == "paid" {
+                paid += 1;
+            }
+        }
+        if paid == orders.len() {
+            return Some(());
+        }
+        shop.send(shop.admin(Method::POST, "/admin/dlq/replay").json(&json!({}))).await;
+        None
+    })
+    .await;
+    for &id in &orders {
+        // Retries and lost answers never charged twice.
+        assert_eq!(shop.shop().provider.charges_for(id), 1);
+    }
+    let status = shop.status().await;
+    assert_eq!(status["breaker"]["state"], "closed");
+    assert_eq!(status["queue"]["dlq_depth"], 0);
+    assert_eq!(status["provider"]["charges"], 6);
+    shop.stop().await;
+}
+
+async fn edge_rate_limits_per_client_and_sheds_load(db: TestDb) {
+    let shop = start(&db, |c| {
+        c.edge.rate_per_sec = 1.0;
+        c.edge.burst = 3;
+        c.edge.max_concurrent = 1;
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(shop.send(shop.get("/products/1", Some("demo-alice"))).await.status, 200);
+    }
+    let r = shop.send(shop.get("/products/1", Some("demo-alice"))).await;
+    assert_eq!(r.status, 429, "{r:?}");
+    assert_eq!(r.headers["retry-after"], "1");
+    assert_eq!(r.body["error"]["code"], "rate_limited");
+    // Another client has its own allowance; time restores this one's.
+    assert_eq!(shop.send(shop.get("/products/1", Some("demo-bob"))).await.status, 200);
+    shop.clock.advance(Duration::from_secs(1));
+    assert_eq!(shop.send(shop.get("/products/1", Some("demo-alice"))).await.status, 200);
+
+    // Bulkhead: one request at a time; a second is shed while the first is held by a slow
+    // store.
+    shop.faults(json!({ "store_latency_ms": 600_000 })).await;
+    let slow = tokio::spawn({
+        let (http, base) = (shop.http.clone(), shop.base.clone());
+        async move {
+            http.get(format!("{base}/products?limit=1")).send().await.unwrap().status().as_u16()
+        }
+    });
+    eventually("the slow request holds the bulkhead", || async {
+        (shop.status().await["edge"]["in_flight"] == 1).then_some(())
+    })
+    .await;
+    shop.clock.advance(Duration::from_secs(10));
+    let r = shop.send(shop.get("/products/2", Some("demo-bob"))).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.headers.contains_key("retry-after"));
+    assert_eq!(r.body["error"]["code"], "overloaded");
+    // Health and admin stay reachable while customers are shed.
+    assert_eq!(shop.send(shop.admin(Method::GET, "/admin/status")).await.status, 200);
+    shop.faults(json!({ "store_latency_ms": 0 })).await;
+    assert_eq!(slow.await.unwrap(), 200);
+    let s = shop.status().await;
+    assert_eq!(s["edge"]["rate_limited"], 1);
+    assert_eq!(s["edge"]["shed"], 1);
+    shop.stop().await;
+}
+
+async fn a_flash_sale_burst_makes_one_store_read(db: TestDb) {
+    let shop = start(&db, |_| {}).await;
+    let reads_before = shop.shop().store.product_reads();
+    // Hold the first read in the store so the whole burst arrives while it runs.
+    shop.faults(json!({ "store_latency_ms": 600_000 })).await;
+    let mut burst = Vec::new();
+    for _ in 0..50 {
+        let (http, base) = (shop.http.clone(), shop.base.clone());
+        burst.push(tokio::spawn(async move {
+            let r = http.get(format!("{base}/products/8")).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }));
+    }
+    eventually("all 50 reads joined one load", || async {
+        let c = shop.shop().cache.stats();
+        // Fifty misses, of which all but the first joined the first one's load.
+        (c.misses == 50 && c.coalesced == 49).then_some(())
+    })
+    .await;
+    shop.faults(json!({ "store_latency_ms": 0 })).await;
+    for r in burst {
+        let (status, body) = r.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body["id"], 8);
+    }
+    assert_eq!(shop.shop().store.product_reads() - reads_before, 1);
+    assert_eq!(shop.shop().cache.stats().loads, 1);
+    // Now cached: no store read at all.
+    assert_eq!(shop.send(shop.get("/products/8", None)).await.status, 200);
+    assert_eq!(shop.shop().store.product_reads() - reads_before, 1);
+
+    // A price change invalidates the entry: the next read shows the new price.
+    let r = shop
+        .send(shop.admin(Method::PATCH, "/admin/products/8").json(&json!({ "price_cents": 1234 })))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let p = shop.send(shop.get("/products/8", None)).await;
+    assert_eq!(p.body["price_cents"], 1234);
+    assert_eq!(shop.shop().store.product_reads() - reads_before, 2);
+
+    // Metrics show the cache at work.
+    let m = shop.send(shop.http.get(format!("{}/metrics", shop.base))).await;
+    let text =
+        shop.http.get(format!("{}/metrics", shop.base)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(m.status, 200);
+    for name in [
+        "levee_cache_coalesced_total 49",
+        "levee_breaker_state 0",
+        "levee_limiter_rejections_total{limiter=\"rate\"}",
+        "levee_queue_dlq_depth",
+        "levee_timers_pending",
+        "http_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "missing {name} in\n{text}");
+    }
+    shop.stop().await;
+}
+
+on_both_databases!(
+    provider_outage_opens_the_breaker_and_payments_recover,
+    edge_rate_limits_per_client_and_sheds_load,
+    a_flash_sale_burst_makes_one_store_read,
+);
+
+/// Every metric the Grafana dashboard queries is one the shop exports, and the OpenAPI
+/// document it serves describes every route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_and_openapi_match_the_shop() {
+    let db = TestDb::sqlite();
+    let shop = start(&db, |_| {}).await;
+    // Make every labelled family have at least one sample.
+    let key = shop.customer("metrics").await;
+    let r = shop
+        .place(
+            &key,
+            "m-1",
+            &json!({ "items": [{ "product_id": 1, "quantity": 1 }], "card": "tok_visa" }),
+        )
+        .await;
+    shop.order_becomes(&key, r.body["id"].as_i64().unwrap(), "paid").await;
+    let metrics =
+        shop.http.get(format!("{}/metrics", shop.base)).send().await.unwrap().text().await.unwrap();
+    let dashboard = include_str!("../dashboards/grafana.json");
+    let names: std::collections::BTreeSet<&str> = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|t| t.starts_with("levee_") || t.starts_with("shop_") || t.starts_with("http_"))
+        .collect();
+    assert!(names.len() > 10, "{names:?}");
+    for name in names {
+        let exported = metrics
+            .lines()
+            .any(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")));
+        assert!(exported, "dashboard queries {name}, which /metrics does not export");
+    }
+
+    let spec = shop.send(shop.get("/openapi.json", None)).await;
+    assert_eq!(spec.status, 200);
+    let paths = spec.body["paths"].as_object().unwrap();
+    for route in [
+        "/health",
+        "/metrics",
+        "/customers",
+        "/products",
+        "/products/{id}",
+        "/cart",
+        "/cart/items",
+        "/cart/items/{product_id}",
+        "/orders",
+        "/orders/{id}",
+        "/orders/{id}/pay",
+        "/orders/{id}/cancel",
+        "/orders/{id}/notifications",
+        "/admin/status",
+        "/admin/faults",
+        "/admin/dlq",
+        "/admin/dlq/replay",
+        "/admin/products/{id}",
+    ] {
+        assert!(paths.contains_key(route), "openapi.json lacks {route}");
+    }
+    shop.stop().await;
+}

@@ -1,0 +1,128 @@
+//! The store on its own: migrations and seed on first open (and not again), the
+//! try-confirm-cancel transitions and their idempotency, atomic multi-line reservation.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{TestDb, test_config};
+use reference_shop::domain::OrderStatus;
+use reference_shop::faults::{FaultSettings, Faults};
+use reference_shop::store::{DEMO_CUSTOMERS, NewOrder, PlaceOutcome, Store, Transition};
+
+async fn open(db: &TestDb, products: u32) -> Store {
+    let mut config = test_config();
+    config.storage.seed_products = products;
+    db.apply(&mut config);
+    Store::open(&config.storage, Arc::new(Faults::new(FaultSettings::default())))
+        .await
+        .expect("store opens")
+}
+
+fn order(customer_id: i64, key: &str, lines: Vec<(i64, i64)>) -> NewOrder {
+    NewOrder {
+        customer_id,
+        idempotency_key: key.to_owned(),
+        lines,
+        card: Some("tok_visa".to_owned()),
+        now_ms: 1_000,
+        expires_at_ms: 2_000,
+    }
+}
+
+async fn all(store: &Store) -> Vec<reference_shop::domain::Product> {
+    let q = reference_shop::store::catalog::ProductQuery { limit: 1000, ..Default::default() };
+    store.products(&q).await.unwrap()
+}
+
+async fn migrates_and_seeds_once(db: TestDb) {
+    let store = open(&db, 120).await;
+    assert_eq!(all(&store).await.len(), 120);
+    let alice = store.customer_by_key(DEMO_CUSTOMERS[0].1).await.unwrap().unwrap();
+    assert_eq!(alice.name, "alice");
+    store.close().await;
+    // A second open finds the schema and the data: no second migration, no second seed.
+    let store = open(&db, 500).await;
+    assert_eq!(all(&store).await.len(), 120);
+    store.close().await;
+}
+
+async fn transitions_are_idempotent_and_atomic(db: TestDb) {
+    let store = open(&db, 10).await;
+    let customer = store.create_customer("t", 0).await.unwrap();
+    let stock = |id| {
+        let store = &store;
+        async move {
+            let p = store.product(id).await.unwrap().unwrap();
+            (p.stock, p.reserved)
+        }
+    };
+    let (s1, _) = stock(1).await;
+    let (s2, _) = stock(2).await;
+
+    // A multi-line order that cannot be filled reserves nothing.
+    let too_much = order(customer.id, "k0", vec![(1, 1), (2, s2 + 1)]);
+    assert_eq!(
+        store.place_order(&too_much).await.unwrap(),
+        PlaceOutcome::OutOfStock { product_id: 2, available: s2 }
+    );
+    assert_eq!(stock(1).await, (s1, 0));
+    assert_eq!(
+        store.place_order(&order(customer.id, "k0b", vec![(99, 1)])).await.unwrap(),
+        PlaceOutcome::UnknownProduct(99)
+    );
+
+    // Try.
+    let PlaceOutcome::Created(a) =
+        store.place_order(&order(customer.id, "k1", vec![(1, 2), (2, 1)])).await.unwrap()
+    else {
+        panic!("order a not created")
+    };
+    assert_eq!(stock(1).await, (s1 - 2, 2));
+    assert!(matches!(
+        store.place_order(&order(customer.id, "k1", vec![(1, 2), (2, 1)])).await.unwrap(),
+        PlaceOutcome::Replayed(o) if o.id == a.id
+    ));
+    assert_eq!(store.pending_orders().await.unwrap().len(), 1);
+
+    // Confirm, twice; cancel after confirm is refused.
+    assert!(matches!(store.confirm_order(a.id, "ch", 5).await.unwrap(), Transition::Applied(_)));
+    assert_eq!(store.confirm_order(a.id, "ch", 6).await.unwrap(), Transition::Already);
+    assert_eq!(
+        store.cancel_order(a.id, "late", 7).await.unwrap(),
+        Transition::Conflict(OrderStatus::Paid)
+    );
+    assert_eq!(stock(1).await, (s1 - 2, 0));
+
+    // Cancel, twice; confirm after cancel is refused; stock comes back once.
+    let PlaceOutcome::Created(b) =
+        store.place_order(&order(customer.id, "k2", vec![(1, 3)])).await.unwrap()
+    else {
+        panic!("order b not created")
+    };
+    assert_eq!(stock(1).await, (s1 - 5, 3));
+    assert!(matches!(
+        store.cancel_order(b.id, "timeout", 8).await.unwrap(),
+        Transition::Applied(_)
+    ));
+    assert_eq!(store.cancel_order(b.id, "timeout", 9).await.unwrap(), Transition::Already);
+    assert_eq!(
+        store.confirm_order(b.id, "ch", 10).await.unwrap(),
+        Transition::Conflict(OrderStatus::Cancelled)
+    );
+    assert_eq!(stock(1).await, (s1 - 2, 0));
+    assert_eq!(store.cancel_order(12345, "x", 11).await.unwrap(), Transition::NotFound);
+    assert!(store.pending_orders().await.unwrap().is_empty());
+
+    // Notifications: once per order and kind.
+    for _ in 0..2 {
+        store.add_notification(a.id, "order_placed", "hello", 1).await.unwrap();
+    }
+    assert_eq!(store.notifications(a.id).await.unwrap().len(), 1);
+    let listed = store.orders_of(customer.id, 10, 0).await.unwrap();
+    assert_eq!(listed.iter().map(|o| o.id).collect::<Vec<_>>(), vec![b.id, a.id]);
+    assert_eq!(listed[1].lines.len(), 2);
+    store.close().await;
+}
+
+on_both_databases!(migrates_and_seeds_once, transitions_are_idempotent_and_atomic);
