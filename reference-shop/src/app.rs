@@ -38,7 +38,7 @@ pub struct Shop {
     pub cache: Arc<ProductCache>,
     /// Edge rate limit and bulkhead.
     pub edge: Arc<Edge>,
-    /// Breaker + timeout + retry for the payment provider.
+    /// Breaker + timeout + retry pipeline for the payment provider.
     pub guard: Arc<PaymentGuard>,
     /// The simulated payment provider.
     pub provider: Arc<PaymentProvider>,

@@ -5,8 +5,8 @@
 //! - Product reads through a coalescing cache ([`cache`]).
 //! - Orders as try-confirm-cancel over the store ([`store`], [`services`]); events between
 //!   the services on a queue with redelivery and a dead-letter queue ([`bus`]).
-//! - Payment through breaker + timeout + retry ([`guard`]) against a simulated provider
-//!   ([`provider`]) whose faults change at run time ([`faults`]).
+//! - Payment through a levee-policy pipeline of breaker + timeout + retry ([`guard`]) against
+//!   a simulated provider ([`provider`]) whose faults change at run time ([`faults`]).
 //! - Unpaid orders cancelled by timers ([`timeouts`]).
 //! - `/metrics`, `/health`, an admin API, graceful shutdown ([`app`]), a load generator
 //!   ([`loadgen`]).

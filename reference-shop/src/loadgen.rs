@@ -281,11 +281,18 @@ fn print_resilience(s: &Value) {
         s["store"]["product_reads"]
     );
     println!(
-        "  breaker:  {} now; opened {} times, {} calls refused while open, {} retries",
-        s["breaker"]["state"],
-        s["breaker"]["opened"],
-        s["breaker"]["rejected"],
-        s["breaker"]["retries"]
+        "  breaker:  {} now; opened {} times, {} calls refused while open",
+        s["breaker"]["state"], s["breaker"]["opened"], s["breaker"]["rejected"]
+    );
+    println!(
+        "  payment:  {} provider calls, {} failed; {} retries ({} stopped by the retry budget, {} by an open breaker's wait); {} attempt and {} overall timeouts",
+        s["payment"]["calls"],
+        s["payment"]["failures"],
+        s["payment"]["retries"],
+        s["payment"]["retry_budget_exhausted"],
+        s["payment"]["retries_abandoned"],
+        s["payment"]["attempt_timeouts"],
+        s["payment"]["overall_timeouts"]
     );
     println!(
         "  queue:    {} events published, {} dead letters",

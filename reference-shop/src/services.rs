@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::app::Shop;
 use crate::bus::HandlerResult;
 use crate::domain::{Order, ShopEvent, TOPIC_ORDERS, TOPIC_PAYMENTS};
-use crate::guard::GuardError;
 use crate::provider::ProviderError;
 use crate::store::{NewOrder, PlaceOutcome, StoreError, Transition};
 
@@ -164,24 +163,25 @@ impl Shop {
             .guard
             .call(|| self.provider.charge(order_id, amount, &card), ProviderError::is_fault)
             .await;
-        match result {
-            Ok(charge_id) => {
+        let error = match result {
+            Ok(Ok(charge_id)) => {
                 self.metrics.payments.get_or_create(&outcome("succeeded")).inc();
                 self.bus.publish(ShopEvent::PaymentSucceeded { order_id, charge_id });
-                Ok(())
+                return Ok(());
             }
-            Err(GuardError::Failed(ProviderError::Declined(reason))) => {
+            Ok(Err(ProviderError::Declined(reason))) => {
                 self.metrics.payments.get_or_create(&outcome("declined")).inc();
                 self.bus.publish(ShopEvent::PaymentFailed { order_id, reason });
-                Ok(())
+                return Ok(());
             }
-            Err(e) => {
-                self.metrics.payments.get_or_create(&outcome("retry")).inc();
-                let message = e.to_string();
-                let _ = self.store.set_payment_error(order_id, &message).await;
-                Err(message)
-            }
-        }
+            // No answer: the last fault, a timeout, or the open breaker (with its
+            // retry-after). The event is redelivered later.
+            Ok(Err(fault)) => fault.to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.metrics.payments.get_or_create(&outcome("retry")).inc();
+        let _ = self.store.set_payment_error(order_id, &error).await;
+        Err(error)
     }
 
     /// Order service: confirms paid orders, cancels declined ones, refunds a payment that
@@ -208,6 +208,7 @@ impl Shop {
                         self.guard
                             .call(|| self.provider.refund(order_id), ProviderError::is_fault)
                             .await
+                            .map_err(|e| e.to_string())?
                             .map_err(|e| e.to_string())?;
                         self.bus.publish(ShopEvent::Refunded { order_id, charge_id });
                     }
