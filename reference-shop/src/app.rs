@@ -67,10 +67,10 @@ pub enum StartError {
     },
     /// A setting is out of range.
     #[error(transparent)]
-    Config(#[from] levee_core::ConfigError),
+    Config(#[from] levee::core::ConfigError),
     /// The event bus refused a subscription.
     #[error("event bus: {0}")]
-    Bus(#[from] levee_queue::broker::BrokerError),
+    Bus(#[from] levee::queue::broker::BrokerError),
 }
 
 impl Shop {

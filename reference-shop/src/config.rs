@@ -31,7 +31,7 @@ pub enum ConfigError {
     Invalid(String),
     /// A setting is out of range.
     #[error(transparent)]
-    Setting(#[from] levee_core::ConfigError),
+    Setting(#[from] levee::core::ConfigError),
 }
 
 /// All settings of the shop.
@@ -294,8 +294,8 @@ impl Config {
     ///
     /// # Errors
     /// Names the first setting out of range.
-    pub fn validate(&self) -> Result<(), levee_core::ConfigError> {
-        use levee_core::ConfigError as E;
+    pub fn validate(&self) -> Result<(), levee::core::ConfigError> {
+        use levee::core::ConfigError as E;
         E::require_nonzero("storage.max_connections", u64::from(self.storage.max_connections))?;
         if !(self.edge.rate_per_sec > 0.0 && self.edge.rate_per_sec.is_finite()) {
             return Err(E::new("edge.rate_per_sec", "must be a positive number"));

@@ -31,11 +31,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use levee_breaker::{BreakerEvent, CircuitBreaker, State};
-use levee_core::{ConfigError, Counter};
-use levee_policy::{
-    Backoff, Breaker, Context, Error, Event, Layered, Leaf, Pipeline, Retry, RetryBudget, Timeout,
-};
+use levee::breaker::{BreakerEvent, State};
+use levee::core::Counter;
+use levee::policy::{Breaker, Layered, Leaf};
+use levee::prelude::*;
 use serde::Serialize;
 
 use crate::clock::ShopClock;
@@ -48,7 +47,7 @@ pub type PaymentPipeline =
 /// What a guarded call returns: `Ok(answer)` when the provider answered (a charge, or a
 /// decline), `Err` when it did not (the last fault, a timeout, or an open circuit), with the
 /// pipeline's reason.
-pub type Guarded<T, E> = Result<Result<T, E>, Error<E>>;
+pub type Guarded<T, E> = Result<Result<T, E>, PolicyError<E>>;
 
 /// The breaker's state, for `/admin/status` and `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -126,16 +125,16 @@ struct Counters {
 }
 
 impl Counters {
-    fn record(&self, event: &Event, attempt_timeout: Duration) {
+    fn record(&self, event: &PolicyEvent, attempt_timeout: Duration) {
         match event {
-            Event::Retry { .. } => self.retries.incr(),
-            Event::RetriesExhausted { .. } => self.exhausted.incr(),
-            Event::RetryAbandoned { .. } => self.abandoned.incr(),
-            Event::RetryBudgetExhausted { .. } => self.budget_exhausted.incr(),
-            Event::TimedOut { timeout } if *timeout == attempt_timeout => {
+            PolicyEvent::Retry { .. } => self.retries.incr(),
+            PolicyEvent::RetriesExhausted { .. } => self.exhausted.incr(),
+            PolicyEvent::RetryAbandoned { .. } => self.abandoned.incr(),
+            PolicyEvent::RetryBudgetExhausted { .. } => self.budget_exhausted.incr(),
+            PolicyEvent::TimedOut { timeout } if *timeout == attempt_timeout => {
                 self.attempt_timeouts.incr();
             }
-            Event::TimedOut { .. } => self.overall_timeouts.incr(),
+            PolicyEvent::TimedOut { .. } => self.overall_timeouts.incr(),
             // Refusals are read from the breaker itself; other policies are not used here.
             _ => {}
         }
@@ -227,7 +226,7 @@ impl PaymentGuard {
             .retry(retry)
             .breaker(Arc::clone(&breaker))
             .policy(Timeout::new(attempt_timeout).map_err(named("payment.timeout_ms"))?)
-            .listener(move |e: &Event| events.record(e, attempt_timeout))
+            .listener(move |e: &PolicyEvent| events.record(e, attempt_timeout))
             .build()?;
         Ok(Self { pipeline, breaker, budget, counters })
     }
@@ -237,8 +236,8 @@ impl PaymentGuard {
     /// (a declined card) are answers, returned as `Ok(Err(e))` at once.
     ///
     /// # Errors
-    /// The outer `Err` when no answer came: [`Error::Operation`] with the last fault,
-    /// [`Error::Timeout`], or [`Error::CircuitOpen`] with the breaker's retry-after.
+    /// The outer `Err` when no answer came: [`PolicyError::Operation`] with the last fault,
+    /// [`PolicyError::Timeout`], or [`PolicyError::CircuitOpen`] with the breaker's retry-after.
     pub async fn call<T, E, F, Fut>(
         &self,
         f: F,
@@ -307,7 +306,7 @@ impl PaymentGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use levee_core::ManualClock;
+    use levee::core::ManualClock;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn config() -> PaymentConfig {
@@ -336,12 +335,12 @@ mod tests {
         let (guard, manual) = guard(&config());
         let fail = || async { Err::<(), _>("down") };
         for _ in 0..2 {
-            assert_eq!(guard.call(fail, FAULT).await, Err(Error::Operation("down")));
+            assert_eq!(guard.call(fail, FAULT).await, Err(PolicyError::Operation("down")));
         }
         assert_eq!(guard.breaker_status().state, BreakerState::Open);
         assert_eq!(
             guard.call(|| async { Ok::<_, &str>(1) }, FAULT).await,
-            Err(Error::CircuitOpen { retry_after: Some(Duration::from_secs(5)) })
+            Err(PolicyError::CircuitOpen { retry_after: Some(Duration::from_secs(5)) })
         );
         assert_eq!(guard.breaker_status().rejected, 1);
         manual.advance(Duration::from_secs(5));
@@ -403,7 +402,7 @@ mod tests {
             Ok::<_, &str>(())
         };
         let out = guard.call(slow, FAULT).await;
-        assert_eq!(out, Err(Error::Timeout { timeout: Duration::from_millis(2500) }));
+        assert_eq!(out, Err(PolicyError::Timeout { timeout: Duration::from_millis(2500) }));
         assert_eq!(started.elapsed(), Duration::from_millis(2500));
         let s = guard.pipeline_status();
         assert_eq!((s.attempt_timeouts, s.overall_timeouts, s.calls), (2, 1, 3));
@@ -421,7 +420,10 @@ mod tests {
         // The first attempt fails and opens the breaker; the retry finds it open for 30 s,
         // longer than the 5 s deadline: no pause, no more attempts.
         let out = guard.call(|| async { Err::<(), _>("down") }, FAULT).await;
-        assert_eq!(out, Err(Error::CircuitOpen { retry_after: Some(Duration::from_secs(30)) }));
+        assert_eq!(
+            out,
+            Err(PolicyError::CircuitOpen { retry_after: Some(Duration::from_secs(30)) })
+        );
         let s = guard.pipeline_status();
         assert_eq!((s.calls, s.retries, s.retries_abandoned), (1, 1, 1));
         assert!(started.elapsed() < Duration::from_millis(20), "only the first backoff pause");
@@ -438,7 +440,7 @@ mod tests {
             ..config()
         });
         let out = guard.call(|| async { Err::<(), _>("down") }, FAULT).await;
-        assert_eq!(out, Err(Error::Operation("down")));
+        assert_eq!(out, Err(PolicyError::Operation("down")));
         let s = guard.pipeline_status();
         assert_eq!((s.calls, s.retries, s.retry_budget_exhausted), (1, 0, 1));
         assert_eq!(s.retry_budget_available, 0);

@@ -11,6 +11,10 @@
 //! - `/metrics`, `/health`, an admin API, graceful shutdown ([`app`]), a load generator
 //!   ([`loadgen`]).
 //!
+//! Every primitive comes through the `levee` facade crate, with one feature per primitive
+//! (`limit`, `breaker`, `policy`, `timer`, `cache`, `queue`): `levee::prelude::*` for the
+//! everyday names, `levee::limit::...`, `levee::queue::broker::...` for the rest.
+//!
 //! Start it with [`app::RunningShop::start`]; the binary adds settings and signals.
 #![forbid(unsafe_code)]
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use levee_core::LatencyRecorder;
-use levee_core::random::below;
+use levee::core::LatencyRecorder;
+use levee::core::random::below;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 

@@ -22,7 +22,7 @@ pub mod reasons {
 
 impl Shop {
     /// Subscribes the services to their topics.
-    pub(crate) fn wire(self: &Arc<Self>) -> Result<(), levee_queue::broker::BrokerError> {
+    pub(crate) fn wire(self: &Arc<Self>) -> Result<(), levee::queue::broker::BrokerError> {
         let shop = Arc::clone(self);
         self.bus.subscribe(TOPIC_ORDERS, "payment", move |e| -> HandlerResult {
             let shop = Arc::clone(&shop);

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use levee_core::Clock;
-use levee_timer::{Expired, ShardedWheel, TimerHandle, TimingWheel};
+use levee::core::Clock;
+use levee::timer::{Expired, ShardedWheel, TimerHandle, TimingWheel};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -59,8 +59,8 @@ impl OrderTimeouts {
     /// Timers read from `clock`: exact, 1 ms ticks, four shards.
     ///
     /// # Errors
-    /// Never with these settings; the wheel's [`levee_core::ConfigError`] otherwise.
-    pub fn new(clock: ShopClock) -> Result<Self, levee_core::ConfigError> {
+    /// Never with these settings; the wheel's [`levee::core::ConfigError`] otherwise.
+    pub fn new(clock: ShopClock) -> Result<Self, levee::core::ConfigError> {
         let wheel = ShardedWheel::new(
             4,
             TimingWheel::builder().tick(Duration::from_millis(1)).start(clock.now()),
@@ -150,7 +150,7 @@ impl OrderTimeouts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use levee_core::ManualClock;
+    use levee::core::ManualClock;
 
     #[test]
     fn fires_in_time_and_skips_cancelled() {

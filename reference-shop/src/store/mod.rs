@@ -193,8 +193,8 @@ impl Store {
         self.faults.store_delay().await;
         let api_key = format!(
             "key-{:016x}{:016x}",
-            levee_core::random::next_u64(),
-            levee_core::random::next_u64()
+            levee::core::random::next_u64(),
+            levee::core::random::next_u64()
         );
         self.insert_customer(name, &api_key, now_ms).await
     }
@@ -245,7 +245,7 @@ where
         match f().await {
             Err(StoreError::Db(e)) if is_contention(&e) && attempt < 5 => {
                 attempt += 1;
-                let pause = 5 * (1 << attempt) + levee_core::random::below(10);
+                let pause = 5 * (1 << attempt) + levee::core::random::below(10);
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
             other => return other,
