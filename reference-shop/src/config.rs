@@ -152,11 +152,20 @@ pub struct OrdersConfig {
     pub max_quantity: u32,
     /// How often the timer driver looks for due timers, in milliseconds.
     pub timer_tick_ms: u64,
+    /// Seconds a cart holds its stock after its last change; then its lines are removed and
+    /// the stock released.
+    pub cart_reservation_secs: u64,
 }
 
 impl Default for OrdersConfig {
     fn default() -> Self {
-        Self { unpaid_timeout_secs: 30 * 60, max_lines: 50, max_quantity: 100, timer_tick_ms: 100 }
+        Self {
+            unpaid_timeout_secs: 30 * 60,
+            max_lines: 50,
+            max_quantity: 100,
+            timer_tick_ms: 100,
+            cart_reservation_secs: 15 * 60,
+        }
     }
 }
 
@@ -308,6 +317,7 @@ impl Config {
         E::require_nonzero("orders.max_lines", self.orders.max_lines as u64)?;
         E::require_nonzero("orders.max_quantity", u64::from(self.orders.max_quantity))?;
         E::require_nonzero("orders.timer_tick_ms", self.orders.timer_tick_ms)?;
+        E::require_nonzero("orders.cart_reservation_secs", self.orders.cart_reservation_secs)?;
         E::require_nonzero("payment.timeout_ms", self.payment.timeout_ms)?;
         E::require_nonzero("payment.overall_timeout_ms", self.payment.overall_timeout_ms)?;
         if !(self.payment.retry_budget_ratio.is_finite()
@@ -340,6 +350,12 @@ impl Config {
     #[must_use]
     pub fn unpaid_timeout(&self) -> Duration {
         Duration::from_secs(self.orders.unpaid_timeout_secs)
+    }
+
+    /// How long a cart holds its stock after its last change.
+    #[must_use]
+    pub fn cart_reservation(&self) -> Duration {
+        Duration::from_secs(self.orders.cart_reservation_secs)
     }
 }
 

@@ -7,7 +7,7 @@
 //!   the services on a queue with redelivery and a dead-letter queue ([`bus`]).
 //! - Payment through a levee-policy pipeline of breaker + timeout + retry ([`guard`]) against
 //!   a simulated provider ([`provider`]) whose faults change at run time ([`faults`]).
-//! - Unpaid orders cancelled by timers ([`timeouts`]).
+//! - Unpaid orders cancelled, and cart reservations ended, by timers ([`timeouts`]).
 //! - `/metrics`, `/health`, an admin API, graceful shutdown ([`app`]), a load generator
 //!   ([`loadgen`]).
 //!

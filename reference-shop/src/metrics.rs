@@ -24,7 +24,7 @@ use crate::edge::Edge;
 use crate::guard::PaymentGuard;
 use crate::provider::PaymentProvider;
 use crate::store::Store;
-use crate::timeouts::OrderTimeouts;
+use crate::timeouts::ShopTimers;
 
 /// Labels of an HTTP request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -73,6 +73,8 @@ pub struct Metrics {
     pub payments: Family<OutcomeLabel, Counter>,
     /// Notifications recorded.
     pub notifications: Counter,
+    /// Carts whose reservation ended (lines removed, stock released).
+    pub carts_expired: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -94,6 +96,7 @@ impl Metrics {
             orders_cancelled: Counter::default(),
             payments: Family::default(),
             notifications: Counter::default(),
+            carts_expired: Counter::default(),
         };
         registry.register("http_requests", "HTTP requests", m.http_requests.clone());
         registry.register(
@@ -115,6 +118,11 @@ impl Metrics {
         );
         registry.register("shop_payments", "Payment attempts by outcome", m.payments.clone());
         registry.register("shop_notifications", "Notifications recorded", m.notifications.clone());
+        registry.register(
+            "shop_carts_expired",
+            "Carts whose reservation ended: lines removed, stock released",
+            m.carts_expired.clone(),
+        );
         registry.register_collector(Box::new(primitives));
         Self { registry, ..m }
     }
@@ -140,8 +148,8 @@ pub struct PrimitivesCollector {
     pub guard: Arc<PaymentGuard>,
     /// Event bus.
     pub bus: EventBus,
-    /// Unpaid-order timers.
-    pub timers: Arc<OrderTimeouts>,
+    /// Unpaid-order and cart-reservation timers.
+    pub timers: Arc<ShopTimers>,
     /// Payment provider.
     pub provider: Arc<PaymentProvider>,
     /// Store.
@@ -334,10 +342,15 @@ impl Collector for PrimitivesCollector {
         gauge(
             &mut e,
             "levee_timers_pending",
-            "Unpaid-order timers waiting",
+            "Timers waiting (unpaid orders and cart reservations)",
             i64::try_from(t.pending).unwrap_or(0),
         )?;
-        counter(&mut e, "levee_timers_fired", "Unpaid-order timers fired", t.fired)?;
+        counter(
+            &mut e,
+            "levee_timers_fired",
+            "Timers fired (unpaid orders and cart reservations)",
+            t.fired,
+        )?;
 
         let p = self.provider.stats();
         counter(&mut e, "shop_provider_calls", "Calls the payment provider received", p.calls)?;
