@@ -311,7 +311,7 @@ fn print_resilience(s: &Value) {
         }
     }
     println!(
-        "  timers:   {} unpaid orders waiting, {} fired",
+        "  timers:   {} waiting (unpaid orders and carts holding stock), {} fired",
         s["timers"]["pending"], s["timers"]["fired"]
     );
     println!(
