@@ -21,7 +21,7 @@ use crate::guard::PaymentGuard;
 use crate::metrics::{Metrics, PrimitivesCollector};
 use crate::provider::PaymentProvider;
 use crate::store::{Store, StoreError};
-use crate::timeouts::OrderTimeouts;
+use crate::timeouts::{Deadline, ShopTimers};
 
 /// Everything the handlers and consumers share.
 #[derive(Debug)]
@@ -38,14 +38,14 @@ pub struct Shop {
     pub cache: Arc<ProductCache>,
     /// Edge rate limit and bulkhead.
     pub edge: Arc<Edge>,
-    /// Breaker + timeout + retry for the payment provider.
+    /// Breaker + timeout + retry pipeline for the payment provider.
     pub guard: Arc<PaymentGuard>,
     /// The simulated payment provider.
     pub provider: Arc<PaymentProvider>,
     /// Event bus.
     pub bus: EventBus,
-    /// Unpaid-order timers.
-    pub timers: Arc<OrderTimeouts>,
+    /// Unpaid-order and cart-reservation timers.
+    pub timers: Arc<ShopTimers>,
     /// Metrics.
     pub metrics: Metrics,
     customers: RwLock<HashMap<String, Customer>>,
@@ -67,10 +67,10 @@ pub enum StartError {
     },
     /// A setting is out of range.
     #[error(transparent)]
-    Config(#[from] levee_core::ConfigError),
+    Config(#[from] levee::core::ConfigError),
     /// The event bus refused a subscription.
     #[error("event bus: {0}")]
-    Bus(#[from] levee_queue::broker::BrokerError),
+    Bus(#[from] levee::queue::broker::BrokerError),
 }
 
 impl Shop {
@@ -97,7 +97,7 @@ impl Shop {
         let guard = Arc::new(PaymentGuard::new(&config.payment, clock.clone())?);
         let provider = Arc::new(PaymentProvider::new(Arc::clone(&faults)));
         let bus = EventBus::new(config.queue.clone(), clock.clone());
-        let timers = Arc::new(OrderTimeouts::new(clock.clone())?);
+        let timers = Arc::new(ShopTimers::new(clock.clone())?);
         let metrics = Metrics::new(PrimitivesCollector {
             edge: Arc::clone(&edge),
             cache: Arc::clone(&cache),
@@ -155,7 +155,8 @@ pub struct RunningShop {
 }
 
 impl RunningShop {
-    /// Builds the shop, recovers unpaid orders, and starts serving on `config.server.addr`.
+    /// Builds the shop, recovers unpaid orders and held carts, and starts serving on
+    /// `config.server.addr`.
     ///
     /// # Errors
     /// Invalid settings, storage failures, or the address cannot be bound.
@@ -176,8 +177,14 @@ impl RunningShop {
         let timers = tokio::spawn({
             let shop = Arc::clone(&shop);
             let tick = Duration::from_millis(shop.config.orders.timer_tick_ms);
-            Arc::clone(&shop.timers).run(tick, stopped.clone(), move |order_id| {
-                Arc::clone(&shop).on_unpaid_timeout(order_id)
+            Arc::clone(&shop.timers).run(tick, stopped.clone(), move |due| {
+                let shop = Arc::clone(&shop);
+                async move {
+                    match due {
+                        Deadline::Order(order_id) => shop.on_unpaid_timeout(order_id).await,
+                        Deadline::Cart(customer_id) => shop.on_cart_timeout(customer_id).await,
+                    }
+                }
             })
         });
         let app = crate::http::router(Arc::clone(&shop));

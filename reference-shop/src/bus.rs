@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use levee_queue::broker::{
+use levee::queue::broker::{
     DeadLetterReason, InProcessBroker, Message, Select, Subscription, SubscriptionConfig,
 };
 use parking_lot::Mutex;
@@ -102,7 +102,7 @@ pub struct BusStats {
 pub struct EventBus {
     broker: InProcessBroker<ShopEvent, ShopClock>,
     config: QueueConfig,
-    publish_failures: Arc<levee_core::Counter>,
+    publish_failures: Arc<levee::core::Counter>,
     last_errors: Arc<Mutex<HashMap<(String, u64), String>>>,
 }
 
@@ -144,7 +144,7 @@ impl EventBus {
         Self {
             broker,
             config,
-            publish_failures: Arc::new(levee_core::Counter::new()),
+            publish_failures: Arc::new(levee::core::Counter::new()),
             last_errors: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -158,7 +158,7 @@ impl EventBus {
         topic: &'static str,
         name: &str,
         handler: impl Handler,
-    ) -> Result<(), levee_queue::broker::BrokerError> {
+    ) -> Result<(), levee::queue::broker::BrokerError> {
         let subscription = self.broker.subscribe(
             topic,
             SubscriptionConfig::new(name)
@@ -314,7 +314,7 @@ impl EventBus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use levee_core::ManualClock;
+    use levee::core::ManualClock;
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
     #[test]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use levee_cache::Cache;
+use levee::cache::Cache;
 use serde::Serialize;
 
 use crate::clock::ShopClock;
@@ -55,10 +55,10 @@ impl ProductCache {
         clock: ShopClock,
         capacity: u64,
         ttl: Duration,
-    ) -> Result<Self, levee_core::ConfigError> {
+    ) -> Result<Self, levee::core::ConfigError> {
         let cache = Cache::builder()
-            .max_capacity(levee_core::ConfigError::require_nonzero("cache.capacity", capacity)?)
-            .time_to_live(levee_core::ConfigError::require_positive("cache.ttl_secs", ttl)?)
+            .max_capacity(levee::core::ConfigError::require_nonzero("cache.capacity", capacity)?)
+            .time_to_live(levee::core::ConfigError::require_positive("cache.ttl_secs", ttl)?)
             .clock(clock)
             .build()?;
         Ok(Self { store, cache })

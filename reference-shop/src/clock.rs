@@ -1,5 +1,5 @@
 //! The shop's time: wall-clock milliseconds for what is stored (order deadlines), and the same
-//! reading as a monotonic [`levee_core::Clock`] for the primitives.
+//! reading as a monotonic [`levee::core::Clock`] for the primitives.
 //!
 //! Production reads the OS clock; tests build the shop on a [`ManualClock`] and move time by
 //! hand, so "an unpaid order is cancelled after 30 minutes" is observed without waiting.
@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use levee_core::{Clock, ManualClock, SystemClock};
+use levee::core::{Clock, ManualClock, SystemClock};
 
 /// Wall-clock time that never goes backwards: the wall time at start plus monotonic elapsed.
 #[derive(Clone)]

@@ -31,7 +31,7 @@ pub enum ConfigError {
     Invalid(String),
     /// A setting is out of range.
     #[error(transparent)]
-    Setting(#[from] levee_core::ConfigError),
+    Setting(#[from] levee::core::ConfigError),
 }
 
 /// All settings of the shop.
@@ -152,25 +152,45 @@ pub struct OrdersConfig {
     pub max_quantity: u32,
     /// How often the timer driver looks for due timers, in milliseconds.
     pub timer_tick_ms: u64,
+    /// Seconds a cart holds its stock after its last change; then its lines are removed and
+    /// the stock released.
+    pub cart_reservation_secs: u64,
 }
 
 impl Default for OrdersConfig {
     fn default() -> Self {
-        Self { unpaid_timeout_secs: 30 * 60, max_lines: 50, max_quantity: 100, timer_tick_ms: 100 }
+        Self {
+            unpaid_timeout_secs: 30 * 60,
+            max_lines: 50,
+            max_quantity: 100,
+            timer_tick_ms: 100,
+            cart_reservation_secs: 15 * 60,
+        }
     }
 }
 
-/// Settings of the breaker + timeout + retry around the payment provider.
+/// Settings of the breaker + timeout + retry pipeline around the payment provider.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PaymentConfig {
-    /// Deadline of one provider call, in milliseconds.
+    /// Deadline of one provider call (one attempt), in milliseconds.
     pub timeout_ms: u64,
+    /// Deadline of a whole payment (every attempt and backoff pause), in milliseconds.
+    pub overall_timeout_ms: u64,
     /// Calls per delivery at most (1 = no retry).
     pub max_attempts: u32,
-    /// Pause before the first retry, doubled each time, in milliseconds.
+    /// Pause before the first retry, doubled each time (with 20 % jitter), in milliseconds;
+    /// 0 retries at once.
     pub retry_backoff_ms: u64,
-    /// Consecutive failures that open the breaker.
+    /// Longest pause between retries, in milliseconds.
+    pub retry_backoff_max_ms: u64,
+    /// Retries allowed per payment over a 10 s window (the retry budget: 0.2 is one retry
+    /// per five payments), so retries cannot multiply the load on a failing provider.
+    pub retry_budget_ratio: f64,
+    /// Retries per second the budget allows regardless of traffic.
+    pub retry_budget_min_per_sec: u32,
+    /// Failures among the last 20 calls that open the breaker (or half of at least that
+    /// many calls).
     pub breaker_failure_threshold: u32,
     /// Seconds the breaker stays open before it lets a probe through.
     pub breaker_open_secs: u64,
@@ -180,8 +200,12 @@ impl Default for PaymentConfig {
     fn default() -> Self {
         Self {
             timeout_ms: 2000,
+            overall_timeout_ms: 5000,
             max_attempts: 3,
             retry_backoff_ms: 50,
+            retry_backoff_max_ms: 1000,
+            retry_budget_ratio: 0.2,
+            retry_budget_min_per_sec: 10,
             breaker_failure_threshold: 5,
             breaker_open_secs: 10,
         }
@@ -279,8 +303,8 @@ impl Config {
     ///
     /// # Errors
     /// Names the first setting out of range.
-    pub fn validate(&self) -> Result<(), levee_core::ConfigError> {
-        use levee_core::ConfigError as E;
+    pub fn validate(&self) -> Result<(), levee::core::ConfigError> {
+        use levee::core::ConfigError as E;
         E::require_nonzero("storage.max_connections", u64::from(self.storage.max_connections))?;
         if !(self.edge.rate_per_sec > 0.0 && self.edge.rate_per_sec.is_finite()) {
             return Err(E::new("edge.rate_per_sec", "must be a positive number"));
@@ -293,7 +317,15 @@ impl Config {
         E::require_nonzero("orders.max_lines", self.orders.max_lines as u64)?;
         E::require_nonzero("orders.max_quantity", u64::from(self.orders.max_quantity))?;
         E::require_nonzero("orders.timer_tick_ms", self.orders.timer_tick_ms)?;
+        E::require_nonzero("orders.cart_reservation_secs", self.orders.cart_reservation_secs)?;
         E::require_nonzero("payment.timeout_ms", self.payment.timeout_ms)?;
+        E::require_nonzero("payment.overall_timeout_ms", self.payment.overall_timeout_ms)?;
+        if !(self.payment.retry_budget_ratio.is_finite()
+            && (0.0..=1000.0).contains(&self.payment.retry_budget_ratio))
+        {
+            return Err(E::new("payment.retry_budget_ratio", "must lie in 0.0..=1000.0"));
+        }
+        E::require_nonzero("payment.breaker_open_secs", self.payment.breaker_open_secs)?;
         E::require_nonzero("payment.max_attempts", u64::from(self.payment.max_attempts))?;
         E::require_nonzero(
             "payment.breaker_failure_threshold",
@@ -318,6 +350,12 @@ impl Config {
     #[must_use]
     pub fn unpaid_timeout(&self) -> Duration {
         Duration::from_secs(self.orders.unpaid_timeout_secs)
+    }
+
+    /// How long a cart holds its stock after its last change.
+    #[must_use]
+    pub fn cart_reservation(&self) -> Duration {
+        Duration::from_secs(self.orders.cart_reservation_secs)
     }
 }
 

@@ -28,7 +28,7 @@ pub struct Product {
     pub price_cents: i64,
     /// Units that can still be ordered.
     pub stock: i64,
-    /// Units held by unpaid orders (the "try" of try-confirm-cancel).
+    /// Units held by unpaid orders (the "try" of try-confirm-cancel) and by carts.
     pub reserved: i64,
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use levee_limit::{Bulkhead, KeyedRateLimiter, OwnedPermit, Quota};
+use levee::limit::{Bulkhead, KeyedRateLimiter, OwnedPermit, Quota};
 use serde::Serialize;
 
 use crate::clock::ShopClock;
@@ -40,7 +40,7 @@ impl Edge {
     ///
     /// # Errors
     /// A limit out of range, named.
-    pub fn new(config: &EdgeConfig, clock: ShopClock) -> Result<Self, levee_core::ConfigError> {
+    pub fn new(config: &EdgeConfig, clock: ShopClock) -> Result<Self, levee::core::ConfigError> {
         let interval =
             Duration::from_secs_f64(1.0 / config.rate_per_sec).max(Duration::from_nanos(1));
         let quota = Quota::every(interval).with_burst(config.burst);
@@ -85,7 +85,7 @@ impl Edge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use levee_core::ManualClock;
+    use levee::core::ManualClock;
 
     #[test]
     fn burst_then_rate() {

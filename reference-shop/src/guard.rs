@@ -1,37 +1,53 @@
-//! Breaker + timeout + retry around calls to the payment provider.
+//! Breaker + timeout + retry around calls to the payment provider: one levee-policy
+//! [`Pipeline`], applied in the order written:
 //!
-//! The breaker is levee-breaker's [`CircuitBreaker`] on the shop clock: it opens once its
-//! window of the last 20 calls holds `breaker_failure_threshold` failures (or half of at least
-//! that many calls failed), stays open `breaker_open_secs`, then lets one trial call decide.
-//! Timeout (`tokio::time::timeout`) and the doubling, jittered retry around it are a small
-//! STAND-IN for levee-policy's pipeline, which has not landed on main yet. The shop uses only
-//! [`PaymentGuard::call`] and [`PaymentGuard::status`].
+//! ```text
+//! overall timeout -> retry (backoff, budget, retry-after) -> circuit breaker -> attempt timeout -> provider
+//! ```
+//!
+//! - The **overall timeout** (`payment.overall_timeout_ms`) bounds a whole payment, every
+//!   attempt and pause included; a retry that could not start before it is not made.
+//! - **Retry** makes up to `payment.max_attempts` attempts with a doubling, jittered backoff.
+//!   A [`RetryBudget`] shared by every payment keeps retries to `retry_budget_ratio` of
+//!   payments (plus a small floor), so an outage does not multiply the load on the provider.
+//!   When the breaker refuses, its retry-after is the least wait before the next attempt; a
+//!   wait longer than the overall deadline ends the retries at once instead of sleeping.
+//! - The **breaker** is levee-breaker's [`CircuitBreaker`]: it opens once its window of the
+//!   last 20 calls holds `breaker_failure_threshold` failures (or half of at least that many
+//!   calls failed), stays open `breaker_open_secs`, then lets one trial call decide. Every
+//!   attempt is one call of the breaker, so retries count against it too.
+//! - The **attempt timeout** (`payment.timeout_ms`) bounds each provider call; a timed-out
+//!   call is a failure to the breaker and is retried.
+//!
+//! The provider's answers that are not faults (a declined card) pass through as `Ok(Err(_))`:
+//! to the pipeline they are successes, so they neither trip the breaker nor retry.
+//!
+//! Time: the breaker and the retry budget read the shop clock (a manual clock in tests, so a
+//! test opens the breaker and moves past its open wait without waiting). Timeouts and backoff
+//! pauses are levee-policy's tokio timer: the same OS time in production, real time in the
+//! HTTP tests (which never wait for one to fire) and paused time in the unit tests below.
+//! Everything the pipeline does is counted through its event listener ([`PipelineStatus`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use levee_breaker::{CircuitBreaker, State};
+use levee::breaker::{BreakerEvent, State};
+use levee::core::Counter;
+use levee::policy::{Breaker, Layered, Leaf};
+use levee::prelude::*;
 use serde::Serialize;
 
 use crate::clock::ShopClock;
 use crate::config::PaymentConfig;
 
-/// Why a guarded call did not return a value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GuardError<E> {
-    /// The breaker is open: the call was not made.
-    #[error("circuit open, retry in {retry_in_ms} ms")]
-    Open {
-        /// Until the breaker lets a probe through.
-        retry_in_ms: u64,
-    },
-    /// The last attempt ran out of time.
-    #[error("timed out")]
-    Timeout,
-    /// The call failed (the last attempt's error).
-    #[error("{0}")]
-    Failed(E),
-}
+/// The payment pipeline's type: overall timeout, retry, breaker, attempt timeout.
+pub type PaymentPipeline =
+    Pipeline<Layered<Timeout, Layered<Retry, Layered<Breaker<ShopClock>, Layered<Timeout, Leaf>>>>>;
+
+/// What a guarded call returns: `Ok(answer)` when the provider answered (a charge, or a
+/// decline), `Err` when it did not (the last fault, a timeout, or an open circuit), with the
+/// pipeline's reason.
+pub type Guarded<T, E> = Result<Result<T, E>, PolicyError<E>>;
 
 /// The breaker's state, for `/admin/status` and `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -57,149 +73,232 @@ impl BreakerState {
     }
 }
 
-/// What the guard has done.
+/// The breaker now.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct GuardStatus {
-    /// Breaker state now.
+pub struct BreakerStatus {
+    /// State.
     pub state: BreakerState,
     /// Failed calls in the breaker's window.
     pub failures_in_window: u64,
-    /// Calls made.
-    pub calls: u64,
-    /// Calls that failed or timed out.
-    pub failures: u64,
-    /// Calls refused by the open breaker.
-    pub rejected: u64,
-    /// Retries made.
-    pub retries: u64,
     /// Times the breaker opened.
     pub opened: u64,
+    /// Calls refused by the open (or half-open and busy) breaker.
+    pub rejected: u64,
 }
 
-/// Breaker + timeout + retry.
-#[derive(Debug)]
+/// What the payment pipeline has done.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PipelineStatus {
+    /// Provider calls made (attempts, retries included).
+    pub calls: u64,
+    /// Provider calls that failed with a fault or timed out.
+    pub failures: u64,
+    /// Retries started.
+    pub retries: u64,
+    /// Payments whose every attempt failed.
+    pub retries_exhausted: u64,
+    /// Retries not made because the wait (an open breaker's retry-after) would pass the
+    /// overall deadline.
+    pub retries_abandoned: u64,
+    /// Retries not made because the retry budget was spent.
+    pub retry_budget_exhausted: u64,
+    /// Retries the budget allows now.
+    pub retry_budget_available: u64,
+    /// Provider calls cut by the attempt timeout.
+    pub attempt_timeouts: u64,
+    /// Payments cut by the overall timeout.
+    pub overall_timeouts: u64,
+}
+
+/// Counts the pipeline's and the breaker's events.
+#[derive(Debug, Default)]
+struct Counters {
+    calls: Counter,
+    faults: Counter,
+    retries: Counter,
+    exhausted: Counter,
+    abandoned: Counter,
+    budget_exhausted: Counter,
+    attempt_timeouts: Counter,
+    overall_timeouts: Counter,
+    opened: Counter,
+}
+
+impl Counters {
+    fn record(&self, event: &PolicyEvent, attempt_timeout: Duration) {
+        match event {
+            PolicyEvent::Retry { .. } => self.retries.incr(),
+            PolicyEvent::RetriesExhausted { .. } => self.exhausted.incr(),
+            PolicyEvent::RetryAbandoned { .. } => self.abandoned.incr(),
+            PolicyEvent::RetryBudgetExhausted { .. } => self.budget_exhausted.incr(),
+            PolicyEvent::TimedOut { timeout } if *timeout == attempt_timeout => {
+                self.attempt_timeouts.incr();
+            }
+            PolicyEvent::TimedOut { .. } => self.overall_timeouts.incr(),
+            // Refusals are read from the breaker itself; other policies are not used here.
+            _ => {}
+        }
+    }
+}
+
+/// The payment pipeline, its breaker and retry budget, and its counters.
 pub struct PaymentGuard {
-    timeout: Duration,
-    max_attempts: u32,
-    backoff: Duration,
-    breaker: CircuitBreaker<ShopClock>,
-    calls: AtomicU64,
-    failures: AtomicU64,
-    rejected: AtomicU64,
-    retries: AtomicU64,
-    opened: AtomicU64,
+    pipeline: PaymentPipeline,
+    breaker: Arc<CircuitBreaker<ShopClock>>,
+    budget: Arc<RetryBudget>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for PaymentGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentGuard")
+            .field("breaker", &self.breaker_status())
+            .field("pipeline", &self.pipeline_status())
+            .finish()
+    }
+}
+
+/// Renames a levee setting to the shop's name for it.
+fn named(setting: &'static str) -> impl FnOnce(ConfigError) -> ConfigError {
+    move |e| ConfigError { setting, ..e }
 }
 
 impl PaymentGuard {
-    /// A guard with `config`'s settings, timed by `clock`.
+    /// The pipeline with `config`'s settings; the breaker and the retry budget read `clock`.
     ///
     /// # Errors
-    /// A breaker setting out of range, named.
-    pub fn new(config: &PaymentConfig, clock: ShopClock) -> Result<Self, levee_core::ConfigError> {
+    /// A setting out of range, named as in the shop's settings (`payment.timeout_ms`, ...).
+    pub fn new(config: &PaymentConfig, clock: ShopClock) -> Result<Self, ConfigError> {
+        let counters = Arc::new(Counters::default());
         let threshold = config.breaker_failure_threshold.clamp(1, 20);
-        let breaker = CircuitBreaker::builder()
-            .name("payment-provider")
-            .count_window(20)
-            .minimum_calls(threshold)
-            .failure_rate_threshold(50.0)
-            .failure_count_threshold(threshold)
-            .open_wait(levee_core::ConfigError::require_positive(
-                "payment.breaker_open_secs",
-                Duration::from_secs(config.breaker_open_secs),
-            )?)
-            .half_open_calls(1)
-            .clock(clock)
+        let opened = Arc::clone(&counters);
+        let breaker = Arc::new(
+            CircuitBreaker::builder()
+                .name("payment-provider")
+                .count_window(20)
+                .minimum_calls(threshold)
+                .failure_rate_threshold(50.0)
+                .failure_count_threshold(threshold)
+                .open_wait(ConfigError::require_positive(
+                    "payment.breaker_open_secs",
+                    Duration::from_secs(config.breaker_open_secs),
+                )?)
+                .half_open_calls(1)
+                .listener(move |e: &BreakerEvent| {
+                    if e.to == State::Open {
+                        opened.opened.incr();
+                    }
+                })
+                .clock(clock.clone())
+                .build()?,
+        );
+        let budget = Arc::new(
+            RetryBudget::builder()
+                .window(Duration::from_secs(10))
+                .ratio(config.retry_budget_ratio)
+                .min_per_sec(config.retry_budget_min_per_sec)
+                .build_with_clock(clock)
+                .map_err(named("payment.retry_budget_ratio"))?,
+        );
+        let backoff = if config.retry_backoff_ms == 0 {
+            Backoff::Immediate
+        } else {
+            let base = Duration::from_millis(config.retry_backoff_ms);
+            Backoff::exponential(base, base.max(Duration::from_millis(config.retry_backoff_max_ms)))
+                .with_jitter(0.2)
+        };
+        let retry = Retry::builder()
+            .max_attempts(config.max_attempts)
+            .backoff(backoff)
+            .budget(Arc::clone(&budget))
+            .build()
+            .map_err(|e| match e.setting {
+                "max_attempts" => named("payment.max_attempts")(e),
+                _ => named("payment.retry_backoff_ms")(e),
+            })?;
+        let attempt_timeout = Duration::from_millis(config.timeout_ms);
+        let events = Arc::clone(&counters);
+        let pipeline = Pipeline::builder()
+            .policy(
+                Timeout::new(Duration::from_millis(config.overall_timeout_ms))
+                    .map_err(named("payment.overall_timeout_ms"))?,
+            )
+            .retry(retry)
+            .breaker(Arc::clone(&breaker))
+            .policy(Timeout::new(attempt_timeout).map_err(named("payment.timeout_ms"))?)
+            .listener(move |e: &PolicyEvent| events.record(e, attempt_timeout))
             .build()?;
-        Ok(Self {
-            timeout: Duration::from_millis(config.timeout_ms),
-            max_attempts: config.max_attempts.max(1),
-            backoff: Duration::from_millis(config.retry_backoff_ms),
-            breaker,
-            calls: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
-            opened: AtomicU64::new(0),
-        })
+        Ok(Self { pipeline, breaker, budget, counters })
     }
 
-    /// Calls `f` under the breaker, each attempt bounded by the timeout, retrying failures
-    /// that `is_failure` calls provider faults. Errors for which it returns `false` (a
-    /// declined card) are answers, not faults: they neither trip the breaker nor retry.
+    /// Calls `f` through the pipeline. Errors for which `is_fault` is true (the provider is
+    /// unavailable) are faults: they count against the breaker and are retried. Other errors
+    /// (a declined card) are answers, returned as `Ok(Err(e))` at once.
     ///
     /// # Errors
-    /// [`GuardError::Open`] without calling, [`GuardError::Timeout`] or
-    /// [`GuardError::Failed`] after the last attempt.
+    /// The outer `Err` when no answer came: [`PolicyError::Operation`] with the last fault,
+    /// [`PolicyError::Timeout`], or [`PolicyError::CircuitOpen`] with the breaker's retry-after.
     pub async fn call<T, E, F, Fut>(
         &self,
-        mut f: F,
-        is_failure: impl Fn(&E) -> bool,
-    ) -> Result<T, GuardError<E>>
+        f: F,
+        is_fault: impl Fn(&E) -> bool + Sync,
+    ) -> Guarded<T, E>
     where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        F: Fn() -> Fut + Sync,
+        Fut: Future<Output = Result<T, E>> + Send,
+        T: Send,
+        E: Send,
     {
-        let mut attempt = 0;
-        loop {
-            let permit = match self.breaker.try_acquire() {
-                Ok(permit) => permit,
-                Err(open) => {
-                    self.rejected.fetch_add(1, Ordering::Relaxed);
-                    return Err(GuardError::Open {
-                        retry_in_ms: open.retry_after().map_or(0, |d| d.as_millis() as u64),
-                    });
+        let (f, is_fault, counters) = (&f, &is_fault, &*self.counters);
+        self.pipeline
+            .execute(|_ctx: Context| {
+                counters.calls.incr();
+                let attempt = f();
+                async move {
+                    match attempt.await {
+                        Ok(v) => Ok(Ok(v)),
+                        Err(e) if is_fault(&e) => {
+                            counters.faults.incr();
+                            Err(e)
+                        }
+                        Err(e) => Ok(Err(e)),
+                    }
                 }
-            };
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            let error = match tokio::time::timeout(self.timeout, f()).await {
-                Ok(Ok(v)) => {
-                    permit.success();
-                    return Ok(v);
-                }
-                Ok(Err(e)) if !is_failure(&e) => {
-                    permit.success();
-                    return Err(GuardError::Failed(e));
-                }
-                Ok(Err(e)) => GuardError::Failed(e),
-                Err(_) => GuardError::Timeout,
-            };
-            self.failures.fetch_add(1, Ordering::Relaxed);
-            let was_open = self.is_open();
-            permit.failure();
-            if !was_open && self.is_open() {
-                self.opened.fetch_add(1, Ordering::Relaxed);
-            }
-            attempt += 1;
-            if attempt >= self.max_attempts {
-                return Err(error);
-            }
-            self.retries.fetch_add(1, Ordering::Relaxed);
-            let pause = self.backoff.saturating_mul(1 << (attempt - 1).min(10));
-            tokio::time::sleep(levee_core::random::jitter(pause, 0.2)).await;
-        }
+            })
+            .await
     }
 
-    fn is_open(&self) -> bool {
-        matches!(self.breaker.state(), State::Open | State::ForcedOpen)
-    }
-
-    /// State and counters now.
+    /// The breaker now.
     #[must_use]
-    pub fn status(&self) -> GuardStatus {
+    pub fn breaker_status(&self) -> BreakerStatus {
         let metrics = self.breaker.metrics();
         let state = match metrics.state {
             State::Closed | State::Disabled => BreakerState::Closed,
             State::HalfOpen => BreakerState::HalfOpen,
             _ => BreakerState::Open,
         };
-        GuardStatus {
+        BreakerStatus {
             state,
             failures_in_window: metrics.failed_calls,
-            calls: self.calls.load(Ordering::Relaxed),
-            failures: self.failures.load(Ordering::Relaxed),
-            rejected: self.rejected.load(Ordering::Relaxed),
-            retries: self.retries.load(Ordering::Relaxed),
-            opened: self.opened.load(Ordering::Relaxed),
+            opened: self.counters.opened.get(),
+            rejected: metrics.not_permitted,
+        }
+    }
+
+    /// The pipeline's counters now.
+    #[must_use]
+    pub fn pipeline_status(&self) -> PipelineStatus {
+        let c = &self.counters;
+        PipelineStatus {
+            calls: c.calls.get(),
+            failures: c.faults.get() + c.attempt_timeouts.get(),
+            retries: c.retries.get(),
+            retries_exhausted: c.exhausted.get(),
+            retries_abandoned: c.abandoned.get(),
+            retry_budget_exhausted: c.budget_exhausted.get(),
+            retry_budget_available: self.budget.available(),
+            attempt_timeouts: c.attempt_timeouts.get(),
+            overall_timeouts: c.overall_timeouts.get(),
         }
     }
 }
@@ -207,38 +306,154 @@ impl PaymentGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use levee_core::ManualClock;
+    use levee::core::ManualClock;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
-    #[tokio::test]
-    async fn opens_after_failures_and_recovers_after_cool_down() {
+    fn config() -> PaymentConfig {
+        PaymentConfig {
+            timeout_ms: 1000,
+            overall_timeout_ms: 5000,
+            max_attempts: 1,
+            retry_backoff_ms: 10,
+            retry_backoff_max_ms: 100,
+            retry_budget_ratio: 0.2,
+            retry_budget_min_per_sec: 10,
+            breaker_failure_threshold: 2,
+            breaker_open_secs: 5,
+        }
+    }
+
+    fn guard(config: &PaymentConfig) -> (PaymentGuard, ManualClock) {
         let manual = ManualClock::new();
-        let guard = PaymentGuard::new(
-            &PaymentConfig {
-                timeout_ms: 1000,
-                max_attempts: 1,
-                retry_backoff_ms: 0,
-                breaker_failure_threshold: 2,
-                breaker_open_secs: 5,
-            },
-            ShopClock::manual(manual.clone()),
-        )
-        .unwrap();
+        (PaymentGuard::new(config, ShopClock::manual(manual.clone())).unwrap(), manual)
+    }
+
+    const FAULT: fn(&&str) -> bool = |e| *e == "down";
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_failures_and_recovers_after_cool_down() {
+        let (guard, manual) = guard(&config());
         let fail = || async { Err::<(), _>("down") };
         for _ in 0..2 {
-            assert_eq!(guard.call(fail, |_| true).await, Err(GuardError::Failed("down")));
+            assert_eq!(guard.call(fail, FAULT).await, Err(PolicyError::Operation("down")));
         }
-        assert_eq!(guard.status().state, BreakerState::Open);
-        assert!(matches!(
-            guard.call(|| async { Ok::<_, &str>(1) }, |_| true).await,
-            Err(GuardError::Open { .. })
-        ));
+        assert_eq!(guard.breaker_status().state, BreakerState::Open);
+        assert_eq!(
+            guard.call(|| async { Ok::<_, &str>(1) }, FAULT).await,
+            Err(PolicyError::CircuitOpen { retry_after: Some(Duration::from_secs(5)) })
+        );
+        assert_eq!(guard.breaker_status().rejected, 1);
         manual.advance(Duration::from_secs(5));
-        assert_eq!(guard.call(|| async { Ok::<_, &str>(1) }, |_| true).await, Ok(1));
-        assert_eq!(guard.status().state, BreakerState::Closed);
+        assert_eq!(guard.call(|| async { Ok::<_, &str>(1) }, FAULT).await, Ok(Ok(1)));
+        assert_eq!(guard.breaker_status().state, BreakerState::Closed);
+        assert_eq!(guard.breaker_status().opened, 1);
         // An answer that is not a fault neither trips nor retries.
         for _ in 0..3 {
-            let _ = guard.call(|| async { Err::<(), _>("declined") }, |_| false).await;
+            let declined = guard.call(|| async { Err::<(), _>("declined") }, FAULT).await;
+            assert_eq!(declined, Ok(Err("declined")));
         }
-        assert_eq!(guard.status().state, BreakerState::Closed);
+        assert_eq!(guard.breaker_status().state, BreakerState::Closed);
+        let s = guard.pipeline_status();
+        assert_eq!((s.calls, s.failures, s.retries), (6, 2, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_attempt_times_out_and_the_retry_succeeds() {
+        let (guard, _) =
+            guard(&PaymentConfig { max_attempts: 3, breaker_failure_threshold: 20, ..config() });
+        let attempts = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let out = guard
+            .call(
+                || {
+                    let n = attempts.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if n == 0 {
+                            // Far beyond the attempt timeout (paused time: no real wait).
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                        }
+                        Ok::<_, &str>(n)
+                    }
+                },
+                FAULT,
+            )
+            .await;
+        assert_eq!(out, Ok(Ok(1)));
+        // One attempt timeout (1 s), then one backoff pause of 10 ms +- 20 %.
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(1008) && took <= Duration::from_millis(1012));
+        let s = guard.pipeline_status();
+        assert_eq!((s.calls, s.failures, s.retries, s.attempt_timeouts), (2, 1, 1, 1));
+        let b = guard.breaker_status();
+        assert_eq!((b.state, b.failures_in_window), (BreakerState::Closed, 1), "a timeout fails");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_overall_deadline_bounds_every_attempt_and_pause() {
+        let (guard, _) = guard(&PaymentConfig {
+            max_attempts: 10,
+            overall_timeout_ms: 2500,
+            breaker_failure_threshold: 20,
+            ..config()
+        });
+        let started = tokio::time::Instant::now();
+        let slow = || async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, &str>(())
+        };
+        let out = guard.call(slow, FAULT).await;
+        assert_eq!(out, Err(PolicyError::Timeout { timeout: Duration::from_millis(2500) }));
+        assert_eq!(started.elapsed(), Duration::from_millis(2500));
+        let s = guard.pipeline_status();
+        assert_eq!((s.attempt_timeouts, s.overall_timeouts, s.calls), (2, 1, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_breaker_ends_retries_at_once_when_its_wait_passes_the_deadline() {
+        let (guard, _) = guard(&PaymentConfig {
+            max_attempts: 3,
+            breaker_failure_threshold: 1,
+            breaker_open_secs: 30,
+            ..config()
+        });
+        let started = tokio::time::Instant::now();
+        // The first attempt fails and opens the breaker; the retry finds it open for 30 s,
+        // longer than the 5 s deadline: no pause, no more attempts.
+        let out = guard.call(|| async { Err::<(), _>("down") }, FAULT).await;
+        assert_eq!(
+            out,
+            Err(PolicyError::CircuitOpen { retry_after: Some(Duration::from_secs(30)) })
+        );
+        let s = guard.pipeline_status();
+        assert_eq!((s.calls, s.retries, s.retries_abandoned), (1, 1, 1));
+        assert!(started.elapsed() < Duration::from_millis(20), "only the first backoff pause");
+        assert_eq!(guard.breaker_status().rejected, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_retry_budget_stops_retries() {
+        let (guard, _) = guard(&PaymentConfig {
+            max_attempts: 3,
+            retry_budget_ratio: 0.0,
+            retry_budget_min_per_sec: 0,
+            breaker_failure_threshold: 20,
+            ..config()
+        });
+        let out = guard.call(|| async { Err::<(), _>("down") }, FAULT).await;
+        assert_eq!(out, Err(PolicyError::Operation("down")));
+        let s = guard.pipeline_status();
+        assert_eq!((s.calls, s.retries, s.retry_budget_exhausted), (1, 0, 1));
+        assert_eq!(s.retry_budget_available, 0);
+    }
+
+    #[test]
+    fn bad_settings_are_named_as_the_shop_names_them() {
+        let clock = ShopClock::manual(ManualClock::new());
+        let e = PaymentGuard::new(&PaymentConfig { timeout_ms: 0, ..config() }, clock.clone())
+            .unwrap_err();
+        assert_eq!(e.setting, "payment.timeout_ms");
+        let e = PaymentGuard::new(&PaymentConfig { retry_budget_ratio: -1.0, ..config() }, clock)
+            .unwrap_err();
+        assert_eq!(e.setting, "payment.retry_budget_ratio");
     }
 }

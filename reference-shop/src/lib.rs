@@ -5,11 +5,15 @@
 //! - Product reads through a coalescing cache ([`cache`]).
 //! - Orders as try-confirm-cancel over the store ([`store`], [`services`]); events between
 //!   the services on a queue with redelivery and a dead-letter queue ([`bus`]).
-//! - Payment through breaker + timeout + retry ([`guard`]) against a simulated provider
-//!   ([`provider`]) whose faults change at run time ([`faults`]).
-//! - Unpaid orders cancelled by timers ([`timeouts`]).
+//! - Payment through a levee-policy pipeline of breaker + timeout + retry ([`guard`]) against
+//!   a simulated provider ([`provider`]) whose faults change at run time ([`faults`]).
+//! - Unpaid orders cancelled, and cart reservations ended, by timers ([`timeouts`]).
 //! - `/metrics`, `/health`, an admin API, graceful shutdown ([`app`]), a load generator
 //!   ([`loadgen`]).
+//!
+//! Every primitive comes through the `levee` facade crate, with one feature per primitive
+//! (`limit`, `breaker`, `policy`, `timer`, `cache`, `queue`): `levee::prelude::*` for the
+//! everyday names, `levee::limit::...`, `levee::queue::broker::...` for the rest.
 //!
 //! Start it with [`app::RunningShop::start`]; the binary adds settings and signals.
 #![forbid(unsafe_code)]

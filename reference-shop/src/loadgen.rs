@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use levee_core::LatencyRecorder;
-use levee_core::random::below;
+use levee::core::LatencyRecorder;
+use levee::core::random::below;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
@@ -281,11 +281,18 @@ fn print_resilience(s: &Value) {
         s["store"]["product_reads"]
     );
     println!(
-        "  breaker:  {} now; opened {} times, {} calls refused while open, {} retries",
-        s["breaker"]["state"],
-        s["breaker"]["opened"],
-        s["breaker"]["rejected"],
-        s["breaker"]["retries"]
+        "  breaker:  {} now; opened {} times, {} calls refused while open",
+        s["breaker"]["state"], s["breaker"]["opened"], s["breaker"]["rejected"]
+    );
+    println!(
+        "  payment:  {} provider calls, {} failed; {} retries ({} stopped by the retry budget, {} by an open breaker's wait); {} attempt and {} overall timeouts",
+        s["payment"]["calls"],
+        s["payment"]["failures"],
+        s["payment"]["retries"],
+        s["payment"]["retry_budget_exhausted"],
+        s["payment"]["retries_abandoned"],
+        s["payment"]["attempt_timeouts"],
+        s["payment"]["overall_timeouts"]
     );
     println!(
         "  queue:    {} events published, {} dead letters",
@@ -304,7 +311,7 @@ fn print_resilience(s: &Value) {
         }
     }
     println!(
-        "  timers:   {} unpaid orders waiting, {} fired",
+        "  timers:   {} waiting (unpaid orders and carts holding stock), {} fired",
         s["timers"]["pending"], s["timers"]["fired"]
     );
     println!(

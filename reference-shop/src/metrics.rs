@@ -1,7 +1,8 @@
 //! `/metrics` through the `prometheus-client` crate.
 //!
 //! What the shop counts itself (HTTP requests and latency, orders, payments) are ordinary
-//! metrics; what the resilience primitives count (breaker, limiters, cache, queue, timers) is
+//! metrics; what the resilience primitives count (payment pipeline, breaker, limiters, cache,
+//! queue, timers) is
 //! read from their snapshots at scrape time by [`PrimitivesCollector`], so the primitives
 //! carry no metrics dependency.
 
@@ -23,7 +24,7 @@ use crate::edge::Edge;
 use crate::guard::PaymentGuard;
 use crate::provider::PaymentProvider;
 use crate::store::Store;
-use crate::timeouts::OrderTimeouts;
+use crate::timeouts::ShopTimers;
 
 /// Labels of an HTTP request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,6 +73,8 @@ pub struct Metrics {
     pub payments: Family<OutcomeLabel, Counter>,
     /// Notifications recorded.
     pub notifications: Counter,
+    /// Carts whose reservation ended (lines removed, stock released).
+    pub carts_expired: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -93,6 +96,7 @@ impl Metrics {
             orders_cancelled: Counter::default(),
             payments: Family::default(),
             notifications: Counter::default(),
+            carts_expired: Counter::default(),
         };
         registry.register("http_requests", "HTTP requests", m.http_requests.clone());
         registry.register(
@@ -114,6 +118,11 @@ impl Metrics {
         );
         registry.register("shop_payments", "Payment attempts by outcome", m.payments.clone());
         registry.register("shop_notifications", "Notifications recorded", m.notifications.clone());
+        registry.register(
+            "shop_carts_expired",
+            "Carts whose reservation ended: lines removed, stock released",
+            m.carts_expired.clone(),
+        );
         registry.register_collector(Box::new(primitives));
         Self { registry, ..m }
     }
@@ -135,12 +144,12 @@ pub struct PrimitivesCollector {
     pub edge: Arc<Edge>,
     /// Product cache.
     pub cache: Arc<ProductCache>,
-    /// Payment breaker/retry.
+    /// Payment pipeline (breaker, retry, timeouts).
     pub guard: Arc<PaymentGuard>,
     /// Event bus.
     pub bus: EventBus,
-    /// Unpaid-order timers.
-    pub timers: Arc<OrderTimeouts>,
+    /// Unpaid-order and cart-reservation timers.
+    pub timers: Arc<ShopTimers>,
     /// Payment provider.
     pub provider: Arc<PaymentProvider>,
     /// Store.
@@ -177,23 +186,63 @@ fn labelled(
 
 impl Collector for PrimitivesCollector {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
-        let g = self.guard.status();
+        let b = self.guard.breaker_status();
         gauge(
             &mut e,
             "levee_breaker_state",
             "Payment breaker: 0 closed, 1 open, 2 half-open",
-            g.state.as_gauge(),
+            b.state.as_gauge(),
         )?;
-        counter(&mut e, "levee_breaker_opened", "Times the payment breaker opened", g.opened)?;
-        counter(&mut e, "levee_breaker_rejected", "Calls refused by the open breaker", g.rejected)?;
-        counter(&mut e, "levee_payment_calls", "Provider calls made through the guard", g.calls)?;
+        counter(&mut e, "levee_breaker_opened", "Times the payment breaker opened", b.opened)?;
+        counter(&mut e, "levee_breaker_rejected", "Calls refused by the open breaker", b.rejected)?;
+        let p = self.guard.pipeline_status();
+        counter(
+            &mut e,
+            "levee_payment_calls",
+            "Provider calls made through the pipeline",
+            p.calls,
+        )?;
         counter(
             &mut e,
             "levee_payment_failures",
             "Provider calls that failed or timed out",
-            g.failures,
+            p.failures,
         )?;
-        counter(&mut e, "levee_retry_attempts", "Retries of provider calls", g.retries)?;
+        counter(&mut e, "levee_retry_attempts", "Retries of provider calls", p.retries)?;
+        counter(
+            &mut e,
+            "levee_retry_exhausted",
+            "Payments whose every attempt failed",
+            p.retries_exhausted,
+        )?;
+        counter(
+            &mut e,
+            "levee_retry_abandoned",
+            "Retries not made: the wait (an open breaker's retry-after) passed the deadline",
+            p.retries_abandoned,
+        )?;
+        counter(
+            &mut e,
+            "levee_retry_budget_exhausted",
+            "Retries not made: the retry budget was spent",
+            p.retry_budget_exhausted,
+        )?;
+        gauge(
+            &mut e,
+            "levee_retry_budget_available",
+            "Retries the payment retry budget allows now",
+            i64::try_from(p.retry_budget_available).unwrap_or(i64::MAX),
+        )?;
+        labelled(
+            &mut e,
+            "levee_timeouts",
+            "Payment timeouts: per provider call (attempt) or per payment (overall)",
+            MetricType::Counter,
+            &[
+                ([("scope", "attempt".to_owned())], p.attempt_timeouts),
+                ([("scope", "overall".to_owned())], p.overall_timeouts),
+            ],
+        )?;
 
         let edge = self.edge.stats();
         labelled(
@@ -293,10 +342,15 @@ impl Collector for PrimitivesCollector {
         gauge(
             &mut e,
             "levee_timers_pending",
-            "Unpaid-order timers waiting",
+            "Timers waiting (unpaid orders and cart reservations)",
             i64::try_from(t.pending).unwrap_or(0),
         )?;
-        counter(&mut e, "levee_timers_fired", "Unpaid-order timers fired", t.fired)?;
+        counter(
+            &mut e,
+            "levee_timers_fired",
+            "Timers fired (unpaid orders and cart reservations)",
+            t.fired,
+        )?;
 
         let p = self.provider.stats();
         counter(&mut e, "shop_provider_calls", "Calls the payment provider received", p.calls)?;

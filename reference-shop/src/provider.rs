@@ -101,8 +101,8 @@ impl PaymentProvider {
     ) -> Result<String, ProviderError> {
         self.faults.provider_delay().await;
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let fail = levee_core::random::next_f64() < self.faults.get().provider_failure_rate;
-        if fail && levee_core::random::below(2) == 0 {
+        let fail = levee::core::random::next_f64() < self.faults.get().provider_failure_rate;
+        if fail && levee::core::random::below(2) == 0 {
             self.failures.fetch_add(1, Ordering::Relaxed);
             return Err(ProviderError::Unavailable);
         }
@@ -118,7 +118,7 @@ impl PaymentProvider {
             } else {
                 let id = format!(
                     "ch_{order_id}_{:08x}_{amount_cents}",
-                    levee_core::random::next_u64() as u32
+                    levee::core::random::next_u64() as u32
                 );
                 charges.insert(order_id, Charge { id: id.clone(), refunded: false });
                 id
@@ -139,7 +139,7 @@ impl PaymentProvider {
     pub async fn refund(&self, order_id: i64) -> Result<(), ProviderError> {
         self.faults.provider_delay().await;
         self.calls.fetch_add(1, Ordering::Relaxed);
-        if levee_core::random::next_f64() < self.faults.get().provider_failure_rate {
+        if levee::core::random::next_f64() < self.faults.get().provider_failure_rate {
             self.failures.fetch_add(1, Ordering::Relaxed);
             return Err(ProviderError::Unavailable);
         }

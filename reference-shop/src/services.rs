@@ -7,9 +7,10 @@ use std::time::Duration;
 use crate::app::Shop;
 use crate::bus::HandlerResult;
 use crate::domain::{Order, ShopEvent, TOPIC_ORDERS, TOPIC_PAYMENTS};
-use crate::guard::GuardError;
 use crate::provider::ProviderError;
+use crate::store::catalog::CartChange;
 use crate::store::{NewOrder, PlaceOutcome, StoreError, Transition};
+use crate::timeouts::Deadline;
 
 /// Reasons recorded on cancelled orders.
 pub mod reasons {
@@ -23,7 +24,7 @@ pub mod reasons {
 
 impl Shop {
     /// Subscribes the services to their topics.
-    pub(crate) fn wire(self: &Arc<Self>) -> Result<(), levee_queue::broker::BrokerError> {
+    pub(crate) fn wire(self: &Arc<Self>) -> Result<(), levee::queue::broker::BrokerError> {
         let shop = Arc::clone(self);
         self.bus.subscribe(TOPIC_ORDERS, "payment", move |e| -> HandlerResult {
             let shop = Arc::clone(&shop);
@@ -50,22 +51,88 @@ impl Shop {
 
     /// After a start: re-arms the timer of every unpaid order and re-drives the payment of
     /// those with a card (the provider is idempotent, so a payment already made is not
-    /// repeated). Returns how many unpaid orders there were.
+    /// repeated); re-arms the timer of every cart that holds stock. Returns how many unpaid
+    /// orders there were.
     ///
     /// # Errors
     /// Database failures.
     pub async fn recover(&self) -> Result<usize, StoreError> {
         let pending = self.store.pending_orders().await?;
         for order in &pending {
-            self.timers.schedule(order.id, order.expires_at_ms);
+            self.timers.schedule(Deadline::Order(order.id), order.expires_at_ms);
             if order.has_card {
                 self.bus.publish(ShopEvent::PaymentRequested { order_id: order.id });
             }
         }
+        for (customer_id, expires_at_ms) in self.store.pending_carts().await? {
+            self.timers.schedule(Deadline::Cart(customer_id), expires_at_ms);
+        }
         Ok(pending.len())
     }
 
-    /// Try: records the order and reserves its stock, arms its unpaid timer and announces it.
+    /// Sets a cart line, reserving or releasing the stock it holds, and moves the cart's
+    /// timer to the end of its extended reservation.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn set_cart_item(
+        &self,
+        customer_id: i64,
+        product_id: i64,
+        quantity: i64,
+    ) -> Result<CartChange, StoreError> {
+        let expires_at_ms = self.clock.after_ms(self.config.cart_reservation());
+        let change = self
+            .store
+            .set_cart_item(customer_id, product_id, quantity, self.clock.now_ms(), expires_at_ms)
+            .await?;
+        if let CartChange::Done { stock_changed, expires_at_ms } = change {
+            if stock_changed {
+                self.cache.invalidate(product_id);
+            }
+            match expires_at_ms {
+                Some(at) => self.timers.schedule(Deadline::Cart(customer_id), at),
+                None => self.timers.cancel(Deadline::Cart(customer_id)),
+            }
+        }
+        Ok(change)
+    }
+
+    /// Empties a cart and releases its stock.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn clear_cart(&self, customer_id: i64) -> Result<(), StoreError> {
+        for product in self.store.clear_cart(customer_id, self.clock.now_ms()).await? {
+            self.cache.invalidate(product);
+        }
+        self.timers.cancel(Deadline::Cart(customer_id));
+        Ok(())
+    }
+
+    /// The cart timer of `customer_id` fired: its reservation ends.
+    pub(crate) async fn on_cart_timeout(self: Arc<Self>, customer_id: i64) {
+        match self.store.expire_cart(customer_id, self.clock.now_ms()).await {
+            Ok(products) if products.is_empty() => {}
+            Ok(products) => {
+                self.metrics.carts_expired.inc();
+                for &p in &products {
+                    self.cache.invalidate(p);
+                }
+                tracing::info!(customer_id, lines = products.len(), "cart reservation expired");
+            }
+            Err(e) => {
+                tracing::warn!(customer_id, error = %e, "cart expiry failed; re-arming");
+                self.timers.schedule(
+                    Deadline::Cart(customer_id),
+                    self.clock.after_ms(Duration::from_secs(5)),
+                );
+            }
+        }
+    }
+
+    /// Try: records the order and reserves its stock (or, `from_cart`, takes over what the
+    /// cart held), arms its unpaid timer and announces it.
     ///
     /// # Errors
     /// Database failures.
@@ -75,6 +142,7 @@ impl Shop {
         idempotency_key: String,
         lines: Vec<(i64, i64)>,
         card: Option<String>,
+        from_cart: bool,
     ) -> Result<PlaceOutcome, StoreError> {
         let now_ms = self.clock.now_ms();
         let new = NewOrder {
@@ -84,6 +152,7 @@ impl Shop {
             card,
             now_ms,
             expires_at_ms: self.clock.after_ms(self.config.unpaid_timeout()),
+            from_cart,
         };
         let outcome = self.store.place_order(&new).await?;
         match &outcome {
@@ -92,8 +161,13 @@ impl Shop {
                 for line in &order.lines {
                     self.cache.invalidate(line.product_id);
                 }
-                self.timers.schedule(order.id, order.expires_at_ms);
+                self.timers.schedule(Deadline::Order(order.id), order.expires_at_ms);
                 self.bus.publish(ShopEvent::OrderPlaced { order_id: order.id });
+                // The cart handed its lines over: an empty cart needs no timer.
+                if from_cart && self.store.cart(customer_id).await.is_ok_and(|c| c.lines.is_empty())
+                {
+                    self.timers.cancel(Deadline::Cart(customer_id));
+                }
             }
             PlaceOutcome::OutOfStock { .. } => {
                 self.metrics.orders_out_of_stock.inc();
@@ -131,7 +205,7 @@ impl Shop {
             for &p in products {
                 self.cache.invalidate(p);
             }
-            self.timers.cancel(order_id);
+            self.timers.cancel(Deadline::Order(order_id));
             self.bus.publish(ShopEvent::OrderCancelled { order_id, reason: reason.to_owned() });
         }
         Ok(t)
@@ -144,7 +218,10 @@ impl Shop {
             Err(e) => {
                 // Try again shortly: the timer must not be lost to a database hiccup.
                 tracing::warn!(order_id, error = %e, "timeout cancel failed; re-arming");
-                self.timers.schedule(order_id, self.clock.after_ms(Duration::from_secs(5)));
+                self.timers.schedule(
+                    Deadline::Order(order_id),
+                    self.clock.after_ms(Duration::from_secs(5)),
+                );
             }
         }
     }
@@ -164,24 +241,25 @@ impl Shop {
             .guard
             .call(|| self.provider.charge(order_id, amount, &card), ProviderError::is_fault)
             .await;
-        match result {
-            Ok(charge_id) => {
+        let error = match result {
+            Ok(Ok(charge_id)) => {
                 self.metrics.payments.get_or_create(&outcome("succeeded")).inc();
                 self.bus.publish(ShopEvent::PaymentSucceeded { order_id, charge_id });
-                Ok(())
+                return Ok(());
             }
-            Err(GuardError::Failed(ProviderError::Declined(reason))) => {
+            Ok(Err(ProviderError::Declined(reason))) => {
                 self.metrics.payments.get_or_create(&outcome("declined")).inc();
                 self.bus.publish(ShopEvent::PaymentFailed { order_id, reason });
-                Ok(())
+                return Ok(());
             }
-            Err(e) => {
-                self.metrics.payments.get_or_create(&outcome("retry")).inc();
-                let message = e.to_string();
-                let _ = self.store.set_payment_error(order_id, &message).await;
-                Err(message)
-            }
-        }
+            // No answer: the last fault, a timeout, or the open breaker (with its
+            // retry-after). The event is redelivered later.
+            Ok(Err(fault)) => fault.to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.metrics.payments.get_or_create(&outcome("retry")).inc();
+        let _ = self.store.set_payment_error(order_id, &error).await;
+        Err(error)
     }
 
     /// Order service: confirms paid orders, cancels declined ones, refunds a payment that
@@ -198,7 +276,7 @@ impl Shop {
                 match t {
                     Transition::Applied(products) => {
                         self.metrics.orders_paid.inc();
-                        self.timers.cancel(order_id);
+                        self.timers.cancel(Deadline::Order(order_id));
                         for p in products {
                             self.cache.invalidate(p);
                         }
@@ -208,6 +286,7 @@ impl Shop {
                         self.guard
                             .call(|| self.provider.refund(order_id), ProviderError::is_fault)
                             .await
+                            .map_err(|e| e.to_string())?
                             .map_err(|e| e.to_string())?;
                         self.bus.publish(ShopEvent::Refunded { order_id, charge_id });
                     }

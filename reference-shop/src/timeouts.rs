@@ -1,11 +1,13 @@
-//! Timers that cancel unpaid orders, on levee-timer's `ShardedWheel`.
+//! Timers that cancel unpaid orders and expire cart reservations, on levee-timer's
+//! `ShardedWheel`.
 //!
-//! One timer per unpaid order, keyed by order id so a payment or a customer cancel disarms it
-//! in O(1) from any thread. The wheel counts the shop clock's nanoseconds (wall time since the
-//! epoch), so deadlines read back from the store after a restart go straight in, and a
-//! deadline already past fires at the next pass.
+//! One timer per unpaid order and one per cart that holds stock, keyed by [`Deadline`] so a
+//! payment, a customer cancel or a cart change disarms or moves it in O(1) from any thread.
+//! The wheel counts the shop clock's nanoseconds (wall time since the epoch), so deadlines
+//! read back from the store after a restart go straight in, and a deadline already past fires
+//! at the next pass.
 //!
-//! The shop drives the wheel with its own poll loop ([`OrderTimeouts::run`]) rather than
+//! The shop drives the wheel with its own poll loop ([`ShopTimers::run`]) rather than
 //! levee-timer's `TimerService`, because the service runs on tokio's clock while the shop's
 //! time is injected ([`ShopClock`]): tests move a `ManualClock` 31 minutes ahead and the next
 //! pass fires what became due, with the HTTP server and the database running in real time.
@@ -15,8 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use levee_core::Clock;
-use levee_timer::{Expired, ShardedWheel, TimerHandle, TimingWheel};
+use levee::core::Clock;
+use levee::timer::{Expired, ShardedWheel, TimerHandle, TimingWheel};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -37,17 +39,26 @@ pub struct TimerStats {
 /// Due timers handed out per shard per pass.
 const BATCH: usize = 1024;
 
-/// One timer per unpaid order.
-pub struct OrderTimeouts {
+/// What a timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Deadline {
+    /// The unpaid order with this id is cancelled.
+    Order(i64),
+    /// The cart of the customer with this id releases its reservations.
+    Cart(i64),
+}
+
+/// One timer per unpaid order and per cart holding stock.
+pub struct ShopTimers {
     clock: ShopClock,
-    wheel: ShardedWheel<i64>,
-    handles: Mutex<HashMap<i64, TimerHandle>>,
+    wheel: ShardedWheel<Deadline>,
+    handles: Mutex<HashMap<Deadline, TimerHandle>>,
     fired: AtomicU64,
 }
 
-impl std::fmt::Debug for OrderTimeouts {
+impl std::fmt::Debug for ShopTimers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OrderTimeouts").field("stats", &self.stats()).finish()
+        f.debug_struct("ShopTimers").field("stats", &self.stats()).finish()
     }
 }
 
@@ -55,12 +66,12 @@ fn to_nanos(ms: i64) -> u64 {
     u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
 }
 
-impl OrderTimeouts {
+impl ShopTimers {
     /// Timers read from `clock`: exact, 1 ms ticks, four shards.
     ///
     /// # Errors
-    /// Never with these settings; the wheel's [`levee_core::ConfigError`] otherwise.
-    pub fn new(clock: ShopClock) -> Result<Self, levee_core::ConfigError> {
+    /// Never with these settings; the wheel's [`levee::core::ConfigError`] otherwise.
+    pub fn new(clock: ShopClock) -> Result<Self, levee::core::ConfigError> {
         let wheel = ShardedWheel::new(
             4,
             TimingWheel::builder().tick(Duration::from_millis(1)).start(clock.now()),
@@ -68,41 +79,41 @@ impl OrderTimeouts {
         Ok(Self { clock, wheel, handles: Mutex::new(HashMap::new()), fired: AtomicU64::new(0) })
     }
 
-    /// Arms (or re-arms) the timer of `order_id` for `deadline_ms` (shop-clock milliseconds).
-    pub fn schedule(&self, order_id: i64, deadline_ms: i64) {
+    /// Arms (or re-arms) the timer of `what` for `deadline_ms` (shop-clock milliseconds).
+    pub fn schedule(&self, what: Deadline, deadline_ms: i64) {
         let deadline = to_nanos(deadline_ms);
         let mut handles = self.handles.lock();
-        if let Some(&handle) = handles.get(&order_id)
+        if let Some(&handle) = handles.get(&what)
             && self.wheel.reset(handle, deadline).is_ok()
         {
             return;
         }
         // The wheel's only refusal is "full" (billions of timers): the log says so.
-        match self.wheel.insert(deadline, order_id) {
+        match self.wheel.insert(deadline, what) {
             Ok((handle, _)) => {
-                handles.insert(order_id, handle);
+                handles.insert(what, handle);
             }
-            Err(e) => tracing::error!(order_id, error = %e, "unpaid-order timer not armed"),
+            Err(e) => tracing::error!(?what, error = %e, "timer not armed"),
         }
     }
 
-    /// Disarms the timer of `order_id`, if armed.
-    pub fn cancel(&self, order_id: i64) {
-        if let Some(handle) = self.handles.lock().remove(&order_id) {
+    /// Disarms the timer of `what`, if armed.
+    pub fn cancel(&self, what: Deadline) {
+        if let Some(handle) = self.handles.lock().remove(&what) {
             self.wheel.cancel(handle);
         }
     }
 
-    /// Removes and returns the orders whose deadline has passed.
-    pub fn take_due(&self) -> Vec<i64> {
+    /// Removes and returns the timers whose deadline has passed.
+    pub fn take_due(&self) -> Vec<Deadline> {
         let now = self.clock.now();
-        let mut out: Vec<Expired<i64, TimerHandle>> = Vec::new();
+        let mut out: Vec<Expired<Deadline, TimerHandle>> = Vec::new();
         while self.wheel.poll_expired(now, &mut out, BATCH).more {}
         let mut handles = self.handles.lock();
-        let due: Vec<i64> = out
+        let due: Vec<Deadline> = out
             .into_iter()
             .map(|e| {
-                // Forget the handle unless the order was re-armed meanwhile.
+                // Forget the handle unless the timer was re-armed meanwhile.
                 if handles.get(&e.value) == Some(&e.key) {
                     handles.remove(&e.value);
                 }
@@ -123,14 +134,14 @@ impl OrderTimeouts {
         }
     }
 
-    /// Runs the poll loop until `stop` turns true: every `tick`, hands due orders to `fire`.
+    /// Runs the poll loop until `stop` turns true: every `tick`, hands due timers to `fire`.
     pub async fn run<F, Fut>(
         self: Arc<Self>,
         tick: Duration,
         mut stop: watch::Receiver<bool>,
         fire: F,
     ) where
-        F: Fn(i64) -> Fut,
+        F: Fn(Deadline) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let mut interval = tokio::time::interval(tick);
@@ -140,8 +151,8 @@ impl OrderTimeouts {
                 _ = interval.tick() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            for order in self.take_due() {
-                tokio::spawn(fire(order));
+            for due in self.take_due() {
+                tokio::spawn(fire(due));
             }
         }
     }
@@ -150,28 +161,33 @@ impl OrderTimeouts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use levee_core::ManualClock;
+    use levee::core::ManualClock;
 
     #[test]
     fn fires_in_time_and_skips_cancelled() {
+        use Deadline::{Cart, Order};
         let manual = ManualClock::new();
         let clock = ShopClock::manual(manual.clone());
-        let t = OrderTimeouts::new(clock.clone()).unwrap();
+        let t = ShopTimers::new(clock.clone()).unwrap();
         let now = clock.now_ms();
-        t.schedule(1, now + 300);
-        t.schedule(2, now + 100);
-        t.schedule(3, now + 200);
-        t.cancel(3);
-        t.schedule(1, now + 250); // re-armed earlier
+        t.schedule(Order(1), now + 300);
+        t.schedule(Order(2), now + 100);
+        t.schedule(Order(3), now + 200);
+        t.schedule(Cart(1), now + 150);
+        t.cancel(Order(3));
+        t.schedule(Order(1), now + 250); // re-armed earlier
+        t.schedule(Cart(1), now + 400); // a cart change moves its expiry later
         assert!(t.take_due().is_empty());
         manual.advance(Duration::from_millis(250));
         let mut due = t.take_due();
-        due.sort_unstable();
-        assert_eq!(due, vec![1, 2]);
+        due.sort_unstable_by_key(|d| format!("{d:?}"));
+        assert_eq!(due, vec![Order(1), Order(2)]);
         let stats = t.stats();
-        assert_eq!((stats.pending, stats.fired, stats.cancelled), (0, 2, 1));
+        assert_eq!((stats.pending, stats.fired, stats.cancelled), (1, 2, 1));
+        manual.advance(Duration::from_millis(150));
+        assert_eq!(t.take_due(), vec![Cart(1)]);
         // A deadline already past fires at the next pass.
-        t.schedule(4, now - 1_000);
-        assert_eq!(t.take_due(), vec![4]);
+        t.schedule(Order(4), now - 1_000);
+        assert_eq!(t.take_due(), vec![Order(4)]);
     }
 }

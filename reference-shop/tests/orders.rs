@@ -1,7 +1,8 @@
 //! End to end over real HTTP: browse, cart, order, payment, notification; the payment failure
 //! path; unpaid orders cancelled by the timer (manual time) with their stock restored, also
-//! after a restart; idempotent placement; no overselling under concurrency; graceful shutdown
-//! keeps acknowledged orders.
+//! after a restart; cart reservations held, extended and expired on the same timers;
+//! idempotent placement; no overselling under concurrency; graceful shutdown keeps
+//! acknowledged orders.
 
 mod common;
 
@@ -62,6 +63,10 @@ async fn browse_cart_order_pay_notify(db: TestDb) {
     assert_eq!(r.body["lines"].as_array().unwrap().len(), 2);
     let cart = shop.send(shop.get("/cart", Some(&key))).await;
     let total = cart.body["total_cents"].as_i64().unwrap();
+    assert!(cart.body["reserved_until_ms"].is_i64(), "{cart:?}");
+    // The cart holds its stock.
+    let p3 = shop.product(3).await;
+    assert_eq!((p3["stock"].as_i64().unwrap(), p3["reserved"].as_i64().unwrap()), (stock3 - 2, 2));
 
     // Place from the cart and pay at once.
     let placed = shop.place(&key, "order-1", &json!({ "card": "tok_visa" })).await;
@@ -71,6 +76,9 @@ async fn browse_cart_order_pay_notify(db: TestDb) {
     let order = id(&placed.body);
     let cart = shop.send(shop.get("/cart", Some(&key))).await;
     assert!(cart.body["lines"].as_array().unwrap().is_empty());
+    // The order took the cart's reservation over: no second one (reserved or, once the
+    // payment went through, sold: the stock is down by two either way).
+    assert_eq!(shop.product(3).await["stock"].as_i64().unwrap(), stock3 - 2);
 
     // Payment succeeds; the order is confirmed: stock stays sold, nothing left reserved.
     let paid = shop.order_becomes(&key, order, "paid").await;
@@ -205,6 +213,65 @@ async fn timers_are_rebuilt_after_a_restart(db: TestDb) {
     shop.stop().await;
 }
 
+async fn cart_reservations_expire_on_the_timers(db: TestDb) {
+    let tweak = |c: &mut reference_shop::Config| c.orders.cart_reservation_secs = 15 * 60;
+    let shop = start(&db, tweak).await;
+    let r = shop
+        .send(shop.admin(reqwest::Method::PATCH, "/admin/products/14").json(&json!({ "stock": 5 })))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let key = shop.customer("jo").await;
+    let add = |product: i64, quantity: u32| {
+        shop.send(shop.post(
+            "/cart/items",
+            Some(&key),
+            &json!({ "product_id": product, "quantity": quantity }),
+        ))
+    };
+    assert_eq!(add(14, 3).await.status, 200);
+    let p = shop.send(shop.get("/products/14", None)).await;
+    assert_eq!((p.body["stock"].as_i64(), p.body["reserved"].as_i64()), (Some(2), Some(3)));
+    // Three more would need more than the two left.
+    let r = add(14, 6).await;
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.body["error"]["code"], "out_of_stock");
+    assert_eq!(r.body["error"]["available"], 2);
+
+    // A change 14 minutes in extends the reservation: 28 minutes in, the cart still holds.
+    shop.clock.advance(Duration::from_secs(14 * 60));
+    assert_eq!(add(15, 1).await.status, 200);
+    shop.clock.advance(Duration::from_secs(14 * 60));
+    let cart = shop.send(shop.get("/cart", Some(&key))).await;
+    assert_eq!(cart.body["lines"].as_array().unwrap().len(), 2, "{cart:?}");
+    shop.stop().await;
+
+    // After a restart the cart's timer is rebuilt from the store (a fresh clock: the
+    // reservation ends 29 minutes after its start).
+    let shop = start(&db, tweak).await;
+    assert_eq!(shop.status().await["timers"]["pending"], 1);
+    shop.clock.advance(Duration::from_secs(14 * 60));
+    assert_eq!(shop.product(14).await["reserved"], 3);
+    shop.clock.advance(Duration::from_secs(16 * 60));
+    eventually("the cart's reservation ends", || async {
+        (shop.product(14).await["reserved"] == 0).then_some(())
+    })
+    .await;
+    let cart = shop.send(shop.get("/cart", Some(&key))).await;
+    assert!(cart.body["lines"].as_array().unwrap().is_empty(), "{cart:?}");
+    assert_eq!(cart.body["reserved_until_ms"], Value::Null);
+    assert_eq!(shop.product(14).await["stock"], 5);
+    assert_eq!(shop.product(15).await["reserved"], 0);
+    let s = shop.status().await;
+    assert_eq!(
+        (s["timers"]["pending"].as_u64(), s["timers"]["fired"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let metrics =
+        shop.http.get(format!("{}/metrics", shop.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("shop_carts_expired_total 1"), "{metrics}");
+    shop.stop().await;
+}
+
 async fn placement_is_idempotent(db: TestDb) {
     let shop = start(&db, |_| {}).await;
     let key = shop.customer("gus").await;
@@ -326,6 +393,7 @@ on_both_databases!(
     declined_payment_cancels_and_restores_stock,
     unpaid_orders_time_out_and_release_stock,
     timers_are_rebuilt_after_a_restart,
+    cart_reservations_expire_on_the_timers,
     placement_is_idempotent,
     concurrent_orders_never_oversell,
     shutdown_keeps_acknowledged_orders,

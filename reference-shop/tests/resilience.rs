@@ -41,6 +41,11 @@ async fn provider_outage_opens_the_breaker_and_payments_recover(db: TestDb) {
     .await;
     assert_eq!(status["breaker"]["state"], "open", "{status}");
     assert!(status["breaker"]["rejected"].as_u64().unwrap() > 0, "{status}");
+    // The pipeline retried the provider's faults, and gave up at once on retries that would
+    // have had to wait out the open breaker (30 s) past the payment's deadline (5 s).
+    assert!(status["payment"]["retries"].as_u64().unwrap() > 0, "{status}");
+    assert!(status["payment"]["retries_abandoned"].as_u64().unwrap() > 0, "{status}");
+    assert!(status["payment"]["failures"].as_u64().unwrap() >= 3, "{status}");
 
     // Placement does not depend on the provider: it keeps answering, fast.
     let started = Instant::now();
@@ -62,8 +67,17 @@ async fn provider_outage_opens_the_breaker_and_payments_recover(db: TestDb) {
         assert_eq!(o["status"], "awaiting_payment");
         assert!(o["payment_error"].is_string(), "{o}");
     }
-    let metrics = shop.send(shop.http.get(format!("{}/metrics", shop.base))).await;
-    assert_eq!(metrics.status, 200);
+    let metrics =
+        shop.http.get(format!("{}/metrics", shop.base)).send().await.unwrap().text().await.unwrap();
+    let sample = |name: &str| -> u64 {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or("");
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    assert_eq!(sample("levee_breaker_state"), 1, "{metrics}");
+    assert!(sample("levee_retry_attempts_total") > 0, "{metrics}");
+    assert!(sample("levee_retry_abandoned_total") > 0, "{metrics}");
+    assert!(metrics.contains("levee_retry_budget_exhausted_total "), "{metrics}");
+    assert!(metrics.contains("levee_timeouts_total{scope=\"attempt\"} "), "{metrics}");
     eventually("the sixth payment is dead-lettered", || async {
         (shop.status().await["queue"]["dlq_depth"] == 6).then_some(())
     })
@@ -201,6 +215,8 @@ async fn a_flash_sale_burst_makes_one_store_read(db: TestDb) {
     for name in [
         "levee_cache_coalesced_total 49",
         "levee_breaker_state 0",
+        "levee_retry_budget_available",
+        "levee_timeouts_total{scope=\"overall\"} 0",
         "levee_limiter_rejections_total{limiter=\"rate\"}",
         "levee_queue_dlq_depth",
         "levee_timers_pending",

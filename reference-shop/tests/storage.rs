@@ -1,5 +1,6 @@
 //! The store on its own: migrations and seed on first open (and not again), the
-//! try-confirm-cancel transitions and their idempotency, atomic multi-line reservation.
+//! try-confirm-cancel transitions and their idempotency, atomic multi-line reservation, cart
+//! reservations (held, handed over to an order, expired).
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use common::{TestDb, test_config};
 use reference_shop::domain::OrderStatus;
 use reference_shop::faults::{FaultSettings, Faults};
+use reference_shop::store::catalog::CartChange;
 use reference_shop::store::{DEMO_CUSTOMERS, NewOrder, PlaceOutcome, Store, Transition};
 
 async fn open(db: &TestDb, products: u32) -> Store {
@@ -27,6 +29,7 @@ fn order(customer_id: i64, key: &str, lines: Vec<(i64, i64)>) -> NewOrder {
         card: Some("tok_visa".to_owned()),
         now_ms: 1_000,
         expires_at_ms: 2_000,
+        from_cart: false,
     }
 }
 
@@ -125,4 +128,73 @@ async fn transitions_are_idempotent_and_atomic(db: TestDb) {
     store.close().await;
 }
 
-on_both_databases!(migrates_and_seeds_once, transitions_are_idempotent_and_atomic);
+async fn cart_reservations_move_into_orders_and_expire(db: TestDb) {
+    let store = open(&db, 10).await;
+    let c = store.create_customer("c", 0).await.unwrap();
+    let stock = |id| {
+        let store = &store;
+        async move {
+            let p = store.product(id).await.unwrap().unwrap();
+            (p.stock, p.reserved)
+        }
+    };
+    let done = |expires| CartChange::Done { stock_changed: true, expires_at_ms: Some(expires) };
+    let (s3, s4, s5) = (stock(3).await.0, stock(4).await.0, stock(5).await.0);
+
+    // A cart line reserves its stock; more than is left changes nothing.
+    assert_eq!(store.set_cart_item(c.id, 3, 2, 1, 100).await.unwrap(), done(100));
+    assert_eq!(stock(3).await, (s3 - 2, 2));
+    assert_eq!(
+        store.set_cart_item(c.id, 3, s3 + 1, 2, 200).await.unwrap(),
+        CartChange::OutOfStock { available: s3 - 2 }
+    );
+    assert_eq!(store.set_cart_item(c.id, 99, 1, 2, 200).await.unwrap(), CartChange::UnknownProduct);
+    assert_eq!(stock(3).await, (s3 - 2, 2));
+    assert_eq!(store.cart(c.id).await.unwrap().expires_at_ms, Some(100));
+
+    // Lowering a line gives the difference back; every change extends the whole cart.
+    assert_eq!(store.set_cart_item(c.id, 4, 1, 3, 300).await.unwrap(), done(300));
+    assert_eq!(store.set_cart_item(c.id, 3, 1, 3, 300).await.unwrap(), done(300));
+    assert_eq!(stock(3).await, (s3 - 1, 1));
+    assert_eq!(store.pending_carts().await.unwrap(), vec![(c.id, 300)]);
+
+    // An order from the cart takes over the line it holds in that quantity (product 3: no
+    // second reservation); a line in another quantity is reserved afresh and stays in the cart.
+    let from_cart = NewOrder { from_cart: true, ..order(c.id, "cart", vec![(3, 1), (4, 2)]) };
+    assert!(matches!(store.place_order(&from_cart).await.unwrap(), PlaceOutcome::Created(_)));
+    assert_eq!(stock(3).await, (s3 - 1, 1));
+    assert_eq!(stock(4).await, (s4 - 3, 3));
+    let cart = store.cart(c.id).await.unwrap();
+    assert_eq!(cart.lines.iter().map(|l| (l.product_id, l.quantity)).collect::<Vec<_>>(), [(4, 1)]);
+
+    // Expiry: nothing before its time, then the cart's stock comes back, once.
+    assert!(store.expire_cart(c.id, 299).await.unwrap().is_empty());
+    assert_eq!(store.expire_cart(c.id, 300).await.unwrap(), vec![4]);
+    assert!(store.expire_cart(c.id, 301).await.unwrap().is_empty());
+    assert_eq!(stock(4).await, (s4 - 2, 2), "the order's two units stay reserved");
+    assert!(store.pending_carts().await.unwrap().is_empty());
+    assert_eq!(store.cart(c.id).await.unwrap().expires_at_ms, None);
+
+    // Emptying the cart releases it too.
+    store.set_cart_item(c.id, 5, 3, 4, 400).await.unwrap();
+    assert_eq!(stock(5).await, (s5 - 3, 3));
+    assert_eq!(store.clear_cart(c.id, 5).await.unwrap(), vec![5]);
+    assert_eq!(stock(5).await, (s5, 0));
+
+    // Concurrent changes of one line (several connections at once) never leak a
+    // reservation: what is reserved is what the cart holds.
+    let s6 = stock(6).await.0;
+    let changes = (1..=24).map(|q| store.set_cart_item(c.id, 6, q % 5, 10, 500));
+    for change in futures::future::join_all(changes).await {
+        assert!(matches!(change.unwrap(), CartChange::Done { .. }));
+    }
+    let held = store.cart(c.id).await.unwrap().lines.first().map_or(0, |l| l.quantity);
+    assert_eq!(stock(6).await, (s6 - held, held));
+    store.close().await;
+}
+
+on_both_databases!(
+    migrates_and_seeds_once,
+    transitions_are_idempotent_and_atomic,
+    cart_reservations_move_into_orders_and_expire,
+);

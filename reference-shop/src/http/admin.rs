@@ -1,4 +1,5 @@
-//! Operator endpoints (admin token): status of every resilience mechanism, fault injection,
+//! Operator endpoints (admin token): status of every resilience mechanism (the payment
+//! pipeline's breaker, retries, retry budget and timeouts among them), fault injection,
 //! the dead-letter queue, product changes.
 
 use std::sync::Arc;
@@ -18,7 +19,8 @@ type Result<T> = std::result::Result<T, ApiError>;
 
 pub(super) async fn status(State(shop): State<Arc<Shop>>, _: Admin) -> Response {
     Json(json!({
-        "breaker": shop.guard.status(),
+        "breaker": shop.guard.breaker_status(),
+        "payment": shop.guard.pipeline_status(),
         "edge": shop.edge.stats(),
         "cache": shop.cache.stats(),
         "queue": shop.bus.stats(),

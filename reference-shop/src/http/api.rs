@@ -15,7 +15,7 @@ use super::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::app::Shop;
 use crate::domain::{Order, OrderStatus};
 use crate::services::reasons;
-use crate::store::catalog::ProductQuery;
+use crate::store::catalog::{CartChange, ProductQuery};
 use crate::store::{PlaceOutcome, Transition};
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -98,9 +98,14 @@ pub(super) async fn get_product(
 }
 
 async fn cart_json(shop: &Shop, customer_id: i64) -> Result<Response> {
-    let lines = shop.store.cart(customer_id).await?;
-    let total: i64 = lines.iter().map(|l| l.price_cents * l.quantity).sum();
-    Ok(Json(json!({ "lines": lines, "total_cents": total })).into_response())
+    let cart = shop.store.cart(customer_id).await?;
+    let total: i64 = cart.lines.iter().map(|l| l.price_cents * l.quantity).sum();
+    Ok(Json(json!({
+        "lines": cart.lines,
+        "total_cents": total,
+        "reserved_until_ms": cart.expires_at_ms,
+    }))
+    .into_response())
 }
 
 pub(super) async fn get_cart(State(shop): State<Arc<Shop>>, Caller(c): Caller) -> Result<Response> {
@@ -125,10 +130,16 @@ pub(super) async fn set_cart_item(
             format!("quantity must lie in 0..={}", shop.config.orders.max_quantity),
         ));
     }
-    if !shop.store.set_cart_item(c.id, item.product_id, i64::from(item.quantity)).await? {
-        return Err(ApiError::not_found("product"));
+    match shop.set_cart_item(c.id, item.product_id, i64::from(item.quantity)).await? {
+        CartChange::Done { .. } => cart_json(&shop, c.id).await,
+        CartChange::UnknownProduct => Err(ApiError::not_found("product")),
+        CartChange::OutOfStock { available } => Err(out_of_stock(item.product_id, available)),
     }
-    cart_json(&shop, c.id).await
+}
+
+fn out_of_stock(product_id: i64, available: i64) -> ApiError {
+    ApiError::conflict("out_of_stock", format!("product {product_id} has {available} left"))
+        .details(json!({ "product_id": product_id, "available": available }))
 }
 
 pub(super) async fn remove_cart_item(
@@ -136,7 +147,7 @@ pub(super) async fn remove_cart_item(
     Caller(c): Caller,
     ApiPath(product_id): ApiPath<i64>,
 ) -> Result<Response> {
-    shop.store.set_cart_item(c.id, product_id, 0).await?;
+    shop.set_cart_item(c.id, product_id, 0).await?;
     cart_json(&shop, c.id).await
 }
 
@@ -144,7 +155,7 @@ pub(super) async fn clear_cart(
     State(shop): State<Arc<Shop>>,
     Caller(c): Caller,
 ) -> Result<Response> {
-    shop.store.clear_cart(c.id).await?;
+    shop.clear_cart(c.id).await?;
     cart_json(&shop, c.id).await
 }
 
@@ -192,6 +203,7 @@ pub(super) async fn place_order(
             .store
             .cart(c.id)
             .await?
+            .lines
             .into_iter()
             .map(|l| (l.product_id, u32::try_from(l.quantity).unwrap_or(u32::MAX)))
             .collect(),
@@ -227,31 +239,21 @@ pub(super) async fn place_order(
             ));
         }
     }
-    let outcome =
-        shop.place_order(c.id, key.to_owned(), lines.into_iter().collect(), body.card).await?;
+    // From the cart, the order takes the cart's lines (and their reservation) over in the
+    // same transaction that records it: nothing to empty afterwards.
+    let outcome = shop
+        .place_order(c.id, key.to_owned(), lines.into_iter().collect(), body.card, from_cart)
+        .await?;
     match outcome {
-        PlaceOutcome::Created(order) => {
-            if from_cart {
-                shop.store.clear_cart(c.id).await?;
-            }
-            Ok(order_response(StatusCode::CREATED, &order, false))
-        }
-        PlaceOutcome::Replayed(order) => {
-            if from_cart {
-                // The first attempt may have failed between placing and emptying the cart.
-                shop.store.clear_cart(c.id).await?;
-            }
-            Ok(order_response(StatusCode::OK, &order, true))
-        }
+        PlaceOutcome::Created(order) => Ok(order_response(StatusCode::CREATED, &order, false)),
+        PlaceOutcome::Replayed(order) => Ok(order_response(StatusCode::OK, &order, true)),
         PlaceOutcome::KeyReused => Err(ApiError::conflict(
             "idempotency_key_reused",
             "this Idempotency-Key was used for a different order",
         )),
-        PlaceOutcome::OutOfStock { product_id, available } => Err(ApiError::conflict(
-            "out_of_stock",
-            format!("product {product_id} has {available} left"),
-        )
-        .details(json!({ "product_id": product_id, "available": available }))),
+        PlaceOutcome::OutOfStock { product_id, available } => {
+            Err(out_of_stock(product_id, available))
+        }
         PlaceOutcome::UnknownProduct(id) => {
             Err(ApiError::invalid("unknown_product", format!("product {id} does not exist")))
         }

@@ -89,21 +89,36 @@ pub struct Store {
     product_reads: AtomicU64,
 }
 
-const SQLITE_INIT: &str = include_str!("../../migrations/sqlite/0001_init.sql");
-const POSTGRES_INIT: &str = include_str!("../../migrations/postgres/0001_init.sql");
+const SQLITE: [&str; 2] = [
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_cart_reservations.sql"),
+];
+const POSTGRES: [&str; 2] = [
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_cart_reservations.sql"),
+];
+const NAMES: [&str; 2] = ["init", "cart reservations"];
 
 fn migrator(backend: Backend) -> Migrator {
     let sql = match backend {
-        Backend::Sqlite => SQLITE_INIT,
-        Backend::Postgres => POSTGRES_INIT,
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
     };
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(
+        sql.iter()
+            .zip(NAMES)
+            .zip(1..)
+            .map(|((sql, name), version)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 impl Store {
@@ -193,8 +208,8 @@ impl Store {
         self.faults.store_delay().await;
         let api_key = format!(
             "key-{:016x}{:016x}",
-            levee_core::random::next_u64(),
-            levee_core::random::next_u64()
+            levee::core::random::next_u64(),
+            levee::core::random::next_u64()
         );
         self.insert_customer(name, &api_key, now_ms).await
     }
@@ -245,7 +260,7 @@ where
         match f().await {
             Err(StoreError::Db(e)) if is_contention(&e) && attempt < 5 => {
                 attempt += 1;
-                let pause = 5 * (1 << attempt) + levee_core::random::below(10);
+                let pause = 5 * (1 << attempt) + levee::core::random::below(10);
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
             other => return other,

@@ -1,5 +1,6 @@
-//! Orders as try-confirm-cancel: placement reserves stock (try), payment turns the reservation
-//! into a sale (confirm), a decline, the customer or the unpaid timeout releases it (cancel).
+//! Orders as try-confirm-cancel: placement reserves stock (try; or takes over the reservation
+//! its cart held), payment turns the reservation into a sale (confirm), a decline, the customer
+//! or the unpaid timeout releases it (cancel).
 //! Each step is one transaction guarded by the order's status, so running a step twice, or two
 //! steps at once, changes stock at most once.
 
@@ -8,6 +9,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::catalog::lock_cart;
 use super::{Store, StoreError, retry_contention};
 use crate::domain::{Notification, Order, OrderLine, OrderStatus};
 
@@ -26,6 +28,10 @@ pub struct NewOrder {
     pub now_ms: i64,
     /// When the order is cancelled if still unpaid.
     pub expires_at_ms: i64,
+    /// Whether the lines come from the customer's cart: each line the cart holds in that
+    /// quantity takes the cart's reservation over (and leaves the cart) instead of reserving
+    /// stock again.
+    pub from_cart: bool,
 }
 
 impl NewOrder {
@@ -176,20 +182,42 @@ impl Store {
             return Ok(None);
         };
         let order_id: i64 = inserted.try_get("id")?;
+        if new.from_cart {
+            lock_cart(&mut tx, new.customer_id).await?;
+        }
         let mut total = 0_i64;
         let mut order_lines = Vec::with_capacity(lines.len());
         for &(product_id, quantity) in lines {
-            // The reservation: succeeds only while enough stock is left, so concurrent orders
-            // for the last unit cannot both take it.
-            let reserved = sqlx::query(
-                "UPDATE products SET stock = stock - $1, reserved = reserved + $1, \
-                 updated_at_ms = $3 WHERE id = $2 AND stock >= $1 RETURNING price_cents",
-            )
-            .bind(quantity)
-            .bind(product_id)
-            .bind(new.now_ms)
-            .fetch_optional(&mut *tx)
-            .await?;
+            // The cart's reservation of this line, if it still holds it, moves to the order.
+            let from_cart = new.from_cart
+                && sqlx::query(
+                    "DELETE FROM cart_items WHERE customer_id = $1 AND product_id = $2 \
+                     AND quantity = $3 RETURNING product_id",
+                )
+                .bind(new.customer_id)
+                .bind(product_id)
+                .bind(quantity)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            let reserved = if from_cart {
+                sqlx::query("SELECT price_cents FROM products WHERE id = $1")
+                    .bind(product_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            } else {
+                // The reservation: succeeds only while enough stock is left, so concurrent
+                // orders for the last unit cannot both take it.
+                sqlx::query(
+                    "UPDATE products SET stock = stock - $1, reserved = reserved + $1, \
+                     updated_at_ms = $3 WHERE id = $2 AND stock >= $1 RETURNING price_cents",
+                )
+                .bind(quantity)
+                .bind(product_id)
+                .bind(new.now_ms)
+                .fetch_optional(&mut *tx)
+                .await?
+            };
             let Some(reserved) = reserved else {
                 let stock = sqlx::query("SELECT stock FROM products WHERE id = $1")
                     .bind(product_id)

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use levee_core::ManualClock;
+use levee::core::ManualClock;
 use reference_shop::{Config, RunningShop, ShopClock};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -30,7 +30,7 @@ fn unique(prefix: &str) -> String {
         "{prefix}_{}_{}_{:x}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed),
-        levee_core::random::next_u64() as u32
+        levee::core::random::next_u64() as u32
     )
 }
 
