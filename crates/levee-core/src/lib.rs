@@ -10,6 +10,7 @@
 //! - [`Listener`] / [`EventHook`]: how primitives report notable events.
 //! - [`ConfigError`]: the one error every builder returns for a bad setting.
 //! - [`Counter`]: a padded statistics counter.
+//! - [`RetryAfter`]: how every refusal says when to come back.
 //! - [`random`]: cheap thread-local randomness for jitter.
 //!
 //! ```
@@ -37,6 +38,7 @@ mod counter;
 mod listener;
 pub mod random;
 mod recorder;
+mod retry_after;
 pub mod sync;
 
 pub use clock::{Clock, FastClock, ManualClock, SystemClock, nanos};
@@ -44,3 +46,4 @@ pub use config::ConfigError;
 pub use counter::Counter;
 pub use listener::{EventHook, Listener, NoopListener};
 pub use recorder::{LatencyRecorder, LatencySnapshot, MAX_TRACKABLE_NANOS};
+pub use retry_after::RetryAfter;
