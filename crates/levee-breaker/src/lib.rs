@@ -84,8 +84,6 @@
 mod breaker;
 mod builder;
 mod classify;
-#[cfg(feature = "serde")]
-mod duration_serde;
 mod error;
 mod events;
 mod permit;
