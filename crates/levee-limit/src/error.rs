@@ -125,6 +125,17 @@ impl CheckNError {
             Self::InsufficientCapacity(_) => None,
         }
     }
+
+    /// The refusal of a request known to fit the burst (one cell, whose burst is at least
+    /// one, or `n` checked against a burst that never changes): it can only be "not now".
+    #[inline]
+    #[track_caller]
+    pub(crate) fn expect_throttled(self) -> Throttled {
+        match self {
+            Self::Throttled(t) => t,
+            Self::InsufficientCapacity(_) => unreachable!("the request was known to fit"),
+        }
+    }
 }
 
 #[cfg(test)]
