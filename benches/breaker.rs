@@ -17,13 +17,13 @@
 
 use std::cell::Cell;
 use std::hint::black_box;
-use std::sync::Barrier;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use failsafe::CircuitBreaker as _;
 use levee_breaker::CircuitBreaker;
+use levee_workspace::bench::slowest_thread;
 use recloser::Recloser;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -31,26 +31,6 @@ const HOUR: Duration = Duration::from_secs(3600);
 thread_local! {
     /// Calls made by this thread, to fail one in 64.
     static CALLS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Runs `op` `iters` times on each of two threads; the slowest thread's time.
-fn two_threads<F: Fn() + Sync>(iters: u64, op: &F) -> Duration {
-    let barrier = Barrier::new(2);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                s.spawn(|| {
-                    barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        op();
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).max().unwrap()
-    })
 }
 
 /// One function of a group: `op` on one thread, or on two (`threads == 2`).
@@ -63,7 +43,9 @@ fn case<F: Fn() + Sync>(
     if threads == 1 {
         group.bench_function(name, |b| b.iter(&op));
     } else {
-        group.bench_function(name, |b| b.iter_custom(|iters| two_threads(iters, &op)));
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| slowest_thread(2, iters, |_, _| op()));
+        });
     }
 }
 

@@ -16,11 +16,13 @@
 #[path = "support/trace.rs"]
 mod trace;
 
+use std::future::Future;
 use std::hint::black_box;
-use std::sync::{Barrier, Once};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use levee_workspace::bench::slowest_thread;
 
 const KEYS: u64 = 10_000;
 const ORDER: usize = 1 << 14;
@@ -31,26 +33,9 @@ fn key_order() -> Vec<u64> {
     (0..ORDER).map(|_| rng.next_u64() % KEYS).collect()
 }
 
-/// Runs `op(i)` `iters` times on each of `threads` threads started together; the time of the
-/// slowest thread.
-fn threaded(threads: usize, iters: u64, op: impl Fn(usize) + Sync) -> Duration {
-    let barrier = Barrier::new(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (barrier, op) = (&barrier, &op);
-                s.spawn(move || {
-                    barrier.wait();
-                    let start = Instant::now();
-                    for i in 0..iters as usize {
-                        op(t * 4099 + i);
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).max().unwrap()
-    })
+/// The `i`-th lookup of thread `t`: the threads start at different places in the key order.
+fn slot(t: usize, i: u64) -> usize {
+    (t * 4099 + i as usize) & (ORDER - 1)
 }
 
 struct Caches {
@@ -109,22 +94,22 @@ fn hit_2t(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("levee", |b| {
         b.iter_custom(|iters| {
-            threaded(2, iters, |i| {
-                black_box(caches.levee.get(&order[i & (ORDER - 1)]));
+            slowest_thread(2, iters, |t, i| {
+                black_box(caches.levee.get(&order[slot(t, i)]));
             })
         })
     });
     group.bench_function("moka", |b| {
         b.iter_custom(|iters| {
-            threaded(2, iters, |i| {
-                black_box(caches.moka.get(&order[i & (ORDER - 1)]));
+            slowest_thread(2, iters, |t, i| {
+                black_box(caches.moka.get(&order[slot(t, i)]));
             })
         })
     });
     group.bench_function("quick_cache", |b| {
         b.iter_custom(|iters| {
-            threaded(2, iters, |i| {
-                black_box(caches.quick.get(&order[i & (ORDER - 1)]));
+            slowest_thread(2, iters, |t, i| {
+                black_box(caches.quick.get(&order[slot(t, i)]));
             })
         })
     });
@@ -132,6 +117,33 @@ fn hit_2t(c: &mut Criterion) {
 }
 
 const TASKS: u64 = 128;
+
+/// The load of a cold key: yields once, then returns the key.
+async fn load(key: u64) -> u64 {
+    tokio::task::yield_now().await;
+    key
+}
+
+/// `iters` bursts of [`TASKS`] tasks that ask for one new key at once through `get`; every
+/// task must get the key's value. The time of all the bursts.
+fn bursts<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, next: &mut u64, get: F) -> Duration
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = u64> + Send + 'static,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            *next += 1;
+            let key = *next;
+            let tasks: Vec<_> = (0..TASKS).map(|_| tokio::spawn(get(key))).collect();
+            for t in tasks {
+                assert_eq!(t.await.unwrap(), key);
+            }
+        }
+        start.elapsed()
+    })
+}
 
 fn coalesced_miss(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
@@ -142,29 +154,9 @@ fn coalesced_miss(c: &mut Criterion) {
     let mut next = 0u64;
     group.bench_function("levee", |b| {
         b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    next += 1;
-                    let key = next;
-                    let tasks: Vec<_> = (0..TASKS)
-                        .map(|_| {
-                            let cache = levee.clone();
-                            tokio::spawn(async move {
-                                cache
-                                    .get_with_async(key, async move {
-                                        tokio::task::yield_now().await;
-                                        key
-                                    })
-                                    .await
-                            })
-                        })
-                        .collect();
-                    for t in tasks {
-                        assert_eq!(t.await.unwrap(), key);
-                    }
-                }
-                start.elapsed()
+            bursts(&rt, iters, &mut next, |key| {
+                let cache = levee.clone();
+                async move { cache.get_with_async(key, load(key)).await }
             })
         })
     });
@@ -173,29 +165,9 @@ fn coalesced_miss(c: &mut Criterion) {
     let moka: moka::future::Cache<u64, u64> = moka::future::Cache::new(100_000);
     group.bench_function("moka", |b| {
         b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    next += 1;
-                    let key = next;
-                    let tasks: Vec<_> = (0..TASKS)
-                        .map(|_| {
-                            let cache = moka.clone();
-                            tokio::spawn(async move {
-                                cache
-                                    .get_with(key, async move {
-                                        tokio::task::yield_now().await;
-                                        key
-                                    })
-                                    .await
-                            })
-                        })
-                        .collect();
-                    for t in tasks {
-                        assert_eq!(t.await.unwrap(), key);
-                    }
-                }
-                start.elapsed()
+            bursts(&rt, iters, &mut next, |key| {
+                let cache = moka.clone();
+                async move { cache.get_with(key, load(key)).await }
             })
         })
     });

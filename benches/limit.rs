@@ -19,13 +19,13 @@
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use levee_limit::{Bulkhead, KeyedRateLimiter, Quota, RateLimiter};
 use levee_workspace::CountingAllocator;
+use levee_workspace::bench::slowest_thread_by;
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator::new();
@@ -113,26 +113,10 @@ fn levee_open() -> RateLimiter {
 }
 
 /// Runs `per_thread` calls of `f` on each of `threads` threads started together; returns
-/// the slowest thread's time.
+/// the slowest thread's time on the [`BenchClock`].
 fn timed_threads(threads: usize, per_thread: u64, f: &(dyn Fn() + Sync)) -> Duration {
     let clock = BenchClock::from_env();
-    let barrier = Barrier::new(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    barrier.wait();
-                    let start = clock.now();
-                    for _ in 0..per_thread {
-                        f();
-                    }
-                    clock.now().saturating_sub(start)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("bench thread")).max().unwrap_or_default()
-    })
+    slowest_thread_by(threads, per_thread, || clock.now(), |_, _| f())
 }
 
 fn check_1t(c: &mut Bench) {

@@ -82,27 +82,33 @@ fn levee_threads(messages: u64) -> Duration {
     start.get().expect("publisher ran").elapsed()
 }
 
-fn flume_threads(messages: u64) -> Duration {
-    let (tx, rx) = flume::bounded::<u64>(CAPACITY);
+/// The anchors: one sender thread and two receiver threads through a bounded channel, no
+/// ack; returns the elapsed time from the first send to the last message received.
+fn channel_threads<Tx: Send, Rx: Clone + Send>(
+    messages: u64,
+    (tx, rx): (Tx, Rx),
+    send: impl Fn(&Tx, u64) + Sync,
+    recv: impl Fn(&Rx) -> bool + Sync,
+) -> Duration {
     let received = AtomicU64::new(0);
     let barrier = Barrier::new(3);
     let start = std::sync::OnceLock::new();
     std::thread::scope(|s| {
         for _ in 0..2 {
-            let (rx, received, barrier) = (rx.clone(), &received, &barrier);
+            let (rx, received, barrier, recv) = (rx.clone(), &received, &barrier, &recv);
             s.spawn(move || {
                 barrier.wait();
-                while rx.recv().is_ok() {
+                while recv(&rx) {
                     received.fetch_add(1, Ordering::Relaxed);
                 }
             });
         }
-        let (barrier, start) = (&barrier, &start);
+        let (barrier, start, send) = (&barrier, &start, &send);
         s.spawn(move || {
             barrier.wait();
             let _ = start.set(Instant::now());
             for i in 0..messages {
-                tx.send(i).expect("receivers alive");
+                send(&tx, i);
             }
         });
     });
@@ -110,32 +116,22 @@ fn flume_threads(messages: u64) -> Duration {
     start.get().expect("sender ran").elapsed()
 }
 
+fn flume_threads(messages: u64) -> Duration {
+    channel_threads(
+        messages,
+        flume::bounded::<u64>(CAPACITY),
+        |tx, v| tx.send(v).expect("receivers alive"),
+        |rx| rx.recv().is_ok(),
+    )
+}
+
 fn crossbeam_threads(messages: u64) -> Duration {
-    let (tx, rx) = crossbeam_channel::bounded::<u64>(CAPACITY);
-    let received = AtomicU64::new(0);
-    let barrier = Barrier::new(3);
-    let start = std::sync::OnceLock::new();
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            let (rx, received, barrier) = (rx.clone(), &received, &barrier);
-            s.spawn(move || {
-                barrier.wait();
-                while rx.recv().is_ok() {
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
-        let (barrier, start) = (&barrier, &start);
-        s.spawn(move || {
-            barrier.wait();
-            let _ = start.set(Instant::now());
-            for i in 0..messages {
-                tx.send(i).expect("receivers alive");
-            }
-        });
-    });
-    assert_eq!(received.load(Ordering::Relaxed), messages);
-    start.get().expect("sender ran").elapsed()
+    channel_threads(
+        messages,
+        crossbeam_channel::bounded::<u64>(CAPACITY),
+        |tx, v| tx.send(v).expect("receivers alive"),
+        |rx| rx.recv().is_ok(),
+    )
 }
 
 fn runtime() -> tokio::runtime::Runtime {

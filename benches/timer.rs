@@ -17,13 +17,13 @@
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
-use std::sync::Barrier;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant as StdInstant};
 
 use criterion::{Criterion, Throughput};
 use levee_timer::{Precision, TimerService, TimingWheel};
 use levee_workspace::CountingAllocator;
+use levee_workspace::bench::slowest_thread;
 use tokio::time::Instant;
 use tokio_util::time::DelayQueue;
 
@@ -168,28 +168,6 @@ fn sleep_register(c: &mut Criterion) {
     group.finish();
 }
 
-/// Runs `op(thread, i)` `iters` times on each of `threads` threads started together; returns
-/// the slowest thread's time.
-fn timed_threads(threads: usize, iters: u64, op: impl Fn(usize, u64) + Sync) -> Duration {
-    let barrier = Barrier::new(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (barrier, op) = (&barrier, &op);
-                s.spawn(move || {
-                    barrier.wait();
-                    let start = StdInstant::now();
-                    for i in 0..iters {
-                        op(t, i);
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).max().unwrap()
-    })
-}
-
 fn schedule_cancel_2t(c: &mut Criterion) {
     const THREADS: usize = 2;
     let mut group = c.benchmark_group("timer/schedule_cancel_2t");
@@ -205,7 +183,7 @@ fn schedule_cancel_2t(c: &mut Criterion) {
 
     group.bench_function("levee", |b| {
         b.iter_custom(|iters| {
-            timed_threads(THREADS, iters, |_, i| {
+            slowest_thread(THREADS, iters, |_, i| {
                 let h = timers.schedule_after(Duration::from_secs(1 + i % 64), i).unwrap();
                 black_box(timers.cancel(h));
             })
@@ -213,7 +191,7 @@ fn schedule_cancel_2t(c: &mut Criterion) {
     });
     group.bench_function("levee_sleep", |b| {
         b.iter_custom(|iters| {
-            timed_threads(THREADS, iters, |_, i| {
+            slowest_thread(THREADS, iters, |_, i| {
                 let _enter = handle.enter();
                 let sleep = pin!(timers.sleep(Duration::from_secs(1 + i % 64)));
                 black_box(poll_once(sleep).is_pending());
@@ -222,7 +200,7 @@ fn schedule_cancel_2t(c: &mut Criterion) {
     });
     group.bench_function("tokio_sleep", |b| {
         b.iter_custom(|iters| {
-            timed_threads(THREADS, iters, |_, i| {
+            slowest_thread(THREADS, iters, |_, i| {
                 let _enter = handle.enter();
                 let sleep = pin!(tokio::time::sleep(Duration::from_secs(1 + i % 64)));
                 black_box(poll_once(sleep).is_pending());

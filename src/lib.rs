@@ -1,7 +1,8 @@
 //! Support code for levee's top-level benchmarks, examples and cross-crate tests.
 //!
-//! Not published. The one piece shared by several benches is [`CountingAllocator`], which
-//! backs the "no allocation per call" and "bytes per entry" claims with measurements.
+//! Not published. Shared by several benches: [`CountingAllocator`], which backs the "no
+//! allocation per call" and "bytes per entry" claims with measurements, and
+//! [`bench`](mod@bench), the barrier-started multi-thread timing of the `iter_custom` cases.
 //!
 //! ```
 //! use levee_workspace::CountingAllocator;
@@ -11,6 +12,8 @@
 //! assert_eq!(ALLOC.allocations(), 0);
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod bench;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use levee_core::RetryAfter;
+
 use crate::State;
 
 /// A call was refused: the circuit is open, forced open, or half-open with every trial permit
@@ -72,6 +74,14 @@ impl fmt::Display for Open {
 
 impl std::error::Error for Open {}
 
+/// An open circuit's refusal carries its hint, for retry policies and `Retry-After` headers.
+impl RetryAfter for Open {
+    #[inline]
+    fn retry_after(&self) -> Option<Duration> {
+        Open::retry_after(self)
+    }
+}
+
 /// The error of a call made through the breaker: refused, or the call's own error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError<E> {
@@ -101,8 +111,39 @@ impl<E> CallError<E> {
     }
 }
 
+/// A refusal's hint; `None` for the call's own error (the call was made).
+impl<E> RetryAfter for CallError<E> {
+    #[inline]
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Open(open) => open.retry_after(),
+            Self::Inner(_) => None,
+        }
+    }
+}
+
 impl<E> From<Open> for CallError<E> {
     fn from(open: Open) -> Self {
         Self::Open(open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_carry_their_hint_through_retry_after() {
+        let open = Open {
+            state: State::Open,
+            until: Some(5_000),
+            retry_after: Some(Duration::from_micros(5)),
+        };
+        assert_eq!(RetryAfter::retry_after(&open), Some(Duration::from_micros(5)));
+        let refused: CallError<&str> = open.into();
+        assert_eq!(refused.retry_after(), Some(Duration::from_micros(5)));
+        assert_eq!(CallError::Inner("boom").retry_after(), None);
+        let forced = Open { state: State::ForcedOpen, until: None, retry_after: None };
+        assert_eq!(CallError::<()>::from(forced).retry_after(), None);
     }
 }

@@ -84,8 +84,6 @@
 mod breaker;
 mod builder;
 mod classify;
-#[cfg(feature = "serde")]
-mod duration_serde;
 mod error;
 mod events;
 mod permit;
@@ -102,6 +100,9 @@ pub use builder::Builder;
 pub use classify::{Classify, DefaultClassifier, ErrorClassifier, Outcome, classify_errors};
 pub use error::{CallError, Open};
 pub use events::{BreakerEvent, BreakerMetrics, Reason};
+/// How a refusal says when to come back: levee-core's trait, implemented by [`Open`] and
+/// [`CallError`].
+pub use levee_core::RetryAfter;
 pub use permit::{OwnedPermit, Permit};
 pub use registry::{BreakerOverrides, BreakerRegistry, RegistrySettings};
 pub use settings::{

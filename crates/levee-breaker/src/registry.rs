@@ -21,7 +21,7 @@ pub struct BreakerOverrides {
     pub window: Option<SlidingWindow>,
     pub failure_rate_threshold: Option<f64>,
     pub slow_call_rate_threshold: Option<f64>,
-    #[cfg_attr(feature = "serde", serde(with = "crate::duration_serde::option"))]
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration::option"))]
     pub slow_call_duration: Option<Duration>,
     pub slow_success_is_failure: Option<bool>,
     pub minimum_calls: Option<u32>,

@@ -29,7 +29,7 @@ pub enum SlidingWindow {
     /// slice drops out as a whole when a new one starts.
     Time {
         /// How far back the window reaches.
-        #[cfg_attr(feature = "serde", serde(with = "crate::duration_serde"))]
+        #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
         length: Duration,
         /// Slices of the window, `1..=MAX_TIME_BUCKETS`, each at least a millisecond long.
         buckets: u32,
@@ -95,7 +95,7 @@ pub enum OpenWait {
     /// The same wait every time.
     Fixed {
         /// The wait.
-        #[cfg_attr(feature = "serde", serde(with = "crate::duration_serde"))]
+        #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
         wait: Duration,
     },
     /// `initial * multiplier^k` after the k-th consecutive reopening (k = 0 for the first
@@ -103,12 +103,12 @@ pub enum OpenWait {
     /// never above `max`). A close starts the count again.
     Exponential {
         /// The first wait.
-        #[cfg_attr(feature = "serde", serde(with = "crate::duration_serde"))]
+        #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
         initial: Duration,
         /// Growth per reopening, at least 1.
         multiplier: f64,
         /// The cap.
-        #[cfg_attr(feature = "serde", serde(with = "crate::duration_serde"))]
+        #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
         max: Duration,
         /// Random spread, `0.0..=1.0`.
         jitter: f64,
@@ -254,7 +254,7 @@ pub struct BreakerSettings {
     /// Only with [`slow_call_duration`](Self::slow_call_duration) set.
     pub slow_call_rate_threshold: f64,
     /// A call that takes longer than this is slow (default: none, slow calls not tracked).
-    #[cfg_attr(feature = "serde", serde(with = "crate::duration_serde::option"))]
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration::option"))]
     pub slow_call_duration: Option<Duration>,
     /// Count a successful call that was slow as a failure too (default false).
     pub slow_success_is_failure: bool,

@@ -267,12 +267,8 @@ mod pool {
         }
     }
 
-    #[cfg(not(loom))]
-    std::thread_local! {
-        static MINE: Claim = Claim(take());
-    }
-    #[cfg(loom)]
-    loom::thread_local! {
+    // Loom's thread-local under `cfg(loom)`: one claim per modelled thread.
+    levee_core::sync::thread_local! {
         static MINE: Claim = Claim(take());
     }
 
@@ -280,10 +276,7 @@ mod pool {
     /// exiting): then the thread reads through the shared overflow slot.
     #[inline]
     pub(super) fn mine() -> Option<usize> {
-        #[cfg(not(loom))]
-        return MINE.try_with(|c| c.0).ok().flatten();
-        #[cfg(loom)]
-        MINE.with(|c| c.0)
+        MINE.try_with(|c| c.0).ok().flatten()
     }
 }
 

@@ -10,6 +10,9 @@
 //! - [`Listener`] / [`EventHook`]: how primitives report notable events.
 //! - [`ConfigError`]: the one error every builder returns for a bad setting.
 //! - [`Counter`]: a padded statistics counter.
+//! - [`RetryAfter`]: how every refusal says when to come back.
+//! - [`parse_duration`] / [`format_duration`]: durations in settings files (`"250ms"`), and
+//!   `serde_duration` (feature `serde`) for `#[serde(with = ..)]` on `Duration` fields.
 //! - [`random`]: cheap thread-local randomness for jitter.
 //!
 //! ```
@@ -34,13 +37,19 @@
 mod clock;
 mod config;
 mod counter;
+mod duration;
 mod listener;
 pub mod random;
 mod recorder;
+mod retry_after;
+#[cfg(feature = "serde")]
+pub mod serde_duration;
 pub mod sync;
 
 pub use clock::{Clock, FastClock, ManualClock, SystemClock, nanos};
 pub use config::ConfigError;
 pub use counter::Counter;
+pub use duration::{format_duration, parse_duration};
 pub use listener::{EventHook, Listener, NoopListener};
 pub use recorder::{LatencyRecorder, LatencySnapshot, MAX_TRACKABLE_NANOS};
+pub use retry_after::RetryAfter;

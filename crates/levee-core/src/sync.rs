@@ -6,6 +6,11 @@
 //!
 //! [`UnsafeCell`] has loom's closure API (`with` / `with_mut`) in both builds, because that is
 //! the form loom can check; raw `get()` is deliberately absent.
+//!
+//! [`thread_local!`](crate::sync::thread_local) declares a thread-local that is per *modelled*
+//! thread under loom: loom runs all the threads of a model on one OS thread, so a plain
+//! `std::thread_local!` would be shared by all of them, and never dropped when one exits.
+//! Its keys have `with` and `try_with` in both builds.
 
 pub use crossbeam_utils::CachePadded;
 
@@ -27,11 +32,63 @@ pub use std::sync::atomic::{
 #[cfg(not(loom))]
 pub use std::thread;
 
+/// Declares thread-locals: `std::thread_local!` normally, loom's under `--cfg loom` (one value
+/// per modelled thread, dropped when that thread exits). Use `with` or `try_with` on the key;
+/// loom's macro takes the plain `static NAME: T = init;` form only (no `const { }` block).
+///
+/// ```
+/// use std::cell::Cell;
+///
+/// levee_core::sync::thread_local! {
+///     static CALLS: Cell<u32> = Cell::new(0);
+/// }
+///
+/// CALLS.with(|c| c.set(c.get() + 1));
+/// assert_eq!(CALLS.try_with(Cell::get), Ok(1));
+/// ```
+#[cfg(loom)]
+pub use loom::thread_local;
+/// Declares thread-locals: `std::thread_local!` normally, loom's under `--cfg loom` (one value
+/// per modelled thread, dropped when that thread exits). Use `with` or `try_with` on the key;
+/// loom's macro takes the plain `static NAME: T = init;` form only (no `const { }` block).
+///
+/// ```
+/// use std::cell::Cell;
+///
+/// levee_core::sync::thread_local! {
+///     static CALLS: Cell<u32> = Cell::new(0);
+/// }
+///
+/// CALLS.with(|c| c.set(c.get() + 1));
+/// assert_eq!(CALLS.try_with(Cell::get), Ok(1));
+/// ```
+#[cfg(not(loom))]
+pub use std::thread_local;
+
 /// Runs `body` once normally, or under loom's model checker when built with `--cfg loom`.
 ///
 /// Write a concurrency test once and get both a smoke test in `cargo test` and an exhaustive
 /// check under `RUSTFLAGS="--cfg loom" cargo test --release` (bound the search with
 /// `LOOM_MAX_PREEMPTIONS=2`).
+///
+/// # What loom does not model the way the hardware does
+///
+/// - **`SeqCst` accesses are `AcqRel` to loom.** Loads and stores with `Ordering::SeqCst`
+///   give no single total order in the model, so a Dekker-style handshake (each side stores
+///   its flag, then loads the other's) passes natively but fails under loom. In the loom
+///   build, put a [`fence(SeqCst)`](fence) between the store and the load on both sides, or
+///   use read-modify-writes (`swap`, `fetch_add`), which loom does order (levee-cache's shard
+///   lock adds the fence under `cfg(loom)` only).
+/// - **A panic must not unwind through loom's `block_on`.** It poisons loom's own state and
+///   the rest of the model fails with unrelated errors. A test that checks panic safety of
+///   async code catches the panic inside the future it polls (`catch_unwind` around each
+///   `poll`) and drives it with its own loop (levee-cache's `tests/loom_flight.rs`).
+/// - **Yields are free switches.** Loom does not count a switch between two threads that
+///   spin with [`spin_hint`] or [`Backoff`] as a preemption, so a model in which two threads
+///   can spin on the same stopped third thread has an unbounded schedule and fails with
+///   "exceeded maximum number of branches", although no real scheduler would starve the
+///   third. Shape models so at most one thread waits on a peer at a time
+///   (levee-queue's `tests/loom_channel.rs` explains its models that way).
 ///
 /// ```
 /// use levee_core::sync::{model, thread, Arc, AtomicUsize, Ordering};

@@ -3,15 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Anything that can tell a caller how long to back off before trying again.
-///
-/// Implemented by every refusal in this crate, so retry policies and HTTP layers
-/// (`Retry-After`) can honour them without knowing which limiter refused.
-pub trait RetryAfter {
-    /// How long to wait before a retry can succeed; `None` when waiting will not help
-    /// (the request can never be admitted) or the refusal carries no time.
-    fn retry_after(&self) -> Option<Duration>;
-}
+/// Anything that can tell a caller how long to back off before trying again: levee-core's
+/// trait, re-exported here. Every refusal in this crate implements it, so retry policies and
+/// HTTP layers (`Retry-After`) can honour them without knowing which limiter refused.
+pub use levee_core::RetryAfter;
 
 /// A rate limiter said "not now": the request would exceed the quota.
 ///
@@ -128,6 +123,17 @@ impl CheckNError {
         match self {
             Self::Throttled(t) => Some(*t),
             Self::InsufficientCapacity(_) => None,
+        }
+    }
+
+    /// The refusal of a request known to fit the burst (one cell, whose burst is at least
+    /// one, or `n` checked against a burst that never changes): it can only be "not now".
+    #[inline]
+    #[track_caller]
+    pub(crate) fn expect_throttled(self) -> Throttled {
+        match self {
+            Self::Throttled(t) => t,
+            Self::InsufficientCapacity(_) => unreachable!("the request was known to fit"),
         }
     }
 }

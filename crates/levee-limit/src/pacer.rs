@@ -110,11 +110,7 @@ impl<C: Clock> Pacer<C> {
     /// [`Throttled`] when the slot is more than the maximum queueing time away; its
     /// `retry_after` is when the wait would be acceptable. Nothing is reserved.
     pub fn try_reserve(&self) -> Result<Reservation, Throttled> {
-        self.try_reserve_n(1).map_err(|e| match e {
-            CheckNError::Throttled(t) => t,
-            // one cell always fits a burst of at least one
-            CheckNError::InsufficientCapacity(_) => unreachable!("burst is at least one"),
-        })
+        self.try_reserve_n(1).map_err(CheckNError::expect_throttled)
     }
 
     /// Reserves the next slot for `n` cells at once (`n == 0` counts as one).
@@ -133,16 +129,7 @@ impl<C: Clock> Pacer<C> {
                 }
                 Ok(Reservation { reserved_at: now, start, previous, next })
             }
-            Err(e) => {
-                self.counters.rejected.incr();
-                if let CheckNError::Throttled(t) = e {
-                    self.hook.emit(|| RateEvent::Throttled {
-                        cells: n.max(1),
-                        retry_after: t.retry_after(),
-                    });
-                }
-                Err(e)
-            }
+            Err(e) => Err(self.counters.record_refusal(&self.hook, n.max(1), e)),
         }
     }
 

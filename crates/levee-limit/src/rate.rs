@@ -1,7 +1,6 @@
 //! The direct (unkeyed) GCRA rate limiter.
 
 use std::fmt;
-use std::time::Duration;
 
 use levee_core::sync::{AtomicU64, CachePadded, Ordering};
 use levee_core::{Clock, ConfigError, EventHook, FastClock, Listener};
@@ -129,7 +128,7 @@ impl<C: Clock> RateLimiter<C> {
                 }
                 Ok(())
             }
-            Err(refusal) => Err(self.refused(1, refusal)),
+            Err(refusal) => Err(self.counters.record_throttled(&self.hook, 1, refusal)),
         }
     }
 
@@ -148,19 +147,8 @@ impl<C: Clock> RateLimiter<C> {
                 }
                 Ok(())
             }
-            Err(CheckNError::Throttled(refusal)) => Err(self.refused(n, refusal).into()),
-            Err(e) => {
-                self.counters.rejected.incr();
-                Err(e)
-            }
+            Err(e) => Err(self.counters.record_refusal(&self.hook, n, e)),
         }
-    }
-
-    #[cold]
-    fn refused(&self, cells: u32, refusal: Throttled) -> Throttled {
-        self.counters.rejected.incr();
-        self.hook.emit(|| RateEvent::Throttled { cells, retry_after: refusal.retry_after() });
-        refusal
     }
 
     /// Cells that would be admitted right now (at most the burst). A snapshot: other
@@ -216,7 +204,7 @@ impl<C: AsyncClock> RateLimiter<C> {
     /// refused together do not all retry at the same instant.
     pub async fn until_ready_with_jitter(&self, jitter: Jitter) {
         let ((), waited) = retry_until(&self.hot.clock, jitter, || self.check_quietly(1)).await;
-        self.record_wait(1, waited);
+        self.counters.record_wait(&self.hook, 1, waited);
     }
 
     /// A check made while waiting: a refusal there is not a rejected call (the call waits
@@ -230,9 +218,8 @@ impl<C: AsyncClock> RateLimiter<C> {
                 }
                 Ok(())
             }
-            Err(CheckNError::Throttled(t)) => Err(t),
             // n <= burst is checked before waiting and the burst never changes.
-            Err(CheckNError::InsufficientCapacity(_)) => unreachable!("n was checked"),
+            Err(e) => Err(e.expect_throttled()),
         }
     }
 
@@ -259,25 +246,13 @@ impl<C: AsyncClock> RateLimiter<C> {
         if n > burst {
             return Err(InsufficientCapacity { requested: n, burst });
         }
+        // n <= burst was checked above and the burst never changes.
         let ((), waited) = retry_until(&self.hot.clock, jitter, || {
-            self.check_n(n).map_err(|e| match e {
-                CheckNError::Throttled(t) => t,
-                // n <= burst was checked above and the burst never changes.
-                CheckNError::InsufficientCapacity(_) => {
-                    unreachable!("n was checked against the burst")
-                }
-            })
+            self.check_n(n).map_err(CheckNError::expect_throttled)
         })
         .await;
-        self.record_wait(n, waited);
+        self.counters.record_wait(&self.hook, n, waited);
         Ok(())
-    }
-
-    fn record_wait(&self, cells: u32, waited: u64) {
-        if waited > 0 {
-            self.counters.waited.incr();
-            self.hook.emit(|| RateEvent::Waited { cells, waited: Duration::from_nanos(waited) });
-        }
     }
 }
 

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use levee_core::Counter;
+use levee_core::{Counter, EventHook};
+
+use crate::error::{CheckNError, Throttled};
 
 /// Counters a rate limiter keeps (all `Relaxed`: statistics, read in snapshots).
 #[derive(Debug, Default)]
@@ -18,6 +20,46 @@ impl RateCounters {
             admitted: count_admitted.then(|| self.admitted.get()),
             rejected: self.rejected.get(),
             waited: self.waited.get(),
+        }
+    }
+
+    /// Counts a call refused "not now" and reports it to `hook`.
+    #[cold]
+    pub(crate) fn record_throttled(
+        &self,
+        hook: &EventHook<RateEvent>,
+        cells: u32,
+        refusal: Throttled,
+    ) -> Throttled {
+        self.rejected.incr();
+        hook.emit(|| RateEvent::Throttled { cells, retry_after: refusal.retry_after() });
+        refusal
+    }
+
+    /// Counts a refused `check_n` call; reports it to `hook` when it is a "not now" (a
+    /// request larger than the burst is counted only).
+    #[cold]
+    pub(crate) fn record_refusal(
+        &self,
+        hook: &EventHook<RateEvent>,
+        cells: u32,
+        error: CheckNError,
+    ) -> CheckNError {
+        match error {
+            CheckNError::Throttled(t) => self.record_throttled(hook, cells, t).into(),
+            CheckNError::InsufficientCapacity(_) => {
+                self.rejected.incr();
+                error
+            }
+        }
+    }
+
+    /// Counts and reports an async call admitted after waiting `waited` nanoseconds in all
+    /// (nothing when it did not wait).
+    pub(crate) fn record_wait(&self, hook: &EventHook<RateEvent>, cells: u32, waited: u64) {
+        if waited > 0 {
+            self.waited.incr();
+            hook.emit(|| RateEvent::Waited { cells, waited: Duration::from_nanos(waited) });
         }
     }
 }

@@ -144,11 +144,7 @@ impl<C: Clock> WarmUpLimiter<C> {
     /// [`Throttled`] when the current (possibly cold) rate is used up.
     #[inline]
     pub fn check(&self) -> Result<(), Throttled> {
-        self.check_n(1).map_err(|e| match e {
-            CheckNError::Throttled(t) => t,
-            // the burst is at least one
-            CheckNError::InsufficientCapacity(_) => unreachable!("burst is at least one"),
-        })
+        self.check_n(1).map_err(CheckNError::expect_throttled)
     }
 
     /// Admits `n` cells at once (all or none; `n == 0` succeeds).
@@ -183,11 +179,7 @@ impl<C: Clock> WarmUpLimiter<C> {
             if last > limit {
                 let refusal = Throttled::new(now, last - g.tau);
                 if report {
-                    self.counters.rejected.incr();
-                    self.hook.emit(|| RateEvent::Throttled {
-                        cells: n,
-                        retry_after: refusal.retry_after(),
-                    });
+                    self.counters.record_throttled(&self.hook, n, refusal);
                 }
                 return Err(refusal.into());
             }
@@ -269,17 +261,10 @@ impl<C: AsyncClock> WarmUpLimiter<C> {
     /// As [`until_ready`](Self::until_ready) with `jitter` added to each wait.
     pub async fn until_ready_with_jitter(&self, jitter: Jitter) {
         let ((), waited) = retry_until(&self.hot.clock, jitter, || {
-            self.admit(1, false).map_err(|e| match e {
-                CheckNError::Throttled(t) => t,
-                // the burst is at least one
-                CheckNError::InsufficientCapacity(_) => unreachable!("burst is at least one"),
-            })
+            self.admit(1, false).map_err(CheckNError::expect_throttled)
         })
         .await;
-        if waited > 0 {
-            self.counters.waited.incr();
-            self.hook.emit(|| RateEvent::Waited { cells: 1, waited: Duration::from_nanos(waited) });
-        }
+        self.counters.record_wait(&self.hook, 1, waited);
     }
 }
 

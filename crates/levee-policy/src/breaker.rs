@@ -6,13 +6,12 @@
 //! cancelled) is released by the breaker, so a half-open trial is never leaked.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use levee_breaker::{CircuitBreaker, Open, Outcome as BreakerOutcome};
+use levee_breaker::{CircuitBreaker, Outcome as BreakerOutcome};
 use levee_core::{Clock, EventHook, FastClock};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
-use crate::{Context, Error, Event, Operation, RetryAfter, Timer};
+use crate::{Context, Error, Event, Operation, Timer};
 
 /// Decides what a call's result says about the backend.
 pub trait ClassifyOutcome<T, E>: Send + Sync {
@@ -141,13 +140,6 @@ where
         let outcome = inner.run(op, ctx).await;
         permit.record_outcome(self.classify.classify(&outcome));
         outcome
-    }
-}
-
-/// An open circuit's refusal carries its hint for [`Retry`](crate::Retry).
-impl RetryAfter for Open {
-    fn retry_after(&self) -> Option<Duration> {
-        Open::retry_after(self)
     }
 }
 

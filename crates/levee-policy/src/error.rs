@@ -133,7 +133,8 @@ impl<E> Error<E> {
     }
 }
 
-/// A refusal or error that says when trying again may succeed.
+/// A refusal or error that says when trying again may succeed: levee-core's trait,
+/// re-exported here.
 ///
 /// [`Retry`](crate::Retry) waits at least this long before its next attempt, so a retry
 /// never runs into an open circuit before it may close, nor into a limiter before it admits.
@@ -141,10 +142,7 @@ impl<E> Error<E> {
 /// refusals implement it; implement it for an operation error that carries a hint (an HTTP
 /// 429 or 503 with `Retry-After`) and turn it on with
 /// [`RetryBuilder::honour_retry_after`](crate::RetryBuilder::honour_retry_after).
-pub trait RetryAfter {
-    /// How long to wait before trying again, if the error says.
-    fn retry_after(&self) -> Option<Duration>;
-}
+pub use levee_core::RetryAfter;
 
 impl<E> RetryAfter for Error<E> {
     /// The hint of a circuit or limiter refusal; `None` for the other variants (use
@@ -156,12 +154,6 @@ impl<E> RetryAfter for Error<E> {
             Self::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         }
-    }
-}
-
-impl<T: RetryAfter + ?Sized> RetryAfter for &T {
-    fn retry_after(&self) -> Option<Duration> {
-        (**self).retry_after()
     }
 }
 

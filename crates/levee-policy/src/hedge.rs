@@ -32,7 +32,7 @@ pub enum HedgeDelay {
     /// A fixed delay after the previous attempt started (zero: all at once).
     Fixed {
         /// The delay.
-        #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
+        #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
         delay: Duration,
     },
     /// The observed latency at `quantile` (0.95 for p95), at least `min`.
@@ -40,10 +40,10 @@ pub enum HedgeDelay {
         /// Which percentile, in `(0, 1]`.
         quantile: f64,
         /// Used until `min_samples` successes have been observed.
-        #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
+        #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
         initial: Duration,
         /// The least delay, so a very fast backend is not hedged on every call.
-        #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration", default))]
+        #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration", default))]
         min: Duration,
         /// Successes to observe before trusting the percentile (at least 1).
         #[cfg_attr(feature = "serde", serde(default = "hundred"))]

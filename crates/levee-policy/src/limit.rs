@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use levee_core::{Clock, EventHook, FastClock};
-use levee_limit::{AsyncClock, Bulkhead, BulkheadError, RateLimiter, Throttled};
+use levee_limit::{AsyncClock, Bulkhead, RateLimiter};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
-use crate::{Context, Error, Event, Operation, RetryAfter, Timer, TokioClock};
+use crate::{Context, Error, Event, Operation, Timer, TokioClock};
 
 /// A [`RateLimiter`] as a policy: each call (each attempt, when placed inside a retry) takes
 /// one cell; a refused call fails with [`Error::RateLimited`], or first waits up to
@@ -202,19 +202,6 @@ impl<Op: Operation, Tm: Timer, C: AsyncClock> Policy<Op, Tm> for BulkheadPolicy<
             },
         };
         inner.run(op, ctx).await
-    }
-}
-
-/// levee-limit's refusals carry their hint for [`Retry`](crate::Retry).
-impl RetryAfter for Throttled {
-    fn retry_after(&self) -> Option<Duration> {
-        Some(Throttled::retry_after(self))
-    }
-}
-
-impl RetryAfter for BulkheadError {
-    fn retry_after(&self) -> Option<Duration> {
-        None
     }
 }
 

@@ -31,7 +31,7 @@ pub struct RetrySettings {
     /// A retry budget, if any.
     pub budget: Option<RetryBudgetBuilder>,
     /// Give up when a retry-after hint is longer than this.
-    #[cfg_attr(feature = "serde", serde(with = "opt_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration::option"))]
     pub max_retry_after: Option<Duration>,
 }
 
@@ -87,13 +87,16 @@ pub struct RateLimitSettings {
     /// Calls per period.
     pub count: u32,
     /// The period (default 1 s).
-    #[cfg_attr(feature = "serde", serde(with = "duration", default = "one_second"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(with = "levee_core::serde_duration", default = "one_second")
+    )]
     pub period: Duration,
     /// The largest burst (default `count`).
     #[cfg_attr(feature = "serde", serde(default))]
     pub burst: Option<u32>,
     /// Wait up to this long for the limiter before refusing (default: refuse at once).
-    #[cfg_attr(feature = "serde", serde(with = "opt_duration", default))]
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration::option", default))]
     pub max_wait: Option<Duration>,
 }
 
@@ -128,7 +131,7 @@ pub struct BulkheadSettings {
     #[cfg_attr(feature = "serde", serde(default))]
     pub max_queue: usize,
     /// How long a queued call waits at most (default: until a permit frees up).
-    #[cfg_attr(feature = "serde", serde(with = "opt_duration", default))]
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration::option", default))]
     pub max_wait: Option<Duration>,
 }
 
@@ -174,7 +177,7 @@ impl BulkheadSettings {
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct PipelineSettings {
     /// The overall deadline of a call, retries included.
-    #[cfg_attr(feature = "serde", serde(with = "opt_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration::option"))]
     pub timeout: Option<Duration>,
     /// Retries.
     pub retry: Option<RetrySettings>,
@@ -187,7 +190,7 @@ pub struct PipelineSettings {
     /// A bulkhead.
     pub bulkhead: Option<BulkheadSettings>,
     /// The deadline of each attempt.
-    #[cfg_attr(feature = "serde", serde(with = "opt_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration::option"))]
     pub attempt_timeout: Option<Duration>,
 }
 
@@ -287,104 +290,18 @@ impl PipelineSettings {
     }
 }
 
-/// Parses a duration written with a unit: `"250ms"`, `"2s"`, `"1.5s"`, `"5m"`, `"1h"`,
-/// `"800us"`, `"100ns"`.
-///
-/// # Errors
-/// A message saying what is wrong, for a serde error or a [`ConfigError`].
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 =
-        number.parse().map_err(|_| format!("`{text}` is not a duration like \"250ms\""))?;
-    let scale = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        "" => return Err(format!("`{text}` needs a unit (ns, us, ms, s, m, h)")),
-        other => return Err(format!("unknown duration unit `{other}` in `{text}`")),
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("`{text}`: {e}"))
-}
+/// Parses a duration written with a unit (`"250ms"`, `"2s"`, `"1.5s"`, `"5m"`, `"1h"`,
+/// `"800us"`, `"100ns"`): levee-core's parser, re-exported here.
+pub use levee_core::parse_duration;
 
-/// Formats a duration the way [`parse_duration`] reads it.
-#[must_use]
-pub fn format_duration(d: Duration) -> String {
-    let n = d.as_nanos();
-    if n == 0 {
-        "0s".into()
-    } else if n % 1_000_000_000 == 0 {
-        format!("{}s", n / 1_000_000_000)
-    } else if n % 1_000_000 == 0 {
-        format!("{}ms", n / 1_000_000)
-    } else if n % 1_000 == 0 {
-        format!("{}us", n / 1_000)
-    } else {
-        format!("{n}ns")
-    }
-}
+/// Formats a duration the way [`parse_duration`] reads it: levee-core's formatter,
+/// re-exported here.
+pub use levee_core::format_duration;
 
-/// serde for a `Duration` field: `"250ms"` strings or integer milliseconds.
+/// serde for a `Duration` field: `"250ms"` strings or milliseconds (levee-core's
+/// `serde_duration`, re-exported here; its `option` module serves `Option<Duration>` fields).
 #[cfg(feature = "serde")]
-pub mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Repr {
-        Millis(u64),
-        Text(String),
-    }
-
-    /// Writes `"250ms"`.
-    ///
-    /// # Errors
-    /// Those of the serializer.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_duration(*d))
-    }
-
-    /// Reads `"250ms"` or `250`.
-    ///
-    /// # Errors
-    /// A malformed duration.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        match Repr::deserialize(d)? {
-            Repr::Millis(ms) => Ok(Duration::from_millis(ms)),
-            Repr::Text(t) => super::parse_duration(&t).map_err(de::Error::custom),
-        }
-    }
-}
-
-/// serde for an `Option<Duration>` field.
-#[cfg(feature = "serde")]
-pub(crate) mod opt_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[derive(Deserialize)]
-    struct Wrapped(#[serde(with = "super::duration")] Duration);
-
-    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => super::duration::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
-    }
-}
+pub use levee_core::serde_duration as duration;
 
 #[cfg(test)]
 mod tests {

@@ -29,7 +29,7 @@
 
 use levee_core::sync::{AtomicU32, AtomicU64, CachePadded, Ordering};
 
-use super::tagged::{count, pack, tag};
+use super::tagged::{self, count, pack, tag};
 use super::{Sample, Tally};
 use crate::state::gen_is_newer;
 
@@ -150,33 +150,15 @@ impl CountWindow {
     /// Applies a change to the failure and slow counts of generation `generation`; returns the new
     /// packed fields, `None` if `generation` is stale.
     fn add_totals(&self, generation: u32, d_failed: i64, d_slow: i64) -> Option<u64> {
-        let mut word = self.totals.load(Ordering::Relaxed);
-        loop {
-            let base = if tag(word) == generation {
-                count(word)
-            } else if gen_is_newer(tag(word), generation) {
-                return None;
-            } else {
-                0
-            };
+        tagged::update(&self.totals, generation, |base| {
             let failed = (base & FIELD_MASK).wrapping_add_signed(d_failed) & FIELD_MASK;
             let slow = (base >> FIELD_BITS).wrapping_add_signed(d_slow) & FIELD_MASK;
-            let fields = failed | slow << FIELD_BITS;
-            match self.totals.compare_exchange_weak(
-                word,
-                pack(generation, fields),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some(fields),
-                Err(actual) => word = actual,
-            }
-        }
+            failed | slow << FIELD_BITS
+        })
     }
 
     fn tally_at(&self, generation: u32, calls: u64) -> Tally {
-        let word = self.totals.load(Ordering::Relaxed);
-        let fields = if tag(word) == generation { count(word) } else { 0 };
+        let fields = tagged::read(&self.totals, generation);
         Tally {
             calls,
             failed: field(fields & FIELD_MASK).min(calls),

@@ -32,6 +32,14 @@ pub(super) const fn count(word: u64) -> u64 {
 /// Adds `n` for generation `generation`. Returns the new count, or `None` when `generation` is stale.
 #[inline]
 pub(super) fn add(counter: &AtomicU64, generation: u32, n: u64) -> Option<u64> {
+    update(counter, generation, |count| count + n)
+}
+
+/// Replaces generation `generation`'s count with `f(count)`, where an older generation's count
+/// reads as zero (the counter starts over). Returns the new count, or `None` when `generation`
+/// is stale (the counter already belongs to a newer one).
+#[inline]
+pub(super) fn update(counter: &AtomicU64, generation: u32, f: impl Fn(u64) -> u64) -> Option<u64> {
     let mut word = counter.load(Ordering::Relaxed);
     loop {
         let base = if tag(word) == generation {
@@ -41,7 +49,7 @@ pub(super) fn add(counter: &AtomicU64, generation: u32, n: u64) -> Option<u64> {
         } else {
             0
         };
-        let next = base + n;
+        let next = f(base);
         match counter.compare_exchange_weak(
             word,
             pack(generation, next),

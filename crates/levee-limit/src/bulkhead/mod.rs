@@ -296,6 +296,19 @@ impl<C: Clock> Bulkhead<C> {
         error
     }
 
+    /// Takes waiter `key` out of the queue (a timed-out or dropped acquire). Returns whether
+    /// it had been granted a permit, which the caller then holds; a waiter that was still
+    /// waiting stops counting as queued.
+    fn leave_queue(&self, key: usize) -> bool {
+        let mut queue = self.waiters.lock();
+        let granted = queue.remove(key);
+        if !granted {
+            // Under the lock, like every change of `queued`.
+            self.hot.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        granted
+    }
+
     /// Gives a permit back, handing it to a waiter if one is queued.
     #[inline]
     pub(crate) fn release(&self) {
@@ -492,16 +505,8 @@ impl Wait {
                         return Poll::Pending;
                     }
                     let waited = Duration::from_nanos(bulkhead.clock.now().saturating_sub(*since));
-                    let granted = {
-                        let mut queue = bulkhead.waiters.lock();
-                        let granted = queue.remove(key);
-                        if !granted {
-                            bulkhead.hot.queued.fetch_sub(1, Ordering::AcqRel);
-                        }
-                        granted
-                    };
                     *self = Wait::Done;
-                    if granted {
+                    if bulkhead.leave_queue(key) {
                         // Granted just as the time ran out: take it.
                         return Poll::Ready(Ok(()));
                     }
@@ -515,15 +520,7 @@ impl Wait {
     /// Leaves the queue when the future is dropped unfinished.
     fn cancel<C: Clock>(&mut self, bulkhead: &Bulkhead<C>) {
         if let Wait::Queued { key, .. } = *self {
-            let granted = {
-                let mut queue = bulkhead.waiters.lock();
-                let granted = queue.remove(key);
-                if !granted {
-                    bulkhead.hot.queued.fetch_sub(1, Ordering::AcqRel);
-                }
-                granted
-            };
-            if granted {
+            if bulkhead.leave_queue(key) {
                 // A permit was handed to us but never taken: pass it on.
                 bulkhead.release();
             }

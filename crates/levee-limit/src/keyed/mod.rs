@@ -247,11 +247,7 @@ where
                 let refusal = Throttled::new(now, earliest);
                 if report { self.count(Err(refusal), 1) } else { Err(refusal) }
             }
-            None => self.insert(shard, hash, key, now, 1).map_err(|e| match e {
-                CheckNError::Throttled(t) => t,
-                // one cell always fits a burst of at least one
-                CheckNError::InsufficientCapacity(_) => unreachable!("burst is at least one"),
-            }),
+            None => self.insert(shard, hash, key, now, 1).map_err(CheckNError::expect_throttled),
         }
     }
 
@@ -316,15 +312,8 @@ where
                 }
                 Ok(())
             }
-            Err(refusal) => Err(self.refused(cells, refusal)),
+            Err(refusal) => Err(self.counters.record_throttled(&self.hook, cells, refusal)),
         }
-    }
-
-    #[cold]
-    fn refused(&self, cells: u32, refusal: Throttled) -> Throttled {
-        self.counters.rejected.incr();
-        self.hook.emit(|| RateEvent::Throttled { cells, retry_after: refusal.retry_after() });
-        refusal
     }
 
     /// After a hit: sweep the shard if its time has come.
@@ -438,7 +427,7 @@ where
             }
             Inserted::Existing(Ok(())) => self.count(Ok(()), n).map_err(Into::into),
             Inserted::Existing(Err(CheckNError::Throttled(t))) | Inserted::Refused(t) => {
-                Err(self.refused(n, t).into())
+                Err(self.counters.record_throttled(&self.hook, n, t).into())
             }
             Inserted::Existing(Err(e)) => Err(e),
         }
@@ -555,10 +544,7 @@ where
         let ((), waited) =
             retry_until(&self.clock, jitter, || self.check_inner(key, self.clock.now(), false))
                 .await;
-        if waited > 0 {
-            self.counters.waited.incr();
-            self.hook.emit(|| RateEvent::Waited { cells: 1, waited: Duration::from_nanos(waited) });
-        }
+        self.counters.record_wait(&self.hook, 1, waited);
     }
 }
 

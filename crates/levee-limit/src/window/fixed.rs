@@ -6,7 +6,7 @@ use std::time::Duration;
 use levee_core::sync::{AtomicU64, CachePadded, Ordering};
 use levee_core::{Clock, ConfigError, EventHook, FastClock, Listener};
 
-use super::{Slot, WindowQuota, classify, pack, report, wait_for};
+use super::{Slot, WindowQuota, classify, pack, wait_for};
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
 use crate::stats::{RateCounters, RateEvent, RateStats};
 use crate::wait::AsyncClock;
@@ -81,11 +81,7 @@ impl<C: Clock> FixedWindowLimiter<C> {
     /// [`Throttled`] until the next window when this one is full.
     #[inline]
     pub fn check(&self) -> Result<(), Throttled> {
-        self.check_n(1).map_err(|e| match e {
-            CheckNError::Throttled(t) => t,
-            // limit >= 1, so one cell always fits
-            CheckNError::InsufficientCapacity(_) => unreachable!("limit is at least one"),
-        })
+        self.check_n(1).map_err(CheckNError::expect_throttled)
     }
 
     /// Admits `n` cells at once in the current window (all or none; `n == 0` succeeds).
@@ -94,7 +90,7 @@ impl<C: Clock> FixedWindowLimiter<C> {
     /// [`CheckNError::Throttled`] when they do not fit in this window;
     /// [`CheckNError::InsufficientCapacity`] when `n` exceeds the limit.
     pub fn check_n(&self, n: u32) -> Result<(), CheckNError> {
-        self.admit(n).map_err(|e| report(&self.counters, &self.hook, n, e))
+        self.admit(n).map_err(|e| self.counters.record_refusal(&self.hook, n, e))
     }
 
     /// Admits `n` cells or says why not, without counting or reporting a refusal (waiting

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use levee_core::{ConfigError, EventHook, nanos};
 
-use crate::error::{CheckNError, InsufficientCapacity, Throttled};
+use crate::error::{CheckNError, InsufficientCapacity};
 use crate::quota::MAX_SPAN;
 use crate::stats::{RateCounters, RateEvent};
 use crate::wait::{AsyncClock, Jitter, retry_until};
@@ -134,21 +134,6 @@ const fn classify(word: u64, window: u64) -> Slot {
     }
 }
 
-/// Counts and reports a refusal of a `check_n` call.
-#[cold]
-fn report(
-    counters: &RateCounters,
-    hook: &EventHook<RateEvent>,
-    cells: u32,
-    error: CheckNError,
-) -> CheckNError {
-    counters.rejected.incr();
-    if let CheckNError::Throttled(t) = error {
-        hook.emit(|| RateEvent::Throttled { cells, retry_after: t.retry_after() });
-    }
-    error
-}
-
 /// Waits until `admit` lets `n` cells through (shared by both window limiters).
 async fn wait_for<C: AsyncClock>(
     clock: &C,
@@ -162,17 +147,10 @@ async fn wait_for<C: AsyncClock>(
         return Err(InsufficientCapacity { requested: n, burst: limit });
     }
     let mut admit = admit;
-    let ((), waited) = retry_until(clock, Jitter::NONE, || match admit() {
-        Ok(()) => Ok(()),
-        Err(CheckNError::Throttled(t)) => Err::<(), Throttled>(t),
-        // n <= limit was checked above and the limit never changes
-        Err(CheckNError::InsufficientCapacity(_)) => unreachable!("n was checked"),
-    })
-    .await;
-    if waited > 0 {
-        counters.waited.incr();
-        hook.emit(|| RateEvent::Waited { cells: n, waited: Duration::from_nanos(waited) });
-    }
+    // n <= limit was checked above and the limit never changes.
+    let ((), waited) =
+        retry_until(clock, Jitter::NONE, || admit().map_err(CheckNError::expect_throttled)).await;
+    counters.record_wait(hook, n, waited);
     Ok(())
 }
 

@@ -25,8 +25,7 @@ use levee_core::sync::{AtomicU64, Ordering};
 use levee_core::{Clock, ConfigError, EventHook, FastClock, Listener};
 
 use super::{
-    MAX_WINDOW_LIMIT, Slot, WindowQuota, classify, count_of, distance, index_of, pack, report,
-    wait_for,
+    MAX_WINDOW_LIMIT, Slot, WindowQuota, classify, count_of, distance, index_of, pack, wait_for,
 };
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
 use crate::stats::{RateCounters, RateEvent, RateStats};
@@ -100,11 +99,7 @@ impl<C: Clock> SlidingWindowLimiter<C> {
     /// [`Throttled`] when the window is full, until its oldest bucket that makes room leaves.
     #[inline]
     pub fn check(&self) -> Result<(), Throttled> {
-        self.check_n(1).map_err(|e| match e {
-            CheckNError::Throttled(t) => t,
-            // limit >= 1, so one cell always fits
-            CheckNError::InsufficientCapacity(_) => unreachable!("limit is at least one"),
-        })
+        self.check_n(1).map_err(CheckNError::expect_throttled)
     }
 
     /// Admits `n` cells at once (all or none; `n == 0` succeeds).
@@ -113,7 +108,7 @@ impl<C: Clock> SlidingWindowLimiter<C> {
     /// [`CheckNError::Throttled`] when they do not fit in the window now;
     /// [`CheckNError::InsufficientCapacity`] when `n` exceeds the limit.
     pub fn check_n(&self, n: u32) -> Result<(), CheckNError> {
-        self.admit(n).map_err(|e| report(&self.counters, &self.hook, n, e))
+        self.admit(n).map_err(|e| self.counters.record_refusal(&self.hook, n, e))
     }
 
     /// Admits `n` cells or says why not, without counting or reporting a refusal (waiting

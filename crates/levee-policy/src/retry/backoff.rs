@@ -35,7 +35,7 @@ pub enum Backoff {
     /// The same delay before every retry.
     Constant {
         /// The delay.
-        #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
+        #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
         delay: Duration,
         /// Spread each delay uniformly by up to this fraction either way (`0.0..=1.0`).
         #[cfg_attr(feature = "serde", serde(default))]
@@ -44,13 +44,13 @@ pub enum Backoff {
     /// Growing delays: `base * factor^(n-1)`, capped at `max`.
     Exponential {
         /// The first delay.
-        #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
+        #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
         base: Duration,
         /// Growth per retry (at least 1.0).
         #[cfg_attr(feature = "serde", serde(default = "two"))]
         factor: f64,
         /// The longest delay.
-        #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
+        #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
         max: Duration,
         /// Spread each delay uniformly by up to this fraction either way (`0.0..=1.0`).
         #[cfg_attr(feature = "serde", serde(default))]
@@ -59,10 +59,10 @@ pub enum Backoff {
     /// Decorrelated jitter: each delay random in `base..=3 * previous`, capped at `max`.
     DecorrelatedJitter {
         /// The smallest delay, and the first retry's.
-        #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
+        #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
         base: Duration,
         /// The longest delay.
-        #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
+        #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
         max: Duration,
     },
 }

@@ -56,7 +56,7 @@ pub struct RetryBudget {
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct RetryBudgetBuilder {
     /// How long deposits and withdrawals count (default 10 s, at least 10 ms).
-    #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
     pub window: Duration,
     /// Retries allowed per request (default 0.2: one retry per five requests; up to 1000).
     pub ratio: f64,
