@@ -276,37 +276,16 @@ impl Store {
         charge_id: &str,
         now_ms: i64,
     ) -> Result<Transition, StoreError> {
-        self.faults.store_delay().await;
-        retry_contention(|| async {
-            let mut tx = self.write_tx().await?;
-            let moved = sqlx::query(
-                "UPDATE orders SET status = 'paid', charge_id = $2, payment_error = NULL, \
-                 updated_at_ms = $3 WHERE id = $1 AND status = 'awaiting_payment'",
-            )
-            .bind(order_id)
-            .bind(charge_id)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if moved == 0 {
-                tx.rollback().await?;
-                return self.settled(order_id, OrderStatus::Paid).await;
-            }
-            let items = self.items_in(&mut tx, order_id).await?;
-            for &(product_id, quantity) in &items {
-                sqlx::query(
-                    "UPDATE products SET reserved = reserved - $1, updated_at_ms = $3 WHERE id = $2",
-                )
-                .bind(quantity)
-                .bind(product_id)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(Transition::Applied(items.iter().map(|i| i.0).collect()))
-        })
+        self.finish_order(
+            order_id,
+            OrderStatus::Paid,
+            "UPDATE orders SET status = 'paid', charge_id = $2, payment_error = NULL, \
+             updated_at_ms = $3 WHERE id = $1 AND status = 'awaiting_payment'",
+            charge_id,
+            // Confirm: the reserved units are sold; stock was taken at reservation.
+            "UPDATE products SET reserved = reserved - $1, updated_at_ms = $3 WHERE id = $2",
+            now_ms,
+        )
         .await
     }
 
@@ -320,34 +299,54 @@ impl Store {
         reason: &str,
         now_ms: i64,
     ) -> Result<Transition, StoreError> {
+        self.finish_order(
+            order_id,
+            OrderStatus::Cancelled,
+            "UPDATE orders SET status = 'cancelled', cancel_reason = $2, updated_at_ms = $3 \
+             WHERE id = $1 AND status = 'awaiting_payment'",
+            reason,
+            "UPDATE products SET stock = stock + $1, reserved = reserved - $1, \
+             updated_at_ms = $3 WHERE id = $2",
+            now_ms,
+        )
+        .await
+    }
+
+    /// The confirm and cancel steps of try-confirm-cancel: in one transaction, move an order
+    /// out of `awaiting_payment` (`order_sql`, with `$2 = detail`) and apply `item_sql`
+    /// (`$1 = quantity, $2 = product id, $3 = now`) to each of its lines. A repeated step, or
+    /// one racing the other, finds the order already moved and changes nothing.
+    async fn finish_order(
+        &self,
+        order_id: i64,
+        target: OrderStatus,
+        order_sql: &'static str,
+        detail: &str,
+        item_sql: &'static str,
+        now_ms: i64,
+    ) -> Result<Transition, StoreError> {
         self.faults.store_delay().await;
         retry_contention(|| async {
             let mut tx = self.write_tx().await?;
-            let moved = sqlx::query(
-                "UPDATE orders SET status = 'cancelled', cancel_reason = $2, updated_at_ms = $3 \
-                 WHERE id = $1 AND status = 'awaiting_payment'",
-            )
-            .bind(order_id)
-            .bind(reason)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let moved = sqlx::query(order_sql)
+                .bind(order_id)
+                .bind(detail)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             if moved == 0 {
                 tx.rollback().await?;
-                return self.settled(order_id, OrderStatus::Cancelled).await;
+                return self.settled(order_id, target).await;
             }
             let items = self.items_in(&mut tx, order_id).await?;
             for &(product_id, quantity) in &items {
-                sqlx::query(
-                    "UPDATE products SET stock = stock + $1, reserved = reserved - $1, \
-                     updated_at_ms = $3 WHERE id = $2",
-                )
-                .bind(quantity)
-                .bind(product_id)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(item_sql)
+                    .bind(quantity)
+                    .bind(product_id)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             Ok(Transition::Applied(items.iter().map(|i| i.0).collect()))
