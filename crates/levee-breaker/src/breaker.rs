@@ -10,7 +10,7 @@ use levee_core::{Clock, ConfigError, EventHook, FastClock};
 use crate::builder::Builder;
 use crate::permit::{Kind, Ticket};
 use crate::settings::{Rules, Verdict, bump_attempts};
-use crate::state::{Trials, Word, next_gen};
+use crate::state::{GEN_BITS, GEN_MASK, Trials, Word, next_gen};
 use crate::striped::StripedCounter;
 use crate::window::{Sample, Window};
 use crate::{
@@ -45,6 +45,11 @@ pub struct CircuitBreaker<C: Clock = FastClock> {
     not_permitted: StripedCounter,
     /// When the current state was entered (statistics only).
     entered_at: AtomicU64,
+    /// When the breaker last turned half-open: whole milliseconds since `origin`, rounded up,
+    /// above the generation it entered (`ms << GEN_BITS | generation`). Only consulted with
+    /// `half_open_max_wait`; a generation that does not match the state word's means the
+    /// transition's writer has not stored it yet, so the half-open state is brand new.
+    half_open_since: AtomicU64,
     hook: EventHook<BreakerEvent>,
 }
 
@@ -82,6 +87,7 @@ impl<C: Clock> CircuitBreaker<C> {
             name,
             not_permitted: StripedCounter::default(),
             entered_at: AtomicU64::new(origin),
+            half_open_since: AtomicU64::new(u64::from(GEN_MASK)),
             hook,
         }
     }
@@ -153,6 +159,7 @@ impl<C: Clock> CircuitBreaker<C> {
                     let next = Word::half_open(next_gen(word.generation()), word.attempts(), first);
                     match self.cas(word, next) {
                         Ok(()) => {
+                            self.entered_half_open(next, t);
                             self.transitioned(word, next, t, Reason::WaitElapsed, None);
                             return Ticket::permit(
                                 Kind::Trial,
@@ -164,6 +171,16 @@ impl<C: Clock> CircuitBreaker<C> {
                     }
                 }
                 State::HalfOpen => {
+                    if self.rules.half_open_max_ms != u64::MAX {
+                        let t = *now.get_or_insert_with(|| self.clock.now());
+                        if self.half_open_timed_out(word, t) {
+                            match self.reopen_timed_out(word, t) {
+                                Ok(until) => return self.refuse(State::Open, Some((until, t))),
+                                Err(actual) => word = actual,
+                            }
+                            continue;
+                        }
+                    }
                     let trials = word.trials();
                     if trials.issued >= self.rules.half_open_calls {
                         return self.refuse(State::HalfOpen, None);
@@ -211,8 +228,18 @@ impl<C: Clock> CircuitBreaker<C> {
                     None => return Ok(()),
                 }
             }
-            State::HalfOpen if word.trials().issued < self.rules.half_open_calls => return Ok(()),
-            State::HalfOpen => Ticket::refusal(State::HalfOpen, None),
+            State::HalfOpen => {
+                let now = self.clock.now();
+                if self.half_open_timed_out(word, now) {
+                    // try_acquire would reopen the circuit now.
+                    let (_, until) = self.open_word(0, bump_attempts(word.attempts()), now);
+                    Ticket::refusal(State::Open, Some((until, now)))
+                } else if word.trials().issued < self.rules.half_open_calls {
+                    return Ok(());
+                } else {
+                    Ticket::refusal(State::HalfOpen, None)
+                }
+            }
         };
         refused.refused().map_or(Ok(()), Err)
     }
@@ -349,6 +376,18 @@ impl<C: Clock> CircuitBreaker<C> {
             if word.state() != State::HalfOpen || word.generation() != generation {
                 return;
             }
+            if self.rules.half_open_max_ms != u64::MAX {
+                // A trial that outlived the half-open state's time limit reopens the circuit
+                // whether or not a call came in meanwhile to notice the limit.
+                let t = *now.get_or_insert_with(|| self.clock.now());
+                if self.half_open_timed_out(word, t) {
+                    match self.reopen_timed_out(word, t) {
+                        Ok(_) => return,
+                        Err(actual) => word = actual,
+                    }
+                    continue;
+                }
+            }
             let mut trials = word.trials();
             trials.done += 1;
             trials.failed += u8::from(sample.failed);
@@ -400,6 +439,41 @@ impl<C: Clock> CircuitBreaker<C> {
                 Err(actual) => word = actual,
             }
         }
+    }
+
+    /// Notes when half-open state `word` was entered (its generation's start time).
+    fn entered_half_open(&self, word: Word, now: u64) {
+        if self.rules.half_open_max_ms != u64::MAX {
+            let ms = now.saturating_sub(self.origin).div_ceil(MS);
+            // Release pairs with the Acquire in `half_open_timed_out` (the value is
+            // self-describing through its generation, so no other ordering is needed).
+            self.half_open_since
+                .store(ms << GEN_BITS | u64::from(word.generation()), Ordering::Release);
+        }
+    }
+
+    /// Whether half-open `word` has outlived `half_open_max_wait` at `now`. Never early: the
+    /// entry time is rounded up to a whole millisecond and the limit too.
+    fn half_open_timed_out(&self, word: Word, now: u64) -> bool {
+        if self.rules.half_open_max_ms == u64::MAX {
+            return false;
+        }
+        let since = self.half_open_since.load(Ordering::Acquire);
+        if since & u64::from(GEN_MASK) != u64::from(word.generation()) {
+            return false; // entered just now; its writer has not stored the time yet
+        }
+        let now_ms = now.saturating_sub(self.origin) / MS;
+        now_ms.saturating_sub(since >> GEN_BITS) >= self.rules.half_open_max_ms
+    }
+
+    /// Reopens half-open `word` whose time ran out, with a longer wait (a timeout is a failed
+    /// trial round). `Ok` with the open deadline, or the word that won the race.
+    fn reopen_timed_out(&self, word: Word, now: u64) -> Result<u64, Word> {
+        let (next, until) =
+            self.open_word(next_gen(word.generation()), bump_attempts(word.attempts()), now);
+        self.cas(word, next)?;
+        self.transitioned(word, next, now, Reason::HalfOpenTimeout, Some(until));
+        Ok(until)
     }
 
     /// Opens the circuit from closed state `from` (once: losers of the CAS do nothing).

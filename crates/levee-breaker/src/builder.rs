@@ -137,6 +137,12 @@ impl<C: Clock> Builder<C> {
         self
     }
 
+    /// Reopens the circuit when it has been half-open for `wait` without a decision.
+    pub fn half_open_max_wait(mut self, wait: Duration) -> Self {
+        self.settings.half_open_max_wait = Some(wait);
+        self
+    }
+
     /// Adds a listener for state transitions.
     pub fn listener(mut self, listener: impl Listener<BreakerEvent> + 'static) -> Self {
         self.hook = self.hook.with(listener);

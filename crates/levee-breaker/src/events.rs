@@ -21,6 +21,8 @@ pub enum Reason {
     TrialsPassed,
     /// The half-open trials failed.
     TrialsFailed,
+    /// The breaker stayed half-open longer than `half_open_max_wait` without a decision.
+    HalfOpenTimeout,
     /// An operator called `reset`, `trip`, `force_open` or `disable`.
     Manual,
 }

@@ -15,7 +15,8 @@
 //! - **Open wait**: fixed, or exponential backoff with a cap and jitter across consecutive
 //!   reopenings ([`OpenWait`]); a refusal ([`Open`]) says until when.
 //! - **Half-open**: exactly `half_open_calls` trial permits under any concurrency; a trial
-//!   permit dropped without a result is handed back.
+//!   permit dropped without a result is handed back; with `half_open_max_wait`, trials that
+//!   hang past the limit reopen the circuit instead of holding it half-open.
 //! - **Classification**: a [`Classify`] decides which results are failures and which are
 //!   ignored; a slow success may count as a failure.
 //! - **Observability**: [`BreakerMetrics`] snapshots, and [`BreakerEvent`]s for every

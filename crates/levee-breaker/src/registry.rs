@@ -28,6 +28,8 @@ pub struct BreakerOverrides {
     pub failure_count_threshold: Option<u32>,
     pub open_wait: Option<OpenWait>,
     pub half_open_calls: Option<u32>,
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration::option"))]
+    pub half_open_max_wait: Option<Duration>,
 }
 
 impl BreakerOverrides {
@@ -50,6 +52,7 @@ impl BreakerOverrides {
             failure_count_threshold: self.failure_count_threshold.or(base.failure_count_threshold),
             open_wait: self.open_wait.unwrap_or(base.open_wait),
             half_open_calls: self.half_open_calls.unwrap_or(base.half_open_calls),
+            half_open_max_wait: self.half_open_max_wait.or(base.half_open_max_wait),
         }
     }
 }

@@ -268,6 +268,12 @@ pub struct BreakerSettings {
     pub open_wait: OpenWait,
     /// Trial calls a half-open breaker lets through before deciding (default 10).
     pub half_open_calls: u32,
+    /// Reopen a breaker that has been half-open this long without a decision (default:
+    /// none, it waits for its trials). Trials that hang would otherwise hold the circuit
+    /// half-open, refusing everything else, for as long as they hang (Resilience4j's
+    /// `maxWaitDurationInHalfOpenState`).
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration::option"))]
+    pub half_open_max_wait: Option<Duration>,
 }
 
 impl Default for BreakerSettings {
@@ -282,6 +288,7 @@ impl Default for BreakerSettings {
             failure_count_threshold: None,
             open_wait: OpenWait::fixed(Duration::from_secs(60)),
             half_open_calls: 10,
+            half_open_max_wait: None,
         }
     }
 }
@@ -311,6 +318,9 @@ impl BreakerSettings {
                 format!("must be at most {MAX_HALF_OPEN_CALLS}, got {}", self.half_open_calls),
             ));
         }
+        if let Some(d) = self.half_open_max_wait {
+            ConfigError::require_positive("half_open_max_wait", d)?;
+        }
         Ok(())
     }
 }
@@ -334,6 +344,8 @@ pub(crate) struct Rules {
     pub(crate) times_calls: bool,
     /// The longest possible open wait in whole milliseconds, plus one.
     pub(crate) max_wait_ms: u32,
+    /// `half_open_max_wait` in whole milliseconds (rounded up); `u64::MAX` when off.
+    pub(crate) half_open_max_ms: u64,
 }
 
 /// Why a window's calls open the circuit.
@@ -363,6 +375,9 @@ impl Rules {
             half_open_calls: u8::try_from(s.half_open_calls).unwrap_or(u8::MAX),
             times_calls: s.slow_call_duration.is_some(),
             max_wait_ms: u32::try_from(longest_ms + 1).unwrap_or(u32::MAX),
+            half_open_max_ms: s
+                .half_open_max_wait
+                .map_or(u64::MAX, |d| nanos(d).div_ceil(1_000_000)),
         }
     }
 

@@ -217,3 +217,40 @@ mod windows {
         });
     }
 }
+
+/// With a half-open time limit, a caller that sees the half-open state before its entry
+/// time is stored must not mistake the previous half-open episode's time for it.
+#[test]
+fn a_new_half_open_state_is_never_timed_out_by_an_old_one() {
+    model(|| {
+        let clock = ManualClock::new();
+        let b = Arc::new(
+            CircuitBreaker::builder()
+                .count_window(2)
+                .minimum_calls(1)
+                .open_wait(WAIT)
+                .half_open_calls(2)
+                .half_open_max_wait(WAIT / 2)
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        );
+        // A first half-open episode at t = WAIT, failed at once: open again until 2 * WAIT.
+        b.trip();
+        clock.advance(WAIT);
+        let (x, y) = (b.try_acquire().unwrap(), b.try_acquire().unwrap());
+        x.failure();
+        y.failure();
+        assert_eq!(b.state(), State::Open);
+        clock.advance(WAIT);
+        // Two callers race into the second episode; neither may see a timeout.
+        let other = {
+            let b = b.clone();
+            thread::spawn(move || b.try_acquire_owned().map(|p| p.is_trial()))
+        };
+        let mine = b.try_acquire_owned().map(|p| p.is_trial());
+        let theirs = other.join().unwrap();
+        assert_eq!((mine, theirs), (Ok(true), Ok(true)), "two trials, no timeout");
+        assert_eq!(b.state(), State::HalfOpen);
+    });
+}

@@ -60,6 +60,8 @@ struct Reference {
     window: VecDeque<Call>,
     not_permitted: u64,
     events: Vec<(State, State, Reason)>,
+    /// When the reference last turned half-open, in whole ms rounded up.
+    half_open_since_ms: u64,
 }
 
 impl Reference {
@@ -71,6 +73,7 @@ impl Reference {
             window: VecDeque::new(),
             not_permitted: 0,
             events: Vec::new(),
+            half_open_since_ms: 0,
         }
     }
 
@@ -175,11 +178,19 @@ impl Reference {
                 if now / MS >= deadline_ms {
                     let to = RState::HalfOpen { attempts, issued: 1, done: 0, failed: 0, slow: 0 };
                     self.go(to, Reason::WaitElapsed);
+                    self.half_open_since_ms = now.div_ceil(MS);
                     permit(self.generation, RKind::Trial)
                 } else {
                     self.not_permitted += 1;
                     Err((State::Open, Some(deadline_ms * MS)))
                 }
+            }
+            RState::HalfOpen { attempts, .. } if self.half_open_timed_out(now) => {
+                let to = self.open_at(now, (attempts + 1).min(15));
+                self.go(to, Reason::HalfOpenTimeout);
+                self.not_permitted += 1;
+                let RState::Open { deadline_ms, .. } = to else { unreachable!() };
+                Err((State::Open, Some(deadline_ms * MS)))
             }
             RState::HalfOpen { attempts, issued, done, failed, slow } => {
                 if issued < self.s.half_open_calls {
@@ -202,9 +213,24 @@ impl Reference {
                 Err((State::Open, Some(deadline_ms * MS)))
             }
             RState::Open { .. } => Ok(()),
+            RState::HalfOpen { attempts, .. } if self.half_open_timed_out(now) => {
+                let RState::Open { deadline_ms, .. } = self.open_at(now, (attempts + 1).min(15))
+                else {
+                    unreachable!()
+                };
+                Err((State::Open, Some(deadline_ms * MS)))
+            }
             RState::HalfOpen { issued, .. } if issued < self.s.half_open_calls => Ok(()),
             RState::HalfOpen { .. } => Err((State::HalfOpen, None)),
         }
+    }
+
+    /// Whether the half-open state has outlived `half_open_max_wait` at `now`.
+    fn half_open_timed_out(&self, now: u64) -> bool {
+        self.s.half_open_max_wait.is_some_and(|d| {
+            let limit_ms = (d.as_nanos() as u64).div_ceil(MS);
+            (now / MS).saturating_sub(self.half_open_since_ms) >= limit_ms
+        })
     }
 
     fn release(&mut self, p: RPermit) {
@@ -235,6 +261,11 @@ impl Reference {
                 if let Some(reason) = self.verdict(calls, f, sl, self.min_calls()) {
                     self.go(self.open_at(now, 0), reason);
                 }
+            }
+            (RKind::Trial, RState::HalfOpen { attempts, .. })
+                if p.generation == self.generation && self.half_open_timed_out(now) =>
+            {
+                self.go(self.open_at(now, (attempts + 1).min(15)), Reason::HalfOpenTimeout);
             }
             (RKind::Trial, RState::HalfOpen { attempts, issued, done, failed: f, slow: sl })
                 if p.generation == self.generation =>
@@ -325,8 +356,9 @@ fn settings() -> impl Strategy<Value = BreakerSettings> {
         prop::option::weighted(0.3, 1..4u32),
         open_wait,
         1..4u32,
+        prop::option::weighted(0.4, (1..4_000u64).prop_map(Duration::from_millis)),
     )
-        .prop_map(|(window, fr, sr, slow, slow_fails, min, count, open_wait, trials)| {
+        .prop_map(|(window, fr, sr, slow, slow_fails, min, count, open_wait, trials, max)| {
             BreakerSettings {
                 window,
                 failure_rate_threshold: fr,
@@ -337,6 +369,7 @@ fn settings() -> impl Strategy<Value = BreakerSettings> {
                 failure_count_threshold: count,
                 open_wait,
                 half_open_calls: trials,
+                half_open_max_wait: max,
             }
         })
 }

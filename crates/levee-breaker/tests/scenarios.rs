@@ -334,6 +334,63 @@ fn dropped_and_ignored_trials_are_handed_back() {
 }
 
 #[test]
+fn a_half_open_state_that_outlives_its_limit_reopens() {
+    let clock = ManualClock::new();
+    let (seen, listener) = recorder();
+    let b = builder(&clock)
+        .count_window(1)
+        .minimum_calls(1)
+        .half_open_calls(2)
+        .half_open_max_wait(5 * SEC)
+        .backoff(OpenWait::exponential(10 * SEC, 80 * SEC))
+        .listener(listener)
+        .build()
+        .unwrap();
+    calls(&b, &clock, "f", Duration::ZERO);
+    clock.advance(10 * SEC);
+    // Both trials hang; everyone else is refused while they do.
+    let hung = (b.try_acquire().unwrap(), b.try_acquire().unwrap());
+    clock.advance(5 * SEC - Duration::from_nanos(1));
+    assert_eq!(b.try_acquire().unwrap_err().state(), State::HalfOpen, "not early");
+    clock.advance(Duration::from_nanos(1));
+    let expected_until = clock.now() + 20_000_000_000; // second opening: twice the wait
+    assert_eq!(b.check().unwrap_err().until(), Some(expected_until), "check agrees");
+    let refused = b.try_acquire().unwrap_err();
+    assert_eq!((refused.state(), refused.until()), (State::Open, Some(expected_until)));
+    assert_eq!(b.state(), State::Open);
+    let last = *seen.lock().unwrap().last().unwrap();
+    assert_eq!(last, (State::HalfOpen, State::Open, Reason::HalfOpenTimeout, Some(expected_until)));
+    // The hung trials' late results belong to a finished generation.
+    hung.0.success();
+    hung.1.success();
+    assert_eq!(b.state(), State::Open);
+}
+
+#[test]
+fn a_late_trial_result_after_the_limit_reopens_without_another_call() {
+    let clock = ManualClock::new();
+    let b = builder(&clock)
+        .count_window(1)
+        .minimum_calls(1)
+        .half_open_calls(1)
+        .half_open_max_wait(5 * SEC)
+        .build()
+        .unwrap();
+    calls(&b, &clock, "f", Duration::ZERO);
+    clock.advance(10 * SEC);
+    let trial = b.try_acquire().unwrap();
+    clock.advance(6 * SEC);
+    trial.success(); // too late to close the circuit
+    assert_eq!(b.state(), State::Open);
+    // Within the limit a trial still decides as usual.
+    clock.advance(20 * SEC);
+    let trial = b.try_acquire().unwrap();
+    clock.advance(4 * SEC);
+    trial.success();
+    assert_eq!(b.state(), State::Closed);
+}
+
+#[test]
 fn results_of_an_old_generation_are_ignored() {
     let clock = ManualClock::new();
     let b = builder(&clock).count_window(2).minimum_calls(1).half_open_calls(1).build().unwrap();
@@ -521,6 +578,7 @@ fn bad_settings_are_build_errors_naming_the_setting() {
         (builder(&clock).time_window(Duration::ZERO), "time_window"),
         (builder(&clock).time_window_buckets(SEC, 0), "time_window_buckets"),
         (builder(&clock).half_open_calls(0), "half_open_calls"),
+        (builder(&clock).half_open_max_wait(Duration::ZERO), "half_open_max_wait"),
         (builder(&clock).minimum_calls(0), "minimum_calls"),
         (builder(&clock).failure_count_threshold(0), "failure_count_threshold"),
         (builder(&clock).open_wait(Duration::ZERO), "open_wait"),

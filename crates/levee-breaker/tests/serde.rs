@@ -20,6 +20,7 @@ fn settings_round_trip_through_toml_and_json() {
         open_wait: OpenWait::exponential(Duration::from_secs(1), Duration::from_secs(120))
             .jitter(0.2),
         half_open_calls: 4,
+        half_open_max_wait: Some(Duration::from_secs(30)),
     };
     let text = toml::to_string(&settings).unwrap();
     assert!(text.contains(r#"slow_call_duration = "1500ms""#), "{text}");
