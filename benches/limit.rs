@@ -4,7 +4,9 @@
 //! - `limiter/check_1t`, `limiter/check_1t_refused`, `limiter/check_2t`: one shared GCRA
 //!   limiter, on the default clocks of both (the TSC through quanta), admitting every check
 //!   or refusing every check, from one thread or two (two elements per iteration: one per
-//!   thread, timing the slower thread).
+//!   thread, timing the slower thread). `check_1t` and `check_2t` also run both crates'
+//!   opt-in clocks kept by a background thread (`levee_coarse_clock`: levee-core's
+//!   `CoarseClock`; `governor_upkeep_clock`: governor's `QuantaUpkeepClock`), 1 ms each.
 //! - `keyed/check_10k`, `keyed/check_1m`: a check of a present key, cycling over 10,000 or
 //!   1,000,000 keys.
 //! - `bulkhead/acquire_release_1t` and `_2t`: `try_acquire` and drop the permit.
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use levee_core::CoarseClock;
 use levee_limit::{Bulkhead, KeyedRateLimiter, Quota, RateLimiter};
 use levee_workspace::CountingAllocator;
 use levee_workspace::bench::slowest_thread_by;
@@ -142,7 +145,40 @@ fn check_1t(c: &mut Bench) {
     group.bench_function("clock_read_alone", |b| {
         b.iter(|| black_box(levee_core::Clock::now(&clock)))
     });
+    // Both crates' opt-in clocks that a background thread keeps: one load instead of a TSC
+    // read, for limiters whose burst covers rate x resolution (1 ms on both sides here).
+    let coarse = levee_coarse();
+    group.bench_function("levee_coarse_clock", |b| b.iter(|| black_box(coarse.check().is_ok())));
+    let upkeep = governor_upkeep();
+    group.bench_function("governor_upkeep_clock", |b| b.iter(|| black_box(upkeep.check().is_ok())));
     group.finish();
+}
+
+const COARSE_RESOLUTION: Duration = Duration::from_millis(1);
+
+fn levee_coarse() -> RateLimiter<CoarseClock> {
+    let clock = CoarseClock::with_resolution(COARSE_RESOLUTION).expect("updater thread");
+    RateLimiter::with_clock(Quota::per_second(OPEN_RATE).with_burst(u32::MAX), clock)
+        .expect("valid quota")
+}
+
+type GovernorUpkeep = governor::RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    governor::clock::QuantaUpkeepClock,
+>;
+
+fn governor_upkeep() -> GovernorUpkeep {
+    // quanta's upkeep is one per process: every limiter built here shares the first one.
+    static CLOCK: std::sync::OnceLock<governor::clock::QuantaUpkeepClock> =
+        std::sync::OnceLock::new();
+    let clock = CLOCK.get_or_init(|| {
+        governor::clock::QuantaUpkeepClock::from_interval(COARSE_RESOLUTION).expect("upkeep")
+    });
+    governor::RateLimiter::direct_with_clock(
+        governor::Quota::per_second(NonZeroU32::MAX),
+        clock.clone(),
+    )
 }
 
 fn check_1t_refused(c: &mut Bench) {
@@ -173,6 +209,22 @@ fn check_2t(c: &mut Bench) {
         b.iter_custom(|iters| {
             timed_threads(2, iters, &|| {
                 black_box(governor.check().is_ok());
+            })
+        })
+    });
+    let coarse = levee_coarse();
+    group.bench_function("levee_coarse_clock", |b| {
+        b.iter_custom(|iters| {
+            timed_threads(2, iters, &|| {
+                black_box(coarse.check().is_ok());
+            })
+        })
+    });
+    let upkeep = governor_upkeep();
+    group.bench_function("governor_upkeep_clock", |b| {
+        b.iter_custom(|iters| {
+            timed_threads(2, iters, &|| {
+                black_box(upkeep.check().is_ok());
             })
         })
     });

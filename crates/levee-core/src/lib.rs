@@ -1,8 +1,9 @@
 //! The shared foundation of [levee](https://docs.rs/levee): what every primitive is built on.
 //!
 //! - [`Clock`]: monotonic nanoseconds, injected. [`FastClock`] (the calibrated TSC) or
-//!   [`SystemClock`] (the OS clock) in production, [`ManualClock`] in tests, so timing
-//!   behaviour is deterministic and no test sleeps.
+//!   [`SystemClock`] (the OS clock) in production, [`CoarseClock`] (a recent reading kept by a
+//!   background thread: one load) where a hot path can live with millisecond steps,
+//!   [`ManualClock`] in tests, so timing behaviour is deterministic and no test sleeps.
 //! - [`sync`]: atomics, cells, locks and threads that become [loom](https://docs.rs/loom)'s
 //!   under `--cfg loom`, plus [`sync::model`] so one test body runs both ways.
 //! - [`LatencyRecorder`]: striped [hdrhistogram](https://docs.rs/hdrhistogram) recording with
@@ -35,6 +36,7 @@
 #![deny(unsafe_code)]
 
 mod clock;
+mod coarse_clock;
 mod config;
 mod counter;
 mod duration;
@@ -47,6 +49,7 @@ pub mod serde_duration;
 pub mod sync;
 
 pub use clock::{Clock, FastClock, ManualClock, SystemClock, nanos};
+pub use coarse_clock::CoarseClock;
 pub use config::ConfigError;
 pub use counter::Counter;
 pub use duration::{format_duration, parse_duration};

@@ -306,3 +306,21 @@ async fn window_limiters_wait_for_room() {
     sliding.until_ready().await;
     assert_eq!(clock.now(), 2_000 * MS, "waits until the first bucket leaves the window");
 }
+
+/// A limiter on the coarse clock admits its burst and then refuses, like any other; waiting
+/// works on it too (the coarse clock lags, so a wait may take one more round).
+#[tokio::test]
+async fn the_coarse_clock_drives_a_limiter() {
+    let clock = levee_core::CoarseClock::new().unwrap();
+    let limiter = RateLimiter::with_clock(Quota::per_hour(1).with_burst(3), clock).unwrap();
+    for _ in 0..3 {
+        assert!(limiter.check().is_ok());
+    }
+    let refusal = limiter.check().unwrap_err();
+    assert!(refusal.retry_after() > std::time::Duration::from_secs(19 * 60));
+    let fast = RateLimiter::with_clock(Quota::per_second(1_000).with_burst(1), clock).unwrap();
+    for _ in 0..3 {
+        // Each wait is at most about a millisecond of real time.
+        fast.until_ready().await;
+    }
+}

@@ -115,8 +115,8 @@ pub use levee_queue as queue;
 /// The everyday names, for `use levee::prelude::*`.
 pub mod prelude {
     pub use levee_core::{
-        Clock, ConfigError, EventHook, FastClock, LatencyRecorder, Listener, ManualClock,
-        SystemClock,
+        Clock, CoarseClock, ConfigError, EventHook, FastClock, LatencyRecorder, Listener,
+        ManualClock, SystemClock,
     };
 
     #[cfg(feature = "limit")]
