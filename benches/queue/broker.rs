@@ -1,7 +1,7 @@
 //! How fast is the in-process broker's publish -> receive -> ack, and what does at-least-once
 //! delivery (leases, acks, redelivery bookkeeping) cost next to a raw MPMC channel?
 //!
-//! `cargo bench --bench queue_broker`
+//! `cargo bench --bench queue -- broker`
 //!
 //! - `queue/broker_2c`: one publisher thread, one subscription, two consumer threads that
 //!   receive in batches and ack every message; the anchors move the same `u64`s through a
@@ -313,7 +313,8 @@ fn latency_report() {
     }
 }
 
-fn main() {
+/// Prints the latency report when the run's name filters (if any) ask for it.
+pub(crate) fn latency_if_wanted() {
     // Positional arguments (not options, not option values) are criterion's name filters.
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -324,6 +325,4 @@ fn main() {
     if std::env::args().any(|a| a == "--bench") && wants("queue/broker_latency") {
         latency_report();
     }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
 }

@@ -11,7 +11,7 @@
 //! Each sample spawns the threads (or tasks) once, releases them together with a barrier and
 //! times until the slowest one finishes.
 //!
-//! `cargo bench --bench queue_channel -- --warm-up-time 1 --measurement-time 3`
+//! `cargo bench --bench queue -- channel/ --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::sync::Barrier;
@@ -19,7 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group};
 
 const CAPACITY: usize = 1024;
 /// Messages per criterion iteration.
@@ -289,4 +289,3 @@ fn uncontended(c: &mut Criterion) {
 }
 
 criterion_group!(benches, uncontended, spsc, mpmc);
-criterion_main!(benches);
