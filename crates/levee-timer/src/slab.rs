@@ -31,6 +31,9 @@ pub(crate) const MAX_ENTRIES: usize = NIL as usize;
 pub(crate) struct Entry<T> {
     /// The deadline in clock nanoseconds.
     pub(crate) deadline: u64,
+    /// The entry before this one on its list. Stale (whatever it was) while the entry is
+    /// its list's head: the list's `head` says so, and unlinking a head need not touch the
+    /// entry after it.
     pub(crate) prev: u32,
     pub(crate) next: u32,
     pub(crate) generation: u32,
@@ -279,17 +282,23 @@ impl<T> Slab<T> {
     }
 
     /// Removes `index` from `list` (which must hold it).
+    ///
+    /// A list's head keeps a stale `prev` (see [`Entry::prev`]), so removing the head, the
+    /// common case when timers are cancelled in the order they were set and when due
+    /// entries are popped, writes neither neighbour: only the list's `head`.
     #[inline]
     pub(crate) fn unlink(&mut self, list: &mut List, index: u32) {
-        let entry = self.at_mut(index);
-        let (prev, next) = (entry.prev, entry.next);
-        entry.prev = NIL;
-        entry.next = NIL;
-        if prev == NIL {
+        let entry = self.at(index);
+        let next = entry.next;
+        if list.head == index {
             list.head = next;
-        } else {
-            self.at_mut(prev).next = next;
+            if next == NIL {
+                list.tail = NIL;
+            }
+            return;
         }
+        let prev = entry.prev;
+        self.at_mut(prev).next = next;
         if next == NIL {
             list.tail = prev;
         } else {
@@ -304,7 +313,11 @@ impl<T> Slab<T> {
         if head == NIL {
             return None;
         }
-        self.unlink(list, head);
+        let next = self.at(head).next;
+        list.head = next;
+        if next == NIL {
+            list.tail = NIL;
+        }
         Some(head)
     }
 
@@ -319,6 +332,7 @@ impl<T> Slab<T> {
             *dst = *src;
         } else {
             self.at_mut(dst.tail).next = src.head;
+            // No longer a head: its `prev` must be right from now on.
             self.at_mut(src.head).prev = dst.tail;
             dst.tail = src.tail;
         }
