@@ -75,8 +75,11 @@ pub(crate) struct Slab<T> {
     /// Free entries; `next` links them.
     free_head: u32,
     len: usize,
-    /// Entries freed since the free list was last threaded in index order.
-    frees: usize,
+    /// Frees since the free list was last threaded in index order that were not next to
+    /// the previous free (so the free list jumps there).
+    scattered: usize,
+    /// The entry freed last.
+    last_freed: u32,
 }
 
 impl<T> Slab<T> {
@@ -87,7 +90,8 @@ impl<T> Slab<T> {
             holes: Vec::new(),
             free_head: NIL,
             len: 0,
-            frees: 0,
+            scattered: 0,
+            last_freed: NIL,
         }
     }
 
@@ -171,12 +175,15 @@ impl<T> Slab<T> {
         entry.next = free_head;
         self.free_head = index;
         self.len -= 1;
-        self.frees += 1;
         // Entries are freed in firing order, which scatters the free list over memory; when
-        // the slab empties after much churn, re-thread it in index order so the next burst
-        // of inserts writes memory sequentially. Amortised O(1): at most once per
-        // `capacity / 2` frees.
-        if self.len == 0 && self.frees >= self.capacity() / 2 {
+        // the slab empties after much scattering, re-thread it in index order so the next
+        // burst of inserts writes memory sequentially. Frees next to each other in index
+        // order (cancelling in the order of setting) leave a sequential list: no pass over
+        // the whole slab then. Amortised O(1): at most once per `capacity / 4` frees.
+        let step = index.wrapping_sub(self.last_freed).wrapping_add(1);
+        self.scattered += usize::from(step > 2);
+        self.last_freed = index;
+        if self.len == 0 && self.scattered >= self.capacity() / 4 {
             self.rethread();
         }
         value
@@ -195,7 +202,7 @@ impl<T> Slab<T> {
             }
         }
         self.free_head = head;
-        self.frees = 0;
+        self.scattered = 0;
     }
 
     /// Makes a chunk of free entries (reusing the lowest hole first). False when the index
