@@ -531,23 +531,26 @@ impl<T> TimingWheel<T> {
     #[inline]
     fn slack_level(&self, tick: u64) -> (usize, u64) {
         let elapsed = self.elapsed;
-        let top = self.levels.len() - 1;
-        // `tick` rounded up to slots of `1 << shift` ticks.
-        let rounded = |shift: u32| (tick >> shift) + u64::from(tick & ((1 << shift) - 1) != 0);
+        // `tick` rounded up to slots of `1 << shift` ticks (ticks stay below 2^55: no overflow).
+        let rounded = |shift: u32| (tick + ((1 << shift) - 1)) >> shift;
         let delta = tick - elapsed;
         // With `delta <= 2^bits`: the level below `guess` cannot reach (64 slots of
         // 8^(guess-1) <= 2^(bits-3) ticks < delta), and the level above it always does
         // (slots of at least 2^(bits-5) ticks: delta spans at most 32 of them, plus 2 for
-        // rounding). So the answer is `guess` or the next level, chosen without a branch:
-        // random deadlines make it unpredictable.
+        // rounding). So the answer is `guess` or the next level. The top level reaches every
+        // tick (`from_builder` sizes the levels so), so neither is beyond it. The level is
+        // computed by arithmetic on the condition, not by choosing between two results: the
+        // compiler may turn a choice into a branch, which random deadlines (split between two
+        // levels) mispredict.
         let bits = u64::BITS - (delta - 1).leading_zeros();
-        let guess = ((bits.saturating_sub(6) / SLACK_SHIFT) as usize).min(top);
-        let shift = guess as u32 * SLACK_SHIFT;
-        let (here, above) = (rounded(shift), rounded(shift + SLACK_SHIFT));
-        let fits = here - (elapsed >> shift) <= SLOTS as u64 || guess == top;
-        let (level, k) = if fits { (guess, here) } else { (guess + 1, above) };
-        debug_assert!(k - (elapsed >> (level as u32 * SLACK_SHIFT)) <= SLOTS as u64, "too few");
-        (level, k)
+        let guess = bits.saturating_sub(6) / SLACK_SHIFT;
+        let shift = guess * SLACK_SHIFT;
+        let fits = rounded(shift) - (elapsed >> shift) <= SLOTS as u64;
+        let level = guess + u32::from(!fits);
+        let k = rounded(level * SLACK_SHIFT);
+        debug_assert!((level as usize) < self.levels.len(), "tick beyond the top level");
+        debug_assert!(k - (elapsed >> (level * SLACK_SHIFT)) <= SLOTS as u64, "too few");
+        (level as usize, k)
     }
 
     /// Removes an entry from whichever list holds it, keeping bitmaps and `next_event` right.
