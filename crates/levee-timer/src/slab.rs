@@ -145,6 +145,7 @@ impl<T> Slab<T> {
 
     /// Stores a new live entry (not on any list yet) and returns its index and generation,
     /// or gives the value back when every index is in use.
+    #[inline]
     pub(crate) fn insert(&mut self, deadline: u64, value: T) -> Result<(u32, u32), T> {
         if self.free_head == NIL && !self.grow() {
             return Err(value);
@@ -163,6 +164,7 @@ impl<T> Slab<T> {
     }
 
     /// Frees a live entry that is on no list, returning its value.
+    #[inline]
     pub(crate) fn remove(&mut self, index: u32) -> T {
         let free_head = self.free_head;
         let entry = self.at_mut(index);
@@ -190,6 +192,8 @@ impl<T> Slab<T> {
     }
 
     /// Threads the free list through every free entry, lowest index first. O(capacity).
+    #[cold]
+    #[inline(never)]
     fn rethread(&mut self) {
         let mut head = NIL;
         for (ci, chunk) in self.chunks.iter_mut().enumerate().rev() {
@@ -207,6 +211,8 @@ impl<T> Slab<T> {
 
     /// Makes a chunk of free entries (reusing the lowest hole first). False when the index
     /// space is exhausted.
+    #[cold]
+    #[inline(never)]
     fn grow(&mut self) -> bool {
         let chunk_index = match self.holes.pop() {
             Some(hole) => hole as usize,
