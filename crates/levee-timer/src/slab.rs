@@ -31,6 +31,9 @@ pub(crate) const MAX_ENTRIES: usize = NIL as usize;
 pub(crate) struct Entry<T> {
     /// The deadline in clock nanoseconds.
     pub(crate) deadline: u64,
+    /// The entry before this one on its list. Stale (whatever it was) while the entry is
+    /// its list's head: the list's `head` says so, and unlinking a head need not touch the
+    /// entry after it.
     pub(crate) prev: u32,
     pub(crate) next: u32,
     pub(crate) generation: u32,
@@ -72,8 +75,11 @@ pub(crate) struct Slab<T> {
     /// Free entries; `next` links them.
     free_head: u32,
     len: usize,
-    /// Entries freed since the free list was last threaded in index order.
-    frees: usize,
+    /// Frees since the free list was last threaded in index order that were not next to
+    /// the previous free (so the free list jumps there).
+    scattered: usize,
+    /// The entry freed last.
+    last_freed: u32,
 }
 
 impl<T> Slab<T> {
@@ -84,7 +90,8 @@ impl<T> Slab<T> {
             holes: Vec::new(),
             free_head: NIL,
             len: 0,
-            frees: 0,
+            scattered: 0,
+            last_freed: NIL,
         }
     }
 
@@ -138,6 +145,7 @@ impl<T> Slab<T> {
 
     /// Stores a new live entry (not on any list yet) and returns its index and generation,
     /// or gives the value back when every index is in use.
+    #[inline]
     pub(crate) fn insert(&mut self, deadline: u64, value: T) -> Result<(u32, u32), T> {
         if self.free_head == NIL && !self.grow() {
             return Err(value);
@@ -156,6 +164,7 @@ impl<T> Slab<T> {
     }
 
     /// Frees a live entry that is on no list, returning its value.
+    #[inline]
     pub(crate) fn remove(&mut self, index: u32) -> T {
         let free_head = self.free_head;
         let entry = self.at_mut(index);
@@ -168,18 +177,23 @@ impl<T> Slab<T> {
         entry.next = free_head;
         self.free_head = index;
         self.len -= 1;
-        self.frees += 1;
         // Entries are freed in firing order, which scatters the free list over memory; when
-        // the slab empties after much churn, re-thread it in index order so the next burst
-        // of inserts writes memory sequentially. Amortised O(1): at most once per
-        // `capacity / 2` frees.
-        if self.len == 0 && self.frees >= self.capacity() / 2 {
+        // the slab empties after much scattering, re-thread it in index order so the next
+        // burst of inserts writes memory sequentially. Frees next to each other in index
+        // order (cancelling in the order of setting) leave a sequential list: no pass over
+        // the whole slab then. Amortised O(1): at most once per `capacity / 4` frees.
+        let step = index.wrapping_sub(self.last_freed).wrapping_add(1);
+        self.scattered += usize::from(step > 2);
+        self.last_freed = index;
+        if self.len == 0 && self.scattered >= self.capacity() / 4 {
             self.rethread();
         }
         value
     }
 
     /// Threads the free list through every free entry, lowest index first. O(capacity).
+    #[cold]
+    #[inline(never)]
     fn rethread(&mut self) {
         let mut head = NIL;
         for (ci, chunk) in self.chunks.iter_mut().enumerate().rev() {
@@ -192,11 +206,13 @@ impl<T> Slab<T> {
             }
         }
         self.free_head = head;
-        self.frees = 0;
+        self.scattered = 0;
     }
 
     /// Makes a chunk of free entries (reusing the lowest hole first). False when the index
     /// space is exhausted.
+    #[cold]
+    #[inline(never)]
     fn grow(&mut self) -> bool {
         let chunk_index = match self.holes.pop() {
             Some(hole) => hole as usize,
@@ -279,17 +295,23 @@ impl<T> Slab<T> {
     }
 
     /// Removes `index` from `list` (which must hold it).
+    ///
+    /// A list's head keeps a stale `prev` (see [`Entry::prev`]), so removing the head, the
+    /// common case when timers are cancelled in the order they were set and when due
+    /// entries are popped, writes neither neighbour: only the list's `head`.
     #[inline]
     pub(crate) fn unlink(&mut self, list: &mut List, index: u32) {
-        let entry = self.at_mut(index);
-        let (prev, next) = (entry.prev, entry.next);
-        entry.prev = NIL;
-        entry.next = NIL;
-        if prev == NIL {
+        let entry = self.at(index);
+        let next = entry.next;
+        if list.head == index {
             list.head = next;
-        } else {
-            self.at_mut(prev).next = next;
+            if next == NIL {
+                list.tail = NIL;
+            }
+            return;
         }
+        let prev = entry.prev;
+        self.at_mut(prev).next = next;
         if next == NIL {
             list.tail = prev;
         } else {
@@ -304,7 +326,11 @@ impl<T> Slab<T> {
         if head == NIL {
             return None;
         }
-        self.unlink(list, head);
+        let next = self.at(head).next;
+        list.head = next;
+        if next == NIL {
+            list.tail = NIL;
+        }
         Some(head)
     }
 
@@ -319,6 +345,7 @@ impl<T> Slab<T> {
             *dst = *src;
         } else {
             self.at_mut(dst.tail).next = src.head;
+            // No longer a head: its `prev` must be right from now on.
             self.at_mut(src.head).prev = dst.tail;
             dst.tail = src.tail;
         }

@@ -530,21 +530,27 @@ impl<T> TimingWheel<T> {
     /// the level's slot size, and the rounded tick in that level's slot units.
     #[inline]
     fn slack_level(&self, tick: u64) -> (usize, u64) {
-        let delta = tick - self.elapsed;
-        // A lower bound on the answer: the level below the guess cannot reach `delta`
-        // (64 slots of 8^(guess-1) ticks < 2^(bits-3) < delta). At most two steps follow.
+        let elapsed = self.elapsed;
+        // `tick` rounded up to slots of `1 << shift` ticks (ticks stay below 2^55: no overflow).
+        let rounded = |shift: u32| (tick + ((1 << shift) - 1)) >> shift;
+        let delta = tick - elapsed;
+        // With `delta <= 2^bits`: the level below `guess` cannot reach (64 slots of
+        // 8^(guess-1) <= 2^(bits-3) ticks < delta), and the level above it always does
+        // (slots of at least 2^(bits-5) ticks: delta spans at most 32 of them, plus 2 for
+        // rounding). So the answer is `guess` or the next level. The top level reaches every
+        // tick (`from_builder` sizes the levels so), so neither is beyond it. The level is
+        // computed by arithmetic on the condition, not by choosing between two results: the
+        // compiler may turn a choice into a branch, which random deadlines (split between two
+        // levels) mispredict.
         let bits = u64::BITS - (delta - 1).leading_zeros();
-        let mut level = (bits.saturating_sub(6) / SLACK_SHIFT) as usize;
-        let top = self.levels.len() - 1;
-        loop {
-            let shift = level as u32 * SLACK_SHIFT;
-            let k = (tick >> shift) + u64::from(tick & ((1 << shift) - 1) != 0);
-            if k - (self.elapsed >> shift) <= SLOTS as u64 || level >= top {
-                debug_assert!(k - (self.elapsed >> shift) <= SLOTS as u64, "levels too few");
-                return (level, k);
-            }
-            level += 1;
-        }
+        let guess = bits.saturating_sub(6) / SLACK_SHIFT;
+        let shift = guess * SLACK_SHIFT;
+        let fits = rounded(shift) - (elapsed >> shift) <= SLOTS as u64;
+        let level = guess + u32::from(!fits);
+        let k = rounded(level * SLACK_SHIFT);
+        debug_assert!((level as usize) < self.levels.len(), "tick beyond the top level");
+        debug_assert!(k - (elapsed >> (level * SLACK_SHIFT)) <= SLOTS as u64, "too few");
+        (level as usize, k)
     }
 
     /// Removes an entry from whichever list holds it, keeping bitmaps and `next_event` right.
@@ -667,7 +673,10 @@ impl<T> TimingWheel<T> {
                 assert!(members.len() < limit, "list cycle");
                 let e = self.slab.at(at);
                 assert!(e.value.is_some(), "free entry {at} on a list");
-                assert_eq!(e.prev, prev, "broken prev link at {at}");
+                if prev != NIL {
+                    // A head's `prev` is stale by design.
+                    assert_eq!(e.prev, prev, "broken prev link at {at}");
+                }
                 members.push(at);
                 prev = at;
                 at = e.next;
@@ -886,6 +895,34 @@ mod tests {
             assert!(w.advance(at).count() > 0, "every slack wake-up fires something");
         }
         assert!(wakeups < 50, "{wakeups} wake-ups for 100 s of timers");
+    }
+
+    #[test]
+    fn slack_level_is_the_finest_that_reaches() {
+        for tick_len in [MIN_TICK, Duration::from_millis(1), Duration::from_secs(1)] {
+            let mut w: TimingWheel<()> =
+                TimingWheel::builder().mode(Precision::Slack).tick(tick_len).build().unwrap();
+            let top = w.levels.len() - 1;
+            let mut x = 0x2545_F491_4F6C_DD1Du64;
+            for i in 0..200_000u32 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Every tick the wheel can be asked for: up to that of `u64::MAX`.
+                let max_tick = w.deadline_tick(u64::MAX);
+                w.elapsed = if i % 2 == 0 { x >> 40 } else { x >> (x % 64) } % max_tick;
+                let delta = 1 + ((x >> 3) >> (x % 61)) % (max_tick - w.elapsed);
+                let tick = w.elapsed + delta;
+                let reach = |level: usize| {
+                    let shift = level as u32 * SLACK_SHIFT;
+                    tick.div_ceil(1 << shift) - (w.elapsed >> shift) <= SLOTS as u64
+                };
+                let want = (0..=top).find(|&l| reach(l)).unwrap_or(top);
+                let (level, k) = w.slack_level(tick);
+                assert_eq!(level, want, "tick {tick} elapsed {}", w.elapsed);
+                assert_eq!(k, tick.div_ceil(1 << (level as u32 * SLACK_SHIFT)));
+            }
+        }
     }
 
     #[test]
