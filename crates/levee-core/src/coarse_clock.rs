@@ -43,8 +43,10 @@ pub struct CoarseClock {
 /// everywhere, so no other static's writes may invalidate it.
 static RECENT: Padded = Padded(AtomicU64::new(0));
 
+/// An atomic on a cache line (two, for adjacent-line prefetch) of its own.
 #[repr(align(128))]
 struct Padded(AtomicU64);
+
 /// The updater's period once it runs, or why it could not start (kept, so every later
 /// constructor call fails the same way instead of handing out a clock nobody updates).
 static UPDATER: OnceLock<Result<Duration, (io::ErrorKind, String)>> = OnceLock::new();
