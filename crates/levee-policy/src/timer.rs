@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Poll, Wake, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use levee_core::Clock;
 
@@ -145,16 +145,29 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 /// circuit breaker, a retry budget) follow `tokio::time::pause()` and `advance()` in tests
 /// together with the pipeline's timeouts and delays.
 ///
-/// Readings count from the first time any `TokioClock` is read (zero before that).
+/// Readings count from a process-wide origin a year before the first time any `TokioClock`
+/// is read. The margin matters when several runtimes share the process (tests, each with its
+/// own paused clock): one whose time is behind the runtime that read first still reads a
+/// moving clock, where an origin at the first reading would pin it at zero until its time
+/// caught up.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TokioClock;
 
 static TOKIO_ORIGIN: OnceLock<Instant> = OnceLock::new();
 
+/// How far before the first reading the origin lies (less where the platform's `Instant`
+/// cannot go back that far).
+const ORIGIN_MARGIN: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl Clock for TokioClock {
     fn now(&self) -> u64 {
         let now = tokio::time::Instant::now().into_std();
-        let origin = *TOKIO_ORIGIN.get_or_init(|| now);
+        let origin = *TOKIO_ORIGIN.get_or_init(|| {
+            [ORIGIN_MARGIN, Duration::from_secs(24 * 3600), Duration::from_secs(3600)]
+                .into_iter()
+                .find_map(|margin| now.checked_sub(margin))
+                .unwrap_or(now)
+        });
         levee_core::nanos(now.saturating_duration_since(origin))
     }
 }
@@ -162,7 +175,31 @@ impl Clock for TokioClock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    /// Two runtimes with their own paused clocks: the one behind still reads a moving clock
+    /// after the one ahead has read first (the origin is shared by the process).
+    #[test]
+    fn a_runtime_behind_the_first_reader_still_reads_a_moving_clock() {
+        let paused = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap()
+        };
+        let behind = paused();
+        let ahead = paused();
+        ahead.block_on(async {
+            tokio::time::advance(Duration::from_secs(10)).await;
+            TokioClock.now()
+        });
+        let moved = behind.block_on(async {
+            let before = TokioClock.now();
+            tokio::time::advance(Duration::from_secs(1)).await;
+            TokioClock.now() - before
+        });
+        assert_eq!(moved, 1_000_000_000);
+    }
 
     #[test]
     fn blocking_sleep_registers_its_deadline_until_due() {
