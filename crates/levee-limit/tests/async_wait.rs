@@ -8,7 +8,7 @@ use levee_core::{Clock, ManualClock};
 use levee_limit::{
     Bulkhead, BulkheadError, Jitter, KeyedRateLimiter, Pacer, Quota, RateLimiter, WarmUpLimiter,
 };
-use tokio::time::{Instant, timeout};
+use tokio::time::{Instant, sleep, timeout};
 
 const MS: u64 = 1_000_000;
 
@@ -208,7 +208,7 @@ async fn bulkhead_waiters_get_permits_in_order() {
         tasks.push(tokio::spawn(async move {
             let permit = bulkhead.acquire_owned().await.unwrap();
             order.lock().unwrap().push(i);
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            sleep(Duration::from_millis(10)).await;
             drop(permit);
         }));
         tokio::task::yield_now().await; // queue in spawn order

@@ -9,6 +9,7 @@ use std::time::Duration;
 use levee_core::ManualClock;
 use levee_limit::tower::{BulkheadLayer, KeyedRateLimitLayer, LimitError, RateLimitLayer};
 use levee_limit::{Bulkhead, BulkheadError, KeyedRateLimiter, Quota, RateLimiter, RetryAfter};
+use tokio::time::sleep;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 fn echo() -> impl Service<u32, Response = u32, Error = Infallible, Future: Send> + Clone {
@@ -67,7 +68,7 @@ async fn bulkhead_layer_holds_a_permit_per_request_in_flight() {
             .unwrap(),
     );
     let slow = service_fn(|ms: u64| async move {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        sleep(Duration::from_millis(ms)).await;
         Ok::<_, Infallible>(ms)
     });
     let svc = BulkheadLayer::new(bulkhead.clone()).layer(slow);

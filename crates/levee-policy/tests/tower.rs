@@ -11,6 +11,7 @@ use std::time::Duration;
 use levee_core::ManualClock;
 use levee_policy::tower::{PipelineLayer, policy_layer};
 use levee_policy::{Backoff, Error, Pipeline, Retry, RetryBudget, Timeout};
+use tokio::time::sleep;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -35,7 +36,7 @@ impl Service<&'static str> for Backend {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         let (fail, delay) = (n < self.fail_first, self.delay);
         Box::pin(async move {
-            tokio::time::sleep(delay).await;
+            sleep(delay).await;
             if fail { Err("unavailable") } else { Ok(format!("hello {req}")) }
         })
     }

@@ -11,6 +11,7 @@ use levee_queue::broker::{
     AttemptOutcome, BrokerError, BrokerEvent, DeadLetterReason, InProcessBroker, Message, Overflow,
     Publish, Select, SubscriptionConfig, TopicConfig,
 };
+use tokio::time::sleep;
 
 type Broker = InProcessBroker<u32, ManualClock>;
 
@@ -471,7 +472,7 @@ async fn the_driver_expires_leases_nobody_receives_and_stops_on_close() {
         tokio::spawn(async move { broker.drive(Duration::from_millis(100)).await })
     };
     clock.advance(Duration::from_secs(2));
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    sleep(Duration::from_millis(250)).await;
     let stats = sub.stats();
     assert_eq!((stats.lease_expired, stats.dead_letters, stats.in_flight), (1, 1, 0));
     assert_eq!(broker.subscriptions().len(), 1);

@@ -8,6 +8,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use levee_queue::channel::{self, Builder, OverflowPolicy, RecvError, SendError};
+use tokio::time::sleep;
 
 /// A waker that counts how often it was woken.
 #[derive(Default)]
@@ -184,7 +185,7 @@ async fn select_with_timeouts_loses_and_duplicates_nothing() {
         for i in 0..500 {
             tx.send_async(i).await.unwrap();
             if i % 3 == 0 {
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                sleep(Duration::from_millis(2)).await;
             }
         }
     });
@@ -195,7 +196,7 @@ async fn select_with_timeouts_loses_and_duplicates_nothing() {
                 Ok(v) => got.push(v),
                 Err(RecvError) => break,
             },
-            () = tokio::time::sleep(Duration::from_millis(1)) => {}
+            () = sleep(Duration::from_millis(1)) => {}
         }
     }
     producer.await.unwrap();
