@@ -31,25 +31,23 @@ fn tokio_sleep_for(nanos: u64) -> tokio::time::Sleep {
     tokio::time::sleep(Duration::from_nanos(nanos))
 }
 
-impl AsyncClock for FastClock {
-    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + Sync + 'static {
-        tokio_sleep_for(deadline.saturating_sub(self.now()))
-    }
+/// Clocks that follow real time sleep on tokio's timer for the time their reading still lacks.
+/// (`CoarseClock` lags real time, so its sleep lasts at least until the deadline in real time;
+/// a check that still finds its reading short of the deadline sleeps once more.)
+macro_rules! real_time_async_clock {
+    ($($clock:ty),+) => {$(
+        impl AsyncClock for $clock {
+            fn sleep_until(
+                &self,
+                deadline: u64,
+            ) -> impl Future<Output = ()> + Send + Sync + 'static {
+                tokio_sleep_for(deadline.saturating_sub(self.now()))
+            }
+        }
+    )+};
 }
 
-/// The coarse clock lags real time, so the sleep lasts at least until the deadline in real
-/// time; a check that still finds its reading short of the deadline sleeps once more.
-impl AsyncClock for CoarseClock {
-    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + Sync + 'static {
-        tokio_sleep_for(deadline.saturating_sub(self.now()))
-    }
-}
-
-impl AsyncClock for SystemClock {
-    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + Sync + 'static {
-        tokio_sleep_for(deadline.saturating_sub(self.now()))
-    }
-}
+real_time_async_clock!(FastClock, CoarseClock, SystemClock);
 
 /// Sleeps on tokio's timer for the remaining time, then sets the manual clock to the
 /// deadline (never backwards). Under `tokio::time::pause()` the two clocks thus move in step:
