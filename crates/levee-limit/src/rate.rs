@@ -121,15 +121,7 @@ impl<C: Clock> RateLimiter<C> {
     #[inline]
     pub fn check_at(&self, now: u64) -> Result<(), Throttled> {
         let hot = &*self.hot;
-        match hot.gcra.check(&hot.tat, now) {
-            Ok(()) => {
-                if hot.count_admitted {
-                    self.counters.admitted.incr();
-                }
-                Ok(())
-            }
-            Err(refusal) => Err(self.counters.record_throttled(&self.hook, 1, refusal)),
-        }
+        self.counters.settle(&self.hook, hot.count_admitted, 1, hot.gcra.check(&hot.tat, now))
     }
 
     /// As [`check_n`](Self::check_n), judged at clock reading `now` (see
@@ -142,9 +134,7 @@ impl<C: Clock> RateLimiter<C> {
         let hot = &*self.hot;
         match hot.gcra.check_n(&hot.tat, now, n) {
             Ok(()) => {
-                if hot.count_admitted {
-                    self.counters.admitted.add(u64::from(n));
-                }
+                self.counters.admit(hot.count_admitted, n);
                 Ok(())
             }
             Err(e) => Err(self.counters.record_refusal(&self.hook, n, e)),
@@ -213,9 +203,7 @@ impl<C: AsyncClock> RateLimiter<C> {
         let hot = &*self.hot;
         match hot.gcra.check_n(&hot.tat, hot.clock.now(), n) {
             Ok(()) => {
-                if hot.count_admitted {
-                    self.counters.admitted.add(u64::from(n));
-                }
+                self.counters.admit(hot.count_admitted, n);
                 Ok(())
             }
             // n <= burst is checked before waiting and the burst never changes.

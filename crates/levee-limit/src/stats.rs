@@ -15,6 +15,34 @@ pub(crate) struct RateCounters {
 }
 
 impl RateCounters {
+    /// Counts `cells` admitted cells when the limiter counts admissions (an atomic add that
+    /// limiters built without counting skip).
+    #[inline]
+    pub(crate) fn admit(&self, count_admitted: bool, cells: u32) {
+        if count_admitted {
+            self.admitted.add(u64::from(cells));
+        }
+    }
+
+    /// Counts the outcome of checking `cells` cells and passes it on: an admission as in
+    /// [`admit`](Self::admit), a refusal as in [`record_throttled`](Self::record_throttled).
+    #[inline]
+    pub(crate) fn settle(
+        &self,
+        hook: &EventHook<RateEvent>,
+        count_admitted: bool,
+        cells: u32,
+        result: Result<(), Throttled>,
+    ) -> Result<(), Throttled> {
+        match result {
+            Ok(()) => {
+                self.admit(count_admitted, cells);
+                Ok(())
+            }
+            Err(refusal) => Err(self.record_throttled(hook, cells, refusal)),
+        }
+    }
+
     pub(crate) fn snapshot(&self, count_admitted: bool) -> RateStats {
         RateStats {
             admitted: count_admitted.then(|| self.admitted.get()),

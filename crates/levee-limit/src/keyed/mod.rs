@@ -305,15 +305,7 @@ where
 
     #[inline]
     fn count(&self, result: Result<(), Throttled>, cells: u32) -> Result<(), Throttled> {
-        match result {
-            Ok(()) => {
-                if self.count_admitted {
-                    self.counters.admitted.add(u64::from(cells));
-                }
-                Ok(())
-            }
-            Err(refusal) => Err(self.counters.record_throttled(&self.hook, cells, refusal)),
-        }
+        self.counters.settle(&self.hook, self.count_admitted, cells, result)
     }
 
     /// After a hit: sweep the shard if its time has come.
@@ -420,9 +412,7 @@ where
         }
         match outcome {
             Inserted::New => {
-                if self.count_admitted {
-                    self.counters.admitted.add(u64::from(n));
-                }
+                self.counters.admit(self.count_admitted, n);
                 Ok(())
             }
             Inserted::Existing(Ok(())) => self.count(Ok(()), n).map_err(Into::into),
