@@ -15,6 +15,7 @@
 //! - [`parse_duration`] / [`format_duration`]: durations in settings files (`"250ms"`), and
 //!   `serde_duration` (feature `serde`) for `#[serde(with = ..)]` on `Duration` fields.
 //! - [`random`]: cheap thread-local randomness for jitter.
+//! - [`testing`]: how tests find the real servers they need (skipped locally, required in CI).
 //!
 //! ```
 //! use std::time::Duration;
@@ -47,6 +48,7 @@ mod retry_after;
 #[cfg(feature = "serde")]
 pub mod serde_duration;
 pub mod sync;
+pub mod testing;
 
 pub use clock::{Clock, FastClock, ManualClock, SystemClock, nanos};
 pub use coarse_clock::CoarseClock;
