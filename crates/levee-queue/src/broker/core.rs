@@ -32,6 +32,7 @@ use super::config::SubscriptionConfig;
 use super::dead_letter::{AttemptOutcome, AttemptRecord, DeadLetter, DeadLetterReason, Select};
 use super::event::BrokerEvent;
 use super::message::StoredMessage;
+use super::nack::Nack;
 use super::slots::{Ended, Slots, Stale};
 use super::stats::SubscriptionStats;
 use super::timers::Timers;
@@ -109,12 +110,10 @@ pub(crate) struct Grant<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verb {
     Ack,
-    /// A handler failure: `delay` overrides the backoff schedule; `dropped` when no verb
-    /// was given.
-    Nack {
-        delay: Option<Duration>,
-        dropped: bool,
-    },
+    /// A handler failure.
+    Nack(Nack),
+    /// A delivery dropped without a verb: a handler failure with no reason, on the backoff.
+    Drop,
     Term(String),
 }
 
@@ -467,25 +466,14 @@ impl<T> Core<T> {
                 self.release_key(pending.msg.key_arc().cloned().as_ref(), now);
                 Ok(Settled::Acked { ready_at })
             }
-            Verb::Nack { delay, dropped } => {
-                pending.failures += 1;
-                self.counts.nacked += 1;
-                let delay = delay.unwrap_or_else(|| self.config.backoff_for(pending.failures));
-                let outcome = if dropped {
-                    self.counts.dropped += 1;
-                    AttemptOutcome::Dropped
-                } else {
-                    AttemptOutcome::Nacked { delay }
-                };
-                pending.record(flight.delivered_at, now, outcome);
-                let (seq, attempt) = (pending.msg.seq, pending.attempt);
-                self.emit(|subscription| BrokerEvent::Nacked { subscription, seq, attempt, delay });
-                if pending.failures >= self.config.max_deliveries {
-                    let failures = pending.failures;
-                    self.dead_letter(pending, DeadLetterReason::MaxDeliveries { failures }, now);
-                } else {
-                    self.schedule(pending, now.saturating_add(nanos(delay)), now);
-                }
+            Verb::Nack(Nack { delay, reason }) => {
+                let outcome = |delay| AttemptOutcome::Nacked { delay, reason };
+                self.fail(pending, flight.delivered_at, delay, outcome, now);
+                Ok(Settled::Done)
+            }
+            Verb::Drop => {
+                self.counts.dropped += 1;
+                self.fail(pending, flight.delivered_at, None, |_| AttemptOutcome::Dropped, now);
                 Ok(Settled::Done)
             }
             Verb::Term(reason) => {
@@ -498,6 +486,30 @@ impl<T> Core<T> {
                 self.dead_letter(pending, DeadLetterReason::Terminated { reason }, now);
                 Ok(Settled::Done)
             }
+        }
+    }
+
+    /// A handler failure (nack or drop): redeliver after `delay` (`None`: the backoff for
+    /// this failure), or dead-letter after `max_deliveries`.
+    fn fail(
+        &mut self,
+        mut pending: Pending<T>,
+        delivered_at: u64,
+        delay: Option<Duration>,
+        outcome: impl FnOnce(Duration) -> AttemptOutcome,
+        now: u64,
+    ) {
+        pending.failures += 1;
+        self.counts.nacked += 1;
+        let delay = delay.unwrap_or_else(|| self.config.backoff_for(pending.failures));
+        pending.record(delivered_at, now, outcome(delay));
+        let (seq, attempt) = (pending.msg.seq, pending.attempt);
+        self.emit(|subscription| BrokerEvent::Nacked { subscription, seq, attempt, delay });
+        if pending.failures >= self.config.max_deliveries {
+            let failures = pending.failures;
+            self.dead_letter(pending, DeadLetterReason::MaxDeliveries { failures }, now);
+        } else {
+            self.schedule(pending, now.saturating_add(nanos(delay)), now);
         }
     }
 

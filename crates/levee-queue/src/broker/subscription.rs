@@ -16,6 +16,7 @@ use super::delivery::{Delivery, Receipt};
 use super::error::{BatchAckError, BrokerError};
 use super::event::BrokerEvent;
 use super::message::StoredMessage;
+use super::nack::Nack;
 use super::slots::{Ended, Stale};
 use super::stats::SubscriptionStats;
 use super::subject::SubjectFilter;
@@ -393,7 +394,7 @@ impl<T, C: Clock> SubShared<T, C> {
     }
 
     pub(crate) fn settle_dropped(&self, slot: u32, token: u64) -> Result<(), BrokerError> {
-        self.settle(slot, token, 0, Verb::Nack { delay: None, dropped: true })
+        self.settle(slot, token, 0, Verb::Drop)
     }
 
     pub(crate) fn extend(&self, slot: u32, token: u64, seq: u64) -> Result<u64, BrokerError> {
@@ -564,14 +565,9 @@ impl<T, C: Clock> Subscription<T, C> {
     ///
     /// # Errors
     /// As [`ack`](Self::ack).
-    pub fn nack(&self, receipt: Receipt, delay: Option<Duration>) -> Result<(), BrokerError> {
+    pub fn nack(&self, receipt: Receipt, nack: Nack) -> Result<(), BrokerError> {
         self.check(&receipt)?;
-        self.shared.settle(
-            receipt.slot,
-            receipt.token,
-            receipt.seq,
-            Verb::Nack { delay, dropped: false },
-        )
+        self.shared.settle(receipt.slot, receipt.token, receipt.seq, Verb::Nack(nack))
     }
 
     /// Terminates the delivery `receipt` stands for (see [`Delivery::term`]).
