@@ -1,5 +1,5 @@
 //! The sync engine of one subscription: what it holds and every transition, with time passed
-//! in. No lock, no clock and no waking here; `subscription.rs` wraps it in a mutex, with a
+//! in. No lock, no clock and no waking here; `subscription/` wraps it in a mutex, with a
 //! separately locked ingress in front where publishers append (drained into the core,
 //! through [`Core::accept`], whenever the core is locked).
 //!
