@@ -727,7 +727,8 @@ mod tests {
                 match op {
                     LeaseOp::Receive { at } => {
                         core.accept(message(seq as u64), 0);
-                        core.receive(consumer, 1, at, |g| model.push((g.slot, g.token, g.deadline)));
+                        let grant = |g: Grant<u64>| model.push((g.slot, g.token, g.deadline));
+                        core.receive(consumer, 1, at, grant);
                     }
                     LeaseOp::Extend { which, at } if !model.is_empty() => {
                         let i = which % model.len();
@@ -748,9 +749,8 @@ mod tests {
                             live
                         });
                         // What was put back is handed out again by later receives.
-                        let mut again = Vec::new();
-                        core.receive(consumer, usize::MAX, at, |g| again.push((g.slot, g.token, g.deadline)));
-                        model.extend(again);
+                        let grant = |g: Grant<u64>| model.push((g.slot, g.token, g.deadline));
+                        core.receive(consumer, usize::MAX, at, grant);
                     }
                     _ => {}
                 }

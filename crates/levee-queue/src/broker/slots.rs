@@ -7,12 +7,12 @@
 //! the delivery is settled: when a lease expires, or a receipt settles the delivery, the
 //! occupant leaves but the slot stays reserved, remembering how it ended, because the handle
 //! may still come back with a verb. The handle gives the slot up with its own verb or when it
-//! is dropped (a [`Slots::remove`] by [`Holder::Handle`]); only then is the slot reused. So a handle's verb always
-//! finds its own slot and learns exactly how its delivery ended, however many deliveries came
-//! and went meanwhile; the memory this costs is one entry per handle the application still
-//! holds. A freed slot keeps answering for its last token until it is reused; after that
-//! (only a [`Receipt`](super::Receipt) can outlive its handle) the answer is
-//! [`Stale::Unknown`].
+//! is dropped (a [`Slots::remove`] by [`Holder::Handle`]); only then is the slot reused. So a
+//! handle's verb always finds its own slot and learns exactly how its delivery ended, however
+//! many deliveries came and went meanwhile; the memory this costs is one entry per handle the
+//! application still holds. A freed slot keeps answering for its last token until it is
+//! reused; after that (only a [`Receipt`](super::Receipt) can outlive its handle) the answer
+//! is [`Stale::Unknown`].
 
 /// How a slot's occupant left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
