@@ -77,6 +77,10 @@ pub trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Consumer, BrokerError>> + Send;
 
     /// Waits up to `wait` for messages and takes up to `max` (possibly none).
+    ///
+    /// Should be cancel-safe: [`serve`](super::serve) drops a pending receive when it shuts
+    /// down, and a dropped receive should take nothing (an engine that cannot promise that
+    /// redelivers what it took once the ack wait passes).
     fn receive(
         &self,
         consumer: &Self::Consumer,
