@@ -20,7 +20,9 @@
 //! queues an operator lists, replays and purges, [`SubscriptionStats`] and [`BrokerEvent`]s.
 //!
 //! The [`Broker`] trait is the same surface, async, for this broker and adapters for
-//! distributed engines; [`conformance::run`] checks any implementation.
+//! distributed engines; [`conformance::run`] checks any implementation. [`serve`] runs a
+//! subscription's consumers with an async handler on any of them: `Ok` acks, `Err` nacks
+//! with its reason (or terminates, see [`Failure`]), a panic nacks, and shutdown drains.
 //!
 //! Time comes from an injected [`Clock`](levee_core::Clock): timers fire and leases expire
 //! when a receive (or [`InProcessBroker::tick`]) looks, so a
@@ -78,6 +80,7 @@ mod event;
 mod in_process;
 mod message;
 mod nack;
+mod serve;
 mod slots;
 mod stats;
 mod subject;
@@ -94,6 +97,7 @@ pub use event::BrokerEvent;
 pub use in_process::{Builder, InProcessBroker};
 pub use message::{Headers, Message, Schedule, StoredMessage};
 pub use nack::Nack;
+pub use serve::{Failure, ServeConfig, ServeHandle, ServeStats, serve};
 pub use stats::{SubscriptionStats, TopicStats};
 pub use subject::SubjectFilter;
 pub use subscription::{Consumer, Subscription};

@@ -495,10 +495,7 @@ impl Check {
             (Some("AlreadySettled"), Err(BrokerError::AlreadySettled { seq: s })) if *s == seq => {
                 return Ok(());
             }
-            (
-                Some("LeaseExpired"),
-                Err(BrokerError::LeaseExpired { seq: s } | BrokerError::NotInFlight { seq: s }),
-            ) if *s == seq => {
+            (Some("LeaseExpired"), Err(BrokerError::LeaseExpired { seq: s })) if *s == seq => {
                 return Ok(());
             }
             (Some("LeaseExpired"), Err(BrokerError::AlreadySettled { .. })) if was_settled => {

@@ -10,6 +10,7 @@ use super::super::dead_letter::{DeadLetter, Select};
 use super::super::delivery::{Delivery, Receipt};
 use super::super::error::{BatchAckError, BrokerError};
 use super::super::nack::Nack;
+use super::super::slots::Holder;
 use super::super::stats::SubscriptionStats;
 use super::consumer::{Consumer, Owner};
 use super::shared::SubShared;
@@ -95,9 +96,9 @@ impl<T, C: Clock> Subscription<T, C> {
     /// Stops when the backlog is full; returns how many were replayed.
     pub fn replay(&self, select: impl Into<Select>) -> usize {
         let select = select.into();
-        let now = self.shared.clock.now();
         let (n, events) = {
             let mut core = self.shared.lock();
+            let now = core.now();
             let mut ingress = self.shared.ingress.lock();
             let held = core.held() + ingress.queue.len();
             let n = core.replay(&select, now, self.shared.max_backlog.saturating_sub(held));
@@ -122,6 +123,13 @@ impl<T, C: Clock> Subscription<T, C> {
         };
         self.shared.emit(events);
         n
+    }
+
+    /// A receipt's verb: not the delivery handle's own, so the handle keeps its slot (and
+    /// learns what happened when it comes back).
+    fn settle(&self, receipt: Receipt, verb: Verb) -> Result<(), BrokerError> {
+        self.check(&receipt)?;
+        self.shared.settle(receipt.slot, receipt.token, receipt.seq, verb, Holder::Other)
     }
 
     fn check(&self, receipt: &Receipt) -> Result<(), BrokerError> {
@@ -150,12 +158,13 @@ impl<T, C: Clock> Subscription<T, C> {
     ///
     /// # Errors
     /// [`BrokerError::WrongSubscription`] for a receipt from another subscription;
-    /// [`AlreadySettled`](BrokerError::AlreadySettled),
-    /// [`LeaseExpired`](BrokerError::LeaseExpired) or
-    /// [`NotInFlight`](BrokerError::NotInFlight) when the delivery is no longer out.
+    /// [`AlreadySettled`](BrokerError::AlreadySettled) or
+    /// [`LeaseExpired`](BrokerError::LeaseExpired) when the delivery is no longer out, as
+    /// for [`Delivery::ack`], as long as the [`Delivery`] it came from is alive;
+    /// [`NotInFlight`](BrokerError::NotInFlight) when that delivery was settled or dropped
+    /// and the broker has since reused its slot, so it no longer knows which.
     pub fn ack(&self, receipt: Receipt) -> Result<(), BrokerError> {
-        self.check(&receipt)?;
-        self.shared.settle(receipt.slot, receipt.token, receipt.seq, Verb::Ack)
+        self.settle(receipt, Verb::Ack)
     }
 
     /// Nacks the delivery `receipt` stands for (see [`Delivery::nack`]).
@@ -163,8 +172,7 @@ impl<T, C: Clock> Subscription<T, C> {
     /// # Errors
     /// As [`ack`](Self::ack).
     pub fn nack(&self, receipt: Receipt, nack: Nack) -> Result<(), BrokerError> {
-        self.check(&receipt)?;
-        self.shared.settle(receipt.slot, receipt.token, receipt.seq, Verb::Nack(nack))
+        self.settle(receipt, Verb::Nack(nack))
     }
 
     /// Terminates the delivery `receipt` stands for (see [`Delivery::term`]).
@@ -172,8 +180,7 @@ impl<T, C: Clock> Subscription<T, C> {
     /// # Errors
     /// As [`ack`](Self::ack).
     pub fn term(&self, receipt: Receipt, reason: impl Into<String>) -> Result<(), BrokerError> {
-        self.check(&receipt)?;
-        self.shared.settle(receipt.slot, receipt.token, receipt.seq, Verb::Term(reason.into()))
+        self.settle(receipt, Verb::Term(reason.into()))
     }
 
     /// Extends the lease of the delivery `receipt` stands for; returns the new deadline.

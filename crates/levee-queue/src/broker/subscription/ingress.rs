@@ -40,9 +40,9 @@ impl<T, C: Clock> SubShared<T, C> {
     /// by dead-lettering the oldest ready message; `false` when there is none (everything held
     /// is scheduled or in flight).
     pub(crate) fn make_room(&self) -> bool {
-        let now = self.clock.now();
         let (made, events) = {
             let mut core = self.lock();
+            let now = core.now();
             core.sweep(now);
             let made = core.held() < self.max_backlog || core.dead_letter_oldest(now);
             (made, core.take_events())

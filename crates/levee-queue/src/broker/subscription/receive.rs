@@ -25,9 +25,9 @@ impl<T, C: Clock> SubShared<T, C> {
         if max == 0 {
             return Err(levee_core::ConfigError::new("max", "must be greater than zero").into());
         }
-        let now = self.clock.now();
         let (n, events) = {
             let mut core = self.lock();
+            let now = core.now();
             core.sweep(now);
             let n = core.receive(owner.index, max, now, |grant| {
                 out.push(Delivery::new(Arc::clone(owner), grant));

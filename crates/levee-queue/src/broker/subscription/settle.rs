@@ -5,22 +5,25 @@ use levee_core::Clock;
 use super::super::core::{Settled, Verb};
 use super::super::delivery::Delivery;
 use super::super::error::{BatchAckError, BrokerError};
-use super::super::slots::{Ended, Stale};
+use super::super::slots::{Ended, Holder, Stale};
 use super::shared::SubShared;
 
 impl<T, C: Clock> SubShared<T, C> {
+    /// Applies `verb` to the delivery `(slot, token)`, given by its handle or by someone else
+    /// (a receipt).
     pub(crate) fn settle(
         &self,
         slot: u32,
         token: u64,
         seq: u64,
         verb: Verb,
+        holder: Holder,
     ) -> Result<(), BrokerError> {
-        let now = self.clock.now();
-        let (result, events) = {
+        let (result, events, now) = {
             let mut core = self.lock();
-            let r = core.settle(slot, token, verb, now);
-            (r, core.take_events())
+            let now = core.now();
+            let r = core.settle(slot, token, verb, holder, now);
+            (r, core.take_events(), now)
         };
         self.emit(events);
         match result {
@@ -38,10 +41,10 @@ impl<T, C: Clock> SubShared<T, C> {
     /// Acks a batch under one lock acquisition. Deliveries of other subscriptions are acked
     /// through their own.
     pub(crate) fn ack_all(&self, batch: &mut Vec<Delivery<T, C>>) -> Result<usize, BatchAckError> {
-        let now = self.clock.now();
         let mut failed = Vec::new();
-        let events = {
+        let (events, now) = {
             let mut core = self.lock();
+            let now = core.now();
             for d in batch.iter_mut() {
                 if d.owner.sub.id != self.id {
                     continue;
@@ -51,12 +54,12 @@ impl<T, C: Clock> SubShared<T, C> {
                     failed.push((seq, BrokerError::AlreadySettled { seq }));
                     continue;
                 }
-                match core.settle(d.slot, d.token, Verb::Ack, now) {
+                match core.settle(d.slot, d.token, Verb::Ack, Holder::Handle, now) {
                     Ok(_) => d.acked = true,
                     Err(stale) => failed.push((seq, stale_error(stale, seq))),
                 }
             }
-            core.take_events()
+            (core.take_events(), now)
         };
         self.emit(events);
         let mut acked = 0;
@@ -77,12 +80,13 @@ impl<T, C: Clock> SubShared<T, C> {
     }
 
     pub(crate) fn settle_dropped(&self, slot: u32, token: u64) -> Result<(), BrokerError> {
-        self.settle(slot, token, 0, Verb::Drop)
+        self.settle(slot, token, 0, Verb::Drop, Holder::Handle)
     }
 
     pub(crate) fn extend(&self, slot: u32, token: u64, seq: u64) -> Result<u64, BrokerError> {
-        let now = self.clock.now();
-        self.lock().extend(slot, token, now).map_err(|s| stale_error(s, seq))
+        let mut core = self.lock();
+        let now = core.now();
+        core.extend(slot, token, now).map_err(|s| stale_error(s, seq))
     }
 }
 

@@ -44,10 +44,22 @@ pub(crate) struct SubShared<T, C> {
     pub(super) latency: LatencyRecorder,
 }
 
-/// The locked core; on unlock it publishes its `held()` to the ingress for publishers.
+/// The locked core, with the time read under the lock; on unlock it publishes its `held()`
+/// to the ingress for publishers.
 pub(crate) struct CoreGuard<'a, T, C> {
     sub: &'a SubShared<T, C>,
     core: MutexGuard<'a, Core<T>>,
+    now: u64,
+}
+
+impl<T, C> CoreGuard<'_, T, C> {
+    /// The clock as read after the lock was taken. Every reading passed to the core comes
+    /// from here, so readings reach the core in the order of the lock, and leases granted one
+    /// after another have non-decreasing deadlines (the core's lease FIFO relies on it for
+    /// expiring on time; it copes with an older reading, but never needs to).
+    pub(crate) fn now(&self) -> u64 {
+        self.now
+    }
 }
 
 impl<T, C> std::ops::Deref for CoreGuard<'_, T, C> {
@@ -104,10 +116,11 @@ impl<T, C: Clock> SubShared<T, C> {
         }
     }
 
-    /// Locks the core, first moving everything published since into it, so every core
-    /// operation sees every accepted message in publish order.
+    /// Locks the core and reads the clock, first moving everything published since into the
+    /// core, so every core operation sees every accepted message in publish order.
     pub(crate) fn lock(&self) -> CoreGuard<'_, T, C> {
         let mut core = self.core.lock();
+        let now = self.clock.now();
         let mut batch = core.take_scratch();
         {
             let mut ingress = self.ingress.lock();
@@ -118,14 +131,11 @@ impl<T, C: Clock> SubShared<T, C> {
                 ingress.core_held += batch.len();
             }
         }
-        if !batch.is_empty() {
-            let now = self.clock.now();
-            for msg in batch.drain(..) {
-                core.accept(msg, now);
-            }
+        for msg in batch.drain(..) {
+            core.accept(msg, now);
         }
         core.put_scratch(batch);
-        CoreGuard { sub: self, core }
+        CoreGuard { sub: self, core, now }
     }
 
     pub(crate) fn config(&self) -> SubscriptionConfig {
@@ -145,9 +155,9 @@ impl<T, C: Clock> SubShared<T, C> {
 
     /// Runs due timers and expired leases now.
     pub(crate) fn tick(&self) {
-        let now = self.clock.now();
         let (events, ready) = {
             let mut core = self.lock();
+            let now = core.now();
             core.sweep(now);
             (core.take_events(), core.has_ready())
         };

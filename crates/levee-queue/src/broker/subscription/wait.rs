@@ -47,8 +47,9 @@ impl<T, C: Clock> SubShared<T, C> {
 
     /// The next time something is due, as a wait from now on the broker's clock.
     pub(super) fn next_wake(&self) -> Option<Duration> {
-        let next = self.lock().next_deadline()?;
-        Some(Duration::from_nanos(next.saturating_sub(self.clock.now())))
+        let core = self.lock();
+        let next = core.next_deadline()?;
+        Some(Duration::from_nanos(next.saturating_sub(core.now())))
     }
 
     /// Waits until the backlog has room or the broker closes.
@@ -58,7 +59,8 @@ impl<T, C: Clock> SubShared<T, C> {
         notified.as_mut().enable();
         let full = {
             let mut core = self.lock();
-            core.sweep(self.clock.now());
+            let now = core.now();
+            core.sweep(now);
             core.held() >= self.max_backlog
         };
         if full && !self.is_closed() {
