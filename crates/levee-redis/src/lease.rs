@@ -78,7 +78,8 @@ pub(crate) struct Slot {
     /// Clock reading before which Redis is known to refuse even one cell (0: not known).
     /// Relaxed: a hint, written after a refusal and read by later checks.
     pub(crate) refused_until: AtomicU64,
-    /// Held while one task asks Redis for a lease; holds the key's current batch size.
+    /// Held while one task asks Redis for a lease; holds the key's batch size (0 before
+    /// its first lease, which [`next_batch`] turns into 1).
     pub(crate) refill: tokio::sync::Mutex<u32>,
 }
 
@@ -87,7 +88,7 @@ impl Slot {
         Self {
             pool: Pool::default(),
             refused_until: AtomicU64::new(0),
-            refill: tokio::sync::Mutex::new(1),
+            refill: tokio::sync::Mutex::new(0),
         }
     }
 
