@@ -48,25 +48,34 @@
 //! # }
 //! ```
 #![forbid(unsafe_code)]
+// Under loom only the lease pool is exercised; the rest of the crate is not built or used.
+#![cfg_attr(loom, allow(dead_code))]
 
+// Under `--cfg loom` only the lease pool is built (the Redis client does not build there).
+#[cfg(not(loom))]
 mod error;
 mod lease;
+#[cfg(not(loom))]
 mod limiter;
+#[cfg(all(test, not(loom)))]
+mod model_tests;
+#[cfg(not(loom))]
 mod script;
 mod settings;
+#[cfg(not(loom))]
 mod stats;
 
+#[cfg(not(loom))]
 pub use error::BuildError;
 pub use levee_limit::{CheckNError, InsufficientCapacity, Quota, RetryAfter, Throttled};
+#[cfg(not(loom))]
 pub use limiter::{RedisLimiterBuilder, RedisRateLimiter, default_breaker};
 pub use settings::{FailMode, LeaseSettings, MAX_BATCH, MAX_SPAN};
+#[cfg(not(loom))]
 pub use stats::RedisStats;
 
-#[cfg(test)]
-mod model_tests;
-
 /// The reply decoder, for the fuzz target (`--cfg fuzzing`).
-#[cfg(fuzzing)]
+#[cfg(all(fuzzing, not(loom)))]
 #[doc(hidden)]
 pub mod fuzz {
     /// Parses `bytes` as a RESP reply and decodes it as the script's reply; returns the
@@ -82,5 +91,24 @@ pub mod fuzz {
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod loom_internals {
-    pub use crate::lease::{Pool, Take};
+    use crate::lease::{self, Take};
+
+    /// A pool of leased cells.
+    #[derive(Debug, Default)]
+    pub struct Pool(lease::Pool);
+
+    impl Pool {
+        /// Takes `n` cells at `now`: `Ok`, or `Err((left, expired))`.
+        pub fn take(&self, n: u32, now: u64) -> Result<(), (u32, u32)> {
+            match self.0.take(n, now) {
+                Take::Taken => Ok(()),
+                Take::Short { left, expired } => Err((left, expired)),
+            }
+        }
+
+        /// Replaces the pool with `cells` cells usable until `expires`.
+        pub fn fill(&self, cells: u32, expires: u64) {
+            self.0.fill(cells, expires);
+        }
+    }
 }
