@@ -7,8 +7,7 @@
 //! (`cache`), [`queue`] (`queue`), all on by default, and `redis` (levee-redis, cluster-wide
 //! rate limits on Redis), off by default as it brings in a Redis client. The `tower` and
 //! `serde` features switch on the tower layers and serde settings of the crates that have
-//! them. [`core`] is
-//! always there; [`prelude`] brings the everyday names into scope.
+//! them. [`core`] is always there; [`prelude`] brings the everyday names into scope.
 //!
 //! # Guarding an HTTP call
 //!
