@@ -56,7 +56,7 @@ pub struct RedisRateLimiter<C: Clock = FastClock, Conn = ConnectionManager> {
 
 /// The fail mode, built.
 enum Fallback<C: Clock> {
-    Open(KeyedRateLimiter<String, C>),
+    Open(Box<KeyedRateLimiter<String, C>>),
     Closed,
 }
 
@@ -454,11 +454,11 @@ impl<C: Clock + Clone> RedisLimiterBuilder<C> {
         ConfigError::require_positive("timeout", self.timeout)?;
         self.fail_mode.validate()?;
         let fallback = match self.fail_mode {
-            FailMode::Open { share } => Fallback::Open(
+            FailMode::Open { share } => Fallback::Open(Box::new(
                 KeyedRateLimiter::builder(FailMode::local_quota(share, self.quota))
                     .clock(self.clock.clone())
                     .build()?,
-            ),
+            )),
             FailMode::Closed => Fallback::Closed,
         };
         let leases = match self.lease {
