@@ -2,11 +2,12 @@
 //! retry, timeouts, hedging and fallbacks that compose into one pipeline, plus timing wheels,
 //! all on an injected clock, cheap on the hot path, and observable.
 //!
-//! This crate re-exports every levee crate behind a feature of the same name, all on by
-//! default: [`limit`] (`limit`), [`breaker`] (`breaker`), [`policy`] (`policy`), [`timer`]
-//! (`timer`), [`cache`] (`cache`), [`queue`] (`queue`). The `tower` and `serde` features
-//! switch on the tower layers and serde settings of the crates that have them. [`core`] is
-//! always there; [`prelude`] brings the everyday names into scope.
+//! This crate re-exports every levee crate behind a feature of the same name: [`limit`]
+//! (`limit`), [`breaker`] (`breaker`), [`policy`] (`policy`), [`timer`] (`timer`), [`cache`]
+//! (`cache`), [`queue`] (`queue`), all on by default, and `redis` (levee-redis, cluster-wide
+//! rate limits on Redis), off by default as it brings in a Redis client. The `tower` and
+//! `serde` features switch on the tower layers and serde settings of the crates that have
+//! them. [`core`] is always there; [`prelude`] brings the everyday names into scope.
 //!
 //! # Guarding an HTTP call
 //!
@@ -111,6 +112,10 @@ pub use levee_cache as cache;
 /// In-process channels (and the topics and work queues built on them).
 #[cfg(feature = "queue")]
 pub use levee_queue as queue;
+
+/// Cluster-wide rate limits on Redis that fail safe (feature `redis`).
+#[cfg(feature = "redis")]
+pub use levee_redis as redis;
 
 /// The everyday names, for `use levee::prelude::*`.
 pub mod prelude {
