@@ -67,17 +67,19 @@
 
 mod config;
 pub mod conformance;
-mod core;
+pub(crate) mod core;
 mod dead_letter;
-mod dedup;
+pub(crate) mod dedup;
 mod delivery;
 mod error;
 mod event;
 mod in_process;
-mod message;
-mod slots;
+#[cfg_attr(not(feature = "durable"), allow(dead_code))]
+pub(crate) mod journal;
+pub(crate) mod message;
+pub(crate) mod slots;
 mod stats;
-mod subject;
+pub(crate) mod subject;
 mod subscription;
 mod timers;
 mod topic;

@@ -1,0 +1,1 @@
+//! Everything the broker holds survives a restart.
