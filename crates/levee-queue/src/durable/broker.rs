@@ -107,6 +107,8 @@ pub(crate) struct Inner<T, C> {
     pub(crate) hook: EventHook<BrokerEvent>,
     recovery: Recovery,
     space: Notify,
+    /// One compaction at a time.
+    compacting: Mutex<()>,
     stop: Arc<(std::sync::Mutex<bool>, Condvar)>,
 }
 
@@ -236,7 +238,7 @@ impl<T: Codec, C: Clock + Clone> DurableBuilder<T, C> {
         self
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
         self.storage = storage;
         self
@@ -304,6 +306,7 @@ impl<T: Codec, C: Clock + Clone> DurableBuilder<T, C> {
             hook: self.hook,
             recovery,
             space: Notify::new(),
+            compacting: Mutex::new(()),
             stop: Arc::new((std::sync::Mutex::new(false), Condvar::new())),
         });
         let broker = DurableBroker { inner };
@@ -602,13 +605,12 @@ fn append_error(e: AppendError) -> BrokerError {
     match e {
         AppendError::Failed(f) => storage_error(&f),
         AppendError::Full { used } => BrokerError::DiskFull { used, budget: used },
+        AppendError::ReadOnly => BrokerError::ReadOnly,
+        AppendError::Closed => BrokerError::Closed,
     }
 }
 
 pub(crate) fn storage_error(f: &Failure) -> BrokerError {
-    if f.0.kind() == std::io::ErrorKind::PermissionDenied && f.0.to_string().contains("read-only") {
-        return BrokerError::ReadOnly;
-    }
     BrokerError::Storage { reason: f.to_string() }
 }
 
@@ -706,6 +708,11 @@ fn spawn_maintenance<T: Codec, C: Clock + Clone>(inner: &Arc<Inner<T, C>>) -> st
 // ----- the broker's operations -----
 
 impl<T, C: Clock> Inner<T, C> {
+    /// Wakes the background thread to tick and compact now.
+    fn kick(&self) {
+        self.stop.1.notify_all();
+    }
+
     pub(crate) fn now(&self) -> u64 {
         self.anchor.saturating_add(self.clock.now())
     }
@@ -1059,10 +1066,11 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
                         return Err(Refused { error, message: Some(m) });
                     }
                     let notified = self.inner.space.notified();
-                    // Space comes back when retention deletes a segment; look again now and
-                    // then in case acks made a segment deletable while nobody compacted.
-                    let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
-                    self.compact_now();
+                    // Space comes back when retention deletes a segment: ask the background
+                    // thread to look now, and look again now and then in case acks made a
+                    // segment deletable later.
+                    self.inner.kick();
+                    let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
                     message = m;
                 }
                 Err(Refusal::Fail(error, m)) => return Err(Refused { error, message: Some(m) }),
@@ -1077,10 +1085,6 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
         t.subs.iter().filter_map(|id| state.subs.get(id)).all(|s| {
             !s.filter.as_ref().is_none_or(|f| f.matches(subject)) || s.held() < s.config.max_backlog
         })
-    }
-
-    fn compact_now(&self) {
-        while self.compact_once() {}
     }
 
     fn try_publish_inner(
@@ -1261,6 +1265,27 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
         }
     }
 
+    /// Closes the broker and its log now, whatever handles remain: flushes and fsyncs what
+    /// was appended, stops the background threads and releases the directory, so it can be
+    /// opened again at once. Remaining handles fail from then on.
+    pub fn shutdown(&self) {
+        self.close();
+        let (lock, cond) = &*self.inner.stop;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cond.notify_all();
+        self.inner.log.close();
+    }
+
+    /// Stops as a crash would (tests): nothing more reaches the storage.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn halt(&self) {
+        self.close();
+        let (lock, cond) = &*self.inner.stop;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cond.notify_all();
+        self.inner.log.halt();
+    }
+
     /// True once [`close`](Self::close) was called.
     #[must_use]
     pub fn is_closed(&self) -> bool {
@@ -1279,8 +1304,8 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
 
     // ----- retention -----
 
-    /// Deletes the oldest segment if it is sealed and at least half dead (or the log is over
-    /// its budget), first copying forward what in it is still alive: messages some
+    /// Deletes the oldest segment if it is sealed and at least half dead (a quarter when the
+    /// log is near its budget), first copying forward what in it is still alive: messages some
     /// subscription holds, with their state; topic and subscription definitions; message ids
     /// still in a dedup window. Returns whether a segment was deleted.
     pub(crate) fn compact_once(&self) -> bool {
@@ -1288,6 +1313,7 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
         if self.inner.writable().is_err() {
             return false;
         }
+        let _one = self.inner.compacting.lock();
         let segments = log.segments();
         let Some(&(base, info)) = segments.first() else { return false };
         if base == log.active_segment() || segments.len() < 2 {
@@ -1298,7 +1324,10 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
             .settings
             .max_disk_bytes
             .is_some_and(|max| log.disk_bytes() + 2 * self.inner.settings.segment_bytes > max);
-        if info.live * 2 > info.bytes && !pressed {
+        // Copying forward costs the live bytes again: worth it once half the segment is
+        // dead, or a quarter when the disk budget is near.
+        let dead = info.bytes.saturating_sub(info.live);
+        if dead * 2 < info.bytes && !(pressed && dead * 4 >= info.bytes) {
             return false;
         }
         let mut records: Vec<(u64, Vec<u8>)> = Vec::new();

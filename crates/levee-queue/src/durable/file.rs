@@ -226,6 +226,7 @@ mod mem {
         }
 
         /// Puts raw bytes into a file, as if synced (fuzzing).
+        #[cfg_attr(not(fuzzing), allow(dead_code))]
         pub(crate) fn put(&self, path: &Path, bytes: Vec<u8>) {
             let mut fs = fs(self);
             fs.files.insert(path.to_path_buf(), MemFile { data: bytes.clone(), synced: bytes });

@@ -45,6 +45,10 @@ impl std::fmt::Display for Failure {
 pub(crate) enum AppendError {
     /// The log failed earlier (or is read-only / closed).
     Failed(Failure),
+    /// The log is read-only.
+    ReadOnly,
+    /// The log was closed.
+    Closed,
     /// The record would take the log past its budget.
     Full {
         /// Bytes in use.
@@ -126,6 +130,9 @@ struct Shared {
     work: Condvar,
     written: AtomicU64,
     synced: AtomicU64,
+    /// What the listener has been told is confirmed: raised after it returns, so a waiter
+    /// released by this mark sees what the listener did.
+    confirmed: AtomicU64,
     failed: OnceLock<Failure>,
     /// Wakes blocking waiters after every commit.
     done_lock: Mutex<()>,
@@ -134,7 +141,7 @@ struct Shared {
     notify: Notify,
     /// Called on the commit thread with the new confirmed mark after every commit.
     listener: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
-    _lock: Box<dyn Send + Sync>,
+    dir_lock: Mutex<Option<Box<dyn Send + Sync>>>,
 }
 
 /// An open log.
@@ -278,12 +285,13 @@ impl Log {
             work: Condvar::new(),
             written: AtomicU64::new(end),
             synced: AtomicU64::new(end),
+            confirmed: AtomicU64::new(end),
             failed: OnceLock::new(),
             done_lock: Mutex::new(()),
             done: Condvar::new(),
             notify: Notify::new(),
             listener: OnceLock::new(),
-            _lock: dir_lock,
+            dir_lock: Mutex::new(Some(dir_lock)),
         });
         let committer = if read_only {
             None
@@ -342,11 +350,11 @@ impl Log {
         if let Some(f) = self.shared.failed.get() {
             return Err(AppendError::Failed(f.clone()));
         }
-        if self.read_only || a.closing {
-            return Err(AppendError::Failed(io_failure(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                if self.read_only { "the log is read-only" } else { "the log is closed" },
-            ))));
+        if self.read_only {
+            return Err(AppendError::ReadOnly);
+        }
+        if a.closing {
+            return Err(AppendError::Closed);
         }
         let frame_len = (FRAME_HEADER + body.len()) as u64;
         if body.len() > frame::MAX_BODY {
@@ -448,10 +456,7 @@ impl Log {
 
     /// The mark up to which records are confirmed under the log's policy.
     pub(crate) fn confirmed(&self) -> u64 {
-        match self.shared.options.fsync {
-            FsyncPolicy::Always => self.shared.synced.load(Ordering::Acquire),
-            _ => self.shared.written.load(Ordering::Acquire),
-        }
+        self.shared.confirmed.load(Ordering::Acquire)
     }
 
     fn reached(&self, end: u64, synced: bool) -> Option<Result<(), Failure>> {
@@ -495,6 +500,14 @@ impl Log {
         self.wait_blocking_for(end, true)
     }
 
+    /// Stops the log as a crash would: nothing appended from now on, or still buffered, is
+    /// written.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn halt(&self) {
+        let _ = self.shared.failed.set(io_failure(io::Error::other("halted")));
+        self.close();
+    }
+
     /// Flushes and fsyncs what was appended, stops the commit thread and fails every later
     /// append. Idempotent.
     pub(crate) fn close(&self) {
@@ -504,8 +517,14 @@ impl Log {
             self.shared.work.notify_one();
         }
         if let Some(handle) = lock(&self.committer).take() {
-            let _ = handle.join();
+            // The last handle may be dropped on the commit thread itself (its listener holds
+            // one for a moment): it then exits on its own.
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
         }
+        // Whoever opens the directory next may do so now.
+        lock(&self.shared.dir_lock).take();
     }
 }
 
@@ -543,6 +562,9 @@ fn commit_loop(s: &Shared, mut file: Box<dyn StorageFile>, mut segment: u64) {
             (std::mem::take(&mut a.chunks), a.sync_wanted, a.closing)
         };
         let mut spare = Vec::new();
+        if s.failed.get().is_some() {
+            return;
+        }
         let result = (|| -> io::Result<()> {
             for mut chunk in chunks {
                 if chunk.starts_segment && chunk.segment != segment {
@@ -591,6 +613,7 @@ fn commit_loop(s: &Shared, mut file: Box<dyn StorageFile>, mut segment: u64) {
         if let Some(listener) = s.listener.get() {
             listener(confirmed);
         }
+        s.confirmed.store(confirmed, Ordering::Release);
         drop(lock(&s.done_lock));
         s.done.notify_all();
         s.notify.notify_waiters();

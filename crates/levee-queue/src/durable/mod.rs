@@ -61,6 +61,8 @@ mod log;
 mod record;
 mod settings;
 mod state;
+#[cfg(test)]
+mod tests;
 
 pub use broker::{DurableBroker, DurableBuilder, Refused};
 pub use codec::{Codec, DecodeError};

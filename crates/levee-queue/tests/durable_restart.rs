@@ -1,1 +1,0 @@
-//! Everything the broker holds survives a restart.
