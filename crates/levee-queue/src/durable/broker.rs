@@ -8,7 +8,7 @@
 //! once confirmed: the commit thread hands confirmed publishes to their subscriptions in log
 //! order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Weak};
@@ -26,6 +26,10 @@ use super::log::{AppendError, Failure, Log, LogOptions, OpenFailure};
 use super::record::{self, Place, Record, SubMsg};
 use super::settings::{DurableSettings, WhenFull};
 use crate::broker::core::{Core, Pending};
+
+/// Maps keyed by sequence number and small ids: foldhash, the workspace's fast hasher
+/// (recovery inserts a million entries; SipHash's DoS resistance buys nothing here).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use crate::broker::dedup::Dedup;
 use crate::broker::journal::Change;
 use crate::broker::message::StoredMessage;
@@ -371,7 +375,7 @@ struct Recovering<T> {
 
 impl<T> Default for Recovering<T> {
     fn default() -> Self {
-        Self { topics: HashMap::new(), subs: HashMap::new(), max_at: 0, error: None }
+        Self { topics: HashMap::default(), subs: HashMap::default(), max_at: 0, error: None }
     }
 }
 
@@ -393,7 +397,7 @@ impl<T: Codec> Recovering<T> {
                     name: name.into(),
                     config,
                     next_seq: 1,
-                    msgs: HashMap::new(),
+                    msgs: HashMap::default(),
                     dedup: Vec::new(),
                 });
                 t.next_seq = t.next_seq.max(next_seq);
@@ -403,7 +407,7 @@ impl<T: Codec> Recovering<T> {
                     self.subs.entry(id).or_insert_with(|| RecSub {
                         topic,
                         config,
-                        shadow: HashMap::new(),
+                        shadow: HashMap::default(),
                     });
                 }
             }
@@ -418,7 +422,8 @@ impl<T: Codec> Recovering<T> {
                 if let Some(id) = msg.id {
                     t.dedup.push((id.to_owned(), msg.seq, msg.published_at));
                 }
-                for s in routed {
+                for s in routed.chunks_exact(4) {
+                    let s = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
                     if let Some(sub) = self.subs.get_mut(&s)
                         && sub.topic == msg.topic
                     {
@@ -479,16 +484,16 @@ impl<T: Codec> Recovering<T> {
     /// messages held and of those redelivered.
     fn build(self, now: u64, listening: bool) -> (State<T>, usize, usize) {
         let mut state = State {
-            topics: HashMap::new(),
-            topic_names: HashMap::new(),
-            subs: HashMap::new(),
+            topics: HashMap::default(),
+            topic_names: HashMap::default(),
+            subs: HashMap::default(),
             next_topic: self.topics.keys().max().map_or(1, |m| m + 1),
             next_sub: self.subs.keys().max().map_or(1, |m| m + 1),
             unreleased: VecDeque::new(),
             buf: Vec::new(),
             changes: Vec::new(),
         };
-        let mut msgs: HashMap<u32, HashMap<u64, RecMsg<T>>> = HashMap::new();
+        let mut msgs: HashMap<u32, HashMap<u64, RecMsg<T>>> = HashMap::default();
         for (id, t) in self.topics {
             let mut dedup = Dedup::new(nanos(t.config.dedup_window), t.config.dedup_capacity);
             let mut entries = t.dedup;
@@ -510,7 +515,7 @@ impl<T: Codec> Recovering<T> {
                     next_seq: t.next_seq,
                     dedup,
                     subs: Vec::new(),
-                    live: HashMap::new(),
+                    live: HashMap::default(),
                     duplicates: 0,
                 },
             );
@@ -531,7 +536,7 @@ impl<T: Codec> Recovering<T> {
             let mut flights = Vec::new();
             let mut waiting = Vec::new();
             let mut dead = Vec::new();
-            let mut shadow = HashMap::with_capacity(rs.shadow.len());
+            let mut shadow = HashMap::with_capacity_and_hasher(rs.shadow.len(), Default::default());
             for (seq, m) in rs.shadow {
                 let Some(rm) = topic_msgs.get(&seq) else { continue };
                 let live = topic.live.entry(seq).or_insert(Live {
@@ -862,7 +867,7 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
                 next_seq: 1,
                 dedup,
                 subs: Vec::new(),
-                live: HashMap::new(),
+                live: HashMap::default(),
                 duplicates: 0,
             },
         );
@@ -936,7 +941,7 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
             filter,
             config,
             core,
-            shadow: HashMap::new(),
+            shadow: HashMap::default(),
             unreleased: 0,
             wake: Arc::new(SubWake { ready: Notify::new(), room: Notify::new() }),
             rejected: 0,

@@ -152,7 +152,7 @@ impl<'a> Reader<'a> {
     pub(crate) fn is_empty(&self) -> bool {
         self.pos == self.buf.len()
     }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n).ok_or_else(short)?;
         let s = self.buf.get(self.pos..end).ok_or_else(short)?;
         self.pos = end;

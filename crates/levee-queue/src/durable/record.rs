@@ -38,7 +38,7 @@ pub(crate) enum Record<'a> {
     /// A subscription was removed with everything it held.
     Unsubscribe { id: u32 },
     /// A message was published and routed to these subscriptions.
-    Publish { msg: MsgRecord<'a>, routed: Vec<u32> },
+    Publish { msg: MsgRecord<'a>, routed: &'a [u8] },
     /// A message copied forward by compaction; its per-subscription state follows in
     /// `CarrySub` records.
     Carry { msg: MsgRecord<'a> },
@@ -404,7 +404,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<Record<'_>, DecodeError> {
         PUBLISH => {
             let msg = decode_message(&mut r, len)?;
             let n = count(&mut r, len, 4)?;
-            let routed = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
+            let routed = r.take(4 * n)?;
             Record::Publish { msg, routed }
         }
         CARRY => Record::Carry { msg: decode_message(&mut r, len)? },
@@ -473,7 +473,7 @@ mod tests {
         let mut body = Vec::new();
         publish(&mut body, 3, &msg, &[1, 2]);
         let Record::Publish { msg: m, routed } = decode(&body).unwrap() else { panic!() };
-        assert_eq!(routed, [1, 2]);
+        assert_eq!(routed, [1, 0, 0, 0, 2, 0, 0, 0]);
         let back: StoredMessage<Vec<u8>> = m.stored().unwrap();
         assert_eq!((back.seq, back.published_at, back.ready_at), (9, 5, 7));
         assert_eq!(back.message_id(), Some("id"));
