@@ -1282,7 +1282,7 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
     }
 
     /// Stops as a crash would (tests): nothing more reaches the storage.
-    #[cfg(any(test, fuzzing))]
+    #[cfg(test)]
     pub(crate) fn halt(&self) {
         self.close();
         let (lock, cond) = &*self.inner.stop;

@@ -121,10 +121,14 @@ impl Storage for Disk {
     }
 }
 
+#[cfg(test)]
+pub(crate) use mem::Faults;
 #[cfg(any(test, fuzzing))]
-pub(crate) use mem::{Faults, MemStorage};
+pub(crate) use mem::MemStorage;
 
+// The fuzzer uses only part of it.
 #[cfg(any(test, fuzzing))]
+#[cfg_attr(not(test), allow(dead_code))]
 mod mem {
     use std::collections::BTreeMap;
     use std::path::PathBuf;

@@ -502,7 +502,7 @@ impl Log {
 
     /// Stops the log as a crash would: nothing appended from now on, or still buffered, is
     /// written.
-    #[cfg(any(test, fuzzing))]
+    #[cfg(test)]
     pub(crate) fn halt(&self) {
         let _ = self.shared.failed.set(io_failure(io::Error::other("halted")));
         self.close();
