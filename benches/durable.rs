@@ -84,30 +84,26 @@ fn publish_deliver_ack(c: &mut Criterion) {
                 rt.block_on(async {
                     let sub = broker.subscribe("t", config()).await.unwrap();
                     let started = Instant::now();
+                    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
                     let consumers: Vec<_> = (0..2)
                         .map(|_| {
-                            let c = sub.consumer().unwrap();
+                            let (c, acked) = (sub.consumer().unwrap(), Arc::clone(&acked));
                             tokio::spawn(async move {
-                                let mut acked = 0u64;
-                                loop {
-                                    let wait = Some(Duration::from_millis(200));
+                                use std::sync::atomic::Ordering::Relaxed;
+                                while acked.load(Relaxed) < iters {
+                                    let wait = Some(Duration::from_millis(5));
                                     let mut batch = c.receive_timeout(1024, wait).await.unwrap();
-                                    if batch.is_empty() {
-                                        return acked;
-                                    }
-                                    acked += c.ack_all(&mut batch).await.unwrap() as u64;
+                                    let n = c.ack_all(&mut batch).await.unwrap() as u64;
+                                    acked.fetch_add(n, Relaxed);
                                 }
                             })
                         })
                         .collect();
                     publish_all(&broker, iters, size).await;
-                    let mut acked = 0;
                     for c in consumers {
-                        acked += c.await.unwrap();
+                        c.await.unwrap();
                     }
-                    assert_eq!(acked, iters);
-                    // The consumers' final empty wait is not work: take it off.
-                    started.elapsed().saturating_sub(Duration::from_millis(200))
+                    started.elapsed()
                 })
             });
         });

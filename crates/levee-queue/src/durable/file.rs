@@ -110,14 +110,21 @@ impl Storage for Disk {
     fn lock(&self, dir: &Path) -> io::Result<Box<dyn Send + Sync>> {
         let file =
             OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK"))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Box::new(file)),
-            Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("{} is in use by another broker", dir.display()),
-            )),
-            Err(fs::TryLockError::Error(e)) => Err(e),
+        #[cfg(unix)]
+        {
+            use rustix::fs::{FlockOperation, flock};
+            flock(&file, FlockOperation::NonBlockingLockExclusive).map_err(|e| {
+                if e == rustix::io::Errno::WOULDBLOCK {
+                    io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("{} is in use by another broker", dir.display()),
+                    )
+                } else {
+                    io::Error::from(e)
+                }
+            })?;
         }
+        Ok(Box::new(file))
     }
 }
 
