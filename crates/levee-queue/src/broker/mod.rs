@@ -80,7 +80,7 @@ pub(crate) mod message;
 pub(crate) mod slots;
 mod stats;
 pub(crate) mod subject;
-mod subscription;
+pub(crate) mod subscription;
 mod timers;
 mod topic;
 mod traits;

@@ -11,19 +11,11 @@ use super::broker::{DurableBroker, SubWake};
 use super::codec::Codec;
 use crate::broker::core::{Grant, Settled, Verb};
 use crate::broker::message::StoredMessage;
-use crate::broker::slots::{Ended, Stale};
+use crate::broker::subscription::stale_error;
 use crate::broker::{
     Broker, BrokerDelivery, BrokerError, DeadLetter, Headers, Message, Publish, Select,
     SubscriptionConfig, SubscriptionStats,
 };
-
-fn stale_error(stale: Stale, seq: u64) -> BrokerError {
-    match stale {
-        Stale::Ended(Ended::Settled) => BrokerError::AlreadySettled { seq },
-        Stale::Ended(Ended::Expired) => BrokerError::LeaseExpired { seq },
-        Stale::Unknown => BrokerError::NotInFlight { seq },
-    }
-}
 
 fn gone(name: &str) -> BrokerError {
     BrokerError::NoSuchTopic { topic: format!("(subscription `{name}` was removed)") }
