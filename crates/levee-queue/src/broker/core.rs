@@ -1,5 +1,5 @@
 //! The sync engine of one subscription: what it holds and every transition, with time passed
-//! in. No lock, no clock and no waking here; `subscription.rs` wraps it in a mutex, with a
+//! in. No lock, no clock and no waking here; `subscription/` wraps it in a mutex, with a
 //! separately locked ingress in front where publishers append (drained into the core,
 //! through [`Core::accept`], whenever the core is locked).
 //!
@@ -33,6 +33,7 @@ use super::dead_letter::{AttemptOutcome, AttemptRecord, DeadLetter, DeadLetterRe
 use super::event::BrokerEvent;
 use super::journal::Change;
 use super::message::StoredMessage;
+use super::nack::Nack;
 use super::slots::{Ended, Slots, Stale};
 use super::stats::SubscriptionStats;
 use super::timers::Timers;
@@ -131,12 +132,10 @@ pub(crate) struct Grant<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verb {
     Ack,
-    /// A handler failure: `delay` overrides the backoff schedule; `dropped` when no verb
-    /// was given.
-    Nack {
-        delay: Option<Duration>,
-        dropped: bool,
-    },
+    /// A handler failure.
+    Nack(Nack),
+    /// A delivery dropped without a verb: a handler failure with no reason, on the backoff.
+    Drop,
     Term(String),
 }
 
@@ -515,27 +514,14 @@ impl<T> Core<T> {
                 self.release_key(pending.msg.key_arc().cloned().as_ref(), now);
                 Ok(Settled::Acked { ready_at })
             }
-            Verb::Nack { delay, dropped } => {
-                pending.failures += 1;
-                self.counts.nacked += 1;
-                let delay = delay.unwrap_or_else(|| self.config.backoff_for(pending.failures));
-                let outcome = if dropped {
-                    self.counts.dropped += 1;
-                    AttemptOutcome::Dropped
-                } else {
-                    AttemptOutcome::Nacked { delay }
-                };
-                pending.record(flight.delivered_at, now, outcome);
-                let (seq, attempt, failures) = (pending.msg.seq, pending.attempt, pending.failures);
-                self.log(|| Change::Failed { seq, failures, record: last_record(&pending) });
-                self.emit(|subscription| BrokerEvent::Nacked { subscription, seq, attempt, delay });
-                if pending.failures >= self.config.max_deliveries {
-                    self.dead_letter(pending, DeadLetterReason::MaxDeliveries { failures }, now);
-                } else {
-                    let due = now.saturating_add(nanos(delay));
-                    self.log(|| Change::Scheduled { seq, due });
-                    self.schedule(pending, due, now);
-                }
+            Verb::Nack(Nack { delay, reason }) => {
+                let outcome = |delay| AttemptOutcome::Nacked { delay, reason };
+                self.fail(pending, flight.delivered_at, delay, outcome, now);
+                Ok(Settled::Done)
+            }
+            Verb::Drop => {
+                self.counts.dropped += 1;
+                self.fail(pending, flight.delivered_at, None, |_| AttemptOutcome::Dropped, now);
                 Ok(Settled::Done)
             }
             Verb::Term(reason) => {
@@ -550,6 +536,32 @@ impl<T> Core<T> {
                 self.dead_letter(pending, DeadLetterReason::Terminated { reason }, now);
                 Ok(Settled::Done)
             }
+        }
+    }
+
+    /// A handler failure (nack or drop): redeliver after `delay` (`None`: the backoff for
+    /// this failure), or dead-letter after `max_deliveries`.
+    fn fail(
+        &mut self,
+        mut pending: Pending<T>,
+        delivered_at: u64,
+        delay: Option<Duration>,
+        outcome: impl FnOnce(Duration) -> AttemptOutcome,
+        now: u64,
+    ) {
+        pending.failures += 1;
+        self.counts.nacked += 1;
+        let delay = delay.unwrap_or_else(|| self.config.backoff_for(pending.failures));
+        pending.record(delivered_at, now, outcome(delay));
+        let (seq, attempt, failures) = (pending.msg.seq, pending.attempt, pending.failures);
+        self.log(|| Change::Failed { seq, failures, record: last_record(&pending) });
+        self.emit(|subscription| BrokerEvent::Nacked { subscription, seq, attempt, delay });
+        if pending.failures >= self.config.max_deliveries {
+            self.dead_letter(pending, DeadLetterReason::MaxDeliveries { failures }, now);
+        } else {
+            let due = now.saturating_add(nanos(delay));
+            self.log(|| Change::Scheduled { seq, due });
+            self.schedule(pending, due, now);
         }
     }
 

@@ -3,13 +3,13 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use levee_core::{Clock, FastClock};
 
 use super::core::{Grant, Verb};
 use super::error::BrokerError;
 use super::message::{Headers, StoredMessage};
+use super::nack::Nack;
 use super::subscription::Owner;
 
 /// A message leased to one consumer until its ack deadline.
@@ -93,13 +93,25 @@ impl<T, C: Clock> Delivery<T, C> {
         self.settle(Verb::Ack)
     }
 
-    /// The handler failed: redeliver after `delay`, or after the subscription's backoff for
-    /// this failure when `None`. After `max_deliveries` failures the message is dead-lettered.
+    /// The handler failed: redeliver after [`nack.delay`](Nack::delay), or after the
+    /// subscription's backoff for this failure when it has none; keep
+    /// [`nack.reason`](Nack::reason) in the attempt history. After `max_deliveries` failures
+    /// the message is dead-lettered.
+    ///
+    /// ```
+    /// # use levee_queue::broker::{InProcessBroker, Message, Nack, SubscriptionConfig};
+    /// # let broker = InProcessBroker::<u32>::new();
+    /// # let sub = broker.subscribe("t", SubscriptionConfig::new("s")).unwrap();
+    /// # let consumer = sub.consumer();
+    /// # broker.try_publish("t", Message::new(1)).unwrap();
+    /// let delivery = consumer.try_receive(1).unwrap().remove(0);
+    /// delivery.nack(Nack::new().reason("inventory service unavailable")).unwrap();
+    /// ```
     ///
     /// # Errors
     /// As [`ack`](Self::ack).
-    pub fn nack(&self, delay: Option<Duration>) -> Result<(), BrokerError> {
-        self.settle(Verb::Nack { delay, dropped: false })
+    pub fn nack(&self, nack: Nack) -> Result<(), BrokerError> {
+        self.settle(Verb::Nack(nack))
     }
 
     /// The message can never be handled: dead-letter it now with `reason`.

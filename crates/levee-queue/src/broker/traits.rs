@@ -13,6 +13,7 @@ use super::delivery::Delivery;
 use super::error::BrokerError;
 use super::in_process::InProcessBroker;
 use super::message::{Headers, Message};
+use super::nack::Nack;
 use super::subscription::{Consumer, Subscription};
 use super::topic::Publish;
 
@@ -89,11 +90,13 @@ pub trait Broker: Send + Sync + 'static {
         delivery: &Self::Delivery,
     ) -> impl Future<Output = Result<(), BrokerError>> + Send;
 
-    /// The handler failed: redeliver after `delay` (`None`: the subscription's backoff).
+    /// The handler failed: redeliver after `nack.delay` (`None`: the subscription's
+    /// backoff), and keep `nack.reason` in the message's attempt history, so the dead letter
+    /// shows it ([`DeadLetter::last_reason`]).
     fn nack(
         &self,
         delivery: &Self::Delivery,
-        delay: Option<Duration>,
+        nack: Nack,
     ) -> impl Future<Output = Result<(), BrokerError>> + Send;
 
     /// Still working: extend the lease.
@@ -200,12 +203,8 @@ impl<T: Send + Sync + 'static, C: Clock + Clone> Broker for InProcessBroker<T, C
         delivery.ack()
     }
 
-    async fn nack(
-        &self,
-        delivery: &Self::Delivery,
-        delay: Option<Duration>,
-    ) -> Result<(), BrokerError> {
-        delivery.nack(delay)
+    async fn nack(&self, delivery: &Self::Delivery, nack: Nack) -> Result<(), BrokerError> {
+        delivery.nack(nack)
     }
 
     async fn in_progress(&self, delivery: &Self::Delivery) -> Result<(), BrokerError> {

@@ -13,7 +13,7 @@ use crate::broker::core::{Grant, Settled, Verb};
 use crate::broker::message::StoredMessage;
 use crate::broker::subscription::stale_error;
 use crate::broker::{
-    Broker, BrokerDelivery, BrokerError, DeadLetter, Headers, Message, Publish, Select,
+    Broker, BrokerDelivery, BrokerError, DeadLetter, Headers, Message, Nack, Publish, Select,
     SubscriptionConfig, SubscriptionStats,
 };
 
@@ -401,12 +401,13 @@ impl<T: Codec, C: Clock> DurableDelivery<T, C> {
         self.settle(Verb::Ack).await
     }
 
-    /// The handler failed: redeliver after `delay` (`None`: the subscription's backoff).
+    /// The handler failed: redeliver after `nack.delay` (`None`: the subscription's
+    /// backoff); `nack.reason` is kept in the attempt history.
     ///
     /// # Errors
     /// As [`ack`](Self::ack).
-    pub async fn nack(&self, delay: Option<Duration>) -> Result<(), BrokerError> {
-        self.settle(Verb::Nack { delay, dropped: false }).await
+    pub async fn nack(&self, nack: Nack) -> Result<(), BrokerError> {
+        self.settle(Verb::Nack(nack)).await
     }
 
     /// The message can never be handled: dead-letter it now with `reason`.
@@ -475,7 +476,7 @@ impl<T: Codec, C: Clock> Drop for DurableDelivery<T, C> {
     fn drop(&mut self) {
         if !*self.settled.get_mut() {
             // A delivery dropped without a verb is a handler failure, not a loss.
-            let verb = Verb::Nack { delay: None, dropped: true };
+            let verb = Verb::Drop;
             let _ = self.sub.settle(self.slot, self.token, self.msg.seq(), verb);
         }
     }
@@ -545,12 +546,8 @@ impl<T: Codec, C: Clock + Clone> Broker for DurableBroker<T, C> {
         delivery.ack().await
     }
 
-    async fn nack(
-        &self,
-        delivery: &Self::Delivery,
-        delay: Option<Duration>,
-    ) -> Result<(), BrokerError> {
-        delivery.nack(delay).await
+    async fn nack(&self, delivery: &Self::Delivery, nack: Nack) -> Result<(), BrokerError> {
+        delivery.nack(nack).await
     }
 
     async fn in_progress(&self, delivery: &Self::Delivery) -> Result<(), BrokerError> {

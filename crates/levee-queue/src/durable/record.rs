@@ -191,7 +191,9 @@ pub(crate) fn dedup(out: &mut Vec<u8>, topic: u32, id: &str, seq: u64, at: u64) 
 fn attempt_record(w: &mut Writer<'_>, r: &AttemptRecord) {
     w.u32(r.attempt).u64(r.delivered_at).u64(r.ended_at);
     match &r.outcome {
-        AttemptOutcome::Nacked { delay } => w.u8(0).u64(nanos(*delay)),
+        AttemptOutcome::Nacked { delay, reason } => {
+            w.u8(0).u64(nanos(*delay)).opt_str(reason.as_deref())
+        }
         AttemptOutcome::Dropped => w.u8(1),
         AttemptOutcome::LeaseExpired => w.u8(2),
         AttemptOutcome::Terminated { reason } => w.u8(3).str(reason),
@@ -295,7 +297,9 @@ fn decode_attempt(r: &mut Reader<'_>) -> Result<AttemptRecord, DecodeError> {
     let delivered_at = r.u64()?;
     let ended_at = r.u64()?;
     let outcome = match r.u8()? {
-        0 => AttemptOutcome::Nacked { delay: duration(r)? },
+        0 => {
+            AttemptOutcome::Nacked { delay: duration(r)?, reason: r.opt_str()?.map(str::to_owned) }
+        }
         1 => AttemptOutcome::Dropped,
         2 => AttemptOutcome::LeaseExpired,
         3 => AttemptOutcome::Terminated { reason: r.str()?.to_owned() },

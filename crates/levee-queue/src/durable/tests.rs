@@ -12,7 +12,7 @@ use super::file::{Faults, MemStorage, Storage};
 use super::log::{Log, LogOptions};
 use super::*;
 use crate::broker::{
-    AttemptOutcome, BrokerError, DeadLetterReason, Message, Publish, SubscriptionConfig,
+    AttemptOutcome, BrokerError, DeadLetterReason, Message, Nack, Publish, SubscriptionConfig,
 };
 
 const DIR: &str = "/broker";
@@ -83,7 +83,7 @@ fn everything_survives_a_crash() {
         let batch = take(&s, 5).await;
         assert_eq!(payloads(&batch), [1, 2, 3, 4, 5]);
         batch[0].ack().await.unwrap(); // 1: done
-        batch[1].nack(Some(Duration::from_secs(20))).await.unwrap(); // 2: back in 20 s
+        batch[1].nack(Nack::new().delay(Duration::from_secs(20)).reason("later")).await.unwrap(); // 2: back in 20 s
         batch[2].term("poison").await.unwrap(); // 3: dead letter
         // 4 and 5 stay in flight across the crash; so does 7, the head of key k.
         let keyed = take(&s, 5).await;
@@ -447,7 +447,7 @@ fn a_dead_letter_history_keeps_its_outcomes() {
         let b = open(&storage, &clock);
         let s = b.subscribe("t", config("s").max_deliveries(2).backoff(vec![])).await.unwrap();
         b.publish("t", Message::new(1)).await.unwrap();
-        take(&s, 1).await[0].nack(None).await.unwrap();
+        take(&s, 1).await[0].nack(Nack::new().reason("down")).await.unwrap();
         drop(take(&s, 1).await); // dropped without a verb: the second failure
         b.sync().unwrap(); // a drop does not wait for the log; make sure it got there
         b.halt();
@@ -461,7 +461,10 @@ fn a_dead_letter_history_keeps_its_outcomes() {
         let outcomes: Vec<_> = dead[0].history.iter().map(|h| h.outcome.clone()).collect();
         assert_eq!(
             outcomes,
-            [AttemptOutcome::Nacked { delay: Duration::ZERO }, AttemptOutcome::Dropped]
+            [
+                AttemptOutcome::Nacked { delay: Duration::ZERO, reason: Some("down".into()) },
+                AttemptOutcome::Dropped
+            ]
         );
         assert_eq!(dead[0].attempts, 2);
     });
