@@ -317,13 +317,17 @@ impl<T: Codec, C: Clock + Clone> DurableBuilder<T, C> {
         if !broker.inner.log.is_read_only() {
             {
                 let mut state = broker.inner.state.lock();
-                let tracked: Vec<(u64, u32)> = state
-                    .topics
-                    .values()
-                    .flat_map(|t| t.live.values().map(|l| (l.lsn, l.bytes)))
-                    .collect();
-                for (lsn, bytes) in tracked {
-                    broker.inner.log.track(lsn, i64::from(bytes));
+                // Live bytes per segment, summed here and handed over once per segment.
+                let bases: Vec<u64> = broker.inner.log.segments().iter().map(|s| s.0).collect();
+                let mut per_segment = vec![0i64; bases.len()];
+                for l in state.topics.values().flat_map(|t| t.live.values()) {
+                    let i = bases.partition_point(|&b| b <= l.lsn).saturating_sub(1);
+                    if let Some(sum) = per_segment.get_mut(i) {
+                        *sum += i64::from(l.bytes);
+                    }
+                }
+                for (base, bytes) in bases.iter().zip(per_segment) {
+                    broker.inner.log.track(*base, bytes);
                 }
                 // The sweep in `build` expired what was in flight: record it.
                 let ids: Vec<u32> = state.subs.keys().copied().collect();
@@ -533,54 +537,70 @@ impl<T: Codec> Recovering<T> {
             topic.subs.push(id);
             let mut core = Core::new(Arc::clone(&name), rs.config.clone(), listening);
             core.enable_journal();
-            let mut flights = Vec::new();
-            let mut waiting = Vec::new();
-            let mut dead = Vec::new();
-            let mut shadow = HashMap::with_capacity_and_hasher(rs.shadow.len(), Default::default());
-            for (seq, m) in rs.shadow {
-                let Some(rm) = topic_msgs.get(&seq) else { continue };
+            let mut shadow = rs.shadow;
+            // Messages whose payload record is gone cannot be restored (only a damaged log
+            // that was skipped can get here).
+            shadow.retain(|seq, _| topic_msgs.contains_key(seq));
+            // Small keys sorted, entries looked up: sorting the entries themselves would
+            // move a hundred bytes each, a million times over.
+            let (mut flights, mut waiting, mut dead) = (Vec::new(), Vec::new(), Vec::new());
+            for (&seq, m) in &shadow {
+                let rm = &topic_msgs[&seq];
                 let live = topic.live.entry(seq).or_insert(Live {
                     lsn: rm.lsn,
                     bytes: rm.bytes,
                     holders: 0,
                 });
                 live.holders += 1;
-                let pending = Pending::restored(
-                    Arc::clone(&rm.msg),
+                match m.place {
+                    Place::InFlight { .. } => flights.push(seq),
+                    Place::Waiting { .. } => waiting.push((m.entered, seq)),
+                    Place::Dead { order, .. } => dead.push((order, seq)),
+                }
+            }
+            let pending = |seq: u64| {
+                let m = &shadow[&seq];
+                let msg = Arc::clone(&topic_msgs[&seq].msg);
+                let p = Pending::restored(
+                    msg,
                     m.attempt,
                     m.failures,
                     m.expiries,
                     m.first_delivered,
                     m.history.clone(),
                 );
-                match &m.place {
-                    Place::InFlight { delivered_at } => flights.push((pending, *delivered_at)),
-                    Place::Waiting { due } => waiting.push((m.entered, seq, pending, *due)),
-                    Place::Dead { reason, at, order } => dead.push((
-                        *order,
-                        DeadLetter {
-                            message: Arc::clone(&rm.msg),
-                            topic: Arc::clone(&name),
-                            reason: reason.clone(),
-                            history: m.history.clone(),
-                            attempts: m.attempt,
-                            dead_lettered_at: *at,
-                        },
-                    )),
-                }
-                shadow.insert(seq, m);
-            }
+                (p, m)
+            };
             held += shadow.len();
             redelivered += flights.len();
-            flights.sort_by_key(|(p, _)| p.msg.seq);
+            flights.sort_unstable();
+            let flights = flights
+                .into_iter()
+                .map(|seq| {
+                    let (p, m) = pending(seq);
+                    let Place::InFlight { delivered_at } = m.place else { unreachable!() };
+                    (p, delivered_at)
+                })
+                .collect();
             core.restore_in_flight(flights, now);
-            waiting.sort_unstable_by_key(|w| (w.0, w.1));
-            for (_, _, pending, due) in waiting {
-                core.restore_waiting(pending, due, now);
+            waiting.sort_unstable();
+            for (_, seq) in waiting {
+                let (p, m) = pending(seq);
+                let Place::Waiting { due } = m.place else { unreachable!() };
+                core.restore_waiting(p, due, now);
             }
-            dead.sort_unstable_by_key(|d| d.0);
-            for (_, letter) in dead {
-                core.restore_dead_letter(letter);
+            dead.sort_unstable();
+            for (_, seq) in dead {
+                let m = &shadow[&seq];
+                let Place::Dead { reason, at, .. } = &m.place else { unreachable!() };
+                core.restore_dead_letter(DeadLetter {
+                    message: Arc::clone(&topic_msgs[&seq].msg),
+                    topic: Arc::clone(&name),
+                    reason: reason.clone(),
+                    history: m.history.clone(),
+                    attempts: m.attempt,
+                    dead_lettered_at: *at,
+                });
             }
             core.sweep(now);
             let filter = rs.config.filter.as_deref().and_then(|f| SubjectFilter::new(f).ok());
