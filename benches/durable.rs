@@ -7,13 +7,20 @@
 //! confirmation, so one fsync confirms everything that arrived while the previous one ran.
 //! The log lives in a temporary directory on the machine's disk.
 //!
-//! Not yet here: the NATS JetStream rows (file storage, explicit acks, default
-//! `sync_interval` and `always`) that issue 15 asks for beside these.
+//! The anchor is NATS JetStream (file storage, explicit acks, loopback), the same work in
+//! the same harness: 512 concurrent `publish(..).await?.await` (confirmed when stored), 2
+//! tasks consuming one durable pull consumer and acking each message. Two servers: one at
+//! JetStream's default (`sync_interval` 2 min: it does not fsync before it confirms) and one
+//! with `sync_interval: always`. `benches/durable-nats.sh` starts both on free loopback
+//! ports and runs this bench with `LEVEE_BENCH_NATS_URL` / `LEVEE_BENCH_NATS_ALWAYS_URL`;
+//! without them the JetStream rows are skipped (with a message).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::{self, consumer, stream};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures::StreamExt;
 use levee_queue::broker::{Message, SubscriptionConfig};
 use levee_queue::durable::{DurableBroker, DurableSettings, FsyncPolicy};
 
@@ -50,6 +57,57 @@ async fn publish_all(broker: &DurableBroker<Vec<u8>>, n: u64, size: usize) -> Du
     started.elapsed()
 }
 
+/// The JetStream servers the script started: (row name, url).
+fn nats_servers() -> Vec<(&'static str, String)> {
+    let mut servers = Vec::new();
+    for (name, var) in [
+        ("jetstream_default", "LEVEE_BENCH_NATS_URL"),
+        ("jetstream_sync_always", "LEVEE_BENCH_NATS_ALWAYS_URL"),
+    ] {
+        match std::env::var(var) {
+            Ok(url) if !url.is_empty() => servers.push((name, url)),
+            _ => eprintln!("skipped: {name} rows need {var} (run benches/durable-nats.sh)"),
+        }
+    }
+    servers
+}
+
+/// A fresh file-storage stream `BENCH` on `bench.>`.
+async fn nats_stream(url: &str) -> (jetstream::Context, stream::Stream) {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = jetstream::new(client);
+    let _ = js.delete_stream("BENCH").await;
+    let stream = js
+        .create_stream(stream::Config {
+            name: "BENCH".into(),
+            subjects: vec!["bench.>".into()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    (js, stream)
+}
+
+async fn nats_publish_all(js: &jetstream::Context, n: u64, size: usize) -> Duration {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..PUBLISHERS)
+        .map(|t| {
+            let js = js.clone();
+            tokio::spawn(async move {
+                for _ in (t..n).step_by(PUBLISHERS as usize) {
+                    let payload = bytes::Bytes::from(vec![7u8; size]);
+                    js.publish("bench.x", payload).await.unwrap().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    started.elapsed()
+}
+
 fn publish_confirm(c: &mut Criterion) {
     let rt = runtime();
     let mut g = c.benchmark_group("durable/publish_confirm");
@@ -67,6 +125,16 @@ fn publish_confirm(c: &mut Criterion) {
                 })
             });
         });
+        for (name, url) in nats_servers() {
+            g.bench_function(BenchmarkId::new(name, size), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let (js, _stream) = nats_stream(&url).await;
+                        nats_publish_all(&js, iters, size).await
+                    })
+                });
+            });
+        }
     }
     g.finish();
 }
@@ -107,6 +175,50 @@ fn publish_deliver_ack(c: &mut Criterion) {
                 })
             });
         });
+        for (name, url) in nats_servers() {
+            g.bench_function(BenchmarkId::new(name, size), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let (js, stream) = nats_stream(&url).await;
+                        let consumer: consumer::PullConsumer = stream
+                            .create_consumer(consumer::pull::Config {
+                                durable_name: Some("s".into()),
+                                ack_policy: consumer::AckPolicy::Explicit,
+                                max_ack_pending: 8192,
+                                ..Default::default()
+                            })
+                            .await
+                            .unwrap();
+                        let started = Instant::now();
+                        let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                        let consumers: Vec<_> = (0..2)
+                            .map(|_| {
+                                let (consumer, acked) = (consumer.clone(), Arc::clone(&acked));
+                                tokio::spawn(async move {
+                                    use std::sync::atomic::Ordering::Relaxed;
+                                    let mut messages = consumer.messages().await.unwrap();
+                                    while acked.load(Relaxed) < iters {
+                                        let next = tokio::time::timeout(
+                                            Duration::from_millis(5),
+                                            messages.next(),
+                                        );
+                                        if let Ok(Some(m)) = next.await {
+                                            m.unwrap().ack().await.unwrap();
+                                            acked.fetch_add(1, Relaxed);
+                                        }
+                                    }
+                                })
+                            })
+                            .collect();
+                        nats_publish_all(&js, iters, size).await;
+                        for c in consumers {
+                            c.await.unwrap();
+                        }
+                        started.elapsed()
+                    })
+                });
+            });
+        }
     }
     g.finish();
 }
