@@ -355,9 +355,11 @@ struct RecMsg<T> {
     msg: Arc<StoredMessage<T>>,
 }
 
+/// A topic as folded so far. Compaction copies definitions forward to the end of the log,
+/// so records can name a topic or subscription before the record that defines it comes:
+/// both are created on first mention and dropped at the end if never defined.
 struct RecTopic<T> {
-    name: Arc<str>,
-    config: TopicConfig,
+    def: Option<(Arc<str>, TopicConfig)>,
     next_seq: u64,
     msgs: HashMap<u64, RecMsg<T>>,
     dedup: Vec<(String, u64, u64)>,
@@ -365,21 +367,35 @@ struct RecTopic<T> {
 
 struct RecSub {
     topic: u32,
-    config: SubscriptionConfig,
+    config: Option<SubscriptionConfig>,
     shadow: HashMap<u64, SubMsg>,
+}
+
+impl<T> Default for RecTopic<T> {
+    fn default() -> Self {
+        Self { def: None, next_seq: 1, msgs: HashMap::default(), dedup: Vec::new() }
+    }
 }
 
 /// State folded from the log, record by record.
 struct Recovering<T> {
     topics: HashMap<u32, RecTopic<T>>,
     subs: HashMap<u32, RecSub>,
+    /// Subscriptions removed: ids are never reused, so nothing may bring them back.
+    removed: std::collections::HashSet<u32>,
     max_at: u64,
     error: Option<OpenError>,
 }
 
 impl<T> Default for Recovering<T> {
     fn default() -> Self {
-        Self { topics: HashMap::default(), subs: HashMap::default(), max_at: 0, error: None }
+        Self {
+            topics: HashMap::default(),
+            subs: HashMap::default(),
+            removed: Default::default(),
+            max_at: 0,
+            error: None,
+        }
     }
 }
 
@@ -397,29 +413,27 @@ impl<T: Codec> Recovering<T> {
         let bytes = (FRAME_HEADER + body.len()) as u32;
         match record::decode(body)? {
             Record::Topic { id, name, config, next_seq } => {
-                let t = self.topics.entry(id).or_insert_with(|| RecTopic {
-                    name: name.into(),
-                    config,
-                    next_seq: 1,
-                    msgs: HashMap::default(),
-                    dedup: Vec::new(),
-                });
+                let t = self.topics.entry(id).or_default();
+                t.def.get_or_insert_with(|| (name.into(), config));
                 t.next_seq = t.next_seq.max(next_seq);
             }
             Record::Subscribe { id, topic, config } => {
-                if self.topics.contains_key(&topic) {
-                    self.subs.entry(id).or_insert_with(|| RecSub {
+                if !self.removed.contains(&id) {
+                    self.topics.entry(topic).or_default();
+                    let s = self.subs.entry(id).or_insert_with(|| RecSub {
                         topic,
-                        config,
+                        config: None,
                         shadow: HashMap::default(),
                     });
+                    s.config.get_or_insert(config);
                 }
             }
             Record::Unsubscribe { id } => {
                 self.subs.remove(&id);
+                self.removed.insert(id);
             }
             Record::Publish { msg, routed } => {
-                let Some(t) = self.topics.get_mut(&msg.topic) else { return Ok(()) };
+                let t = self.topics.entry(msg.topic).or_default();
                 let stored = Arc::new(msg.stored::<T>()?);
                 self.max_at = self.max_at.max(msg.published_at);
                 t.next_seq = t.next_seq.max(msg.seq + 1);
@@ -428,16 +442,22 @@ impl<T: Codec> Recovering<T> {
                 }
                 for s in routed.chunks_exact(4) {
                     let s = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-                    if let Some(sub) = self.subs.get_mut(&s)
-                        && sub.topic == msg.topic
-                    {
+                    if self.removed.contains(&s) {
+                        continue;
+                    }
+                    let sub = self.subs.entry(s).or_insert_with(|| RecSub {
+                        topic: msg.topic,
+                        config: None,
+                        shadow: HashMap::default(),
+                    });
+                    if sub.topic == msg.topic {
                         sub.shadow.insert(msg.seq, SubMsg::new(lsn, msg.ready_at));
                     }
                 }
                 t.msgs.insert(msg.seq, RecMsg { lsn, bytes, msg: stored });
             }
             Record::Carry { msg } => {
-                let Some(t) = self.topics.get_mut(&msg.topic) else { return Ok(()) };
+                let t = self.topics.entry(msg.topic).or_default();
                 t.next_seq = t.next_seq.max(msg.seq + 1);
                 match t.msgs.get_mut(&msg.seq) {
                     Some(m) => {
@@ -468,16 +488,14 @@ impl<T: Codec> Recovering<T> {
                 }
             }
             Record::CarrySub { sub, seq, state } => {
-                if let Some(s) = self.subs.get_mut(&sub)
-                    && self.topics.get(&s.topic).is_some_and(|t| t.msgs.contains_key(&seq))
-                {
+                // Compaction writes every definition before its copies, so the
+                // subscription is known here.
+                if let Some(s) = self.subs.get_mut(&sub) {
                     s.shadow.insert(seq, state);
                 }
             }
             Record::Dedup { topic, id, seq, at } => {
-                if let Some(t) = self.topics.get_mut(&topic) {
-                    t.dedup.push((id.to_owned(), seq, at));
-                }
+                self.topics.entry(topic).or_default().dedup.push((id.to_owned(), seq, at));
             }
         }
         Ok(())
@@ -499,7 +517,8 @@ impl<T: Codec> Recovering<T> {
         };
         let mut msgs: HashMap<u32, HashMap<u64, RecMsg<T>>> = HashMap::default();
         for (id, t) in self.topics {
-            let mut dedup = Dedup::new(nanos(t.config.dedup_window), t.config.dedup_capacity);
+            let Some((name, config)) = t.def else { continue };
+            let mut dedup = Dedup::new(nanos(config.dedup_window), config.dedup_capacity);
             let mut entries = t.dedup;
             entries.sort_by_key(|e| e.2);
             if dedup.enabled() {
@@ -509,13 +528,13 @@ impl<T: Codec> Recovering<T> {
                     }
                 }
             }
-            state.topic_names.insert(id, Arc::clone(&t.name));
+            state.topic_names.insert(id, Arc::clone(&name));
             state.topics.insert(
-                Arc::clone(&t.name),
+                Arc::clone(&name),
                 TopicState {
                     id,
-                    name: t.name,
-                    config: t.config,
+                    name,
+                    config,
                     next_seq: t.next_seq,
                     dedup,
                     subs: Vec::new(),
@@ -531,11 +550,12 @@ impl<T: Codec> Recovering<T> {
         let mut subs = self.subs;
         for id in sub_ids {
             let Some(rs) = subs.remove(&id) else { continue };
+            let Some(config) = rs.config else { continue };
             let Some(name) = state.topic_names.get(&rs.topic).cloned() else { continue };
             let Some(topic_msgs) = msgs.get(&rs.topic) else { continue };
             let topic = state.topics.get_mut(&name).expect("named topics exist");
             topic.subs.push(id);
-            let mut core = Core::new(Arc::clone(&name), rs.config.clone(), listening);
+            let mut core = Core::new(Arc::clone(&name), config.clone(), listening);
             core.enable_journal();
             let mut shadow = rs.shadow;
             // Messages whose payload record is gone cannot be restored (only a damaged log
@@ -603,15 +623,15 @@ impl<T: Codec> Recovering<T> {
                 });
             }
             core.sweep(now);
-            let filter = rs.config.filter.as_deref().and_then(|f| SubjectFilter::new(f).ok());
+            let filter = config.filter.as_deref().and_then(|f| SubjectFilter::new(f).ok());
             state.subs.insert(
                 id,
                 SubState {
                     topic_id: rs.topic,
                     topic: name,
-                    name: rs.config.name.as_str().into(),
+                    name: config.name.as_str().into(),
                     filter,
-                    config: rs.config,
+                    config,
                     core,
                     shadow,
                     unreleased: 0,

@@ -469,3 +469,39 @@ fn a_dead_letter_history_keeps_its_outcomes() {
         assert_eq!(dead[0].attempts, 2);
     });
 }
+
+/// Compaction copies definitions forward, after records that name them: a subscription
+/// whose `Subscribe` record was in a deleted segment keeps the messages published to it in
+/// later segments.
+#[test]
+fn definitions_copied_forward_keep_the_messages_that_name_them() {
+    let rt = rt();
+    let storage = MemStorage::new();
+    let clock = ManualClock::new();
+    let settings = DurableSettings::new().segment_bytes(64 << 10);
+    rt.block_on(async {
+        let b = open_with(&storage, &clock, settings.clone()).unwrap();
+        let s = b.subscribe("t", config("s").max_in_flight_per_consumer(10_000)).await.unwrap();
+        let c = s.consumer().unwrap();
+        // Fill the first segment with traffic that is acked: it becomes dead.
+        while b.segments() < 2 {
+            b.publish("t", Message::new(0)).await.unwrap();
+            let mut batch = c.receive_timeout(10_000, Some(Duration::ZERO)).await.unwrap();
+            c.ack_all(&mut batch).await.unwrap();
+        }
+        // The second segment: messages that stay pending.
+        for n in 1..=200 {
+            b.publish("t", Message::new(n)).await.unwrap();
+        }
+        assert!(b.compact_once(), "the first segment is dead and goes");
+        drop(c);
+        b.halt();
+    });
+    storage.kill();
+    rt.block_on(async {
+        let b = open_with(&storage, &clock, settings).unwrap();
+        let s = b.subscription("t", "s").expect("the subscription survives");
+        let got = payloads(&take(&s, 1000).await);
+        assert_eq!(got, (1..=200).collect::<Vec<_>>());
+    });
+}
