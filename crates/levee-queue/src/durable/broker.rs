@@ -254,7 +254,7 @@ impl<T: Codec, C: Clock + Clone> DurableBuilder<T, C> {
     /// # Errors
     /// [`OpenError::Config`] for invalid settings, [`OpenError::Io`] when the directory
     /// cannot be used (or another broker has it open), [`OpenError::Corrupt`] for a damaged
-    /// record in the middle of the log under [`OnCorruption::Fail`], and
+    /// record in the middle of the log under [`OnCorruption::Fail`](super::OnCorruption::Fail), and
     /// [`OpenError::Undecodable`] for a record that does not decode.
     pub fn open(self) -> Result<DurableBroker<T, C>, OpenError> {
         let started = Instant::now();
