@@ -382,7 +382,7 @@ struct Recovering<T> {
     topics: HashMap<u32, RecTopic<T>>,
     subs: HashMap<u32, RecSub>,
     /// Subscriptions removed: ids are never reused, so nothing may bring them back.
-    removed: std::collections::HashSet<u32>,
+    removed: HashMap<u32, ()>,
     max_at: u64,
     error: Option<OpenError>,
 }
@@ -418,7 +418,7 @@ impl<T: Codec> Recovering<T> {
                 t.next_seq = t.next_seq.max(next_seq);
             }
             Record::Subscribe { id, topic, config } => {
-                if !self.removed.contains(&id) {
+                if !self.removed.contains_key(&id) {
                     self.topics.entry(topic).or_default();
                     let s = self.subs.entry(id).or_insert_with(|| RecSub {
                         topic,
@@ -430,7 +430,7 @@ impl<T: Codec> Recovering<T> {
             }
             Record::Unsubscribe { id } => {
                 self.subs.remove(&id);
-                self.removed.insert(id);
+                self.removed.insert(id, ());
             }
             Record::Publish { msg, routed } => {
                 let t = self.topics.entry(msg.topic).or_default();
@@ -442,7 +442,7 @@ impl<T: Codec> Recovering<T> {
                 }
                 for s in routed.chunks_exact(4) {
                     let s = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-                    if self.removed.contains(&s) {
+                    if self.removed.contains_key(&s) {
                         continue;
                     }
                     let sub = self.subs.entry(s).or_insert_with(|| RecSub {
@@ -563,7 +563,9 @@ impl<T: Codec> Recovering<T> {
             shadow.retain(|seq, _| topic_msgs.contains_key(seq));
             // Small keys sorted, entries looked up: sorting the entries themselves would
             // move a hundred bytes each, a million times over.
-            let (mut flights, mut waiting, mut dead) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut flights, mut dead) = (Vec::new(), Vec::new());
+            let mut waiting = Vec::with_capacity(shadow.len());
+            topic.live.reserve(topic_msgs.len().saturating_sub(topic.live.len()));
             for (&seq, m) in &shadow {
                 let rm = &topic_msgs[&seq];
                 let live = topic.live.entry(seq).or_insert(Live {
