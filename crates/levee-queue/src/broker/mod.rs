@@ -71,20 +71,22 @@
 
 mod config;
 pub mod conformance;
-mod core;
+pub(crate) mod core;
 mod dead_letter;
-mod dedup;
+pub(crate) mod dedup;
 mod delivery;
 mod error;
 mod event;
 mod in_process;
-mod message;
+#[cfg_attr(not(feature = "durable"), allow(dead_code))]
+pub(crate) mod journal;
+pub(crate) mod message;
 mod nack;
 mod serve;
-mod slots;
+pub(crate) mod slots;
 mod stats;
-mod subject;
-mod subscription;
+pub(crate) mod subject;
+pub(crate) mod subscription;
 mod timers;
 mod topic;
 mod traits;
