@@ -122,7 +122,9 @@ pub enum Select {
 }
 
 impl Select {
-    pub(crate) fn contains(&self, seq: u64) -> bool {
+    /// True when the dead letter with sequence number `seq` is selected.
+    #[must_use]
+    pub fn contains(&self, seq: u64) -> bool {
         match self {
             Self::All => true,
             Self::Seqs(seqs) => seqs.contains(&seq),

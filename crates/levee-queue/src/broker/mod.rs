@@ -91,7 +91,7 @@ pub use event::BrokerEvent;
 pub use in_process::{Builder, InProcessBroker};
 pub use message::{Headers, Message, Schedule, StoredMessage};
 pub use stats::{SubscriptionStats, TopicStats};
-pub use subject::SubjectFilter;
+pub use subject::{SubjectFilter, validate_subject};
 pub use subscription::{Consumer, Subscription};
 pub use topic::{Publish, PublishError, Topic};
 pub use traits::{Broker, BrokerDelivery};
