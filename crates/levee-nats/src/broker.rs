@@ -604,6 +604,9 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
                 handle.names.schedule_target(&key, &subject).as_str(),
             );
             headers.insert("Nats-Schedule-TTL", "168h");
+            if let Some(id) = message.message_id() {
+                headers.insert(H_MSG_ID, id);
+            }
             handle.names.schedule_subject(&unique_token(&self.shared.client))
         } else {
             handle.names.message_subject(None, &key, &subject)

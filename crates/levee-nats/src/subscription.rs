@@ -493,13 +493,16 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
             .and_then(|h| h.get(H_SEQ))
             .and_then(|v| v.as_str().parse().ok())
             .unwrap_or(stream_seq);
+        // A replay's own `Nats-Msg-Id` is the replay's; a delayed message loses JetStream's
+        // when its schedule fires. Both carry the original id in `Levee-Msg-Id`.
+        let replayed = headers.is_some_and(|h| h.get(H_SEQ).is_some());
         let message_id = headers
-            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID).or_else(|| h.get(H_MSG_ID)))
-            .map(|v| v.as_str().to_owned())
-            .filter(|_| {
-                headers.and_then(|h| h.get(H_SEQ)).is_none()
-                    || headers.and_then(|h| h.get(H_MSG_ID)).is_some()
-            });
+            .and_then(|h| match h.get(H_MSG_ID) {
+                Some(id) => Some(id),
+                None if replayed => None,
+                None => h.get(async_nats::header::NATS_MESSAGE_ID),
+            })
+            .map(|v| v.as_str().to_owned());
         let (state, had_state) = if delivered > 1 {
             match sub.topic.state.get(state_key(&sub.config.name, stream_seq)).await {
                 Ok(Some(bytes)) => {
@@ -526,6 +529,10 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
             }
         }
         history.sort_by_key(|r| r.attempt);
+        let expired = expiries >= sub.config.max_lease_expiries;
+        let failed = state.failures >= sub.config.max_deliveries;
+        // Dead-lettered here, this delivery is never handed out: it is not an attempt.
+        let attempts = if expired || failed { delivered - 1 } else { delivered };
         let lease = Lease::new(
             Arc::clone(sub),
             reply,
@@ -540,17 +547,17 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
                 payload: message.payload.clone(),
                 published_at,
             },
-            delivered,
+            attempts,
             state.failures,
             history,
             had_state,
             now,
         );
-        if expiries >= sub.config.max_lease_expiries {
+        if expired {
             lease.dead_letter(DeadLetterReason::MaxLeaseExpiries { expiries }, None).await?;
             return Ok(Admit::Done);
         }
-        if state.failures >= sub.config.max_deliveries {
+        if failed {
             // Recorded, but the dead-lettering did not finish (a crash in between): finish it.
             lease
                 .dead_letter(DeadLetterReason::MaxDeliveries { failures: state.failures }, None)
