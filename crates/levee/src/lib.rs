@@ -4,7 +4,8 @@
 //!
 //! This crate re-exports every levee crate behind a feature of the same name, all on by
 //! default: [`limit`] (`limit`), [`breaker`] (`breaker`), [`policy`] (`policy`), [`timer`]
-//! (`timer`), [`cache`] (`cache`), [`queue`] (`queue`). The `tower` and `serde` features
+//! (`timer`), [`cache`] (`cache`), [`queue`] (`queue`); `nats` (off by default) adds `nats`,
+//! the broker on NATS JetStream. The `tower` and `serde` features
 //! switch on the tower layers and serde settings of the crates that have them. [`core`] is
 //! always there; [`prelude`] brings the everyday names into scope.
 //!
@@ -111,6 +112,10 @@ pub use levee_cache as cache;
 /// In-process channels (and the topics and work queues built on them).
 #[cfg(feature = "queue")]
 pub use levee_queue as queue;
+
+/// The `Broker` trait on NATS JetStream (levee-nats).
+#[cfg(feature = "nats")]
+pub use levee_nats as nats;
 
 /// The everyday names, for `use levee::prelude::*`.
 pub mod prelude {
