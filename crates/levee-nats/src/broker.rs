@@ -481,8 +481,11 @@ impl<T, C> NatsBroker<T, C> {
         payload: Bytes,
     ) -> Result<Stored, BrokerError> {
         let timeout = self.shared.config.request_timeout;
-        let request =
-            async_nats::Request::new().headers(headers).payload(payload).timeout(Some(timeout));
+        let mut request = async_nats::Request::new().payload(payload).timeout(Some(timeout));
+        if !headers.is_empty() {
+            // A plain message goes out as PUB, not HPUB with an empty header block.
+            request = request.headers(headers);
+        }
         let reply = match self.shared.client.send_request(subject, request).await {
             Ok(reply) => reply,
             Err(e) => return Err(nats("publish", &e)),
