@@ -79,6 +79,14 @@ impl Drop for Server {
     }
 }
 
+/// Who does the work of a case.
+#[derive(Clone, Copy)]
+enum Side<'a> {
+    Levee(&'a NatsBroker<u64>, &'a levee_nats::NatsConsumer),
+    /// async-nats; `true`: acks confirmed by the server.
+    Raw(&'a jetstream::Context, &'a PullConsumer, bool),
+}
+
 /// levee: one round through the `Broker` trait.
 async fn levee_round(
     broker: &NatsBroker<u64>,
@@ -202,50 +210,32 @@ fn main() {
     group.throughput(Throughput::Elements(ROUND));
     group.sample_size(20);
     let mut next = 0;
-    group.bench_function("levee", |b| {
-        b.iter_custom(|rounds| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..rounds {
-                    levee_round(&levee, &levee_consumer, &mut next).await;
-                }
-                start.elapsed()
-            })
+    let cases = [
+        ("levee", Side::Levee(&levee, &levee_consumer)),
+        ("async-nats", Side::Raw(&js, &raw_consumer, false)),
+        ("levee_confirmed", Side::Levee(&levee_confirmed, &levee_confirmed_consumer)),
+        ("async-nats_confirmed", Side::Raw(&js, &raw_consumer, true)),
+    ];
+    for (name, side) in cases {
+        group.bench_function(name, |b| {
+            b.iter_custom(|rounds| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..rounds {
+                        match side {
+                            Side::Levee(broker, consumer) => {
+                                levee_round(broker, consumer, &mut next).await;
+                            }
+                            Side::Raw(js, consumer, confirmed) => {
+                                raw_round(js, consumer, &mut next, confirmed).await;
+                            }
+                        }
+                    }
+                    start.elapsed()
+                })
+            });
         });
-    });
-    group.bench_function("async-nats", |b| {
-        b.iter_custom(|rounds| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..rounds {
-                    raw_round(&js, &raw_consumer, &mut next, false).await;
-                }
-                start.elapsed()
-            })
-        });
-    });
-    group.bench_function("levee_confirmed", |b| {
-        b.iter_custom(|rounds| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..rounds {
-                    levee_round(&levee_confirmed, &levee_confirmed_consumer, &mut next).await;
-                }
-                start.elapsed()
-            })
-        });
-    });
-    group.bench_function("async-nats_confirmed", |b| {
-        b.iter_custom(|rounds| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..rounds {
-                    raw_round(&js, &raw_consumer, &mut next, true).await;
-                }
-                start.elapsed()
-            })
-        });
-    });
+    }
     group.finish();
     c.final_summary();
     drop(server);

@@ -480,27 +480,36 @@ impl<T, C> NatsBroker<T, C> {
         headers: HeaderMap,
         payload: Bytes,
     ) -> Result<Stored, BrokerError> {
-        let timeout = self.shared.config.request_timeout;
-        let mut request = async_nats::Request::new().payload(payload).timeout(Some(timeout));
-        if !headers.is_empty() {
-            // A plain message goes out as PUB, not HPUB with an empty header block.
-            request = request.headers(headers);
+        store(&self.shared.client, self.shared.config.request_timeout, subject, headers, payload)
+            .await
+    }
+}
+
+/// Publishes raw bytes to `subject` on `client` and waits up to `timeout` for JetStream's
+/// answer.
+pub(crate) async fn store(
+    client: &Client,
+    timeout: Duration,
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
+) -> Result<Stored, BrokerError> {
+    let mut request = async_nats::Request::new().payload(payload).timeout(Some(timeout));
+    if !headers.is_empty() {
+        // A plain message goes out as PUB, not HPUB with an empty header block.
+        request = request.headers(headers);
+    }
+    let reply = client.send_request(subject, request).await.map_err(|e| nats("publish", &e))?;
+    let ack: PubAck = serde_json::from_slice(&reply.payload)
+        .map_err(|e| BrokerError::Backend { reason: format!("unreadable publish ack: {e}") })?;
+    match ack.error {
+        None => Ok(Stored::Accepted { seq: ack.seq, duplicate: ack.duplicate }),
+        Some(err) if err.err_code == STORE_FAILED && err.description.contains("maximum") => {
+            Ok(Stored::Full)
         }
-        let reply = match self.shared.client.send_request(subject, request).await {
-            Ok(reply) => reply,
-            Err(e) => return Err(nats("publish", &e)),
-        };
-        let ack: PubAck = serde_json::from_slice(&reply.payload)
-            .map_err(|e| BrokerError::Backend { reason: format!("unreadable publish ack: {e}") })?;
-        match ack.error {
-            None => Ok(Stored::Accepted { seq: ack.seq, duplicate: ack.duplicate }),
-            Some(err) if err.err_code == STORE_FAILED && err.description.contains("maximum") => {
-                Ok(Stored::Full)
-            }
-            Some(err) => Err(BrokerError::Backend {
-                reason: format!("publish refused: {} ({})", err.description, err.err_code),
-            }),
-        }
+        Some(err) => Err(BrokerError::Backend {
+            reason: format!("publish refused: {} ({})", err.description, err.err_code),
+        }),
     }
 }
 

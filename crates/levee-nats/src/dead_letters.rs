@@ -94,8 +94,8 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
                     message,
                 )),
                 topic: Arc::clone(&topic),
-                reason: r.reason(),
-                history: r.history(),
+                reason: r.reason.clone(),
+                history: r.history.clone(),
                 attempts: r.attempts,
                 dead_lettered_at: r.dead_lettered_at,
             });

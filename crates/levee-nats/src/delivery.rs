@@ -22,7 +22,7 @@ use levee_queue::broker::{
     AttemptOutcome, AttemptRecord, BrokerDelivery, BrokerError, DeadLetterReason, Headers,
 };
 
-use crate::broker::unix_nanos;
+use crate::broker::{Stored, store, unix_nanos};
 use crate::error::nats;
 use crate::names::state_key;
 use crate::record::{DeadRecord, FailureState, MessageFacts};
@@ -146,7 +146,7 @@ impl Lease {
         }
         let mut history = self.history.clone();
         history.push(record);
-        let state = serde_json::to_vec(&FailureState::new(failures, &history))
+        let state = serde_json::to_vec(&FailureState { failures, history })
             .map_err(|e| BrokerError::Codec { reason: e.to_string() })?;
         let key = state_key(&self.sub.config.name, self.source.stream_seq);
         self.sub
@@ -180,7 +180,11 @@ impl Lease {
             headers: &s.headers,
             published_at: s.published_at,
         };
-        let record = DeadRecord::new(&facts, &reason, &history, self.attempt, unix_nanos());
+        let why = match &reason {
+            DeadLetterReason::Terminated { reason } => reason.replace(['\r', '\n'], " "),
+            other => format!("{other:?}"),
+        };
+        let record = DeadRecord::new(&facts, reason, history, self.attempt, unix_nanos());
         let json = serde_json::to_string(&record)
             .map_err(|e| BrokerError::Codec { reason: e.to_string() })?;
         let mut headers = HeaderMap::new();
@@ -188,28 +192,16 @@ impl Lease {
         let dedup = format!("{}.{}.{}", self.sub.config.name, s.stream_seq, self.attempt);
         headers.insert(async_nats::header::NATS_MESSAGE_ID, dedup.as_str());
         let subject = self.sub.topic.names.dlq_subject(&self.sub.config.name);
-        let request = async_nats::Request::new()
-            .headers(headers)
-            .payload(s.payload.clone())
-            .timeout(Some(self.sub.request_timeout));
-        let reply = self
-            .sub
-            .client
-            .send_request(subject, request)
-            .await
-            .map_err(|e| nats("dead-letter", &e))?;
-        if reply.payload.windows(7).any(|w| w == b"\"error\"") {
+        let (client, timeout) = (&self.sub.client, self.sub.request_timeout);
+        if let Stored::Full = store(client, timeout, subject, headers, s.payload.clone()).await? {
+            // The dead-letter stream discards its oldest; full means a server limit.
             return Err(BrokerError::Backend {
-                reason: format!("dead-letter refused: {}", String::from_utf8_lossy(&reply.payload)),
+                reason: "dead-letter stream refused the copy".into(),
             });
         }
         if s.key.is_some() {
             self.sub.advance_cursor(&s.key_token, s.stream_seq).await?;
         }
-        let why = match &reason {
-            DeadLetterReason::Terminated { reason } => reason.replace(['\r', '\n'], " "),
-            other => format!("{other:?}"),
-        };
         self.sub.verb(&self.reply, format!("+TERM {why}")).await?;
         self.forget_state().await;
         Ok(())

@@ -143,12 +143,21 @@ impl TopicNames {
         ]
     }
 
-    /// Splits a delivered subject into (directed to a subscription, key token, levee subject).
-    pub(crate) fn parse<'a>(&self, nats_subject: &'a str) -> Option<(bool, &'a str, &'a str)> {
+    /// Splits a delivered subject into (the subscription it is directed to, if any; key
+    /// token; levee subject). `None` for a subject levee did not build.
+    pub(crate) fn parse<'a>(
+        &self,
+        nats_subject: &'a str,
+    ) -> Option<(Option<&'a str>, &'a str, &'a str)> {
         let rest = nats_subject.strip_prefix(self.base.as_str())?;
         let (to, rest) = rest.split_once('.')?;
         let (key, subject) = rest.split_once('.')?;
-        Some((to != "_", key, subject))
+        let to = match to {
+            "_" => None,
+            _ => Some(to.strip_prefix('@').filter(|s| !s.is_empty())?),
+        };
+        let key_ok = key == "_" || key.starts_with('k');
+        (key_ok && !subject.is_empty()).then_some((to, key, subject))
     }
 
     /// The subject a delayed message's schedule is stored on (one schedule per subject).
@@ -206,9 +215,34 @@ mod tests {
         let n = TopicNames::new("levee", "orders").unwrap();
         let s = n.message_subject(None, &key_token(Some("c 1")), "orders.placed");
         assert_eq!(s, "levee.t.orders._.kc=201.orders.placed");
-        assert_eq!(n.parse(&s), Some((false, "kc=201", "orders.placed")));
+        assert_eq!(n.parse(&s), Some((None, "kc=201", "orders.placed")));
         let s = n.message_subject(Some("pay"), "_", "orders");
-        assert_eq!(n.parse(&s), Some((true, "_", "orders")));
-        assert_eq!(n.parse("levee.t.other._._.x"), None);
+        assert_eq!(n.parse(&s), Some((Some("pay"), "_", "orders")));
+        for foreign in [
+            "levee.t.other._._.x",
+            "levee.t.orders.x._.y",
+            "levee.t.orders._.é.y",
+            "levee.t.orders._._.",
+        ] {
+            assert_eq!(n.parse(foreign), None, "{foreign}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_key_and_subject_round_trip(
+            key in proptest::option::of(".*"),
+            sub in proptest::option::of("[A-Za-z0-9_-]{1,12}"),
+            subject in "[a-z0-9]{1,5}(\\.[a-z0-9]{1,5}){0,3}",
+        ) {
+            let token = key_token(key.as_deref());
+            let n = TopicNames::new("levee", "orders").unwrap();
+            let built = n.message_subject(sub.as_deref(), &token, &subject);
+            let (to, k, s) = n.parse(&built).expect("parses");
+            proptest::prop_assert_eq!(to, sub.as_deref());
+            proptest::prop_assert_eq!(s, subject.as_str());
+            let decoded = if k == "_" { None } else { decode_token(&k[1..]) };
+            proptest::prop_assert_eq!(decoded, key);
+        }
     }
 }

@@ -515,7 +515,7 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
             (FailureState::default(), false)
         };
         let now = unix_nanos();
-        let mut history = state.history();
+        let mut history = state.history.clone();
         let expiries = delivered.saturating_sub(1).saturating_sub(state.failures);
         // The attempts that ended without a verb the adapter saw were lease expiries.
         for attempt in 1..delivered {

@@ -71,7 +71,7 @@ async fn dead_letter_after_a_failure_and_a_crash_has_both_in_its_history() {
     let Some(url) = support::url() else { return };
     let b = support::broker::<u64>(&url, "history").await;
     let config = SubscriptionConfig::new("s")
-        .ack_wait(Duration::from_millis(300))
+        .ack_wait(Duration::from_millis(600))
         .backoff(Vec::new())
         .max_deliveries(5)
         .max_lease_expiries(1);
@@ -83,7 +83,7 @@ async fn dead_letter_after_a_failure_and_a_crash_has_both_in_its_history() {
     let second = b.receive(&c, 1, Duration::from_secs(1)).await.unwrap().remove(0);
     assert_eq!((second.attempt(), second.failures()), (2, 1));
     // The consumer "crashes": the lease runs out; the redelivery is dead-lettered instead.
-    support::pause(Duration::from_millis(450)).await;
+    support::pause(Duration::from_millis(900)).await;
     assert!(b.receive(&c, 1, QUIET).await.unwrap().is_empty());
     let dead = b.dead_letters(&sub).await.unwrap();
     assert_eq!(dead.len(), 1);

@@ -7,6 +7,8 @@ use super::message::StoredMessage;
 
 /// How one delivery attempt ended (other than by an ack).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
 pub enum AttemptOutcome {
     /// The handler nacked it; redelivery was due after `delay`.
     Nacked {
@@ -26,6 +28,7 @@ pub enum AttemptOutcome {
 
 /// One delivery attempt that did not end in an ack.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AttemptRecord {
     /// Which delivery of the message this was (1 for the first).
     pub attempt: u32,
@@ -39,6 +42,8 @@ pub struct AttemptRecord {
 
 /// Why a message was dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum DeadLetterReason {
     /// Its handler failed `max_deliveries` times.
