@@ -48,7 +48,9 @@
 //! process's clock, so a verb sent within a network delay of the deadline may still reach
 //! the server; `Overflow::DeadLetterOldest` is refused at `subscribe` (a full stream never
 //! drops messages here); header order across different names is not kept (NATS headers are a
-//! map); a delayed message's `Publish` sequence is its schedule's, in the delay stream.
+//! map); a delayed message's `Publish` sequence is its schedule's, in the delay stream;
+//! `Publish::Published`'s count of subscriptions is of those this broker knows (read when it
+//! first uses the topic, updated by its own `subscribe` and when the topic is full).
 //!
 //! # Example
 //!
