@@ -26,7 +26,7 @@ use crate::broker::{Stored, store, unix_nanos};
 use crate::error::nats;
 use crate::names::state_key;
 use crate::record::{DeadRecord, FailureState, MessageFacts};
-use crate::subscription::{Slots, SubShared};
+use crate::subscription::{ACK, Slots, SubShared};
 
 /// Header of a dead letter's copy holding its [`DeadRecord`].
 pub(crate) const H_DEAD: &str = "Levee-Dead-Letter";
@@ -121,7 +121,7 @@ impl Lease {
         if self.source.key.is_some() {
             self.sub.advance_cursor(&self.source.key_token, self.source.stream_seq).await?;
         }
-        self.sub.verb(&self.reply, "+ACK".into()).await?;
+        self.sub.verb(&self.reply, ACK).await?;
         self.forget_state().await;
         Ok(())
     }
@@ -216,7 +216,7 @@ impl Lease {
             return Err(BrokerError::LeaseExpired { seq });
         }
         let sent_at = self.sub.now();
-        self.sub.verb(&self.reply, "+WPI".into()).await?;
+        self.sub.verb(&self.reply, &b"+WPI"[..]).await?;
         self.deadline
             .fetch_max(sent_at.saturating_add(self.sub.ack_wait_nanos()), Ordering::AcqRel);
         Ok(())

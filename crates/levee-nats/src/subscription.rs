@@ -119,6 +119,9 @@ impl Slots {
     }
 }
 
+/// The body of an ack.
+pub(crate) const ACK: &[u8] = b"+ACK";
+
 /// Messages parked behind their key's head: key token -> stream sequence -> message.
 type Parked = BTreeMap<String, BTreeMap<u64, Box<jetstream::Message>>>;
 
@@ -158,8 +161,12 @@ impl SubShared {
 
     /// Sends a verb (`+ACK`, `-NAK ...`, `+WPI`, `+TERM ...`) for a delivery: confirmed by the
     /// server when `confirm_acks`, else fire-and-forget.
-    pub(crate) async fn verb(&self, reply: &str, body: String) -> Result<(), BrokerError> {
-        let body = bytes::Bytes::from(body);
+    pub(crate) async fn verb(
+        &self,
+        reply: &str,
+        body: impl Into<bytes::Bytes>,
+    ) -> Result<(), BrokerError> {
+        let body = body.into();
         if self.confirm_acks {
             let request =
                 async_nats::Request::new().payload(body).timeout(Some(self.request_timeout));
@@ -354,11 +361,14 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut out = Vec::new();
         loop {
+            // Registered before the count is read, so a settle in between still wakes it.
+            let freed = consumer.slots.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
             let room = sub.config.max_in_flight_per_consumer.saturating_sub(consumer.in_flight());
             let want = max.min(room);
             if want == 0 {
                 // At the in-flight bound: wait for a settle to make room.
-                let freed = consumer.slots.freed.notified();
                 if tokio::time::timeout_at(deadline, freed).await.is_err() {
                     return Ok(out);
                 }
@@ -436,7 +446,7 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
             for message in stale.into_values() {
                 // Settled for good already (a redelivery raced the cursor): nothing to do.
                 if let Some(reply) = &message.reply {
-                    sub.verb(reply, "+ACK".into()).await?;
+                    sub.verb(reply, ACK).await?;
                 }
             }
             if let Some(message) = released {
@@ -472,7 +482,7 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
         let Some((_, key_token, subject)) = sub.topic.names.parse(message.subject.as_str()) else {
             // Not a levee message (someone published raw to the topic's subjects): settle it
             // as undeliverable rather than wedge the subscription.
-            sub.verb(&reply, "+TERM not a levee message".into()).await?;
+            sub.verb(&reply, &b"+TERM not a levee message"[..]).await?;
             return Ok(Admit::Done);
         };
         let key_token = key_token.to_owned();
@@ -481,7 +491,7 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
         if key.is_some() && !head_checked {
             let (cursor, head) = sub.head(&key_token).await?;
             if stream_seq <= cursor {
-                sub.verb(&reply, "+ACK".into()).await?;
+                sub.verb(&reply, ACK).await?;
                 return Ok(Admit::Done);
             }
             if head.is_some_and(|h| h != stream_seq) {
