@@ -14,12 +14,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use levee_queue::broker::{
-    AttemptOutcome, AttemptRecord, BrokerDelivery, BrokerError, DeadLetterReason, Headers,
+    AttemptOutcome, AttemptRecord, BrokerDelivery, BrokerError, DeadLetterReason, Headers, Nack,
 };
 
 use crate::broker::{Stored, store, unix_nanos};
@@ -126,13 +125,17 @@ impl Lease {
         Ok(())
     }
 
-    /// A handler failure (`dropped`: no verb at all): dead-letters at `max_deliveries`,
+    /// A handler failure (`None`: dropped without a verb): dead-letters at `max_deliveries`,
     /// otherwise records it and asks for redelivery after `delay` or the backoff.
-    async fn fail(&self, delay: Option<Duration>, dropped: bool) -> Result<(), BrokerError> {
+    async fn fail(&self, nack: Option<Nack>) -> Result<(), BrokerError> {
         let failures = self.failures + 1;
-        let delay = delay.unwrap_or_else(|| self.sub.config.backoff_for(failures));
-        let outcome =
-            if dropped { AttemptOutcome::Dropped } else { AttemptOutcome::Nacked { delay } };
+        let (delay, outcome) = match nack {
+            None => (self.sub.config.backoff_for(failures), AttemptOutcome::Dropped),
+            Some(Nack { delay, reason, .. }) => {
+                let delay = delay.unwrap_or_else(|| self.sub.config.backoff_for(failures));
+                (delay, AttemptOutcome::Nacked { delay, reason })
+            }
+        };
         let record = AttemptRecord {
             attempt: self.attempt,
             delivered_at: self.delivered_at,
@@ -289,9 +292,9 @@ impl<T> NatsDelivery<T> {
         self.settled_with(result)
     }
 
-    pub(crate) async fn nack(&self, delay: Option<Duration>) -> Result<(), BrokerError> {
+    pub(crate) async fn nack(&self, nack: Nack) -> Result<(), BrokerError> {
         self.take()?;
-        let result = self.lease.fail(delay, false).await;
+        let result = self.lease.fail(Some(nack)).await;
         self.settled_with(result)
     }
 
@@ -325,7 +328,7 @@ impl<T> Drop for NatsDelivery<T> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let lease = Arc::clone(&self.lease);
         runtime.spawn(async move {
-            if let Err(e) = lease.fail(None, true).await {
+            if let Err(e) = lease.fail(None).await {
                 // The lease will run out and the message come back: delayed, never lost.
                 tracing::debug!(error = %e, "levee-nats: nack of a dropped delivery failed");
             }

@@ -13,7 +13,7 @@
 //! | subject, filter | the message's subject ends in its levee subject; a filter is the consumer's filter subject |
 //! | subscription | a durable pull consumer, explicit acks, its settings in the consumer's metadata (a different `subscribe` of the same name is `SubscriptionMismatch`) |
 //! | competing consumers | pull requests on the same durable consumer; `max_in_flight_per_consumer` is counted in each process |
-//! | ack / nack(delay) / in_progress / term | `+ACK` / `-NAK {"delay":..}` / `+WPI` / `+TERM <reason>`, confirmed by the server (double ack) unless turned off |
+//! | ack / nack / in_progress / term | `+ACK` / `-NAK {"delay":..}` (the nack's reason kept in the failure record) / `+WPI` / `+TERM <reason>`, confirmed by the server (double ack) unless turned off |
 //! | `ack_wait` | the consumer's `ack_wait` |
 //! | backoff | the delay of the adapter's `-NAK` after the n-th failure (JetStream's own `backoff` would stretch the ack wait of lease expiries instead) |
 //! | message id, dedup window | `Nats-Msg-Id` and the stream's duplicate window (`Publish::Duplicate` names the original's sequence) |
@@ -92,7 +92,7 @@ pub use codec::{Codec, Json};
 pub use config::{NatsConfig, Storage};
 pub use delivery::NatsDelivery;
 use levee_queue::broker::{
-    Broker, BrokerError, DeadLetter, Message, Publish, Select, SubscriptionConfig,
+    Broker, BrokerError, DeadLetter, Message, Nack, Publish, Select, SubscriptionConfig,
 };
 pub use subscription::{NatsConsumer, NatsSubscription};
 
@@ -135,12 +135,8 @@ impl<T: Send + Sync + 'static, C: Codec<T>> Broker for NatsBroker<T, C> {
         delivery.ack().await
     }
 
-    async fn nack(
-        &self,
-        delivery: &NatsDelivery<T>,
-        delay: Option<Duration>,
-    ) -> Result<(), BrokerError> {
-        delivery.nack(delay).await
+    async fn nack(&self, delivery: &NatsDelivery<T>, nack: Nack) -> Result<(), BrokerError> {
+        delivery.nack(nack).await
     }
 
     async fn in_progress(&self, delivery: &NatsDelivery<T>) -> Result<(), BrokerError> {

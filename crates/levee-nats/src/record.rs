@@ -83,7 +83,10 @@ mod tests {
                 attempt: 1,
                 delivered_at: 10,
                 ended_at: 20,
-                outcome: AttemptOutcome::Nacked { delay: Duration::from_millis(5) },
+                outcome: AttemptOutcome::Nacked {
+                    delay: Duration::from_millis(5),
+                    reason: Some("timeout".into()),
+                },
             },
             AttemptRecord {
                 attempt: 2,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use levee_nats::NatsBroker;
 use levee_queue::broker::{
-    AttemptOutcome, Broker, BrokerDelivery, BrokerError, DeadLetterReason, Headers, Message,
+    AttemptOutcome, Broker, BrokerDelivery, BrokerError, DeadLetterReason, Headers, Message, Nack,
     Overflow, Select, SubscriptionConfig,
 };
 
@@ -79,7 +79,7 @@ async fn dead_letter_after_a_failure_and_a_crash_has_both_in_its_history() {
     let c = b.consumer(&sub).await.unwrap();
     b.publish("t", Message::new(1)).await.unwrap();
     let first = b.receive(&c, 1, QUIET).await.unwrap().remove(0);
-    b.nack(&first, None).await.unwrap();
+    b.nack(&first, Nack::new().reason("provider down")).await.unwrap();
     let second = b.receive(&c, 1, Duration::from_secs(1)).await.unwrap().remove(0);
     assert_eq!((second.attempt(), second.failures()), (2, 1));
     // The consumer "crashes": the lease runs out; the redelivery is dead-lettered instead.
@@ -92,7 +92,16 @@ async fn dead_letter_after_a_failure_and_a_crash_has_both_in_its_history() {
     let outcomes: Vec<_> = dead[0].history.iter().map(|r| (r.attempt, r.outcome.clone())).collect();
     assert_eq!(
         outcomes,
-        [(1, AttemptOutcome::Nacked { delay: Duration::ZERO }), (2, AttemptOutcome::LeaseExpired)]
+        [
+            (
+                1,
+                AttemptOutcome::Nacked {
+                    delay: Duration::ZERO,
+                    reason: Some("provider down".into())
+                }
+            ),
+            (2, AttemptOutcome::LeaseExpired)
+        ]
     );
     assert!(matches!(b.ack(&second).await, Err(BrokerError::LeaseExpired { .. })));
     support::remove_streams(&url, &b.config().prefix).await;
@@ -208,5 +217,36 @@ async fn a_delayed_message_waits_in_the_server_and_keeps_its_id() {
     assert!(sent.elapsed() >= Duration::from_millis(500), "delivered after {:?}", sent.elapsed());
     assert_eq!((d.message_id(), d.attempt()), (Some("later"), 1));
     b.ack(&d).await.unwrap();
+    support::remove_streams(&url, &b.config().prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_handlers_on_nats() {
+    use levee_queue::broker::{Failure, ServeConfig, serve};
+
+    let Some(url) = support::url() else { return };
+    let b = support::broker::<u64>(&url, "serve").await;
+    let sub = b.subscribe("t", SubscriptionConfig::new("s")).await.unwrap();
+    let config = ServeConfig::new().consumers(2).receive_wait(Duration::from_millis(100));
+    let handle = serve(&b, &sub, config, |d| async move {
+        if d.payload() % 2 == 1 { Err(Failure::term("odd")) } else { Ok(()) }
+    })
+    .await
+    .unwrap();
+    for n in 0..10 {
+        b.publish("t", Message::new(n)).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    while handle.stats().handled + handle.stats().failed < 10 {
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", handle.stats());
+        support::pause(Duration::from_millis(20)).await;
+    }
+    let stats = handle.shutdown().await;
+    assert_eq!((stats.handled, stats.failed, stats.settle_errors), (5, 5, 0));
+    let dead = b.dead_letters(&sub).await.unwrap();
+    let mut odd: Vec<u64> = dead.iter().map(|l| *l.payload()).collect();
+    odd.sort_unstable();
+    assert_eq!(odd, [1, 3, 5, 7, 9]);
+    assert!(dead.iter().all(|l| l.last_reason() == Some("odd")));
     support::remove_streams(&url, &b.config().prefix).await;
 }

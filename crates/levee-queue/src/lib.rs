@@ -6,7 +6,8 @@
 //!   that gives its memory back once a backlog drains.
 //! - [`broker`]: topics, subscriptions and work queues with acks, lease redelivery, retries
 //!   with backoff, dead letters, delays, ordering keys and deduplication, behind the async
-//!   [`Broker`] trait and its conformance suite.
+//!   [`Broker`] trait and its conformance suite; [`broker::serve`] runs consumers with a
+//!   handler on any broker.
 //!
 //! ```
 //! use levee_queue::channel;

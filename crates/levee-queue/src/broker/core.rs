@@ -1,5 +1,5 @@
 //! The sync engine of one subscription: what it holds and every transition, with time passed
-//! in. No lock, no clock and no waking here; `subscription.rs` wraps it in a mutex, with a
+//! in. No lock, no clock and no waking here; `subscription/` wraps it in a mutex, with a
 //! separately locked ingress in front where publishers append (drained into the core,
 //! through [`Core::accept`], whenever the core is locked).
 //!
@@ -10,11 +10,14 @@
 //! - `keys[k]`: queued behind the one message of ordering key `k` that is anywhere else
 //!   (ready, scheduled or in flight): the key's *head*. When the head is acked or
 //!   dead-lettered, the next one of the key takes its place;
-//! - `in_flight`: leased to a consumer, addressed by `(slot, token)`.
+//! - `in_flight`: leased to a consumer, addressed by `(slot, token)` (a slot outlives its
+//!   lease until the delivery handle is done with it, see `slots.rs`).
 //!
 //! Leases all last `ack_wait`, so they expire in the order they were granted: `leases` is a
-//! FIFO of `(deadline, slot, token)` whose front is the next to expire (an `in_progress`
-//! extension appends a new entry). An entry whose slot no longer holds that token and
+//! FIFO of `(deadline, slot, token)`, kept in deadline order, whose front is the next to expire
+//! (an `in_progress` extension queues a new entry). The wrapper reads `now` under its lock, so
+//! a new lease goes at the back; one granted with an older reading is put in its place, so
+//! it never waits behind a later one. An entry whose slot no longer holds that token and
 //! deadline is dead: dead entries are popped as they reach the front, and the FIFO is
 //! compacted once they outnumber live ones, so it stays O(live leases).
 //!
@@ -32,15 +35,13 @@ use super::config::SubscriptionConfig;
 use super::dead_letter::{AttemptOutcome, AttemptRecord, DeadLetter, DeadLetterReason, Select};
 use super::event::BrokerEvent;
 use super::message::StoredMessage;
-use super::slots::{Ended, Slots, Stale};
+use super::nack::Nack;
+use super::slots::{Ended, Holder, Slots, Stale};
 use super::stats::SubscriptionStats;
 use super::timers::Timers;
 
 /// History entries kept per message.
 const MAX_HISTORY: usize = 64;
-/// Tokens of recently expired leases remembered, so a late verb on a delivery whose slot was
-/// already reused still learns that its lease expired.
-const EXPIRED_MEMORY: usize = 1024;
 
 /// A held message with its delivery record.
 #[derive(Debug)]
@@ -109,12 +110,10 @@ pub(crate) struct Grant<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verb {
     Ack,
-    /// A handler failure: `delay` overrides the backoff schedule; `dropped` when no verb
-    /// was given.
-    Nack {
-        delay: Option<Duration>,
-        dropped: bool,
-    },
+    /// A handler failure.
+    Nack(Nack),
+    /// A delivery dropped without a verb: a handler failure with no reason, on the backoff.
+    Drop,
     Term(String),
 }
 
@@ -162,7 +161,6 @@ pub(crate) struct Core<T> {
     free_consumers: Vec<u32>,
     dead: VecDeque<DeadLetter<T>>,
     next_token: u64,
-    expired_tokens: VecDeque<u64>,
     scratch: Vec<Arc<StoredMessage<T>>>,
     counts: Counts,
     listening: bool,
@@ -187,7 +185,6 @@ impl<T> Core<T> {
             free_consumers: Vec::new(),
             dead: VecDeque::new(),
             next_token: 0,
-            expired_tokens: VecDeque::new(),
             scratch: Vec::new(),
             counts: Counts::default(),
             listening,
@@ -296,15 +293,17 @@ impl<T> Core<T> {
 
     /// Applies everything due at `now`: expired leases, fired timers.
     pub(crate) fn sweep(&mut self, now: u64) {
+        // Dead entries are popped whatever their deadline, so the front is always live and
+        // `next_deadline` exact.
         while let Some(&lease) = self.leases.front() {
-            if lease.deadline > now {
-                break;
-            }
-            self.leases.pop_front();
             let live = matches!(
                 self.in_flight.get(lease.slot, lease.token),
                 Ok(f) if f.deadline == lease.deadline
             );
+            if live && lease.deadline > now {
+                break;
+            }
+            self.leases.pop_front();
             if live {
                 self.expire(lease, now);
             }
@@ -315,14 +314,11 @@ impl<T> Core<T> {
     }
 
     fn expire(&mut self, lease: Lease, now: u64) {
-        let Ok(flight) = self.in_flight.remove(lease.slot, lease.token, Ended::Expired) else {
-            return;
-        };
+        // The handle may still come back with a verb: its slot stays reserved so the verb
+        // learns that the lease expired.
+        let removed = self.in_flight.remove(lease.slot, lease.token, Ended::Expired, Holder::Other);
+        let Ok(flight) = removed else { return };
         self.release_consumer(flight.consumer);
-        if self.expired_tokens.len() == EXPIRED_MEMORY {
-            self.expired_tokens.pop_front();
-        }
-        self.expired_tokens.push_back(lease.token);
         let mut pending = flight.pending;
         pending.expiries += 1;
         pending.record(flight.delivered_at, now, AttemptOutcome::LeaseExpired);
@@ -338,7 +334,8 @@ impl<T> Core<T> {
         }
     }
 
-    /// The earliest time at which [`sweep`](Self::sweep) would change something.
+    /// The earliest time at which [`sweep`](Self::sweep) would change something: exact, since
+    /// every operation that ends a lease leaves a live lease at the front of the FIFO.
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         let lease = self.leases.front().map(|l| l.deadline);
         match (lease, self.scheduled.next_deadline()) {
@@ -412,7 +409,7 @@ impl<T> Core<T> {
             let slot = self
                 .in_flight
                 .insert(token, InFlight { pending, deadline, delivered_at: now, consumer });
-            self.leases.push_back(Lease { deadline, slot, token });
+            self.push_lease(Lease { deadline, slot, token });
             out(Grant { msg: grant_msg, slot, token, attempt, first_delivered, deadline });
         }
         self.counts.delivered += n as u64;
@@ -423,40 +420,28 @@ impl<T> Core<T> {
     // ----- verbs -----
 
     /// Extends the lease of the delivery `(slot, token)` to `now + ack_wait`.
-    /// Makes a stale answer precise where the broker still knows the lease expired.
-    fn refine(&self, stale: Stale, token: u64) -> Stale {
-        match stale {
-            Stale::Unknown if self.expired_tokens.contains(&token) => Stale::Ended(Ended::Expired),
-            other => other,
-        }
-    }
-
     pub(crate) fn extend(&mut self, slot: u32, token: u64, now: u64) -> Result<u64, Stale> {
         let ack_wait = self.ack_wait;
-        let flight = match self.in_flight.get_mut(slot, token) {
-            Ok(f) => f,
-            Err(stale) => return Err(self.refine(stale, token)),
-        };
+        let flight = self.in_flight.get_mut(slot, token)?;
         flight.deadline = now.saturating_add(ack_wait).max(flight.deadline);
         let deadline = flight.deadline;
-        self.leases.push_back(Lease { deadline, slot, token });
+        self.push_lease(Lease { deadline, slot, token });
         self.counts.extended += 1;
         self.compact_leases();
         Ok(deadline)
     }
 
-    /// Applies a consumer's verb to the delivery `(slot, token)`.
+    /// Applies a consumer's verb to the delivery `(slot, token)`, given by its handle itself
+    /// or by someone else (a receipt): see [`Holder`].
     pub(crate) fn settle(
         &mut self,
         slot: u32,
         token: u64,
         verb: Verb,
+        holder: Holder,
         now: u64,
     ) -> Result<Settled, Stale> {
-        let flight = match self.in_flight.remove(slot, token, Ended::Settled) {
-            Ok(f) => f,
-            Err(stale) => return Err(self.refine(stale, token)),
-        };
+        let flight = self.in_flight.remove(slot, token, Ended::Settled, holder)?;
         self.compact_leases();
         self.release_consumer(flight.consumer);
         let mut pending = flight.pending;
@@ -467,25 +452,14 @@ impl<T> Core<T> {
                 self.release_key(pending.msg.key_arc().cloned().as_ref(), now);
                 Ok(Settled::Acked { ready_at })
             }
-            Verb::Nack { delay, dropped } => {
-                pending.failures += 1;
-                self.counts.nacked += 1;
-                let delay = delay.unwrap_or_else(|| self.config.backoff_for(pending.failures));
-                let outcome = if dropped {
-                    self.counts.dropped += 1;
-                    AttemptOutcome::Dropped
-                } else {
-                    AttemptOutcome::Nacked { delay }
-                };
-                pending.record(flight.delivered_at, now, outcome);
-                let (seq, attempt) = (pending.msg.seq, pending.attempt);
-                self.emit(|subscription| BrokerEvent::Nacked { subscription, seq, attempt, delay });
-                if pending.failures >= self.config.max_deliveries {
-                    let failures = pending.failures;
-                    self.dead_letter(pending, DeadLetterReason::MaxDeliveries { failures }, now);
-                } else {
-                    self.schedule(pending, now.saturating_add(nanos(delay)), now);
-                }
+            Verb::Nack(Nack { delay, reason }) => {
+                let outcome = |delay| AttemptOutcome::Nacked { delay, reason };
+                self.fail(pending, flight.delivered_at, delay, outcome, now);
+                Ok(Settled::Done)
+            }
+            Verb::Drop => {
+                self.counts.dropped += 1;
+                self.fail(pending, flight.delivered_at, None, |_| AttemptOutcome::Dropped, now);
                 Ok(Settled::Done)
             }
             Verb::Term(reason) => {
@@ -498,6 +472,43 @@ impl<T> Core<T> {
                 self.dead_letter(pending, DeadLetterReason::Terminated { reason }, now);
                 Ok(Settled::Done)
             }
+        }
+    }
+
+    /// A handler failure (nack or drop): redeliver after `delay` (`None`: the backoff for
+    /// this failure), or dead-letter after `max_deliveries`.
+    fn fail(
+        &mut self,
+        mut pending: Pending<T>,
+        delivered_at: u64,
+        delay: Option<Duration>,
+        outcome: impl FnOnce(Duration) -> AttemptOutcome,
+        now: u64,
+    ) {
+        pending.failures += 1;
+        self.counts.nacked += 1;
+        let delay = delay.unwrap_or_else(|| self.config.backoff_for(pending.failures));
+        pending.record(delivered_at, now, outcome(delay));
+        let (seq, attempt) = (pending.msg.seq, pending.attempt);
+        self.emit(|subscription| BrokerEvent::Nacked { subscription, seq, attempt, delay });
+        if pending.failures >= self.config.max_deliveries {
+            let failures = pending.failures;
+            self.dead_letter(pending, DeadLetterReason::MaxDeliveries { failures }, now);
+        } else {
+            self.schedule(pending, now.saturating_add(nanos(delay)), now);
+        }
+    }
+
+    /// Queues a lease in deadline order. Deadlines are `now + ack_wait` and callers read `now`
+    /// under the subscription's lock, so a new lease belongs at the back; a reading older
+    /// than the last one (a clock read before the lock, a clock that is not monotonic across
+    /// threads) is put in its place instead, so no lease ever waits behind a later one.
+    fn push_lease(&mut self, lease: Lease) {
+        if self.leases.back().is_none_or(|last| last.deadline <= lease.deadline) {
+            self.leases.push_back(lease);
+        } else {
+            let at = self.leases.partition_point(|l| l.deadline <= lease.deadline);
+            self.leases.insert(at, lease);
         }
     }
 
@@ -645,7 +656,7 @@ mod tests {
             }
             // Keep one in flight per round so live leases accumulate a little.
             for &(slot, token) in &grants[1..] {
-                core.settle(slot, token, Verb::Ack, 0).unwrap();
+                core.settle(slot, token, Verb::Ack, Holder::Handle, 0).unwrap();
             }
             assert!(
                 core.leases.len() <= 2 * core.in_flight.len() + 1024,
@@ -655,5 +666,97 @@ mod tests {
             );
         }
         assert_eq!(core.in_flight.len(), 200);
+    }
+
+    /// Two receives whose clock readings interleave (the one that read the clock first gets
+    /// the lock second): each lease still expires at its own deadline, not behind the other.
+    #[test]
+    fn leases_expire_on_time_whatever_order_their_readings_arrive_in() {
+        let config = SubscriptionConfig::new("s").ack_wait(Duration::from_nanos(1_000));
+        let mut core: Core<u64> = Core::new("t".into(), config, false);
+        let (a, b) = (core.add_consumer(), core.add_consumer());
+        core.accept(message(1), 0);
+        core.accept(message(2), 0);
+        let mut grants = Vec::new();
+        core.receive(b, 1, 500, |g| grants.push(g.deadline));
+        core.receive(a, 1, 100, |g| grants.push(g.deadline));
+        assert_eq!(grants, [1_500, 1_100]);
+        assert_eq!(core.next_deadline(), Some(1_100));
+        core.sweep(1_100);
+        assert_eq!((core.counts.lease_expired, core.in_flight.len()), (1, 1));
+        core.sweep(1_499);
+        assert_eq!(core.counts.lease_expired, 1);
+        core.sweep(1_500);
+        assert_eq!((core.counts.lease_expired, core.in_flight.len()), (2, 0));
+    }
+
+    #[derive(Debug, Clone)]
+    enum LeaseOp {
+        Receive { at: u64 },
+        Extend { which: usize, at: u64 },
+        Ack { which: usize },
+        Sweep { at: u64 },
+    }
+
+    fn lease_op() -> impl proptest::strategy::Strategy<Value = LeaseOp> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (0u64..400).prop_map(|at| LeaseOp::Receive { at }),
+            2 => (any::<usize>(), 0u64..400).prop_map(|(which, at)| LeaseOp::Extend { which, at }),
+            1 => any::<usize>().prop_map(|which| LeaseOp::Ack { which }),
+            2 => (0u64..600).prop_map(|at| LeaseOp::Sweep { at }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Receives and extensions with readings in any order, acks and sweeps: a sweep at
+        /// `t` expires exactly the leases whose deadline is at most `t` (model: a map from
+        /// delivery to deadline).
+        #[test]
+        fn a_sweep_expires_exactly_the_leases_that_are_due(
+            ops in proptest::collection::vec(lease_op(), 1..80),
+        ) {
+            let config = SubscriptionConfig::new("s")
+                .ack_wait(Duration::from_nanos(100))
+                .max_lease_expiries(u32::MAX)
+                .max_in_flight_per_consumer(usize::MAX);
+            let mut core: Core<u64> = Core::new("t".into(), config, false);
+            let consumer = core.add_consumer();
+            let mut model: Vec<(u32, u64, u64)> = Vec::new(); // (slot, token, deadline)
+            for (seq, op) in ops.into_iter().enumerate() {
+                match op {
+                    LeaseOp::Receive { at } => {
+                        core.accept(message(seq as u64), 0);
+                        let grant = |g: Grant<u64>| model.push((g.slot, g.token, g.deadline));
+                        core.receive(consumer, 1, at, grant);
+                    }
+                    LeaseOp::Extend { which, at } if !model.is_empty() => {
+                        let i = which % model.len();
+                        let (slot, token, deadline) = model[i];
+                        let extended = core.extend(slot, token, at).unwrap();
+                        proptest::prop_assert_eq!(extended, deadline.max(at + 100));
+                        model[i].2 = extended;
+                    }
+                    LeaseOp::Ack { which } if !model.is_empty() => {
+                        let (slot, token, _) = model.swap_remove(which % model.len());
+                        core.settle(slot, token, Verb::Ack, Holder::Handle, 0).unwrap();
+                    }
+                    LeaseOp::Sweep { at } => {
+                        core.sweep(at);
+                        model.retain(|&(slot, token, deadline)| {
+                            let live = core.deadline_of(slot, token).is_ok();
+                            assert_eq!(live, deadline > at, "deadline {deadline}, swept at {at}");
+                            live
+                        });
+                        // What was put back is handed out again by later receives.
+                        let grant = |g: Grant<u64>| model.push((g.slot, g.token, g.deadline));
+                        core.receive(consumer, usize::MAX, at, grant);
+                    }
+                    _ => {}
+                }
+                let next = model.iter().map(|m| m.2).min();
+                proptest::prop_assert_eq!(core.next_deadline(), next);
+            }
+        }
     }
 }

@@ -14,6 +14,8 @@ pub enum AttemptOutcome {
     Nacked {
         /// The redelivery delay that was applied.
         delay: Duration,
+        /// The reason the nack gave, if any ([`Nack::reason`](super::Nack::reason)).
+        reason: Option<String>,
     },
     /// The delivery was dropped without a verb (counted as a handler failure).
     Dropped,
@@ -38,6 +40,19 @@ pub struct AttemptRecord {
     pub ended_at: u64,
     /// How it ended.
     pub outcome: AttemptOutcome,
+}
+
+impl AttemptRecord {
+    /// The reason the handler gave for this failure: a nack's reason or a term's. `None` for
+    /// a nack without one, a drop and a lease expiry.
+    #[must_use]
+    pub fn reason(&self) -> Option<&str> {
+        match &self.outcome {
+            AttemptOutcome::Nacked { reason, .. } => reason.as_deref(),
+            AttemptOutcome::Terminated { reason } => Some(reason),
+            AttemptOutcome::Dropped | AttemptOutcome::LeaseExpired => None,
+        }
+    }
 }
 
 /// Why a message was dead-lettered.
@@ -108,6 +123,14 @@ impl<T> DeadLetter<T> {
     #[must_use]
     pub fn payload(&self) -> &T {
         self.message.payload()
+    }
+
+    /// The reason the last failed attempt gave (see [`AttemptRecord::reason`]): what an
+    /// operator reads first. `None` when the last attempt gave none (a drop, a lease expiry, a
+    /// nack without a reason) or the message was never delivered.
+    #[must_use]
+    pub fn last_reason(&self) -> Option<&str> {
+        self.history.last().and_then(AttemptRecord::reason)
     }
 
     /// The message's subject (the topic's name unless it was published with one).

@@ -67,8 +67,10 @@ pub enum BrokerError {
         /// The message's sequence number.
         seq: u64,
     },
-    /// The receipt is no longer in flight: it was settled, or its lease expired, and the
-    /// broker no longer remembers which.
+    /// A [`Receipt`](super::Receipt) presented after its delivery was settled or dropped, once
+    /// the broker has reused the delivery's slot: it was settled, or its lease expired, and the
+    /// broker no longer remembers which. Only verbs through a receipt return it; a
+    /// [`Delivery`](super::Delivery)'s own verbs always learn how it ended.
     #[error("delivery of message {seq} is no longer in flight")]
     NotInFlight {
         /// The message's sequence number.
