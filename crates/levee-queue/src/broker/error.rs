@@ -105,13 +105,35 @@ pub enum BrokerError {
         /// The message's sequence number.
         seq: u64,
     },
+    /// A networked broker's server could not be reached, or did not answer in time. Whether
+    /// the operation took effect is unknown: retry it (a publish with a message id is
+    /// deduplicated, so the retry is safe).
+    #[error("broker unavailable: {reason}")]
+    Unavailable {
+        /// What failed (connection refused, timed out, ...).
+        reason: String,
+    },
+    /// A networked broker's server refused the operation for a reason of its own (not one of
+    /// the refusals above).
+    #[error("broker refused: {reason}")]
+    Backend {
+        /// The server's reason.
+        reason: String,
+    },
+    /// A payload could not be encoded for, or decoded from, a networked broker.
+    #[error("payload codec: {reason}")]
+    Codec {
+        /// What the codec reported.
+        reason: String,
+    },
 }
 
 impl BrokerError {
-    /// True for refusals that may succeed if retried later (a full backlog, a full disk).
+    /// True for refusals that may succeed if retried later (a full backlog, a full disk, an
+    /// unreachable server).
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Full { .. } | Self::DiskFull { .. })
+        matches!(self, Self::Full { .. } | Self::DiskFull { .. } | Self::Unavailable { .. })
     }
 }
 

@@ -101,7 +101,7 @@ pub use message::{Headers, Message, Schedule, StoredMessage};
 pub use nack::Nack;
 pub use serve::{Failure, ServeConfig, ServeHandle, ServeStats, serve};
 pub use stats::{SubscriptionStats, TopicStats};
-pub use subject::SubjectFilter;
+pub use subject::{SubjectFilter, validate_subject};
 pub use subscription::{Consumer, Subscription};
 pub use topic::{Publish, PublishError, Topic};
 pub use traits::{Broker, BrokerDelivery};
