@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use levee_core::{Clock, EventHook, FastClock};
-use levee_limit::{AsyncClock, Bulkhead, RateLimiter};
+use levee_limit::{Bulkhead, RateLimiter};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
-use crate::{Context, Error, Event, Operation, Timer, TokioClock};
+use crate::{Context, Error, Event, Operation, Timer};
 
 /// A [`RateLimiter`] as a policy: each call (each attempt, when placed inside a retry) takes
 /// one cell; a refused call fails with [`Error::RateLimited`], or first waits up to
@@ -185,7 +185,7 @@ impl<C: Clock> Instrument for BulkheadPolicy<C> {
     }
 }
 
-impl<Op: Operation, Tm: Timer, C: AsyncClock> Policy<Op, Tm> for BulkheadPolicy<C> {
+impl<Op: Operation, Tm: Timer, C: Clock> Policy<Op, Tm> for BulkheadPolicy<C> {
     async fn run<'a, I: Stage<Op, Tm>>(
         &'a self,
         inner: &'a I,
@@ -202,14 +202,6 @@ impl<Op: Operation, Tm: Timer, C: AsyncClock> Policy<Op, Tm> for BulkheadPolicy<
             },
         };
         inner.run(op, ctx).await
-    }
-}
-
-/// Sleeps on tokio's timer, so a bulkhead queue or limiter built on [`TokioClock`] follows
-/// paused time in tests.
-impl AsyncClock for TokioClock {
-    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + 'static {
-        tokio::time::sleep(Duration::from_nanos(deadline.saturating_sub(self.now())))
     }
 }
 
