@@ -251,7 +251,7 @@ impl PaymentGuard {
     {
         let (f, is_fault, counters) = (&f, &is_fault, &*self.counters);
         self.pipeline
-            .execute(|_ctx: Context| {
+            .execute(|_ctx: Context<'_>| {
                 counters.calls.incr();
                 let attempt = f();
                 async move {

@@ -232,9 +232,7 @@ mod common_refuser {
     use std::time::Duration;
 
     use levee_core::EventHook;
-    use levee_policy::{
-        Context, Error, Event, Instrument, Operation, Outcome, Policy, Stage, Timer,
-    };
+    use levee_policy::{Context, Error, Event, Instrument, Operation, Outcome, Policy, Stage};
 
     pub(crate) struct Refuse(Mutex<Vec<Duration>>);
 
@@ -250,13 +248,16 @@ mod common_refuser {
         fn instrument(&mut self, _hook: &EventHook<Event>) {}
     }
 
-    impl<Op: Operation, Tm: Timer> Policy<Op, Tm> for Refuse {
-        async fn run<'a, I: Stage<Op, Tm>>(
-            &'a self,
-            inner: &'a I,
-            op: &'a Op,
-            ctx: Context,
-        ) -> Outcome<Op> {
+    impl<'c, Op: Operation<'c>> Policy<'c, Op> for Refuse {
+        async fn run<'s, I: Stage<'c, Op>>(
+            &'s self,
+            inner: &'s I,
+            op: &'s Op,
+            ctx: Context<'c>,
+        ) -> Outcome<'c, Op>
+        where
+            'c: 's,
+        {
             let hint = self.0.lock().unwrap().pop();
             match hint {
                 Some(retry_after) => Err(Error::CircuitOpen { retry_after: Some(retry_after) }),
