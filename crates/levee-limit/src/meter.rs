@@ -16,11 +16,16 @@ use crate::stats::{RateCounters, RateEvent, RateStats};
 use crate::wait::{Jitter, retry_until};
 
 /// The shared part of a limiter: clock, counters and listeners.
+///
+/// The counters live in an allocation of their own: each is padded to its own cache line, so
+/// inline they would push the fields a check reads (the clock, `count_admitted`) away from
+/// the algorithm's parameters; a check touches them only to count a refusal (or an
+/// admission, when asked to).
 pub(crate) struct Meter<C> {
     pub(crate) clock: C,
     count_admitted: bool,
-    counters: RateCounters,
     hook: EventHook<RateEvent>,
+    counters: Box<RateCounters>,
 }
 
 impl<C: Clock> Meter<C> {
@@ -188,8 +193,8 @@ impl<S, C: Clock> LimiterBuilder<S, C> {
         let meter = Meter {
             clock: self.clock,
             count_admitted: self.count_admitted,
-            counters: RateCounters::default(),
             hook: self.hook,
+            counters: Box::default(),
         };
         (self.settings, meter)
     }

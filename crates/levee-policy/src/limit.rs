@@ -80,21 +80,33 @@ impl<L: AsyncRateLimit> Limiter<L> {
         &self.limiter
     }
 
-    /// One cell from the limiter: at once for a local limiter, else after its round trip.
-    async fn decide(&self) -> Result<(), Duration> {
-        let decision = match self.limiter.try_decide_now(1) {
-            Some(decision) => decision,
-            None => self.limiter.check_n(1).await,
-        };
-        decision.map_err(|e| match e {
-            CheckNError::Throttled(t) => t.retry_after(),
-            // A cell always fits a burst of at least one; a limiter that says otherwise
-            // never admits: refuse for good.
-            CheckNError::InsufficientCapacity(_) => Duration::MAX,
-        })
+    /// One cell from a limiter that decides in memory (`None` for a remote one): the hot
+    /// path, kept free of any future of its own.
+    #[inline]
+    fn decide_now(&self) -> Option<Result<(), Duration>> {
+        self.limiter.try_decide_now(1).map(|decision| decision.map_err(retry_after))
     }
 
+    /// One cell from the limiter, awaiting a remote limiter's answer.
+    async fn decide(&self) -> Result<(), Duration> {
+        match self.decide_now() {
+            Some(decision) => decision,
+            None => self.limiter.check_n(1).await.map_err(retry_after),
+        }
+    }
+
+    /// Admits the call: at once when the limiter admits, or refuses with nothing to wait
+    /// for; otherwise through [`admit_slowly`](Self::admit_slowly).
     async fn admit(&self, ctx: &Context<'_>) -> Result<(), Duration> {
+        match self.decide_now() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(refusal)) if self.max_wait.is_zero() => Err(refusal),
+            _ => self.admit_slowly(ctx).await,
+        }
+    }
+
+    /// A remote limiter's decision, or a wait of up to `max_wait` on the pipeline's clock.
+    async fn admit_slowly(&self, ctx: &Context<'_>) -> Result<(), Duration> {
         let mut refusal = match self.decide().await {
             Ok(()) => return Ok(()),
             Err(retry_after) => retry_after,
@@ -120,6 +132,15 @@ impl<L: AsyncRateLimit> Limiter<L> {
                 Err(retry_after) => refusal = retry_after,
             }
         }
+    }
+}
+
+/// How long a refusal says to wait. A cell always fits a burst of at least one; a limiter
+/// that says otherwise never admits: refuse for good.
+fn retry_after(refusal: CheckNError) -> Duration {
+    match refusal {
+        CheckNError::Throttled(t) => t.retry_after(),
+        CheckNError::InsufficientCapacity(_) => Duration::MAX,
     }
 }
 
