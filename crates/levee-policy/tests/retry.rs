@@ -9,12 +9,27 @@ use common::{Attempts, Events, MS};
 use levee_core::ManualClock;
 use levee_policy::{Backoff, Error, ErrorKind, Event, Pipeline, Retry, RetryAfter, RetryBudget};
 
+thread_local! {
+    /// The test's clock (each test runs on its own thread, its paused tokio runtime on that
+    /// thread): backoff pauses sleep on it, and it follows tokio's auto-advance.
+    static CLOCK: ManualClock = ManualClock::new();
+}
+
+fn clock() -> ManualClock {
+    CLOCK.with(ManualClock::clone)
+}
+
 #[tokio::test(start_paused = true)]
 async fn retries_up_to_max_attempts_with_constant_delays() {
     let events = Events::default();
     let retry =
         Retry::builder().max_attempts(4).backoff(Backoff::constant(100 * MS)).build().unwrap();
-    let pipeline = Pipeline::builder().retry(retry).listener(events.listener()).build().unwrap();
+    let pipeline = Pipeline::builder()
+        .clock(clock())
+        .retry(retry)
+        .listener(events.listener())
+        .build()
+        .unwrap();
     let attempts = Attempts::new();
     let out = pipeline
         .execute(|ctx| {
@@ -41,7 +56,7 @@ async fn exponential_backoff_doubles_and_caps() {
         .backoff(Backoff::exponential(10 * MS, 50 * MS))
         .build()
         .unwrap();
-    let pipeline = Pipeline::builder().retry(retry).build().unwrap();
+    let pipeline = Pipeline::builder().clock(clock()).retry(retry).build().unwrap();
     let attempts = Attempts::new();
     let _ = pipeline
         .execute(|_| {
@@ -55,7 +70,7 @@ async fn exponential_backoff_doubles_and_caps() {
 #[tokio::test(start_paused = true)]
 async fn a_success_ends_the_retries() {
     let retry = Retry::builder().max_attempts(5).backoff(Backoff::constant(MS)).build().unwrap();
-    let pipeline = Pipeline::builder().retry(retry).build().unwrap();
+    let pipeline = Pipeline::builder().clock(clock()).retry(retry).build().unwrap();
     let attempts = Attempts::new();
     let out = pipeline
         .execute(|_| {
@@ -76,7 +91,7 @@ async fn jittered_delays_stay_within_bounds() {
     {
         for _ in 0..20 {
             let retry = Retry::builder().max_attempts(8).backoff(backoff).build().unwrap();
-            let pipeline = Pipeline::builder().retry(retry).build().unwrap();
+            let pipeline = Pipeline::builder().clock(clock()).retry(retry).build().unwrap();
             let attempts = Attempts::new();
             let _ = pipeline
                 .execute(|_| {
@@ -133,7 +148,7 @@ async fn the_predicate_chooses_what_is_retried() {
         .retry_on_error(|e: &Error<HttpError>| !matches!(e, Error::Operation(HttpError::NotFound)))
         .build()
         .unwrap();
-    let pipeline = Pipeline::builder().retry(retry).build().unwrap();
+    let pipeline = Pipeline::builder().clock(clock()).retry(retry).build().unwrap();
     let attempts = Attempts::new();
     let out = pipeline
         .execute(|_| {
@@ -162,7 +177,7 @@ async fn responses_can_be_retried_too() {
         .retry_on(|outcome: &Result<u16, Error<()>>| matches!(outcome, Ok(503) | Err(_)))
         .build()
         .unwrap();
-    let pipeline = Pipeline::builder().retry(retry).build().unwrap();
+    let pipeline = Pipeline::builder().clock(clock()).retry(retry).build().unwrap();
     let attempts = Attempts::new();
     let out = pipeline
         .execute(|_| {
@@ -182,7 +197,7 @@ async fn an_operation_errors_retry_after_hint_is_honoured() {
         .honour_retry_after()
         .build()
         .unwrap();
-    let pipeline = Pipeline::builder().retry(retry).build().unwrap();
+    let pipeline = Pipeline::builder().clock(clock()).retry(retry).build().unwrap();
     let attempts = Attempts::new();
     let _ = pipeline
         .execute(|_| {
@@ -205,6 +220,7 @@ async fn refusal_hints_are_waited_out_and_too_long_hints_end_retries() {
         .build()
         .unwrap();
     let pipeline = Pipeline::builder()
+        .clock(clock())
         .retry(retry)
         .policy(common_refuser::Refuse::new([Duration::from_secs(1), Duration::from_secs(9)]))
         .listener(events.listener())
@@ -286,7 +302,12 @@ async fn the_budget_caps_retries_during_an_outage() {
         .budget(budget.clone())
         .build()
         .unwrap();
-    let pipeline = Pipeline::builder().retry(retry).listener(events.listener()).build().unwrap();
+    let pipeline = Pipeline::builder()
+        .retry(retry)
+        .listener(events.listener())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let attempts = Attempts::new();
     for _ in 0..20 {
         let _ = pipeline
@@ -307,11 +328,7 @@ async fn the_budget_caps_retries_during_an_outage() {
 #[tokio::test(start_paused = true)]
 async fn the_budget_grows_with_successful_traffic() {
     let budget = Arc::new(
-        RetryBudget::builder()
-            .ratio(0.5)
-            .min_per_sec(0)
-            .build_with_clock(ManualClock::new())
-            .unwrap(),
+        RetryBudget::builder().ratio(0.5).min_per_sec(0).build_with_clock(clock()).unwrap(),
     );
     let retry = Retry::builder()
         .max_attempts(2)
@@ -319,7 +336,7 @@ async fn the_budget_grows_with_successful_traffic() {
         .budget(budget.clone())
         .build()
         .unwrap();
-    let pipeline = Pipeline::builder().retry(retry).build().unwrap();
+    let pipeline = Pipeline::builder().clock(clock()).retry(retry).build().unwrap();
     for _ in 0..10 {
         pipeline.execute(|_| async { Ok::<_, ()>(()) }).await.unwrap();
     }
