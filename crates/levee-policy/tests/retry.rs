@@ -5,19 +5,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Attempts, Events, MS};
+use common::{Attempts, Events, MS, clock};
 use levee_core::ManualClock;
 use levee_policy::{Backoff, Error, ErrorKind, Event, Pipeline, Retry, RetryAfter, RetryBudget};
-
-thread_local! {
-    /// The test's clock (each test runs on its own thread, its paused tokio runtime on that
-    /// thread): backoff pauses sleep on it, and it follows tokio's auto-advance.
-    static CLOCK: ManualClock = ManualClock::new();
-}
-
-fn clock() -> ManualClock {
-    CLOCK.with(ManualClock::clone)
-}
 
 #[tokio::test(start_paused = true)]
 async fn retries_up_to_max_attempts_with_constant_delays() {

@@ -8,21 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::{Attempts, DropGuard, Events, MS};
+use common::{Attempts, DropGuard, Events, MS, clock};
 use levee_core::{Clock, ManualClock};
 use levee_policy::{
     Backoff, Error, ErrorKind, Event, Fallback, Hedge, HedgeDelay, Pipeline, Retry, Timeout,
 };
 use tokio::time::Instant;
-
-thread_local! {
-    /// The test's clock: each test runs on its own thread, its tokio runtime on that thread.
-    static CLOCK: ManualClock = ManualClock::new();
-}
-
-fn clock() -> ManualClock {
-    CLOCK.with(ManualClock::clone)
-}
 
 /// An operation's latency: a sleep on the test's clock.
 async fn sleep(d: Duration) {
