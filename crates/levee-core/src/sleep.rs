@@ -16,6 +16,48 @@ use crate::block_on::{in_block_on, wake_by};
 use crate::manual_clock::{ManualClock, Waiter};
 use crate::timer_thread::Registration;
 
+/// tokio's timer, for real-time sleeps inside a runtime. Under `--cfg loom` tokio is not
+/// built: no runtime is ever found, and the type is a stand-in that is never made.
+#[cfg(not(loom))]
+mod rt {
+    use std::time::Duration;
+
+    pub(super) type TokioSleep = tokio::time::Sleep;
+
+    /// True when a tokio runtime can serve real-time sleeps on this thread.
+    pub(super) fn available() -> bool {
+        !super::in_block_on() && tokio::runtime::Handle::try_current().is_ok()
+    }
+
+    pub(super) fn sleep(duration: Duration) -> TokioSleep {
+        tokio::time::sleep(duration)
+    }
+
+    /// Time left until `sleep`'s deadline on tokio's (possibly paused) clock.
+    pub(super) fn left(sleep: &TokioSleep) -> Duration {
+        sleep.deadline().saturating_duration_since(tokio::time::Instant::now())
+    }
+}
+
+#[cfg(loom)]
+mod rt {
+    use std::time::Duration;
+
+    pub(super) type TokioSleep = std::future::Pending<()>;
+
+    pub(super) fn available() -> bool {
+        false
+    }
+
+    pub(super) fn sleep(_duration: Duration) -> TokioSleep {
+        std::future::pending()
+    }
+
+    pub(super) fn left(_sleep: &TokioSleep) -> Duration {
+        Duration::ZERO
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A future that completes once its clock reads at least a deadline, from
     /// [`Clock::sleep_until`](crate::Clock::sleep_until) or [`Clock::sleep`](crate::Clock::sleep).
@@ -66,9 +108,9 @@ pin_project_lite::pin_project! {
         // Real time, waiting by parking a thread (inside `block_on`) or on the timer thread.
         Park { deadline: Instant, fallback: Registration },
         // Real time inside a tokio runtime.
-        Tokio { #[pin] sleep: tokio::time::Sleep },
+        Tokio { #[pin] sleep: rt::TokioSleep },
         // A manual clock: registered with the clock, and following tokio's time if any.
-        Manual { waiter: Waiter, #[pin] tokio: Option<tokio::time::Sleep> },
+        Manual { waiter: Waiter, #[pin] tokio: Option<rt::TokioSleep> },
         // A clock's own future. The lock only makes `Sleep` `Sync`; polling uses `get_mut`.
         Custom { future: std::sync::Mutex<Pin<Box<dyn Future<Output = ()> + Send>>> },
     }
@@ -84,11 +126,6 @@ impl fmt::Debug for Sleep {
         };
         f.debug_tuple("Sleep").field(&kind).finish()
     }
-}
-
-/// True when a tokio runtime can serve real-time sleeps on this thread.
-fn tokio_available() -> bool {
-    !cfg!(loom) && !in_block_on() && tokio::runtime::Handle::try_current().is_ok()
 }
 
 /// `Instant::now() + d`, or a deadline decades away when that does not fit.
@@ -110,8 +147,8 @@ impl Sleep {
         if duration.is_zero() {
             return Self::ready();
         }
-        let state = if tokio_available() {
-            State::Tokio { sleep: tokio::time::sleep(duration) }
+        let state = if rt::available() {
+            State::Tokio { sleep: rt::sleep(duration) }
         } else {
             State::Park { deadline: deadline_after(duration), fallback: Registration::default() }
         };
@@ -161,8 +198,8 @@ impl Future for Sleep {
                     }
                     if in_block_on() {
                         wake_by(*deadline);
-                    } else if tokio_available() {
-                        let sleep = tokio::time::sleep(*deadline - now);
+                    } else if rt::available() {
+                        let sleep = rt::sleep(*deadline - now);
                         state.set(State::Tokio { sleep });
                         continue;
                     } else {
@@ -173,8 +210,7 @@ impl Future for Sleep {
                 StateProj::Tokio { sleep } => {
                     if in_block_on() {
                         // Polled by a blocked thread: a tokio timer might never be driven.
-                        let left = sleep.deadline().duration_since(tokio::time::Instant::now());
-                        let deadline = deadline_after(left);
+                        let deadline = deadline_after(rt::left(&sleep));
                         state.set(State::Park { deadline, fallback: Registration::default() });
                         continue;
                     }
@@ -189,9 +225,9 @@ impl Future for Sleep {
                         state.set(State::Done);
                         return Poll::Ready(());
                     }
-                    if tokio.is_none() && tokio_available() {
+                    if tokio.is_none() && rt::available() {
                         let left = waiter.remaining();
-                        tokio.set(Some(tokio::time::sleep(Duration::from_nanos(left))));
+                        tokio.set(Some(rt::sleep(Duration::from_nanos(left))));
                     }
                     if let Some(sleep) = tokio.as_pin_mut() {
                         if sleep.poll(cx).is_ready() {
