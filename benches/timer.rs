@@ -241,9 +241,9 @@ fn memory_report() {
         });
         let service = measure(&|| {
             let timers: TimerService<u64> = TimerService::builder().build().unwrap();
-            let base = Instant::now();
+            let base = timers.now();
             for (i, &off) in offsets.iter().enumerate() {
-                timers.schedule(base + Duration::from_nanos(off), i as u64).unwrap();
+                timers.schedule(base + off, i as u64).unwrap();
             }
             Box::new(timers)
         });

@@ -13,12 +13,16 @@
 //! - [`ShardedWheel<T>`]: thread-safe (`&self`), several wheels each behind its own lock;
 //!   inserts go to the calling thread's shard, handles ([`TimerHandle`]) name their shard.
 //!   One poller drains it and learns, without a lost wake-up, when to come back.
-//! - [`TimerService<T>`] (tokio): a cloneable handle over a `ShardedWheel` with a driver task
-//!   that sleeps until the next deadline. `schedule(at, item)` from any thread, due items on
-//!   an [`Expirations`] stream or a callback, [`sleep`](TimerService::sleep) and
-//!   [`timeout`](TimerService::timeout) futures that cancel their timer when dropped,
-//!   `max_pending` bounds, [`TimerStats`] (pending, fired, cancelled, lateness histogram)
-//!   and [`TimerEvent`]s for [`levee_core::Listener`]s.
+//! - [`TimerService<T, C>`](TimerService): a cloneable handle over a `ShardedWheel` on an
+//!   injected [`levee_core::Clock`] `C` ([`FastClock`](levee_core::FastClock) by default),
+//!   with a driver task (on tokio) that sleeps on the clock until the next deadline.
+//!   `schedule(at, item)` from any thread (`at` a clock reading), due items on an
+//!   [`Expirations`] stream or a callback, [`sleep`](TimerService::sleep) and
+//!   [`timeout`](TimerService::timeout) futures on the same clock that cancel their timer
+//!   when dropped, `max_pending` bounds, [`TimerStats`] (pending, fired, cancelled, lateness
+//!   histogram) and [`TimerEvent`]s for [`levee_core::Listener`]s. On a
+//!   [`ManualClock`](levee_core::ManualClock) a test fires half an hour of timers by moving
+//!   the clock.
 //!
 //! # `TimingWheel` API
 //!

@@ -129,7 +129,7 @@ pub mod prelude {
     };
 
     #[cfg(feature = "limit")]
-    pub use levee_limit::{Bulkhead, KeyedRateLimiter, Quota, RateLimiter};
+    pub use levee_limit::{Bulkhead, KeyedRateLimiter, Quota, RateLimit, RateLimiter};
 
     #[cfg(feature = "breaker")]
     pub use levee_breaker::{BreakerRegistry, CircuitBreaker};
