@@ -37,8 +37,11 @@
 //!
 //! # Guarantees
 //!
-//! - **Never early.** A timer is handed out only by a call whose `now` is at or after its
-//!   deadline.
+//! - **Never early.** A timer is handed out only once a `now` at or after its deadline has
+//!   been passed. Time never goes backwards for a wheel: a `now` earlier than the latest one
+//!   (a stale clock reading) is treated as the latest. Ticks count from the builder's
+//!   `start`, the wheel's first tick boundary: while every `now` is before it, nothing is
+//!   handed out, and deadlines before it fire at `start`.
 //! - **Bounded lateness.** [`Precision::Exact`]: less than one tick late (it fires at the
 //!   first tick boundary at or after its deadline). [`Precision::Slack`]: less than one tick
 //!   plus 8/63 (12.7 %) of the time that remained when it was inserted or reset.

@@ -122,7 +122,8 @@ impl Builder {
     }
 
     /// The clock reading the wheel's ticks count from (default 0); usually the owner's
-    /// `clock.now()` at creation. Deadlines before it are due at once.
+    /// `clock.now()` at creation. It is the first tick boundary: deadlines before it fire at
+    /// it, once a `now` at or after it is passed (nothing fires before).
     pub fn start(mut self, start: u64) -> Self {
         self.start = start;
         self
@@ -190,6 +191,9 @@ pub struct TimingWheel<T> {
     due: List,
     /// Ticks since `start` the wheel has processed.
     elapsed: u64,
+    /// The latest `now` passed to `poll_expired` or `advance` (0 before the first): an
+    /// earlier `now` is treated as this one.
+    latest: u64,
     /// Tick of the earliest occupied slot's event, or [`NO_EVENT`].
     next_event: u64,
     tick: u64,
@@ -259,6 +263,7 @@ impl<T> TimingWheel<T> {
             nonempty: 0,
             due: List::EMPTY,
             elapsed: 0,
+            latest: 0,
             next_event: NO_EVENT,
             tick,
             start: b.start,
@@ -280,11 +285,30 @@ impl<T> TimingWheel<T> {
         }
     }
 
-    /// The last tick boundary at or before `now`. `u64::MAX`, the end of time, is past every
-    /// slot (even one rounded up beyond the last deadline's tick), so everything fires.
+    /// The last tick boundary at or before `now` (which is at or after `start`). `u64::MAX`,
+    /// the end of time, is past every slot (even one rounded up beyond the last deadline's
+    /// tick), so everything fires.
     #[inline]
     fn now_tick(&self, now: u64) -> u64 {
-        if now == u64::MAX { END_TICK } else { now.saturating_sub(self.start) / self.tick }
+        if now == u64::MAX { END_TICK } else { (now - self.start) / self.tick }
+    }
+
+    /// Records a `now` from the owner and returns the tick the wheel may process up to:
+    /// that of the latest `now` so far (time never goes backwards for the wheel), or `None`
+    /// while the latest `now` is before `start`, the wheel's first tick boundary, when
+    /// nothing is due yet.
+    #[inline]
+    fn reach(&mut self, now: u64) -> Option<u64> {
+        let now = self.latest.max(now);
+        self.latest = now;
+        self.started().then(|| self.now_tick(now))
+    }
+
+    /// True once a `now` at or after `start` was passed: only then may a timer be handed out
+    /// (every timer fires at `start` or later).
+    #[inline]
+    fn started(&self) -> bool {
+        self.latest >= self.start
     }
 
     #[inline]
@@ -297,7 +321,8 @@ impl<T> TimingWheel<T> {
     /// Schedules `value` for `deadline` (clock nanoseconds) and returns its key.
     ///
     /// A deadline at or before the wheel's [`time`](Self::time) is due at once: the next
-    /// [`poll_expired`](Self::poll_expired) returns it. Every `u64` deadline is accepted.
+    /// [`poll_expired`](Self::poll_expired) returns it (once a `now` at or after the
+    /// builder's `start` was passed: nothing fires before). Every `u64` deadline is accepted.
     ///
     /// # Errors
     /// [`TimerError::Full`] with the value when `max_pending` timers are pending.
@@ -383,8 +408,9 @@ impl<T> TimingWheel<T> {
     /// [`Precision`] says), advancing the wheel as far as needed and no further; `None` when
     /// nothing more is due by `now`. Call it in a loop to drain.
     ///
-    /// `now` never goes backwards for the wheel: a `now` before an earlier one is treated as
-    /// the earlier one.
+    /// `now` never goes backwards for the wheel: a `now` before the latest one passed (to
+    /// this method or [`advance`](Self::advance)) is treated as the latest. While every
+    /// `now` is before the builder's `start`, nothing is due.
     pub fn poll_expired(&mut self, now: u64) -> Option<(TimerKey, T)> {
         self.poll_expired_entry(now).map(|e| (e.key, e.value))
     }
@@ -392,7 +418,7 @@ impl<T> TimingWheel<T> {
     /// [`poll_expired`](Self::poll_expired) that also returns the timer's deadline (for
     /// example to measure lateness).
     pub fn poll_expired_entry(&mut self, now: u64) -> Option<Expired<T>> {
-        let target = self.now_tick(now);
+        let target = self.reach(now)?;
         loop {
             if let Some(index) = self.slab.pop_front(&mut self.due) {
                 return Some(self.take_due(index));
@@ -409,8 +435,9 @@ impl<T> TimingWheel<T> {
     /// All due timers are found before the first is returned. Timers the iterator has not
     /// returned when it is dropped stay due: the next `poll_expired` or `advance` returns them.
     pub fn advance(&mut self, now: u64) -> Drain<'_, T> {
-        let target = self.now_tick(now);
-        while self.step(target) {}
+        if let Some(target) = self.reach(now) {
+            while self.step(target) {}
+        }
         Drain { wheel: self }
     }
 
@@ -446,8 +473,9 @@ impl<T> TimingWheel<T> {
         self.slab.compact();
     }
 
-    /// The wheel's current time: the latest tick boundary it has advanced to (at or before
-    /// every `now` passed so far, and at least the builder's `start`).
+    /// The wheel's current time: the latest tick boundary it has advanced to. It is the
+    /// builder's `start` until a later `now` is passed, and never after the latest `now`
+    /// once that reached `start`.
     #[must_use]
     pub fn time(&self) -> u64 {
         self.tick_time(self.elapsed)
@@ -737,6 +765,9 @@ impl<T> Iterator for Drain<'_, T> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let wheel = &mut *self.wheel;
+        if !wheel.started() {
+            return None; // timers due at `start` wait for a `now` that reaches it
+        }
         let index = wheel.slab.pop_front(&mut wheel.due)?;
         let e = wheel.take_due(index);
         Some((e.key, e.value))
@@ -773,9 +804,42 @@ mod tests {
         w.insert(0, 'a').unwrap();
         w.insert(100 * MS, 'b').unwrap();
         assert_eq!(w.next_deadline(), Some(100 * MS));
-        assert_eq!(w.poll_expired(0).map(|(_, v)| v), Some('a'));
-        assert_eq!(w.poll_expired(0).map(|(_, v)| v), Some('b'));
-        assert_eq!(w.poll_expired(0), None);
+        assert_eq!(w.poll_expired(100 * MS).map(|(_, v)| v), Some('a'));
+        assert_eq!(w.poll_expired(100 * MS).map(|(_, v)| v), Some('b'));
+        assert_eq!(w.poll_expired(100 * MS), None);
+        w.insert(50 * MS, 'c').unwrap();
+        assert_eq!(w.poll_expired(0).map(|(_, v)| v), Some('c'), "a stale now is the latest");
+    }
+
+    #[test]
+    fn a_now_before_start_hands_out_nothing_early() {
+        // Regression: a `now` before `start` used to hand out every timer due at or before
+        // `start`, including ones whose deadline was still ahead of that `now`.
+        let mut w = TimingWheel::builder().start(100 * MS).build().unwrap();
+        w.insert(50 * MS, "before start").unwrap();
+        w.insert(100 * MS, "at start").unwrap();
+        w.insert(30 * MS, "long past").unwrap();
+        assert_eq!(w.poll_expired(40 * MS), None, "50 ms is still ahead of 40 ms");
+        assert!(drain(&mut w, 99 * MS).is_empty(), "the wheel's first tick boundary is start");
+        assert_eq!(w.next_deadline(), Some(100 * MS));
+        let mut due = drain(&mut w, 100 * MS);
+        due.sort_unstable();
+        assert_eq!(due, ["at start", "before start", "long past"]);
+    }
+
+    #[test]
+    fn an_earlier_now_is_treated_as_the_latest() {
+        // Regression: `poll_expired` advances lazily, so a `now` earlier than the previous
+        // one used to hide timers the previous `now` had made due.
+        let mut w = TimingWheel::new();
+        w.insert(10 * MS, 1).unwrap();
+        w.insert(20 * MS, 2).unwrap();
+        w.insert(40 * MS, 3).unwrap();
+        assert_eq!(w.poll_expired(30 * MS).map(|(_, v)| v), Some(1));
+        assert_eq!(w.poll_expired(5 * MS).map(|(_, v)| v), Some(2), "due by 30 ms");
+        assert_eq!(w.poll_expired(5 * MS), None, "40 ms is still ahead");
+        assert!(drain(&mut w, 0).is_empty());
+        assert_eq!(drain(&mut w, 40 * MS), vec![3]);
     }
 
     #[test]
