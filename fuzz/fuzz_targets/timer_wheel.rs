@@ -103,6 +103,28 @@ impl Model {
         }
     }
 
+    /// `next_deadline` is never after the first timer fires, and exactly that (exact mode)
+    /// when it is at most 64 ticks after the wheel's time.
+    fn check_next(&self, wheel: &TimingWheel<u64>) {
+        let next = wheel.next_deadline();
+        let Some(&(first, _)) = self.pending.keys().next() else {
+            assert_eq!(next, None);
+            return;
+        };
+        let (next, time) = (next.expect("timers pending"), wheel.time());
+        if !self.slack {
+            let fires = match first.checked_sub(self.start) {
+                Some(span) => self.start.saturating_add(span.div_ceil(self.tick).saturating_mul(self.tick)),
+                None => self.start,
+            }
+            .max(time);
+            assert!(next <= fires, "next deadline after the first timer fires");
+            if next > time && u128::from(fires - time) <= 64 * u128::from(self.tick) {
+                assert_eq!(next, fires, "next deadline inexact within 64 ticks");
+            }
+        }
+    }
+
     fn advance_all(&mut self, wheel: &mut TimingWheel<u64>, now: u64) {
         let fired: Vec<_> = wheel.advance(now).collect();
         for (key, s) in fired {
@@ -217,6 +239,7 @@ fuzz_target!(|data: &[u8]| {
         }
         levee_timer::fuzz::check_invariants(&wheel);
         assert_eq!(wheel.len(), m.pending.len());
+        m.check_next(&wheel);
     }
     m.now = u64::MAX;
     m.seen = u64::MAX;

@@ -59,8 +59,8 @@
 //! was 64). `benches/timer.rs` measures it with a counting allocator: 40.0 live bytes per
 //! `u64` timer at 1M and 10M timers (tokio-util's `DelayQueue`: 58.7 and 94.0). A
 //! [`TimerService`] timer also holds room for a waker: 48-49 bytes per `u64` item. Beyond
-//! the entries a wheel holds its levels (8 levels of 64 slots, 4 KiB, for exact 1 ms
-//! wheels; 17 for slack). [`compact`](TimingWheel::compact) hands empty chunks back.
+//! the entries a wheel holds its levels (a 128-slot near ring and 7 levels of 64 slots,
+//! 4.6 KiB, for exact 1 ms wheels; 17 levels of 64 slots for slack). [`compact`](TimingWheel::compact) hands empty chunks back.
 //!
 //! # Example
 //!

@@ -10,13 +10,20 @@
 //!
 //! Every other entry sits in one slot of one level. Each level has 64 slots, each slot an
 //! intrusive doubly-linked list of slab indices (so cancel is O(1)), and a `u64` bitmap of
-//! the occupied slots. A slot of level `l` spans `2^(shift * l)` ticks:
+//! the occupied slots. A slot of level `l` spans `2^(shift * l)` ticks, and a level is a
+//! ring: slot `k % 64` holds the entries whose tick, in that level's slot units, is `k`, for
+//! the 64 values of `k` after the current one.
 //!
-//! - **Exact** (`shift = 6`): an entry goes to the level of the highest 6-bit digit in which
-//!   its tick differs from `elapsed`. When time reaches the start of a slot above level 0,
-//!   the slot is *cascaded*: its entries move to finer levels (or straight to the due list).
-//!   A level-0 slot is one tick, so an entry fires in the first tick that ends after its
-//!   deadline: never early, less than one tick late.
+//! - **Exact** (`shift = 6`): the finest level is a *near ring* of 128 one-tick slots (two
+//!   64-slot halves) holding every entry less than 128 ticks ahead; an entry fires from it
+//!   at its own tick. Farther entries go to the coarse level (1, 2, ...) whose slot size is
+//!   the largest power of 64 within their distance, counted from `elapsed + 64` rather
+//!   than from `elapsed` (`exact_level`). A coarse slot is *cascaded* (its entries moved to
+//!   finer levels) 64 ticks before its start, so every entry due within 64 ticks is on the
+//!   near ring, and the next deadline the wheel reports for it is its own tick, not a
+//!   coarse slot's boundary. The near ring is 128 slots because a level-1 slot (64 ticks)
+//!   cascaded 64 ticks early lands 64 to 127 ticks ahead. An entry thus fires in the first
+//!   tick that ends after its deadline: never early, less than one tick late.
 //! - **Slack** (`shift = 3`, as Linux's timer wheel since 4.8): an entry goes to the finest
 //!   level whose 64 slots reach its tick, with the tick *rounded up* to that level's slot
 //!   size, and is never moved again. The whole slot fires at once when time reaches it.
@@ -26,9 +33,10 @@
 //!
 //! The next event is the earliest occupied slot over all levels, found per level with one
 //! `rotate_right` + `trailing_zeros` on the bitmap, so advancing over idle time costs nothing
-//! per empty tick. The wheel has as many levels as it takes to cover every `u64` deadline at
-//! its tick (8 exact levels for 1 ms ticks), so no deadline is ever out of range, clamped or
-//! dropped.
+//! per empty tick. The wheel keeps two such events: the near ring's (when an entry fires) and
+//! the other levels' (when a slot fires or is cascaded). The wheel has as many levels as it
+//! takes to cover every `u64` deadline at its tick (7 coarse levels besides the near ring for
+//! exact 1 ms ticks), so no deadline is ever out of range, clamped or dropped.
 //!
 //! Firing a slot splices its whole list onto the due list in O(1) without relabelling the
 //! entries; see [`TimingWheel::detach`] for why their stale `place` is harmless.
@@ -47,7 +55,14 @@ const SLOTS: usize = 64;
 const SLOT_MASK: u64 = SLOTS as u64 - 1;
 const EXACT_SHIFT: u32 = 6;
 const SLACK_SHIFT: u32 = 3;
-/// `next_event` when no slot is occupied.
+/// One-tick slots of an exact wheel's near ring: `levels[0]` and `levels[1]`.
+const NEAR_SLOTS: u64 = 2 * SLOTS as u64;
+/// `nonempty` bits of the near ring's two halves (exact wheels).
+const NEAR_BITS: u32 = 0b11;
+/// How far ahead of `elapsed` an exact wheel's coarse levels count: a coarse slot is
+/// cascaded this many ticks before its start, so nothing within it is on a coarse level.
+const LOOKAHEAD: u64 = SLOTS as u64;
+/// An event cache when no slot is occupied.
 const NO_EVENT: u64 = u64::MAX;
 /// The tick `now == u64::MAX` maps to: beyond every slot event (those stay below 2^55 since
 /// ticks are at least 1 µs), so a wheel advanced to the end of time fires everything.
@@ -185,8 +200,10 @@ pub struct Expired<T, K = TimerKey> {
 /// reads a clock itself, the owner passes `now`. See the [crate docs](crate) for an example.
 pub struct TimingWheel<T> {
     slab: Slab<T>,
+    /// Exact: `[near ring low half, near ring high half, level 1, level 2, ...]`;
+    /// slack: `[level 0, level 1, ...]`.
     levels: Box<[Level]>,
-    /// Bit `l` is set while level `l` has an occupied slot.
+    /// Bit `i` is set while `levels[i]` has an occupied slot.
     nonempty: u32,
     due: List,
     /// Ticks since `start` the wheel has processed.
@@ -194,11 +211,17 @@ pub struct TimingWheel<T> {
     /// The latest `now` passed to `poll_expired` or `advance` (0 before the first): an
     /// earlier `now` is treated as this one.
     latest: u64,
-    /// Tick of the earliest occupied slot's event, or [`NO_EVENT`].
-    next_event: u64,
+    /// Tick of the near ring's earliest occupied slot (exact), or [`NO_EVENT`].
+    near_event: u64,
+    /// Tick at which the earliest occupied slot of the other levels fires (slack) or is
+    /// cascaded (exact), or [`NO_EVENT`].
+    far_event: u64,
     tick: u64,
     start: u64,
-    shift: u32,
+    /// `nonempty` bits of the near ring: [`NEAR_BITS`] (exact) or 0 (slack).
+    near_bits: u32,
+    /// How far ahead of `elapsed` the far levels count: [`LOOKAHEAD`] (exact) or 0.
+    lookahead: u64,
     mode: Precision,
     max_pending: usize,
     id: u32,
@@ -240,34 +263,33 @@ impl<T> TimingWheel<T> {
 
     fn from_builder(b: Builder, max_pending: usize) -> Self {
         let tick = nanos(b.tick);
-        let shift = match b.mode {
-            Precision::Exact => EXACT_SHIFT,
-            Precision::Slack => SLACK_SHIFT,
-        };
         // The largest tick any deadline maps to; the levels must reach it.
         let max_tick = match u64::MAX.checked_sub(b.start) {
             Some(0) | None => 1,
             Some(span) => (span - 1) / tick + 1,
         };
         let bits = u64::BITS - max_tick.leading_zeros();
-        let levels = match b.mode {
-            Precision::Exact => bits.div_ceil(EXACT_SHIFT),
+        let (levels, near_bits, lookahead) = match b.mode {
+            // The near ring's two halves, then levels 1..=top: an entry goes to level
+            // `(bits(distance) - 1) / 6` (`exact_level`), and no distance exceeds `max_tick`.
+            Precision::Exact => (2 + ((bits - 1) / EXACT_SHIFT).max(1), NEAR_BITS, LOOKAHEAD),
             // The top level's 64 slots of 8^top ticks must reach `max_tick` from tick 0.
-            Precision::Slack => bits.saturating_sub(6).div_ceil(SLACK_SHIFT) + 1,
-        }
-        .max(1) as usize;
+            Precision::Slack => (bits.saturating_sub(6).div_ceil(SLACK_SHIFT) + 1, 0, 0),
+        };
         let empty = Level { occupied: 0, slots: [List::EMPTY; SLOTS] };
         Self {
             slab: Slab::new(),
-            levels: vec![empty; levels].into_boxed_slice(),
+            levels: vec![empty; levels as usize].into_boxed_slice(),
             nonempty: 0,
             due: List::EMPTY,
             elapsed: 0,
             latest: 0,
-            next_event: NO_EVENT,
+            near_event: NO_EVENT,
+            far_event: NO_EVENT,
             tick,
             start: b.start,
-            shift,
+            near_bits,
+            lookahead,
             mode: b.mode,
             max_pending,
             id: next_wheel_id(),
@@ -388,20 +410,22 @@ impl<T> TimingWheel<T> {
     /// When the wheel next needs attention: `poll_expired` returns nothing for any `now`
     /// before it. `None` when no timer is pending.
     ///
-    /// At or before [`time`](Self::time) when timers are already due. Otherwise the time of
-    /// the earliest occupied slot: in slack mode and for exact timers less than 64 ticks away
-    /// that is exactly when they fire; for farther exact timers it is when their slot is
-    /// cascaded, so a caller that sleeps until it may find nothing due yet and asks again
-    /// (a handful of wake-ups over a timer's whole life, never one per tick).
+    /// At or before [`time`](Self::time) when timers are already due. Otherwise exactly
+    /// when the earliest timer fires, in slack mode and when that is at most 64 ticks after
+    /// [`time`](Self::time) in exact mode. For exact timers farther away it is the start of
+    /// the earliest occupied slot of a coarse level, a bound the timers in it do not fire
+    /// before: a caller that sleeps until then may find nothing due yet and asks again (a
+    /// handful of wake-ups over a timer's whole life, never one per tick).
     #[must_use]
     pub fn next_deadline(&self) -> Option<u64> {
         if !self.due.is_empty() {
-            Some(self.time())
-        } else if self.next_event == NO_EVENT {
-            None
-        } else {
-            Some(self.tick_time(self.next_event))
+            return Some(self.time());
         }
+        // A far slot's entries fire no earlier than its start, `lookahead` ticks after the
+        // tick it is cascaded at; so the earliest timer within `lookahead` ticks is on the
+        // near ring and is reported by its own tick.
+        let bound = self.near_event.min(self.far_event.saturating_add(self.lookahead));
+        (bound != NO_EVENT).then(|| self.tick_time(bound))
     }
 
     /// Hands out one due timer (deadline at or before `now`, rounded as the
@@ -532,26 +556,51 @@ impl<T> TimingWheel<T> {
             self.slab.push_back(&mut self.due, index, PLACE_DUE);
             return;
         }
-        let (level, slot, event) = match self.mode {
+        let (i, slot) = match self.mode {
+            Precision::Exact if tick - elapsed < NEAR_SLOTS => {
+                // The near ring: slot `tick % 128`, in half `levels[slot / 64]`.
+                let ring = (tick % NEAR_SLOTS) as usize;
+                self.near_event = self.near_event.min(tick);
+                (ring / SLOTS, ring % SLOTS)
+            }
             Precision::Exact => {
-                // The highest 6-bit digit in which `tick` differs from `elapsed`; the slot is
-                // that digit of `tick`, which is above `elapsed`'s (tick > elapsed).
-                let level = (u64::BITS - 1 - (elapsed ^ tick).leading_zeros()) / EXACT_SHIFT;
+                let level = self.exact_level(tick);
                 let shift = level * EXACT_SHIFT;
-                let slot = (tick >> shift) & SLOT_MASK;
-                (level as usize, slot as usize, (tick >> shift) << shift)
+                let k = tick >> shift;
+                self.far_event = self.far_event.min((k << shift) - LOOKAHEAD);
+                (level as usize + 1, (k & SLOT_MASK) as usize)
             }
             Precision::Slack => {
                 let (level, k) = self.slack_level(tick);
-                let shift = level as u32 * SLACK_SHIFT;
-                (level, (k & SLOT_MASK) as usize, k << shift)
+                self.far_event = self.far_event.min(k << (level as u32 * SLACK_SHIFT));
+                (level, (k & SLOT_MASK) as usize)
             }
         };
-        let lv = &mut self.levels[level];
-        self.slab.push_back(&mut lv.slots[slot], index, (level * SLOTS + slot) as u32);
+        let lv = &mut self.levels[i];
+        self.slab.push_back(&mut lv.slots[slot], index, (i * SLOTS + slot) as u32);
         lv.occupied |= 1 << slot;
-        self.nonempty |= 1 << level;
-        self.next_event = self.next_event.min(event);
+        self.nonempty |= 1 << i;
+    }
+
+    /// The coarse level (1 or more) for an exact entry at least [`NEAR_SLOTS`] ticks ahead:
+    /// one whose ring, counted from the slot of `v = elapsed + LOOKAHEAD`, reaches its tick.
+    ///
+    /// With `d = tick - v` (at least 64) the level is `l = (bits(d) - 1) / 6`, so
+    /// `64^l <= d < 64^(l+1)`: in slots of `64^l` ticks, `tick` lies `floor(d / 64^l)` or
+    /// one more slots after `v`'s, that is 1 to 64. `d` is below the largest tick, which
+    /// `from_builder` sized the levels for, so `l` is never beyond the top level. No branch:
+    /// random deadlines would mispredict one.
+    #[inline]
+    fn exact_level(&self, tick: u64) -> u32 {
+        let v = self.elapsed + LOOKAHEAD;
+        let level = (u64::BITS - 1 - (tick - v).leading_zeros()) / EXACT_SHIFT;
+        debug_assert!(level >= 1 && (level as usize) < self.levels.len() - 1, "level {level}");
+        debug_assert!(
+            (1..=SLOTS as u64)
+                .contains(&((tick >> (level * EXACT_SHIFT)) - (v >> (level * EXACT_SHIFT)))),
+            "beyond the ring"
+        );
+        level
     }
 
     /// The finest slack level whose 64 slots reach `tick` (> elapsed) after rounding it up to
@@ -581,7 +630,7 @@ impl<T> TimingWheel<T> {
         (level as usize, k)
     }
 
-    /// Removes an entry from whichever list holds it, keeping bitmaps and `next_event` right.
+    /// Removes an entry from whichever list holds it, keeping bitmaps and event caches right.
     ///
     /// An entry's `place` names the slot it was put in, but firing a slot splices the whole
     /// list onto the due list without relabelling, so an entry whose `place` is a slot may
@@ -596,86 +645,128 @@ impl<T> TimingWheel<T> {
             self.slab.unlink(&mut self.due, index);
             return;
         }
-        let (level, slot) = (place as usize / SLOTS, place as usize % SLOTS);
-        let lv = &mut self.levels[level];
+        let (i, slot) = (place as usize / SLOTS, place as usize % SLOTS);
+        let lv = &mut self.levels[i];
         self.slab.unlink(&mut lv.slots[slot], index);
         if lv.slots[slot].is_empty() && lv.occupied & (1 << slot) != 0 {
             lv.occupied &= !(1 << slot);
             if lv.occupied == 0 {
-                self.nonempty &= !(1 << level);
+                self.nonempty &= !(1 << i);
             }
-            self.recompute_next_event();
+            if self.near_bits & (1 << i) != 0 {
+                self.near_event = self.near_ring_event();
+            } else {
+                self.far_event = self.far_levels_event();
+            }
         }
     }
 
-    /// The tick of level `level`'s earliest occupied slot after `elapsed`.
+    /// The tick of the near ring's earliest occupied slot ([`NO_EVENT`] when it is empty or
+    /// the wheel has none).
     #[inline]
-    fn level_event(&self, level: usize) -> u64 {
-        let occupied = self.levels[level].occupied;
-        debug_assert_ne!(occupied, 0);
-        let shift = level as u32 * self.shift;
-        let q = self.elapsed >> shift;
-        let current = (q & SLOT_MASK) as u32;
-        // Occupied slots lie 1..=64 slots after the current one (exact mode: 1..=63, never
-        // wrapping past the level's end).
-        let distance = u64::from(occupied.rotate_right((current + 1) % 64).trailing_zeros()) + 1;
-        debug_assert!(
-            self.mode == Precision::Slack || u64::from(current) + distance < SLOTS as u64,
-            "exact slot wrapped"
-        );
-        (q + distance) << shift
+    fn near_ring_event(&self) -> u64 {
+        if self.nonempty & self.near_bits == 0 {
+            return NO_EVENT;
+        }
+        let occupied =
+            u128::from(self.levels[0].occupied) | u128::from(self.levels[1].occupied) << 64;
+        let current = (self.elapsed % NEAR_SLOTS) as u32;
+        // Occupied slots lie 1..=127 ticks after the current one.
+        let distance = occupied.rotate_right((current + 1) % 128).trailing_zeros() + 1;
+        self.elapsed + u64::from(distance)
     }
 
-    fn recompute_next_event(&mut self) {
-        let mut next = NO_EVENT;
-        let mut bits = self.nonempty;
-        while bits != 0 {
-            let level = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            next = next.min(self.level_event(level));
+    /// The shift of `levels[i]`, a level other than the near ring: its slots span
+    /// `2^shift` ticks.
+    #[inline]
+    fn far_shift(&self, i: usize) -> u32 {
+        match self.mode {
+            Precision::Exact => (i as u32 - 1) * EXACT_SHIFT,
+            Precision::Slack => i as u32 * SLACK_SHIFT,
         }
-        self.next_event = next;
+    }
+
+    /// The tick at which far level `levels[i]`'s earliest occupied slot fires (slack) or is
+    /// cascaded (exact: `lookahead` ticks before it starts).
+    #[inline]
+    fn far_level_event(&self, i: usize) -> u64 {
+        let occupied = self.levels[i].occupied;
+        debug_assert_ne!(occupied, 0);
+        let shift = self.far_shift(i);
+        let q = (self.elapsed + self.lookahead) >> shift;
+        let current = (q & SLOT_MASK) as u32;
+        // Occupied slots lie 1..=64 slots after the current one.
+        let distance = u64::from(occupied.rotate_right((current + 1) % 64).trailing_zeros()) + 1;
+        ((q + distance) << shift) - self.lookahead
+    }
+
+    /// The earliest [`far_level_event`](Self::far_level_event) ([`NO_EVENT`] when none).
+    fn far_levels_event(&self) -> u64 {
+        let mut next = NO_EVENT;
+        let mut bits = self.nonempty & !self.near_bits;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            next = next.min(self.far_level_event(i));
+        }
+        next
     }
 
     /// Processes the next slot event if it is at or before `target`; otherwise moves time to
     /// `target`. Returns whether an event was processed.
     fn step(&mut self, target: u64) -> bool {
-        let event = self.next_event;
+        let (near, far) = (self.near_event, self.far_event);
+        let event = near.min(far);
         if event > target {
             self.elapsed = self.elapsed.max(target);
             return false;
         }
         self.elapsed = event;
-        // Every occupied slot whose event is `event`: on each level where `event` is a slot
-        // boundary, the slot containing it (entries lie strictly after the old `elapsed`, so
-        // that slot's event is exactly `event`).
-        let mut bits = self.nonempty;
-        while bits != 0 {
-            let level = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            let shift = level as u32 * self.shift;
-            if event & ((1 << shift) - 1) != 0 {
-                break; // not a boundary here, nor on any coarser level
-            }
-            let slot = ((event >> shift) & SLOT_MASK) as usize;
-            if self.levels[level].occupied & (1 << slot) != 0 {
-                self.fire_slot(level, slot);
-            }
+        if near == event {
+            // The near ring's slot for tick `event`: its entries are due.
+            let ring = (event % NEAR_SLOTS) as usize;
+            self.fire_slot(ring / SLOTS, ring % SLOTS);
         }
-        self.recompute_next_event();
+        if far == event {
+            // Every far slot whose event is `event`: on each far level where `v = event +
+            // lookahead` is a slot boundary, the slot starting at `v` (entries lie at least
+            // one slot after the old `elapsed + lookahead`, so that slot's event is exactly
+            // `event`). Cascaded entries go to finer levels, which this loop has passed, and
+            // lie after `v`, so none lands in a slot being fired.
+            let v = event + self.lookahead;
+            let mut bits = self.nonempty & !self.near_bits;
+            while bits != 0 {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let shift = self.far_shift(i);
+                if v & ((1 << shift) - 1) != 0 {
+                    break; // not a boundary here, nor on any coarser level
+                }
+                let slot = ((v >> shift) & SLOT_MASK) as usize;
+                if self.levels[i].occupied & (1 << slot) != 0 {
+                    self.fire_slot(i, slot);
+                }
+            }
+            self.far_event = self.far_levels_event();
+        }
+        // Cascading lowered `near_event` to any entry it placed there; firing the near slot
+        // emptied the earliest one.
+        if near == event {
+            self.near_event = self.near_ring_event();
+        }
         true
     }
 
-    /// Empties a slot whose time has come: onto the due list, or (exact, above level 0)
-    /// cascaded to finer levels.
-    fn fire_slot(&mut self, level: usize, slot: usize) {
-        let lv = &mut self.levels[level];
+    /// Empties `levels[i]`'s slot whose time has come: onto the due list, or (exact, a
+    /// coarse level) cascaded to finer levels.
+    fn fire_slot(&mut self, i: usize, slot: usize) {
+        let lv = &mut self.levels[i];
         let mut list = std::mem::replace(&mut lv.slots[slot], List::EMPTY);
         lv.occupied &= !(1 << slot);
         if lv.occupied == 0 {
-            self.nonempty &= !(1 << level);
+            self.nonempty &= !(1 << i);
         }
-        if level == 0 || self.mode == Precision::Slack {
+        if self.near_bits & (1 << i) != 0 || self.mode == Precision::Slack {
             self.slab.append(&mut self.due, &mut list);
         } else {
             while let Some(index) = self.slab.pop_front(&mut list) {
@@ -720,34 +811,49 @@ impl<T> TimingWheel<T> {
             seen += 1;
         }
         let mut nonempty = 0u32;
-        let mut next = NO_EVENT;
-        for (level, lv) in self.levels.iter().enumerate() {
-            let shift = level as u32 * self.shift;
+        let elapsed = self.elapsed;
+        for (i, lv) in self.levels.iter().enumerate() {
             if lv.occupied != 0 {
-                nonempty |= 1 << level;
-                next = next.min(self.level_event(level));
+                nonempty |= 1 << i;
             }
             for (slot, list) in lv.slots.iter().enumerate() {
                 let members = walk(list);
                 assert_eq!(lv.occupied & (1 << slot) != 0, !members.is_empty(), "bitmap");
                 for index in members {
                     let e = self.slab.at(index);
-                    assert_eq!(e.place as usize, level * SLOTS + slot, "entry {index} mislabelled");
+                    assert_eq!(e.place as usize, i * SLOTS + slot, "entry {index} mislabelled");
                     let tick = self.deadline_tick(e.deadline);
-                    let k = match self.mode {
-                        Precision::Exact => tick >> shift,
-                        Precision::Slack => tick.div_ceil(1 << shift),
-                    };
-                    // The tick it fires at (slack: rounded up) is still ahead.
-                    let fires = if self.mode == Precision::Slack { k << shift } else { tick };
-                    assert!(fires > self.elapsed, "entry {index} overdue in a slot");
-                    assert_eq!((k & SLOT_MASK) as usize, slot, "entry {index} in the wrong slot");
+                    if self.near_bits & (1 << i) != 0 {
+                        // Near ring: 1..=127 ticks ahead, in slot `tick % 128`.
+                        assert!(tick > elapsed, "entry {index} overdue on the near ring");
+                        assert!(tick - elapsed < NEAR_SLOTS, "entry {index} beyond the near ring");
+                        assert_eq!(tick % NEAR_SLOTS, (i * SLOTS + slot) as u64, "near slot");
+                    } else {
+                        // Far level: its slot (slack: its tick rounded up) is 1..=64 slots
+                        // after that of `elapsed + lookahead`, so its event is ahead.
+                        let shift = self.far_shift(i);
+                        let k = match self.mode {
+                            Precision::Exact => tick >> shift,
+                            Precision::Slack => tick.div_ceil(1 << shift),
+                        };
+                        let q = (elapsed + self.lookahead) >> shift;
+                        assert!(k > q && k - q <= SLOTS as u64, "entry {index} off the ring");
+                        assert_eq!(
+                            (k & SLOT_MASK) as usize,
+                            slot,
+                            "entry {index} in the wrong slot"
+                        );
+                        // Exact: nothing within the lookahead is on a coarse level.
+                        let exact = self.mode == Precision::Exact;
+                        assert!(!exact || tick > elapsed + LOOKAHEAD, "entry {index} too near");
+                    }
                     seen += 1;
                 }
             }
         }
         assert_eq!(nonempty, self.nonempty, "nonempty level bits");
-        assert_eq!(next, self.next_event, "cached next event");
+        assert_eq!(self.near_ring_event(), self.near_event, "cached near event");
+        assert_eq!(self.far_levels_event(), self.far_event, "cached far event");
         assert_eq!(seen, self.slab.len(), "entries on no list");
     }
 }
@@ -840,6 +946,35 @@ mod tests {
         assert_eq!(w.poll_expired(5 * MS), None, "40 ms is still ahead");
         assert!(drain(&mut w, 0).is_empty());
         assert_eq!(drain(&mut w, 40 * MS), vec![3]);
+    }
+
+    #[test]
+    fn next_deadline_is_exact_within_64_ticks() {
+        // Regression: a timer two ticks away but across a 64-tick boundary was reported at
+        // that boundary (its level-1 slot) instead of its own tick.
+        let mut w = TimingWheel::new();
+        assert!(drain(&mut w, 63 * MS).is_empty());
+        w.insert(65 * MS, "a").unwrap();
+        assert_eq!(w.next_deadline(), Some(65 * MS));
+        // Far timers are placed before time moves close to them; their slot is cascaded in
+        // time for the report to be exact once they are within 64 ticks.
+        let mut w = TimingWheel::new();
+        for d in [4_097 * MS, 4_100 * MS, 300_000 * MS + 5] {
+            w.insert(d, d).unwrap();
+        }
+        assert!(drain(&mut w, 4_000 * MS).is_empty());
+        assert!(w.next_deadline().unwrap() <= 4_097 * MS, "97 ticks away: a bound");
+        for now in [4_033 * MS, 4_050 * MS, 4_096 * MS] {
+            assert!(drain(&mut w, now).is_empty());
+            assert_eq!(w.next_deadline(), Some(4_097 * MS), "at {now}");
+        }
+        assert_eq!(drain(&mut w, 4_097 * MS), vec![4_097 * MS]);
+        assert_eq!(w.next_deadline(), Some(4_100 * MS));
+        assert_eq!(drain(&mut w, 4_100 * MS), vec![4_100 * MS]);
+        let fire = 300_001 * MS;
+        assert!(drain(&mut w, fire - 64 * MS).is_empty());
+        assert_eq!(w.next_deadline(), Some(fire));
+        assert_eq!(drain(&mut w, fire), vec![300_000 * MS + 5]);
     }
 
     #[test]
@@ -1014,7 +1149,8 @@ mod tests {
     #[test]
     fn level_counts_cover_the_whole_u64_range() {
         let exact: TimingWheel<()> = TimingWheel::new();
-        assert_eq!(exact.levels.len(), 8); // 2^44 ms-ticks / 6 bits per level
+        // The near ring's two halves and levels 1..=7: distances below 2^45 ms-ticks.
+        assert_eq!(exact.levels.len(), 9);
         let mut slack: TimingWheel<()> =
             TimingWheel::builder().mode(Precision::Slack).tick(MIN_TICK).build().unwrap();
         slack.insert(u64::MAX, ()).unwrap();

@@ -297,10 +297,38 @@ impl Harness {
             }
         }
         prop_assert_eq!(self.wheel.len(), self.model.len());
+        self.check_next_deadline()?;
         if self.seen >= self.start {
             prop_assert!(self.wheel.time() <= self.seen);
         } else {
             prop_assert_eq!(self.wheel.time(), self.start);
+        }
+        Ok(())
+    }
+
+    /// `next_deadline` is never after the first timer fires, and in exact mode it is exactly
+    /// that when it is at most 64 ticks after the wheel's time (and nothing is due yet).
+    fn check_next_deadline(&self) -> Result<(), TestCaseError> {
+        let next = self.wheel.next_deadline();
+        let Some(&(first, _)) = self.model.keys().next() else {
+            prop_assert_eq!(next, None);
+            return Ok(());
+        };
+        prop_assert!(next.is_some(), "timers pending but no next deadline");
+        let (next, time) = (next.unwrap(), self.wheel.time());
+        if self.mode == Precision::Exact {
+            // A timer inserted past its deadline is due at once, at the wheel's time.
+            let fires = self.tick_ceil(first).max(time);
+            prop_assert!(
+                next <= fires,
+                "next deadline {} after the first fires at {}",
+                next,
+                fires
+            );
+            let near = u128::from(fires.saturating_sub(time)) <= 64 * u128::from(self.tick);
+            if next > time && near {
+                prop_assert_eq!(next, fires, "inexact within 64 ticks of {}", time);
+            }
         }
         Ok(())
     }
