@@ -92,7 +92,6 @@ mod key;
 #[cfg(not(loom))]
 mod service;
 mod sharded;
-mod slab;
 mod wheel;
 
 /// Hooks for the fuzz targets in `fuzz/` (built only with `--cfg fuzzing`).
