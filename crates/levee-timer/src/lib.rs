@@ -57,10 +57,12 @@
 //! One timer costs `24 + size_of::<Option<T>>()` bytes (rounded to 8), in chunks of 1024:
 //! 32 bytes for `T = ()`, 40 for `T = u64`, so 32 bytes of overhead beyond `T` (the target
 //! was 64). `benches/timer.rs` measures it with a counting allocator: 40.0 live bytes per
-//! `u64` timer at 1M and 10M timers (tokio-util's `DelayQueue`: 58.7 and 94.0). A
-//! [`TimerService`] timer also holds room for a waker: 48-49 bytes per `u64` item. Beyond
-//! the entries a wheel holds its levels (a 128-slot near ring and 7 levels of 64 slots,
-//! 4.6 KiB, for exact 1 ms wheels; 17 levels of 64 slots for slack). [`compact`](TimingWheel::compact) hands empty chunks back.
+//! `u64` timer at 1M and 10M timers (tokio-util's `DelayQueue::with_capacity`: 56.0; grown
+//! from `DelayQueue::new()`, whose slab doubles: 58.7 and 94.0). A [`TimerService`] timer
+//! also holds room for a waker: 48-49 bytes per `u64` item. Beyond the entries a wheel holds
+//! its levels (a 128-slot near ring and 7 levels of 64 slots, 4.6 KiB, for exact 1 ms
+//! wheels; 17 levels of 64 slots for slack). [`compact`](TimingWheel::compact) hands empty
+//! chunks back.
 //!
 //! # Example
 //!
