@@ -25,12 +25,11 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io::Write as _;
+use std::io::{self, Write as _};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
 use levee_core::ConfigError;
@@ -57,8 +56,9 @@ use crate::state::{LimitPolicy, LimitState};
 ///
 /// The values come from the limiter's own state ([`AsyncRateLimit::check_n_with_state`]):
 /// after an admission a local limiter takes a snapshot (a clock read and a load); a remote
-/// one reports what its decision saw. Each answer allocates its header values and nothing
-/// else.
+/// one reports what its decision saw. An admitted request's answer allocates one header
+/// value, `RateLimit` (`RateLimit-Policy` is rendered once and shared); a refusal allocates
+/// its `429` response with its two values.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -210,14 +210,25 @@ impl RateLimitHeaders {
 }
 
 impl Shared {
-    /// One List member: the policy's name with `params`, in a buffer that becomes the
-    /// header value without a copy.
+    /// One List member: the policy's name with `params`. Written on the stack and copied
+    /// into the header value, its one allocation (a name longer than the stack buffer takes
+    /// a second one).
     fn field(&self, params: fmt::Arguments<'_>) -> Option<HeaderValue> {
-        let mut value = Vec::with_capacity(self.item.len() + 32);
-        value.extend_from_slice(self.item.as_bytes());
-        value.write_fmt(params).ok()?;
+        let mut stack = [0u8; 128];
+        let mut cursor = io::Cursor::new(&mut stack[..]);
+        let value = match cursor.write_all(self.item.as_bytes()).and(cursor.write_fmt(params)) {
+            Ok(()) => {
+                let len = cursor.position() as usize;
+                HeaderValue::from_bytes(&stack[..len])
+            }
+            Err(_) => {
+                let mut heap = self.item.as_bytes().to_vec();
+                heap.write_fmt(params).ok()?;
+                HeaderValue::from_bytes(&heap)
+            }
+        };
         // Always valid: printable ASCII by construction.
-        HeaderValue::from_maybe_shared(Bytes::from(value)).ok()
+        value.ok()
     }
 }
 
