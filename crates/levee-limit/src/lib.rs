@@ -131,3 +131,10 @@ pub use window::{
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
+
+/// The rate-limit header fields' rendering, for the fuzz target (`--cfg fuzzing`).
+#[cfg(all(fuzzing, feature = "http"))]
+#[doc(hidden)]
+pub mod fuzz {
+    pub use crate::tower::render_fields;
+}

@@ -247,6 +247,32 @@ impl fmt::Debug for RateLimitHeaders {
     }
 }
 
+/// The fields a layer named `name` writes for `policy`: `[RateLimit-Policy, RateLimit]` of
+/// an answer admitted with `state`, then `[RateLimit, Retry-After]` of a refusal that can
+/// conform after `retry_after`; `None` when `name` is refused. For the fuzz target.
+#[cfg(fuzzing)]
+pub fn render_fields(
+    name: &str,
+    policy: LimitPolicy,
+    state: LimitState,
+    retry_after: Duration,
+) -> Option<[String; 4]> {
+    let headers = RateLimitHeaders::named(name).ok()?;
+    headers.learn_policy(|| Some(policy));
+    let mut admitted = HeaderMap::new();
+    headers.admitted(&mut admitted, Some(state));
+    let refusal = headers.refusal::<()>(Throttled::new(0, levee_core::nanos(retry_after)));
+    let text = |map: &HeaderMap, name: &HeaderName| {
+        map.get(name).map_or(String::new(), |v| v.to_str().unwrap_or_default().to_owned())
+    };
+    Some([
+        text(&admitted, &RateLimitHeaders::RATELIMIT_POLICY),
+        text(&admitted, &RateLimitHeaders::RATELIMIT),
+        text(refusal.headers(), &RateLimitHeaders::RATELIMIT),
+        text(refusal.headers(), &RETRY_AFTER),
+    ])
+}
+
 /// The largest Structured Field Integer (RFC 9651 §3.3.1: at most 15 digits).
 const SF_INTEGER_MAX: u128 = 999_999_999_999_999;
 

@@ -32,6 +32,8 @@ pub use future::ResponseFuture;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use headers::RateLimitHeaders;
+#[cfg(all(fuzzing, feature = "http"))]
+pub use headers::render_fields;
 pub use keyed::{KeyedRateLimitLayer, KeyedRateLimitService};
 pub use rate::{RateLimitLayer, RateLimitService};
 pub use rate_future::RateLimitFuture;
