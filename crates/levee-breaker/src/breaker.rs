@@ -8,9 +8,10 @@ use levee_core::sync::{AtomicU64, CachePadded, Ordering};
 use levee_core::{Clock, ConfigError, EventHook, FastClock};
 
 use crate::builder::Builder;
+use crate::entered::{Entered, unwrap_deadline};
 use crate::permit::{Kind, Ticket};
 use crate::settings::{Rules, Verdict, bump_attempts};
-use crate::state::{GEN_BITS, GEN_MASK, Trials, Word, next_gen};
+use crate::state::{Trials, Word, next_gen};
 use crate::striped::StripedCounter;
 use crate::window::{Sample, Window};
 use crate::{
@@ -45,11 +46,9 @@ pub struct CircuitBreaker<C: Clock = FastClock> {
     not_permitted: StripedCounter,
     /// When the current state was entered (statistics only).
     entered_at: AtomicU64,
-    /// When the breaker last turned half-open: whole milliseconds since `origin`, rounded up,
-    /// above the generation it entered (`ms << GEN_BITS | generation`). Only consulted with
-    /// `half_open_max_wait`; a generation that does not match the state word's means the
-    /// transition's writer has not stored it yet, so the half-open state is brand new.
-    half_open_since: AtomicU64,
+    /// When the current state was entered, in milliseconds, tagged with its generation: what
+    /// an open deadline's high bits and a half-open state's age are read from (`entered.rs`).
+    entered: Entered,
     hook: EventHook<BreakerEvent>,
 }
 
@@ -87,7 +86,7 @@ impl<C: Clock> CircuitBreaker<C> {
             name,
             not_permitted: StripedCounter::default(),
             entered_at: AtomicU64::new(origin),
-            half_open_since: AtomicU64::new(u64::from(GEN_MASK)),
+            entered: Entered::new(0, 0),
             hook,
         }
     }
@@ -159,7 +158,6 @@ impl<C: Clock> CircuitBreaker<C> {
                     let next = Word::half_open(next_gen(word.generation()), word.attempts(), first);
                     match self.cas(word, next) {
                         Ok(()) => {
-                            self.entered_half_open(next, t);
                             self.transitioned(word, next, t, Reason::WaitElapsed, None);
                             return Ticket::permit(
                                 Kind::Trial,
@@ -441,29 +439,17 @@ impl<C: Clock> CircuitBreaker<C> {
         }
     }
 
-    /// Notes when half-open state `word` was entered (its generation's start time).
-    fn entered_half_open(&self, word: Word, now: u64) {
-        if self.rules.half_open_max_ms != u64::MAX {
-            let ms = now.saturating_sub(self.origin).div_ceil(MS);
-            // Release pairs with the Acquire in `half_open_timed_out` (the value is
-            // self-describing through its generation, so no other ordering is needed).
-            self.half_open_since
-                .store(ms << GEN_BITS | u64::from(word.generation()), Ordering::Release);
-        }
-    }
-
     /// Whether half-open `word` has outlived `half_open_max_wait` at `now`. Never early: the
     /// entry time is rounded up to a whole millisecond and the limit too.
     fn half_open_timed_out(&self, word: Word, now: u64) -> bool {
         if self.rules.half_open_max_ms == u64::MAX {
             return false;
         }
-        let since = self.half_open_since.load(Ordering::Acquire);
-        if since & u64::from(GEN_MASK) != u64::from(word.generation()) {
+        let Some(since_ms) = self.entered.of(word.generation()) else {
             return false; // entered just now; its writer has not stored the time yet
-        }
+        };
         let now_ms = now.saturating_sub(self.origin) / MS;
-        now_ms.saturating_sub(since >> GEN_BITS) >= self.rules.half_open_max_ms
+        now_ms.saturating_sub(since_ms) >= self.rules.half_open_max_ms
     }
 
     /// Reopens half-open `word` whose time ran out, with a longer wait (a timeout is a failed
@@ -490,21 +476,32 @@ impl<C: Clock> CircuitBreaker<C> {
     fn open_word(&self, generation: u32, attempts: u8, now: u64) -> (Word, u64) {
         let wait = levee_core::nanos(self.settings.open_wait.wait(u32::from(attempts)));
         let deadline_ms = now.saturating_sub(self.origin).saturating_add(wait).div_ceil(MS);
-        // The word keeps the deadline mod 2^32 ms (49 days); `open_until` unwraps it.
+        // The word keeps the deadline mod 2^32 ms (49 days); `open_until` unwraps it with the
+        // entry time that `transitioned` notes for this generation.
         let until = self.origin.saturating_add(deadline_ms.saturating_mul(MS));
         (Word::open(generation, deadline_ms as u32, attempts), until)
     }
 
     /// Until when an open word refuses calls, `None` once its deadline has passed.
     ///
-    /// The deadline is kept modulo 2^32 ms. A remaining wait longer than the longest the
-    /// settings can produce means the deadline passed long ago (the clock wrapped past it).
+    /// The word keeps the deadline modulo 2^32 ms; the entry time noted for its generation
+    /// gives the rest, however long ago that was. Until the transition's winner has stored that
+    /// note, the state is an instant old, and the deadline is the one within the longest
+    /// possible wait of now.
     #[inline]
     fn open_until(&self, word: Word, now: u64) -> Option<u64> {
         let now_ms = now.saturating_sub(self.origin) / MS;
-        let remaining = word.deadline_ms().wrapping_sub(now_ms as u32);
-        (remaining != 0 && remaining <= self.rules.max_wait_ms)
-            .then(|| self.origin.saturating_add((now_ms + u64::from(remaining)).saturating_mul(MS)))
+        let deadline_ms = match self.entered.of(word.generation()) {
+            Some(entered_ms) => unwrap_deadline(entered_ms, word.deadline_ms()),
+            None => {
+                let remaining = word.deadline_ms().wrapping_sub(now_ms as u32);
+                if remaining > self.rules.max_wait_ms {
+                    return None; // passed (the deadline is behind now, modulo 2^32)
+                }
+                now_ms + u64::from(remaining)
+            }
+        };
+        (now_ms < deadline_ms).then(|| self.origin.saturating_add(deadline_ms.saturating_mul(MS)))
     }
 
     #[inline]
@@ -521,7 +518,10 @@ impl<C: Clock> CircuitBreaker<C> {
             .map_err(Word)
     }
 
+    /// What the winner of a transition's compare-and-swap does next: notes the new state's
+    /// entry time, then tells the listeners.
     fn transitioned(&self, from: Word, to: Word, at: u64, reason: Reason, open_until: Option<u64>) {
+        self.entered.note(to.generation(), at.saturating_sub(self.origin).div_ceil(MS));
         self.entered_at.store(at, Ordering::Relaxed);
         self.hook.emit(|| BreakerEvent {
             name: self.name.clone(),

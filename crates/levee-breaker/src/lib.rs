@@ -72,7 +72,9 @@
 //! transition is ignored, and a decision to open is taken by exactly one thread (the CAS
 //! winner). Half-open trial counters live in the word too, so there can never be more than
 //! `half_open_calls` trials, and the last trial's CAS moves the breaker to closed or open.
-//! The open deadline is in the word as well (milliseconds since the breaker's origin).
+//! The open deadline is in the word as well (milliseconds since the breaker's origin, modulo
+//! 2^32); beside the word, the winner of each transition notes when it entered, which gives
+//! the deadline's high bits however long the circuit stays open (`entered.rs`).
 //!
 //! The windows tag every counter with the generation that wrote it, so a new closed generation
 //! starts with an empty window without anyone clearing it, and a late writer of an old
@@ -85,6 +87,7 @@
 mod breaker;
 mod builder;
 mod classify;
+mod entered;
 mod error;
 mod events;
 mod permit;

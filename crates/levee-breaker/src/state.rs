@@ -10,6 +10,8 @@
 //! +----------+--------------------------------------+---------------------+-------+
 //!
 //! Open:      data = attempts (4) | deadline in ms since the breaker's origin, mod 2^32 (32)
+//!            (the high bits come from the state's entry time, noted beside the word:
+//!            `entered.rs`)
 //! HalfOpen:  data = attempts (4) | slow (8) | failed (8) | done (8) | issued (8)
 //! others:    data = 0
 //! ```

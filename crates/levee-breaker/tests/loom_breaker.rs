@@ -218,6 +218,49 @@ mod windows {
     }
 }
 
+/// Two transitions race (an operator resets while another trips); whichever wins last, its
+/// entry time is the one noted, so an open circuit found 2^32 ms later (where the state word's
+/// deadline wraps) lets a trial through.
+#[test]
+fn the_last_transition_notes_its_entry_time() {
+    model(|| {
+        let clock = ManualClock::new();
+        let b = Arc::new(breaker(&clock, 1));
+        b.trip();
+        let other = {
+            let b = b.clone();
+            thread::spawn(move || b.reset())
+        };
+        b.trip();
+        other.join().unwrap();
+        clock.advance(Duration::from_millis(1 << 32) + WAIT / 2);
+        match b.state() {
+            State::Open => assert!(b.try_acquire().unwrap().is_trial(), "the wait passed long ago"),
+            state => assert_eq!(state, State::Closed),
+        }
+    });
+}
+
+/// A caller that finds the circuit just opened, before the opener noted its entry time, is
+/// refused until the exact deadline.
+#[test]
+fn a_caller_racing_an_opening_gets_the_exact_deadline() {
+    model(|| {
+        let clock = ManualClock::new();
+        clock.advance(Duration::from_millis(5 * (1 << 32)));
+        let b = Arc::new(breaker(&clock, 1));
+        let opener = {
+            let b = b.clone();
+            thread::spawn(move || b.trip())
+        };
+        let seen = b.try_acquire().map(|p| p.success()).map_err(|open| open.until());
+        opener.join().unwrap();
+        let deadline = levee_core::Clock::now(&clock) + WAIT.as_nanos() as u64;
+        assert!(seen == Ok(()) || seen == Err(Some(deadline)), "{seen:?}");
+        assert_eq!(b.try_acquire().unwrap_err().until(), Some(deadline));
+    });
+}
+
 /// With a half-open time limit, a caller that sees the half-open state before its entry
 /// time is stored must not mistake the previous half-open episode's time for it.
 #[test]
