@@ -519,9 +519,11 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     /// What the winner of a transition's compare-and-swap does next: notes the new state's
-    /// entry time, then tells the listeners.
+    /// entry time, keeps the window's generation tags fresh (`Window::refresh`), then tells the
+    /// listeners.
     fn transitioned(&self, from: Word, to: Word, at: u64, reason: Reason, open_until: Option<u64>) {
         self.entered.note(to.generation(), at.saturating_sub(self.origin).div_ceil(MS));
+        self.window.refresh(to.generation());
         self.entered_at.store(at, Ordering::Relaxed);
         self.hook.emit(|| BreakerEvent {
             name: self.name.clone(),

@@ -78,7 +78,9 @@
 //!
 //! The windows tag every counter with the generation that wrote it, so a new closed generation
 //! starts with an empty window without anyone clearing it, and a late writer of an old
-//! generation cannot touch it (see `window/`). In the common case, a healthy backend, a
+//! generation cannot touch it (see `window/`). Generations are counted modulo 2^25, so every
+//! transition also brings a few of the window's tags up to date: no tag is ever old enough to
+//! be mistaken for a current one, however many transitions pass without a call. In the common case, a healthy backend, a
 //! success recorded in a full count window without failures changes nothing observable and
 //! is skipped after two loads: the closed path then writes no shared memory at all, so
 //! threads calling through one breaker do not contend.
@@ -146,6 +148,11 @@ pub mod loom_internals {
             let t = self.0.tally(generation);
             (t.calls, t.failed, t.slow)
         }
+
+        /// What a transition to `generation` does to the window.
+        pub fn refresh(&self, generation: u32) {
+            self.0.refresh(generation);
+        }
     }
 
     /// A time window.
@@ -167,6 +174,11 @@ pub mod loom_internals {
         pub fn tally(&self, generation: u32, now: u64) -> (u64, u64, u64) {
             let t = self.0.tally(generation, now);
             (t.calls, t.failed, t.slow)
+        }
+
+        /// What a transition to `generation` does to the window.
+        pub fn refresh(&self, generation: u32) {
+            self.0.refresh(generation);
         }
     }
 }

@@ -20,6 +20,14 @@
 //! generation it was issued in; its result counts only while the word still carries that
 //! generation, so a result that arrives after the breaker moved on is ignored.
 //!
+//! Generations are compared modulo 2^25 ([`gen_is_newer`]): a tag less than half the space
+//! behind is older. That is only sound for tags that are never left behind that far, so the
+//! winner of every transition refreshes the windows' tags a few at a time
+//! (`Window::refresh`): every tag a window holds is then at most its number of slots or
+//! buckets behind, whatever the number of transitions without a recorded call. (A permit held
+//! across 2^24 transitions, or a thread stalled for as many between two instructions, is
+//! assumed not to happen.)
+//!
 //! `attempts` counts consecutive openings without a close in between (saturating at 15): the
 //! exponent of the open-wait backoff. A half-open state keeps it so that a failed trial reopens
 //! with a longer wait, and a close resets it.

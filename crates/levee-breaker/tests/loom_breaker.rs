@@ -193,6 +193,47 @@ mod windows {
         });
     }
 
+    /// A transition's refresh racing a late writer of the generation before it: whichever
+    /// comes first, the new generation starts empty and counts its own calls exactly.
+    #[test]
+    fn a_refresh_racing_a_late_writer_leaves_the_new_generation_empty() {
+        model(|| {
+            let w = Arc::new(CountWindow::new(1));
+            w.record(0, false, false);
+            let t = {
+                let w = w.clone();
+                thread::spawn(move || w.record(0, true, true))
+            };
+            w.refresh(1);
+            t.join().unwrap();
+            assert_eq!(w.tally(1), (0, 0, 0), "the late failure is not in generation 1");
+            w.record(1, true, false);
+            assert_eq!(w.tally(1), (1, 1, 0));
+            w.record(1, false, false);
+            assert_eq!(w.tally(1), (1, 0, 0), "the failure left, nothing else stayed");
+        });
+    }
+
+    /// The same race on a time window's totals and buckets.
+    #[test]
+    fn a_refresh_racing_a_late_time_window_writer_leaves_the_new_generation_empty() {
+        const SEC: u64 = 1_000_000_000;
+        model(|| {
+            let w = Arc::new(TimeWindow::new(2 * SEC, 1));
+            w.record(0, false, 0);
+            let t = {
+                let w = w.clone();
+                thread::spawn(move || w.record(0, true, 0))
+            };
+            w.refresh(1);
+            t.join().unwrap();
+            assert_eq!(w.tally(1, 0), (0, 0, 0));
+            w.record(1, true, SEC);
+            assert_eq!(w.tally(1, SEC), (1, 1, 0));
+            assert_eq!(w.tally(1, 3 * SEC), (0, 0, 0), "its bucket left with its failure");
+        });
+    }
+
     /// A call recorded while its bucket is evicted is counted at most once and never drives a
     /// total negative: once every period has left, the window is empty.
     #[test]

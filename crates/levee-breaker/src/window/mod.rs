@@ -73,6 +73,15 @@ impl Window {
         }
     }
 
+    /// Called by the winner of every transition, with the generation it moved to: keeps the
+    /// window's generation tags within reach of the modular comparison (see `state.rs`).
+    pub(crate) fn refresh(&self, generation: u32) {
+        match self {
+            Self::Count(w) => w.refresh(generation),
+            Self::Time(w) => w.refresh(generation),
+        }
+    }
+
     /// The calls generation `generation` holds at `now`.
     pub(crate) fn tally(&self, generation: u32, now: u64) -> Tally {
         match self {

@@ -167,6 +167,19 @@ impl TimeWindow {
         Some(Tally { calls, failed, slow })
     }
 
+    /// Keeps the tags fresh at a transition to `generation`: the totals, and one bucket (a
+    /// different one each generation, so every bucket is visited within `2 * buckets`
+    /// consecutive generations); see `CountWindow::refresh`.
+    pub(crate) fn refresh(&self, generation: u32) {
+        tagged::retag(&self.calls, generation);
+        tagged::retag(&self.failed, generation);
+        tagged::retag(&self.slow, generation);
+        let bucket = &self.ring[(u64::from(generation) % self.buckets) as usize];
+        for counter in [&bucket.calls, &bucket.failed, &bucket.slow] {
+            tagged::retag(counter, generation);
+        }
+    }
+
     /// What generation `generation`'s window holds at `now`.
     pub(crate) fn tally(&self, generation: u32, now: u64) -> Tally {
         self.advance(self.period(now));
