@@ -1,11 +1,12 @@
 //! The circuit breaker: one state word, one sliding window, transitions by compare-and-swap.
 
+use std::any::TypeId;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use levee_core::sync::{AtomicU64, CachePadded, Ordering};
-use levee_core::{Clock, ConfigError, EventHook, FastClock};
+use levee_core::{Clock, CoarseClock, ConfigError, EventHook, FastClock};
 
 use crate::builder::Builder;
 use crate::entered::{Entered, unwrap_deadline};
@@ -13,10 +14,10 @@ use crate::permit::{Kind, Ticket};
 use crate::settings::{Rules, Verdict, bump_attempts};
 use crate::state::{Trials, Word, next_gen};
 use crate::striped::StripedCounter;
-use crate::window::{Sample, Window};
+use crate::window::{Sample, TimeWindow, Window};
 use crate::{
     BreakerEvent, BreakerMetrics, BreakerSettings, CallError, Classify, DefaultClassifier, Open,
-    OwnedPermit, Permit, Reason, State,
+    OwnedPermit, Permit, Reason, SlidingWindow, State,
 };
 
 const MS: u64 = 1_000_000;
@@ -27,11 +28,13 @@ const MS: u64 = 1_000_000;
 /// and the tower layer. Build one with [`CircuitBreaker::builder`] or from
 /// [`BreakerSettings`].
 ///
-/// On the closed path, acquiring is one atomic load. Recording a success in a healthy window
-/// (full, no failure or slow call) is two more loads and writes nothing; any other record
-/// claims a window slot with one compare-and-swap. Tracking slow calls adds two clock reads,
-/// a time window one clock read and a CAS on its totals. See the crate documentation for the
-/// whole design.
+/// On the closed path, acquiring is one atomic load. Recording a success in a healthy count
+/// window (full, no failure or slow call) is two more loads and writes nothing; any other
+/// record claims a window slot with one compare-and-swap. In a time window, a success that
+/// cannot change the verdict is a few loads and one store to the thread's own stripe (no
+/// clock read on `FastClock`); any other record reads the clock and updates the shared totals
+/// with compare-and-swaps. Tracking slow calls adds two clock reads. See the crate
+/// documentation for the whole design.
 #[derive(Debug)]
 pub struct CircuitBreaker<C: Clock = FastClock> {
     /// State, generation and the state's data (see `state.rs`).
@@ -50,6 +53,9 @@ pub struct CircuitBreaker<C: Clock = FastClock> {
     /// an open deadline's high bits and a half-open state's age are read from (`entered.rs`).
     entered: Entered,
     hook: EventHook<BreakerEvent>,
+    /// A coarse reading of `clock` for bucketing a time window's successes: [`CoarseClock`]
+    /// when `clock` is [`FastClock`] (the coarse clock reads on its scale), else none.
+    coarse: Option<CoarseClock>,
 }
 
 impl CircuitBreaker<FastClock> {
@@ -76,6 +82,10 @@ impl<C: Clock> CircuitBreaker<C> {
         hook: EventHook<BreakerEvent>,
     ) -> Self {
         let origin = clock.now();
+        let coarse = (matches!(settings.window, SlidingWindow::Time { .. })
+            && TypeId::of::<C>() == TypeId::of::<FastClock>())
+        .then(|| CoarseClock::new().ok())
+        .flatten();
         Self {
             state: CachePadded::new(AtomicU64::new(Word::closed(0).0)),
             rules: Rules::new(&settings),
@@ -88,6 +98,7 @@ impl<C: Clock> CircuitBreaker<C> {
             entered_at: AtomicU64::new(origin),
             entered: Entered::new(0, 0),
             hook,
+            coarse,
         }
     }
 
@@ -346,17 +357,53 @@ impl<C: Clock> CircuitBreaker<C> {
         if word != Word::closed(generation) {
             return; // the breaker moved on: this result belongs to a finished generation
         }
-        if let Window::Count(window) = &self.window
-            && window.unchanged_by(generation, sample)
-        {
-            return;
+        match &self.window {
+            Window::Count(window) => {
+                if !window.unchanged_by(generation, sample) {
+                    self.record_in_window(word, sample, None);
+                }
+            }
+            Window::Time(window) => self.record_timed(word, window, sample),
         }
-        self.record_in_window(word, sample);
     }
 
+    /// [`record_closed`](Self::record_closed) in a time window.
+    #[inline]
+    fn record_timed(&self, word: Word, window: &TimeWindow, sample: Sample) {
+        if sample.failed || sample.slow {
+            return self.record_in_window(word, sample, None);
+        }
+        // A success in a window without failures changes no verdict, so the bucket it lands
+        // in may come from a coarse reading; any other success is judged on the exact time
+        // (see `window/time.rs`).
+        let generation = word.generation();
+        let clean = window.is_clean(generation);
+        let now = if clean { self.bucket_time() } else { self.clock.now() };
+        if !window.add_success(generation, now, self.rules.min_calls, clean) {
+            let exact = !clean || self.coarse.is_none();
+            self.record_in_window(word, sample, exact.then_some(now));
+        }
+    }
+
+    /// The time a success is bucketed by: the breaker's clock, or a coarse reading of it when
+    /// there is one ([`CoarseClock`] for [`FastClock`]).
+    #[inline]
+    fn bucket_time(&self) -> u64 {
+        match &self.coarse {
+            Some(coarse) => coarse.now(),
+            None => self.clock.now(),
+        }
+    }
+
+    /// Records `sample` on the window's shared path and judges the result. `now` is an exact
+    /// reading already taken, if any.
     #[inline(never)]
-    fn record_in_window(&self, word: Word, sample: Sample) {
-        let now = if self.window.needs_time() { Some(self.clock.now()) } else { None };
+    fn record_in_window(&self, word: Word, sample: Sample, now: Option<u64>) {
+        let now = if self.window.needs_time() {
+            Some(now.unwrap_or_else(|| self.clock.now()))
+        } else {
+            None
+        };
         let Some(tally) =
             self.window.record(word.generation(), sample, now.unwrap_or(0), self.rules.min_calls)
         else {

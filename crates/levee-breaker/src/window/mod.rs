@@ -8,6 +8,7 @@
 //! corrupt its totals. See `count.rs` and `time.rs` for how each one works.
 
 mod count;
+mod stripe;
 mod tagged;
 mod time;
 

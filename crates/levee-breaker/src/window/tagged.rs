@@ -12,7 +12,7 @@ use levee_core::sync::{AtomicU64, Ordering};
 use crate::state::{GEN_MASK, gen_is_newer};
 
 const COUNT_BITS: u32 = 39;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+pub(super) const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 
 #[inline]
 pub(super) const fn pack(generation: u32, count: u64) -> u64 {
