@@ -77,6 +77,23 @@ fn case<F: Fn() + Sync>(
     }
 }
 
+/// One group per workload (every call succeeds; one in 64 fails) and thread count, named
+/// `breaker/{question}[_fail64]_{threads}t`; `cases` adds its functions to each.
+fn workloads(
+    c: &mut Criterion,
+    question: &str,
+    cases: impl Fn(&mut BenchmarkGroup<'_, WallTime>, usize, bool),
+) {
+    for (workload, failing) in [("", false), ("_fail64", true)] {
+        for threads in [1, 2] {
+            let mut group = c.benchmark_group(format!("breaker/{question}{workload}_{threads}t"));
+            group.throughput(Throughput::Elements(1));
+            cases(&mut group, threads, failing);
+            group.finish();
+        }
+    }
+}
+
 fn levee_call<C: Clock>(b: &CircuitBreaker<C>, failing: bool) {
     drop(black_box(black_box(b).call(|| work(failing))));
 }
@@ -120,16 +137,11 @@ fn time_window(c: &mut Criterion) {
         || failsafe.is_call_permitted(),
     );
 
-    for (workload, failing) in [("", false), ("_fail64", true)] {
-        for threads in [1, 2] {
-            let mut group = c.benchmark_group(format!("breaker/time_30s{workload}_{threads}t"));
-            group.throughput(Throughput::Elements(1));
-            case(&mut group, threads, "levee", || levee_call(&levee, failing));
-            case(&mut group, threads, "levee_system_clock", || levee_call(&levee_system, failing));
-            case(&mut group, threads, "failsafe_default", || failsafe_call(&failsafe, failing));
-            group.finish();
-        }
-    }
+    workloads(c, "time_30s", |group, threads, failing| {
+        case(group, threads, "levee", || levee_call(&levee, failing));
+        case(group, threads, "levee_system_clock", || levee_call(&levee_system, failing));
+        case(group, threads, "failsafe_default", || failsafe_call(&failsafe, failing));
+    });
 }
 
 fn count_window(c: &mut Criterion) {
@@ -150,22 +162,17 @@ fn count_window(c: &mut Criterion) {
         || failsafe.is_call_permitted(),
     );
 
-    for (workload, failing) in [("", false), ("_fail64", true)] {
-        for threads in [1, 2] {
-            let mut group = c.benchmark_group(format!("breaker/count{workload}_{threads}t"));
-            group.throughput(Throughput::Elements(1));
-            case(&mut group, threads, "levee", || levee_call(&levee, failing));
-            case(&mut group, threads, "recloser", || recloser_call(&recloser, failing));
-            case(&mut group, threads, "failsafe_consecutive", || failsafe_call(&failsafe, failing));
-            if !failing && threads == 1 {
-                case(&mut group, threads, "levee_permit", || {
-                    black_box(black_box(&levee).try_acquire()).unwrap().success();
-                });
-                case(&mut group, threads, "levee_slow_calls", || levee_call(&levee_slow, false));
-            }
-            group.finish();
+    workloads(c, "count", |group, threads, failing| {
+        case(group, threads, "levee", || levee_call(&levee, failing));
+        case(group, threads, "recloser", || recloser_call(&recloser, failing));
+        case(group, threads, "failsafe_consecutive", || failsafe_call(&failsafe, failing));
+        if !failing && threads == 1 {
+            case(group, threads, "levee_permit", || {
+                black_box(black_box(&levee).try_acquire()).unwrap().success();
+            });
+            case(group, threads, "levee_slow_calls", || levee_call(&levee_slow, false));
         }
-    }
+    });
 }
 
 fn open(c: &mut Criterion) {
