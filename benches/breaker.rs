@@ -17,9 +17,10 @@
 //!   window, which is as much as failsafe offers without a clock. `levee_permit` is levee's
 //!   `try_acquire` + `success` rather than `call`; `levee_slow_calls` also times every call
 //!   (slow-call tracking, two clock reads), a levee-only configuration.
-//! - `*_fail64_*`: the same breakers, one call in 64 failing (per thread, deterministically),
-//!   so a failure is always in the window and every record is judged: the path a degraded
-//!   backend takes. No breaker opens at that rate (checked before measuring).
+//! - `*_fail64_*`: the same kinds of breaker, one call in 64 failing (per thread,
+//!   deterministically), so a failure is always in the window: the path a degraded backend
+//!   takes. No breaker opens at that rate (checked before measuring). Each workload measures
+//!   breakers of its own, so the healthy cases never see a failure.
 //! - `breaker/open_*`: the refusal of an open circuit (opened for an hour). levee on its
 //!   default clock and on the OS clock, and forced open (no clock read at all); failsafe and
 //!   recloser read the OS clock.
@@ -78,17 +79,21 @@ fn case<F: Fn() + Sync>(
 }
 
 /// One group per workload (every call succeeds; one in 64 fails) and thread count, named
-/// `breaker/{question}[_fail64]_{threads}t`; `cases` adds its functions to each.
-fn workloads(
+/// `breaker/{question}[_fail64]_{threads}t`. Each workload gets breakers of its own from
+/// `breakers(failing)`, so no failure of one workload is still in a window the other measures;
+/// `cases` adds the group's functions.
+fn workloads<B: Sync>(
     c: &mut Criterion,
     question: &str,
-    cases: impl Fn(&mut BenchmarkGroup<'_, WallTime>, usize, bool),
+    breakers: impl Fn(bool) -> B,
+    cases: impl Fn(&mut BenchmarkGroup<'_, WallTime>, usize, bool, &B),
 ) {
     for (workload, failing) in [("", false), ("_fail64", true)] {
+        let breakers = breakers(failing);
         for threads in [1, 2] {
             let mut group = c.benchmark_group(format!("breaker/{question}{workload}_{threads}t"));
             group.throughput(Throughput::Elements(1));
-            cases(&mut group, threads, failing);
+            cases(&mut group, threads, failing, &breakers);
             group.finish();
         }
     }
@@ -121,54 +126,62 @@ fn assert_stays_closed(name: &str, call: impl Fn(), permitted: impl Fn() -> bool
 }
 
 fn time_window(c: &mut Criterion) {
-    let levee = CircuitBreaker::builder().time_window(WINDOW).build().unwrap();
-    let levee_system =
-        CircuitBreaker::builder().time_window(WINDOW).clock(SystemClock).build().unwrap();
-    let failsafe = failsafe::Config::new().build();
-    assert_stays_closed("levee", || levee_call(&levee, true), || levee.check().is_ok());
-    assert_stays_closed(
-        "levee on SystemClock",
-        || levee_call(&levee_system, true),
-        || levee_system.check().is_ok(),
-    );
-    assert_stays_closed(
-        "failsafe",
-        || failsafe_call(&failsafe, true),
-        || failsafe.is_call_permitted(),
-    );
-
-    workloads(c, "time_30s", |group, threads, failing| {
-        case(group, threads, "levee", || levee_call(&levee, failing));
-        case(group, threads, "levee_system_clock", || levee_call(&levee_system, failing));
-        case(group, threads, "failsafe_default", || failsafe_call(&failsafe, failing));
+    let breakers = |failing: bool| {
+        let levee = CircuitBreaker::builder().time_window(WINDOW).build().unwrap();
+        let levee_system =
+            CircuitBreaker::builder().time_window(WINDOW).clock(SystemClock).build().unwrap();
+        let failsafe = failsafe::Config::new().build();
+        if failing {
+            assert_stays_closed("levee", || levee_call(&levee, true), || levee.check().is_ok());
+            assert_stays_closed(
+                "levee on SystemClock",
+                || levee_call(&levee_system, true),
+                || levee_system.check().is_ok(),
+            );
+            assert_stays_closed(
+                "failsafe",
+                || failsafe_call(&failsafe, true),
+                || failsafe.is_call_permitted(),
+            );
+        }
+        (levee, levee_system, failsafe)
+    };
+    workloads(c, "time_30s", breakers, |group, threads, failing, (levee, system, failsafe)| {
+        case(group, threads, "levee", || levee_call(levee, failing));
+        case(group, threads, "levee_system_clock", || levee_call(system, failing));
+        case(group, threads, "failsafe_default", || failsafe_call(failsafe, failing));
     });
 }
 
 fn count_window(c: &mut Criterion) {
-    let levee = CircuitBreaker::builder().build().unwrap();
+    let breakers = |failing: bool| {
+        let levee = CircuitBreaker::builder().build().unwrap();
+        let recloser = Recloser::default();
+        let failsafe = failsafe_consecutive();
+        if failing {
+            assert_stays_closed("levee", || levee_call(&levee, true), || levee.check().is_ok());
+            assert_stays_closed(
+                "recloser",
+                || recloser_call(&recloser, true),
+                || recloser.call(|| Ok::<_, ()>(())).is_ok(),
+            );
+            assert_stays_closed(
+                "failsafe",
+                || failsafe_call(&failsafe, true),
+                || failsafe.is_call_permitted(),
+            );
+        }
+        (levee, recloser, failsafe)
+    };
     let levee_slow =
         CircuitBreaker::builder().slow_calls(Duration::from_secs(1), 80.0).build().unwrap();
-    let recloser = Recloser::default();
-    let failsafe = failsafe_consecutive();
-    assert_stays_closed("levee", || levee_call(&levee, true), || levee.check().is_ok());
-    assert_stays_closed(
-        "recloser",
-        || recloser_call(&recloser, true),
-        || recloser.call(|| Ok::<_, ()>(())).is_ok(),
-    );
-    assert_stays_closed(
-        "failsafe",
-        || failsafe_call(&failsafe, true),
-        || failsafe.is_call_permitted(),
-    );
-
-    workloads(c, "count", |group, threads, failing| {
-        case(group, threads, "levee", || levee_call(&levee, failing));
-        case(group, threads, "recloser", || recloser_call(&recloser, failing));
-        case(group, threads, "failsafe_consecutive", || failsafe_call(&failsafe, failing));
+    workloads(c, "count", breakers, |group, threads, failing, (levee, recloser, failsafe)| {
+        case(group, threads, "levee", || levee_call(levee, failing));
+        case(group, threads, "recloser", || recloser_call(recloser, failing));
+        case(group, threads, "failsafe_consecutive", || failsafe_call(failsafe, failing));
         if !failing && threads == 1 {
             case(group, threads, "levee_permit", || {
-                black_box(black_box(&levee).try_acquire()).unwrap().success();
+                black_box(black_box(levee).try_acquire()).unwrap().success();
             });
             case(group, threads, "levee_slow_calls", || levee_call(&levee_slow, false));
         }
