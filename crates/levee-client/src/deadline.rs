@@ -96,7 +96,8 @@ pub fn parse_timeout(value: &[u8]) -> Result<Duration, InvalidTimeout> {
 /// use std::time::Duration;
 /// use levee_client::deadline::format_timeout;
 ///
-/// assert_eq!(format_timeout(Duration::from_millis(250)), "250000000n");
+/// assert_eq!(format_timeout(Duration::from_millis(50)), "50000000n");
+/// assert_eq!(format_timeout(Duration::from_millis(250)), "250000u");
 /// assert_eq!(format_timeout(Duration::from_secs(2)), "2000000u");
 /// assert_eq!(format_timeout(Duration::from_secs(3600)), "3600000m");
 /// ```

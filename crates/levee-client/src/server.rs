@@ -33,11 +33,13 @@ use crate::deadline::timeout_from_headers;
 /// use std::time::Duration;
 /// use http::{Request, Response, StatusCode};
 /// use levee_client::{Deadline, DeadlineLayer};
+/// use levee_core::ManualClock;
 /// use tower::{Service, ServiceBuilder, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let clock = ManualClock::new();
 /// let mut svc = ServiceBuilder::new()
-///     .layer(DeadlineLayer::new().max_timeout(Duration::from_secs(5)))
+///     .layer(DeadlineLayer::new().clock(clock).max_timeout(Duration::from_secs(5)))
 ///     .service_fn(|_req: Request<String>| async {
 ///         let left = Deadline::current().unwrap().remaining();
 ///         Ok::<_, Infallible>(Response::new(format!("{}", left.as_millis())))
