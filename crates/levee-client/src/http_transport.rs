@@ -149,7 +149,9 @@ impl HttpTransportBuilder {
             None => Inner::Plain(builder.build(http)),
             Some(tls) => {
                 http.enforce_http(false);
-                let config = tls.client_config()?;
+                let mut config = tls.client_config()?;
+                // hyper-rustls offers the protocols it was enabled for (below) itself.
+                config.alpn_protocols.clear();
                 let connector = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config(config)
                     .https_or_http();
