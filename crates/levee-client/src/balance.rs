@@ -339,3 +339,82 @@ impl<C: Clock + Clone> EndpointSet<C> {
         })
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod model {
+    //! `pick` against the rule written plainly: the first priority group with an eligible
+    //! endpoint (healthy, breaker neither open nor forced open), an untried one if that
+    //! group has one, `AllEjected` when there is none anywhere.
+    use super::*;
+    use levee_core::ManualClock;
+    use proptest::prelude::*;
+
+    /// One endpoint of a generated set: priority, healthy, breaker (0 closed, 1 open,
+    /// 2 forced open), requests in flight, tried by the call.
+    type Spec = (u8, bool, u8, u8, bool);
+
+    fn set(specs: &[Spec]) -> (EndpointSet<ManualClock>, Vec<Endpoint>) {
+        let clock = ManualClock::new();
+        let factory = StateFactory {
+            clock,
+            breaker: crate::default_endpoint_breaker(),
+            breaker_hook: EventHook::none(),
+            ewma: EwmaSettings::default(),
+        };
+        let list: Vec<Endpoint> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, &(priority, healthy, ..))| {
+                Endpoint::new(&format!("http://e{i}:80"))
+                    .unwrap()
+                    .with_priority(priority)
+                    .healthy(healthy)
+            })
+            .collect();
+        (EndpointSet::new(factory, &list, None), list)
+    }
+
+    proptest! {
+        #[test]
+        fn picks_as_the_rule_says(
+            specs in proptest::collection::vec((0u8..3, any::<bool>(), 0u8..3, 0u8..3, any::<bool>()), 0..10),
+            seeds in proptest::collection::vec(any::<u64>(), 64),
+        ) {
+            let (set, list) = set(&specs);
+            let all = set.all();
+            let mut tried = 0u64;
+            for (i, spec) in specs.iter().enumerate() {
+                let state = &all.iter().find(|(_, s)| s.endpoint.same_replica(&list[i])).unwrap().1;
+                match spec.2 {
+                    1 => state.breaker.trip(),
+                    2 => state.breaker.force_open(),
+                    _ => {}
+                }
+                for _ in 0..spec.3 {
+                    state.load.start();
+                }
+                if spec.4 {
+                    tried |= state.tried_bit();
+                }
+            }
+            let eligible = |i: usize| specs[i].1 && specs[i].2 == 0;
+            let mut draws = seeds.into_iter().cycle();
+            let mut random = |n: u64| draws.next().unwrap_or(0) % n;
+            let picked = set.with(|s| s.pick(0, tried, &mut random));
+            let first_group = (0u8..3).find(|p| (0..specs.len()).any(|i| specs[i].0 == *p && eligible(i)));
+            match (picked, first_group) {
+                (Ok(pick), Some(group)) => {
+                    let i = list.iter().position(|e| e.same_replica(&pick.state.endpoint)).unwrap();
+                    prop_assert!(eligible(i), "picked an ineligible endpoint");
+                    prop_assert_eq!(specs[i].0, group, "picked outside the first eligible group");
+                    let untried_left = (0..specs.len()).any(|j| specs[j].0 == group && eligible(j) && !specs[j].4);
+                    // Ids are distinct below 64, so the mask is exact here.
+                    prop_assert!(!untried_left || !specs[i].4, "picked a tried endpoint with an untried one left");
+                }
+                (Err(Error::NoEndpoints), _) => prop_assert!(specs.is_empty()),
+                (Err(Error::AllEjected { .. }), None) => prop_assert!(!specs.is_empty()),
+                (other, group) => prop_assert!(false, "{:?} with first group {group:?}", other.map(|p| p.state.endpoint.clone())),
+            }
+        }
+    }
+}

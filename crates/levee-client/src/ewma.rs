@@ -246,3 +246,63 @@ mod tests {
         assert!(EwmaSettings::default().validate().is_ok());
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod model {
+    //! The packed, lock-free estimator against the formula written plainly in `f64`.
+    use super::*;
+    use proptest::prelude::*;
+
+    const TAU_MS: f64 = 10_000.0;
+
+    /// The obviously correct estimator: full-precision state, full-width time.
+    struct Reference {
+        estimate: f64,
+        stamp_ms: u64,
+    }
+
+    impl Reference {
+        fn weight(&self, now_ms: u64) -> f64 {
+            (-((now_ms - self.stamp_ms) as f64) / TAU_MS).exp()
+        }
+        fn observe(&mut self, rtt: f64, now_ms: u64) {
+            self.estimate = if rtt > self.estimate {
+                rtt
+            } else {
+                let w = self.weight(now_ms);
+                self.estimate * w + rtt * (1.0 - w)
+            };
+            self.stamp_ms = now_ms;
+        }
+        fn read(&self, now_ms: u64) -> f64 {
+            self.estimate * self.weight(now_ms)
+        }
+    }
+
+    proptest! {
+        /// Any sequence of (time step, sample) reads the same as the reference, to the
+        /// precision of an `f32`, including steps past the millisecond wrap.
+        #[test]
+        fn matches_the_reference(steps in proptest::collection::vec(
+            (prop_oneof![0u64..50, 0u64..30_000, (1u64 << 31)..(1u64 << 33)], 0u64..500_000_000),
+            1..60,
+        )) {
+            let e = PeakEwma::new(
+                EwmaSettings { default_rtt: Duration::from_millis(30), decay: Duration::from_secs(10) },
+                0,
+            );
+            let mut reference = Reference { estimate: 30e6, stamp_ms: 0 };
+            let mut now_ms = 0u64;
+            for (step, rtt) in steps {
+                now_ms += step;
+                let now = now_ms * MS;
+                let (ours, theirs) = (e.estimate(now), reference.read(now_ms));
+                prop_assert!((ours - theirs).abs() <= theirs * 1e-5 + 1.0, "read {ours} vs {theirs}");
+                e.observe(rtt, now);
+                reference.observe(rtt as f64, now_ms);
+                let (ours, theirs) = (e.estimate(now), reference.read(now_ms));
+                prop_assert!((ours - theirs).abs() <= theirs * 1e-5 + 1.0, "after {rtt}: {ours} vs {theirs}");
+            }
+        }
+    }
+}

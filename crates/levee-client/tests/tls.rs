@@ -21,8 +21,12 @@ async fn catalog() -> Cluster {
     let tls = ca.issue("catalog").unwrap().tls_config(&ca).unwrap();
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
-    let listener = TlsListener::with_handshake_timeout(tcp, tls.server_config().unwrap(), Duration::from_secs(2))
-        .unwrap();
+    let listener = TlsListener::with_handshake_timeout(
+        tcp,
+        tls.server_config().unwrap(),
+        Duration::from_secs(2),
+    )
+    .unwrap();
     let app = axum::Router::new().route(
         "/whoami",
         axum::routing::get(|ConnectInfo(peer): ConnectInfo<TlsPeer>| async move {
@@ -63,10 +67,7 @@ async fn a_plaintext_client_is_refused() {
     // Plain HTTP to the TLS port: the handshake fails and no response comes back.
     let plain = Endpoint::new(&format!("http://{}", cluster.endpoint.authority())).unwrap();
     let outcome = client(&plain, None).get("/whoami").await;
-    assert!(
-        matches!(outcome, Err(Error::Transport { .. } | Error::Connect { .. })),
-        "{outcome:?}"
-    );
+    assert!(matches!(outcome, Err(Error::Transport { .. } | Error::Connect { .. })), "{outcome:?}");
 }
 
 #[tokio::test]
@@ -101,16 +102,21 @@ async fn the_client_verifies_the_servers_name() {
 async fn bad_pem_is_a_typed_error() {
     let ca = DevCa::new("test CA").unwrap();
     let cert = ca.issue("orders").unwrap();
-    let err = TlsConfig::from_pem(b"nothing", cert.cert_pem.as_bytes(), cert.key_pem.as_bytes()).unwrap_err();
+    let err = TlsConfig::from_pem(b"nothing", cert.cert_pem.as_bytes(), cert.key_pem.as_bytes())
+        .unwrap_err();
     assert!(matches!(err, levee_client::tls::TlsError::NoCertificate { what: "ca" }), "{err}");
-    let err = TlsConfig::from_pem(ca.cert_pem().as_bytes(), cert.cert_pem.as_bytes(), b"").unwrap_err();
+    let err =
+        TlsConfig::from_pem(ca.cert_pem().as_bytes(), cert.cert_pem.as_bytes(), b"").unwrap_err();
     assert!(matches!(err, levee_client::tls::TlsError::NoKey), "{err}");
     let missing = TlsConfig::from_pem_files("/nonexistent/ca.pem", "/x", "/y").unwrap_err();
     assert!(matches!(missing, levee_client::tls::TlsError::Read { .. }), "{missing}");
     // A key that does not belong to the certificate.
     let other = ca.issue("payment").unwrap();
-    let mismatched =
-        TlsConfig::from_pem(ca.cert_pem().as_bytes(), cert.cert_pem.as_bytes(), other.key_pem.as_bytes())
-            .unwrap();
+    let mismatched = TlsConfig::from_pem(
+        ca.cert_pem().as_bytes(),
+        cert.cert_pem.as_bytes(),
+        other.key_pem.as_bytes(),
+    )
+    .unwrap();
     assert!(mismatched.server_config().is_err());
 }
