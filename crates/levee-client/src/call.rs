@@ -266,7 +266,7 @@ fn landed<T: Transport, C: Clock>(
                 permit.failure();
                 state.failures.incr();
                 let retriable = class == ResponseClass::RetryableFailure && call.idempotent;
-                Err(AttemptError { failure: Failure::Status(response), retriable })
+                Err(AttemptError { failure: Failure::Status(Box::new(response)), retriable })
             }
         },
         Err(e) => match e.kind {

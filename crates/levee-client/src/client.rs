@@ -171,7 +171,7 @@ impl<T: Transport, C: Clock + Clone> Shared<T, C> {
             Ok(response) => Ok(response),
             Err(PolicyError::Operation(AttemptError { failure, .. })) => match failure {
                 // A failure status after the last attempt is still the call's answer.
-                Failure::Status(response) => Ok(response),
+                Failure::Status(response) => Ok(*response),
                 Failure::Error(e) => Err(e),
             },
             // The stack holds no timeout, breaker, limiter or bulkhead of levee-policy's.

@@ -135,7 +135,8 @@ pub(crate) struct AttemptError {
 #[derive(Debug)]
 pub(crate) enum Failure {
     Error(Error),
-    Status(http::Response<Bytes>),
+    /// Boxed: a response is large, and this error travels through every retry.
+    Status(Box<http::Response<Bytes>>),
 }
 
 impl AttemptError {
