@@ -5,12 +5,15 @@
 //!   background thread: one load) where a hot path can live with millisecond steps,
 //!   [`ManualClock`] in tests, so timing behaviour is deterministic and no test sleeps.
 //! - [`sync`]: atomics, cells, locks and threads that become [loom](https://docs.rs/loom)'s
-//!   under `--cfg loom`, plus [`sync::model`] so one test body runs both ways.
+//!   under `--cfg loom`, plus [`sync::model`] so one test body runs both ways; and the
+//!   shared building blocks: [`sync::thread_index`], [`sync::ShardLocks`] (a read-mostly
+//!   sharded lock), [`sync::OnceSlots`] (publish-once slots).
 //! - [`LatencyRecorder`]: striped [hdrhistogram](https://docs.rs/hdrhistogram) recording with
 //!   percentile snapshots.
 //! - [`Listener`] / [`EventHook`]: how primitives report notable events.
 //! - [`ConfigError`]: the one error every builder returns for a bad setting.
-//! - [`Counter`]: a padded statistics counter.
+//! - [`Counter`]: a padded statistics counter; [`StripedCounter`]: one that threads bump
+//!   without sharing a cache line.
 //! - [`RetryAfter`]: how every refusal says when to come back.
 //! - [`parse_duration`] / [`format_duration`]: durations in settings files (`"250ms"`), and
 //!   `serde_duration` (feature `serde`) for `#[serde(with = ..)]` on `Duration` fields.
@@ -53,7 +56,7 @@ pub mod testing;
 pub use clock::{Clock, FastClock, ManualClock, SystemClock, nanos};
 pub use coarse_clock::CoarseClock;
 pub use config::ConfigError;
-pub use counter::Counter;
+pub use counter::{Counter, StripedCounter};
 pub use duration::{format_duration, parse_duration};
 pub use listener::{EventHook, Listener, NoopListener};
 pub use recorder::{LatencyRecorder, LatencySnapshot, MAX_TRACKABLE_NANOS};
