@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use levee_core::sync::{AtomicU64, CachePadded, Ordering};
-use levee_core::{Clock, ConfigError, EventHook, FastClock};
+use levee_core::{Clock, ConfigError, EventHook, FastClock, StripedCounter};
 
 use crate::builder::Builder;
 use crate::permit::{Kind, Ticket};
 use crate::settings::{Rules, Verdict, bump_attempts};
 use crate::state::{GEN_BITS, GEN_MASK, Trials, Word, next_gen};
-use crate::striped::StripedCounter;
 use crate::window::{Sample, Window};
 use crate::{
     BreakerEvent, BreakerMetrics, BreakerSettings, CallError, Classify, DefaultClassifier, Open,
@@ -85,7 +84,8 @@ impl<C: Clock> CircuitBreaker<C> {
             clock,
             settings,
             name,
-            not_permitted: StripedCounter::default(),
+            // 8 stripes (1 KiB): breakers come by the hundred in a registry.
+            not_permitted: StripedCounter::with_stripes(8),
             entered_at: AtomicU64::new(origin),
             half_open_since: AtomicU64::new(u64::from(GEN_MASK)),
             hook,

@@ -91,7 +91,6 @@ mod permit;
 mod registry;
 mod settings;
 mod state;
-mod striped;
 #[cfg(feature = "tower")]
 mod tower;
 mod window;

@@ -46,14 +46,14 @@ impl Counter {
     }
 }
 
-/// An event count that threads bump at once without sharing a cache line: one stripe per
-/// [`thread_index`] (four per CPU, 8 to 256) and a shared stripe for threads beyond them.
+/// An event count that threads bump at once without sharing a cache line.
 ///
-/// A thread that owns its stripe adds with a load and a store, no read-modify-write (nobody
-/// else writes that stripe); the shared stripe uses `fetch_add`. Reading sums the stripes,
-/// so it costs a pass over them: count with this where counting is hot and reading is rare
-/// (hits, calls refused under load), with [`Counter`] elsewhere. `Relaxed` throughout, as
-/// for [`Counter`].
+/// The stripes (a power of two, each on its own cache line) come in two halves. A thread
+/// whose [`thread_index`] is below the half owns stripe `index` and adds with a load and a
+/// store, no read-modify-write (no other live thread has its number); any other thread adds
+/// with `fetch_add` to a stripe of the second half picked by its number. Reading sums the
+/// stripes, so count with this where counting is hot and reading is rare (hits, calls refused
+/// under load), with [`Counter`] elsewhere. `Relaxed` throughout, as for [`Counter`].
 ///
 /// ```
 /// use levee_core::StripedCounter;
@@ -69,7 +69,6 @@ impl Counter {
 /// ```
 #[derive(Debug)]
 pub struct StripedCounter {
-    /// One per thread index below `len() - 1`; the last is shared.
     stripes: Box<[CachePadded<AtomicU64>]>,
 }
 
@@ -80,12 +79,19 @@ impl Default for StripedCounter {
 }
 
 impl StripedCounter {
-    /// A counter at zero.
+    /// A counter at zero with four stripes per CPU (8 to 256; three owned ones under loom).
     #[must_use]
     pub fn new() -> Self {
         let cpus = std::thread::available_parallelism().map_or(4, std::num::NonZeroUsize::get);
-        let owned = if cfg!(loom) { 3 } else { (cpus * 4).clamp(8, 256) };
-        Self { stripes: (0..=owned).map(|_| CachePadded::new(AtomicU64::new(0))).collect() }
+        Self::with_stripes(if cfg!(loom) { 6 } else { cpus * 4 })
+    }
+
+    /// A counter at zero with `stripes` stripes (rounded up to a power of two, at least 2),
+    /// for counters of which there are many (128 bytes each).
+    #[must_use]
+    pub fn with_stripes(stripes: usize) -> Self {
+        let n = stripes.clamp(2, 1 << 16).next_power_of_two();
+        Self { stripes: (0..n).map(|_| CachePadded::new(AtomicU64::new(0))).collect() }
     }
 
     /// Adds one.
@@ -97,14 +103,15 @@ impl StripedCounter {
     /// Adds `n`.
     #[inline]
     pub fn add(&self, n: u64) {
-        let shared = self.stripes.len() - 1;
+        let half = self.stripes.len() / 2;
         let index = thread_index();
-        if index < shared {
-            // Only this thread writes its stripe (thread indices of live threads differ).
+        if index < half {
+            // Only this thread writes stripe `index` (numbers of live threads differ, and
+            // everyone else uses the second half).
             let stripe = &self.stripes[index];
             stripe.store(stripe.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
         } else {
-            self.stripes[shared].fetch_add(n, Ordering::Relaxed);
+            self.stripes[half + index % half].fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -112,5 +119,22 @@ impl StripedCounter {
     #[must_use]
     pub fn get(&self) -> u64 {
         self.stripes.iter().fold(0, |sum, s| sum.wrapping_add(s.load(Ordering::Relaxed)))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_beyond_the_owned_stripes_count_too() {
+        let counter = StripedCounter::with_stripes(3);
+        assert_eq!(counter.stripes.len(), 4, "rounded up to a power of two");
+        std::thread::scope(|s| {
+            for _ in 0..16 {
+                s.spawn(|| (0..1000).for_each(|_| counter.incr()));
+            }
+        });
+        assert_eq!(counter.get(), 16_000);
     }
 }

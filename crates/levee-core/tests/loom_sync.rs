@@ -2,7 +2,7 @@
 //! cells inside them and reports any access that is not ordered after a conflicting one as
 //! a data race, so these models check the protocols, not just the final values. Under loom a
 //! `ShardLocks` and a `StripedCounter` have three rows or stripes of their own (for threads
-//! 0 to 2; the model's main thread is 0), so a model's third spawned thread takes the shared
+//! 0 to 2; the model's main thread is 0), so a model's third spawned thread takes a shared
 //! one.
 //!
 //! Every actor is a spawned thread and the model's main thread only joins them: loom 0.7
