@@ -682,7 +682,7 @@ fn alloc_and_memory(_: &mut Bench) {
         let governor_after = ALLOC.live_bytes() - before;
         drop(governor);
         println!(
-            "alloc_and_memory: {keys} u64 keys: bytes per key levee {:.1}, governor {:.1}; \\
+            "alloc_and_memory: {keys} u64 keys: bytes per key levee {:.1}, governor {:.1}; \
              after all refilled and reclaimed: levee {} B, governor {} B",
             levee_full as f64 / keys as f64,
             governor_full as f64 / keys as f64,

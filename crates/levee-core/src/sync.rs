@@ -28,7 +28,7 @@ mod thread_index;
 
 pub use crossbeam_utils::CachePadded;
 pub use once_slots::{Entry, OnceSlots, Publisher, SlotState};
-pub use shard_locks::{CLASSES, ShardLocks};
+pub use shard_locks::{CLASSES, ShardLocks, TALLIES};
 pub use thread_index::{NO_THREAD_INDEX, thread_index};
 
 #[cfg(loom)]

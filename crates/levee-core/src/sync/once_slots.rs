@@ -185,6 +185,12 @@ impl<K> OnceSlots<K> {
         self.len() == 0
     }
 
+    /// Bytes held by the slot array (each slot is the state word plus room for a `K`).
+    #[must_use]
+    pub fn footprint(&self) -> usize {
+        std::mem::size_of_val(&*self.slots)
+    }
+
     /// What slot `i` holds.
     ///
     /// # Panics
@@ -250,7 +256,7 @@ impl<K> OnceSlots<K> {
     pub fn take_all(&mut self) -> impl Iterator<Item = (K, u64)> + '_ {
         let len = &self.len;
         self.slots.iter_mut().filter_map(move |slot| {
-            let state = slot.state.0.swap(0, Ordering::Relaxed);
+            let state = take_mut(&mut slot.state.0);
             if state == 0 {
                 return None;
             }
@@ -260,6 +266,17 @@ impl<K> OnceSlots<K> {
             Some(slot.key.with_mut(|p| (unsafe { (*p).assume_init_read() }, state)))
         })
     }
+}
+
+/// Zeroes an atomic through exclusive access (no atomic instruction) and returns its value.
+#[cfg(not(loom))]
+fn take_mut(word: &mut AtomicU64) -> u64 {
+    std::mem::take(word.get_mut())
+}
+
+#[cfg(loom)]
+fn take_mut(word: &mut AtomicU64) -> u64 {
+    word.with_mut(std::mem::take)
 }
 
 impl<K> Drop for OnceSlots<K> {
@@ -282,13 +299,14 @@ impl<K> fmt::Debug for Publisher<'_, K> {
     }
 }
 
-impl<K> Publisher<'_, K> {
+impl<'a, K> Publisher<'a, K> {
     /// What slot `i` holds (a slot stays empty while this publisher lives unless it fills it).
+    /// A published entry lives as long as the array's borrow, past this publisher.
     ///
     /// # Panics
     /// When `i >= capacity`.
     #[inline]
-    pub fn get(&self, i: usize) -> Entry<'_, K> {
+    pub fn get(&self, i: usize) -> Entry<'a, K> {
         self.slots.get(i)
     }
 
@@ -318,6 +336,7 @@ mod tests {
         let mut slots = OnceSlots::<String>::new(3);
         assert_eq!((slots.capacity(), slots.len()), (3, 0));
         assert!(slots.is_empty());
+        assert_eq!(OnceSlots::<u64>::new(4).footprint(), 4 * 16, "8 bytes of state per key");
         slots.publisher().publish(0, "a".into(), nz(5)).unwrap();
         assert_eq!(slots.publisher().publish(0, "b".into(), nz(6)), Err("b".into()));
         slots.publish_mut(2, "c".into(), nz(7)).unwrap();

@@ -12,10 +12,15 @@
 //!
 //! **Layout.** One row per [`thread_index`] below a bound (four per CPU, 8 to 256), plus one
 //! shared overflow row for threads beyond it (and threads tearing down), which uses
-//! read-modify-writes: correct, merely slower. A row is one cache line of [`CLASSES`]
-//! counters; shard `i` uses counter `i % CLASSES`, so all the shards of a set cost a thread
-//! one line, and a writer waits only for readers of its class. Each shard has a `writing`
-//! flag next to its value and a mutex that orders writers.
+//! read-modify-writes: correct, merely slower. A row is one padded line of [`CLASSES`]
+//! reader counters and [`TALLIES`] event counts; shard `i` uses reader counter
+//! `i % CLASSES`, so all the shards of a set cost a thread one line, and a writer waits only
+//! for readers of its class. Each shard has a `writing` flag next to its value and a mutex
+//! that orders writers.
+//!
+//! **Tallies.** A reader can count an event (a hit, a miss) in its own row for free: the row
+//! is already in its cache and no one else writes it. [`ShardLocks::tally`] sums a count over
+//! the rows.
 //!
 //! **The handshake** (Dekker's; the labels recur at each access below).
 //!
@@ -54,20 +59,28 @@
 use std::fmt;
 
 use super::thread_index::thread_index;
-use super::{AtomicBool, AtomicU32, Backoff, CachePadded, Mutex, Ordering, UnsafeCell};
+use super::{AtomicBool, AtomicU32, AtomicU64, Backoff, CachePadded, Mutex, Ordering, UnsafeCell};
 
-/// Counters in one reader row: one cache line of `u32`s (x86-64's 128-byte `CachePadded`).
-pub const CLASSES: usize = 32;
+/// Reader counters in one row: shard `i` uses counter `i % CLASSES`.
+pub const CLASSES: usize = 16;
 
-/// A reader row: one counter per class of shards, written only by the row's thread (or, for
-/// the overflow row, with read-modify-writes).
+/// Event counts in one row, for [`ShardLocks::read_tallied`].
+pub const TALLIES: usize = 4;
+
+/// A reader row: one reader counter per class of shards and the tallies, written only by the
+/// row's thread (or, for the overflow row, with read-modify-writes). 96 bytes: one
+/// `CachePadded` unit.
 struct Row {
-    counts: [AtomicU32; CLASSES],
+    readers: [AtomicU32; CLASSES],
+    tallies: [AtomicU64; TALLIES],
 }
 
 impl Row {
     fn new() -> Self {
-        Self { counts: std::array::from_fn(|_| AtomicU32::new(0)) }
+        Self {
+            readers: std::array::from_fn(|_| AtomicU32::new(0)),
+            tallies: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
     }
 }
 
@@ -92,8 +105,10 @@ struct Shard<T> {
 /// ```
 pub struct ShardLocks<T> {
     shards: Box<[CachePadded<Shard<T>>]>,
-    /// Rows `0..rows.len() - 1` belong to the thread of that index; the last is shared.
+    /// Row `i` belongs to the thread of index `i`.
     rows: Box<[CachePadded<Row>]>,
+    /// The row of every other thread.
+    overflow: CachePadded<Row>,
 }
 
 // SAFETY: a `ShardLocks` hands out `&T` to many threads at once (so `T: Sync`) and `&mut T`
@@ -107,7 +122,7 @@ impl<T> fmt::Debug for ShardLocks<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShardLocks")
             .field("shards", &self.shards.len())
-            .field("reader_rows", &self.rows.len())
+            .field("reader_rows", &(self.rows.len() + 1))
             .finish_non_exhaustive()
     }
 }
@@ -138,7 +153,8 @@ impl<T> ShardLocks<T> {
                     })
                 })
                 .collect(),
-            rows: (0..=exclusive_rows()).map(|_| CachePadded::new(Row::new())).collect(),
+            rows: (0..exclusive_rows()).map(|_| CachePadded::new(Row::new())).collect(),
+            overflow: CachePadded::new(Row::new()),
         }
     }
 
@@ -160,11 +176,22 @@ impl<T> ShardLocks<T> {
     /// When `i >= self.len()`.
     #[inline]
     pub fn read<R>(&self, i: usize, f: impl FnOnce(&T) -> R) -> R {
+        self.read_tallied(i, |value| (f(value), None))
+    }
+
+    /// As [`read`](Self::read), and counts one event in tally `k` of the calling thread's row
+    /// when `f` returns `Some(k)` (`k < TALLIES`; see [`tally`](Self::tally)).
+    ///
+    /// # Panics
+    /// When `i >= self.len()` or `f` returns `Some(k)` with `k >= TALLIES`.
+    #[inline]
+    pub fn read_tallied<R>(&self, i: usize, f: impl FnOnce(&T) -> (R, Option<usize>)) -> R {
         let shard = &*self.shards[i];
-        let own = thread_index();
-        let overflow = self.rows.len() - 1;
-        let exclusive = own < overflow;
-        let counter = &self.rows[if exclusive { own } else { overflow }].counts[i % CLASSES];
+        let (row, exclusive) = match self.rows.get(thread_index()) {
+            Some(row) => (&**row, true),
+            None => (&*self.overflow, false),
+        };
+        let counter = &row.readers[i % CLASSES];
         let before = loop {
             let before = if exclusive {
                 // A (SeqCst: module docs). Only this thread writes its row, so a load and
@@ -183,11 +210,35 @@ impl<T> ShardLocks<T> {
             leave(counter, exclusive, before); // undo A
             drop(shard.writer.lock()); // parks until the writer is done
         };
-        let _leave = Leave { counter, exclusive, before };
+        let leave_guard = Leave { counter, exclusive, before };
         // SAFETY: this thread's count is raised (A) and no writer was flagged after it (B),
-        // so any writer of this shard waits in D until `_leave` drops (module docs); other
-        // readers only read.
-        shard.value.with(|p| f(unsafe { &*p }))
+        // so any writer of this shard waits in D until `leave_guard` drops (module docs);
+        // other readers only read.
+        let (result, tally) = shard.value.with(|p| f(unsafe { &*p }));
+        drop(leave_guard);
+        if let Some(k) = tally {
+            let tally = &row.tallies[k];
+            // Relaxed: a statistic. Only this thread writes an exclusive row.
+            if exclusive {
+                tally.store(tally.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            } else {
+                tally.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    /// Events counted in tally `k` by [`read_tallied`](Self::read_tallied), over all threads.
+    ///
+    /// # Panics
+    /// When `k >= TALLIES`.
+    #[must_use]
+    pub fn tally(&self, k: usize) -> u64 {
+        self.rows
+            .iter()
+            .chain(std::iter::once(&self.overflow))
+            .map(|row| row.tallies[k].load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Runs `f` with exclusive access to shard `i`.
@@ -202,10 +253,10 @@ impl<T> ShardLocks<T> {
         let _clear = ClearWriting(&shard.writing);
         handshake_fence();
         let class = i % CLASSES;
-        for row in self.rows.iter() {
+        for row in self.rows.iter().chain(std::iter::once(&self.overflow)) {
             let backoff = Backoff::new();
             // D (SeqCst: module docs; acquires each reader's E).
-            while row.counts[class].load(Ordering::SeqCst) != 0 {
+            while row.readers[class].load(Ordering::SeqCst) != 0 {
                 backoff.snooze();
             }
         }
@@ -307,7 +358,7 @@ mod tests {
     #[test]
     fn threads_beyond_the_rows_share_the_overflow_row() {
         let locks = ShardLocks::new(2, |_| 0u64);
-        let threads = locks.rows.len() + 8;
+        let threads = locks.rows.len() + 9;
         let barrier = std::sync::Barrier::new(threads);
         std::thread::scope(|s| {
             for _ in 0..threads {
@@ -322,7 +373,28 @@ mod tests {
             }
         });
         assert_eq!(locks.read(0, |v| *v) + locks.read(1, |v| *v), 100 * threads as u64);
-        assert!(locks.rows.iter().all(|r| r.counts.iter().all(|c| c.load(Ordering::Relaxed) == 0)));
+        let rows = || locks.rows.iter().chain(std::iter::once(&locks.overflow));
+        assert!(rows().all(|r| r.readers.iter().all(|c| c.load(Ordering::Relaxed) == 0)));
+    }
+
+    #[test]
+    fn tallies_count_across_threads() {
+        let locks = ShardLocks::new(2, |_| ());
+        std::thread::scope(|s| {
+            for _ in 0..locks.rows.len() + 4 {
+                s.spawn(|| {
+                    for k in 0..100 {
+                        locks.read_tallied(k % 2, |()| ((), Some(k % 2)));
+                        locks.read_tallied(0, |()| ((), None));
+                    }
+                });
+            }
+        });
+        let threads = locks.rows.len() as u64 + 4;
+        assert_eq!(
+            (locks.tally(0), locks.tally(1), locks.tally(2)),
+            (50 * threads, 50 * threads, 0)
+        );
     }
 
     #[test]
