@@ -327,7 +327,7 @@ fn reclaim_drops_every_refilled_key() {
 
 #[test]
 fn threads_checking_and_inserting_at_once_admit_exactly_the_burst() {
-    // Real threads on shared keys: reads (biased and not), inserts racing on one key, and
+    // Real threads on shared keys: reads, inserts racing on one key (with shared access), and
     // sweeps (every write that finds the shard due) all at once.
     let clock = ManualClock::new();
     let keyed = KeyedRateLimiter::<u32>::builder(Quota::per_hour(1).with_burst(3))

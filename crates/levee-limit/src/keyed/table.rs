@@ -222,6 +222,7 @@ fn nonzero(tat: u64) -> NonZeroU64 {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// A hasher that makes colliding hashes on purpose: the hash of `k` is `k % 7`.
     #[derive(Clone, Copy)]
@@ -296,6 +297,60 @@ mod tests {
         assert_eq!(t.rebuild(&Mod7, u64::MAX, 0, true), 40);
         assert_eq!(t.horizon(), 100);
         assert_eq!(t.footprint(), MIN_CAPACITY * 16);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u64, u64),
+        Rebuild { threshold: u64, room: usize, reclaim: bool },
+    }
+
+    proptest! {
+        /// The table against a `BTreeMap` and the obvious horizon: after every step the same
+        /// keys with the same states, the same length, and a load of at most 7/8.
+        #[test]
+        fn behaves_like_a_map(ops in prop::collection::vec(prop_oneof![
+            4 => (0u64..200, 1u64..100).prop_map(|(k, tat)| Op::Insert(k, tat)),
+            1 => (0u64..100, 0usize..40, any::<bool>())
+                .prop_map(|(threshold, room, reclaim)| Op::Rebuild { threshold, room, reclaim }),
+        ], 1..400)) {
+            let mut table = Table::new();
+            let mut model = std::collections::BTreeMap::new();
+            let mut horizon = 0;
+            for op in ops {
+                match op {
+                    Op::Insert(k, tat) => {
+                        if table.needs_rebuild(usize::MAX) {
+                            table.rebuild(&Mod7, 0, 1, true);
+                        }
+                        match table.find(Mod7.hash_one(k), &k) {
+                            Ok(state) => prop_assert_eq!(Some(&state.load(Ordering::Relaxed)), model.get(&k)),
+                            Err(empty) => {
+                                prop_assert!(!model.contains_key(&k));
+                                let added = table.insert_shared(empty, &k, usize::MAX, |_| Ok::<_, ()>(tat));
+                                prop_assert!(matches!(added, Shared::Added));
+                                model.insert(k, tat);
+                            }
+                        }
+                    }
+                    Op::Rebuild { threshold, room, reclaim } => {
+                        let dropped: Vec<u64> = model.values().copied().filter(|&t| t <= threshold).collect();
+                        model.retain(|_, t| *t > threshold);
+                        if reclaim {
+                            horizon = dropped.iter().copied().fold(horizon, u64::max);
+                        }
+                        prop_assert_eq!(table.rebuild(&Mod7, threshold, room, reclaim), dropped.len());
+                    }
+                }
+                prop_assert_eq!(table.len(), model.len());
+                prop_assert_eq!(table.horizon(), horizon);
+                prop_assert!(table.len() * 8 <= table.slots.capacity() * 7);
+                for (&k, &tat) in &model {
+                    let state = table.find(Mod7.hash_one(k), &k).map(|s| s.load(Ordering::Relaxed));
+                    prop_assert_eq!(state, Ok(tat));
+                }
+            }
+        }
     }
 
     #[test]
