@@ -24,9 +24,9 @@
 //! - `keyed/new_keys_1m`: churn, a million keys each seen once, into an empty limiter
 //!   (building and dropping the limiters is outside the timed span).
 //! - `bulkhead/acquire_release_1t` and `_2t`: `try_acquire` and drop the permit.
-//! - `bulkhead/wait_1t`: the waiting path: 8 tasks on a current-thread runtime share 2 permits,
-//!   each acquiring (`acquire().await`: it queues while both are out), yielding once while it
-//!   holds the permit, and releasing. Time per acquire.
+//! - `bulkhead/wait_1t`: the waiting path: 8 tasks spawned on a current-thread runtime share
+//!   2 permits, each acquiring (`acquire().await`: it queues while both are out), yielding once
+//!   while it holds the permit, and releasing. Time per acquire.
 //! - `alloc_and_memory`: not timed; counts allocations on the hot paths (there must be none)
 //!   and prints the live bytes per key of both keyed limiters at several key counts, and what
 //!   is left after every key has refilled and each side reclaimed (levee `reclaim`, governor
@@ -560,24 +560,33 @@ fn bulkhead(c: &mut Bench) {
 /// Tasks sharing the permits of `bulkhead/wait_1t`.
 const WAIT_TASKS: u64 = 8;
 
-/// Runs `WAIT_TASKS` tasks on a fresh current-thread runtime, each calling `round` until
-/// `total` rounds are done between them; returns the time from the first poll to the last.
-fn run_waiters<F>(total: u64, round: impl Fn() -> F + Sync) -> Duration
+/// Spawns `WAIT_TASKS` tasks on a fresh current-thread runtime, each calling `round` until
+/// `total` rounds are done between them; returns the time from the first spawn to the last
+/// task's end. Spawned tasks are polled only when woken, as in a server (a `join_all` would
+/// poll every waiter whenever any one is woken).
+fn run_waiters<F>(total: u64, round: impl Fn() -> F + Send + Sync + 'static) -> Duration
 where
-    F: std::future::Future<Output = ()>,
+    F: std::future::Future<Output = ()> + Send + 'static,
 {
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let clock = BenchClock::from_env();
-    runtime.block_on(async {
+    let round = std::sync::Arc::new(round);
+    runtime.block_on(async move {
         let start = clock.now();
         let per_task = total.div_ceil(WAIT_TASKS);
-        let round = &round;
-        let tasks = (0..WAIT_TASKS).map(|_| async move {
-            for _ in 0..per_task {
-                round().await;
-            }
-        });
-        futures::future::join_all(tasks).await;
+        let tasks: Vec<_> = (0..WAIT_TASKS)
+            .map(|_| {
+                let round = round.clone();
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        round().await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("bench task");
+        }
         clock.now() - start
     })
 }
@@ -585,7 +594,9 @@ where
 fn bulkhead_wait(c: &mut Bench) {
     let mut group = c.benchmark_group("bulkhead/wait_1t");
     group.throughput(Throughput::Elements(1));
-    let levee = Bulkhead::builder(2).max_queue(64).build().expect("valid limit");
+    // Leaked, so the spawned tasks borrow them for 'static without an Arc per round.
+    let levee: &'static Bulkhead =
+        Box::leak(Box::new(Bulkhead::builder(2).max_queue(64).build().expect("valid limit")));
     group.bench_function("levee", |b| {
         b.iter_custom(|iters| {
             run_waiters(iters, || async {
@@ -595,7 +606,8 @@ fn bulkhead_wait(c: &mut Bench) {
             })
         })
     });
-    let tokio = tokio::sync::Semaphore::new(2);
+    let tokio: &'static tokio::sync::Semaphore =
+        Box::leak(Box::new(tokio::sync::Semaphore::new(2)));
     group.bench_function("tokio_semaphore", |b| {
         b.iter_custom(|iters| {
             run_waiters(iters, || async {
