@@ -105,21 +105,29 @@ impl Gcra {
         if n == 0 {
             return Ok(());
         }
-        let extra = self.extra_weight(n)?;
         let mut current = tat.load(); // Relaxed: module docs.
-        let limit = now.saturating_add(self.tau);
         loop {
-            // The last of the n cells conforms when tat + (n - 1) t <= now + tau.
-            let last = current.saturating_add(extra);
-            if last > limit {
-                return Err(Throttled::new(now, last - self.tau).into());
-            }
-            let next = last.max(now.saturating_add(extra)).saturating_add(self.t);
+            let next = self.admit_n(current, now, n)?;
             match tat.compare_exchange_weak(current, next) {
                 Ok(_) => return Ok(()),
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// The state after admitting `n >= 1` cells at `now` to state `current`, or the refusal:
+    /// the arithmetic of [`check_n`](Self::check_n) without a word to update (a key's first
+    /// cells, decided before it is stored).
+    #[inline]
+    pub(crate) fn admit_n(&self, current: u64, now: u64, n: u32) -> Result<u64, CheckNError> {
+        let extra = self.extra_weight(n)?;
+        // The last of the n cells conforms when tat + (n - 1) t <= now + tau.
+        let last = current.saturating_add(extra);
+        let limit = now.saturating_add(self.tau);
+        if last > limit {
+            return Err(Throttled::new(now, last - self.tau).into());
+        }
+        Ok(last.max(now.saturating_add(extra)).saturating_add(self.t))
     }
 
     /// Reserves `n` cells for the earliest time they conform, provided that is at most
