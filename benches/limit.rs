@@ -44,7 +44,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use levee_core::{CoarseClock, ManualClock};
 use levee_limit::{Bulkhead, KeyedRateLimiter, Quota, RateLimiter};
 use levee_workspace::CountingAllocator;
@@ -324,33 +324,63 @@ fn cycled(t: usize, i: u64, keys: u64) -> u64 {
     (t as u64 * keys / 2 + i) % keys
 }
 
+/// Adds keys `0..keys` to a limiter through `check`, outside any timed span.
+fn fill(keys: u64, mut check: impl FnMut(u64) -> bool) {
+    (0..keys).for_each(|k| {
+        check(k);
+    });
+}
+
+/// Benchmarks `check(key)` (admitted or not) on one thread, cycling over `keys` keys.
+fn cycle_1t(
+    group: &mut BenchmarkGroup<'_, BenchClock>,
+    name: &str,
+    keys: u64,
+    mut check: impl FnMut(u64) -> bool,
+) {
+    let mut i = 0;
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            i = if i + 1 == keys { 0 } else { i + 1 };
+            black_box(check(i))
+        })
+    });
+}
+
+/// Benchmarks `check(key)` on two threads at once, each cycling over `keys` keys from its
+/// own place, timing the slower thread.
+fn cycle_2t(
+    group: &mut BenchmarkGroup<'_, BenchClock>,
+    name: &str,
+    keys: u64,
+    check: impl Fn(u64) -> bool + Sync,
+) {
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let clock = BenchClock::from_env();
+            slowest_thread_by(
+                2,
+                iters,
+                || clock.now(),
+                |t, i| {
+                    black_box(check(cycled(t, i, keys)));
+                },
+            )
+        })
+    });
+}
+
 fn keyed_check(c: &mut Bench) {
     for (name, keys) in [("10k", 10_000u64), ("1m", 1_000_000)] {
         let mut group = c.benchmark_group(format!("keyed/check_{name}"));
         group.throughput(Throughput::Elements(1));
         let levee = levee_keyed(keyed_quota_levee());
-        (0..keys).for_each(|k| {
-            let _ = levee.check(&k);
-        });
-        let mut i = 0;
-        group.bench_function("levee", |b| {
-            b.iter(|| {
-                i = if i + 1 == keys { 0 } else { i + 1 };
-                black_box(levee.check(&i).is_ok())
-            })
-        });
+        fill(keys, |k| levee.check(&k).is_ok());
+        cycle_1t(&mut group, "levee", keys, |k| levee.check(&k).is_ok());
         drop(levee);
         let governor = governor_keyed(keyed_quota_governor());
-        (0..keys).for_each(|k| {
-            let _ = governor.check_key(&k);
-        });
-        let mut i = 0;
-        group.bench_function("governor", |b| {
-            b.iter(|| {
-                i = if i + 1 == keys { 0 } else { i + 1 };
-                black_box(governor.check_key(&i).is_ok())
-            })
-        });
+        fill(keys, |k| governor.check_key(&k).is_ok());
+        cycle_1t(&mut group, "governor", keys, |k| governor.check_key(&k).is_ok());
         group.finish();
     }
 }
@@ -360,40 +390,12 @@ fn keyed_check_2t(c: &mut Bench) {
     let mut group = c.benchmark_group("keyed/check_2t_10k");
     group.throughput(Throughput::Elements(2));
     let levee = levee_keyed(keyed_quota_levee());
-    (0..KEYS).for_each(|k| {
-        let _ = levee.check(&k);
-    });
-    group.bench_function("levee", |b| {
-        b.iter_custom(|iters| {
-            let clock = BenchClock::from_env();
-            slowest_thread_by(
-                2,
-                iters,
-                || clock.now(),
-                |t, i| {
-                    black_box(levee.check(&cycled(t, i, KEYS)).is_ok());
-                },
-            )
-        })
-    });
+    fill(KEYS, |k| levee.check(&k).is_ok());
+    cycle_2t(&mut group, "levee", KEYS, |k| levee.check(&k).is_ok());
     drop(levee);
     let governor = governor_keyed(keyed_quota_governor());
-    (0..KEYS).for_each(|k| {
-        let _ = governor.check_key(&k);
-    });
-    group.bench_function("governor", |b| {
-        b.iter_custom(|iters| {
-            let clock = BenchClock::from_env();
-            slowest_thread_by(
-                2,
-                iters,
-                || clock.now(),
-                |t, i| {
-                    black_box(governor.check_key(&cycled(t, i, KEYS)).is_ok());
-                },
-            )
-        })
-    });
+    fill(KEYS, |k| governor.check_key(&k).is_ok());
+    cycle_2t(&mut group, "governor", KEYS, |k| governor.check_key(&k).is_ok());
     group.finish();
 }
 
@@ -404,28 +406,12 @@ fn keyed_refill(c: &mut Bench) {
     let mut group = c.benchmark_group("keyed/refill_10k");
     group.throughput(Throughput::Elements(1));
     let levee = levee_keyed(Quota::per_second(100_000));
-    (0..KEYS).for_each(|k| {
-        let _ = levee.check(&k);
-    });
-    let mut i = 0;
-    group.bench_function("levee", |b| {
-        b.iter(|| {
-            i = if i + 1 == KEYS { 0 } else { i + 1 };
-            black_box(levee.check(&i).is_ok())
-        })
-    });
+    fill(KEYS, |k| levee.check(&k).is_ok());
+    cycle_1t(&mut group, "levee", KEYS, |k| levee.check(&k).is_ok());
     drop(levee);
     let governor = governor_keyed(governor::Quota::per_second(NonZeroU32::new(100_000).unwrap()));
-    (0..KEYS).for_each(|k| {
-        let _ = governor.check_key(&k);
-    });
-    let mut i = 0;
-    group.bench_function("governor", |b| {
-        b.iter(|| {
-            i = if i + 1 == KEYS { 0 } else { i + 1 };
-            black_box(governor.check_key(&i).is_ok())
-        })
-    });
+    fill(KEYS, |k| governor.check_key(&k).is_ok());
+    cycle_1t(&mut group, "governor", KEYS, |k| governor.check_key(&k).is_ok());
     group.finish();
 
     // Caller-set time, 2 us per check: each key returns every 20 ms, refilled (100 per
@@ -437,17 +423,11 @@ fn keyed_refill(c: &mut Bench) {
         .clock(ManualClock::new())
         .build()
         .expect("valid quota");
+    fill(KEYS, |k| levee.check_at(&k, 0).is_ok());
     let mut now = 0;
-    (0..KEYS).for_each(|k| {
-        let _ = levee.check_at(&k, now);
-    });
-    let mut i = 0;
-    group.bench_function("levee", |b| {
-        b.iter(|| {
-            i = if i + 1 == KEYS { 0 } else { i + 1 };
-            now += STEP;
-            black_box(levee.check_at(&i, now).is_ok())
-        })
+    cycle_1t(&mut group, "levee", KEYS, |k| {
+        now += STEP;
+        levee.check_at(&k, now).is_ok()
     });
     drop(levee);
     let clock = SetClock::default();
@@ -456,18 +436,12 @@ fn keyed_refill(c: &mut Bench) {
         clock.clone(),
         Hasher::default(),
     );
+    fill(KEYS, |k| governor.check_key(&k).is_ok());
     let mut now = 0;
-    (0..KEYS).for_each(|k| {
-        let _ = governor.check_key(&k);
-    });
-    let mut i = 0;
-    group.bench_function("governor", |b| {
-        b.iter(|| {
-            i = if i + 1 == KEYS { 0 } else { i + 1 };
-            now += STEP;
-            clock.set(now);
-            black_box(governor.check_key(&i).is_ok())
-        })
+    cycle_1t(&mut group, "governor", KEYS, |k| {
+        now += STEP;
+        clock.set(now);
+        governor.check_key(&k).is_ok()
     });
     group.finish();
 }

@@ -27,6 +27,29 @@ fn limiter(clock: &ManualClock, burst: u32) -> Limiter {
 
 const SECOND: u64 = 1_000_000_000;
 
+/// Key 1 used up at 0 (state: 1 s). Runs `check` on one thread while another moves the clock
+/// to 3 s and reclaims every refilled key; returns what `check` returned, what `reclaim`
+/// returned, and the limiter.
+fn race_with_reclaim<R: Send + 'static>(
+    check: impl FnOnce(&Limiter) -> R + Send + 'static,
+) -> (R, usize, Arc<Limiter>) {
+    let clock = ManualClock::new();
+    let keyed = Arc::new(limiter(&clock, 1));
+    keyed.check(&1).unwrap();
+    let checker = {
+        let keyed = keyed.clone();
+        thread::spawn(move || check(&keyed))
+    };
+    let sweeper = {
+        let keyed = keyed.clone();
+        thread::spawn(move || {
+            clock.advance(Duration::from_secs(3));
+            keyed.reclaim()
+        })
+    };
+    (checker.join().unwrap(), sweeper.join().unwrap(), keyed)
+}
+
 /// Two threads check a new key at once (one adds it with shared access, the other finds it
 /// being added or added) while a third checks a present key: no access overlaps (a reader
 /// that sees the new key sees all of it), and every cell is counted once.
@@ -82,26 +105,9 @@ fn a_rebuild_never_overlaps_a_check() {
 #[test]
 fn a_check_racing_a_sweep_is_judged_as_if_nothing_was_reclaimed() {
     model(|| {
-        let clock = ManualClock::new();
-        let keyed = Arc::new(limiter(&clock, 1));
-        keyed.check(&1).unwrap();
-        let checker = {
-            let keyed = keyed.clone();
-            thread::spawn(move || keyed.check(&1))
-        };
-        let sweeper = {
-            let (keyed, clock) = (keyed.clone(), clock.clone());
-            thread::spawn(move || {
-                clock.advance(Duration::from_secs(3));
-                keyed.reclaim()
-            })
-        };
-        let checked: Result<(), Throttled> = checker.join().unwrap();
-        let reclaimed = sweeper.join().unwrap();
+        let (checked, reclaimed, keyed) = race_with_reclaim(|keyed| keyed.check(&1));
         match checked {
-            Err(refusal) => {
-                assert_eq!((refusal.earliest(), reclaimed), (SECOND, 1));
-            }
+            Err(refusal) => assert_eq!((refusal.earliest(), reclaimed), (SECOND, 1)),
             Ok(()) => {
                 // Admitted at 3 s: the state is 4 s, so nothing is left at 3 s.
                 assert_eq!(keyed.available(&1), 0, "admitted on a reading before the advance");
@@ -112,29 +118,16 @@ fn a_check_racing_a_sweep_is_judged_as_if_nothing_was_reclaimed() {
 }
 
 /// A key never seen, checked while another thread reclaims key 1 (which raises the shard's
-/// horizon to key 1's state, 1 s): `check` reads the clock inside the shard's lock, so it
-/// either reads 0 before the reclamation (the horizon is still 0) or 3 s after it: admitted
-/// as a plain limiter admits a fresh key, in every order. (A reading taken before the lock
-/// could be 0 and meet the raised horizon, and be refused.)
+/// horizon to key 1's state, 1 s): a miss whose reading is older than the horizon reads the
+/// clock again with the shard held, so the check either read 0 before the reclamation (the
+/// horizon still 0) or reads 3 s after it: admitted as a plain limiter admits a fresh key,
+/// in every order. (Judged on the reading taken before the lock, it could meet the raised
+/// horizon and be refused.)
 #[test]
 fn a_new_key_racing_a_sweep_is_admitted() {
     model(|| {
-        let clock = ManualClock::new();
-        let keyed = Arc::new(limiter(&clock, 1));
-        keyed.check(&1).unwrap();
-        let checker = {
-            let keyed = keyed.clone();
-            thread::spawn(move || keyed.check(&2))
-        };
-        let sweeper = {
-            let (keyed, clock) = (keyed.clone(), clock.clone());
-            thread::spawn(move || {
-                clock.advance(Duration::from_secs(3));
-                keyed.reclaim();
-            })
-        };
-        assert_eq!(checker.join().unwrap(), Ok(()));
-        sweeper.join().unwrap();
+        let (checked, _, _) = race_with_reclaim(|keyed| keyed.check(&2));
+        assert_eq!(checked, Ok(()));
     });
 }
 
@@ -143,22 +136,7 @@ fn a_new_key_racing_a_sweep_is_admitted() {
 #[test]
 fn a_stale_reading_racing_a_sweep_is_refused() {
     model(|| {
-        let clock = ManualClock::new();
-        let keyed = Arc::new(limiter(&clock, 1));
-        keyed.check(&1).unwrap();
-        let checker = {
-            let keyed = keyed.clone();
-            thread::spawn(move || keyed.check_at(&1, SECOND / 2))
-        };
-        let sweeper = {
-            let (keyed, clock) = (keyed.clone(), clock.clone());
-            thread::spawn(move || {
-                clock.advance(Duration::from_secs(3));
-                keyed.reclaim();
-            })
-        };
-        let refusal = checker.join().unwrap().unwrap_err();
-        sweeper.join().unwrap();
-        assert_eq!(refusal.earliest(), SECOND);
+        let (checked, _, _) = race_with_reclaim(|keyed| keyed.check_at(&1, SECOND / 2));
+        assert_eq!(checked.unwrap_err().earliest(), SECOND);
     });
 }
