@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use levee_core::ManualClock;
 use levee_core::sync::{Arc, model, thread};
-use levee_limit::{KeyedRateLimiter, Quota, Throttled};
+use levee_limit::{KeyedRateLimiter, Quota};
 
 type Limiter = KeyedRateLimiter<u32, ManualClock, foldhash::fast::FixedState>;
 
