@@ -14,25 +14,24 @@
 //!
 //! **Reclamation (governor issue 171).** A key whose state is at or behind the clock
 //! (`tat <= now`) has refilled completely: it behaves exactly like a key never seen, so it can
-//! be dropped without changing any decision. Nothing has to call a `retain_recent`. A pass
-//! over a shard drops the keys that had refilled by the shard's previous pass and have not
-//! been admitted since (or have been refilled for a whole sweep interval): a second chance,
-//! as a CLOCK cache gives, so a key still in use survives, and a key seen once goes at the
-//! second pass after it refilled. Passes run
+//! be dropped without changing any decision. Nothing has to call a `retain_recent`: a key
+//! that has been refilled for a whole sweep interval is dropped
 //!
-//! - when a shard's table would grow past 7/8 load (the table is rebuilt for the keys worth
-//!   keeping; it grows only if they need the room, and shrinks when most are gone); the work
-//!   is proportional to the table and amortised O(1) per insertion;
+//! - when its shard's table would grow past 7/8 load (the table is first rebuilt for the
+//!   keys worth keeping; it grows only if they need the room, and shrinks when most are
+//!   gone); the work is proportional to the table and amortised O(1) per insertion;
 //! - every `sweep_interval` (by default the quota's refill time, at least one second), when
 //!   the next check that lands on a shard claims its sweep (one CAS, so one thread does it),
 //!   so after a burst over many keys memory returns to the working set as traffic goes on,
 //!   even if no new key arrives.
 //!
-//! The second chance is what keeps reclamation off the ordinary check: a per-client key
-//! checked less often than its emission interval refills between its checks, but it is
-//! admitted between two passes, so it is still in the table when it comes back (were it
-//! dropped, its next check would have to add it again). [`KeyedRateLimiter::reclaim`] drops
-//! every refilled key at once for those who want to.
+//! Waiting a sweep interval past the refill is what keeps reclamation off the ordinary
+//! check: a per-client key checked less often than its emission interval refills between its
+//! checks, and is still in the table when it comes back within the interval (were it
+//! dropped, its next check would have to add it again). The price is memory: keys seen once
+//! stay for up to two intervals, so a limiter facing a flood of new keys holds about two
+//! intervals' worth of them (a shorter `sweep_interval` trades re-additions for memory).
+//! [`KeyedRateLimiter::reclaim`] drops every refilled key at once for those who want to.
 //!
 //! **Reclamation never changes a decision.** A key not in its shard's table is judged on the
 //! largest state reclamation dropped there (`table.rs`, "The horizon"): exact at readings at
@@ -40,8 +39,8 @@
 //! older (`shard.rs`), so a key it misses had refilled by the time it reads. A reading the
 //! caller took itself (`check_at`) can be older than the last reclamation of the shard; a key
 //! it misses is then judged on that bound, so keeping the key could only have admitted more;
-//! automatic passes drop only keys that had refilled by the previous pass, so a reading
-//! taken after that pass is exact.
+//! automatic passes drop only keys refilled a sweep interval ago, so a reading up to a sweep
+//! interval old is exact.
 //!
 //! **Key limit.** With [`max_keys`](KeyedBuilder::max_keys), each shard holds at most
 //! `max_keys / shards` keys. A new key arriving at a full shard first reclaims refilled keys;
@@ -439,10 +438,10 @@ impl<K: Hash + Eq, C: Clock, S: BuildHasher> KeyedBuilder<K, C, S> {
         self
     }
 
-    /// How often each shard is swept while traffic reaches it (default: the quota's refill
-    /// time, at least one second). A key that has refilled and is not checked again goes at
-    /// the second pass over its shard after that: within two sweep intervals, sooner while
-    /// new keys make the table grow.
+    /// How often each shard is swept while traffic reaches it, and how long a key stays
+    /// after it has refilled (default: the quota's refill time, at least one second). A key
+    /// that comes back within the interval finds its state still there; memory holds the
+    /// keys active within about two intervals.
     pub fn sweep_interval(mut self, interval: Duration) -> Self {
         self.sweep_interval = Some(interval);
         self

@@ -28,14 +28,11 @@ pub(super) struct Shard<K> {
     /// Clock reading at which the next time-based sweep is due; `u64::MAX` while the shard
     /// is empty or a sweep has been claimed.
     sweep_due: AtomicU64,
-    /// Clock reading of the shard's last reclamation pass (changed with the shard held
-    /// exclusively).
-    last_pass: u64,
 }
 
 impl<K> Shard<K> {
     pub(super) fn new() -> Self {
-        Self { table: Table::new(), sweep_due: AtomicU64::new(u64::MAX), last_pass: 0 }
+        Self { table: Table::new(), sweep_due: AtomicU64::new(u64::MAX) }
     }
 
     /// Claims the shard's sweep when it is due at `now`: one thread wins it, and moving the
@@ -256,8 +253,8 @@ where
                 return Exclusive::Existing(self.gcra.check_n(state, now, n));
             }
             if shard.table.len() >= self.shard_limit {
-                // First the idle keys, then every refilled one.
-                passes[0] = self.pass(shard, now, self.idle_threshold(shard, now), 1);
+                // First the keys idle for a sweep interval, then every refilled one.
+                passes[0] = self.pass(shard, now, self.idle_threshold(now), 1);
                 if shard.table.len() >= self.shard_limit {
                     passes[1] = self.pass(shard, now, now, 1);
                 }
@@ -276,7 +273,7 @@ where
             if shard.table.needs_rebuild(usize::MAX) || shard.claim_sweep(now) {
                 // Reclaim before growing (the rebuild sizes the table for what survives),
                 // or because this shard's sweep is due anyway and we hold it.
-                passes[2] = self.pass(shard, now, self.idle_threshold(shard, now), 1);
+                passes[2] = self.pass(shard, now, self.idle_threshold(now), 1);
             }
             match self.fresh(shard.table.horizon(), now, n) {
                 Ok(tat) => {
@@ -303,22 +300,20 @@ where
         }
     }
 
-    /// The threshold of an automatic pass at `now`: keys at or below it had refilled by the
-    /// shard's previous pass and have not been admitted since (an admission after that pass
-    /// leaves a state above it), or have been refilled for a whole sweep interval. A second
-    /// chance, as a CLOCK cache gives: a key still in use survives every pass.
+    /// The threshold of an automatic pass at `now`: keys at or below it have been refilled
+    /// for a whole sweep interval. (A threshold relative to the shard's previous pass, a
+    /// CLOCK-like second chance, collapses when new keys make passes come faster than a
+    /// key's period: each pass then keeps only the keys checked since the last one, the
+    /// table shrinks, and every check re-adds its key.)
     #[inline]
-    fn idle_threshold(&self, shard: &Shard<K>, now: u64) -> u64 {
-        now.saturating_sub(self.sweep_interval).max(shard.last_pass).min(now)
+    fn idle_threshold(&self, now: u64) -> u64 {
+        now.saturating_sub(self.sweep_interval)
     }
 
     /// Runs shard `i`'s claimed sweep.
     #[cold]
     fn sweep_shard(&self, i: usize, now: u64) {
-        let pass = self.shards.write(i, |shard| {
-            let threshold = self.idle_threshold(shard, now);
-            self.pass(shard, now, threshold, 0)
-        });
+        let pass = self.shards.write(i, |shard| self.pass(shard, now, self.idle_threshold(now), 0));
         self.report_pass(pass);
     }
 
@@ -334,7 +329,6 @@ where
         room: usize,
     ) -> (usize, usize) {
         let reclaimed = shard.table.rebuild(&self.hasher, threshold, room, true);
-        shard.last_pass = shard.last_pass.max(now);
         let remaining = shard.table.len();
         let due = if remaining == 0 { u64::MAX } else { now.saturating_add(self.sweep_interval) };
         // Relaxed: read as a hint by `claim_sweep`; the shard's lock orders the rest.
