@@ -222,6 +222,30 @@ fn keys_that_refill_between_checks_stay_in_the_table() {
 }
 
 #[test]
+fn keys_in_use_survive_passes_that_new_keys_bring_on() {
+    // 500 keys, each checked every 0.5 ms with a 10 us emission interval (so refilled at
+    // every check), while a new key arrives with every check: the tables keep growing, and
+    // their passes come far more often than a key's period. Keys in use must not be dropped
+    // by them (a pass relative to the previous one, a CLOCK-like second chance, dropped them
+    // on nearly every check). Nothing has been refilled for a sweep interval (1 s) here.
+    let clock = ManualClock::new();
+    let keyed = KeyedRateLimiter::<u64>::builder(Quota::per_second(100_000))
+        .shards(4)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for round in 0..200u64 {
+        for k in 0..500 {
+            assert!(keyed.check(&k).is_ok());
+            assert!(keyed.check(&(1_000_000 + round * 500 + k)).is_ok());
+            clock.advance_nanos(1_000);
+        }
+    }
+    let stats = keyed.stats();
+    assert_eq!((stats.reclaimed, stats.keys), (0, 500 + 200 * 500));
+}
+
+#[test]
 fn a_reading_older_than_a_reclamation_is_never_admitted_as_a_new_key() {
     // Issue 12.3: key 1 is used up at 0 (one per second, burst 1: its state is 1 s), then
     // reclaimed at 3 s. A check judged at 0.5 s, a reading taken before the reclamation,
