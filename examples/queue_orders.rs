@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use levee_queue::broker::{DeadLetterReason, InProcessBroker, Message, Select, SubscriptionConfig};
+use levee_queue::broker::{
+    DeadLetterReason, InProcessBroker, Message, Nack, Select, SubscriptionConfig,
+};
 
 #[derive(Debug, Clone)]
 enum Event {
@@ -55,7 +57,8 @@ async fn run() {
                     if order == 13 && !card_fixed.load(Ordering::Relaxed) {
                         d.term("card declined").expect("owned");
                     } else if order % 4 == 0 && d.attempt() < 3 {
-                        d.nack(None).expect("owned"); // provider timed out: retry with backoff
+                        // The provider timed out: retry on the backoff schedule, saying why.
+                        d.nack(Nack::new().reason("provider timed out")).expect("owned");
                     } else {
                         let paid = Message::new(Event::PaymentSucceeded { order })
                             .id(format!("paid-{order}"))

@@ -23,7 +23,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use levee::queue::broker::{
-    DeadLetterReason, InProcessBroker, Message, Select, Subscription, SubscriptionConfig,
+    DeadLetterReason, InProcessBroker, Message, Nack, Select, Subscription, SubscriptionConfig,
 };
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -195,7 +195,7 @@ impl EventBus {
                                 }
                                 errors.insert(key, error);
                                 drop(errors);
-                                delivery.nack(None)
+                                delivery.nack(Nack::new())
                             }
                         };
                     }

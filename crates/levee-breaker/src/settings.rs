@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use levee_core::{ConfigError, nanos};
+use levee_core::{Clock, ConfigError, FastClock, nanos};
 
 use crate::state::{MAX_ATTEMPTS, MAX_TRIALS};
 
@@ -27,6 +27,15 @@ pub enum SlidingWindow {
     },
     /// The calls of the last `length`, kept in `buckets` equal slices of time; the oldest
     /// slice drops out as a whole when a new one starts.
+    ///
+    /// Successes are counted per thread in the current slice (one 128-byte stripe per slot of
+    /// a process-wide pool of `4 x CPUs` thread numbers, at least 8), so threads calling
+    /// through one breaker do not contend. On the default clock ([`FastClock`]) the slice of a
+    /// success that cannot change the verdict is read from [`CoarseClock`], whose shared
+    /// updater thread the first such breaker starts; verdicts always use the exact clock.
+    ///
+    /// [`FastClock`]: levee_core::FastClock
+    /// [`CoarseClock`]: levee_core::CoarseClock
     Time {
         /// How far back the window reaches.
         #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
@@ -294,6 +303,25 @@ impl Default for BreakerSettings {
 }
 
 impl BreakerSettings {
+    /// A breaker with these settings on the default clock ([`FastClock`]), without listeners.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first invalid setting (see [`validate`](Self::validate)).
+    pub fn build(&self) -> Result<crate::CircuitBreaker, ConfigError> {
+        self.build_with_clock(FastClock)
+    }
+
+    /// A breaker with these settings reading `clock`, without listeners.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub fn build_with_clock<C: Clock>(
+        &self,
+        clock: C,
+    ) -> Result<crate::CircuitBreaker<C>, ConfigError> {
+        crate::CircuitBreaker::builder().settings(self.clone()).clock(clock).build()
+    }
+
     /// Checks every setting.
     ///
     /// # Errors

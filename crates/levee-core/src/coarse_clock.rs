@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::clock::{Clock, FastClock};
+use crate::sleep::Sleep;
 
 /// A [`FastClock`] reading kept fresh by a background thread, so reading it costs one load
 /// instead of one time-stamp-counter read (about 1 ns instead of about 9 ns on the CI machine;
@@ -118,6 +119,21 @@ impl Clock for CoarseClock {
     #[inline]
     fn now(&self) -> u64 {
         RECENT.0.load(Ordering::Relaxed)
+    }
+
+    /// Waits the remaining real time, then brings the shared reading up to date itself
+    /// (readings only move forward): the clock reads the deadline when the sleep ends, even
+    /// when the updater thread was kept from running. (One allocation per sleep that waits.)
+    fn sleep_until(&self, deadline: u64) -> Sleep {
+        match deadline.saturating_sub(self.now()) {
+            0 => Sleep::ready(),
+            // A reading never runs ahead of the fast clock, so after `left` of real time the
+            // fast clock reads at least `deadline`.
+            left => Sleep::from_future(Box::pin(async move {
+                Sleep::real_time(Duration::from_nanos(left)).await;
+                refresh();
+            })),
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //!   that gives its memory back once a backlog drains.
 //! - [`broker`]: topics, subscriptions and work queues with acks, lease redelivery, retries
 //!   with backoff, dead letters, delays, ordering keys and deduplication, behind the async
-//!   [`Broker`] trait and its conformance suite.
+//!   [`Broker`] trait and its conformance suite; [`broker::serve`] runs consumers with a
+//!   handler on any broker.
 //!
 //! ```
 //! use levee_queue::channel;
@@ -36,5 +37,8 @@
 #[forbid(unsafe_code)]
 pub mod broker;
 pub mod channel;
+#[cfg(feature = "durable")]
+#[forbid(unsafe_code)]
+pub mod durable;
 
 pub use broker::{Broker, BrokerError, InProcessBroker, Message, SubscriptionConfig};

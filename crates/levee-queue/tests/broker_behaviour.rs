@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use levee_core::{Clock, ManualClock};
 use levee_queue::broker::{
-    AttemptOutcome, BrokerError, BrokerEvent, DeadLetterReason, InProcessBroker, Message, Overflow,
-    Publish, Select, SubscriptionConfig, TopicConfig,
+    AttemptOutcome, BrokerError, BrokerEvent, DeadLetterReason, InProcessBroker, Message, Nack,
+    Overflow, Publish, Select, SubscriptionConfig, TopicConfig,
 };
 use tokio::time::sleep;
 
@@ -47,7 +47,7 @@ fn listeners_hear_every_notable_event() {
     broker.try_publish("t", Message::new(2)).unwrap();
     assert!(broker.try_publish("t", Message::new(3)).is_err());
     let batch = c.try_receive(2).unwrap();
-    batch[0].nack(None).unwrap(); // max_deliveries 1: dead-lettered
+    batch[0].nack(Nack::new()).unwrap(); // max_deliveries 1: dead-lettered
     clock.advance(Duration::from_secs(31));
     sub.tick(); // lease of the second expires
     assert_eq!(sub.replay(Select::All), 1);
@@ -153,9 +153,9 @@ fn lease_expiry_and_handler_failure_are_counted_apart() {
     assert_eq!(d.attempt(), 2);
     let late = crashed.ack();
     assert!(matches!(late, Err(BrokerError::LeaseExpired { seq: 1 })), "{late:?}");
-    d.nack(None).unwrap();
+    d.nack(Nack::new()).unwrap();
     let d = c.try_receive(1).unwrap().remove(0);
-    d.nack(None).unwrap(); // second handler failure: dead
+    d.nack(Nack::new()).unwrap(); // second handler failure: dead
     let stats = sub.stats();
     assert_eq!((stats.lease_expired, stats.nacked, stats.dead_lettered), (1, 2, 1));
     let dead = &sub.dead_letters()[0];
@@ -165,8 +165,8 @@ fn lease_expiry_and_handler_failure_are_counted_apart() {
         outcomes,
         [
             AttemptOutcome::LeaseExpired,
-            AttemptOutcome::Nacked { delay: Duration::ZERO },
-            AttemptOutcome::Nacked { delay: Duration::ZERO },
+            AttemptOutcome::Nacked { delay: Duration::ZERO, reason: None },
+            AttemptOutcome::Nacked { delay: Duration::ZERO, reason: None },
         ]
     );
     assert_eq!(dead.attempts, 3);
@@ -430,7 +430,7 @@ fn concurrent_publishers_and_consumers_lose_and_duplicate_nothing() {
                     for d in batch {
                         roll = roll.wrapping_mul(1_103_515_245).wrapping_add(12_345);
                         match roll >> 28 {
-                            0 => d.nack(None).unwrap(),
+                            0 => d.nack(Nack::new()).unwrap(),
                             1 => drop(d),
                             _ => {
                                 let n = *d.payload();

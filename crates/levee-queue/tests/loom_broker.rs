@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use levee_core::ManualClock;
 use levee_core::sync::{model, thread};
+use levee_core::{Clock, ManualClock};
 use levee_queue::broker::{BrokerError, InProcessBroker, Message, SubscriptionConfig};
 
 fn setup() -> (ManualClock, InProcessBroker<u32, ManualClock>) {
@@ -94,5 +94,36 @@ fn drop_and_ack_on_two_threads() {
         dropper.join().unwrap();
         let stats = sub.stats();
         assert_eq!((stats.acked, stats.nacked, stats.depth, stats.in_flight), (1, 1, 1, 0));
+    });
+}
+
+/// Two consumers receive while time moves between their clock readings: whichever gets the
+/// lock first, every lease whose deadline has passed is expired by the next tick, and none
+/// before its deadline.
+#[test]
+fn leases_expire_on_time_when_receives_race() {
+    model(|| {
+        let (clock, broker) = setup();
+        let sub = broker.subscribe("t", config()).unwrap();
+        broker.try_publish("t", Message::new(1)).unwrap();
+        broker.try_publish("t", Message::new(2)).unwrap();
+        let late = {
+            let (consumer, clock) = (sub.consumer(), clock.clone());
+            thread::spawn(move || {
+                clock.advance(Duration::from_millis(500));
+                consumer.try_receive(1).unwrap()
+            })
+        };
+        let mut deliveries = sub.consumer().try_receive(1).unwrap();
+        deliveries.extend(late.join().unwrap());
+        assert_eq!(deliveries.len(), 2);
+        // One second after the start: the lease granted at 0 (if any) is due, the one granted
+        // at 500 ms is not.
+        clock.advance(Duration::from_secs(1) - Duration::from_millis(500));
+        sub.tick();
+        for d in &deliveries {
+            let due = d.initial_deadline() <= clock.now();
+            assert_eq!(d.deadline().is_none(), due, "deadline {}", d.initial_deadline());
+        }
     });
 }

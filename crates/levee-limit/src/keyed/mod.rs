@@ -49,6 +49,7 @@
 
 mod shard;
 mod table;
+mod view;
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -61,8 +62,9 @@ use levee_core::{Clock, ConfigError, Counter, EventHook, FastClock, Listener, na
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
 use crate::quota::{Gcra, Quota};
 use crate::stats::{RateCounters, RateEvent};
-use crate::wait::{AsyncClock, Jitter, retry_until};
+use crate::wait::{Jitter, retry_until};
 use shard::Shard;
+pub use view::KeyLimit;
 
 /// The default hasher: foldhash, seeded per limiter (fast, and not predictable by clients
 /// choosing keys).
@@ -234,6 +236,16 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        self.check_n_inner(key, n, true)
+    }
+
+    /// As [`check_n`](Self::check_n); `report` says whether a refusal is a rejected call
+    /// (counted and reported) or a step of an async wait (not).
+    fn check_n_inner<Q>(&self, key: &Q, n: u32, report: bool) -> Result<(), CheckNError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if n == 0 {
             return Ok(());
         }
@@ -242,7 +254,7 @@ where
             return Err(InsufficientCapacity { requested: n, burst: self.gcra.burst }.into());
         }
         let clock = || self.clock.now();
-        self.check_inner(key, n, clock(), &clock, true)
+        self.check_inner(key, n, clock(), &clock, report)
     }
 
     /// The shard of a hash: its bits 48 and up (the table uses the low bits).
@@ -332,11 +344,11 @@ where
 impl<K, C, S> KeyedRateLimiter<K, C, S>
 where
     K: Hash + Eq,
-    C: AsyncClock,
+    C: Clock,
     S: BuildHasher,
 {
-    /// Waits until one cell is admitted for `key`. Cancellation-safe: dropping the future
-    /// consumes nothing.
+    /// Waits until one cell is admitted for `key`, sleeping on the limiter's clock.
+    /// Cancellation-safe: dropping the future consumes nothing.
     pub async fn until_key_ready<Q>(&self, key: &Q)
     where
         K: Borrow<Q>,

@@ -44,6 +44,7 @@ use super::config::{Overflow, SubscriptionConfig};
 use super::dead_letter::{DeadLetterReason, Select};
 use super::error::BrokerError;
 use super::message::Message;
+use super::nack::Nack;
 use super::traits::{Broker, BrokerDelivery};
 
 type Payload<H> = <<H as Harness>::Broker as Broker>::Payload;
@@ -337,7 +338,7 @@ async fn nack_redelivers<H: Harness>(h: &H, b: &H::Broker) -> CheckResult {
     publish_n(h, b, "t", [7]).await?;
     let d = receive_n(h, b, &con, 1).await?.pop().ok_or("nothing delivered")?;
     let delay = h.ack_wait() / 2;
-    ok("nack", b.nack(&d, Some(delay)).await)?;
+    ok("nack", b.nack(&d, Nack::new().delay(delay)).await)?;
     expect_nothing(h, b, &con, "before the nack delay passed").await?;
     h.advance(b, delay).await;
     let d = receive_n(h, b, &con, 1).await?.pop().ok_or("not redelivered after the nack delay")?;
@@ -400,7 +401,7 @@ async fn max_deliveries<H: Harness>(h: &H, b: &H::Broker) -> CheckResult {
         let d =
             receive_n(h, b, &con, 1).await?.pop().ok_or(format!("attempt {attempt} missing"))?;
         ensure!(d.attempt() == attempt, "attempt {} where {attempt} was due", d.attempt());
-        ok("nack", b.nack(&d, None).await)?;
+        ok("nack", b.nack(&d, Nack::new().reason(format!("failure {attempt}"))).await)?;
     }
     expect_nothing(h, b, &con, "after the last allowed failure").await?;
     let dead = ok("dead_letters", b.dead_letters(&sub).await)?;
@@ -412,6 +413,16 @@ async fn max_deliveries<H: Harness>(h: &H, b: &H::Broker) -> CheckResult {
         dead[0].reason
     );
     ensure!(dead[0].history.len() == 3, "history has {} attempts, want 3", dead[0].history.len());
+    let reasons: Vec<_> = dead[0].history.iter().map(|a| a.reason()).collect();
+    ensure!(
+        reasons == [Some("failure 1"), Some("failure 2"), Some("failure 3")],
+        "the history keeps the reasons {reasons:?}, want those of the three nacks"
+    );
+    ensure!(
+        dead[0].last_reason() == Some("failure 3"),
+        "the dead letter shows {:?}, want the last failure's reason",
+        dead[0].last_reason()
+    );
     Ok(())
 }
 
@@ -503,7 +514,7 @@ async fn ordering_key<H: Harness>(h: &H, b: &H::Broker) -> CheckResult {
         numbers(h, &got)
     );
     // A nacked head keeps its key: 2 must not overtake 1.
-    ok("nack", b.nack(&got[0], Some(Duration::ZERO)).await)?;
+    ok("nack", b.nack(&got[0], Nack::new().delay(Duration::ZERO)).await)?;
     let again = receive_n(h, b, &con, 4).await?;
     ensure!(numbers(h, &again) == [1], "after nacking 1 got {:?}, want [1]", numbers(h, &again));
     ack_all::<H>(b, &again).await?;
@@ -574,7 +585,7 @@ async fn settle_twice<H: Harness>(h: &H, b: &H::Broker) -> CheckResult {
     ensure!(got.len() == 2, "got {} deliveries", got.len());
     ok("ack", b.ack(&got[0]).await)?;
     ensure!(b.ack(&got[0]).await.is_err(), "second ack succeeded");
-    ensure!(b.nack(&got[0], None).await.is_err(), "nack after ack succeeded");
+    ensure!(b.nack(&got[0], Nack::new()).await.is_err(), "nack after ack succeeded");
     ensure!(b.term(&got[0], "x").await.is_err(), "term after ack succeeded");
     ok("term", b.term(&got[1], "x").await)?;
     ensure!(b.ack(&got[1]).await.is_err(), "ack after term succeeded");

@@ -1,5 +1,5 @@
 //! The sync engine of one subscription: what it holds and every transition, with time passed
-//! in. No lock, no clock and no waking here; `subscription.rs` wraps it in a mutex, with a
+//! in. No lock, no clock and no waking here; `subscription/` wraps it in a mutex, with a
 //! separately locked ingress in front where publishers append (drained into the core,
 //! through [`Core::accept`], whenever the core is locked).
 //!
@@ -10,11 +10,14 @@
 //! - `keys[k]`: queued behind the one message of ordering key `k` that is anywhere else
 //!   (ready, scheduled or in flight): the key's *head*. When the head is acked or
 //!   dead-lettered, the next one of the key takes its place;
-//! - `in_flight`: leased to a consumer, addressed by `(slot, token)`.
+//! - `in_flight`: leased to a consumer, addressed by `(slot, token)` (a slot outlives its
+//!   lease until the delivery handle is done with it, see `slots.rs`).
 //!
 //! Leases all last `ack_wait`, so they expire in the order they were granted: `leases` is a
-//! FIFO of `(deadline, slot, token)` whose front is the next to expire (an `in_progress`
-//! extension appends a new entry). An entry whose slot no longer holds that token and
+//! FIFO of `(deadline, slot, token)`, kept in deadline order, whose front is the next to expire
+//! (an `in_progress` extension queues a new entry). The wrapper reads `now` under its lock, so
+//! a new lease goes at the back; one granted with an older reading is put in its place, so
+//! it never waits behind a later one. An entry whose slot no longer holds that token and
 //! deadline is dead: dead entries are popped as they reach the front, and the FIFO is
 //! compacted once they outnumber live ones, so it stays O(live leases).
 //!
@@ -31,16 +34,15 @@ use levee_core::nanos;
 use super::config::SubscriptionConfig;
 use super::dead_letter::{AttemptOutcome, AttemptRecord, DeadLetter, DeadLetterReason, Select};
 use super::event::BrokerEvent;
+use super::journal::Change;
 use super::message::StoredMessage;
-use super::slots::{Ended, Slots, Stale};
+use super::nack::Nack;
+use super::slots::{Ended, Holder, Slots, Stale};
 use super::stats::SubscriptionStats;
 use super::timers::Timers;
 
 /// History entries kept per message.
 const MAX_HISTORY: usize = 64;
-/// Tokens of recently expired leases remembered, so a late verb on a delivery whose slot was
-/// already reused still learns that its lease expired.
-const EXPIRED_MEMORY: usize = 1024;
 
 /// A held message with its delivery record.
 #[derive(Debug)]
@@ -65,12 +67,33 @@ impl<T> Pending<T> {
         }
     }
 
-    fn record(&mut self, delivered_at: u64, ended_at: u64, outcome: AttemptOutcome) {
-        if self.history.len() == MAX_HISTORY {
-            self.history.remove(0);
-        }
-        self.history.push(AttemptRecord { attempt: self.attempt, delivered_at, ended_at, outcome });
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// A message restored from a durable log with the delivery record it had.
+    pub(crate) fn restored(
+        msg: Arc<StoredMessage<T>>,
+        attempt: u32,
+        failures: u32,
+        expiries: u32,
+        first_delivered: Option<u64>,
+        history: Vec<AttemptRecord>,
+    ) -> Self {
+        Self { msg, attempt, failures, expiries, first_delivered, history }
     }
+
+    fn record(&mut self, delivered_at: u64, ended_at: u64, outcome: AttemptOutcome) {
+        push_history(
+            &mut self.history,
+            AttemptRecord { attempt: self.attempt, delivered_at, ended_at, outcome },
+        );
+    }
+}
+
+/// Appends to a message's attempt history, keeping the last [`MAX_HISTORY`].
+pub(crate) fn push_history(history: &mut Vec<AttemptRecord>, record: AttemptRecord) {
+    if history.len() == MAX_HISTORY {
+        history.remove(0);
+    }
+    history.push(record);
 }
 
 #[derive(Debug)]
@@ -79,6 +102,9 @@ struct InFlight<T> {
     deadline: u64,
     delivered_at: u64,
     consumer: u32,
+    /// No delivery handle exists (put back after a restart): nothing will come back for the
+    /// slot, so an expiry frees it at once instead of reserving it for the handle.
+    orphan: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -109,12 +135,10 @@ pub(crate) struct Grant<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verb {
     Ack,
-    /// A handler failure: `delay` overrides the backoff schedule; `dropped` when no verb
-    /// was given.
-    Nack {
-        delay: Option<Duration>,
-        dropped: bool,
-    },
+    /// A handler failure.
+    Nack(Nack),
+    /// A delivery dropped without a verb: a handler failure with no reason, on the backoff.
+    Drop,
     Term(String),
 }
 
@@ -162,11 +186,12 @@ pub(crate) struct Core<T> {
     free_consumers: Vec<u32>,
     dead: VecDeque<DeadLetter<T>>,
     next_token: u64,
-    expired_tokens: VecDeque<u64>,
     scratch: Vec<Arc<StoredMessage<T>>>,
     counts: Counts,
     listening: bool,
     events: Vec<BrokerEvent>,
+    journaling: bool,
+    journal: Vec<Change>,
 }
 
 impl<T> Core<T> {
@@ -187,12 +212,31 @@ impl<T> Core<T> {
             free_consumers: Vec::new(),
             dead: VecDeque::new(),
             next_token: 0,
-            expired_tokens: VecDeque::new(),
             scratch: Vec::new(),
             counts: Counts::default(),
             listening,
             events: Vec::new(),
+            journaling: false,
+            journal: Vec::new(),
         }
+    }
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// Starts collecting a [`Change`] for every change to a message's delivery record.
+    pub(crate) fn enable_journal(&mut self) {
+        self.journaling = true;
+    }
+
+    fn log(&mut self, make: impl FnOnce() -> Change) {
+        if self.journaling {
+            self.journal.push(make());
+        }
+    }
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// Moves the changes collected since the last call into `out`.
+    pub(crate) fn take_journal(&mut self, out: &mut Vec<Change>) {
+        out.append(&mut self.journal);
     }
 
     pub(crate) fn config(&self) -> &SubscriptionConfig {
@@ -296,15 +340,17 @@ impl<T> Core<T> {
 
     /// Applies everything due at `now`: expired leases, fired timers.
     pub(crate) fn sweep(&mut self, now: u64) {
+        // Dead entries are popped whatever their deadline, so the front is always live and
+        // `next_deadline` exact.
         while let Some(&lease) = self.leases.front() {
-            if lease.deadline > now {
-                break;
-            }
-            self.leases.pop_front();
             let live = matches!(
                 self.in_flight.get(lease.slot, lease.token),
                 Ok(f) if f.deadline == lease.deadline
             );
+            if live && lease.deadline > now {
+                break;
+            }
+            self.leases.pop_front();
             if live {
                 self.expire(lease, now);
             }
@@ -315,30 +361,33 @@ impl<T> Core<T> {
     }
 
     fn expire(&mut self, lease: Lease, now: u64) {
-        let Ok(flight) = self.in_flight.remove(lease.slot, lease.token, Ended::Expired) else {
-            return;
+        // The handle may still come back with a verb: its slot stays reserved so the verb
+        // learns that the lease expired (unless there is no handle).
+        let holder = match self.in_flight.get(lease.slot, lease.token) {
+            Ok(flight) if flight.orphan => Holder::Handle,
+            _ => Holder::Other,
         };
+        let removed = self.in_flight.remove(lease.slot, lease.token, Ended::Expired, holder);
+        let Ok(flight) = removed else { return };
         self.release_consumer(flight.consumer);
-        if self.expired_tokens.len() == EXPIRED_MEMORY {
-            self.expired_tokens.pop_front();
-        }
-        self.expired_tokens.push_back(lease.token);
         let mut pending = flight.pending;
         pending.expiries += 1;
         pending.record(flight.delivered_at, now, AttemptOutcome::LeaseExpired);
         self.counts.lease_expired += 1;
-        let (seq, attempt) = (pending.msg.seq, pending.attempt);
+        let (seq, attempt, expiries) = (pending.msg.seq, pending.attempt, pending.expiries);
+        self.log(|| Change::Expired { seq, expiries, record: last_record(&pending) });
         self.emit(|subscription| BrokerEvent::LeaseExpired { subscription, seq, attempt });
         if pending.expiries >= self.config.max_lease_expiries {
-            let expiries = pending.expiries;
             self.dead_letter(pending, DeadLetterReason::MaxLeaseExpiries { expiries }, now);
         } else {
             // A crashed consumer's message goes straight back: no backoff, its key stays held.
+            self.log(|| Change::Scheduled { seq, due: now });
             self.ready.push_back(pending);
         }
     }
 
-    /// The earliest time at which [`sweep`](Self::sweep) would change something.
+    /// The earliest time at which [`sweep`](Self::sweep) would change something: exact, since
+    /// every operation that ends a lease leaves a live lease at the front of the FIFO.
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         let lease = self.leases.front().map(|l| l.deadline);
         match (lease, self.scheduled.next_deadline()) {
@@ -409,10 +458,12 @@ impl<T> Core<T> {
             self.next_token += 1;
             let grant_msg = Arc::clone(&pending.msg);
             let attempt = pending.attempt;
-            let slot = self
-                .in_flight
-                .insert(token, InFlight { pending, deadline, delivered_at: now, consumer });
-            self.leases.push_back(Lease { deadline, slot, token });
+            self.log(|| Change::Delivered { seq: grant_msg.seq, attempt, at: now });
+            let slot = self.in_flight.insert(
+                token,
+                InFlight { pending, deadline, delivered_at: now, consumer, orphan: false },
+            );
+            self.push_lease(Lease { deadline, slot, token });
             out(Grant { msg: grant_msg, slot, token, attempt, first_delivered, deadline });
         }
         self.counts.delivered += n as u64;
@@ -423,69 +474,48 @@ impl<T> Core<T> {
     // ----- verbs -----
 
     /// Extends the lease of the delivery `(slot, token)` to `now + ack_wait`.
-    /// Makes a stale answer precise where the broker still knows the lease expired.
-    fn refine(&self, stale: Stale, token: u64) -> Stale {
-        match stale {
-            Stale::Unknown if self.expired_tokens.contains(&token) => Stale::Ended(Ended::Expired),
-            other => other,
-        }
-    }
-
     pub(crate) fn extend(&mut self, slot: u32, token: u64, now: u64) -> Result<u64, Stale> {
         let ack_wait = self.ack_wait;
-        let flight = match self.in_flight.get_mut(slot, token) {
-            Ok(f) => f,
-            Err(stale) => return Err(self.refine(stale, token)),
-        };
+        let flight = self.in_flight.get_mut(slot, token)?;
         flight.deadline = now.saturating_add(ack_wait).max(flight.deadline);
         let deadline = flight.deadline;
-        self.leases.push_back(Lease { deadline, slot, token });
+        self.push_lease(Lease { deadline, slot, token });
         self.counts.extended += 1;
         self.compact_leases();
         Ok(deadline)
     }
 
-    /// Applies a consumer's verb to the delivery `(slot, token)`.
+    /// Applies a consumer's verb to the delivery `(slot, token)`, given by its handle itself
+    /// or by someone else (a receipt): see [`Holder`].
     pub(crate) fn settle(
         &mut self,
         slot: u32,
         token: u64,
         verb: Verb,
+        holder: Holder,
         now: u64,
     ) -> Result<Settled, Stale> {
-        let flight = match self.in_flight.remove(slot, token, Ended::Settled) {
-            Ok(f) => f,
-            Err(stale) => return Err(self.refine(stale, token)),
-        };
+        let flight = self.in_flight.remove(slot, token, Ended::Settled, holder)?;
         self.compact_leases();
         self.release_consumer(flight.consumer);
         let mut pending = flight.pending;
         match verb {
             Verb::Ack => {
                 self.counts.acked += 1;
+                let seq = pending.msg.seq;
+                self.log(|| Change::Acked { seq });
                 let ready_at = pending.msg.ready_at;
                 self.release_key(pending.msg.key_arc().cloned().as_ref(), now);
                 Ok(Settled::Acked { ready_at })
             }
-            Verb::Nack { delay, dropped } => {
-                pending.failures += 1;
-                self.counts.nacked += 1;
-                let delay = delay.unwrap_or_else(|| self.config.backoff_for(pending.failures));
-                let outcome = if dropped {
-                    self.counts.dropped += 1;
-                    AttemptOutcome::Dropped
-                } else {
-                    AttemptOutcome::Nacked { delay }
-                };
-                pending.record(flight.delivered_at, now, outcome);
-                let (seq, attempt) = (pending.msg.seq, pending.attempt);
-                self.emit(|subscription| BrokerEvent::Nacked { subscription, seq, attempt, delay });
-                if pending.failures >= self.config.max_deliveries {
-                    let failures = pending.failures;
-                    self.dead_letter(pending, DeadLetterReason::MaxDeliveries { failures }, now);
-                } else {
-                    self.schedule(pending, now.saturating_add(nanos(delay)), now);
-                }
+            Verb::Nack(Nack { delay, reason }) => {
+                let outcome = |delay| AttemptOutcome::Nacked { delay, reason };
+                self.fail(pending, flight.delivered_at, delay, outcome, now);
+                Ok(Settled::Done)
+            }
+            Verb::Drop => {
+                self.counts.dropped += 1;
+                self.fail(pending, flight.delivered_at, None, |_| AttemptOutcome::Dropped, now);
                 Ok(Settled::Done)
             }
             Verb::Term(reason) => {
@@ -494,10 +524,51 @@ impl<T> Core<T> {
                     now,
                     AttemptOutcome::Terminated { reason: reason.clone() },
                 );
+                let seq = pending.msg.seq;
+                self.log(|| Change::Terminated { seq, record: last_record(&pending) });
                 self.counts.terminated += 1;
                 self.dead_letter(pending, DeadLetterReason::Terminated { reason }, now);
                 Ok(Settled::Done)
             }
+        }
+    }
+
+    /// A handler failure (nack or drop): redeliver after `delay` (`None`: the backoff for
+    /// this failure), or dead-letter after `max_deliveries`.
+    fn fail(
+        &mut self,
+        mut pending: Pending<T>,
+        delivered_at: u64,
+        delay: Option<Duration>,
+        outcome: impl FnOnce(Duration) -> AttemptOutcome,
+        now: u64,
+    ) {
+        pending.failures += 1;
+        self.counts.nacked += 1;
+        let delay = delay.unwrap_or_else(|| self.config.backoff_for(pending.failures));
+        pending.record(delivered_at, now, outcome(delay));
+        let (seq, attempt, failures) = (pending.msg.seq, pending.attempt, pending.failures);
+        self.log(|| Change::Failed { seq, failures, record: last_record(&pending) });
+        self.emit(|subscription| BrokerEvent::Nacked { subscription, seq, attempt, delay });
+        if pending.failures >= self.config.max_deliveries {
+            self.dead_letter(pending, DeadLetterReason::MaxDeliveries { failures }, now);
+        } else {
+            let due = now.saturating_add(nanos(delay));
+            self.log(|| Change::Scheduled { seq, due });
+            self.schedule(pending, due, now);
+        }
+    }
+
+    /// Queues a lease in deadline order. Deadlines are `now + ack_wait` and callers read `now`
+    /// under the subscription's lock, so a new lease belongs at the back; a reading older
+    /// than the last one (a clock read before the lock, a clock that is not monotonic across
+    /// threads) is put in its place instead, so no lease ever waits behind a later one.
+    fn push_lease(&mut self, lease: Lease) {
+        if self.leases.back().is_none_or(|last| last.deadline <= lease.deadline) {
+            self.leases.push_back(lease);
+        } else {
+            let at = self.leases.partition_point(|l| l.deadline <= lease.deadline);
+            self.leases.insert(at, lease);
         }
     }
 
@@ -527,6 +598,10 @@ impl<T> Core<T> {
         self.counts.dead_lettered += 1;
         self.release_key(pending.msg.key_arc().cloned().as_ref(), now);
         let seq = pending.msg.seq;
+        if self.journaling {
+            let reason = reason.clone();
+            self.log(|| Change::DeadLettered { seq, reason, at: now });
+        }
         if self.listening {
             let reason = reason.clone();
             self.emit(|subscription| BrokerEvent::DeadLettered { subscription, seq, reason });
@@ -544,6 +619,7 @@ impl<T> Core<T> {
         {
             self.counts.dead_letters_dropped += 1;
             let seq = oldest.message.seq;
+            self.log(|| Change::DeadLetterDropped { seq });
             self.emit(|subscription| BrokerEvent::DeadLetterDropped { subscription, seq });
         }
     }
@@ -562,6 +638,8 @@ impl<T> Core<T> {
                 let mut pending = Pending::new(letter.message);
                 pending.attempt = letter.attempts;
                 pending.history = letter.history;
+                let seq = pending.msg.seq;
+                self.log(|| Change::Replayed { seq, at: now });
                 self.place(pending, now, now);
                 replayed += 1;
             } else {
@@ -579,6 +657,13 @@ impl<T> Core<T> {
     /// Deletes the selected dead letters.
     pub(crate) fn purge(&mut self, select: &Select) -> usize {
         let before = self.dead.len();
+        if self.journaling {
+            for l in &self.dead {
+                if select.contains(l.message.seq) {
+                    self.journal.push(Change::Purged { seq: l.message.seq });
+                }
+            }
+        }
         self.dead.retain(|l| !select.contains(l.message.seq));
         let purged = before - self.dead.len();
         self.counts.purged += purged as u64;
@@ -586,6 +671,47 @@ impl<T> Core<T> {
             self.emit(|subscription| BrokerEvent::Purged { subscription, count: purged });
         }
         purged
+    }
+
+    // ----- restoring from a durable log -----
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// Puts back a message that was waiting (ready, scheduled from `due`, or behind its
+    /// key). Call in the order the messages entered the subscription, after
+    /// [`restore_in_flight`](Self::restore_in_flight), so each key's head comes first.
+    pub(crate) fn restore_waiting(&mut self, pending: Pending<T>, due: u64, now: u64) {
+        self.place(pending, due, now);
+    }
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// Puts back messages that were in flight when the process stopped, each with the time
+    /// it was delivered, under leases that end `now`: the next [`sweep`](Self::sweep)
+    /// expires them as it would a crashed consumer's, so they count as lease expiries.
+    pub(crate) fn restore_in_flight(&mut self, flights: Vec<(Pending<T>, u64)>, now: u64) {
+        if flights.is_empty() {
+            return;
+        }
+        let consumer = self.add_consumer();
+        for (pending, delivered_at) in flights {
+            if let Some(key) = pending.msg.key_arc() {
+                self.keys.entry(Arc::clone(key)).or_default();
+            }
+            let token = self.next_token;
+            self.next_token += 1;
+            let slot = self.in_flight.insert(
+                token,
+                InFlight { pending, deadline: now, delivered_at, consumer, orphan: true },
+            );
+            self.leases.push_back(Lease { deadline: now, slot, token });
+            self.consumers[consumer as usize].in_flight += 1;
+        }
+        self.remove_consumer(consumer);
+    }
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// Puts back a dead letter (call oldest first).
+    pub(crate) fn restore_dead_letter(&mut self, letter: DeadLetter<T>) {
+        self.dead.push_back(letter);
     }
 
     // ----- observation -----
@@ -616,12 +742,31 @@ impl<T> Core<T> {
     }
 }
 
+/// The attempt just recorded (journaled with the change that recorded it).
+fn last_record<T>(pending: &Pending<T>) -> AttemptRecord {
+    pending.history.last().cloned().expect("recorded just before")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn message(seq: u64) -> Arc<StoredMessage<u64>> {
         Arc::new(StoredMessage { seq, published_at: 0, ready_at: 0, meta: None, payload: seq })
+    }
+
+    /// Deliveries put back after a restart have no handle: their expiry frees the slot
+    /// instead of reserving it for a handle that will never come back.
+    #[cfg(feature = "durable")]
+    #[test]
+    fn restored_in_flight_frees_its_slot_on_expiry() {
+        let mut core: Core<u64> = Core::new("t".into(), SubscriptionConfig::new("s"), false);
+        let flights = (1..=3).map(|seq| (Pending::new(message(seq)), 0)).collect();
+        core.restore_in_flight(flights, 10);
+        assert_eq!(core.in_flight.in_use(), 3);
+        core.sweep(10);
+        assert_eq!(core.in_flight.in_use(), 0, "no slot stays reserved");
+        assert_eq!(core.stats().lease_expired, 3);
     }
 
     /// Settled leases do not pile up in the FIFO until their deadline, whatever the ack
@@ -645,7 +790,7 @@ mod tests {
             }
             // Keep one in flight per round so live leases accumulate a little.
             for &(slot, token) in &grants[1..] {
-                core.settle(slot, token, Verb::Ack, 0).unwrap();
+                core.settle(slot, token, Verb::Ack, Holder::Handle, 0).unwrap();
             }
             assert!(
                 core.leases.len() <= 2 * core.in_flight.len() + 1024,
@@ -655,5 +800,97 @@ mod tests {
             );
         }
         assert_eq!(core.in_flight.len(), 200);
+    }
+
+    /// Two receives whose clock readings interleave (the one that read the clock first gets
+    /// the lock second): each lease still expires at its own deadline, not behind the other.
+    #[test]
+    fn leases_expire_on_time_whatever_order_their_readings_arrive_in() {
+        let config = SubscriptionConfig::new("s").ack_wait(Duration::from_nanos(1_000));
+        let mut core: Core<u64> = Core::new("t".into(), config, false);
+        let (a, b) = (core.add_consumer(), core.add_consumer());
+        core.accept(message(1), 0);
+        core.accept(message(2), 0);
+        let mut grants = Vec::new();
+        core.receive(b, 1, 500, |g| grants.push(g.deadline));
+        core.receive(a, 1, 100, |g| grants.push(g.deadline));
+        assert_eq!(grants, [1_500, 1_100]);
+        assert_eq!(core.next_deadline(), Some(1_100));
+        core.sweep(1_100);
+        assert_eq!((core.counts.lease_expired, core.in_flight.len()), (1, 1));
+        core.sweep(1_499);
+        assert_eq!(core.counts.lease_expired, 1);
+        core.sweep(1_500);
+        assert_eq!((core.counts.lease_expired, core.in_flight.len()), (2, 0));
+    }
+
+    #[derive(Debug, Clone)]
+    enum LeaseOp {
+        Receive { at: u64 },
+        Extend { which: usize, at: u64 },
+        Ack { which: usize },
+        Sweep { at: u64 },
+    }
+
+    fn lease_op() -> impl proptest::strategy::Strategy<Value = LeaseOp> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (0u64..400).prop_map(|at| LeaseOp::Receive { at }),
+            2 => (any::<usize>(), 0u64..400).prop_map(|(which, at)| LeaseOp::Extend { which, at }),
+            1 => any::<usize>().prop_map(|which| LeaseOp::Ack { which }),
+            2 => (0u64..600).prop_map(|at| LeaseOp::Sweep { at }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Receives and extensions with readings in any order, acks and sweeps: a sweep at
+        /// `t` expires exactly the leases whose deadline is at most `t` (model: a map from
+        /// delivery to deadline).
+        #[test]
+        fn a_sweep_expires_exactly_the_leases_that_are_due(
+            ops in proptest::collection::vec(lease_op(), 1..80),
+        ) {
+            let config = SubscriptionConfig::new("s")
+                .ack_wait(Duration::from_nanos(100))
+                .max_lease_expiries(u32::MAX)
+                .max_in_flight_per_consumer(usize::MAX);
+            let mut core: Core<u64> = Core::new("t".into(), config, false);
+            let consumer = core.add_consumer();
+            let mut model: Vec<(u32, u64, u64)> = Vec::new(); // (slot, token, deadline)
+            for (seq, op) in ops.into_iter().enumerate() {
+                match op {
+                    LeaseOp::Receive { at } => {
+                        core.accept(message(seq as u64), 0);
+                        let grant = |g: Grant<u64>| model.push((g.slot, g.token, g.deadline));
+                        core.receive(consumer, 1, at, grant);
+                    }
+                    LeaseOp::Extend { which, at } if !model.is_empty() => {
+                        let i = which % model.len();
+                        let (slot, token, deadline) = model[i];
+                        let extended = core.extend(slot, token, at).unwrap();
+                        proptest::prop_assert_eq!(extended, deadline.max(at + 100));
+                        model[i].2 = extended;
+                    }
+                    LeaseOp::Ack { which } if !model.is_empty() => {
+                        let (slot, token, _) = model.swap_remove(which % model.len());
+                        core.settle(slot, token, Verb::Ack, Holder::Handle, 0).unwrap();
+                    }
+                    LeaseOp::Sweep { at } => {
+                        core.sweep(at);
+                        model.retain(|&(slot, token, deadline)| {
+                            let live = core.deadline_of(slot, token).is_ok();
+                            assert_eq!(live, deadline > at, "deadline {deadline}, swept at {at}");
+                            live
+                        });
+                        // What was put back is handed out again by later receives.
+                        let grant = |g: Grant<u64>| model.push((g.slot, g.token, g.deadline));
+                        core.receive(consumer, usize::MAX, at, grant);
+                    }
+                    _ => {}
+                }
+                let next = model.iter().map(|m| m.2).min();
+                proptest::prop_assert_eq!(core.next_deadline(), next);
+            }
+        }
     }
 }

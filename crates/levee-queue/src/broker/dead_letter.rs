@@ -7,11 +7,15 @@ use super::message::StoredMessage;
 
 /// How one delivery attempt ended (other than by an ack).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
 pub enum AttemptOutcome {
     /// The handler nacked it; redelivery was due after `delay`.
     Nacked {
         /// The redelivery delay that was applied.
         delay: Duration,
+        /// The reason the nack gave, if any ([`Nack::reason`](super::Nack::reason)).
+        reason: Option<String>,
     },
     /// The delivery was dropped without a verb (counted as a handler failure).
     Dropped,
@@ -26,6 +30,7 @@ pub enum AttemptOutcome {
 
 /// One delivery attempt that did not end in an ack.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AttemptRecord {
     /// Which delivery of the message this was (1 for the first).
     pub attempt: u32,
@@ -37,8 +42,23 @@ pub struct AttemptRecord {
     pub outcome: AttemptOutcome,
 }
 
+impl AttemptRecord {
+    /// The reason the handler gave for this failure: a nack's reason or a term's. `None` for
+    /// a nack without one, a drop and a lease expiry.
+    #[must_use]
+    pub fn reason(&self) -> Option<&str> {
+        match &self.outcome {
+            AttemptOutcome::Nacked { reason, .. } => reason.as_deref(),
+            AttemptOutcome::Terminated { reason } => Some(reason),
+            AttemptOutcome::Dropped | AttemptOutcome::LeaseExpired => None,
+        }
+    }
+}
+
 /// Why a message was dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum DeadLetterReason {
     /// Its handler failed `max_deliveries` times.
@@ -105,6 +125,14 @@ impl<T> DeadLetter<T> {
         self.message.payload()
     }
 
+    /// The reason the last failed attempt gave (see [`AttemptRecord::reason`]): what an
+    /// operator reads first. `None` when the last attempt gave none (a drop, a lease expiry, a
+    /// nack without a reason) or the message was never delivered.
+    #[must_use]
+    pub fn last_reason(&self) -> Option<&str> {
+        self.history.last().and_then(AttemptRecord::reason)
+    }
+
     /// The message's subject (the topic's name unless it was published with one).
     #[must_use]
     pub fn subject(&self) -> &str {
@@ -122,7 +150,9 @@ pub enum Select {
 }
 
 impl Select {
-    pub(crate) fn contains(&self, seq: u64) -> bool {
+    /// True when the dead letter with sequence number `seq` is selected.
+    #[must_use]
+    pub fn contains(&self, seq: u64) -> bool {
         match self {
             Self::All => true,
             Self::Seqs(seqs) => seqs.contains(&seq),

@@ -3,13 +3,14 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use levee_core::{Clock, FastClock};
 
 use super::core::{Grant, Verb};
 use super::error::BrokerError;
 use super::message::{Headers, StoredMessage};
+use super::nack::Nack;
+use super::slots::Holder;
 use super::subscription::Owner;
 
 /// A message leased to one consumer until its ack deadline.
@@ -79,27 +80,44 @@ impl<T, C: Clock> Delivery<T, C> {
         if self.settled.swap(true, Ordering::AcqRel) {
             return Err(BrokerError::AlreadySettled { seq: self.msg.seq() });
         }
-        self.owner.sub.settle(self.slot, self.token, self.msg.seq(), verb)
+        self.owner.sub.settle(self.slot, self.token, self.msg.seq(), verb, Holder::Handle)
     }
 
     /// The message was handled: it will not be delivered again.
     ///
     /// # Errors
-    /// [`AlreadySettled`](BrokerError::AlreadySettled) after another verb;
+    /// Exactly two, however long ago the delivery ended and however many deliveries came
+    /// and went since:
+    /// [`AlreadySettled`](BrokerError::AlreadySettled) after another verb on this delivery
+    /// (or through its [`receipt`](Self::receipt));
     /// [`LeaseExpired`](BrokerError::LeaseExpired) when the lease ran out and the message was
     /// handed on (the work may be done twice: handlers should be idempotent, or extend the
-    /// lease with [`in_progress`](Self::in_progress)).
+    /// lease with [`in_progress`](Self::in_progress)). A delivery never gets
+    /// [`NotInFlight`](BrokerError::NotInFlight): the broker keeps its slot until the
+    /// delivery is done with it.
     pub fn ack(&self) -> Result<(), BrokerError> {
         self.settle(Verb::Ack)
     }
 
-    /// The handler failed: redeliver after `delay`, or after the subscription's backoff for
-    /// this failure when `None`. After `max_deliveries` failures the message is dead-lettered.
+    /// The handler failed: redeliver after [`nack.delay`](Nack::delay), or after the
+    /// subscription's backoff for this failure when it has none; keep
+    /// [`nack.reason`](Nack::reason) in the attempt history. After `max_deliveries` failures
+    /// the message is dead-lettered.
+    ///
+    /// ```
+    /// # use levee_queue::broker::{InProcessBroker, Message, Nack, SubscriptionConfig};
+    /// # let broker = InProcessBroker::<u32>::new();
+    /// # let sub = broker.subscribe("t", SubscriptionConfig::new("s")).unwrap();
+    /// # let consumer = sub.consumer();
+    /// # broker.try_publish("t", Message::new(1)).unwrap();
+    /// let delivery = consumer.try_receive(1).unwrap().remove(0);
+    /// delivery.nack(Nack::new().reason("inventory service unavailable")).unwrap();
+    /// ```
     ///
     /// # Errors
     /// As [`ack`](Self::ack).
-    pub fn nack(&self, delay: Option<Duration>) -> Result<(), BrokerError> {
-        self.settle(Verb::Nack { delay, dropped: false })
+    pub fn nack(&self, nack: Nack) -> Result<(), BrokerError> {
+        self.settle(Verb::Nack(nack))
     }
 
     /// The message can never be handled: dead-letter it now with `reason`.
@@ -140,7 +158,10 @@ impl<T, C: Clock> Delivery<T, C> {
 
     /// A detached handle for settling through the subscription. Settling through it makes
     /// this delivery's own verbs fail with `AlreadySettled`; dropping this delivery then does
-    /// nothing.
+    /// nothing. Settle through the receipt while the delivery is alive: dropping an unsettled
+    /// delivery nacks it as always, and a receipt presented after its delivery is gone may
+    /// get [`NotInFlight`](BrokerError::NotInFlight) (see
+    /// [`Subscription::ack`](super::Subscription::ack)).
     #[must_use]
     pub fn receipt(&self) -> Receipt {
         Receipt {

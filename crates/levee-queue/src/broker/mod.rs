@@ -8,7 +8,7 @@
 //! | verb | meaning | afterwards |
 //! |---|---|---|
 //! | [`ack`](Delivery::ack) | handled | gone |
-//! | [`nack`](Delivery::nack) | handler failed | redelivered after a delay or the backoff schedule; dead-lettered after `max_deliveries` failures |
+//! | [`nack`](Delivery::nack) | handler failed | redelivered after a delay or the backoff schedule; dead-lettered after `max_deliveries` failures; its [`Nack::reason`] kept in the history |
 //! | [`in_progress`](Delivery::in_progress) | still working | lease extended |
 //! | [`term`](Delivery::term) | can never succeed | dead-lettered now |
 //! | *(dropped)* | handler forgot or panicked | a nack, never a loss |
@@ -20,7 +20,9 @@
 //! queues an operator lists, replays and purges, [`SubscriptionStats`] and [`BrokerEvent`]s.
 //!
 //! The [`Broker`] trait is the same surface, async, for this broker and adapters for
-//! distributed engines; [`conformance::run`] checks any implementation.
+//! distributed engines; [`conformance::run`] checks any implementation. [`serve`] runs a
+//! subscription's consumers with an async handler on any of them: `Ok` acks, `Err` nacks
+//! with its reason (or terminates, see [`Failure`]), a panic nacks, and shutdown drains.
 //!
 //! Time comes from an injected [`Clock`](levee_core::Clock): timers fire and leases expire
 //! when a receive (or [`InProcessBroker::tick`]) looks, so a
@@ -31,7 +33,7 @@
 //! ```
 //! use std::time::Duration;
 //! use levee_core::ManualClock;
-//! use levee_queue::broker::{DeadLetterReason, InProcessBroker, Message, SubscriptionConfig};
+//! use levee_queue::broker::{DeadLetterReason, InProcessBroker, Message, Nack, SubscriptionConfig};
 //!
 //! let clock = ManualClock::new();
 //! let broker = InProcessBroker::<&str>::builder().clock(clock.clone()).build();
@@ -50,7 +52,7 @@
 //!
 //! // The payment provider is down: fail twice, one second apart.
 //! let d = worker.try_receive(1).unwrap().remove(0);
-//! d.nack(None).unwrap();
+//! d.nack(Nack::new().reason("provider unavailable")).unwrap();
 //! assert!(worker.try_receive(1).unwrap().is_empty()); // backing off
 //! clock.advance(Duration::from_secs(1));
 //! let d = worker.try_receive(1).unwrap().remove(0);
@@ -60,6 +62,8 @@
 //! // An operator finds it in the dead-letter queue and replays it once the provider is back.
 //! let dead = payments.dead_letters();
 //! assert_eq!(dead[0].reason, DeadLetterReason::MaxDeliveries { failures: 2 });
+//! assert_eq!(dead[0].history[0].reason(), Some("provider unavailable"));
+//! assert_eq!(dead[0].last_reason(), None); // the drop gave none
 //! assert_eq!(payments.replay(dead[0].seq()), 1);
 //! worker.try_receive(1).unwrap()[0].ack().unwrap();
 //! assert_eq!(payments.stats().acked, 1);
@@ -67,18 +71,22 @@
 
 mod config;
 pub mod conformance;
-mod core;
+pub(crate) mod core;
 mod dead_letter;
-mod dedup;
+pub(crate) mod dedup;
 mod delivery;
 mod error;
 mod event;
 mod in_process;
-mod message;
-mod slots;
+#[cfg_attr(not(feature = "durable"), allow(dead_code))]
+pub(crate) mod journal;
+pub(crate) mod message;
+mod nack;
+mod serve;
+pub(crate) mod slots;
 mod stats;
-mod subject;
-mod subscription;
+pub(crate) mod subject;
+pub(crate) mod subscription;
 mod timers;
 mod topic;
 mod traits;
@@ -90,8 +98,10 @@ pub use error::{BatchAckError, BrokerError};
 pub use event::BrokerEvent;
 pub use in_process::{Builder, InProcessBroker};
 pub use message::{Headers, Message, Schedule, StoredMessage};
+pub use nack::Nack;
+pub use serve::{Failure, ServeConfig, ServeHandle, ServeStats, serve};
 pub use stats::{SubscriptionStats, TopicStats};
-pub use subject::SubjectFilter;
+pub use subject::{SubjectFilter, validate_subject};
 pub use subscription::{Consumer, Subscription};
 pub use topic::{Publish, PublishError, Topic};
 pub use traits::{Broker, BrokerDelivery};

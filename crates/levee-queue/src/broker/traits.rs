@@ -13,6 +13,7 @@ use super::delivery::Delivery;
 use super::error::BrokerError;
 use super::in_process::InProcessBroker;
 use super::message::{Headers, Message};
+use super::nack::Nack;
 use super::subscription::{Consumer, Subscription};
 use super::topic::Publish;
 
@@ -76,6 +77,10 @@ pub trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Consumer, BrokerError>> + Send;
 
     /// Waits up to `wait` for messages and takes up to `max` (possibly none).
+    ///
+    /// Should be cancel-safe: [`serve`](super::serve) drops a pending receive when it shuts
+    /// down, and a dropped receive should take nothing (an engine that cannot promise that
+    /// redelivers what it took once the ack wait passes).
     fn receive(
         &self,
         consumer: &Self::Consumer,
@@ -84,25 +89,42 @@ pub trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Self::Delivery>, BrokerError>> + Send;
 
     /// The message is handled.
+    ///
+    /// # Errors
+    /// [`BrokerError::AlreadySettled`] when the delivery was settled before,
+    /// [`BrokerError::LeaseExpired`] when its lease ran out and the message was handed on
+    /// (an engine that cannot tell the two apart returns one of them); the same for every
+    /// verb below. A networked broker may also fail with its own transport errors.
     fn ack(
         &self,
         delivery: &Self::Delivery,
     ) -> impl Future<Output = Result<(), BrokerError>> + Send;
 
-    /// The handler failed: redeliver after `delay` (`None`: the subscription's backoff).
+    /// The handler failed: redeliver after `nack.delay` (`None`: the subscription's
+    /// backoff), and keep `nack.reason` in the message's attempt history, so the dead letter
+    /// shows it ([`DeadLetter::last_reason`]).
+    ///
+    /// # Errors
+    /// As [`ack`](Self::ack).
     fn nack(
         &self,
         delivery: &Self::Delivery,
-        delay: Option<Duration>,
+        nack: Nack,
     ) -> impl Future<Output = Result<(), BrokerError>> + Send;
 
     /// Still working: extend the lease.
+    ///
+    /// # Errors
+    /// As [`ack`](Self::ack).
     fn in_progress(
         &self,
         delivery: &Self::Delivery,
     ) -> impl Future<Output = Result<(), BrokerError>> + Send;
 
-    /// Dead-letter now.
+    /// Dead-letter now, with `reason`.
+    ///
+    /// # Errors
+    /// As [`ack`](Self::ack).
     fn term(
         &self,
         delivery: &Self::Delivery,
@@ -200,12 +222,8 @@ impl<T: Send + Sync + 'static, C: Clock + Clone> Broker for InProcessBroker<T, C
         delivery.ack()
     }
 
-    async fn nack(
-        &self,
-        delivery: &Self::Delivery,
-        delay: Option<Duration>,
-    ) -> Result<(), BrokerError> {
-        delivery.nack(delay)
+    async fn nack(&self, delivery: &Self::Delivery, nack: Nack) -> Result<(), BrokerError> {
+        delivery.nack(nack)
     }
 
     async fn in_progress(&self, delivery: &Self::Delivery) -> Result<(), BrokerError> {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use levee_core::{Clock, ManualClock};
 
 use crate::broker::{
-    BrokerError, Consumer, Delivery, InProcessBroker, Message, Overflow, Publish, Select,
+    BrokerError, Consumer, Delivery, InProcessBroker, Message, Nack, Overflow, Publish, Select,
     Subscription, SubscriptionConfig, TopicConfig,
 };
 
@@ -153,6 +153,8 @@ struct Msg {
     attempt: u32,
     failures: u32,
     expiries: u32,
+    /// The reason the last failed attempt gave: what its dead letter must show.
+    last_reason: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -231,6 +233,7 @@ impl Model {
         for (_, _, seq) in expired {
             let m = self.msg(seq);
             m.expiries += 1;
+            m.last_reason = None;
             if m.expiries >= MAX_EXPIRIES {
                 self.kill(seq);
             } else {
@@ -398,6 +401,7 @@ impl Check {
             attempt: 0,
             failures: 0,
             expiries: 0,
+            last_reason: None,
         });
         Ok(())
     }
@@ -467,10 +471,19 @@ impl Check {
         let i = index as usize % self.handles.len();
         let expected = self.expect_error(&self.handles[i]);
         let h = &mut self.handles[i];
-        let (seq, was_settled) = (h.seq, h.settled);
+        let (seq, was_settled, h_id) = (h.seq, h.settled, h.id);
         let result = match verb {
             Verb::Ack => h.delivery.ack(),
-            Verb::Nack(ms) => h.delivery.nack(ms.map(|ms| Duration::from_millis(u64::from(ms)))),
+            Verb::Nack(ms) => {
+                let mut nack = Nack::new();
+                if let Some(ms) = ms {
+                    nack = nack.delay(Duration::from_millis(u64::from(ms)));
+                }
+                if let Some(reason) = nack_reason(h.id) {
+                    nack = nack.reason(reason);
+                }
+                h.delivery.nack(nack)
+            }
             Verb::Term => h.delivery.term("model"),
             Verb::Extend => h.delivery.in_progress().map(drop),
         };
@@ -482,10 +495,7 @@ impl Check {
             (Some("AlreadySettled"), Err(BrokerError::AlreadySettled { seq: s })) if *s == seq => {
                 return Ok(());
             }
-            (
-                Some("LeaseExpired"),
-                Err(BrokerError::LeaseExpired { seq: s } | BrokerError::NotInFlight { seq: s }),
-            ) if *s == seq => {
+            (Some("LeaseExpired"), Err(BrokerError::LeaseExpired { seq: s })) if *s == seq => {
                 return Ok(());
             }
             (Some("LeaseExpired"), Err(BrokerError::AlreadySettled { .. })) if was_settled => {
@@ -505,8 +515,11 @@ impl Check {
                 m.msg(seq).state = State::Acked;
                 m.acked += 1;
             }
-            Verb::Nack(ms) => m.fail(seq, ms.map(u64::from), now),
-            Verb::Term => m.kill(seq),
+            Verb::Nack(ms) => m.fail(seq, ms.map(u64::from), nack_reason(h_id), now),
+            Verb::Term => {
+                m.msg(seq).last_reason = Some("model".into());
+                m.kill(seq);
+            }
             Verb::Extend => {
                 let next_lease = m.next_lease;
                 if let State::InFlight { deadline, lease, .. } = &mut m.msg(seq).state
@@ -532,7 +545,7 @@ impl Check {
         let seq = h.seq;
         drop(h);
         if owns {
-            self.model.fail(seq, None, now);
+            self.model.fail(seq, None, None, now);
         }
         Ok(())
     }
@@ -609,12 +622,26 @@ impl Check {
             s.published,
             m.msgs.len()
         );
-        let dead: Vec<u64> = self.sub.dead_letters().iter().map(|d| d.seq()).collect();
+        let letters = self.sub.dead_letters();
+        let dead: Vec<u64> = letters.iter().map(|d| d.seq()).collect();
         ensure!(
             dead.iter().eq(m.dead.iter()),
             "dead-letter queue: broker {dead:?}, model {:?}",
             m.dead
         );
+        for letter in &letters {
+            let want = m
+                .msgs
+                .iter()
+                .find(|x| x.seq == letter.seq())
+                .and_then(|x| x.last_reason.as_deref());
+            ensure!(
+                letter.last_reason() == want,
+                "dead letter {} shows reason {:?}, model {want:?}",
+                letter.seq(),
+                letter.last_reason()
+            );
+        }
         Ok(())
     }
 
@@ -667,9 +694,10 @@ impl Check {
 }
 
 impl Model {
-    fn fail(&mut self, seq: u64, delay_ms: Option<u64>, now: u64) {
+    fn fail(&mut self, seq: u64, delay_ms: Option<u64>, reason: Option<String>, now: u64) {
         let m = self.msg(seq);
         m.failures += 1;
+        m.last_reason = reason;
         if m.failures >= MAX_DELIVERIES {
             self.kill(seq);
         } else {
@@ -677,6 +705,11 @@ impl Model {
             m.state = State::Waiting { due: now + delay_ms.unwrap_or(backoff) * MS };
         }
     }
+}
+
+/// The reason the nack through handle `id` gives: most give one, some none.
+fn nack_reason(id: u64) -> Option<String> {
+    (id % 3 != 0).then(|| format!("handle {id} failed"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
