@@ -105,7 +105,6 @@ mod events;
 mod permit;
 mod registry;
 mod settings;
-mod slot;
 mod state;
 #[cfg(feature = "tower")]
 mod tower;

@@ -79,11 +79,11 @@ impl Default for StripedCounter {
 }
 
 impl StripedCounter {
-    /// A counter at zero with four stripes per CPU (8 to 256; three owned ones under loom).
+    /// A counter at zero with [`owned_slots`](crate::sync::owned_slots) stripes: four per
+    /// CPU, 8 to 256 (8 under loom).
     #[must_use]
     pub fn new() -> Self {
-        let cpus = std::thread::available_parallelism().map_or(4, std::num::NonZeroUsize::get);
-        Self::with_stripes(if cfg!(loom) { 6 } else { cpus * 4 })
+        Self::with_stripes(if cfg!(loom) { 8 } else { crate::sync::owned_slots() })
     }
 
     /// A counter at zero with `stripes` stripes (rounded up to a power of two, at least 2),

@@ -10,8 +10,8 @@
 //! After BRAVO (Dice and Kogan, "BRAVO: Biased Locking for Reader-Writer Locks", USENIX ATC
 //! 2019), with exact per-thread rows instead of a hashed table.
 //!
-//! **Layout.** One row per [`thread_index`] below a bound (four per CPU, 8 to 256), plus one
-//! shared overflow row for threads beyond it (and threads tearing down), which uses
+//! **Layout.** One row per [`thread_index`] below [`owned_slots`] (four per CPU, 8 to 256),
+//! plus one shared overflow row for threads beyond it (and threads tearing down), which uses
 //! read-modify-writes: correct, merely slower. A row is one padded line of [`CLASSES`]
 //! reader counters and [`TALLIES`] event counts; shard `i` uses reader counter
 //! `i % CLASSES`, so all the shards of a set cost a thread one line, and a writer waits only
@@ -58,7 +58,7 @@
 
 use std::fmt;
 
-use super::thread_index::thread_index;
+use super::thread_index::{owned_slots, thread_index};
 use super::{AtomicBool, AtomicU32, AtomicU64, Backoff, CachePadded, Mutex, Ordering, UnsafeCell};
 
 /// Reader counters in one row: shard `i` uses counter `i % CLASSES`.
@@ -127,15 +127,6 @@ impl<T> fmt::Debug for ShardLocks<T> {
     }
 }
 
-/// Reader rows owned by one thread each: four per CPU, from 8 to 256.
-fn exclusive_rows() -> usize {
-    if cfg!(loom) {
-        return 3; // small scans for the model checker; threads 3 and up overflow
-    }
-    let cpus = std::thread::available_parallelism().map_or(4, std::num::NonZeroUsize::get);
-    (cpus * 4).clamp(8, 256)
-}
-
 impl<T> ShardLocks<T> {
     /// `shards` values (at least one), the `i`-th made by `init(i)`.
     ///
@@ -153,7 +144,7 @@ impl<T> ShardLocks<T> {
                     })
                 })
                 .collect(),
-            rows: (0..exclusive_rows()).map(|_| CachePadded::new(Row::new())).collect(),
+            rows: (0..owned_slots()).map(|_| CachePadded::new(Row::new())).collect(),
             overflow: CachePadded::new(Row::new()),
         }
     }

@@ -19,6 +19,37 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Mutex;
 
+/// How many per-thread slots a structure keeps for threads to own (stripes, reader rows):
+/// four per CPU, from 8 to 256 (3 under loom, so that models stay small and a fourth thread
+/// takes the shared path). A thread whose [`thread_index`] is at or above it uses a shared
+/// slot with read-modify-writes. The same for every caller, and computed once.
+///
+/// ```
+/// use levee_core::sync::{owned_slots, thread_index};
+///
+/// let stripes: Vec<u64> = vec![0; owned_slots()];
+/// // The first threads each own a stripe; later ones share a fallback.
+/// let mine = stripes.get(thread_index());
+/// assert!(owned_slots() >= 8 && mine.is_some());
+/// ```
+#[must_use]
+pub fn owned_slots() -> usize {
+    if cfg!(loom) {
+        return 3;
+    }
+    // Plain std atomics: a cache of a value every thread computes alike (0: not yet).
+    static SLOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    match SLOTS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => {
+            let cpus = std::thread::available_parallelism().map_or(4, std::num::NonZeroUsize::get);
+            let slots = (cpus * 4).clamp(8, 256);
+            SLOTS.store(slots, std::sync::atomic::Ordering::Relaxed);
+            slots
+        }
+        slots => slots,
+    }
+}
+
 /// What [`thread_index`] returns on a thread whose thread-locals are being destroyed (its
 /// number may already belong to another thread). Larger than any real number, so a caller
 /// that checks `index < slots` before treating a slot as its own falls back correctly.
