@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use levee_core::sync::{AtomicU64, CachePadded, Ordering};
-use levee_core::{Clock, CoarseClock, ConfigError, EventHook, FastClock};
+use levee_core::{Clock, CoarseClock, ConfigError, EventHook, FastClock, StripedCounter};
 
 use crate::builder::Builder;
 use crate::entered::{Entered, unwrap_deadline};
 use crate::permit::{Kind, Ticket};
 use crate::settings::{Rules, Verdict, bump_attempts};
 use crate::state::{Trials, Word, next_gen};
-use crate::striped::StripedCounter;
 use crate::window::{Sample, TimeWindow, Window};
 use crate::{
     BreakerEvent, BreakerMetrics, BreakerSettings, CallError, Classify, DefaultClassifier, Open,
@@ -94,7 +93,8 @@ impl<C: Clock> CircuitBreaker<C> {
             clock,
             settings,
             name,
-            not_permitted: StripedCounter::default(),
+            // 8 stripes (1 KiB): breakers come by the hundred in a registry.
+            not_permitted: StripedCounter::with_stripes(8),
             entered_at: AtomicU64::new(origin),
             entered: Entered::new(0, 0),
             hook,

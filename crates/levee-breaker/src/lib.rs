@@ -105,9 +105,7 @@ mod events;
 mod permit;
 mod registry;
 mod settings;
-mod slot;
 mod state;
-mod striped;
 #[cfg(feature = "tower")]
 mod tower;
 mod window;

@@ -10,7 +10,7 @@ use levee_core::{Clock, EventHook, FastClock, nanos, random};
 
 use crate::builder::Config;
 use crate::flight::Flight;
-use crate::lock::{ShardLock, Tally};
+use crate::lock::{ShardRef, Shards, Tally};
 use crate::store::{FlightSlot, Inserted, NewEntry, Removed, Shard};
 use crate::{CacheBuilder, CacheEvent, CacheStats, Counters, ErasedError, RemovalCause};
 
@@ -108,7 +108,7 @@ pub(crate) enum Claim<O, V, X> {
 }
 
 pub(crate) struct Inner<K, V, C> {
-    shards: Box<[ShardLock<Shard<K, V>>]>,
+    shards: Shards<Shard<K, V>>,
     shard_mask: usize,
     shard_capacity: Box<[u64]>,
     hasher: foldhash::fast::RandomState,
@@ -206,15 +206,13 @@ where
             (0..n).map(|i| capacity / n + u64::from(i < capacity % n)).collect();
         Self {
             inner: Arc::new(Inner {
-                shards: shard_capacity
-                    .iter()
-                    .map(|&cap| {
-                        // Counted entries: allocate the table once (up to a sane size) instead
-                        // of growing it while the cache fills. Weighted: no estimate.
-                        let reserve = if config.weigher.is_none() { cap.min(1 << 16) } else { 0 };
-                        ShardLock::new(Shard::new(cap, reserve as usize))
-                    })
-                    .collect(),
+                shards: Shards::new(shards, |i| {
+                    let cap = shard_capacity[i];
+                    // Counted entries: allocate the table once (up to a sane size) instead of
+                    // growing it while the cache fills. Weighted: no estimate.
+                    let reserve = if config.weigher.is_none() { cap.min(1 << 16) } else { 0 };
+                    Shard::new(cap, reserve as usize)
+                }),
                 shard_mask: shards - 1,
                 shard_capacity,
                 hasher: foldhash::fast::RandomState::default(),
@@ -386,12 +384,7 @@ where
     pub fn stats(&self) -> CacheStats {
         let inner = &*self.inner;
         let c = &inner.counters;
-        let (mut hits, mut misses) = (0, 0);
-        for shard in inner.shards.iter() {
-            let (h, m) = shard.tallies();
-            hits += h;
-            misses += m;
-        }
+        let (hits, misses) = inner.shards.tallies();
         CacheStats {
             hits,
             misses,
@@ -426,10 +419,10 @@ where
     }
 
     #[inline]
-    pub(crate) fn shard(&self, hash: u64) -> &ShardLock<Shard<K, V>> {
+    pub(crate) fn shard(&self, hash: u64) -> ShardRef<'_, Shard<K, V>> {
         // Bits 32.. pick the shard: hashbrown uses the low bits for the bucket and the top 7
         // for its control bytes, so the table inside a shard keeps all its entropy.
-        &self.shards[(hash >> 32) as usize & self.shard_mask]
+        self.shards.get((hash >> 32) as usize & self.shard_mask)
     }
 
     /// True once any entry can expire. (A plain std atomic even under loom: it only turns on,

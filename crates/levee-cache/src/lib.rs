@@ -35,8 +35,7 @@
 //! assert_eq!(products.get(&42), None);
 //! # });
 //! ```
-#![deny(unsafe_code)]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
 
 mod builder;
 mod bulk;

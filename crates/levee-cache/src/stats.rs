@@ -3,7 +3,7 @@
 use levee_core::{Counter, LatencyRecorder, LatencySnapshot};
 
 /// Counters shared by every shard. Hits and lookup misses are not here: they are counted in the
-/// shard locks' per-thread stripes, so the hit path writes no shared word.
+/// shard locks' per-thread rows (`lock.rs`), so the hit path writes no shared word.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) loads: Counter,

@@ -9,12 +9,15 @@
 //! - [`block_on`]: runs a future on the calling thread, parking it while it sleeps: how
 //!   levee's blocking calls wait on the same clocks as its async ones.
 //! - [`sync`]: atomics, cells, locks and threads that become [loom](https://docs.rs/loom)'s
-//!   under `--cfg loom`, plus [`sync::model`] so one test body runs both ways.
+//!   under `--cfg loom`, plus [`sync::model`] so one test body runs both ways; and the
+//!   shared building blocks: [`sync::thread_index`], [`sync::ShardLocks`] (a read-mostly
+//!   sharded lock), [`sync::OnceSlots`] (publish-once slots).
 //! - [`LatencyRecorder`]: striped [hdrhistogram](https://docs.rs/hdrhistogram) recording with
 //!   percentile snapshots.
 //! - [`Listener`] / [`EventHook`]: how primitives report notable events.
 //! - [`ConfigError`]: the one error every builder returns for a bad setting.
-//! - [`Counter`]: a padded statistics counter.
+//! - [`Counter`]: a padded statistics counter; [`StripedCounter`]: one that threads bump
+//!   without sharing a cache line.
 //! - [`RetryAfter`]: how every refusal says when to come back.
 //! - [`parse_duration`] / [`format_duration`]: durations in settings files (`"250ms"`), and
 //!   `serde_duration` (feature `serde`) for `#[serde(with = ..)]` on `Duration` fields.
@@ -74,7 +77,7 @@ pub use block_on::block_on;
 pub use clock::{Clock, FastClock, SystemClock, nanos};
 pub use coarse_clock::CoarseClock;
 pub use config::ConfigError;
-pub use counter::Counter;
+pub use counter::{Counter, StripedCounter};
 pub use duration::{format_duration, parse_duration};
 pub use listener::{EventHook, Listener, NoopListener};
 pub use manual_clock::ManualClock;

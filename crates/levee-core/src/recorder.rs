@@ -80,7 +80,7 @@ impl LatencyRecorder {
     /// [`Clock`](crate::Clock) readings).
     #[inline]
     pub fn record_nanos(&self, nanos: u64) {
-        let stripe = &self.stripes[stripe_index() & (self.stripes.len() - 1)];
+        let stripe = &self.stripes[crate::sync::thread_index() & (self.stripes.len() - 1)];
         // `saturating_record` clamps to the trackable range instead of failing.
         stripe.lock().saturating_record(nanos.max(1));
     }
@@ -113,28 +113,6 @@ impl LatencyRecorder {
         }
         merged
     }
-}
-
-/// Which stripe this thread writes to: threads get consecutive numbers on first use.
-#[inline]
-fn stripe_index() -> usize {
-    use std::cell::Cell;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    // A plain std counter is right even under loom: it only spreads threads over stripes and
-    // any value is correct.
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    INDEX.with(|index| {
-        let mut i = index.get();
-        if i == usize::MAX {
-            i = NEXT.fetch_add(1, Ordering::Relaxed);
-            index.set(i);
-        }
-        i
-    })
 }
 
 /// Summary statistics of recorded latencies. All durations are zero when `count` is zero.

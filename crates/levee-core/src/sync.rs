@@ -11,8 +11,26 @@
 //! thread under loom: loom runs all the threads of a model on one OS thread, so a plain
 //! `std::thread_local!` would be shared by all of them, and never dropped when one exits.
 //! Its keys have `with` and `try_with` in both builds.
+//!
+//! Built on the shim, the building blocks every concurrent primitive shares (the unsafe code
+//! of the workspace's data structures lives here, each with its protocol written down and a
+//! loom test in `tests/loom_sync.rs`):
+//!
+//! - [`thread_index`]: a small number per live thread, for stripes and per-thread rows
+//!   ([`owned_slots`] of them for the first threads);
+//! - [`ShardLocks`]: shards behind reader-writer locks whose readers write only their own
+//!   thread's cache line (the cache's and the keyed limiter's shards);
+//! - [`OnceSlots`]: slots whose keys are published once and then read concurrently (the keyed
+//!   limiter's tables).
+
+mod once_slots;
+mod shard_locks;
+mod thread_index;
 
 pub use crossbeam_utils::CachePadded;
+pub use once_slots::{Entry, OnceSlots, Publisher, SlotState};
+pub use shard_locks::{CLASSES, ShardLocks, TALLIES};
+pub use thread_index::{NO_THREAD_INDEX, owned_slots, thread_index};
 
 #[cfg(loom)]
 pub use loom::sync::Arc;

@@ -18,20 +18,73 @@
 //! on the latest value in the word's modification order, which is all the limit needs (each
 //! admission moves `tat` from the value it was decided on, so no two admissions are decided
 //! on the same state).
+//!
+//! The state lives in a [`TatWord`]: a plain `AtomicU64` for the direct limiters, a keyed
+//! table slot's state for the keyed one. An admission always leaves `tat >= t >= 1`, which is
+//! what lets a table use 0 for "no key here".
 
+use std::num::NonZeroU64;
 use std::time::Duration;
 
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
 use crate::quota::Gcra;
 use crate::state::LimitState;
-use levee_core::sync::{AtomicU64, Ordering};
+use levee_core::sync::{AtomicU64, CachePadded, Ordering, SlotState};
+
+/// Where a GCRA state is kept. Both operations are `Relaxed` (module docs).
+pub(crate) trait TatWord {
+    /// The current state.
+    fn load(&self) -> u64;
+    /// Moves the state from `current` to `new`; `Err` holds the value found instead (or
+    /// `current` again, spuriously).
+    fn compare_exchange_weak(&self, current: u64, new: u64) -> Result<u64, u64>;
+}
+
+impl TatWord for AtomicU64 {
+    #[inline(always)]
+    fn load(&self) -> u64 {
+        self.load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    fn compare_exchange_weak(&self, current: u64, new: u64) -> Result<u64, u64> {
+        self.compare_exchange_weak(current, new, Ordering::Relaxed, Ordering::Relaxed)
+    }
+}
+
+impl<T: TatWord> TatWord for CachePadded<T> {
+    #[inline(always)]
+    fn load(&self) -> u64 {
+        (**self).load()
+    }
+
+    #[inline(always)]
+    fn compare_exchange_weak(&self, current: u64, new: u64) -> Result<u64, u64> {
+        (**self).compare_exchange_weak(current, new)
+    }
+}
+
+impl TatWord for SlotState {
+    #[inline(always)]
+    fn load(&self) -> u64 {
+        self.load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    fn compare_exchange_weak(&self, current: u64, new: u64) -> Result<u64, u64> {
+        // Every state GCRA moves to is at least `t >= 1` (module docs): the fallback to 1 is
+        // never taken, it only proves to the slot that the state stays non-zero.
+        let new = NonZeroU64::new(new).unwrap_or(NonZeroU64::MIN);
+        self.compare_exchange_weak(current, new, Ordering::Relaxed, Ordering::Relaxed)
+    }
+}
 
 impl Gcra {
     /// Admits one cell at `now` or returns the refusal.
     #[inline(always)]
-    pub(crate) fn check(&self, tat: &AtomicU64, now: u64) -> Result<(), Throttled> {
+    pub(crate) fn check(&self, tat: &impl TatWord, now: u64) -> Result<(), Throttled> {
         // Relaxed: see the module docs; a stale value only costs one failed CAS.
-        let mut current = tat.load(Ordering::Relaxed);
+        let mut current = tat.load();
         // `now + tau` cannot overflow for real clocks (tau <= 2^62); saturate for manual ones.
         let limit = now.saturating_add(self.tau);
         loop {
@@ -41,7 +94,7 @@ impl Gcra {
             }
             let next = current.max(now).saturating_add(self.t);
             // Relaxed on both paths: the CAS orders nothing but this word (module docs).
-            match tat.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            match tat.compare_exchange_weak(current, next) {
                 Ok(_) => return Ok(()),
                 Err(actual) => current = actual,
             }
@@ -50,25 +103,33 @@ impl Gcra {
 
     /// Admits `n` cells at once at `now` (all or nothing).
     #[inline]
-    pub(crate) fn check_n(&self, tat: &AtomicU64, now: u64, n: u32) -> Result<(), CheckNError> {
+    pub(crate) fn check_n(&self, tat: &impl TatWord, now: u64, n: u32) -> Result<(), CheckNError> {
         if n == 0 {
             return Ok(());
         }
-        let extra = self.extra_weight(n)?;
-        let mut current = tat.load(Ordering::Relaxed); // Relaxed: module docs.
-        let limit = now.saturating_add(self.tau);
+        let mut current = tat.load(); // Relaxed: module docs.
         loop {
-            // The last of the n cells conforms when tat + (n - 1) t <= now + tau.
-            let last = current.saturating_add(extra);
-            if last > limit {
-                return Err(Throttled::new(now, last - self.tau).into());
-            }
-            let next = last.max(now.saturating_add(extra)).saturating_add(self.t);
-            match tat.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            let next = self.admit_n(current, now, n)?;
+            match tat.compare_exchange_weak(current, next) {
                 Ok(_) => return Ok(()),
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// The state after admitting `n >= 1` cells at `now` to state `current`, or the refusal:
+    /// the arithmetic of [`check_n`](Self::check_n) without a word to update (a key's first
+    /// cells, decided before it is stored).
+    #[inline]
+    pub(crate) fn admit_n(&self, current: u64, now: u64, n: u32) -> Result<u64, CheckNError> {
+        let extra = self.extra_weight(n)?;
+        // The last of the n cells conforms when tat + (n - 1) t <= now + tau.
+        let last = current.saturating_add(extra);
+        let limit = now.saturating_add(self.tau);
+        if last > limit {
+            return Err(Throttled::new(now, last - self.tau).into());
+        }
+        Ok(last.max(now.saturating_add(extra)).saturating_add(self.t))
     }
 
     /// Reserves `n` cells for the earliest time they conform, provided that is at most

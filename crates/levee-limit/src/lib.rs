@@ -5,15 +5,15 @@
 //! | need | type | hot path |
 //! |---|---|---|
 //! | N per period, bursts of B | [`RateLimiter`] (GCRA) | one clock read, one CAS |
-//! | the same, per client / key | [`KeyedRateLimiter`] | a reader-slot CAS + one CAS; memory reclaims itself |
+//! | the same, per client / key | [`KeyedRateLimiter`] | one exchange on a per-thread line + one CAS; memory reclaims itself |
 //! | "N per minute" as operators say it | [`FixedWindowLimiter`], [`SlidingWindowLimiter`] | one or a few CAS |
 //! | ramp up after idleness | [`WarmUpLimiter`] | one CAS + one add |
 //! | even spacing, bounded queueing | [`Pacer`] | one CAS, then the caller sleeps |
 //! | at most N in flight | [`Bulkhead`] | one CAS to take, one add to release |
 //! | N that follows latency | [`AdaptiveBulkhead`] with [`Aimd`], [`Gradient2`], [`Vegas`] | as `Bulkhead`, plus sample counters |
 //!
-//! Everything is lock-free on the hot path (the keyed limiter reads a shard under a
-//! reader-biased lock: one CAS on a reader slot, no exclusive lock),
+//! Everything is lock-free on the hot path (the keyed limiter reads a shard under levee-core's
+//! `ShardLocks`: one exchange on the calling thread's own reader counter, no shared lock word),
 //! allocates nothing per call, takes its time from an injected [`Clock`](levee_core::Clock)
 //! ([`FastClock`](levee_core::FastClock), the TSC, by default; a
 //! [`ManualClock`](levee_core::ManualClock) in tests), and refuses bad configuration at build
@@ -83,8 +83,7 @@
 //! drop(permit);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-#![deny(unsafe_code)]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
 
 mod adaptive;
 mod bulkhead;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use levee_core::{Clock, ManualClock};
 use levee_limit::{
-    Bulkhead, BulkheadError, Jitter, KeyedRateLimiter, Pacer, Quota, RateLimiter, WarmUpLimiter,
+    Bulkhead, BulkheadError, BulkheadEvent, Jitter, KeyedRateLimiter, Pacer, Quota, RateLimiter,
+    WarmUpLimiter,
 };
 use tokio::time::{Instant, sleep, timeout};
 
@@ -278,6 +279,48 @@ async fn raising_the_limit_wakes_waiters() {
     bulkhead.set_limit(2);
     waiter.await.unwrap().unwrap();
     assert_eq!(bulkhead.limit(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn raising_the_limit_grants_more_waiters_than_one_wake_batch() {
+    // Permits go to waiters in batches woken outside the lock (16 at a time): 40 waiters are
+    // all granted by one limit change, in order, and each reports the time it waited.
+    let clock = ManualClock::new();
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let bulkhead = Arc::new(
+        Bulkhead::builder(1)
+            .max_queue(64)
+            .clock(clock.clone())
+            .listener({
+                let events = events.clone();
+                move |e: &BulkheadEvent| events.lock().unwrap().push(*e)
+            })
+            .build()
+            .unwrap(),
+    );
+    let held = bulkhead.try_acquire_owned().unwrap();
+    let waiters: Vec<_> = (0..40)
+        .map(|_| {
+            let bulkhead = bulkhead.clone();
+            tokio::spawn(async move { bulkhead.acquire_owned().await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    assert_eq!(bulkhead.queued(), 40);
+    clock.advance(Duration::from_millis(3));
+    bulkhead.set_limit(41);
+    assert_eq!((bulkhead.queued(), bulkhead.in_flight()), (0, 41), "granted at once");
+    let permits: Vec<_> = futures::future::join_all(waiters).await;
+    assert!(permits.iter().all(|p| matches!(p, Ok(Ok(_)))));
+    drop((held, permits));
+    assert_eq!(bulkhead.in_flight(), 0);
+    let waited = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| **e == BulkheadEvent::Waited { waited: Duration::from_millis(3) })
+        .count();
+    assert_eq!(waited, 40);
 }
 
 #[tokio::test(start_paused = true)]

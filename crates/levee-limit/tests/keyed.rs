@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use foldhash::fast::FixedState;
-use levee_core::ManualClock;
+use levee_core::{Clock, ManualClock};
 use levee_limit::{KeyLimitPolicy, KeyedRateLimiter, Quota, RateLimiter};
 use proptest::prelude::*;
 
@@ -63,6 +63,63 @@ proptest! {
     }
 }
 
+#[derive(Debug, Clone)]
+enum StaleOp {
+    Advance(u64),
+    /// A check at the clock's reading minus this much (0: the clock's own reading).
+    CheckAt(u8, u64),
+    Reclaim,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// With readings older than the clock and reclamation at any time, the keyed limiter
+    /// never admits more than one GCRA per key: replaying a key's admitted calls alone (a
+    /// refusal changes no state) into a plain limiter admits every one of them. And readings
+    /// at the clock are exact whenever no stale reading came first (previous property).
+    #[test]
+    fn stale_readings_never_admit_more_than_one_limiter_per_key(
+        sweep_ms in 1u64..50,
+        ops in prop::collection::vec(prop_oneof![
+            2 => (0u64..40_000_000).prop_map(StaleOp::Advance),
+            6 => (0u8..6, prop_oneof![Just(0u64), 0u64..60_000_000])
+                .prop_map(|(k, back)| StaleOp::CheckAt(k, back)),
+            1 => Just(StaleOp::Reclaim),
+        ], 1..300),
+    ) {
+        let quota = Quota::per_second(50).with_burst(3);
+        let clock = ManualClock::new();
+        clock.advance(Duration::from_secs(1));
+        let keyed = KeyedRateLimiter::<u8>::builder(quota)
+            .shards(2)
+            .sweep_interval(Duration::from_millis(sweep_ms))
+            .clock(clock.clone())
+            .hasher(FixedState::with_seed(7))
+            .build()
+            .unwrap();
+        let mut admitted: HashMap<u8, Vec<u64>> = HashMap::new();
+        for op in ops {
+            match op {
+                StaleOp::Advance(by) => { clock.advance_nanos(by); }
+                StaleOp::Reclaim => { keyed.reclaim(); }
+                StaleOp::CheckAt(k, back) => {
+                    let at = clock.now().saturating_sub(back);
+                    if keyed.check_at(&k, at).is_ok() {
+                        admitted.entry(k).or_default().push(at);
+                    }
+                }
+            }
+        }
+        for (key, readings) in admitted {
+            let replay = RateLimiter::with_clock(quota, ManualClock::new()).unwrap();
+            for at in readings {
+                prop_assert!(replay.check_at(at).is_ok(), "key {key}: admitted past its quota at {at}");
+            }
+        }
+    }
+}
+
 #[test]
 fn a_million_keys_are_reclaimed_without_any_cleanup_call() {
     let clock = ManualClock::new();
@@ -104,11 +161,11 @@ fn a_million_keys_are_reclaimed_without_any_cleanup_call() {
 }
 
 #[test]
-fn refilled_keys_are_dropped_when_a_shard_grows() {
+fn idle_keys_are_dropped_while_new_ones_keep_arriving() {
     let clock = ManualClock::new();
     let keyed = KeyedRateLimiter::<u32>::builder(Quota::per_second(1000))
         .shards(1)
-        .sweep_interval(Duration::from_secs(3600))
+        .sweep_interval(Duration::from_millis(10))
         .clock(clock.clone())
         .build()
         .unwrap();
@@ -116,14 +173,102 @@ fn refilled_keys_are_dropped_when_a_shard_grows() {
         for k in 0..1000 {
             keyed.check(&(round * 1000 + k)).unwrap();
         }
-        // Each key refills after 1 ms; new ones keep arriving.
+        // Each key refills after 1 ms and is never checked again; new ones keep arriving.
         clock.advance(Duration::from_millis(2));
     }
-    // Without reclamation this would be 100,000 keys; growth-time sweeps keep it near the
-    // number of keys that have not refilled (1,000 per round).
+    // Without reclamation this would be 100,000 keys; passes at growth and sweeps keep it
+    // near the keys refilled for less than a sweep interval (10 ms: 5 rounds, plus the rounds
+    // since the last pass).
     let stats = keyed.stats();
-    assert!(stats.keys <= 4_000, "{}", stats.keys);
-    assert!(stats.table_bytes <= 8192 * 32, "{}", stats.table_bytes);
+    assert!(stats.keys <= 7_000, "{}", stats.keys);
+    assert!(stats.table_bytes <= 16_384 * 16, "{}", stats.table_bytes);
+}
+
+#[test]
+fn keys_that_refill_between_checks_stay_in_the_table() {
+    // Per-client limits: each key comes back less often than its emission interval (every
+    // 20 ms at 100 per second), so it has refilled every time, but well within the sweep
+    // interval (1 s). Reclaiming such keys would send every check down the insertion path.
+    let clock = ManualClock::new();
+    let keyed = KeyedRateLimiter::<u32>::builder(Quota::per_second(100))
+        .shards(4)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut after_first_rounds = 0;
+    for round in 0..500 {
+        for k in 0..1000 {
+            assert!(keyed.check(&k).is_ok());
+            clock.advance_nanos(20_000); // 20 ms per round of 1,000 keys: 10 s in all
+        }
+        if round == 1 {
+            // While the tables grow in the first round, passes may drop a key or two that
+            // comes back in the second; from then on none goes.
+            after_first_rounds = keyed.stats().reclaimed;
+        }
+    }
+    let stats = keyed.stats();
+    assert_eq!(stats.keys, 1000);
+    assert_eq!(stats.reclaimed, after_first_rounds, "a key was reclaimed and re-added");
+    // Once they stop coming, they go: a check sweeps the shard it lands on, and `reclaim`
+    // the rest.
+    clock.advance(Duration::from_secs(3));
+    keyed.check(&5_000).unwrap();
+    let left = keyed.len();
+    let swept = keyed.stats().reclaimed - stats.reclaimed;
+    assert!(left < 1000 && swept == 1001 - left as u64, "{left} left, {swept} swept");
+    assert_eq!(keyed.reclaim(), left - 1);
+    assert_eq!(keyed.len(), 1);
+}
+
+#[test]
+fn keys_in_use_survive_passes_that_new_keys_bring_on() {
+    // 500 keys, each checked every 0.5 ms with a 10 us emission interval (so refilled at
+    // every check), while a new key arrives with every check: the tables keep growing, and
+    // their passes come far more often than a key's period. Keys in use must not be dropped
+    // by them (a pass relative to the previous one, a CLOCK-like second chance, dropped them
+    // on nearly every check). Nothing has been refilled for a sweep interval (1 s) here.
+    let clock = ManualClock::new();
+    let keyed = KeyedRateLimiter::<u64>::builder(Quota::per_second(100_000))
+        .shards(4)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for round in 0..200u64 {
+        for k in 0..500 {
+            assert!(keyed.check(&k).is_ok());
+            assert!(keyed.check(&(1_000_000 + round * 500 + k)).is_ok());
+            clock.advance_nanos(1_000);
+        }
+    }
+    let stats = keyed.stats();
+    assert_eq!((stats.reclaimed, stats.keys), (0, 500 + 200 * 500));
+}
+
+#[test]
+fn a_reading_older_than_a_reclamation_is_never_admitted_as_a_new_key() {
+    // Issue 12.3: key 1 is used up at 0 (one per second, burst 1: its state is 1 s), then
+    // reclaimed at 3 s. A check judged at 0.5 s, a reading taken before the reclamation,
+    // must be refused as the plain limiter refuses it, with the same retry time.
+    let clock = ManualClock::new();
+    let quota = Quota::per_second(1);
+    let keyed = KeyedRateLimiter::<u32>::builder(quota).shards(1).clock(clock.clone()).build();
+    let keyed = keyed.unwrap();
+    let plain = RateLimiter::with_clock(quota, clock.clone()).unwrap();
+    assert_eq!(keyed.check_at(&1, 0), plain.check_at(0));
+    clock.advance(Duration::from_secs(3));
+    assert_eq!(keyed.reclaim(), 1);
+    let stale = 500_000_000;
+    let refusal = keyed.check_at(&1, stale).unwrap_err();
+    assert_eq!(Err(refusal), plain.check_at(stale));
+    assert_eq!(refusal.earliest(), 1_000_000_000);
+    assert_eq!(keyed.available(&1), 1, "at the clock's own reading the key is fresh");
+    // A key never seen, at the same stale reading, is judged as strictly (the limiter cannot
+    // tell it from a reclaimed one): stricter than keeping every key, never looser.
+    assert!(keyed.check_at(&2, stale).is_err());
+    // Readings at or after the reclaimed states are exact again.
+    assert_eq!(keyed.check_at(&1, 1_000_000_000), Ok(()));
+    assert!(keyed.check_at(&2, 1_000_000_000).is_ok());
 }
 
 #[test]
@@ -214,7 +359,7 @@ fn reclaim_drops_every_refilled_key() {
 
 #[test]
 fn threads_checking_and_inserting_at_once_admit_exactly_the_burst() {
-    // Real threads on shared keys: reads (biased and not), inserts racing on one key, and
+    // Real threads on shared keys: reads, inserts racing on one key (with shared access), and
     // sweeps (every write that finds the shard due) all at once.
     let clock = ManualClock::new();
     let keyed = KeyedRateLimiter::<u32>::builder(Quota::per_hour(1).with_burst(3))

@@ -1,6 +1,12 @@
-//! Loom: the keyed limiter's biased shard lock never lets a writer (a new key, a sweep)
-//! touch a table while a reader (a check of a present key) is in it; loom tracks every
-//! access to the table's cell and reports any overlap as a data race.
+//! Loom: the keyed limiter's shards. Loom tracks every access to the tables' cells (the
+//! shard values behind `ShardLocks`, each key behind `OnceSlots`) and reports any access not
+//! ordered after a conflicting one, so these models check that a check never reads a table
+//! being rebuilt or a key being written; and they check that reclamation never changes a
+//! decision, whatever the order of a check and a sweep (issue 12.3).
+//!
+//! Every actor is a spawned thread; the model's main thread only sets up and joins (loom
+//! 0.7 explores a spawned thread's accesses against a parent that keeps acting poorly; see
+//! levee-core's `tests/loom_sync.rs`).
 
 use std::time::Duration;
 
@@ -8,50 +14,129 @@ use levee_core::ManualClock;
 use levee_core::sync::{Arc, model, thread};
 use levee_limit::{KeyedRateLimiter, Quota};
 
-fn limiter(clock: &ManualClock) -> KeyedRateLimiter<u32, ManualClock, foldhash::fast::FixedState> {
-    KeyedRateLimiter::<u32>::builder(Quota::per_second(1).with_burst(2))
+type Limiter = KeyedRateLimiter<u32, ManualClock, foldhash::fast::FixedState>;
+
+fn limiter(clock: &ManualClock, burst: u32) -> Limiter {
+    KeyedRateLimiter::<u32>::builder(Quota::per_second(1).with_burst(burst))
         .shards(1)
         .hasher(foldhash::fast::FixedState::with_seed(1)) // loom replays must be deterministic
-        .sweep_interval(Duration::from_millis(1))
         .clock(clock.clone())
         .build()
         .unwrap()
 }
 
+const SECOND: u64 = 1_000_000_000;
+
+/// Key 1 used up at 0 (state: 1 s). Runs `check` on one thread while another moves the clock
+/// to 3 s and reclaims every refilled key; returns what `check` returned, what `reclaim`
+/// returned, and the limiter.
+fn race_with_reclaim<R: Send + 'static>(
+    check: impl FnOnce(&Limiter) -> R + Send + 'static,
+) -> (R, usize, Arc<Limiter>) {
+    let clock = ManualClock::new();
+    let keyed = Arc::new(limiter(&clock, 1));
+    keyed.check(&1).unwrap();
+    let checker = {
+        let keyed = keyed.clone();
+        thread::spawn(move || check(&keyed))
+    };
+    let sweeper = {
+        let keyed = keyed.clone();
+        thread::spawn(move || {
+            clock.advance(Duration::from_secs(3));
+            keyed.reclaim()
+        })
+    };
+    (checker.join().unwrap(), sweeper.join().unwrap(), keyed)
+}
+
+/// Two threads check a new key at once (one adds it with shared access, the other finds it
+/// being added or added) while a third checks a present key: no access overlaps (a reader
+/// that sees the new key sees all of it), and every cell is counted once.
 #[test]
-fn a_check_and_an_insert_never_overlap() {
+fn checks_and_concurrent_inserts_never_overlap() {
     model(|| {
         let clock = ManualClock::new();
-        let keyed = Arc::new(limiter(&clock));
-        keyed.check(&1).unwrap(); // present: later checks of key 1 take the read path
-        let _ = keyed.available(&1); // one unbiased read turns the bias back on (loom setting)
-        let other = keyed.clone();
-        let t = thread::spawn(move || other.check(&2).is_ok()); // a new key: the write path
-        let mine = keyed.check(&1).is_ok();
-        assert!(t.join().unwrap());
-        assert!(mine, "key 1 has a burst of two");
-        assert!(keyed.check(&1).is_err());
+        let keyed = Arc::new(limiter(&clock, 2));
+        keyed.check(&1).unwrap();
+        let handles: Vec<_> = [2, 2, 1]
+            .into_iter()
+            .map(|key| {
+                let keyed = keyed.clone();
+                thread::spawn(move || keyed.check(&key).is_ok())
+            })
+            .collect();
+        assert!(handles.into_iter().all(|h| h.join().unwrap()));
         assert_eq!(keyed.len(), 2);
+        assert!(keyed.check(&1).is_err(), "two cells of key 1 used");
+        assert!(keyed.check(&2).is_err(), "two cells of key 2 used");
     });
 }
 
+/// A new key arrives at a shard that must be rebuilt to make room (exclusive access) while
+/// another thread checks a present key.
 #[test]
-fn a_sweep_never_drops_a_key_a_check_is_updating() {
+fn a_rebuild_never_overlaps_a_check() {
     model(|| {
         let clock = ManualClock::new();
-        let keyed = Arc::new(limiter(&clock));
-        keyed.check(&1).unwrap();
-        let _ = keyed.available(&1); // back to biased reads
-        clock.advance(Duration::from_secs(1)); // key 1 has refilled; a sweep is due
-        let other = keyed.clone();
-        let t = thread::spawn(move || other.check(&1).is_ok()); // may run the sweep
-        let reclaimed = keyed.reclaim(); // a sweep of its own
-        assert!(t.join().unwrap());
-        // Whatever the order, key 1's admission is not lost: either the sweep ran first and
-        // the check re-added the key, or the check ran first and the key is not refilled.
-        assert!(reclaimed <= 1);
-        assert_eq!(keyed.len(), 1);
-        assert!(keyed.check(&1).is_ok());
-        assert!(keyed.check(&1).is_err(), "two cells used of a burst of two");
+        let keyed = Arc::new(limiter(&clock, 2));
+        for key in 0..14 {
+            keyed.check(&key).unwrap(); // 14 of 16 slots: the next key needs a rebuild
+        }
+        let reader = {
+            let keyed = keyed.clone();
+            thread::spawn(move || keyed.check(&3).is_ok())
+        };
+        let grower = {
+            let keyed = keyed.clone();
+            thread::spawn(move || keyed.check(&100).is_ok())
+        };
+        assert!(reader.join().unwrap() && grower.join().unwrap());
+        assert_eq!(keyed.len(), 15);
+        assert!(keyed.check(&3).is_err(), "key 3's second cell was taken once");
+    });
+}
+
+/// Key 1 is used up at 0 (its state: 1 s). One thread checks it while another moves the
+/// clock to 3 s and reclaims every refilled key. Whatever the order, the check is judged as
+/// a plain limiter would judge it at the reading it took: refused (retry at 1 s) if it read
+/// 0, admitted (state 3 s + 1 s) if it read 3 s. Before the fix, a check that read 0 and then
+/// missed the reclaimed key was admitted as a new key.
+#[test]
+fn a_check_racing_a_sweep_is_judged_as_if_nothing_was_reclaimed() {
+    model(|| {
+        let (checked, reclaimed, keyed) = race_with_reclaim(|keyed| keyed.check(&1));
+        match checked {
+            Err(refusal) => assert_eq!((refusal.earliest(), reclaimed), (SECOND, 1)),
+            Ok(()) => {
+                // Admitted at 3 s: the state is 4 s, so nothing is left at 3 s.
+                assert_eq!(keyed.available(&1), 0, "admitted on a reading before the advance");
+                assert!(reclaimed <= 1);
+            }
+        }
+    });
+}
+
+/// A key never seen, checked while another thread reclaims key 1 (which raises the shard's
+/// horizon to key 1's state, 1 s): a miss whose reading is older than the horizon reads the
+/// clock again with the shard held, so the check either read 0 before the reclamation (the
+/// horizon still 0) or reads 3 s after it: admitted as a plain limiter admits a fresh key,
+/// in every order. (Judged on the reading taken before the lock, it could meet the raised
+/// horizon and be refused.)
+#[test]
+fn a_new_key_racing_a_sweep_is_admitted() {
+    model(|| {
+        let (checked, _, _) = race_with_reclaim(|keyed| keyed.check(&2));
+        assert_eq!(checked, Ok(()));
+    });
+}
+
+/// The same race with a reading the caller took before the clock moved (`check_at(0.5 s)`):
+/// refused whatever the order, as a plain limiter refuses it.
+#[test]
+fn a_stale_reading_racing_a_sweep_is_refused() {
+    model(|| {
+        let (checked, _, _) = race_with_reclaim(|keyed| keyed.check_at(&1, SECOND / 2));
+        assert_eq!(checked.unwrap_err().earliest(), SECOND);
     });
 }

@@ -147,7 +147,7 @@ impl<T> ShardedWheel<T> {
     /// # Errors
     /// [`TimerError::Full`] with the value when `max_pending` timers are pending in all shards.
     pub fn insert(&self, deadline: u64, value: T) -> Result<(TimerHandle, bool), TimerError<T>> {
-        self.insert_on(thread_shard_hint(), deadline, value)
+        self.insert_on(levee_core::sync::thread_index(), deadline, value)
     }
 
     /// [`insert`](Self::insert) on shard `hint % shards` (or, when that one is full, the next
@@ -293,27 +293,6 @@ impl<T> ShardedWheel<T> {
             s.lock().wheel.compact();
         }
     }
-}
-
-/// Which shard the calling thread inserts into: threads get consecutive numbers on first use.
-fn thread_shard_hint() -> usize {
-    use std::cell::Cell;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    // Plain std atomics even under loom: the hint only spreads threads, any value is correct
-    // (loom tests use `insert_on` so their runs are deterministic).
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static HINT: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    HINT.with(|hint| {
-        let mut h = hint.get();
-        if h == usize::MAX {
-            h = NEXT.fetch_add(1, Ordering::Relaxed);
-            hint.set(h);
-        }
-        h
-    })
 }
 
 #[cfg(all(test, not(loom)))]

@@ -6,7 +6,7 @@
 //! period: the bucket period they were counted in   written by the owner only
 //! ```
 //!
-//! Only the thread that holds the stripe's slot number (`slot.rs`) writes it, with plain
+//! Only the thread whose `levee_core::sync::thread_index` is the stripe's writes it, with plain
 //! stores: counting a success costs what a private counter costs, and no other thread ever
 //! takes from it, so nothing is claimed twice or lost in a race. When the owner counts in a
 //! new period (or generation), it first *folds* what it holds into the shared bucket of that

@@ -45,11 +45,10 @@
 //! Any other record takes the shared path and is judged, as Resilience4j judges every record;
 //! single-threaded use gives exactly its decisions.
 
-use levee_core::sync::{AtomicU64, CachePadded, Ordering};
+use levee_core::sync::{AtomicU64, CachePadded, Ordering, owned_slots, thread_index};
 
 use super::stripe::{Held, Stripe};
 use super::{Sample, Tally, tagged};
-use crate::slot;
 
 #[derive(Debug)]
 struct Bucket {
@@ -77,7 +76,7 @@ pub(crate) struct TimeWindow {
     failed: AtomicU64,
     slow: AtomicU64,
     ring: Box<[Bucket]>,
-    /// One per slot number (`slot.rs`).
+    /// One per owned [`thread_index`]: stripe `i` is written by the thread of index `i` only.
     stripes: Box<[CachePadded<Stripe>]>,
 }
 
@@ -101,7 +100,7 @@ impl TimeWindow {
             failed: AtomicU64::new(0),
             slow: AtomicU64::new(0),
             ring,
-            stripes: (0..slot::size()).map(|_| CachePadded::new(Stripe::default())).collect(),
+            stripes: (0..owned_slots()).map(|_| CachePadded::new(Stripe::default())).collect(),
         }
     }
 
@@ -147,10 +146,9 @@ impl TimeWindow {
         {
             return false;
         }
-        let Some(mine) = slot::mine() else {
+        let Some(stripe) = self.stripes.get(thread_index()) else {
             return false; // more threads than stripes: the shared path for this one
         };
-        let stripe = &self.stripes[mine];
         if !stripe.add(generation, head) {
             self.restart_stripe(stripe, generation, head);
         }
@@ -328,7 +326,7 @@ impl TimeWindow {
     }
 
     /// [`refresh`](Self::refresh) with every stripe at once, so a loom model of one refresh
-    /// reaches the stripe of whichever slot its threads were given.
+    /// reaches the stripe of whichever index its threads have.
     #[cfg(loom)]
     pub(crate) fn refresh_all_stripes(&self, generation: u32) {
         self.refresh(generation);

@@ -43,7 +43,7 @@ use levee_core::{Clock, ConfigError, Counter, EventHook, FastClock, Listener, Sl
 
 use crate::error::RetryAfter;
 use crate::quota::MAX_SPAN;
-use queue::WaitQueue;
+use queue::{WaitQueue, WakeList};
 
 /// Why a bulkhead refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -327,21 +327,46 @@ impl<C: Clock> Bulkhead<C> {
         self.hot.queued.load(Ordering::Acquire) > 0
     }
 
-    /// Hands free permits to the oldest waiters.
+    /// Hands free permits to the oldest waiters, waking them once the lock is released. A
+    /// release usually grants one waiter, whose waker is kept aside; more go into a
+    /// [`WakeList`] (at most [`WakeList::CAPACITY`] per lock hold), so nothing is allocated.
     #[cold]
     fn grant_waiters(&self) {
-        let mut wakers = Vec::new();
-        {
-            let mut queue = self.waiters.lock();
-            while queue.len() > 0 && self.try_take_published() {
-                if let Some(waker) = queue.grant_next() {
+        loop {
+            let mut first = None;
+            let mut rest: Option<WakeList> = None;
+            let more = {
+                let mut queue = self.waiters.lock();
+                loop {
+                    if rest.as_ref().is_some_and(WakeList::is_full) {
+                        break queue.len() > 0;
+                    }
+                    // A plain `try_take`: under the lock the queue is what it is (a waiter
+                    // publishes itself and re-reads under it too), the CAS acts on the latest
+                    // `in_flight`, and a limit raised by another thread is granted by the
+                    // `set_limit` that raised it.
+                    if queue.len() == 0 || !self.try_take() {
+                        break false;
+                    }
+                    let Some(waker) = queue.grant_next() else { break false };
                     // Under the lock; releasers only read `queued` as a hint to take it.
                     self.hot.queued.fetch_sub(1, Ordering::AcqRel);
-                    wakers.extend(waker);
+                    match first {
+                        None => first = Some(waker),
+                        Some(_) => rest.get_or_insert_with(WakeList::new).push(waker),
+                    }
                 }
+            };
+            if let Some(waker) = first.flatten() {
+                waker.wake();
+            }
+            if let Some(rest) = rest {
+                rest.wake_all();
+            }
+            if !more {
+                return;
             }
         }
-        wakers.into_iter().for_each(std::task::Waker::wake);
     }
 
     /// Changes the concurrency limit (at least one). Permits already out stay valid: when
@@ -472,7 +497,10 @@ impl Wait {
                         return Poll::Ready(Ok(()));
                     }
                     drop(queue);
-                    let since = bulkhead.clock.now();
+                    // The clock is read only for a maximum wait or a listener of the time
+                    // waited (0: not measured).
+                    let measure = bulkhead.max_wait.is_some() || !bulkhead.hook.is_empty();
+                    let since = if measure { bulkhead.clock.now() } else { 0 };
                     let timeout = bulkhead
                         .max_wait
                         .map(|max| Box::pin(bulkhead.clock.sleep_until(since.saturating_add(max))));
@@ -483,12 +511,14 @@ impl Wait {
                     {
                         let mut queue = bulkhead.waiters.lock();
                         if queue.take_grant(key) {
-                            let waited = bulkhead.clock.now().saturating_sub(*since);
                             drop(queue);
+                            let since = *since;
                             *self = Wait::Done;
                             bulkhead.waited.incr();
                             bulkhead.hook.emit(|| BulkheadEvent::Waited {
-                                waited: Duration::from_nanos(waited),
+                                waited: Duration::from_nanos(
+                                    bulkhead.clock.now().saturating_sub(since),
+                                ),
                             });
                             return Poll::Ready(Ok(()));
                         }

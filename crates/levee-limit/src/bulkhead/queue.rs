@@ -72,3 +72,61 @@ impl WaitQueue {
         waiter.granted
     }
 }
+
+/// Wakers collected under the queue's lock and woken after it is released: a fixed batch on
+/// the stack (as tokio's `WakeList`), so granting permits allocates nothing.
+pub(super) struct WakeList {
+    wakers: [Option<Waker>; Self::CAPACITY],
+    len: usize,
+}
+
+impl WakeList {
+    /// Wakers per batch.
+    pub(super) const CAPACITY: usize = 16;
+
+    pub(super) fn new() -> Self {
+        Self { wakers: [const { None }; Self::CAPACITY], len: 0 }
+    }
+
+    pub(super) fn is_full(&self) -> bool {
+        self.len == Self::CAPACITY
+    }
+
+    /// Adds a granted waiter's waker (`None`: it had none yet). At most `CAPACITY`.
+    pub(super) fn push(&mut self, waker: Option<Waker>) {
+        self.wakers[self.len] = waker;
+        self.len += 1;
+    }
+
+    pub(super) fn wake_all(mut self) {
+        self.wakers[..self.len].iter_mut().filter_map(Option::take).for_each(Waker::wake);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_wake_list_wakes_each_waker_once() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let mut list = WakeList::new();
+        for i in 0..WakeList::CAPACITY {
+            list.push((i % 3 != 0).then(|| Waker::from(count.clone())));
+        }
+        assert!(list.is_full());
+        list.wake_all();
+        assert_eq!(count.0.load(Ordering::Relaxed), WakeList::CAPACITY - 6);
+    }
+}

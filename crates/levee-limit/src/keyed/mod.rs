@@ -2,33 +2,52 @@
 //! returns by itself.
 //!
 //! **Lookups.** The key's hash picks a shard (its bits 48 and up) and a slot (its low bits).
-//! A key already present is checked with shared access to the shard: the state is an
-//! `AtomicU64`, so many threads check keys of one shard at once and none waits for another
-//! (exclusive access is taken only to add keys and to reclaim them). Shared access goes
-//! through a reader-biased lock (`lock.rs`): one CAS on a per-thread reader slot instead of
-//! the two atomic read-modify-writes of a reader-writer lock word.
+//! A key already present is checked with shared access to the shard: the state is an atomic
+//! word, so many threads check keys of one shard at once and none waits for another. Shared
+//! access goes through levee-core's `ShardLocks`: one exchange on a counter in the calling
+//! thread's own row, no shared lock word.
+//!
+//! **New keys** are added with shared access too (`table.rs`): the table's slots publish a
+//! key once and readers never see half of one, so a new key costs a mutex among the threads
+//! adding keys to that shard, not an exclusive lock that stops its readers. Exclusive access
+//! is taken only to rebuild a table: to reclaim, to grow, or to apply the key limit.
 //!
 //! **Reclamation (governor issue 171).** A key whose state is at or behind the clock
 //! (`tat <= now`) has refilled completely: it behaves exactly like a key never seen, so it can
-//! be dropped without changing any decision. Nothing has to call a `retain_recent`:
+//! be dropped without changing any decision. Nothing has to call a `retain_recent`: a key
+//! that has been refilled for a whole sweep interval is dropped
 //!
-//! - when a shard's table would grow past 3/4 load, it first drops such keys and is rebuilt
-//!   for the survivors (it grows only if they need the room, and shrinks when most are gone);
-//!   the work is proportional to the table and happens at most once per doubling, so it is
-//!   amortised O(1) per insertion;
-//! - every `sweep_interval` (by default the quota's refill time, at least one second) the
-//!   next check that lands on a shard claims the sweep (one CAS, so one thread does it) and
-//!   sweeps it under the write lock, so after a burst over many keys, memory returns to the
-//!   working set as traffic goes on, even if no new key arrives.
+//! - when its shard's table would grow past 7/8 load (the table is first rebuilt for the
+//!   keys worth keeping; it grows only if they need the room, and shrinks when most are
+//!   gone); the work is proportional to the table and amortised O(1) per insertion;
+//! - every `sweep_interval` (by default the quota's refill time, at least one second), when
+//!   the next check that lands on a shard claims its sweep (one CAS, so one thread does it),
+//!   so after a burst over many keys memory returns to the working set as traffic goes on,
+//!   even if no new key arrives.
 //!
-//! [`KeyedRateLimiter::reclaim`] sweeps every shard at once for those who want to.
+//! Waiting a sweep interval past the refill is what keeps reclamation off the ordinary
+//! check: a per-client key checked less often than its emission interval refills between its
+//! checks, and is still in the table when it comes back within the interval (were it
+//! dropped, its next check would have to add it again). The price is memory: keys seen once
+//! stay for up to two intervals, so a limiter facing a flood of new keys holds about two
+//! intervals' worth of them (a shorter `sweep_interval` trades re-additions for memory).
+//! [`KeyedRateLimiter::reclaim`] drops every refilled key at once for those who want to.
+//!
+//! **Reclamation never changes a decision.** A key not in its shard's table is judged on the
+//! largest state reclamation dropped there (`table.rs`, "The horizon"): exact at readings at
+//! or after it, and `check` reads the clock again, with the shard held, when its reading is
+//! older (`shard.rs`), so a key it misses had refilled by the time it reads. A reading the
+//! caller took itself (`check_at`) can be older than the last reclamation of the shard; a key
+//! it misses is then judged on that bound, so keeping the key could only have admitted more;
+//! automatic passes drop only keys refilled a sweep interval ago, so a reading up to a sweep
+//! interval old is exact.
 //!
 //! **Key limit.** With [`max_keys`](KeyedBuilder::max_keys), each shard holds at most
 //! `max_keys / shards` keys. A new key arriving at a full shard first reclaims refilled keys;
 //! if none are, [`KeyLimitPolicy`] decides: evict the keys closest to refilled (the default)
 //! or refuse the new key until one refills.
 
-mod lock;
+mod shard;
 mod table;
 mod view;
 
@@ -37,7 +56,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
-use levee_core::sync::{AtomicU64, CachePadded, Ordering};
+use levee_core::sync::{Ordering, ShardLocks};
 use levee_core::{Clock, ConfigError, Counter, EventHook, FastClock, Listener, nanos};
 
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
@@ -45,8 +64,7 @@ use crate::quota::{Gcra, Quota};
 use crate::state::LimitState;
 use crate::stats::{RateCounters, RateEvent};
 use crate::wait::{Jitter, retry_until};
-use lock::{ReaderSlots, ShardLock};
-use table::Table;
+use shard::Shard;
 pub use view::KeyLimit;
 
 /// The default hasher: foldhash, seeded per limiter (fast, and not predictable by clients
@@ -70,30 +88,13 @@ pub enum KeyLimitPolicy {
     RefuseNewKeys,
 }
 
-struct Shard<K> {
-    table: ShardLock<Table<K>>,
-    /// This shard's tag in the reader slots: its index + 1.
-    tag: usize,
-    /// Clock reading at which the next time-based sweep is due; `u64::MAX` while empty.
-    sweep_due: AtomicU64,
-}
-
-/// What an insertion under the write lock came to.
-enum Inserted {
-    /// Another thread had added the key meanwhile; this is the check on its state.
-    Existing(Result<(), CheckNError>),
-    /// A new key, admitted.
-    New,
-    /// The shard is full and the policy refuses new keys.
-    Refused(Throttled),
-}
-
 /// A GCRA rate limit per key (client IP, API token, user id...), in a sharded table whose
 /// memory is bounded by design.
 ///
-/// Checking a key already present takes shared access to its shard (one CAS on a reader
-/// slot), one CAS on the key's state, and no allocation. Keys that have refilled are reclaimed automatically (see the module
-/// docs), and an optional key limit bounds memory outright.
+/// Checking a key already present takes shared access to its shard (one exchange on the
+/// calling thread's own reader counter), one CAS on the key's state, and no allocation; a
+/// new key is added with shared access too. Keys that have refilled are reclaimed
+/// automatically (see the module docs), and an optional key limit bounds memory outright.
 ///
 /// ```
 /// use std::time::Duration;
@@ -110,15 +111,15 @@ enum Inserted {
 /// assert!(limiter.check("bob").is_ok(), "keys are limited independently");
 /// assert_eq!(limiter.len(), 2);
 ///
-/// // Once both have refilled, they are dropped without any call to clean up.
-/// clock.advance(Duration::from_secs(2));
+/// // Once both have been refilled for a sweep interval (here one second), they are dropped
+/// // without any call to clean up.
+/// clock.advance(Duration::from_secs(3));
 /// assert!(limiter.check("carol").is_ok());
 /// assert_eq!(limiter.len(), 1);
 /// # Ok::<(), levee_core::ConfigError>(())
 /// ```
 pub struct KeyedRateLimiter<K, C = FastClock, S = DefaultHasher> {
-    shards: Box<[CachePadded<Shard<K>>]>,
-    readers: ReaderSlots,
+    shards: ShardLocks<Shard<K>>,
     hasher: S,
     gcra: Gcra,
     clock: C,
@@ -205,12 +206,15 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.check_inner(key, self.clock.now(), true)
+        let clock = || self.clock.now();
+        self.check_inner(key, 1, clock(), &clock, true).map_err(CheckNError::expect_throttled)
     }
 
     /// As [`check`](Self::check), judged at clock reading `now` that the caller already
     /// took from this limiter's [`clock`](Self::clock) (see
-    /// [`RateLimiter::check_at`](crate::RateLimiter::check_at)).
+    /// [`RateLimiter::check_at`](crate::RateLimiter::check_at)). A reading older than the
+    /// key's shard's last reclamation may be judged more strictly than with the key kept,
+    /// never less (see the module docs).
     ///
     /// # Errors
     /// As [`check`](Self::check).
@@ -220,38 +224,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.check_inner(key, now, true)
-    }
-
-    #[inline]
-    fn check_inner<Q>(&self, key: &Q, now: u64, report: bool) -> Result<(), Throttled>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    {
-        let hash = self.hasher.hash_one(key);
-        let shard = self.shard(hash);
-        // The read section returns one word (0: admitted; else the earliest time it could
-        // be) rather than a `Result<(), Throttled>`, which the compiler would assemble in
-        // memory and read back through a failed store forward on every call.
-        let hit = self.read(shard, |table| {
-            table.find(hash, key).map(|tat| match self.gcra.check(tat, now) {
-                Ok(()) => 0,
-                Err(refusal) => refusal.earliest(),
-            })
-        });
-        match hit {
-            Some(0) => {
-                self.after_hit(shard, now);
-                self.count(Ok(()), 1)
-            }
-            Some(earliest) => {
-                self.after_hit(shard, now);
-                let refusal = Throttled::new(now, earliest);
-                if report { self.count(Err(refusal), 1) } else { Err(refusal) }
-            }
-            None => self.insert(shard, hash, key, now, 1).map_err(CheckNError::expect_throttled),
-        }
+        self.check_inner(key, 1, now, &|| now, true).map_err(CheckNError::expect_throttled)
     }
 
     /// Admits `n` cells at once for `key` (all or none; `n == 0` succeeds and adds no key).
@@ -281,171 +254,14 @@ where
             self.counters.rejected.incr();
             return Err(InsufficientCapacity { requested: n, burst: self.gcra.burst }.into());
         }
-        let hash = self.hasher.hash_one(key);
-        let shard = self.shard(hash);
-        let now = self.clock.now();
-        let hit = self
-            .read(shard, |table| table.find(hash, key).map(|tat| self.gcra.check_n(tat, now, n)));
-        match hit {
-            Some(result) => {
-                self.after_hit(shard, now);
-                match result {
-                    Ok(()) => self.count(Ok(()), n).map_err(Into::into),
-                    Err(CheckNError::Throttled(t)) if report => {
-                        self.count(Err(t), n).map_err(Into::into)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            None => self.insert(shard, hash, key, now, n),
-        }
+        let clock = || self.clock.now();
+        self.check_inner(key, n, clock(), &clock, report)
     }
 
+    /// The shard of a hash: its bits 48 and up (the table uses the low bits).
     #[inline]
-    fn shard(&self, hash: u64) -> &Shard<K> {
-        // Bits 48.. pick the shard; the table uses the low bits.
-        &self.shards[(hash >> 48) as usize & (self.shards.len() - 1)]
-    }
-
-    /// Shared access to a shard's table (biased: usually one CAS on a reader slot).
-    #[inline]
-    fn read<R>(&self, shard: &Shard<K>, f: impl FnOnce(&Table<K>) -> R) -> R {
-        shard.table.read(&self.readers, shard.tag, f)
-    }
-
-    /// Exclusive access to a shard's table.
-    fn write<R>(&self, shard: &Shard<K>, f: impl FnOnce(&mut Table<K>) -> R) -> R {
-        shard.table.write(&self.readers, shard.tag, f)
-    }
-
-    #[inline]
-    fn count(&self, result: Result<(), Throttled>, cells: u32) -> Result<(), Throttled> {
-        self.counters.settle(&self.hook, self.count_admitted, cells, result)
-    }
-
-    /// After a hit: sweep the shard if its time has come.
-    #[inline]
-    fn after_hit(&self, shard: &Shard<K>, now: u64) {
-        // Relaxed: a hint; the sweep itself runs under the write lock and re-checks.
-        if shard.sweep_due.load(Ordering::Relaxed) <= now {
-            self.sweep_due_shard(shard, now);
-        }
-    }
-
-    #[cold]
-    fn sweep_due_shard(&self, shard: &Shard<K>, now: u64) {
-        // Claim the sweep so that one thread does it while the others carry on: moving the
-        // due time to "never" hides it from them until `sweep` schedules the next one.
-        // Relaxed: the claim orders nothing; the write lock orders the table.
-        let due = shard.sweep_due.load(Ordering::Relaxed);
-        if due <= now
-            && shard
-                .sweep_due
-                .compare_exchange(due, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let swept = self.write(shard, |table| self.sweep(shard, table, now, 0));
-            self.report_sweep(swept);
-        }
-    }
-
-    /// Drops the refilled keys of a locked shard (rebuilding it with room for `room` more)
-    /// and schedules its next sweep. Returns `(reclaimed, remaining)` for `report_sweep`,
-    /// called once the lock is released (listeners never run under a shard lock).
-    fn sweep(
-        &self,
-        shard: &Shard<K>,
-        table: &mut Table<K>,
-        now: u64,
-        room: usize,
-    ) -> (usize, usize) {
-        let reclaimed = table.rebuild(now, room);
-        let due = if table.len() == 0 { u64::MAX } else { now.saturating_add(self.sweep_interval) };
-        // Relaxed: read only as a hint by `after_hit`; the write lock orders the rest.
-        shard.sweep_due.store(due, Ordering::Relaxed);
-        (reclaimed, table.len())
-    }
-
-    fn report_sweep(&self, (reclaimed, remaining): (usize, usize)) {
-        if reclaimed > 0 {
-            self.reclaimed.add(reclaimed as u64);
-            self.hook.emit(|| RateEvent::KeysReclaimed { reclaimed, remaining });
-        }
-    }
-
-    /// The slow path: `key` was not in its shard. Takes the write lock, and admits the key's
-    /// first cells into a fresh state (a new key is full, so `n <= burst` always fits).
-    #[cold]
-    fn insert<Q>(
-        &self,
-        shard: &Shard<K>,
-        hash: u64,
-        key: &Q,
-        now: u64,
-        n: u32,
-    ) -> Result<(), CheckNError>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    {
-        let mut sweeps = [(0, 0); 2];
-        let mut evicted = 0;
-        let outcome = self.write(shard, |table| {
-            if let Some(tat) = table.find(hash, key) {
-                // Another thread added it since our read.
-                return Inserted::Existing(self.gcra.check_n(tat, now, n));
-            }
-            if table.len() >= self.shard_limit {
-                sweeps[0] = self.sweep(shard, table, now, 1);
-                if table.len() >= self.shard_limit {
-                    match self.policy {
-                        KeyLimitPolicy::EvictNearestRefilled => evicted = Self::evict(table),
-                        KeyLimitPolicy::RefuseNewKeys => {
-                            let earliest = table.min_tat().unwrap_or(now).max(now);
-                            return Inserted::Refused(Throttled::new(now, earliest));
-                        }
-                    }
-                }
-            }
-            if table.is_full() || shard.sweep_due.load(Ordering::Relaxed) <= now {
-                // Reclaim before growing (the rebuild sizes the table for what survives),
-                // or because this shard's sweep is due anyway and we hold its lock.
-                sweeps[1] = self.sweep(shard, table, now, 1);
-            }
-            // A fresh key's state is `now`; admitting n cells moves it to now + n * t.
-            let tat = now.saturating_add(u64::from(n) * self.gcra.t);
-            table.insert(hash, key.to_owned(), tat);
-            if shard.sweep_due.load(Ordering::Relaxed) == u64::MAX {
-                shard.sweep_due.store(now.saturating_add(self.sweep_interval), Ordering::Relaxed);
-            }
-            Inserted::New
-        });
-        sweeps.into_iter().for_each(|s| self.report_sweep(s));
-        if evicted > 0 {
-            self.evicted.add(evicted as u64);
-            self.hook.emit(|| RateEvent::KeysEvicted { evicted });
-        }
-        match outcome {
-            Inserted::New => {
-                self.counters.admit(self.count_admitted, n);
-                Ok(())
-            }
-            Inserted::Existing(Ok(())) => self.count(Ok(()), n).map_err(Into::into),
-            Inserted::Existing(Err(CheckNError::Throttled(t))) | Inserted::Refused(t) => {
-                Err(self.counters.record_throttled(&self.hook, n, t).into())
-            }
-            Inserted::Existing(Err(e)) => Err(e),
-        }
-    }
-
-    /// Evicts the eighth of a full shard whose states are smallest (closest to refilled).
-    /// Returns how many keys went.
-    fn evict(table: &mut Table<K>) -> usize {
-        let mut tats = table.tats();
-        let victims = (tats.len() / 8).max(1);
-        let (_, cutoff, _) = tats.select_nth_unstable(victims - 1);
-        let cutoff = *cutoff;
-        table.rebuild(cutoff, 1)
+    fn shard_index(&self, hash: u64) -> usize {
+        (hash >> 48) as usize & (self.shards.len() - 1)
     }
 
     /// Cells `key` could be admitted right now (the burst for an unknown key).
@@ -468,18 +284,18 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        let now = self.clock.now();
-        let tat = self.read(self.shard(hash), |table| {
-            // Relaxed: a snapshot.
-            table.find(hash, key).map_or(0, |t| t.load(Ordering::Relaxed))
-        });
-        self.gcra.state(tat, now)
+        self.shards.read(self.shard_index(hash), |shard| {
+            let now = self.clock.now(); // inside the lock, as `check` (`shard.rs`)
+            let table = &shard.table;
+            let tat = table.find(hash, key).map_or(table.horizon(), |t| t.load(Ordering::Relaxed));
+            self.gcra.state(tat, now)
+        })
     }
 
     /// Keys currently tracked (refilled keys count until they are reclaimed).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| self.read(s, Table::len)).sum()
+        (0..self.shards.len()).map(|i| self.shards.read(i, |s| s.table.len())).sum()
     }
 
     /// True when no key is tracked.
@@ -490,15 +306,18 @@ where
 
     /// Reclaims every refilled key now, in every shard, and shrinks the tables. Returns how
     /// many keys were dropped. Never needed for bounded memory (see the module docs); useful
-    /// before measuring, or to return memory at once after a known burst.
+    /// before measuring, or to return memory at once after a known burst. Afterwards a
+    /// `check_at` with a reading older than this call is judged on the dropped states' bound
+    /// (module docs).
     pub fn reclaim(&self) -> usize {
-        let now = self.clock.now();
-        self.shards
-            .iter()
-            .map(|shard| {
-                let swept = self.write(shard, |table| self.sweep(shard, table, now, 0));
-                self.report_sweep(swept);
-                swept.0
+        (0..self.shards.len())
+            .map(|i| {
+                let pass = self.shards.write(i, |shard| {
+                    let now = self.clock.now();
+                    self.pass(shard, now, now, 0)
+                });
+                self.report_pass(pass);
+                pass.0
             })
             .sum()
     }
@@ -506,8 +325,8 @@ where
     /// A snapshot of the counters and of the table sizes.
     #[must_use]
     pub fn stats(&self) -> KeyedStats {
-        let (keys, table_bytes) = self.shards.iter().fold((0, 0), |(k, b), s| {
-            let (len, bytes) = self.read(s, |t| (t.len(), t.footprint()));
+        let (keys, table_bytes) = (0..self.shards.len()).fold((0, 0), |(k, b), i| {
+            let (len, bytes) = self.shards.read(i, |s| (s.table.len(), s.table.footprint()));
             (k + len, b + bytes)
         });
         let rate = self.counters.snapshot(self.count_admitted);
@@ -559,9 +378,11 @@ where
     {
         // Refusals while waiting are steps of the wait, not rejected calls: they are
         // counted and reported here only as the wait.
-        let ((), waited) =
-            retry_until(&self.clock, jitter, || self.check_inner(key, self.clock.now(), false))
-                .await;
+        let clock = || self.clock.now();
+        let check = || {
+            self.check_inner(key, 1, clock(), &clock, false).map_err(CheckNError::expect_throttled)
+        };
+        let ((), waited) = retry_until(&self.clock, jitter, check).await;
         self.counters.record_wait(&self.hook, 1, waited);
     }
 }
@@ -625,8 +446,8 @@ impl<K: Hash + Eq, C: Clock, S: BuildHasher> KeyedBuilder<K, C, S> {
         }
     }
 
-    /// Number of shards: a power of two from 1 to 4096 (default 64). More shards mean
-    /// less contention on each shard's lock word and smaller sweeps; each shard is
+    /// Number of shards: a power of two from 1 to 4096 (default 64). More shards mean fewer
+    /// threads adding keys to one shard at once and smaller rebuilds; each shard is
     /// reclaimed when traffic reaches it.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = shards;
@@ -642,8 +463,10 @@ impl<K: Hash + Eq, C: Clock, S: BuildHasher> KeyedBuilder<K, C, S> {
         self
     }
 
-    /// How often each shard is swept for refilled keys while traffic reaches it (default:
-    /// the quota's refill time, at least one second).
+    /// How often each shard is swept while traffic reaches it, and how long a key stays
+    /// after it has refilled (default: the quota's refill time, at least one second). A key
+    /// that comes back within the interval finds its state still there; memory holds the
+    /// keys active within about two intervals.
     pub fn sweep_interval(mut self, interval: Duration) -> Self {
         self.sweep_interval = Some(interval);
         self
@@ -688,24 +511,9 @@ impl<K: Hash + Eq, C: Clock, S: BuildHasher> KeyedBuilder<K, C, S> {
             Some(d) => nanos(ConfigError::require_positive("sweep_interval", d)?),
             None => (gcra.t + gcra.tau).max(1_000_000_000),
         };
-        let shards = (0..self.shards)
-            .map(|i| {
-                CachePadded::new(Shard {
-                    table: ShardLock::new(Table::new()),
-                    tag: i + 1,
-                    sweep_due: AtomicU64::new(u64::MAX),
-                })
-            })
-            .collect();
-        // Enough reader slots that threads rarely share one (a shared slot only sends a
-        // reader to the shard's plain read lock).
-        let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
-        // Under loom, few slots keep the writers' scans (one modelled RMW per slot) small.
-        let slots = if cfg!(loom) { 8 } else { (threads * 8).next_power_of_two().clamp(64, 1024) };
-        let readers = ReaderSlots::new(slots);
+        let shards = ShardLocks::new(self.shards, |_| Shard::new());
         Ok(KeyedRateLimiter {
             shards,
-            readers,
             hasher: self.hasher,
             gcra,
             clock: self.clock,

@@ -1,0 +1,403 @@
+//! `ShardLocks`: a set of values, each behind a reader-writer lock whose readers write only
+//! their own thread's cache line. The one read-mostly lock of the workspace (the cache's
+//! shards, the keyed limiter's shards).
+//!
+//! **Why.** A reader of a plain `RwLock` does two atomic read-modify-writes on the lock word
+//! (enter and leave), and two threads reading the same shard fight over that word's cache
+//! line: on a hot path (a cache hit, a rate-limit check) that costs as much as the work
+//! itself. Here a reader raises a counter in its own *row* and, when it leaves, lowers it
+//! with a plain store; nobody else writes that row, so readers never share a written line.
+//! After BRAVO (Dice and Kogan, "BRAVO: Biased Locking for Reader-Writer Locks", USENIX ATC
+//! 2019), with exact per-thread rows instead of a hashed table.
+//!
+//! **Layout.** One row per [`thread_index`] below [`owned_slots`] (four per CPU, 8 to 256),
+//! plus one shared overflow row for threads beyond it (and threads tearing down), which uses
+//! read-modify-writes: correct, merely slower. A row is one padded line of [`CLASSES`]
+//! reader counters and [`TALLIES`] event counts; shard `i` uses reader counter
+//! `i % CLASSES`, so all the shards of a set cost a thread one line, and a writer waits only
+//! for readers of its class. Each shard has a `writing` flag next to its value and a mutex
+//! that orders writers.
+//!
+//! **Tallies.** A reader can count an event (a hit, a miss) in its own row for free: the row
+//! is already in its cache and no one else writes it. [`ShardLocks::tally`] sums a count over
+//! the rows.
+//!
+//! **The handshake** (Dekker's; the labels recur at each access below).
+//!
+//! ```text
+//!   reader of shard i                       writer of shard i
+//!   A: row[i % CLASSES] += 1   (SeqCst)     (lock the shard's writer mutex)
+//!   B: load writing[i]         (SeqCst)     C: writing[i] = true        (SeqCst)
+//!      set: undo A, wait for the mutex,     D: load row[i % CLASSES]    (SeqCst)
+//!           retry                              of every row until all are 0
+//!      clear: read the value                   write the value
+//!   E: row[i % CLASSES] -= 1   (Release)    F: writing[i] = false       (Release)
+//! ```
+//!
+//! `A`, `B`, `C` and `D` are `SeqCst`, so they sit in one total order. If `B` reads `false`,
+//! `B` precedes `C`, so `A` precedes `D` and `D` sees the raised count (or a later value of
+//! that counter, which stays non-zero until `E`): the writer waits for `E`, whose release
+//! orders the reader's accesses before the writer's. Otherwise `B` follows `C` and the reader
+//! backs out. A reader that reads the value after `F` acquired it through `B` (which reads
+//! `F`'s store, or a later writer's `C`, in which case it backs out again). On x86 the
+//! reader's `A` is one `xchg` and `E` a plain store; `B` and `D` are plain loads.
+//!
+//! **Waiting.** A reader that finds `writing` set waits by taking and dropping the writer
+//! mutex (it parks until the writer is done) rather than spinning; a writer waits for
+//! readers (short critical sections) with [`Backoff`].
+//!
+//! **Do not nest.** A thread must not read a shard of a set while it reads a shard of the same
+//! set: if a writer of a shard of the same class comes in between, the inner read waits for
+//! that writer and the writer for the outer read. (A plain `RwLock` has the same rule.)
+//!
+//! **loom** models `SeqCst` accesses as acquire-release, too weak for this handshake, but it
+//! models `SeqCst` fences exactly: the loom build adds one between `A` and `B` and between
+//! `C` and `D` ([`handshake_fence`]), the real build pays nothing for it
+//! (`tests/loom_sync.rs`).
+#![allow(unsafe_code)]
+
+use std::fmt;
+
+use super::thread_index::{owned_slots, thread_index};
+use super::{AtomicBool, AtomicU32, AtomicU64, Backoff, CachePadded, Mutex, Ordering, UnsafeCell};
+
+/// Reader counters in one row: shard `i` uses counter `i % CLASSES`.
+pub const CLASSES: usize = 16;
+
+/// Event counts in one row, for [`ShardLocks::read_tallied`].
+pub const TALLIES: usize = 4;
+
+/// A reader row: one reader counter per class of shards and the tallies, written only by the
+/// row's thread (or, for the overflow row, with read-modify-writes). 96 bytes: one
+/// `CachePadded` unit.
+struct Row {
+    readers: [AtomicU32; CLASSES],
+    tallies: [AtomicU64; TALLIES],
+}
+
+impl Row {
+    fn new() -> Self {
+        Self {
+            readers: std::array::from_fn(|_| AtomicU32::new(0)),
+            tallies: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+struct Shard<T> {
+    writing: AtomicBool,
+    /// Orders writers, and parks readers that wait for one.
+    writer: Mutex<()>,
+    value: UnsafeCell<T>,
+}
+
+/// `n` values, each behind a reader-writer lock built for many readers and rare writers (see
+/// the module docs): a read costs one atomic exchange on a cache line only the calling thread
+/// writes; a write scans one counter per reader row.
+///
+/// ```
+/// use levee_core::sync::ShardLocks;
+///
+/// let shards = ShardLocks::new(4, |i| vec![i]);
+/// shards.write(2, |v| v.push(20));
+/// assert_eq!(shards.read(2, |v| v.clone()), [2, 20]);
+/// assert_eq!(shards.len(), 4);
+/// ```
+pub struct ShardLocks<T> {
+    shards: Box<[CachePadded<Shard<T>>]>,
+    /// Row `i` belongs to the thread of index `i`.
+    rows: Box<[CachePadded<Row>]>,
+    /// The row of every other thread.
+    overflow: CachePadded<Row>,
+}
+
+// SAFETY: a `ShardLocks` hands out `&T` to many threads at once (so `T: Sync`) and `&mut T`
+// to one thread at a time, possibly not the one that created it (so `T: Send`); every access
+// goes through `read`/`write`, whose handshake (module docs) keeps the two apart.
+unsafe impl<T: Send + Sync> Sync for ShardLocks<T> {}
+// SAFETY: moving the set moves the `T`s it owns; nothing in it is tied to a thread.
+unsafe impl<T: Send> Send for ShardLocks<T> {}
+
+impl<T> fmt::Debug for ShardLocks<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShardLocks")
+            .field("shards", &self.shards.len())
+            .field("reader_rows", &(self.rows.len() + 1))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> ShardLocks<T> {
+    /// `shards` values (at least one), the `i`-th made by `init(i)`.
+    ///
+    /// # Panics
+    /// When `shards` is zero.
+    pub fn new(shards: usize, mut init: impl FnMut(usize) -> T) -> Self {
+        assert!(shards > 0, "a ShardLocks needs at least one shard");
+        Self {
+            shards: (0..shards)
+                .map(|i| {
+                    CachePadded::new(Shard {
+                        writing: AtomicBool::new(false),
+                        writer: Mutex::new(()),
+                        value: UnsafeCell::new(init(i)),
+                    })
+                })
+                .collect(),
+            rows: (0..owned_slots()).map(|_| CachePadded::new(Row::new())).collect(),
+            overflow: CachePadded::new(Row::new()),
+        }
+    }
+
+    /// Number of shards.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Always false: a set has at least one shard.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Runs `f` with shared access to shard `i`.
+    ///
+    /// # Panics
+    /// When `i >= self.len()`.
+    #[inline]
+    pub fn read<R>(&self, i: usize, f: impl FnOnce(&T) -> R) -> R {
+        self.read_tallied(i, |value| (f(value), None))
+    }
+
+    /// As [`read`](Self::read), and counts one event in tally `k` of the calling thread's row
+    /// when `f` returns `Some(k)` (`k < TALLIES`; see [`tally`](Self::tally)).
+    ///
+    /// # Panics
+    /// When `i >= self.len()` or `f` returns `Some(k)` with `k >= TALLIES`.
+    #[inline]
+    pub fn read_tallied<R>(&self, i: usize, f: impl FnOnce(&T) -> (R, Option<usize>)) -> R {
+        let shard = &*self.shards[i];
+        let (row, exclusive) = match self.rows.get(thread_index()) {
+            Some(row) => (&**row, true),
+            None => (&*self.overflow, false),
+        };
+        let counter = &row.readers[i % CLASSES];
+        let before = loop {
+            let before = if exclusive {
+                // A (SeqCst: module docs). Only this thread writes its row, so a load and
+                // an exchange stand in for a read-modify-write.
+                let n = counter.load(Ordering::Relaxed);
+                counter.swap(n + 1, Ordering::SeqCst);
+                n
+            } else {
+                counter.fetch_add(1, Ordering::SeqCst) // A, shared row
+            };
+            handshake_fence();
+            // B (SeqCst: module docs; acquires the last writer's F).
+            if !shard.writing.load(Ordering::SeqCst) {
+                break before;
+            }
+            leave(counter, exclusive, before); // undo A
+            drop(shard.writer.lock()); // parks until the writer is done
+        };
+        let leave_guard = Leave { counter, exclusive, before };
+        // SAFETY: this thread's count is raised (A) and no writer was flagged after it (B),
+        // so any writer of this shard waits in D until `leave_guard` drops (module docs);
+        // other readers only read.
+        let (result, tally) = shard.value.with(|p| f(unsafe { &*p }));
+        drop(leave_guard);
+        if let Some(k) = tally {
+            let tally = &row.tallies[k];
+            // Relaxed: a statistic. Only this thread writes an exclusive row.
+            if exclusive {
+                tally.store(tally.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            } else {
+                tally.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    /// Events counted in tally `k` by [`read_tallied`](Self::read_tallied), over all threads.
+    ///
+    /// # Panics
+    /// When `k >= TALLIES`.
+    #[must_use]
+    pub fn tally(&self, k: usize) -> u64 {
+        self.rows
+            .iter()
+            .chain(std::iter::once(&self.overflow))
+            .map(|row| row.tallies[k].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Runs `f` with exclusive access to shard `i`.
+    ///
+    /// # Panics
+    /// When `i >= self.len()`.
+    pub fn write<R>(&self, i: usize, f: impl FnOnce(&mut T) -> R) -> R {
+        let shard = &*self.shards[i];
+        let _writer = shard.writer.lock();
+        // C (SeqCst: module docs).
+        shard.writing.store(true, Ordering::SeqCst);
+        let _clear = ClearWriting(&shard.writing);
+        handshake_fence();
+        let class = i % CLASSES;
+        for row in self.rows.iter().chain(std::iter::once(&self.overflow)) {
+            let backoff = Backoff::new();
+            // D (SeqCst: module docs; acquires each reader's E).
+            while row.readers[class].load(Ordering::SeqCst) != 0 {
+                backoff.snooze();
+            }
+        }
+        // SAFETY: we hold the writer mutex (no other writer), raised `writing` (C), and then
+        // saw every reader count of this class at zero (D), so no reader is inside `read`'s
+        // closure for this shard, and new ones back out until `_clear` drops (module docs).
+        shard.value.with_mut(|p| f(unsafe { &mut *p }))
+    }
+
+    /// Exclusive access to shard `i` through `&mut self` (no locking).
+    ///
+    /// # Panics
+    /// When `i >= self.len()`.
+    pub fn get_mut(&mut self, i: usize) -> &mut T {
+        // SAFETY: `&mut self` excludes every `read` and `write`.
+        self.shards[i].value.with_mut(|p| unsafe { &mut *p })
+    }
+}
+
+/// A `SeqCst` fence in the loom build only (module docs, "loom").
+#[inline(always)]
+fn handshake_fence() {
+    #[cfg(loom)]
+    super::fence(Ordering::SeqCst);
+}
+
+/// E: lowers the reader's count (Release: the reader's accesses happen before a writer's D
+/// that reads this store).
+#[inline]
+fn leave(counter: &AtomicU32, exclusive: bool, before: u32) {
+    if exclusive {
+        counter.store(before, Ordering::Release);
+    } else {
+        counter.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Leaves the read side, also when the reader's closure panics.
+struct Leave<'a> {
+    counter: &'a AtomicU32,
+    exclusive: bool,
+    before: u32,
+}
+
+impl Drop for Leave<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        leave(self.counter, self.exclusive, self.before);
+    }
+}
+
+/// F: lowers the writer flag, also when the writer's closure panics (Release: the writer's
+/// accesses happen before those of a reader whose B reads this store).
+struct ClearWriting<'a>(&'a AtomicBool);
+
+impl Drop for ClearWriting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_and_writers_see_each_others_work() {
+        let locks = ShardLocks::new(3, |_| 0u64);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let locks = &locks;
+                s.spawn(move || {
+                    for k in 0..1000 {
+                        let i = (t + k) % 3;
+                        locks.write(i, |v| *v += 1);
+                        assert!(locks.read(i, |v| *v) >= 1);
+                    }
+                });
+            }
+        });
+        assert_eq!((0..3).map(|i| locks.read(i, |v| *v)).sum::<u64>(), 4000);
+    }
+
+    #[test]
+    fn a_panicking_reader_or_writer_releases_the_lock() {
+        let locks = ShardLocks::new(1, |_| 1u32);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            locks.read(0, |_| panic!("reader panics"))
+        }));
+        assert!(r.is_err());
+        locks.write(0, |v| *v = 2); // would wait forever if the reader were still counted
+        let w = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            locks.write(0, |_| panic!("writer panics"))
+        }));
+        assert!(w.is_err());
+        assert_eq!(locks.read(0, |v| *v), 2, "readers are not shut out by a dead writer");
+    }
+
+    #[test]
+    fn threads_beyond_the_rows_share_the_overflow_row() {
+        let locks = ShardLocks::new(2, |_| 0u64);
+        let threads = locks.rows.len() + 9;
+        let barrier = std::sync::Barrier::new(threads);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    let _ = thread_index();
+                    barrier.wait(); // all alive at once: some have no row of their own
+                    for k in 0..100 {
+                        locks.write(k % 2, |v| *v += 1);
+                        locks.read(k % 2, |v| assert!(*v >= 1));
+                    }
+                });
+            }
+        });
+        assert_eq!(locks.read(0, |v| *v) + locks.read(1, |v| *v), 100 * threads as u64);
+        let rows = || locks.rows.iter().chain(std::iter::once(&locks.overflow));
+        assert!(rows().all(|r| r.readers.iter().all(|c| c.load(Ordering::Relaxed) == 0)));
+    }
+
+    #[test]
+    fn tallies_count_across_threads() {
+        let locks = ShardLocks::new(2, |_| ());
+        std::thread::scope(|s| {
+            for _ in 0..locks.rows.len() + 4 {
+                s.spawn(|| {
+                    for k in 0..100 {
+                        locks.read_tallied(k % 2, |()| ((), Some(k % 2)));
+                        locks.read_tallied(0, |()| ((), None));
+                    }
+                });
+            }
+        });
+        let threads = locks.rows.len() as u64 + 4;
+        assert_eq!(
+            (locks.tally(0), locks.tally(1), locks.tally(2)),
+            (50 * threads, 50 * threads, 0)
+        );
+    }
+
+    #[test]
+    fn shards_of_one_class_are_still_separate_values() {
+        let mut locks = ShardLocks::new(CLASSES + 1, |i| i);
+        assert_eq!(locks.read(CLASSES, |v| *v), CLASSES);
+        locks.write(0, |v| *v = 100);
+        assert_eq!(locks.read(CLASSES, |v| *v), CLASSES);
+        *locks.get_mut(CLASSES) += 1;
+        assert_eq!(locks.read(CLASSES, |v| *v), CLASSES + 1);
+        assert_eq!(locks.read(0, |v| *v), 100);
+        assert!(!locks.is_empty());
+        assert!(format!("{locks:?}").contains("ShardLocks"));
+    }
+}
