@@ -44,7 +44,9 @@ pub enum Overflow {
 #[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct SubscriptionConfig {
-    /// Name, unique within the topic.
+    /// Name, unique within the topic. (Left out of a settings file when empty: a file may
+    /// hold one set of settings for several subscriptions, each named in code.)
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "String::is_empty"))]
     pub name: String,
     /// Only messages whose subject matches this pattern are delivered (`orders.*`,
     /// `orders.>`); `None` takes every message of the topic.
@@ -305,6 +307,10 @@ mod tests {
         assert_eq!(read.ack_wait, Duration::from_millis(1500));
         assert_eq!(read.backoff_for(3), Duration::from_secs(2));
         assert_eq!(read.max_deliveries, SubscriptionConfig::default().max_deliveries);
+        let template = SubscriptionConfig::new("").max_deliveries(2);
+        let text = serde_json::to_string(&template).unwrap();
+        assert!(!text.contains("name"), "{text}");
+        assert_eq!(serde_json::from_str::<SubscriptionConfig>(&text).unwrap(), template);
         let topic: TopicConfig = serde_json::from_str(r#"{"dedup_window": "30s"}"#).unwrap();
         assert_eq!(topic, TopicConfig::new().dedup_window(Duration::from_secs(30)));
     }
