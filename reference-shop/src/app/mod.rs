@@ -1,54 +1,54 @@
-//! Wiring: builds every part from the settings, starts the HTTP server and the background
-//! tasks, and shuts them down in order.
+//! Wiring: builds the services from the settings and subscribes them to the bus
+//! ([`Shop::build`]); [`RunningShop`] serves HTTP, runs the timers and shuts it all down in
+//! order.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+mod running;
+
 use std::sync::Arc;
-use std::time::Duration;
 
-use parking_lot::RwLock;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use levee::core::ConfigError;
 
 use crate::bus::EventBus;
-use crate::cache::ProductCache;
 use crate::clock::ShopClock;
-use crate::config::{Config, DEFAULT_ADMIN_TOKEN};
-use crate::domain::Customer;
-use crate::edge::Edge;
+use crate::config::{Config, SettingError};
+use crate::domain::{TOPIC_ORDERS, TOPIC_PAYMENTS};
 use crate::faults::{FaultSettings, Faults};
 use crate::guard::PaymentGuard;
-use crate::metrics::{Metrics, PrimitivesCollector};
+use crate::http::Edge;
+use crate::metrics::{Metrics, ShopCounters};
 use crate::provider::PaymentProvider;
+use crate::services::{
+    Carts, Catalog, Customers, Infra, Notifications, Operations, Orders, Payments,
+};
 use crate::store::{Store, StoreError};
-use crate::timeouts::{Deadline, ShopTimers};
+use crate::timeouts::ShopTimers;
 
-/// Everything the handlers and consumers share.
+pub use running::RunningShop;
+
+/// The shop: its services, which the HTTP handlers call, and what wires them.
 #[derive(Debug)]
 pub struct Shop {
     /// Settings.
     pub config: Config,
-    /// Time.
-    pub clock: ShopClock,
-    /// Storage.
-    pub store: Arc<Store>,
-    /// Injected faults.
-    pub faults: Arc<Faults>,
-    /// Product cache.
-    pub cache: Arc<ProductCache>,
-    /// Edge rate limit and bulkhead.
-    pub edge: Arc<Edge>,
-    /// Breaker + timeout + retry pipeline for the payment provider.
-    pub guard: Arc<PaymentGuard>,
-    /// The simulated payment provider.
-    pub provider: Arc<PaymentProvider>,
-    /// Event bus.
-    pub bus: EventBus,
-    /// Unpaid-order and cart-reservation timers.
-    pub timers: Arc<ShopTimers>,
-    /// Metrics.
+    /// Sign-up and API keys.
+    pub customers: Arc<Customers>,
+    /// Products.
+    pub catalog: Arc<Catalog>,
+    /// Carts.
+    pub carts: Arc<Carts>,
+    /// Orders.
+    pub orders: Arc<Orders>,
+    /// Payments.
+    pub payments: Arc<Payments>,
+    /// Notifications.
+    pub notifications: Arc<Notifications>,
+    /// Health, status, faults, dead letters.
+    pub operations: Arc<Operations>,
+    /// `/metrics`.
     pub metrics: Metrics,
-    customers: RwLock<HashMap<String, Customer>>,
+    /// The edge's limiters (the router layers them on the customer API).
+    pub edge: Arc<Edge>,
+    infra: Infra,
 }
 
 /// Why the shop did not start.
@@ -61,13 +61,13 @@ pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         /// Address.
-        addr: SocketAddr,
+        addr: std::net::SocketAddr,
         /// Cause.
         source: std::io::Error,
     },
     /// A setting is out of range.
     #[error(transparent)]
-    Config(#[from] levee::core::ConfigError),
+    Config(#[from] SettingError),
     /// The event bus refused a subscription.
     #[error("event bus: {0}")]
     Bus(#[from] levee::queue::broker::BrokerError),
@@ -75,168 +75,107 @@ pub enum StartError {
 
 impl Shop {
     /// Builds the shop on `config`, timed by `clock`: opens (and on first start migrates and
-    /// seeds) the store and subscribes the services. Does not listen yet.
+    /// seeds) the store, builds the services and subscribes them to their topics. Does not
+    /// listen yet.
     ///
     /// # Errors
     /// Invalid settings or storage failures.
     pub async fn build(config: Config, clock: ShopClock) -> Result<Arc<Self>, StartError> {
         config.validate()?;
         let faults = Arc::new(Faults::new(FaultSettings {
-            provider_latency_ms: config.provider.latency_ms,
+            provider_latency_ms: u64::try_from(config.provider.latency.as_millis())
+                .unwrap_or(u64::MAX),
             provider_failure_rate: config.provider.failure_rate,
             store_latency_ms: 0,
         }));
-        let store = Arc::new(Store::open(&config.storage, Arc::clone(&faults)).await?);
-        let cache = Arc::new(ProductCache::new(
-            Arc::clone(&store),
-            clock.clone(),
-            config.cache.capacity,
-            Duration::from_secs(config.cache.ttl_secs),
-        )?);
-        let edge = Arc::new(Edge::new(&config.edge, clock.clone())?);
-        let guard = Arc::new(PaymentGuard::new(&config.payment, clock.clone())?);
+        let store =
+            Arc::new(Store::open(&config.storage, Arc::clone(&faults), clock.clone()).await?);
+        let timers = ShopTimers::new(clock.clone(), config.orders.timer_tick).map_err(|e| {
+            SettingError { section: "orders", error: ConfigError { setting: "timer_tick", ..e } }
+        })?;
+        let infra = Infra {
+            store,
+            bus: EventBus::new(&config.queue, clock.clone()),
+            timers: Arc::new(timers),
+            clock: clock.clone(),
+            counters: ShopCounters::default(),
+        };
+        let catalog = Arc::new(Catalog::new(&infra, &config.cache.products)?);
+        let customers = Arc::new(Customers::new(&infra, &config.cache.customers)?);
+        let carts = Arc::new(Carts::new(&infra, Arc::clone(&catalog), &config.orders));
         let provider = Arc::new(PaymentProvider::new(Arc::clone(&faults)));
-        let bus = EventBus::new(config.queue.clone(), clock.clone());
-        let timer_resolution = Duration::from_millis(config.orders.timer_tick_ms);
-        let timers = Arc::new(ShopTimers::new(clock.clone(), timer_resolution)?);
-        let metrics = Metrics::new(PrimitivesCollector {
-            edge: Arc::clone(&edge),
-            cache: Arc::clone(&cache),
-            guard: Arc::clone(&guard),
-            bus: bus.clone(),
-            timers: Arc::clone(&timers),
-            provider: Arc::clone(&provider),
-            store: Arc::clone(&store),
-        });
+        let guard = PaymentGuard::new(&config.payment, clock.clone())?;
+        let payments = Arc::new(Payments::new(&infra, guard, provider));
+        let notifications = Arc::new(Notifications::new(&infra));
+        let orders = Arc::new(Orders::new(
+            &infra,
+            Arc::clone(&catalog),
+            Arc::clone(&carts),
+            Arc::clone(&payments),
+            &config.orders,
+        ));
+        let edge = Arc::new(Edge::new(&config.edge, clock)?);
+        let operations = Arc::new(Operations::new(
+            &infra,
+            faults,
+            Arc::clone(&edge),
+            Arc::clone(&catalog),
+            Arc::clone(&customers),
+            Arc::clone(&payments),
+        ));
+        let metrics = Metrics::new(&infra.counters, Arc::clone(&operations));
         let shop = Arc::new(Self {
             config,
-            clock,
-            store,
-            faults,
-            cache,
-            edge,
-            guard,
-            provider,
-            bus,
-            timers,
+            customers,
+            catalog,
+            carts,
+            orders,
+            payments,
+            notifications,
+            operations,
             metrics,
-            customers: RwLock::new(HashMap::new()),
+            edge,
+            infra,
         });
-        shop.wire()?;
+        shop.subscribe().await?;
         Ok(shop)
     }
 
-    /// The customer an API key belongs to (remembered after the first look-up).
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn customer(&self, api_key: &str) -> Result<Option<Customer>, StoreError> {
-        if let Some(c) = self.customers.read().get(api_key) {
-            return Ok(Some(c.clone()));
-        }
-        let found = self.store.customer_by_key(api_key).await?;
-        if let Some(c) = &found {
-            let mut known = self.customers.write();
-            if known.len() < 100_000 {
-                known.insert(api_key.to_owned(), c.clone());
-            }
-        }
-        Ok(found)
-    }
-}
-
-/// A started shop: the server listens and the consumers and timers run.
-#[derive(Debug)]
-pub struct RunningShop {
-    addr: SocketAddr,
-    shop: Arc<Shop>,
-    stop: watch::Sender<bool>,
-    server: JoinHandle<()>,
-    timers: JoinHandle<()>,
-}
-
-impl RunningShop {
-    /// Builds the shop, recovers unpaid orders and held carts, and starts serving on
-    /// `config.server.addr`.
-    ///
-    /// # Errors
-    /// Invalid settings, storage failures, or the address cannot be bound.
-    pub async fn start(config: Config, clock: ShopClock) -> Result<Self, StartError> {
-        let addr = config.server.addr;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-        let shop = Shop::build(config, clock).await?;
-        if shop.config.server.admin_token == DEFAULT_ADMIN_TOKEN {
-            tracing::warn!(
-                "admin endpoints use the default token `{DEFAULT_ADMIN_TOKEN}`; set SHOP_SERVER__ADMIN_TOKEN"
-            );
-        }
-        let pending = shop.recover().await?;
-        let (stop, stopped) = watch::channel(false);
-        let timers = tokio::spawn({
-            let shop = Arc::clone(&shop);
-            Arc::clone(&shop.timers).run(stopped.clone(), move |due| {
-                let shop = Arc::clone(&shop);
-                async move {
-                    match due {
-                        Deadline::Order(order_id) => shop.on_unpaid_timeout(order_id).await,
-                        Deadline::Cart(customer_id) => shop.on_cart_timeout(customer_id).await,
-                    }
-                }
+    /// Subscribes each service to the topics it handles.
+    async fn subscribe(&self) -> Result<(), levee::queue::broker::BrokerError> {
+        let bus = &self.infra.bus;
+        let payments = Arc::clone(&self.payments);
+        bus.subscribe(TOPIC_ORDERS, "payment", move |e| {
+            let payments = Arc::clone(&payments);
+            async move { payments.on_order_event(e).await }
+        })
+        .await?;
+        let orders = Arc::clone(&self.orders);
+        bus.subscribe(TOPIC_PAYMENTS, "orders", move |e| {
+            let orders = Arc::clone(&orders);
+            async move { orders.on_payment_event(e).await }
+        })
+        .await?;
+        for topic in [TOPIC_ORDERS, TOPIC_PAYMENTS] {
+            let notifications = Arc::clone(&self.notifications);
+            bus.subscribe(topic, &format!("notification-{topic}"), move |e| {
+                let notifications = Arc::clone(&notifications);
+                async move { notifications.on_event(e).await }
             })
-        });
-        let app = crate::http::router(Arc::clone(&shop));
-        let mut stopped_http = stopped;
-        let server = tokio::spawn(async move {
-            let result =
-                axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped_http.wait_for(|s| *s).await;
-                    })
-                    .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "server failed");
-            }
-        });
-        tracing::info!(%addr, backend = ?shop.store.backend(), pending, "reference shop listening");
-        Ok(Self { addr, shop, stop, server, timers })
-    }
-
-    /// The address the server listens on.
-    #[must_use]
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The shared state (tests inspect it).
-    #[must_use]
-    pub fn shop(&self) -> &Arc<Shop> {
-        &self.shop
-    }
-
-    /// Graceful shutdown: stop accepting, let in-flight requests finish, let the consumers
-    /// drain the events already accepted, stop the timers, close the store. Every order the
-    /// shop acknowledged is in the store; events still undelivered after the grace period are
-    /// re-derived from it on the next start.
-    pub async fn shutdown(self) {
-        let grace = Duration::from_secs(self.shop.config.server.shutdown_grace_secs);
-        tracing::info!("shutting down: no new connections");
-        let _ = self.stop.send(true);
-        let mut server = self.server;
-        if tokio::time::timeout(grace, &mut server).await.is_err() {
-            tracing::warn!("requests still running after the grace period; dropping them");
-            server.abort();
+            .await?;
         }
-        let drained = self.shop.bus.drain(grace).await;
-        if !drained {
-            tracing::warn!(
-                "events still pending; they are re-driven from the store at the next start"
-            );
-        }
-        let _ = self.timers.await;
-        self.shop.store.close().await;
-        tracing::info!(drained, "shut down");
+        Ok(())
+    }
+
+    /// After a start: re-arms the timers of unpaid orders and of carts that hold stock, and
+    /// re-drives the payment of unpaid orders with a card. Returns how many unpaid orders
+    /// there were.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        let pending = self.orders.recover().await?;
+        self.carts.recover().await?;
+        Ok(pending)
     }
 }

@@ -1,16 +1,34 @@
 //! Settings: defaults that work, overridden by a TOML file (`--config`), overridden by
 //! environment variables.
 //!
-//! Every setting `section.key` can be set as `SHOP_SECTION__KEY` (two underscores between
-//! section and key), e.g. `SHOP_SERVER__ADDR=0.0.0.0:9000` or
-//! `SHOP_ORDERS__UNPAID_TIMEOUT_SECS=60`. The value is read as TOML when it parses (numbers,
-//! booleans) and as a string otherwise. `DATABASE_URL` selects PostgreSQL as usual.
+//! Where a part of the shop is a levee primitive, its settings are levee's own serde type,
+//! embedded as a table: the edge's rate limit is a [`Quota`] and its bulkhead a
+//! [`BulkheadSettings`], the caches are [`CacheSettings`], the payment retries and database
+//! contention retries [`RetrySettings`], the payment breaker [`BreakerSettings`], the event
+//! subscriptions a [`SubscriptionConfig`] and their consumers a [`ServeConfig`]. Durations
+//! are written in levee's one format everywhere: `"250ms"`, `"30s"`, `"15m"` (or a number of
+//! milliseconds).
+//!
+//! Every setting can be set as `SHOP_<PATH>` with the keys of its path in capitals joined by
+//! two underscores: `SHOP_SERVER__ADDR=0.0.0.0:9000`, `SHOP_ORDERS__UNPAID_TIMEOUT=1m`,
+//! `SHOP_PAYMENT__RETRY__MAX_ATTEMPTS=5`. Each value is read as the type of its setting
+//! ([`env`]): `SHOP_SERVER__ADMIN_TOKEN=123456` is the token `"123456"`. `DATABASE_URL`
+//! selects PostgreSQL as usual.
+
+mod env;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use levee::breaker::{BreakerSettings, OpenWait, SlidingWindow};
+use levee::cache::CacheSettings;
+use levee::limit::{BulkheadSettings, Quota};
+use levee::policy::{Backoff, RetryBudgetBuilder, RetrySettings};
+use levee::queue::broker::{ServeConfig, SubscriptionConfig};
 use serde::{Deserialize, Serialize};
+
+use env::Layer;
 
 /// The token admin endpoints accept when none is configured. A warning is logged when used.
 pub const DEFAULT_ADMIN_TOKEN: &str = "dev-admin-token";
@@ -31,7 +49,34 @@ pub enum ConfigError {
     Invalid(String),
     /// A setting is out of range.
     #[error(transparent)]
-    Setting(#[from] levee::core::ConfigError),
+    Setting(#[from] SettingError),
+}
+
+/// A setting out of range, named by its full path in the settings (`payment.retry.max_attempts`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting `{section}{}{}`: {}", if section.is_empty() { "" } else { "." }, error.setting, error.reason)]
+pub struct SettingError {
+    /// The table the setting is in (`payment.retry`), empty for a top-level one.
+    pub section: &'static str,
+    /// What levee (or the shop) said about it.
+    pub error: levee::core::ConfigError,
+}
+
+impl SettingError {
+    /// The full path of the setting.
+    #[must_use]
+    pub fn path(&self) -> String {
+        if self.section.is_empty() {
+            self.error.setting.to_owned()
+        } else {
+            format!("{}.{}", self.section, self.error.setting)
+        }
+    }
+}
+
+/// Names the section of a levee error: `.map_err(section("payment.retry"))`.
+pub fn section(name: &'static str) -> impl Fn(levee::core::ConfigError) -> SettingError {
+    move |error| SettingError { section: name, error }
 }
 
 /// All settings of the shop.
@@ -44,9 +89,9 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Edge protection: per-client rate limit and global bulkhead.
     pub edge: EdgeConfig,
-    /// Product cache.
+    /// Product and customer caches.
     pub cache: CacheConfig,
-    /// Orders.
+    /// Orders and carts.
     pub orders: OrdersConfig,
     /// Calls to the payment provider.
     pub payment: PaymentConfig,
@@ -66,8 +111,9 @@ pub struct ServerConfig {
     pub admin_token: String,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
-    /// How long shutdown waits for in-flight requests and consumers.
-    pub shutdown_grace_secs: u64,
+    /// How long shutdown waits for in-flight requests and for the consumers to drain.
+    #[serde(with = "levee::core::serde_duration")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -76,7 +122,7 @@ impl Default for ServerConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_token: DEFAULT_ADMIN_TOKEN.to_owned(),
             max_body_bytes: 64 * 1024,
-            shutdown_grace_secs: 10,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -93,6 +139,9 @@ pub struct StorageConfig {
     pub max_connections: u32,
     /// Products created on first start.
     pub seed_products: u32,
+    /// Retries of a transaction that lost a lock race (SQLite's "database is locked",
+    /// PostgreSQL's serialization failure or deadlock): levee-policy's retry settings.
+    pub contention_retry: RetrySettings,
 }
 
 impl Default for StorageConfig {
@@ -102,141 +151,164 @@ impl Default for StorageConfig {
             database_url: None,
             max_connections: 8,
             seed_products: 3000,
+            contention_retry: RetrySettings {
+                max_attempts: 6,
+                backoff: Backoff::Exponential {
+                    base: Duration::from_millis(10),
+                    factor: 2.0,
+                    max: Duration::from_millis(200),
+                    jitter: 0.5,
+                },
+                budget: None,
+                max_retry_after: None,
+            },
         }
     }
 }
 
-/// Edge protection settings.
+/// Edge protection settings, levee-limit's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EdgeConfig {
-    /// Sustained requests per second per client (API key, or address without one).
-    pub rate_per_sec: f64,
-    /// Requests a client may send at once above the sustained rate.
-    pub burst: u32,
+    /// Each client's rate (API key, or address without one): `count` requests per `period`,
+    /// up to `burst` at once.
+    pub rate: Quota,
     /// Requests served at the same time; more are shed with 503.
-    pub max_concurrent: u32,
+    pub bulkhead: BulkheadSettings,
 }
 
 impl Default for EdgeConfig {
     fn default() -> Self {
-        Self { rate_per_sec: 100.0, burst: 200, max_concurrent: 256 }
+        Self { rate: Quota::per_second(100).with_burst(200), bulkhead: BulkheadSettings::new(256) }
     }
 }
 
-/// Product cache settings.
+/// Cache settings, levee-cache's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
-    /// Products kept in memory.
-    pub capacity: u64,
-    /// Seconds an entry lives at most (a safety net; changes invalidate at once).
-    pub ttl_secs: u64,
+    /// Products by id. The time to live is a safety net: a change of stock or price
+    /// invalidates the entry at once.
+    pub products: CacheSettings,
+    /// Customers by API key; unknown keys are remembered for the `negative_ttl`.
+    pub customers: CacheSettings,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { capacity: 10_000, ttl_secs: 300 }
+        Self {
+            products: CacheSettings::new(10_000).time_to_live(Duration::from_secs(300)),
+            customers: CacheSettings::new(100_000)
+                .time_to_live(Duration::from_secs(300))
+                .negative_ttl(Duration::from_secs(10)),
+        }
     }
 }
 
-/// Order settings.
+/// Order and cart settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OrdersConfig {
-    /// Seconds an order may stay unpaid before it is cancelled and its stock released.
-    pub unpaid_timeout_secs: u64,
+    /// How long an order may stay unpaid before it is cancelled and its stock released.
+    #[serde(with = "levee::core::serde_duration")]
+    pub unpaid_timeout: Duration,
     /// Lines in one order at most.
     pub max_lines: usize,
     /// Units of one product in one order line at most.
     pub max_quantity: u32,
-    /// The timers' resolution (the wheel's tick), in milliseconds: a timer fires less than
-    /// this late. The driver sleeps until the next deadline; it does not poll.
-    pub timer_tick_ms: u64,
-    /// Seconds a cart holds its stock after its last change; then its lines are removed and
-    /// the stock released.
-    pub cart_reservation_secs: u64,
+    /// The timers' resolution (the wheel's tick): a timer fires less than this late. The
+    /// driver sleeps until the next deadline; it does not poll.
+    #[serde(with = "levee::core::serde_duration")]
+    pub timer_tick: Duration,
+    /// How long a cart holds its stock after its last change; then its lines are removed
+    /// and the stock released.
+    #[serde(with = "levee::core::serde_duration")]
+    pub cart_reservation: Duration,
 }
 
 impl Default for OrdersConfig {
     fn default() -> Self {
         Self {
-            unpaid_timeout_secs: 30 * 60,
+            unpaid_timeout: Duration::from_secs(30 * 60),
             max_lines: 50,
             max_quantity: 100,
-            timer_tick_ms: 100,
-            cart_reservation_secs: 15 * 60,
+            timer_tick: Duration::from_millis(100),
+            cart_reservation: Duration::from_secs(15 * 60),
         }
     }
 }
 
-/// Settings of the breaker + timeout + retry pipeline around the payment provider.
+/// The payment pipeline: overall timeout, retry, breaker, attempt timeout (see
+/// [`crate::guard`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PaymentConfig {
-    /// Deadline of one provider call (one attempt), in milliseconds.
-    pub timeout_ms: u64,
-    /// Deadline of a whole payment (every attempt and backoff pause), in milliseconds.
-    pub overall_timeout_ms: u64,
-    /// Calls per delivery at most (1 = no retry).
-    pub max_attempts: u32,
-    /// Pause before the first retry, doubled each time (with 20 % jitter), in milliseconds;
-    /// 0 retries at once.
-    pub retry_backoff_ms: u64,
-    /// Longest pause between retries, in milliseconds.
-    pub retry_backoff_max_ms: u64,
-    /// Retries allowed per payment over a 10 s window (the retry budget: 0.2 is one retry
-    /// per five payments), so retries cannot multiply the load on a failing provider.
-    pub retry_budget_ratio: f64,
-    /// Retries per second the budget allows regardless of traffic.
-    pub retry_budget_min_per_sec: u32,
-    /// Failures among the last 20 calls that open the breaker (or half of at least that
-    /// many calls).
-    pub breaker_failure_threshold: u32,
-    /// Seconds the breaker stays open before it lets a probe through.
-    pub breaker_open_secs: u64,
+    /// Deadline of a whole payment: every attempt and backoff pause.
+    #[serde(with = "levee::core::serde_duration")]
+    pub timeout: Duration,
+    /// Deadline of one provider call.
+    #[serde(with = "levee::core::serde_duration")]
+    pub attempt_timeout: Duration,
+    /// Retries of provider faults: levee-policy's retry settings, with a retry budget so
+    /// that retries cannot multiply the load on a failing provider.
+    pub retry: RetrySettings,
+    /// The circuit breaker around the provider: levee-breaker's settings.
+    pub breaker: BreakerSettings,
 }
 
 impl Default for PaymentConfig {
     fn default() -> Self {
         Self {
-            timeout_ms: 2000,
-            overall_timeout_ms: 5000,
-            max_attempts: 3,
-            retry_backoff_ms: 50,
-            retry_backoff_max_ms: 1000,
-            retry_budget_ratio: 0.2,
-            retry_budget_min_per_sec: 10,
-            breaker_failure_threshold: 5,
-            breaker_open_secs: 10,
+            timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(2),
+            retry: RetrySettings {
+                max_attempts: 3,
+                backoff: Backoff::Exponential {
+                    base: Duration::from_millis(50),
+                    factor: 2.0,
+                    max: Duration::from_secs(1),
+                    jitter: 0.2,
+                },
+                budget: Some(RetryBudgetBuilder::default()),
+                max_retry_after: None,
+            },
+            breaker: BreakerSettings {
+                window: SlidingWindow::count(20),
+                minimum_calls: 5,
+                failure_rate_threshold: 50.0,
+                failure_count_threshold: Some(5),
+                open_wait: OpenWait::fixed(Duration::from_secs(10)),
+                half_open_calls: 1,
+                ..BreakerSettings::default()
+            },
         }
     }
 }
 
-/// Event delivery settings.
+/// Event delivery settings, levee-queue's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueueConfig {
-    /// Deliveries of one event at most before it goes to the dead-letter queue.
-    pub max_deliveries: u32,
-    /// Pause before the first redelivery, doubled each time, in milliseconds.
-    pub redelivery_backoff_ms: u64,
-    /// Longest pause between redeliveries, in milliseconds.
-    pub redelivery_backoff_max_ms: u64,
-    /// Events one subscription handles at the same time.
-    pub consumer_concurrency: u32,
-    /// Seconds a handler may hold an event before it is redelivered to another consumer.
-    pub ack_wait_secs: u64,
+    /// Every subscription's settings (its `name` is ignored: each service's subscription
+    /// has its own): redelivery backoff, deliveries before the dead-letter queue, ack wait.
+    pub subscription: SubscriptionConfig,
+    /// How each subscription's consumers run (levee-queue's `serve`): consumers, handlers
+    /// at once, drain timeout.
+    pub serve: ServeConfig,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
+        let backoff = [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000];
         Self {
-            max_deliveries: 6,
-            redelivery_backoff_ms: 500,
-            redelivery_backoff_max_ms: 30_000,
-            consumer_concurrency: 8,
-            ack_wait_secs: 60,
+            subscription: SubscriptionConfig::new("")
+                .max_deliveries(6)
+                .backoff(backoff.into_iter().map(Duration::from_millis).collect())
+                .ack_wait(Duration::from_secs(60)),
+            serve: ServeConfig::new()
+                .consumers(1)
+                .concurrency(8)
+                .drain_timeout(Duration::from_secs(10)),
         }
     }
 }
@@ -245,15 +317,16 @@ impl Default for QueueConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderConfig {
-    /// Added latency of every call, in milliseconds.
-    pub latency_ms: u64,
+    /// Added latency of every call.
+    #[serde(with = "levee::core::serde_duration")]
+    pub latency: Duration,
     /// Share of calls that fail as "unavailable", 0.0 to 1.0.
     pub failure_rate: f64,
 }
 
 impl Default for ProviderConfig {
     fn default() -> Self {
-        Self { latency_ms: 20, failure_rate: 0.0 }
+        Self { latency: Duration::from_millis(20), failure_rate: 0.0 }
     }
 }
 
@@ -261,13 +334,13 @@ impl Config {
     /// Defaults, then `file` if given, then `SHOP_*` and `DATABASE_URL` from `env`.
     ///
     /// # Errors
-    /// The file cannot be read, does not parse, names unknown settings, or a value is out of
-    /// range.
+    /// The file cannot be read, does not parse, names unknown settings, a value does not
+    /// fit its setting, or a value is out of range.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut value = match file {
+        let table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
@@ -276,95 +349,76 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        for (name, raw) in env {
+        let defaults = toml::Table::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(format!("the defaults: {e}")))?;
+        let mut layers = Layer::file(table);
+        for (name, value) in env {
             if name == "DATABASE_URL" {
-                set(&mut value, "storage", "database_url", toml::Value::String(raw));
+                let path = ["storage".to_owned(), "database_url".to_owned()];
+                layers.set(&path, value, &defaults);
                 continue;
             }
             let Some(rest) = name.strip_prefix("SHOP_") else {
                 continue;
             };
-            let Some((section, key)) = rest.split_once("__") else {
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            if path.len() < 2 || path.iter().any(String::is_empty) {
+                // SHOP_LOG and the like are not settings.
                 continue;
-            };
-            let parsed = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .unwrap_or(toml::Value::String(raw));
-            set(&mut value, &section.to_ascii_lowercase(), &key.to_ascii_lowercase(), parsed);
+            }
+            layers.set(&path, value, &defaults);
         }
-        let config: Config = toml::Value::Table(value)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        let config =
+            Config::deserialize(layers).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Checks ranges.
+    /// Checks every setting that can be checked without building anything (the caches are
+    /// checked when the shop builds them).
     ///
     /// # Errors
-    /// Names the first setting out of range.
-    pub fn validate(&self) -> Result<(), levee::core::ConfigError> {
+    /// Names the first setting out of range by its path.
+    pub fn validate(&self) -> Result<(), SettingError> {
         use levee::core::ConfigError as E;
-        E::require_nonzero("storage.max_connections", u64::from(self.storage.max_connections))?;
-        if !(self.edge.rate_per_sec > 0.0 && self.edge.rate_per_sec.is_finite()) {
-            return Err(E::new("edge.rate_per_sec", "must be a positive number"));
-        }
-        E::require_nonzero("edge.burst", u64::from(self.edge.burst))?;
-        E::require_nonzero("edge.max_concurrent", u64::from(self.edge.max_concurrent))?;
-        E::require_nonzero("cache.capacity", self.cache.capacity)?;
-        E::require_nonzero("cache.ttl_secs", self.cache.ttl_secs)?;
-        E::require_nonzero("orders.unpaid_timeout_secs", self.orders.unpaid_timeout_secs)?;
-        E::require_nonzero("orders.max_lines", self.orders.max_lines as u64)?;
-        E::require_nonzero("orders.max_quantity", u64::from(self.orders.max_quantity))?;
-        E::require_nonzero("orders.timer_tick_ms", self.orders.timer_tick_ms)?;
-        E::require_nonzero("orders.cart_reservation_secs", self.orders.cart_reservation_secs)?;
-        E::require_nonzero("payment.timeout_ms", self.payment.timeout_ms)?;
-        E::require_nonzero("payment.overall_timeout_ms", self.payment.overall_timeout_ms)?;
-        if !(self.payment.retry_budget_ratio.is_finite()
-            && (0.0..=1000.0).contains(&self.payment.retry_budget_ratio))
-        {
-            return Err(E::new("payment.retry_budget_ratio", "must lie in 0.0..=1000.0"));
-        }
-        E::require_nonzero("payment.breaker_open_secs", self.payment.breaker_open_secs)?;
-        E::require_nonzero("payment.max_attempts", u64::from(self.payment.max_attempts))?;
-        E::require_nonzero(
-            "payment.breaker_failure_threshold",
-            u64::from(self.payment.breaker_failure_threshold),
-        )?;
-        E::require_nonzero("queue.max_deliveries", u64::from(self.queue.max_deliveries))?;
-        E::require_nonzero(
-            "queue.consumer_concurrency",
-            u64::from(self.queue.consumer_concurrency),
-        )?;
-        E::require_nonzero("queue.ack_wait_secs", self.queue.ack_wait_secs)?;
-        if !(0.0..=1.0).contains(&self.provider.failure_rate) {
-            return Err(E::new("provider.failure_rate", "must lie in 0.0..=1.0"));
-        }
+        let shop = |section, error| SettingError { section, error };
         if self.server.admin_token.is_empty() {
-            return Err(E::new("server.admin_token", "must not be empty"));
+            return Err(shop("server", E::new("admin_token", "must not be empty")));
+        }
+        E::require_nonzero("max_connections", self.storage.max_connections)
+            .map_err(section("storage"))?;
+        self.storage.contention_retry.build().map_err(section("storage.contention_retry"))?;
+        self.edge.rate.gcra().map_err(section("edge.rate"))?;
+        self.edge.bulkhead.build().map_err(section("edge.bulkhead"))?;
+        let orders = &self.orders;
+        E::require_positive("unpaid_timeout", orders.unpaid_timeout).map_err(section("orders"))?;
+        E::require_nonzero("max_lines", orders.max_lines).map_err(section("orders"))?;
+        E::require_nonzero("max_quantity", orders.max_quantity).map_err(section("orders"))?;
+        E::require_positive("timer_tick", orders.timer_tick).map_err(section("orders"))?;
+        E::require_positive("cart_reservation", orders.cart_reservation)
+            .map_err(section("orders"))?;
+        let payment = &self.payment;
+        E::require_positive("timeout", payment.timeout).map_err(section("payment"))?;
+        E::require_positive("attempt_timeout", payment.attempt_timeout)
+            .map_err(section("payment"))?;
+        payment.retry.build().map_err(section("payment.retry"))?;
+        payment.breaker.validate().map_err(section("payment.breaker"))?;
+        self.queue.subscription_named("check").validate().map_err(section("queue.subscription"))?;
+        self.queue.serve.validate().map_err(section("queue.serve"))?;
+        if !(0.0..=1.0).contains(&self.provider.failure_rate) {
+            return Err(shop("provider", E::new("failure_rate", "must lie in 0.0..=1.0")));
         }
         Ok(())
     }
-
-    /// The unpaid-order timeout.
-    #[must_use]
-    pub fn unpaid_timeout(&self) -> Duration {
-        Duration::from_secs(self.orders.unpaid_timeout_secs)
-    }
-
-    /// How long a cart holds its stock after its last change.
-    #[must_use]
-    pub fn cart_reservation(&self) -> Duration {
-        Duration::from_secs(self.orders.cart_reservation_secs)
-    }
 }
 
-fn set(root: &mut toml::Table, section: &str, key: &str, v: toml::Value) {
-    let entry =
-        root.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    if let toml::Value::Table(t) = entry {
-        t.insert(key.to_owned(), v);
+impl QueueConfig {
+    /// The subscription settings for the subscription `name`.
+    #[must_use]
+    pub fn subscription_named(&self, name: &str) -> SubscriptionConfig {
+        let mut config = self.subscription.clone();
+        name.clone_into(&mut config.name);
+        config
     }
 }
 
@@ -372,22 +426,45 @@ fn set(root: &mut toml::Table, section: &str, key: &str, v: toml::Value) {
 mod tests {
     use super::*;
 
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
     #[test]
     fn defaults_are_valid() {
         Config::load(None, Vec::new()).unwrap();
     }
 
     #[test]
-    fn env_overrides_file_values() {
-        let env = vec![
-            ("SHOP_ORDERS__UNPAID_TIMEOUT_SECS".to_owned(), "60".to_owned()),
-            ("SHOP_SERVER__ADDR".to_owned(), "127.0.0.1:9999".to_owned()),
-            ("DATABASE_URL".to_owned(), "postgres://x@127.0.0.1/db".to_owned()),
-            ("UNRELATED".to_owned(), "1".to_owned()),
-        ];
-        let c = Config::load(None, env).unwrap();
-        assert_eq!(c.orders.unpaid_timeout_secs, 60);
+    fn env_overrides_at_any_depth_with_the_settings_types() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("SHOP_ORDERS__UNPAID_TIMEOUT", "60s"),
+                ("SHOP_SERVER__ADDR", "127.0.0.1:9999"),
+                ("SHOP_SERVER__ADMIN_TOKEN", "123456"),
+                ("SHOP_PAYMENT__RETRY__MAX_ATTEMPTS", "5"),
+                ("SHOP_PAYMENT__BREAKER__OPEN_WAIT__WAIT", "30s"),
+                ("SHOP_EDGE__RATE__COUNT", "7"),
+                ("SHOP_QUEUE__SUBSCRIPTION__BACKOFF", r#"["1s", "2s"]"#),
+                ("SHOP_QUEUE__SUBSCRIPTION__OVERFLOW", "reject"),
+                ("SHOP_CACHE__PRODUCTS__TIME_TO_LIVE", "1500"),
+                ("DATABASE_URL", "postgres://x@127.0.0.1/db"),
+                ("SHOP_LOG", "debug"),
+                ("UNRELATED", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.orders.unpaid_timeout, Duration::from_secs(60));
         assert_eq!(c.server.addr.port(), 9999);
+        assert_eq!(c.server.admin_token, "123456", "a numeric token stays a string");
+        assert_eq!(c.payment.retry.max_attempts, 5);
+        assert_eq!(c.payment.breaker.open_wait, OpenWait::fixed(Duration::from_secs(30)));
+        assert_eq!(c.edge.rate.count, 7);
+        assert_eq!(c.edge.rate.burst(), 200, "the rest of the quota stays");
+        assert_eq!(c.queue.subscription.backoff_for(5), Duration::from_secs(2));
+        assert_eq!(c.queue.subscription.overflow, levee::queue::broker::Overflow::Reject);
+        assert_eq!(c.cache.products.time_to_live, Some(Duration::from_millis(1500)));
         assert_eq!(c.storage.database_url.as_deref(), Some("postgres://x@127.0.0.1/db"));
     }
 
@@ -403,10 +480,26 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let env = vec![("SHOP_PROVIDER__FAILURE_RATE".to_owned(), "1.5".to_owned())];
-        let err = Config::load(None, env).unwrap_err().to_string();
+        let err = Config::load(None, env(&[("SHOP_PROVIDER__FAILURE_RATE", "1.5")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("provider.failure_rate"), "{err}");
-        let env = vec![("SHOP_SERVER__NOPE".to_owned(), "1".to_owned())];
-        assert!(Config::load(None, env).is_err());
+        let err = Config::load(None, env(&[("SHOP_PAYMENT__RETRY__MAX_ATTEMPTS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`payment.retry.max_attempts`"), "{err}");
+        let err = Config::load(None, env(&[("SHOP_EDGE__BULKHEAD__MAX_CONCURRENT", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`edge.bulkhead.max_concurrent`"), "{err}");
+        let err =
+            Config::load(None, env(&[("SHOP_ORDERS__TIMER_TICK", "0s")])).unwrap_err().to_string();
+        assert!(err.contains("`orders.timer_tick`"), "{err}");
+        let err = Config::load(None, env(&[("SHOP_ORDERS__UNPAID_TIMEOUT", "soon")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("duration"), "{err}");
+        assert!(Config::load(None, env(&[("SHOP_SERVER__NOPE", "1")])).is_err());
+        assert!(Config::load(None, env(&[("SHOP_SERVER__ADMIN_TOKEN", "")])).is_err());
     }
 }
