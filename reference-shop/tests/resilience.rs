@@ -287,11 +287,41 @@ async fn a_payment_timeout_fires_when_the_shop_clock_passes_it(db: TestDb) {
     shop.stop().await;
 }
 
+/// Every customer request looks its API key up through the customer cache: a known key costs
+/// one store read, then is answered from memory; a made-up key is remembered as unknown for
+/// the cache's negative time to live (10 s), so a stream of made-up keys does not each cost a
+/// store read, and forgotten after it.
+async fn api_keys_are_looked_up_through_the_customer_cache(db: TestDb) {
+    let shop = start(&db, |_| {}).await;
+    let stats = || shop.shop().customers.cache_stats();
+    let before = stats();
+    for _ in 0..3 {
+        assert_eq!(shop.send(shop.get("/cart", Some("demo-alice"))).await.status, 200);
+    }
+    let known = stats();
+    assert_eq!(known.loads - before.loads, 1, "one store read for a known key");
+    assert_eq!(known.hits - before.hits, 2);
+    for _ in 0..3 {
+        let r = shop.send(shop.get("/cart", Some("made-up-key"))).await;
+        assert_eq!(r.status, 401, "{r:?}");
+        assert_eq!(r.body["error"]["code"], "invalid_api_key");
+    }
+    assert_eq!(stats().loads - known.loads, 1, "an unknown key is remembered as unknown");
+    shop.clock.advance(Duration::from_secs(11));
+    assert_eq!(shop.send(shop.get("/cart", Some("made-up-key"))).await.status, 401);
+    assert_eq!(stats().loads - known.loads, 2, "and forgotten after the negative TTL");
+    // The known key is still answered from memory (its time to live is five minutes).
+    assert_eq!(shop.send(shop.get("/cart", Some("demo-alice"))).await.status, 200);
+    assert_eq!(stats().loads - known.loads, 2);
+    shop.stop().await;
+}
+
 on_both_databases!(
     a_payment_timeout_fires_when_the_shop_clock_passes_it,
     provider_outage_opens_the_breaker_and_payments_recover,
     edge_rate_limits_per_client_and_sheds_load,
     a_flash_sale_burst_makes_one_store_read,
+    api_keys_are_looked_up_through_the_customer_cache,
 );
 
 /// Every metric the Grafana dashboard queries is one the shop exports, and the OpenAPI
