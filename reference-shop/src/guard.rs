@@ -5,19 +5,22 @@
 //! overall timeout -> retry (backoff, budget, retry-after) -> circuit breaker -> attempt timeout -> provider
 //! ```
 //!
-//! - The **overall timeout** (`payment.overall_timeout_ms`) bounds a whole payment, every
-//!   attempt and pause included; a retry that could not start before it is not made.
-//! - **Retry** makes up to `payment.max_attempts` attempts with a doubling, jittered backoff.
-//!   A [`RetryBudget`] shared by every payment keeps retries to `retry_budget_ratio` of
-//!   payments (plus a small floor), so an outage does not multiply the load on the provider.
-//!   When the breaker refuses, its retry-after is the least wait before the next attempt; a
-//!   wait longer than the overall deadline ends the retries at once instead of sleeping.
-//! - The **breaker** is levee-breaker's [`CircuitBreaker`]: it opens once its window of the
-//!   last 20 calls holds `breaker_failure_threshold` failures (or half of at least that many
-//!   calls failed), stays open `breaker_open_secs`, then lets one trial call decide. Every
-//!   attempt is one call of the breaker, so retries count against it too.
-//! - The **attempt timeout** (`payment.timeout_ms`) bounds each provider call; a timed-out
-//!   call is a failure to the breaker and is retried.
+//! Each part is built from levee's own settings types, embedded in the shop's settings:
+//!
+//! - The **overall timeout** (`payment.timeout`) bounds a whole payment, every attempt and
+//!   pause included; a retry that could not start before it is not made.
+//! - **Retry** (`payment.retry`, levee-policy's `RetrySettings`) makes up to `max_attempts`
+//!   attempts on its backoff (by default doubling from 50 ms, jittered). Its [`RetryBudget`],
+//!   shared by every payment, keeps retries to a share of payments (plus a small floor), so an
+//!   outage does not multiply the load on the provider. When the breaker refuses, its
+//!   retry-after is the least wait before the next attempt; a wait longer than the overall
+//!   deadline ends the retries at once instead of sleeping.
+//! - The **breaker** (`payment.breaker`, levee-breaker's `BreakerSettings`) is a
+//!   [`CircuitBreaker`]: by default it opens once its window of the last 20 calls holds 5
+//!   failures (or half of at least 5 calls failed), stays open 10 s, then lets one trial
+//!   call decide. Every attempt is one call of the breaker, so retries count against it too.
+//! - The **attempt timeout** (`payment.attempt_timeout`) bounds each provider call; a
+//!   timed-out call is a failure to the breaker and is retried.
 //!
 //! The provider's answers that are not faults (a declined card) pass through as `Ok(Err(_))`:
 //! to the pipeline they are successes, so they neither trip the breaker nor retry.
@@ -39,7 +42,7 @@ use levee::prelude::*;
 use serde::Serialize;
 
 use crate::clock::ShopClock;
-use crate::config::PaymentConfig;
+use crate::config::{PaymentConfig, SettingError, section};
 
 /// The payment pipeline's type: overall timeout, retry, breaker, attempt timeout.
 pub type PaymentPipeline = Pipeline<
@@ -105,8 +108,8 @@ pub struct PipelineStatus {
     pub retries_abandoned: u64,
     /// Retries not made because the retry budget was spent.
     pub retry_budget_exhausted: u64,
-    /// Retries the budget allows now.
-    pub retry_budget_available: u64,
+    /// Retries the budget allows now (`null` without a budget).
+    pub retry_budget_available: Option<u64>,
     /// Provider calls cut by the attempt timeout.
     pub attempt_timeouts: u64,
     /// Payments cut by the overall timeout.
@@ -148,7 +151,7 @@ impl Counters {
 pub struct PaymentGuard {
     pipeline: PaymentPipeline,
     breaker: Arc<CircuitBreaker<ShopClock>>,
-    budget: Arc<RetryBudget>,
+    budget: Option<Arc<RetryBudget>>,
     counters: Arc<Counters>,
 }
 
@@ -161,77 +164,48 @@ impl std::fmt::Debug for PaymentGuard {
     }
 }
 
-/// Renames a levee setting to the shop's name for it.
-fn named(setting: &'static str) -> impl FnOnce(ConfigError) -> ConfigError {
-    move |e| ConfigError { setting, ..e }
-}
-
 impl PaymentGuard {
-    /// The pipeline with `config`'s settings; the breaker and the retry budget read `clock`.
+    /// The pipeline with `config`'s settings; the breaker, the retry budget, the timeouts and
+    /// the backoff pauses all run on `clock`.
     ///
     /// # Errors
-    /// A setting out of range, named as in the shop's settings (`payment.timeout_ms`, ...).
-    pub fn new(config: &PaymentConfig, clock: ShopClock) -> Result<Self, ConfigError> {
+    /// A setting out of range, named by its path (`payment.retry.max_attempts`, ...).
+    pub fn new(config: &PaymentConfig, clock: ShopClock) -> Result<Self, SettingError> {
         let counters = Arc::new(Counters::default());
-        let threshold = config.breaker_failure_threshold.clamp(1, 20);
         let opened = Arc::clone(&counters);
         let breaker = Arc::new(
             CircuitBreaker::builder()
+                .settings(config.breaker.clone())
                 .name("payment-provider")
-                .count_window(20)
-                .minimum_calls(threshold)
-                .failure_rate_threshold(50.0)
-                .failure_count_threshold(threshold)
-                .open_wait(ConfigError::require_positive(
-                    "payment.breaker_open_secs",
-                    Duration::from_secs(config.breaker_open_secs),
-                )?)
-                .half_open_calls(1)
                 .listener(move |e: &BreakerEvent| {
                     if e.to == State::Open {
                         opened.opened.incr();
                     }
                 })
                 .clock(clock.clone())
-                .build()?,
+                .build()
+                .map_err(section("payment.breaker"))?,
         );
-        let budget = Arc::new(
-            RetryBudget::builder()
-                .window(Duration::from_secs(10))
-                .ratio(config.retry_budget_ratio)
-                .min_per_sec(config.retry_budget_min_per_sec)
-                .build_with_clock(clock.clone())
-                .map_err(named("payment.retry_budget_ratio"))?,
-        );
-        let backoff = if config.retry_backoff_ms == 0 {
-            Backoff::Immediate
-        } else {
-            let base = Duration::from_millis(config.retry_backoff_ms);
-            Backoff::exponential(base, base.max(Duration::from_millis(config.retry_backoff_max_ms)))
-                .with_jitter(0.2)
+        let retry =
+            config.retry.build_with_clock(clock.clone()).map_err(section("payment.retry"))?;
+        let budget = retry.budget().cloned();
+        let timeout = |setting: &'static str, d: Duration| {
+            Timeout::new(d).map_err(|e| SettingError {
+                section: "payment",
+                error: ConfigError { setting, ..e },
+            })
         };
-        let retry = Retry::builder()
-            .max_attempts(config.max_attempts)
-            .backoff(backoff)
-            .budget(Arc::clone(&budget))
-            .build()
-            .map_err(|e| match e.setting {
-                "max_attempts" => named("payment.max_attempts")(e),
-                _ => named("payment.retry_backoff_ms")(e),
-            })?;
-        let attempt_timeout = Duration::from_millis(config.timeout_ms);
+        let attempt_timeout = config.attempt_timeout;
         let events = Arc::clone(&counters);
         let pipeline = Pipeline::builder()
-            .policy(
-                Timeout::new(Duration::from_millis(config.overall_timeout_ms))
-                    .map_err(named("payment.overall_timeout_ms"))?,
-            )
+            .policy(timeout("timeout", config.timeout)?)
             .retry(retry)
             .breaker(Arc::clone(&breaker))
-            .policy(Timeout::new(attempt_timeout).map_err(named("payment.timeout_ms"))?)
+            .policy(timeout("attempt_timeout", attempt_timeout)?)
             .listener(move |e: &PolicyEvent| events.record(e, attempt_timeout))
             .clock(clock)
-            .build()?;
+            .build()
+            .map_err(section("payment"))?;
         Ok(Self { pipeline, breaker, budget, counters })
     }
 
@@ -300,7 +274,7 @@ impl PaymentGuard {
             retries_exhausted: c.exhausted.get(),
             retries_abandoned: c.abandoned.get(),
             retry_budget_exhausted: c.budget_exhausted.get(),
-            retry_budget_available: self.budget.available(),
+            retry_budget_available: self.budget.as_ref().map(|b| b.available()),
             attempt_timeouts: c.attempt_timeouts.get(),
             overall_timeouts: c.overall_timeouts.get(),
         }
@@ -313,18 +287,37 @@ mod tests {
     use levee::core::ManualClock;
     use std::sync::atomic::{AtomicU32, Ordering};
 
+    use levee::breaker::{OpenWait, SlidingWindow};
+    use levee::policy::RetryBudgetBuilder;
+
+    /// One attempt, a 1 s attempt timeout, a 5 s deadline; the breaker opens after 2
+    /// failures for 5 s.
     fn config() -> PaymentConfig {
-        PaymentConfig {
-            timeout_ms: 1000,
-            overall_timeout_ms: 5000,
-            max_attempts: 1,
-            retry_backoff_ms: 10,
-            retry_backoff_max_ms: 100,
-            retry_budget_ratio: 0.2,
-            retry_budget_min_per_sec: 10,
-            breaker_failure_threshold: 2,
-            breaker_open_secs: 5,
-        }
+        let mut c = PaymentConfig {
+            timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(1),
+            ..PaymentConfig::default()
+        };
+        c.retry.max_attempts = 1;
+        c.retry.backoff =
+            Backoff::exponential(Duration::from_millis(10), Duration::from_millis(100))
+                .with_jitter(0.2);
+        c.retry.budget = Some(RetryBudgetBuilder::default().ratio(0.2).min_per_sec(10));
+        c.breaker.window = SlidingWindow::count(20);
+        c.breaker.open_wait = OpenWait::fixed(Duration::from_secs(5));
+        opens_after(c, 2)
+    }
+
+    /// The breaker opens after `failures` failures (or half of at least that many calls).
+    fn opens_after(mut c: PaymentConfig, failures: u32) -> PaymentConfig {
+        c.breaker.minimum_calls = failures;
+        c.breaker.failure_count_threshold = Some(failures);
+        c
+    }
+
+    fn attempts(mut c: PaymentConfig, n: u32) -> PaymentConfig {
+        c.retry.max_attempts = n;
+        c
     }
 
     fn guard(config: &PaymentConfig) -> (PaymentGuard, ManualClock) {
@@ -363,8 +356,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_attempt_times_out_and_the_retry_succeeds() {
-        let (guard, _) =
-            guard(&PaymentConfig { max_attempts: 3, breaker_failure_threshold: 20, ..config() });
+        let (guard, _) = guard(&opens_after(attempts(config(), 3), 20));
         let attempts = AtomicU32::new(0);
         let started = tokio::time::Instant::now();
         let out = guard
@@ -394,12 +386,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_overall_deadline_bounds_every_attempt_and_pause() {
-        let (guard, _) = guard(&PaymentConfig {
-            max_attempts: 10,
-            overall_timeout_ms: 2500,
-            breaker_failure_threshold: 20,
-            ..config()
-        });
+        let (guard, _) = guard(&opens_after(
+            attempts(PaymentConfig { timeout: Duration::from_millis(2500), ..config() }, 10),
+            20,
+        ));
         let started = tokio::time::Instant::now();
         let slow = || async {
             tokio::time::sleep(Duration::from_secs(60)).await;
@@ -414,12 +404,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_open_breaker_ends_retries_at_once_when_its_wait_passes_the_deadline() {
-        let (guard, _) = guard(&PaymentConfig {
-            max_attempts: 3,
-            breaker_failure_threshold: 1,
-            breaker_open_secs: 30,
-            ..config()
-        });
+        let mut c = opens_after(attempts(config(), 3), 1);
+        c.breaker.open_wait = OpenWait::fixed(Duration::from_secs(30));
+        let (guard, _) = guard(&c);
         let started = tokio::time::Instant::now();
         // The first attempt fails and opens the breaker; the retry finds it open for 30 s,
         // longer than the 5 s deadline: no pause, no more attempts.
@@ -440,28 +427,30 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_spent_retry_budget_stops_retries() {
-        let (guard, _) = guard(&PaymentConfig {
-            max_attempts: 3,
-            retry_budget_ratio: 0.0,
-            retry_budget_min_per_sec: 0,
-            breaker_failure_threshold: 20,
-            ..config()
-        });
+        let mut c = opens_after(attempts(config(), 3), 20);
+        c.retry.budget = Some(RetryBudgetBuilder::default().ratio(0.0).min_per_sec(0));
+        let (guard, _) = guard(&c);
         let out = guard.call(|| async { Err::<(), _>("down") }, FAULT).await;
         assert_eq!(out, Err(PolicyError::Operation("down")));
         let s = guard.pipeline_status();
         assert_eq!((s.calls, s.retries, s.retry_budget_exhausted), (1, 0, 1));
-        assert_eq!(s.retry_budget_available, 0);
+        assert_eq!(s.retry_budget_available, Some(0));
     }
 
     #[test]
     fn bad_settings_are_named_as_the_shop_names_them() {
         let clock = ShopClock::manual(ManualClock::new());
-        let e = PaymentGuard::new(&PaymentConfig { timeout_ms: 0, ..config() }, clock.clone())
-            .unwrap_err();
-        assert_eq!(e.setting, "payment.timeout_ms");
-        let e = PaymentGuard::new(&PaymentConfig { retry_budget_ratio: -1.0, ..config() }, clock)
-            .unwrap_err();
-        assert_eq!(e.setting, "payment.retry_budget_ratio");
+        let c = PaymentConfig { attempt_timeout: Duration::ZERO, ..config() };
+        let e = PaymentGuard::new(&c, clock.clone()).unwrap_err();
+        assert_eq!(e.path(), "payment.attempt_timeout");
+        let mut c = config();
+        c.retry.budget = Some(RetryBudgetBuilder::default().ratio(-1.0));
+        let e = PaymentGuard::new(&c, clock.clone()).unwrap_err();
+        assert_eq!(e.path(), "payment.retry.ratio");
+        let c = opens_after(config(), 0);
+        assert_eq!(
+            PaymentGuard::new(&c, clock).unwrap_err().path(),
+            "payment.breaker.minimum_calls"
+        );
     }
 }

@@ -1,30 +1,51 @@
 //! The levee reference shop: an e-commerce app (catalog, inventory, cart, orders, payment,
 //! notification) in one process, showing each levee primitive where a real shop needs it.
 //!
-//! - Edge: per-client rate limit and a global bulkhead that sheds load ([`edge`]).
-//! - Product reads through a coalescing cache ([`cache`]).
-//! - Orders as try-confirm-cancel over the store ([`store`], [`services`]); events between
-//!   the services on a queue with redelivery and a dead-letter queue ([`bus`]).
+//! - Services that own their dependencies ([`services`]), answering in typed bodies
+//!   ([`api`]); the HTTP handlers ([`http`]) call services only.
+//! - Edge: levee-limit's tower layers, a per-client rate limit and a global bulkhead that
+//!   sheds load ([`http::Edge`]).
+//! - Product reads and API-key look-ups through levee caches ([`services::Catalog`],
+//!   [`services::Customers`]).
+//! - Orders as try-confirm-cancel over the store ([`store`], [`services::Orders`]); events
+//!   between the services on a queue whose consumers levee-queue's `serve` runs, with
+//!   redelivery and a dead-letter queue ([`bus`]).
 //! - Payment through a levee-policy pipeline of breaker + timeout + retry ([`guard`]) against
-//!   a simulated provider ([`provider`]) whose faults change at run time ([`faults`]).
+//!   a simulated provider ([`provider`]) whose faults change at run time ([`faults`]);
+//!   database contention retried by a levee-policy retry ([`store`]).
 //! - Unpaid orders cancelled, and cart reservations ended, by timers ([`timeouts`]).
+//! - Settings that embed levee's own serde settings types ([`config`]).
 //! - `/metrics`, `/health`, an admin API, graceful shutdown ([`app`]), a load generator
 //!   ([`loadgen`]).
 //!
 //! Every primitive comes through the `levee` facade crate, with one feature per primitive
-//! (`limit`, `breaker`, `policy`, `timer`, `cache`, `queue`): `levee::prelude::*` for the
-//! everyday names, `levee::limit::...`, `levee::queue::broker::...` for the rest.
+//! (`limit`, `breaker`, `policy`, `timer`, `cache`, `queue`) plus `serde` and `tower`:
+//! `levee::prelude::*` for the everyday names, `levee::limit::...`,
+//! `levee::queue::broker::...` for the rest. Every one of them takes time from the shop's
+//! injected [`ShopClock`].
 //!
 //! Start it with [`app::RunningShop::start`]; the binary adds settings and signals.
+//!
+//! ```no_run
+//! use reference_shop::{Config, RunningShop, ShopClock};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = Config::load(None, std::env::vars())?;
+//! config.server.addr = "127.0.0.1:0".parse()?;
+//! let shop = RunningShop::start(config, ShopClock::system()).await?;
+//! println!("listening on http://{}", shop.addr());
+//! shop.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod app;
 pub mod bus;
-pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod domain;
-pub mod edge;
 pub mod faults;
 pub mod guard;
 pub mod http;

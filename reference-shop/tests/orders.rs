@@ -87,7 +87,7 @@ async fn browse_cart_order_pay_notify(db: TestDb) {
     assert_eq!(p3["stock"].as_i64().unwrap(), stock3 - 2);
     assert_eq!(p3["reserved"], 0);
     assert_eq!(shop.product(4).await["stock"].as_i64().unwrap(), stock4 - 1);
-    assert_eq!(shop.shop().provider.charges_for(order), 1);
+    assert_eq!(shop.shop().payments.charges_for(order), 1);
 
     // The cache saw the change (invalidated on reservation).
     let p3_cached = shop.send(shop.get("/products/3", None)).await;
@@ -140,7 +140,7 @@ async fn declined_payment_cancels_and_restores_stock(db: TestDb) {
     .await;
     assert!(k.contains(&"payment_failed".to_owned()), "{k:?}");
     assert!(k.contains(&"order_cancelled".to_owned()), "{k:?}");
-    assert_eq!(shop.shop().provider.charges_for(order), 0);
+    assert_eq!(shop.shop().payments.charges_for(order), 0);
     // Paying a cancelled order is refused.
     let r = shop
         .send(shop.post(
@@ -154,7 +154,8 @@ async fn declined_payment_cancels_and_restores_stock(db: TestDb) {
 }
 
 async fn unpaid_orders_time_out_and_release_stock(db: TestDb) {
-    let shop = start(&db, |c| c.orders.unpaid_timeout_secs = 30 * 60).await;
+    let shop =
+        start(&db, |c| c.orders.unpaid_timeout = std::time::Duration::from_secs(30 * 60)).await;
     let key = shop.customer("erin").await;
     let before = shop.product(9).await["stock"].as_i64().unwrap();
     let unpaid = id(&shop
@@ -214,7 +215,9 @@ async fn timers_are_rebuilt_after_a_restart(db: TestDb) {
 }
 
 async fn cart_reservations_expire_on_the_timers(db: TestDb) {
-    let tweak = |c: &mut reference_shop::Config| c.orders.cart_reservation_secs = 15 * 60;
+    let tweak = |c: &mut reference_shop::Config| {
+        c.orders.cart_reservation = std::time::Duration::from_secs(15 * 60)
+    };
     let shop = start(&db, tweak).await;
     let r = shop
         .send(shop.admin(reqwest::Method::PATCH, "/admin/products/14").json(&json!({ "stock": 5 })))
@@ -371,8 +374,8 @@ async fn shutdown_keeps_acknowledged_orders(db: TestDb) {
     // Shutdown waits for the request; let the store answer.
     tokio::task::yield_now().await;
     handle
-        .faults
-        .apply(reference_shop::faults::FaultPatch {
+        .operations
+        .set_faults(reference_shop::faults::FaultPatch {
             store_latency_ms: Some(0),
             ..Default::default()
         })

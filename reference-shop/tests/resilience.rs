@@ -7,15 +7,18 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestDb, eventually, start};
+use levee::breaker::OpenWait;
+use levee::limit::{BulkheadSettings, Quota};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 async fn provider_outage_opens_the_breaker_and_payments_recover(db: TestDb) {
     let shop = start(&db, |c| {
-        c.payment.max_attempts = 2;
-        c.payment.breaker_failure_threshold = 3;
-        c.payment.breaker_open_secs = 30;
-        c.queue.max_deliveries = 3;
+        c.payment.retry.max_attempts = 2;
+        c.payment.breaker.minimum_calls = 3;
+        c.payment.breaker.failure_count_threshold = Some(3);
+        c.payment.breaker.open_wait = OpenWait::fixed(Duration::from_secs(30));
+        c.queue.subscription.max_deliveries = 3;
     })
     .await;
     let key = shop.customer("ops").await;
@@ -111,7 +114,7 @@ async fn provider_outage_opens_the_breaker_and_payments_recover(db: TestDb) {
     .await;
     for &id in &orders {
         // Retries and lost answers never charged twice.
-        assert_eq!(shop.shop().provider.charges_for(id), 1);
+        assert_eq!(shop.shop().payments.charges_for(id), 1);
     }
     let status = shop.status().await;
     assert_eq!(status["breaker"]["state"], "closed");
@@ -122,9 +125,8 @@ async fn provider_outage_opens_the_breaker_and_payments_recover(db: TestDb) {
 
 async fn edge_rate_limits_per_client_and_sheds_load(db: TestDb) {
     let shop = start(&db, |c| {
-        c.edge.rate_per_sec = 1.0;
-        c.edge.burst = 3;
-        c.edge.max_concurrent = 1;
+        c.edge.rate = Quota::per_second(1).with_burst(3);
+        c.edge.bulkhead = BulkheadSettings::new(1);
     })
     .await;
     for _ in 0..3 {
@@ -169,7 +171,7 @@ async fn edge_rate_limits_per_client_and_sheds_load(db: TestDb) {
 
 async fn a_flash_sale_burst_makes_one_store_read(db: TestDb) {
     let shop = start(&db, |_| {}).await;
-    let reads_before = shop.shop().store.product_reads();
+    let reads_before = shop.shop().catalog.product_reads();
     // Hold the first read in the store so the whole burst arrives while it runs.
     shop.faults(json!({ "store_latency_ms": 600_000 })).await;
     let mut burst = Vec::new();
@@ -181,7 +183,7 @@ async fn a_flash_sale_burst_makes_one_store_read(db: TestDb) {
         }));
     }
     eventually("all 50 reads joined one load", || async {
-        let c = shop.shop().cache.stats();
+        let c = shop.shop().catalog.cache_stats();
         // Fifty misses, of which all but the first joined the first one's load.
         (c.misses == 50 && c.coalesced == 49).then_some(())
     })
@@ -192,11 +194,11 @@ async fn a_flash_sale_burst_makes_one_store_read(db: TestDb) {
         assert_eq!(status, 200);
         assert_eq!(body["id"], 8);
     }
-    assert_eq!(shop.shop().store.product_reads() - reads_before, 1);
-    assert_eq!(shop.shop().cache.stats().loads, 1);
+    assert_eq!(shop.shop().catalog.product_reads() - reads_before, 1);
+    assert_eq!(shop.shop().catalog.cache_stats().loads, 1);
     // Now cached: no store read at all.
     assert_eq!(shop.send(shop.get("/products/8", None)).await.status, 200);
-    assert_eq!(shop.shop().store.product_reads() - reads_before, 1);
+    assert_eq!(shop.shop().catalog.product_reads() - reads_before, 1);
 
     // A price change invalidates the entry: the next read shows the new price.
     let r = shop
@@ -205,7 +207,7 @@ async fn a_flash_sale_burst_makes_one_store_read(db: TestDb) {
     assert_eq!(r.status, 200, "{r:?}");
     let p = shop.send(shop.get("/products/8", None)).await;
     assert_eq!(p.body["price_cents"], 1234);
-    assert_eq!(shop.shop().store.product_reads() - reads_before, 2);
+    assert_eq!(shop.shop().catalog.product_reads() - reads_before, 2);
 
     // Metrics show the cache at work.
     let m = shop.send(shop.http.get(format!("{}/metrics", shop.base))).await;
@@ -233,9 +235,9 @@ async fn a_flash_sale_burst_makes_one_store_read(db: TestDb) {
 /// a minute long. Once the provider is fast again, the redelivered payment goes through.
 async fn a_payment_timeout_fires_when_the_shop_clock_passes_it(db: TestDb) {
     let shop = start(&db, |c| {
-        c.payment.timeout_ms = 60_000;
-        c.payment.overall_timeout_ms = 600_000;
-        c.payment.max_attempts = 1;
+        c.payment.attempt_timeout = Duration::from_secs(60);
+        c.payment.timeout = Duration::from_secs(600);
+        c.payment.retry.max_attempts = 1;
     })
     .await;
     let started = Instant::now();
@@ -281,7 +283,36 @@ async fn a_payment_timeout_fires_when_the_shop_clock_passes_it(db: TestDb) {
         (shop.order(&key, id).await["status"] == "paid").then_some(())
     })
     .await;
-    assert_eq!(shop.shop().provider.charges_for(id), 1);
+    assert_eq!(shop.shop().payments.charges_for(id), 1);
+    shop.stop().await;
+}
+
+/// Every customer request looks its API key up through the customer cache: a known key costs
+/// one store read, then is answered from memory; a made-up key is remembered as unknown for
+/// the cache's negative time to live (10 s), so a stream of made-up keys does not each cost a
+/// store read, and forgotten after it.
+async fn api_keys_are_looked_up_through_the_customer_cache(db: TestDb) {
+    let shop = start(&db, |_| {}).await;
+    let stats = || shop.shop().customers.cache_stats();
+    let before = stats();
+    for _ in 0..3 {
+        assert_eq!(shop.send(shop.get("/cart", Some("demo-alice"))).await.status, 200);
+    }
+    let known = stats();
+    assert_eq!(known.loads - before.loads, 1, "one store read for a known key");
+    assert_eq!(known.hits - before.hits, 2);
+    for _ in 0..3 {
+        let r = shop.send(shop.get("/cart", Some("made-up-key"))).await;
+        assert_eq!(r.status, 401, "{r:?}");
+        assert_eq!(r.body["error"]["code"], "invalid_api_key");
+    }
+    assert_eq!(stats().loads - known.loads, 1, "an unknown key is remembered as unknown");
+    shop.clock.advance(Duration::from_secs(11));
+    assert_eq!(shop.send(shop.get("/cart", Some("made-up-key"))).await.status, 401);
+    assert_eq!(stats().loads - known.loads, 2, "and forgotten after the negative TTL");
+    // The known key is still answered from memory (its time to live is five minutes).
+    assert_eq!(shop.send(shop.get("/cart", Some("demo-alice"))).await.status, 200);
+    assert_eq!(stats().loads - known.loads, 2);
     shop.stop().await;
 }
 
@@ -290,6 +321,7 @@ on_both_databases!(
     provider_outage_opens_the_breaker_and_payments_recover,
     edge_rate_limits_per_client_and_sheds_load,
     a_flash_sale_burst_makes_one_store_read,
+    api_keys_are_looked_up_through_the_customer_cache,
 );
 
 /// Every metric the Grafana dashboard queries is one the shop exports, and the OpenAPI

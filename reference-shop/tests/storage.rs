@@ -7,6 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{TestDb, test_config};
+use levee::core::ManualClock;
+use reference_shop::ShopClock;
 use reference_shop::domain::OrderStatus;
 use reference_shop::faults::{FaultSettings, Faults};
 use reference_shop::store::catalog::CartChange;
@@ -16,7 +18,8 @@ async fn open(db: &TestDb, products: u32) -> Store {
     let mut config = test_config();
     config.storage.seed_products = products;
     db.apply(&mut config);
-    Store::open(&config.storage, Arc::new(Faults::new(FaultSettings::default())))
+    let faults = Arc::new(Faults::new(FaultSettings::default()));
+    Store::open(&config.storage, faults, ShopClock::manual(ManualClock::new()))
         .await
         .expect("store opens")
 }

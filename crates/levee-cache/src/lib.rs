@@ -12,6 +12,9 @@
 //! tests use [`ManualClock`](levee_core::ManualClock)). Expiry is checked on read, and expired
 //! entries are dropped by eviction, overwrite or [`Cache::cleanup`].
 //!
+//! [`CacheSettings`] holds what a settings file can say about a cache (serde with the `serde`
+//! feature, durations such as `"30s"`).
+//!
 //! ```
 //! use std::time::Duration;
 //! use levee_cache::Cache;
@@ -44,6 +47,7 @@ mod event;
 mod flight;
 mod load;
 mod lock;
+mod settings;
 mod single_flight;
 mod stats;
 mod store;
@@ -51,6 +55,7 @@ mod store;
 pub use builder::CacheBuilder;
 pub use cache::Cache;
 pub use event::{CacheEvent, RemovalCause};
+pub use settings::CacheSettings;
 pub use single_flight::SingleFlight;
 pub use stats::CacheStats;
 

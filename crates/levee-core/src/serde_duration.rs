@@ -1,6 +1,7 @@
 //! serde for `Duration` settings (feature `serde`): `#[serde(with = "levee_core::serde_duration")]`
 //! on a `Duration` field, `#[serde(with = "levee_core::serde_duration::option")]` on an
-//! `Option<Duration>` field.
+//! `Option<Duration>` field, `#[serde(with = "levee_core::serde_duration::vec")]` on a
+//! `Vec<Duration>` field (a schedule).
 //!
 //! Reads a string with a unit (`"30s"`, `"250ms"`, `"1.5s"`, `"1m"`, `"1h"`, `"100us"`: see
 //! [`parse_duration`]) or a number of milliseconds (`250`, `0.5`); writes a string in the
@@ -81,13 +82,14 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     d.deserialize_any(Visitor)
 }
 
+/// One duration read as [`deserialize`] reads it, for the containers below.
+#[derive(Deserialize)]
+struct Wrapped(#[serde(deserialize_with = "deserialize")] Duration);
+
 /// The same for an `Option<Duration>` field: `None` is written as the format's none (a
 /// missing TOML key needs `#[serde(default)]` as well).
 pub mod option {
     use super::*;
-
-    #[derive(Deserialize)]
-    struct Wrapped(#[serde(deserialize_with = "super::deserialize")] Duration);
 
     /// Writes `Some(d)` as a string such as `"250ms"`.
     ///
@@ -109,6 +111,29 @@ pub mod option {
     }
 }
 
+/// The same for a `Vec<Duration>` field, such as a backoff schedule: a list of durations
+/// (`["1s", "5s", "30s"]`), each read and written as a single one is.
+pub mod vec {
+    use super::*;
+
+    /// Writes each duration as a string such as `"250ms"`.
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    pub fn serialize<S: Serializer>(ds: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(ds.iter().map(|d| format_duration(*d)))
+    }
+
+    /// Reads a list of durations.
+    ///
+    /// # Errors
+    /// As [`deserialize`](super::deserialize), for any element; or a value that is not a
+    /// list.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        Ok(Vec::<Wrapped>::deserialize(d)?.into_iter().map(|w| w.0).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -121,6 +146,25 @@ mod tests {
         d: Duration,
         #[serde(with = "super::option", default)]
         o: Option<Duration>,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Schedule {
+        #[serde(with = "super::vec")]
+        backoff: Vec<Duration>,
+    }
+
+    #[test]
+    fn a_schedule_is_a_list_of_durations() {
+        let s: Schedule = toml::from_str(r#"backoff = ["500ms", 1000, "1m"]"#).unwrap();
+        let want = [Duration::from_millis(500), Duration::from_secs(1), Duration::from_secs(60)];
+        assert_eq!(s.backoff, want);
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"backoff":["500ms","1s","1m"]}"#);
+        let empty: Schedule = serde_json::from_str(r#"{"backoff": []}"#).unwrap();
+        assert!(empty.backoff.is_empty());
+        let err = serde_json::from_str::<Schedule>(r#"{"backoff": ["1s", "soon"]}"#).unwrap_err();
+        assert!(err.to_string().contains("not a duration"), "{err}");
+        assert!(serde_json::from_str::<Schedule>(r#"{"backoff": "1s"}"#).is_err());
     }
 
     fn json(text: &str) -> Result<S, serde_json::Error> {

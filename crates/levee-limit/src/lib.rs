@@ -106,8 +106,8 @@ pub use adaptive::{
     LimitAlgorithm, SampleWindow, Vegas,
 };
 pub use bulkhead::{
-    Acquire, AcquireOwned, Bulkhead, BulkheadBuilder, BulkheadError, BulkheadEvent, BulkheadStats,
-    MAX_QUEUE, OwnedPermit, Permit,
+    Acquire, AcquireOwned, Bulkhead, BulkheadBuilder, BulkheadError, BulkheadEvent,
+    BulkheadSettings, BulkheadStats, MAX_QUEUE, OwnedPermit, Permit,
 };
 pub use error::{CheckNError, InsufficientCapacity, RetryAfter, Throttled};
 pub use keyed::{

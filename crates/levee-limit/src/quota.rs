@@ -35,7 +35,8 @@ pub const MAX_SPAN: Duration = Duration::from_nanos(1 << 62);
 pub struct Quota {
     /// Cells admitted per `period` in the long run.
     pub count: u32,
-    /// The period `count` refers to.
+    /// The period `count` refers to (`"1s"`, `"250ms"` in settings files).
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
     pub period: Duration,
     /// Cells that may be admitted at once after a quiet spell; `None` means `count`.
     #[cfg_attr(feature = "serde", serde(default))]

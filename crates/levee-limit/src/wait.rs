@@ -31,7 +31,9 @@ use crate::error::Throttled;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Jitter {
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
     min: Duration,
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
     max: Duration,
 }
 

@@ -16,7 +16,7 @@ use levee_limit::{Bulkhead, Quota, RateLimiter};
 use crate::stage::{Layered, Leaf};
 use crate::{
     Backoff, Breaker, BulkheadPolicy, Hedge, HedgeDelay, Limiter, Pipeline, Retry, RetryBudget,
-    RetryBudgetBuilder, Timeout,
+    RetryBudgetBuilder, RetryBuilder, Timeout,
 };
 
 /// Settings of a [`Retry`].
@@ -56,6 +56,41 @@ impl RetrySettings {
     /// # Errors
     /// Any invalid setting, named.
     pub fn build_with_clock(&self, clock: impl Clock) -> Result<Retry, ConfigError> {
+        self.builder_with_clock(clock)?.build()
+    }
+
+    /// A [`RetryBuilder`] set to these settings, its retry budget (if any) built on `clock`:
+    /// for what a settings file does not hold, such as which errors to retry.
+    ///
+    /// ```
+    /// use levee_core::ManualClock;
+    /// use levee_policy::{Error, Pipeline, RetrySettings};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let clock = ManualClock::new();
+    /// let retry = RetrySettings::default()
+    ///     .builder_with_clock(clock.clone())
+    ///     .unwrap()
+    ///     .retry_on_error(|e: &Error<&str>| matches!(e, Error::Operation("busy")))
+    ///     .build()
+    ///     .unwrap();
+    /// let pipeline = Pipeline::builder().retry(retry).clock(clock).build().unwrap();
+    /// // "gone" is not worth retrying: one attempt.
+    /// let calls = std::sync::atomic::AtomicU32::new(0);
+    /// let out = pipeline
+    ///     .execute(|_ctx| {
+    ///         calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ///         async { Err::<(), _>("gone") }
+    ///     })
+    ///     .await;
+    /// assert_eq!((out, calls.into_inner()), (Err(Error::Operation("gone")), 1));
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// An invalid retry budget, named (the other settings are checked by
+    /// [`RetryBuilder::build`]).
+    pub fn builder_with_clock(&self, clock: impl Clock) -> Result<RetryBuilder, ConfigError> {
         let mut b = Retry::builder().max_attempts(self.max_attempts).backoff(self.backoff);
         if let Some(budget) = self.budget {
             b = b.budget(Arc::new(budget.build_with_clock(clock)?));
@@ -63,7 +98,7 @@ impl RetrySettings {
         if let Some(max) = self.max_retry_after {
             b = b.max_retry_after(max);
         }
-        b.build()
+        Ok(b)
     }
 }
 
@@ -140,42 +175,10 @@ impl RateLimitSettings {
     }
 }
 
-/// Settings of a bulkhead stage.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
-pub struct BulkheadSettings {
-    /// Calls in flight at most.
-    pub max_concurrent: usize,
-    /// Calls that may wait for a permit (default 0: refuse at once).
-    #[cfg_attr(feature = "serde", serde(default))]
-    pub max_queue: usize,
-    /// How long a queued call waits at most (default: until a permit frees up).
-    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration::option", default))]
-    pub max_wait: Option<Duration>,
-}
-
-impl BulkheadSettings {
-    /// Builds the stage around a new bulkhead on the default clock.
-    ///
-    /// # Errors
-    /// Any invalid bulkhead setting, named.
-    pub fn build(&self) -> Result<BulkheadPolicy, ConfigError> {
-        self.build_with_clock(FastClock)
-    }
-
-    /// Builds the stage around a new bulkhead whose queue waits on `clock`.
-    ///
-    /// # Errors
-    /// As [`build`](Self::build).
-    pub fn build_with_clock<C: Clock>(&self, clock: C) -> Result<BulkheadPolicy<C>, ConfigError> {
-        let mut b = Bulkhead::builder(self.max_concurrent).max_queue(self.max_queue).clock(clock);
-        if let Some(wait) = self.max_wait {
-            b = b.max_wait(wait);
-        }
-        Ok(BulkheadPolicy::new(Arc::new(b.build()?)))
-    }
-}
+/// Settings of a bulkhead stage: levee-limit's [`BulkheadSettings`], one type for the
+/// bulkhead wherever it is used. Wrap what it builds in a [`BulkheadPolicy`]
+/// (`BulkheadPolicy::new(Arc::new(settings.build()?))`).
+pub use levee_limit::BulkheadSettings;
 
 /// A whole pipeline as data, in the standard order: overall timeout, retry, hedge, circuit
 /// breaker, rate limiter, bulkhead, per-attempt timeout. Every part is optional.
@@ -319,7 +322,10 @@ impl PipelineSettings {
                                 policy: self
                                     .bulkhead
                                     .as_ref()
-                                    .map(|b| b.build_with_clock(clock.clone()))
+                                    .map(|b| {
+                                        b.build_with_clock(clock.clone())
+                                            .map(|b| BulkheadPolicy::new(Arc::new(b)))
+                                    })
                                     .transpose()?,
                                 inner: Layered {
                                     policy: timeout(self.attempt_timeout, "attempt_timeout")?,

@@ -1,102 +1,47 @@
-//! Operator endpoints (admin token): status of every resilience mechanism (the payment
-//! pipeline's breaker, retries, retry budget and timeouts among them), fault injection,
-//! the dead-letter queue, product changes.
+//! Operator endpoints (admin token): the status of every resilience mechanism (the payment
+//! pipeline's breaker, retries, retry budget and timeouts among them), fault injection, the
+//! dead-letter queue. (Product changes are in [`super::catalog`].)
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
 
 use super::auth::Admin;
-use super::error::{ApiError, ApiJson, ApiPath};
+use super::extract::ApiJson;
+use crate::api::{ApiError, DeadLetterList, Replay, Replayed, ShopStatus};
 use crate::app::Shop;
-use crate::faults::FaultPatch;
+use crate::faults::{FaultPatch, FaultSettings};
 
-type Result<T> = std::result::Result<T, ApiError>;
-
-pub(super) async fn status(State(shop): State<Arc<Shop>>, _: Admin) -> Response {
-    Json(json!({
-        "breaker": shop.guard.breaker_status(),
-        "payment": shop.guard.pipeline_status(),
-        "edge": shop.edge.stats(),
-        "cache": shop.cache.stats(),
-        "queue": shop.bus.stats(),
-        "timers": shop.timers.stats(),
-        "provider": shop.provider.stats(),
-        "faults": shop.faults.get(),
-        "store": {
-            "backend": format!("{:?}", shop.store.backend()).to_lowercase(),
-            "product_reads": shop.store.product_reads(),
-        },
-    }))
-    .into_response()
+/// `GET /admin/status`.
+pub(super) async fn status(State(shop): State<Arc<Shop>>, _: Admin) -> Json<ShopStatus> {
+    Json(shop.operations.status())
 }
 
-pub(super) async fn get_faults(State(shop): State<Arc<Shop>>, _: Admin) -> Response {
-    Json(shop.faults.get()).into_response()
+/// `GET /admin/faults`.
+pub(super) async fn faults(State(shop): State<Arc<Shop>>, _: Admin) -> Json<FaultSettings> {
+    Json(shop.operations.faults())
 }
 
+/// `PUT /admin/faults`.
 pub(super) async fn set_faults(
     State(shop): State<Arc<Shop>>,
     _: Admin,
     ApiJson(patch): ApiJson<FaultPatch>,
-) -> Result<Response> {
-    let settings =
-        shop.faults.apply(patch).map_err(|e| ApiError::invalid("invalid_fault", e.to_string()))?;
-    tracing::warn!(?settings, "fault injection changed");
-    Ok(Json(settings).into_response())
+) -> Result<Json<FaultSettings>, ApiError> {
+    shop.operations.set_faults(patch).map(Json)
 }
 
-pub(super) async fn dead_letters(State(shop): State<Arc<Shop>>, _: Admin) -> Response {
-    Json(json!({ "dead_letters": shop.bus.dead_letters() })).into_response()
+/// `GET /admin/dlq`.
+pub(super) async fn dead_letters(State(shop): State<Arc<Shop>>, _: Admin) -> Json<DeadLetterList> {
+    Json(shop.operations.dead_letters())
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Replay {
-    ids: Option<Vec<u64>>,
-}
-
+/// `POST /admin/dlq/replay`.
 pub(super) async fn replay(
     State(shop): State<Arc<Shop>>,
     _: Admin,
-    ApiJson(body): ApiJson<Replay>,
-) -> Response {
-    let ids = body.ids;
-    let replayed = shop.bus.replay(ids.as_deref());
-    tracing::info!(replayed, "dead letters replayed");
-    Json(json!({ "replayed": replayed })).into_response()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ProductChange {
-    price_cents: Option<i64>,
-    stock: Option<i64>,
-}
-
-pub(super) async fn update_product(
-    State(shop): State<Arc<Shop>>,
-    _: Admin,
-    ApiPath(id): ApiPath<i64>,
-    ApiJson(change): ApiJson<ProductChange>,
-) -> Result<Response> {
-    if change.price_cents.is_some_and(|p| !(0..=100_000_000).contains(&p))
-        || change.stock.is_some_and(|s| !(0..=1_000_000_000).contains(&s))
-    {
-        return Err(ApiError::invalid(
-            "invalid_product_change",
-            "price_cents lies in 0..=100000000 and stock in 0..=1000000000",
-        ));
-    }
-    let product = shop
-        .store
-        .update_product(id, change.price_cents, change.stock, shop.clock.now_ms())
-        .await?
-        .ok_or_else(|| ApiError::not_found("product"))?;
-    shop.cache.invalidate(id);
-    Ok(Json(product).into_response())
+    ApiJson(replay): ApiJson<Replay>,
+) -> Json<Replayed> {
+    Json(shop.operations.replay(replay))
 }

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 
-use super::error::ApiError;
+use crate::api::ApiError;
 use crate::app::Shop;
 use crate::domain::Customer;
 
-/// The caller's API key, if any (also used as the rate-limit key).
+/// The caller's API key, if any (also the rate limit's key).
 pub(crate) fn api_key(headers: &HeaderMap) -> Option<&str> {
     header(headers, "x-api-key")
 }
@@ -30,7 +30,7 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .filter(|k| !k.is_empty() && k.len() <= 200)
 }
 
-/// An authenticated customer.
+/// An authenticated customer (the customers service knows the key).
 #[derive(Debug, Clone)]
 pub(crate) struct Caller(pub Customer);
 
@@ -38,19 +38,7 @@ impl FromRequestParts<Arc<Shop>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, shop: &Arc<Shop>) -> Result<Self, ApiError> {
-        let Some(key) = api_key(&parts.headers) else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing_api_key",
-                "send your API key in the X-Api-Key header (POST /customers creates one)",
-            ));
-        };
-        match shop.customer(key).await? {
-            Some(c) => Ok(Self(c)),
-            None => {
-                Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_api_key", "unknown API key"))
-            }
-        }
+        shop.customers.authenticate(api_key(&parts.headers)).await.map(Self)
     }
 }
 
@@ -70,8 +58,7 @@ impl FromRequestParts<Arc<Shop>> for Admin {
         if same {
             Ok(Self)
         } else {
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
+            Err(ApiError::unauthorized(
                 "admin_token_required",
                 "admin endpoints need the X-Admin-Token header",
             ))

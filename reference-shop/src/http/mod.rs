@@ -1,55 +1,66 @@
-//! The HTTP JSON API.
+//! The HTTP JSON API: routes to the services, nothing more.
 //!
 //! Layers, outermost first: panic catcher (a JSON 500 instead of a dropped connection), body
-//! limit, request metrics and tracing; then, for the customer API only, the edge: the
-//! per-client rate limit (429) and the bulkhead (503), both with `Retry-After`. `/health`,
-//! `/metrics` and `/admin` stay reachable while customers are being shed.
+//! limit, request metrics and tracing; then, for the customer API only, the edge
+//! ([`edge`]): levee-limit's per-client rate limit (429) and bulkhead (503), both with
+//! `Retry-After`. `/health`, `/metrics` and `/admin` stay reachable while customers are
+//! being shed. Handlers take the typed bodies of [`crate::api`] and call one service each
+//! (a customer's order notifications ask the orders service whose order it is first).
 
 mod admin;
-mod api;
 mod auth;
+mod carts;
+mod catalog;
+mod customers;
+mod edge;
 mod error;
+mod extract;
+mod orders;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 
-pub use error::ApiError;
+pub use edge::{Client, ClientKey, Edge, EdgeStats, refused};
 
+use crate::api::{ApiError, Health, HealthStatus};
 use crate::app::Shop;
 use crate::metrics::{HttpLabel, RouteLabel};
 
 /// The whole API.
 pub fn router(shop: Arc<Shop>) -> Router {
     let customer_api = Router::new()
-        .route("/customers", post(api::create_customer))
-        .route("/products", get(api::list_products))
-        .route("/products/{id}", get(api::get_product))
-        .route("/cart", get(api::get_cart).delete(api::clear_cart))
-        .route("/cart/items", post(api::set_cart_item))
-        .route("/cart/items/{product_id}", axum::routing::delete(api::remove_cart_item))
-        .route("/orders", post(api::place_order).get(api::list_orders))
-        .route("/orders/{id}", get(api::get_order))
-        .route("/orders/{id}/pay", post(api::pay_order))
-        .route("/orders/{id}/cancel", post(api::cancel_order))
-        .route("/orders/{id}/notifications", get(api::order_notifications))
-        .layer(middleware::from_fn_with_state(Arc::clone(&shop), edge));
+        .route("/customers", post(customers::create))
+        .route("/products", get(catalog::search))
+        .route("/products/{id}", get(catalog::product))
+        .route("/cart", get(carts::view).delete(carts::clear))
+        .route("/cart/items", post(carts::set_item))
+        .route("/cart/items/{product_id}", delete(carts::remove_item))
+        .route("/orders", post(orders::place).get(orders::list))
+        .route("/orders/{id}", get(orders::get))
+        .route("/orders/{id}/pay", post(orders::pay))
+        .route("/orders/{id}/cancel", post(orders::cancel))
+        .route("/orders/{id}/notifications", get(orders::notifications))
+        // Two layers applied one after the other, not one stack: the rate limit (outer)
+        // decides before the bulkhead is asked for a slot.
+        .route_layer((HandleErrorLayer::new(refused), shop.edge.bulkhead()))
+        .route_layer((HandleErrorLayer::new(refused), shop.edge.rate_limit()));
     let ops = Router::new()
-        .route("/health", get(api::health))
+        .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/admin/status", get(admin::status))
-        .route("/admin/faults", get(admin::get_faults).put(admin::set_faults))
+        .route("/admin/faults", get(admin::faults).put(admin::set_faults))
         .route("/admin/dlq", get(admin::dead_letters))
         .route("/admin/dlq/replay", post(admin::replay))
-        .route("/admin/products/{id}", axum::routing::patch(admin::update_product));
+        .route("/admin/products/{id}", patch(catalog::change));
     let max_body = shop.config.server.max_body_bytes;
     customer_api
         .merge(ops)
@@ -64,42 +75,9 @@ pub fn router(shop: Arc<Shop>) -> Router {
         .layer(middleware::from_fn_with_state(Arc::clone(&shop), observe))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
-                    .into_response()
-            },
+            |_: Box<dyn std::any::Any + Send>| ApiError::internal().into_response(),
         ))
         .with_state(shop)
-}
-
-/// Per-client rate limit, then the bulkhead.
-async fn edge(State(shop): State<Arc<Shop>>, req: Request, next: Next) -> Response {
-    let client = match auth::api_key(req.headers()) {
-        Some(key) => format!("key:{key}"),
-        None => req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "addr:unknown".to_owned(), |c| format!("addr:{}", c.0.ip())),
-    };
-    if let Err(wait) = shop.edge.check_rate(&client) {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("too many requests; retry in {} ms", wait.as_millis()),
-        )
-        .retry_after(secs)
-        .into_response();
-    }
-    let Some(_slot) = shop.edge.try_enter() else {
-        return ApiError::unavailable(
-            "overloaded",
-            "the shop is at capacity; request shed, retry shortly",
-            1,
-        )
-        .into_response();
-    };
-    next.run(req).await
 }
 
 /// Request metrics and a tracing span per request.
@@ -123,6 +101,16 @@ async fn observe(State(shop): State<Arc<Shop>>, req: Request, next: Next) -> Res
         .observe(elapsed.as_secs_f64());
     shop.metrics.http_requests.get_or_create(&HttpLabel { method, route, status }).inc();
     response
+}
+
+/// `GET /health`: 200 when the database answers, 503 otherwise.
+async fn health(State(shop): State<Arc<Shop>>) -> (StatusCode, axum::Json<Health>) {
+    let health = shop.operations.health().await;
+    let status = match health.status {
+        HealthStatus::Ok => StatusCode::OK,
+        HealthStatus::Degraded => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, axum::Json(health))
 }
 
 async fn metrics(State(shop): State<Arc<Shop>>) -> Response {

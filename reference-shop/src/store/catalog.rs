@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, retry_contention};
+use super::{Store, StoreError};
 use crate::domain::{CartLine, Product};
 
 /// A customer's cart.
@@ -148,23 +148,24 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<Product>, StoreError> {
         self.faults.store_delay().await;
-        let row = retry_contention(|| async {
-            let mut tx = self.write_tx().await?;
-            let row = sqlx::query(
-                "UPDATE products SET price_cents = COALESCE($2, price_cents), \
+        let row = self
+            .retrying(|| async {
+                let mut tx = self.write_tx().await?;
+                let row = sqlx::query(
+                    "UPDATE products SET price_cents = COALESCE($2, price_cents), \
                  stock = COALESCE($3, stock), updated_at_ms = $4 WHERE id = $1 \
                  RETURNING id, sku, name, category, price_cents, stock, reserved",
-            )
-            .bind(id)
-            .bind(price_cents)
-            .bind(stock)
-            .bind(now_ms)
-            .fetch_optional(&mut *tx)
+                )
+                .bind(id)
+                .bind(price_cents)
+                .bind(stock)
+                .bind(now_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(row)
+            })
             .await?;
-            tx.commit().await?;
-            Ok(row)
-        })
-        .await?;
         row.map(|r| product_from(&r)).transpose()
     }
 
@@ -213,7 +214,7 @@ impl Store {
         expires_at_ms: i64,
     ) -> Result<CartChange, StoreError> {
         self.faults.store_delay().await;
-        retry_contention(|| async {
+        self.retrying(|| async {
             let mut tx = self.write_tx().await?;
             lock_cart(&mut tx, customer_id).await?;
             let held: i64 = sqlx::query(
@@ -294,7 +295,7 @@ impl Store {
     /// Database failures.
     pub async fn clear_cart(&self, customer_id: i64, now_ms: i64) -> Result<Vec<i64>, StoreError> {
         self.faults.store_delay().await;
-        retry_contention(|| self.release_cart(customer_id, None, now_ms)).await
+        self.retrying(|| self.release_cart(customer_id, None, now_ms)).await
     }
 
     /// Empties a cart whose reservation ended by `now_ms` and releases its stock: the cart
@@ -305,7 +306,7 @@ impl Store {
     /// Database failures.
     pub async fn expire_cart(&self, customer_id: i64, now_ms: i64) -> Result<Vec<i64>, StoreError> {
         self.faults.store_delay().await;
-        retry_contention(|| self.release_cart(customer_id, Some(now_ms), now_ms)).await
+        self.retrying(|| self.release_cart(customer_id, Some(now_ms), now_ms)).await
     }
 
     async fn release_cart(

@@ -4,7 +4,10 @@
 //! The queries use `$n` placeholders and SQL both databases share (`ON CONFLICT`,
 //! `RETURNING`); only the migrations differ (`migrations/sqlite`, `migrations/postgres`).
 //! Stock is changed only by conditional updates (`... WHERE stock >= $n`), so no interleaving
-//! of orders can sell more than there is.
+//! of orders can sell more than there is. A write transaction that loses a lock race (SQLite's
+//! "database is locked", PostgreSQL's serialization failure or deadlock) runs again through a
+//! levee-policy [`Retry`](levee::policy::Retry) on the shop clock that retries only those
+//! (`storage.contention_retry`).
 
 pub mod catalog;
 mod orders;
@@ -15,11 +18,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use levee::policy::{Error as PolicyError, Layered, Leaf, OnError, Pipeline, Retry};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row, SqlSafeStr, Transaction};
 
-use crate::config::StorageConfig;
+use crate::clock::ShopClock;
+use crate::config::{SettingError, StorageConfig, section};
 use crate::domain::Customer;
 use crate::faults::Faults;
 
@@ -50,6 +55,12 @@ pub enum StoreError {
     /// The database URL names no supported database.
     #[error("unsupported database url (use sqlite:// or postgres://): {0}")]
     Url(String),
+    /// The contention retry refused to run the transaction (a retry alone never does).
+    #[error("contention retry: {0}")]
+    Retry(String),
+    /// A storage setting is out of range.
+    #[error(transparent)]
+    Setting(#[from] SettingError),
 }
 
 impl StoreError {
@@ -80,6 +91,13 @@ fn is_contention(e: &sqlx::Error) -> bool {
         || db.message().contains("database is locked")
 }
 
+/// Which failed attempts the contention retry runs again: lock races only.
+type OnContention = OnError<fn(&PolicyError<StoreError>) -> bool>;
+
+fn lost_a_lock_race(e: &PolicyError<StoreError>) -> bool {
+    matches!(e, PolicyError::Operation(StoreError::Db(e)) if is_contention(e))
+}
+
 /// The shop's storage.
 #[derive(Debug)]
 pub struct Store {
@@ -87,6 +105,7 @@ pub struct Store {
     backend: Backend,
     faults: Arc<Faults>,
     product_reads: AtomicU64,
+    contention: Pipeline<Layered<Retry<OnContention>, Leaf>, ShopClock>,
 }
 
 const SQLITE: [&str; 2] = [
@@ -123,12 +142,25 @@ fn migrator(backend: Backend) -> Migrator {
 
 impl Store {
     /// Opens the database `config` names (creating and migrating it on first start) and seeds
-    /// it when it has no products.
+    /// it when it has no products. Contention retries pause on `clock`.
     ///
     /// # Errors
-    /// The data directory cannot be created, the database cannot be reached, or a migration
-    /// fails.
-    pub async fn open(config: &StorageConfig, faults: Arc<Faults>) -> Result<Self, StoreError> {
+    /// The data directory cannot be created, the database cannot be reached, a migration
+    /// fails, or the contention retry settings are out of range.
+    pub async fn open(
+        config: &StorageConfig,
+        faults: Arc<Faults>,
+        clock: ShopClock,
+    ) -> Result<Self, StoreError> {
+        let retries = section("storage.contention_retry");
+        let retry = config
+            .contention_retry
+            .builder_with_clock(clock.clone())
+            .map_err(&retries)?
+            .retry_on_error(lost_a_lock_race as fn(&PolicyError<StoreError>) -> bool)
+            .build()
+            .map_err(&retries)?;
+        let contention = Pipeline::builder().retry(retry).clock(clock).build().map_err(&retries)?;
         sqlx::any::install_default_drivers();
         let (url, backend) = match config.database_url.as_deref().filter(|u| !u.is_empty()) {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -160,7 +192,7 @@ impl Store {
         }
         let pool = options.connect(&url).await?;
         migrator(backend).run(&pool).await?;
-        let store = Self { pool, backend, faults, product_reads: AtomicU64::new(0) };
+        let store = Self { pool, backend, faults, product_reads: AtomicU64::new(0), contention };
         store.seed_if_empty(config.seed_products).await?;
         Ok(store)
     }
@@ -249,21 +281,18 @@ fn customer_from(r: &AnyRow) -> Result<Customer, StoreError> {
     Ok(Customer { id: r.try_get("id")?, name: r.try_get("name")?, api_key: r.try_get("api_key")? })
 }
 
-/// Runs `f` again (up to five times) when it fails on lock contention.
-async fn retry_contention<T, F, Fut>(mut f: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
-{
-    let mut attempt = 0;
-    loop {
-        match f().await {
-            Err(StoreError::Db(e)) if is_contention(&e) && attempt < 5 => {
-                attempt += 1;
-                let pause = 5 * (1 << attempt) + levee::core::random::below(10);
-                tokio::time::sleep(Duration::from_millis(pause)).await;
-            }
-            other => return other,
-        }
+impl Store {
+    /// Runs the transaction `f` makes, again when it loses a lock race (on the contention
+    /// retry's backoff, on the shop clock); any other outcome is returned as it is.
+    pub(super) async fn retrying<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, StoreError>> + Send,
+        T: Send,
+    {
+        self.contention.execute(|_ctx| f()).await.map_err(|e| match e {
+            PolicyError::Operation(e) => e,
+            other => StoreError::Retry(other.to_string()),
+        })
     }
 }

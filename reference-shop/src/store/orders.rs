@@ -10,7 +10,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::catalog::lock_cart;
-use super::{Store, StoreError, retry_contention};
+use super::{Store, StoreError};
 use crate::domain::{Notification, Order, OrderLine, OrderStatus};
 
 /// An order to place.
@@ -134,7 +134,7 @@ impl Store {
         let mut lines = new.lines.clone();
         // One lock order for every transaction: PostgreSQL cannot deadlock on product rows.
         lines.sort_unstable();
-        let outcome = retry_contention(|| self.try_place(new, &fingerprint, &lines)).await?;
+        let outcome = self.retrying(|| self.try_place(new, &fingerprint, &lines)).await?;
         if let Some(outcome) = outcome {
             return Ok(outcome);
         }
@@ -326,7 +326,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Transition, StoreError> {
         self.faults.store_delay().await;
-        retry_contention(|| async {
+        self.retrying(|| async {
             let mut tx = self.write_tx().await?;
             let moved = sqlx::query(order_sql)
                 .bind(order_id)

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use levee::breaker::OpenWait;
 use levee::core::ManualClock;
+use levee::limit::{BulkheadSettings, Quota};
+use levee::policy::Backoff;
 use reference_shop::{Config, RunningShop, ShopClock};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -84,17 +87,17 @@ pub fn test_config() -> Config {
     let mut c = Config::default();
     c.server.addr = "127.0.0.1:0".parse().unwrap();
     c.server.admin_token = ADMIN.to_owned();
-    c.server.shutdown_grace_secs = 10;
+    c.server.shutdown_grace = Duration::from_secs(10);
     c.storage.seed_products = 50;
-    c.edge.rate_per_sec = 1_000_000.0;
-    c.edge.burst = 1_000_000;
-    c.edge.max_concurrent = 10_000;
-    c.provider.latency_ms = 0;
-    c.payment.retry_backoff_ms = 1;
-    c.payment.breaker_open_secs = 30;
+    c.edge.rate = Quota::per_second(1_000_000).with_burst(1_000_000);
+    c.edge.bulkhead = BulkheadSettings::new(10_000);
+    c.provider.latency = Duration::ZERO;
+    c.payment.retry.backoff =
+        Backoff::exponential(Duration::from_millis(1), Duration::from_secs(1)).with_jitter(0.2);
+    c.payment.breaker.open_wait = OpenWait::fixed(Duration::from_secs(30));
     // The broker's backoffs run on the shop's (manual) clock: redeliver at once.
-    c.queue.redelivery_backoff_ms = 0;
-    c.orders.timer_tick_ms = 10;
+    c.queue.subscription.backoff = Vec::new();
+    c.orders.timer_tick = Duration::from_millis(10);
     c
 }
 
@@ -182,7 +185,7 @@ impl TestShop {
 
     pub async fn product(&self, id: i64) -> Value {
         // Straight from the store, not through the cache, so tests see the truth.
-        let p = self.shop().store.product(id).await.unwrap().unwrap();
+        let p = self.shop().catalog.product_uncached(id).await.unwrap().unwrap();
         serde_json::to_value(p).unwrap()
     }
 

@@ -30,6 +30,7 @@
 //! the granted permit (to the next waiter, if any). Nothing leaks.
 
 mod queue;
+mod settings;
 
 use std::fmt;
 use std::future::Future;
@@ -44,6 +45,8 @@ use levee_core::{Clock, ConfigError, Counter, EventHook, FastClock, Listener, Sl
 use crate::error::RetryAfter;
 use crate::quota::MAX_SPAN;
 use queue::{WaitQueue, WakeList};
+
+pub use settings::BulkheadSettings;
 
 /// Why a bulkhead refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]

@@ -45,7 +45,8 @@ const INDEX_MASK: u64 = (1 << 40) - 1;
 pub struct WindowQuota {
     /// Most cells admitted per window (1 to [`MAX_WINDOW_LIMIT`]).
     pub limit: u32,
-    /// The window length.
+    /// The window length (`"1m"`, `"500ms"` in settings files).
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
     pub window: Duration,
 }
 

@@ -44,13 +44,16 @@ pub enum Overflow {
 #[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct SubscriptionConfig {
-    /// Name, unique within the topic.
+    /// Name, unique within the topic. (Left out of a settings file when empty: a file may
+    /// hold one set of settings for several subscriptions, each named in code.)
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "String::is_empty"))]
     pub name: String,
     /// Only messages whose subject matches this pattern are delivered (`orders.*`,
     /// `orders.>`); `None` takes every message of the topic.
     pub filter: Option<String>,
     /// How long a consumer owns a delivery before it is redelivered (extended by
     /// `in_progress`). Default 30 s.
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
     pub ack_wait: Duration,
     /// How many handler failures (nack, or a delivery dropped without a verb) a message
     /// survives: after the `max_deliveries`-th failed delivery it is dead-lettered.
@@ -62,7 +65,8 @@ pub struct SubscriptionConfig {
     pub max_lease_expiries: u32,
     /// Redelivery delay after the n-th handler failure is `backoff[n - 1]`, the last entry
     /// repeating; empty means redeliver at once. A nack with an explicit delay overrides it.
-    /// Default 1 s, 5 s, 30 s.
+    /// Default 1 s, 5 s, 30 s (`["1s", "5s", "30s"]` in a settings file).
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration::vec"))]
     pub backoff: Vec<Duration>,
     /// The most messages the subscription holds (waiting, scheduled and in flight) before
     /// `overflow` applies. Default 100 000.
@@ -202,6 +206,7 @@ impl SubscriptionConfig {
 pub struct TopicConfig {
     /// How long a message id is remembered for deduplication. Zero turns deduplication off.
     /// Default 2 minutes.
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
     pub dedup_window: Duration,
     /// The most message ids remembered at once; the oldest is forgotten first. Default
     /// 100 000.
@@ -284,5 +289,29 @@ mod tests {
         assert_eq!(c.backoff_for(2), Duration::from_secs(4));
         assert_eq!(c.backoff_for(9), Duration::from_secs(4));
         assert_eq!(c.backoff(vec![]).backoff_for(3), Duration::ZERO);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn settings_files_write_durations_with_a_unit() {
+        let config = SubscriptionConfig::new("payment")
+            .ack_wait(Duration::from_secs(60))
+            .backoff(vec![Duration::from_millis(500), Duration::from_secs(1)]);
+        let text = serde_json::to_string(&config).unwrap();
+        assert!(text.contains(r#""ack_wait":"1m""#), "{text}");
+        assert!(text.contains(r#""backoff":["500ms","1s"]"#), "{text}");
+        assert_eq!(serde_json::from_str::<SubscriptionConfig>(&text).unwrap(), config);
+        // Left-out settings keep their defaults; a bare number is milliseconds.
+        let read: SubscriptionConfig =
+            serde_json::from_str(r#"{"name": "n", "ack_wait": 1500, "backoff": ["2s"]}"#).unwrap();
+        assert_eq!(read.ack_wait, Duration::from_millis(1500));
+        assert_eq!(read.backoff_for(3), Duration::from_secs(2));
+        assert_eq!(read.max_deliveries, SubscriptionConfig::default().max_deliveries);
+        let template = SubscriptionConfig::new("").max_deliveries(2);
+        let text = serde_json::to_string(&template).unwrap();
+        assert!(!text.contains("name"), "{text}");
+        assert_eq!(serde_json::from_str::<SubscriptionConfig>(&text).unwrap(), template);
+        let topic: TopicConfig = serde_json::from_str(r#"{"dedup_window": "30s"}"#).unwrap();
+        assert_eq!(topic, TopicConfig::new().dedup_window(Duration::from_secs(30)));
     }
 }

@@ -1,0 +1,46 @@
+//! The catalog's requests and answers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Product;
+
+/// `GET /products` query: a page of products, filtered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductSearch {
+    /// Words the name contains (case-insensitive, at most 100 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// Exact category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Products to skip (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u32>,
+}
+
+/// `GET /products` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductPage {
+    /// The page, by id.
+    pub products: Vec<Product>,
+    /// The page size used.
+    pub limit: u32,
+    /// The products skipped.
+    pub offset: u32,
+}
+
+/// `PATCH /admin/products/{id}` body: what to change (absent fields stay).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductChange {
+    /// New price in cents, 0 to 100 000 000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_cents: Option<i64>,
+    /// New stock, 0 to 1 000 000 000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stock: Option<i64>,
+}

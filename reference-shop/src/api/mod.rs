@@ -1,0 +1,18 @@
+//! The shop's HTTP contract as types: every request body, query and response body is a serde
+//! struct here (errors included), so the services and the handlers agree by construction and
+//! a later step can derive the OpenAPI document from them. The services take and return these
+//! types; the handlers in [`crate::http`] only move them between HTTP and the services.
+
+mod carts;
+mod catalog;
+mod customers;
+mod error;
+mod ops;
+mod orders;
+
+pub use carts::{CartItem, CartView};
+pub use catalog::{ProductChange, ProductPage, ProductSearch};
+pub use customers::NewCustomer;
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use ops::{DeadLetterList, Health, HealthStatus, Replay, Replayed, ShopStatus, StoreStatus};
+pub use orders::{NotificationList, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement};

@@ -1,0 +1,88 @@
+//! Operations: health, the status of every resilience mechanism, the dead-letter queue.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bus::{BusStats, DeadLetter};
+use crate::faults::FaultSettings;
+use crate::guard::{BreakerStatus, PipelineStatus};
+use crate::http::EdgeStats;
+use crate::provider::ProviderStats;
+use crate::services::CacheStats;
+use crate::timeouts::TimerStats;
+
+/// `GET /health` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok`, or `degraded` (answered with 503).
+    pub status: HealthStatus,
+    /// `ok`, or what the database check said.
+    pub database: String,
+}
+
+/// Whether the shop can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Everything answers.
+    Ok,
+    /// The database does not answer.
+    Degraded,
+}
+
+/// The store, as `/admin/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    /// Product reads that reached the database (the product cache's misses).
+    pub product_reads: u64,
+}
+
+/// `GET /admin/status` answer: what every resilience mechanism has done. `/metrics` exports
+/// the same snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShopStatus {
+    /// The payment breaker.
+    pub breaker: BreakerStatus,
+    /// The payment pipeline: calls, retries, retry budget, timeouts.
+    pub payment: PipelineStatus,
+    /// The edge: rate-limited and shed requests, requests in flight.
+    pub edge: EdgeStats,
+    /// The product cache.
+    pub cache: CacheStats,
+    /// The customer cache (API key look-ups).
+    pub customer_cache: CacheStats,
+    /// The event bus.
+    pub queue: BusStats,
+    /// Unpaid-order and cart timers.
+    pub timers: TimerStats,
+    /// The simulated payment provider.
+    pub provider: ProviderStats,
+    /// Injected faults.
+    pub faults: FaultSettings,
+    /// The store.
+    pub store: StoreStatus,
+}
+
+/// `GET /admin/dlq` answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetterList {
+    /// Every subscription's dead letters.
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// `POST /admin/dlq/replay` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replay {
+    /// The dead letters to replay (their `id`s); all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<u64>>,
+}
+
+/// `POST /admin/dlq/replay` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replayed {
+    /// Dead letters sent back to their subscription.
+    pub replayed: usize,
+}

@@ -1,0 +1,181 @@
+//! Wiring: builds the services from the settings and subscribes them to the bus
+//! ([`Shop::build`]); [`RunningShop`] serves HTTP, runs the timers and shuts it all down in
+//! order.
+
+mod running;
+
+use std::sync::Arc;
+
+use levee::core::ConfigError;
+
+use crate::bus::EventBus;
+use crate::clock::ShopClock;
+use crate::config::{Config, SettingError};
+use crate::domain::{TOPIC_ORDERS, TOPIC_PAYMENTS};
+use crate::faults::{FaultSettings, Faults};
+use crate::guard::PaymentGuard;
+use crate::http::Edge;
+use crate::metrics::{Metrics, ShopCounters};
+use crate::provider::PaymentProvider;
+use crate::services::{
+    Carts, Catalog, Customers, Infra, Notifications, Operations, Orders, Payments,
+};
+use crate::store::{Store, StoreError};
+use crate::timeouts::ShopTimers;
+
+pub use running::RunningShop;
+
+/// The shop: its services, which the HTTP handlers call, and what wires them.
+#[derive(Debug)]
+pub struct Shop {
+    /// Settings.
+    pub config: Config,
+    /// Sign-up and API keys.
+    pub customers: Arc<Customers>,
+    /// Products.
+    pub catalog: Arc<Catalog>,
+    /// Carts.
+    pub carts: Arc<Carts>,
+    /// Orders.
+    pub orders: Arc<Orders>,
+    /// Payments.
+    pub payments: Arc<Payments>,
+    /// Notifications.
+    pub notifications: Arc<Notifications>,
+    /// Health, status, faults, dead letters.
+    pub operations: Arc<Operations>,
+    /// `/metrics`.
+    pub metrics: Metrics,
+    /// The edge's limiters (the router layers them on the customer API).
+    pub edge: Arc<Edge>,
+    infra: Infra,
+}
+
+/// Why the shop did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Storage could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A setting is out of range.
+    #[error(transparent)]
+    Config(#[from] SettingError),
+    /// The event bus refused a subscription.
+    #[error("event bus: {0}")]
+    Bus(#[from] levee::queue::broker::BrokerError),
+}
+
+impl Shop {
+    /// Builds the shop on `config`, timed by `clock`: opens (and on first start migrates and
+    /// seeds) the store, builds the services and subscribes them to their topics. Does not
+    /// listen yet.
+    ///
+    /// # Errors
+    /// Invalid settings or storage failures.
+    pub async fn build(config: Config, clock: ShopClock) -> Result<Arc<Self>, StartError> {
+        config.validate()?;
+        let faults = Arc::new(Faults::new(FaultSettings {
+            provider_latency_ms: u64::try_from(config.provider.latency.as_millis())
+                .unwrap_or(u64::MAX),
+            provider_failure_rate: config.provider.failure_rate,
+            store_latency_ms: 0,
+        }));
+        let store =
+            Arc::new(Store::open(&config.storage, Arc::clone(&faults), clock.clone()).await?);
+        let timers = ShopTimers::new(clock.clone(), config.orders.timer_tick).map_err(|e| {
+            SettingError { section: "orders", error: ConfigError { setting: "timer_tick", ..e } }
+        })?;
+        let infra = Infra {
+            store,
+            bus: EventBus::new(&config.queue, clock.clone()),
+            timers: Arc::new(timers),
+            clock: clock.clone(),
+            counters: ShopCounters::default(),
+        };
+        let catalog = Arc::new(Catalog::new(&infra, &config.cache.products)?);
+        let customers = Arc::new(Customers::new(&infra, &config.cache.customers)?);
+        let carts = Arc::new(Carts::new(&infra, Arc::clone(&catalog), &config.orders));
+        let provider = Arc::new(PaymentProvider::new(Arc::clone(&faults)));
+        let guard = PaymentGuard::new(&config.payment, clock.clone())?;
+        let payments = Arc::new(Payments::new(&infra, guard, provider));
+        let notifications = Arc::new(Notifications::new(&infra));
+        let orders = Arc::new(Orders::new(
+            &infra,
+            Arc::clone(&catalog),
+            Arc::clone(&carts),
+            Arc::clone(&payments),
+            &config.orders,
+        ));
+        let edge = Arc::new(Edge::new(&config.edge, clock)?);
+        let operations = Arc::new(Operations::new(
+            &infra,
+            faults,
+            Arc::clone(&edge),
+            Arc::clone(&catalog),
+            Arc::clone(&customers),
+            Arc::clone(&payments),
+        ));
+        let metrics = Metrics::new(&infra.counters, Arc::clone(&operations));
+        let shop = Arc::new(Self {
+            config,
+            customers,
+            catalog,
+            carts,
+            orders,
+            payments,
+            notifications,
+            operations,
+            metrics,
+            edge,
+            infra,
+        });
+        shop.subscribe().await?;
+        Ok(shop)
+    }
+
+    /// Subscribes each service to the topics it handles.
+    async fn subscribe(&self) -> Result<(), levee::queue::broker::BrokerError> {
+        let bus = &self.infra.bus;
+        let payments = Arc::clone(&self.payments);
+        bus.subscribe(TOPIC_ORDERS, "payment", move |e| {
+            let payments = Arc::clone(&payments);
+            async move { payments.on_order_event(e).await }
+        })
+        .await?;
+        let orders = Arc::clone(&self.orders);
+        bus.subscribe(TOPIC_PAYMENTS, "orders", move |e| {
+            let orders = Arc::clone(&orders);
+            async move { orders.on_payment_event(e).await }
+        })
+        .await?;
+        for topic in [TOPIC_ORDERS, TOPIC_PAYMENTS] {
+            let notifications = Arc::clone(&self.notifications);
+            bus.subscribe(topic, &format!("notification-{topic}"), move |e| {
+                let notifications = Arc::clone(&notifications);
+                async move { notifications.on_event(e).await }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// After a start: re-arms the timers of unpaid orders and of carts that hold stock, and
+    /// re-drives the payment of unpaid orders with a card. Returns how many unpaid orders
+    /// there were.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        let pending = self.orders.recover().await?;
+        self.carts.recover().await?;
+        Ok(pending)
+    }
+}

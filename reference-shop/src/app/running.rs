@@ -1,0 +1,110 @@
+//! A started shop: the server listens, the consumers and the timers run; and its graceful
+//! shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{Shop, StartError};
+use crate::clock::ShopClock;
+use crate::config::{Config, DEFAULT_ADMIN_TOKEN};
+use crate::timeouts::Deadline;
+
+/// A started shop: the server listens and the consumers and timers run.
+#[derive(Debug)]
+pub struct RunningShop {
+    addr: SocketAddr,
+    shop: Arc<Shop>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    timers: JoinHandle<()>,
+}
+
+impl RunningShop {
+    /// Builds the shop, recovers unpaid orders and held carts, and starts serving on
+    /// `config.server.addr`.
+    ///
+    /// # Errors
+    /// Invalid settings, storage failures, or the address cannot be bound.
+    pub async fn start(config: Config, clock: ShopClock) -> Result<Self, StartError> {
+        let addr = config.server.addr;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let shop = Shop::build(config, clock).await?;
+        if shop.config.server.admin_token == DEFAULT_ADMIN_TOKEN {
+            tracing::warn!(
+                "admin endpoints use the default token `{DEFAULT_ADMIN_TOKEN}`; set SHOP_SERVER__ADMIN_TOKEN"
+            );
+        }
+        let pending = shop.recover().await?;
+        let (stop, stopped) = watch::channel(false);
+        let timers = tokio::spawn({
+            let (orders, carts) = (Arc::clone(&shop.orders), Arc::clone(&shop.carts));
+            Arc::clone(&shop.infra.timers).run(stopped.clone(), move |due| {
+                let (orders, carts) = (Arc::clone(&orders), Arc::clone(&carts));
+                async move {
+                    match due {
+                        Deadline::Order(order_id) => orders.on_unpaid_timeout(order_id).await,
+                        Deadline::Cart(customer_id) => carts.on_timeout(customer_id).await,
+                    }
+                }
+            })
+        });
+        let app = crate::http::router(Arc::clone(&shop));
+        let mut stopped_http = stopped;
+        let server = tokio::spawn(async move {
+            let result =
+                axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped_http.wait_for(|s| *s).await;
+                    })
+                    .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "server failed");
+            }
+        });
+        let backend = shop.infra.store.backend();
+        tracing::info!(%addr, ?backend, pending, "reference shop listening");
+        Ok(Self { addr, shop, stop, server, timers })
+    }
+
+    /// The address the server listens on.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shop (tests call its services).
+    #[must_use]
+    pub fn shop(&self) -> &Arc<Shop> {
+        &self.shop
+    }
+
+    /// Graceful shutdown: stop accepting, let in-flight requests finish, let the consumers
+    /// drain the events already accepted, stop the timers, close the store. Every order the
+    /// shop acknowledged is in the store; events still undelivered after the grace period are
+    /// re-derived from it on the next start.
+    pub async fn shutdown(self) {
+        let grace = self.shop.config.server.shutdown_grace;
+        tracing::info!("shutting down: no new connections");
+        let _ = self.stop.send(true);
+        let mut server = self.server;
+        if tokio::time::timeout(grace, &mut server).await.is_err() {
+            tracing::warn!("requests still running after the grace period; dropping them");
+            server.abort();
+        }
+        let drained = self.shop.infra.bus.drain(grace).await;
+        if !drained {
+            tracing::warn!(
+                "events still pending; they are re-driven from the store at the next start"
+            );
+        }
+        let _ = self.timers.await;
+        self.shop.infra.store.close().await;
+        tracing::info!(drained, "shut down");
+    }
+}
