@@ -1,5 +1,5 @@
-//! levee-queue against what users pick today: its channels against crossbeam-channel, flume
-//! and tokio's mpsc (`channel.rs`), its broker's publish -> receive -> ack against raw
+//! levee-queue against what users pick today: its channels against crossbeam-channel, flume,
+//! kanal and tokio's mpsc (`channel.rs`), its broker's publish -> receive -> ack against raw
 //! channels, and the broker's end-to-end latency (`broker.rs`).
 //!
 //! `cargo bench --bench queue` runs everything; name filters pick parts, e.g.

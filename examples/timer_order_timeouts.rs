@@ -1,11 +1,13 @@
 //! Unpaid orders are cancelled after 30 minutes: one timer per order on a `TimerService`,
 //! cancelled when the order is paid; a checkout call runs under a `timeout` on the same
-//! wheels. Time is tokio's paused clock, so the simulated hour passes at once.
+//! wheels. Time is a `ManualClock` that follows tokio's paused clock, so the simulated hour
+//! passes at once.
 //!
 //! `cargo run --example timer_order_timeouts`
 
 use std::time::Duration;
 
+use levee_core::{Clock, ManualClock};
 use levee_timer::{TimerEvent, TimerService, TimingWheel};
 
 const ORDER_TTL: Duration = Duration::from_secs(30 * 60);
@@ -21,12 +23,14 @@ fn main() {
 }
 
 async fn shop() {
-    let timers: TimerService<u32> = TimerService::builder()
+    let clock = ManualClock::new();
+    let timers: TimerService<u32, ManualClock> = TimerService::builder()
         .listener(|event: &TimerEvent| {
             if let TimerEvent::Fired { lateness, .. } = event {
                 assert!(*lateness <= Duration::from_millis(2));
             }
         })
+        .clock(clock.clone())
         .build()
         .expect("valid settings");
     let mut expired = timers.expirations().expect("the stream is ours");
@@ -35,7 +39,7 @@ async fn shop() {
     let mut handles = Vec::new();
     for order in 0..1000u32 {
         handles.push(timers.schedule_after(ORDER_TTL, order).expect("room for the timer"));
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        clock.sleep(Duration::from_secs(1)).await;
     }
     let mut paid = 0;
     for (order, handle) in handles.iter().enumerate() {
@@ -45,7 +49,7 @@ async fn shop() {
     }
 
     // A checkout call to a slow payment provider, bounded by a timer on the same wheels.
-    let slow_provider = tokio::time::sleep(Duration::from_secs(5));
+    let slow_provider = clock.sleep(Duration::from_secs(5));
     let checkout = timers.timeout(Duration::from_secs(2), slow_provider).await;
     println!("checkout against a 5 s provider with a 2 s timeout: {checkout:?}");
 

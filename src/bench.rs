@@ -34,18 +34,57 @@ pub fn slowest_thread_by(
     now: impl Fn() -> Duration + Sync,
     op: impl Fn(usize, u64) + Sync,
 ) -> Duration {
+    run(threads, iters, now, |_| (), op)
+}
+
+/// As [`slowest_thread`], with `setup(thread)` run on each thread before the barrier and its
+/// result held, untimed, while that thread runs `op`: per-thread set-up that one side of a
+/// comparison needs (entering a runtime, say) is then paid by neither.
+///
+/// ```
+/// use std::cell::Cell;
+/// use levee_workspace::bench::slowest_thread_with;
+///
+/// thread_local!(static READY: Cell<bool> = const { Cell::new(false) });
+/// let _slowest = slowest_thread_with(
+///     2,
+///     1_000,
+///     |_thread| READY.with(|r| r.set(true)), // e.g. `handle.enter()`, held by the thread
+///     |_thread, _i| assert!(READY.with(Cell::get)),
+/// );
+/// ```
+pub fn slowest_thread_with<G>(
+    threads: usize,
+    iters: u64,
+    setup: impl Fn(usize) -> G + Sync,
+    op: impl Fn(usize, u64) + Sync,
+) -> Duration {
+    let origin = Instant::now();
+    run(threads, iters, || origin.elapsed(), setup, op)
+}
+
+fn run<G>(
+    threads: usize,
+    iters: u64,
+    now: impl Fn() -> Duration + Sync,
+    setup: impl Fn(usize) -> G + Sync,
+    op: impl Fn(usize, u64) + Sync,
+) -> Duration {
     let barrier = Barrier::new(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (barrier, now, op) = (&barrier, &now, &op);
+                let (barrier, now, setup, op) = (&barrier, &now, &setup, &op);
                 s.spawn(move || {
+                    let held = setup(t);
                     barrier.wait();
                     let start = now();
                     for i in 0..iters {
                         op(t, i);
                     }
-                    now().saturating_sub(start)
+                    let took = now().saturating_sub(start);
+                    drop(held);
+                    took
                 })
             })
             .collect();

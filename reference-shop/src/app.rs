@@ -97,7 +97,8 @@ impl Shop {
         let guard = Arc::new(PaymentGuard::new(&config.payment, clock.clone())?);
         let provider = Arc::new(PaymentProvider::new(Arc::clone(&faults)));
         let bus = EventBus::new(config.queue.clone(), clock.clone());
-        let timers = Arc::new(ShopTimers::new(clock.clone())?);
+        let timer_resolution = Duration::from_millis(config.orders.timer_tick_ms);
+        let timers = Arc::new(ShopTimers::new(clock.clone(), timer_resolution)?);
         let metrics = Metrics::new(PrimitivesCollector {
             edge: Arc::clone(&edge),
             cache: Arc::clone(&cache),
@@ -176,8 +177,7 @@ impl RunningShop {
         let (stop, stopped) = watch::channel(false);
         let timers = tokio::spawn({
             let shop = Arc::clone(&shop);
-            let tick = Duration::from_millis(shop.config.orders.timer_tick_ms);
-            Arc::clone(&shop.timers).run(tick, stopped.clone(), move |due| {
+            Arc::clone(&shop.timers).run(stopped.clone(), move |due| {
                 let shop = Arc::clone(&shop);
                 async move {
                     match due {

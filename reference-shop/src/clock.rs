@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use levee::core::{Clock, ManualClock, SystemClock};
+use levee::core::{Clock, ManualClock, Sleep, SystemClock};
 
 /// Wall-clock time that never goes backwards: the wall time at start plus monotonic elapsed.
 #[derive(Clone)]
@@ -60,10 +60,45 @@ impl ShopClock {
     }
 }
 
+impl ShopClock {
+    fn base_nanos(&self) -> u64 {
+        u64::try_from(self.base_wall_ms).unwrap_or(0) * 1_000_000
+    }
+}
+
 impl Clock for ShopClock {
     /// Nanoseconds since the Unix epoch (monotonic: wall time at start plus elapsed).
     fn now(&self) -> u64 {
         let elapsed = self.mono.now().saturating_sub(self.start_mono);
-        u64::try_from(self.base_wall_ms).unwrap_or(0) * 1_000_000 + elapsed
+        self.base_nanos() + elapsed
+    }
+
+    /// Sleeps on the underlying clock until it reads what makes this one read `deadline`: so
+    /// a manual shop clock's sleeps wake when a test moves it.
+    fn sleep_until(&self, deadline: u64) -> Sleep {
+        let mono = deadline.saturating_sub(self.base_nanos()).saturating_add(self.start_mono);
+        self.mono.sleep_until(mono)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_shop_clock_sleeps_until_the_manual_clock_gets_there() {
+        let manual = ManualClock::new();
+        let clock = ShopClock::manual(manual.clone());
+        let deadline = clock.now() + 5_000_000;
+        let mover = manual.clone();
+        let t = std::thread::spawn(move || {
+            while mover.pending_sleeps() == 0 {
+                std::thread::yield_now();
+            }
+            mover.advance(Duration::from_millis(5));
+        });
+        levee::core::block_on(clock.sleep_until(deadline));
+        assert_eq!(clock.now(), deadline);
+        t.join().unwrap();
     }
 }

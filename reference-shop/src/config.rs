@@ -150,7 +150,8 @@ pub struct OrdersConfig {
     pub max_lines: usize,
     /// Units of one product in one order line at most.
     pub max_quantity: u32,
-    /// How often the timer driver looks for due timers, in milliseconds.
+    /// The timers' resolution (the wheel's tick), in milliseconds: a timer fires less than
+    /// this late. The driver sleeps until the next deadline; it does not poll.
     pub timer_tick_ms: u64,
     /// Seconds a cart holds its stock after its last change; then its lines are removed and
     /// the stock released.

@@ -22,10 +22,11 @@
 //! The provider's answers that are not faults (a declined card) pass through as `Ok(Err(_))`:
 //! to the pipeline they are successes, so they neither trip the breaker nor retry.
 //!
-//! Time: the breaker and the retry budget read the shop clock (a manual clock in tests, so a
-//! test opens the breaker and moves past its open wait without waiting). Timeouts and backoff
-//! pauses are levee-policy's tokio timer: the same OS time in production, real time in the
-//! HTTP tests (which never wait for one to fire) and paused time in the unit tests below.
+//! Time: everything runs on the shop clock, which the pipeline owns: the timeouts and backoff
+//! pauses sleep on it, and the breaker and the retry budget read it. In production it is the
+//! OS clock; in tests a manual clock, so a test fires a payment timeout or moves past the
+//! breaker's open wait by moving the clock (a sleep on a manual clock also follows tokio's
+//! time, paused in the unit tests below).
 //! Everything the pipeline does is counted through its event listener ([`PipelineStatus`]).
 
 use std::sync::Arc;
@@ -41,8 +42,10 @@ use crate::clock::ShopClock;
 use crate::config::PaymentConfig;
 
 /// The payment pipeline's type: overall timeout, retry, breaker, attempt timeout.
-pub type PaymentPipeline =
-    Pipeline<Layered<Timeout, Layered<Retry, Layered<Breaker<ShopClock>, Layered<Timeout, Leaf>>>>>;
+pub type PaymentPipeline = Pipeline<
+    Layered<Timeout, Layered<Retry, Layered<Breaker<ShopClock>, Layered<Timeout, Leaf>>>>,
+    ShopClock,
+>;
 
 /// What a guarded call returns: `Ok(answer)` when the provider answered (a charge, or a
 /// decline), `Err` when it did not (the last fault, a timeout, or an open circuit), with the
@@ -197,7 +200,7 @@ impl PaymentGuard {
                 .window(Duration::from_secs(10))
                 .ratio(config.retry_budget_ratio)
                 .min_per_sec(config.retry_budget_min_per_sec)
-                .build_with_clock(clock)
+                .build_with_clock(clock.clone())
                 .map_err(named("payment.retry_budget_ratio"))?,
         );
         let backoff = if config.retry_backoff_ms == 0 {
@@ -227,6 +230,7 @@ impl PaymentGuard {
             .breaker(Arc::clone(&breaker))
             .policy(Timeout::new(attempt_timeout).map_err(named("payment.timeout_ms"))?)
             .listener(move |e: &PolicyEvent| events.record(e, attempt_timeout))
+            .clock(clock)
             .build()?;
         Ok(Self { pipeline, breaker, budget, counters })
     }
@@ -251,7 +255,7 @@ impl PaymentGuard {
     {
         let (f, is_fault, counters) = (&f, &is_fault, &*self.counters);
         self.pipeline
-            .execute(|_ctx: Context| {
+            .execute(|_ctx: Context<'_>| {
                 counters.calls.incr();
                 let attempt = f();
                 async move {
@@ -420,9 +424,13 @@ mod tests {
         // The first attempt fails and opens the breaker; the retry finds it open for 30 s,
         // longer than the 5 s deadline: no pause, no more attempts.
         let out = guard.call(|| async { Err::<(), _>("down") }, FAULT).await;
-        assert_eq!(
-            out,
-            Err(PolicyError::CircuitOpen { retry_after: Some(Duration::from_secs(30)) })
+        // The 10 ms backoff pause ran on the shop clock: the breaker saw it pass.
+        let Err(PolicyError::CircuitOpen { retry_after: Some(wait) }) = out else {
+            panic!("expected an open circuit, got {out:?}")
+        };
+        assert!(
+            wait > Duration::from_millis(29_985) && wait <= Duration::from_secs(30),
+            "{wait:?}"
         );
         let s = guard.pipeline_status();
         assert_eq!((s.calls, s.retries, s.retries_abandoned), (1, 1, 1));

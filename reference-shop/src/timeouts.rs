@@ -1,24 +1,20 @@
-//! Timers that cancel unpaid orders and expire cart reservations, on levee-timer's
-//! `ShardedWheel`.
+//! Timers that cancel unpaid orders and expire cart reservations: levee-timer's
+//! `TimerService` on the shop clock.
 //!
 //! One timer per unpaid order and one per cart that holds stock, keyed by [`Deadline`] so a
 //! payment, a customer cancel or a cart change disarms or moves it in O(1) from any thread.
-//! The wheel counts the shop clock's nanoseconds (wall time since the epoch), so deadlines
-//! read back from the store after a restart go straight in, and a deadline already past fires
-//! at the next pass.
+//! Deadlines are shop-clock readings (wall time since the epoch), so deadlines read back from
+//! the store after a restart go straight in, and a deadline already past fires at once.
 //!
-//! The shop drives the wheel with its own poll loop ([`ShopTimers::run`]) rather than
-//! levee-timer's `TimerService`, because the service runs on tokio's clock while the shop's
-//! time is injected ([`ShopClock`]): tests move a `ManualClock` 31 minutes ahead and the next
-//! pass fires what became due, with the HTTP server and the database running in real time.
+//! The service's driver sleeps on the shop clock ([`ShopClock`]) until the next deadline:
+//! tests move a `ManualClock` 31 minutes ahead and what became due fires at once, with the
+//! HTTP server and the database running in real time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use levee::core::Clock;
-use levee::timer::{Expired, ShardedWheel, TimerHandle, TimingWheel};
+use levee::timer::{TimerHandle, TimerService};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -36,9 +32,6 @@ pub struct TimerStats {
     pub cancelled: u64,
 }
 
-/// Due timers handed out per shard per pass.
-const BATCH: usize = 1024;
-
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Deadline {
@@ -50,10 +43,8 @@ pub enum Deadline {
 
 /// One timer per unpaid order and per cart holding stock.
 pub struct ShopTimers {
-    clock: ShopClock,
-    wheel: ShardedWheel<Deadline>,
+    service: TimerService<Deadline, ShopClock>,
     handles: Mutex<HashMap<Deadline, TimerHandle>>,
-    fired: AtomicU64,
 }
 
 impl std::fmt::Debug for ShopTimers {
@@ -67,16 +58,14 @@ fn to_nanos(ms: i64) -> u64 {
 }
 
 impl ShopTimers {
-    /// Timers read from `clock`: exact, 1 ms ticks, four shards.
+    /// Timers on `clock`, firing at most `resolution` late (the wheel's tick), four shards.
+    /// Needs a tokio runtime (the service's driver runs there).
     ///
     /// # Errors
-    /// Never with these settings; the wheel's [`levee::core::ConfigError`] otherwise.
-    pub fn new(clock: ShopClock) -> Result<Self, levee::core::ConfigError> {
-        let wheel = ShardedWheel::new(
-            4,
-            TimingWheel::builder().tick(Duration::from_millis(1)).start(clock.now()),
-        )?;
-        Ok(Self { clock, wheel, handles: Mutex::new(HashMap::new()), fired: AtomicU64::new(0) })
+    /// A resolution the wheel cannot use, or no runtime: levee's [`levee::core::ConfigError`].
+    pub fn new(clock: ShopClock, resolution: Duration) -> Result<Self, levee::core::ConfigError> {
+        let service = TimerService::builder().tick(resolution).shards(4).clock(clock).build()?;
+        Ok(Self { service, handles: Mutex::new(HashMap::new()) })
     }
 
     /// Arms (or re-arms) the timer of `what` for `deadline_ms` (shop-clock milliseconds).
@@ -84,13 +73,13 @@ impl ShopTimers {
         let deadline = to_nanos(deadline_ms);
         let mut handles = self.handles.lock();
         if let Some(&handle) = handles.get(&what)
-            && self.wheel.reset(handle, deadline).is_ok()
+            && self.service.reset(handle, deadline).is_ok()
         {
             return;
         }
-        // The wheel's only refusal is "full" (billions of timers): the log says so.
-        match self.wheel.insert(deadline, what) {
-            Ok((handle, _)) => {
+        // The service's only refusal is "full" (it is unbounded here): the log says so.
+        match self.service.schedule(deadline, what) {
+            Ok(handle) => {
                 handles.insert(what, handle);
             }
             Err(e) => tracing::error!(?what, error = %e, "timer not armed"),
@@ -100,60 +89,44 @@ impl ShopTimers {
     /// Disarms the timer of `what`, if armed.
     pub fn cancel(&self, what: Deadline) {
         if let Some(handle) = self.handles.lock().remove(&what) {
-            self.wheel.cancel(handle);
+            self.service.cancel(handle);
         }
-    }
-
-    /// Removes and returns the timers whose deadline has passed.
-    pub fn take_due(&self) -> Vec<Deadline> {
-        let now = self.clock.now();
-        let mut out: Vec<Expired<Deadline, TimerHandle>> = Vec::new();
-        while self.wheel.poll_expired(now, &mut out, BATCH).more {}
-        let mut handles = self.handles.lock();
-        let due: Vec<Deadline> = out
-            .into_iter()
-            .map(|e| {
-                // Forget the handle unless the timer was re-armed meanwhile.
-                if handles.get(&e.value) == Some(&e.key) {
-                    handles.remove(&e.value);
-                }
-                e.value
-            })
-            .collect();
-        self.fired.fetch_add(due.len() as u64, Ordering::Relaxed);
-        due
     }
 
     /// Counters now.
     #[must_use]
     pub fn stats(&self) -> TimerStats {
-        TimerStats {
-            pending: self.wheel.len() as u64,
-            fired: self.fired.load(Ordering::Relaxed),
-            cancelled: self.wheel.cancelled(),
-        }
+        let stats = self.service.stats();
+        TimerStats { pending: stats.pending as u64, fired: stats.fired, cancelled: stats.cancelled }
     }
 
-    /// Runs the poll loop until `stop` turns true: every `tick`, hands due timers to `fire`.
-    pub async fn run<F, Fut>(
-        self: Arc<Self>,
-        tick: Duration,
-        mut stop: watch::Receiver<bool>,
-        fire: F,
-    ) where
+    /// Hands each timer that fires to `fire` (on a task of its own) until `stop` turns true.
+    /// Runs once: the service's stream of due timers is taken by the first call.
+    pub async fn run<F, Fut>(self: Arc<Self>, mut stop: watch::Receiver<bool>, fire: F)
+    where
         F: Fn(Deadline) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let mut interval = tokio::time::interval(tick);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let Some(mut due) = self.service.expirations() else {
+            tracing::error!("the timers already run");
+            return;
+        };
         loop {
-            tokio::select! {
-                _ = interval.tick() => {}
+            let (handle, what) = tokio::select! {
+                fired = due.recv() => match fired {
+                    Some(fired) => fired,
+                    None => return,
+                },
                 _ = stop.wait_for(|s| *s) => return,
+            };
+            {
+                // Forget the handle unless the timer was re-armed meanwhile.
+                let mut handles = self.handles.lock();
+                if handles.get(&what) == Some(&handle) {
+                    handles.remove(&what);
+                }
             }
-            for due in self.take_due() {
-                tokio::spawn(fire(due));
-            }
+            tokio::spawn(fire(what));
         }
     }
 }
@@ -163,12 +136,32 @@ mod tests {
     use super::*;
     use levee::core::ManualClock;
 
-    #[test]
-    fn fires_in_time_and_skips_cancelled() {
+    /// Collects what fires, through `run`.
+    fn collect(t: &Arc<ShopTimers>) -> (Arc<Mutex<Vec<Deadline>>>, watch::Sender<bool>) {
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stopped) = watch::channel(false);
+        let sink = Arc::clone(&fired);
+        tokio::spawn(Arc::clone(t).run(stopped, move |d| {
+            sink.lock().push(d);
+            async {}
+        }));
+        (fired, stop)
+    }
+
+    /// Lets the driver and the collector run (no time passes: the clock is manual).
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn fires_in_time_and_skips_cancelled() {
         use Deadline::{Cart, Order};
         let manual = ManualClock::new();
         let clock = ShopClock::manual(manual.clone());
-        let t = ShopTimers::new(clock.clone()).unwrap();
+        let t = Arc::new(ShopTimers::new(clock.clone(), Duration::from_millis(1)).unwrap());
+        let (fired, _stop) = collect(&t);
         let now = clock.now_ms();
         t.schedule(Order(1), now + 300);
         t.schedule(Order(2), now + 100);
@@ -177,17 +170,22 @@ mod tests {
         t.cancel(Order(3));
         t.schedule(Order(1), now + 250); // re-armed earlier
         t.schedule(Cart(1), now + 400); // a cart change moves its expiry later
-        assert!(t.take_due().is_empty());
+        settle().await;
+        assert!(fired.lock().is_empty());
         manual.advance(Duration::from_millis(250));
-        let mut due = t.take_due();
+        settle().await;
+        let mut due = fired.lock().clone();
         due.sort_unstable_by_key(|d| format!("{d:?}"));
         assert_eq!(due, vec![Order(1), Order(2)]);
         let stats = t.stats();
         assert_eq!((stats.pending, stats.fired, stats.cancelled), (1, 2, 1));
         manual.advance(Duration::from_millis(150));
-        assert_eq!(t.take_due(), vec![Cart(1)]);
-        // A deadline already past fires at the next pass.
+        settle().await;
+        assert_eq!(fired.lock().last(), Some(&Cart(1)));
+        // A deadline already past fires at once.
         t.schedule(Order(4), now - 1_000);
-        assert_eq!(t.take_due(), vec![Order(4)]);
+        settle().await;
+        assert_eq!(fired.lock().last(), Some(&Order(4)));
+        assert_eq!(t.stats().pending, 0);
     }
 }

@@ -227,7 +227,66 @@ async fn a_flash_sale_burst_makes_one_store_read(db: TestDb) {
     shop.stop().await;
 }
 
+/// A payment attempt that hangs on a slow provider is cut by the attempt timeout, which runs
+/// on the shop's (manual) clock: the test moves the clock past the timeout and the attempt is
+/// cut at once, although the provider would take ten minutes of real time and the timeout is
+/// a minute long. Once the provider is fast again, the redelivered payment goes through.
+async fn a_payment_timeout_fires_when_the_shop_clock_passes_it(db: TestDb) {
+    let shop = start(&db, |c| {
+        c.payment.timeout_ms = 60_000;
+        c.payment.overall_timeout_ms = 600_000;
+        c.payment.max_attempts = 1;
+    })
+    .await;
+    let started = Instant::now();
+    let key = shop.customer("slow-provider").await;
+    shop.faults(json!({ "provider_latency_ms": 600_000 })).await;
+    let r = shop
+        .place(
+            &key,
+            "slow-1",
+            &json!({ "items": [{ "product_id": 3, "quantity": 1 }], "card": "tok_visa" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.body["id"].as_i64().unwrap();
+    eventually("the payment attempt is in flight", || async {
+        (shop.status().await["payment"]["calls"].as_u64() >= Some(1)).then_some(())
+    })
+    .await;
+    // The attempt waits on the provider; its timeout sleeps on the shop clock (its deadline
+    // was taken before the attempt was counted). Moving the clock a minute fires it now.
+    shop.clock.advance(Duration::from_secs(61));
+    let status = eventually("the attempt timed out", || async {
+        let s = shop.status().await;
+        (s["payment"]["attempt_timeouts"].as_u64() >= Some(1)).then_some(s)
+    })
+    .await;
+    assert_eq!(status["provider"]["charges"], 0, "{status}");
+    let o = eventually("the order records the timeout", || async {
+        let o = shop.order(&key, id).await;
+        o["payment_error"].as_str().is_some_and(|e| e.contains("timed out")).then_some(o)
+    })
+    .await;
+    assert_eq!(o["status"], "awaiting_payment");
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "a one-minute timeout fired without a minute of waiting: {:?}",
+        started.elapsed()
+    );
+    // The provider recovers (which also ends the pause of the redelivered attempt already
+    // waiting on it): the payment goes through.
+    shop.faults(json!({ "provider_latency_ms": 0 })).await;
+    eventually("the order is paid", || async {
+        (shop.order(&key, id).await["status"] == "paid").then_some(())
+    })
+    .await;
+    assert_eq!(shop.shop().provider.charges_for(id), 1);
+    shop.stop().await;
+}
+
 on_both_databases!(
+    a_payment_timeout_fires_when_the_shop_clock_passes_it,
     provider_outage_opens_the_breaker_and_payments_recover,
     edge_rate_limits_per_client_and_sheds_load,
     a_flash_sale_burst_makes_one_store_read,

@@ -88,6 +88,27 @@ pub struct RegistrySettings {
     pub breakers: BTreeMap<String, BreakerOverrides>,
 }
 
+impl RegistrySettings {
+    /// A registry with these settings on the default clock ([`FastClock`]).
+    ///
+    /// # Errors
+    /// As [`BreakerRegistry::from_settings`].
+    pub fn build(&self) -> Result<BreakerRegistry, ConfigError> {
+        BreakerRegistry::from_settings(self.clone())
+    }
+
+    /// A registry with these settings whose breakers read `clock`.
+    ///
+    /// # Errors
+    /// As [`BreakerRegistry::from_settings`].
+    pub fn build_with_clock<C: Clock + Clone>(
+        &self,
+        clock: C,
+    ) -> Result<BreakerRegistry<C>, ConfigError> {
+        self.build().map(|registry| registry.with_clock(clock))
+    }
+}
+
 /// One [`CircuitBreaker`] per downstream name, created on first use from shared defaults and
 /// per-name overrides, all reporting to the same listeners.
 ///
@@ -228,6 +249,25 @@ impl<C: Clock + Clone> BreakerRegistry<C> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_build_on_the_clock_given() {
+        let clock = levee_core::ManualClock::new();
+        let settings = RegistrySettings::default();
+        let registry = settings.build_with_clock(clock.clone()).unwrap();
+        let breaker = registry.get("db");
+        breaker.trip();
+        assert!(breaker.try_acquire().is_err(), "open");
+        // The default open wait passes on the manual clock, not in real time.
+        clock.advance(Duration::from_secs(3600));
+        assert!(breaker.try_acquire().is_ok(), "a trial goes through");
+        let single = settings.defaults.build_with_clock(clock.clone()).unwrap();
+        single.trip();
+        assert!(single.try_acquire().is_err());
+        clock.advance(Duration::from_secs(3600));
+        assert!(single.try_acquire().is_ok());
+        assert!(settings.build().is_ok() && settings.defaults.build().is_ok());
+    }
 
     #[test]
     fn bad_overrides_name_the_setting() {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use levee_core::{ConfigError, nanos};
+use levee_core::{Clock, ConfigError, FastClock, nanos};
 
 use crate::state::{MAX_ATTEMPTS, MAX_TRIALS};
 
@@ -294,6 +294,25 @@ impl Default for BreakerSettings {
 }
 
 impl BreakerSettings {
+    /// A breaker with these settings on the default clock ([`FastClock`]), without listeners.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first invalid setting (see [`validate`](Self::validate)).
+    pub fn build(&self) -> Result<crate::CircuitBreaker, ConfigError> {
+        self.build_with_clock(FastClock)
+    }
+
+    /// A breaker with these settings reading `clock`, without listeners.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub fn build_with_clock<C: Clock>(
+        &self,
+        clock: C,
+    ) -> Result<crate::CircuitBreaker<C>, ConfigError> {
+        crate::CircuitBreaker::builder().settings(self.clone()).clock(clock).build()
+    }
+
     /// Checks every setting.
     ///
     /// # Errors

@@ -1,20 +1,31 @@
-//! Monotonic time as `u64` nanoseconds, injected into every primitive.
+//! Monotonic time as `u64` nanoseconds, injected into every primitive, and sleeps on it.
 //!
-//! Primitives never call `Instant::now()` themselves: they take a [`Clock`]. Production code
-//! uses [`SystemClock`]; tests use [`ManualClock`] and move time by hand, so no test sleeps and
-//! every timing behaviour is deterministic.
+//! Primitives never call `Instant::now()` or `tokio::time::sleep` themselves: they take a
+//! [`Clock`] instance and read it, or sleep until one of its readings. Production code uses
+//! [`FastClock`] or [`SystemClock`]; tests use [`ManualClock`](crate::ManualClock) and move
+//! time by hand, so no test sleeps and every timing behaviour is deterministic.
 //!
 //! Nanoseconds in a `u64` cover 584 years, so a clock that starts at zero never wraps.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::sleep::Sleep;
+use crate::sync::Arc;
 
-/// A monotonic source of time in nanoseconds.
+/// A monotonic source of time in nanoseconds that async code can sleep on.
 ///
 /// `now()` never goes backwards for one clock. The origin is arbitrary (each clock picks its
 /// own), so only differences between two readings of the same clock mean anything.
+///
+/// [`sleep_until`](Self::sleep_until) returns a [`Sleep`] that completes once this clock
+/// reads at least the deadline. The provided implementation is right for every clock that
+/// follows real time: it waits `deadline - now()` of real time ([`Sleep::real_time`]: a tokio
+/// timer inside a runtime, a parked thread inside [`block_on`](crate::block_on)).
+/// [`ManualClock`](crate::ManualClock) completes its sleeps when it is moved. A clock with its
+/// own way of waiting returns [`Sleep::from_future`].
+///
+/// The trait is dyn-compatible: an `Arc<dyn Clock>` reads and sleeps like the clock inside.
 ///
 /// A primitive is generic over its clock, so tests drive it by hand:
 ///
@@ -43,21 +54,48 @@ pub trait Clock: Send + Sync + 'static {
     fn elapsed_since(&self, earlier: u64) -> u64 {
         self.now().saturating_sub(earlier)
     }
-}
 
-impl<C: Clock + ?Sized> Clock for Arc<C> {
-    #[inline]
-    fn now(&self) -> u64 {
-        (**self).now()
+    /// A future that completes once this clock reads at least `deadline` (at once if it
+    /// already does). Dropping it cancels it.
+    ///
+    /// The default waits `deadline - now()` of real time, which is right for clocks that
+    /// follow real time; see [`Sleep`] for where such a sleep can be polled.
+    fn sleep_until(&self, deadline: u64) -> Sleep {
+        Sleep::real_time(Duration::from_nanos(deadline.saturating_sub(self.now())))
+    }
+
+    /// A future that completes once `duration` has passed on this clock.
+    fn sleep(&self, duration: Duration) -> Sleep {
+        self.sleep_until(self.now().saturating_add(nanos(duration)))
     }
 }
 
-impl<C: Clock + ?Sized> Clock for Box<C> {
-    #[inline]
-    fn now(&self) -> u64 {
-        (**self).now()
-    }
+/// Forwards every method, so wrappers keep a clock's own sleeps.
+macro_rules! forward_clock {
+    ($($wrapper:ident),+) => {$(
+        impl<C: Clock + ?Sized> Clock for $wrapper<C> {
+            #[inline]
+            fn now(&self) -> u64 {
+                (**self).now()
+            }
+
+            #[inline]
+            fn elapsed_since(&self, earlier: u64) -> u64 {
+                (**self).elapsed_since(earlier)
+            }
+
+            fn sleep_until(&self, deadline: u64) -> Sleep {
+                (**self).sleep_until(deadline)
+            }
+
+            fn sleep(&self, duration: Duration) -> Sleep {
+                (**self).sleep(duration)
+            }
+        }
+    )+};
 }
+
+forward_clock!(Arc, Box);
 
 /// Converts a `Duration` to nanoseconds, saturating at `u64::MAX` (584 years).
 ///
@@ -173,82 +211,6 @@ impl Clock for FastClock {
     }
 }
 
-/// A clock that moves only when told to; clones share the same time.
-///
-/// Many threads may read and advance it at once. It starts at zero unless built with
-/// [`ManualClock::starting_at`].
-///
-/// ```
-/// use std::time::Duration;
-/// use levee_core::{Clock, ManualClock};
-///
-/// let clock = ManualClock::new();
-/// let shared = clock.clone();
-/// clock.advance(Duration::from_millis(5));
-/// assert_eq!(shared.now(), 5_000_000);
-/// ```
-#[derive(Debug, Clone)]
-pub struct ManualClock {
-    nanos: Arc<AtomicU64>,
-}
-
-impl Default for ManualClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ManualClock {
-    /// A clock reading zero.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::starting_at(0)
-    }
-
-    /// A clock reading `nanos`.
-    #[must_use]
-    pub fn starting_at(nanos: u64) -> Self {
-        Self { nanos: Arc::new(AtomicU64::new(nanos)) }
-    }
-
-    /// Moves time forward by `by` (saturating at `u64::MAX`) and returns the new reading.
-    pub fn advance(&self, by: Duration) -> u64 {
-        self.advance_nanos(nanos(by))
-    }
-
-    /// Moves time forward by `by` nanoseconds (saturating) and returns the new reading.
-    pub fn advance_nanos(&self, by: u64) -> u64 {
-        let mut current = self.nanos.load(Ordering::Acquire);
-        loop {
-            let next = current.saturating_add(by);
-            match self.nanos.compare_exchange_weak(
-                current,
-                next,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return next,
-                Err(actual) => current = actual,
-            }
-        }
-    }
-
-    /// Sets the reading to `nanos` if that is later than now; time never goes backwards.
-    /// Returns the reading after the call.
-    pub fn set(&self, nanos: u64) -> u64 {
-        self.nanos.fetch_max(nanos, Ordering::AcqRel).max(nanos)
-    }
-}
-
-impl Clock for ManualClock {
-    #[inline]
-    fn now(&self) -> u64 {
-        // Acquire pairs with the AcqRel of `advance`/`set`: what a thread wrote before moving
-        // time is visible to one that observes the new time.
-        self.nanos.load(Ordering::Acquire)
-    }
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -290,32 +252,6 @@ mod tests {
         let reading = SystemClock.now();
         let instant = SystemClock::to_instant(reading);
         assert_eq!(SystemClock::from_instant(instant), reading);
-    }
-
-    #[test]
-    fn manual_clock_only_moves_forward() {
-        let clock = ManualClock::starting_at(100);
-        assert_eq!(clock.now(), 100);
-        assert_eq!(clock.advance_nanos(50), 150);
-        assert_eq!(clock.set(120), 150, "set to the past is ignored");
-        assert_eq!(clock.set(400), 400);
-        assert_eq!(clock.advance(Duration::MAX), u64::MAX, "saturates");
-    }
-
-    #[test]
-    fn manual_clock_is_shared_across_threads() {
-        let clock = ManualClock::new();
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                let clock = clock.clone();
-                s.spawn(move || {
-                    for _ in 0..1000 {
-                        clock.advance_nanos(1);
-                    }
-                });
-            }
-        });
-        assert_eq!(clock.now(), 4000);
     }
 
     #[test]

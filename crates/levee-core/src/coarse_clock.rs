@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::clock::{Clock, FastClock};
+use crate::sleep::Sleep;
 
 /// A [`FastClock`] reading kept fresh by a background thread, so reading it costs one load
 /// instead of one time-stamp-counter read (about 1 ns instead of about 9 ns on the CI machine;
@@ -118,6 +119,16 @@ impl Clock for CoarseClock {
     #[inline]
     fn now(&self) -> u64 {
         RECENT.0.load(Ordering::Relaxed)
+    }
+
+    /// Waits the remaining real time plus one [`resolution`](Self::resolution): a reading
+    /// lags real time by up to that, so the clock reads the deadline by then (unless the
+    /// updater thread is kept from running).
+    fn sleep_until(&self, deadline: u64) -> Sleep {
+        match deadline.saturating_sub(self.now()) {
+            0 => Sleep::ready(),
+            left => Sleep::real_time(Duration::from_nanos(left) + self.resolution()),
+        }
     }
 }
 

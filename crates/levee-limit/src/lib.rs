@@ -24,11 +24,20 @@
 //! [`RetryAfter`] so retry policies and `Retry-After` headers can honour it. Asking for more
 //! cells than the burst is a distinct [`InsufficientCapacity`]: waiting would never help.
 //!
+//! **One family.** Every rate limiter implements [`RateLimit`] (`check`, `check_n`,
+//! `until_ready`, `until_n_ready`, `stats`), one key of a keyed limiter too
+//! ([`KeyedRateLimiter::key`]); all share one [`LimiterBuilder`] (clock, listeners, admission
+//! counting) and one piece of instrumentation. [`AsyncRateLimit`] is the same for limiters
+//! that decide over the network (a Redis GCRA); every [`RateLimit`] is one, with futures
+//! that are ready at once. Code that takes either trait swaps GCRA for a sliding window by
+//! changing the line that builds it.
+//!
 //! **Async.** `until_ready().await` waits for capacity and is cancellation-safe (a dropped
 //! future consumes nothing); a bulkhead's `acquire().await` queues FIFO with a maximum wait,
-//! and permits are released on drop, also when the future is cancelled. Sleeping goes
-//! through [`AsyncClock`], so a test with `tokio::time::pause()` and a `ManualClock` sees
-//! both clocks move together.
+//! and permits are released on drop, also when the future is cancelled. Waits sleep on the
+//! limiter's own clock ([`Clock::sleep_until`](levee_core::Clock::sleep_until)), so a test
+//! with a `ManualClock` wakes them by moving the clock, or under `tokio::time::pause()` sees
+//! the manual clock follow tokio's.
 //!
 //! **Observability.** Each limiter counts refusals and waits (admissions too when asked:
 //! counting them costs an atomic add per call) and reports [`RateEvent`]s or
@@ -77,9 +86,11 @@ mod bulkhead;
 mod error;
 mod gcra;
 mod keyed;
+mod meter;
 mod pacer;
 mod quota;
 mod rate;
+mod rate_limit;
 mod stats;
 mod wait;
 mod warmup;
@@ -94,16 +105,20 @@ pub use bulkhead::{
     MAX_QUEUE, OwnedPermit, Permit,
 };
 pub use error::{CheckNError, InsufficientCapacity, RetryAfter, Throttled};
-pub use keyed::{DefaultHasher, KeyLimitPolicy, KeyedBuilder, KeyedRateLimiter, KeyedStats};
-pub use pacer::{Pacer, PacerBuilder, Reservation};
+pub use keyed::{
+    DefaultHasher, KeyLimit, KeyLimitPolicy, KeyedBuilder, KeyedRateLimiter, KeyedStats,
+};
+pub use meter::LimiterBuilder;
+pub use pacer::{Pacer, PacerBuilder, PacerSettings, Reservation};
 pub use quota::{Gcra, MAX_SPAN, Quota};
 pub use rate::{RateLimiter, RateLimiterBuilder};
+pub use rate_limit::{AsyncRateLimit, RateLimit};
 pub use stats::{RateEvent, RateStats};
-pub use wait::{AsyncClock, Jitter};
-pub use warmup::{WarmUpBuilder, WarmUpLimiter};
+pub use wait::Jitter;
+pub use warmup::{WarmUpBuilder, WarmUpLimiter, WarmUpSettings};
 pub use window::{
     FixedWindowBuilder, FixedWindowLimiter, MAX_BUCKETS, MAX_WINDOW_LIMIT, SlidingWindowBuilder,
-    SlidingWindowLimiter, WindowQuota,
+    SlidingWindowLimiter, SlidingWindowSettings, WindowQuota,
 };
 
 #[cfg(feature = "tower")]

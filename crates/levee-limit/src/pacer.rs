@@ -11,18 +11,19 @@ use std::fmt;
 use std::time::Duration;
 
 use levee_core::sync::{AtomicU64, CachePadded, Ordering};
-use levee_core::{Clock, ConfigError, EventHook, FastClock, Listener, nanos};
+use levee_core::{Clock, ConfigError, FastClock, nanos};
 
-use crate::error::{CheckNError, Throttled};
-use crate::quota::{Gcra, MAX_SPAN, Quota};
-use crate::stats::{RateCounters, RateEvent, RateStats};
-use crate::wait::AsyncClock;
+use crate::error::{CheckNError, InsufficientCapacity, Throttled};
+use crate::meter::{LimiterBuilder, Meter, at_most_max_span};
+use crate::quota::{Gcra, Quota};
+use crate::stats::RateStats;
+use crate::wait::{Jitter, retry_until};
 
 struct Hot<C> {
     tat: AtomicU64,
     gcra: Gcra,
     max_queueing: u64,
-    clock: C,
+    meter: Meter<C>,
 }
 
 /// Spaces requests evenly at the quota's rate, making each wait for its slot, and refuses
@@ -52,8 +53,6 @@ struct Hot<C> {
 pub struct Pacer<C = FastClock> {
     hot: CachePadded<Hot<C>>,
     quota: Quota,
-    counters: RateCounters,
-    hook: EventHook<RateEvent>,
 }
 
 impl<C> fmt::Debug for Pacer<C> {
@@ -94,12 +93,7 @@ impl Reservation {
 impl Pacer<FastClock> {
     /// A builder for `quota`; the maximum queueing time defaults to 500 ms.
     pub fn builder(quota: Quota) -> PacerBuilder<FastClock> {
-        PacerBuilder {
-            quota,
-            max_queueing: Duration::from_millis(500),
-            clock: FastClock,
-            hook: EventHook::none(),
-        }
+        LimiterBuilder::new(PacerSettings { quota, max_queueing: Duration::from_millis(500) }, true)
     }
 }
 
@@ -120,17 +114,36 @@ impl<C: Clock> Pacer<C> {
     /// [`CheckNError::InsufficientCapacity`] when `n` exceeds the burst.
     pub fn try_reserve_n(&self, n: u32) -> Result<Reservation, CheckNError> {
         let hot = &*self.hot;
-        let now = hot.clock.now();
+        let now = hot.meter.now();
         match hot.gcra.reserve(&hot.tat, now, n, hot.max_queueing) {
             Ok((start, previous, next)) => {
-                self.counters.admitted.add(u64::from(n.max(1)));
-                if start > now {
-                    self.counters.waited.incr();
-                }
+                hot.meter.admitted(n.max(1));
                 Ok(Reservation { reserved_at: now, start, previous, next })
             }
-            Err(e) => Err(self.counters.record_refusal(&self.hook, n.max(1), e)),
+            Err(e) => Err(hot.meter.refused(n.max(1), e)),
         }
+    }
+
+    /// Admits one cell only if its slot is now (no waiting): the [`RateLimit`] view of a
+    /// pacer.
+    ///
+    /// [`RateLimit`]: crate::RateLimit
+    ///
+    /// # Errors
+    /// [`Throttled`] with the time at which a cell would go without waiting.
+    pub fn check(&self) -> Result<(), Throttled> {
+        let hot = &*self.hot;
+        hot.meter.settle(hot.gcra.check(&hot.tat, hot.meter.now()))
+    }
+
+    /// Admits `n` cells only if their slot is now (all or none; `n == 0` succeeds).
+    ///
+    /// # Errors
+    /// [`CheckNError::Throttled`] when they would have to wait;
+    /// [`CheckNError::InsufficientCapacity`] when `n` exceeds the burst.
+    pub fn check_n(&self, n: u32) -> Result<(), CheckNError> {
+        let hot = &*self.hot;
+        hot.meter.settle_n(n, hot.gcra.check_n(&hot.tat, hot.meter.now(), n))
     }
 
     /// Gives a reservation's slot back. This succeeds only while it is the latest
@@ -158,7 +171,7 @@ impl<C: Clock> Pacer<C> {
     #[must_use]
     pub fn queueing_time(&self) -> Duration {
         let hot = &*self.hot;
-        let now = hot.clock.now();
+        let now = hot.meter.now();
         // Relaxed: a snapshot.
         let tat = hot.tat.load(Ordering::Relaxed);
         Duration::from_nanos(tat.saturating_sub(hot.gcra.tau).saturating_sub(now))
@@ -167,14 +180,14 @@ impl<C: Clock> Pacer<C> {
     /// The pacer's clock.
     #[must_use]
     pub fn clock(&self) -> &C {
-        &self.hot.clock
+        &self.hot.meter.clock
     }
 
     /// A snapshot of the counters: `admitted` counts reserved cells (cancelled ones
-    /// included), `waited` the reservations that had to wait.
+    /// included), `waited` the calls that waited for their slot.
     #[must_use]
     pub fn stats(&self) -> RateStats {
-        self.counters.snapshot(true)
+        self.hot.meter.stats()
     }
 }
 
@@ -193,12 +206,12 @@ impl<C: Clock> Drop for CancelOnDrop<'_, C> {
     }
 }
 
-impl<C: AsyncClock> Pacer<C> {
-    /// Reserves a slot and waits until it comes.
+impl<C: Clock> Pacer<C> {
+    /// Reserves a slot and waits (on the pacer's clock) until it comes.
     ///
     /// Dropping the future while it waits gives the slot back if no later slot was
     /// reserved meanwhile (otherwise the slot stays a gap: the pacer never goes faster than
-    /// its rate). Needs a tokio runtime with time enabled.
+    /// its rate).
     ///
     /// # Errors
     /// [`Throttled`] at once when the wait would exceed the maximum queueing time.
@@ -221,68 +234,82 @@ impl<C: AsyncClock> Pacer<C> {
     async fn wait_for(&self, reservation: Reservation, cells: u32) {
         if reservation.start > reservation.reserved_at {
             let guard = CancelOnDrop { pacer: self, reservation: Some(reservation) };
-            self.hot.clock.sleep_until(reservation.start).await;
+            self.hot.meter.clock.sleep_until(reservation.start).await;
             std::mem::forget(guard);
-            self.hook.emit(|| RateEvent::Waited { cells, waited: reservation.wait() });
+            self.hot.meter.waited(cells, reservation.start - reservation.reserved_at);
         }
     }
-}
 
-/// Builds a [`Pacer`].
-#[must_use]
-pub struct PacerBuilder<C> {
-    quota: Quota,
-    max_queueing: Duration,
-    clock: C,
-    hook: EventHook<RateEvent>,
-}
+    /// Waits until one cell may go: for a slot within the maximum queueing time, then for
+    /// the slot itself. Cancellation-safe as [`acquire`](Self::acquire).
+    pub async fn until_ready(&self) {
+        // One cell always fits a burst of at least one.
+        let _ = self.until_n_ready(1).await;
+    }
 
-impl<C> fmt::Debug for PacerBuilder<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PacerBuilder")
-            .field("quota", &self.quota)
-            .field("max_queueing", &self.max_queueing)
-            .finish_non_exhaustive()
+    /// Waits until `n` cells may go at once (`n == 0` counts as one).
+    ///
+    /// # Errors
+    /// [`InsufficientCapacity`] at once when `n` exceeds the burst.
+    pub async fn until_n_ready(&self, n: u32) -> Result<(), InsufficientCapacity> {
+        let hot = &*self.hot;
+        let n = n.max(1);
+        if n > hot.gcra.burst {
+            return Err(InsufficientCapacity { requested: n, burst: hot.gcra.burst });
+        }
+        // Refused reservations are steps of the wait, not rejected calls: not counted.
+        let (reservation, _) = retry_until(&hot.meter.clock, Jitter::NONE, || {
+            let now = hot.meter.now();
+            hot.gcra
+                .reserve(&hot.tat, now, n, hot.max_queueing)
+                .map(|(start, previous, next)| Reservation {
+                    reserved_at: now,
+                    start,
+                    previous,
+                    next,
+                })
+                .map_err(CheckNError::expect_throttled)
+        })
+        .await;
+        hot.meter.admitted(n);
+        self.wait_for(reservation, n).await;
+        Ok(())
     }
 }
+
+/// What a [`PacerBuilder`] collects besides the shared settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacerSettings {
+    quota: Quota,
+    max_queueing: Duration,
+}
+
+/// Builds a [`Pacer`] (see [`LimiterBuilder`] for the shared settings).
+pub type PacerBuilder<C = FastClock> = LimiterBuilder<PacerSettings, C>;
 
 impl<C: Clock> PacerBuilder<C> {
     /// The longest a request may be made to wait for its slot (zero: never wait).
     pub fn max_queueing(mut self, max: Duration) -> Self {
-        self.max_queueing = max;
-        self
-    }
-
-    /// Reads time from `clock` instead.
-    pub fn clock<C2: Clock>(self, clock: C2) -> PacerBuilder<C2> {
-        PacerBuilder { quota: self.quota, max_queueing: self.max_queueing, clock, hook: self.hook }
-    }
-
-    /// Adds a listener for [`RateEvent`]s.
-    pub fn listener(mut self, listener: impl Listener<RateEvent> + 'static) -> Self {
-        self.hook = self.hook.with(listener);
+        self.settings.max_queueing = max;
         self
     }
 
     /// Builds the pacer.
     ///
     /// # Errors
-    /// A [`ConfigError`] for an invalid quota, or `max_queueing` above [`MAX_SPAN`].
+    /// A [`ConfigError`] for an invalid quota, or `max_queueing` above [`MAX_SPAN`](crate::MAX_SPAN).
     pub fn build(self) -> Result<Pacer<C>, ConfigError> {
-        let gcra = self.quota.gcra()?;
-        if self.max_queueing > MAX_SPAN {
-            return Err(ConfigError::new("max_queueing", "must be at most 2^62 ns (146 years)"));
-        }
+        let gcra = self.settings.quota.gcra()?;
+        at_most_max_span("max_queueing", self.settings.max_queueing)?;
+        let (PacerSettings { quota, max_queueing }, meter) = self.into_parts();
         Ok(Pacer {
             hot: CachePadded::new(Hot {
                 tat: AtomicU64::new(0),
                 gcra,
-                max_queueing: nanos(self.max_queueing),
-                clock: self.clock,
+                max_queueing: nanos(max_queueing),
+                meter,
             }),
-            quota: self.quota,
-            counters: RateCounters::default(),
-            hook: self.hook,
+            quota,
         })
     }
 }

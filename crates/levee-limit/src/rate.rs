@@ -3,12 +3,13 @@
 use std::fmt;
 
 use levee_core::sync::{AtomicU64, CachePadded, Ordering};
-use levee_core::{Clock, ConfigError, EventHook, FastClock, Listener};
+use levee_core::{Clock, ConfigError, FastClock};
 
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
+use crate::meter::{LimiterBuilder, Meter};
 use crate::quota::{Gcra, Quota};
-use crate::stats::{RateCounters, RateEvent, RateStats};
-use crate::wait::{AsyncClock, Jitter, retry_until};
+use crate::stats::RateStats;
+use crate::wait::Jitter;
 
 /// What `check` touches. The state word has a cache line of its own: under contention
 /// another core's CAS then invalidates only that line, and the parameters read alongside it
@@ -16,8 +17,7 @@ use crate::wait::{AsyncClock, Jitter, retry_until};
 struct Hot<C> {
     tat: CachePadded<AtomicU64>,
     gcra: Gcra,
-    count_admitted: bool,
-    clock: C,
+    meter: Meter<C>,
 }
 
 /// A lock-free rate limiter: GCRA on a single `AtomicU64`.
@@ -49,9 +49,10 @@ struct Hot<C> {
 pub struct RateLimiter<C = FastClock> {
     hot: CachePadded<Hot<C>>,
     quota: Quota,
-    counters: RateCounters,
-    hook: EventHook<RateEvent>,
 }
+
+/// Builds a [`RateLimiter`]: quota, clock, listeners (see [`LimiterBuilder`]).
+pub type RateLimiterBuilder<C = FastClock> = LimiterBuilder<Quota, C>;
 
 impl<C> fmt::Debug for RateLimiter<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -73,12 +74,7 @@ impl RateLimiter<FastClock> {
 
     /// A builder for `quota`, to set the clock or add listeners.
     pub fn builder(quota: Quota) -> RateLimiterBuilder<FastClock> {
-        RateLimiterBuilder {
-            quota,
-            clock: FastClock,
-            hook: EventHook::none(),
-            count_admitted: false,
-        }
+        LimiterBuilder::new(quota, false)
     }
 }
 
@@ -97,7 +93,7 @@ impl<C: Clock> RateLimiter<C> {
     /// [`Throttled`] when the quota is used up; nothing is consumed.
     #[inline]
     pub fn check(&self) -> Result<(), Throttled> {
-        self.check_at(self.hot.clock.now())
+        self.check_at(self.hot.meter.now())
     }
 
     /// Admits `n` cells at once (all or none). `n == 0` always succeeds and consumes nothing.
@@ -107,7 +103,7 @@ impl<C: Clock> RateLimiter<C> {
     /// [`CheckNError::InsufficientCapacity`] when `n` exceeds the burst, so they never will.
     #[inline]
     pub fn check_n(&self, n: u32) -> Result<(), CheckNError> {
-        self.check_n_at(n, self.hot.clock.now())
+        self.check_n_at(n, self.hot.meter.now())
     }
 
     /// As [`check`](Self::check), judged at clock reading `now` that the caller already
@@ -121,7 +117,7 @@ impl<C: Clock> RateLimiter<C> {
     #[inline]
     pub fn check_at(&self, now: u64) -> Result<(), Throttled> {
         let hot = &*self.hot;
-        self.counters.settle(&self.hook, hot.count_admitted, 1, hot.gcra.check(&hot.tat, now))
+        hot.meter.settle(hot.gcra.check(&hot.tat, now))
     }
 
     /// As [`check_n`](Self::check_n), judged at clock reading `now` (see
@@ -132,13 +128,7 @@ impl<C: Clock> RateLimiter<C> {
     #[inline]
     pub fn check_n_at(&self, n: u32, now: u64) -> Result<(), CheckNError> {
         let hot = &*self.hot;
-        match hot.gcra.check_n(&hot.tat, now, n) {
-            Ok(()) => {
-                self.counters.admit(hot.count_admitted, n);
-                Ok(())
-            }
-            Err(e) => Err(self.counters.record_refusal(&self.hook, n, e)),
-        }
+        hot.meter.settle_n(n, hot.gcra.check_n(&hot.tat, now, n))
     }
 
     /// Cells that would be admitted right now (at most the burst). A snapshot: other
@@ -146,7 +136,7 @@ impl<C: Clock> RateLimiter<C> {
     #[must_use]
     pub fn available(&self) -> u32 {
         let hot = &*self.hot;
-        hot.gcra.available(hot.tat.load(Ordering::Relaxed), hot.clock.now())
+        hot.gcra.available(hot.tat.load(Ordering::Relaxed), hot.meter.now())
     }
 
     /// Refills the limiter completely, as if it had been idle for a long time.
@@ -170,22 +160,21 @@ impl<C: Clock> RateLimiter<C> {
     /// The limiter's clock.
     #[must_use]
     pub fn clock(&self) -> &C {
-        &self.hot.clock
+        &self.hot.meter.clock
     }
 
     /// A snapshot of the counters (`admitted` only when the builder enabled
-    /// [`count_admitted`](RateLimiterBuilder::count_admitted)).
+    /// [`count_admitted`](LimiterBuilder::count_admitted)).
     #[must_use]
     pub fn stats(&self) -> RateStats {
-        self.counters.snapshot(self.hot.count_admitted)
+        self.hot.meter.stats()
     }
-}
 
-impl<C: AsyncClock> RateLimiter<C> {
-    /// Waits until one cell is admitted.
+    /// Waits until one cell is admitted, sleeping on the limiter's clock
+    /// ([`Clock::sleep_until`]).
     ///
     /// Cancellation-safe: the future holds nothing while it sleeps, and dropping it at any
-    /// point consumes nothing. Needs a tokio runtime with time enabled.
+    /// point consumes nothing.
     pub async fn until_ready(&self) {
         self.until_ready_with_jitter(Jitter::NONE).await;
     }
@@ -193,22 +182,8 @@ impl<C: AsyncClock> RateLimiter<C> {
     /// As [`until_ready`](Self::until_ready), adding `jitter` to each wait so that callers
     /// refused together do not all retry at the same instant.
     pub async fn until_ready_with_jitter(&self, jitter: Jitter) {
-        let ((), waited) = retry_until(&self.hot.clock, jitter, || self.check_quietly(1)).await;
-        self.counters.record_wait(&self.hook, 1, waited);
-    }
-
-    /// A check made while waiting: a refusal there is not a rejected call (the call waits
-    /// and is counted in `waited`), so it is neither counted nor reported.
-    fn check_quietly(&self, n: u32) -> Result<(), Throttled> {
-        let hot = &*self.hot;
-        match hot.gcra.check_n(&hot.tat, hot.clock.now(), n) {
-            Ok(()) => {
-                self.counters.admit(hot.count_admitted, n);
-                Ok(())
-            }
-            // n <= burst is checked before waiting and the burst never changes.
-            Err(e) => Err(e.expect_throttled()),
-        }
+        // One cell always fits a burst of at least one.
+        let _ = self.until_n_ready_with_jitter(1, jitter).await;
     }
 
     /// Waits until `n` cells are admitted at once.
@@ -230,76 +205,22 @@ impl<C: AsyncClock> RateLimiter<C> {
         n: u32,
         jitter: Jitter,
     ) -> Result<(), InsufficientCapacity> {
-        let burst = self.hot.gcra.burst;
-        if n > burst {
-            return Err(InsufficientCapacity { requested: n, burst });
-        }
-        // n <= burst was checked above and the burst never changes.
-        let ((), waited) = retry_until(&self.hot.clock, jitter, || {
-            self.check_n(n).map_err(CheckNError::expect_throttled)
-        })
-        .await;
-        self.counters.record_wait(&self.hook, n, waited);
-        Ok(())
-    }
-}
-
-/// Builds a [`RateLimiter`]: quota, clock, listeners.
-#[must_use]
-pub struct RateLimiterBuilder<C> {
-    quota: Quota,
-    clock: C,
-    hook: EventHook<RateEvent>,
-    count_admitted: bool,
-}
-
-impl<C> fmt::Debug for RateLimiterBuilder<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimiterBuilder").field("quota", &self.quota).finish_non_exhaustive()
+        let hot = &*self.hot;
+        hot.meter.wait(n, hot.gcra.burst, jitter, |now, n| hot.gcra.check_n(&hot.tat, now, n)).await
     }
 }
 
 impl<C: Clock> RateLimiterBuilder<C> {
-    /// Reads time from `clock` instead.
-    pub fn clock<C2: Clock>(self, clock: C2) -> RateLimiterBuilder<C2> {
-        RateLimiterBuilder {
-            quota: self.quota,
-            clock,
-            hook: self.hook,
-            count_admitted: self.count_admitted,
-        }
-    }
-
-    /// Also counts admitted cells ([`RateStats::admitted`]). Off by default: it costs an
-    /// atomic add on every admission, about a third of an uncontended `check`, and a shared
-    /// cache line under contention. Refusals and waits are always counted.
-    pub fn count_admitted(mut self, yes: bool) -> Self {
-        self.count_admitted = yes;
-        self
-    }
-
-    /// Adds a listener for [`RateEvent`]s (refusals, waits).
-    pub fn listener(mut self, listener: impl Listener<RateEvent> + 'static) -> Self {
-        self.hook = self.hook.with(listener);
-        self
-    }
-
     /// Builds the limiter, full (a burst is admissible at once).
     ///
     /// # Errors
     /// A [`ConfigError`] when the quota is invalid (see [`Quota::gcra`]).
     pub fn build(self) -> Result<RateLimiter<C>, ConfigError> {
-        let gcra = self.quota.gcra()?;
+        let gcra = self.settings.gcra()?;
+        let (quota, meter) = self.into_parts();
         Ok(RateLimiter {
-            hot: CachePadded::new(Hot {
-                tat: CachePadded::new(AtomicU64::new(0)),
-                gcra,
-                count_admitted: self.count_admitted,
-                clock: self.clock,
-            }),
-            quota: self.quota,
-            counters: RateCounters::default(),
-            hook: self.hook,
+            hot: CachePadded::new(Hot { tat: CachePadded::new(AtomicU64::new(0)), gcra, meter }),
+            quota,
         })
     }
 }

@@ -1,73 +1,21 @@
 //! Async waiting on an injected clock.
 //!
 //! A limiter's refusal says at which clock reading to come back ([`Throttled::earliest`]).
-//! Waiting therefore needs a way to sleep *on the limiter's clock*: [`AsyncClock`]. The
-//! production clocks sleep on tokio's timer; [`ManualClock`] sleeps on tokio's timer too and
-//! then moves itself to the deadline, so a test that runs with `tokio::time::pause()` sees the
-//! manual clock and tokio's paused clock advance together, and a waiting task wakes exactly
-//! when the limiter would admit it.
+//! Waiting therefore sleeps *on the limiter's clock* ([`Clock::sleep_until`]): a real-time
+//! clock on tokio's timer (or a parked thread in [`levee_core::block_on`]), a
+//! [`ManualClock`](levee_core::ManualClock) until it is moved there (under paused tokio time
+//! it follows tokio's auto-advance), so a waiting task wakes exactly when the limiter would
+//! admit it.
 //!
 //! Waiting is cancellation-safe by construction: a waiting future holds nothing. It checks,
 //! sleeps until the refusal's earliest time, and checks again; only a successful check (one
 //! atomic step) takes capacity, so dropping the future at any await point consumes nothing.
 
-use std::future::Future;
 use std::time::Duration;
 
-use levee_core::{Clock, CoarseClock, ConfigError, FastClock, ManualClock, SystemClock, nanos};
+use levee_core::{Clock, ConfigError, nanos};
 
 use crate::error::Throttled;
-
-/// A [`Clock`] that async code can sleep on.
-///
-/// Implemented for levee-core's clocks. Sleeping uses tokio's timer, so it must happen inside
-/// a tokio runtime with the time driver enabled (`tokio::time::sleep`'s requirement).
-pub trait AsyncClock: Clock {
-    /// Completes once this clock reads at least `deadline` (or as soon as possible after).
-    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + Sync + 'static;
-}
-
-fn tokio_sleep_for(nanos: u64) -> tokio::time::Sleep {
-    tokio::time::sleep(Duration::from_nanos(nanos))
-}
-
-/// Clocks that follow real time sleep on tokio's timer for the time their reading still lacks.
-/// (`CoarseClock` lags real time, so its sleep lasts at least until the deadline in real time;
-/// a check that still finds its reading short of the deadline sleeps once more.)
-macro_rules! real_time_async_clock {
-    ($($clock:ty),+) => {$(
-        impl AsyncClock for $clock {
-            fn sleep_until(
-                &self,
-                deadline: u64,
-            ) -> impl Future<Output = ()> + Send + Sync + 'static {
-                tokio_sleep_for(deadline.saturating_sub(self.now()))
-            }
-        }
-    )+};
-}
-
-real_time_async_clock!(FastClock, CoarseClock, SystemClock);
-
-/// Sleeps on tokio's timer for the remaining time, then sets the manual clock to the
-/// deadline (never backwards). Under `tokio::time::pause()` the two clocks thus move in step:
-/// tokio auto-advances to the earliest sleeper, which moves the manual clock to its deadline.
-impl AsyncClock for ManualClock {
-    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + Sync + 'static {
-        let clock = self.clone();
-        let sleep = tokio_sleep_for(deadline.saturating_sub(self.now()));
-        async move {
-            sleep.await;
-            clock.set(deadline);
-        }
-    }
-}
-
-impl<C: AsyncClock + ?Sized> AsyncClock for levee_core::sync::Arc<C> {
-    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + Sync + 'static {
-        (**self).sleep_until(deadline)
-    }
-}
 
 /// Extra random delay added to each wait, so that callers refused together do not all come
 /// back at the same instant (a thundering herd that would be refused again).
@@ -132,7 +80,7 @@ pub(crate) async fn retry_until<C, T>(
     mut attempt: impl FnMut() -> Result<T, Throttled>,
 ) -> (T, u64)
 where
-    C: AsyncClock,
+    C: Clock,
 {
     let mut started = None;
     loop {
@@ -166,17 +114,5 @@ mod tests {
             "jitter.min"
         );
         assert_eq!(Jitter::default(), Jitter::NONE);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn manual_clock_follows_paused_tokio_time() {
-        let clock = ManualClock::new();
-        let start = tokio::time::Instant::now();
-        clock.sleep_until(5_000_000).await;
-        assert_eq!(clock.now(), 5_000_000);
-        assert_eq!(start.elapsed(), Duration::from_millis(5));
-        // A deadline already passed returns at once and never moves the clock back.
-        clock.sleep_until(1_000).await;
-        assert_eq!(clock.now(), 5_000_000);
     }
 }

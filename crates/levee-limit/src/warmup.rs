@@ -19,12 +19,13 @@ use std::fmt;
 use std::time::Duration;
 
 use levee_core::sync::{AtomicU64, CachePadded, Ordering};
-use levee_core::{Clock, ConfigError, EventHook, FastClock, Listener, nanos};
+use levee_core::{Clock, ConfigError, FastClock, nanos};
 
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
-use crate::quota::{Gcra, MAX_SPAN, Quota};
-use crate::stats::{RateCounters, RateEvent, RateStats};
-use crate::wait::{AsyncClock, Jitter, retry_until};
+use crate::meter::{LimiterBuilder, Meter, at_most_max_span};
+use crate::quota::{Gcra, Quota};
+use crate::stats::RateStats;
+use crate::wait::Jitter;
 
 /// The warm-up curve, in nanoseconds.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +79,7 @@ struct Hot<C> {
     stored: AtomicU64,
     gcra: Gcra,
     curve: Curve,
-    clock: C,
+    meter: Meter<C>,
 }
 
 /// A rate limiter that warms up: after idleness it allows `rate / cold_factor`, ramping to
@@ -110,8 +111,6 @@ pub struct WarmUpLimiter<C = FastClock> {
     quota: Quota,
     warm_up: Duration,
     cold_factor: f64,
-    counters: RateCounters,
-    hook: EventHook<RateEvent>,
 }
 
 impl<C> fmt::Debug for WarmUpLimiter<C> {
@@ -127,13 +126,8 @@ impl<C> fmt::Debug for WarmUpLimiter<C> {
 impl WarmUpLimiter<FastClock> {
     /// A builder for `quota` (the full rate); warm-up 10 s and cold factor 3 unless set.
     pub fn builder(quota: Quota) -> WarmUpBuilder<FastClock> {
-        WarmUpBuilder {
-            quota,
-            warm_up: Duration::from_secs(10),
-            cold_factor: 3.0,
-            clock: FastClock,
-            hook: EventHook::none(),
-        }
+        let settings = WarmUpSettings { quota, warm_up: Duration::from_secs(10), cold_factor: 3.0 };
+        LimiterBuilder::new(settings, true)
     }
 }
 
@@ -144,7 +138,8 @@ impl<C: Clock> WarmUpLimiter<C> {
     /// [`Throttled`] when the current (possibly cold) rate is used up.
     #[inline]
     pub fn check(&self) -> Result<(), Throttled> {
-        self.check_n(1).map_err(CheckNError::expect_throttled)
+        let hot = &*self.hot;
+        hot.meter.settle(self.admit(hot.meter.now(), 1).map_err(CheckNError::expect_throttled))
     }
 
     /// Admits `n` cells at once (all or none; `n == 0` succeeds).
@@ -153,22 +148,20 @@ impl<C: Clock> WarmUpLimiter<C> {
     /// [`CheckNError::Throttled`] when they do not fit now;
     /// [`CheckNError::InsufficientCapacity`] when `n` exceeds the burst.
     pub fn check_n(&self, n: u32) -> Result<(), CheckNError> {
-        self.admit(n, true)
+        let hot = &*self.hot;
+        hot.meter.settle_n(n, self.admit(hot.meter.now(), n))
     }
 
-    /// Admits `n` cells; `report` says whether a refusal is a rejected call (counted and
-    /// reported) or a step of an async wait (not).
-    fn admit(&self, n: u32, report: bool) -> Result<(), CheckNError> {
+    /// Admits `n` cells at `now` or says why not, without counting (the meter counts).
+    fn admit(&self, now: u64, n: u32) -> Result<(), CheckNError> {
         let hot = &*self.hot;
         let g = hot.gcra;
         if n > g.burst {
-            self.counters.rejected.incr();
             return Err(InsufficientCapacity { requested: n, burst: g.burst }.into());
         }
         if n == 0 {
             return Ok(());
         }
-        let now = hot.clock.now();
         let limit = now.saturating_add(g.tau);
         let stable = u64::from(n) * g.t; // n <= burst, so at most t + tau <= 2^62
         // Relaxed: the decision is the CAS on `tat` alone (module docs); `stored` only
@@ -177,11 +170,7 @@ impl<C: Clock> WarmUpLimiter<C> {
         loop {
             let last = current.saturating_add(stable - g.t);
             if last > limit {
-                let refusal = Throttled::new(now, last - g.tau);
-                if report {
-                    self.counters.record_throttled(&self.hook, n, refusal);
-                }
-                return Err(refusal.into());
+                return Err(Throttled::new(now, last - g.tau).into());
             }
             let idle = now.saturating_sub(current);
             let stored = self.stored_after_idle(idle);
@@ -191,7 +180,6 @@ impl<C: Clock> WarmUpLimiter<C> {
             {
                 Ok(_) => {
                     self.settle(idle, n);
-                    self.counters.admitted.add(u64::from(n));
                     return Ok(());
                 }
                 Err(actual) => current = actual,
@@ -221,7 +209,7 @@ impl<C: Clock> WarmUpLimiter<C> {
     #[must_use]
     pub fn current_interval(&self) -> Duration {
         let hot = &*self.hot;
-        let idle = hot.clock.now().saturating_sub(hot.tat.load(Ordering::Relaxed));
+        let idle = hot.meter.now().saturating_sub(hot.tat.load(Ordering::Relaxed));
         let (extra, _) = hot.curve.surcharge(self.stored_after_idle(idle), 1);
         Duration::from_nanos(hot.gcra.t + extra)
     }
@@ -241,80 +229,58 @@ impl<C: Clock> WarmUpLimiter<C> {
     /// The limiter's clock.
     #[must_use]
     pub fn clock(&self) -> &C {
-        &self.hot.clock
+        &self.hot.meter.clock
     }
 
     /// A snapshot of the counters.
     #[must_use]
     pub fn stats(&self) -> RateStats {
-        self.counters.snapshot(true)
+        self.hot.meter.stats()
     }
-}
 
-impl<C: AsyncClock> WarmUpLimiter<C> {
-    /// Waits until one cell is admitted. Cancellation-safe: dropping the future consumes
-    /// nothing.
+    /// Waits until one cell is admitted, sleeping on the limiter's clock. Cancellation-safe:
+    /// dropping the future consumes nothing.
     pub async fn until_ready(&self) {
         self.until_ready_with_jitter(Jitter::NONE).await;
     }
 
     /// As [`until_ready`](Self::until_ready) with `jitter` added to each wait.
     pub async fn until_ready_with_jitter(&self, jitter: Jitter) {
-        let ((), waited) = retry_until(&self.hot.clock, jitter, || {
-            self.admit(1, false).map_err(CheckNError::expect_throttled)
-        })
-        .await;
-        self.counters.record_wait(&self.hook, 1, waited);
+        // One cell always fits a burst of at least one.
+        let _ =
+            self.hot.meter.wait(1, self.hot.gcra.burst, jitter, |now, n| self.admit(now, n)).await;
+    }
+
+    /// Waits until `n` cells are admitted at once. Cancellation-safe.
+    ///
+    /// # Errors
+    /// [`InsufficientCapacity`] at once when `n` exceeds the burst.
+    pub async fn until_n_ready(&self, n: u32) -> Result<(), InsufficientCapacity> {
+        self.hot.meter.wait(n, self.hot.gcra.burst, Jitter::NONE, |now, n| self.admit(now, n)).await
     }
 }
 
-/// Builds a [`WarmUpLimiter`].
-#[must_use]
-pub struct WarmUpBuilder<C> {
+/// What a [`WarmUpBuilder`] collects besides the shared settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WarmUpSettings {
     quota: Quota,
     warm_up: Duration,
     cold_factor: f64,
-    clock: C,
-    hook: EventHook<RateEvent>,
 }
 
-impl<C> fmt::Debug for WarmUpBuilder<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WarmUpBuilder")
-            .field("quota", &self.quota)
-            .field("warm_up", &self.warm_up)
-            .field("cold_factor", &self.cold_factor)
-            .finish_non_exhaustive()
-    }
-}
+/// Builds a [`WarmUpLimiter`] (see [`LimiterBuilder`] for the shared settings).
+pub type WarmUpBuilder<C = FastClock> = LimiterBuilder<WarmUpSettings, C>;
 
 impl<C: Clock> WarmUpBuilder<C> {
     /// How long full-rate demand takes to bring a cold limiter to the full rate.
     pub fn warm_up(mut self, period: Duration) -> Self {
-        self.warm_up = period;
+        self.settings.warm_up = period;
         self
     }
 
     /// How much slower than the full rate a cold limiter starts (at least 1; default 3).
     pub fn cold_factor(mut self, factor: f64) -> Self {
-        self.cold_factor = factor;
-        self
-    }
-
-    /// Reads time from `clock` instead.
-    pub fn clock<C2: Clock>(self, clock: C2) -> WarmUpBuilder<C2> {
-        WarmUpBuilder {
-            quota: self.quota,
-            warm_up: self.warm_up,
-            cold_factor: self.cold_factor,
-            clock,
-            hook: self.hook,
-        }
-    }
-
-    /// Adds a listener for [`RateEvent`]s.
-    pub fn listener(mut self, listener: impl Listener<RateEvent> + 'static) -> Self {
-        self.hook = self.hook.with(listener);
+        self.settings.cold_factor = factor;
         self
     }
 
@@ -324,31 +290,29 @@ impl<C: Clock> WarmUpBuilder<C> {
     /// A [`ConfigError`] for an invalid quota, a zero or over-long `warm_up`, or a
     /// `cold_factor` below 1, above 1000 or not finite.
     pub fn build(self) -> Result<WarmUpLimiter<C>, ConfigError> {
-        let gcra = self.quota.gcra()?;
-        let warm_up = ConfigError::require_positive("warm_up", self.warm_up)?;
-        if warm_up > MAX_SPAN {
-            return Err(ConfigError::new("warm_up", "must be at most 2^62 ns (146 years)"));
-        }
-        if !(1.0..=1000.0).contains(&self.cold_factor) {
+        let WarmUpSettings { quota, warm_up, cold_factor } = self.settings;
+        let gcra = quota.gcra()?;
+        let warm_up = ConfigError::require_positive("warm_up", warm_up)?;
+        at_most_max_span("warm_up", warm_up)?;
+        if !(1.0..=1000.0).contains(&cold_factor) {
             return Err(ConfigError::new(
                 "cold_factor",
-                format!("must be between 1 and 1000, got {}", self.cold_factor),
+                format!("must be between 1 and 1000, got {cold_factor}"),
             ));
         }
-        let curve = Curve::new(gcra.t, nanos(warm_up), self.cold_factor);
+        let curve = Curve::new(gcra.t, nanos(warm_up), cold_factor);
+        let (_, meter) = self.into_parts();
         Ok(WarmUpLimiter {
             hot: CachePadded::new(Hot {
                 tat: AtomicU64::new(0),
                 stored: AtomicU64::new(curve.max_stored),
                 gcra,
                 curve,
-                clock: self.clock,
+                meter,
             }),
-            quota: self.quota,
+            quota,
             warm_up,
-            cold_factor: self.cold_factor,
-            counters: RateCounters::default(),
-            hook: self.hook,
+            cold_factor,
         })
     }
 }

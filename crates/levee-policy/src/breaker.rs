@@ -11,7 +11,7 @@ use levee_breaker::{CircuitBreaker, Outcome as BreakerOutcome};
 use levee_core::{Clock, EventHook, FastClock};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
-use crate::{Context, Error, Event, Operation, Timer};
+use crate::{Context, Error, Event, Operation};
 
 /// Decides what a call's result says about the backend.
 pub trait ClassifyOutcome<T, E>: Send + Sync {
@@ -116,19 +116,21 @@ impl<C: Clock, K> Instrument for Breaker<C, K> {
     }
 }
 
-impl<Op, Tm, C, K> Policy<Op, Tm> for Breaker<C, K>
+impl<'c, Op, C, K> Policy<'c, Op> for Breaker<C, K>
 where
-    Op: Operation,
-    Tm: Timer,
+    Op: Operation<'c>,
     C: Clock,
     K: ClassifyOutcome<Op::Output, Op::Error>,
 {
-    async fn run<'a, I: Stage<Op, Tm>>(
-        &'a self,
-        inner: &'a I,
-        op: &'a Op,
-        ctx: Context,
-    ) -> Outcome<Op> {
+    async fn run<'s, I: Stage<'c, Op>>(
+        &'s self,
+        inner: &'s I,
+        op: &'s Op,
+        ctx: Context<'c>,
+    ) -> Outcome<'c, Op>
+    where
+        'c: 's,
+    {
         let permit = match self.breaker.try_acquire() {
             Ok(permit) => permit,
             Err(open) => {
@@ -143,13 +145,13 @@ where
     }
 }
 
-impl<L> crate::PipelineBuilder<L> {
+impl<L, Ck> crate::PipelineBuilder<L, Ck> {
     /// Adds a circuit breaker, classifying with [`BackendFailures`] (see [`Breaker`] for
     /// another classifier).
     pub fn breaker<C: Clock>(
         self,
         breaker: Arc<CircuitBreaker<C>>,
-    ) -> crate::PipelineBuilder<crate::Chain<Breaker<C>, L>> {
+    ) -> crate::PipelineBuilder<crate::Chain<Breaker<C>, L>, Ck> {
         self.policy(Breaker::new(breaker))
     }
 }

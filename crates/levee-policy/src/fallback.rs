@@ -5,7 +5,7 @@ use std::future::Future;
 use levee_core::EventHook;
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
-use crate::{Context, Error, ErrorKind, Event, Operation, Timer};
+use crate::{Context, Error, ErrorKind, Event, Operation};
 
 /// Produces the replacement for an error.
 pub trait FallbackHandler<T, E>: Send + Sync {
@@ -159,19 +159,21 @@ impl<H, S> Instrument for Fallback<H, S> {
     }
 }
 
-impl<Op, Tm, H, S> Policy<Op, Tm> for Fallback<H, S>
+impl<'c, Op, H, S> Policy<'c, Op> for Fallback<H, S>
 where
-    Op: Operation,
-    Tm: Timer,
+    Op: Operation<'c>,
     H: FallbackHandler<Op::Output, Op::Error>,
     S: Select<Op::Error>,
 {
-    async fn run<'a, I: Stage<Op, Tm>>(
-        &'a self,
-        inner: &'a I,
-        op: &'a Op,
-        ctx: Context,
-    ) -> Outcome<Op> {
+    async fn run<'s, I: Stage<'c, Op>>(
+        &'s self,
+        inner: &'s I,
+        op: &'s Op,
+        ctx: Context<'c>,
+    ) -> Outcome<'c, Op>
+    where
+        'c: 's,
+    {
         match inner.run(op, ctx).await {
             Err(error) if self.select.select(&error) => {
                 let cause = error.kind();

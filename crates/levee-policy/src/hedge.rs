@@ -16,13 +16,13 @@ use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use levee_core::sync::{AtomicU64, Ordering};
-use levee_core::{ConfigError, EventHook, LatencyRecorder, nanos};
+use levee_core::{ConfigError, EventHook, LatencyRecorder, Sleep, nanos};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
-use crate::{Context, Event, Operation, Timer};
+use crate::{Context, Event, Operation};
 
 /// When to start a hedge.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -174,12 +174,12 @@ impl Hedge {
         }
     }
 
-    fn record_success(&self, started: Instant, now: Instant) {
+    fn record_success(&self, started: u64, now: u64) {
         let HedgeDelay::Percentile { quantile, min, min_samples, refresh_every, .. } = self.delay
         else {
             return;
         };
-        self.recorder.record(now.saturating_duration_since(started));
+        self.recorder.record_nanos(now.saturating_sub(started));
         let n = self.successes.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= min_samples && (n - min_samples) % refresh_every == 0 {
             let observed = self.recorder.merged().value_at_quantile(quantile);
@@ -191,7 +191,7 @@ impl Hedge {
 
 /// Where hedged attempts live: boxed, because their number is only known at run time. Typed
 /// after the primary attempt, whose future type they share.
-type Slots<F> = Vec<(Option<Pin<Box<F>>>, Instant)>;
+type Slots<F> = Vec<(Option<Pin<Box<F>>>, u64)>;
 
 fn hedge_slots<F>(_primary: &Pin<&mut Option<F>>) -> Slots<F> {
     Vec::new()
@@ -203,22 +203,25 @@ impl Instrument for Hedge {
     }
 }
 
-impl<Op: Operation, Tm: Timer> Policy<Op, Tm> for Hedge {
-    async fn run<'a, I: Stage<Op, Tm>>(
-        &'a self,
-        inner: &'a I,
-        op: &'a Op,
-        ctx: Context,
-    ) -> Outcome<Op> {
-        let delay = self.current_delay();
-        let start = Tm::now();
+impl<'c, Op: Operation<'c>> Policy<'c, Op> for Hedge {
+    async fn run<'s, I: Stage<'c, Op>>(
+        &'s self,
+        inner: &'s I,
+        op: &'s Op,
+        ctx: Context<'c>,
+    ) -> Outcome<'c, Op>
+    where
+        'c: 's,
+    {
+        let delay = nanos(self.current_delay());
+        let start = ctx.now();
         let mut primary = pin!(Some(inner.run(op, ctx)));
         let mut hedges = hedge_slots(&primary);
         let mut started = 0u32;
         let mut live = 1u32;
         let mut start_now = 0u32;
-        let mut next_at = start + delay;
-        let mut sleep = pin!(None::<Tm::Sleep>);
+        let mut next_at = start.saturating_add(delay);
+        let mut sleep = pin!(None::<Sleep>);
         let mut last_error = None;
         poll_fn(|cx| {
             loop {
@@ -228,7 +231,7 @@ impl<Op: Operation, Tm: Timer> Policy<Op, Tm> for Hedge {
                         live -= 1;
                         match outcome {
                             Ok(v) => {
-                                self.record_success(start, Tm::now());
+                                self.record_success(start, ctx.now());
                                 return Poll::Ready(Ok(v));
                             }
                             Err(e) => {
@@ -249,7 +252,7 @@ impl<Op: Operation, Tm: Timer> Policy<Op, Tm> for Hedge {
                             Ok(v) => {
                                 let hedge = n as u32 + 1;
                                 self.hook.emit(|| Event::HedgeWon { hedge });
-                                self.record_success(*began, Tm::now());
+                                self.record_success(*began, ctx.now());
                                 return Poll::Ready(Ok(v));
                             }
                             Err(e) => {
@@ -272,7 +275,7 @@ impl<Op: Operation, Tm: Timer> Policy<Op, Tm> for Hedge {
                         true
                     } else {
                         if sleep.is_none() {
-                            sleep.set(Some(Tm::sleep_until(next_at)));
+                            sleep.set(Some(ctx.clock().sleep_until(next_at)));
                         }
                         sleep.as_mut().as_pin_mut().is_some_and(|s| s.poll(cx).is_ready())
                     };
@@ -281,9 +284,9 @@ impl<Op: Operation, Tm: Timer> Policy<Op, Tm> for Hedge {
                         live += 1;
                         let hedge = started;
                         self.hook.emit(|| Event::HedgeStarted { hedge });
-                        let now = Tm::now();
+                        let now = ctx.now();
                         hedges.push((Some(Box::pin(inner.run(op, ctx.with_hedge(hedge)))), now));
-                        next_at = now + delay;
+                        next_at = now.saturating_add(delay);
                         sleep.set(None);
                         continue;
                     }

@@ -29,8 +29,14 @@
 //!   deadline in force, for the operation to pass to the next hop.
 //! - **Hints are honoured.** A refusal's [`RetryAfter`] hint is the least wait before the
 //!   next retry: a retry never runs into an open circuit before it may close.
-//! - **Async and blocking.** [`Pipeline::execute`] runs async operations on tokio's timer;
-//!   [`Pipeline::call`] runs blocking ones on the calling thread.
+//! - **Time is the pipeline's clock.** A [`Pipeline`] owns a [`Clock`](levee_core::Clock)
+//!   instance ([`FastClock`](levee_core::FastClock) by default, [`PipelineBuilder::clock`]
+//!   to choose): timeouts, backoff, hedge delays and limiter waits read it and sleep on it,
+//!   and the [`Context`]'s deadline is one of its readings. Tests use a
+//!   [`ManualClock`](levee_core::ManualClock), moved by hand or following paused tokio time.
+//! - **Async and blocking.** [`Pipeline::execute`] runs async operations (a real-time clock
+//!   sleeps on tokio's timer); [`Pipeline::call`] runs blocking ones on the calling thread,
+//!   under [`levee_core::block_on`] on the same clock.
 //! - **Cancellation-safe.** Dropping a call's future drops the attempt, its timers and
 //!   every permit it holds.
 #![forbid(unsafe_code)]
@@ -48,7 +54,6 @@ mod retry;
 pub mod settings;
 mod stage;
 mod timeout;
-mod timer;
 #[cfg(feature = "tower")]
 pub mod tower;
 
@@ -71,4 +76,3 @@ pub use settings::{
 };
 pub use stage::{Instrument, Layered, Leaf, Outcome, Policy, Stage};
 pub use timeout::Timeout;
-pub use timer::{BlockingSleep, BlockingTimer, Timer, TokioClock, TokioTimer, block_on};

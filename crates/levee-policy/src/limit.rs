@@ -1,22 +1,29 @@
-//! The rate limiter and bulkhead of levee-limit as pipeline policies.
+//! The rate limiters and bulkhead of levee-limit as pipeline policies.
 //!
-//! A refusal becomes [`Error::RateLimited`] (with the limiter's retry-after, so a retry
-//! waits it out) or [`Error::BulkheadFull`]. A bulkhead permit is held while the rest of
+//! Any limiter of levee-limit's family works ([`AsyncRateLimit`]: GCRA, windows, warm-up,
+//! pacer, one key of a keyed limiter, or a remote limiter). A refusal becomes
+//! [`Error::RateLimited`] (with the limiter's retry-after, so a retry waits it out) or
+//! [`Error::BulkheadFull`]. A bulkhead permit is held while the rest of
 //! the pipeline runs and released when the call ends, is cancelled, or panics (it is an RAII
 //! guard inside the call's future).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use levee_core::{Clock, EventHook, FastClock};
-use levee_limit::{AsyncClock, Bulkhead, RateLimiter};
+use levee_core::{Clock, EventHook, FastClock, nanos};
+use levee_limit::{AsyncRateLimit, Bulkhead, CheckNError, RateLimiter};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
-use crate::{Context, Error, Event, Operation, Timer, TokioClock};
+use crate::{Context, Error, Event, Operation};
 
-/// A [`RateLimiter`] as a policy: each call (each attempt, when placed inside a retry) takes
+/// A rate limiter as a policy: each call (each attempt, when placed inside a retry) takes
 /// one cell; a refused call fails with [`Error::RateLimited`], or first waits up to
-/// [`max_wait`](Self::max_wait) for the limiter to admit it.
+/// [`max_wait`](Self::max_wait) for the limiter to admit it, sleeping on the pipeline's
+/// clock (give the limiter the same clock).
+///
+/// `L` is any [`AsyncRateLimit`]: a [`RateLimiter`] by default, or any other limiter of
+/// levee-limit's family, or a remote one. A local limiter decides without awaiting anything
+/// and without allocating.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -33,22 +40,22 @@ use crate::{Context, Error, Event, Operation, Timer, TokioClock};
 /// # }
 /// ```
 #[derive(Debug)]
-pub struct Limiter<C: Clock = FastClock> {
-    limiter: Arc<RateLimiter<C>>,
+pub struct Limiter<L = RateLimiter> {
+    limiter: Arc<L>,
     max_wait: Duration,
     hook: EventHook<Event>,
 }
 
-impl<C: Clock> Clone for Limiter<C> {
+impl<L> Clone for Limiter<L> {
     fn clone(&self) -> Self {
         Self { limiter: self.limiter.clone(), max_wait: self.max_wait, hook: self.hook.clone() }
     }
 }
 
-impl<C: Clock> Limiter<C> {
+impl<L: AsyncRateLimit> Limiter<L> {
     /// Refuses at once when `limiter` does.
     #[must_use]
-    pub fn new(limiter: Arc<RateLimiter<C>>) -> Self {
+    pub fn new(limiter: Arc<L>) -> Self {
         Self { limiter, max_wait: Duration::ZERO, hook: EventHook::none() }
     }
 
@@ -69,55 +76,91 @@ impl<C: Clock> Limiter<C> {
 
     /// The shared limiter.
     #[must_use]
-    pub fn limiter(&self) -> &Arc<RateLimiter<C>> {
+    pub fn limiter(&self) -> &Arc<L> {
         &self.limiter
     }
 
-    async fn admit<Tm: Timer>(&self, ctx: &Context) -> Result<(), Duration> {
-        let mut refusal = match self.limiter.check() {
+    /// One cell from a limiter that decides in memory (`None` for a remote one): the hot
+    /// path, kept free of any future of its own.
+    #[inline]
+    fn decide_now(&self) -> Option<Result<(), Duration>> {
+        self.limiter.try_decide_now(1).map(|decision| decision.map_err(retry_after))
+    }
+
+    /// One cell from the limiter, awaiting a remote limiter's answer.
+    async fn decide(&self) -> Result<(), Duration> {
+        match self.decide_now() {
+            Some(decision) => decision,
+            None => self.limiter.check_n(1).await.map_err(retry_after),
+        }
+    }
+
+    /// Admits the call: at once when the limiter admits, or refuses with nothing to wait
+    /// for; otherwise through [`admit_slowly`](Self::admit_slowly).
+    async fn admit(&self, ctx: &Context<'_>) -> Result<(), Duration> {
+        match self.decide_now() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(refusal)) if self.max_wait.is_zero() => Err(refusal),
+            _ => self.admit_slowly(ctx).await,
+        }
+    }
+
+    /// A remote limiter's decision, or a wait of up to `max_wait` on the pipeline's clock.
+    async fn admit_slowly(&self, ctx: &Context<'_>) -> Result<(), Duration> {
+        let mut refusal = match self.decide().await {
             Ok(()) => return Ok(()),
-            Err(t) => t.retry_after(),
+            Err(retry_after) => retry_after,
         };
         if self.max_wait.is_zero() {
             return Err(refusal);
         }
-        let start = Tm::now();
-        let give_up =
-            ctx.deadline().map_or(start + self.max_wait, |d| d.min(start + self.max_wait));
+        let start = ctx.now();
+        let until = start.saturating_add(nanos(self.max_wait));
+        let give_up = ctx.deadline().map_or(until, |d| d.min(until));
         loop {
-            let wake = Tm::now() + refusal;
+            let wake = ctx.now().saturating_add(nanos(refusal));
             if wake > give_up {
                 return Err(refusal);
             }
-            Tm::sleep_until(wake).await;
-            match self.limiter.check() {
+            ctx.clock().sleep_until(wake).await;
+            match self.decide().await {
                 Ok(()) => {
-                    let waited = Tm::now().saturating_duration_since(start);
+                    let waited = Duration::from_nanos(ctx.now().saturating_sub(start));
                     self.hook.emit(|| Event::RateLimitWaited { waited });
                     return Ok(());
                 }
-                // A clock that does not follow the timer (a manual clock) would never admit:
-                // waiting at least a millisecond per round bounds the loop by `max_wait`.
-                Err(t) => refusal = t.retry_after().max(Duration::from_millis(1)),
+                Err(retry_after) => refusal = retry_after,
             }
         }
     }
 }
 
-impl<C: Clock> Instrument for Limiter<C> {
+/// How long a refusal says to wait. A cell always fits a burst of at least one; a limiter
+/// that says otherwise never admits: refuse for good.
+fn retry_after(refusal: CheckNError) -> Duration {
+    match refusal {
+        CheckNError::Throttled(t) => t.retry_after(),
+        CheckNError::InsufficientCapacity(_) => Duration::MAX,
+    }
+}
+
+impl<L> Instrument for Limiter<L> {
     fn instrument(&mut self, hook: &EventHook<Event>) {
         adopt(&mut self.hook, hook);
     }
 }
 
-impl<Op: Operation, Tm: Timer, C: Clock> Policy<Op, Tm> for Limiter<C> {
-    async fn run<'a, I: Stage<Op, Tm>>(
-        &'a self,
-        inner: &'a I,
-        op: &'a Op,
-        ctx: Context,
-    ) -> Outcome<Op> {
-        if let Err(retry_after) = self.admit::<Tm>(&ctx).await {
+impl<'c, Op: Operation<'c>, L: AsyncRateLimit> Policy<'c, Op> for Limiter<L> {
+    async fn run<'s, I: Stage<'c, Op>>(
+        &'s self,
+        inner: &'s I,
+        op: &'s Op,
+        ctx: Context<'c>,
+    ) -> Outcome<'c, Op>
+    where
+        'c: 's,
+    {
+        if let Err(retry_after) = self.admit(&ctx).await {
             self.hook.emit(|| Event::RateLimited { retry_after });
             return Err(Error::RateLimited { retry_after });
         }
@@ -127,8 +170,9 @@ impl<Op: Operation, Tm: Timer, C: Clock> Policy<Op, Tm> for Limiter<C> {
 
 /// A [`Bulkhead`] as a policy: at most N calls run the rest of the pipeline at once. A full
 /// bulkhead fails the call with [`Error::BulkheadFull`], after queueing if the bulkhead was
-/// built with a queue (`max_queue`, `max_wait`). Blocking calls
-/// ([`Pipeline::call`](crate::Pipeline::call)) never queue.
+/// built with a queue (`max_queue`, `max_wait`; the wait sleeps on the bulkhead's clock).
+/// Blocking calls ([`Pipeline::call`](crate::Pipeline::call), [`Context::is_blocking`])
+/// never queue.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -185,16 +229,19 @@ impl<C: Clock> Instrument for BulkheadPolicy<C> {
     }
 }
 
-impl<Op: Operation, Tm: Timer, C: AsyncClock> Policy<Op, Tm> for BulkheadPolicy<C> {
-    async fn run<'a, I: Stage<Op, Tm>>(
-        &'a self,
-        inner: &'a I,
-        op: &'a Op,
-        ctx: Context,
-    ) -> Outcome<Op> {
+impl<'c, Op: Operation<'c>, C: Clock> Policy<'c, Op> for BulkheadPolicy<C> {
+    async fn run<'s, I: Stage<'c, Op>>(
+        &'s self,
+        inner: &'s I,
+        op: &'s Op,
+        ctx: Context<'c>,
+    ) -> Outcome<'c, Op>
+    where
+        'c: 's,
+    {
         let _permit = match self.bulkhead.try_acquire() {
             Ok(permit) => permit,
-            Err(_) if Tm::BLOCKING => return self.refuse(),
+            Err(_) if ctx.is_blocking() => return self.refuse(),
             // The queue, if the bulkhead has one; `Full` at once if it has none.
             Err(_) => match self.bulkhead.acquire().await {
                 Ok(permit) => permit,
@@ -205,20 +252,13 @@ impl<Op: Operation, Tm: Timer, C: AsyncClock> Policy<Op, Tm> for BulkheadPolicy<
     }
 }
 
-/// Sleeps on tokio's timer, so a bulkhead queue or limiter built on [`TokioClock`] follows
-/// paused time in tests.
-impl AsyncClock for TokioClock {
-    fn sleep_until(&self, deadline: u64) -> impl Future<Output = ()> + Send + 'static {
-        tokio::time::sleep(Duration::from_nanos(deadline.saturating_sub(self.now())))
-    }
-}
-
-impl<L> crate::PipelineBuilder<L> {
-    /// Adds a rate limiter that refuses at once (see [`Limiter`] to wait instead).
-    pub fn limiter<C: Clock>(
+impl<Ls, Ck> crate::PipelineBuilder<Ls, Ck> {
+    /// Adds a rate limiter (any of levee-limit's family) that refuses at once (see
+    /// [`Limiter`] to wait instead).
+    pub fn limiter<L: AsyncRateLimit>(
         self,
-        limiter: Arc<RateLimiter<C>>,
-    ) -> crate::PipelineBuilder<crate::Chain<Limiter<C>, L>> {
+        limiter: Arc<L>,
+    ) -> crate::PipelineBuilder<crate::Chain<Limiter<L>, Ls>, Ck> {
         self.policy(Limiter::new(limiter))
     }
 
@@ -226,7 +266,7 @@ impl<L> crate::PipelineBuilder<L> {
     pub fn bulkhead<C: Clock>(
         self,
         bulkhead: Arc<Bulkhead<C>>,
-    ) -> crate::PipelineBuilder<crate::Chain<BulkheadPolicy<C>, L>> {
+    ) -> crate::PipelineBuilder<crate::Chain<BulkheadPolicy<C>, Ls>, Ck> {
         self.policy(BulkheadPolicy::new(bulkhead))
     }
 }

@@ -6,11 +6,13 @@ use crate::Context;
 
 /// One call of the guarded operation, made once per attempt (and once per hedge).
 ///
-/// Any `Fn(Context) -> impl Future<Output = Result<T, E>>` is an operation; wrap a blocking
-/// function in [`SyncOperation`] (which [`Pipeline::call`](crate::Pipeline::call) does for
-/// you). Operations are `Send + Sync` and return `Send` futures, so a pipeline call can move
-/// between threads of a multi-threaded runtime and be boxed for tower.
-pub trait Operation: Send + Sync {
+/// Any `Fn(Context<'c>) -> impl Future<Output = Result<T, E>>` is an operation; wrap a
+/// blocking function in [`SyncOperation`] (which [`Pipeline::call`](crate::Pipeline::call)
+/// does for you). `'c` is how long the [`Context`] (which borrows the pipeline's clock) lives:
+/// an attempt's future may keep it. Operations are `Send + Sync` and return `Send` futures,
+/// so a pipeline call can move between threads of a multi-threaded runtime and be boxed for
+/// tower.
+pub trait Operation<'c>: Send + Sync {
     /// What a successful attempt returns.
     type Output: Send;
     /// What a failed attempt returns.
@@ -19,12 +21,12 @@ pub trait Operation: Send + Sync {
     type Future: Future<Output = Result<Self::Output, Self::Error>> + Send;
 
     /// Starts one attempt.
-    fn call(&self, ctx: Context) -> Self::Future;
+    fn call(&self, ctx: Context<'c>) -> Self::Future;
 }
 
-impl<F, Fut, T, E> Operation for F
+impl<'c, F, Fut, T, E> Operation<'c> for F
 where
-    F: Fn(Context) -> Fut + Send + Sync,
+    F: Fn(Context<'c>) -> Fut + Send + Sync,
     Fut: Future<Output = Result<T, E>> + Send,
     T: Send,
     E: Send,
@@ -34,7 +36,7 @@ where
     type Future = Fut;
 
     #[inline]
-    fn call(&self, ctx: Context) -> Fut {
+    fn call(&self, ctx: Context<'c>) -> Fut {
         self(ctx)
     }
 }
@@ -44,9 +46,9 @@ where
 #[derive(Debug, Clone, Copy)]
 pub struct SyncOperation<F>(pub F);
 
-impl<F, T, E> Operation for SyncOperation<F>
+impl<'c, F, T, E> Operation<'c> for SyncOperation<F>
 where
-    F: Fn(Context) -> Result<T, E> + Send + Sync,
+    F: Fn(Context<'c>) -> Result<T, E> + Send + Sync,
     T: Send,
     E: Send,
 {
@@ -55,7 +57,7 @@ where
     type Future = Ready<Result<T, E>>;
 
     #[inline]
-    fn call(&self, ctx: Context) -> Self::Future {
+    fn call(&self, ctx: Context<'c>) -> Self::Future {
         std::future::ready((self.0)(ctx))
     }
 }

@@ -3,10 +3,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use levee_core::{ConfigError, EventHook, Listener};
+use levee_core::{Clock, ConfigError, EventHook, FastClock, Listener, block_on};
 
 use crate::stage::{Instrument, Layered, Leaf, Outcome, Stage};
-use crate::timer::{BlockingTimer, TokioTimer, block_on};
 use crate::{Context, Error, Event, Fallback, Hedge, Operation, Retry, SyncOperation, Timeout};
 
 /// A resilience pipeline: a stack of policies around an operation.
@@ -15,6 +14,13 @@ use crate::{Context, Error, Event, Fallback, Hedge, Operation, Retry, SyncOperat
 /// one future whose layout the compiler knows: no boxing, no allocation when nothing fails.
 /// Share a pipeline by reference or in an `Arc`; every policy's state (a breaker, a limiter, a
 /// retry budget) is shared by all calls.
+///
+/// The pipeline owns its clock `C` ([`FastClock`] unless the builder's
+/// [`clock`](PipelineBuilder::clock) says otherwise): timeouts, backoff and hedge delays,
+/// and limiter waits read it and sleep on it, and deadlines in the [`Context`] are its
+/// readings. A test builds the pipeline (and its breakers and limiters) on one
+/// [`ManualClock`](levee_core::ManualClock) and moves time by hand, or runs under paused tokio
+/// time, which the manual clock follows.
 ///
 /// ```
 /// use std::time::Duration;
@@ -43,22 +49,31 @@ use crate::{Context, Error, Event, Fallback, Hedge, Operation, Retry, SyncOperat
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct Pipeline<S> {
+pub struct Pipeline<S, C = FastClock> {
     stack: S,
+    clock: C,
 }
 
 impl Pipeline<Leaf> {
-    /// An empty builder.
+    /// An empty builder, on [`FastClock`] unless [`clock`](PipelineBuilder::clock) is set.
     pub fn builder() -> PipelineBuilder<Identity> {
-        PipelineBuilder { layers: Identity, hook: EventHook::none(), error: None }
+        PipelineBuilder { layers: Identity, hook: EventHook::none(), error: None, clock: FastClock }
     }
 }
 
 impl<S> Pipeline<S> {
-    /// A pipeline around an already composed stack.
+    /// A pipeline around an already composed stack, on [`FastClock`].
     #[must_use]
     pub fn from_stack(stack: S) -> Self {
-        Self { stack }
+        Self { stack, clock: FastClock }
+    }
+}
+
+impl<S, C: Clock> Pipeline<S, C> {
+    /// The same pipeline on `clock`.
+    #[must_use]
+    pub fn with_clock<C2: Clock>(self, clock: C2) -> Pipeline<S, C2> {
+        Pipeline { stack: self.stack, clock }
     }
 
     /// The composed stack of policies.
@@ -67,10 +82,17 @@ impl<S> Pipeline<S> {
         &self.stack
     }
 
-    /// Runs an async operation through the pipeline, on tokio's timer.
+    /// The pipeline's clock.
+    #[must_use]
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// Runs an async operation through the pipeline; its timeouts and delays sleep on the
+    /// pipeline's clock (a real-time clock sleeps on tokio's timer inside a runtime).
     ///
     /// `op` is called once per attempt with that attempt's [`Context`]. When nothing
-    /// fails and the operation is ready at once, no timer is touched and nothing is
+    /// fails and the operation is ready at once, no sleep is made and nothing is
     /// allocated. Dropping the returned future cancels the call and releases every permit it
     /// held.
     ///
@@ -82,11 +104,11 @@ impl<S> Pipeline<S> {
         op: F,
     ) -> impl Future<Output = Result<T, Error<E>>> + Send + 'a
     where
-        F: Fn(Context) -> Fut + Send + Sync + 'a,
+        F: Fn(Context<'a>) -> Fut + Send + Sync + 'a,
         Fut: Future<Output = Result<T, E>> + Send,
         T: Send,
         E: Send,
-        S: Stage<F, TokioTimer>,
+        S: Stage<'a, F>,
     {
         self.execute_operation(op)
     }
@@ -96,16 +118,18 @@ impl<S> Pipeline<S> {
     ///
     /// # Errors
     /// As [`execute`](Self::execute).
-    pub async fn execute_operation<Op>(&self, op: Op) -> Result<Op::Output, Error<Op::Error>>
+    pub async fn execute_operation<'a, Op>(&'a self, op: Op) -> Result<Op::Output, Error<Op::Error>>
     where
-        Op: Operation,
-        S: Stage<Op, TokioTimer>,
+        Op: Operation<'a> + 'a,
+        S: Stage<'a, Op>,
     {
-        self.stack.run(&op, Context::new(<TokioTimer as crate::Timer>::now)).await
+        self.stack.run(&op, Context::new(&self.clock)).await
     }
 
-    /// Runs a blocking operation through the pipeline on the calling thread: backoff and
-    /// hedge delays park the thread, a bulkhead wait parks it until a permit frees up.
+    /// Runs a blocking operation through the pipeline on the calling thread
+    /// ([`levee_core::block_on`] on the pipeline's clock): backoff and hedge delays park the
+    /// thread (or wait for a manual clock to be moved), a bulkhead refuses rather than
+    /// queues.
     ///
     /// A timeout cannot interrupt a blocking call: it hands the attempt its deadline
     /// ([`Context::remaining`]) to enforce itself, as a blocking socket or client timeout
@@ -113,27 +137,27 @@ impl<S> Pipeline<S> {
     ///
     /// # Errors
     /// As [`execute`](Self::execute).
-    pub fn call<F, T, E>(&self, op: F) -> Result<T, Error<E>>
+    pub fn call<'a, F, T, E>(&'a self, op: F) -> Result<T, Error<E>>
     where
-        F: Fn(Context) -> Result<T, E> + Send + Sync,
+        F: Fn(Context<'a>) -> Result<T, E> + Send + Sync + 'a,
         T: Send,
         E: Send,
-        S: Stage<SyncOperation<F>, BlockingTimer>,
+        S: Stage<'a, SyncOperation<F>>,
     {
         let op = SyncOperation(op);
-        block_on(self.stack.run(&op, Context::new(<BlockingTimer as crate::Timer>::now)))
+        block_on(self.stack.run(&op, Context::new(&self.clock).blocking()))
     }
 
-    /// Runs `op` through the stack with an explicit timer, for custom executors.
-    pub fn run_with<'a, Op, Tm>(
+    /// Runs `op` through the stack with a context of your own (made with
+    /// [`Context::new`] on the pipeline's clock), for custom executors.
+    pub fn run_with<'a, Op>(
         &'a self,
         op: &'a Op,
-        ctx: Context,
-    ) -> impl Future<Output = Outcome<Op>> + Send + 'a
+        ctx: Context<'a>,
+    ) -> impl Future<Output = Outcome<'a, Op>> + Send + 'a
     where
-        Op: Operation,
-        Tm: crate::Timer,
-        S: Stage<Op, Tm>,
+        Op: Operation<'a>,
+        S: Stage<'a, Op>,
     {
         self.stack.run(op, ctx)
     }
@@ -143,10 +167,11 @@ impl<S> Pipeline<S> {
 /// outermost.
 #[derive(Debug)]
 #[must_use]
-pub struct PipelineBuilder<L> {
+pub struct PipelineBuilder<L, C = FastClock> {
     layers: L,
     hook: EventHook<Event>,
     error: Option<ConfigError>,
+    clock: C,
 }
 
 /// The empty list of layers.
@@ -184,22 +209,29 @@ impl<I, P: Instrument, Prev: Wrap<Layered<P, I>>> Wrap<I> for Chain<P, Prev> {
     }
 }
 
-impl<L> PipelineBuilder<L> {
+impl<L, C> PipelineBuilder<L, C> {
     /// Adds any policy (one of this crate's, a limiter, a breaker, or your own [`Policy`]).
     ///
     /// [`Policy`]: crate::Policy
-    pub fn policy<P: Instrument>(self, policy: P) -> PipelineBuilder<Chain<P, L>> {
+    pub fn policy<P: Instrument>(self, policy: P) -> PipelineBuilder<Chain<P, L>, C> {
         PipelineBuilder {
             layers: Chain { policy, prev: self.layers },
             hook: self.hook,
             error: self.error,
+            clock: self.clock,
         }
+    }
+
+    /// Reads time from, and sleeps on, `clock` (give the pipeline's breakers, limiters and
+    /// retry budget the same clock).
+    pub fn clock<C2: Clock>(self, clock: C2) -> PipelineBuilder<L, C2> {
+        PipelineBuilder { layers: self.layers, hook: self.hook, error: self.error, clock }
     }
 
     /// Adds a [`Timeout`] of `timeout`: an overall deadline if written before
     /// [`retry`](Self::retry), per attempt if after. A zero timeout makes
     /// [`build`](Self::build) fail.
-    pub fn timeout(mut self, timeout: Duration) -> PipelineBuilder<Chain<Timeout, L>> {
+    pub fn timeout(mut self, timeout: Duration) -> PipelineBuilder<Chain<Timeout, L>, C> {
         let policy = match Timeout::new(timeout) {
             Ok(policy) => policy,
             Err(e) => {
@@ -212,12 +244,12 @@ impl<L> PipelineBuilder<L> {
     }
 
     /// Adds a [`Retry`].
-    pub fn retry<P>(self, retry: Retry<P>) -> PipelineBuilder<Chain<Retry<P>, L>> {
+    pub fn retry<P>(self, retry: Retry<P>) -> PipelineBuilder<Chain<Retry<P>, L>, C> {
         self.policy(retry)
     }
 
     /// Adds a [`Hedge`].
-    pub fn hedge(self, hedge: Hedge) -> PipelineBuilder<Chain<Hedge, L>> {
+    pub fn hedge(self, hedge: Hedge) -> PipelineBuilder<Chain<Hedge, L>, C> {
         self.policy(hedge)
     }
 
@@ -225,7 +257,7 @@ impl<L> PipelineBuilder<L> {
     pub fn fallback<H, Sel>(
         self,
         fallback: Fallback<H, Sel>,
-    ) -> PipelineBuilder<Chain<Fallback<H, Sel>, L>> {
+    ) -> PipelineBuilder<Chain<Fallback<H, Sel>, L>, C> {
         self.policy(fallback)
     }
 
@@ -245,13 +277,13 @@ impl<L> PipelineBuilder<L> {
     ///
     /// # Errors
     /// The first invalid setting given to a builder method (such as a zero timeout).
-    pub fn build(self) -> Result<Pipeline<L::Stack>, ConfigError>
+    pub fn build(self) -> Result<Pipeline<L::Stack, C>, ConfigError>
     where
         L: Wrap<Leaf>,
     {
         if let Some(e) = self.error {
             return Err(e);
         }
-        Ok(Pipeline { stack: self.layers.wrap(Leaf, &self.hook) })
+        Ok(Pipeline { stack: self.layers.wrap(Leaf, &self.hook), clock: self.clock })
     }
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use levee_core::ConfigError;
+use levee_core::{Clock, ConfigError, FastClock};
 
 use std::sync::Arc;
 
@@ -42,14 +42,23 @@ impl Default for RetrySettings {
 }
 
 impl RetrySettings {
-    /// Builds the policy (retrying every error).
+    /// Builds the policy (retrying every error), its budget on the default clock.
     ///
     /// # Errors
     /// Any invalid setting, named.
     pub fn build(&self) -> Result<Retry, ConfigError> {
+        self.build_with_clock(FastClock)
+    }
+
+    /// Builds the policy, its retry budget (if any) reading `clock`: give it the clock of the
+    /// pipeline it goes into.
+    ///
+    /// # Errors
+    /// Any invalid setting, named.
+    pub fn build_with_clock(&self, clock: impl Clock) -> Result<Retry, ConfigError> {
         let mut b = Retry::builder().max_attempts(self.max_attempts).backoff(self.backoff);
         if let Some(budget) = self.budget {
-            b = b.budget(budget.build_shared()?);
+            b = b.budget(Arc::new(budget.build_with_clock(clock)?));
         }
         if let Some(max) = self.max_retry_after {
             b = b.max_retry_after(max);
@@ -70,7 +79,7 @@ pub struct HedgeSettings {
 }
 
 impl HedgeSettings {
-    /// Builds the policy.
+    /// Builds the policy (it takes time from the pipeline it runs in, so it needs no clock).
     ///
     /// # Errors
     /// Any invalid setting, named.
@@ -106,16 +115,27 @@ fn one_second() -> Duration {
 }
 
 impl RateLimitSettings {
-    /// Builds the stage around a new limiter.
+    /// Builds the stage around a new limiter on the default clock.
     ///
     /// # Errors
     /// Any invalid quota setting, named (`quota.count`, `quota.period`, `quota.burst`).
     pub fn build(&self) -> Result<Limiter, ConfigError> {
+        self.build_with_clock(FastClock)
+    }
+
+    /// Builds the stage around a new limiter reading `clock`.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub fn build_with_clock<C: Clock>(
+        &self,
+        clock: C,
+    ) -> Result<Limiter<RateLimiter<C>>, ConfigError> {
         let mut quota = Quota::new(self.count, self.period);
         if let Some(burst) = self.burst {
             quota = quota.with_burst(burst);
         }
-        let limiter = Limiter::new(Arc::new(RateLimiter::new(quota)?));
+        let limiter = Limiter::new(Arc::new(RateLimiter::with_clock(quota, clock)?));
         Ok(limiter.max_wait(self.max_wait.unwrap_or_default()))
     }
 }
@@ -136,12 +156,20 @@ pub struct BulkheadSettings {
 }
 
 impl BulkheadSettings {
-    /// Builds the stage around a new bulkhead.
+    /// Builds the stage around a new bulkhead on the default clock.
     ///
     /// # Errors
     /// Any invalid bulkhead setting, named.
     pub fn build(&self) -> Result<BulkheadPolicy, ConfigError> {
-        let mut b = Bulkhead::builder(self.max_concurrent).max_queue(self.max_queue);
+        self.build_with_clock(FastClock)
+    }
+
+    /// Builds the stage around a new bulkhead whose queue waits on `clock`.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub fn build_with_clock<C: Clock>(&self, clock: C) -> Result<BulkheadPolicy<C>, ConfigError> {
+        let mut b = Bulkhead::builder(self.max_concurrent).max_queue(self.max_queue).clock(clock);
         if let Some(wait) = self.max_wait {
             b = b.max_wait(wait);
         }
@@ -194,28 +222,28 @@ pub struct PipelineSettings {
     pub attempt_timeout: Option<Duration>,
 }
 
-/// The stack [`PipelineSettings`] builds.
-pub type StandardStack = Layered<
+/// The stack [`PipelineSettings`] builds, its stateful policies on clock `C`.
+pub type StandardStack<C = FastClock> = Layered<
     Option<Timeout>,
     Layered<
         Option<Retry>,
         Layered<
             Option<Hedge>,
             Layered<
-                Option<Breaker>,
+                Option<Breaker<C>>,
                 Layered<
-                    Option<Limiter>,
-                    Layered<Option<BulkheadPolicy>, Layered<Option<Timeout>, Leaf>>,
+                    Option<Limiter<RateLimiter<C>>>,
+                    Layered<Option<BulkheadPolicy<C>>, Layered<Option<Timeout>, Leaf>>,
                 >,
             >,
         >,
     >,
 >;
 
-/// The pipeline [`PipelineSettings`] builds.
-pub type StandardPipeline = Pipeline<StandardStack>;
+/// The pipeline [`PipelineSettings`] builds, on clock `C`.
+pub type StandardPipeline<C = FastClock> = Pipeline<StandardStack<C>, C>;
 
-impl StandardPipeline {
+impl<C: Clock> StandardPipeline<C> {
     /// The retry budget, if the settings had one.
     #[must_use]
     pub fn retry_budget(&self) -> Option<&Arc<RetryBudget>> {
@@ -224,36 +252,53 @@ impl StandardPipeline {
 
     /// The circuit breaker, if the settings had one.
     #[must_use]
-    pub fn breaker(&self) -> Option<&Arc<CircuitBreaker>> {
+    pub fn breaker(&self) -> Option<&Arc<CircuitBreaker<C>>> {
         self.stack().inner.inner.inner.policy.as_ref().map(Breaker::breaker)
     }
 
     /// The rate limiter, if the settings had one.
     #[must_use]
-    pub fn rate_limiter(&self) -> Option<&Arc<RateLimiter>> {
+    pub fn rate_limiter(&self) -> Option<&Arc<RateLimiter<C>>> {
         self.stack().inner.inner.inner.inner.policy.as_ref().map(Limiter::limiter)
     }
 
     /// The bulkhead, if the settings had one.
     #[must_use]
-    pub fn bulkhead(&self) -> Option<&Arc<Bulkhead>> {
+    pub fn bulkhead(&self) -> Option<&Arc<Bulkhead<C>>> {
         self.stack().inner.inner.inner.inner.inner.policy.as_ref().map(BulkheadPolicy::bulkhead)
     }
 }
 
 impl PipelineSettings {
-    /// Builds the pipeline.
+    /// Builds the pipeline on the default clock ([`FastClock`]).
     ///
     /// # Errors
     /// The first invalid setting, named (`timeout`, `max_attempts`, `backoff.base`...).
     pub fn build(&self) -> Result<StandardPipeline, ConfigError> {
+        self.build_with_clock(FastClock)
+    }
+
+    /// Builds the pipeline on `clock`: its timeouts and delays, and its breaker, rate
+    /// limiter, bulkhead and retry budget all read it (a
+    /// [`ManualClock`](levee_core::ManualClock) in tests).
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub fn build_with_clock<C: Clock + Clone>(
+        &self,
+        clock: C,
+    ) -> Result<StandardPipeline<C>, ConfigError> {
         let timeout = |d: Option<Duration>, name: &'static str| {
             d.map(|d| Timeout::new(d).map_err(|e| ConfigError { setting: name, ..e })).transpose()
         };
         let stack = Layered {
             policy: timeout(self.timeout, "timeout")?,
             inner: Layered {
-                policy: self.retry.as_ref().map(RetrySettings::build).transpose()?,
+                policy: self
+                    .retry
+                    .as_ref()
+                    .map(|r| r.build_with_clock(clock.clone()))
+                    .transpose()?,
                 inner: Layered {
                     policy: self.hedge.as_ref().map(HedgeSettings::build).transpose()?,
                     inner: Layered {
@@ -261,20 +306,20 @@ impl PipelineSettings {
                             .breaker
                             .clone()
                             .map(|s| {
-                                CircuitBreaker::from_settings(s).map(|b| Breaker::new(Arc::new(b)))
+                                s.build_with_clock(clock.clone()).map(|b| Breaker::new(Arc::new(b)))
                             })
                             .transpose()?,
                         inner: Layered {
                             policy: self
                                 .rate_limit
                                 .as_ref()
-                                .map(RateLimitSettings::build)
+                                .map(|r| r.build_with_clock(clock.clone()))
                                 .transpose()?,
                             inner: Layered {
                                 policy: self
                                     .bulkhead
                                     .as_ref()
-                                    .map(BulkheadSettings::build)
+                                    .map(|b| b.build_with_clock(clock.clone()))
                                     .transpose()?,
                                 inner: Layered {
                                     policy: timeout(self.attempt_timeout, "attempt_timeout")?,
@@ -286,7 +331,7 @@ impl PipelineSettings {
                 },
             },
         };
-        Ok(Pipeline::from_stack(stack))
+        Ok(Pipeline::from_stack(stack).with_clock(clock))
     }
 }
 

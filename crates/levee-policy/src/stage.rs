@@ -11,30 +11,42 @@ use std::future::Future;
 
 use levee_core::EventHook;
 
-use crate::{Context, Error, Event, Operation, Timer};
+use crate::{Context, Error, Event, Operation};
 
 /// What a stage resolves to: the operation's output, or a pipeline [`Error`].
-pub type Outcome<Op> = Result<<Op as Operation>::Output, Error<<Op as Operation>::Error>>;
+pub type Outcome<'c, Op> =
+    Result<<Op as Operation<'c>>::Output, Error<<Op as Operation<'c>>::Error>>;
 
 /// A runnable pipeline (or the rest of one, seen from a policy): runs one call of `Op`.
-pub trait Stage<Op: Operation, Tm: Timer>: Send + Sync {
+///
+/// `'c` is the lifetime of the call: the [`Context`] (and through it the pipeline's clock)
+/// and the borrows of the stage and the operation.
+pub trait Stage<'c, Op: Operation<'c>>: Send + Sync {
     /// Runs the call with `ctx`. The future borrows the stage and the operation.
-    fn run<'a>(&'a self, op: &'a Op, ctx: Context)
-    -> impl Future<Output = Outcome<Op>> + Send + 'a;
+    fn run<'s>(
+        &'s self,
+        op: &'s Op,
+        ctx: Context<'c>,
+    ) -> impl Future<Output = Outcome<'c, Op>> + Send + 's
+    where
+        'c: 's;
 }
 
-/// One resilience policy: runs the rest of the pipeline (`inner`) under its rule.
+/// One resilience policy: runs the rest of the pipeline (`inner`) under its rule, taking
+/// time and sleeps from the call's [`Context`] (the pipeline's clock).
 ///
 /// Implement it to add your own policy to a [`Pipeline`](crate::Pipeline) with
 /// [`PipelineBuilder::policy`](crate::PipelineBuilder::policy).
-pub trait Policy<Op: Operation, Tm: Timer>: Send + Sync {
+pub trait Policy<'c, Op: Operation<'c>>: Send + Sync {
     /// Runs `inner` (once, several times, or not at all) for one call.
-    fn run<'a, I: Stage<Op, Tm>>(
-        &'a self,
-        inner: &'a I,
-        op: &'a Op,
-        ctx: Context,
-    ) -> impl Future<Output = Outcome<Op>> + Send + 'a;
+    fn run<'s, I: Stage<'c, Op>>(
+        &'s self,
+        inner: &'s I,
+        op: &'s Op,
+        ctx: Context<'c>,
+    ) -> impl Future<Output = Outcome<'c, Op>> + Send + 's
+    where
+        'c: 's;
 }
 
 /// Gives a policy the pipeline's listener when it has none of its own.
@@ -47,9 +59,12 @@ pub trait Instrument {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Leaf;
 
-impl<Op: Operation, Tm: Timer> Stage<Op, Tm> for Leaf {
+impl<'c, Op: Operation<'c>> Stage<'c, Op> for Leaf {
     #[inline]
-    async fn run<'a>(&'a self, op: &'a Op, ctx: Context) -> Outcome<Op> {
+    async fn run<'s>(&'s self, op: &'s Op, ctx: Context<'c>) -> Outcome<'c, Op>
+    where
+        'c: 's,
+    {
         op.call(ctx).await.map_err(Error::Operation)
     }
 }
@@ -63,37 +78,41 @@ pub struct Layered<P, I> {
     pub inner: I,
 }
 
-impl<Op, Tm, P, I> Stage<Op, Tm> for Layered<P, I>
+impl<'c, Op, P, I> Stage<'c, Op> for Layered<P, I>
 where
-    Op: Operation,
-    Tm: Timer,
-    P: Policy<Op, Tm>,
-    I: Stage<Op, Tm>,
+    Op: Operation<'c>,
+    P: Policy<'c, Op>,
+    I: Stage<'c, Op>,
 {
     #[inline]
-    fn run<'a>(
-        &'a self,
-        op: &'a Op,
-        ctx: Context,
-    ) -> impl Future<Output = Outcome<Op>> + Send + 'a {
+    fn run<'s>(
+        &'s self,
+        op: &'s Op,
+        ctx: Context<'c>,
+    ) -> impl Future<Output = Outcome<'c, Op>> + Send + 's
+    where
+        'c: 's,
+    {
         self.policy.run(&self.inner, op, ctx)
     }
 }
 
 /// An optional policy: `None` passes straight through (one branch per call). This is how a
 /// pipeline loaded from settings leaves out the policies the file does not configure.
-impl<Op, Tm, P> Policy<Op, Tm> for Option<P>
+impl<'c, Op, P> Policy<'c, Op> for Option<P>
 where
-    Op: Operation,
-    Tm: Timer,
-    P: Policy<Op, Tm>,
+    Op: Operation<'c>,
+    P: Policy<'c, Op>,
 {
-    async fn run<'a, I: Stage<Op, Tm>>(
-        &'a self,
-        inner: &'a I,
-        op: &'a Op,
-        ctx: Context,
-    ) -> Outcome<Op> {
+    async fn run<'s, I: Stage<'c, Op>>(
+        &'s self,
+        inner: &'s I,
+        op: &'s Op,
+        ctx: Context<'c>,
+    ) -> Outcome<'c, Op>
+    where
+        'c: 's,
+    {
         match self {
             Some(policy) => policy.run(inner, op, ctx).await,
             None => inner.run(op, ctx).await,

@@ -16,7 +16,9 @@ use std::time::Duration;
 use levee_core::{ConfigError, EventHook};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
-use crate::{Context, Error, Event, Operation, Timer};
+use levee_core::{Sleep, nanos};
+
+use crate::{Context, Error, Event, Operation};
 
 /// Fails a call with [`Error::Timeout`] when it runs longer than a fixed duration.
 ///
@@ -78,22 +80,26 @@ impl Instrument for Timeout {
     }
 }
 
-impl<Op: Operation, Tm: Timer> Policy<Op, Tm> for Timeout {
-    async fn run<'a, I: Stage<Op, Tm>>(
-        &'a self,
-        inner: &'a I,
-        op: &'a Op,
-        ctx: Context,
-    ) -> Outcome<Op> {
-        let own = Tm::now() + self.timeout;
+impl<'c, Op: Operation<'c>> Policy<'c, Op> for Timeout {
+    async fn run<'s, I: Stage<'c, Op>>(
+        &'s self,
+        inner: &'s I,
+        op: &'s Op,
+        ctx: Context<'c>,
+    ) -> Outcome<'c, Op>
+    where
+        'c: 's,
+    {
+        let own = ctx.now().saturating_add(nanos(self.timeout));
         if ctx.deadline().is_some_and(|d| d <= own) {
             // An enclosing deadline is at least as tight: it fires, not this one.
             return inner.run(op, ctx).await;
         }
-        TimeoutFuture::<_, Tm> {
+        TimeoutFuture {
             call: inner.run(op, ctx.with_deadline(own)),
             sleep: None,
             deadline: own,
+            ctx,
             policy: self,
         }
         .await
@@ -101,22 +107,22 @@ impl<Op: Operation, Tm: Timer> Policy<Op, Tm> for Timeout {
 }
 
 pin_project_lite::pin_project! {
-    /// The rest of the pipeline racing this timeout's sleep, which is only made (and only
-    /// registered with the timer) once the call is found pending.
-    struct TimeoutFuture<'a, F, Tm: Timer> {
+    /// The rest of the pipeline racing this timeout's sleep on the pipeline's clock, which
+    /// is only made (and only registered with the clock) once the call is found pending.
+    struct TimeoutFuture<'a, F> {
         #[pin]
         call: F,
         #[pin]
-        sleep: Option<Tm::Sleep>,
-        deadline: std::time::Instant,
+        sleep: Option<Sleep>,
+        deadline: u64,
+        ctx: Context<'a>,
         policy: &'a Timeout,
     }
 }
 
-impl<T, E, F, Tm> Future for TimeoutFuture<'_, F, Tm>
+impl<T, E, F> Future for TimeoutFuture<'_, F>
 where
     F: Future<Output = Result<T, Error<E>>>,
-    Tm: Timer,
 {
     type Output = Result<T, Error<E>>;
 
@@ -127,7 +133,7 @@ where
             return Poll::Ready(outcome);
         }
         if this.sleep.is_none() {
-            this.sleep.set(Some(Tm::sleep_until(*this.deadline)));
+            this.sleep.set(Some(this.ctx.clock().sleep_until(*this.deadline)));
         }
         match this.sleep.as_pin_mut().map(|s| s.poll(cx)) {
             Some(Poll::Ready(())) => {

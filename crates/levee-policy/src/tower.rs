@@ -49,38 +49,40 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::stage::{Layered, Leaf, Stage};
-use crate::{Context, Error, Operation, Pipeline, TokioTimer};
+use levee_core::{Clock, FastClock};
+
+use crate::{Context, Error, Operation, Pipeline};
 
 /// A boxed, `Send` future, as tower services return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// Wraps services in a shared [`Pipeline`].
-pub struct PipelineLayer<S> {
-    pipeline: Arc<Pipeline<S>>,
+pub struct PipelineLayer<S, C = FastClock> {
+    pipeline: Arc<Pipeline<S, C>>,
 }
 
-impl<S> Clone for PipelineLayer<S> {
+impl<S, C> Clone for PipelineLayer<S, C> {
     fn clone(&self) -> Self {
         Self { pipeline: self.pipeline.clone() }
     }
 }
 
-impl<S> fmt::Debug for PipelineLayer<S> {
+impl<S, C> fmt::Debug for PipelineLayer<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PipelineLayer").finish_non_exhaustive()
     }
 }
 
-impl<S> PipelineLayer<S> {
+impl<S, C> PipelineLayer<S, C> {
     /// A layer running requests through `pipeline`.
     #[must_use]
-    pub fn new(pipeline: Pipeline<S>) -> Self {
+    pub fn new(pipeline: Pipeline<S, C>) -> Self {
         Self { pipeline: Arc::new(pipeline) }
     }
 
     /// A layer sharing an existing pipeline (with other layers or direct callers).
     #[must_use]
-    pub fn shared(pipeline: Arc<Pipeline<S>>) -> Self {
+    pub fn shared(pipeline: Arc<Pipeline<S, C>>) -> Self {
         Self { pipeline }
     }
 }
@@ -91,8 +93,8 @@ pub fn policy_layer<P>(policy: P) -> PipelineLayer<Layered<P, Leaf>> {
     PipelineLayer::new(Pipeline::from_stack(Layered { policy, inner: Leaf }))
 }
 
-impl<S, Svc> Layer<Svc> for PipelineLayer<S> {
-    type Service = PipelineService<S, Svc>;
+impl<S, C, Svc> Layer<Svc> for PipelineLayer<S, C> {
+    type Service = PipelineService<S, Svc, C>;
 
     fn layer(&self, inner: Svc) -> Self::Service {
         PipelineService { pipeline: self.pipeline.clone(), inner }
@@ -100,27 +102,27 @@ impl<S, Svc> Layer<Svc> for PipelineLayer<S> {
 }
 
 /// A service behind a [`Pipeline`]; clones share the pipeline's state.
-pub struct PipelineService<S, Svc> {
-    pipeline: Arc<Pipeline<S>>,
+pub struct PipelineService<S, Svc, C = FastClock> {
+    pipeline: Arc<Pipeline<S, C>>,
     inner: Svc,
 }
 
-impl<S, Svc: Clone> Clone for PipelineService<S, Svc> {
+impl<S, Svc: Clone, C> Clone for PipelineService<S, Svc, C> {
     fn clone(&self) -> Self {
         Self { pipeline: self.pipeline.clone(), inner: self.inner.clone() }
     }
 }
 
-impl<S, Svc: fmt::Debug> fmt::Debug for PipelineService<S, Svc> {
+impl<S, Svc: fmt::Debug, C> fmt::Debug for PipelineService<S, Svc, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PipelineService").field("inner", &self.inner).finish_non_exhaustive()
     }
 }
 
-impl<S, Svc> PipelineService<S, Svc> {
+impl<S, Svc, C> PipelineService<S, Svc, C> {
     /// The shared pipeline.
     #[must_use]
-    pub fn pipeline(&self) -> &Arc<Pipeline<S>> {
+    pub fn pipeline(&self) -> &Arc<Pipeline<S, C>> {
         &self.pipeline
     }
 
@@ -131,9 +133,10 @@ impl<S, Svc> PipelineService<S, Svc> {
     }
 }
 
-impl<S, Svc, Req> Service<Req> for PipelineService<S, Svc>
+impl<S, Svc, C, Req> Service<Req> for PipelineService<S, Svc, C>
 where
-    S: Stage<ServiceCall<Svc, Req>, TokioTimer> + 'static,
+    S: for<'c> Stage<'c, ServiceCall<Svc, Req>> + 'static,
+    C: Clock,
     Svc: Service<Req> + Clone + Send + 'static,
     Svc::Future: Send,
     Svc::Response: Send,
@@ -171,7 +174,7 @@ impl<Svc, Req> fmt::Debug for ServiceCall<Svc, Req> {
     }
 }
 
-impl<Svc, Req> Operation for ServiceCall<Svc, Req>
+impl<Svc, Req> Operation<'_> for ServiceCall<Svc, Req>
 where
     Svc: Service<Req> + Clone + Send,
     Svc::Future: Send,
@@ -183,7 +186,7 @@ where
     type Error = Svc::Error;
     type Future = ReadyThenCall<Svc, Req>;
 
-    fn call(&self, _ctx: Context) -> Self::Future {
+    fn call(&self, _ctx: Context<'_>) -> Self::Future {
         let parts = self.parts.lock();
         ReadyThenCall { state: State::Waiting { svc: parts.0.clone(), req: Some(parts.1.clone()) } }
     }

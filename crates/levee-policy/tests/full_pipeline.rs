@@ -1,5 +1,7 @@
 //! The whole pipeline with levee-limit and levee-breaker: refusals mapped with their hints,
-//! permits never leaked by a cancelled call, and the flaky-backend scenario.
+//! permits never leaked by a cancelled call, and the flaky-backend scenario. Everything runs
+//! on one `ManualClock` per test (pipeline, breaker, limiter, budget), under paused tokio
+//! time, which the manual clock follows whenever something sleeps on it.
 
 mod common;
 
@@ -9,13 +11,14 @@ use std::time::Duration;
 
 use common::{DropGuard, Events, MS};
 use levee_breaker::{CircuitBreaker, State};
+use levee_core::{Clock, ManualClock};
 use levee_limit::{Bulkhead, Quota, RateLimiter};
 use levee_policy::{
-    Backoff, Error, ErrorKind, Event, Fallback, Limiter, Pipeline, Retry, RetryBudget, TokioClock,
+    Backoff, Error, ErrorKind, Event, Fallback, Limiter, Pipeline, Retry, RetryBudget,
 };
-use tokio::time::{Instant, sleep};
+use tokio::time::Instant;
 
-fn breaker(open_wait: Duration) -> Arc<CircuitBreaker<TokioClock>> {
+fn breaker(clock: &ManualClock, open_wait: Duration) -> Arc<CircuitBreaker<ManualClock>> {
     Arc::new(
         CircuitBreaker::builder()
             .count_window(10)
@@ -23,7 +26,7 @@ fn breaker(open_wait: Duration) -> Arc<CircuitBreaker<TokioClock>> {
             .failure_rate_threshold(50.0)
             .open_wait(open_wait)
             .half_open_calls(2)
-            .clock(TokioClock)
+            .clock(clock.clone())
             .build()
             .unwrap(),
     )
@@ -32,12 +35,14 @@ fn breaker(open_wait: Duration) -> Arc<CircuitBreaker<TokioClock>> {
 #[tokio::test(start_paused = true)]
 async fn an_open_circuit_refuses_with_its_hint_and_retry_waits_it_out() {
     let events = Events::default();
-    let breaker = breaker(Duration::from_secs(3));
+    let clock = ManualClock::new();
+    let breaker = breaker(&clock, Duration::from_secs(3));
     breaker.trip();
     let pipeline = Pipeline::builder()
         .retry(Retry::builder().max_attempts(2).backoff(Backoff::constant(MS)).build().unwrap())
         .breaker(breaker.clone())
         .listener(events.listener())
+        .clock(clock.clone())
         .build()
         .unwrap();
     let start = Instant::now();
@@ -58,9 +63,11 @@ async fn an_open_circuit_refuses_with_its_hint_and_retry_waits_it_out() {
 
 #[tokio::test(start_paused = true)]
 async fn a_rate_limited_call_fails_with_retry_after_or_waits() {
+    let clock = ManualClock::new();
     let limiter =
-        Arc::new(RateLimiter::builder(Quota::per_second(2)).clock(TokioClock).build().unwrap());
-    let refusing = Pipeline::builder().limiter(limiter.clone()).build().unwrap();
+        Arc::new(RateLimiter::builder(Quota::per_second(2)).clock(clock.clone()).build().unwrap());
+    let refusing =
+        Pipeline::builder().limiter(limiter.clone()).clock(clock.clone()).build().unwrap();
     assert_eq!(refusing.execute(|_| async { Ok::<_, ()>(1) }).await, Ok(1));
     assert_eq!(refusing.execute(|_| async { Ok::<_, ()>(2) }).await, Ok(2));
     let refused = refusing.execute(|_| async { Ok::<_, ()>(3) }).await;
@@ -68,11 +75,13 @@ async fn a_rate_limited_call_fails_with_retry_after_or_waits() {
 
     let waiting = Pipeline::builder()
         .policy(Limiter::new(limiter).max_wait(Duration::from_secs(1)))
+        .clock(clock.clone())
         .build()
         .unwrap();
     let start = Instant::now();
     assert_eq!(waiting.execute(|_| async { Ok::<_, ()>(4) }).await, Ok(4));
     assert_eq!(start.elapsed(), 500 * MS);
+    assert_eq!(clock.now(), 500_000_000, "the limiter's clock moved with the wait");
 }
 
 #[tokio::test(start_paused = true)]
@@ -91,7 +100,7 @@ async fn a_full_bulkhead_refuses_and_a_queue_waits() {
     let pipeline = Pipeline::builder().bulkhead(queued.clone()).build().unwrap();
     let held = queued.try_acquire_owned().unwrap();
     let release = tokio::spawn(async move {
-        sleep(100 * MS).await;
+        tokio::time::sleep(100 * MS).await;
         drop(held);
     });
     let start = Instant::now();
@@ -102,20 +111,25 @@ async fn a_full_bulkhead_refuses_and_a_queue_waits() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_call_leaks_no_bulkhead_permit_nor_trial_permit() {
+    let clock = ManualClock::new();
     let bulkhead = Arc::new(Bulkhead::new(2).unwrap());
-    let breaker = breaker(Duration::from_secs(1));
-    let pipeline =
-        Pipeline::builder().bulkhead(bulkhead.clone()).breaker(breaker.clone()).build().unwrap();
+    let breaker = breaker(&clock, Duration::from_secs(1));
+    let pipeline = Pipeline::builder()
+        .bulkhead(bulkhead.clone())
+        .breaker(breaker.clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     // Open the circuit, then let it go half-open: two trial permits.
     breaker.trip();
-    sleep(Duration::from_secs(1)).await;
+    clock.sleep(Duration::from_secs(1)).await;
     let dropped = Arc::new(AtomicBool::new(false));
     for _ in 0..5 {
         let call = pipeline.execute(|_| {
             let guard = DropGuard(dropped.clone());
             async move {
                 let _guard = guard;
-                sleep(Duration::from_secs(60)).await;
+                tokio::time::sleep(Duration::from_secs(60)).await;
                 Ok::<_, ()>(())
             }
         });
@@ -134,10 +148,12 @@ async fn a_cancelled_call_leaks_no_bulkhead_permit_nor_trial_permit() {
 
 #[test]
 fn blocking_calls_go_through_every_policy() {
-    let breaker = Arc::new(CircuitBreaker::builder().build().unwrap());
-    let limiter = Arc::new(RateLimiter::new(Quota::per_second(100)).unwrap());
+    let clock = ManualClock::new();
+    let breaker = Arc::new(CircuitBreaker::builder().clock(clock.clone()).build().unwrap());
+    let limiter = Arc::new(RateLimiter::with_clock(Quota::per_second(100), clock.clone()).unwrap());
     let bulkhead = Arc::new(Bulkhead::builder(1).max_queue(1).build().unwrap());
     let pipeline = Pipeline::builder()
+        .clock(clock)
         .retry(Retry::builder().max_attempts(2).backoff(Backoff::Immediate).build().unwrap())
         .breaker(breaker)
         .limiter(limiter)
@@ -161,38 +177,45 @@ async fn a_flaky_backend_behind_the_full_pipeline() {
     struct Backend {
         healthy: AtomicBool,
         calls: AtomicU64,
+        clock: ManualClock,
     }
     impl Backend {
         async fn call(&self) -> Result<u64, &'static str> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             if self.healthy.load(Ordering::SeqCst) {
-                sleep(5 * MS).await;
+                self.clock.sleep(5 * MS).await;
                 return Ok(n);
             }
             // Deterministic "random": a multiplicative hash of the call number.
             let roll = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58; // 0..64
             if roll % 10 == 0 {
-                sleep(Duration::from_secs(2)).await; // slow: the attempt timeout cuts it
+                self.clock.sleep(Duration::from_secs(2)).await; // slow: the attempt timeout cuts it
             } else {
-                sleep(5 * MS).await;
+                self.clock.sleep(5 * MS).await;
             }
             if roll % 2 == 0 { Err("backend error") } else { Ok(n) }
         }
     }
 
     let events = Events::default();
-    let backend = Arc::new(Backend { healthy: AtomicBool::new(false), calls: AtomicU64::new(0) });
-    let breaker = breaker(Duration::from_secs(5));
+    let clock = ManualClock::new();
+    let backend = Arc::new(Backend {
+        healthy: AtomicBool::new(false),
+        calls: AtomicU64::new(0),
+        clock: clock.clone(),
+    });
+    let breaker = breaker(&clock, Duration::from_secs(5));
     let budget = Arc::new(
         RetryBudget::builder()
             .ratio(0.1)
             .min_per_sec(0)
             .window(Duration::from_secs(10))
-            .build_with_clock(TokioClock)
+            .build_with_clock(clock.clone())
             .unwrap(),
     );
-    let limiter =
-        Arc::new(RateLimiter::builder(Quota::per_second(1000)).clock(TokioClock).build().unwrap());
+    let limiter = Arc::new(
+        RateLimiter::builder(Quota::per_second(1000)).clock(clock.clone()).build().unwrap(),
+    );
     let bulkhead = Arc::new(Bulkhead::new(16).unwrap());
     let pipeline = Arc::new(
         Pipeline::builder()
@@ -212,6 +235,7 @@ async fn a_flaky_backend_behind_the_full_pipeline() {
             .bulkhead(bulkhead.clone())
             .timeout(200 * MS)
             .listener(events.listener())
+            .clock(clock.clone())
             .build()
             .unwrap(),
     );
@@ -225,9 +249,10 @@ async fn a_flaky_backend_behind_the_full_pipeline() {
         let (pipeline, backend, breaker) = (pipeline.clone(), backend.clone(), breaker.clone());
         let (requests, fallbacks, saw_open) =
             (requests.clone(), fallbacks.clone(), saw_open.clone());
+        let clock = clock.clone();
         clients.push(tokio::spawn(async move {
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(10) {
+            let start = clock.now();
+            while clock.elapsed_since(start) < 10_000_000_000 {
                 requests.fetch_add(1, Ordering::SeqCst);
                 let out = pipeline
                     .execute(|_| {
@@ -241,7 +266,7 @@ async fn a_flaky_backend_behind_the_full_pipeline() {
                 if breaker.state() == State::Open {
                     saw_open.store(true, Ordering::SeqCst);
                 }
-                sleep(50 * MS).await;
+                clock.sleep(50 * MS).await;
             }
         }));
     }
@@ -264,7 +289,7 @@ async fn a_flaky_backend_behind_the_full_pipeline() {
 
     // Phase 2: recovery. Wait out the open state; trials succeed and the circuit closes.
     backend.healthy.store(true, Ordering::SeqCst);
-    sleep(Duration::from_secs(6)).await;
+    clock.sleep(Duration::from_secs(6)).await;
     for i in 0..20 {
         let out = pipeline
             .execute(|_| {
@@ -275,4 +300,22 @@ async fn a_flaky_backend_behind_the_full_pipeline() {
         assert!(matches!(out, Ok(n) if n != u64::MAX), "call {i} after recovery: {out:?}");
     }
     assert_eq!(breaker.state(), State::Closed);
+}
+
+/// The limiter stage takes any limiter of levee-limit's family: a sliding window here, on the
+/// pipeline's manual clock, refusing with its hint and waiting it out.
+#[tokio::test(start_paused = true)]
+async fn any_limiter_of_the_family_is_a_stage() {
+    use levee_limit::{SlidingWindowLimiter, WindowQuota};
+    let clock = ManualClock::new();
+    let window = SlidingWindowLimiter::builder(WindowQuota::per_second(1)).clock(clock.clone());
+    let window = Arc::new(window.build().unwrap());
+    let pipeline = Pipeline::builder()
+        .policy(Limiter::new(window).max_wait(Duration::from_secs(2)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(pipeline.execute(|_| async { Ok::<_, ()>(1) }).await, Ok(1));
+    assert_eq!(pipeline.execute(|_| async { Ok::<_, ()>(2) }).await, Ok(2));
+    assert_eq!(clock.now(), 1_000_000_000, "the second call waited for the window to slide");
 }

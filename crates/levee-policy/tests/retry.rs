@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Attempts, Events, MS};
+use common::{Attempts, Events, MS, clock};
 use levee_core::ManualClock;
 use levee_policy::{Backoff, Error, ErrorKind, Event, Pipeline, Retry, RetryAfter, RetryBudget};
 
@@ -14,7 +14,12 @@ async fn retries_up_to_max_attempts_with_constant_delays() {
     let events = Events::default();
     let retry =
         Retry::builder().max_attempts(4).backoff(Backoff::constant(100 * MS)).build().unwrap();
-    let pipeline = Pipeline::builder().retry(retry).listener(events.listener()).build().unwrap();
+    let pipeline = Pipeline::builder()
+        .clock(clock())
+        .retry(retry)
+        .listener(events.listener())
+        .build()
+        .unwrap();
     let attempts = Attempts::new();
     let out = pipeline
         .execute(|ctx| {
@@ -41,7 +46,7 @@ async fn exponential_backoff_doubles_and_caps() {
         .backoff(Backoff::exponential(10 * MS, 50 * MS))
         .build()
         .unwrap();
-    let pipeline = Pipeline::builder().retry(retry).build().unwrap();
+    let pipeline = Pipeline::builder().clock(clock()).retry(retry).build().unwrap();
     let attempts = Attempts::new();
     let _ = pipeline
         .execute(|_| {
@@ -55,7 +60,7 @@ async fn exponential_backoff_doubles_and_caps() {
 #[tokio::test(start_paused = true)]
 async fn a_success_ends_the_retries() {
     let retry = Retry::builder().max_attempts(5).backoff(Backoff::constant(MS)).build().unwrap();
-    let pipeline = Pipeline::builder().retry(retry).build().unwrap();
+    let pipeline = Pipeline::builder().clock(clock()).retry(retry).build().unwrap();
     let attempts = Attempts::new();
     let out = pipeline
         .execute(|_| {
@@ -76,7 +81,7 @@ async fn jittered_delays_stay_within_bounds() {
     {
         for _ in 0..20 {
             let retry = Retry::builder().max_attempts(8).backoff(backoff).build().unwrap();
-            let pipeline = Pipeline::builder().retry(retry).build().unwrap();
+            let pipeline = Pipeline::builder().clock(clock()).retry(retry).build().unwrap();
             let attempts = Attempts::new();
             let _ = pipeline
                 .execute(|_| {
@@ -133,7 +138,7 @@ async fn the_predicate_chooses_what_is_retried() {
         .retry_on_error(|e: &Error<HttpError>| !matches!(e, Error::Operation(HttpError::NotFound)))
         .build()
         .unwrap();
-    let pipeline = Pipeline::builder().retry(retry).build().unwrap();
+    let pipeline = Pipeline::builder().clock(clock()).retry(retry).build().unwrap();
     let attempts = Attempts::new();
     let out = pipeline
         .execute(|_| {
@@ -162,7 +167,7 @@ async fn responses_can_be_retried_too() {
         .retry_on(|outcome: &Result<u16, Error<()>>| matches!(outcome, Ok(503) | Err(_)))
         .build()
         .unwrap();
-    let pipeline = Pipeline::builder().retry(retry).build().unwrap();
+    let pipeline = Pipeline::builder().clock(clock()).retry(retry).build().unwrap();
     let attempts = Attempts::new();
     let out = pipeline
         .execute(|_| {
@@ -182,7 +187,7 @@ async fn an_operation_errors_retry_after_hint_is_honoured() {
         .honour_retry_after()
         .build()
         .unwrap();
-    let pipeline = Pipeline::builder().retry(retry).build().unwrap();
+    let pipeline = Pipeline::builder().clock(clock()).retry(retry).build().unwrap();
     let attempts = Attempts::new();
     let _ = pipeline
         .execute(|_| {
@@ -205,6 +210,7 @@ async fn refusal_hints_are_waited_out_and_too_long_hints_end_retries() {
         .build()
         .unwrap();
     let pipeline = Pipeline::builder()
+        .clock(clock())
         .retry(retry)
         .policy(common_refuser::Refuse::new([Duration::from_secs(1), Duration::from_secs(9)]))
         .listener(events.listener())
@@ -232,9 +238,7 @@ mod common_refuser {
     use std::time::Duration;
 
     use levee_core::EventHook;
-    use levee_policy::{
-        Context, Error, Event, Instrument, Operation, Outcome, Policy, Stage, Timer,
-    };
+    use levee_policy::{Context, Error, Event, Instrument, Operation, Outcome, Policy, Stage};
 
     pub(crate) struct Refuse(Mutex<Vec<Duration>>);
 
@@ -250,13 +254,16 @@ mod common_refuser {
         fn instrument(&mut self, _hook: &EventHook<Event>) {}
     }
 
-    impl<Op: Operation, Tm: Timer> Policy<Op, Tm> for Refuse {
-        async fn run<'a, I: Stage<Op, Tm>>(
-            &'a self,
-            inner: &'a I,
-            op: &'a Op,
-            ctx: Context,
-        ) -> Outcome<Op> {
+    impl<'c, Op: Operation<'c>> Policy<'c, Op> for Refuse {
+        async fn run<'s, I: Stage<'c, Op>>(
+            &'s self,
+            inner: &'s I,
+            op: &'s Op,
+            ctx: Context<'c>,
+        ) -> Outcome<'c, Op>
+        where
+            'c: 's,
+        {
             let hint = self.0.lock().unwrap().pop();
             match hint {
                 Some(retry_after) => Err(Error::CircuitOpen { retry_after: Some(retry_after) }),
@@ -285,7 +292,12 @@ async fn the_budget_caps_retries_during_an_outage() {
         .budget(budget.clone())
         .build()
         .unwrap();
-    let pipeline = Pipeline::builder().retry(retry).listener(events.listener()).build().unwrap();
+    let pipeline = Pipeline::builder()
+        .retry(retry)
+        .listener(events.listener())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let attempts = Attempts::new();
     for _ in 0..20 {
         let _ = pipeline
@@ -306,11 +318,7 @@ async fn the_budget_caps_retries_during_an_outage() {
 #[tokio::test(start_paused = true)]
 async fn the_budget_grows_with_successful_traffic() {
     let budget = Arc::new(
-        RetryBudget::builder()
-            .ratio(0.5)
-            .min_per_sec(0)
-            .build_with_clock(ManualClock::new())
-            .unwrap(),
+        RetryBudget::builder().ratio(0.5).min_per_sec(0).build_with_clock(clock()).unwrap(),
     );
     let retry = Retry::builder()
         .max_attempts(2)
@@ -318,7 +326,7 @@ async fn the_budget_grows_with_successful_traffic() {
         .budget(budget.clone())
         .build()
         .unwrap();
-    let pipeline = Pipeline::builder().retry(retry).build().unwrap();
+    let pipeline = Pipeline::builder().clock(clock()).retry(retry).build().unwrap();
     for _ in 0..10 {
         pipeline.execute(|_| async { Ok::<_, ()>(()) }).await.unwrap();
     }

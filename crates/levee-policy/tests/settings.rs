@@ -131,3 +131,34 @@ async fn breaker_limiter_and_bulkhead_load_from_the_file_too() {
         toml::from_str("[breaker]\nfailure_rate_threshold = 150.0").unwrap();
     assert_eq!(bad.build().unwrap_err().setting, "failure_rate_threshold");
 }
+
+/// `build_with_clock` puts every stateful policy, and the pipeline's own timeouts, on the
+/// clock given.
+#[tokio::test(start_paused = true)]
+async fn a_settings_pipeline_runs_on_the_clock_it_is_given() {
+    use levee_core::{Clock, ManualClock};
+    let settings: PipelineSettings = toml::from_str(
+        r#"
+        timeout = "1s"
+        rate_limit = { count = 1, period = "1s" }
+        [breaker]
+        "#,
+    )
+    .unwrap();
+    let clock = ManualClock::new();
+    let pipeline = settings.build_with_clock(clock.clone()).unwrap();
+    assert_eq!(pipeline.call(|_| Ok::<_, ()>(1)), Ok(1));
+    assert!(pipeline.call(|_| Ok::<_, ()>(2)).is_err(), "the limiter reads the manual clock");
+    clock.advance(std::time::Duration::from_secs(1));
+    assert_eq!(pipeline.call(|_| Ok::<_, ()>(3)), Ok(3));
+    clock.advance(std::time::Duration::from_secs(1));
+    let slow = pipeline
+        .execute(|_| async {
+            std::future::pending::<()>().await;
+            Ok::<_, ()>(())
+        })
+        .await;
+    assert!(matches!(slow, Err(levee_policy::Error::Timeout { .. })));
+    assert_eq!(clock.now(), 3_000_000_000, "the timeout slept on the manual clock");
+    assert!(pipeline.breaker().is_some());
+}

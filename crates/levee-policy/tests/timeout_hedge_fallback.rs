@@ -1,4 +1,6 @@
-//! Timeouts, hedging, fallback and cancellation with paused tokio time.
+//! Timeouts, hedging, fallback and cancellation on a `ManualClock` under paused tokio time:
+//! the pipelines run on the test's manual clock, the operations' latency is a sleep on it, and
+//! tokio's auto-advance moves it from one deadline to the next, so every timing is exact.
 
 mod common;
 
@@ -6,11 +8,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::{Attempts, DropGuard, Events, MS};
+use common::{Attempts, DropGuard, Events, MS, clock};
+use levee_core::{Clock, ManualClock};
 use levee_policy::{
     Backoff, Error, ErrorKind, Event, Fallback, Hedge, HedgeDelay, Pipeline, Retry, Timeout,
 };
-use tokio::time::{Instant, sleep};
+use tokio::time::Instant;
+
+/// An operation's latency: a sleep on the test's clock.
+async fn sleep(d: Duration) {
+    clock().sleep(d).await;
+}
 
 fn retry(n: u32, backoff: Backoff) -> Retry {
     Retry::builder().max_attempts(n).backoff(backoff).build().unwrap()
@@ -20,6 +28,7 @@ fn retry(n: u32, backoff: Backoff) -> Retry {
 async fn per_attempt_timeout_cancels_each_slow_attempt() {
     let events = Events::default();
     let pipeline = Pipeline::builder()
+        .clock(clock())
         .retry(retry(3, Backoff::Immediate))
         .timeout(100 * MS)
         .listener(events.listener())
@@ -46,6 +55,7 @@ async fn per_attempt_timeout_cancels_each_slow_attempt() {
 #[tokio::test(start_paused = true)]
 async fn the_overall_deadline_bounds_retries_and_is_passed_down() {
     let pipeline = Pipeline::builder()
+        .clock(clock())
         .timeout(250 * MS)
         .retry(retry(10, Backoff::Immediate))
         .timeout(100 * MS)
@@ -75,6 +85,7 @@ async fn the_overall_deadline_bounds_retries_and_is_passed_down() {
 async fn a_retry_that_cannot_start_before_the_deadline_is_not_made() {
     let events = Events::default();
     let pipeline = Pipeline::builder()
+        .clock(clock())
         .timeout(Duration::from_secs(1))
         .retry(retry(10, Backoff::constant(400 * MS)))
         .listener(events.listener())
@@ -95,26 +106,69 @@ async fn a_retry_that_cannot_start_before_the_deadline_is_not_made() {
     assert!(events.all().contains(&Event::RetryAbandoned { attempts: 3, wait: 400 * MS }));
 }
 
+/// A clock that counts the sleeps asked of it.
+struct CountingClock {
+    clock: levee_core::ManualClock,
+    sleeps: Arc<AtomicU32>,
+}
+
+impl levee_core::Clock for CountingClock {
+    fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    fn sleep_until(&self, deadline: u64) -> levee_core::Sleep {
+        self.sleeps.fetch_add(1, Ordering::SeqCst);
+        self.clock.sleep_until(deadline)
+    }
+}
+
 #[test]
 fn a_fast_call_never_touches_the_timer() {
-    // tokio panics when a sleep is made outside a runtime. Driving an async call with no
-    // runtime at all proves the timeout made none: a ready call costs no timer registration.
+    // A ready call through two timeouts and a retry asks its clock for no sleep at all.
+    let sleeps = Arc::new(AtomicU32::new(0));
+    let counting = CountingClock { clock: ManualClock::new(), sleeps: sleeps.clone() };
     let pipeline = Pipeline::builder()
+        .clock(clock())
         .timeout(Duration::from_secs(1))
         .retry(retry(3, Backoff::constant(MS)))
         .timeout(MS)
+        .clock(counting)
         .build()
         .unwrap();
-    let out = levee_policy::block_on(pipeline.execute(|_| async { Ok::<_, ()>(5) }));
+    let out = levee_core::block_on(pipeline.execute(|_| async { Ok::<_, ()>(5) }));
     assert_eq!(out, Ok(5));
     assert_eq!(pipeline.call(|_| Ok::<_, ()>(6)), Ok(6));
+    assert_eq!(sleeps.load(Ordering::SeqCst), 0);
+    // A failing call's backoff does sleep, on this clock (moved by the test's manual clock).
+    let failing = Pipeline::builder()
+        .clock(clock())
+        .retry(retry(2, Backoff::constant(MS)))
+        .clock(CountingClock { clock: ManualClock::new(), sleeps: sleeps.clone() })
+        .build()
+        .unwrap();
+    let mover = failing.clock().clock.clone();
+    let t = std::thread::spawn(move || {
+        while mover.pending_sleeps() == 0 {
+            std::thread::yield_now();
+        }
+        mover.advance(MS);
+    });
+    assert_eq!(failing.call(|ctx| if ctx.attempt() == 0 { Err(()) } else { Ok(7) }), Ok(7));
+    t.join().unwrap();
+    assert_eq!(sleeps.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn hedging_the_first_success_wins_and_the_loser_is_cancelled() {
     let events = Events::default();
     let hedge = Hedge::new(2, HedgeDelay::Fixed { delay: 50 * MS }).unwrap();
-    let pipeline = Pipeline::builder().hedge(hedge).listener(events.listener()).build().unwrap();
+    let pipeline = Pipeline::builder()
+        .clock(clock())
+        .hedge(hedge)
+        .listener(events.listener())
+        .build()
+        .unwrap();
     let primary_dropped = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let out = pipeline
@@ -139,8 +193,12 @@ async fn hedging_the_first_success_wins_and_the_loser_is_cancelled() {
 #[tokio::test(start_paused = true)]
 async fn hedging_starts_at_most_max_hedges() {
     let hedge = Hedge::new(3, HedgeDelay::Fixed { delay: 10 * MS }).unwrap();
-    let pipeline =
-        Pipeline::builder().timeout(Duration::from_secs(1)).hedge(hedge).build().unwrap();
+    let pipeline = Pipeline::builder()
+        .clock(clock())
+        .timeout(Duration::from_secs(1))
+        .hedge(hedge)
+        .build()
+        .unwrap();
     let attempts = Attempts::new();
     let out = pipeline
         .execute(|_| {
@@ -158,7 +216,7 @@ async fn hedging_starts_at_most_max_hedges() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_attempt_starts_the_next_hedge_at_once() {
     let hedge = Hedge::new(1, HedgeDelay::Fixed { delay: Duration::from_secs(1) }).unwrap();
-    let pipeline = Pipeline::builder().hedge(hedge).build().unwrap();
+    let pipeline = Pipeline::builder().clock(clock()).hedge(hedge).build().unwrap();
     let attempts = Attempts::new();
     let out = pipeline
         .execute(|ctx| {
@@ -178,8 +236,12 @@ async fn a_failed_attempt_starts_the_next_hedge_at_once() {
 async fn a_refused_attempt_does_not_start_a_hedge() {
     let hedge = Hedge::new(2, HedgeDelay::Fixed { delay: Duration::from_secs(1) }).unwrap();
     let refusals = Arc::new(AtomicU32::new(0));
-    let pipeline =
-        Pipeline::builder().hedge(hedge).policy(RefuseAll(refusals.clone())).build().unwrap();
+    let pipeline = Pipeline::builder()
+        .clock(clock())
+        .hedge(hedge)
+        .policy(RefuseAll(refusals.clone()))
+        .build()
+        .unwrap();
     let start = Instant::now();
     let out = pipeline.execute(|_| async { Ok::<_, ()>(()) }).await;
     assert_eq!(out, Err(Error::RateLimited { retry_after: MS }));
@@ -194,15 +256,16 @@ impl levee_policy::Instrument for RefuseAll {
     fn instrument(&mut self, _hook: &levee_core::EventHook<Event>) {}
 }
 
-impl<Op: levee_policy::Operation, Tm: levee_policy::Timer> levee_policy::Policy<Op, Tm>
-    for RefuseAll
-{
-    async fn run<'a, I: levee_policy::Stage<Op, Tm>>(
-        &'a self,
-        _inner: &'a I,
-        _op: &'a Op,
-        _ctx: levee_policy::Context,
-    ) -> levee_policy::Outcome<Op> {
+impl<'c, Op: levee_policy::Operation<'c>> levee_policy::Policy<'c, Op> for RefuseAll {
+    async fn run<'s, I: levee_policy::Stage<'c, Op>>(
+        &'s self,
+        _inner: &'s I,
+        _op: &'s Op,
+        _ctx: levee_policy::Context<'c>,
+    ) -> levee_policy::Outcome<'c, Op>
+    where
+        'c: 's,
+    {
         self.0.fetch_add(1, Ordering::SeqCst);
         Err(Error::RateLimited { retry_after: MS })
     }
@@ -218,7 +281,7 @@ async fn the_percentile_delay_follows_observed_latency() {
         refresh_every: 10,
     };
     let hedge = Hedge::new(1, delay).unwrap();
-    let pipeline = Pipeline::builder().hedge(hedge).build().unwrap();
+    let pipeline = Pipeline::builder().clock(clock()).hedge(hedge).build().unwrap();
     let hedge = &pipeline.stack().policy;
     assert_eq!(hedge.current_delay(), Duration::from_secs(1), "initial until 20 samples");
     for i in 0..20u64 {
@@ -239,6 +302,7 @@ async fn the_percentile_delay_follows_observed_latency() {
 async fn fallback_replaces_only_the_chosen_errors() {
     let events = Events::default();
     let pipeline = Pipeline::builder()
+        .clock(clock())
         .fallback(Fallback::value("cached").on_kinds([ErrorKind::Timeout]))
         .timeout(100 * MS)
         .listener(events.listener())
@@ -257,6 +321,7 @@ async fn fallback_replaces_only_the_chosen_errors() {
 
     // A closure selector and an async fallback that sees the error.
     let pipeline = Pipeline::builder()
+        .clock(clock())
         .fallback(
             Fallback::with(|e: Error<&'static str>| async move {
                 sleep(5 * MS).await;
@@ -275,6 +340,7 @@ async fn fallback_replaces_only_the_chosen_errors() {
 #[tokio::test(start_paused = true)]
 async fn dropping_the_call_cancels_the_attempt_and_its_timers() {
     let pipeline = Pipeline::builder()
+        .clock(clock())
         .timeout(Duration::from_secs(5))
         .retry(retry(3, Backoff::constant(MS)))
         .hedge(Hedge::new(1, HedgeDelay::Fixed { delay: 10 * MS }).unwrap())

@@ -37,5 +37,8 @@
 #[forbid(unsafe_code)]
 pub mod broker;
 pub mod channel;
+#[cfg(feature = "durable")]
+#[forbid(unsafe_code)]
+pub mod durable;
 
 pub use broker::{Broker, BrokerError, InProcessBroker, Message, SubscriptionConfig};

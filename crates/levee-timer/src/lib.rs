@@ -13,12 +13,16 @@
 //! - [`ShardedWheel<T>`]: thread-safe (`&self`), several wheels each behind its own lock;
 //!   inserts go to the calling thread's shard, handles ([`TimerHandle`]) name their shard.
 //!   One poller drains it and learns, without a lost wake-up, when to come back.
-//! - [`TimerService<T>`] (tokio): a cloneable handle over a `ShardedWheel` with a driver task
-//!   that sleeps until the next deadline. `schedule(at, item)` from any thread, due items on
-//!   an [`Expirations`] stream or a callback, [`sleep`](TimerService::sleep) and
-//!   [`timeout`](TimerService::timeout) futures that cancel their timer when dropped,
-//!   `max_pending` bounds, [`TimerStats`] (pending, fired, cancelled, lateness histogram)
-//!   and [`TimerEvent`]s for [`levee_core::Listener`]s.
+//! - [`TimerService<T, C>`](TimerService): a cloneable handle over a `ShardedWheel` on an
+//!   injected [`levee_core::Clock`] `C` ([`FastClock`](levee_core::FastClock) by default),
+//!   with a driver task (on tokio) that sleeps on the clock until the next deadline.
+//!   `schedule(at, item)` from any thread (`at` a clock reading), due items on an
+//!   [`Expirations`] stream or a callback, [`sleep`](TimerService::sleep) and
+//!   [`timeout`](TimerService::timeout) futures on the same clock that cancel their timer
+//!   when dropped, `max_pending` bounds, [`TimerStats`] (pending, fired, cancelled, lateness
+//!   histogram) and [`TimerEvent`]s for [`levee_core::Listener`]s. On a
+//!   [`ManualClock`](levee_core::ManualClock) a test fires half an hour of timers by moving
+//!   the clock.
 //!
 //! # `TimingWheel` API
 //!
@@ -37,8 +41,11 @@
 //!
 //! # Guarantees
 //!
-//! - **Never early.** A timer is handed out only by a call whose `now` is at or after its
-//!   deadline.
+//! - **Never early.** A timer is handed out only once a `now` at or after its deadline has
+//!   been passed. Time never goes backwards for a wheel: a `now` earlier than the latest one
+//!   (a stale clock reading) is treated as the latest. Ticks count from the builder's
+//!   `start`, the wheel's first tick boundary: while every `now` is before it, nothing is
+//!   handed out, and deadlines before it fire at `start`.
 //! - **Bounded lateness.** [`Precision::Exact`]: less than one tick late (it fires at the
 //!   first tick boundary at or after its deadline). [`Precision::Slack`]: less than one tick
 //!   plus 8/63 (12.7 %) of the time that remained when it was inserted or reset.
@@ -54,10 +61,12 @@
 //! One timer costs `24 + size_of::<Option<T>>()` bytes (rounded to 8), in chunks of 1024:
 //! 32 bytes for `T = ()`, 40 for `T = u64`, so 32 bytes of overhead beyond `T` (the target
 //! was 64). `benches/timer.rs` measures it with a counting allocator: 40.0 live bytes per
-//! `u64` timer at 1M and 10M timers (tokio-util's `DelayQueue`: 58.7 and 94.0). A
-//! [`TimerService`] timer also holds room for a waker: 48-49 bytes per `u64` item. Beyond
-//! the entries a wheel holds its levels (8 levels of 64 slots, 4 KiB, for exact 1 ms
-//! wheels; 17 for slack). [`compact`](TimingWheel::compact) hands empty chunks back.
+//! `u64` timer at 1M and 10M timers (tokio-util's `DelayQueue::with_capacity`: 56.0; grown
+//! from `DelayQueue::new()`, whose slab doubles: 58.7 and 94.0). A [`TimerService`] timer
+//! also holds room for a waker: 48-49 bytes per `u64` item. Beyond the entries a wheel holds
+//! its levels (a 128-slot near ring and 7 levels of 64 slots, 4.6 KiB, for exact 1 ms
+//! wheels; 17 levels of 64 slots for slack). [`compact`](TimingWheel::compact) hands empty
+//! chunks back.
 //!
 //! # Example
 //!
@@ -89,7 +98,6 @@ mod key;
 #[cfg(not(loom))]
 mod service;
 mod sharded;
-mod slab;
 mod wheel;
 
 /// Hooks for the fuzz targets in `fuzz/` (built only with `--cfg fuzzing`).

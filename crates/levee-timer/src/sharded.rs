@@ -22,8 +22,7 @@ use levee_core::sync::{CachePadded, Mutex};
 
 use crate::error::TimerError;
 use crate::key::TimerKey;
-use crate::slab::MAX_ENTRIES;
-use crate::wheel::{Builder, Expired, TimingWheel};
+use crate::wheel::{Builder, Expired, MAX_ENTRIES, TimingWheel};
 
 /// Names one timer of a [`ShardedWheel`]: its shard and its key there. `Copy`, 16 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -5,6 +5,10 @@
 //! `advance(now)` nothing is overdue beyond the mode's lateness bound; cancel returns the
 //! model's value exactly when the timer is pending; stale and foreign keys are refused; `len`
 //! matches.
+//!
+//! The clock may start before the wheel's `start`, and polls may pass a stale `now` (earlier
+//! than one passed before): the wheel treats a stale `now` as the latest, and hands out
+//! nothing until a `now` reaches `start`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -36,6 +40,11 @@ enum Op {
     PollOne(u64),
     /// Move time and advance, but take only this many due timers (the rest stay due).
     AdvancePartial(u64, usize),
+    /// Drain with a stale `now`: this many nanoseconds before the clock (it may be before
+    /// the latest `now` passed, and before `start`).
+    AdvanceStale(u64),
+    /// Take at most one due timer with a stale `now`.
+    PollStale(u64),
     /// Cancel a timer that is pending (if any), picked by index.
     CancelPending(usize),
     /// Reset a timer that is pending (if any).
@@ -64,6 +73,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => prop_oneof![0..5_000_000u64, 0..2 * HOUR, Just(u64::MAX)].prop_map(Op::Advance),
         2 => (0..50_000_000u64).prop_map(Op::PollOne),
         2 => (0..100_000_000u64, 0..4usize).prop_map(|(dt, n)| Op::AdvancePartial(dt, n)),
+        1 => prop_oneof![0..100_000_000u64, 0..2 * HOUR].prop_map(Op::AdvanceStale),
+        1 => prop_oneof![0..100_000_000u64, 0..2 * HOUR].prop_map(Op::PollStale),
         3 => any::<usize>().prop_map(Op::CancelPending),
         2 => (any::<usize>(), when()).prop_map(|(i, w)| Op::ResetPending(i, w)),
         1 => Just(Op::Compact),
@@ -71,11 +82,13 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn config() -> impl Strategy<Value = (Precision, u64, u64)> {
+/// Mode, tick, start, and how long before `start` the clock begins.
+fn config() -> impl Strategy<Value = (Precision, u64, u64, u64)> {
     (
         prop_oneof![Just(Precision::Exact), Just(Precision::Slack)],
         prop_oneof![Just(1_000u64), Just(1_000_000), Just(7_300_000), 1_000..50_000_000u64],
         prop_oneof![Just(0u64), 0..HOUR],
+        prop_oneof![2 => Just(0u64), 1 => 0..200_000_000u64, 1 => 0..HOUR],
     )
 }
 
@@ -92,7 +105,11 @@ struct Harness {
     deadline_of: HashMap<u64, u64>,
     /// Every key ever issued, with its seq; picked by index for cancel/reset/get.
     keys: Vec<(TimerKey, u64)>,
+    /// The clock.
     now: u64,
+    /// The latest `now` passed to the wheel (0 before the first), the wheel's notion of
+    /// the present: a stale `now` counts as this.
+    seen: u64,
     next_seq: u64,
     tick: u64,
     start: u64,
@@ -121,25 +138,39 @@ impl Harness {
         }
     }
 
+    /// Passes `now` to the wheel: the wheel's present becomes the latest `now` so far.
+    fn pass(&mut self, now: u64) -> u64 {
+        self.seen = self.seen.max(now);
+        now
+    }
+
     fn fired(&mut self, key: TimerKey, seq: u64) -> Result<(), TestCaseError> {
         let deadline = self.deadline_of.remove(&seq);
         prop_assert!(deadline.is_some(), "seq {} fired but is not pending", seq);
         let deadline = deadline.unwrap();
         let pending = self.model.remove(&(deadline, seq)).unwrap();
         prop_assert_eq!(pending.key, key);
+        // Never early: not before the latest `now` passed reached the deadline, nor before
+        // it reached `start`.
         prop_assert!(
-            deadline <= self.now,
-            "seq {} (deadline {}) fired early at {}",
+            deadline <= self.seen && self.start <= self.seen,
+            "seq {} (deadline {}) fired early: latest now {}, start {}",
             seq,
             deadline,
-            self.now
+            self.seen,
+            self.start
         );
         Ok(())
     }
 
+    /// After a full `advance`: every timer is handed out within its lateness bound, counted
+    /// from its deadline or from `start` (the first tick boundary), whichever is later.
     fn check_nothing_overdue(&self) -> Result<(), TestCaseError> {
-        for (&(deadline, seq), p) in self.model.range(..=(self.now, u64::MAX)) {
-            let late = u128::from(self.now - deadline);
+        if self.seen < self.start {
+            return Ok(()); // nothing is due before the first tick boundary
+        }
+        for (&(deadline, seq), p) in self.model.range(..=(self.seen, u64::MAX)) {
+            let late = u128::from(self.seen - deadline.max(self.start));
             let bound = self.lateness_bound(deadline, p.placed_at);
             prop_assert!(
                 late < bound,
@@ -148,7 +179,7 @@ impl Harness {
                 deadline,
                 p.placed_at,
                 late,
-                self.now,
+                self.seen,
                 bound
             );
         }
@@ -218,31 +249,29 @@ impl Harness {
             }
             Op::Advance(dt) => {
                 self.now = self.now.saturating_add(*dt);
-                let now = self.now;
-                let fired: Vec<_> = self.wheel.advance(now).collect();
-                for (key, seq) in fired {
-                    self.fired(key, seq)?;
-                }
-                self.check_nothing_overdue()?;
-                if let Some(next) = self.wheel.next_deadline() {
-                    // Nothing is due before the wheel says so.
-                    let first = self.model.keys().next().map(|&(d, _)| d);
-                    prop_assert!(first.is_some());
-                    if self.mode == Precision::Exact {
-                        prop_assert!(next <= self.tick_ceil(first.unwrap()));
-                    }
-                    prop_assert!(next > self.wheel.time(), "nothing is due after a full advance");
-                }
+                let now = self.pass(self.now);
+                self.advance_all(now)?;
+            }
+            Op::AdvanceStale(back) => {
+                let now = self.pass(self.now.saturating_sub(*back));
+                self.advance_all(now)?;
             }
             Op::PollOne(dt) => {
                 self.now = self.now.saturating_add(*dt);
-                if let Some((key, seq)) = self.wheel.poll_expired(self.now) {
+                let now = self.pass(self.now);
+                if let Some((key, seq)) = self.wheel.poll_expired(now) {
+                    self.fired(key, seq)?;
+                }
+            }
+            Op::PollStale(back) => {
+                let now = self.pass(self.now.saturating_sub(*back));
+                if let Some((key, seq)) = self.wheel.poll_expired(now) {
                     self.fired(key, seq)?;
                 }
             }
             Op::AdvancePartial(dt, n) => {
                 self.now = self.now.saturating_add(*dt);
-                let now = self.now;
+                let now = self.pass(self.now);
                 let fired: Vec<_> = self.wheel.advance(now).take(*n).collect();
                 for (key, seq) in fired {
                     self.fired(key, seq)?;
@@ -268,7 +297,63 @@ impl Harness {
             }
         }
         prop_assert_eq!(self.wheel.len(), self.model.len());
-        prop_assert!(self.wheel.time() <= self.now);
+        self.check_next_deadline()?;
+        if self.seen >= self.start {
+            prop_assert!(self.wheel.time() <= self.seen);
+        } else {
+            prop_assert_eq!(self.wheel.time(), self.start);
+        }
+        Ok(())
+    }
+
+    /// `next_deadline` is never after the first timer fires, and in exact mode it is exactly
+    /// that when it is at most 64 ticks after the wheel's time (and nothing is due yet).
+    fn check_next_deadline(&self) -> Result<(), TestCaseError> {
+        let next = self.wheel.next_deadline();
+        let Some(&(first, _)) = self.model.keys().next() else {
+            prop_assert_eq!(next, None);
+            return Ok(());
+        };
+        prop_assert!(next.is_some(), "timers pending but no next deadline");
+        let (next, time) = (next.unwrap(), self.wheel.time());
+        if self.mode == Precision::Exact {
+            // A timer inserted past its deadline is due at once, at the wheel's time.
+            let fires = self.tick_ceil(first).max(time);
+            prop_assert!(
+                next <= fires,
+                "next deadline {} after the first fires at {}",
+                next,
+                fires
+            );
+            let near = u128::from(fires.saturating_sub(time)) <= 64 * u128::from(self.tick);
+            if next > time && near {
+                prop_assert_eq!(next, fires, "inexact within 64 ticks of {}", time);
+            }
+        }
+        Ok(())
+    }
+
+    /// A full `advance(now)` (`now` already passed through [`pass`](Self::pass)): hands out
+    /// every due timer, and then the wheel's next deadline is no later than the model's.
+    fn advance_all(&mut self, now: u64) -> Result<(), TestCaseError> {
+        let fired: Vec<_> = self.wheel.advance(now).collect();
+        for (key, seq) in fired {
+            self.fired(key, seq)?;
+        }
+        self.check_nothing_overdue()?;
+        if let Some(next) = self.wheel.next_deadline() {
+            // Nothing is due before the wheel says so.
+            let first = self.model.keys().next().map(|&(d, _)| d);
+            prop_assert!(first.is_some());
+            if self.mode == Precision::Exact {
+                prop_assert!(next <= self.tick_ceil(first.unwrap()));
+            }
+            if self.seen >= self.start {
+                prop_assert!(next > self.wheel.time(), "nothing is due after a full advance");
+            } else {
+                prop_assert!(next >= self.start, "nothing is due before start");
+            }
+        }
         Ok(())
     }
 
@@ -288,7 +373,7 @@ proptest! {
 
     #[test]
     fn wheel_matches_btreemap_model(
-        (mode, tick, start) in config(),
+        (mode, tick, start, lead) in config(),
         ops in prop::collection::vec(op(), 1..200),
     ) {
         let wheel = TimingWheel::builder()
@@ -302,7 +387,8 @@ proptest! {
             model: BTreeMap::new(),
             deadline_of: HashMap::new(),
             keys: Vec::new(),
-            now: start,
+            now: start.saturating_sub(lead),
+            seen: 0,
             next_seq: 0,
             tick,
             start,
@@ -314,6 +400,7 @@ proptest! {
         }
         // The end of time fires everything that is left, exactly once.
         h.now = u64::MAX;
+        h.seen = u64::MAX;
         let rest: Vec<_> = h.wheel.advance(u64::MAX).collect();
         for (key, seq) in rest {
             h.fired(key, seq)?;

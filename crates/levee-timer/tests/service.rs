@@ -1,5 +1,8 @@
-//! `TimerService` on tokio with paused time: sleep/timeout semantics, drop cancels, delivery
-//! to the stream and callbacks, bounds, statistics and events. No test sleeps in real time.
+//! `TimerService` on a `ManualClock`: sleep/timeout semantics, drop cancels, delivery to the
+//! stream and callbacks, bounds, statistics and events. Under paused tokio time the manual
+//! clock follows tokio's auto-advance (the driver's sleep is a sleep on the clock); a test can
+//! also move the clock by hand and the driver fires what became due at once. No test sleeps
+//! in real time.
 #![cfg(not(loom))]
 
 use std::future::{Future, pending};
@@ -8,13 +11,27 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use levee_core::{ManualClock, nanos};
 use levee_timer::{Precision, TimerError, TimerEvent, TimerService};
 use tokio::time::Instant;
 
 const MS: Duration = Duration::from_millis(1);
 
-fn service<T: Send + 'static>() -> TimerService<T> {
-    TimerService::builder().shards(4).build().unwrap()
+/// A service on the test's own manual clock, which starts an hour in (so that "a moment ago"
+/// is a valid reading).
+type Timers<T = ()> = TimerService<T, ManualClock>;
+
+fn clock() -> ManualClock {
+    ManualClock::starting_at(3_600_000_000_000)
+}
+
+fn service<T: Send + 'static>() -> Timers<T> {
+    TimerService::builder().shards(4).clock(clock()).build().unwrap()
+}
+
+/// The service clock's reading `d` from now.
+fn after<T>(timers: &Timers<T>, d: Duration) -> u64 {
+    timers.now() + nanos(d)
 }
 
 /// Polls a future once with a no-op waker.
@@ -24,7 +41,7 @@ fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
 
 #[tokio::test(start_paused = true)]
 async fn sleep_completes_at_its_deadline_not_before() {
-    let timers: TimerService = service();
+    let timers: Timers = service();
     for d in [1u64, 7, 64, 1000, 65_537] {
         let start = Instant::now();
         timers.sleep(Duration::from_millis(d)).await;
@@ -33,19 +50,20 @@ async fn sleep_completes_at_its_deadline_not_before() {
         assert!(took <= Duration::from_millis(d + 2), "{d} ms sleep took {took:?}");
     }
     // A past deadline is ready at once.
-    let mut past = timers.sleep_until(Instant::now() - MS);
+    let mut past = timers.sleep_until(timers.now() - nanos(MS));
     assert!(past.is_elapsed());
     assert_eq!(poll_once(&mut past), Poll::Ready(()));
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn sleep_is_pending_until_time_passes() {
-    let timers: TimerService = service();
+    let timers: Timers = service();
     let mut sleep = timers.sleep(10 * MS);
     assert_eq!(poll_once(&mut sleep), Poll::Pending);
-    tokio::time::advance(9 * MS).await;
+    timers.clock().advance(9 * MS);
+    tokio::task::yield_now().await; // let the driver run
     assert_eq!(poll_once(&mut sleep), Poll::Pending);
-    tokio::time::advance(2 * MS).await;
+    timers.clock().advance(2 * MS);
     tokio::task::yield_now().await; // let the driver run
     assert_eq!(poll_once(&mut sleep), Poll::Ready(()));
     assert!(sleep.is_elapsed());
@@ -53,7 +71,7 @@ async fn sleep_is_pending_until_time_passes() {
 
 #[tokio::test(start_paused = true)]
 async fn timeout_semantics() {
-    let timers: TimerService = service();
+    let timers: Timers = service();
     assert_eq!(timers.timeout(10 * MS, async { 5 }).await, Ok(5));
 
     let start = Instant::now();
@@ -74,7 +92,7 @@ async fn timeout_semantics() {
 
 #[tokio::test(start_paused = true)]
 async fn dropping_a_sleep_or_timeout_cancels_its_timer() {
-    let timers: TimerService = service();
+    let timers: Timers = service();
     {
         let mut sleep = timers.sleep(Duration::from_secs(60));
         assert_eq!(poll_once(&mut sleep), Poll::Pending);
@@ -89,14 +107,14 @@ async fn dropping_a_sleep_or_timeout_cancels_its_timer() {
 
 #[tokio::test(start_paused = true)]
 async fn sleep_reset_moves_the_deadline() {
-    let timers: TimerService = service();
+    let timers: Timers = service();
     let start = Instant::now();
     let mut sleep = pin!(timers.sleep(Duration::from_secs(10)));
-    sleep.as_mut().reset(start + 20 * MS);
+    sleep.as_mut().reset(after(&timers, 20 * MS));
     sleep.as_mut().await;
     assert!(start.elapsed() >= 20 * MS && start.elapsed() < 30 * MS);
     // A completed sleep re-arms.
-    sleep.as_mut().reset(Instant::now() + 5 * MS);
+    sleep.as_mut().reset(after(&timers, 5 * MS));
     assert!(!sleep.is_elapsed());
     sleep.as_mut().await;
     assert!(start.elapsed() >= 25 * MS);
@@ -104,7 +122,7 @@ async fn sleep_reset_moves_the_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn items_fire_in_order_and_cancelled_ones_never_do() {
-    let timers: TimerService<u32> = service();
+    let timers: Timers<u32> = service();
     let mut due = timers.expirations().unwrap();
     assert!(timers.expirations().is_none(), "the stream is handed out once");
     let mut handles = Vec::new();
@@ -140,7 +158,7 @@ async fn items_fire_in_order_and_cancelled_ones_never_do() {
 
 #[tokio::test(start_paused = true)]
 async fn an_earlier_timer_wakes_a_sleeping_driver() {
-    let timers: TimerService<&str> = service();
+    let timers: Timers<&str> = service();
     let mut due = timers.expirations().unwrap();
     timers.schedule_after(Duration::from_secs(3600), "late").unwrap();
     tokio::task::yield_now().await; // the driver now sleeps until the hour
@@ -152,22 +170,23 @@ async fn an_earlier_timer_wakes_a_sleeping_driver() {
 
 #[tokio::test(start_paused = true)]
 async fn reset_moves_an_item() {
-    let timers: TimerService<u8> = service();
+    let timers: Timers<u8> = service();
     let mut due = timers.expirations().unwrap();
     let h = timers.schedule_after(Duration::from_secs(3600), 1).unwrap();
     let start = Instant::now();
-    timers.reset(h, start + 3 * MS).unwrap();
+    timers.reset(h, after(&timers, 3 * MS)).unwrap();
     assert_eq!(due.recv().await.unwrap(), (h, 1));
     assert!(start.elapsed() < 5 * MS);
-    assert_eq!(timers.reset(h, start), Err(TimerError::StaleKey));
+    assert_eq!(timers.reset(h, timers.now()), Err(TimerError::StaleKey));
 }
 
 #[tokio::test(start_paused = true)]
 async fn callback_delivery() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
-    let timers: TimerService<u32> = TimerService::builder()
+    let timers: Timers<u32> = TimerService::builder()
         .on_expired(move |_, item| sink.lock().unwrap().push(item))
+        .clock(clock())
         .build()
         .unwrap();
     assert!(timers.expirations().is_none());
@@ -179,8 +198,8 @@ async fn callback_delivery() {
 
 #[tokio::test(start_paused = true)]
 async fn full_service_refuses_and_sheds() {
-    let timers: TimerService<u32> =
-        TimerService::builder().shards(2).max_pending(4).build().unwrap();
+    let timers: Timers<u32> =
+        TimerService::builder().shards(2).max_pending(4).clock(clock()).build().unwrap();
     for i in 0..4 {
         timers.schedule_after(Duration::from_secs(60), i).unwrap();
     }
@@ -200,10 +219,11 @@ async fn full_service_refuses_and_sheds() {
 async fn listener_sees_fired_cancelled_and_rejected() {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
-    let timers: TimerService<u8> = TimerService::builder()
+    let timers: Timers<u8> = TimerService::builder()
         .max_pending(1)
         .shards(1)
         .listener(move |e: &TimerEvent| sink.lock().unwrap().push(e.clone()))
+        .clock(clock())
         .build()
         .unwrap();
     let mut due = timers.expirations().unwrap();
@@ -221,7 +241,8 @@ async fn listener_sees_fired_cancelled_and_rejected() {
 
 #[tokio::test(start_paused = true)]
 async fn slack_mode_fires_never_early() {
-    let timers: TimerService<u64> = TimerService::builder().mode(Precision::Slack).build().unwrap();
+    let timers: Timers<u64> =
+        TimerService::builder().mode(Precision::Slack).clock(clock()).build().unwrap();
     let mut due = timers.expirations().unwrap();
     let start = Instant::now();
     for ms in [3u64, 100, 1000, 60_000] {
@@ -237,7 +258,7 @@ async fn slack_mode_fires_never_early() {
 
 #[tokio::test(start_paused = true)]
 async fn dropping_the_service_ends_the_stream() {
-    let timers: TimerService<u8> = service();
+    let timers: Timers<u8> = service();
     let mut due = timers.expirations().unwrap();
     timers.schedule_after(Duration::from_secs(60), 1).unwrap();
     drop(timers);
@@ -267,8 +288,8 @@ fn schedule_and_cancel_from_plain_threads() {
         .start_paused(true)
         .build()
         .unwrap();
-    let timers: TimerService<(usize, usize)> =
-        TimerService::builder().runtime(rt.handle().clone()).build().unwrap();
+    let timers: Timers<(usize, usize)> =
+        TimerService::builder().runtime(rt.handle().clone()).clock(clock()).build().unwrap();
     let mut due = timers.expirations().unwrap();
     let kept = std::thread::scope(|s| {
         let workers: Vec<_> = (0..4)
@@ -305,4 +326,26 @@ fn schedule_and_cancel_from_plain_threads() {
     });
     assert_eq!(got, 2000);
     assert_eq!(timers.stats().cancelled, 2000);
+}
+
+/// Moving the clock by hand fires what became due at once, without any tokio time passing:
+/// half an hour of order timeouts in no time at all.
+#[tokio::test]
+async fn moving_the_clock_by_hand_fires_at_once() {
+    let clock = clock();
+    let timers: Timers<&str> = TimerService::builder().clock(clock.clone()).build().unwrap();
+    let mut due = timers.expirations().unwrap();
+    timers.schedule_after(Duration::from_secs(30 * 60), "cancel order 7").unwrap();
+    timers.schedule_after(Duration::from_secs(45 * 60), "cancel order 8").unwrap();
+    tokio::task::yield_now().await; // the driver sleeps on the clock until the first deadline
+    assert!(due.try_recv().is_none());
+    let start = std::time::Instant::now();
+    clock.advance(Duration::from_secs(31 * 60));
+    assert_eq!(due.recv().await.unwrap().1, "cancel order 7");
+    assert!(due.try_recv().is_none(), "the second is not due yet");
+    assert!(start.elapsed() < Duration::from_secs(5), "no real wait: {:?}", start.elapsed());
+    let slow = timers.timeout(Duration::from_secs(60), pending::<()>());
+    clock.advance(Duration::from_secs(15 * 60));
+    assert_eq!(due.recv().await.unwrap().1, "cancel order 8");
+    assert!(slow.await.is_err(), "the timeout elapsed with the clock");
 }

@@ -5,7 +5,8 @@
 //! This crate re-exports every levee crate behind a feature of the same name: [`limit`]
 //! (`limit`), [`breaker`] (`breaker`), [`policy`] (`policy`), [`timer`] (`timer`), [`cache`]
 //! (`cache`), [`queue`] (`queue`), all on by default, and `redis` (levee-redis, cluster-wide
-//! rate limits on Redis), off by default as it brings in a Redis client. The `tower` and
+//! rate limits on Redis) and `nats` (levee-nats, the `Broker` trait on NATS JetStream), off
+//! by default as they bring in a Redis or NATS client. The `tower` and
 //! `serde` features switch on the tower layers and serde settings of the crates that have
 //! them. [`core`] is always there; [`prelude`] brings the everyday names into scope.
 //!
@@ -113,6 +114,9 @@ pub use levee_cache as cache;
 #[cfg(feature = "queue")]
 pub use levee_queue as queue;
 
+/// The `Broker` trait on NATS JetStream (levee-nats).
+#[cfg(feature = "nats")]
+pub use levee_nats as nats;
 /// Cluster-wide rate limits on Redis that fail safe (feature `redis`).
 #[cfg(feature = "redis")]
 pub use levee_redis as redis;
@@ -125,7 +129,7 @@ pub mod prelude {
     };
 
     #[cfg(feature = "limit")]
-    pub use levee_limit::{Bulkhead, KeyedRateLimiter, Quota, RateLimiter};
+    pub use levee_limit::{Bulkhead, KeyedRateLimiter, Quota, RateLimit, RateLimiter};
 
     #[cfg(feature = "breaker")]
     pub use levee_breaker::{BreakerRegistry, CircuitBreaker};

@@ -20,7 +20,6 @@ use levee_core::sync::{AtomicU64, AtomicUsize, Mutex, Ordering};
 use levee_core::{Clock, ConfigError, FastClock, nanos};
 
 use crate::bulkhead::{Bulkhead, BulkheadBuilder, BulkheadError};
-use crate::wait::AsyncClock;
 
 /// Samples of the current window, summed lock-free (all `Relaxed`: statistics; a sample
 /// racing with the end of a window may land in either).
@@ -193,7 +192,7 @@ impl<C: Clock> AdaptiveBulkhead<C> {
     }
 }
 
-impl<C: AsyncClock> AdaptiveBulkhead<C> {
+impl<C: Clock> AdaptiveBulkhead<C> {
     /// Waits for a permit, as [`Bulkhead::acquire`] (queue and maximum wait as configured).
     ///
     /// # Errors

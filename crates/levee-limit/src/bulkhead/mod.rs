@@ -39,11 +39,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use levee_core::sync::{AtomicUsize, CachePadded, Mutex, Ordering};
-use levee_core::{Clock, ConfigError, Counter, EventHook, FastClock, Listener, nanos};
+use levee_core::{Clock, ConfigError, Counter, EventHook, FastClock, Listener, Sleep, nanos};
 
 use crate::error::RetryAfter;
 use crate::quota::MAX_SPAN;
-use crate::wait::AsyncClock;
 use queue::WaitQueue;
 
 /// Why a bulkhead refused a call.
@@ -405,13 +404,13 @@ impl<C: Clock> Bulkhead<C> {
     }
 }
 
-impl<C: AsyncClock> Bulkhead<C> {
+impl<C: Clock> Bulkhead<C> {
     /// Waits for a permit: at once if one is free, else in the FIFO queue (if it has room)
     /// for at most the maximum wait.
     ///
     /// Cancellation-safe: dropping the future leaves the queue, and a permit granted to it
-    /// in the meantime goes to the next waiter. Needs a tokio runtime with time enabled
-    /// when a maximum wait is set.
+    /// in the meantime goes to the next waiter. The maximum wait is a sleep on the
+    /// bulkhead's clock.
     ///
     /// # Errors
     /// [`BulkheadError::Full`] when full and queueing is off, [`BulkheadError::QueueFull`],
@@ -432,17 +431,13 @@ impl<C: AsyncClock> Bulkhead<C> {
 /// Where an acquire future stands.
 enum Wait {
     Start,
-    Queued {
-        key: usize,
-        since: u64,
-        timeout: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
-    },
+    Queued { key: usize, since: u64, timeout: Option<Pin<Box<Sleep>>> },
     Done,
 }
 
 impl Wait {
     /// Polls for a permit; on `Ready(Ok(()))` the caller owns one.
-    fn poll<C: AsyncClock>(
+    fn poll<C: Clock>(
         &mut self,
         bulkhead: &Bulkhead<C>,
         cx: &mut Context<'_>,
@@ -478,10 +473,9 @@ impl Wait {
                     }
                     drop(queue);
                     let since = bulkhead.clock.now();
-                    let timeout = bulkhead.max_wait.map(|max| {
-                        Box::pin(bulkhead.clock.sleep_until(since.saturating_add(max)))
-                            as Pin<Box<dyn Future<Output = ()> + Send + Sync>>
-                    });
+                    let timeout = bulkhead
+                        .max_wait
+                        .map(|max| Box::pin(bulkhead.clock.sleep_until(since.saturating_add(max))));
                     *self = Wait::Queued { key, since, timeout };
                 }
                 Wait::Queued { key, since, timeout } => {
@@ -542,7 +536,7 @@ impl<C: Clock> fmt::Debug for Acquire<'_, C> {
     }
 }
 
-impl<'a, C: AsyncClock> Future for Acquire<'a, C> {
+impl<'a, C: Clock> Future for Acquire<'a, C> {
     type Output = Result<Permit<'a, C>, BulkheadError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -571,7 +565,7 @@ impl<C: Clock> fmt::Debug for AcquireOwned<C> {
     }
 }
 
-impl<C: AsyncClock> Future for AcquireOwned<C> {
+impl<C: Clock> Future for AcquireOwned<C> {
     type Output = Result<OwnedPermit<C>, BulkheadError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

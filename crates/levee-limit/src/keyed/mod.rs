@@ -30,6 +30,7 @@
 
 mod lock;
 mod table;
+mod view;
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -42,9 +43,10 @@ use levee_core::{Clock, ConfigError, Counter, EventHook, FastClock, Listener, na
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
 use crate::quota::{Gcra, Quota};
 use crate::stats::{RateCounters, RateEvent};
-use crate::wait::{AsyncClock, Jitter, retry_until};
+use crate::wait::{Jitter, retry_until};
 use lock::{ReaderSlots, ShardLock};
 use table::Table;
+pub use view::KeyLimit;
 
 /// The default hasher: foldhash, seeded per limiter (fast, and not predictable by clients
 /// choosing keys).
@@ -261,6 +263,16 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        self.check_n_inner(key, n, true)
+    }
+
+    /// As [`check_n`](Self::check_n); `report` says whether a refusal is a rejected call
+    /// (counted and reported) or a step of an async wait (not).
+    fn check_n_inner<Q>(&self, key: &Q, n: u32, report: bool) -> Result<(), CheckNError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if n == 0 {
             return Ok(());
         }
@@ -278,7 +290,9 @@ where
                 self.after_hit(shard, now);
                 match result {
                     Ok(()) => self.count(Ok(()), n).map_err(Into::into),
-                    Err(CheckNError::Throttled(t)) => self.count(Err(t), n).map_err(Into::into),
+                    Err(CheckNError::Throttled(t)) if report => {
+                        self.count(Err(t), n).map_err(Into::into)
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -510,11 +524,11 @@ where
 impl<K, C, S> KeyedRateLimiter<K, C, S>
 where
     K: Hash + Eq,
-    C: AsyncClock,
+    C: Clock,
     S: BuildHasher,
 {
-    /// Waits until one cell is admitted for `key`. Cancellation-safe: dropping the future
-    /// consumes nothing.
+    /// Waits until one cell is admitted for `key`, sleeping on the limiter's clock.
+    /// Cancellation-safe: dropping the future consumes nothing.
     pub async fn until_key_ready<Q>(&self, key: &Q)
     where
         K: Borrow<Q>,

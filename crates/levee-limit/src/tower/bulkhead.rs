@@ -6,13 +6,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use levee_core::FastClock;
+use levee_core::{Clock, FastClock};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{LimitError, ResponseFuture};
 use crate::bulkhead::{AcquireOwned, Bulkhead, BulkheadError, OwnedPermit};
-use crate::wait::AsyncClock;
 
 /// Applies a shared [`Bulkhead`]: at most its limit of requests in flight across all clones
 /// of the service. `poll_ready` takes a permit (waiting in the bulkhead's queue for at most
@@ -64,7 +63,7 @@ impl<C> fmt::Debug for BulkheadLayer<C> {
     }
 }
 
-impl<S, C: AsyncClock> Layer<S> for BulkheadLayer<C> {
+impl<S, C: Clock> Layer<S> for BulkheadLayer<C> {
     type Service = BulkheadService<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -73,7 +72,7 @@ impl<S, C: AsyncClock> Layer<S> for BulkheadLayer<C> {
 }
 
 /// What a bulkhead service holds between `poll_ready` and `call`.
-enum Ready<C: AsyncClock> {
+enum Ready<C: Clock> {
     Idle,
     Acquiring(AcquireOwned<C>),
     Permit(OwnedPermit<C>),
@@ -82,27 +81,27 @@ enum Ready<C: AsyncClock> {
 
 /// The service of [`BulkheadLayer`]; clones share the bulkhead (each clone takes its own
 /// permit).
-pub struct BulkheadService<S, C: AsyncClock = FastClock> {
+pub struct BulkheadService<S, C: Clock = FastClock> {
     inner: S,
     bulkhead: Arc<Bulkhead<C>>,
     state: Ready<C>,
 }
 
-impl<S, C: AsyncClock> BulkheadService<S, C> {
+impl<S, C: Clock> BulkheadService<S, C> {
     /// The shared bulkhead.
     pub fn bulkhead(&self) -> &Arc<Bulkhead<C>> {
         &self.bulkhead
     }
 }
 
-impl<S: Clone, C: AsyncClock> Clone for BulkheadService<S, C> {
+impl<S: Clone, C: Clock> Clone for BulkheadService<S, C> {
     /// A clone shares the bulkhead but not a permit this service may be holding.
     fn clone(&self) -> Self {
         Self { inner: self.inner.clone(), bulkhead: Arc::clone(&self.bulkhead), state: Ready::Idle }
     }
 }
 
-impl<S: fmt::Debug, C: AsyncClock> fmt::Debug for BulkheadService<S, C> {
+impl<S: fmt::Debug, C: Clock> fmt::Debug for BulkheadService<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BulkheadService")
             .field("inner", &self.inner)
@@ -114,7 +113,7 @@ impl<S: fmt::Debug, C: AsyncClock> fmt::Debug for BulkheadService<S, C> {
 impl<S, C, Req> Service<Req> for BulkheadService<S, C>
 where
     S: Service<Req>,
-    C: AsyncClock,
+    C: Clock,
 {
     type Response = S::Response;
     type Error = LimitError<S::Error>;

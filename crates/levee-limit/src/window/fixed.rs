@@ -4,19 +4,20 @@ use std::fmt;
 use std::time::Duration;
 
 use levee_core::sync::{AtomicU64, CachePadded, Ordering};
-use levee_core::{Clock, ConfigError, EventHook, FastClock, Listener};
+use levee_core::{Clock, ConfigError, FastClock};
 
-use super::{Slot, WindowQuota, classify, pack, wait_for};
+use super::{Slot, WindowQuota, classify, pack};
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
-use crate::stats::{RateCounters, RateEvent, RateStats};
-use crate::wait::AsyncClock;
+use crate::meter::{LimiterBuilder, Meter};
+use crate::stats::RateStats;
+use crate::wait::Jitter;
 
 struct Hot<C> {
     /// Window number (mod 2^40) and the count in it; see the module docs.
     word: AtomicU64,
     limit: u32,
     window: u64,
-    clock: C,
+    meter: Meter<C>,
 }
 
 /// At most `limit` cells per aligned window (`[k*window, (k+1)*window)` on the clock).
@@ -49,9 +50,10 @@ struct Hot<C> {
 pub struct FixedWindowLimiter<C = FastClock> {
     hot: CachePadded<Hot<C>>,
     quota: WindowQuota,
-    counters: RateCounters,
-    hook: EventHook<RateEvent>,
 }
+
+/// Builds a [`FixedWindowLimiter`] (see [`LimiterBuilder`] for the shared settings).
+pub type FixedWindowBuilder<C = FastClock> = LimiterBuilder<WindowQuota, C>;
 
 impl<C> fmt::Debug for FixedWindowLimiter<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -70,7 +72,7 @@ impl FixedWindowLimiter<FastClock> {
 
     /// A builder for `quota`.
     pub fn builder(quota: WindowQuota) -> FixedWindowBuilder<FastClock> {
-        FixedWindowBuilder { quota, clock: FastClock, hook: EventHook::none() }
+        LimiterBuilder::new(quota, true)
     }
 }
 
@@ -81,7 +83,8 @@ impl<C: Clock> FixedWindowLimiter<C> {
     /// [`Throttled`] until the next window when this one is full.
     #[inline]
     pub fn check(&self) -> Result<(), Throttled> {
-        self.check_n(1).map_err(CheckNError::expect_throttled)
+        let meter = &self.hot.meter;
+        meter.settle(self.admit(meter.now(), 1).map_err(CheckNError::expect_throttled))
     }
 
     /// Admits `n` cells at once in the current window (all or none; `n == 0` succeeds).
@@ -90,12 +93,13 @@ impl<C: Clock> FixedWindowLimiter<C> {
     /// [`CheckNError::Throttled`] when they do not fit in this window;
     /// [`CheckNError::InsufficientCapacity`] when `n` exceeds the limit.
     pub fn check_n(&self, n: u32) -> Result<(), CheckNError> {
-        self.admit(n).map_err(|e| self.counters.record_refusal(&self.hook, n, e))
+        let meter = &self.hot.meter;
+        meter.settle_n(n, self.admit(meter.now(), n))
     }
 
-    /// Admits `n` cells or says why not, without counting or reporting a refusal (waiting
-    /// retries through here).
-    fn admit(&self, n: u32) -> Result<(), CheckNError> {
+    /// Admits `n` cells at clock reading `now` or says why not, without counting (the meter
+    /// counts; waiting retries through here).
+    fn admit(&self, now: u64, n: u32) -> Result<(), CheckNError> {
         let hot = &*self.hot;
         if n > hot.limit {
             return Err(InsufficientCapacity { requested: n, burst: hot.limit }.into());
@@ -103,7 +107,7 @@ impl<C: Clock> FixedWindowLimiter<C> {
         if n == 0 {
             return Ok(());
         }
-        let mut now = hot.clock.now();
+        let mut now = now;
         let mut window = now / hot.window;
         let mut reread = false;
         // Relaxed throughout: the word publishes no other memory; the CAS decides on the
@@ -115,7 +119,7 @@ impl<C: Clock> FixedWindowLimiter<C> {
                 Slot::Later if !reread => {
                     // Our clock reading is older than another thread's: read it again.
                     reread = true;
-                    now = hot.clock.now();
+                    now = hot.meter.now();
                     window = now / hot.window;
                     continue;
                 }
@@ -127,10 +131,7 @@ impl<C: Clock> FixedWindowLimiter<C> {
             }
             let next = pack(window, current + n);
             match hot.word.compare_exchange_weak(word, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => {
-                    self.counters.admitted.add(u64::from(n));
-                    return Ok(());
-                }
+                Ok(_) => return Ok(()),
                 Err(actual) => word = actual,
             }
         }
@@ -140,7 +141,7 @@ impl<C: Clock> FixedWindowLimiter<C> {
     #[must_use]
     pub fn count(&self) -> u32 {
         let hot = &*self.hot;
-        let window = hot.clock.now() / hot.window;
+        let window = hot.meter.now() / hot.window;
         // Relaxed: a snapshot.
         match classify(hot.word.load(Ordering::Relaxed), window) {
             Slot::Current(count) => count,
@@ -169,13 +170,11 @@ impl<C: Clock> FixedWindowLimiter<C> {
     /// A snapshot of the counters.
     #[must_use]
     pub fn stats(&self) -> RateStats {
-        self.counters.snapshot(true)
+        self.hot.meter.stats()
     }
-}
 
-impl<C: AsyncClock> FixedWindowLimiter<C> {
-    /// Waits until one cell is admitted (in this window or a later one). Cancellation-safe:
-    /// dropping the future consumes nothing.
+    /// Waits until one cell is admitted (in this window or a later one), sleeping on the
+    /// limiter's clock. Cancellation-safe: dropping the future consumes nothing.
     pub async fn until_ready(&self) {
         // One cell always fits a limit of at least one.
         let _ = self.until_n_ready(1).await;
@@ -186,54 +185,28 @@ impl<C: AsyncClock> FixedWindowLimiter<C> {
     /// # Errors
     /// [`InsufficientCapacity`] at once when `n` exceeds the limit.
     pub async fn until_n_ready(&self, n: u32) -> Result<(), InsufficientCapacity> {
-        wait_for(&self.hot.clock, &self.counters, &self.hook, n, self.hot.limit, || self.admit(n))
-            .await
-    }
-}
-
-/// Builds a [`FixedWindowLimiter`].
-#[must_use]
-pub struct FixedWindowBuilder<C> {
-    quota: WindowQuota,
-    clock: C,
-    hook: EventHook<RateEvent>,
-}
-
-impl<C> fmt::Debug for FixedWindowBuilder<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FixedWindowBuilder").field("quota", &self.quota).finish_non_exhaustive()
+        let hot = &*self.hot;
+        hot.meter.wait(n, hot.limit, Jitter::NONE, |now, n| self.admit(now, n)).await
     }
 }
 
 impl<C: Clock> FixedWindowBuilder<C> {
-    /// Reads time from `clock` instead.
-    pub fn clock<C2: Clock>(self, clock: C2) -> FixedWindowBuilder<C2> {
-        FixedWindowBuilder { quota: self.quota, clock, hook: self.hook }
-    }
-
-    /// Adds a listener for [`RateEvent`]s.
-    pub fn listener(mut self, listener: impl Listener<RateEvent> + 'static) -> Self {
-        self.hook = self.hook.with(listener);
-        self
-    }
-
     /// Builds the limiter.
     ///
     /// # Errors
     /// A [`ConfigError`] naming `limit` or `window` when one is zero or too large.
     pub fn build(self) -> Result<FixedWindowLimiter<C>, ConfigError> {
-        let (limit, window) = self.quota.validate()?;
-        let start = self.clock.now() / window;
+        let (limit, window) = self.settings.validate()?;
+        let start = self.now() / window;
+        let (quota, meter) = self.into_parts();
         Ok(FixedWindowLimiter {
             hot: CachePadded::new(Hot {
                 word: AtomicU64::new(pack(start, 0)),
                 limit,
                 window,
-                clock: self.clock,
+                meter,
             }),
-            quota: self.quota,
-            counters: RateCounters::default(),
-            hook: self.hook,
+            quota,
         })
     }
 }

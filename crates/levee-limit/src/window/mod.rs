@@ -14,16 +14,13 @@ mod fixed;
 mod sliding;
 
 pub use fixed::{FixedWindowBuilder, FixedWindowLimiter};
-pub use sliding::{MAX_BUCKETS, SlidingWindowBuilder, SlidingWindowLimiter};
+pub use sliding::{MAX_BUCKETS, SlidingWindowBuilder, SlidingWindowLimiter, SlidingWindowSettings};
 
 use std::time::Duration;
 
-use levee_core::{ConfigError, EventHook, nanos};
+use levee_core::{ConfigError, nanos};
 
-use crate::error::{CheckNError, InsufficientCapacity};
-use crate::quota::MAX_SPAN;
-use crate::stats::{RateCounters, RateEvent};
-use crate::wait::{AsyncClock, Jitter, retry_until};
+use crate::meter::at_most_max_span;
 
 /// Bits of a window word holding the count.
 const COUNT_BITS: u32 = 24;
@@ -81,9 +78,7 @@ impl WindowQuota {
             ));
         }
         let window = ConfigError::require_positive("window", self.window)?;
-        if window > MAX_SPAN {
-            return Err(ConfigError::new("window", "must be at most 2^62 ns (146 years)"));
-        }
+        at_most_max_span("window", window)?;
         Ok((limit, nanos(window)))
     }
 }
@@ -132,26 +127,6 @@ const fn classify(word: u64, window: u64) -> Slot {
     } else {
         Slot::Stale
     }
-}
-
-/// Waits until `admit` lets `n` cells through (shared by both window limiters).
-async fn wait_for<C: AsyncClock>(
-    clock: &C,
-    counters: &RateCounters,
-    hook: &EventHook<RateEvent>,
-    n: u32,
-    limit: u32,
-    admit: impl FnMut() -> Result<(), CheckNError>,
-) -> Result<(), InsufficientCapacity> {
-    if n > limit {
-        return Err(InsufficientCapacity { requested: n, burst: limit });
-    }
-    let mut admit = admit;
-    // n <= limit was checked above and the limit never changes.
-    let ((), waited) =
-        retry_until(clock, Jitter::NONE, || admit().map_err(CheckNError::expect_throttled)).await;
-    counters.record_wait(hook, n, waited);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -22,14 +22,13 @@ use std::fmt;
 use std::time::Duration;
 
 use levee_core::sync::{AtomicU64, Ordering};
-use levee_core::{Clock, ConfigError, EventHook, FastClock, Listener};
+use levee_core::{Clock, ConfigError, FastClock};
 
-use super::{
-    MAX_WINDOW_LIMIT, Slot, WindowQuota, classify, count_of, distance, index_of, pack, wait_for,
-};
+use super::{MAX_WINDOW_LIMIT, Slot, WindowQuota, classify, count_of, distance, index_of, pack};
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
-use crate::stats::{RateCounters, RateEvent, RateStats};
-use crate::wait::AsyncClock;
+use crate::meter::{LimiterBuilder, Meter};
+use crate::stats::RateStats;
+use crate::wait::Jitter;
 
 /// The most buckets a sliding window may have.
 pub const MAX_BUCKETS: u32 = 1024;
@@ -62,11 +61,19 @@ pub struct SlidingWindowLimiter<C = FastClock> {
     slots: Box<[AtomicU64]>,
     bucket: u64,
     limit: u32,
-    clock: C,
+    meter: Meter<C>,
     quota: WindowQuota,
-    counters: RateCounters,
-    hook: EventHook<RateEvent>,
 }
+
+/// What a [`SlidingWindowBuilder`] collects besides the shared settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlidingWindowSettings {
+    quota: WindowQuota,
+    buckets: u32,
+}
+
+/// Builds a [`SlidingWindowLimiter`] (see [`LimiterBuilder`] for the shared settings).
+pub type SlidingWindowBuilder<C = FastClock> = LimiterBuilder<SlidingWindowSettings, C>;
 
 impl<C> fmt::Debug for SlidingWindowLimiter<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -88,7 +95,7 @@ impl SlidingWindowLimiter<FastClock> {
 
     /// A builder for `quota` (10 buckets unless set).
     pub fn builder(quota: WindowQuota) -> SlidingWindowBuilder<FastClock> {
-        SlidingWindowBuilder { quota, buckets: 10, clock: FastClock, hook: EventHook::none() }
+        LimiterBuilder::new(SlidingWindowSettings { quota, buckets: 10 }, true)
     }
 }
 
@@ -99,7 +106,8 @@ impl<C: Clock> SlidingWindowLimiter<C> {
     /// [`Throttled`] when the window is full, until its oldest bucket that makes room leaves.
     #[inline]
     pub fn check(&self) -> Result<(), Throttled> {
-        self.check_n(1).map_err(CheckNError::expect_throttled)
+        let now = self.meter.now();
+        self.meter.settle(self.admit(now, 1).map_err(CheckNError::expect_throttled))
     }
 
     /// Admits `n` cells at once (all or none; `n == 0` succeeds).
@@ -108,19 +116,19 @@ impl<C: Clock> SlidingWindowLimiter<C> {
     /// [`CheckNError::Throttled`] when they do not fit in the window now;
     /// [`CheckNError::InsufficientCapacity`] when `n` exceeds the limit.
     pub fn check_n(&self, n: u32) -> Result<(), CheckNError> {
-        self.admit(n).map_err(|e| self.counters.record_refusal(&self.hook, n, e))
+        self.meter.settle_n(n, self.admit(self.meter.now(), n))
     }
 
-    /// Admits `n` cells or says why not, without counting or reporting a refusal (waiting
-    /// retries through here).
-    fn admit(&self, n: u32) -> Result<(), CheckNError> {
+    /// Admits `n` cells at clock reading `now` or says why not, without counting (the meter
+    /// counts; waiting retries through here).
+    fn admit(&self, now: u64, n: u32) -> Result<(), CheckNError> {
         if n > self.limit {
             return Err(InsufficientCapacity { requested: n, burst: self.limit }.into());
         }
         if n == 0 {
             return Ok(());
         }
-        let mut now = self.clock.now();
+        let mut now = now;
         let bucket = now / self.bucket;
         // Read-only first: a full window refuses without writing.
         if self.sum(bucket) + u64::from(n) > u64::from(self.limit) {
@@ -134,14 +142,13 @@ impl<C: Clock> SlidingWindowLimiter<C> {
             self.take_back(bucket, n);
             return Err(self.refuse(now, bucket, n).into());
         }
-        self.counters.admitted.add(u64::from(n));
         Ok(())
     }
 
     /// Counts `n` cells in the current bucket without checking the limit (for using the
     /// window as a rate meter, or recording work admitted elsewhere).
     pub fn record(&self, n: u32) {
-        let mut now = self.clock.now();
+        let mut now = self.meter.now();
         // Saturates at MAX_WINDOW_LIMIT per bucket; only a meter far beyond any limit gets
         // there.
         let _ = self.add_to(&mut now, n.min(MAX_WINDOW_LIMIT));
@@ -164,7 +171,7 @@ impl<C: Clock> SlidingWindowLimiter<C> {
                     Slot::Current(count) => count,
                     Slot::Later if !reread => {
                         reread = true;
-                        *now = self.clock.now();
+                        *now = self.meter.now();
                         bucket = *now / self.bucket;
                         continue 'slot;
                     }
@@ -242,7 +249,7 @@ impl<C: Clock> SlidingWindowLimiter<C> {
     /// Cells counted in the window ending now.
     #[must_use]
     pub fn count(&self) -> u64 {
-        self.sum(self.clock.now() / self.bucket)
+        self.sum(self.meter.now() / self.bucket)
     }
 
     /// Cells still admissible now.
@@ -273,13 +280,11 @@ impl<C: Clock> SlidingWindowLimiter<C> {
     /// A snapshot of the counters.
     #[must_use]
     pub fn stats(&self) -> RateStats {
-        self.counters.snapshot(true)
+        self.meter.stats()
     }
-}
 
-impl<C: AsyncClock> SlidingWindowLimiter<C> {
-    /// Waits until one cell is admitted. Cancellation-safe: dropping the future consumes
-    /// nothing.
+    /// Waits until one cell is admitted, sleeping on the limiter's clock.
+    /// Cancellation-safe: dropping the future consumes nothing.
     pub async fn until_ready(&self) {
         // One cell always fits a limit of at least one.
         let _ = self.until_n_ready(1).await;
@@ -290,25 +295,7 @@ impl<C: AsyncClock> SlidingWindowLimiter<C> {
     /// # Errors
     /// [`InsufficientCapacity`] at once when `n` exceeds the limit.
     pub async fn until_n_ready(&self, n: u32) -> Result<(), InsufficientCapacity> {
-        wait_for(&self.clock, &self.counters, &self.hook, n, self.limit, || self.admit(n)).await
-    }
-}
-
-/// Builds a [`SlidingWindowLimiter`].
-#[must_use]
-pub struct SlidingWindowBuilder<C> {
-    quota: WindowQuota,
-    buckets: u32,
-    clock: C,
-    hook: EventHook<RateEvent>,
-}
-
-impl<C> fmt::Debug for SlidingWindowBuilder<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SlidingWindowBuilder")
-            .field("quota", &self.quota)
-            .field("buckets", &self.buckets)
-            .finish_non_exhaustive()
+        self.meter.wait(n, self.limit, Jitter::NONE, |now, n| self.admit(now, n)).await
     }
 }
 
@@ -316,18 +303,7 @@ impl<C: Clock> SlidingWindowBuilder<C> {
     /// Splits the window into `buckets` buckets (1 to [`MAX_BUCKETS`]; default 10). More
     /// buckets follow the window more closely and cost more per check.
     pub fn buckets(mut self, buckets: u32) -> Self {
-        self.buckets = buckets;
-        self
-    }
-
-    /// Reads time from `clock` instead.
-    pub fn clock<C2: Clock>(self, clock: C2) -> SlidingWindowBuilder<C2> {
-        SlidingWindowBuilder { quota: self.quota, buckets: self.buckets, clock, hook: self.hook }
-    }
-
-    /// Adds a listener for [`RateEvent`]s.
-    pub fn listener(mut self, listener: impl Listener<RateEvent> + 'static) -> Self {
-        self.hook = self.hook.with(listener);
+        self.settings.buckets = buckets;
         self
     }
 
@@ -336,8 +312,8 @@ impl<C: Clock> SlidingWindowBuilder<C> {
     /// # Errors
     /// A [`ConfigError`] naming `limit`, `window` or `buckets` when one is zero or too large.
     pub fn build(self) -> Result<SlidingWindowLimiter<C>, ConfigError> {
-        let (limit, window) = self.quota.validate()?;
-        let buckets = ConfigError::require_nonzero("buckets", self.buckets)?;
+        let (limit, window) = self.settings.quota.validate()?;
+        let buckets = ConfigError::require_nonzero("buckets", self.settings.buckets)?;
         if buckets > MAX_BUCKETS {
             return Err(ConfigError::new(
                 "buckets",
@@ -346,15 +322,14 @@ impl<C: Clock> SlidingWindowBuilder<C> {
         }
         let bucket = window.div_ceil(u64::from(buckets));
         // Every slot starts "stale" (bucket number far behind any clock reading's).
-        let start = (self.clock.now() / bucket).wrapping_sub(1 << 39);
+        let start = (self.now() / bucket).wrapping_sub(1 << 39);
+        let (SlidingWindowSettings { quota, .. }, meter) = self.into_parts();
         Ok(SlidingWindowLimiter {
             slots: (0..buckets).map(|_| AtomicU64::new(pack(start, 0))).collect(),
             bucket,
             limit,
-            clock: self.clock,
-            quota: self.quota,
-            counters: RateCounters::default(),
-            hook: self.hook,
+            meter,
+            quota,
         })
     }
 }

@@ -19,7 +19,9 @@ pub use backoff::Backoff;
 pub use budget::{BUCKETS, RetryBudget, RetryBudgetBuilder};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
-use crate::{Context, Error, Event, Operation, RetryAfter, Timer};
+use levee_core::nanos;
+
+use crate::{Context, Error, Event, Operation, RetryAfter};
 
 /// Decides whether an attempt's outcome is worth retrying, and how long to wait at least.
 pub trait RetryOn<T, E>: Send + Sync {
@@ -266,13 +268,13 @@ impl<P> Retry<P> {
     /// return `outcome`). Kept out of line: the happy path never gets here.
     #[cold]
     #[inline(never)]
-    fn next_delay<Tm: Timer, T, E>(
+    fn next_delay<T, E>(
         &self,
         attempt: u32,
         previous: Duration,
         outcome: &Result<T, Error<E>>,
-        ctx: &Context,
-    ) -> Option<(Duration, std::time::Instant)>
+        ctx: &Context<'_>,
+    ) -> Option<(Duration, u64)>
     where
         P: RetryOn<T, E>,
     {
@@ -290,7 +292,7 @@ impl<P> Retry<P> {
                 delay = delay.max(hint);
             }
         }
-        let start_at = Tm::now() + delay;
+        let start_at = ctx.now().saturating_add(nanos(delay));
         if ctx.deadline().is_some_and(|deadline| start_at >= deadline) {
             self.hook.emit(|| Event::RetryAbandoned { attempts: attempt, wait: delay });
             return None;
@@ -316,18 +318,20 @@ impl<P> Instrument for Retry<P> {
     }
 }
 
-impl<Op, Tm, P> Policy<Op, Tm> for Retry<P>
+impl<'c, Op, P> Policy<'c, Op> for Retry<P>
 where
-    Op: Operation,
-    Tm: Timer,
+    Op: Operation<'c>,
     P: RetryOn<Op::Output, Op::Error>,
 {
-    async fn run<'a, I: Stage<Op, Tm>>(
-        &'a self,
-        inner: &'a I,
-        op: &'a Op,
-        ctx: Context,
-    ) -> Outcome<Op> {
+    async fn run<'s, I: Stage<'c, Op>>(
+        &'s self,
+        inner: &'s I,
+        op: &'s Op,
+        ctx: Context<'c>,
+    ) -> Outcome<'c, Op>
+    where
+        'c: 's,
+    {
         if let Some(budget) = &self.budget {
             budget.deposit();
         }
@@ -339,14 +343,12 @@ where
                 return outcome;
             }
             attempt += 1;
-            let Some((delay, start_at)) =
-                self.next_delay::<Tm, _, _>(attempt, previous, &outcome, &ctx)
-            else {
+            let Some((delay, start_at)) = self.next_delay(attempt, previous, &outcome, &ctx) else {
                 return outcome;
             };
             drop(outcome);
             if !delay.is_zero() {
-                Tm::sleep_until(start_at).await;
+                ctx.clock().sleep_until(start_at).await;
             }
             previous = delay;
         }

@@ -5,8 +5,20 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use levee_core::ManualClock;
 use levee_policy::Event;
 use tokio::time::Instant;
+
+thread_local! {
+    /// The test's clock: each test runs on its own thread, and its tokio runtime (paused) on
+    /// that thread, so a sleep on this clock follows tokio's auto-advance.
+    static CLOCK: ManualClock = ManualClock::new();
+}
+
+/// The running test's manual clock (pipelines run on it; operations sleep on it).
+pub fn clock() -> ManualClock {
+    CLOCK.with(ManualClock::clone)
+}
 
 /// Collects every event a pipeline emits.
 #[derive(Clone, Default)]

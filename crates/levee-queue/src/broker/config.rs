@@ -185,8 +185,10 @@ impl SubscriptionConfig {
         Ok(())
     }
 
-    /// The redelivery delay after the `failures`-th handler failure.
-    pub(crate) fn backoff_for(&self, failures: u32) -> Duration {
+    /// The redelivery delay after the `failures`-th handler failure: `backoff[failures - 1]`,
+    /// the last entry repeating, zero for an empty schedule.
+    #[must_use]
+    pub fn backoff_for(&self, failures: u32) -> Duration {
         let i = (failures as usize).saturating_sub(1);
         self.backoff.get(i).or(self.backoff.last()).copied().unwrap_or(Duration::ZERO)
     }

@@ -34,6 +34,7 @@ use levee_core::nanos;
 use super::config::SubscriptionConfig;
 use super::dead_letter::{AttemptOutcome, AttemptRecord, DeadLetter, DeadLetterReason, Select};
 use super::event::BrokerEvent;
+use super::journal::Change;
 use super::message::StoredMessage;
 use super::nack::Nack;
 use super::slots::{Ended, Holder, Slots, Stale};
@@ -66,12 +67,33 @@ impl<T> Pending<T> {
         }
     }
 
-    fn record(&mut self, delivered_at: u64, ended_at: u64, outcome: AttemptOutcome) {
-        if self.history.len() == MAX_HISTORY {
-            self.history.remove(0);
-        }
-        self.history.push(AttemptRecord { attempt: self.attempt, delivered_at, ended_at, outcome });
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// A message restored from a durable log with the delivery record it had.
+    pub(crate) fn restored(
+        msg: Arc<StoredMessage<T>>,
+        attempt: u32,
+        failures: u32,
+        expiries: u32,
+        first_delivered: Option<u64>,
+        history: Vec<AttemptRecord>,
+    ) -> Self {
+        Self { msg, attempt, failures, expiries, first_delivered, history }
     }
+
+    fn record(&mut self, delivered_at: u64, ended_at: u64, outcome: AttemptOutcome) {
+        push_history(
+            &mut self.history,
+            AttemptRecord { attempt: self.attempt, delivered_at, ended_at, outcome },
+        );
+    }
+}
+
+/// Appends to a message's attempt history, keeping the last [`MAX_HISTORY`].
+pub(crate) fn push_history(history: &mut Vec<AttemptRecord>, record: AttemptRecord) {
+    if history.len() == MAX_HISTORY {
+        history.remove(0);
+    }
+    history.push(record);
 }
 
 #[derive(Debug)]
@@ -80,6 +102,9 @@ struct InFlight<T> {
     deadline: u64,
     delivered_at: u64,
     consumer: u32,
+    /// No delivery handle exists (put back after a restart): nothing will come back for the
+    /// slot, so an expiry frees it at once instead of reserving it for the handle.
+    orphan: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -165,6 +190,8 @@ pub(crate) struct Core<T> {
     counts: Counts,
     listening: bool,
     events: Vec<BrokerEvent>,
+    journaling: bool,
+    journal: Vec<Change>,
 }
 
 impl<T> Core<T> {
@@ -189,7 +216,27 @@ impl<T> Core<T> {
             counts: Counts::default(),
             listening,
             events: Vec::new(),
+            journaling: false,
+            journal: Vec::new(),
         }
+    }
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// Starts collecting a [`Change`] for every change to a message's delivery record.
+    pub(crate) fn enable_journal(&mut self) {
+        self.journaling = true;
+    }
+
+    fn log(&mut self, make: impl FnOnce() -> Change) {
+        if self.journaling {
+            self.journal.push(make());
+        }
+    }
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// Moves the changes collected since the last call into `out`.
+    pub(crate) fn take_journal(&mut self, out: &mut Vec<Change>) {
+        out.append(&mut self.journal);
     }
 
     pub(crate) fn config(&self) -> &SubscriptionConfig {
@@ -315,21 +362,26 @@ impl<T> Core<T> {
 
     fn expire(&mut self, lease: Lease, now: u64) {
         // The handle may still come back with a verb: its slot stays reserved so the verb
-        // learns that the lease expired.
-        let removed = self.in_flight.remove(lease.slot, lease.token, Ended::Expired, Holder::Other);
+        // learns that the lease expired (unless there is no handle).
+        let holder = match self.in_flight.get(lease.slot, lease.token) {
+            Ok(flight) if flight.orphan => Holder::Handle,
+            _ => Holder::Other,
+        };
+        let removed = self.in_flight.remove(lease.slot, lease.token, Ended::Expired, holder);
         let Ok(flight) = removed else { return };
         self.release_consumer(flight.consumer);
         let mut pending = flight.pending;
         pending.expiries += 1;
         pending.record(flight.delivered_at, now, AttemptOutcome::LeaseExpired);
         self.counts.lease_expired += 1;
-        let (seq, attempt) = (pending.msg.seq, pending.attempt);
+        let (seq, attempt, expiries) = (pending.msg.seq, pending.attempt, pending.expiries);
+        self.log(|| Change::Expired { seq, expiries, record: last_record(&pending) });
         self.emit(|subscription| BrokerEvent::LeaseExpired { subscription, seq, attempt });
         if pending.expiries >= self.config.max_lease_expiries {
-            let expiries = pending.expiries;
             self.dead_letter(pending, DeadLetterReason::MaxLeaseExpiries { expiries }, now);
         } else {
             // A crashed consumer's message goes straight back: no backoff, its key stays held.
+            self.log(|| Change::Scheduled { seq, due: now });
             self.ready.push_back(pending);
         }
     }
@@ -406,9 +458,11 @@ impl<T> Core<T> {
             self.next_token += 1;
             let grant_msg = Arc::clone(&pending.msg);
             let attempt = pending.attempt;
-            let slot = self
-                .in_flight
-                .insert(token, InFlight { pending, deadline, delivered_at: now, consumer });
+            self.log(|| Change::Delivered { seq: grant_msg.seq, attempt, at: now });
+            let slot = self.in_flight.insert(
+                token,
+                InFlight { pending, deadline, delivered_at: now, consumer, orphan: false },
+            );
             self.push_lease(Lease { deadline, slot, token });
             out(Grant { msg: grant_msg, slot, token, attempt, first_delivered, deadline });
         }
@@ -448,6 +502,8 @@ impl<T> Core<T> {
         match verb {
             Verb::Ack => {
                 self.counts.acked += 1;
+                let seq = pending.msg.seq;
+                self.log(|| Change::Acked { seq });
                 let ready_at = pending.msg.ready_at;
                 self.release_key(pending.msg.key_arc().cloned().as_ref(), now);
                 Ok(Settled::Acked { ready_at })
@@ -468,6 +524,8 @@ impl<T> Core<T> {
                     now,
                     AttemptOutcome::Terminated { reason: reason.clone() },
                 );
+                let seq = pending.msg.seq;
+                self.log(|| Change::Terminated { seq, record: last_record(&pending) });
                 self.counts.terminated += 1;
                 self.dead_letter(pending, DeadLetterReason::Terminated { reason }, now);
                 Ok(Settled::Done)
@@ -489,13 +547,15 @@ impl<T> Core<T> {
         self.counts.nacked += 1;
         let delay = delay.unwrap_or_else(|| self.config.backoff_for(pending.failures));
         pending.record(delivered_at, now, outcome(delay));
-        let (seq, attempt) = (pending.msg.seq, pending.attempt);
+        let (seq, attempt, failures) = (pending.msg.seq, pending.attempt, pending.failures);
+        self.log(|| Change::Failed { seq, failures, record: last_record(&pending) });
         self.emit(|subscription| BrokerEvent::Nacked { subscription, seq, attempt, delay });
         if pending.failures >= self.config.max_deliveries {
-            let failures = pending.failures;
             self.dead_letter(pending, DeadLetterReason::MaxDeliveries { failures }, now);
         } else {
-            self.schedule(pending, now.saturating_add(nanos(delay)), now);
+            let due = now.saturating_add(nanos(delay));
+            self.log(|| Change::Scheduled { seq, due });
+            self.schedule(pending, due, now);
         }
     }
 
@@ -538,6 +598,10 @@ impl<T> Core<T> {
         self.counts.dead_lettered += 1;
         self.release_key(pending.msg.key_arc().cloned().as_ref(), now);
         let seq = pending.msg.seq;
+        if self.journaling {
+            let reason = reason.clone();
+            self.log(|| Change::DeadLettered { seq, reason, at: now });
+        }
         if self.listening {
             let reason = reason.clone();
             self.emit(|subscription| BrokerEvent::DeadLettered { subscription, seq, reason });
@@ -555,6 +619,7 @@ impl<T> Core<T> {
         {
             self.counts.dead_letters_dropped += 1;
             let seq = oldest.message.seq;
+            self.log(|| Change::DeadLetterDropped { seq });
             self.emit(|subscription| BrokerEvent::DeadLetterDropped { subscription, seq });
         }
     }
@@ -573,6 +638,8 @@ impl<T> Core<T> {
                 let mut pending = Pending::new(letter.message);
                 pending.attempt = letter.attempts;
                 pending.history = letter.history;
+                let seq = pending.msg.seq;
+                self.log(|| Change::Replayed { seq, at: now });
                 self.place(pending, now, now);
                 replayed += 1;
             } else {
@@ -590,6 +657,13 @@ impl<T> Core<T> {
     /// Deletes the selected dead letters.
     pub(crate) fn purge(&mut self, select: &Select) -> usize {
         let before = self.dead.len();
+        if self.journaling {
+            for l in &self.dead {
+                if select.contains(l.message.seq) {
+                    self.journal.push(Change::Purged { seq: l.message.seq });
+                }
+            }
+        }
         self.dead.retain(|l| !select.contains(l.message.seq));
         let purged = before - self.dead.len();
         self.counts.purged += purged as u64;
@@ -597,6 +671,47 @@ impl<T> Core<T> {
             self.emit(|subscription| BrokerEvent::Purged { subscription, count: purged });
         }
         purged
+    }
+
+    // ----- restoring from a durable log -----
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// Puts back a message that was waiting (ready, scheduled from `due`, or behind its
+    /// key). Call in the order the messages entered the subscription, after
+    /// [`restore_in_flight`](Self::restore_in_flight), so each key's head comes first.
+    pub(crate) fn restore_waiting(&mut self, pending: Pending<T>, due: u64, now: u64) {
+        self.place(pending, due, now);
+    }
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// Puts back messages that were in flight when the process stopped, each with the time
+    /// it was delivered, under leases that end `now`: the next [`sweep`](Self::sweep)
+    /// expires them as it would a crashed consumer's, so they count as lease expiries.
+    pub(crate) fn restore_in_flight(&mut self, flights: Vec<(Pending<T>, u64)>, now: u64) {
+        if flights.is_empty() {
+            return;
+        }
+        let consumer = self.add_consumer();
+        for (pending, delivered_at) in flights {
+            if let Some(key) = pending.msg.key_arc() {
+                self.keys.entry(Arc::clone(key)).or_default();
+            }
+            let token = self.next_token;
+            self.next_token += 1;
+            let slot = self.in_flight.insert(
+                token,
+                InFlight { pending, deadline: now, delivered_at, consumer, orphan: true },
+            );
+            self.leases.push_back(Lease { deadline: now, slot, token });
+            self.consumers[consumer as usize].in_flight += 1;
+        }
+        self.remove_consumer(consumer);
+    }
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// Puts back a dead letter (call oldest first).
+    pub(crate) fn restore_dead_letter(&mut self, letter: DeadLetter<T>) {
+        self.dead.push_back(letter);
     }
 
     // ----- observation -----
@@ -627,12 +742,31 @@ impl<T> Core<T> {
     }
 }
 
+/// The attempt just recorded (journaled with the change that recorded it).
+fn last_record<T>(pending: &Pending<T>) -> AttemptRecord {
+    pending.history.last().cloned().expect("recorded just before")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn message(seq: u64) -> Arc<StoredMessage<u64>> {
         Arc::new(StoredMessage { seq, published_at: 0, ready_at: 0, meta: None, payload: seq })
+    }
+
+    /// Deliveries put back after a restart have no handle: their expiry frees the slot
+    /// instead of reserving it for a handle that will never come back.
+    #[cfg(feature = "durable")]
+    #[test]
+    fn restored_in_flight_frees_its_slot_on_expiry() {
+        let mut core: Core<u64> = Core::new("t".into(), SubscriptionConfig::new("s"), false);
+        let flights = (1..=3).map(|seq| (Pending::new(message(seq)), 0)).collect();
+        core.restore_in_flight(flights, 10);
+        assert_eq!(core.in_flight.in_use(), 3);
+        core.sweep(10);
+        assert_eq!(core.in_flight.in_use(), 0, "no slot stays reserved");
+        assert_eq!(core.stats().lease_expired, 3);
     }
 
     /// Settled leases do not pile up in the FIFO until their deadline, whatever the ack

@@ -7,6 +7,8 @@ use super::message::StoredMessage;
 
 /// How one delivery attempt ended (other than by an ack).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
 pub enum AttemptOutcome {
     /// The handler nacked it; redelivery was due after `delay`.
     Nacked {
@@ -28,6 +30,7 @@ pub enum AttemptOutcome {
 
 /// One delivery attempt that did not end in an ack.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AttemptRecord {
     /// Which delivery of the message this was (1 for the first).
     pub attempt: u32,
@@ -54,6 +57,8 @@ impl AttemptRecord {
 
 /// Why a message was dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum DeadLetterReason {
     /// Its handler failed `max_deliveries` times.
@@ -145,7 +150,9 @@ pub enum Select {
 }
 
 impl Select {
-    pub(crate) fn contains(&self, seq: u64) -> bool {
+    /// True when the dead letter with sequence number `seq` is selected.
+    #[must_use]
+    pub fn contains(&self, seq: u64) -> bool {
         match self {
             Self::All => true,
             Self::Seqs(seqs) => seqs.contains(&seq),

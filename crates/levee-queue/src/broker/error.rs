@@ -76,6 +76,27 @@ pub enum BrokerError {
         /// The message's sequence number.
         seq: u64,
     },
+    /// The durable broker's log failed (a write or fsync error): nothing more is confirmed
+    /// until the broker is reopened, which recovers what reached the disk. An operation that
+    /// gets this error may or may not have been recorded.
+    #[error("durable log failed: {reason}")]
+    Storage {
+        /// The underlying error.
+        reason: String,
+    },
+    /// The durable broker's log is at its disk budget and the publish was refused (or could
+    /// not wait). Acks let retention free space.
+    #[error("durable log is full ({used} of {budget} bytes)")]
+    DiskFull {
+        /// Bytes the log takes.
+        used: u64,
+        /// Its budget for publishes.
+        budget: u64,
+    },
+    /// The durable broker was opened read-only (it found corruption and was told to open
+    /// read-only): it lists and reports, and refuses every change.
+    #[error("broker is read-only")]
+    ReadOnly,
     /// A receipt was presented to a subscription that did not deliver it.
     #[error("receipt of message {seq} was not issued by subscription `{subscription}`")]
     WrongSubscription {
@@ -84,13 +105,35 @@ pub enum BrokerError {
         /// The message's sequence number.
         seq: u64,
     },
+    /// A networked broker's server could not be reached, or did not answer in time. Whether
+    /// the operation took effect is unknown: retry it (a publish with a message id is
+    /// deduplicated, so the retry is safe).
+    #[error("broker unavailable: {reason}")]
+    Unavailable {
+        /// What failed (connection refused, timed out, ...).
+        reason: String,
+    },
+    /// A networked broker's server refused the operation for a reason of its own (not one of
+    /// the refusals above).
+    #[error("broker refused: {reason}")]
+    Backend {
+        /// The server's reason.
+        reason: String,
+    },
+    /// A payload could not be encoded for, or decoded from, a networked broker.
+    #[error("payload codec: {reason}")]
+    Codec {
+        /// What the codec reported.
+        reason: String,
+    },
 }
 
 impl BrokerError {
-    /// True for refusals that may succeed if retried later (a full backlog).
+    /// True for refusals that may succeed if retried later (a full backlog, a full disk, an
+    /// unreachable server).
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Full { .. })
+        matches!(self, Self::Full { .. } | Self::DiskFull { .. } | Self::Unavailable { .. })
     }
 }
 

@@ -218,6 +218,14 @@ pub struct StoredMessage<T> {
 }
 
 impl<T> StoredMessage<T> {
+    /// A stored message made from `message`, as a broker that keeps messages elsewhere (a
+    /// networked engine) rebuilds it: `seq` in its topic, published and first deliverable at
+    /// those readings of the broker's clock (nanoseconds).
+    #[must_use]
+    pub fn new(seq: u64, published_at: u64, ready_at: u64, message: Message<T>) -> Self {
+        Self { seq, published_at, ready_at, meta: message.meta, payload: message.payload }
+    }
+
     /// The sequence number the topic gave the message: unique within the topic, increasing
     /// in publish order.
     #[must_use]

@@ -71,20 +71,22 @@
 
 mod config;
 pub mod conformance;
-mod core;
+pub(crate) mod core;
 mod dead_letter;
-mod dedup;
+pub(crate) mod dedup;
 mod delivery;
 mod error;
 mod event;
 mod in_process;
-mod message;
+#[cfg_attr(not(feature = "durable"), allow(dead_code))]
+pub(crate) mod journal;
+pub(crate) mod message;
 mod nack;
 mod serve;
-mod slots;
+pub(crate) mod slots;
 mod stats;
-mod subject;
-mod subscription;
+pub(crate) mod subject;
+pub(crate) mod subscription;
 mod timers;
 mod topic;
 mod traits;
@@ -99,7 +101,7 @@ pub use message::{Headers, Message, Schedule, StoredMessage};
 pub use nack::Nack;
 pub use serve::{Failure, ServeConfig, ServeHandle, ServeStats, serve};
 pub use stats::{SubscriptionStats, TopicStats};
-pub use subject::SubjectFilter;
+pub use subject::{SubjectFilter, validate_subject};
 pub use subscription::{Consumer, Subscription};
 pub use topic::{Publish, PublishError, Topic};
 pub use traits::{Broker, BrokerDelivery};

@@ -103,7 +103,10 @@ impl SubjectFilter {
 }
 
 /// Checks that a published subject is well formed: non-empty tokens, no wildcard.
-pub(crate) fn validate_subject(subject: &str) -> Result<(), BrokerError> {
+///
+/// # Errors
+/// [`BrokerError::InvalidSubject`] saying what is wrong.
+pub fn validate_subject(subject: &str) -> Result<(), BrokerError> {
     let invalid =
         |reason: &'static str| BrokerError::InvalidSubject { subject: subject.into(), reason };
     if subject.is_empty() {

@@ -132,7 +132,52 @@ impl<T> Array<T> {
     }
 
     /// Adds `value` at the tail, or hands it back if the ring is full or closed.
+    ///
+    /// The uncontended case is inline: the slot at `tail` is empty for this lap (which also
+    /// means `tail` has no closed bit: stamps never carry it) and the CAS wins. Anything else
+    /// goes round [`push_slow`](Self::push_slow)'s loop, from a fresh `tail`.
+    #[inline]
     pub(crate) fn push(&self, value: T) -> Result<(), PushError<T>> {
+        // Orderings as in `push_slow`, whose first round this is.
+        let tail = self.tail.load(Ordering::Relaxed);
+        let slot = self.slot(self.index(tail));
+        if slot.stamp.load(Ordering::Acquire) == tail
+            && self
+                .tail
+                .compare_exchange_weak(
+                    tail,
+                    self.advance(tail),
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            // SAFETY: the CAS moved `tail` past the position while its stamp said empty.
+            unsafe { self.publish(slot, tail, value) };
+            return Ok(());
+        }
+        self.push_slow(value)
+    }
+
+    /// Writes `value` into the slot of position `tail` and stamps it full.
+    ///
+    /// # Safety
+    /// The caller's CAS moved `tail` past this position after it read the slot's stamp as
+    /// `tail` (empty for this lap), which makes it the position's only owner.
+    #[inline]
+    unsafe fn publish(&self, slot: &Slot<T>, tail: u64, value: T) {
+        // SAFETY: the caller owns position `tail` (its CAS); the stamp said the slot is
+        // empty, so no reader or writer touches the value until the store below.
+        slot.value.with_mut(|p| unsafe { p.write(MaybeUninit::new(value)) });
+        // Stamp `tail + 1` = "full, written at lap L". Release pairs with the receiver's
+        // Acquire load of the stamp.
+        slot.stamp.store(tail + 1, Ordering::Release);
+    }
+
+    /// [`push`](Self::push) once its first try did not succeed: retries until the value is
+    /// in, or the ring is found full or closed.
+    #[inline(never)]
+    fn push_slow(&self, value: T) -> Result<(), PushError<T>> {
         let backoff = Backoff::new();
         // Relaxed: the CAS below decides; a stale value only costs a retry.
         let mut tail = self.tail.load(Ordering::Relaxed);
@@ -156,13 +201,9 @@ impl<T> Array<T> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        // SAFETY: the CAS made this thread the only owner of position `tail`;
-                        // the stamp (== tail) says the slot is empty, so no reader or writer
-                        // touches the value until we publish `tail + 1` below.
-                        slot.value.with_mut(|p| unsafe { p.write(MaybeUninit::new(value)) });
-                        // Stamp `tail + 1` = "full, written at lap L". Release pairs with the
-                        // receiver's Acquire load of the stamp.
-                        slot.stamp.store(tail + 1, Ordering::Release);
+                        // SAFETY: the CAS made this thread the only owner of position `tail`,
+                        // whose stamp (== tail) said empty.
+                        unsafe { self.publish(slot, tail, value) };
                         return Ok(());
                     }
                     Err(current) => {
@@ -191,7 +232,51 @@ impl<T> Array<T> {
     }
 
     /// Takes the message at the head, or says why there is none.
+    ///
+    /// The uncontended case is inline: the slot at `head` holds this lap's message and the
+    /// CAS wins. Anything else goes round [`pop_slow`](Self::pop_slow)'s loop.
+    #[inline]
     pub(crate) fn pop(&self) -> Result<T, PopError> {
+        // Orderings as in `pop_slow`, whose first round this is.
+        let head = self.head.load(Ordering::Relaxed);
+        let slot = self.slot(self.index(head));
+        if slot.stamp.load(Ordering::Acquire) == head + 1
+            && self
+                .head
+                .compare_exchange_weak(
+                    head,
+                    self.advance(head),
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            // SAFETY: the CAS moved `head` past the position while its stamp said full.
+            return Ok(unsafe { self.take(slot, head) });
+        }
+        self.pop_slow()
+    }
+
+    /// Reads the message in the slot of position `head` and stamps it empty for next lap.
+    ///
+    /// # Safety
+    /// The caller's CAS moved `head` past this position after it read the slot's stamp as
+    /// `head + 1` (written this lap), which makes it the position's only owner.
+    #[inline]
+    unsafe fn take(&self, slot: &Slot<T>, head: u64) -> T {
+        // SAFETY: the caller owns position `head` (its CAS); the stamp said the value was
+        // written and published (its Acquire load), and no one else reads it.
+        let value = slot.value.with(|p| unsafe { p.read().assume_init() });
+        // Stamp `{lap L + 1, i}` = "empty, for next lap's sender". Release pairs with that
+        // sender's Acquire load of the stamp.
+        slot.stamp.store(head.wrapping_add(self.one_lap), Ordering::Release);
+        value
+    }
+
+    /// [`pop`](Self::pop) once its first try did not succeed: retries until it has a
+    /// message, or finds the ring empty or closed.
+    #[inline(never)]
+    fn pop_slow(&self) -> Result<T, PopError> {
         let backoff = Backoff::new();
         // Relaxed: the CAS below decides; a stale value only costs a retry.
         let mut head = self.head.load(Ordering::Relaxed);
@@ -211,14 +296,9 @@ impl<T> Array<T> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        // SAFETY: the CAS made this thread the only owner of position `head`;
-                        // the stamp (== head + 1) says the value was written and published
-                        // (Acquire above), and no one else reads it.
-                        let value = slot.value.with(|p| unsafe { p.read().assume_init() });
-                        // Stamp `{lap L + 1, i}` = "empty, for next lap's sender". Release
-                        // pairs with that sender's Acquire load of the stamp.
-                        slot.stamp.store(head.wrapping_add(self.one_lap), Ordering::Release);
-                        return Ok(value);
+                        // SAFETY: the CAS made this thread the only owner of position `head`,
+                        // whose stamp (== head + 1) said full.
+                        return Ok(unsafe { self.take(slot, head) });
                     }
                     Err(current) => {
                         head = current;

@@ -122,41 +122,55 @@ impl<T> Chan<T> {
     }
 
     /// Sends, blocking the thread while the channel is full under `Wait`.
-    pub(crate) fn send(&self, mut value: T) -> Result<(), SendError<T>> {
+    ///
+    /// The first attempt is inline; spinning and blocking are set up only once the channel
+    /// was found full ([`send_full`](Self::send_full)).
+    #[inline]
+    pub(crate) fn send(&self, value: T) -> Result<(), SendError<T>> {
+        match self.attempt_send(value) {
+            Attempt::Sent => Ok(()),
+            Attempt::Closed(v) => Err(SendError::Closed(v)),
+            Attempt::Full(v) => self.send_full(v),
+        }
+    }
+
+    /// [`send`](Self::send) after an attempt found the channel full: refuses under `Reject`,
+    /// otherwise spins a little, then blocks until there is room.
+    #[inline(never)]
+    fn send_full(&self, mut value: T) -> Result<(), SendError<T>> {
+        if self.policy == OverflowPolicy::Reject {
+            self.note_rejected();
+            return Err(SendError::Rejected(value));
+        }
+        let mut backoff = Backoff::new();
         loop {
-            // Spin a little first: a slot usually frees up within microseconds.
-            let backoff = Backoff::new();
-            loop {
-                match self.attempt_send(value) {
-                    Attempt::Sent => return Ok(()),
-                    Attempt::Closed(v) => return Err(SendError::Closed(v)),
-                    Attempt::Full(v) if self.policy == OverflowPolicy::Reject => {
-                        self.note_rejected();
-                        return Err(SendError::Rejected(v));
-                    }
-                    Attempt::Full(v) => value = v,
-                }
-                if backoff.is_completed() {
-                    break;
-                }
+            if !backoff.is_completed() {
+                // Spin a little first: a slot usually frees up within microseconds.
                 backoff.snooze();
+            } else {
+                // Block: register, re-check, park until notified; then retry at once.
+                let id = self.send_waiters.register(Wake::Thread(thread::current()));
+                fence_after_register();
+                match self.attempt_send(value) {
+                    Attempt::Sent => {
+                        self.send_waiters.cancel(id);
+                        return Ok(());
+                    }
+                    Attempt::Closed(v) => {
+                        self.send_waiters.cancel(id);
+                        return Err(SendError::Closed(v));
+                    }
+                    Attempt::Full(v) => {
+                        value = v;
+                        park_until_notified(&self.send_waiters, id);
+                    }
+                }
+                backoff = Backoff::new();
             }
-            // Block: register, re-check, park until notified.
-            let id = self.send_waiters.register(Wake::Thread(thread::current()));
-            fence_after_register();
             match self.attempt_send(value) {
-                Attempt::Sent => {
-                    self.send_waiters.cancel(id);
-                    return Ok(());
-                }
-                Attempt::Closed(v) => {
-                    self.send_waiters.cancel(id);
-                    return Err(SendError::Closed(v));
-                }
-                Attempt::Full(v) => {
-                    value = v;
-                    park_until_notified(&self.send_waiters, id);
-                }
+                Attempt::Sent => return Ok(()),
+                Attempt::Closed(v) => return Err(SendError::Closed(v)),
+                Attempt::Full(v) => value = v,
             }
         }
     }
@@ -174,32 +188,46 @@ impl<T> Chan<T> {
     }
 
     /// Receives, blocking the thread while the channel is empty and open.
+    ///
+    /// The first attempt is inline; spinning and blocking are set up only once the channel
+    /// was found empty ([`recv_empty`](Self::recv_empty)).
+    #[inline]
     pub(crate) fn recv(&self) -> Result<T, RecvError> {
+        match self.try_recv() {
+            Ok(v) => Ok(v),
+            Err(TryRecvError::Closed) => Err(RecvError),
+            Err(TryRecvError::Empty) => self.recv_empty(),
+        }
+    }
+
+    /// [`recv`](Self::recv) after an attempt found the channel empty: spins a little, then
+    /// blocks until a message arrives or the channel closes.
+    #[inline(never)]
+    fn recv_empty(&self) -> Result<T, RecvError> {
+        let mut backoff = Backoff::new();
         loop {
-            let backoff = Backoff::new();
-            loop {
-                match self.try_recv() {
-                    Ok(v) => return Ok(v),
-                    Err(TryRecvError::Closed) => return Err(RecvError),
-                    Err(TryRecvError::Empty) => {}
-                }
-                if backoff.is_completed() {
-                    break;
-                }
+            if !backoff.is_completed() {
                 backoff.snooze();
+            } else {
+                let id = self.recv_waiters.register(Wake::Thread(thread::current()));
+                fence_after_register();
+                match self.try_recv() {
+                    Ok(v) => {
+                        self.recv_waiters.cancel(id);
+                        return Ok(v);
+                    }
+                    Err(TryRecvError::Closed) => {
+                        self.recv_waiters.cancel(id);
+                        return Err(RecvError);
+                    }
+                    Err(TryRecvError::Empty) => park_until_notified(&self.recv_waiters, id),
+                }
+                backoff = Backoff::new();
             }
-            let id = self.recv_waiters.register(Wake::Thread(thread::current()));
-            fence_after_register();
             match self.try_recv() {
-                Ok(v) => {
-                    self.recv_waiters.cancel(id);
-                    return Ok(v);
-                }
-                Err(TryRecvError::Closed) => {
-                    self.recv_waiters.cancel(id);
-                    return Err(RecvError);
-                }
-                Err(TryRecvError::Empty) => park_until_notified(&self.recv_waiters, id),
+                Ok(v) => return Ok(v),
+                Err(TryRecvError::Closed) => return Err(RecvError),
+                Err(TryRecvError::Empty) => {}
             }
         }
     }

@@ -32,6 +32,7 @@ impl<T> Receiver<T> {
     ///
     /// # Errors
     /// [`RecvError`] once the channel is closed and drained.
+    #[inline]
     pub fn recv(&self) -> Result<T, RecvError> {
         self.chan.recv()
     }

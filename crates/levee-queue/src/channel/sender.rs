@@ -37,6 +37,7 @@ impl<T> Sender<T> {
     /// [`SendError::Rejected`] with the value when the channel is full and the policy is
     /// `Reject`; [`SendError::Closed`] with the value when the channel is (or becomes, while
     /// waiting) closed.
+    #[inline]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         self.chan.send(value)
     }

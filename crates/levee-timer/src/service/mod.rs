@@ -1,13 +1,14 @@
-//! [`TimerService`]: a [`ShardedWheel`] driven by one tokio task.
+//! [`TimerService`]: a [`ShardedWheel`] on an injected clock, driven by one tokio task.
 //!
 //! Any thread schedules and cancels through a cloneable handle; each call locks one shard
 //! (the calling thread's, or the one a [`TimerHandle`] names), so there is no global lock on
 //! the schedule/cancel path. A driver task polls the shards, delivers what is due (items to
-//! an [`Expirations`] stream or a callback, wake-ups to [`Sleep`] futures) and then sleeps
-//! until the earliest next deadline on tokio's own timer, or until a schedule that is due
-//! earlier than anything it saw notifies it (see [`ShardedWheel`] for why no wake-up is lost).
-//! It never ticks while idle. Time is tokio's (`tokio::time::Instant`), so
-//! `tokio::time::pause()` drives it in tests.
+//! an [`Expirations`] stream or a callback, wake-ups to [`Sleep`] futures) and then sleeps on
+//! the service's clock ([`Clock::sleep_until`]) until the earliest next deadline, or until a
+//! schedule that is due earlier than anything it saw notifies it (see [`ShardedWheel`] for
+//! why no wake-up is lost). It never ticks while idle. Deadlines are readings of the clock:
+//! a [`ManualClock`](levee_core::ManualClock) drives the service in tests, moved by hand (the
+//! driver wakes at once) or following paused tokio time.
 
 mod sleep;
 mod stream;
@@ -21,10 +22,10 @@ use std::time::Duration;
 
 use levee_core::sync::{AtomicUsize, Mutex, Ordering};
 use levee_core::{
-    ConfigError, Counter, EventHook, LatencyRecorder, LatencySnapshot, Listener, nanos,
+    Clock, ConfigError, Counter, EventHook, FastClock, LatencyRecorder, LatencySnapshot, Listener,
+    nanos,
 };
 use tokio::sync::{Notify, mpsc};
-use tokio::time::Instant;
 
 use crate::error::TimerError;
 use crate::sharded::{ShardedWheel, TimerHandle};
@@ -88,9 +89,9 @@ enum Delivery<T> {
     Callback(Box<dyn Fn(TimerHandle, T) + Send + Sync>),
 }
 
-struct Shared<T> {
+struct Shared<T, C> {
     wheel: ShardedWheel<Payload<T>>,
-    origin: Instant,
+    clock: C,
     notify: Arc<Notify>,
     delivery: Delivery<T>,
     hook: EventHook<TimerEvent>,
@@ -100,52 +101,58 @@ struct Shared<T> {
     lateness: LatencyRecorder,
 }
 
-impl<T> Drop for Shared<T> {
+impl<T, C> Drop for Shared<T, C> {
     fn drop(&mut self) {
         // Lets the driver see that the last handle is gone and stop.
         self.notify.notify_one();
     }
 }
 
-/// A thread-safe, cloneable timer service on tokio: schedule items from any thread, get them
-/// back when due, plus [`sleep`](Self::sleep) and [`timeout`](Self::timeout) on the same
-/// wheels.
+/// A thread-safe, cloneable timer service: schedule items from any thread, get them back
+/// when due, plus [`sleep`](Self::sleep) and [`timeout`](Self::timeout) on the same wheels.
 ///
-/// Built with [`TimerService::builder`] inside a tokio runtime (it spawns its driver task
-/// there, which ends when the last clone of the service and its sleeps are dropped).
+/// Time is the service's clock `C` ([`FastClock`] unless the builder's
+/// [`clock`](ServiceBuilder::clock) says otherwise): deadlines are its readings, and the
+/// driver sleeps on it. Built with [`TimerService::builder`] inside a tokio runtime (it
+/// spawns its driver task there, which ends when the last clone of the service and its
+/// sleeps are dropped).
 ///
 /// ```
 /// use std::time::Duration;
+/// use levee_core::{Clock, ManualClock};
 /// use levee_timer::TimerService;
 ///
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let timers: TimerService<&str> = TimerService::builder().build().unwrap();
+/// let clock = ManualClock::new();
+/// let timers: TimerService<&str, _> =
+///     TimerService::builder().clock(clock.clone()).build().unwrap();
 /// let mut due = timers.expirations().unwrap();
 ///
 /// let order = timers.schedule_after(Duration::from_secs(30 * 60), "cancel order 7").unwrap();
 /// timers.schedule_after(Duration::from_secs(60), "release cart 3").unwrap();
 /// assert_eq!(timers.cancel(order), Some("cancel order 7")); // paid in time
 ///
-/// let (_, what) = due.recv().await.unwrap(); // paused time jumps ahead
+/// clock.advance(Duration::from_secs(61)); // the driver wakes at once
+/// let (_, what) = due.recv().await.unwrap();
 /// assert_eq!(what, "release cart 3");
 ///
-/// timers.sleep(Duration::from_millis(5)).await;
-/// let slow = timers.timeout(Duration::from_millis(5), std::future::pending::<()>()).await;
-/// assert!(slow.is_err());
+/// let slow = timers.timeout(Duration::from_millis(5), std::future::pending::<()>());
+/// clock.advance(Duration::from_millis(5));
+/// assert!(slow.await.is_err());
 /// # }
 /// ```
-pub struct TimerService<T = ()> {
-    shared: Arc<Shared<T>>,
+pub struct TimerService<T = (), C = FastClock> {
+    shared: Arc<Shared<T, C>>,
 }
 
-impl<T> Clone for TimerService<T> {
+impl<T, C> Clone for TimerService<T, C> {
     fn clone(&self) -> Self {
         Self { shared: self.shared.clone() }
     }
 }
 
-impl<T> fmt::Debug for TimerService<T> {
+impl<T, C> fmt::Debug for TimerService<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TimerService").field("wheel", &self.shared.wheel).finish_non_exhaustive()
     }
@@ -153,15 +160,16 @@ impl<T> fmt::Debug for TimerService<T> {
 
 /// Settings of a [`TimerService`].
 #[must_use]
-pub struct ServiceBuilder<T> {
+pub struct ServiceBuilder<T, C = FastClock> {
     wheel: Builder,
     shards: Option<usize>,
     callback: Option<Box<dyn Fn(TimerHandle, T) + Send + Sync>>,
     hook: EventHook<TimerEvent>,
     runtime: Option<tokio::runtime::Handle>,
+    clock: C,
 }
 
-impl<T> fmt::Debug for ServiceBuilder<T> {
+impl<T, C> fmt::Debug for ServiceBuilder<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServiceBuilder")
             .field("wheel", &self.wheel)
@@ -172,7 +180,19 @@ impl<T> fmt::Debug for ServiceBuilder<T> {
     }
 }
 
-impl<T: Send + 'static> ServiceBuilder<T> {
+impl<T: Send + 'static, C: Clock> ServiceBuilder<T, C> {
+    /// Reads time from, and sleeps on, `clock` instead of [`FastClock`].
+    pub fn clock<C2: Clock>(self, clock: C2) -> ServiceBuilder<T, C2> {
+        ServiceBuilder {
+            wheel: self.wheel,
+            shards: self.shards,
+            callback: self.callback,
+            hook: self.hook,
+            runtime: self.runtime,
+            clock,
+        }
+    }
+
     /// Wheel tick (default 1 ms): timers fire at most about one tick late in exact mode.
     pub fn tick(mut self, tick: Duration) -> Self {
         self.wheel = self.wheel.tick(tick);
@@ -225,7 +245,7 @@ impl<T: Send + 'static> ServiceBuilder<T> {
     /// # Errors
     /// A [`ConfigError`] naming the bad setting (`tick`, `max_pending`, `shards`), or
     /// `runtime` when called outside a tokio runtime without [`runtime`](Self::runtime).
-    pub fn build(self) -> Result<TimerService<T>, ConfigError> {
+    pub fn build(self) -> Result<TimerService<T, C>, ConfigError> {
         let runtime = match self.runtime {
             Some(handle) => handle,
             None => tokio::runtime::Handle::try_current().map_err(|_| {
@@ -239,7 +259,7 @@ impl<T: Send + 'static> ServiceBuilder<T> {
             let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
             (cpus * 2).next_power_of_two().min(64)
         });
-        let wheel = ShardedWheel::new(shards, self.wheel.start(0))?;
+        let wheel = ShardedWheel::new(shards, self.wheel.start(self.clock.now()))?;
         let backlog = Arc::new(AtomicUsize::new(0));
         let delivery = match self.callback {
             Some(callback) => Delivery::Callback(callback),
@@ -252,11 +272,7 @@ impl<T: Send + 'static> ServiceBuilder<T> {
         let notify = Arc::new(Notify::new());
         let shared = Arc::new(Shared {
             wheel,
-            // Entering the runtime makes `Instant::now()` read its (possibly paused) clock.
-            origin: {
-                let _guard = runtime.enter();
-                Instant::now()
-            },
+            clock: self.clock,
             notify: notify.clone(),
             delivery,
             hook: self.hook,
@@ -271,7 +287,8 @@ impl<T: Send + 'static> ServiceBuilder<T> {
 }
 
 impl<T: Send + 'static> TimerService<T> {
-    /// Settings for a service; `build()` spawns it on the current tokio runtime.
+    /// Settings for a service on [`FastClock`]; `build()` spawns it on the current tokio
+    /// runtime.
     pub fn builder() -> ServiceBuilder<T> {
         ServiceBuilder {
             wheel: Builder::default(),
@@ -279,17 +296,19 @@ impl<T: Send + 'static> TimerService<T> {
             callback: None,
             hook: EventHook::none(),
             runtime: None,
+            clock: FastClock,
         }
     }
+}
 
-    /// Schedules `item` for `at`. Due items go to the [`Expirations`] stream (or the
-    /// `on_expired` callback). An `at` in the past fires on the driver's next pass.
+impl<T: Send + 'static, C: Clock> TimerService<T, C> {
+    /// Schedules `item` for clock reading `at`. Due items go to the [`Expirations`] stream
+    /// (or the `on_expired` callback). An `at` in the past fires on the driver's next pass.
     ///
     /// # Errors
     /// [`TimerError::Full`] with the item when `max_pending` timers are pending.
-    pub fn schedule(&self, at: Instant, item: T) -> Result<TimerHandle, TimerError<T>> {
-        let deadline = self.shared.nanos_of(at);
-        match self.shared.insert(deadline, Payload::Item(item)) {
+    pub fn schedule(&self, at: u64, item: T) -> Result<TimerHandle, TimerError<T>> {
+        match self.shared.insert(at, Payload::Item(item)) {
             Ok(handle) => Ok(handle),
             Err(TimerError::Full { value: Payload::Item(item), max_pending }) => {
                 Err(TimerError::Full { value: item, max_pending })
@@ -303,7 +322,7 @@ impl<T: Send + 'static> TimerService<T> {
     /// # Errors
     /// As [`schedule`](Self::schedule).
     pub fn schedule_after(&self, delay: Duration, item: T) -> Result<TimerHandle, TimerError<T>> {
-        self.schedule(Instant::now() + delay, item)
+        self.schedule(self.now().saturating_add(nanos(delay)), item)
     }
 
     /// Cancels a scheduled item and returns it; `None` once it fired (it is then in the
@@ -315,13 +334,13 @@ impl<T: Send + 'static> TimerService<T> {
         }
     }
 
-    /// Moves a scheduled item to `at`.
+    /// Moves a scheduled item to clock reading `at`.
     ///
     /// # Errors
     /// [`TimerError::StaleKey`] once it fired or was cancelled; [`TimerError::ForeignKey`]
     /// for a handle of another service.
-    pub fn reset(&self, handle: TimerHandle, at: Instant) -> Result<(), TimerError> {
-        self.shared.reset(handle, self.shared.nanos_of(at))
+    pub fn reset(&self, handle: TimerHandle, at: u64) -> Result<(), TimerError> {
+        self.shared.reset(handle, at)
     }
 
     /// The stream of due items. `Some` once (the first call takes it); `None` afterwards or
@@ -335,23 +354,36 @@ impl<T: Send + 'static> TimerService<T> {
     }
 }
 
-impl<T> TimerService<T> {
-    /// A future that completes at `deadline`. Cancelled (its timer removed) when dropped.
-    pub fn sleep_until(&self, deadline: Instant) -> Sleep
+impl<T, C: Clock> TimerService<T, C> {
+    /// The service's clock.
+    #[must_use]
+    pub fn clock(&self) -> &C {
+        &self.shared.clock
+    }
+
+    /// A reading of the service's clock: what deadlines are measured in.
+    #[must_use]
+    pub fn now(&self) -> u64 {
+        self.shared.clock.now()
+    }
+
+    /// A future that completes when the service's clock reads `deadline`. Cancelled (its
+    /// timer removed) when dropped.
+    pub fn sleep_until(&self, deadline: u64) -> Sleep
     where
         T: Send + 'static,
     {
-        let future = deadline > Instant::now();
+        let future = deadline > self.now();
         Sleep::new(self.shared.clone(), deadline, future)
     }
 
-    /// A future that completes after `duration`.
+    /// A future that completes after `duration` on the service's clock.
     pub fn sleep(&self, duration: Duration) -> Sleep
     where
         T: Send + 'static,
     {
         // One clock read: a positive duration from now is always in the future.
-        let deadline = Instant::now() + duration;
+        let deadline = self.now().saturating_add(nanos(duration));
         Sleep::new(self.shared.clone(), deadline, !duration.is_zero())
     }
 
@@ -364,8 +396,8 @@ impl<T> TimerService<T> {
         Timeout::new(future, self.sleep(duration))
     }
 
-    /// [`timeout`](Self::timeout) with an absolute deadline.
-    pub fn timeout_at<F: Future>(&self, deadline: Instant, future: F) -> Timeout<F>
+    /// [`timeout`](Self::timeout) with a deadline on the service's clock.
+    pub fn timeout_at<F: Future>(&self, deadline: u64, future: F) -> Timeout<F>
     where
         T: Send + 'static,
     {
@@ -401,19 +433,7 @@ impl<T> TimerService<T> {
     }
 }
 
-impl<T> Shared<T> {
-    fn now_nanos(&self) -> u64 {
-        self.nanos_of(Instant::now())
-    }
-
-    fn nanos_of(&self, at: Instant) -> u64 {
-        nanos(at.saturating_duration_since(self.origin))
-    }
-
-    fn instant_of(&self, nanos: u64) -> Option<Instant> {
-        self.origin.checked_add(Duration::from_nanos(nanos))
-    }
-
+impl<T, C> Shared<T, C> {
     fn insert(
         &self,
         deadline: u64,
@@ -479,20 +499,20 @@ impl<T> Shared<T> {
 
 /// The part of the service a [`Sleep`] needs, without the item type.
 trait SleepBackend: Send + Sync {
-    fn now(&self) -> Instant;
-    fn arm(&self, deadline: Instant) -> Option<TimerHandle>;
+    fn now(&self) -> u64;
+    fn arm(&self, deadline: u64) -> Option<TimerHandle>;
     fn poll_fired(&self, handle: TimerHandle, cx: &mut Context<'_>) -> Poll<()>;
     fn disarm(&self, handle: TimerHandle);
-    fn rearm(&self, handle: TimerHandle, deadline: Instant) -> bool;
+    fn rearm(&self, handle: TimerHandle, deadline: u64) -> bool;
 }
 
-impl<T: Send + 'static> SleepBackend for Shared<T> {
-    fn now(&self) -> Instant {
-        Instant::now()
+impl<T: Send + 'static, C: Clock> SleepBackend for Shared<T, C> {
+    fn now(&self) -> u64 {
+        self.clock.now()
     }
 
-    fn arm(&self, deadline: Instant) -> Option<TimerHandle> {
-        self.insert(self.nanos_of(deadline), Payload::Wake(None)).ok()
+    fn arm(&self, deadline: u64) -> Option<TimerHandle> {
+        self.insert(deadline, Payload::Wake(None)).ok()
     }
 
     fn poll_fired(&self, handle: TimerHandle, cx: &mut Context<'_>) -> Poll<()> {
@@ -513,33 +533,33 @@ impl<T: Send + 'static> SleepBackend for Shared<T> {
         self.cancel(handle);
     }
 
-    fn rearm(&self, handle: TimerHandle, deadline: Instant) -> bool {
-        self.reset(handle, self.nanos_of(deadline)).is_ok()
+    fn rearm(&self, handle: TimerHandle, deadline: u64) -> bool {
+        self.reset(handle, deadline).is_ok()
     }
 }
 
-/// The driver task: poll every shard, deliver, sleep until the next deadline or a notify.
-/// Holds the service only weakly, so it ends once every handle and sleep is gone.
-async fn drive<T: Send + 'static>(shared: Weak<Shared<T>>, notify: Arc<Notify>) {
+/// The driver task: poll every shard, deliver, sleep on the clock until the next deadline or
+/// a notify. Holds the service only weakly (and not at all while it sleeps: a clock's sleep
+/// borrows nothing), so it ends once every handle and sleep is gone.
+async fn drive<T: Send + 'static, C: Clock>(shared: Weak<Shared<T, C>>, notify: Arc<Notify>) {
     let mut batch = Vec::new();
     loop {
-        let (next, more) = {
+        let (sleep, more) = {
             let Some(shared) = shared.upgrade() else { return };
-            let now = shared.now_nanos();
+            let now = shared.clock.now();
             let polled = shared.wheel.poll_expired(now, &mut batch, BATCH);
             shared.deliver(&mut batch, now);
-            (polled.next.map(|n| shared.instant_of(n)), polled.more)
+            (polled.next.map(|next| shared.clock.sleep_until(next)), polled.more)
         };
         if more {
             tokio::task::yield_now().await;
             continue;
         }
         let mut notified = pin!(notify.notified());
-        match next {
-            // A deadline too far for `Instant` (centuries): only a notify can matter.
-            None | Some(None) => notified.await,
-            Some(Some(at)) => {
-                let mut sleep = pin!(tokio::time::sleep_until(at));
+        match sleep {
+            None => notified.await,
+            Some(sleep) => {
+                let mut sleep = pin!(sleep);
                 poll_fn(|cx| {
                     if sleep.as_mut().poll(cx).is_ready() || notified.as_mut().poll(cx).is_ready() {
                         Poll::Ready(())

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 
 use super::SleepBackend;
 use crate::sharded::TimerHandle;
@@ -27,7 +26,7 @@ enum State {
 /// growing without limit.
 pub struct Sleep {
     backend: Arc<dyn SleepBackend>,
-    deadline: Instant,
+    deadline: u64,
     state: State,
 }
 
@@ -43,28 +42,28 @@ impl fmt::Debug for Sleep {
 
 impl Sleep {
     /// A sleep until `deadline`, which the caller knows to be after `now` or not.
-    pub(super) fn new(backend: Arc<dyn SleepBackend>, deadline: Instant, future: bool) -> Self {
+    pub(super) fn new(backend: Arc<dyn SleepBackend>, deadline: u64, future: bool) -> Self {
         let state = if future { Self::arm_future(&*backend, deadline) } else { State::Done };
         Self { backend, deadline, state }
     }
 
-    fn arm(backend: &dyn SleepBackend, deadline: Instant) -> State {
+    fn arm(backend: &dyn SleepBackend, deadline: u64) -> State {
         if deadline <= backend.now() {
             return State::Done; // already due: no timer needed
         }
         Self::arm_future(backend, deadline)
     }
 
-    fn arm_future(backend: &dyn SleepBackend, deadline: Instant) -> State {
+    fn arm_future(backend: &dyn SleepBackend, deadline: u64) -> State {
         match backend.arm(deadline) {
             Some(handle) => State::Armed(handle),
             None => State::Rejected,
         }
     }
 
-    /// When the sleep completes.
+    /// The reading of the service's clock at which the sleep completes.
     #[must_use]
-    pub fn deadline(&self) -> Instant {
+    pub fn deadline(&self) -> u64 {
         self.deadline
     }
 
@@ -82,7 +81,7 @@ impl Sleep {
     }
 
     /// Moves the deadline (earlier or later), re-arming a completed sleep.
-    pub fn reset(&mut self, deadline: Instant) {
+    pub fn reset(&mut self, deadline: u64) {
         self.deadline = deadline;
         if let State::Armed(handle) = self.state {
             if deadline > self.backend.now() && self.backend.rearm(handle, deadline) {
@@ -160,9 +159,9 @@ impl<F> Timeout<F> {
         self.future
     }
 
-    /// When the timeout elapses.
+    /// The reading of the service's clock at which the timeout elapses.
     #[must_use]
-    pub fn deadline(&self) -> Instant {
+    pub fn deadline(&self) -> u64 {
         self.sleep.deadline()
     }
 }

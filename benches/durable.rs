@@ -1,0 +1,267 @@
+//! The durable broker (issue 15): publish -> confirm throughput with an fsync before every
+//! confirm (group commit), publish -> deliver -> ack with 2 consumers, 100-byte and 1 KiB
+//! payloads; publish -> confirm latency at 50 000 msg/s; recovery of a million messages
+//! lives in `crates/levee-queue/tests/durable_recovery.rs` (release-only, run by CI).
+//!
+//! Publishers are 512 concurrent tasks on a 2-worker tokio runtime, each awaiting its own
+//! confirmation, so one fsync confirms everything that arrived while the previous one ran.
+//! The log lives in a temporary directory on the machine's disk.
+//!
+//! The anchor is NATS JetStream (file storage, explicit acks, loopback), the same work in
+//! the same harness: 512 concurrent `publish(..).await?.await` (confirmed when stored), 2
+//! tasks consuming one durable pull consumer and acking each message. Two servers: one at
+//! JetStream's default (`sync_interval` 2 min: it does not fsync before it confirms) and one
+//! with `sync_interval: always`. `benches/durable-nats.sh` starts both on free loopback
+//! ports and runs this bench with `LEVEE_BENCH_NATS_URL` / `LEVEE_BENCH_NATS_ALWAYS_URL`;
+//! without them the JetStream rows are skipped (with a message).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, stream};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures::StreamExt;
+use levee_queue::broker::{Message, SubscriptionConfig};
+use levee_queue::durable::{DurableBroker, DurableSettings, FsyncPolicy};
+
+const PUBLISHERS: u64 = 512;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn open(dir: &std::path::Path, fsync: FsyncPolicy) -> DurableBroker<Vec<u8>> {
+    DurableBroker::open(dir, DurableSettings::new().fsync(fsync)).unwrap()
+}
+
+fn config() -> SubscriptionConfig {
+    SubscriptionConfig::new("s").max_backlog(1 << 24).max_in_flight_per_consumer(4096)
+}
+
+/// Publishes `n` messages of `size` bytes from `PUBLISHERS` tasks; returns the wall time.
+async fn publish_all(broker: &DurableBroker<Vec<u8>>, n: u64, size: usize) -> Duration {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..PUBLISHERS)
+        .map(|t| {
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                for _ in (t..n).step_by(PUBLISHERS as usize) {
+                    broker.publish("t", Message::new(vec![7u8; size])).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    started.elapsed()
+}
+
+/// The JetStream servers the script started: (row name, url).
+fn nats_servers() -> Vec<(&'static str, String)> {
+    let mut servers = Vec::new();
+    for (name, var) in [
+        ("jetstream_default", "LEVEE_BENCH_NATS_URL"),
+        ("jetstream_sync_always", "LEVEE_BENCH_NATS_ALWAYS_URL"),
+    ] {
+        match std::env::var(var) {
+            Ok(url) if !url.is_empty() => servers.push((name, url)),
+            _ => eprintln!("skipped: {name} rows need {var} (run benches/durable-nats.sh)"),
+        }
+    }
+    servers
+}
+
+/// A fresh file-storage stream `BENCH` on `bench.>`.
+async fn nats_stream(url: &str) -> (jetstream::Context, stream::Stream) {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = jetstream::new(client);
+    let _ = js.delete_stream("BENCH").await;
+    let stream = js
+        .create_stream(stream::Config {
+            name: "BENCH".into(),
+            subjects: vec!["bench.>".into()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    (js, stream)
+}
+
+async fn nats_publish_all(js: &jetstream::Context, n: u64, size: usize) -> Duration {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..PUBLISHERS)
+        .map(|t| {
+            let js = js.clone();
+            tokio::spawn(async move {
+                for _ in (t..n).step_by(PUBLISHERS as usize) {
+                    let payload = bytes::Bytes::from(vec![7u8; size]);
+                    js.publish("bench.x", payload).await.unwrap().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    started.elapsed()
+}
+
+fn publish_confirm(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("durable/publish_confirm");
+    g.sample_size(10);
+    for size in [100usize, 1024] {
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(BenchmarkId::new("levee_fsync_always", size), |b| {
+            b.iter_custom(|iters| {
+                let dir = tempfile::tempdir().unwrap();
+                let broker = open(dir.path(), FsyncPolicy::Always);
+                rt.block_on(async {
+                    // A subscription that filters everything out: the log is the whole cost.
+                    broker.subscribe("t", config().filter("none")).await.unwrap();
+                    publish_all(&broker, iters, size).await
+                })
+            });
+        });
+        for (name, url) in nats_servers() {
+            g.bench_function(BenchmarkId::new(name, size), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let (js, _stream) = nats_stream(&url).await;
+                        nats_publish_all(&js, iters, size).await
+                    })
+                });
+            });
+        }
+    }
+    g.finish();
+}
+
+fn publish_deliver_ack(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("durable/publish_deliver_ack_2c");
+    g.sample_size(10);
+    for size in [100usize, 1024] {
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(BenchmarkId::new("levee_fsync_always", size), |b| {
+            b.iter_custom(|iters| {
+                let dir = tempfile::tempdir().unwrap();
+                let broker = open(dir.path(), FsyncPolicy::Always);
+                rt.block_on(async {
+                    let sub = broker.subscribe("t", config()).await.unwrap();
+                    let started = Instant::now();
+                    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                    let consumers: Vec<_> = (0..2)
+                        .map(|_| {
+                            let (c, acked) = (sub.consumer().unwrap(), Arc::clone(&acked));
+                            tokio::spawn(async move {
+                                use std::sync::atomic::Ordering::Relaxed;
+                                while acked.load(Relaxed) < iters {
+                                    let wait = Some(Duration::from_millis(5));
+                                    let mut batch = c.receive_timeout(1024, wait).await.unwrap();
+                                    let n = c.ack_all(&mut batch).await.unwrap() as u64;
+                                    acked.fetch_add(n, Relaxed);
+                                }
+                            })
+                        })
+                        .collect();
+                    publish_all(&broker, iters, size).await;
+                    for c in consumers {
+                        c.await.unwrap();
+                    }
+                    started.elapsed()
+                })
+            });
+        });
+        for (name, url) in nats_servers() {
+            g.bench_function(BenchmarkId::new(name, size), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let (js, stream) = nats_stream(&url).await;
+                        let consumer: consumer::PullConsumer = stream
+                            .create_consumer(consumer::pull::Config {
+                                durable_name: Some("s".into()),
+                                ack_policy: consumer::AckPolicy::Explicit,
+                                max_ack_pending: 8192,
+                                ..Default::default()
+                            })
+                            .await
+                            .unwrap();
+                        let started = Instant::now();
+                        let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                        let consumers: Vec<_> = (0..2)
+                            .map(|_| {
+                                let (consumer, acked) = (consumer.clone(), Arc::clone(&acked));
+                                tokio::spawn(async move {
+                                    use std::sync::atomic::Ordering::Relaxed;
+                                    let mut messages = consumer.messages().await.unwrap();
+                                    while acked.load(Relaxed) < iters {
+                                        let next = tokio::time::timeout(
+                                            Duration::from_millis(5),
+                                            messages.next(),
+                                        );
+                                        if let Ok(Some(m)) = next.await {
+                                            m.unwrap().ack().await.unwrap();
+                                            acked.fetch_add(1, Relaxed);
+                                        }
+                                    }
+                                })
+                            })
+                            .collect();
+                        nats_publish_all(&js, iters, size).await;
+                        for c in consumers {
+                            c.await.unwrap();
+                        }
+                        started.elapsed()
+                    })
+                });
+            });
+        }
+    }
+    g.finish();
+}
+
+/// Publish -> confirm latency with publishes paced at 50 000/s (one every 20 µs, each on
+/// its own task), printed as p50 / p99 over 2 s.
+fn latency_at_50k(c: &mut Criterion) {
+    let _ = c;
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path(), FsyncPolicy::Always);
+    let latencies = rt.block_on(async {
+        broker.subscribe("t", config().filter("none")).await.unwrap();
+        let recorded = Arc::new(std::sync::Mutex::new(Vec::with_capacity(100_000)));
+        let mut tick = tokio::time::interval(Duration::from_micros(20 * 50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut tasks = Vec::new();
+        for _ in 0..2_000 {
+            tick.tick().await;
+            for _ in 0..50 {
+                let (broker, recorded) = (broker.clone(), Arc::clone(&recorded));
+                tasks.push(tokio::spawn(async move {
+                    let started = Instant::now();
+                    broker.publish("t", Message::new(vec![7u8; 100])).await.unwrap();
+                    recorded.lock().unwrap().push(started.elapsed());
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        Arc::try_unwrap(recorded).unwrap().into_inner().unwrap()
+    });
+    let mut l = latencies;
+    l.sort_unstable();
+    let p = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
+    println!(
+        "durable/latency_at_50k/levee_fsync_always: {} publishes, p50 {:?}, p99 {:?}",
+        l.len(),
+        p(0.50),
+        p(0.99)
+    );
+}
+
+criterion_group!(benches, publish_confirm, publish_deliver_ack, latency_at_50k);
+criterion_main!(benches);

@@ -1,0 +1,225 @@
+//! How a record sits in a segment file, and how a segment is read back.
+//!
+//! ```text
+//! segment = "LEVEESEG" base:u64 frame*
+//! frame   = len:u32 crc:u32 lsn:u64 durable:u64 body[len]      (little endian)
+//! crc     = crc32c(len ++ lsn ++ durable ++ body)
+//! ```
+//!
+//! A record's *lsn* is its position in the log's byte stream (segment headers excluded): the
+//! segment's base plus its offset after the header. Storing it lets a reader that meets a
+//! damaged frame look for the next intact one (a frame whose stored lsn matches its place
+//! and whose checksum holds). *durable* is how far the log was known to be fsynced when the
+//! frame was written: if an intact frame after a damaged one says the damaged bytes were
+//! already durable, the damage is corruption; otherwise it is a torn write that a crash left
+//! behind (the normal case), and the tail is cut there.
+
+/// Bytes before the first frame of a segment.
+pub(crate) const SEGMENT_HEADER: usize = 16;
+/// Bytes before a frame's body.
+pub(crate) const FRAME_HEADER: usize = 24;
+const MAGIC: &[u8; 8] = b"LEVEESEG";
+/// The largest body a frame may have (a bound on a corrupt length field).
+pub(crate) const MAX_BODY: usize = 1 << 30;
+
+/// The header of a segment starting at `base`.
+pub(crate) fn segment_header(base: u64) -> [u8; SEGMENT_HEADER] {
+    let mut h = [0; SEGMENT_HEADER];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..].copy_from_slice(&base.to_le_bytes());
+    h
+}
+
+/// True when `buf` starts with the header of a segment starting at `base`.
+pub(crate) fn header_ok(buf: &[u8], base: u64) -> bool {
+    buf.len() >= SEGMENT_HEADER && buf[..SEGMENT_HEADER] == segment_header(base)
+}
+
+/// Appends a frame holding `body` at `lsn` to `out`.
+pub(crate) fn encode(out: &mut Vec<u8>, lsn: u64, durable: u64, body: &[u8]) {
+    let len = u32::try_from(body.len()).expect("bodies are bounded by MAX_BODY");
+    let start = out.len();
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&lsn.to_le_bytes());
+    out.extend_from_slice(&durable.to_le_bytes());
+    out.extend_from_slice(body);
+    let crc = checksum(&out[start..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn checksum(frame: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&frame[..4]), &frame[8..])
+}
+
+fn u64_at(buf: &[u8], at: usize) -> u64 {
+    let mut b = [0; 8];
+    b.copy_from_slice(&buf[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+/// An intact frame: its body's range in the buffer and its `durable` mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Frame {
+    pub(crate) body: (usize, usize),
+    pub(crate) durable: u64,
+}
+
+impl Frame {
+    /// Offset of the next frame.
+    pub(crate) fn end(&self) -> usize {
+        self.body.1
+    }
+}
+
+/// The frame at `at` if it is intact and stored at `lsn`.
+pub(crate) fn frame_at(buf: &[u8], at: usize, lsn: u64) -> Option<Frame> {
+    let header = buf.get(at..at.checked_add(FRAME_HEADER)?)?;
+    let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
+    if len > MAX_BODY || u64_at(header, 8) != lsn {
+        return None;
+    }
+    let end = at.checked_add(FRAME_HEADER)?.checked_add(len)?;
+    let frame = buf.get(at..end)?;
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    if checksum(frame) != crc {
+        return None;
+    }
+    Some(Frame { body: (at + FRAME_HEADER, end), durable: u64_at(header, 16) })
+}
+
+/// How reading a segment ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Every byte belonged to an intact frame.
+    Clean,
+    /// From `at` on there is no intact frame (or only frames written after the last fsync):
+    /// a torn write. Only the last segment can end so.
+    Torn {
+        /// Offset of the first byte that is not part of an intact frame.
+        at: usize,
+    },
+}
+
+/// Bytes that failed their checksum though later frames prove they had been made durable,
+/// or damage in a segment that was sealed (only the last segment can have a torn tail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Damage {
+    /// File offset of the first damaged byte.
+    pub(crate) from: usize,
+    /// File offset of the next intact frame (or the end of the file).
+    pub(crate) to: usize,
+}
+
+/// Reads the frames of a segment starting at `base`, handing each body to `visit` with its
+/// lsn. On damage, `on_damage` decides: `false` stops reading (the damage is returned),
+/// `true` skips to the next intact frame.
+///
+/// `last` says whether this is the newest segment, the only one where a torn tail is normal.
+pub(crate) fn read_segment(
+    buf: &[u8],
+    base: u64,
+    last: bool,
+    mut visit: impl FnMut(u64, &[u8]),
+    mut on_damage: impl FnMut(Damage) -> bool,
+) -> Result<End, Damage> {
+    let lsn_of = |at: usize| base + (at - SEGMENT_HEADER) as u64;
+    let mut at = SEGMENT_HEADER;
+    loop {
+        if at == buf.len() {
+            return Ok(End::Clean);
+        }
+        if let Some(frame) = frame_at(buf, at, lsn_of(at)) {
+            visit(lsn_of(at), &buf[frame.body.0..frame.body.1]);
+            at = frame.end();
+            continue;
+        }
+        let next = (at + 1..buf.len().saturating_sub(FRAME_HEADER - 1))
+            .filter(|&p| u64_at(buf, p + 8) == lsn_of(p))
+            .find_map(|p| frame_at(buf, p, lsn_of(p)).map(|f| (p, f)));
+        let proven_durable = next.is_some_and(|(_, f)| f.durable > lsn_of(at));
+        if last && !proven_durable {
+            return Ok(End::Torn { at });
+        }
+        let damage = Damage { from: at, to: next.map_or(buf.len(), |(p, _)| p) };
+        if !on_damage(damage) {
+            return Err(damage);
+        }
+        at = damage.to;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(bodies: &[&[u8]], base: u64) -> Vec<u8> {
+        let mut buf = segment_header(base).to_vec();
+        for b in bodies {
+            let lsn = base + (buf.len() - SEGMENT_HEADER) as u64;
+            encode(&mut buf, lsn, lsn, b);
+        }
+        buf
+    }
+
+    fn read(buf: &[u8], base: u64, last: bool) -> (Vec<Vec<u8>>, Result<End, Damage>) {
+        let mut out = Vec::new();
+        let end = read_segment(buf, base, last, |_, b| out.push(b.to_vec()), |_| false);
+        (out, end)
+    }
+
+    #[test]
+    fn round_trip() {
+        let buf = segment(&[b"a", b"", b"hello"], 100);
+        assert!(header_ok(&buf, 100));
+        assert!(!header_ok(&buf, 101));
+        let (bodies, end) = read(&buf, 100, true);
+        assert_eq!(bodies, [b"a".to_vec(), vec![], b"hello".to_vec()]);
+        assert_eq!(end, Ok(End::Clean));
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_at_the_last_whole_frame() {
+        let buf = segment(&[b"one", b"two"], 0);
+        let whole = SEGMENT_HEADER + FRAME_HEADER + 3;
+        for cut in whole + 1..buf.len() {
+            let (bodies, end) = read(&buf[..cut], 0, true);
+            assert_eq!(bodies, [b"one".to_vec()]);
+            assert_eq!(end, Ok(End::Torn { at: whole }));
+        }
+        // The same bytes in a sealed segment are damage, not a torn tail.
+        let (_, end) = read(&buf[..buf.len() - 1], 0, false);
+        assert_eq!(end, Err(Damage { from: whole, to: buf.len() - 1 }));
+    }
+
+    #[test]
+    fn damage_before_a_frame_that_says_it_was_durable_is_corruption() {
+        let mut buf = segment(&[b"one", b"two", b"three"], 0);
+        let second = SEGMENT_HEADER + FRAME_HEADER + 3;
+        buf[second + FRAME_HEADER] ^= 1;
+        let third = second + FRAME_HEADER + 3;
+        let (bodies, end) = read(&buf, 0, true);
+        assert_eq!(bodies, [b"one".to_vec()]);
+        assert_eq!(end, Err(Damage { from: second, to: third }));
+        // Skipping goes on after the damage.
+        let mut out = Vec::new();
+        let end = read_segment(&buf, 0, true, |_, b| out.push(b.to_vec()), |_| true);
+        assert_eq!(out, [b"one".to_vec(), b"three".to_vec()]);
+        assert_eq!(end, Ok(End::Clean));
+    }
+
+    #[test]
+    fn damage_followed_only_by_unsynced_frames_is_a_torn_write() {
+        let mut buf = segment_header(0).to_vec();
+        encode(&mut buf, 0, 0, b"one");
+        let second = buf.len();
+        let lsn2 = (second - SEGMENT_HEADER) as u64;
+        encode(&mut buf, lsn2, 0, b"two");
+        let lsn3 = (buf.len() - SEGMENT_HEADER) as u64;
+        encode(&mut buf, lsn3, lsn2, b"three"); // written before "two" was synced
+        buf[second + FRAME_HEADER] ^= 1;
+        let (bodies, end) = read(&buf, 0, true);
+        assert_eq!(bodies, [b"one".to_vec()]);
+        assert_eq!(end, Ok(End::Torn { at: second }));
+    }
+}
