@@ -13,7 +13,8 @@
 # that passes is reported so the entry can go.
 #
 # Settings (environment):
-#   LEVEE_FUZZ_SECONDS  seconds per target (default 45)
+#   LEVEE_FUZZ_SECONDS  seconds per target (default 20: with 2 CPUs the runs take about
+#                       (targets x 20 / 2) s, a few minutes; raise it on longer jobs)
 #   LEVEE_FUZZ_JOBS     targets run at once (default: the number of CPUs)
 #   LEVEE_FUZZ_TARGETS  the targets to run, space-separated (default: all)
 set -euo pipefail
@@ -29,7 +30,7 @@ ago is refused until 49.7 days later (seed open-deadline-wraps-after-2-32-ms)"
 by a check at an older one (seed reclaimed-key-checked-at-an-older-reading)"
 )
 
-seconds=${LEVEE_FUZZ_SECONDS:-45}
+seconds=${LEVEE_FUZZ_SECONDS:-20}
 jobs=${LEVEE_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 started=$SECONDS
 
@@ -44,7 +45,8 @@ fi
 # The fuzz build's own target directory: the sanitizer flags never touch the main build.
 export CARGO_TARGET_DIR="$PWD/fuzz/target"
 scratch=$(mktemp -d /tmp/levee-ci-fuzz.XXXXXX)
-cleanup() {
+# Stops the fuzzers still running (an interrupted run) and removes the scratch directory.
+stop_fuzzing() {
     local pids
     pids=$(jobs -p)
     if [ -n "$pids" ]; then
@@ -54,7 +56,8 @@ cleanup() {
     fi
     rm -rf "$scratch"
 }
-trap cleanup EXIT
+. .ci/cleanup.sh
+on_exit stop_fuzzing
 # Targets that write files (the shop's database) write them here.
 export TMPDIR="$scratch"
 
@@ -74,7 +77,10 @@ run_target() {
         cp fuzz/seeds/"$target"/* "$corpus"/ 2>/dev/null || true
     fi
     local rc=0
-    cargo +nightly fuzz run "$target" "$corpus" -- \
+    # libFuzzer stops at -max_total_time; `timeout` bounds the rest (a hung input past
+    # -timeout, a slow start), so the step can never hold CI up.
+    timeout --kill-after=10 "$((seconds + 120))" \
+        cargo +nightly fuzz run "$target" "$corpus" -- \
         -max_total_time="$seconds" -timeout=30 -print_final_stats=1 \
         -artifact_prefix="$artifacts" >"$scratch/$target.log" 2>&1 || rc=$?
     echo "$rc" >"$scratch/$target.rc"

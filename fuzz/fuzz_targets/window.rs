@@ -132,9 +132,13 @@ fuzz_target!(|case: Case| {
     let buckets = u32::from(case.buckets);
     let quota = WindowQuota::new(limit, Duration::from_nanos(window));
     let clock = ManualClock::starting_at(u64::from(case.start) << 8);
-    let fixed = FixedWindowLimiter::builder(quota).clock(clock.clone()).build();
-    let sliding =
-        SlidingWindowLimiter::builder(quota).buckets(buckets).clock(clock.clone()).build();
+    let fixed =
+        FixedWindowLimiter::builder(quota).clock(clock.clone()).count_admitted(true).build();
+    let sliding = SlidingWindowLimiter::builder(quota)
+        .buckets(buckets)
+        .clock(clock.clone())
+        .count_admitted(true)
+        .build();
     let quota_ok = (1..=MAX_WINDOW_LIMIT).contains(&limit) && window > 0;
     assert_eq!(fixed.is_ok(), quota_ok, "{quota:?}");
     assert_eq!(sliding.is_ok(), quota_ok && (1..=MAX_BUCKETS).contains(&buckets));
