@@ -20,7 +20,6 @@
 //! `cargo bench --bench client`
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -50,11 +49,12 @@ fn request() -> http::Request<Bytes> {
 
 /// Runs `call` `iters` times inside `rt` after one warm-up call and returns the time taken;
 /// prints the allocations per call of a large enough batch.
-fn time<F, Fut>(rt: &tokio::runtime::Runtime, name: &str, iters: u64, mut call: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
+fn time(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    iters: u64,
+    mut call: impl AsyncFnMut(),
+) -> Duration {
     rt.block_on(async {
         call().await;
         let allocations = ALLOC.allocations();
@@ -107,12 +107,9 @@ fn call(c: &mut Criterion) {
     });
     group.bench_function("tower_p2c", |b| {
         b.iter_custom(|iters| {
-            time(&rt, "tower_p2c", iters, || {
-                let balance = &mut balance;
-                async move {
-                    let response = balance.ready().await.unwrap().call(request()).await.unwrap();
-                    black_box(response);
-                }
+            time(&rt, "tower_p2c", iters, async || {
+                let response = balance.ready().await.unwrap().call(request()).await.unwrap();
+                black_box(response);
             })
         });
     });
@@ -121,11 +118,8 @@ fn call(c: &mut Criterion) {
         let client = levee_client(deadline);
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                time(&rt, name, iters, || {
-                    let client = &client;
-                    async move {
-                        black_box(client.send(request()).await.unwrap());
-                    }
+                time(&rt, name, iters, async || {
+                    black_box(client.send(request()).await.unwrap());
                 })
             });
         });
