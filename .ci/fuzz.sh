@@ -24,8 +24,6 @@ CARGO_FUZZ_VERSION=0.13.2
 
 # target -> why it fails today. Keep each entry until its fix lands on main.
 declare -A KNOWN_FAILING=(
-    [breaker]="issue 12.2: the open deadline wraps at 2^32 ms, so a circuit opened 8.8 days \
-ago is refused until 49.7 days later (seed open-deadline-wraps-after-2-32-ms)"
     [keyed_gcra]="issue 12.3: a key dropped by a sweep at a later reading is admitted as new \
 by a check at an older one (seed reclaimed-key-checked-at-an-older-reading)"
 )
