@@ -114,7 +114,9 @@ impl Model {
         let (next, time) = (next.expect("timers pending"), wheel.time());
         if !self.slack {
             let fires = match first.checked_sub(self.start) {
-                Some(span) => self.start.saturating_add(span.div_ceil(self.tick).saturating_mul(self.tick)),
+                Some(span) => {
+                    self.start.saturating_add(span.div_ceil(self.tick).saturating_mul(self.tick))
+                }
                 None => self.start,
             }
             .max(time);

@@ -405,12 +405,18 @@ mod tests {
     }
 
     #[test]
-    fn backoff_completes() {
+    fn backoff_completes_after_a_bounded_number_of_snoozes() {
         let b = Backoff::new();
+        assert!(!b.is_completed(), "a fresh backoff spins before it says block");
+        let mut snoozes = 0;
         while !b.is_completed() {
+            assert!(snoozes < 64, "still not completed after {snoozes} snoozes");
             b.snooze();
+            snoozes += 1;
         }
+        assert!(snoozes > 1, "completed after {snoozes} snooze");
         b.spin();
         spin_hint();
+        assert!(b.is_completed(), "spinning does not reset it");
     }
 }

@@ -15,9 +15,11 @@
 
 /// The address of the server named by the environment variable `var`, if set.
 ///
-/// When it is unset: prints `skipped: <what> tests need <var>` to stderr and returns `None`,
-/// or, when the environment variable `CI` is `true` or `1`, panics, so that a CI run whose
-/// server failed to start fails instead of passing by skipping.
+/// When it is unset: prints `skipped: <what> tests need <var>` to stderr (straight to the
+/// process's stderr, past the test harness's output capture, so that the skip shows in
+/// `cargo test` output) and returns `None`; or, when the environment variable `CI` is `true`
+/// or `1`, panics, so that a CI run whose server failed to start fails instead of passing by
+/// skipping.
 ///
 /// # Panics
 /// When `var` is unset or empty and `CI` is `true` or `1`.
@@ -27,7 +29,11 @@ pub fn server_url(var: &str, what: &str) -> Option<String> {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ if in_ci() => panic!("CI is set but {var} is not: the {what} tests must run in CI"),
         _ => {
-            eprintln!("skipped: the {what} tests need a server; set {var} to run them");
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: the {what} tests need a server; set {var} to run them"
+            );
             None
         }
     }

@@ -202,12 +202,29 @@ fn saturating_clocks_never_panic() {
     let clock = ManualClock::starting_at(u64::MAX - 10);
     let limiter =
         RateLimiter::with_clock(Quota::per_second(1).with_burst(5), clock.clone()).unwrap();
+    // A fresh limiter admits its burst whatever the reading; after that every answer is
+    // either an admission or a refusal that names a time at or after the decision (the
+    // arithmetic saturates instead of wrapping round to the past).
+    assert!(limiter.check_n(5).is_ok(), "a fresh limiter admits its burst");
+    let sane = |r: levee_limit::Throttled| {
+        assert!(r.earliest() >= r.decided_at(), "{r:?} names a time before the decision");
+    };
     for _ in 0..10 {
-        let _ = limiter.check();
-        let _ = limiter.check_n(3);
+        if let Err(r) = limiter.check() {
+            sane(r);
+        }
+        match limiter.check_n(3) {
+            Ok(()) => {}
+            Err(CheckNError::Throttled(r)) => sane(r),
+            Err(e) => panic!("3 cells fit a burst of 5: {e:?}"),
+        }
     }
     clock.advance(Duration::MAX);
-    let _ = limiter.check();
+    assert_eq!(clock.now(), u64::MAX);
+    if let Err(r) = limiter.check() {
+        sane(r);
+    }
+    assert!(limiter.available() <= 5);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Test harness: a real shop on 127.0.0.1 (ephemeral port) over an embedded SQLite database in
-//! a temporary directory, or over a fresh PostgreSQL database when `SHOP_TEST_DATABASE_URL`
-//! is set; a manual clock; an HTTP client; and `eventually` for async outcomes (polls with a
-//! bounded deadline, never sleeps to observe behaviour).
+//! a temporary directory, or over a fresh PostgreSQL database on the server
+//! `LEVEE_TEST_POSTGRES_URL` names; a manual clock; an HTTP client; and `eventually` for async
+//! outcomes (polls with a bounded deadline, never sleeps to observe behaviour).
 #![allow(dead_code, unreachable_pub)]
 
 use std::future::Future;
@@ -44,21 +44,23 @@ impl TestDb {
         Self::Sqlite(dir)
     }
 
-    /// A fresh database on the server `SHOP_TEST_DATABASE_URL` names, or `None` (and the
-    /// caller reports the test as skipped) when it is not set.
+    /// A fresh database on the server `LEVEE_TEST_POSTGRES_URL` names; `None` when it is not
+    /// set (the test is skipped, saying so), except under `CI=true`, where that panics: CI
+    /// starts the server, so a missing one is a failure, never a pass.
     pub async fn postgres() -> Option<Self> {
-        let admin_url = std::env::var("SHOP_TEST_DATABASE_URL").ok()?;
+        let admin_url =
+            levee::core::testing::server_url("LEVEE_TEST_POSTGRES_URL", "PostgreSQL shop")?;
         sqlx::any::install_default_drivers();
         let name = unique("shop_test");
         let mut conn = sqlx::AnyConnection::connect(&admin_url)
             .await
-            .expect("connect to SHOP_TEST_DATABASE_URL");
+            .expect("connect to LEVEE_TEST_POSTGRES_URL");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await
             .expect("create test database");
         let _ = conn.close().await;
-        let mut url = reqwest::Url::parse(&admin_url).expect("SHOP_TEST_DATABASE_URL is a URL");
+        let mut url = reqwest::Url::parse(&admin_url).expect("LEVEE_TEST_POSTGRES_URL is a URL");
         url.set_path(&format!("/{name}"));
         Some(Self::Postgres(url.to_string()))
     }
@@ -290,7 +292,8 @@ where
     }
 }
 
-/// Runs a scenario on SQLite, and on PostgreSQL when `SHOP_TEST_DATABASE_URL` is set.
+/// Runs a scenario on SQLite, and on PostgreSQL (see [`TestDb::postgres`]: skipped without a
+/// server, a failure under `CI=true`).
 #[macro_export]
 macro_rules! on_both_databases {
     ($($scenario:ident),* $(,)?) => {
@@ -303,19 +306,8 @@ macro_rules! on_both_databases {
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    match $crate::common::TestDb::postgres().await {
-                        Some(db) => super::$scenario(db).await,
-                        // Straight to stderr, past the test harness's capture, so the
-                        // skip shows in `cargo test` output.
-                        None => {
-                            use std::io::Write as _;
-                            let _ = writeln!(
-                                std::io::stderr(),
-                                "skipped: {} on PostgreSQL (set SHOP_TEST_DATABASE_URL to run it)",
-                                stringify!($scenario)
-                            );
-                        }
-                    }
+                    let Some(db) = $crate::common::TestDb::postgres().await else { return };
+                    super::$scenario(db).await;
                 }
             }
         )*
