@@ -19,8 +19,11 @@
 //! admission moves `tat` from the value it was decided on, so no two admissions are decided
 //! on the same state).
 
+use std::time::Duration;
+
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
 use crate::quota::Gcra;
+use crate::state::LimitState;
 use levee_core::sync::{AtomicU64, Ordering};
 
 impl Gcra {
@@ -127,5 +130,30 @@ impl Gcra {
         let room = limit - tat.max(now);
         let k = room / self.t + 1;
         k.min(u64::from(self.burst)) as u32
+    }
+
+    /// The state of a limiter with these parameters whose theoretical arrival time is `tat`
+    /// at clock reading `now`: the cells admissible now, and the time until `tat`, when the
+    /// whole burst is admissible again. Any two readings of one clock will do, so a limiter
+    /// that keeps `tat` relative to a clock of its own (a Redis script, where it is
+    /// `tat - now`) passes that difference and `now = 0`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use levee_limit::Quota;
+    ///
+    /// // 10 per second, burst 10: three cells taken at once leave seven, back in 300 ms.
+    /// let gcra = Quota::per_second(10).gcra()?;
+    /// let state = gcra.state(300_000_000, 0);
+    /// assert_eq!((state.remaining, state.reset), (7, Duration::from_millis(300)));
+    /// assert_eq!(gcra.state(0, 5).remaining, 10, "a state behind the clock is full");
+    /// # Ok::<(), levee_core::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn state(&self, tat: u64, now: u64) -> LimitState {
+        LimitState {
+            remaining: self.available(tat, now),
+            reset: Duration::from_nanos(tat.saturating_sub(now)),
+        }
     }
 }

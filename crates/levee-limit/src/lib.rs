@@ -25,12 +25,15 @@
 //! cells than the burst is a distinct [`InsufficientCapacity`]: waiting would never help.
 //!
 //! **One family.** Every rate limiter implements [`RateLimit`] (`check`, `check_n`,
-//! `until_ready`, `until_n_ready`, `stats`), one key of a keyed limiter too
+//! `until_ready`, `until_n_ready`, `stats`, and `state`: the cells admissible now and the
+//! time until full, see [`LimitState`]), one key of a keyed limiter too
 //! ([`KeyedRateLimiter::key`]); all share one [`LimiterBuilder`] (clock, listeners, admission
 //! counting) and one piece of instrumentation. [`AsyncRateLimit`] is the same for limiters
 //! that decide over the network (a Redis GCRA); every [`RateLimit`] is one, with futures
-//! that are ready at once. Code that takes either trait swaps GCRA for a sliding window by
-//! changing the line that builds it.
+//! that are ready at once. [`KeyedRateLimit`] is a limit per key, local or remote, each
+//! key's limit an [`AsyncRateLimit`]. Code that takes these traits swaps GCRA for a sliding
+//! window, or a local keyed limiter for a cluster-wide one, by changing the line that
+//! builds it.
 //!
 //! **Async.** `until_ready().await` waits for capacity and is cancellation-safe (a dropped
 //! future consumes nothing); a bulkhead's `acquire().await` queues FIFO with a maximum wait,
@@ -46,7 +49,9 @@
 //! **tower** (feature `tower`, module `tower`): `RateLimitLayer`, `KeyedRateLimitLayer`
 //! (key from the request by a closure) and `BulkheadLayer`, whose services are `Clone` and
 //! share one limit across clones, and fail with a typed `LimitError` carrying the
-//! retry-after.
+//! retry-after. With the feature `http`, the rate-limit layers answer HTTP requests with
+//! the IETF rate-limit header fields (`RateLimit-Policy`, `RateLimit`) and refuse with
+//! `429` and `Retry-After` (`RateLimitHeaders`).
 //!
 //! ```
 //! use std::time::Duration;
@@ -91,6 +96,7 @@ mod pacer;
 mod quota;
 mod rate;
 mod rate_limit;
+mod state;
 mod stats;
 mod wait;
 mod warmup;
@@ -112,7 +118,8 @@ pub use meter::LimiterBuilder;
 pub use pacer::{Pacer, PacerBuilder, PacerSettings, Reservation};
 pub use quota::{Gcra, MAX_SPAN, Quota};
 pub use rate::{RateLimiter, RateLimiterBuilder};
-pub use rate_limit::{AsyncRateLimit, RateLimit};
+pub use rate_limit::{AsyncRateLimit, KeyedRateLimit, RateLimit};
+pub use state::{LimitPolicy, LimitState};
 pub use stats::{RateEvent, RateStats};
 pub use wait::Jitter;
 pub use warmup::{WarmUpBuilder, WarmUpLimiter, WarmUpSettings};
@@ -124,3 +131,10 @@ pub use window::{
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
+
+/// The rate-limit header fields' rendering, for the fuzz target (`--cfg fuzzing`).
+#[cfg(all(fuzzing, feature = "http"))]
+#[doc(hidden)]
+pub mod fuzz {
+    pub use crate::tower::render_fields;
+}

@@ -16,6 +16,7 @@ use levee_core::{Clock, ConfigError, FastClock, nanos};
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
 use crate::meter::{LimiterBuilder, Meter, at_most_max_span};
 use crate::quota::{Gcra, Quota};
+use crate::state::LimitState;
 use crate::stats::RateStats;
 use crate::wait::{Jitter, retry_until};
 
@@ -175,6 +176,15 @@ impl<C: Clock> Pacer<C> {
         // Relaxed: a snapshot.
         let tat = hot.tat.load(Ordering::Relaxed);
         Duration::from_nanos(tat.saturating_sub(hot.gcra.tau).saturating_sub(now))
+    }
+
+    /// The pacer's state now, as its [`check`](Self::check) sees it: the cells that would
+    /// go without waiting, and the time until the whole burst would (see [`LimitState`]).
+    #[must_use]
+    pub fn state(&self) -> LimitState {
+        let hot = &*self.hot;
+        // Relaxed: a snapshot.
+        hot.gcra.state(hot.tat.load(Ordering::Relaxed), hot.meter.now())
     }
 
     /// The pacer's clock.

@@ -8,6 +8,7 @@ use levee_core::{Clock, ConfigError, FastClock};
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
 use crate::meter::{LimiterBuilder, Meter};
 use crate::quota::{Gcra, Quota};
+use crate::state::LimitState;
 use crate::stats::RateStats;
 use crate::wait::Jitter;
 
@@ -137,6 +138,30 @@ impl<C: Clock> RateLimiter<C> {
     pub fn available(&self) -> u32 {
         let hot = &*self.hot;
         hot.gcra.available(hot.tat.load(Ordering::Relaxed), hot.meter.now())
+    }
+
+    /// The limiter's state now: the cells admissible now and the time until the whole
+    /// burst is (see [`LimitState`]). A snapshot: other callers may take them first.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use levee_core::ManualClock;
+    /// use levee_limit::{Quota, RateLimiter};
+    ///
+    /// let clock = ManualClock::new();
+    /// let limiter = RateLimiter::with_clock(Quota::per_second(10), clock.clone())?;
+    /// limiter.check_n(4)?;
+    /// let state = limiter.state();
+    /// assert_eq!((state.remaining, state.reset), (6, Duration::from_millis(400)));
+    /// clock.advance(Duration::from_millis(100));
+    /// assert_eq!(limiter.state().remaining, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn state(&self) -> LimitState {
+        let hot = &*self.hot;
+        // Relaxed: a snapshot.
+        hot.gcra.state(hot.tat.load(Ordering::Relaxed), hot.meter.now())
     }
 
     /// Refills the limiter completely, as if it had been idle for a long time.

@@ -1,11 +1,13 @@
 //! The rate-limit traits: one for limiters that decide in memory ([`RateLimit`]), one for
 //! those that decide over the network ([`AsyncRateLimit`]), which every local limiter is
-//! too. Code written against them takes any limiter: swapping GCRA for a sliding window is
-//! a change of the line that builds it.
+//! too, and one for limits per key ([`KeyedRateLimit`]), each key's limit being one of the
+//! others. Code written against them takes any limiter: swapping GCRA for a sliding window
+//! is a change of the line that builds it, and a local keyed limiter for a Redis one too.
 
 use std::future::{Future, Ready, ready};
 
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
+use crate::state::{LimitPolicy, LimitState};
 use crate::stats::RateStats;
 
 /// A rate limiter that decides in memory: [`RateLimiter`](crate::RateLimiter) (GCRA),
@@ -62,6 +64,15 @@ pub trait RateLimit: Send + Sync {
 
     /// A snapshot of the limiter's counters.
     fn stats(&self) -> RateStats;
+
+    /// The limiter's state now: the cells admissible now and the time until it is full
+    /// again. What they mean for each algorithm is in [`LimitState`]'s table. A snapshot:
+    /// other callers may take the cells first.
+    fn state(&self) -> LimitState;
+
+    /// The limit the limiter enforces, as clients are told it (a quota's count per period,
+    /// a window's limit per window).
+    fn policy(&self) -> LimitPolicy;
 }
 
 /// A rate limiter whose decision may need a round trip (a cluster-wide GCRA on Redis), or
@@ -104,6 +115,33 @@ pub trait AsyncRateLimit: Send + Sync {
 
     /// A snapshot of the limiter's counters.
     fn stats(&self) -> RateStats;
+
+    /// As [`check_n`](Self::check_n), also reporting the limiter's state after an
+    /// admission: `Ok(Some(state))`, or `Ok(None)` when the limiter cannot tell. This is
+    /// what rate-limit headers are made from. A local limiter takes a snapshot
+    /// ([`RateLimit::state`]) after admitting; a remote one reports what its decision saw,
+    /// with no extra round trip.
+    ///
+    /// # Errors
+    /// As [`check_n`](Self::check_n).
+    fn check_n_with_state(
+        &self,
+        n: u32,
+    ) -> impl Future<Output = Result<Option<LimitState>, CheckNError>> + Send {
+        let decision = self.check_n(n);
+        async move { decision.await.map(|()| None) }
+    }
+
+    /// As [`try_decide_now`](Self::try_decide_now), with the state after an admission as
+    /// [`check_n_with_state`](Self::check_n_with_state) reports it.
+    fn try_decide_now_with_state(&self, n: u32) -> Option<Result<Option<LimitState>, CheckNError>> {
+        self.try_decide_now(n).map(|decision| decision.map(|()| None))
+    }
+
+    /// The limit the limiter enforces, as clients are told it; `None` when it cannot say.
+    fn policy(&self) -> Option<LimitPolicy> {
+        None
+    }
 }
 
 impl<L: RateLimit + ?Sized> AsyncRateLimit for L {
@@ -126,6 +164,63 @@ impl<L: RateLimit + ?Sized> AsyncRateLimit for L {
 
     fn stats(&self) -> RateStats {
         RateLimit::stats(self)
+    }
+
+    // Refined on purpose, as `check_n`.
+    #[allow(refining_impl_trait)]
+    fn check_n_with_state(&self, n: u32) -> Ready<Result<Option<LimitState>, CheckNError>> {
+        ready(RateLimit::check_n(self, n).map(|()| Some(RateLimit::state(self))))
+    }
+
+    #[inline]
+    fn try_decide_now_with_state(&self, n: u32) -> Option<Result<Option<LimitState>, CheckNError>> {
+        let decision = AsyncRateLimit::try_decide_now(self, n)?;
+        Some(decision.map(|()| Some(RateLimit::state(self))))
+    }
+
+    fn policy(&self) -> Option<LimitPolicy> {
+        Some(RateLimit::policy(self))
+    }
+}
+
+/// A rate limit per key (client, API token, tenant...), decided in memory or over the
+/// network: each key's limit is a view, [`key`](Self::key), that is an [`AsyncRateLimit`]
+/// of its own. [`KeyedRateLimiter`](crate::KeyedRateLimiter) implements it (its views are
+/// [`KeyLimit`](crate::KeyLimit)s, local limiters), and so does levee-redis's cluster-wide
+/// limiter, so the keyed tower layer ([`KeyedRateLimitLayer`](crate::tower::KeyedRateLimitLayer))
+/// takes either.
+///
+/// ```
+/// use levee_core::ManualClock;
+/// use levee_limit::{AsyncRateLimit, KeyedRateLimit, KeyedRateLimiter, Quota};
+///
+/// /// Admits one request of `client`, whatever keeps the limit.
+/// async fn admit(limits: &impl KeyedRateLimit<String>, client: &String) -> bool {
+///     limits.key(client).check_n(1).await.is_ok()
+/// }
+///
+/// let limits = KeyedRateLimiter::<String>::builder(Quota::per_minute(1))
+///     .clock(ManualClock::new())
+///     .build()?;
+/// let (alice, bob) = ("alice".to_string(), "bob".to_string());
+/// assert!(levee_core::block_on(admit(&limits, &alice)));
+/// assert!(!levee_core::block_on(admit(&limits, &alice)));
+/// assert!(levee_core::block_on(admit(&limits, &bob)));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
+pub trait KeyedRateLimit<K: ?Sized>: Send + Sync {
+    /// One key's limit.
+    type Key<'a>: AsyncRateLimit
+    where
+        Self: 'a,
+        K: 'a;
+
+    /// `key`'s limit, as a limiter of its own.
+    fn key<'a>(&'a self, key: &'a K) -> Self::Key<'a>;
+
+    /// The limit each key gets, as clients are told it; `None` when it cannot say.
+    fn policy(&self) -> Option<LimitPolicy> {
+        None
     }
 }
 
@@ -157,6 +252,15 @@ macro_rules! rate_limit_by_inherent_methods {
 
             fn stats(&self) -> $crate::RateStats {
                 $crate::$limiter::stats(self)
+            }
+
+            #[inline]
+            fn state(&self) -> $crate::LimitState {
+                $crate::$limiter::state(self)
+            }
+
+            fn policy(&self) -> $crate::LimitPolicy {
+                $crate::$limiter::quota(self).into()
             }
         }
     )+};

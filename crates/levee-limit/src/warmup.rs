@@ -24,6 +24,7 @@ use levee_core::{Clock, ConfigError, FastClock, nanos};
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
 use crate::meter::{LimiterBuilder, Meter, at_most_max_span};
 use crate::quota::{Gcra, Quota};
+use crate::state::LimitState;
 use crate::stats::RateStats;
 use crate::wait::Jitter;
 
@@ -209,9 +210,37 @@ impl<C: Clock> WarmUpLimiter<C> {
     #[must_use]
     pub fn current_interval(&self) -> Duration {
         let hot = &*self.hot;
-        let idle = hot.meter.now().saturating_sub(hot.tat.load(Ordering::Relaxed));
-        let (extra, _) = hot.curve.surcharge(self.stored_after_idle(idle), 1);
-        Duration::from_nanos(hot.gcra.t + extra)
+        // Relaxed: a snapshot.
+        Duration::from_nanos(self.interval_at(hot.tat.load(Ordering::Relaxed), hot.meter.now()))
+    }
+
+    /// The spacing (ns) of a cell arriving at `now` with state `tat`.
+    fn interval_at(&self, tat: u64, now: u64) -> u64 {
+        let hot = &*self.hot;
+        let (extra, _) = hot.curve.surcharge(self.stored_after_idle(now.saturating_sub(tat)), 1);
+        hot.gcra.t + extra
+    }
+
+    /// The limiter's state now (see [`LimitState`]). `remaining` is a lower bound: the cells
+    /// admissible now one at a time at the current spacing ([`current_interval`]). While
+    /// cold, each admitted cell makes the next one cheaper, so a few more may pass; once warm
+    /// it is exact. `reset` is the time until the whole burst is admissible again.
+    ///
+    /// [`current_interval`]: Self::current_interval
+    #[must_use]
+    pub fn state(&self) -> LimitState {
+        let hot = &*self.hot;
+        let g = hot.gcra;
+        let now = hot.meter.now();
+        let tat = hot.tat.load(Ordering::Relaxed); // Relaxed: a snapshot.
+        let limit = now.saturating_add(g.tau);
+        // Cell k goes while its predecessors' costs, each at most the current spacing (the
+        // surcharge only falls as stored time is spent), fit in the room before `limit`.
+        let remaining = match limit.checked_sub(tat.max(now)) {
+            Some(room) => (room / self.interval_at(tat, now) + 1).min(u64::from(g.burst)) as u32,
+            None => 0, // tat > now + tau: drained
+        };
+        LimitState { remaining, reset: Duration::from_nanos(tat.saturating_sub(now)) }
     }
 
     /// The rate (cells per second) a cell arriving now would be admitted at.

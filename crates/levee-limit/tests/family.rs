@@ -13,8 +13,9 @@ use std::time::Duration;
 use levee_core::{Clock, ManualClock};
 use levee_limit::tower::{LimitError, RateLimitLayer};
 use levee_limit::{
-    AsyncRateLimit, CheckNError, FixedWindowLimiter, KeyedRateLimiter, Pacer, Quota, RateLimit,
-    RateLimiter, RateStats, SlidingWindowLimiter, WarmUpLimiter, WindowQuota,
+    AsyncRateLimit, CheckNError, FixedWindowLimiter, KeyedRateLimiter, LimitPolicy, LimitState,
+    Pacer, Quota, RateLimit, RateLimiter, RateStats, SlidingWindowLimiter, WarmUpLimiter,
+    WindowQuota,
 };
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -53,6 +54,88 @@ async fn every_limiter_is_one_kind_of_limit() {
     let keyed = KeyedRateLimiter::<String>::builder(quota).clock(clock.clone()).build().unwrap();
     behaves_as_a_limit_of_three(&keyed.key("alice"), &clock).await;
     assert!(keyed.key("bob").check_n(3).is_ok(), "each key its own limit");
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+fn state(remaining: u32, reset: Duration) -> LimitState {
+    LimitState { remaining, reset }
+}
+
+/// Takes two of the four cells, then reports the state at once and 250 ms later.
+fn states_after_two(limiter: &impl RateLimit, clock: &ManualClock) -> (LimitState, LimitState) {
+    limiter.check_n(2).unwrap();
+    let first = limiter.state();
+    clock.advance(250 * MS);
+    let later = limiter.state();
+    clock.advance(Duration::from_secs(10)); // full again for the next limiter
+    (first, later)
+}
+
+/// Each algorithm's state, as its documented meaning says: GCRA's refills continuously
+/// and is full again when its theoretical arrival time comes; a window's is full when the
+/// cells it counts have left it.
+#[test]
+fn every_limiter_reports_its_state_and_policy() {
+    let clock = ManualClock::new();
+    let (quota, window) = (Quota::per_second(4), WindowQuota::per_second(4));
+    let per_second = LimitPolicy { quota: 4, window: Duration::from_secs(1) };
+    let gcra_like = (state(2, 500 * MS), state(3, 250 * MS));
+
+    let gcra = RateLimiter::with_clock(quota, clock.clone()).unwrap();
+    assert_eq!(RateLimit::state(&gcra), state(4, Duration::ZERO), "fresh: full");
+    assert_eq!(states_after_two(&gcra, &clock), gcra_like);
+    assert_eq!(RateLimit::policy(&gcra), per_second);
+    let pacer = Pacer::builder(quota).clock(clock.clone()).build().unwrap();
+    assert_eq!(states_after_two(&pacer, &clock), gcra_like);
+    let warm = WarmUpLimiter::builder(quota).cold_factor(1.0).clock(clock.clone()).build();
+    assert_eq!(states_after_two(&warm.unwrap(), &clock), gcra_like);
+    let keyed = KeyedRateLimiter::<String>::builder(quota).clock(clock.clone()).build().unwrap();
+    assert_eq!(states_after_two(&keyed.key("alice"), &clock), gcra_like);
+    assert_eq!(keyed.key("bob").state(), state(4, Duration::ZERO), "an unknown key is full");
+    assert_eq!(RateLimit::policy(&keyed.key("bob")), per_second);
+
+    // Windows are aligned on the clock: start on a whole second.
+    clock.advance_nanos(1_000_000_000 - clock.now() % 1_000_000_000);
+    let fixed = FixedWindowLimiter::builder(window).clock(clock.clone()).build().unwrap();
+    assert_eq!(states_after_two(&fixed, &clock), (state(2, 1000 * MS), state(2, 750 * MS)));
+    assert_eq!(RateLimit::policy(&fixed), per_second);
+    clock.advance(750 * MS);
+    let sliding = SlidingWindowLimiter::builder(window).clock(clock.clone()).build().unwrap();
+    assert_eq!(states_after_two(&sliding, &clock), (state(2, 1000 * MS), state(2, 750 * MS)));
+    assert_eq!(RateLimit::state(&fixed), state(4, Duration::ZERO), "long after: full");
+}
+
+/// While cold, the warm-up limiter's `remaining` is a lower bound: every cell it promises
+/// is admitted one at a time (and a few more may be, each cheaper than the last).
+#[test]
+fn a_cold_warm_up_limiter_promises_no_more_than_it_admits() {
+    let clock = ManualClock::new();
+    let limiter = WarmUpLimiter::builder(Quota::per_second(100).with_burst(10))
+        .cold_factor(3.0)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let promised = limiter.state().remaining;
+    let admitted = std::iter::from_fn(|| limiter.check().ok()).take(100).count() as u32;
+    assert!(promised >= 2 && promised <= admitted, "promised {promised}, admitted {admitted}");
+    assert!(admitted < 10, "cold: fewer than the burst ({admitted})");
+    assert_eq!(limiter.state().remaining, 0);
+}
+
+#[test]
+fn a_local_limiter_reports_its_state_with_its_decision() {
+    let clock = ManualClock::new();
+    let limiter = RateLimiter::with_clock(Quota::per_minute(2), clock).unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    let first = pin!(limiter.check_n_with_state(1)).poll(&mut cx);
+    assert_eq!(first, Poll::Ready(Ok(Some(state(1, Duration::from_secs(30))))));
+    assert_eq!(
+        limiter.try_decide_now_with_state(1),
+        Some(Ok(Some(state(0, Duration::from_secs(60)))))
+    );
+    assert!(matches!(limiter.try_decide_now_with_state(1), Some(Err(CheckNError::Throttled(_)))));
+    assert_eq!(AsyncRateLimit::policy(&limiter), Some(LimitPolicy::from(Quota::per_minute(2))));
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //!
 //! GCRA and a token bucket are the same algorithm in two notations; the model keeps "credit"
 //! (nanoseconds' worth of cells available, at most `burst * t`) and is easy to check by eye.
-//! Random sequences of clock advances and checks must get identical decisions and identical
-//! retry times, and no sequence may admit more than `burst + L / t` cells in any span of
+//! Random sequences of clock advances and checks must get identical decisions, identical
+//! retry times and identical states (cells available now, time until full: what rate-limit
+//! headers report), and no sequence may admit more than `burst + L / t` cells in any span of
 //! length `L`.
 
 use std::time::Duration;
@@ -121,6 +122,11 @@ proptest! {
                     }
                 }
             }
+            // The state: whole cells of credit, and the credit missing until full.
+            model.refill(u128::from(clock.now()));
+            let state = limiter.state();
+            prop_assert_eq!(u128::from(state.remaining), (model.credit / model.t).min(model.burst));
+            prop_assert_eq!(state.reset.as_nanos(), model.t * model.burst - model.credit);
         }
 
         // Never more than `burst + L / t` cells in any closed span of length L.

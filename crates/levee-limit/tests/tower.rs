@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use levee_core::ManualClock;
@@ -102,6 +103,81 @@ async fn bulkhead_layer_holds_a_permit_per_request_in_flight() {
     assert_eq!(bulkhead.in_flight(), 0);
 }
 
+/// A keyed limit decided elsewhere (a stand-in for levee-redis): every decision takes a
+/// round trip, and each key gets `allow` cells.
+#[derive(Default)]
+struct RemoteKeyed {
+    allow: u32,
+    asked: std::sync::Mutex<std::collections::HashMap<u32, u32>>,
+    decisions: AtomicU32,
+}
+
+struct RemoteKey<'a> {
+    limits: &'a RemoteKeyed,
+    key: u32,
+}
+
+impl levee_limit::AsyncRateLimit for RemoteKey<'_> {
+    async fn check_n(&self, n: u32) -> Result<(), levee_limit::CheckNError> {
+        tokio::task::yield_now().await; // the round trip
+        self.limits.decisions.fetch_add(1, Ordering::SeqCst);
+        let mut asked = self.limits.asked.lock().unwrap();
+        let taken = asked.entry(self.key).or_default();
+        *taken += n;
+        if *taken <= self.limits.allow {
+            Ok(())
+        } else {
+            Err(levee_limit::Throttled::new(0, 5_000_000_000).into())
+        }
+    }
+
+    fn stats(&self) -> levee_limit::RateStats {
+        levee_limit::RateStats::default()
+    }
+}
+
+impl levee_limit::KeyedRateLimit<u32> for RemoteKeyed {
+    type Key<'a> = RemoteKey<'a>;
+
+    fn key<'a>(&'a self, key: &'a u32) -> RemoteKey<'a> {
+        RemoteKey { limits: self, key: *key }
+    }
+}
+
+/// A service that counts its calls and answers its request.
+fn counted(calls: Arc<AtomicU32>) -> impl Service<u32, Response = u32, Error = Infallible> + Clone {
+    service_fn(move |x: u32| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, Infallible>(x) }
+    })
+}
+
+#[tokio::test]
+async fn the_keyed_layer_awaits_a_remote_decision_before_calling_the_service() {
+    let remote = Arc::new(RemoteKeyed { allow: 2, ..RemoteKeyed::default() });
+    let calls = Arc::new(AtomicU32::new(0));
+    let layer = KeyedRateLimitLayer::new(remote.clone(), |x: &u32| x % 10);
+    let mut svc = layer.layer(counted(calls.clone()));
+
+    // `call` only starts the decision: the service is called once the limit admits.
+    let pending = svc.ready().await.unwrap().call(1);
+    assert_eq!((remote.decisions.load(Ordering::SeqCst), calls.load(Ordering::SeqCst)), (0, 0));
+    assert_eq!(pending.await.unwrap(), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(svc.ready().await.unwrap().call(11).await.unwrap(), 11, "key 1's second cell");
+    let refused = svc.ready().await.unwrap().call(21).await.unwrap_err();
+    assert!(
+        matches!(refused, LimitError::Throttled(t) if t.retry_after() == Duration::from_secs(5))
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "a refusal never reaches the service");
+    assert_eq!(svc.ready().await.unwrap().call(2).await.unwrap(), 2, "another key");
+
+    // A response future dropped while the limit decides calls nothing.
+    drop(svc.ready().await.unwrap().call(3));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(remote.decisions.load(Ordering::SeqCst), 4);
+}
+
 #[test]
 fn limit_error_exposes_the_inner_error() {
     let e: LimitError<std::io::Error> = LimitError::Inner(std::io::Error::other("boom"));
@@ -118,7 +194,23 @@ fn services_and_limiters_are_send_and_sync() {
     type Echo = tower::util::ServiceFn<fn(u32) -> std::future::Ready<Result<u32, Infallible>>>;
     assert_send_sync::<levee_limit::tower::RateLimitService<Echo>>();
     assert_send_sync::<levee_limit::tower::BulkheadService<Echo>>();
-    assert_send_sync::<levee_limit::tower::KeyedRateLimitService<Echo, u32, fn(&u32) -> u32>>();
+    assert_send_sync::<
+        levee_limit::tower::KeyedRateLimitService<Echo, KeyedRateLimiter<u32>, fn(&u32) -> u32>,
+    >();
+    assert_send_sync::<
+        levee_limit::tower::RateLimitService<
+            Echo,
+            RateLimiter,
+            levee_limit::tower::RateLimitHeaders,
+        >,
+    >();
+    fn assert_send<T: Send>(_: &T) {}
+    let mut keyed = KeyedRateLimitLayer::new(
+        Arc::new(KeyedRateLimiter::<u32>::new(Quota::per_minute(1)).unwrap()),
+        |x: &u32| *x,
+    )
+    .layer(echo());
+    assert_send(&keyed.call(1));
     assert_send_sync::<
         levee_limit::tower::ResponseFuture<
             std::future::Ready<Result<u32, Infallible>>,

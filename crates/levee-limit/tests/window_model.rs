@@ -1,6 +1,7 @@
 //! Both window counters against maps of counts written the obvious way, and the limit they
 //! promise: never more than `limit` cells in any aligned window (fixed) or in any run of
-//! `buckets` consecutive buckets (sliding).
+//! `buckets` consecutive buckets (sliding). Their states (what rate-limit headers report)
+//! follow the maps too.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -60,6 +61,13 @@ proptest! {
                     prop_assert_eq!(limiter.count(), *count);
                 }
             }
+            // Remaining in this window; until its end, or zero when it counts nothing.
+            let now = clock.now();
+            let count = counts.get(&(now / window)).copied().unwrap_or(0);
+            let state = limiter.state();
+            prop_assert_eq!(state.remaining, limit - count);
+            let reset = if count == 0 { 0 } else { (now / window + 1) * window - now };
+            prop_assert_eq!(state.reset, Duration::from_nanos(reset));
         }
         prop_assert!(counts.values().all(|&c| c <= limit));
     }
@@ -116,6 +124,18 @@ proptest! {
                     prop_assert_eq!(limiter.count(), u64::from(in_window(&counts, b)));
                 }
             }
+            // Remaining in the window; until its newest counted bucket leaves it.
+            let now = clock.now();
+            let b = now / bucket;
+            let state = limiter.state();
+            prop_assert_eq!(state.remaining, limit - in_window(&counts, b));
+            let newest = counts
+                .range(b.saturating_sub(n_buckets - 1)..=b)
+                .rev()
+                .find(|&(_, &c)| c > 0)
+                .map(|(&k, _)| k);
+            let reset = newest.map_or(0, |k| (k + n_buckets) * bucket - now);
+            prop_assert_eq!(state.reset, Duration::from_nanos(reset));
         }
         // The promise: no run of `buckets` consecutive buckets holds more than the limit.
         let first = counts.keys().next().copied().unwrap_or(0);

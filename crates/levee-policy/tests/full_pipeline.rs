@@ -319,3 +319,63 @@ async fn any_limiter_of_the_family_is_a_stage() {
     assert_eq!(pipeline.execute(|_| async { Ok::<_, ()>(2) }).await, Ok(2));
     assert_eq!(clock.now(), 1_000_000_000, "the second call waited for the window to slide");
 }
+
+/// A limiter that decides after a round trip (a stand-in for levee-redis): a GCRA behind one
+/// yield, so the stage takes its remote path.
+struct Remote(RateLimiter<ManualClock>);
+
+impl levee_limit::AsyncRateLimit for Remote {
+    async fn check_n(&self, n: u32) -> Result<(), levee_limit::CheckNError> {
+        tokio::task::yield_now().await;
+        levee_limit::RateLimit::check_n(&self.0, n)
+    }
+
+    fn stats(&self) -> levee_limit::RateStats {
+        levee_limit::RateLimit::stats(&self.0)
+    }
+}
+
+/// A remote limiter and one key of a keyed limiter are stages like any other: refused with
+/// the same `RateLimited` and retry-after as the local GCRA above, and waited out on the
+/// pipeline's clock when the stage may wait.
+#[tokio::test(start_paused = true)]
+async fn a_remote_limiter_and_one_key_are_stages_like_a_local_one() {
+    use levee_limit::KeyedRateLimiter;
+    let clock = ManualClock::new();
+    let remote = Remote(RateLimiter::with_clock(Quota::per_second(2), clock.clone()).unwrap());
+    let keyed = KeyedRateLimiter::<String>::builder(Quota::per_second(2))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let remote = Arc::new(remote);
+    let alice = Arc::new(keyed.key("alice"));
+
+    let refusing = Pipeline::builder().limiter(remote.clone()).clock(clock.clone()).build();
+    let refusing = refusing.unwrap();
+    let per_key = Pipeline::builder().limiter(alice.clone()).clock(clock.clone()).build();
+    let per_key = per_key.unwrap();
+    for i in 0..2 {
+        assert_eq!(refusing.execute(|_| async move { Ok::<_, ()>(i) }).await, Ok(i));
+        assert_eq!(per_key.execute(|_| async move { Ok::<_, ()>(i) }).await, Ok(i));
+    }
+    let refused = Err(Error::RateLimited { retry_after: 500 * MS });
+    assert_eq!(refusing.execute(|_| async { Ok::<_, ()>(2) }).await, refused);
+    assert_eq!(per_key.execute(|_| async { Ok::<_, ()>(2) }).await, refused);
+    assert!(keyed.key("bob").check().is_ok(), "other keys are untouched");
+
+    let waiting = Pipeline::builder()
+        .policy(Limiter::new(remote).max_wait(Duration::from_secs(1)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    assert_eq!(waiting.execute(|_| async { Ok::<_, ()>(3) }).await, Ok(3));
+    assert_eq!(start.elapsed(), 500 * MS, "slept until the remote limiter's retry-after");
+    let waiting = Pipeline::builder()
+        .policy(Limiter::new(alice).max_wait(Duration::from_secs(1)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(waiting.execute(|_| async { Ok::<_, ()>(4) }).await, Ok(4));
+    assert_eq!(clock.now(), 500_000_000, "alice's cell was back with the remote one's");
+}

@@ -15,6 +15,13 @@
 //!   Redis back without anyone's help. No check ever hangs.
 //! - **Leases for hot keys** ([`LeaseSettings`]): a process takes a small batch of cells in
 //!   one round trip and spends them locally, with a documented precision bound.
+//! - **One family with levee-limit's limiters.** One key's limit ([`RedisRateLimiter::key`],
+//!   [`RedisKey`]) is an [`AsyncRateLimit`](levee_limit::AsyncRateLimit), so it goes into
+//!   levee-policy's limiter stage and levee-limit's `RateLimitLayer`; the limiter itself is a
+//!   [`KeyedRateLimit`](levee_limit::KeyedRateLimit), so it goes into the
+//!   `KeyedRateLimitLayer` keyed per request. Refusals are the same [`Throttled`] values, and
+//!   admissions report the key's state from the script's reply (no extra round trip), so
+//!   the layers' rate-limit headers work on Redis too.
 //!
 //! Redis 5 or later (scripts replicate their effects, so reading `TIME` in a script is
 //! allowed); Redis Cluster works too, each limiter key being one Redis key.
@@ -54,6 +61,8 @@
 // Under `--cfg loom` only the lease pool is built (the Redis client does not build there).
 #[cfg(not(loom))]
 mod error;
+#[cfg(not(loom))]
+mod key;
 mod lease;
 #[cfg(not(loom))]
 mod limiter;
@@ -67,6 +76,8 @@ mod stats;
 
 #[cfg(not(loom))]
 pub use error::BuildError;
+#[cfg(not(loom))]
+pub use key::RedisKey;
 pub use levee_limit::{CheckNError, InsufficientCapacity, Quota, RetryAfter, Throttled};
 #[cfg(not(loom))]
 pub use limiter::{RedisLimiterBuilder, RedisRateLimiter, default_breaker};

@@ -7,7 +7,9 @@ use std::time::Duration;
 use levee_breaker::{BreakerEvent, BreakerSettings, CircuitBreaker, Open, OpenWait};
 use levee_cache::Cache;
 use levee_core::{Clock, ConfigError, EventHook, FastClock, nanos};
-use levee_limit::{CheckNError, Gcra, InsufficientCapacity, KeyedRateLimiter, Quota, Throttled};
+use levee_limit::{
+    CheckNError, Gcra, InsufficientCapacity, KeyedRateLimiter, LimitState, Quota, Throttled,
+};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 use tokio::time::Instant;
@@ -127,7 +129,7 @@ where
     /// [`Throttled`] when the key's quota is used up (or the fail mode refuses).
     pub async fn check(&self, key: &str) -> Result<(), Throttled> {
         let result = self.decide(key, 1).await;
-        self.counters.settle(1, result)
+        self.counters.settle(1, result).map(|_| ())
     }
 
     /// Admits `n` cells for `key` at once (all or none). `n == 0` succeeds without a round
@@ -138,8 +140,18 @@ where
     /// [`CheckNError::InsufficientCapacity`] at once, without a round trip, when `n`
     /// exceeds the burst.
     pub async fn check_n(&self, key: &str, n: u32) -> Result<(), CheckNError> {
+        self.check_n_with_state(key, n).await.map(|_| ())
+    }
+
+    /// As [`check_n`](Self::check_n), with `key`'s state after an admission when this
+    /// limiter knows it: what rate-limit headers report (see [`RedisKey`](crate::RedisKey)).
+    pub(crate) async fn check_n_with_state(
+        &self,
+        key: &str,
+        n: u32,
+    ) -> Result<Option<LimitState>, CheckNError> {
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let burst = self.gcra.burst();
         if n > burst {
@@ -150,22 +162,26 @@ where
         self.counters.settle(n, result).map_err(CheckNError::from)
     }
 
-    /// Decides `1 <= n <= burst` cells for `key`.
-    async fn decide(&self, key: &str, n: u32) -> Result<(), Throttled> {
+    /// Decides `1 <= n <= burst` cells for `key`; the key's state after an admission, when
+    /// known: from the script's reply (Redis decided), or the local share's (fail open).
+    /// Lease mode spends cells locally and knows no state.
+    async fn decide(&self, key: &str, n: u32) -> Result<Option<LimitState>, Throttled> {
         let deadline = Instant::now() + self.timeout;
         match &self.leases {
             None => match self.remote(key, n, n, deadline).await {
                 Ok(reply) => self.settle_reply(reply, n),
                 Err(open) => self.degrade(key, n, open),
             },
-            Some(leases) => self.decide_leased(leases, key, n, deadline).await,
+            Some(leases) => self.decide_leased(leases, key, n, deadline).await.map(|()| None),
         }
     }
 
-    /// A script reply for a request of `n` cells, when no lease is kept.
-    fn settle_reply(&self, reply: Reply, n: u32) -> Result<(), Throttled> {
+    /// A script reply for a request of `n` cells, when no lease is kept. When granted, the
+    /// reply's value is the key's new `tat - now` on the server, which is all the state
+    /// needs: the same function as the local GCRA's.
+    fn settle_reply(&self, reply: Reply, n: u32) -> Result<Option<LimitState>, Throttled> {
         if reply.granted >= n {
-            Ok(())
+            Ok(Some(self.gcra.state(reply.value, 0)))
         } else {
             let now = self.clock.now();
             Err(Throttled::new(now, now.saturating_add(reply.value)))
@@ -190,7 +206,7 @@ where
         let Ok(mut batch) = tokio::time::timeout_at(deadline, slot.refill.lock()).await else {
             // Other tasks of this key held the refill lock for the whole timeout.
             self.counters.timeouts.incr();
-            return self.degrade(key, n, None);
+            return self.degrade(key, n, None).map(|_| ());
         };
         // Another task may have refilled (or been refused) while this one waited.
         if let Some(decided) = self.decide_locally(&slot, n) {
@@ -218,7 +234,7 @@ where
                 slot.refuse_until(until);
                 Err(Throttled::new(now, until))
             }
-            Err(open) => self.degrade(key, n, open),
+            Err(open) => self.degrade(key, n, open).map(|_| ()),
         }
     }
 
@@ -294,12 +310,18 @@ where
         Err(None)
     }
 
-    /// Decides by the fail mode; `open` is the breaker's refusal, if it refused.
-    fn degrade(&self, key: &str, n: u32, open: Option<Open>) -> Result<(), Throttled> {
+    /// Decides by the fail mode, with the local share's state after an admission; `open`
+    /// is the breaker's refusal, if it refused.
+    fn degrade(
+        &self,
+        key: &str,
+        n: u32,
+        open: Option<Open>,
+    ) -> Result<Option<LimitState>, Throttled> {
         self.counters.degraded.incr();
         match &self.fallback {
             Fallback::Open(local) => match local.check_n(key, n) {
-                Ok(()) => Ok(()),
+                Ok(()) => Ok(Some(local.state(key))),
                 Err(CheckNError::Throttled(t)) => Err(t),
                 // n fits the quota's burst but not the local share of it.
                 Err(CheckNError::InsufficientCapacity(_)) => Err(self.closed_refusal(open)),

@@ -21,9 +21,9 @@ pub(crate) struct Counters {
 
 impl Counters {
     /// Counts a decision of `cells` cells and passes it on.
-    pub(crate) fn settle<E>(&self, cells: u32, result: Result<(), E>) -> Result<(), E> {
+    pub(crate) fn settle<T, E>(&self, cells: u32, result: Result<T, E>) -> Result<T, E> {
         match &result {
-            Ok(()) => self.admitted.add(u64::from(cells)),
+            Ok(_) => self.admitted.add(u64::from(cells)),
             Err(_) => self.rejected.incr(),
         }
         result

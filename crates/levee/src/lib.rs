@@ -5,8 +5,9 @@
 //! This crate re-exports every levee crate behind a feature of the same name: [`limit`]
 //! (`limit`), [`breaker`] (`breaker`), [`policy`] (`policy`), [`timer`] (`timer`), [`cache`]
 //! (`cache`), [`queue`] (`queue`), all on by default, and `redis` (levee-redis, cluster-wide
-//! rate limits on Redis) and `nats` (levee-nats, the `Broker` trait on NATS JetStream), off
-//! by default as they bring in a Redis or NATS client. The `tower` and
+//! rate limits on Redis), `nats` (levee-nats, the `Broker` trait on NATS JetStream) and
+//! `client` (levee-client, the HTTP service client with mutual TLS), off by default as they
+//! bring in a Redis, NATS or HTTP client. The `tower` and
 //! `serde` features switch on the tower layers and serde settings of the crates that have
 //! them. [`core`] is always there; [`prelude`] brings the everyday names into scope.
 //!
@@ -114,6 +115,10 @@ pub use levee_cache as cache;
 #[cfg(feature = "queue")]
 pub use levee_queue as queue;
 
+/// The HTTP service client: P2C + peak-EWMA, a breaker per endpoint, priority failover,
+/// budgeted retries, hedged reads, deadline propagation, mutual TLS (feature `client`).
+#[cfg(feature = "client")]
+pub use levee_client as client;
 /// The `Broker` trait on NATS JetStream (levee-nats).
 #[cfg(feature = "nats")]
 pub use levee_nats as nats;

@@ -42,6 +42,7 @@ use levee_core::{Clock, ConfigError, Counter, EventHook, FastClock, Listener, na
 
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
 use crate::quota::{Gcra, Quota};
+use crate::state::LimitState;
 use crate::stats::{RateCounters, RateEvent};
 use crate::wait::{Jitter, retry_until};
 use lock::{ReaderSlots, ShardLock};
@@ -454,12 +455,25 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.state(key).remaining
+    }
+
+    /// `key`'s state now: the cells it could be admitted right now and the time until its
+    /// whole burst is back (see [`LimitState`]); an unknown key is full. Takes shared access
+    /// to the key's shard, as a check does; adds no key.
+    #[must_use]
+    pub fn state<Q>(&self, key: &Q) -> LimitState
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let hash = self.hasher.hash_one(key);
         let now = self.clock.now();
         let tat = self.read(self.shard(hash), |table| {
+            // Relaxed: a snapshot.
             table.find(hash, key).map_or(0, |t| t.load(Ordering::Relaxed))
         });
-        self.gcra.available(tat, now)
+        self.gcra.state(tat, now)
     }
 
     /// Keys currently tracked (refilled keys count until they are reclaimed).

@@ -9,7 +9,8 @@ use levee_core::Clock;
 
 use super::KeyedRateLimiter;
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
-use crate::rate_limit::RateLimit;
+use crate::rate_limit::{KeyedRateLimit, RateLimit};
+use crate::state::{LimitPolicy, LimitState};
 use crate::stats::RateStats;
 use crate::wait::{Jitter, retry_until};
 
@@ -101,6 +102,12 @@ where
         Ok(())
     }
 
+    /// [`KeyedRateLimiter::state`] for this key.
+    #[must_use]
+    pub fn state(&self) -> LimitState {
+        self.limiter.state(self.key)
+    }
+
     /// The whole keyed limiter's counters (they are not kept per key).
     #[must_use]
     pub fn stats(&self) -> RateStats {
@@ -139,5 +146,38 @@ where
 
     fn stats(&self) -> RateStats {
         KeyLimit::stats(self)
+    }
+
+    #[inline]
+    fn state(&self) -> LimitState {
+        KeyLimit::state(self)
+    }
+
+    fn policy(&self) -> LimitPolicy {
+        self.limiter.quota().into()
+    }
+}
+
+/// A keyed limiter's keys as limiters of their own, for code that takes any keyed limit
+/// (the keyed tower layer): [`key`](KeyedRateLimit::key) is [`KeyedRateLimiter::key`].
+impl<K, C, S> KeyedRateLimit<K> for KeyedRateLimiter<K, C, S>
+where
+    K: Hash + Eq + Clone + Send + Sync,
+    C: Clock,
+    S: BuildHasher + Send + Sync,
+{
+    type Key<'a>
+        = KeyLimit<'a, K, K, C, S>
+    where
+        Self: 'a,
+        K: 'a;
+
+    #[inline]
+    fn key<'a>(&'a self, key: &'a K) -> KeyLimit<'a, K, K, C, S> {
+        KeyedRateLimiter::key(self, key)
+    }
+
+    fn policy(&self) -> Option<LimitPolicy> {
+        Some(self.quota().into())
     }
 }

@@ -1,6 +1,13 @@
 //! tower middleware (feature `tower`): layers for the rate limiter, the keyed rate limiter
 //! and the bulkhead.
 //!
+//! The rate-limit layers take any limiter of the family: [`RateLimitLayer`] any
+//! [`AsyncRateLimit`](crate::AsyncRateLimit) (local or remote), [`KeyedRateLimitLayer`] any
+//! [`KeyedRateLimit`](crate::KeyedRateLimit) (a [`KeyedRateLimiter`](crate::KeyedRateLimiter)
+//! or levee-redis's cluster-wide limiter). With the `http` feature both can answer with the
+//! IETF rate-limit header fields ([`RateLimitHeaders`]: `RateLimit-Policy`, `RateLimit`, and
+//! `429` with `Retry-After` on refusals), computed from the limiter's own state.
+//!
 //! Every service holds its limiter in an `Arc`, so clones of a service (and of the layer)
 //! share **one** limit: cloning a service per connection, as hyper and axum do, does not
 //! multiply the quota (tower's own `RateLimit` keeps its state per clone).
@@ -14,13 +21,22 @@
 
 mod bulkhead;
 mod future;
+#[cfg(feature = "http")]
+mod headers;
 mod keyed;
 mod rate;
+mod rate_future;
 
 pub use bulkhead::{BulkheadLayer, BulkheadService};
 pub use future::ResponseFuture;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use headers::RateLimitHeaders;
+#[cfg(all(fuzzing, feature = "http"))]
+pub use headers::render_fields;
 pub use keyed::{KeyedRateLimitLayer, KeyedRateLimitService};
 pub use rate::{RateLimitLayer, RateLimitService};
+pub use rate_future::RateLimitFuture;
 
 use std::fmt;
 use std::time::Duration;

@@ -1,18 +1,18 @@
 //! The rate-limit layer, over any limiter of the family.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{LimitError, ResponseFuture};
-use crate::error::{CheckNError, Throttled};
+use super::LimitError;
+use super::rate_future::{PendingDecision, RateLimitFuture, one_cell};
+use crate::error::Throttled;
 use crate::rate::RateLimiter;
 use crate::rate_limit::AsyncRateLimit;
+use crate::state::LimitState;
 
 /// Applies a shared rate limit to every request: over the limit, a request fails at once
 /// with [`LimitError::Throttled`] carrying the retry-after.
@@ -22,6 +22,9 @@ use crate::rate_limit::AsyncRateLimit;
 /// (nothing is kept between `poll_ready` and `call`, nothing allocated); a remote one is
 /// asked in `poll_ready` (one boxed future per request, beside a network round trip) and
 /// its answer is used by the next `call`.
+///
+/// With the `http` feature, [`headers`](Self::headers) turns it into an HTTP layer that
+/// answers with the IETF rate-limit header fields and refuses with a `429`.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -42,54 +45,72 @@ use crate::rate_limit::AsyncRateLimit;
 /// # Ok(())
 /// # }
 /// ```
-pub struct RateLimitLayer<L = RateLimiter> {
+pub struct RateLimitLayer<L = RateLimiter, H = ()> {
     limiter: Arc<L>,
+    headers: H,
 }
 
 impl<L> RateLimitLayer<L> {
     /// A layer whose services all share `limiter`.
     #[must_use]
     pub fn new(limiter: Arc<L>) -> Self {
-        Self { limiter }
+        Self { limiter, headers: () }
     }
 }
 
-impl<L> Clone for RateLimitLayer<L> {
+impl<L, H> RateLimitLayer<L, H> {
+    /// The shared limiter.
+    pub fn limiter(&self) -> &Arc<L> {
+        &self.limiter
+    }
+
+    /// The same layer answering with `headers` instead (the `http` feature's).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(super) fn with_headers<H2>(self, headers: H2) -> RateLimitLayer<L, H2> {
+        RateLimitLayer { limiter: self.limiter, headers }
+    }
+}
+
+impl<L, H: Clone> Clone for RateLimitLayer<L, H> {
     fn clone(&self) -> Self {
-        Self { limiter: Arc::clone(&self.limiter) }
+        Self { limiter: Arc::clone(&self.limiter), headers: self.headers.clone() }
     }
 }
 
-impl<L: fmt::Debug> fmt::Debug for RateLimitLayer<L> {
+impl<L: fmt::Debug, H: fmt::Debug> fmt::Debug for RateLimitLayer<L, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimitLayer").field("limiter", &self.limiter).finish()
+        f.debug_struct("RateLimitLayer")
+            .field("limiter", &self.limiter)
+            .field("headers", &self.headers)
+            .finish()
     }
 }
 
-impl<S, L> Layer<S> for RateLimitLayer<L> {
-    type Service = RateLimitService<S, L>;
+impl<S, L, H: Clone> Layer<S> for RateLimitLayer<L, H> {
+    type Service = RateLimitService<S, L, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimitService::new(inner, Arc::clone(&self.limiter))
+        RateLimitService::new(inner, Arc::clone(&self.limiter), self.headers.clone())
     }
 }
 
 /// A remote limiter's pending answer. The lock only makes the service `Sync`; it is reached
 /// through `&mut self` (`get_mut`), never contended.
-type Pending = Mutex<Option<Pin<Box<dyn Future<Output = Result<(), CheckNError>> + Send>>>>;
+type Pending = Mutex<Option<PendingDecision>>;
 
 /// The service of [`RateLimitLayer`]; clones share the limiter.
-pub struct RateLimitService<S, L = RateLimiter> {
+pub struct RateLimitService<S, L = RateLimiter, H = ()> {
     inner: S,
     limiter: Arc<L>,
+    pub(super) headers: H,
     /// Remote limiters: the decision being awaited, then the one the next `call` uses.
     pending: Pending,
-    decided: Option<Result<(), Throttled>>,
+    decided: Option<Result<Option<LimitState>, Throttled>>,
 }
 
-impl<S, L> RateLimitService<S, L> {
-    fn new(inner: S, limiter: Arc<L>) -> Self {
-        Self { inner, limiter, pending: Mutex::new(None), decided: None }
+impl<S, L, H> RateLimitService<S, L, H> {
+    fn new(inner: S, limiter: Arc<L>, headers: H) -> Self {
+        Self { inner, limiter, headers, pending: Mutex::new(None), decided: None }
     }
 
     /// The shared limiter.
@@ -98,13 +119,13 @@ impl<S, L> RateLimitService<S, L> {
     }
 }
 
-impl<S: Clone, L> Clone for RateLimitService<S, L> {
+impl<S: Clone, L, H: Clone> Clone for RateLimitService<S, L, H> {
     fn clone(&self) -> Self {
-        Self::new(self.inner.clone(), Arc::clone(&self.limiter))
+        Self::new(self.inner.clone(), Arc::clone(&self.limiter), self.headers.clone())
     }
 }
 
-impl<S: fmt::Debug, L: fmt::Debug> fmt::Debug for RateLimitService<S, L> {
+impl<S: fmt::Debug, L: fmt::Debug, H> fmt::Debug for RateLimitService<S, L, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitService")
             .field("inner", &self.inner)
@@ -113,12 +134,65 @@ impl<S: fmt::Debug, L: fmt::Debug> fmt::Debug for RateLimitService<S, L> {
     }
 }
 
-/// One cell's refusal from a batch decision (a cell always fits a burst of at least one).
-fn one_cell(result: Result<(), CheckNError>) -> Result<(), Throttled> {
-    result.map_err(|e| match e {
-        CheckNError::Throttled(t) => t,
-        CheckNError::InsufficientCapacity(_) => Throttled::new(0, u64::MAX),
-    })
+/// What the services with and without headers share: the decision, asked of a remote
+/// limiter in `poll_ready`, of a local one in `call`.
+impl<S, L: AsyncRateLimit + 'static, H> RateLimitService<S, L, H> {
+    /// Readies the limiter's decision for the next call: awaits a remote limiter's answer
+    /// (a local limiter decides in `call`). Ready with `true` when the call is refused, so
+    /// the inner service need not be ready.
+    pub(super) fn poll_decision(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        if !L::DECIDES_NOW && self.decided.is_none() {
+            let pending = self.pending.get_mut().unwrap_or_else(PoisonError::into_inner);
+            let future = pending.get_or_insert_with(|| {
+                let limiter = Arc::clone(&self.limiter);
+                Box::pin(async move { limiter.check_n_with_state(1).await })
+            });
+            let decision = ready!(future.as_mut().poll(cx));
+            *pending = None;
+            self.decided = Some(one_cell(decision));
+        }
+        Poll::Ready(matches!(self.decided, Some(Err(_))))
+    }
+
+    /// The call's decision: the one `poll_ready` awaited, or a local limiter's, with the
+    /// state after an admission when `with_state` (for headers).
+    pub(super) fn decide(&mut self, with_state: bool) -> Result<Option<LimitState>, Throttled> {
+        if let Some(decided) = self.decided.take() {
+            return decided;
+        }
+        let decision = if with_state {
+            self.limiter.try_decide_now_with_state(1)
+        } else {
+            self.limiter.try_decide_now(1).map(|decision| decision.map(|()| None))
+        };
+        match decision {
+            Some(decision) => one_cell(decision),
+            // A remote limiter called without `poll_ready`: tower's contract was broken.
+            None => Err(Throttled::new(0, 0)),
+        }
+    }
+
+    /// Calls the inner service with `req` if `decision` admits it.
+    pub(super) fn call_if<Req>(
+        &mut self,
+        req: Req,
+        decision: Result<Option<LimitState>, Throttled>,
+    ) -> RateLimitFuture<S, Req, H>
+    where
+        S: Service<Req>,
+        H: Clone,
+    {
+        match decision {
+            Ok(state) => RateLimitFuture::called(self.inner.call(req), state, self.headers.clone()),
+            Err(refusal) => RateLimitFuture::refused(refusal, self.headers.clone()),
+        }
+    }
+
+    /// The inner service, for `poll_ready`.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(super) fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
 }
 
 impl<S, L, Req> Service<Req> for RateLimitService<S, L>
@@ -128,37 +202,17 @@ where
 {
     type Response = S::Response;
     type Error = LimitError<S::Error>;
-    type Future = ResponseFuture<S::Future, S::Error>;
+    type Future = RateLimitFuture<S, Req, ()>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if !L::DECIDES_NOW && self.decided.is_none() {
-            let pending = self.pending.get_mut().unwrap_or_else(PoisonError::into_inner);
-            let future = pending.get_or_insert_with(|| {
-                let limiter = Arc::clone(&self.limiter);
-                Box::pin(async move { limiter.check_n(1).await })
-            });
-            let decision = std::task::ready!(future.as_mut().poll(cx));
-            *pending = None;
-            self.decided = Some(one_cell(decision));
-        }
-        if matches!(self.decided, Some(Err(_))) {
+        if ready!(self.poll_decision(cx)) {
             return Poll::Ready(Ok(())); // refused: `call` answers without the inner service
         }
         self.inner.poll_ready(cx).map_err(LimitError::Inner)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let decision = match self.decided.take() {
-            Some(decision) => decision,
-            None => match self.limiter.try_decide_now(1) {
-                Some(decision) => one_cell(decision),
-                // A remote limiter called without `poll_ready`: tower's contract was broken.
-                None => Err(Throttled::new(0, 0)),
-            },
-        };
-        match decision {
-            Ok(()) => ResponseFuture::called(self.inner.call(req), ()),
-            Err(refusal) => ResponseFuture::refused(LimitError::Throttled(refusal)),
-        }
+        let decision = self.decide(false);
+        self.call_if(req, decision)
     }
 }

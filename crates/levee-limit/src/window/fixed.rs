@@ -9,6 +9,7 @@ use levee_core::{Clock, ConfigError, FastClock};
 use super::{Slot, WindowQuota, classify, pack};
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
 use crate::meter::{LimiterBuilder, Meter};
+use crate::state::LimitState;
 use crate::stats::RateStats;
 use crate::wait::Jitter;
 
@@ -140,12 +141,49 @@ impl<C: Clock> FixedWindowLimiter<C> {
     /// Cells counted in the current window.
     #[must_use]
     pub fn count(&self) -> u32 {
+        self.count_at(self.hot.meter.now())
+    }
+
+    /// Cells counted in the window of clock reading `now`.
+    fn count_at(&self, now: u64) -> u32 {
         let hot = &*self.hot;
-        let window = hot.meter.now() / hot.window;
         // Relaxed: a snapshot.
-        match classify(hot.word.load(Ordering::Relaxed), window) {
+        match classify(hot.word.load(Ordering::Relaxed), now / hot.window) {
             Slot::Current(count) => count,
             Slot::Later | Slot::Stale => 0,
+        }
+    }
+
+    /// The limiter's state now: the cells still admissible in this window, and the time
+    /// until it ends (zero when nothing is counted in it: the limiter is full). See
+    /// [`LimitState`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use levee_core::ManualClock;
+    /// use levee_limit::{FixedWindowLimiter, WindowQuota};
+    ///
+    /// let clock = ManualClock::new();
+    /// let limiter = FixedWindowLimiter::builder(WindowQuota::per_minute(10))
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// assert_eq!(limiter.state().reset, Duration::ZERO, "full");
+    /// clock.advance(Duration::from_secs(15));
+    /// limiter.check_n(3)?;
+    /// let state = limiter.state();
+    /// assert_eq!((state.remaining, state.reset), (7, Duration::from_secs(45)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn state(&self) -> LimitState {
+        let hot = &*self.hot;
+        let now = hot.meter.now();
+        let count = self.count_at(now);
+        let end = (now / hot.window).saturating_add(1).saturating_mul(hot.window);
+        let reset = if count == 0 { 0 } else { end - now };
+        LimitState {
+            remaining: hot.limit.saturating_sub(count),
+            reset: Duration::from_nanos(reset),
         }
     }
 

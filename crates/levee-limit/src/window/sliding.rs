@@ -27,6 +27,7 @@ use levee_core::{Clock, ConfigError, FastClock};
 use super::{MAX_WINDOW_LIMIT, Slot, WindowQuota, classify, count_of, distance, index_of, pack};
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
 use crate::meter::{LimiterBuilder, Meter};
+use crate::state::LimitState;
 use crate::stats::RateStats;
 use crate::wait::Jitter;
 
@@ -214,13 +215,17 @@ impl<C: Clock> SlidingWindowLimiter<C> {
 
     /// Cells in the window ending with `bucket`.
     fn sum(&self, bucket: u64) -> u64 {
+        self.in_window(bucket).map(|(_, count)| u64::from(count)).sum()
+    }
+
+    /// The buckets of the window ending with `bucket`, as (age in buckets, count).
+    fn in_window(&self, bucket: u64) -> impl Iterator<Item = (u64, u32)> + '_ {
         let buckets = self.slots.len() as u64;
         self.slots
             .iter()
             .map(|slot| slot.load(Ordering::Relaxed)) // Relaxed: module docs.
-            .filter(|&word| distance(bucket, index_of(word)) < buckets)
-            .map(|word| u64::from(count_of(word)))
-            .sum()
+            .map(move |word| (distance(bucket, index_of(word)), count_of(word)))
+            .filter(move |&(age, _)| age < buckets)
     }
 
     /// Builds the refusal: the earliest time at which enough of the oldest buckets have
@@ -256,6 +261,48 @@ impl<C: Clock> SlidingWindowLimiter<C> {
     #[must_use]
     pub fn remaining(&self) -> u64 {
         u64::from(self.limit).saturating_sub(self.count())
+    }
+
+    /// The limiter's state now: the cells still admissible, and the time until the newest
+    /// bucket that counts a cell leaves the window (zero when none does: the limiter is
+    /// full). See [`LimitState`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use levee_core::ManualClock;
+    /// use levee_limit::{SlidingWindowLimiter, WindowQuota};
+    ///
+    /// let clock = ManualClock::new();
+    /// let limiter = SlidingWindowLimiter::builder(WindowQuota::per_second(10))
+    ///     .buckets(10)
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// limiter.check_n(2)?; // bucket 0
+    /// clock.advance(Duration::from_millis(450));
+    /// limiter.check()?; // bucket 4, which leaves the window at 1.4 s
+    /// let state = limiter.state();
+    /// assert_eq!((state.remaining, state.reset), (7, Duration::from_millis(950)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn state(&self) -> LimitState {
+        let now = self.meter.now();
+        let bucket = now / self.bucket;
+        let (count, newest) = self.in_window(bucket).filter(|&(_, count)| count > 0).fold(
+            (0u64, None::<u64>),
+            |(total, newest), (age, count)| {
+                (total + u64::from(count), Some(newest.map_or(age, |n| n.min(age))))
+            },
+        );
+        // The bucket `age` buckets old leaves when bucket `bucket - age + buckets` starts.
+        let buckets = self.slots.len() as u64;
+        let reset = newest.map_or(0, |age| {
+            (bucket.saturating_sub(age) + buckets).saturating_mul(self.bucket).saturating_sub(now)
+        });
+        LimitState {
+            remaining: u64::from(self.limit).saturating_sub(count) as u32,
+            reset: Duration::from_nanos(reset),
+        }
     }
 
     /// The current rate in cells per second over the window.

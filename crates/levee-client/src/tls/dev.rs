@@ -1,0 +1,173 @@
+//! Development certificates (feature `dev-certs`): a CA and one certificate per service,
+//! made with rcgen. For local clusters and tests, never production: the CA's key sits
+//! beside the certificates it signs.
+//!
+//! Each service certificate is valid for the service's name, `localhost`, `127.0.0.1`
+//! and `::1` (plus any extra names), for both TLS server and TLS client authentication, so
+//! one certificate serves a service's listener and its outgoing calls. Keys are ECDSA P-256.
+//!
+//! ```
+//! use levee_client::tls::dev;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let written = dev::write_dev_certs(dir.path(), &["catalog", "orders"]).unwrap();
+//! assert_eq!(written.len(), 2);
+//! let orders = written[1].load().unwrap().server_name("catalog");
+//! assert!(orders.client_config().is_ok());
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+use super::{TlsConfig, TlsError};
+use crate::TlsFiles;
+
+fn generate(e: rcgen::Error) -> TlsError {
+    TlsError::Generate(e.to_string())
+}
+
+/// A development certificate authority.
+pub struct DevCa {
+    cert_pem: String,
+    key_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for DevCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevCa").finish_non_exhaustive()
+    }
+}
+
+/// A certificate and its private key, PEM.
+#[derive(Clone)]
+pub struct DevCert {
+    /// The certificate.
+    pub cert_pem: String,
+    /// The private key (PKCS#8).
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for DevCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevCert").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
+    }
+}
+
+impl DevCa {
+    /// A new CA named `common_name`.
+    ///
+    /// # Errors
+    /// [`TlsError::Generate`] if key generation or signing fails.
+    pub fn new(common_name: &str) -> Result<Self, TlsError> {
+        let mut params = CertificateParams::new(Vec::new()).map_err(generate)?;
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().map_err(generate)?;
+        let cert = params.self_signed(&key).map_err(generate)?;
+        let key_pem = key.serialize_pem();
+        Ok(Self { cert_pem: cert.pem(), key_pem, issuer: Issuer::new(params, key) })
+    }
+
+    /// The CA certificate, PEM (what every service trusts).
+    #[must_use]
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The CA's private key, PEM.
+    #[must_use]
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+
+    /// A certificate for `service` (valid for it, `localhost`, `127.0.0.1` and `::1`).
+    ///
+    /// # Errors
+    /// [`TlsError::Generate`] for a name that is not a valid DNS name, or a failed signing.
+    pub fn issue(&self, service: &str) -> Result<DevCert, TlsError> {
+        self.issue_for(service, &[])
+    }
+
+    /// A certificate for `service` and `extra` names too (DNS names or IP addresses).
+    ///
+    /// # Errors
+    /// As [`issue`](Self::issue).
+    pub fn issue_for(&self, service: &str, extra: &[&str]) -> Result<DevCert, TlsError> {
+        let mut names =
+            vec![service.to_owned(), "localhost".into(), "127.0.0.1".into(), "::1".into()];
+        names.extend(extra.iter().map(|n| (*n).to_owned()));
+        let mut params = CertificateParams::new(names).map_err(generate)?;
+        params.distinguished_name.push(DnType::CommonName, service);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().map_err(generate)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(generate)?;
+        Ok(DevCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
+}
+
+impl DevCert {
+    /// This certificate as a service's identity, trusting `ca`.
+    ///
+    /// # Errors
+    /// As [`TlsConfig::from_pem`].
+    pub fn tls_config(&self, ca: &DevCa) -> Result<TlsConfig, TlsError> {
+        TlsConfig::from_pem(
+            ca.cert_pem.as_bytes(),
+            self.cert_pem.as_bytes(),
+            self.key_pem.as_bytes(),
+        )
+    }
+}
+
+fn write(path: PathBuf, contents: &str, secret: bool) -> Result<PathBuf, TlsError> {
+    let failed = |source| TlsError::Write { path: path.clone(), source };
+    std::fs::write(&path, contents).map_err(failed)?;
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    Ok(path)
+}
+
+/// Writes a new development CA (`ca.pem`, `ca-key.pem`) and, per service, `<name>.pem` and
+/// `<name>-key.pem` into `dir` (created if missing; keys readable by the owner only), and
+/// returns where each service's files are, in the order given.
+///
+/// # Errors
+/// [`TlsError::Write`] for a file that cannot be written, [`TlsError::Generate`] for an
+/// invalid service name.
+pub fn write_dev_certs(dir: &Path, services: &[&str]) -> Result<Vec<TlsFiles>, TlsError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|source| TlsError::Write { path: dir.to_owned(), source })?;
+    let ca = DevCa::new("levee development CA")?;
+    let ca_path = write(dir.join("ca.pem"), ca.cert_pem(), false)?;
+    write(dir.join("ca-key.pem"), ca.key_pem(), true)?;
+    services
+        .iter()
+        .map(|service| {
+            let cert = ca.issue(service)?;
+            Ok(TlsFiles {
+                ca: ca_path.clone(),
+                certificate: write(dir.join(format!("{service}.pem")), &cert.cert_pem, false)?,
+                key: write(dir.join(format!("{service}-key.pem")), &cert.key_pem, true)?,
+                server_name: None,
+            })
+        })
+        .collect()
+}
