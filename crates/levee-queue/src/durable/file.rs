@@ -13,8 +13,8 @@ pub(crate) trait Storage: Send + Sync + 'static {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Names of the files in `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
-    /// The whole content of a file.
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// A file opened for reading from its start, with its length.
+    fn open_read(&self, path: &Path) -> io::Result<(Box<dyn io::Read + Send>, u64)>;
     /// Creates (or empties) a file for appending.
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
     /// Opens an existing file for appending at its end.
@@ -80,8 +80,10 @@ impl Storage for Disk {
         Ok(names)
     }
 
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        fs::read(path)
+    fn open_read(&self, path: &Path) -> io::Result<(Box<dyn io::Read + Send>, u64)> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok((Box::new(file), len))
     }
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
@@ -309,8 +311,11 @@ mod mem {
             Ok(self.sizes(dir).into_iter().map(|(n, _)| n).collect())
         }
 
-        fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-            fs(self).files.get(path).map(|f| f.data.clone()).ok_or_else(|| not_found(path))
+        fn open_read(&self, path: &Path) -> io::Result<(Box<dyn io::Read + Send>, u64)> {
+            let data =
+                fs(self).files.get(path).map(|f| f.data.clone()).ok_or_else(|| not_found(path))?;
+            let len = data.len() as u64;
+            Ok((Box::new(io::Cursor::new(data)), len))
         }
 
         fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
