@@ -676,6 +676,13 @@ impl<T> Core<T> {
     // ----- restoring from a durable log -----
 
     #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// Makes room for `n` messages about to be restored as ready, so restoring a large
+    /// backlog does not grow the queue step by step.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.ready.reserve(n);
+    }
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     /// Puts back a message that was waiting (ready, scheduled from `due`, or behind its
     /// key). Call in the order the messages entered the subscription, after
     /// [`restore_in_flight`](Self::restore_in_flight), so each key's head comes first.
