@@ -1,21 +1,23 @@
 //! The circuit breaker: one state word, one sliding window, transitions by compare-and-swap.
 
+use std::any::TypeId;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use levee_core::sync::{AtomicU64, CachePadded, Ordering};
-use levee_core::{Clock, ConfigError, EventHook, FastClock};
+use levee_core::{Clock, CoarseClock, ConfigError, EventHook, FastClock};
 
 use crate::builder::Builder;
+use crate::entered::{Entered, unwrap_deadline};
 use crate::permit::{Kind, Ticket};
 use crate::settings::{Rules, Verdict, bump_attempts};
-use crate::state::{GEN_BITS, GEN_MASK, Trials, Word, next_gen};
+use crate::state::{Trials, Word, next_gen};
 use crate::striped::StripedCounter;
-use crate::window::{Sample, Window};
+use crate::window::{Sample, TimeWindow, Window};
 use crate::{
     BreakerEvent, BreakerMetrics, BreakerSettings, CallError, Classify, DefaultClassifier, Open,
-    OwnedPermit, Permit, Reason, State,
+    OwnedPermit, Permit, Reason, SlidingWindow, State,
 };
 
 const MS: u64 = 1_000_000;
@@ -26,11 +28,13 @@ const MS: u64 = 1_000_000;
 /// and the tower layer. Build one with [`CircuitBreaker::builder`] or from
 /// [`BreakerSettings`].
 ///
-/// On the closed path, acquiring is one atomic load. Recording a success in a healthy window
-/// (full, no failure or slow call) is two more loads and writes nothing; any other record
-/// claims a window slot with one compare-and-swap. Tracking slow calls adds two clock reads,
-/// a time window one clock read and a CAS on its totals. See the crate documentation for the
-/// whole design.
+/// On the closed path, acquiring is one atomic load. Recording a success in a healthy count
+/// window (full, no failure or slow call) is two more loads and writes nothing; any other
+/// record claims a window slot with one compare-and-swap. In a time window, a success that
+/// cannot change the verdict is a few loads and one store to the thread's own stripe (no
+/// clock read on `FastClock`); any other record reads the clock and updates the shared totals
+/// with compare-and-swaps. Tracking slow calls adds two clock reads. See the crate
+/// documentation for the whole design.
 #[derive(Debug)]
 pub struct CircuitBreaker<C: Clock = FastClock> {
     /// State, generation and the state's data (see `state.rs`).
@@ -45,12 +49,13 @@ pub struct CircuitBreaker<C: Clock = FastClock> {
     not_permitted: StripedCounter,
     /// When the current state was entered (statistics only).
     entered_at: AtomicU64,
-    /// When the breaker last turned half-open: whole milliseconds since `origin`, rounded up,
-    /// above the generation it entered (`ms << GEN_BITS | generation`). Only consulted with
-    /// `half_open_max_wait`; a generation that does not match the state word's means the
-    /// transition's writer has not stored it yet, so the half-open state is brand new.
-    half_open_since: AtomicU64,
+    /// When the current state was entered, in milliseconds, tagged with its generation: what
+    /// an open deadline's high bits and a half-open state's age are read from (`entered.rs`).
+    entered: Entered,
     hook: EventHook<BreakerEvent>,
+    /// A coarse reading of `clock` for bucketing a time window's successes: [`CoarseClock`]
+    /// when `clock` is [`FastClock`] (the coarse clock reads on its scale), else none.
+    coarse: Option<CoarseClock>,
 }
 
 impl CircuitBreaker<FastClock> {
@@ -77,6 +82,10 @@ impl<C: Clock> CircuitBreaker<C> {
         hook: EventHook<BreakerEvent>,
     ) -> Self {
         let origin = clock.now();
+        let coarse = (matches!(settings.window, SlidingWindow::Time { .. })
+            && TypeId::of::<C>() == TypeId::of::<FastClock>())
+        .then(|| CoarseClock::new().ok())
+        .flatten();
         Self {
             state: CachePadded::new(AtomicU64::new(Word::closed(0).0)),
             rules: Rules::new(&settings),
@@ -87,8 +96,9 @@ impl<C: Clock> CircuitBreaker<C> {
             name,
             not_permitted: StripedCounter::default(),
             entered_at: AtomicU64::new(origin),
-            half_open_since: AtomicU64::new(u64::from(GEN_MASK)),
+            entered: Entered::new(0, 0),
             hook,
+            coarse,
         }
     }
 
@@ -159,7 +169,6 @@ impl<C: Clock> CircuitBreaker<C> {
                     let next = Word::half_open(next_gen(word.generation()), word.attempts(), first);
                     match self.cas(word, next) {
                         Ok(()) => {
-                            self.entered_half_open(next, t);
                             self.transitioned(word, next, t, Reason::WaitElapsed, None);
                             return Ticket::permit(
                                 Kind::Trial,
@@ -348,17 +357,53 @@ impl<C: Clock> CircuitBreaker<C> {
         if word != Word::closed(generation) {
             return; // the breaker moved on: this result belongs to a finished generation
         }
-        if let Window::Count(window) = &self.window
-            && window.unchanged_by(generation, sample)
-        {
-            return;
+        match &self.window {
+            Window::Count(window) => {
+                if !window.unchanged_by(generation, sample) {
+                    self.record_in_window(word, sample, None);
+                }
+            }
+            Window::Time(window) => self.record_timed(word, window, sample),
         }
-        self.record_in_window(word, sample);
     }
 
+    /// [`record_closed`](Self::record_closed) in a time window.
+    #[inline]
+    fn record_timed(&self, word: Word, window: &TimeWindow, sample: Sample) {
+        if sample.failed || sample.slow {
+            return self.record_in_window(word, sample, None);
+        }
+        // A success in a window without failures changes no verdict, so the bucket it lands
+        // in may come from a coarse reading; any other success is judged on the exact time
+        // (see `window/time.rs`).
+        let generation = word.generation();
+        let clean = window.is_clean(generation);
+        let now = if clean { self.bucket_time() } else { self.clock.now() };
+        if !window.add_success(generation, now, self.rules.min_calls, clean) {
+            let exact = !clean || self.coarse.is_none();
+            self.record_in_window(word, sample, exact.then_some(now));
+        }
+    }
+
+    /// The time a success is bucketed by: the breaker's clock, or a coarse reading of it when
+    /// there is one ([`CoarseClock`] for [`FastClock`]).
+    #[inline]
+    fn bucket_time(&self) -> u64 {
+        match &self.coarse {
+            Some(coarse) => coarse.now(),
+            None => self.clock.now(),
+        }
+    }
+
+    /// Records `sample` on the window's shared path and judges the result. `now` is an exact
+    /// reading already taken, if any.
     #[inline(never)]
-    fn record_in_window(&self, word: Word, sample: Sample) {
-        let now = if self.window.needs_time() { Some(self.clock.now()) } else { None };
+    fn record_in_window(&self, word: Word, sample: Sample, now: Option<u64>) {
+        let now = if self.window.needs_time() {
+            Some(now.unwrap_or_else(|| self.clock.now()))
+        } else {
+            None
+        };
         let Some(tally) =
             self.window.record(word.generation(), sample, now.unwrap_or(0), self.rules.min_calls)
         else {
@@ -441,29 +486,17 @@ impl<C: Clock> CircuitBreaker<C> {
         }
     }
 
-    /// Notes when half-open state `word` was entered (its generation's start time).
-    fn entered_half_open(&self, word: Word, now: u64) {
-        if self.rules.half_open_max_ms != u64::MAX {
-            let ms = now.saturating_sub(self.origin).div_ceil(MS);
-            // Release pairs with the Acquire in `half_open_timed_out` (the value is
-            // self-describing through its generation, so no other ordering is needed).
-            self.half_open_since
-                .store(ms << GEN_BITS | u64::from(word.generation()), Ordering::Release);
-        }
-    }
-
     /// Whether half-open `word` has outlived `half_open_max_wait` at `now`. Never early: the
     /// entry time is rounded up to a whole millisecond and the limit too.
     fn half_open_timed_out(&self, word: Word, now: u64) -> bool {
         if self.rules.half_open_max_ms == u64::MAX {
             return false;
         }
-        let since = self.half_open_since.load(Ordering::Acquire);
-        if since & u64::from(GEN_MASK) != u64::from(word.generation()) {
+        let Some(since_ms) = self.entered.of(word.generation()) else {
             return false; // entered just now; its writer has not stored the time yet
-        }
+        };
         let now_ms = now.saturating_sub(self.origin) / MS;
-        now_ms.saturating_sub(since >> GEN_BITS) >= self.rules.half_open_max_ms
+        now_ms.saturating_sub(since_ms) >= self.rules.half_open_max_ms
     }
 
     /// Reopens half-open `word` whose time ran out, with a longer wait (a timeout is a failed
@@ -490,21 +523,32 @@ impl<C: Clock> CircuitBreaker<C> {
     fn open_word(&self, generation: u32, attempts: u8, now: u64) -> (Word, u64) {
         let wait = levee_core::nanos(self.settings.open_wait.wait(u32::from(attempts)));
         let deadline_ms = now.saturating_sub(self.origin).saturating_add(wait).div_ceil(MS);
-        // The word keeps the deadline mod 2^32 ms (49 days); `open_until` unwraps it.
+        // The word keeps the deadline mod 2^32 ms (49 days); `open_until` unwraps it with the
+        // entry time that `transitioned` notes for this generation.
         let until = self.origin.saturating_add(deadline_ms.saturating_mul(MS));
         (Word::open(generation, deadline_ms as u32, attempts), until)
     }
 
     /// Until when an open word refuses calls, `None` once its deadline has passed.
     ///
-    /// The deadline is kept modulo 2^32 ms. A remaining wait longer than the longest the
-    /// settings can produce means the deadline passed long ago (the clock wrapped past it).
+    /// The word keeps the deadline modulo 2^32 ms; the entry time noted for its generation
+    /// gives the rest, however long ago that was. Until the transition's winner has stored that
+    /// note, the state is an instant old, and the deadline is the one within the longest
+    /// possible wait of now.
     #[inline]
     fn open_until(&self, word: Word, now: u64) -> Option<u64> {
         let now_ms = now.saturating_sub(self.origin) / MS;
-        let remaining = word.deadline_ms().wrapping_sub(now_ms as u32);
-        (remaining != 0 && remaining <= self.rules.max_wait_ms)
-            .then(|| self.origin.saturating_add((now_ms + u64::from(remaining)).saturating_mul(MS)))
+        let deadline_ms = match self.entered.of(word.generation()) {
+            Some(entered_ms) => unwrap_deadline(entered_ms, word.deadline_ms()),
+            None => {
+                let remaining = word.deadline_ms().wrapping_sub(now_ms as u32);
+                if remaining > self.rules.max_wait_ms {
+                    return None; // passed (the deadline is behind now, modulo 2^32)
+                }
+                now_ms + u64::from(remaining)
+            }
+        };
+        (now_ms < deadline_ms).then(|| self.origin.saturating_add(deadline_ms.saturating_mul(MS)))
     }
 
     #[inline]
@@ -521,7 +565,12 @@ impl<C: Clock> CircuitBreaker<C> {
             .map_err(Word)
     }
 
+    /// What the winner of a transition's compare-and-swap does next: notes the new state's
+    /// entry time, keeps the window's generation tags fresh (`Window::refresh`), then tells the
+    /// listeners.
     fn transitioned(&self, from: Word, to: Word, at: u64, reason: Reason, open_until: Option<u64>) {
+        self.entered.note(to.generation(), at.saturating_sub(self.origin).div_ceil(MS));
+        self.window.refresh(to.generation());
         self.entered_at.store(at, Ordering::Relaxed);
         self.hook.emit(|| BreakerEvent {
             name: self.name.clone(),

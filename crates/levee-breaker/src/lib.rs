@@ -72,24 +72,40 @@
 //! transition is ignored, and a decision to open is taken by exactly one thread (the CAS
 //! winner). Half-open trial counters live in the word too, so there can never be more than
 //! `half_open_calls` trials, and the last trial's CAS moves the breaker to closed or open.
-//! The open deadline is in the word as well (milliseconds since the breaker's origin).
+//! The open deadline is in the word as well (milliseconds since the breaker's origin, modulo
+//! 2^32); beside the word, the winner of each transition notes when it entered, which gives
+//! the deadline's high bits however long the circuit stays open (`entered.rs`).
 //!
 //! The windows tag every counter with the generation that wrote it, so a new closed generation
 //! starts with an empty window without anyone clearing it, and a late writer of an old
-//! generation cannot touch it (see `window/`). In the common case, a healthy backend, a
-//! success recorded in a full count window without failures changes nothing observable and
-//! is skipped after two loads: the closed path then writes no shared memory at all, so
-//! threads calling through one breaker do not contend.
+//! generation cannot touch it (see `window/`). Generations are counted modulo 2^25, so every
+//! transition also brings a few of the window's tags up to date: no tag is ever old enough to
+//! be mistaken for a current one, however many transitions pass without a call.
+//!
+//! In the common case, a healthy backend, a success recorded in a full count window without
+//! failures changes nothing observable and is skipped after two loads: the closed path then
+//! writes no shared memory at all, so threads calling through one breaker do not contend. A
+//! time window must count every success, but one that cannot change the verdict (no failure
+//! or slow call in the window; or the minimum number of calls reached and the window judged
+//! since its last bucket turned over) is counted in the recording thread's own stripe of the
+//! current bucket, with a plain store, and the stripes are folded into the shared totals when
+//! the bucket turns over or a record is judged. On [`FastClock`](levee_core::FastClock), the
+//! default, such a success is bucketed by levee-core's
+//! [`CoarseClock`](levee_core::CoarseClock) (a load instead of a clock read; it lags by about
+//! a millisecond, so a success made in a bucket's first millisecond may count in the bucket
+//! before); every judged record reads the exact clock.
 #![forbid(unsafe_code)]
 
 mod breaker;
 mod builder;
 mod classify;
+mod entered;
 mod error;
 mod events;
 mod permit;
 mod registry;
 mod settings;
+mod slot;
 mod state;
 mod striped;
 #[cfg(feature = "tower")]
@@ -143,6 +159,11 @@ pub mod loom_internals {
             let t = self.0.tally(generation);
             (t.calls, t.failed, t.slow)
         }
+
+        /// What a transition to `generation` does to the window.
+        pub fn refresh(&self, generation: u32) {
+            self.0.refresh(generation);
+        }
     }
 
     /// A time window.
@@ -155,15 +176,31 @@ pub mod loom_internals {
             Self(window::TimeWindow::new(length, buckets, 0))
         }
 
-        /// Records a call of `generation` at `now`.
-        pub fn record(&self, generation: u32, failed: bool, now: u64) {
-            self.0.record(generation, Sample { failed, slow: false }, now);
+        /// Records a call of `generation` at `now` on the shared path; the tally to judge.
+        pub fn record(&self, generation: u32, failed: bool, now: u64) -> Option<(u64, u64, u64)> {
+            let t = self.0.record(generation, Sample { failed, slow: false }, now)?;
+            Some((t.calls, t.failed, t.slow))
+        }
+
+        /// Records a success of `generation` at `now` as the breaker does: in this thread's
+        /// stripe when that changes no verdict, else on the shared path.
+        pub fn success(&self, generation: u32, now: u64, min_calls: u64) {
+            let clean = self.0.is_clean(generation);
+            if !self.0.add_success(generation, now, min_calls, clean) {
+                self.record(generation, false, now);
+            }
         }
 
         /// (calls, failed, slow) of `generation` at `now`.
         pub fn tally(&self, generation: u32, now: u64) -> (u64, u64, u64) {
             let t = self.0.tally(generation, now);
             (t.calls, t.failed, t.slow)
+        }
+
+        /// What a transition to `generation` does to the window, with every stripe refreshed
+        /// (a transition refreshes one; which one a model's threads use is not fixed).
+        pub fn refresh(&self, generation: u32) {
+            self.0.refresh_all_stripes(generation);
         }
     }
 }

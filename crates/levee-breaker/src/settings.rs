@@ -27,6 +27,15 @@ pub enum SlidingWindow {
     },
     /// The calls of the last `length`, kept in `buckets` equal slices of time; the oldest
     /// slice drops out as a whole when a new one starts.
+    ///
+    /// Successes are counted per thread in the current slice (one 128-byte stripe per slot of
+    /// a process-wide pool of `4 x CPUs` thread numbers, at least 8), so threads calling
+    /// through one breaker do not contend. On the default clock ([`FastClock`]) the slice of a
+    /// success that cannot change the verdict is read from [`CoarseClock`], whose shared
+    /// updater thread the first such breaker starts; verdicts always use the exact clock.
+    ///
+    /// [`FastClock`]: levee_core::FastClock
+    /// [`CoarseClock`]: levee_core::CoarseClock
     Time {
         /// How far back the window reaches.
         #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]

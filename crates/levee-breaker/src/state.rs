@@ -10,6 +10,8 @@
 //! +----------+--------------------------------------+---------------------+-------+
 //!
 //! Open:      data = attempts (4) | deadline in ms since the breaker's origin, mod 2^32 (32)
+//!            (the high bits come from the state's entry time, noted beside the word:
+//!            `entered.rs`)
 //! HalfOpen:  data = attempts (4) | slow (8) | failed (8) | done (8) | issued (8)
 //! others:    data = 0
 //! ```
@@ -17,6 +19,14 @@
 //! The generation goes up by one (mod 2^25) at every transition. A permit remembers the
 //! generation it was issued in; its result counts only while the word still carries that
 //! generation, so a result that arrives after the breaker moved on is ignored.
+//!
+//! Generations are compared modulo 2^25 ([`gen_is_newer`]): a tag less than half the space
+//! behind is older. That is only sound for tags that are never left behind that far, so the
+//! winner of every transition refreshes the windows' tags a few at a time
+//! (`Window::refresh`): every tag a window holds is then at most its number of slots or
+//! buckets behind, whatever the number of transitions without a recorded call. (A permit held
+//! across 2^24 transitions, or a thread stalled for as many between two instructions, is
+//! assumed not to happen.)
 //!
 //! `attempts` counts consecutive openings without a close in between (saturating at 15): the
 //! exponent of the open-wait backoff. A half-open state keeps it so that a failed trial reopens

@@ -151,6 +151,8 @@ mod windows {
     use levee_breaker::loom_internals::{CountWindow, TimeWindow};
     use levee_core::sync::{Arc, model, thread};
 
+    const SEC: u64 = 1_000_000_000;
+
     /// Two writers lapping each other on the only slot of a window leave totals that agree
     /// with the slot: once a success evicts whatever is there, no failure remains.
     #[test]
@@ -193,11 +195,122 @@ mod windows {
         });
     }
 
+    /// A transition's refresh racing a late writer of the generation before it: whichever
+    /// comes first, the new generation starts empty and counts its own calls exactly.
+    #[test]
+    fn a_refresh_racing_a_late_writer_leaves_the_new_generation_empty() {
+        model(|| {
+            let w = Arc::new(CountWindow::new(1));
+            w.record(0, false, false);
+            let t = {
+                let w = w.clone();
+                thread::spawn(move || w.record(0, true, true))
+            };
+            w.refresh(1);
+            t.join().unwrap();
+            assert_eq!(w.tally(1), (0, 0, 0), "the late failure is not in generation 1");
+            w.record(1, true, false);
+            assert_eq!(w.tally(1), (1, 1, 0));
+            w.record(1, false, false);
+            assert_eq!(w.tally(1), (1, 0, 0), "the failure left, nothing else stayed");
+        });
+    }
+
+    /// The same race on a time window's totals and buckets.
+    #[test]
+    fn a_refresh_racing_a_late_time_window_writer_leaves_the_new_generation_empty() {
+        model(|| {
+            let w = Arc::new(TimeWindow::new(2 * SEC, 1));
+            w.record(0, false, 0);
+            let t = {
+                let w = w.clone();
+                thread::spawn(move || w.record(0, true, 0))
+            };
+            w.refresh(1);
+            t.join().unwrap();
+            assert_eq!(w.tally(1, 0), (0, 0, 0));
+            w.record(1, true, SEC);
+            assert_eq!(w.tally(1, SEC), (1, 1, 0));
+            assert_eq!(w.tally(1, 3 * SEC), (0, 0, 0), "its bucket left with its failure");
+        });
+    }
+
+    /// A judgement never misses a success counted before it, even while a thread hands that
+    /// success's stripe over to the shared totals (a stripe's owner folds it when it counts in
+    /// a new period; here the next thread to hold the same slot number does); and every
+    /// success is counted once in the end.
+    #[test]
+    fn a_judgement_counts_every_stripe_success_before_it() {
+        // The race (the judge reads the totals, then the folder folds and restarts, then the
+        // judge reads the stripe) takes three preemptions in this shape: explore up to three
+        // whatever LOOM_MAX_PREEMPTIONS says (a reader that reads the totals first is caught).
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(|| {
+            let w = Arc::new(TimeWindow::new(10 * SEC, 10));
+            let first = {
+                let w = w.clone();
+                thread::spawn(move || {
+                    w.success(0, 0, 1);
+                    w.success(0, 0, 1);
+                })
+            };
+            first.join().unwrap(); // two successes in its stripe, in period 0
+            w.record(0, false, SEC); // moves the head to period 1
+            let next = {
+                let w = w.clone();
+                // Takes the slot the first thread gave back, counts in period 1: folds.
+                thread::spawn(move || w.success(0, SEC, 1))
+            };
+            let (calls, _, _) = w.record(0, false, SEC).unwrap();
+            assert!(calls >= 4, "the first thread's successes are seen: {calls}");
+            next.join().unwrap();
+            assert_eq!(w.tally(0, SEC), (5, 0, 0), "each success counted once");
+        });
+    }
+
+    /// A success counted in a stripe while the head moves counts in the old period or the new
+    /// one, never both, never lost.
+    #[test]
+    fn stripe_successes_racing_a_new_period_land_in_one_of_them() {
+        model(|| {
+            let w = Arc::new(TimeWindow::new(10 * SEC, 10));
+            let owner = {
+                let w = w.clone();
+                thread::spawn(move || w.success(0, 0, 1))
+            };
+            w.record(0, false, SEC);
+            owner.join().unwrap();
+            assert_eq!(w.tally(0, SEC).0, 2, "both counted at period 1");
+            let at_10 = w.tally(0, 10 * SEC).0;
+            assert!(at_10 == 1 || at_10 == 2, "period 0 left: {at_10}");
+            assert_eq!(w.tally(0, 11 * SEC), (0, 0, 0), "period 1 left too");
+        });
+    }
+
+    /// A transition's refresh racing a stripe's owner: the new generation's window starts
+    /// empty, and the owner's success of it is counted.
+    #[test]
+    fn a_refresh_racing_a_stripe_owner_leaves_the_new_generation_empty() {
+        model(|| {
+            let w = Arc::new(TimeWindow::new(10 * SEC, 1));
+            let owner = {
+                let w = w.clone();
+                thread::spawn(move || {
+                    w.success(0, 0, 1);
+                    w.success(1, 0, 1);
+                })
+            };
+            w.refresh(1);
+            owner.join().unwrap();
+            assert_eq!(w.tally(1, 0), (1, 0, 0), "generation 0's success is not counted");
+        });
+    }
+
     /// A call recorded while its bucket is evicted is counted at most once and never drives a
     /// total negative: once every period has left, the window is empty.
     #[test]
     fn eviction_racing_a_record_keeps_totals_consistent() {
-        const SEC: u64 = 1_000_000_000;
         model(|| {
             let w = Arc::new(TimeWindow::new(4 * SEC, 2));
             let t = {
@@ -216,6 +329,49 @@ mod windows {
             assert_eq!(w.tally(0, 100 * SEC), (0, 0, 0), "all periods left");
         });
     }
+}
+
+/// Two transitions race (an operator resets while another trips); whichever wins last, its
+/// entry time is the one noted, so an open circuit found 2^32 ms later (where the state word's
+/// deadline wraps) lets a trial through.
+#[test]
+fn the_last_transition_notes_its_entry_time() {
+    model(|| {
+        let clock = ManualClock::new();
+        let b = Arc::new(breaker(&clock, 1));
+        b.trip();
+        let other = {
+            let b = b.clone();
+            thread::spawn(move || b.reset())
+        };
+        b.trip();
+        other.join().unwrap();
+        clock.advance(Duration::from_millis(1 << 32) + WAIT / 2);
+        match b.state() {
+            State::Open => assert!(b.try_acquire().unwrap().is_trial(), "the wait passed long ago"),
+            state => assert_eq!(state, State::Closed),
+        }
+    });
+}
+
+/// A caller that finds the circuit just opened, before the opener noted its entry time, is
+/// refused until the exact deadline.
+#[test]
+fn a_caller_racing_an_opening_gets_the_exact_deadline() {
+    model(|| {
+        let clock = ManualClock::new();
+        clock.advance(Duration::from_millis(5 * (1 << 32)));
+        let b = Arc::new(breaker(&clock, 1));
+        let opener = {
+            let b = b.clone();
+            thread::spawn(move || b.trip())
+        };
+        let seen = b.try_acquire().map(|p| p.success()).map_err(|open| open.until());
+        opener.join().unwrap();
+        let deadline = levee_core::Clock::now(&clock) + WAIT.as_nanos() as u64;
+        assert!(seen == Ok(()) || seen == Err(Some(deadline)), "{seen:?}");
+        assert_eq!(b.try_acquire().unwrap_err().until(), Some(deadline));
+    });
 }
 
 /// With a half-open time limit, a caller that sees the half-open state before its entry

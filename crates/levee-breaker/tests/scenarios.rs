@@ -549,21 +549,102 @@ fn owned_permits_work_like_borrowed_ones() {
     assert_eq!(b.state(), State::Closed);
 }
 
+/// The state word keeps an open deadline modulo this many milliseconds (49.7 days).
+const WRAP_MS: u64 = 1 << 32;
+const MS_NS: u64 = 1_000_000;
+
+/// A breaker that opens on one failure, waits 10 s and lets one trial through.
+fn one_call_breaker(clock: &ManualClock) -> CircuitBreaker<ManualClock> {
+    builder(clock).count_window(1).minimum_calls(1).half_open_calls(1).build().unwrap()
+}
+
 #[test]
-fn a_deadline_far_in_the_past_does_not_keep_the_circuit_open() {
-    // Deadlines are kept modulo 2^32 ms (49.7 days). Coming back after any long silence lets
-    // calls through, except within one open wait of a multiple of 2^32 ms, where the circuit
-    // stays open for at most one more open wait.
-    let clock = ManualClock::new();
-    let b = builder(&clock).count_window(1).minimum_calls(1).build().unwrap();
-    b.trip();
-    clock.advance(Duration::from_secs(30 * 24 * 3600));
-    assert!(b.try_acquire().is_ok(), "30 days later");
-    b.trip();
-    let wrap = Duration::from_millis(1 << 32);
-    clock.advance(wrap);
-    let refused = b.try_acquire().unwrap_err();
-    assert!(refused.retry_after().unwrap() <= 10 * SEC, "bounded by the open wait");
+fn an_open_circuit_lets_a_trial_through_once_its_wait_has_passed_however_long_ago() {
+    let wait = 10 * SEC;
+    let silences = [
+        wait,
+        Duration::from_millis(WRAP_MS),
+        Duration::from_millis(WRAP_MS) + 5 * SEC, // inside the wait, modulo 2^32 ms
+        Duration::from_millis(WRAP_MS - 1),
+        Duration::from_millis(2 * WRAP_MS) + 5 * SEC,
+        Duration::from_millis(7 * WRAP_MS) + 9 * SEC,
+        Duration::from_millis(1_000 * WRAP_MS) + SEC,
+        Duration::from_nanos(u64::MAX / 3),
+    ];
+    for origin in [0, 123_456_789, u64::MAX / 2] {
+        for silence in silences {
+            let clock = ManualClock::starting_at(origin);
+            let b = one_call_breaker(&clock);
+            calls(&b, &clock, "f", Duration::ZERO);
+            assert_eq!(b.state(), State::Open);
+            clock.advance(silence);
+            let context = format!("origin {origin} ns, {silence:?} after opening");
+            assert_eq!(b.check(), Ok(()), "{context}");
+            assert_eq!(b.metrics().open_until, None, "{context}");
+            let trial = b.try_acquire().unwrap_or_else(|e| panic!("{context}: {e}"));
+            assert!(trial.is_trial(), "{context}");
+            trial.success();
+            assert_eq!(b.state(), State::Closed, "{context}");
+        }
+    }
+}
+
+#[test]
+fn an_open_circuit_refuses_until_its_deadline_at_every_clock_reading() {
+    // Opened just before, at, and just after multiples of 2^32 ms, and far beyond: refused
+    // with the exact deadline until it, a trial exactly at it.
+    let wait = 10 * SEC;
+    let mut readings = vec![u64::MAX - 20 * SEC.as_nanos() as u64];
+    // 4_000 eras of 2^32 ms are 545 years, most of a u64 of nanoseconds.
+    for k in [1u64, 2, 3, 1_000, 4_000] {
+        let era = k * WRAP_MS * MS_NS;
+        readings.extend([era - 3 * SEC.as_nanos() as u64, era - 1, era, era + 1]);
+    }
+    for at in readings {
+        let clock = ManualClock::new();
+        let b = one_call_breaker(&clock);
+        clock.set(at);
+        b.trip();
+        let deadline = at.div_ceil(MS_NS) * MS_NS + wait.as_nanos() as u64;
+        let refused = b.try_acquire().unwrap_err();
+        assert_eq!(refused.until(), Some(deadline), "opened at {at}");
+        assert_eq!(refused.retry_after(), Some(Duration::from_nanos(deadline - at)));
+        clock.set(deadline - 1);
+        let refused = b.try_acquire().unwrap_err();
+        assert_eq!(refused.retry_after(), Some(Duration::from_nanos(1)), "opened at {at}");
+        assert_eq!(b.metrics().open_until, Some(deadline));
+        clock.set(deadline);
+        assert!(b.try_acquire().unwrap().is_trial(), "opened at {at}");
+    }
+}
+
+#[test]
+fn a_half_open_time_limit_holds_at_any_clock_reading() {
+    // Half-open entry times are milliseconds since the breaker's origin, kept in full: a
+    // breaker that turns half-open decades after it was built times out exactly as a new one.
+    let limit = 5 * SEC;
+    for at in
+        [0, (1u64 << 39) * MS_NS + 7, (1u64 << 42) * MS_NS, u64::MAX - 60 * SEC.as_nanos() as u64]
+    {
+        let clock = ManualClock::new();
+        let b = builder(&clock).half_open_calls(3).half_open_max_wait(limit).build().unwrap();
+        clock.set(at);
+        b.trip();
+        clock.set(b.try_acquire().unwrap_err().until().unwrap());
+        assert!(b.try_acquire().unwrap().is_trial(), "turned half-open at {at}");
+        let first = b.try_acquire().expect("no timeout at entry");
+        clock.advance(limit - Duration::from_millis(1));
+        let second = b.try_acquire().expect("no timeout before the limit");
+        assert!(first.is_trial() && second.is_trial());
+        clock.advance(Duration::from_millis(1));
+        let refused = b.try_acquire().unwrap_err();
+        assert_eq!(
+            refused.state(),
+            State::Open,
+            "timed out at the limit, turned half-open at {at}"
+        );
+        drop((first, second));
+    }
 }
 
 #[test]

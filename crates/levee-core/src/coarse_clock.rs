@@ -121,13 +121,18 @@ impl Clock for CoarseClock {
         RECENT.0.load(Ordering::Relaxed)
     }
 
-    /// Waits the remaining real time plus one [`resolution`](Self::resolution): a reading
-    /// lags real time by up to that, so the clock reads the deadline by then (unless the
-    /// updater thread is kept from running).
+    /// Waits the remaining real time, then brings the shared reading up to date itself
+    /// (readings only move forward): the clock reads the deadline when the sleep ends, even
+    /// when the updater thread was kept from running. (One allocation per sleep that waits.)
     fn sleep_until(&self, deadline: u64) -> Sleep {
         match deadline.saturating_sub(self.now()) {
             0 => Sleep::ready(),
-            left => Sleep::real_time(Duration::from_nanos(left) + self.resolution()),
+            // A reading never runs ahead of the fast clock, so after `left` of real time the
+            // fast clock reads at least `deadline`.
+            left => Sleep::from_future(Box::pin(async move {
+                Sleep::real_time(Duration::from_nanos(left)).await;
+                refresh();
+            })),
         }
     }
 }

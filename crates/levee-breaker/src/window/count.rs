@@ -166,6 +166,30 @@ impl CountWindow {
         }
     }
 
+    /// Keeps the tags fresh at a transition to `generation`: the head and totals, and one slot
+    /// (a different one each generation, so every slot is visited within `2 * size`
+    /// consecutive generations, the wrap of the generation counter included). No slot's tag is
+    /// therefore ever more than that many generations old, far inside the modular comparison's
+    /// reach. A retagged word reads exactly as its older self did to every later generation:
+    /// an empty window, a slot holding nothing to evict.
+    pub(crate) fn refresh(&self, generation: u32) {
+        tagged::retag(&self.head, generation);
+        tagged::retag(&self.totals, generation);
+        let slot = &self.slots[(u64::from(generation) % self.size) as usize];
+        let mut seen = slot.load(Ordering::Relaxed);
+        while gen_is_newer(generation, seen >> 2) {
+            match slot.compare_exchange_weak(
+                seen,
+                slot_word(generation, 0),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => seen = actual,
+            }
+        }
+    }
+
     /// What generation `generation`'s window holds.
     pub(crate) fn tally(&self, generation: u32) -> Tally {
         let h = self.head.load(Ordering::Relaxed);

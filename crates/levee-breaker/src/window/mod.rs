@@ -8,6 +8,7 @@
 //! corrupt its totals. See `count.rs` and `time.rs` for how each one works.
 
 mod count;
+mod stripe;
 mod tagged;
 mod time;
 
@@ -70,6 +71,15 @@ impl Window {
         match self {
             Self::Count(w) => w.record(generation, sample, min_calls),
             Self::Time(w) => w.record(generation, sample, now),
+        }
+    }
+
+    /// Called by the winner of every transition, with the generation it moved to: keeps the
+    /// window's generation tags within reach of the modular comparison (see `state.rs`).
+    pub(crate) fn refresh(&self, generation: u32) {
+        match self {
+            Self::Count(w) => w.refresh(generation),
+            Self::Time(w) => w.refresh(generation),
         }
     }
 

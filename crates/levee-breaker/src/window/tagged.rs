@@ -12,7 +12,7 @@ use levee_core::sync::{AtomicU64, Ordering};
 use crate::state::{GEN_MASK, gen_is_newer};
 
 const COUNT_BITS: u32 = 39;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+pub(super) const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 
 #[inline]
 pub(super) const fn pack(generation: u32, count: u64) -> u64 {
@@ -98,6 +98,26 @@ pub(super) fn take(counter: &AtomicU64) -> (u32, u64) {
     }
 }
 
+/// Brings an older generation's counter up to `generation`, empty: what it held belongs to a
+/// finished generation, which nobody reads again. A counter already tagged `generation` or
+/// later is left alone. Called for every transition (see `Window::refresh`), this keeps every
+/// tag within reach of the modular comparison.
+#[inline]
+pub(super) fn retag(counter: &AtomicU64, generation: u32) {
+    let mut word = counter.load(Ordering::Relaxed);
+    while gen_is_newer(generation, tag(word)) {
+        match counter.compare_exchange_weak(
+            word,
+            pack(generation, 0),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return,
+            Err(actual) => word = actual,
+        }
+    }
+}
+
 /// The count generation `generation` sees.
 #[inline]
 pub(super) fn read(counter: &AtomicU64, generation: u32) -> u64 {
@@ -124,5 +144,17 @@ mod tests {
         let c = AtomicU64::new(pack(GEN_MASK - 1, 9));
         assert_eq!(add(&c, GEN_MASK, 5), Some(5));
         assert_eq!(add(&c, 0, 1), Some(1), "wraps: 0 is after the last generation");
+    }
+
+    #[test]
+    fn retagging_empties_older_generations_only() {
+        let c = AtomicU64::new(pack(4, 9));
+        retag(&c, 3);
+        assert_eq!(read(&c, 4), 9, "a later tag stays");
+        retag(&c, 4);
+        assert_eq!(read(&c, 4), 9, "the same tag stays");
+        retag(&c, 5);
+        assert_eq!((tag(c.load(Ordering::Relaxed)), read(&c, 5)), (5, 0));
+        assert_eq!(add(&c, 4, 1), None, "the old generation is refused from now on");
     }
 }

@@ -17,6 +17,7 @@ mod handle;
 mod ingress;
 mod receive;
 mod settle;
+#[cfg(feature = "durable")]
 pub(crate) use settle::stale_error;
 mod shared;
 mod wait;
