@@ -152,14 +152,45 @@ pub(crate) struct Inner<T, C> {
     space: Notify,
     /// One compaction at a time.
     compacting: Mutex<()>,
-    stop: Arc<(std::sync::Mutex<bool>, Condvar)>,
+    maint: Arc<Maint>,
+}
+
+/// What the background thread waits on: a stop, a kick, or its next tick.
+#[derive(Default)]
+struct Maint {
+    /// (stopped, kicked)
+    state: std::sync::Mutex<(bool, bool)>,
+    cond: Condvar,
+}
+
+impl Maint {
+    fn stop(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).0 = true;
+        self.cond.notify_all();
+    }
+
+    fn kick(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.cond.notify_all();
+    }
+
+    /// Waits `period`, or less if kicked; false once stopped. A spurious wakeup does not
+    /// end the wait early (a test that keeps the background thread out with a long tick
+    /// relies on it).
+    fn wait(&self, period: Duration) -> bool {
+        let guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut guard, _) = self
+            .cond
+            .wait_timeout_while(guard, period, |(stopped, kicked)| !*stopped && !*kicked)
+            .unwrap_or_else(|e| e.into_inner());
+        guard.1 = false;
+        !guard.0
+    }
 }
 
 impl<T, C> Drop for Inner<T, C> {
     fn drop(&mut self) {
-        let (lock, cond) = &*self.stop;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        cond.notify_all();
+        self.maint.stop();
         self.log.close();
     }
 }
@@ -350,7 +381,7 @@ impl<T: Codec, C: Clock + Clone> DurableBuilder<T, C> {
             recovery,
             space: Notify::new(),
             compacting: Mutex::new(()),
-            stop: Arc::new((std::sync::Mutex::new(false), Condvar::new())),
+            maint: Arc::default(),
         });
         let broker = DurableBroker { inner };
         if !broker.inner.log.is_read_only() {
@@ -467,22 +498,10 @@ fn release<T, C: Clock>(inner: &Inner<T, C>, confirmed: u64) {
 
 fn spawn_maintenance<T: Codec, C: Clock + Clone>(inner: &Arc<Inner<T, C>>) -> std::io::Result<()> {
     let weak: Weak<Inner<T, C>> = Arc::downgrade(inner);
-    let stop = Arc::clone(&inner.stop);
+    let maint = Arc::clone(&inner.maint);
     let period = inner.settings.tick;
     std::thread::Builder::new().name("levee-durable-maint".into()).spawn(move || {
-        loop {
-            {
-                let (lock, cond) = &*stop;
-                let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-                if *guard {
-                    return;
-                }
-                let (guard, _) =
-                    cond.wait_timeout(guard, period).unwrap_or_else(|e| e.into_inner());
-                if *guard {
-                    return;
-                }
-            }
+        while maint.wait(period) {
             let Some(inner) = weak.upgrade() else { return };
             let broker = DurableBroker { inner };
             broker.tick();
@@ -497,7 +516,7 @@ fn spawn_maintenance<T: Codec, C: Clock + Clone>(inner: &Arc<Inner<T, C>>) -> st
 impl<T, C: Clock> Inner<T, C> {
     /// Wakes the background thread to tick and compact now.
     fn kick(&self) {
-        self.stop.1.notify_all();
+        self.maint.kick();
     }
 
     pub(crate) fn now(&self) -> u64 {
@@ -1047,9 +1066,7 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
     /// opened again at once. Remaining handles fail from then on.
     pub fn shutdown(&self) {
         self.close();
-        let (lock, cond) = &*self.inner.stop;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        cond.notify_all();
+        self.inner.maint.stop();
         self.inner.log.close();
     }
 
@@ -1057,9 +1074,7 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
     #[cfg(test)]
     pub(crate) fn halt(&self) {
         self.close();
-        let (lock, cond) = &*self.inner.stop;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        cond.notify_all();
+        self.inner.maint.stop();
         self.inner.log.halt();
     }
 
@@ -1092,8 +1107,13 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
         }
         let _one = self.inner.compacting.lock();
         let segments = log.segments();
-        let Some(&(base, info)) = segments.first() else { return false };
-        if base == log.active_segment() || segments.len() < 2 {
+        let (Some(&(base, info)), Some(&(next, _))) = (segments.first(), segments.get(1)) else {
+            return false;
+        };
+        // A roll seals the segment at once, but its last records reach the file only when
+        // the commit thread writes them: reading it before then would miss them, and they
+        // would go with the segment.
+        if base == log.active_segment() || log.written() < next {
             return false;
         }
         let pressed = self

@@ -171,6 +171,8 @@ mod mem {
         durable_names: Vec<PathBuf>,
         faults: Faults,
         locked: bool,
+        /// While true, writes wait (a disk that stalls); see [`MemStorage::hold_writes`].
+        held: Arc<(Mutex<bool>, std::sync::Condvar)>,
     }
 
     /// An in-memory file system that remembers what was synced, so a test can crash it.
@@ -220,6 +222,20 @@ mod mem {
                 file.synced = data;
             }
             fs.locked = false;
+        }
+
+        /// Makes every write wait until [`release_writes`](Self::release_writes), as a
+        /// stalled disk would: the commit thread stops in the middle of its work.
+        pub(crate) fn hold_writes(&self) {
+            let held = Arc::clone(&fs(self).held);
+            *held.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        }
+
+        /// Lets held writes go on.
+        pub(crate) fn release_writes(&self) {
+            let held = Arc::clone(&fs(self).held);
+            *held.0.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            held.1.notify_all();
         }
 
         /// Simulates a process crash: nothing written is lost, only the lock.
@@ -272,6 +288,12 @@ mod mem {
 
     impl StorageFile for MemHandle {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let held = Arc::clone(&fs(&self.fs).held);
+            drop(
+                held.1
+                    .wait_while(held.0.lock().unwrap_or_else(|e| e.into_inner()), |h| *h)
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
             let mut fs = fs(&self.fs);
             let used: u64 = fs.files.values().map(|f| f.data.len() as u64).sum();
             let mut n = buf.len();

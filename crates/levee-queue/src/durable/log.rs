@@ -426,6 +426,12 @@ impl Log {
         lock(&self.shared.appender).segments.values().map(|s| s.bytes).sum()
     }
 
+    /// The position up to which the commit thread has written appended records to the files
+    /// (readers of a file see them from then on).
+    pub(crate) fn written(&self) -> u64 {
+        self.shared.written.load(Ordering::Acquire)
+    }
+
     /// The base of the segment being appended to.
     pub(crate) fn active_segment(&self) -> u64 {
         lock(&self.shared.appender).active

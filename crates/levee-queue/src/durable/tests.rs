@@ -480,7 +480,9 @@ fn definitions_copied_forward_keep_the_messages_that_name_them() {
     let rt = rt();
     let storage = MemStorage::new();
     let clock = ManualClock::new();
-    let settings = DurableSettings::new().segment_bytes(64 << 10);
+    // The background thread would compact on its own, in real time, racing the explicit
+    // `compact_once` below (which then finds the first segment gone): keep it out.
+    let settings = DurableSettings::new().segment_bytes(64 << 10).tick(Duration::from_secs(3600));
     rt.block_on(async {
         let b = open_with(&storage, &clock, settings.clone()).unwrap();
         let s = b.subscribe("t", config("s").max_in_flight_per_consumer(10_000)).await.unwrap();
@@ -505,5 +507,56 @@ fn definitions_copied_forward_keep_the_messages_that_name_them() {
         let s = b.subscription("t", "s").expect("the subscription survives");
         let got = payloads(&take(&s, 1000).await);
         assert_eq!(got, (1..=200).collect::<Vec<_>>());
+    });
+}
+
+/// Compaction never reads a sealed segment before the commit thread has written all of it:
+/// an append that rolls the log seals the segment at once, its last records reach the file
+/// later, and copies made from a partial read would lose them with the segment.
+#[test]
+fn compaction_waits_until_the_sealed_segment_is_written() {
+    let rt = rt();
+    let storage = MemStorage::new();
+    let clock = ManualClock::new();
+    let settings = DurableSettings::new().segment_bytes(64 << 10).tick(Duration::from_secs(3600));
+    let mut n = 0u64;
+    rt.block_on(async {
+        let b = open_with(&storage, &clock, settings.clone()).unwrap();
+        let s = b.subscribe("t", config("s").max_in_flight_per_consumer(10_000)).await.unwrap();
+        let c = s.consumer().unwrap();
+        // Three quarters of the first segment: acked traffic, dead.
+        while b.disk_bytes() < 48 << 10 {
+            b.publish("t", Message::new(0)).await.unwrap();
+            let mut batch = c.receive_timeout(10_000, Some(Duration::ZERO)).await.unwrap();
+            c.ack_all(&mut batch).await.unwrap();
+        }
+        // The disk stalls; the rest of the segment fills with messages that stay pending,
+        // appended but not written, and the log rolls over.
+        storage.hold_writes();
+        let mut publishes = Vec::new();
+        while b.segments() < 2 {
+            n += 1;
+            let before = b.disk_bytes();
+            let (b2, m) = (b.clone(), n);
+            publishes.push(tokio::spawn(async move { b2.publish("t", Message::new(m)).await }));
+            while b.disk_bytes() == before {
+                tokio::task::yield_now().await;
+            }
+        }
+        assert!(!b.compact_once(), "the sealed segment is not all on disk yet");
+        storage.release_writes();
+        for p in publishes {
+            p.await.unwrap().unwrap();
+        }
+        assert!(b.compact_once(), "written now: copied forward, then deleted");
+        drop(c);
+        b.halt();
+    });
+    storage.kill();
+    rt.block_on(async {
+        let b = open_with(&storage, &clock, settings).unwrap();
+        let s = b.subscription("t", "s").unwrap();
+        let got = payloads(&take(&s, 10_000).await);
+        assert_eq!(got, (1..=n).collect::<Vec<_>>());
     });
 }
