@@ -151,6 +151,9 @@ pub(crate) enum Settled {
     Done,
 }
 
+/// Number of counters in [`Counts`].
+pub(crate) const COUNTERS: usize = 14;
+
 /// Plain counters; the wrapper's lock guards them.
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
@@ -674,6 +677,66 @@ impl<T> Core<T> {
     }
 
     // ----- restoring from a durable log -----
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// The counters, in [`SubscriptionStats`] order (`published` to `purged`), for a
+    /// durable log to keep across restarts.
+    pub(crate) fn counters(&self) -> [u64; COUNTERS] {
+        let c = self.counts;
+        [
+            c.published,
+            c.delivered,
+            c.redelivered,
+            c.acked,
+            c.nacked,
+            c.dropped,
+            c.lease_expired,
+            c.extended,
+            c.dead_lettered,
+            c.terminated,
+            c.overflowed,
+            c.dead_letters_dropped,
+            c.replayed,
+            c.purged,
+        ]
+    }
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// Sets the counters to what [`counters`](Self::counters) returned before a restart.
+    pub(crate) fn restore_counters(&mut self, v: [u64; COUNTERS]) {
+        let [
+            published,
+            delivered,
+            redelivered,
+            acked,
+            nacked,
+            dropped,
+            lease_expired,
+            extended,
+            dead_lettered,
+            terminated,
+            overflowed,
+            dead_letters_dropped,
+            replayed,
+            purged,
+        ] = v;
+        self.counts = Counts {
+            published,
+            delivered,
+            redelivered,
+            acked,
+            nacked,
+            dropped,
+            lease_expired,
+            extended,
+            dead_lettered,
+            terminated,
+            overflowed,
+            dead_letters_dropped,
+            replayed,
+            purged,
+        };
+    }
 
     #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     /// Makes room for `n` messages about to be restored as ready, so restoring a large

@@ -23,7 +23,7 @@ use super::error::{DamagedRange, OpenError, Recovery};
 use super::file::{Disk, Storage};
 use super::frame::FRAME_HEADER;
 use super::log::{AppendError, Failure, Log, LogOptions, OpenFailure};
-use super::record::{self, Record, SubMsg};
+use super::record::{self, Record, SUB_COUNTERS, SubMsg};
 use super::recover::{Built, Recovering};
 use super::seqmap::SeqMap;
 use super::settings::{DurableSettings, WhenFull};
@@ -58,13 +58,28 @@ pub(crate) struct SubState<T> {
     pub(crate) unreleased: usize,
     pub(crate) wake: Arc<SubWake>,
     pub(crate) rejected: u64,
+    /// The statistics counters as the log last recorded them.
+    pub(crate) counted: [u64; SUB_COUNTERS],
 }
 
 impl<T> SubState<T> {
     fn held(&self) -> usize {
         self.core.held() + self.unreleased
     }
+
+    /// The statistics counters (the engine's, then `rejected`), as a `Counters` record
+    /// keeps them.
+    fn counters(&self) -> [u64; SUB_COUNTERS] {
+        let mut all = [0; SUB_COUNTERS];
+        let (engine, rejected) = all.split_at_mut(SUB_COUNTERS - 1);
+        engine.copy_from_slice(&self.core.counters());
+        rejected[0] = self.rejected;
+        all
+    }
 }
+
+/// How often at most the background thread records counters that changed.
+const COUNTERS_EVERY: u64 = 1_000_000_000;
 
 /// A message some subscription still holds: where its payload is on disk.
 pub(crate) struct Live {
@@ -122,6 +137,8 @@ pub(crate) struct State<T> {
     unreleased: VecDeque<Unreleased<T>>,
     buf: Vec<u8>,
     changes: Vec<Change>,
+    /// When counters were last recorded.
+    counters_at: u64,
 }
 
 impl<T> State<T> {
@@ -136,6 +153,24 @@ impl<T> State<T> {
             unreleased: VecDeque::new(),
             buf: Vec::new(),
             changes: Vec::new(),
+            counters_at: 0,
+        }
+    }
+
+    /// Appends a `Counters` record for each subscription whose counters changed since the
+    /// log last recorded them (statistics survive a restart: exactly after a clean
+    /// shutdown, as of the last record after a crash).
+    pub(crate) fn record_counters(&mut self, log: &Log, now: u64) {
+        self.counters_at = now;
+        for (id, sub) in &mut self.subs {
+            let counters = sub.counters();
+            if counters != sub.counted {
+                self.buf.clear();
+                record::counters(&mut self.buf, *id, &counters);
+                if log.append(&self.buf, None).is_ok() {
+                    sub.counted = counters;
+                }
+            }
         }
     }
 }
@@ -190,6 +225,11 @@ impl Maint {
 
 impl<T, C> Drop for Inner<T, C> {
     fn drop(&mut self) {
+        if !self.log.is_read_only() && self.log.failure().is_none() {
+            let mut state = self.state.lock();
+            let at = state.counters_at;
+            state.record_counters(&self.log, at);
+        }
         self.maint.stop();
         self.log.close();
     }
@@ -736,6 +776,7 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
             unreleased: 0,
             wake: Arc::new(SubWake { ready: Notify::new(), room: Notify::new() }),
             rejected: 0,
+            counted: [0; SUB_COUNTERS],
         };
         let handle = self.handle(id, &sub);
         state.subs.insert(id, sub);
@@ -1040,6 +1081,9 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
                 }
                 let _ = state.flush(&self.inner.log, id);
             }
+            if now.saturating_sub(state.counters_at) >= COUNTERS_EVERY {
+                state.record_counters(&self.inner.log, now);
+            }
         }
         self.inner.emit(events);
         for w in woken {
@@ -1066,6 +1110,9 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
     /// opened again at once. Remaining handles fail from then on.
     pub fn shutdown(&self) {
         self.close();
+        if self.inner.writable().is_ok() {
+            self.inner.state.lock().record_counters(&self.inner.log, self.inner.now());
+        }
         self.inner.maint.stop();
         self.inner.log.close();
     }
@@ -1162,10 +1209,17 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
             let mut ids: Vec<u32> = state.subs.keys().copied().collect();
             ids.sort_unstable();
             for id in &ids {
-                let s = &state.subs[id];
+                let s = state.subs.get_mut(id).expect("listed above");
                 out.clear();
                 record::subscribe(&mut out, *id, s.topic_id, &s.config);
                 append(&out);
+                // The segment going may hold the latest counters: record them again.
+                let counters = s.counters();
+                out.clear();
+                record::counters(&mut out, *id, &counters);
+                if append(&out).is_some() {
+                    s.counted = counters;
+                }
             }
             for (lsn, body) in &records {
                 let Ok(rec) = record::decode(body) else { continue };

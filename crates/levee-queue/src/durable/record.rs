@@ -26,6 +26,10 @@ const CARRY: u8 = 5;
 const CHANGES: u8 = 6;
 const CARRY_SUB: u8 = 7;
 const DEDUP: u8 = 8;
+const COUNTERS: u8 = 9;
+
+/// Counters a `Counters` record holds: the engine's, then `rejected`.
+pub(crate) const SUB_COUNTERS: usize = crate::broker::core::COUNTERS + 1;
 
 /// A decoded record, borrowing the frame's bytes.
 #[derive(Debug)]
@@ -49,6 +53,8 @@ pub(crate) enum Record<'a> {
     CarrySub { sub: u32, seq: u64, state: SubMsg },
     /// A message id still inside its topic's dedup window, copied forward.
     Dedup { topic: u32, id: &'a str, seq: u64, at: u64 },
+    /// A subscription's statistics counters as they stood (the latest one counts).
+    Counters { sub: u32, values: [u64; SUB_COUNTERS] },
 }
 
 /// The message part of a `Publish` or `Carry` record.
@@ -188,6 +194,15 @@ pub(crate) fn unsubscribe(out: &mut Vec<u8>, id: u32) {
 
 pub(crate) fn dedup(out: &mut Vec<u8>, topic: u32, id: &str, seq: u64, at: u64) {
     Writer(out).u8(DEDUP).u32(topic).str(id).u64(seq).u64(at);
+}
+
+/// A snapshot of subscription `sub`'s counters.
+pub(crate) fn counters(out: &mut Vec<u8>, sub: u32, values: &[u64; SUB_COUNTERS]) {
+    let mut w = Writer(out);
+    w.u8(COUNTERS).u32(sub).u32(SUB_COUNTERS as u32);
+    for v in values {
+        w.u64(*v);
+    }
 }
 
 fn attempt_record(w: &mut Writer<'_>, r: &AttemptRecord) {
@@ -482,6 +497,20 @@ pub(crate) fn decode(body: &[u8]) -> Result<Record<'_>, DecodeError> {
             Record::CarrySub { sub, seq, state }
         }
         DEDUP => Record::Dedup { topic: r.u32()?, id: r.str()?, seq: r.u64()?, at: r.u64()? },
+        COUNTERS => {
+            let sub = r.u32()?;
+            // A later version may keep more counters: the ones known are read, the rest
+            // skipped; missing ones are zero.
+            let n = count(&mut r, len, 8)?;
+            let mut values = [0; SUB_COUNTERS];
+            for i in 0..n {
+                let v = r.u64()?;
+                if let Some(slot) = values.get_mut(i) {
+                    *slot = v;
+                }
+            }
+            Record::Counters { sub, values }
+        }
         t => return Err(bad("record kind", t)),
     };
     if !r.is_empty() {
@@ -614,5 +643,28 @@ mod tests {
         for cut in 0..body.len() {
             assert!(decode_all(&body[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn counters_round_trip_and_tolerate_more_or_fewer() {
+        let values: [u64; SUB_COUNTERS] = std::array::from_fn(|i| i as u64 * 1000 + 1);
+        let mut body = Vec::new();
+        counters(&mut body, 7, &values);
+        let Record::Counters { sub, values: back } = decode(&body).unwrap() else { panic!() };
+        assert_eq!((sub, back), (7, values));
+        for cut in 0..body.len() {
+            assert!(decode(&body[..cut]).is_err(), "cut at {cut}");
+        }
+        // A later version with one more counter, an earlier one with two fewer.
+        let mut w = Vec::new();
+        Writer(&mut w).u8(COUNTERS).u32(7).u32(SUB_COUNTERS as u32 + 1);
+        for v in values.iter().chain([&99]) {
+            Writer(&mut w).u64(*v);
+        }
+        assert!(matches!(decode(&w), Ok(Record::Counters { values: v, .. }) if v == values));
+        let mut w = Vec::new();
+        Writer(&mut w).u8(COUNTERS).u32(7).u32(2).u64(5).u64(6);
+        let Record::Counters { values: v, .. } = decode(&w).unwrap() else { panic!() };
+        assert_eq!((v[0], v[1], v[2]), (5, 6, 0));
     }
 }

@@ -23,9 +23,9 @@ use super::broker::{HashMap, Live, State, SubState, SubWake, TopicState};
 use super::codec::{Codec, DecodeError};
 use super::error::OpenError;
 use super::frame::FRAME_HEADER;
-use super::record::{self, Place, Record, SubMsg};
+use super::record::{self, Place, Record, SUB_COUNTERS, SubMsg};
 use super::seqmap::SeqMap;
-use crate::broker::core::{Core, Pending};
+use crate::broker::core::{COUNTERS, Core, Pending};
 use crate::broker::dedup::Dedup;
 use crate::broker::journal::Change;
 use crate::broker::message::StoredMessage;
@@ -60,11 +60,13 @@ struct RecSub {
     topic: u32,
     config: Option<SubscriptionConfig>,
     shadow: SeqMap<SubMsg>,
+    /// The latest snapshot of its statistics counters.
+    counters: [u64; SUB_COUNTERS],
 }
 
 impl RecSub {
     fn new(topic: u32) -> Self {
-        Self { topic, config: None, shadow: SeqMap::default() }
+        Self { topic, config: None, shadow: SeqMap::default(), counters: [0; SUB_COUNTERS] }
     }
 }
 
@@ -197,6 +199,11 @@ impl<T: Codec> Recovering<T> {
             Record::Dedup { topic, id, seq, at } => {
                 self.topics.entry(topic).or_default().dedup.push((id.into(), seq, at));
             }
+            Record::Counters { sub, values } => {
+                if let Some(s) = self.subs.get_mut(&sub) {
+                    s.counters = values;
+                }
+            }
         }
         Ok(())
     }
@@ -260,8 +267,9 @@ impl<T: Codec> Recovering<T> {
             let topic_msgs = msgs.get_mut(&rec.topic).expect("checked above");
             let name = Arc::clone(&state.topic_names[&rec.topic]);
             state.topics.get_mut(&name).expect("named topics exist").subs.push(id);
+            let [engine @ .., rejected] = rec.counters;
             let (core, in_flight) =
-                restore_core(&name, &config, &rec.shadow, topic_msgs, now, listening);
+                restore_core(&name, &config, engine, &rec.shadow, topic_msgs, now, listening);
             held += rec.shadow.len();
             redelivered += in_flight;
             let filter = config.filter.as_deref().and_then(|f| SubjectFilter::new(f).ok());
@@ -277,7 +285,8 @@ impl<T: Codec> Recovering<T> {
                     shadow: rec.shadow,
                     unreleased: 0,
                     wake: Arc::new(SubWake { ready: Notify::new(), room: Notify::new() }),
-                    rejected: 0,
+                    rejected,
+                    counted: rec.counters,
                 },
             );
         }
@@ -285,13 +294,14 @@ impl<T: Codec> Recovering<T> {
     }
 }
 
-/// A subscription's engine holding every message of `shadow` where it was: in flight ones
-/// under leases that end `now` (the sweep at the end expires them), waiting ones in the
-/// order they entered, dead letters in the order they died. Returns it with the number
-/// that were in flight.
+/// A subscription's engine with its `counters` and every message of `shadow` where it was:
+/// in flight ones under leases that end `now` (the sweep at the end expires them, and
+/// counts it), waiting ones in the order they entered, dead letters in the order they
+/// died. Returns it with the number that were in flight.
 fn restore_core<T>(
     topic: &Arc<str>,
     config: &SubscriptionConfig,
+    counters: [u64; COUNTERS],
     shadow: &SeqMap<SubMsg>,
     msgs: &mut SeqMap<RecMsg<T>>,
     now: u64,
@@ -299,6 +309,7 @@ fn restore_core<T>(
 ) -> (Core<T>, usize) {
     let mut core = Core::new(Arc::clone(topic), config.clone(), listening);
     core.enable_journal();
+    core.restore_counters(counters);
     let (mut flights, mut dead) = (Vec::new(), Vec::new());
     let mut waiting = Vec::with_capacity(shadow.len());
     for (seq, m) in shadow.iter() {
