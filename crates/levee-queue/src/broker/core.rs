@@ -173,6 +173,29 @@ struct Counts {
     purged: u64,
 }
 
+impl Counts {
+    /// Every counter, in [`SubscriptionStats`] order.
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    fn fields(&mut self) -> [&mut u64; COUNTERS] {
+        [
+            &mut self.published,
+            &mut self.delivered,
+            &mut self.redelivered,
+            &mut self.acked,
+            &mut self.nacked,
+            &mut self.dropped,
+            &mut self.lease_expired,
+            &mut self.extended,
+            &mut self.dead_lettered,
+            &mut self.terminated,
+            &mut self.overflowed,
+            &mut self.dead_letters_dropped,
+            &mut self.replayed,
+            &mut self.purged,
+        ]
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Core<T> {
     config: SubscriptionConfig,
@@ -682,60 +705,16 @@ impl<T> Core<T> {
     /// The counters, in [`SubscriptionStats`] order (`published` to `purged`), for a
     /// durable log to keep across restarts.
     pub(crate) fn counters(&self) -> [u64; COUNTERS] {
-        let c = self.counts;
-        [
-            c.published,
-            c.delivered,
-            c.redelivered,
-            c.acked,
-            c.nacked,
-            c.dropped,
-            c.lease_expired,
-            c.extended,
-            c.dead_lettered,
-            c.terminated,
-            c.overflowed,
-            c.dead_letters_dropped,
-            c.replayed,
-            c.purged,
-        ]
+        let mut c = self.counts;
+        c.fields().map(|f| *f)
     }
 
     #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     /// Sets the counters to what [`counters`](Self::counters) returned before a restart.
-    pub(crate) fn restore_counters(&mut self, v: [u64; COUNTERS]) {
-        let [
-            published,
-            delivered,
-            redelivered,
-            acked,
-            nacked,
-            dropped,
-            lease_expired,
-            extended,
-            dead_lettered,
-            terminated,
-            overflowed,
-            dead_letters_dropped,
-            replayed,
-            purged,
-        ] = v;
-        self.counts = Counts {
-            published,
-            delivered,
-            redelivered,
-            acked,
-            nacked,
-            dropped,
-            lease_expired,
-            extended,
-            dead_lettered,
-            terminated,
-            overflowed,
-            dead_letters_dropped,
-            replayed,
-            purged,
-        };
+    pub(crate) fn restore_counters(&mut self, values: [u64; COUNTERS]) {
+        for (field, v) in self.counts.fields().into_iter().zip(values) {
+            *field = v;
+        }
     }
 
     #[cfg_attr(not(feature = "durable"), allow(dead_code))]
