@@ -151,6 +151,9 @@ pub(crate) enum Settled {
     Done,
 }
 
+/// Number of counters in [`Counts`].
+pub(crate) const COUNTERS: usize = 14;
+
 /// Plain counters; the wrapper's lock guards them.
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
@@ -168,6 +171,29 @@ struct Counts {
     dead_letters_dropped: u64,
     replayed: u64,
     purged: u64,
+}
+
+impl Counts {
+    /// Every counter, in [`SubscriptionStats`] order.
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    fn fields(&mut self) -> [&mut u64; COUNTERS] {
+        [
+            &mut self.published,
+            &mut self.delivered,
+            &mut self.redelivered,
+            &mut self.acked,
+            &mut self.nacked,
+            &mut self.dropped,
+            &mut self.lease_expired,
+            &mut self.extended,
+            &mut self.dead_lettered,
+            &mut self.terminated,
+            &mut self.overflowed,
+            &mut self.dead_letters_dropped,
+            &mut self.replayed,
+            &mut self.purged,
+        ]
+    }
 }
 
 #[derive(Debug)]
@@ -674,6 +700,29 @@ impl<T> Core<T> {
     }
 
     // ----- restoring from a durable log -----
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// The counters, in [`SubscriptionStats`] order (`published` to `purged`), for a
+    /// durable log to keep across restarts.
+    pub(crate) fn counters(&self) -> [u64; COUNTERS] {
+        let mut c = self.counts;
+        c.fields().map(|f| *f)
+    }
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// Sets the counters to what [`counters`](Self::counters) returned before a restart.
+    pub(crate) fn restore_counters(&mut self, values: [u64; COUNTERS]) {
+        for (field, v) in self.counts.fields().into_iter().zip(values) {
+            *field = v;
+        }
+    }
+
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    /// Makes room for `n` messages about to be restored as ready, so restoring a large
+    /// backlog does not grow the queue step by step.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.ready.reserve(n);
+    }
 
     #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     /// Puts back a message that was waiting (ready, scheduled from `due`, or behind its

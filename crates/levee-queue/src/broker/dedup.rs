@@ -40,7 +40,11 @@ impl Dedup {
 
     /// Remembers `id` (which [`check`](Self::check) just said is new) as message `seq`.
     pub(crate) fn record(&mut self, id: &str, seq: u64, now: u64) {
-        let id: Arc<str> = id.into();
+        self.record_shared(id.into(), seq, now);
+    }
+
+    /// [`record`](Self::record) for an id already shared (recovery reads them so).
+    pub(crate) fn record_shared(&mut self, id: Arc<str>, seq: u64, now: u64) {
         self.seen.insert(Arc::clone(&id), seq);
         self.order.push_back((now, id));
         self.evict(now);

@@ -23,21 +23,22 @@ use super::error::{DamagedRange, OpenError, Recovery};
 use super::file::{Disk, Storage};
 use super::frame::FRAME_HEADER;
 use super::log::{AppendError, Failure, Log, LogOptions, OpenFailure};
-use super::record::{self, Place, Record, SubMsg};
+use super::record::{self, Record, SUB_COUNTERS, SubMsg};
+use super::recover::{Built, Recovering};
+use super::seqmap::SeqMap;
 use super::settings::{DurableSettings, WhenFull};
-use crate::broker::core::{Core, Pending};
-
-/// Maps keyed by sequence number and small ids: foldhash, the workspace's fast hasher
-/// (recovery inserts a million entries; SipHash's DoS resistance buys nothing here).
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use crate::broker::core::Core;
 use crate::broker::dedup::Dedup;
 use crate::broker::journal::Change;
 use crate::broker::message::StoredMessage;
 use crate::broker::subject::{SubjectFilter, validate_subject};
 use crate::broker::{
-    BrokerError, BrokerEvent, DeadLetter, Message, Overflow, Publish, Schedule, SubscriptionConfig,
-    TopicConfig,
+    BrokerError, BrokerEvent, Message, Overflow, Publish, Schedule, SubscriptionConfig, TopicConfig,
 };
+
+/// Maps keyed by small ids and names: foldhash, the workspace's fast hasher (SipHash's DoS
+/// resistance buys nothing here). Maps keyed by sequence number are [`SeqMap`]s.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 pub(crate) struct SubWake {
     pub(crate) ready: Notify,
@@ -48,29 +49,45 @@ pub(crate) struct SubState<T> {
     pub(crate) topic_id: u32,
     pub(crate) topic: Arc<str>,
     pub(crate) name: Arc<str>,
-    filter: Option<SubjectFilter>,
+    pub(crate) filter: Option<SubjectFilter>,
     pub(crate) config: SubscriptionConfig,
     pub(crate) core: Core<T>,
     /// Every message the subscription holds, as the log knows it (for compaction).
-    shadow: HashMap<u64, SubMsg>,
+    pub(crate) shadow: SeqMap<SubMsg>,
     /// Published, not yet confirmed and handed to the core.
-    unreleased: usize,
+    pub(crate) unreleased: usize,
     pub(crate) wake: Arc<SubWake>,
     pub(crate) rejected: u64,
+    /// The statistics counters as the log last recorded them.
+    pub(crate) counted: [u64; SUB_COUNTERS],
 }
 
 impl<T> SubState<T> {
     fn held(&self) -> usize {
         self.core.held() + self.unreleased
     }
+
+    /// The statistics counters (the engine's, then `rejected`), as a `Counters` record
+    /// keeps them.
+    fn counters(&self) -> [u64; SUB_COUNTERS] {
+        let mut all = [0; SUB_COUNTERS];
+        let (engine, rejected) = all.split_at_mut(SUB_COUNTERS - 1);
+        engine.copy_from_slice(&self.core.counters());
+        rejected[0] = self.rejected;
+        all
+    }
 }
 
-struct Live {
+/// How often at most the background thread records counters that changed.
+const COUNTERS_EVERY: u64 = 1_000_000_000;
+
+/// A message some subscription still holds: where its payload is on disk.
+pub(crate) struct Live {
     /// The record holding the message's payload (its publish, or the copy compaction made).
-    lsn: u64,
-    bytes: u32,
+    pub(crate) lsn: u64,
+    pub(crate) bytes: u32,
     /// Subscriptions still holding it.
-    holders: u32,
+    pub(crate) holders: u32,
 }
 
 pub(crate) struct TopicState {
@@ -79,9 +96,30 @@ pub(crate) struct TopicState {
     config: TopicConfig,
     next_seq: u64,
     dedup: Dedup,
-    subs: Vec<u32>,
-    live: HashMap<u64, Live>,
+    pub(crate) subs: Vec<u32>,
+    pub(crate) live: SeqMap<Live>,
     duplicates: u64,
+}
+
+impl TopicState {
+    pub(crate) fn new(
+        id: u32,
+        name: Arc<str>,
+        config: TopicConfig,
+        next_seq: u64,
+        dedup: Dedup,
+    ) -> Self {
+        Self {
+            id,
+            name,
+            config,
+            next_seq,
+            dedup,
+            subs: Vec::new(),
+            live: SeqMap::default(),
+            duplicates: 0,
+        }
+    }
 }
 
 struct Unreleased<T> {
@@ -91,14 +129,50 @@ struct Unreleased<T> {
 }
 
 pub(crate) struct State<T> {
-    topics: HashMap<Arc<str>, TopicState>,
-    topic_names: HashMap<u32, Arc<str>>,
+    pub(crate) topics: HashMap<Arc<str>, TopicState>,
+    pub(crate) topic_names: HashMap<u32, Arc<str>>,
     pub(crate) subs: HashMap<u32, SubState<T>>,
     next_topic: u32,
     next_sub: u32,
     unreleased: VecDeque<Unreleased<T>>,
     buf: Vec<u8>,
     changes: Vec<Change>,
+    /// When counters were last recorded.
+    counters_at: u64,
+}
+
+impl<T> State<T> {
+    /// No topic and no subscription yet; ids to be given from `next_topic` and `next_sub`.
+    pub(crate) fn new(next_topic: u32, next_sub: u32) -> Self {
+        Self {
+            topics: HashMap::default(),
+            topic_names: HashMap::default(),
+            subs: HashMap::default(),
+            next_topic,
+            next_sub,
+            unreleased: VecDeque::new(),
+            buf: Vec::new(),
+            changes: Vec::new(),
+            counters_at: 0,
+        }
+    }
+
+    /// Appends a `Counters` record for each subscription whose counters changed since the
+    /// log last recorded them (statistics survive a restart: exactly after a clean
+    /// shutdown, as of the last record after a crash).
+    pub(crate) fn record_counters(&mut self, log: &Log, now: u64) {
+        self.counters_at = now;
+        for (id, sub) in &mut self.subs {
+            let counters = sub.counters();
+            if counters != sub.counted {
+                self.buf.clear();
+                record::counters(&mut self.buf, *id, &counters);
+                if log.append(&self.buf, None).is_ok() {
+                    sub.counted = counters;
+                }
+            }
+        }
+    }
 }
 
 pub(crate) struct Inner<T, C> {
@@ -113,14 +187,50 @@ pub(crate) struct Inner<T, C> {
     space: Notify,
     /// One compaction at a time.
     compacting: Mutex<()>,
-    stop: Arc<(std::sync::Mutex<bool>, Condvar)>,
+    maint: Arc<Maint>,
+}
+
+/// What the background thread waits on: a stop, a kick, or its next tick.
+#[derive(Default)]
+struct Maint {
+    /// (stopped, kicked)
+    state: std::sync::Mutex<(bool, bool)>,
+    cond: Condvar,
+}
+
+impl Maint {
+    fn stop(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).0 = true;
+        self.cond.notify_all();
+    }
+
+    fn kick(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.cond.notify_all();
+    }
+
+    /// Waits `period`, or less if kicked; false once stopped. A spurious wakeup does not
+    /// end the wait early (a test that keeps the background thread out with a long tick
+    /// relies on it).
+    fn wait(&self, period: Duration) -> bool {
+        let guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut guard, _) = self
+            .cond
+            .wait_timeout_while(guard, period, |(stopped, kicked)| !*stopped && !*kicked)
+            .unwrap_or_else(|e| e.into_inner());
+        guard.1 = false;
+        !guard.0
+    }
 }
 
 impl<T, C> Drop for Inner<T, C> {
     fn drop(&mut self) {
-        let (lock, cond) = &*self.stop;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        cond.notify_all();
+        if !self.log.is_read_only() && self.log.failure().is_none() {
+            let mut state = self.state.lock();
+            let at = state.counters_at;
+            state.record_counters(&self.log, at);
+        }
+        self.maint.stop();
         self.log.close();
     }
 }
@@ -281,7 +391,7 @@ impl<T: Codec, C: Clock + Clone> DurableBuilder<T, C> {
         let anchor = self.wall.now().max(rec.max_at).saturating_sub(self.clock.now());
         let now = anchor.saturating_add(self.clock.now());
         let listening = !self.hook.is_empty();
-        let (state, messages, redelivered) = rec.build(now, listening);
+        let Built { state, held: messages, redelivered } = rec.build(now, listening);
         let recovery = Recovery {
             records: opened.records,
             bytes: opened.bytes,
@@ -311,7 +421,7 @@ impl<T: Codec, C: Clock + Clone> DurableBuilder<T, C> {
             recovery,
             space: Notify::new(),
             compacting: Mutex::new(()),
-            stop: Arc::new((std::sync::Mutex::new(false), Condvar::new())),
+            maint: Arc::default(),
         });
         let broker = DurableBroker { inner };
         if !broker.inner.log.is_read_only() {
@@ -320,7 +430,7 @@ impl<T: Codec, C: Clock + Clone> DurableBuilder<T, C> {
                 // Live bytes per segment, summed here and handed over once per segment.
                 let bases: Vec<u64> = broker.inner.log.segments().iter().map(|s| s.0).collect();
                 let mut per_segment = vec![0i64; bases.len()];
-                for l in state.topics.values().flat_map(|t| t.live.values()) {
+                for (_, l) in state.topics.values().flat_map(|t| t.live.iter()) {
                     let i = bases.partition_point(|&b| b <= l.lsn).saturating_sub(1);
                     if let Some(sum) = per_segment.get_mut(i) {
                         *sum += i64::from(l.bytes);
@@ -344,305 +454,6 @@ impl<T: Codec, C: Clock + Clone> DurableBuilder<T, C> {
             spawn_maintenance(&broker.inner)?;
         }
         Ok(broker)
-    }
-}
-
-// ----- recovery -----
-
-struct RecMsg<T> {
-    lsn: u64,
-    bytes: u32,
-    msg: Arc<StoredMessage<T>>,
-}
-
-/// A topic as folded so far. Compaction copies definitions forward to the end of the log,
-/// so records can name a topic or subscription before the record that defines it comes:
-/// both are created on first mention and dropped at the end if never defined.
-struct RecTopic<T> {
-    def: Option<(Arc<str>, TopicConfig)>,
-    next_seq: u64,
-    msgs: HashMap<u64, RecMsg<T>>,
-    dedup: Vec<(String, u64, u64)>,
-}
-
-struct RecSub {
-    topic: u32,
-    config: Option<SubscriptionConfig>,
-    shadow: HashMap<u64, SubMsg>,
-}
-
-impl<T> Default for RecTopic<T> {
-    fn default() -> Self {
-        Self { def: None, next_seq: 1, msgs: HashMap::default(), dedup: Vec::new() }
-    }
-}
-
-/// State folded from the log, record by record.
-struct Recovering<T> {
-    topics: HashMap<u32, RecTopic<T>>,
-    subs: HashMap<u32, RecSub>,
-    /// Subscriptions removed: ids are never reused, so nothing may bring them back.
-    removed: HashMap<u32, ()>,
-    max_at: u64,
-    error: Option<OpenError>,
-}
-
-impl<T> Default for Recovering<T> {
-    fn default() -> Self {
-        Self {
-            topics: HashMap::default(),
-            subs: HashMap::default(),
-            removed: Default::default(),
-            max_at: 0,
-            error: None,
-        }
-    }
-}
-
-impl<T: Codec> Recovering<T> {
-    fn visit(&mut self, lsn: u64, body: &[u8]) {
-        if self.error.is_some() {
-            return;
-        }
-        if let Err(error) = self.apply(lsn, body) {
-            self.error = Some(OpenError::Undecodable { lsn, error });
-        }
-    }
-
-    fn apply(&mut self, lsn: u64, body: &[u8]) -> Result<(), super::codec::DecodeError> {
-        let bytes = (FRAME_HEADER + body.len()) as u32;
-        match record::decode(body)? {
-            Record::Topic { id, name, config, next_seq } => {
-                let t = self.topics.entry(id).or_default();
-                t.def.get_or_insert_with(|| (name.into(), config));
-                t.next_seq = t.next_seq.max(next_seq);
-            }
-            Record::Subscribe { id, topic, config } => {
-                if !self.removed.contains_key(&id) {
-                    self.topics.entry(topic).or_default();
-                    let s = self.subs.entry(id).or_insert_with(|| RecSub {
-                        topic,
-                        config: None,
-                        shadow: HashMap::default(),
-                    });
-                    s.config.get_or_insert(config);
-                }
-            }
-            Record::Unsubscribe { id } => {
-                self.subs.remove(&id);
-                self.removed.insert(id, ());
-            }
-            Record::Publish { msg, routed } => {
-                let t = self.topics.entry(msg.topic).or_default();
-                let stored = Arc::new(msg.stored::<T>()?);
-                self.max_at = self.max_at.max(msg.published_at);
-                t.next_seq = t.next_seq.max(msg.seq + 1);
-                if let Some(id) = msg.id {
-                    t.dedup.push((id.to_owned(), msg.seq, msg.published_at));
-                }
-                for s in routed.chunks_exact(4) {
-                    let s = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-                    if self.removed.contains_key(&s) {
-                        continue;
-                    }
-                    let sub = self.subs.entry(s).or_insert_with(|| RecSub {
-                        topic: msg.topic,
-                        config: None,
-                        shadow: HashMap::default(),
-                    });
-                    if sub.topic == msg.topic {
-                        sub.shadow.insert(msg.seq, SubMsg::new(lsn, msg.ready_at));
-                    }
-                }
-                t.msgs.insert(msg.seq, RecMsg { lsn, bytes, msg: stored });
-            }
-            Record::Carry { msg } => {
-                let t = self.topics.entry(msg.topic).or_default();
-                t.next_seq = t.next_seq.max(msg.seq + 1);
-                match t.msgs.get_mut(&msg.seq) {
-                    Some(m) => {
-                        m.lsn = lsn;
-                        m.bytes = bytes;
-                    }
-                    None => {
-                        let stored = Arc::new(msg.stored::<T>()?);
-                        t.msgs.insert(msg.seq, RecMsg { lsn, bytes, msg: stored });
-                    }
-                }
-            }
-            Record::Changes { sub, changes } => {
-                let Some(s) = self.subs.get_mut(&sub) else { return Ok(()) };
-                for c in &changes {
-                    if let Change::Delivered { at, .. }
-                    | Change::DeadLettered { at, .. }
-                    | Change::Replayed { at, .. } = c
-                    {
-                        self.max_at = self.max_at.max(*at);
-                    }
-                    let seq = c.seq();
-                    if let Some(m) = s.shadow.get_mut(&seq)
-                        && !m.apply(lsn, c)
-                    {
-                        s.shadow.remove(&seq);
-                    }
-                }
-            }
-            Record::CarrySub { sub, seq, state } => {
-                // Compaction writes every definition before its copies, so the
-                // subscription is known here.
-                if let Some(s) = self.subs.get_mut(&sub) {
-                    s.shadow.insert(seq, state);
-                }
-            }
-            Record::Dedup { topic, id, seq, at } => {
-                self.topics.entry(topic).or_default().dedup.push((id.to_owned(), seq, at));
-            }
-        }
-        Ok(())
-    }
-
-    /// The in-memory state, every subscription's engine restored; what was in flight is
-    /// expired at `now` (journaled, for the caller to append). Returns it with the number of
-    /// messages held and of those redelivered.
-    fn build(self, now: u64, listening: bool) -> (State<T>, usize, usize) {
-        let mut state = State {
-            topics: HashMap::default(),
-            topic_names: HashMap::default(),
-            subs: HashMap::default(),
-            next_topic: self.topics.keys().max().map_or(1, |m| m + 1),
-            next_sub: self.subs.keys().max().map_or(1, |m| m + 1),
-            unreleased: VecDeque::new(),
-            buf: Vec::new(),
-            changes: Vec::new(),
-        };
-        let mut msgs: HashMap<u32, HashMap<u64, RecMsg<T>>> = HashMap::default();
-        for (id, t) in self.topics {
-            let Some((name, config)) = t.def else { continue };
-            let mut dedup = Dedup::new(nanos(config.dedup_window), config.dedup_capacity);
-            let mut entries = t.dedup;
-            entries.sort_by_key(|e| e.2);
-            if dedup.enabled() {
-                for (msg_id, seq, at) in &entries {
-                    if dedup.check(msg_id, *at).is_none() {
-                        dedup.record(msg_id, *seq, *at);
-                    }
-                }
-            }
-            state.topic_names.insert(id, Arc::clone(&name));
-            state.topics.insert(
-                Arc::clone(&name),
-                TopicState {
-                    id,
-                    name,
-                    config,
-                    next_seq: t.next_seq,
-                    dedup,
-                    subs: Vec::new(),
-                    live: HashMap::default(),
-                    duplicates: 0,
-                },
-            );
-            msgs.insert(id, t.msgs);
-        }
-        let (mut held, mut redelivered) = (0, 0);
-        let mut sub_ids: Vec<u32> = self.subs.keys().copied().collect();
-        sub_ids.sort_unstable();
-        let mut subs = self.subs;
-        for id in sub_ids {
-            let Some(rs) = subs.remove(&id) else { continue };
-            let Some(config) = rs.config else { continue };
-            let Some(name) = state.topic_names.get(&rs.topic).cloned() else { continue };
-            let Some(topic_msgs) = msgs.get(&rs.topic) else { continue };
-            let topic = state.topics.get_mut(&name).expect("named topics exist");
-            topic.subs.push(id);
-            let mut core = Core::new(Arc::clone(&name), config.clone(), listening);
-            core.enable_journal();
-            let mut shadow = rs.shadow;
-            // Messages whose payload record is gone cannot be restored (only a damaged log
-            // that was skipped can get here).
-            shadow.retain(|seq, _| topic_msgs.contains_key(seq));
-            // Small keys sorted, entries looked up: sorting the entries themselves would
-            // move a hundred bytes each, a million times over.
-            let (mut flights, mut dead) = (Vec::new(), Vec::new());
-            let mut waiting = Vec::with_capacity(shadow.len());
-            topic.live.reserve(topic_msgs.len().saturating_sub(topic.live.len()));
-            for (&seq, m) in &shadow {
-                let rm = &topic_msgs[&seq];
-                let live = topic.live.entry(seq).or_insert(Live {
-                    lsn: rm.lsn,
-                    bytes: rm.bytes,
-                    holders: 0,
-                });
-                live.holders += 1;
-                match m.place {
-                    Place::InFlight { .. } => flights.push(seq),
-                    Place::Waiting { .. } => waiting.push((m.entered, seq)),
-                    Place::Dead { order, .. } => dead.push((order, seq)),
-                }
-            }
-            let pending = |seq: u64| {
-                let m = &shadow[&seq];
-                let msg = Arc::clone(&topic_msgs[&seq].msg);
-                let p = Pending::restored(
-                    msg,
-                    m.attempt,
-                    m.failures,
-                    m.expiries,
-                    m.first_delivered,
-                    m.history.clone(),
-                );
-                (p, m)
-            };
-            held += shadow.len();
-            redelivered += flights.len();
-            flights.sort_unstable();
-            let flights = flights
-                .into_iter()
-                .map(|seq| {
-                    let (p, m) = pending(seq);
-                    let Place::InFlight { delivered_at } = m.place else { unreachable!() };
-                    (p, delivered_at)
-                })
-                .collect();
-            core.restore_in_flight(flights, now);
-            waiting.sort_unstable();
-            for (_, seq) in waiting {
-                let (p, m) = pending(seq);
-                let Place::Waiting { due } = m.place else { unreachable!() };
-                core.restore_waiting(p, due, now);
-            }
-            dead.sort_unstable();
-            for (_, seq) in dead {
-                let m = &shadow[&seq];
-                let Place::Dead { reason, at, .. } = &m.place else { unreachable!() };
-                core.restore_dead_letter(DeadLetter {
-                    message: Arc::clone(&topic_msgs[&seq].msg),
-                    topic: Arc::clone(&name),
-                    reason: reason.clone(),
-                    history: m.history.clone(),
-                    attempts: m.attempt,
-                    dead_lettered_at: *at,
-                });
-            }
-            core.sweep(now);
-            let filter = config.filter.as_deref().and_then(|f| SubjectFilter::new(f).ok());
-            state.subs.insert(
-                id,
-                SubState {
-                    topic_id: rs.topic,
-                    topic: name,
-                    name: config.name.as_str().into(),
-                    filter,
-                    config,
-                    core,
-                    shadow,
-                    unreleased: 0,
-                    wake: Arc::new(SubWake { ready: Notify::new(), room: Notify::new() }),
-                    rejected: 0,
-                },
-            );
-        }
-        (state, held, redelivered)
     }
 }
 
@@ -678,10 +489,10 @@ impl<T> State<T> {
         let mut topic = topic;
         for c in self.changes.drain(..) {
             let seq = c.seq();
-            if let Some(m) = sub.shadow.get_mut(&seq)
+            if let Some(m) = sub.shadow.get_mut(seq)
                 && !m.apply(lsn, &c)
             {
-                sub.shadow.remove(&seq);
+                sub.shadow.remove(seq);
                 if let Some(t) = topic.as_deref_mut() {
                     release_holder(t, log, seq);
                 }
@@ -692,11 +503,11 @@ impl<T> State<T> {
 }
 
 fn release_holder(t: &mut TopicState, log: &Log, seq: u64) {
-    if let Some(live) = t.live.get_mut(&seq) {
+    if let Some(live) = t.live.get_mut(seq) {
         live.holders -= 1;
         if live.holders == 0 {
             log.track(live.lsn, -i64::from(live.bytes));
-            t.live.remove(&seq);
+            t.live.remove(seq);
         }
     }
 }
@@ -727,22 +538,10 @@ fn release<T, C: Clock>(inner: &Inner<T, C>, confirmed: u64) {
 
 fn spawn_maintenance<T: Codec, C: Clock + Clone>(inner: &Arc<Inner<T, C>>) -> std::io::Result<()> {
     let weak: Weak<Inner<T, C>> = Arc::downgrade(inner);
-    let stop = Arc::clone(&inner.stop);
+    let maint = Arc::clone(&inner.maint);
     let period = inner.settings.tick;
     std::thread::Builder::new().name("levee-durable-maint".into()).spawn(move || {
-        loop {
-            {
-                let (lock, cond) = &*stop;
-                let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-                if *guard {
-                    return;
-                }
-                let (guard, _) =
-                    cond.wait_timeout(guard, period).unwrap_or_else(|e| e.into_inner());
-                if *guard {
-                    return;
-                }
-            }
+        while maint.wait(period) {
             let Some(inner) = weak.upgrade() else { return };
             let broker = DurableBroker { inner };
             broker.tick();
@@ -757,7 +556,7 @@ fn spawn_maintenance<T: Codec, C: Clock + Clone>(inner: &Arc<Inner<T, C>>) -> st
 impl<T, C: Clock> Inner<T, C> {
     /// Wakes the background thread to tick and compact now.
     fn kick(&self) {
-        self.stop.1.notify_all();
+        self.maint.kick();
     }
 
     pub(crate) fn now(&self) -> u64 {
@@ -900,19 +699,9 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
         let name: Arc<str> = name.into();
         let dedup = Dedup::new(nanos(config.dedup_window), config.dedup_capacity);
         state.topic_names.insert(id, Arc::clone(&name));
-        state.topics.insert(
-            Arc::clone(&name),
-            TopicState {
-                id,
-                name: Arc::clone(&name),
-                config,
-                next_seq: 1,
-                dedup,
-                subs: Vec::new(),
-                live: HashMap::default(),
-                duplicates: 0,
-            },
-        );
+        state
+            .topics
+            .insert(Arc::clone(&name), TopicState::new(id, Arc::clone(&name), config, 1, dedup));
         Ok((name, end))
     }
 
@@ -983,10 +772,11 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
             filter,
             config,
             core,
-            shadow: HashMap::default(),
+            shadow: SeqMap::default(),
             unreleased: 0,
             wake: Arc::new(SubWake { ready: Notify::new(), room: Notify::new() }),
             rejected: 0,
+            counted: [0; SUB_COUNTERS],
         };
         let handle = self.handle(id, &sub);
         state.subs.insert(id, sub);
@@ -1051,7 +841,7 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
             t.subs.remove(pos);
             if let Some(sub) = state.subs.remove(&id) {
                 for seq in sub.shadow.keys() {
-                    release_holder(t, &self.inner.log, *seq);
+                    release_holder(t, &self.inner.log, seq);
                 }
                 state.unreleased.iter_mut().for_each(|u| u.targets.retain(|s| *s != id));
                 sub.wake.ready.notify_waiters();
@@ -1291,6 +1081,9 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
                 }
                 let _ = state.flush(&self.inner.log, id);
             }
+            if now.saturating_sub(state.counters_at) >= COUNTERS_EVERY {
+                state.record_counters(&self.inner.log, now);
+            }
         }
         self.inner.emit(events);
         for w in woken {
@@ -1317,9 +1110,10 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
     /// opened again at once. Remaining handles fail from then on.
     pub fn shutdown(&self) {
         self.close();
-        let (lock, cond) = &*self.inner.stop;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        cond.notify_all();
+        if self.inner.writable().is_ok() {
+            self.inner.state.lock().record_counters(&self.inner.log, self.inner.now());
+        }
+        self.inner.maint.stop();
         self.inner.log.close();
     }
 
@@ -1327,9 +1121,7 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
     #[cfg(test)]
     pub(crate) fn halt(&self) {
         self.close();
-        let (lock, cond) = &*self.inner.stop;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        cond.notify_all();
+        self.inner.maint.stop();
         self.inner.log.halt();
     }
 
@@ -1362,8 +1154,13 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
         }
         let _one = self.inner.compacting.lock();
         let segments = log.segments();
-        let Some(&(base, info)) = segments.first() else { return false };
-        if base == log.active_segment() || segments.len() < 2 {
+        let (Some(&(base, info)), Some(&(next, _))) = (segments.first(), segments.get(1)) else {
+            return false;
+        };
+        // A roll seals the segment at once, but its last records reach the file only when
+        // the commit thread writes them: reading it before then would miss them, and they
+        // would go with the segment.
+        if base == log.active_segment() || log.written() < next {
             return false;
         }
         let pressed = self
@@ -1412,10 +1209,17 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
             let mut ids: Vec<u32> = state.subs.keys().copied().collect();
             ids.sort_unstable();
             for id in &ids {
-                let s = &state.subs[id];
+                let s = state.subs.get_mut(id).expect("listed above");
                 out.clear();
                 record::subscribe(&mut out, *id, s.topic_id, &s.config);
                 append(&out);
+                // The segment going may hold the latest counters: record them again.
+                let counters = s.counters();
+                out.clear();
+                record::counters(&mut out, *id, &counters);
+                if append(&out).is_some() {
+                    s.counted = counters;
+                }
             }
             for (lsn, body) in &records {
                 let Ok(rec) = record::decode(body) else { continue };
@@ -1442,7 +1246,7 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
                     record::dedup(&mut out, t.id, id, msg.seq, msg.published_at);
                     append(&out);
                 }
-                let Some(live) = t.live.get_mut(&msg.seq) else { continue };
+                let Some(live) = t.live.get_mut(msg.seq) else { continue };
                 if live.lsn != *lsn {
                     continue;
                 }
@@ -1455,7 +1259,7 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
                 log.track(new_lsn, i64::from(live.bytes));
                 for id in &t.subs {
                     if let Some(s) = state.subs.get(id)
-                        && let Some(m) = s.shadow.get(&msg.seq)
+                        && let Some(m) = s.shadow.get(msg.seq)
                     {
                         out.clear();
                         record::carry_sub(&mut out, *id, msg.seq, m);

@@ -133,6 +133,7 @@ impl Writer<'_> {
 }
 
 /// Reads little-endian fields; every read is checked.
+#[derive(Debug)]
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -143,37 +144,57 @@ pub(crate) fn short() -> DecodeError {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     pub(crate) fn new(buf: &'a [u8]) -> Self {
         Self { buf, pos: 0 }
     }
+    #[inline]
     pub(crate) fn pos(&self) -> usize {
         self.pos
     }
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.pos == self.buf.len()
     }
+    /// The whole buffer being read.
+    #[inline]
+    pub(crate) fn buf(&self) -> &'a [u8] {
+        self.buf
+    }
+    /// Moves to the end.
+    #[inline]
+    pub(crate) fn skip_rest(&mut self) {
+        self.pos = self.buf.len();
+    }
+    #[inline]
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n).ok_or_else(short)?;
         let s = self.buf.get(self.pos..end).ok_or_else(short)?;
         self.pos = end;
         Ok(s)
     }
+    #[inline]
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
+    #[inline]
     pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| short())?))
     }
+    #[inline]
     pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| short())?))
     }
+    #[inline]
     pub(crate) fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.u32()? as usize;
         self.take(n)
     }
+    #[inline]
     pub(crate) fn str(&mut self) -> Result<&'a str, DecodeError> {
         std::str::from_utf8(self.bytes()?).map_err(DecodeError::new)
     }
+    #[inline]
     pub(crate) fn opt_str(&mut self) -> Result<Option<&'a str>, DecodeError> {
         match self.u8()? {
             0 => Ok(None),

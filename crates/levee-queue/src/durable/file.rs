@@ -13,8 +13,8 @@ pub(crate) trait Storage: Send + Sync + 'static {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Names of the files in `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
-    /// The whole content of a file.
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// A file opened for reading from its start, with its length.
+    fn open_read(&self, path: &Path) -> io::Result<(Box<dyn io::Read + Send>, u64)>;
     /// Creates (or empties) a file for appending.
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
     /// Opens an existing file for appending at its end.
@@ -80,8 +80,10 @@ impl Storage for Disk {
         Ok(names)
     }
 
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        fs::read(path)
+    fn open_read(&self, path: &Path) -> io::Result<(Box<dyn io::Read + Send>, u64)> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok((Box::new(file), len))
     }
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
@@ -169,6 +171,8 @@ mod mem {
         durable_names: Vec<PathBuf>,
         faults: Faults,
         locked: bool,
+        /// While true, writes wait (a disk that stalls); see [`MemStorage::hold_writes`].
+        held: Arc<(Mutex<bool>, std::sync::Condvar)>,
     }
 
     /// An in-memory file system that remembers what was synced, so a test can crash it.
@@ -218,6 +222,20 @@ mod mem {
                 file.synced = data;
             }
             fs.locked = false;
+        }
+
+        /// Makes every write wait until [`release_writes`](Self::release_writes), as a
+        /// stalled disk would: the commit thread stops in the middle of its work.
+        pub(crate) fn hold_writes(&self) {
+            let held = Arc::clone(&fs(self).held);
+            *held.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        }
+
+        /// Lets held writes go on.
+        pub(crate) fn release_writes(&self) {
+            let held = Arc::clone(&fs(self).held);
+            *held.0.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            held.1.notify_all();
         }
 
         /// Simulates a process crash: nothing written is lost, only the lock.
@@ -270,6 +288,12 @@ mod mem {
 
     impl StorageFile for MemHandle {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let held = Arc::clone(&fs(&self.fs).held);
+            drop(
+                held.1
+                    .wait_while(held.0.lock().unwrap_or_else(|e| e.into_inner()), |h| *h)
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
             let mut fs = fs(&self.fs);
             let used: u64 = fs.files.values().map(|f| f.data.len() as u64).sum();
             let mut n = buf.len();
@@ -309,8 +333,11 @@ mod mem {
             Ok(self.sizes(dir).into_iter().map(|(n, _)| n).collect())
         }
 
-        fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-            fs(self).files.get(path).map(|f| f.data.clone()).ok_or_else(|| not_found(path))
+        fn open_read(&self, path: &Path) -> io::Result<(Box<dyn io::Read + Send>, u64)> {
+            let data =
+                fs(self).files.get(path).map(|f| f.data.clone()).ok_or_else(|| not_found(path))?;
+            let len = data.len() as u64;
+            Ok((Box::new(io::Cursor::new(data)), len))
         }
 
         fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {

@@ -116,15 +116,32 @@ pub(crate) struct Damage {
 /// `true` skips to the next intact frame.
 ///
 /// `last` says whether this is the newest segment, the only one where a torn tail is normal.
+#[cfg(test)]
 pub(crate) fn read_segment(
     buf: &[u8],
+    base: u64,
+    last: bool,
+    visit: impl FnMut(u64, &[u8]),
+    on_damage: impl FnMut(Damage) -> bool,
+) -> Result<End, Damage> {
+    if buf.len() < SEGMENT_HEADER {
+        return Ok(End::Torn { at: buf.len() });
+    }
+    read_frames(&buf[SEGMENT_HEADER..], SEGMENT_HEADER, base, last, visit, on_damage)
+}
+
+/// [`read_segment`] over `buf`, the segment's bytes from file offset `origin` (a frame's
+/// start) to its end. Offsets in the result are file offsets.
+fn read_frames(
+    buf: &[u8],
+    origin: usize,
     base: u64,
     last: bool,
     mut visit: impl FnMut(u64, &[u8]),
     mut on_damage: impl FnMut(Damage) -> bool,
 ) -> Result<End, Damage> {
-    let lsn_of = |at: usize| base + (at - SEGMENT_HEADER) as u64;
-    let mut at = SEGMENT_HEADER;
+    let lsn_of = |at: usize| base + (origin + at - SEGMENT_HEADER) as u64;
+    let mut at = 0;
     loop {
         if at == buf.len() {
             return Ok(End::Clean);
@@ -139,13 +156,153 @@ pub(crate) fn read_segment(
             .find_map(|p| frame_at(buf, p, lsn_of(p)).map(|f| (p, f)));
         let proven_durable = next.is_some_and(|(_, f)| f.durable > lsn_of(at));
         if last && !proven_durable {
-            return Ok(End::Torn { at });
+            return Ok(End::Torn { at: origin + at });
         }
-        let damage = Damage { from: at, to: next.map_or(buf.len(), |(p, _)| p) };
+        let to = next.map_or(buf.len(), |(p, _)| p);
+        let damage = Damage { from: origin + at, to: origin + to };
         if !on_damage(damage) {
             return Err(damage);
         }
-        at = damage.to;
+        at = to;
+    }
+}
+
+/// Bytes read at a time by [`read_stream`]: large enough that a read costs little per
+/// record, small enough to stay in cache and to be reused for every segment.
+const CHUNK: usize = 1 << 20;
+
+/// What [`read_stream`] found: whether the file starts with the segment's header, how
+/// reading ended, and the file's length.
+#[derive(Debug)]
+pub(crate) struct Streamed {
+    pub(crate) header_ok: bool,
+    pub(crate) end: Result<End, Damage>,
+    pub(crate) len: usize,
+}
+
+/// A file read in chunks through a buffer: `buf[start..filled]` holds the file from offset
+/// `origin + start` on.
+struct Chunked<'a> {
+    file: &'a mut dyn std::io::Read,
+    buf: &'a mut Vec<u8>,
+    start: usize,
+    filled: usize,
+    origin: usize,
+    eof: bool,
+}
+
+impl Chunked<'_> {
+    /// File offset of `buf[start]`.
+    fn offset(&self) -> usize {
+        self.origin + self.start
+    }
+
+    /// The bytes available from `start`.
+    fn window(&self) -> &[u8] {
+        &self.buf[self.start..self.filled]
+    }
+
+    /// Makes at least `need` bytes from `start` available, unless the file ends first.
+    fn fill(&mut self, need: usize) -> std::io::Result<()> {
+        if self.filled - self.start >= need || self.eof {
+            return Ok(());
+        }
+        self.buf.copy_within(self.start..self.filled, 0);
+        self.origin += self.start;
+        self.filled -= self.start;
+        self.start = 0;
+        if self.buf.len() < need {
+            self.buf.resize(need, 0);
+        }
+        while self.filled < need {
+            match self.file.read(&mut self.buf[self.filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => self.filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes from `start` to the end of the file.
+    fn rest(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut rest = self.window().to_vec();
+        self.file.read_to_end(&mut rest)?;
+        Ok(rest)
+    }
+}
+
+/// [`read_segment`] over a file of `file_len` bytes read in chunks into `buf` (reused from
+/// segment to segment),
+/// so opening a log of any size needs one chunk of memory, not a copy of each segment. At
+/// the first frame that is not intact the rest of the file is read whole and handed to the
+/// slice reader, which looks past damage.
+///
+/// # Errors
+/// An error reading the file.
+pub(crate) fn read_stream(
+    file: &mut dyn std::io::Read,
+    file_len: u64,
+    buf: &mut Vec<u8>,
+    base: u64,
+    last: bool,
+    visit: impl FnMut(u64, &[u8]),
+    on_damage: impl FnMut(Damage) -> bool,
+) -> std::io::Result<Streamed> {
+    read_chunked(file, file_len, buf, CHUNK, base, last, visit, on_damage)
+}
+
+/// [`read_stream`] with chunks of `chunk` bytes.
+#[allow(clippy::too_many_arguments)]
+fn read_chunked(
+    file: &mut dyn std::io::Read,
+    file_len: u64,
+    buf: &mut Vec<u8>,
+    chunk: usize,
+    base: u64,
+    last: bool,
+    mut visit: impl FnMut(u64, &[u8]),
+    on_damage: impl FnMut(Damage) -> bool,
+) -> std::io::Result<Streamed> {
+    if buf.len() < chunk {
+        buf.resize(chunk, 0);
+    }
+    let mut r = Chunked { file, buf, start: 0, filled: 0, origin: 0, eof: false };
+    r.fill(SEGMENT_HEADER)?;
+    if !header_ok(r.window(), base) {
+        let len = r.rest()?.len();
+        return Ok(Streamed { header_ok: false, end: Ok(End::Clean), len });
+    }
+    r.start = SEGMENT_HEADER;
+    loop {
+        r.fill(FRAME_HEADER)?;
+        let at = r.offset();
+        if r.window().is_empty() {
+            return Ok(Streamed { header_ok: true, end: Ok(End::Clean), len: at });
+        }
+        let lsn = base + (at - SEGMENT_HEADER) as u64;
+        if let Some(header) = r.window().get(..FRAME_HEADER) {
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            // A length past the file's end is a torn frame: no need to read for it.
+            let fits = (at + FRAME_HEADER + len) as u64 <= file_len;
+            if len <= MAX_BODY && fits && u64_at(header, 8) == lsn {
+                r.fill(FRAME_HEADER + len)?;
+            }
+        }
+        if let Some(frame) = frame_at(r.window(), 0, lsn) {
+            let start = r.start;
+            visit(lsn, &r.buf[start + frame.body.0..start + frame.body.1]);
+            r.start += frame.end();
+            continue;
+        }
+        // Not an intact frame: a torn tail or damage. Look at the rest as a whole.
+        let rest = r.rest()?;
+        let end = read_frames(&rest, at, base, last, visit, on_damage);
+        return Ok(Streamed { header_ok: true, end, len: at + rest.len() });
     }
 }
 
@@ -206,6 +363,81 @@ mod tests {
         let end = read_segment(&buf, 0, true, |_, b| out.push(b.to_vec()), |_| true);
         assert_eq!(out, [b"one".to_vec(), b"three".to_vec()]);
         assert_eq!(end, Ok(End::Clean));
+    }
+
+    /// Hands out at most `step` bytes per read, like a file read across page boundaries.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = out.len().min(self.step).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    proptest::proptest! {
+        /// Reading a segment in chunks finds what reading it whole finds: the same records,
+        /// the same torn tail or damage, whatever the chunk size, however the file was torn
+        /// or damaged.
+        #[test]
+        fn chunked_reads_find_what_whole_reads_find(
+            bodies in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..90), 0..30),
+            cut in proptest::option::of(0usize..4000),
+            flips in proptest::collection::vec((0usize..4000, 1u8..=255), 0..3),
+            chunk in 1usize..200,
+            step in 1usize..300,
+            last: bool,
+            skip: bool,
+        ) {
+            let mut buf = segment(&bodies.iter().map(Vec::as_slice).collect::<Vec<_>>(), 40);
+            for (at, x) in flips {
+                if let Some(b) = buf.get_mut(at) {
+                    *b ^= x;
+                }
+            }
+            if let Some(cut) = cut {
+                buf.truncate(cut);
+            }
+            let (mut whole, mut whole_damage) = (Vec::new(), Vec::new());
+            let header = header_ok(&buf, 40);
+            let whole_end = header.then(|| {
+                read_segment(&buf, 40, last, |l, b| whole.push((l, b.to_vec())), |d| {
+                    whole_damage.push(d);
+                    skip
+                })
+            });
+            let (mut got, mut got_damage) = (Vec::new(), Vec::new());
+            let mut scratch = Vec::new();
+            let mut file = Trickle { data: &buf, step };
+            let streamed = read_chunked(
+                &mut file,
+                buf.len() as u64,
+                &mut scratch,
+                chunk,
+                40,
+                last,
+                |l, b| got.push((l, b.to_vec())),
+                |d| {
+                    got_damage.push(d);
+                    skip
+                },
+            )
+            .unwrap();
+            proptest::prop_assert_eq!(streamed.header_ok, header);
+            if let Some(end) = whole_end {
+                proptest::prop_assert_eq!(streamed.end, end);
+                proptest::prop_assert_eq!(got, whole);
+                proptest::prop_assert_eq!(got_damage, whole_damage);
+                proptest::prop_assert_eq!(streamed.len, buf.len());
+            } else {
+                proptest::prop_assert!(got.is_empty());
+            }
+        }
     }
 
     #[test]

@@ -72,8 +72,12 @@ impl<T: Codec, C: Clock> DurableSubscription<T, C> {
         self.broker.inner.state.lock().subs.get(&self.id).map(|s| s.config.clone())
     }
 
-    /// What it holds and has done since the broker was opened (the gauges, `depth`,
-    /// `scheduled`, `in_flight` and `dead_letters`, include what was recovered).
+    /// What it holds and has done since it was created, across restarts: the gauges
+    /// (`depth`, `scheduled`, `in_flight`, `dead_letters`) are rebuilt from the log; the
+    /// counters are recorded in it when the broker shuts down or is dropped, when
+    /// compaction runs, and by the background thread at most once a second when they
+    /// changed, so after a crash they are as of the last such record (they may lag, never
+    /// run ahead).
     #[must_use]
     pub fn stats(&self) -> SubscriptionStats {
         let state = self.broker.inner.state.lock();

@@ -187,17 +187,37 @@ impl Log {
         let mut end = 0;
         let mut remove_last = false;
         let mut read_only = read_only;
+        let mut buf = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             let path = segment_path(dir, base);
-            let buf = storage.read(&path)?;
             let last = i + 1 == bases.len();
-            if !frame::header_ok(&buf, base) {
-                if last && buf.len() <= SEGMENT_HEADER {
+            let (mut file, file_len) = storage.open_read(&path)?;
+            let mut damaged = Vec::new();
+            let (mut records, mut bytes) = (0, 0);
+            let streamed = frame::read_stream(
+                file.as_mut(),
+                file_len,
+                &mut buf,
+                base,
+                last,
+                |lsn, body| {
+                    records += 1;
+                    bytes += (FRAME_HEADER + body.len()) as u64;
+                    visit(lsn, body);
+                },
+                |d| {
+                    damaged.push(d);
+                    options.on_corruption != OnCorruption::Fail
+                },
+            )?;
+            drop(file);
+            if !streamed.header_ok {
+                if last && streamed.len <= SEGMENT_HEADER {
                     // Created, header not yet durable: the crash came as the log rolled over.
                     remove_last = true;
                     continue;
                 }
-                let damage = Damage { from: 0, to: buf.len() };
+                let damage = Damage { from: 0, to: streamed.len };
                 match options.on_corruption {
                     OnCorruption::Fail => {
                         return Err(OpenFailure::Corrupt { segment: path, damage });
@@ -216,21 +236,9 @@ impl Log {
                 }
                 opened.damage.push((base, damage));
             }
-            let mut damaged = Vec::new();
-            let result = frame::read_segment(
-                &buf,
-                base,
-                last,
-                |lsn, body| {
-                    opened.records += 1;
-                    opened.bytes += (FRAME_HEADER + body.len()) as u64;
-                    visit(lsn, body);
-                },
-                |d| {
-                    damaged.push(d);
-                    options.on_corruption != OnCorruption::Fail
-                },
-            );
+            opened.records += records;
+            opened.bytes += bytes;
+            let result = streamed.end;
             let end_kind = match result {
                 Err(damage) => return Err(OpenFailure::Corrupt { segment: path, damage }),
                 Ok(end_kind) => end_kind,
@@ -238,9 +246,9 @@ impl Log {
             if !damaged.is_empty() && options.on_corruption == OnCorruption::ReadOnly {
                 read_only = true;
             }
-            let mut len = buf.len();
+            let mut len = streamed.len;
             if let End::Torn { at } = end_kind {
-                opened.torn += (buf.len() - at) as u64;
+                opened.torn += (streamed.len - at) as u64;
                 if !read_only {
                     storage.truncate(&path, at as u64)?;
                 }
@@ -418,6 +426,12 @@ impl Log {
         lock(&self.shared.appender).segments.values().map(|s| s.bytes).sum()
     }
 
+    /// The position up to which the commit thread has written appended records to the files
+    /// (readers of a file see them from then on).
+    pub(crate) fn written(&self) -> u64 {
+        self.shared.written.load(Ordering::Acquire)
+    }
+
     /// The base of the segment being appended to.
     pub(crate) fn active_segment(&self) -> u64 {
         lock(&self.shared.appender).active
@@ -429,10 +443,10 @@ impl Log {
         base: u64,
         mut visit: impl FnMut(u64, &[u8]),
     ) -> io::Result<()> {
-        let buf = self.shared.storage.read(&segment_path(&self.shared.dir, base))?;
-        if frame::header_ok(&buf, base) {
-            let _ = frame::read_segment(&buf, base, false, &mut visit, |_| true);
-        }
+        let (mut file, len) =
+            self.shared.storage.open_read(&segment_path(&self.shared.dir, base))?;
+        let mut buf = Vec::new();
+        frame::read_stream(file.as_mut(), len, &mut buf, base, false, &mut visit, |_| true)?;
         Ok(())
     }
 

@@ -59,6 +59,8 @@ mod frame;
 mod handles;
 mod log;
 mod record;
+mod recover;
+mod seqmap;
 mod settings;
 mod state;
 #[cfg(test)]
@@ -75,7 +77,7 @@ pub mod fuzz {
 
     /// Decodes `body` as a broker record: an error or a record, never a panic.
     pub fn decode_record(body: &[u8]) -> bool {
-        record::decode(body).is_ok()
+        record::decode_all(body).is_ok()
     }
 
     /// Opens a broker whose log is `segments` (each the bytes of one segment file, bases

@@ -26,6 +26,10 @@ const CARRY: u8 = 5;
 const CHANGES: u8 = 6;
 const CARRY_SUB: u8 = 7;
 const DEDUP: u8 = 8;
+const COUNTERS: u8 = 9;
+
+/// Counters a `Counters` record holds: the engine's, then `rejected`.
+pub(crate) const SUB_COUNTERS: usize = crate::broker::core::COUNTERS + 1;
 
 /// A decoded record, borrowing the frame's bytes.
 #[derive(Debug)]
@@ -42,12 +46,15 @@ pub(crate) enum Record<'a> {
     /// A message copied forward by compaction; its per-subscription state follows in
     /// `CarrySub` records.
     Carry { msg: MsgRecord<'a> },
-    /// What one operation changed in one subscription.
-    Changes { sub: u32, changes: Vec<Change> },
+    /// What one operation changed in one subscription (decoded as they are read, so a
+    /// record costs no allocation).
+    Changes { sub: u32, changes: Changes<'a> },
     /// A message's whole state in one subscription, copied forward by compaction.
     CarrySub { sub: u32, seq: u64, state: SubMsg },
     /// A message id still inside its topic's dedup window, copied forward.
     Dedup { topic: u32, id: &'a str, seq: u64, at: u64 },
+    /// A subscription's statistics counters as they stood (the latest one counts).
+    Counters { sub: u32, values: [u64; SUB_COUNTERS] },
 }
 
 /// The message part of a `Publish` or `Carry` record.
@@ -60,7 +67,8 @@ pub(crate) struct MsgRecord<'a> {
     pub(crate) id: Option<&'a str>,
     subject: Option<&'a str>,
     key: Option<&'a str>,
-    headers: Vec<(&'a str, &'a str)>,
+    /// `headers` name/value pairs, encoded (checked when the record was decoded).
+    headers: (u32, &'a [u8]),
     payload: &'a [u8],
     /// Where the message part ends in the record's body.
     pub(crate) end: usize,
@@ -69,18 +77,18 @@ pub(crate) struct MsgRecord<'a> {
 impl MsgRecord<'_> {
     /// The stored message, its payload decoded.
     pub(crate) fn stored<T: Codec>(&self) -> Result<StoredMessage<T>, DecodeError> {
-        let meta = if self.id.is_none()
-            && self.subject.is_none()
-            && self.key.is_none()
-            && self.headers.is_empty()
-        {
+        let (n, encoded) = self.headers;
+        let meta = if self.id.is_none() && self.subject.is_none() && self.key.is_none() && n == 0 {
             None
         } else {
+            let mut r = Reader::new(encoded);
+            let headers =
+                (0..n).map(|_| Ok((r.str()?, r.str()?))).collect::<Result<Headers, _>>()?;
             Some(Box::new(Meta {
                 id: self.id.map(str::to_owned),
                 subject: self.subject.map(str::to_owned),
                 key: self.key.map(Arc::from),
-                headers: self.headers.iter().copied().collect::<Headers>(),
+                headers,
                 schedule: Default::default(),
             }))
         };
@@ -186,6 +194,15 @@ pub(crate) fn unsubscribe(out: &mut Vec<u8>, id: u32) {
 
 pub(crate) fn dedup(out: &mut Vec<u8>, topic: u32, id: &str, seq: u64, at: u64) {
     Writer(out).u8(DEDUP).u32(topic).str(id).u64(seq).u64(at);
+}
+
+/// A snapshot of subscription `sub`'s counters.
+pub(crate) fn counters(out: &mut Vec<u8>, sub: u32, values: &[u64; SUB_COUNTERS]) {
+    let mut w = Writer(out);
+    w.u8(COUNTERS).u32(sub).u32(SUB_COUNTERS as u32);
+    for v in values {
+        w.u64(*v);
+    }
 }
 
 fn attempt_record(w: &mut Writer<'_>, r: &AttemptRecord) {
@@ -327,10 +344,12 @@ fn decode_message<'a>(r: &mut Reader<'a>, len: usize) -> Result<MsgRecord<'a>, D
     let subject = r.opt_str()?;
     let key = r.opt_str()?;
     let n = count(r, len, 8)?;
-    let mut headers = Vec::with_capacity(n);
+    let start = r.pos();
     for _ in 0..n {
-        headers.push((r.str()?, r.str()?));
+        r.str()?;
+        r.str()?;
     }
+    let headers = (n as u32, &r.buf()[start..r.pos()]);
     let payload = r.bytes()?;
     Ok(MsgRecord {
         topic,
@@ -367,7 +386,37 @@ fn decode_change(r: &mut Reader<'_>) -> Result<Change, DecodeError> {
     })
 }
 
-/// Decodes a record body.
+/// The changes of a `Changes` record, decoded one by one; an error (then nothing more) when
+/// one does not decode or bytes are left after the last.
+#[derive(Debug)]
+pub(crate) struct Changes<'a> {
+    r: Reader<'a>,
+    left: usize,
+}
+
+impl Iterator for Changes<'_> {
+    type Item = Result<Change, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            if self.r.is_empty() {
+                return None;
+            }
+            self.r.skip_rest();
+            return Some(Err(DecodeError::new("trailing bytes after the record")));
+        }
+        self.left -= 1;
+        let change = decode_change(&mut self.r);
+        if change.is_err() {
+            self.left = 0;
+            self.r.skip_rest();
+        }
+        Some(change)
+    }
+}
+
+/// Decodes a record body. A `Changes` record's changes are decoded as they are iterated, and
+/// may yet turn out not to decode.
 ///
 /// # Errors
 /// [`DecodeError`] for anything that is not a well-formed record (never a panic).
@@ -414,9 +463,10 @@ pub(crate) fn decode(body: &[u8]) -> Result<Record<'_>, DecodeError> {
         CARRY => Record::Carry { msg: decode_message(&mut r, len)? },
         CHANGES => {
             let sub = r.u32()?;
-            let n = count(&mut r, len, 9)?;
-            let changes = (0..n).map(|_| decode_change(&mut r)).collect::<Result<_, _>>()?;
-            Record::Changes { sub, changes }
+            let left = count(&mut r, len, 9)?;
+            // The changes are the rest of the record: `Changes` checks there is nothing after
+            // the last one.
+            return Ok(Record::Changes { sub, changes: Changes { r, left } });
         }
         CARRY_SUB => {
             let sub = r.u32()?;
@@ -447,12 +497,37 @@ pub(crate) fn decode(body: &[u8]) -> Result<Record<'_>, DecodeError> {
             Record::CarrySub { sub, seq, state }
         }
         DEDUP => Record::Dedup { topic: r.u32()?, id: r.str()?, seq: r.u64()?, at: r.u64()? },
+        COUNTERS => {
+            let sub = r.u32()?;
+            // A later version may keep more counters: the ones known are read, the rest
+            // skipped; missing ones are zero.
+            let n = count(&mut r, len, 8)?;
+            let mut values = [0; SUB_COUNTERS];
+            for i in 0..n {
+                let v = r.u64()?;
+                if let Some(slot) = values.get_mut(i) {
+                    *slot = v;
+                }
+            }
+            Record::Counters { sub, values }
+        }
         t => return Err(bad("record kind", t)),
     };
     if !r.is_empty() {
         return Err(DecodeError::new("trailing bytes after the record"));
     }
     Ok(record)
+}
+
+/// Decodes a record body to the end, changes included (the fuzzer and tests).
+#[cfg(any(test, fuzzing))]
+pub(crate) fn decode_all(body: &[u8]) -> Result<(), DecodeError> {
+    if let Record::Changes { changes, .. } = decode(body)? {
+        for change in changes {
+            change?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -518,7 +593,12 @@ mod tests {
         let mut body = Vec::new();
         changes(&mut body, 4, &all);
         let Record::Changes { sub, changes: back } = decode(&body).unwrap() else { panic!() };
-        assert_eq!((sub, back), (4, all));
+        assert_eq!((sub, back.collect::<Result<Vec<_>, _>>().unwrap()), (4, all.clone()));
+        body.push(0);
+        let Record::Changes { changes: back, .. } = decode(&body).unwrap() else { panic!() };
+        let back: Vec<_> = back.collect();
+        assert_eq!(back.len(), all.len() + 1);
+        assert!(back[all.len()].is_err(), "trailing bytes are an error");
 
         let state = SubMsg {
             attempt: 3,
@@ -547,5 +627,44 @@ mod tests {
             assert!(decode(&body[..cut]).is_err());
         }
         assert!(decode(&[200]).is_err());
+        let mut body = Vec::new();
+        let record = AttemptRecord {
+            attempt: 1,
+            delivered_at: 1,
+            ended_at: 2,
+            outcome: AttemptOutcome::Nacked { delay: Duration::ZERO, reason: Some("r".into()) },
+        };
+        changes(
+            &mut body,
+            1,
+            &[Change::Acked { seq: 1 }, Change::Failed { seq: 2, failures: 1, record }],
+        );
+        assert!(decode_all(&body).is_ok());
+        for cut in 0..body.len() {
+            assert!(decode_all(&body[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn counters_round_trip_and_tolerate_more_or_fewer() {
+        let values: [u64; SUB_COUNTERS] = std::array::from_fn(|i| i as u64 * 1000 + 1);
+        let mut body = Vec::new();
+        counters(&mut body, 7, &values);
+        let Record::Counters { sub, values: back } = decode(&body).unwrap() else { panic!() };
+        assert_eq!((sub, back), (7, values));
+        for cut in 0..body.len() {
+            assert!(decode(&body[..cut]).is_err(), "cut at {cut}");
+        }
+        // A later version with one more counter, an earlier one with two fewer.
+        let mut w = Vec::new();
+        Writer(&mut w).u8(COUNTERS).u32(7).u32(SUB_COUNTERS as u32 + 1);
+        for v in values.iter().chain([&99]) {
+            Writer(&mut w).u64(*v);
+        }
+        assert!(matches!(decode(&w), Ok(Record::Counters { values: v, .. }) if v == values));
+        let mut w = Vec::new();
+        Writer(&mut w).u8(COUNTERS).u32(7).u32(2).u64(5).u64(6);
+        let Record::Counters { values: v, .. } = decode(&w).unwrap() else { panic!() };
+        assert_eq!((v[0], v[1], v[2]), (5, 6, 0));
     }
 }
