@@ -23,10 +23,7 @@ cd "$(dirname "$0")/.."
 CARGO_FUZZ_VERSION=0.13.2
 
 # target -> why it fails today. Keep each entry until its fix lands on main.
-declare -A KNOWN_FAILING=(
-    [keyed_gcra]="issue 12.3: a key dropped by a sweep at a later reading is admitted as new \
-by a check at an older one (seed reclaimed-key-checked-at-an-older-reading)"
-)
+declare -A KNOWN_FAILING=()
 
 seconds=${LEVEE_FUZZ_SECONDS:-20}
 jobs=${LEVEE_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}

@@ -2,6 +2,8 @@
 //! retries, deadlines and hedging. Latency and breaker waits are on one `ManualClock`
 //! under paused tokio time, so every timing is exact and nothing waits for real time.
 
+#![cfg(not(loom))]
+
 mod common;
 
 use std::sync::Arc;

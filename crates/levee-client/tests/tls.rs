@@ -2,6 +2,8 @@
 //! client and a client whose certificate another CA signed, and serves the right one; the
 //! client checks the server's name. Real handshakes, so real time, bounded per call.
 
+#![cfg(not(loom))]
+
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
