@@ -321,6 +321,7 @@ async fn a_remote_limiter_reports_the_state_its_decision_saw() {
 
 /// axum's `Router::layer` takes the HTTP layers as they are (their error is the inner
 /// service's, `Infallible`), and each client sees its own fields.
+#[cfg(not(loom))] // axum needs tokio's `net`
 #[tokio::test]
 async fn the_http_layers_go_into_an_axum_router() {
     use axum::Router;
