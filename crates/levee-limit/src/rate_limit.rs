@@ -79,7 +79,7 @@ pub trait RateLimit: Send + Sync {
 /// any [`RateLimit`], which decides at once: every local limiter implements this trait
 /// through a blanket impl whose futures are ready on their first poll and allocate nothing.
 ///
-/// Stages that accept limiters ([`RateLimitLayer`](crate::tower::RateLimitLayer), levee-policy's
+/// Stages that accept limiters (`tower::RateLimitLayer` with the `tower` feature, levee-policy's
 /// limiter stage) take this trait, so a remote limiter drops in where a local one was.
 ///
 /// ```
@@ -187,7 +187,7 @@ impl<L: RateLimit + ?Sized> AsyncRateLimit for L {
 /// network: each key's limit is a view, [`key`](Self::key), that is an [`AsyncRateLimit`]
 /// of its own. [`KeyedRateLimiter`](crate::KeyedRateLimiter) implements it (its views are
 /// [`KeyLimit`](crate::KeyLimit)s, local limiters), and so does levee-redis's cluster-wide
-/// limiter, so the keyed tower layer ([`KeyedRateLimitLayer`](crate::tower::KeyedRateLimitLayer))
+/// limiter, so the keyed tower layer (`tower::KeyedRateLimitLayer`, feature `tower`)
 /// takes either.
 ///
 /// ```
