@@ -61,7 +61,7 @@ wait_http() {
 shop_port=$(ci_free_port 18080 18180)
 export SHOP_SERVER__ADDR="127.0.0.1:$shop_port"
 export SHOP_SERVER__ADMIN_TOKEN="ci-dashboard-$RANDOM$RANDOM"
-export SHOP_SERVER__SHUTDOWN_GRACE_SECS=2
+export SHOP_SERVER__SHUTDOWN_GRACE=2s
 export SHOP_STORAGE__DATA_DIR="$dash_dir/shop"
 "$shop_bin" serve >"$dash_dir/shop.log" 2>&1 &
 dash_shop_pid=$!
