@@ -13,7 +13,7 @@
 # that passes is reported so the entry can go.
 #
 # Settings (environment):
-#   LEVEE_FUZZ_SECONDS  seconds per target (default 20: with 2 CPUs the runs take about
+#   LEVEE_FUZZ_SECONDS  seconds per target (default 45: with 2 CPUs the runs take about
 #                       (targets x 20 / 2) s, a few minutes; raise it on longer jobs)
 #   LEVEE_FUZZ_JOBS     targets run at once (default: the number of CPUs)
 #   LEVEE_FUZZ_TARGETS  the targets to run, space-separated (default: all)
@@ -25,7 +25,7 @@ CARGO_FUZZ_VERSION=0.13.2
 # target -> why it fails today. Keep each entry until its fix lands on main.
 declare -A KNOWN_FAILING=()
 
-seconds=${LEVEE_FUZZ_SECONDS:-20}
+seconds=${LEVEE_FUZZ_SECONDS:-45}
 jobs=${LEVEE_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 started=$SECONDS
 
