@@ -14,7 +14,7 @@
 #
 # Settings (environment):
 #   LEVEE_FUZZ_SECONDS  seconds per target (default 45: with 2 CPUs the runs take about
-#                       (targets x 20 / 2) s, a few minutes; raise it on longer jobs)
+#                       (targets x 45 / 2) s, about 5 minutes; raise it on longer jobs)
 #   LEVEE_FUZZ_JOBS     targets run at once (default: the number of CPUs)
 #   LEVEE_FUZZ_TARGETS  the targets to run, space-separated (default: all)
 set -euo pipefail
