@@ -71,11 +71,24 @@ async fn run_case(conn: &mut MultiplexedConnection, key: &str, quota: Quota, ops
             assert_eq!(reply.granted, want, "op {i} {op:?}: cells granted");
             model.check_n(want).unwrap();
             assert_eq!(reply.value, model_tat_ahead(&model, &clock), "op {i}: state after grant");
-            let pttl: i64 = redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap();
-            let ahead_ms = (reply.value / 1_000_000) as i64;
+            // PTTL and the server's clock in one transaction: the expiry is checked against
+            // the time that passed since the script ran (a round trip can take many
+            // milliseconds on a loaded machine).
+            let (pttl, (secs, micros)): (i64, (u64, u64)) = redis::pipe()
+                .atomic()
+                .cmd("PTTL")
+                .arg(key)
+                .cmd("TIME")
+                .query_async(conn)
+                .await
+                .unwrap();
+            let elapsed_ms = ((secs * 1_000_000_000 + micros * 1_000)
+                .saturating_sub(reply.server_now)
+                / 1_000_000) as i64;
+            let left_ms = (reply.value / 1_000_000) as i64 - elapsed_ms;
             assert!(
-                pttl >= ahead_ms - 5 && pttl <= ahead_ms + 1,
-                "op {i}: PTTL {pttl} for {ahead_ms} ms"
+                pttl >= left_ms - 2 && pttl <= left_ms + 2,
+                "op {i}: PTTL {pttl} for {left_ms} ms left ({elapsed_ms} ms after the script)"
             );
         } else {
             assert_eq!(reply.granted, 0, "op {i} {op:?}: refused");
