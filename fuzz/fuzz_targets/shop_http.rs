@@ -54,9 +54,9 @@ fn fuzzed() -> &'static Fuzzed {
         config.storage.seed_products = 20;
         config.server.admin_token = ADMIN_TOKEN.to_owned();
         // The edge limits are not what is fuzzed here: one client sends everything.
-        config.edge.rate_per_sec = 1e9;
-        config.edge.burst = 1_000_000_000;
-        config.edge.max_concurrent = 1_000_000;
+        config.edge.rate.count = 1_000_000_000;
+        config.edge.rate.burst = Some(1_000_000_000);
+        config.edge.bulkhead.max_concurrent = 1_000_000;
         let max_body = config.server.max_body_bytes;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -66,12 +66,12 @@ fn fuzzed() -> &'static Fuzzed {
         let shop = runtime.block_on(Shop::build(config, clock)).expect("the shop builds");
         let mut keys = Vec::new();
         for name in ["ada", "grace"] {
-            let customer =
-                runtime.block_on(shop.store.create_customer(name, 0)).expect("a customer");
+            let new = reference_shop::api::NewCustomer { name: name.into() };
+            let customer = runtime.block_on(shop.customers.create(new)).expect("a customer");
             keys.push(customer.api_key);
         }
         let router = reference_shop::http::router(Arc::clone(&shop));
-        let faults = shop.faults.get();
+        let faults = shop.operations.faults();
         Fuzzed { runtime, router, shop, keys, faults, max_body }
     })
 }
@@ -504,7 +504,7 @@ fuzz_target!(|steps: Vec<Step>| {
                 provider_failure_rate: Some(s.provider_failure_rate),
                 store_latency_ms: Some(s.store_latency_ms),
             };
-            f.shop.faults.apply(restore).expect("the initial faults are valid");
+            f.shop.operations.set_faults(restore).expect("the initial faults are valid");
         }
         let text = String::from_utf8_lossy(&body);
         assert!(!status.is_server_error(), "{method} {uri}: {status} {text}");
