@@ -23,8 +23,8 @@
 //! Endpoints are a fixed list or follow a [`tokio::sync::watch`] channel; errors are typed
 //! ([`Error`]); [`Client::stats`] reports each endpoint (in flight, latency estimate, breaker
 //! state) for metrics. The transport is hyper (HTTP/1.1 and HTTP/2), plain or with **mutual
-//! TLS** ([`tls::TlsConfig`], rustls); [`tls::TlsListener`] (feature `axum`) serves an axum
-//! app behind mutual TLS, and [`tls::dev`] (feature `dev-certs`) makes a development CA.
+//! TLS** ([`tls::TlsConfig`], rustls); `tls::TlsListener` (feature `axum`) serves an axum
+//! app behind mutual TLS, and `tls::dev` (feature `dev-certs`) makes a development CA.
 //!
 //! ```
 //! use std::sync::Arc;

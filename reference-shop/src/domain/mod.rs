@@ -1,6 +1,6 @@
 //! The shop's data: what is stored, returned as JSON, and sent as events. One concept per
-//! file: customers and the catalog here, orders in [`order`], the events between the
-//! services in [`event`].
+//! file: customers and the catalog here, orders in `order`, the events between the
+//! services in `event`.
 
 mod event;
 mod order;

@@ -2,7 +2,7 @@
 //!
 //! Layers, outermost first: panic catcher (a JSON 500 instead of a dropped connection), body
 //! limit, request metrics and tracing; then, for the customer API only, the edge
-//! ([`edge`]): levee-limit's per-client rate limit (429) and bulkhead (503), both with
+//! (`edge`): levee-limit's per-client rate limit (429) and bulkhead (503), both with
 //! `Retry-After`. `/health`, `/metrics` and `/admin` stay reachable while customers are
 //! being shed. Handlers take the typed bodies of [`crate::api`] and call one service each
 //! (a customer's order notifications ask the orders service whose order it is first).

@@ -6,7 +6,7 @@
 //! Stock is changed only by conditional updates (`... WHERE stock >= $n`), so no interleaving
 //! of orders can sell more than there is. A write transaction that loses a lock race (SQLite's
 //! "database is locked", PostgreSQL's serialization failure or deadlock) runs again through a
-//! levee-policy [`Retry`](levee::policy::Retry) on the shop clock that retries only those
+//! levee-policy [`Retry`] on the shop clock that retries only those
 //! (`storage.contention_retry`).
 
 pub mod catalog;

@@ -10,7 +10,7 @@
 //!   takes the `TlsConfig` directly.
 //! - [`TlsConfig::server_config`]: presents this service's certificate and **requires** a
 //!   client certificate signed by the CA; a client without one, or with one from another CA,
-//!   fails the handshake. [`TlsListener`] (feature `axum`) serves an axum app with it.
+//!   fails the handshake. `TlsListener` (feature `axum`) serves an axum app with it.
 //!
 //! The crypto provider is rustls' `ring` provider, chosen explicitly for every config (no
 //! process-wide default is installed or needed): it builds with nothing but a C compiler
@@ -22,7 +22,7 @@
 //! aws-lc-rs provider in `provider()`. TLS 1.2 and 1.3, rustls' safe defaults; ALPN offers
 //! HTTP/2 and HTTP/1.1.
 //!
-//! With the `dev-certs` feature, [`dev`] makes a development CA and per-service
+//! With the `dev-certs` feature, `dev` makes a development CA and per-service
 //! certificates (what the shop's `reference-shop certs` writes).
 
 #[cfg(feature = "dev-certs")]

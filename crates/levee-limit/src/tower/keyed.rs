@@ -23,7 +23,7 @@ use crate::state::LimitPolicy;
 /// recommends for middleware that calls its inner service later; so the inner service must
 /// be `Clone`, as axum's and most tower services are.
 ///
-/// With the `http` feature, [`headers`](Self::headers) turns it into an HTTP layer that
+/// With the `http` feature, `headers` turns it into an HTTP layer that
 /// answers with the IETF rate-limit header fields for the request's key.
 ///
 /// ```

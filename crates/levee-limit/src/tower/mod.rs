@@ -5,7 +5,7 @@
 //! [`AsyncRateLimit`](crate::AsyncRateLimit) (local or remote), [`KeyedRateLimitLayer`] any
 //! [`KeyedRateLimit`](crate::KeyedRateLimit) (a [`KeyedRateLimiter`](crate::KeyedRateLimiter)
 //! or levee-redis's cluster-wide limiter). With the `http` feature both can answer with the
-//! IETF rate-limit header fields ([`RateLimitHeaders`]: `RateLimit-Policy`, `RateLimit`, and
+//! IETF rate-limit header fields (`RateLimitHeaders`, feature `http`: `RateLimit-Policy`, `RateLimit`, and
 //! `429` with `Retry-After` on refusals), computed from the limiter's own state.
 //!
 //! Every service holds its limiter in an `Arc`, so clones of a service (and of the layer)

@@ -23,7 +23,7 @@ use crate::state::LimitState;
 /// asked in `poll_ready` (one boxed future per request, beside a network round trip) and
 /// its answer is used by the next `call`.
 ///
-/// With the `http` feature, [`headers`](Self::headers) turns it into an HTTP layer that
+/// With the `http` feature, `headers` turns it into an HTTP layer that
 /// answers with the IETF rate-limit header fields and refuses with a `429`.
 ///
 /// ```
