@@ -192,7 +192,7 @@ mod tests {
     use levee::core::ManualClock;
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn failing_events_retry_then_dead_letter_then_replay() {
         let mut config = QueueConfig::default();
         config.subscription.max_deliveries = 3;
@@ -237,7 +237,7 @@ mod tests {
         assert!(bus.drain(Duration::from_secs(1)).await);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_panicking_handler_is_nacked_with_its_message() {
         let mut config = QueueConfig::default();
         config.subscription.max_deliveries = 1;
