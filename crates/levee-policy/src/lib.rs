@@ -39,14 +39,24 @@
 //!   under [`levee_core::block_on`] on the same clock.
 //! - **Cancellation-safe.** Dropping a call's future drops the attempt, its timers and
 //!   every permit it holds.
+//!
+//! # Features
+//! - `breaker` (default): the circuit breaker stage (`Breaker`, levee-breaker).
+//! - `limit` (default): the rate limiter and bulkhead stages (`Limiter`,
+//!   `BulkheadPolicy`, levee-limit). With both, `PipelineSettings` builds a whole
+//!   pipeline from data. `default-features = false` leaves retry, timeout, hedging and
+//!   fallback, without either crate.
+//! - `serde`: the settings types (de)serialize; `tower`: tower layers for the policies.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "breaker")]
 mod breaker;
 mod context;
 mod error;
 mod event;
 pub mod fallback;
 mod hedge;
+#[cfg(feature = "limit")]
 mod limit;
 mod operation;
 mod pipeline;
@@ -57,12 +67,14 @@ mod timeout;
 #[cfg(feature = "tower")]
 pub mod tower;
 
+#[cfg(feature = "breaker")]
 pub use breaker::{BackendFailures, Breaker, ClassifyOutcome, ClassifyWith};
 pub use context::Context;
 pub use error::{Error, ErrorKind, RetryAfter};
 pub use event::Event;
 pub use fallback::{Fallback, FallbackHandler};
 pub use hedge::{Hedge, HedgeDelay};
+#[cfg(feature = "limit")]
 pub use limit::{BulkheadPolicy, Limiter};
 pub use operation::{Operation, SyncOperation};
 pub use pipeline::{Chain, Identity, Pipeline, PipelineBuilder, Wrap};
@@ -70,9 +82,10 @@ pub use retry::{
     AnyError, Backoff, OnError, OnOutcome, Retry, RetryBudget, RetryBudgetBuilder, RetryBuilder,
     RetryOn, WithHint,
 };
-pub use settings::{
-    BulkheadSettings, HedgeSettings, PipelineSettings, RateLimitSettings, RetrySettings,
-    StandardPipeline, StandardStack,
-};
+#[cfg(feature = "limit")]
+pub use settings::{BulkheadSettings, RateLimitSettings};
+pub use settings::{HedgeSettings, RetrySettings};
+#[cfg(all(feature = "breaker", feature = "limit"))]
+pub use settings::{PipelineSettings, StandardPipeline, StandardStack};
 pub use stage::{Instrument, Layered, Leaf, Outcome, Policy, Stage};
 pub use timeout::Timeout;
