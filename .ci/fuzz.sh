@@ -13,8 +13,8 @@
 # that passes is reported so the entry can go.
 #
 # Settings (environment):
-#   LEVEE_FUZZ_SECONDS  seconds per target (default 45: with 2 CPUs the runs take about
-#                       (targets x 45 / 2) s, about 5 minutes; raise it on longer jobs)
+#   LEVEE_FUZZ_SECONDS  seconds per target (default 30: with 2 CPUs the runs take about
+#                       (targets x 30 / 2) s, about 4 minutes; raise it on longer jobs)
 #   LEVEE_FUZZ_JOBS     targets run at once (default: the number of CPUs)
 #   LEVEE_FUZZ_TARGETS  the targets to run, space-separated (default: all)
 set -euo pipefail
@@ -25,7 +25,7 @@ CARGO_FUZZ_VERSION=0.13.2
 # target -> why it fails today. Keep each entry until its fix lands on main.
 declare -A KNOWN_FAILING=()
 
-seconds=${LEVEE_FUZZ_SECONDS:-45}
+seconds=${LEVEE_FUZZ_SECONDS:-30}
 jobs=${LEVEE_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 started=$SECONDS
 
