@@ -35,6 +35,7 @@ impl RunningShop {
             .map_err(|source| StartError::Bind { addr, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
         let shop = Shop::build(config, clock).await?;
+        shop.infra.store.record_addr(addr);
         if shop.config.server.admin_token == DEFAULT_ADMIN_TOKEN {
             tracing::warn!(
                 "admin endpoints use the default token `{DEFAULT_ADMIN_TOKEN}`; set SHOP_SERVER__ADMIN_TOKEN"

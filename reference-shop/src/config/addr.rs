@@ -1,0 +1,132 @@
+//! The listen address, read so that a wrong one says which part is wrong: the host (not an
+//! IP address: `localhost`, `0.0.0.0.0`), the port (missing, not a number, over 65535), or
+//! an IPv6 host without its brackets. std's own parser says only "invalid socket address
+//! syntax".
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use serde::{Deserialize, Deserializer, Serializer};
+
+/// What is wrong with an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    /// No `:port` at the end.
+    #[error("`{input}` has no port: write host:port, e.g. 127.0.0.1:8080")]
+    MissingPort {
+        /// The address as written.
+        input: String,
+    },
+    /// The part before the port is not an IP address.
+    #[error(
+        "the host `{host}` of `{input}` is not an IP address: write e.g. 127.0.0.1, 0.0.0.0 or [::1] (names are not resolved)"
+    )]
+    Host {
+        /// The address as written.
+        input: String,
+        /// The host part.
+        host: String,
+    },
+    /// An IPv6 host without the brackets that set it apart from the port.
+    #[error("`{input}`: an IPv6 host goes in brackets, followed by the port, e.g. [::1]:8080")]
+    Brackets {
+        /// The address as written.
+        input: String,
+    },
+    /// The part after the last `:` is not a port.
+    #[error("the port `{port}` of `{input}` is not a number from 0 to 65535 (0 picks a free port)")]
+    Port {
+        /// The address as written.
+        input: String,
+        /// The port part.
+        port: String,
+    },
+}
+
+/// Reads `host:port` with an IP host (IPv6 in brackets), saying which part is wrong.
+///
+/// # Errors
+/// [`AddrError`], naming the part.
+pub(super) fn parse(input: &str) -> Result<SocketAddr, AddrError> {
+    if let Ok(addr) = input.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let input_owned = || input.to_owned();
+    match input.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => return Err(AddrError::MissingPort { input: input_owned() }),
+        Ok(IpAddr::V6(_)) => return Err(AddrError::Brackets { input: input_owned() }),
+        Err(_) => {}
+    }
+    let Some((host, port)) = input.rsplit_once(':') else {
+        return Err(AddrError::MissingPort { input: input_owned() });
+    };
+    let host_error = || AddrError::Host { input: input_owned(), host: host.to_owned() };
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(inner) if inner.parse::<Ipv6Addr>().is_err() => return Err(host_error()),
+        Some(_) => {}
+        None if host.contains(':') => {
+            return Err(if host.parse::<Ipv6Addr>().is_ok() {
+                AddrError::Brackets { input: input_owned() }
+            } else {
+                host_error()
+            });
+        }
+        None if host.parse::<Ipv4Addr>().is_err() => return Err(host_error()),
+        None => {}
+    }
+    if port.parse::<u16>().is_err() {
+        return Err(AddrError::Port { input: input_owned(), port: port.to_owned() });
+    }
+    Err(host_error())
+}
+
+/// `#[serde(with = "addr")]`: an address as its text, read by [`parse`].
+pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    parse(text.trim()).map_err(serde::de::Error::custom)
+}
+
+/// `#[serde(with = "addr")]`: the address as text.
+pub(super) fn serialize<S: Serializer>(addr: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_addresses_parse() {
+        assert_eq!(parse("127.0.0.1:8080").unwrap(), SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(parse("[::1]:0").unwrap().port(), 0);
+        assert!(parse("0.0.0.0:65535").is_ok());
+    }
+
+    #[test]
+    fn each_wrong_part_is_named() {
+        let missing = |e: &AddrError| matches!(e, AddrError::MissingPort { .. });
+        let brackets = |e: &AddrError| matches!(e, AddrError::Brackets { .. });
+        let port = |p: &'static str| move |e: &AddrError| matches!(e, AddrError::Port { port, .. } if port == p);
+        let host = |h: &'static str| move |e: &AddrError| matches!(e, AddrError::Host { host, .. } if host == h);
+        let cases: Vec<(&str, Box<dyn Fn(&AddrError) -> bool>)> = vec![
+            ("127.0.0.1", Box::new(missing)),
+            ("localhost", Box::new(missing)),
+            ("", Box::new(missing)),
+            ("::1", Box::new(brackets)),
+            ("::1:8080", Box::new(brackets)),
+            ("127.0.0.1:99999", Box::new(port("99999"))),
+            ("127.0.0.1:http", Box::new(port("http"))),
+            ("127.0.0.1:", Box::new(port(""))),
+            ("[::1]:-1", Box::new(port("-1"))),
+            ("localhost:8080", Box::new(host("localhost"))),
+            ("300.0.0.1:80", Box::new(host("300.0.0.1"))),
+            ("[nope]:80", Box::new(host("[nope]"))),
+            ("[127.0.0.1]:80", Box::new(host("[127.0.0.1]"))),
+            ("a:b:80", Box::new(host("a:b"))),
+        ];
+        for (input, expected) in cases {
+            let err = parse(input).unwrap_err();
+            assert!(expected(&err), "{input}: {err:?}");
+            assert!(err.to_string().contains(&format!("`{input}`")), "{input}: {err}");
+        }
+    }
+}
