@@ -103,29 +103,34 @@ mod tests {
 
     #[test]
     fn each_wrong_part_is_named() {
-        let missing = |e: &AddrError| matches!(e, AddrError::MissingPort { .. });
-        let brackets = |e: &AddrError| matches!(e, AddrError::Brackets { .. });
-        let port = |p: &'static str| move |e: &AddrError| matches!(e, AddrError::Port { port, .. } if port == p);
-        let host = |h: &'static str| move |e: &AddrError| matches!(e, AddrError::Host { host, .. } if host == h);
-        let cases: Vec<(&str, Box<dyn Fn(&AddrError) -> bool>)> = vec![
-            ("127.0.0.1", Box::new(missing)),
-            ("localhost", Box::new(missing)),
-            ("", Box::new(missing)),
-            ("::1", Box::new(brackets)),
-            ("::1:8080", Box::new(brackets)),
-            ("127.0.0.1:99999", Box::new(port("99999"))),
-            ("127.0.0.1:http", Box::new(port("http"))),
-            ("127.0.0.1:", Box::new(port(""))),
-            ("[::1]:-1", Box::new(port("-1"))),
-            ("localhost:8080", Box::new(host("localhost"))),
-            ("300.0.0.1:80", Box::new(host("300.0.0.1"))),
-            ("[nope]:80", Box::new(host("[nope]"))),
-            ("[127.0.0.1]:80", Box::new(host("[127.0.0.1]"))),
-            ("a:b:80", Box::new(host("a:b"))),
+        use AddrError::{Brackets, Host, MissingPort, Port};
+        let missing = |input: &str| MissingPort { input: input.into() };
+        let brackets = |input: &str| Brackets { input: input.into() };
+        let port = |input: &str, port: &str| Port { input: input.into(), port: port.into() };
+        let host = |input: &str, host: &str| Host { input: input.into(), host: host.into() };
+        let cases = [
+            missing("127.0.0.1"),
+            missing("localhost"),
+            missing(""),
+            brackets("::1"),
+            brackets("::1:8080"),
+            port("127.0.0.1:99999", "99999"),
+            port("127.0.0.1:http", "http"),
+            port("127.0.0.1:", ""),
+            port("[::1]:-1", "-1"),
+            host("localhost:8080", "localhost"),
+            host("300.0.0.1:80", "300.0.0.1"),
+            host("[nope]:80", "[nope]"),
+            host("[127.0.0.1]:80", "[127.0.0.1]"),
+            host("a:b:80", "a:b"),
         ];
-        for (input, expected) in cases {
+        for expected in cases {
+            let (MissingPort { input }
+            | Brackets { input }
+            | Port { input, .. }
+            | Host { input, .. }) = &expected;
             let err = parse(input).unwrap_err();
-            assert!(expected(&err), "{input}: {err:?}");
+            assert_eq!(err, expected, "{input}");
             assert!(err.to_string().contains(&format!("`{input}`")), "{input}: {err}");
         }
     }
