@@ -92,7 +92,31 @@ pub(super) fn serialize<S: Serializer>(addr: &SocketAddr, s: S) -> Result<S::Ok,
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Against std's parser as the model: what std reads, `parse` reads the same; what
+        /// std refuses, `parse` refuses naming the input; never a panic.
+        #[test]
+        fn agrees_with_std_and_names_the_input(
+            input in prop_oneof![
+                any::<String>(),
+                "\\[?[0-9a-f:.]{0,20}\\]?(:[0-9a-z-]{0,7})?",
+                "[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}(:[0-9]{0,6})?",
+            ]
+        ) {
+            match (input.parse::<SocketAddr>(), parse(&input)) {
+                (Ok(std), Ok(ours)) => prop_assert_eq!(std, ours),
+                (Err(_), Err(e)) => {
+                    let named = format!("`{input}`");
+                    prop_assert!(e.to_string().contains(&named), "{} lacks {}", e, named);
+                }
+                (std, ours) => prop_assert!(false, "std {:?}, ours {:?}", std, ours),
+            }
+        }
+    }
 
     #[test]
     fn good_addresses_parse() {
