@@ -366,6 +366,7 @@ pub struct HealthConfig {
     pub store_timeout: Duration,
     /// How long the shop stays not ready after its bulkhead shed a request (as seen by a
     /// readiness check), so that a load balancer sends elsewhere while it is overloaded.
+    /// Zero: not ready only while the bulkhead is full.
     #[serde(with = "levee::core::serde_duration")]
     pub shed_window: Duration,
 }
