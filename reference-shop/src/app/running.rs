@@ -27,7 +27,9 @@ impl RunningShop {
     /// `config.server.addr`.
     ///
     /// # Errors
-    /// Invalid settings, storage failures, or the address cannot be bound.
+    /// Invalid settings, storage failures (another shop holds the data directory, the
+    /// directory cannot be written, the database cannot be reached or opened: each names
+    /// the path or address and the OS's error), or the address cannot be bound.
     pub async fn start(config: Config, clock: ShopClock) -> Result<Self, StartError> {
         let addr = config.server.addr;
         let listener = tokio::net::TcpListener::bind(addr)
