@@ -229,7 +229,7 @@ impl PaymentGuard {
     {
         let (f, is_fault, counters) = (&f, &is_fault, &*self.counters);
         self.pipeline
-            .execute(|_ctx: Context<'_>| {
+            .execute(|_ctx: PolicyContext<'_>| {
                 counters.calls.incr();
                 let attempt = f();
                 async move {

@@ -48,6 +48,7 @@ pub struct BreakerEvent {
 
 /// A snapshot of a breaker, for dashboards and health endpoints.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct BreakerMetrics {
     /// The breaker's name.
@@ -68,6 +69,7 @@ pub struct BreakerMetrics {
     /// Calls refused since the breaker was built.
     pub not_permitted: u64,
     /// How long the breaker has been in its state.
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
     pub time_in_state: Duration,
     /// When an open breaker lets trial calls through (a clock reading).
     pub open_until: Option<u64>,

@@ -24,6 +24,7 @@ pub(crate) struct Counters {
 /// Counts are read one by one while the cache keeps working, so two of them may be off by the
 /// operations that ran during the read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct CacheStats {
     /// Lookups answered from the cache (including stale values served while refreshing).

@@ -237,4 +237,15 @@ mod tests {
         assert!(a.same_replica(&a.clone().standby().healthy(false)));
         assert!(!a.same_replica(&Endpoint::new("https://a:1").unwrap()));
     }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serializes_address_priority_and_health() {
+        let endpoint = Endpoint::new("http://127.0.0.1:8080").unwrap().standby().healthy(false);
+        let json = serde_json::to_value(&endpoint).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"url": "http://127.0.0.1:8080", "priority": 1, "healthy": false})
+        );
+    }
 }

@@ -10,6 +10,7 @@ use crate::balance::EndpointState;
 
 /// A snapshot of one endpoint.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct EndpointStats {
     /// The endpoint, with its current priority group and health.
@@ -17,6 +18,7 @@ pub struct EndpointStats {
     /// Requests sent and not yet answered.
     pub in_flight: u32,
     /// The peak-EWMA latency estimate (decayed to now).
+    #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
     pub latency: Duration,
     /// Its breaker's state and window.
     pub breaker: BreakerMetrics,

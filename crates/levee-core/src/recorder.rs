@@ -128,22 +128,30 @@ impl LatencyRecorder {
 /// assert_eq!((snap.count, snap.p99.as_micros()), (1, 250));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LatencySnapshot {
     /// Number of samples.
     pub count: u64,
     /// Smallest sample.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     pub min: Duration,
     /// Largest sample (clamped to one hour).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     pub max: Duration,
     /// Arithmetic mean.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     pub mean: Duration,
     /// Median.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     pub p50: Duration,
     /// 90th percentile.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     pub p90: Duration,
     /// 99th percentile.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     pub p99: Duration,
     /// 99.9th percentile.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     pub p999: Duration,
 }
 

@@ -94,6 +94,7 @@ impl RateCounters {
 
 /// A snapshot of a rate limiter's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RateStats {
     /// Cells admitted (a `check_n(5)` counts five); `None` unless the limiter was built with
     /// admission counting on, which costs an atomic add per admission.

@@ -1,4 +1,8 @@
 //! Fallback: replace chosen errors with a value or with the result of another async call.
+//!
+//! [`Fallback`] and [`FallbackHandler`] are also at the crate root; the handlers ([`Value`],
+//! [`WithFn`]) and the error selectors ([`Select`]: [`Always`], [`Kinds`], [`When`]) that
+//! appear in a fallback's type stay in this module.
 
 use std::future::Future;
 

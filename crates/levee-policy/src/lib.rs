@@ -45,7 +45,7 @@ mod breaker;
 mod context;
 mod error;
 mod event;
-mod fallback;
+pub mod fallback;
 mod hedge;
 mod limit;
 mod operation;
@@ -61,14 +61,14 @@ pub use breaker::{BackendFailures, Breaker, ClassifyOutcome, ClassifyWith};
 pub use context::Context;
 pub use error::{Error, ErrorKind, RetryAfter};
 pub use event::Event;
-pub use fallback::{Always, Fallback, FallbackHandler, Kinds, Select, Value, When, WithFn};
+pub use fallback::{Fallback, FallbackHandler};
 pub use hedge::{Hedge, HedgeDelay};
 pub use limit::{BulkheadPolicy, Limiter};
 pub use operation::{Operation, SyncOperation};
 pub use pipeline::{Chain, Identity, Pipeline, PipelineBuilder, Wrap};
 pub use retry::{
-    AnyError, BUCKETS, Backoff, OnError, OnOutcome, Retry, RetryBudget, RetryBudgetBuilder,
-    RetryBuilder, RetryOn, WithHint,
+    AnyError, Backoff, OnError, OnOutcome, Retry, RetryBudget, RetryBudgetBuilder, RetryBuilder,
+    RetryOn, WithHint,
 };
 pub use settings::{
     BulkheadSettings, HedgeSettings, PipelineSettings, RateLimitSettings, RetrySettings,

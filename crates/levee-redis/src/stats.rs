@@ -48,6 +48,7 @@ impl Counters {
 
 /// A snapshot of a [`RedisRateLimiter`](crate::RedisRateLimiter)'s counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct RedisStats {
     /// Cells admitted, by whichever path (a `check_n(key, 5)` counts five).
@@ -82,5 +83,19 @@ impl RedisStats {
     #[must_use]
     pub fn rate(&self) -> RateStats {
         RateStats { admitted: Some(self.admitted), rejected: self.rejected, waited: 0 }
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod tests {
+    use super::Counters;
+    use levee_breaker::State;
+
+    #[test]
+    fn stats_serialize_with_the_breaker_state() {
+        let counters = Counters::default();
+        counters.admitted.incr();
+        let json = serde_json::to_value(counters.snapshot(State::Open)).unwrap();
+        assert_eq!((json["admitted"].clone(), json["breaker"].clone()), (1.into(), "open".into()));
     }
 }

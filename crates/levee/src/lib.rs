@@ -141,8 +141,9 @@ pub mod prelude {
 
     #[cfg(feature = "policy")]
     pub use levee_policy::{
-        Backoff, Context, Error as PolicyError, ErrorKind, Event as PolicyEvent, Fallback, Hedge,
-        HedgeDelay, Pipeline, PipelineSettings, Retry, RetryAfter, RetryBudget, Timeout,
+        Backoff, Context as PolicyContext, Error as PolicyError, ErrorKind, Event as PolicyEvent,
+        Fallback, Hedge, HedgeDelay, Pipeline, PipelineSettings, Retry, RetryAfter, RetryBudget,
+        Timeout,
     };
 
     #[cfg(feature = "timer")]
@@ -152,5 +153,5 @@ pub mod prelude {
     pub use levee_cache::Cache;
 
     #[cfg(feature = "queue")]
-    pub use levee_queue::channel::{self, Receiver, Sender};
+    pub use levee_queue::channel;
 }

@@ -30,6 +30,7 @@ pub enum BulkheadEvent {
 
 /// A snapshot of a bulkhead's state and counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct BulkheadStats {
     /// Permits held right now.
     pub in_flight: usize,

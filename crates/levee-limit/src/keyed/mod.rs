@@ -146,6 +146,7 @@ impl<K, C, S> fmt::Debug for KeyedRateLimiter<K, C, S> {
 
 /// A snapshot of a keyed limiter's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct KeyedStats {
     /// Cells admitted; `None` unless admission counting is on.
     pub admitted: Option<u64>,

@@ -5,7 +5,7 @@
 //! `ratio` of a token, every retry withdraws one whole token, and both expire after
 //! `window`. A reserve of `min_per_sec * window` tokens lets a quiet service still retry.
 //!
-//! How it works: the window is a ring of [`BUCKETS`] time buckets. Each bucket is one
+//! How it works: the window is a ring of [`RetryBudget::BUCKETS`] time buckets. Each bucket is one
 //! `AtomicU64` holding `(epoch: u32, amount: i32)`, where `epoch` numbers the bucket's time
 //! slice and `amount` is the net of deposits and withdrawals in milli-tokens. A write CASes
 //! the word: if the stored epoch is stale the bucket is reset to the new epoch and the
@@ -19,8 +19,7 @@ use std::time::Duration;
 use levee_core::sync::{AtomicU64, CachePadded, Ordering};
 use levee_core::{Clock, ConfigError, FastClock, nanos};
 
-/// Number of time buckets the window is divided into.
-pub const BUCKETS: usize = 10;
+const BUCKETS: usize = 10;
 /// Milli-tokens in one token (one retry).
 const TOKEN: i64 = 1000;
 
@@ -159,6 +158,10 @@ impl std::fmt::Debug for RetryBudget {
 }
 
 impl RetryBudget {
+    /// Number of time buckets the window is divided into: the window slides in steps of a
+    /// tenth of its length.
+    pub const BUCKETS: usize = BUCKETS;
+
     /// Settings with the defaults: 10 s window, 20 % ratio, 10 per second floor.
     #[must_use]
     pub fn builder() -> RetryBudgetBuilder {

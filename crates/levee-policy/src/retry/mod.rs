@@ -16,7 +16,7 @@ use std::time::Duration;
 use levee_core::{ConfigError, EventHook};
 
 pub use backoff::Backoff;
-pub use budget::{BUCKETS, RetryBudget, RetryBudgetBuilder};
+pub use budget::{RetryBudget, RetryBudgetBuilder};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
 use levee_core::nanos;

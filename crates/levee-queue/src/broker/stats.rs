@@ -6,6 +6,7 @@
 /// Gauges (`depth`, `scheduled`, `in_flight`, `dead_letters`) are what it holds now; the
 /// other fields count since it was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct SubscriptionStats {
     /// Messages waiting to be delivered: ready now, or held behind their ordering key.
@@ -59,6 +60,7 @@ impl SubscriptionStats {
 
 /// Counts of one topic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct TopicStats {
     /// Messages accepted.

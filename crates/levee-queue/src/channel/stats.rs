@@ -7,6 +7,7 @@
 /// approximate; once the channel is quiet it balances:
 /// `sent == received + dropped + discarded + depth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ChannelStats {
     /// Messages accepted by the channel.
     pub sent: u64,

@@ -69,6 +69,7 @@ pub enum TimerEvent {
 
 /// Counters and the lateness histogram of a [`TimerService`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct TimerStats {
     /// Timers scheduled and not yet fired or cancelled (items and sleeps).
     pub pending: usize,
