@@ -15,7 +15,8 @@
 //!   database contention retried by a levee-policy retry ([`store`]).
 //! - Unpaid orders cancelled, and cart reservations ended, by timers ([`timeouts`]).
 //! - Settings that embed levee's own serde settings types ([`config`]).
-//! - `/metrics`, `/health`, an admin API, graceful shutdown ([`app`]), a load generator
+//! - `/metrics`, liveness and readiness (`/health/live`, `/health/ready`), an admin API, a data
+//!   directory one shop at a time, graceful shutdown ([`app`]), a load generator
 //!   ([`loadgen`]).
 //!
 //! Every primitive comes through the `levee` facade crate, with one feature per primitive

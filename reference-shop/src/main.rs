@@ -1,9 +1,13 @@
 //! `reference-shop`: runs the shop (default) or the load generator (`loadgen`).
+//!
+//! Logs go to stderr; stdout carries only what a command prints (the address, the settings,
+//! a report). A shop that cannot start says why on stderr and exits with 2 for settings it
+//! cannot run with, 1 for anything else (storage, the data directory's lock, the address).
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use reference_shop::{Config, RunningShop, ShopClock};
+use reference_shop::{Config, RunningShop, ShopClock, StartError};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -32,7 +36,7 @@ enum Command {
 fn init_logs(json: bool) {
     let filter =
         EnvFilter::try_from_env("SHOP_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -53,13 +57,16 @@ async fn main() -> std::process::ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
-        Command::PrintConfig => {
-            match toml::to_string_pretty(&config) {
-                Ok(text) => print!("{text}"),
-                Err(e) => eprintln!("reference-shop: {e}"),
+        Command::PrintConfig => match toml::to_string_pretty(&config) {
+            Ok(text) => {
+                print!("{text}");
+                std::process::ExitCode::SUCCESS
             }
-            std::process::ExitCode::SUCCESS
-        }
+            Err(e) => {
+                eprintln!("reference-shop: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
         Command::Loadgen(args) => reference_shop::loadgen::run(args, &config).await,
     }
 }
@@ -68,8 +75,9 @@ async fn serve(config: Config) -> std::process::ExitCode {
     let shop = match RunningShop::start(config, ShopClock::system()).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            return std::process::ExitCode::FAILURE;
+            eprintln!("reference-shop: cannot start: {e}");
+            let code = if matches!(e, StartError::Config(_)) { 2 } else { 1 };
+            return std::process::ExitCode::from(code);
         }
     };
     println!(

@@ -58,7 +58,8 @@ proptest! {
     }
 
     #[test]
-    fn a_variable_changes_only_its_setting(token in "\\PC{1,40}", count in 1u32..1_000_000) {
+    // Any token a header can carry: printable ASCII, inner spaces, none around it.
+    fn a_variable_changes_only_its_setting(token in "[!-~]([ -~]{0,38}[!-~])?", count in 1u32..1_000_000) {
         let vars = vec![
             ("SHOP_SERVER__ADMIN_TOKEN".to_owned(), token.clone()),
             ("SHOP_EDGE__RATE__COUNT".to_owned(), count.to_string()),

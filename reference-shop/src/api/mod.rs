@@ -7,6 +7,7 @@ mod carts;
 mod catalog;
 mod customers;
 mod error;
+mod health;
 mod ops;
 mod orders;
 
@@ -14,5 +15,6 @@ pub use carts::{CartItem, CartView};
 pub use catalog::{ProductChange, ProductPage, ProductSearch};
 pub use customers::NewCustomer;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
-pub use ops::{DeadLetterList, Health, HealthStatus, Replay, Replayed, ShopStatus, StoreStatus};
+pub use health::{Check, Liveness, Readiness, ReadyChecks, ReadyStatus};
+pub use ops::{DeadLetterList, Replay, Replayed, ShopStatus, StoreStatus};
 pub use orders::{NotificationList, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement};

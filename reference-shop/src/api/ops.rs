@@ -1,4 +1,4 @@
-//! Operations: health, the status of every resilience mechanism, the dead-letter queue.
+//! Operations: the status of every resilience mechanism, the dead-letter queue.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,25 +9,6 @@ use crate::http::EdgeStats;
 use crate::provider::ProviderStats;
 use crate::services::CacheStats;
 use crate::timeouts::TimerStats;
-
-/// `GET /health` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Health {
-    /// `ok`, or `degraded` (answered with 503).
-    pub status: HealthStatus,
-    /// `ok`, or what the database check said.
-    pub database: String,
-}
-
-/// Whether the shop can serve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HealthStatus {
-    /// Everything answers.
-    Ok,
-    /// The database does not answer.
-    Degraded,
-}
 
 /// The store, as `/admin/status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

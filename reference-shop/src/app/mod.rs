@@ -122,6 +122,7 @@ impl Shop {
             Arc::clone(&catalog),
             Arc::clone(&customers),
             Arc::clone(&payments),
+            config.health.clone(),
         ));
         let metrics = Metrics::new(&infra.counters, Arc::clone(&operations));
         let shop = Arc::new(Self {

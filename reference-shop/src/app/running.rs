@@ -27,7 +27,9 @@ impl RunningShop {
     /// `config.server.addr`.
     ///
     /// # Errors
-    /// Invalid settings, storage failures, or the address cannot be bound.
+    /// Invalid settings, storage failures (another shop holds the data directory, the
+    /// directory cannot be written, the database cannot be reached or opened: each names
+    /// the path or address and the OS's error), or the address cannot be bound.
     pub async fn start(config: Config, clock: ShopClock) -> Result<Self, StartError> {
         let addr = config.server.addr;
         let listener = tokio::net::TcpListener::bind(addr)
@@ -35,6 +37,7 @@ impl RunningShop {
             .map_err(|source| StartError::Bind { addr, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
         let shop = Shop::build(config, clock).await?;
+        shop.infra.store.record_addr(addr);
         if shop.config.server.admin_token == DEFAULT_ADMIN_TOKEN {
             tracing::warn!(
                 "admin endpoints use the default token `{DEFAULT_ADMIN_TOKEN}`; set SHOP_SERVER__ADMIN_TOKEN"

@@ -39,7 +39,8 @@ pub struct EventBus {
     broker: InProcessBroker<ShopEvent, ShopClock>,
     config: QueueConfig,
     publish_failures: Arc<levee::core::Counter>,
-    running: Arc<Mutex<Vec<ServeHandle>>>,
+    /// Each subscription's running consumers, by subscription name.
+    running: Arc<Mutex<Vec<(String, ServeHandle)>>>,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -87,7 +88,7 @@ impl EventBus {
             handler(d.payload().clone())
         })
         .await?;
-        self.running.lock().push(handle);
+        self.running.lock().push((name.to_owned(), handle));
         Ok(())
     }
 
@@ -155,9 +156,22 @@ impl EventBus {
                 .sum(),
             publish_failures: self.publish_failures.get(),
             dlq_depth,
-            handler_panics: self.running.lock().iter().map(|h| h.stats().panicked).sum(),
+            handler_panics: self.running.lock().iter().map(|(_, h)| h.stats().panicked).sum(),
             subscriptions,
         }
+    }
+
+    /// Whether the consumers run: `Ok` with how many subscriptions are served, or the names
+    /// of the subscriptions whose consumers stopped (or `Err` with none when the bus was
+    /// drained and nothing is served any more).
+    ///
+    /// # Errors
+    /// The subscriptions whose consumers stopped.
+    pub fn consumers_running(&self) -> Result<usize, Vec<String>> {
+        let running = self.running.lock();
+        let stopped: Vec<String> =
+            running.iter().filter(|(_, h)| h.is_finished()).map(|(n, _)| n.clone()).collect();
+        if running.is_empty() || !stopped.is_empty() { Err(stopped) } else { Ok(running.len()) }
     }
 
     fn busy(&self) -> bool {
@@ -178,7 +192,7 @@ impl EventBus {
             drained = !self.busy();
         }
         let running = std::mem::take(&mut *self.running.lock());
-        for handle in running {
+        for (_, handle) in running {
             handle.shutdown().await;
         }
         self.broker.close();
@@ -235,6 +249,33 @@ mod tests {
         }
         assert!(bus.dead_letters().is_empty());
         assert!(bus.drain(Duration::from_secs(1)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readiness_sees_consumers_that_stopped() {
+        let bus = EventBus::new(&QueueConfig::default(), ShopClock::manual(ManualClock::new()));
+        assert_eq!(bus.consumers_running(), Err(Vec::new()), "nothing served yet");
+        for name in ["payment", "orders"] {
+            bus.subscribe(TOPIC_ORDERS, name, |_e: ShopEvent| async { Ok(()) }).await.unwrap();
+        }
+        assert_eq!(bus.consumers_running(), Ok(2));
+        // The broker closes under the consumers: they stop, and say which.
+        bus.broker.close();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while bus.consumers_running().is_ok() {
+            assert!(tokio::time::Instant::now() < deadline, "consumers still running");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut stopped = bus.consumers_running().unwrap_err();
+        while stopped.len() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "consumers still running");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            stopped = bus.consumers_running().unwrap_err();
+        }
+        stopped.sort();
+        assert_eq!(stopped, ["orders", "payment"]);
+        bus.drain(Duration::ZERO).await;
+        assert_eq!(bus.consumers_running(), Err(Vec::new()), "drained: nothing served");
     }
 
     #[tokio::test(start_paused = true)]

@@ -14,7 +14,13 @@
 //! `SHOP_PAYMENT__RETRY__MAX_ATTEMPTS=5`. Each value is read as the type of its setting
 //! ([`env`]): `SHOP_SERVER__ADMIN_TOKEN=123456` is the token `"123456"`. `DATABASE_URL`
 //! selects PostgreSQL as usual.
+//!
+//! [`Config::load`] refuses settings the shop cannot run with, naming the setting by its path
+//! (and the environment variable it came from): a value of the wrong type, an address with
+//! a wrong part ([`AddrError`]), an admin token with surrounding spaces, a body limit of
+//! zero, and every range [`Config::validate`] checks.
 
+mod addr;
 mod env;
 
 use std::net::SocketAddr;
@@ -30,6 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use env::Layer;
 
+pub use addr::AddrError;
+
 /// The token admin endpoints accept when none is configured. A warning is logged when used.
 pub const DEFAULT_ADMIN_TOKEN: &str = "dev-admin-token";
 
@@ -44,9 +52,20 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file or an environment variable does not fit the settings.
+    /// The file is not TOML, or its settings or the environment's do not fit together.
     #[error("invalid settings: {0}")]
     Invalid(String),
+    /// A value does not fit its setting (a wrong type, an address with a wrong part, an
+    /// unknown setting in a table).
+    #[error("invalid setting `{setting}`{}: {message}", from.as_ref().map(|v| format!(" (from {v})")).unwrap_or_default())]
+    Value {
+        /// The setting's path (`server.addr`); the table's for an unknown setting.
+        setting: String,
+        /// The environment variable the value came from, if it did.
+        from: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
     /// A setting is out of range.
     #[error(transparent)]
     Setting(#[from] SettingError),
@@ -99,13 +118,16 @@ pub struct Config {
     pub queue: QueueConfig,
     /// The simulated payment provider's starting behaviour.
     pub provider: ProviderConfig,
+    /// Readiness (`/health/ready`).
+    pub health: HealthConfig,
 }
 
 /// HTTP server settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Listen address (`127.0.0.1:0` picks a free port).
+    /// Listen address, `ip:port` (`127.0.0.1:0` picks a free port).
+    #[serde(with = "addr")]
     pub addr: SocketAddr,
     /// Token for `/admin/*` (header `X-Admin-Token`).
     pub admin_token: String,
@@ -137,6 +159,10 @@ pub struct StorageConfig {
     pub database_url: Option<String>,
     /// Connection pool size.
     pub max_connections: u32,
+    /// How long the first connection at start may take before the shop gives up and says
+    /// where it tried (a refused connection fails at once).
+    #[serde(with = "levee::core::serde_duration")]
+    pub connect_timeout: Duration,
     /// Products created on first start.
     pub seed_products: u32,
     /// Retries of a transaction that lost a lock race (SQLite's "database is locked",
@@ -150,6 +176,7 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("data"),
             database_url: None,
             max_connections: 8,
+            connect_timeout: Duration::from_secs(2),
             seed_products: 3000,
             contention_retry: RetrySettings {
                 max_attempts: 6,
@@ -330,6 +357,26 @@ impl Default for ProviderConfig {
     }
 }
 
+/// Readiness settings: when `/health/ready` says the shop should get no traffic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// How long the store may take to answer a readiness check before it counts as down.
+    #[serde(with = "levee::core::serde_duration")]
+    pub store_timeout: Duration,
+    /// How long the shop stays not ready after its bulkhead shed a request (as seen by a
+    /// readiness check), so that a load balancer sends elsewhere while it is overloaded.
+    /// Zero: not ready only while the bulkhead is full.
+    #[serde(with = "levee::core::serde_duration")]
+    pub shed_window: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self { store_timeout: Duration::from_secs(1), shed_window: Duration::from_secs(5) }
+    }
+}
+
 impl Config {
     /// Defaults, then `file` if given, then `SHOP_*` and `DATABASE_URL` from `env`.
     ///
@@ -352,9 +399,12 @@ impl Config {
         let defaults = toml::Table::try_from(Config::default())
             .map_err(|e| ConfigError::Invalid(format!("the defaults: {e}")))?;
         let mut layers = Layer::file(table);
+        // Which variable set which setting, to name it when its value is refused.
+        let mut sources = std::collections::BTreeMap::new();
         for (name, value) in env {
             if name == "DATABASE_URL" {
                 let path = ["storage".to_owned(), "database_url".to_owned()];
+                sources.insert(path.join("."), name);
                 layers.set(&path, value, &defaults);
                 continue;
             }
@@ -367,10 +417,17 @@ impl Config {
                 continue;
             }
             layers.set(&path, value, &defaults);
+            sources.insert(path.join("."), name);
         }
-        let config =
-            Config::deserialize(layers).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        config.validate()?;
+        let config = serde_path_to_error::deserialize(layers).map_err(|e| {
+            let setting = e.path().to_string();
+            ConfigError::Value {
+                from: sources.get(&setting).cloned(),
+                message: e.into_inner().message().to_owned(),
+                setting,
+            }
+        })?;
+        Self::validate(&config)?;
         Ok(config)
     }
 
@@ -382,10 +439,30 @@ impl Config {
     pub fn validate(&self) -> Result<(), SettingError> {
         use levee::core::ConfigError as E;
         let shop = |section, error| SettingError { section, error };
-        if self.server.admin_token.is_empty() {
+        let token = &self.server.admin_token;
+        if token.is_empty() {
             return Err(shop("server", E::new("admin_token", "must not be empty")));
         }
+        if token.trim() != token {
+            return Err(shop(
+                "server",
+                E::new("admin_token", "has spaces around it (a header value cannot carry them)"),
+            ));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            return Err(shop(
+                "server",
+                E::new("admin_token", "must be printable ASCII (it is sent as a header value)"),
+            ));
+        }
+        E::require_nonzero("max_body_bytes", self.server.max_body_bytes)
+            .map_err(section("server"))?;
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err(shop("storage", E::new("data_dir", "must not be empty")));
+        }
         E::require_nonzero("max_connections", self.storage.max_connections)
+            .map_err(section("storage"))?;
+        E::require_positive("connect_timeout", self.storage.connect_timeout)
             .map_err(section("storage"))?;
         self.storage.contention_retry.build().map_err(section("storage.contention_retry"))?;
         self.edge.rate.gcra().map_err(section("edge.rate"))?;
@@ -408,6 +485,8 @@ impl Config {
         if !(0.0..=1.0).contains(&self.provider.failure_rate) {
             return Err(shop("provider", E::new("failure_rate", "must lie in 0.0..=1.0")));
         }
+        E::require_positive("store_timeout", self.health.store_timeout)
+            .map_err(section("health"))?;
         Ok(())
     }
 }
@@ -501,5 +580,63 @@ mod tests {
         assert!(err.contains("duration"), "{err}");
         assert!(Config::load(None, env(&[("SHOP_SERVER__NOPE", "1")])).is_err());
         assert!(Config::load(None, env(&[("SHOP_SERVER__ADMIN_TOKEN", "")])).is_err());
+    }
+
+    fn refused(pairs: &[(&str, &str)]) -> ConfigError {
+        Config::load(None, env(pairs)).unwrap_err()
+    }
+
+    #[test]
+    fn unusable_values_are_refused_by_path() {
+        for token in [" secret", "secret ", "\tsecret"] {
+            let err = refused(&[("SHOP_SERVER__ADMIN_TOKEN", token)]);
+            assert!(
+                matches!(&err, ConfigError::Setting(e) if e.path() == "server.admin_token"),
+                "{token:?}: {err}"
+            );
+        }
+        let err = refused(&[("SHOP_SERVER__ADMIN_TOKEN", "caf\u{e9}")]);
+        assert!(err.to_string().contains("printable ASCII"), "{err}");
+        for (var, path) in [
+            ("SHOP_SERVER__MAX_BODY_BYTES", "server.max_body_bytes"),
+            ("SHOP_STORAGE__CONNECT_TIMEOUT", "storage.connect_timeout"),
+            ("SHOP_HEALTH__STORE_TIMEOUT", "health.store_timeout"),
+            ("SHOP_STORAGE__MAX_CONNECTIONS", "storage.max_connections"),
+        ] {
+            let err = refused(&[(var, "0")]);
+            assert!(matches!(&err, ConfigError::Setting(e) if e.path() == path), "{var}: {err}");
+        }
+        let err = refused(&[("SHOP_STORAGE__DATA_DIR", "")]);
+        assert!(err.to_string().contains("`storage.data_dir`: must not be empty"), "{err}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_shape_names_the_setting_and_its_variable() {
+        let err = refused(&[("SHOP_SERVER__ADDR", "127.0.0.1:99999")]);
+        match &err {
+            ConfigError::Value { setting, from, message } => {
+                assert_eq!(setting, "server.addr");
+                assert_eq!(from.as_deref(), Some("SHOP_SERVER__ADDR"));
+                assert!(message.contains("the port `99999`"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            err.to_string().starts_with("invalid setting `server.addr` (from SHOP_SERVER__ADDR): "),
+            "{err}"
+        );
+        let err = refused(&[("SHOP_PAYMENT__RETRY__MAX_ATTEMPTS", "lots")]).to_string();
+        assert!(
+            err.contains("`payment.retry.max_attempts` (from SHOP_PAYMENT__RETRY__MAX_ATTEMPTS)"),
+            "{err}"
+        );
+        // From the file: the setting, and no variable.
+        let dir = std::env::temp_dir().join(format!("levee-shop-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("shop.toml");
+        std::fs::write(&file, "[server]\naddr = \"localhost:80\"\n").unwrap();
+        let err = Config::load(Some(&file), Vec::new()).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(err.starts_with("invalid setting `server.addr`: the host `localhost`"), "{err}");
     }
 }

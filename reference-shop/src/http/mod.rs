@@ -3,8 +3,8 @@
 //! Layers, outermost first: panic catcher (a JSON 500 instead of a dropped connection), body
 //! limit, request metrics and tracing; then, for the customer API only, the edge
 //! (`edge`): levee-limit's per-client rate limit (429) and bulkhead (503), both with
-//! `Retry-After`. `/health`, `/metrics` and `/admin` stay reachable while customers are
-//! being shed. Handlers take the typed bodies of [`crate::api`] and call one service each
+//! `Retry-After`. `/health/live`, `/health/ready` (and its alias `/health`), `/metrics` and
+//! `/admin` stay reachable while customers are being shed. Handlers take the typed bodies of [`crate::api`] and call one service each
 //! (a customer's order notifications ask the orders service whose order it is first).
 
 mod admin;
@@ -30,7 +30,7 @@ use axum::routing::{delete, get, patch, post};
 
 pub use edge::{Client, ClientKey, Edge, EdgeStats, refused};
 
-use crate::api::{ApiError, Health, HealthStatus};
+use crate::api::{ApiError, Liveness, Readiness, ReadyStatus};
 use crate::app::Shop;
 use crate::metrics::{HttpLabel, RouteLabel};
 
@@ -53,7 +53,9 @@ pub fn router(shop: Arc<Shop>) -> Router {
         .route_layer((HandleErrorLayer::new(refused), shop.edge.bulkhead()))
         .route_layer((HandleErrorLayer::new(refused), shop.edge.rate_limit()));
     let ops = Router::new()
-        .route("/health", get(health))
+        .route("/health", get(ready))
+        .route("/health/ready", get(ready))
+        .route("/health/live", get(live))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/admin/status", get(admin::status))
@@ -103,14 +105,20 @@ async fn observe(State(shop): State<Arc<Shop>>, req: Request, next: Next) -> Res
     response
 }
 
-/// `GET /health`: 200 when the database answers, 503 otherwise.
-async fn health(State(shop): State<Arc<Shop>>) -> (StatusCode, axum::Json<Health>) {
-    let health = shop.operations.health().await;
-    let status = match health.status {
-        HealthStatus::Ok => StatusCode::OK,
-        HealthStatus::Degraded => StatusCode::SERVICE_UNAVAILABLE,
+/// `GET /health/ready` and `GET /health`: 200 when the shop can serve, 503 with the reasons
+/// otherwise (see [`crate::services::Operations::ready`]).
+async fn ready(State(shop): State<Arc<Shop>>) -> (StatusCode, axum::Json<Readiness>) {
+    let ready = shop.operations.ready().await;
+    let status = match ready.status {
+        ReadyStatus::Ok => StatusCode::OK,
+        ReadyStatus::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     };
-    (status, axum::Json(health))
+    (status, axum::Json(ready))
+}
+
+/// `GET /health/live`: 200 while the process answers.
+async fn live(State(shop): State<Arc<Shop>>) -> axum::Json<Liveness> {
+    axum::Json(shop.operations.live())
 }
 
 async fn metrics(State(shop): State<Arc<Shop>>) -> Response {

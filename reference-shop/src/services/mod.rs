@@ -15,7 +15,7 @@
 //! | [`Orders`] | try-confirm-cancel, unpaid-order timers | `/orders`, payment outcomes |
 //! | [`Payments`] | the breaker + timeout + retry pipeline, the provider | `OrderPlaced`, refunds |
 //! | [`Notifications`] | what customers are told | every event, `/orders/{id}/notifications` |
-//! | [`Operations`] | faults, the dead-letter queue, the status of every mechanism | `/health`, `/admin/*` |
+//! | [`Operations`] | readiness, faults, the dead-letter queue, the status of every mechanism | `/health/*`, `/admin/*` |
 
 mod cache_stats;
 mod carts;

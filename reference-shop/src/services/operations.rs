@@ -1,13 +1,26 @@
-//! Operations: health, the status of every resilience mechanism (also what `/metrics`
+//! Operations: readiness, the status of every resilience mechanism (also what `/metrics`
 //! exports), fault injection, and the dead-letter queue.
+//!
+//! Readiness answers "should a load balancer send customers here now?": no while the store
+//! does not answer within `health.store_timeout` (on the shop clock), while an event
+//! subscription's consumers are stopped, or while the edge sheds: the bulkhead is full, or
+//! it shed a request within `health.shed_window`. The bulkhead counts its refusals but not
+//! when they happened, so each check compares the count with the one the previous check saw
+//! and remembers the time it rose: "shed recently" is exact to the probing interval.
 
 use std::sync::Arc;
 
+use levee::core::Clock;
+use parking_lot::Mutex;
+
 use super::{Catalog, Customers, Infra, Payments};
 use crate::api::{
-    ApiError, DeadLetterList, Health, HealthStatus, Replay, Replayed, ShopStatus, StoreStatus,
+    ApiError, Check, DeadLetterList, Liveness, Readiness, ReadyChecks, ReadyStatus, Replay,
+    Replayed, ShopStatus, StoreStatus,
 };
 use crate::bus::EventBus;
+use crate::clock::ShopClock;
+use crate::config::HealthConfig;
 use crate::faults::{FaultPatch, FaultSettings, Faults};
 use crate::http::Edge;
 use crate::store::Store;
@@ -24,10 +37,25 @@ pub struct Operations {
     catalog: Arc<Catalog>,
     customers: Arc<Customers>,
     payments: Arc<Payments>,
+    clock: ShopClock,
+    health: HealthConfig,
+    shed: Mutex<ShedSeen>,
+}
+
+/// The bulkhead's refusal count as the last readiness check saw it, and when it last rose.
+#[derive(Debug, Default)]
+struct ShedSeen {
+    count: u64,
+    rose_at: Option<u64>,
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Operations {
-    /// Operations over `infra`, changing `faults` and reporting on `edge` and the services.
+    /// Operations over `infra`, changing `faults` and reporting on `edge` and the services;
+    /// readiness as `health` says.
     #[must_use]
     pub fn new(
         infra: &Infra,
@@ -36,6 +64,7 @@ impl Operations {
         catalog: Arc<Catalog>,
         customers: Arc<Customers>,
         payments: Arc<Payments>,
+        health: HealthConfig,
     ) -> Self {
         Self {
             store: Arc::clone(&infra.store),
@@ -46,14 +75,68 @@ impl Operations {
             catalog,
             customers,
             payments,
+            clock: infra.clock.clone(),
+            health,
+            shed: Mutex::new(ShedSeen::default()),
         }
     }
 
-    /// Whether the shop can serve: the database answers.
-    pub async fn health(&self) -> Health {
-        match self.store.ping().await {
-            Ok(()) => Health { status: HealthStatus::Ok, database: "ok".to_owned() },
-            Err(e) => Health { status: HealthStatus::Degraded, database: e.to_string() },
+    /// Liveness: the process answers. Nothing else is checked, so that an orchestrator does
+    /// not restart a shop that is only overloaded or waiting for its database.
+    #[must_use]
+    pub fn live(&self) -> Liveness {
+        Liveness { status: ReadyStatus::Ok }
+    }
+
+    /// Readiness: the store answers, the event consumers run, and the edge is not shedding.
+    pub async fn ready(&self) -> Readiness {
+        let timeout = self.health.store_timeout;
+        let store = tokio::select! {
+            answer = self.store.ping() => match answer {
+                Ok(()) => Check::pass(),
+                Err(e) => Check::fail(e.to_string()),
+            },
+            () = self.clock.sleep(timeout) => {
+                Check::fail(format!("no answer within {} ms (health.store_timeout)", timeout.as_millis()))
+            }
+        };
+        let bus = match self.bus.consumers_running() {
+            Ok(_) => Check::pass(),
+            Err(stopped) if stopped.is_empty() => {
+                Check::fail("no event consumers run (shutting down)")
+            }
+            Err(stopped) => Check::fail(format!("consumers stopped: {}", stopped.join(", "))),
+        };
+        Readiness::of(ReadyChecks { store, bus, edge: self.edge_check() })
+    }
+
+    /// Whether the bulkhead is full or shed a request within the shed window.
+    fn edge_check(&self) -> Check {
+        let stats = self.edge.stats();
+        let now = self.clock.now();
+        let window = self.health.shed_window;
+        let recently = {
+            let mut seen = self.shed.lock();
+            if stats.shed > seen.count {
+                seen.count = stats.shed;
+                seen.rose_at = Some(now);
+            }
+            seen.rose_at.filter(|&at| now.saturating_sub(at) < nanos(window))
+        };
+        if stats.in_flight >= stats.max_concurrent {
+            Check::fail(format!(
+                "shedding: {} of {} requests in flight (edge.bulkhead is full)",
+                stats.in_flight, stats.max_concurrent
+            ))
+        } else if let Some(at) = recently {
+            Check::fail(format!(
+                "shedding: the bulkhead refused requests {} ms ago ({} in all; ready again {} ms after the last, health.shed_window)",
+                now.saturating_sub(at) / 1_000_000,
+                stats.shed,
+                window.as_millis()
+            ))
+        } else {
+            Check::pass()
         }
     }
 

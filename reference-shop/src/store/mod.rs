@@ -8,26 +8,37 @@
 //! "database is locked", PostgreSQL's serialization failure or deadlock) runs again through a
 //! levee-policy [`Retry`] on the shop clock that retries only those
 //! (`storage.contention_retry`).
+//!
+//! Opening says at once what is wrong and where: the embedded database's data directory is
+//! created, checked for writing and locked first ([`DataDirLock`]: one shop per directory),
+//! and one connection is made on its own before the pool, within `storage.connect_timeout`,
+//! because the pool retries a refused connection until its acquire timeout and then reports
+//! only "pool timed out" ([`StoreError::Unreachable`], [`StoreError::ConnectTimeout`],
+//! [`StoreError::Open`] name the database and its address).
 
 pub mod catalog;
+mod data_dir;
 mod orders;
 mod seed;
 
 use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use levee::policy::{Error as PolicyError, Layered, Leaf, OnError, Pipeline, Retry};
+use parking_lot::Mutex;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, Row, SqlSafeStr, Transaction};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row, SqlSafeStr, Transaction};
 
 use crate::clock::ShopClock;
 use crate::config::{SettingError, StorageConfig, section};
 use crate::domain::Customer;
 use crate::faults::Faults;
 
+pub use data_dir::{DataDirError, DataDirLock, Holder, LOCK_FILE};
 pub use orders::{NewOrder, PendingOrder, PlaceOutcome, Transition};
 pub use seed::DEMO_CUSTOMERS;
 
@@ -49,9 +60,35 @@ pub enum StoreError {
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// The data directory could not be created.
-    #[error("cannot create data directory: {0}")]
-    Io(#[from] std::io::Error),
+    /// The data directory cannot be created or written, or another shop uses it.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The database cannot be reached: the OS refused the connection or the name does not
+    /// resolve.
+    #[error("cannot reach {database}: {source}")]
+    Unreachable {
+        /// Which database, and where (`PostgreSQL at 127.0.0.1:5432`).
+        database: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The database did not answer within `storage.connect_timeout`.
+    #[error("cannot reach {database}: no answer within {} ms (storage.connect_timeout)", timeout.as_millis())]
+    ConnectTimeout {
+        /// Which database, and where.
+        database: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The database answered but refused to open (authentication, a missing database, a
+    /// file that is not a database, ...).
+    #[error("cannot open {database}: {source}")]
+    Open {
+        /// Which database, and where.
+        database: String,
+        /// What it said.
+        source: sqlx::Error,
+    },
     /// The database URL names no supported database.
     #[error("unsupported database url (use sqlite:// or postgres://): {0}")]
     Url(String),
@@ -106,6 +143,46 @@ pub struct Store {
     faults: Arc<Faults>,
     product_reads: AtomicU64,
     contention: Pipeline<Layered<Retry<OnContention>, Leaf>, ShopClock>,
+    /// The data directory's lock while the store is open (embedded SQLite only).
+    lock: Mutex<Option<DataDirLock>>,
+}
+
+/// The embedded database's file in the data directory.
+const DATABASE_FILE: &str = "shop.db";
+
+/// Each connection's SQLite set-up. WAL lets readers go on while one writer commits;
+/// `busy_timeout` makes writers queue for the lock instead of failing at once.
+async fn prepare_sqlite(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    conn.execute("PRAGMA synchronous = NORMAL").await?;
+    conn.execute("PRAGMA busy_timeout = 10000").await?;
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    Ok(())
+}
+
+/// Which database `url` names and where, for messages: `PostgreSQL at 127.0.0.1:5432`,
+/// `SQLite database data/shop.db`. Never the password.
+fn describe(url: &str, backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => {
+            let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+            let path = path.split_once('?').map_or(path, |(path, _)| path);
+            format!("SQLite database {path}")
+        }
+        Backend::Postgres => match url.parse::<sqlx::postgres::PgConnectOptions>() {
+            Ok(o) => match o.get_socket() {
+                Some(dir) => format!(
+                    "PostgreSQL at {}",
+                    dir.join(format!(".s.PGSQL.{}", o.get_port())).display()
+                ),
+                None if o.get_host().contains(':') => {
+                    format!("PostgreSQL at [{}]:{}", o.get_host(), o.get_port())
+                }
+                None => format!("PostgreSQL at {}:{}", o.get_host(), o.get_port()),
+            },
+            Err(_) => "PostgreSQL (an unreadable URL)".to_owned(),
+        },
+    }
 }
 
 const SQLITE: [&str; 2] = [
@@ -145,8 +222,10 @@ impl Store {
     /// it when it has no products. Contention retries pause on `clock`.
     ///
     /// # Errors
-    /// The data directory cannot be created, the database cannot be reached, a migration
-    /// fails, or the contention retry settings are out of range.
+    /// The data directory cannot be created or written or another shop holds it, the
+    /// database cannot be reached (at once when refused, else after
+    /// `storage.connect_timeout`) or refuses to open, a migration fails, or the contention
+    /// retry settings are out of range.
     pub async fn open(
         config: &StorageConfig,
         faults: Arc<Faults>,
@@ -162,39 +241,74 @@ impl Store {
             .map_err(&retries)?;
         let contention = Pipeline::builder().retry(retry).clock(clock).build().map_err(&retries)?;
         sqlx::any::install_default_drivers();
-        let (url, backend) = match config.database_url.as_deref().filter(|u| !u.is_empty()) {
+        let (url, backend, lock) = match config.database_url.as_deref().filter(|u| !u.is_empty()) {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                (url.to_owned(), Backend::Postgres)
+                (url.to_owned(), Backend::Postgres, None)
             }
-            Some(url) if url.starts_with("sqlite:") => (url.to_owned(), Backend::Sqlite),
+            Some(url) if url.starts_with("sqlite:") => (url.to_owned(), Backend::Sqlite, None),
             Some(url) => return Err(StoreError::Url(url.to_owned())),
             None => {
-                std::fs::create_dir_all(&config.data_dir)?;
-                let file = config.data_dir.join("shop.db");
-                (format!("sqlite://{}?mode=rwc", file.display()), Backend::Sqlite)
+                let lock = DataDirLock::acquire(&config.data_dir, DATABASE_FILE)?;
+                let file = config.data_dir.join(DATABASE_FILE);
+                (format!("sqlite://{}?mode=rwc", file.display()), Backend::Sqlite, Some(lock))
             }
         };
+        let database = describe(&url, backend);
+        // One connection first, on its own: the pool retries a refused connection (and a
+        // failing set-up) until its acquire timeout and then says only "pool timed out";
+        // a single attempt fails at once with the cause.
+        let first = tokio::time::timeout(config.connect_timeout, async {
+            let mut conn = AnyConnection::connect(&url).await?;
+            if backend == Backend::Sqlite {
+                prepare_sqlite(&mut conn).await?;
+            }
+            conn.close().await
+        })
+        .await;
+        match first {
+            Ok(Ok(())) => {}
+            Ok(Err(sqlx::Error::Io(source))) => {
+                return Err(StoreError::Unreachable { database, source });
+            }
+            Ok(Err(source)) => return Err(StoreError::Open { database, source }),
+            Err(_elapsed) => {
+                return Err(StoreError::ConnectTimeout {
+                    database,
+                    timeout: config.connect_timeout,
+                });
+            }
+        }
         let mut options = AnyPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
-            options = options.after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    // WAL lets readers go on while one writer commits; busy_timeout makes
-                    // writers queue for the lock instead of failing at once.
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    Ok(())
-                })
-            });
+            options = options
+                .after_connect(|conn, _meta| Box::pin(async move { prepare_sqlite(conn).await }));
         }
-        let pool = options.connect(&url).await?;
+        let pool =
+            options.connect(&url).await.map_err(|source| StoreError::Open { database, source })?;
         migrator(backend).run(&pool).await?;
-        let store = Self { pool, backend, faults, product_reads: AtomicU64::new(0), contention };
+        let store = Self {
+            pool,
+            backend,
+            faults,
+            product_reads: AtomicU64::new(0),
+            contention,
+            lock: Mutex::new(lock),
+        };
         store.seed_if_empty(config.seed_products).await?;
         Ok(store)
+    }
+
+    /// Records in the data directory's lock file that this shop listens on `addr`, so that a
+    /// second shop started on the directory names it when it refuses (nothing to do on
+    /// PostgreSQL or an explicit SQLite URL, which take no directory lock).
+    pub fn record_addr(&self, addr: SocketAddr) {
+        if let Some(lock) = &*self.lock.lock()
+            && let Err(e) = lock.record_addr(addr)
+        {
+            tracing::warn!(dir = %lock.dir().display(), error = %e, "cannot record the address in the lock file");
+        }
     }
 
     /// Which database this is.
@@ -209,16 +323,18 @@ impl Store {
         self.product_reads.load(Ordering::Relaxed)
     }
 
-    /// Closes the pool after the last query finished.
+    /// Closes the pool after the last query finished, then releases the data directory.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.lock.lock().take();
     }
 
-    /// Checks the database answers.
+    /// Checks the database answers (after the injected store latency, like every query).
     ///
     /// # Errors
     /// When it does not.
     pub async fn ping(&self) -> Result<(), StoreError> {
+        self.faults.store_delay().await;
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
