@@ -13,6 +13,6 @@ mod orders;
 pub use carts::{CartItem, CartView};
 pub use catalog::{ProductChange, ProductPage, ProductSearch};
 pub use customers::NewCustomer;
-pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use error::{ApiError, ErrorBody, ErrorDetail, HoldingDetail};
 pub use ops::{DeadLetterList, Health, HealthStatus, Replay, Replayed, ShopStatus, StoreStatus};
 pub use orders::{NotificationList, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement};

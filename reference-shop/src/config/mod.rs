@@ -16,6 +16,7 @@
 //! selects PostgreSQL as usual.
 
 mod env;
+mod limits;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use levee::queue::broker::{ServeConfig, SubscriptionConfig};
 use serde::{Deserialize, Serialize};
 
 use env::Layer;
+pub use limits::{BadProxy, LimitsConfig, TrustedProxy};
 
 /// The token admin endpoints accept when none is configured. A warning is logged when used.
 pub const DEFAULT_ADMIN_TOKEN: &str = "dev-admin-token";
@@ -89,6 +91,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Edge protection: per-client rate limit and global bulkhead.
     pub edge: EdgeConfig,
+    /// Per-client limits: sign-ups per address, trusted proxies, what a customer may hold.
+    pub limits: LimitsConfig,
     /// Product and customer caches.
     pub cache: CacheConfig,
     /// Orders and carts.
@@ -390,6 +394,7 @@ impl Config {
         self.storage.contention_retry.build().map_err(section("storage.contention_retry"))?;
         self.edge.rate.gcra().map_err(section("edge.rate"))?;
         self.edge.bulkhead.build().map_err(section("edge.bulkhead"))?;
+        self.limits.validate()?;
         let orders = &self.orders;
         E::require_positive("unpaid_timeout", orders.unpaid_timeout).map_err(section("orders"))?;
         E::require_nonzero("max_lines", orders.max_lines).map_err(section("orders"))?;

@@ -10,6 +10,7 @@
 //! (`storage.contention_retry`).
 
 pub mod catalog;
+pub mod holding;
 mod orders;
 mod seed;
 
@@ -28,6 +29,7 @@ use crate::config::{SettingError, StorageConfig, section};
 use crate::domain::Customer;
 use crate::faults::Faults;
 
+pub use holding::{Cap, Holding, HoldingCaps, OverCap};
 pub use orders::{NewOrder, PendingOrder, PlaceOutcome, Transition};
 pub use seed::DEMO_CUSTOMERS;
 
