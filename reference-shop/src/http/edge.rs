@@ -19,7 +19,7 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use levee::limit::tower::{BulkheadLayer, KeyedRateLimitLayer, LimitError, RateLimitHeaders};
-use levee::limit::{Bulkhead, KeyedRateLimiter, Throttled};
+use levee::limit::{Bulkhead, BulkheadError, KeyedRateLimiter, OwnedPermit, Throttled};
 use serde::Serialize;
 
 use super::identity::{Client, ClientAddrs};
@@ -116,6 +116,16 @@ impl Edge {
     pub fn signup_limit(&self) -> ClientLimitLayer {
         KeyedRateLimitLayer::new(Arc::clone(&self.signup), Client::addr_of as ClientKey)
             .headers(named("signup"))
+    }
+
+    /// A bulkhead slot for work the edge does before the layers (a key look-up that the
+    /// cache cannot answer), so that work is bounded like any request's; refused at once
+    /// when the shop is full.
+    ///
+    /// # Errors
+    /// The bulkhead's refusal.
+    pub fn slot(&self) -> Result<OwnedPermit<ShopClock>, BulkheadError> {
+        self.bulkhead.try_acquire_owned()
     }
 
     /// The bulkhead as a tower layer.

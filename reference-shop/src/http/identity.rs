@@ -12,15 +12,18 @@
 //! the first untrusted one are whatever the client wrote). IPv6 addresses count by their
 //! `limits.ipv6_prefix` network, since one host commonly holds a whole /64.
 
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use levee::limit::tower::LimitError;
 
 use super::auth::{Caller, api_key};
+use crate::api::ApiError;
 use crate::app::Shop;
 use crate::config::{LimitsConfig, TrustedProxy};
 
@@ -125,8 +128,9 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 
 /// Middleware: finds who the request counts against ([`Client`], [`ClientAddr`]) for the
 /// edge's rate limits, and hands a verified customer on to the handler ([`Caller`]), so the
-/// key is looked up once. A key the store could not check (it failed) counts against the
-/// address; the handler then answers for the key as it always does.
+/// key is looked up once. A look-up the cache cannot answer holds a bulkhead slot while it
+/// reads the store (503 when the shop is full). A key the store could not check (it failed)
+/// counts against the address; the handler then answers for the key as it always does.
 pub async fn identify(State(shop): State<Arc<Shop>>, mut req: Request, next: Next) -> Response {
     let addr = req
         .extensions()
@@ -136,14 +140,29 @@ pub async fn identify(State(shop): State<Arc<Shop>>, mut req: Request, next: Nex
     let key = api_key(req.headers()).map(str::to_owned);
     let client = match key {
         None => by_addr,
-        Some(key) => match shop.customers.authenticate(Some(&key)).await {
-            Ok(customer) => {
-                let id = customer.id;
-                req.extensions_mut().insert(Caller(customer));
-                Client::Customer(id)
+        Some(key) => {
+            // A key the cache cannot answer costs a store read before the rate limit: take a
+            // bulkhead slot for it, so look-ups are bounded (and shed) like any other work.
+            let _slot = if shop.customers.is_cached(&key) {
+                None
+            } else {
+                match shop.edge.slot() {
+                    Ok(slot) => Some(slot),
+                    Err(e) => {
+                        return ApiError::from(LimitError::<Infallible>::Bulkhead(e))
+                            .into_response();
+                    }
+                }
+            };
+            match shop.customers.authenticate(Some(&key)).await {
+                Ok(customer) => {
+                    let id = customer.id;
+                    req.extensions_mut().insert(Caller(customer));
+                    Client::Customer(id)
+                }
+                Err(_) => by_addr,
             }
-            Err(_) => by_addr,
-        },
+        }
     };
     if let Some(addr) = addr {
         req.extensions_mut().insert(ClientAddr(addr));
