@@ -34,7 +34,7 @@ pub struct ErrorDetail {
     pub available: Option<i64>,
     /// With `reservation_cap`: what the customer holds and the cap it would exceed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub holding: Option<HoldingDetail>,
+    pub holding: Option<Box<HoldingDetail>>,
 }
 
 /// With `reservation_cap`: the cap a change would exceed, what the customer holds now, and
@@ -128,13 +128,13 @@ impl ApiError {
             "reservation_cap",
             format!("{what} ({}): pay or cancel an order, or empty the cart, first", cap.as_str()),
         );
-        e.detail.holding = Some(HoldingDetail {
+        e.detail.holding = Some(Box::new(HoldingDetail {
             cap: cap.as_str().to_owned(),
             limit,
             held_units: held.units,
             held_unpaid_orders: held.unpaid_orders,
             requested,
-        });
+        }));
         e
     }
 

@@ -234,11 +234,12 @@ impl Store {
             .transpose()?
             .unwrap_or(0);
             let more = quantity - held;
-            if more > 0 && caps != HoldingCaps::NONE {
-                if let Some(over) = caps.check(holding(&mut tx, customer_id).await?, more, 0) {
-                    tx.rollback().await?;
-                    return Ok(CartChange::OverCap(over));
-                }
+            if more > 0
+                && caps != HoldingCaps::NONE
+                && let Some(over) = caps.check(holding(&mut tx, customer_id).await?, more, 0)
+            {
+                tx.rollback().await?;
+                return Ok(CartChange::OverCap(over));
             }
             if more > 0 {
                 // Reserve the difference while enough stock is left, as an order would.
