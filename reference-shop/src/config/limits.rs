@@ -149,6 +149,16 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_come_from_the_file_or_the_environment() {
+        let env = |v: &str| vec![("SHOP_LIMITS__TRUSTED_PROXIES".to_owned(), v.to_owned())];
+        let c = super::super::Config::load(None, env(r#"["10.0.0.0/8", "192.0.2.1"]"#)).unwrap();
+        let written: Vec<String> = c.limits.trusted_proxies.iter().map(|p| p.to_string()).collect();
+        assert_eq!(written, ["10.0.0.0/8", "192.0.2.1/32"]);
+        let err = super::super::Config::load(None, env(r#"["proxy.local"]"#)).unwrap_err();
+        assert!(err.to_string().contains("proxy.local"), "{err}");
+    }
+
+    #[test]
     fn out_of_range_limits_are_named() {
         let mut c = LimitsConfig::default();
         c.validate().unwrap();
