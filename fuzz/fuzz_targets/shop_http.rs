@@ -57,6 +57,8 @@ fn fuzzed() -> &'static Fuzzed {
         config.edge.rate.count = 1_000_000_000;
         config.edge.rate.burst = Some(1_000_000_000);
         config.edge.bulkhead.max_concurrent = 1_000_000;
+        config.limits.signup.count = 1_000_000_000;
+        config.limits.signup.burst = Some(1_000_000_000);
         let max_body = config.server.max_body_bytes;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -12,7 +12,9 @@ use reference_shop::ShopClock;
 use reference_shop::domain::OrderStatus;
 use reference_shop::faults::{FaultSettings, Faults};
 use reference_shop::store::catalog::CartChange;
-use reference_shop::store::{DEMO_CUSTOMERS, NewOrder, PlaceOutcome, Store, Transition};
+use reference_shop::store::{
+    DEMO_CUSTOMERS, HoldingCaps, NewOrder, PlaceOutcome, Store, Transition,
+};
 
 async fn open(db: &TestDb, products: u32) -> Store {
     let mut config = test_config();
@@ -33,6 +35,7 @@ fn order(customer_id: i64, key: &str, lines: Vec<(i64, i64)>) -> NewOrder {
         now_ms: 1_000,
         expires_at_ms: 2_000,
         from_cart: false,
+        caps: HoldingCaps::NONE,
     }
 }
 
@@ -145,19 +148,31 @@ async fn cart_reservations_move_into_orders_and_expire(db: TestDb) {
     let (s3, s4, s5) = (stock(3).await.0, stock(4).await.0, stock(5).await.0);
 
     // A cart line reserves its stock; more than is left changes nothing.
-    assert_eq!(store.set_cart_item(c.id, 3, 2, 1, 100).await.unwrap(), done(100));
+    assert_eq!(
+        store.set_cart_item(c.id, 3, 2, 1, 100, HoldingCaps::NONE).await.unwrap(),
+        done(100)
+    );
     assert_eq!(stock(3).await, (s3 - 2, 2));
     assert_eq!(
-        store.set_cart_item(c.id, 3, s3 + 1, 2, 200).await.unwrap(),
+        store.set_cart_item(c.id, 3, s3 + 1, 2, 200, HoldingCaps::NONE).await.unwrap(),
         CartChange::OutOfStock { available: s3 - 2 }
     );
-    assert_eq!(store.set_cart_item(c.id, 99, 1, 2, 200).await.unwrap(), CartChange::UnknownProduct);
+    assert_eq!(
+        store.set_cart_item(c.id, 99, 1, 2, 200, HoldingCaps::NONE).await.unwrap(),
+        CartChange::UnknownProduct
+    );
     assert_eq!(stock(3).await, (s3 - 2, 2));
     assert_eq!(store.cart(c.id).await.unwrap().expires_at_ms, Some(100));
 
     // Lowering a line gives the difference back; every change extends the whole cart.
-    assert_eq!(store.set_cart_item(c.id, 4, 1, 3, 300).await.unwrap(), done(300));
-    assert_eq!(store.set_cart_item(c.id, 3, 1, 3, 300).await.unwrap(), done(300));
+    assert_eq!(
+        store.set_cart_item(c.id, 4, 1, 3, 300, HoldingCaps::NONE).await.unwrap(),
+        done(300)
+    );
+    assert_eq!(
+        store.set_cart_item(c.id, 3, 1, 3, 300, HoldingCaps::NONE).await.unwrap(),
+        done(300)
+    );
     assert_eq!(stock(3).await, (s3 - 1, 1));
     assert_eq!(store.pending_carts().await.unwrap(), vec![(c.id, 300)]);
 
@@ -179,7 +194,7 @@ async fn cart_reservations_move_into_orders_and_expire(db: TestDb) {
     assert_eq!(store.cart(c.id).await.unwrap().expires_at_ms, None);
 
     // Emptying the cart releases it too.
-    store.set_cart_item(c.id, 5, 3, 4, 400).await.unwrap();
+    store.set_cart_item(c.id, 5, 3, 4, 400, HoldingCaps::NONE).await.unwrap();
     assert_eq!(stock(5).await, (s5 - 3, 3));
     assert_eq!(store.clear_cart(c.id, 5).await.unwrap(), vec![5]);
     assert_eq!(stock(5).await, (s5, 0));
@@ -187,7 +202,7 @@ async fn cart_reservations_move_into_orders_and_expire(db: TestDb) {
     // Concurrent changes of one line (several connections at once) never leak a
     // reservation: what is reserved is what the cart holds.
     let s6 = stock(6).await.0;
-    let changes = (1..=24).map(|q| store.set_cart_item(c.id, 6, q % 5, 10, 500));
+    let changes = (1..=24).map(|q| store.set_cart_item(c.id, 6, q % 5, 10, 500, HoldingCaps::NONE));
     for change in futures::future::join_all(changes).await {
         assert!(matches!(change.unwrap(), CartChange::Done { .. }));
     }

@@ -9,7 +9,8 @@
 //! `client` (levee-client, the HTTP service client with mutual TLS), off by default as they
 //! bring in a Redis, NATS or HTTP client. The `tower` and
 //! `serde` features switch on the tower layers and serde settings of the crates that have
-//! them. [`core`] is always there; [`prelude`] brings the everyday names into scope.
+//! them; `http` adds the IETF `RateLimit` header fields to levee-limit's rate-limit layers.
+//! [`core`] is always there; [`prelude`] brings the everyday names into scope.
 //!
 //! # Guarding an HTTP call
 //!

@@ -32,6 +32,26 @@ pub struct ErrorDetail {
     /// With `out_of_stock`: the units still available.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available: Option<i64>,
+    /// With `reservation_cap`: what the customer holds and the cap it would exceed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holding: Option<Box<HoldingDetail>>,
+}
+
+/// With `reservation_cap`: the cap a change would exceed, what the customer holds now, and
+/// what the change asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldingDetail {
+    /// The cap: `max_reserved_units` or `max_unpaid_orders` (settings `limits.*`).
+    pub cap: String,
+    /// Its value.
+    pub limit: i64,
+    /// Units the customer holds reserved now, in their cart and unpaid orders.
+    pub held_units: i64,
+    /// Unpaid orders the customer has now.
+    pub held_unpaid_orders: i64,
+    /// What the refused change asked for in the cap's unit (units, or one order).
+    pub requested: i64,
 }
 
 /// An error answer: its status and its body.
@@ -50,6 +70,7 @@ impl ApiError {
             retry_after_secs: None,
             product_id: None,
             available: None,
+            holding: None,
         };
         Self { status, detail }
     }
@@ -85,6 +106,35 @@ impl ApiError {
             Self::conflict("out_of_stock", format!("product {product_id} has {available} left"));
         e.detail.product_id = Some(product_id);
         e.detail.available = Some(available);
+        e
+    }
+
+    /// 409 `reservation_cap`: the change would take the customer over a cap on what they may
+    /// hold reserved; the body names the cap and the holding.
+    pub fn over_cap(over: &crate::store::OverCap) -> Self {
+        let crate::store::OverCap { cap, limit, held, requested } = *over;
+        let what = match cap {
+            crate::store::Cap::MaxReservedUnits => format!(
+                "you hold {} units reserved (cart and unpaid orders) and ask for {requested} \
+                 more; at most {limit} may be held",
+                held.units
+            ),
+            crate::store::Cap::MaxUnpaidOrders => format!(
+                "you have {} unpaid orders; at most {limit} may be unpaid at once",
+                held.unpaid_orders
+            ),
+        };
+        let mut e = Self::conflict(
+            "reservation_cap",
+            format!("{what} ({}): pay or cancel an order, or empty the cart, first", cap.as_str()),
+        );
+        e.detail.holding = Some(Box::new(HoldingDetail {
+            cap: cap.as_str().to_owned(),
+            limit,
+            held_units: held.units,
+            held_unpaid_orders: held.unpaid_orders,
+            requested,
+        }));
         e
     }
 

@@ -14,7 +14,7 @@ mod orders;
 pub use carts::{CartItem, CartView};
 pub use catalog::{ProductChange, ProductPage, ProductSearch};
 pub use customers::NewCustomer;
-pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use error::{ApiError, ErrorBody, ErrorDetail, HoldingDetail};
 pub use health::{Check, Liveness, Readiness, ReadyChecks, ReadyStatus};
 pub use ops::{DeadLetterList, Replay, Replayed, ShopStatus, StoreStatus};
 pub use orders::{NotificationList, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement};

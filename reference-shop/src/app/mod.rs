@@ -20,7 +20,7 @@ use crate::provider::PaymentProvider;
 use crate::services::{
     Carts, Catalog, Customers, Infra, Notifications, Operations, Orders, Payments,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{HoldingCaps, Store, StoreError};
 use crate::timeouts::ShopTimers;
 
 pub use running::RunningShop;
@@ -102,7 +102,8 @@ impl Shop {
         };
         let catalog = Arc::new(Catalog::new(&infra, &config.cache.products)?);
         let customers = Arc::new(Customers::new(&infra, &config.cache.customers)?);
-        let carts = Arc::new(Carts::new(&infra, Arc::clone(&catalog), &config.orders));
+        let caps = HoldingCaps::new(&config.limits);
+        let carts = Arc::new(Carts::new(&infra, Arc::clone(&catalog), &config.orders, caps));
         let provider = Arc::new(PaymentProvider::new(Arc::clone(&faults)));
         let guard = PaymentGuard::new(&config.payment, clock.clone())?;
         let payments = Arc::new(Payments::new(&infra, guard, provider));
@@ -113,8 +114,9 @@ impl Shop {
             Arc::clone(&carts),
             Arc::clone(&payments),
             &config.orders,
+            caps,
         ));
-        let edge = Arc::new(Edge::new(&config.edge, clock)?);
+        let edge = Arc::new(Edge::new(&config.edge, &config.limits, clock)?);
         let operations = Arc::new(Operations::new(
             &infra,
             faults,

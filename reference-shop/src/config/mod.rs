@@ -22,6 +22,7 @@
 
 mod addr;
 mod env;
+mod limits;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ use levee::queue::broker::{ServeConfig, SubscriptionConfig};
 use serde::{Deserialize, Serialize};
 
 use env::Layer;
+pub use limits::{BadProxy, LimitsConfig, TrustedProxy};
 
 pub use addr::AddrError;
 
@@ -108,6 +110,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Edge protection: per-client rate limit and global bulkhead.
     pub edge: EdgeConfig,
+    /// Per-client limits: sign-ups per address, trusted proxies, what a customer may hold.
+    pub limits: LimitsConfig,
     /// Product and customer caches.
     pub cache: CacheConfig,
     /// Orders and carts.
@@ -467,6 +471,7 @@ impl Config {
         self.storage.contention_retry.build().map_err(section("storage.contention_retry"))?;
         self.edge.rate.gcra().map_err(section("edge.rate"))?;
         self.edge.bulkhead.build().map_err(section("edge.bulkhead"))?;
+        self.limits.validate()?;
         let orders = &self.orders;
         E::require_positive("unpaid_timeout", orders.unpaid_timeout).map_err(section("orders"))?;
         E::require_nonzero("max_lines", orders.max_lines).map_err(section("orders"))?;

@@ -1,12 +1,15 @@
-//! Customer handlers.
+//! Customer handlers, and the sign-up route with its own per-address limit.
 
 use std::sync::Arc;
 
-use axum::Json;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router, middleware};
 
 use super::extract::ApiJson;
+use super::{identify, refused, throttled_body};
 use crate::api::{ApiError, NewCustomer};
 use crate::app::Shop;
 use crate::domain::Customer;
@@ -18,4 +21,15 @@ pub(super) async fn create(
 ) -> Result<(StatusCode, Json<Customer>), ApiError> {
     let customer = shop.customers.create(body).await?;
     Ok((StatusCode::CREATED, Json(customer)))
+}
+
+/// `POST /customers` with its edge: identified by address (a sign-up has no key yet), limited
+/// per address by `limits.signup` (not by `edge.rate`: sign-ups have their own quota), then
+/// the shared bulkhead.
+pub(super) fn signup(shop: &Arc<Shop>) -> Router<Arc<Shop>> {
+    Router::new()
+        .route("/customers", post(create))
+        .route_layer((HandleErrorLayer::new(refused), shop.edge.bulkhead()))
+        .route_layer((middleware::map_response(throttled_body), shop.edge.signup_limit()))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(shop), identify))
 }

@@ -1,6 +1,8 @@
 //! The edge, on levee-limit's tower layers: a per-client rate limit
-//! ([`KeyedRateLimitLayer`], GCRA per client; idle clients reclaim themselves) keyed by API key
-//! or, without one, by the client's address from axum's `ConnectInfo`; then a global
+//! ([`KeyedRateLimitLayer`], GCRA per client; idle clients reclaim themselves) keyed by
+//! verified customer or, without a known key, by client address ([`Client`], found by
+//! [`identify`](super::identity::identify)); sign-ups (`POST /customers`) by address alone on
+//! their own quota (`limits.signup`); then a global
 //! [`BulkheadLayer`] that sheds load at once instead of queueing (unless `edge.bulkhead` gives
 //! it a queue). Both take time from the shop clock.
 //!
@@ -11,52 +13,34 @@
 //! with `Retry-After: 1` for the bulkhead, both with the shop's JSON error body.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::StatusCode;
-use levee::limit::tower::{BulkheadLayer, KeyedRateLimitLayer, LimitError};
-use levee::limit::{Bulkhead, KeyedRateLimiter};
+use axum::response::{IntoResponse, Response};
+use levee::limit::tower::{BulkheadLayer, KeyedRateLimitLayer, LimitError, RateLimitHeaders};
+use levee::limit::{Bulkhead, BulkheadError, KeyedRateLimiter, OwnedPermit, Throttled};
 use serde::Serialize;
 
-use super::auth::api_key;
+use super::identity::{Client, ClientAddrs};
 use crate::api::ApiError;
 use crate::clock::ShopClock;
-use crate::config::{EdgeConfig, SettingError, section};
-
-/// Who a request counts against: its API key, or its address without one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Client {
-    /// The `X-Api-Key` (or bearer token) sent.
-    ApiKey(Box<str>),
-    /// The peer address, when no key was sent.
-    Addr(IpAddr),
-    /// Neither (a request that did not come through the listener, as in unit tests).
-    Unknown,
-}
-
-impl Client {
-    /// The client `req` comes from.
-    #[must_use]
-    pub fn of(req: &Request) -> Self {
-        if let Some(key) = api_key(req.headers()) {
-            return Self::ApiKey(key.into());
-        }
-        req.extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(Self::Unknown, |c| Self::Addr(c.0.ip()))
-    }
-}
+use crate::config::{EdgeConfig, LimitsConfig, SettingError, section};
 
 /// How the rate-limit layer keys a request.
 pub type ClientKey = fn(&Request) -> Client;
+
+/// A per-client rate-limit layer of the edge, answering with the IETF `RateLimit` fields.
+pub type ClientLimitLayer =
+    KeyedRateLimitLayer<KeyedRateLimiter<Client, ShopClock>, ClientKey, RateLimitHeaders>;
 
 /// Counters of the edge, for `/admin/status` and `/metrics`.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct EdgeStats {
     /// Requests refused by the per-client rate limit (429).
     pub rate_limited: u64,
+    /// Sign-ups refused by the per-address sign-up limit (429).
+    pub signup_limited: u64,
     /// Requests shed by the bulkhead (503).
     pub shed: u64,
     /// Requests admitted by the bulkhead.
@@ -73,19 +57,30 @@ pub struct EdgeStats {
 #[derive(Debug)]
 pub struct Edge {
     rate: Arc<KeyedRateLimiter<Client, ShopClock>>,
+    signup: Arc<KeyedRateLimiter<Client, ShopClock>>,
+    addrs: ClientAddrs,
     bulkhead: Arc<Bulkhead<ShopClock>>,
 }
 
 impl Edge {
-    /// An edge with `config`'s limits, timed by `clock`.
+    /// An edge with `config`'s limits and `limits`' sign-up quota and client addresses,
+    /// timed by `clock`.
     ///
     /// # Errors
     /// A limit out of range, named by its path (`edge.rate.count`, ...).
-    pub fn new(config: &EdgeConfig, clock: ShopClock) -> Result<Self, SettingError> {
+    pub fn new(
+        config: &EdgeConfig,
+        limits: &LimitsConfig,
+        clock: ShopClock,
+    ) -> Result<Self, SettingError> {
         let rate = KeyedRateLimiter::builder(config.rate)
             .clock(clock.clone())
             .build()
             .map_err(section("edge.rate"))?;
+        let signup = KeyedRateLimiter::builder(limits.signup)
+            .clock(clock.clone())
+            .build()
+            .map_err(section("limits.signup"))?;
         let bulkhead = config
             .bulkhead
             .builder()
@@ -93,15 +88,44 @@ impl Edge {
             .clock(clock)
             .build()
             .map_err(section("edge.bulkhead"))?;
-        Ok(Self { rate: Arc::new(rate), bulkhead: Arc::new(bulkhead) })
+        Ok(Self {
+            rate: Arc::new(rate),
+            signup: Arc::new(signup),
+            addrs: ClientAddrs::new(limits),
+            bulkhead: Arc::new(bulkhead),
+        })
     }
 
-    /// The per-client rate limit as a tower layer.
+    /// How client addresses are found.
     #[must_use]
-    pub fn rate_limit(
-        &self,
-    ) -> KeyedRateLimitLayer<KeyedRateLimiter<Client, ShopClock>, ClientKey> {
+    pub fn addrs(&self) -> &ClientAddrs {
+        &self.addrs
+    }
+
+    /// The per-client rate limit as a tower layer: the policy `"client"` in the IETF
+    /// `RateLimit` fields, and a bodiless 429 on refusals ([`throttled_body`] writes the body).
+    #[must_use]
+    pub fn rate_limit(&self) -> ClientLimitLayer {
         KeyedRateLimitLayer::new(Arc::clone(&self.rate), Client::of as ClientKey)
+            .headers(named("client"))
+    }
+
+    /// The per-address sign-up limit as a tower layer, as [`Edge::rate_limit`] with the
+    /// policy `"signup"`.
+    #[must_use]
+    pub fn signup_limit(&self) -> ClientLimitLayer {
+        KeyedRateLimitLayer::new(Arc::clone(&self.signup), Client::addr_of as ClientKey)
+            .headers(named("signup"))
+    }
+
+    /// A bulkhead slot for work the edge does before the layers (a key look-up that the
+    /// cache cannot answer), so that work is bounded like any request's; refused at once
+    /// when the shop is full.
+    ///
+    /// # Errors
+    /// The bulkhead's refusal.
+    pub fn slot(&self) -> Result<OwnedPermit<ShopClock>, BulkheadError> {
+        self.bulkhead.try_acquire_owned()
     }
 
     /// The bulkhead as a tower layer.
@@ -117,6 +141,7 @@ impl Edge {
         let bulkhead = self.bulkhead.stats();
         EdgeStats {
             rate_limited: rate.rejected,
+            signup_limited: self.signup.stats().rejected,
             shed: bulkhead.rejected,
             admitted: bulkhead.acquired.unwrap_or(0),
             in_flight: bulkhead.in_flight as u64,
@@ -126,9 +151,28 @@ impl Edge {
     }
 }
 
-/// The answer to an edge refusal (the `HandleErrorLayer` function of both layers).
+/// The IETF fields of a policy named `name` (a constant: printable ASCII).
+fn named(name: &str) -> RateLimitHeaders {
+    RateLimitHeaders::named(name).unwrap_or_default()
+}
+
+/// The answer to a bulkhead refusal (its `HandleErrorLayer` function).
 pub async fn refused(refusal: LimitError<Infallible>) -> ApiError {
     ApiError::from(refusal)
+}
+
+/// Gives a rate limit's 429 the shop's error body (the layers answer with their header
+/// fields, `Retry-After` among them, and the refusal in the response's extensions); other
+/// answers pass as they are. The `map_response` function around the rate-limit layers.
+pub async fn throttled_body(mut response: Response) -> Response {
+    let Some(refusal) = response.extensions_mut().remove::<Throttled>() else {
+        return response;
+    };
+    let fields = std::mem::take(response.headers_mut());
+    let mut answer = ApiError::from(LimitError::<Infallible>::Throttled(refusal)).into_response();
+    // The layer's `RateLimit`, `RateLimit-Policy` and `Retry-After` (the same whole seconds).
+    answer.headers_mut().extend(fields);
+    answer
 }
 
 impl From<LimitError<Infallible>> for ApiError {
@@ -180,11 +224,14 @@ mod tests {
                 }),
             )
             .route_layer((HandleErrorLayer::new(refused), edge.bulkhead()))
-            .route_layer((HandleErrorLayer::new(refused), edge.rate_limit()))
+            .route_layer((axum::middleware::map_response(throttled_body), edge.rate_limit()))
     }
 
-    fn request(key: &str) -> Request {
-        Request::builder().uri("/").header("x-api-key", key).body(Body::empty()).unwrap()
+    /// A request from the customer `id`, as `identify` marks it.
+    fn request(id: i64) -> Request {
+        let mut req = Request::builder().uri("/").body(Body::empty()).unwrap();
+        req.extensions_mut().insert(Client::Customer(id));
+        req
     }
 
     #[tokio::test]
@@ -194,27 +241,31 @@ mod tests {
             rate: Quota::per_second(10).with_burst(2),
             bulkhead: BulkheadSettings::new(1),
         };
-        let edge = Edge::new(&config, ShopClock::manual(manual.clone())).unwrap();
+        let edge = Edge::new(&config, &LimitsConfig::default(), ShopClock::manual(manual.clone()))
+            .unwrap();
         let release = Arc::new(tokio::sync::Notify::new());
         let app = app(&edge, Arc::clone(&release));
 
         // Alice's first request holds the one bulkhead slot.
-        let held = tokio::spawn(app.clone().oneshot(request("alice")));
+        let held = tokio::spawn(app.clone().oneshot(request(1)));
         while edge.stats().in_flight == 0 {
             tokio::task::yield_now().await;
         }
         // Bob is within his rate but the shop is full: 503, Retry-After 1.
-        let shed = app.clone().oneshot(request("bob")).await.unwrap();
+        let shed = app.clone().oneshot(request(2)).await.unwrap();
         assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(shed.headers()["retry-after"], "1");
         // Alice's second request is within her burst of two, so the bulkhead sheds it too;
         // her third is over her rate: 429 before it asks the bulkhead (which stays at two
         // refusals), Retry-After rounded up to 1 s.
-        let second = app.clone().oneshot(request("alice")).await.unwrap();
+        let second = app.clone().oneshot(request(1)).await.unwrap();
         assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let limited = app.clone().oneshot(request("alice")).await.unwrap();
+        let limited = app.clone().oneshot(request(1)).await.unwrap();
         assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(limited.headers()["retry-after"], "1");
+        assert_eq!(limited.headers()["ratelimit"], r#""client";r=0;t=1"#);
+        let policy = limited.headers()["ratelimit-policy"].to_str().unwrap();
+        assert!(policy.starts_with(r#""client";q="#), "{policy}");
         let body = axum::body::to_bytes(limited.into_body(), 4096).await.unwrap();
         let body: crate::api::ErrorBody = serde_json::from_slice(&body).unwrap();
         assert_eq!(
@@ -230,17 +281,7 @@ mod tests {
         // Time restores Alice's allowance.
         manual.advance(Duration::from_millis(100));
         release.notify_one();
-        let again = app.oneshot(request("alice")).await.unwrap();
+        let again = app.oneshot(request(1)).await.unwrap();
         assert_eq!(again.status(), StatusCode::OK);
-    }
-
-    #[test]
-    fn clients_are_keyed_by_api_key_else_address() {
-        let mut req = Request::builder().uri("/").body(Body::empty()).unwrap();
-        assert_eq!(Client::of(&req), Client::Unknown);
-        req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 7], 9))));
-        assert_eq!(Client::of(&req), Client::Addr(IpAddr::from([127, 0, 0, 7])));
-        req.headers_mut().insert("x-api-key", "k1".parse().unwrap());
-        assert_eq!(Client::of(&req), Client::ApiKey("k1".into()));
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! Layers, outermost first: panic catcher (a JSON 500 instead of a dropped connection), body
 //! limit, request metrics and tracing; then, for the customer API only, the edge
-//! (`edge`): levee-limit's per-client rate limit (429) and bulkhead (503), both with
+//! (`edge`): levee-limit's per-client rate limit (429; a known customer's own budget, else
+//! the client address's, `identity`), sign-ups' per-address limit, and bulkhead (503), all with
 //! `Retry-After`. `/health/live`, `/health/ready` (and its alias `/health`), `/metrics` and
-//! `/admin` stay reachable while customers are being shed. Handlers take the typed bodies of [`crate::api`] and call one service each
+//! `/admin` stay reachable while customers are being shed. Handlers take the typed bodies of
+//! [`crate::api`] and call one service each
 //! (a customer's order notifications ask the orders service whose order it is first).
 
 mod admin;
@@ -15,6 +17,7 @@ mod customers;
 mod edge;
 mod error;
 mod extract;
+mod identity;
 mod orders;
 
 use std::sync::Arc;
@@ -28,7 +31,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 
-pub use edge::{Client, ClientKey, Edge, EdgeStats, refused};
+pub use edge::{ClientKey, ClientLimitLayer, Edge, EdgeStats, refused, throttled_body};
+pub use identity::{Client, ClientAddr, ClientAddrs, identify};
 
 use crate::api::{ApiError, Liveness, Readiness, ReadyStatus};
 use crate::app::Shop;
@@ -37,7 +41,6 @@ use crate::metrics::{HttpLabel, RouteLabel};
 /// The whole API.
 pub fn router(shop: Arc<Shop>) -> Router {
     let customer_api = Router::new()
-        .route("/customers", post(customers::create))
         .route("/products", get(catalog::search))
         .route("/products/{id}", get(catalog::product))
         .route("/cart", get(carts::view).delete(carts::clear))
@@ -51,7 +54,10 @@ pub fn router(shop: Arc<Shop>) -> Router {
         // Two layers applied one after the other, not one stack: the rate limit (outer)
         // decides before the bulkhead is asked for a slot.
         .route_layer((HandleErrorLayer::new(refused), shop.edge.bulkhead()))
-        .route_layer((HandleErrorLayer::new(refused), shop.edge.rate_limit()));
+        .route_layer((middleware::map_response(throttled_body), shop.edge.rate_limit()))
+        // Outermost: who the request counts against (a known customer, else its address).
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&shop), identify))
+        .merge(customers::signup(&shop));
     let ops = Router::new()
         .route("/health", get(ready))
         .route("/health/ready", get(ready))

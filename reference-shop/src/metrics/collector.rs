@@ -120,6 +120,7 @@ impl Collector for PrimitivesCollector {
             MetricType::Counter,
             &[
                 ([("limiter", "rate".to_owned())], edge.rate_limited),
+                ([("limiter", "signup".to_owned())], edge.signup_limited),
                 ([("limiter", "bulkhead".to_owned())], edge.shed),
             ],
         )?;

@@ -13,7 +13,7 @@ use crate::api::{ApiError, CartItem, CartView};
 use crate::clock::ShopClock;
 use crate::config::OrdersConfig;
 use crate::store::catalog::CartChange;
-use crate::store::{Store, StoreError};
+use crate::store::{HoldingCaps, Store, StoreError};
 use crate::timeouts::{Deadline, ShopTimers};
 
 /// How long a failed cart expiry waits before it runs again.
@@ -28,14 +28,20 @@ pub struct Carts {
     clock: ShopClock,
     reservation: Duration,
     max_quantity: u32,
+    caps: HoldingCaps,
     expired: Counter,
 }
 
 impl Carts {
     /// Carts over `infra`, telling `catalog` when stock moves, with `orders`' reservation
-    /// length and quantity bound.
+    /// length and quantity bound, and `caps` on what one customer may hold.
     #[must_use]
-    pub fn new(infra: &Infra, catalog: Arc<Catalog>, orders: &OrdersConfig) -> Self {
+    pub fn new(
+        infra: &Infra,
+        catalog: Arc<Catalog>,
+        orders: &OrdersConfig,
+        caps: HoldingCaps,
+    ) -> Self {
         Self {
             store: Arc::clone(&infra.store),
             catalog,
@@ -43,6 +49,7 @@ impl Carts {
             clock: infra.clock.clone(),
             reservation: orders.cart_reservation,
             max_quantity: orders.max_quantity,
+            caps,
             expired: infra.counters.carts_expired.clone(),
         }
     }
@@ -62,7 +69,8 @@ impl Carts {
     ///
     /// # Errors
     /// 422 for a quantity over `orders.max_quantity`; 404 for no such product; 409
-    /// `out_of_stock` when not enough is left; store failures.
+    /// `out_of_stock` when not enough is left, `reservation_cap` when the customer would hold
+    /// more than `limits.max_reserved_units`; store failures.
     pub async fn set_item(&self, customer_id: i64, item: CartItem) -> Result<CartView, ApiError> {
         if item.quantity > self.max_quantity {
             return Err(ApiError::invalid(
@@ -76,6 +84,7 @@ impl Carts {
             CartChange::OutOfStock { available } => {
                 Err(ApiError::out_of_stock(item.product_id, available))
             }
+            CartChange::OverCap(over) => Err(ApiError::over_cap(&over)),
         }
     }
 
@@ -136,7 +145,14 @@ impl Carts {
         let expires_at_ms = self.clock.after_ms(self.reservation);
         let change = self
             .store
-            .set_cart_item(customer_id, product_id, quantity, self.clock.now_ms(), expires_at_ms)
+            .set_cart_item(
+                customer_id,
+                product_id,
+                quantity,
+                self.clock.now_ms(),
+                expires_at_ms,
+                self.caps,
+            )
             .await?;
         if let CartChange::Done { stock_changed, expires_at_ms } = change {
             if stock_changed {

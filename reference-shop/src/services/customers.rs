@@ -104,6 +104,12 @@ impl Customers {
         }
     }
 
+    /// Whether the cache can answer for `api_key` without a store read.
+    #[must_use]
+    pub fn is_cached(&self, api_key: &str) -> bool {
+        self.by_key.contains_key(api_key)
+    }
+
     /// The customer cache's counters.
     #[must_use]
     pub fn cache_stats(&self) -> CacheStats {

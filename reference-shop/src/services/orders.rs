@@ -14,7 +14,7 @@ use crate::clock::ShopClock;
 use crate::config::OrdersConfig;
 use crate::domain::{Order, OrderStatus, ShopEvent};
 use crate::metrics::ShopCounters;
-use crate::store::{NewOrder, PlaceOutcome, Store, StoreError, Transition};
+use crate::store::{HoldingCaps, NewOrder, PlaceOutcome, Store, StoreError, Transition};
 use crate::timeouts::{Deadline, ShopTimers};
 
 /// Reasons recorded on cancelled orders.
@@ -42,6 +42,7 @@ pub struct Orders {
     carts: Arc<Carts>,
     payments: Arc<Payments>,
     settings: OrdersConfig,
+    caps: HoldingCaps,
 }
 
 /// A card token: 1 to 64 printable ASCII characters.
@@ -57,7 +58,8 @@ fn check_card(card: &str) -> Result<(), ApiError> {
 
 impl Orders {
     /// Orders over `infra`, telling `catalog` when stock moves, taking lines from `carts`
-    /// and refunds from `payments`, with `settings`' limits and unpaid timeout.
+    /// and refunds from `payments`, with `settings`' limits and unpaid timeout, and `caps` on
+    /// what one customer may hold.
     #[must_use]
     pub fn new(
         infra: &Infra,
@@ -65,6 +67,7 @@ impl Orders {
         carts: Arc<Carts>,
         payments: Arc<Payments>,
         settings: &OrdersConfig,
+        caps: HoldingCaps,
     ) -> Self {
         Self {
             store: Arc::clone(&infra.store),
@@ -76,6 +79,7 @@ impl Orders {
             carts,
             payments,
             settings: settings.clone(),
+            caps,
         }
     }
 
@@ -86,7 +90,9 @@ impl Orders {
     /// # Errors
     /// 400 without an idempotency key (1 to 128 characters); 422 for a bad card, no lines,
     /// too many lines, a bad quantity, a product twice or an unknown product; 409 when the key
-    /// was used for a different order, or `out_of_stock`; store failures.
+    /// was used for a different order, `out_of_stock`, or `reservation_cap` when the customer
+    /// would hold more than `limits.max_reserved_units` units or `limits.max_unpaid_orders`
+    /// unpaid orders; store failures.
     pub async fn place(
         &self,
         customer_id: i64,
@@ -128,6 +134,7 @@ impl Orders {
             now_ms,
             expires_at_ms: self.clock.after_ms(self.settings.unpaid_timeout),
             from_cart,
+            caps: self.caps,
         };
         // From the cart, the order takes the cart's lines (and their reservation) over in the
         // same transaction that records it: nothing to empty afterwards.
@@ -151,6 +158,7 @@ impl Orders {
                 self.counters.orders_out_of_stock.inc();
                 Err(ApiError::out_of_stock(product_id, available))
             }
+            PlaceOutcome::OverCap(over) => Err(ApiError::over_cap(&over)),
             PlaceOutcome::UnknownProduct(id) => {
                 Err(ApiError::invalid("unknown_product", format!("product {id} does not exist")))
             }

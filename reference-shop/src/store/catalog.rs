@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::holding::{HoldingCaps, OverCap, holding};
 use super::{Store, StoreError};
 use crate::domain::{CartLine, Product};
 
@@ -36,6 +37,9 @@ pub enum CartChange {
         /// Units available now.
         available: i64,
     },
+    /// The increase would take the customer over a cap on what they may hold; nothing
+    /// changed.
+    OverCap(OverCap),
 }
 
 /// Serializes the cart changes of one customer. PostgreSQL locks the customer's row for the
@@ -201,7 +205,8 @@ impl Store {
     }
 
     /// Sets the quantity of a product in a cart (0 removes it), reserving or releasing the
-    /// difference in stock, and extends the whole cart's reservation to `expires_at_ms`.
+    /// difference in stock, and extends the whole cart's reservation to `expires_at_ms`. An
+    /// increase that would take the customer's holding over `caps` changes nothing.
     ///
     /// # Errors
     /// Database failures.
@@ -212,6 +217,7 @@ impl Store {
         quantity: i64,
         now_ms: i64,
         expires_at_ms: i64,
+        caps: HoldingCaps,
     ) -> Result<CartChange, StoreError> {
         self.faults.store_delay().await;
         self.retrying(|| async {
@@ -228,6 +234,13 @@ impl Store {
             .transpose()?
             .unwrap_or(0);
             let more = quantity - held;
+            if more > 0
+                && caps != HoldingCaps::NONE
+                && let Some(over) = caps.check(holding(&mut tx, customer_id).await?, more, 0)
+            {
+                tx.rollback().await?;
+                return Ok(CartChange::OverCap(over));
+            }
             if more > 0 {
                 // Reserve the difference while enough stock is left, as an order would.
                 let reserved = sqlx::query(

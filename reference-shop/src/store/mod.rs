@@ -18,6 +18,7 @@
 
 pub mod catalog;
 mod data_dir;
+pub mod holding;
 mod orders;
 mod seed;
 
@@ -39,6 +40,7 @@ use crate::domain::Customer;
 use crate::faults::Faults;
 
 pub use data_dir::{DataDirError, DataDirLock, Holder, LOCK_FILE};
+pub use holding::{Cap, Holding, HoldingCaps, OverCap};
 pub use orders::{NewOrder, PendingOrder, PlaceOutcome, Transition};
 pub use seed::DEMO_CUSTOMERS;
 

@@ -10,6 +10,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::catalog::lock_cart;
+use super::holding::{HoldingCaps, OverCap, holding};
 use super::{Store, StoreError};
 use crate::domain::{Notification, Order, OrderLine, OrderStatus};
 
@@ -32,6 +33,8 @@ pub struct NewOrder {
     /// quantity takes the cart's reservation over (and leaves the cart) instead of reserving
     /// stock again.
     pub from_cart: bool,
+    /// What the customer may hold reserved, this order included.
+    pub caps: HoldingCaps,
 }
 
 impl NewOrder {
@@ -64,6 +67,9 @@ pub enum PlaceOutcome {
     },
     /// A product does not exist.
     UnknownProduct(i64),
+    /// The order would take the customer over a cap on what they may hold; nothing was
+    /// reserved.
+    OverCap(OverCap),
 }
 
 /// What a confirm or cancel did.
@@ -163,6 +169,14 @@ impl Store {
         lines: &[(i64, i64)],
     ) -> Result<Option<PlaceOutcome>, StoreError> {
         let mut tx = self.write_tx().await?;
+        // The customer's lock first: their cart, and what they hold, stay as read until the
+        // commit (every order and cart change of theirs takes it first, then products).
+        lock_cart(&mut tx, new.customer_id).await?;
+        let held = if new.caps == HoldingCaps::NONE {
+            None
+        } else {
+            Some(holding(&mut tx, new.customer_id).await?)
+        };
         let inserted = sqlx::query(
             "INSERT INTO orders (customer_id, idempotency_key, fingerprint, status, total_cents, \
              card, created_at_ms, expires_at_ms, updated_at_ms) \
@@ -182,9 +196,14 @@ impl Store {
             return Ok(None);
         };
         let order_id: i64 = inserted.try_get("id")?;
-        if new.from_cart {
-            lock_cart(&mut tx, new.customer_id).await?;
+        // A replay (above) is answered whatever the caps; a new order counts, and so do its
+        // units, unless they come from the cart (known once the lines below are taken).
+        let units = if new.from_cart { 0 } else { lines.iter().map(|&(_, q)| q).sum() };
+        if let Some(over) = held.and_then(|h| new.caps.check(h, units, 1)) {
+            tx.rollback().await?;
+            return Ok(Some(PlaceOutcome::OverCap(over)));
         }
+        let mut added_units = 0_i64;
         let mut total = 0_i64;
         let mut order_lines = Vec::with_capacity(lines.len());
         for &(product_id, quantity) in lines {
@@ -200,6 +219,9 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?
                 .is_some();
+            if !from_cart {
+                added_units += quantity;
+            }
             let reserved = if from_cart {
                 sqlx::query("SELECT price_cents FROM products WHERE id = $1")
                     .bind(product_id)
@@ -244,6 +266,12 @@ impl Store {
             .await?;
             total += price * quantity;
             order_lines.push(OrderLine { product_id, quantity, unit_price_cents: price });
+        }
+        // From the cart: the lines the cart no longer held as ordered are new units.
+        let late = held.filter(|_| new.from_cart);
+        if let Some(over) = late.and_then(|h| new.caps.check(h, added_units, 0)) {
+            tx.rollback().await?;
+            return Ok(Some(PlaceOutcome::OverCap(over)));
         }
         sqlx::query("UPDATE orders SET total_cents = $2 WHERE id = $1")
             .bind(order_id)

@@ -93,6 +93,9 @@ pub fn test_config() -> Config {
     c.storage.seed_products = 50;
     c.edge.rate = Quota::per_second(1_000_000).with_burst(1_000_000);
     c.edge.bulkhead = BulkheadSettings::new(10_000);
+    c.limits.signup = Quota::per_second(1_000_000).with_burst(1_000_000);
+    c.limits.max_reserved_units = 1_000_000;
+    c.limits.max_unpaid_orders = 1_000_000;
     c.provider.latency = Duration::ZERO;
     c.payment.retry.backoff =
         Backoff::exponential(Duration::from_millis(1), Duration::from_secs(1)).with_jitter(0.2);
