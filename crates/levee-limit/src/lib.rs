@@ -90,6 +90,7 @@ mod bulkhead;
 mod error;
 mod gcra;
 mod keyed;
+mod live;
 mod meter;
 mod pacer;
 mod quota;
