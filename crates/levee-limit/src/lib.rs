@@ -132,6 +132,10 @@ pub use window::{
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
 
+/// The fixed-quota check path, for the `reconfig` benchmark only (not part of the API).
+#[doc(hidden)]
+pub mod baseline;
+
 /// The rate-limit header fields' rendering, for the fuzz target (`--cfg fuzzing`).
 #[cfg(all(fuzzing, feature = "http"))]
 #[doc(hidden)]

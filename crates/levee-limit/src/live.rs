@@ -16,8 +16,9 @@
 //! A sealed or pending word reads as `>= 2^63`, far beyond any `now + tau` (clock readings
 //! stay below 2^62 and `tau <= 2^62`), so GCRA refuses on it and never admits: a check that
 //! raced with W2 fails its CAS, and a check on a pending epoch cannot consume anything. On a
-//! refusal (the cold path) the check looks again: if a newer epoch is current it reloads; if
-//! its epoch is not settled yet (W2-W3 unfinished) it does them itself and retries (helping:
+//! refusal (the cold path) the check looks again: if a newer epoch is current it reloads.
+//! Before it runs, a check reads the epoch's `settled` flag (acquire; on the parameters'
+//! cache line): an epoch whose W2-W3 are unfinished is settled by the check itself (helping:
 //! both steps are idempotent and every helper computes the same value, since a sealed word
 //! never changes again). No reader ever waits for a writer. A refusal on the current,
 //! settled epoch is a real one.
@@ -28,8 +29,10 @@
 //! under the new quota); a state at or behind the clock (nothing owed) stays full. Rounding
 //! is up, so a change never admits a cell early.
 //!
-//! Every access to the words is `Relaxed`, as in `gcra.rs`: each word publishes nothing, and
-//! the epoch's immutable fields are published by the `Retained`.
+//! The checks' accesses to the words are `Relaxed`, as in `gcra.rs`: the epoch's immutable
+//! fields are published by the `Retained`. The one ordering that matters: the seal (W2) is a
+//! release, and a check that refused re-reads its word with acquire before it looks for a
+//! newer epoch, so it cannot miss the epoch whose writer sealed its own.
 
 use levee_core::sync::{AtomicBool, AtomicU64, CachePadded, Mutex, Ordering, Retained, Version};
 
@@ -83,6 +86,12 @@ impl LiveGcra {
     pub(crate) fn run<T, E>(&self, mut op: impl FnMut(&Epoch) -> Result<T, E>) -> Result<T, E> {
         loop {
             let epoch = self.current();
+            // Acquire: pairs with settle's Release, so the word `op` reads is the translated
+            // state or later, never PENDING (the flag shares a cache line with `gcra`).
+            if !epoch.settled.load(Ordering::Acquire) {
+                settle(epoch);
+                continue;
+            }
             let result = op(&epoch);
             if result.is_ok() || !self.retry_after_refusal(epoch) {
                 return result;
@@ -94,25 +103,26 @@ impl LiveGcra {
     #[cold]
     #[inline(never)]
     fn retry_after_refusal(&self, epoch: Version<'_, Epoch>) -> bool {
-        if !epoch.same(self.current()) {
-            return true; // a newer quota took over
-        }
-        // Acquire: pairs with settle's Release; a settled epoch's word is its real state.
-        if epoch.settled.load(Ordering::Acquire) {
-            return false;
-        }
-        settle(epoch);
-        true
+        // Acquire: pairs with the sealing fetch_or (AcqRel). A refusal read the sealed word
+        // (or an older one); reading it here synchronises with whoever sealed it, who had
+        // already seen the newer epoch, so the load of `current` below cannot return this
+        // stale epoch again (and the retry loop cannot spin on it).
+        let _ = epoch.tat.load(Ordering::Acquire);
+        // A newer quota took over; otherwise the refusal is real (`op` ran on a settled
+        // epoch, so it did not read PENDING).
+        !epoch.same(self.current())
     }
 
     /// The current epoch, settled, and its tat (for snapshots).
     pub(crate) fn tat(&self) -> (Version<'_, Epoch>, u64) {
         let epoch = self.current();
-        // Acquire: as in `retry_after_refusal`.
+        // Acquire: as in `run`.
         if !epoch.settled.load(Ordering::Acquire) {
             settle(epoch);
         }
-        (epoch, epoch.tat.load(Ordering::Relaxed))
+        // Acquire: as in `retry_after_refusal`, so that `reset`, finding this word sealed,
+        // finds the newer epoch on its next look.
+        (epoch, epoch.tat.load(Ordering::Acquire))
     }
 
     /// Refills the current epoch (a reset racing a change resets whichever epoch is current
@@ -156,8 +166,9 @@ impl LiveGcra {
 /// W2 and W3 for `epoch` (idempotent; any thread may run them).
 fn settle(epoch: Version<'_, Epoch>) {
     let Some(previous) = epoch.previous() else { return };
-    // Relaxed: a read-modify-write sees the latest tat; once sealed, the word never changes.
-    let last = previous.tat.fetch_or(SEALED, Ordering::Relaxed) & !SEALED;
+    // A read-modify-write sees the latest tat; once sealed, the word never changes. Release
+    // (AcqRel): a check that finds the seal also finds `epoch` current (`retry_after_refusal`).
+    let last = previous.tat.fetch_or(SEALED, Ordering::AcqRel) & !SEALED;
     let tat = translate(last, epoch.since, &previous.gcra, &epoch.gcra);
     // Relaxed: every helper stores the same value; only the first CAS succeeds.
     let _ = epoch.tat.compare_exchange(PENDING, tat, Ordering::Relaxed, Ordering::Relaxed);
