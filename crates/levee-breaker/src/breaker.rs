@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use levee_core::sync::{AtomicU64, CachePadded, Ordering};
+use levee_core::sync::{AtomicU64, CachePadded, Mutex, Ordering, Retained};
 use levee_core::{Clock, CoarseClock, ConfigError, EventHook, FastClock, StripedCounter};
 
 use crate::builder::Builder;
@@ -18,6 +18,8 @@ use crate::{
     BreakerEvent, BreakerMetrics, BreakerSettings, CallError, Classify, DefaultClassifier, Open,
     OwnedPermit, Permit, Reason, SlidingWindow, State,
 };
+
+mod reconfigure;
 
 const MS: u64 = 1_000_000;
 
@@ -38,12 +40,14 @@ const MS: u64 = 1_000_000;
 pub struct CircuitBreaker<C: Clock = FastClock> {
     /// State, generation and the state's data (see `state.rs`).
     state: CachePadded<AtomicU64>,
-    rules: Rules,
+    /// The settings and the rules compiled from them; replaced by `reconfigure`.
+    config: Retained<Config>,
+    /// Serialises `reconfigure` calls (never taken by a call through the breaker).
+    change: Mutex<()>,
     window: Window,
     clock: C,
     /// Clock reading at build time: open deadlines are milliseconds from here.
     origin: u64,
-    settings: BreakerSettings,
     name: Arc<str>,
     not_permitted: StripedCounter,
     /// When the current state was entered (statistics only).
@@ -87,11 +91,11 @@ impl<C: Clock> CircuitBreaker<C> {
         .flatten();
         Self {
             state: CachePadded::new(AtomicU64::new(Word::closed(0).0)),
-            rules: Rules::new(&settings),
             window: Window::new(settings.window, origin),
+            config: Retained::new(Config { rules: Rules::new(&settings), settings }),
+            change: Mutex::new(()),
             origin,
             clock,
-            settings,
             name,
             // 8 stripes (1 KiB): breakers come by the hundred in a registry.
             not_permitted: StripedCounter::with_stripes(8),
@@ -147,7 +151,7 @@ impl<C: Clock> CircuitBreaker<C> {
 
     #[inline]
     fn start_time(&self) -> u64 {
-        if self.rules.times_calls { self.clock.now() } else { 0 }
+        if self.rules().times_calls { self.clock.now() } else { 0 }
     }
 
     #[inline(never)]
@@ -180,7 +184,7 @@ impl<C: Clock> CircuitBreaker<C> {
                     }
                 }
                 State::HalfOpen => {
-                    if self.rules.half_open_max_ms != u64::MAX {
+                    if self.rules().half_open_max_ms != u64::MAX {
                         let t = *now.get_or_insert_with(|| self.clock.now());
                         if self.half_open_timed_out(word, t) {
                             match self.reopen_timed_out(word, t) {
@@ -191,7 +195,7 @@ impl<C: Clock> CircuitBreaker<C> {
                         }
                     }
                     let trials = word.trials();
-                    if trials.issued >= self.rules.half_open_calls {
+                    if trials.issued >= self.rules().half_open_calls {
                         return self.refuse(State::HalfOpen, None);
                     }
                     let next = Word::half_open(
@@ -243,7 +247,7 @@ impl<C: Clock> CircuitBreaker<C> {
                     // try_acquire would reopen the circuit now.
                     let (_, until) = self.open_word(0, bump_attempts(word.attempts()), now);
                     Ticket::refusal(State::Open, Some((until, now)))
-                } else if word.trials().issued < self.rules.half_open_calls {
+                } else if word.trials().issued < self.rules().half_open_calls {
                     return Ok(());
                 } else {
                     Ticket::refusal(State::HalfOpen, None)
@@ -343,11 +347,11 @@ impl<C: Clock> CircuitBreaker<C> {
     fn sample(&self, outcome: Outcome, started: u64, elapsed: Option<u64>) -> Sample {
         let elapsed = match elapsed {
             Some(e) => e,
-            None if self.rules.times_calls => self.clock.now().saturating_sub(started),
+            None if self.rules().times_calls => self.clock.now().saturating_sub(started),
             None => 0,
         };
-        let slow = self.rules.is_slow(elapsed);
-        let failed = outcome == Outcome::Failure || (slow && self.rules.slow_success_is_failure);
+        let slow = self.rules().is_slow(elapsed);
+        let failed = outcome == Outcome::Failure || (slow && self.rules().slow_success_is_failure);
         Sample { failed, slow }
     }
 
@@ -379,7 +383,7 @@ impl<C: Clock> CircuitBreaker<C> {
         let generation = word.generation();
         let clean = window.is_clean(generation);
         let now = if clean { self.bucket_time() } else { self.clock.now() };
-        if !window.add_success(generation, now, self.rules.min_calls, clean) {
+        if !window.add_success(generation, now, self.rules().min_calls, clean) {
             let exact = !clean || self.coarse.is_none();
             self.record_in_window(word, sample, exact.then_some(now));
         }
@@ -405,11 +409,11 @@ impl<C: Clock> CircuitBreaker<C> {
             None
         };
         let Some(tally) =
-            self.window.record(word.generation(), sample, now.unwrap_or(0), self.rules.min_calls)
+            self.window.record(word.generation(), sample, now.unwrap_or(0), self.rules().min_calls)
         else {
             return;
         };
-        if let Some(verdict) = self.rules.closed_verdict(tally.calls, tally.failed, tally.slow) {
+        if let Some(verdict) = self.rules().closed_verdict(tally.calls, tally.failed, tally.slow) {
             self.open(word, reason_of(verdict), now);
         }
     }
@@ -421,7 +425,7 @@ impl<C: Clock> CircuitBreaker<C> {
             if word.state() != State::HalfOpen || word.generation() != generation {
                 return;
             }
-            if self.rules.half_open_max_ms != u64::MAX {
+            if self.rules().half_open_max_ms != u64::MAX {
                 // A trial that outlived the half-open state's time limit reopens the circuit
                 // whether or not a call came in meanwhile to notice the limit.
                 let t = *now.get_or_insert_with(|| self.clock.now());
@@ -437,7 +441,7 @@ impl<C: Clock> CircuitBreaker<C> {
             trials.done += 1;
             trials.failed += u8::from(sample.failed);
             trials.slow += u8::from(sample.slow);
-            if trials.done < self.rules.half_open_calls {
+            if trials.done < self.rules().half_open_calls {
                 match self.cas(word, Word::half_open(generation, word.attempts(), trials)) {
                     Ok(()) => return,
                     Err(actual) => word = actual,
@@ -447,7 +451,7 @@ impl<C: Clock> CircuitBreaker<C> {
             // The last trial decides.
             let t = *now.get_or_insert_with(|| self.clock.now());
             let calls = u64::from(trials.done);
-            let (next, reason, until) = match self.rules.trial_verdict(
+            let (next, reason, until) = match self.rules().trial_verdict(
                 calls,
                 u64::from(trials.failed),
                 u64::from(trials.slow),
@@ -489,14 +493,14 @@ impl<C: Clock> CircuitBreaker<C> {
     /// Whether half-open `word` has outlived `half_open_max_wait` at `now`. Never early: the
     /// entry time is rounded up to a whole millisecond and the limit too.
     fn half_open_timed_out(&self, word: Word, now: u64) -> bool {
-        if self.rules.half_open_max_ms == u64::MAX {
+        if self.rules().half_open_max_ms == u64::MAX {
             return false;
         }
         let Some(since_ms) = self.entered.of(word.generation()) else {
             return false; // entered just now; its writer has not stored the time yet
         };
         let now_ms = now.saturating_sub(self.origin) / MS;
-        now_ms.saturating_sub(since_ms) >= self.rules.half_open_max_ms
+        now_ms.saturating_sub(since_ms) >= self.rules().half_open_max_ms
     }
 
     /// Reopens half-open `word` whose time ran out, with a longer wait (a timeout is a failed
@@ -521,7 +525,7 @@ impl<C: Clock> CircuitBreaker<C> {
     /// An open state word entered at `now` after `attempts` earlier consecutive openings, and
     /// its deadline.
     fn open_word(&self, generation: u32, attempts: u8, now: u64) -> (Word, u64) {
-        let wait = levee_core::nanos(self.settings.open_wait.wait(u32::from(attempts)));
+        let wait = levee_core::nanos(self.settings().open_wait.wait(u32::from(attempts)));
         let deadline_ms = now.saturating_sub(self.origin).saturating_add(wait).div_ceil(MS);
         // The word keeps the deadline mod 2^32 ms (49 days); `open_until` unwraps it with the
         // entry time that `transitioned` notes for this generation.
@@ -542,7 +546,7 @@ impl<C: Clock> CircuitBreaker<C> {
             Some(entered_ms) => unwrap_deadline(entered_ms, word.deadline_ms()),
             None => {
                 let remaining = word.deadline_ms().wrapping_sub(now_ms as u32);
-                if remaining > self.rules.max_wait_ms {
+                if remaining > self.rules().max_wait_ms {
                     return None; // passed (the deadline is behind now, modulo 2^32)
                 }
                 now_ms + u64::from(remaining)
@@ -635,7 +639,7 @@ impl<C: Clock> CircuitBreaker<C> {
         let (calls, failed, slow, judged) = match state {
             State::Closed => {
                 let t = self.window.tally(word.generation(), now);
-                (t.calls, t.failed, t.slow, t.calls >= self.rules.min_calls)
+                (t.calls, t.failed, t.slow, t.calls >= self.rules().min_calls)
             }
             State::HalfOpen => {
                 let t = word.trials();
@@ -659,7 +663,7 @@ impl<C: Clock> CircuitBreaker<C> {
             failed_calls: failed,
             slow_calls: slow,
             failure_rate: rate(failed),
-            slow_call_rate: if self.rules.times_calls { rate(slow) } else { None },
+            slow_call_rate: if self.rules().times_calls { rate(slow) } else { None },
             not_permitted: self.not_permitted.get(),
             time_in_state: Duration::from_nanos(
                 now.saturating_sub(self.entered_at.load(Ordering::Relaxed)),
@@ -676,10 +680,17 @@ impl<C: Clock> CircuitBreaker<C> {
         &self.name
     }
 
-    /// The settings it was built with.
+    /// The settings it runs on now: those it was built with, or the last
+    /// [`reconfigure`](Self::reconfigure)d ones.
     #[must_use]
     pub fn settings(&self) -> &BreakerSettings {
-        &self.settings
+        &self.config.load().get().settings
+    }
+
+    /// The rules compiled from the current settings (one acquire load).
+    #[inline(always)]
+    fn rules(&self) -> &Rules {
+        &self.config.load().get().rules
     }
 
     /// The clock it reads; [`Open::until`] is a reading of this clock.
@@ -687,6 +698,13 @@ impl<C: Clock> CircuitBreaker<C> {
     pub fn clock(&self) -> &C {
         &self.clock
     }
+}
+
+/// One generation of settings: what `reconfigure` replaces.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) rules: Rules,
+    pub(crate) settings: BreakerSettings,
 }
 
 const fn reason_of(verdict: Verdict) -> Reason {

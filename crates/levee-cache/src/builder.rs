@@ -16,7 +16,9 @@ pub(crate) type ErrorFilter = StdArc<dyn Fn(&(dyn Any + Send + Sync)) -> bool + 
 
 /// The validated settings a cache runs with (times in nanoseconds; zero means "off").
 pub(crate) struct Config<K, V> {
-    pub(crate) ttl: u64,
+    /// The default time to live in nanoseconds, 0 for none. A plain std atomic even under
+    /// loom: it is read when an entry is stored and changed only by `set_time_to_live`.
+    pub(crate) ttl: std::sync::atomic::AtomicU64,
     pub(crate) expire_after: Option<ExpireAfter<K, V>>,
     pub(crate) tti: u64,
     pub(crate) jitter: f64,
@@ -280,7 +282,7 @@ where
         };
         let timed = has_ttl || tti != 0 || negative_ttl != 0;
         let config = Config {
-            ttl,
+            ttl: std::sync::atomic::AtomicU64::new(ttl),
             expire_after: self.expire_after,
             tti,
             jitter: self.jitter,

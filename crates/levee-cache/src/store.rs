@@ -368,6 +368,33 @@ impl<K: Eq, V> Shard<K, V> {
         Inserted::Stored
     }
 
+    /// Changes the capacity and evicts down to it (`Cache::set_max_capacity`).
+    pub(crate) fn set_capacity(
+        &mut self,
+        capacity: u64,
+        now: u64,
+        tti: u64,
+        removed: &mut Removed<K, V>,
+    ) {
+        self.capacity = capacity;
+        self.small_target = (capacity.saturating_mul(SMALL_PERCENT) / 100).max(1);
+        while self.weight() > self.capacity {
+            if !self.evict_one(now, tti, removed) {
+                break;
+            }
+        }
+    }
+
+    /// Brings every deadline forward to at most `expires_at` (and its staleness limit to
+    /// `expires_at + max_stale`): `Cache::set_time_to_live` when the time to live shrinks.
+    pub(crate) fn cap_deadlines(&mut self, expires_at: u64, max_stale: u64) {
+        let dead_at = expires_at.saturating_add(max_stale);
+        for entry in self.table.iter_mut() {
+            entry.expires_at = entry.expires_at.min(expires_at);
+            entry.dead_at = entry.dead_at.min(dead_at);
+        }
+    }
+
     /// Removes the key's entry (invalidation).
     pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q) -> Option<Entry<K, V>>
     where

@@ -21,14 +21,18 @@
 //! - [`ShardLocks`]: shards behind reader-writer locks whose readers write only their own
 //!   thread's cache line (the cache's and the keyed limiter's shards);
 //! - [`OnceSlots`]: slots whose keys are published once and then read concurrently (the keyed
-//!   limiter's tables).
+//!   limiter's tables);
+//! - [`Retained`]: a value replaced through `&self` while readers keep references to every
+//!   version, one acquire load per read (live reconfiguration of the primitives).
 
 mod once_slots;
+mod retained;
 mod shard_locks;
 mod thread_index;
 
 pub use crossbeam_utils::CachePadded;
 pub use once_slots::{Entry, OnceSlots, Publisher, SlotState};
+pub use retained::{Retained, Version};
 pub use shard_locks::{CLASSES, ShardLocks, TALLIES};
 pub use thread_index::{NO_THREAD_INDEX, owned_slots, thread_index};
 

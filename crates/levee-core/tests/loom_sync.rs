@@ -14,7 +14,9 @@
 use std::num::NonZeroU64;
 
 use levee_core::StripedCounter;
-use levee_core::sync::{Arc, Entry, OnceSlots, Ordering, ShardLocks, model, thread, thread_index};
+use levee_core::sync::{
+    Arc, Entry, OnceSlots, Ordering, Retained, ShardLocks, UnsafeCell, model, thread, thread_index,
+};
 
 /// A writer and two readers (the second on the shared overflow row) of one shard: every
 /// reader sees the value before or after the write, never during it.
@@ -128,5 +130,44 @@ fn striped_counts_are_not_lost() {
         // Modelled threads are numbered by loom; real ones may reuse an exited thread's.
         assert!(!cfg!(loom) || indices.len() == 3, "modelled threads have distinct numbers");
         assert_eq!(counter.get(), 6);
+    });
+}
+
+/// A publisher and a reader of a `Retained`: the reader sees the first or the second version,
+/// each fully written (the values sit in loom cells, so a read not ordered after the write
+/// that made it is reported), and the second links back to the first.
+#[test]
+fn retained_readers_see_whole_versions() {
+    /// A value loom tracks: written when made, only read once published.
+    struct Tracked(UnsafeCell<u64>);
+    // SAFETY: the cell is written only by `new`, before the value is published; after that
+    // every access is a read.
+    unsafe impl Sync for Tracked {}
+    impl Tracked {
+        fn read(&self) -> u64 {
+            // SAFETY: as above, no write after publication.
+            self.0.with(|p| unsafe { *p })
+        }
+    }
+
+    model(|| {
+        let retained = Arc::new(Retained::new(Tracked(UnsafeCell::new(1))));
+        let publisher = {
+            let retained = retained.clone();
+            thread::spawn(move || {
+                retained.publish(Tracked(UnsafeCell::new(2)));
+            })
+        };
+        let reader = {
+            let retained = retained.clone();
+            thread::spawn(move || {
+                let version = retained.load();
+                (version.read(), version.previous().map(|v| v.read()))
+            })
+        };
+        let seen = reader.join().unwrap();
+        publisher.join().unwrap();
+        assert!(seen == (1, None) || seen == (2, Some(1)), "{seen:?}");
+        assert_eq!(retained.versions(), 2);
     });
 }

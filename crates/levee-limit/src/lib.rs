@@ -90,6 +90,7 @@ mod bulkhead;
 mod error;
 mod gcra;
 mod keyed;
+mod live;
 mod meter;
 mod pacer;
 mod quota;
@@ -130,6 +131,10 @@ pub use window::{
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
+
+/// The fixed-quota check path, for the `reconfig` benchmark only (not part of the API).
+#[doc(hidden)]
+pub mod baseline;
 
 /// The rate-limit header fields' rendering, for the fuzz target (`--cfg fuzzing`).
 #[cfg(all(fuzzing, feature = "http"))]

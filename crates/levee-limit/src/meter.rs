@@ -89,11 +89,16 @@ impl<C: Clock> Meter<C> {
         if n == 0 {
             return Ok(());
         }
-        // n <= burst was checked above and the burst never changes.
-        let ((), waited) = retry_until(&self.clock, jitter, || {
-            decide(self.clock.now(), n).map_err(CheckNError::expect_throttled)
-        })
-        .await;
+        // n <= burst was checked above; a limiter reconfigured to a smaller burst meanwhile
+        // ends the wait with the capacity error instead of waiting forever.
+        let (fits, waited) =
+            retry_until(&self.clock, jitter, || match decide(self.clock.now(), n) {
+                Ok(()) => Ok(Ok(())),
+                Err(CheckNError::Throttled(refusal)) => Err(refusal),
+                Err(CheckNError::InsufficientCapacity(error)) => Ok(Err(error)),
+            })
+            .await;
+        fits?;
         self.counters.admit(self.count_admitted, n);
         self.waited(n, waited);
         Ok(())

@@ -2,22 +2,23 @@
 
 use std::fmt;
 
-use levee_core::sync::{AtomicU64, CachePadded, Ordering};
+use levee_core::sync::CachePadded;
 use levee_core::{Clock, ConfigError, FastClock};
 
 use crate::error::{CheckNError, InsufficientCapacity, Throttled};
+use crate::live::LiveGcra;
 use crate::meter::{LimiterBuilder, Meter};
 use crate::quota::{Gcra, Quota};
 use crate::state::LimitState;
 use crate::stats::RateStats;
 use crate::wait::Jitter;
 
-/// What `check` touches. The state word has a cache line of its own: under contention
-/// another core's CAS then invalidates only that line, and the parameters read alongside it
-/// stay cached (measured: about 5% less CPU per check with two threads).
+/// What `check` touches: the current quota's epoch (parameters and state word, `live.rs`)
+/// and the meter. The state word has a cache line of its own: under contention another
+/// core's CAS then invalidates only that line, and the parameters read alongside it stay
+/// cached (measured: about 5% less CPU per check with two threads).
 struct Hot<C> {
-    tat: CachePadded<AtomicU64>,
-    gcra: Gcra,
+    live: LiveGcra,
     meter: Meter<C>,
 }
 
@@ -29,6 +30,9 @@ struct Hot<C> {
 ///
 /// The clock is a type parameter: [`FastClock`] (the TSC, the default) in production,
 /// [`ManualClock`](levee_core::ManualClock) in tests.
+///
+/// The quota can change while the limiter runs, from any thread, keeping what callers owe:
+/// see [`reconfigure`](Self::reconfigure).
 ///
 /// ```
 /// use std::time::Duration;
@@ -49,7 +53,6 @@ struct Hot<C> {
 /// ```
 pub struct RateLimiter<C = FastClock> {
     hot: CachePadded<Hot<C>>,
-    quota: Quota,
 }
 
 /// Builds a [`RateLimiter`]: quota, clock, listeners (see [`LimiterBuilder`]).
@@ -57,9 +60,10 @@ pub type RateLimiterBuilder<C = FastClock> = LimiterBuilder<Quota, C>;
 
 impl<C> fmt::Debug for RateLimiter<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (epoch, tat) = self.hot.live.tat();
         f.debug_struct("RateLimiter")
-            .field("quota", &self.quota)
-            .field("tat", &self.hot.tat.load(Ordering::Relaxed))
+            .field("quota", &epoch.quota)
+            .field("tat", &tat)
             .finish_non_exhaustive()
     }
 }
@@ -118,7 +122,7 @@ impl<C: Clock> RateLimiter<C> {
     #[inline]
     pub fn check_at(&self, now: u64) -> Result<(), Throttled> {
         let hot = &*self.hot;
-        hot.meter.settle(hot.gcra.check(&hot.tat, now))
+        hot.meter.settle(hot.live.run(|epoch| epoch.gcra.check(&epoch.tat, now)))
     }
 
     /// As [`check_n`](Self::check_n), judged at clock reading `now` (see
@@ -129,15 +133,15 @@ impl<C: Clock> RateLimiter<C> {
     #[inline]
     pub fn check_n_at(&self, n: u32, now: u64) -> Result<(), CheckNError> {
         let hot = &*self.hot;
-        hot.meter.settle_n(n, hot.gcra.check_n(&hot.tat, now, n))
+        hot.meter.settle_n(n, hot.live.run(|epoch| epoch.gcra.check_n(&epoch.tat, now, n)))
     }
 
     /// Cells that would be admitted right now (at most the burst). A snapshot: other
     /// callers may take them first.
     #[must_use]
     pub fn available(&self) -> u32 {
-        let hot = &*self.hot;
-        hot.gcra.available(hot.tat.load(Ordering::Relaxed), hot.meter.now())
+        let (epoch, tat) = self.hot.live.tat();
+        epoch.gcra.available(tat, self.hot.meter.now())
     }
 
     /// The limiter's state now: the cells admissible now and the time until the whole
@@ -159,27 +163,74 @@ impl<C: Clock> RateLimiter<C> {
     /// ```
     #[must_use]
     pub fn state(&self) -> LimitState {
-        let hot = &*self.hot;
-        // Relaxed: a snapshot.
-        hot.gcra.state(hot.tat.load(Ordering::Relaxed), hot.meter.now())
+        let (epoch, tat) = self.hot.live.tat();
+        epoch.gcra.state(tat, self.hot.meter.now())
     }
 
     /// Refills the limiter completely, as if it had been idle for a long time.
     pub fn reset(&self) {
-        // Relaxed: a plain state change; checks racing with it see before or after.
-        self.hot.tat.store(0, Ordering::Relaxed);
+        self.hot.live.reset();
     }
 
-    /// The quota this limiter enforces.
+    /// Changes the quota now, keeping what callers owe; returns the quota it replaces.
+    /// Callable from any thread while others check: a check never waits for it (it runs
+    /// on the quota before or after the change, never a mix), and changes are applied one
+    /// at a time.
+    ///
+    /// **The rule.** The cells owed are kept: with `T` and `T'` the old and new emission
+    /// intervals, the state `TAT` becomes `now + ceil((TAT - now) * T' / T)`, at most a
+    /// drained limiter under the new quota (`now + burst' * T'`). So a limiter that owed 3
+    /// cells still owes 3 (paid back at the new rate), a full one stays full (exactly a fresh
+    /// limiter with the new quota), and a burst that shrank below the debt caps it.
+    ///
+    /// **Limits.** Each quota the limiter has had is kept (a few hundred bytes) until the
+    /// limiter is dropped, so that a check never needs a reference count: change quotas as
+    /// an operator does (a few times an hour), not per request. The clock's readings must
+    /// stay below 2^62 ns (146 years from its origin; every levee clock starts near 0).
+    /// A waiter in [`until_n_ready`](Self::until_n_ready) whose `n` no longer fits a smaller
+    /// burst ends with [`InsufficientCapacity`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use levee_core::ManualClock;
+    /// use levee_limit::{Quota, RateLimiter};
+    ///
+    /// let clock = ManualClock::new();
+    /// let limiter = RateLimiter::with_clock(Quota::per_second(10), clock.clone())?;
+    /// limiter.check_n(10)?; // drained: 10 cells owed at 100 ms each
+    /// // Twice the rate, same burst: the 10 cells are still owed, now at 50 ms each.
+    /// limiter.reconfigure(Quota::per_second(20).with_burst(10))?;
+    /// let refusal = limiter.check().unwrap_err();
+    /// assert_eq!(refusal.retry_after(), Duration::from_millis(50));
+    /// assert_eq!(limiter.state().reset, Duration::from_millis(500));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ConfigError`] when `quota` is invalid (see [`Quota::gcra`]); the limiter keeps
+    /// its quota.
+    pub fn reconfigure(&self, quota: Quota) -> Result<Quota, ConfigError> {
+        let gcra = quota.gcra()?;
+        Ok(self.hot.live.reconfigure(gcra, quota, self.hot.meter.now()))
+    }
+
+    /// How many quotas this limiter has had, the first included (each is kept until the
+    /// limiter is dropped; see [`reconfigure`](Self::reconfigure)).
+    #[must_use]
+    pub fn quotas_kept(&self) -> usize {
+        self.hot.live.epochs()
+    }
+
+    /// The quota this limiter enforces now.
     #[must_use]
     pub fn quota(&self) -> Quota {
-        self.quota
+        self.hot.live.current().quota
     }
 
-    /// The validated GCRA parameters.
+    /// The validated GCRA parameters now.
     #[must_use]
     pub fn gcra(&self) -> Gcra {
-        self.hot.gcra
+        self.hot.live.current().gcra
     }
 
     /// The limiter's clock.
@@ -231,7 +282,9 @@ impl<C: Clock> RateLimiter<C> {
         jitter: Jitter,
     ) -> Result<(), InsufficientCapacity> {
         let hot = &*self.hot;
-        hot.meter.wait(n, hot.gcra.burst, jitter, |now, n| hot.gcra.check_n(&hot.tat, now, n)).await
+        let burst = hot.live.current().gcra.burst;
+        let decide = |now, n| hot.live.run(|epoch| epoch.gcra.check_n(&epoch.tat, now, n));
+        hot.meter.wait(n, burst, jitter, decide).await
     }
 }
 
@@ -243,9 +296,6 @@ impl<C: Clock> RateLimiterBuilder<C> {
     pub fn build(self) -> Result<RateLimiter<C>, ConfigError> {
         let gcra = self.settings.gcra()?;
         let (quota, meter) = self.into_parts();
-        Ok(RateLimiter {
-            hot: CachePadded::new(Hot { tat: CachePadded::new(AtomicU64::new(0)), gcra, meter }),
-            quota,
-        })
+        Ok(RateLimiter { hot: CachePadded::new(Hot { live: LiveGcra::new(gcra, quota), meter }) })
     }
 }

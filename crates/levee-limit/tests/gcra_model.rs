@@ -33,6 +33,17 @@ impl TokenBucket {
         self.last = now;
     }
 
+    /// A new rate and burst at `now`, keeping the cells owed (`RateLimiter::reconfigure`'s
+    /// rule in token-bucket terms): the missing credit is scaled by `t' / t`, rounded up,
+    /// and at most a whole new bucket.
+    fn reconfigure(&mut self, now: u128, t: u64, burst: u32) {
+        self.refill(now);
+        let owed = self.t * self.burst - self.credit;
+        let (t, burst) = (u128::from(t), u128::from(burst));
+        let owed = (owed * t).div_ceil(self.t).min(t * burst);
+        *self = Self { t, burst, credit: t * burst - owed, last: now };
+    }
+
     /// `Ok` or the earliest time the cells fit; `None` for more than the burst.
     fn take(&mut self, now: u128, n: u128) -> Option<Result<(), u128>> {
         if n > self.burst {
@@ -139,6 +150,120 @@ proptest! {
             }
         }
     }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Advance(u64),
+    CheckN(u32),
+    Reconfigure(Quota),
+}
+
+fn steps() -> impl Strategy<Value = Vec<Step>> {
+    let step = prop_oneof![
+        3 => (0u64..3_000_000).prop_map(Step::Advance),
+        4 => (0u32..5).prop_map(Step::CheckN),
+        1 => quota().prop_map(Step::Reconfigure),
+    ];
+    prop::collection::vec(step, 1..150)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Quota changes in the middle of traffic keep exactly the cells owed (the documented
+    /// rule, written as a token bucket): every decision, retry time and state matches.
+    #[test]
+    fn reconfiguring_keeps_the_debt_like_a_token_bucket(first in quota(), steps in steps()) {
+        let clock = ManualClock::new();
+        let limiter = RateLimiter::with_clock(first, clock.clone()).unwrap();
+        let g = first.gcra().unwrap();
+        let mut model = TokenBucket::new(g.emission_interval().as_nanos() as u64, g.burst());
+        for step in steps {
+            let now = clock.now();
+            match step {
+                Step::Advance(by) => {
+                    clock.advance_nanos(by);
+                }
+                Step::Reconfigure(quota) => {
+                    let g = quota.gcra().unwrap();
+                    prop_assert_eq!(limiter.reconfigure(quota).unwrap().burst(), model.burst as u32);
+                    model.reconfigure(u128::from(now), g.emission_interval().as_nanos() as u64, g.burst());
+                    prop_assert_eq!(limiter.quota(), quota);
+                }
+                Step::CheckN(n) => {
+                    let expected = if n == 0 { Some(Ok(())) } else { model.take(u128::from(now), u128::from(n)) };
+                    match (limiter.check_n(n), expected) {
+                        (Ok(()), Some(Ok(()))) => {}
+                        (Err(CheckNError::Throttled(r)), Some(Err(at))) => {
+                            prop_assert_eq!(u128::from(r.earliest()), at);
+                        }
+                        (Err(CheckNError::InsufficientCapacity(e)), None) => {
+                            prop_assert_eq!(u128::from(e.burst), model.burst);
+                        }
+                        (got, expected) => prop_assert!(false, "at {now}: {got:?} vs model {expected:?}"),
+                    }
+                }
+            }
+            model.refill(u128::from(clock.now()));
+            let state = limiter.state();
+            prop_assert_eq!(u128::from(state.remaining), (model.credit / model.t).min(model.burst));
+            prop_assert_eq!(state.reset.as_nanos(), model.t * model.burst - model.credit);
+        }
+    }
+
+    /// A limiter reconfigured while full (nothing owed) is a fresh limiter with the new quota.
+    #[test]
+    fn a_full_limiter_reconfigured_is_a_fresh_one(
+        (first, second) in (quota(), quota()),
+        ops in ops(2_000_000, 8),
+        idle in 0u64..4_000_000_000,
+    ) {
+        let clock = ManualClock::new();
+        let limiter = RateLimiter::with_clock(first, clock.clone()).unwrap();
+        let _ = limiter.check_n(first.burst());
+        // Long enough to refill any quota() (at most 2 ms * 8 cells).
+        clock.advance_nanos(idle.max(16_000_000));
+        limiter.reconfigure(second).unwrap();
+        let fresh = RateLimiter::with_clock(second, clock.clone()).unwrap();
+        for op in ops {
+            match op {
+                Op::Advance(by) => {
+                    clock.advance_nanos(by);
+                }
+                Op::Check => prop_assert_eq!(limiter.check(), fresh.check()),
+                Op::CheckN(n) => prop_assert_eq!(limiter.check_n(n), fresh.check_n(n)),
+            }
+            prop_assert_eq!(limiter.state(), fresh.state());
+        }
+    }
+}
+
+#[test]
+fn reconfigure_rejects_a_bad_quota_and_keeps_the_old_one() {
+    let limiter = RateLimiter::with_clock(Quota::per_second(5), ManualClock::new()).unwrap();
+    let err = limiter.reconfigure(Quota::per_second(0)).unwrap_err();
+    assert_eq!(err.setting, "quota.count");
+    assert_eq!(limiter.quota(), Quota::per_second(5));
+    assert_eq!(limiter.quotas_kept(), 1, "nothing was published");
+    assert_eq!(limiter.reconfigure(Quota::per_second(7)).unwrap(), Quota::per_second(5));
+    assert_eq!(limiter.quotas_kept(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_whose_cells_no_longer_fit_gets_the_capacity_error() {
+    let limiter = std::sync::Arc::new(
+        RateLimiter::with_clock(Quota::per_second(10).with_burst(4), ManualClock::new()).unwrap(),
+    );
+    limiter.check_n(4).unwrap();
+    let waiter = tokio::spawn({
+        let limiter = limiter.clone();
+        async move { limiter.until_n_ready(4).await }
+    });
+    tokio::task::yield_now().await;
+    limiter.reconfigure(Quota::per_second(10).with_burst(2)).unwrap();
+    let err = waiter.await.unwrap().unwrap_err();
+    assert_eq!((err.requested, err.burst), (4, 2));
 }
 
 #[test]

@@ -73,3 +73,33 @@ fn raising_the_limit_is_never_lost_by_a_waiter() {
         assert_eq!(bulkhead.in_flight(), 1);
     });
 }
+
+/// Shrinking the limit while a caller acquires: permits already out stay valid, and no new
+/// one is granted until the bulkhead is under the new limit.
+#[test]
+fn a_shrinking_limit_admits_no_more_until_under_it() {
+    model(|| {
+        let bulkhead = bulkhead(2, 0);
+        let held = bulkhead.try_acquire_owned().unwrap();
+        let taker = {
+            let bulkhead = bulkhead.clone();
+            thread::spawn(move || bulkhead.try_acquire_owned().ok())
+        };
+        let shrinker = {
+            let bulkhead = bulkhead.clone();
+            thread::spawn(move || bulkhead.set_limit(1))
+        };
+        let taken = taker.join().unwrap();
+        shrinker.join().unwrap();
+        assert_eq!(bulkhead.in_flight(), 1 + usize::from(taken.is_some()));
+        assert!(bulkhead.try_acquire().is_err(), "at or over the new limit of one");
+        drop(held);
+        if taken.is_some() {
+            assert!(bulkhead.try_acquire().is_err(), "still at the limit of one");
+            drop(taken);
+        }
+        let permit = bulkhead.try_acquire().unwrap();
+        assert!(bulkhead.try_acquire().is_err());
+        drop(permit);
+    });
+}

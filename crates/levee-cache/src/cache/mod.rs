@@ -7,6 +7,7 @@
 
 mod flights;
 mod read;
+mod reconfig;
 mod stats;
 mod want;
 mod write;
@@ -30,7 +31,9 @@ pub(crate) use want::{Want, WantOption, WantResult, WantValue};
 pub(crate) struct Inner<K, V, C> {
     shards: Shards<Shard<K, V>>,
     shard_mask: usize,
-    shard_capacity: Box<[u64]>,
+    /// Each shard's capacity; the shard keeps its own copy under its lock, this one is for
+    /// reading without locks (std atomics even under loom: sizes, not synchronisation).
+    pub(crate) shard_capacity: Box<[std::sync::atomic::AtomicU64]>,
     hasher: foldhash::fast::RandomState,
     pub(crate) clock: C,
     pub(crate) config: Config<K, V>,
@@ -83,7 +86,7 @@ impl<K, V, C> fmt::Debug for Cache<K, V, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
             .field("shards", &self.inner.shards.len())
-            .field("capacity", &self.inner.shard_capacity.iter().sum::<u64>())
+            .field("capacity", &stats::total(&self.inner.shard_capacity))
             .finish_non_exhaustive()
     }
 }
@@ -121,13 +124,12 @@ where
         clock: C,
         hook: EventHook<CacheEvent<K, V>>,
     ) -> Self {
-        let n = shards as u64;
-        let shard_capacity: Box<[u64]> =
-            (0..n).map(|i| capacity / n + u64::from(i < capacity % n)).collect();
+        let shard_capacity: Box<[std::sync::atomic::AtomicU64]> =
+            split_capacity(capacity, shards).map(std::sync::atomic::AtomicU64::new).collect();
         Self {
             inner: Arc::new(Inner {
                 shards: Shards::new(shards, |i| {
-                    let cap = shard_capacity[i];
+                    let cap = shard_capacity[i].load(std::sync::atomic::Ordering::Relaxed);
                     // Counted entries: allocate the table once (up to a sane size) instead of
                     // growing it while the cache fills. Weighted: no estimate.
                     let reserve = if config.weigher.is_none() { cap.min(1 << 16) } else { 0 };
@@ -143,6 +145,12 @@ where
             }),
         }
     }
+}
+
+/// `capacity` split over `shards` as evenly as whole units allow.
+pub(crate) fn split_capacity(capacity: u64, shards: usize) -> impl Iterator<Item = u64> {
+    let n = shards as u64;
+    (0..n).map(move |i| capacity / n + u64::from(i < capacity % n))
 }
 
 impl<K, V, C> Inner<K, V, C>

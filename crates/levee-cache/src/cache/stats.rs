@@ -4,6 +4,8 @@
 
 use std::hash::Hash;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use levee_core::Clock;
 
 use super::Cache;
@@ -39,13 +41,14 @@ where
     /// The capacity (entries, or weight with a weigher).
     #[must_use]
     pub fn max_capacity(&self) -> u64 {
-        self.inner.shard_capacity.iter().sum()
+        total(&self.inner.shard_capacity)
     }
 
     /// The heaviest value the cache stores: one shard's capacity.
     #[must_use]
     pub fn max_entry_weight(&self) -> u64 {
-        self.inner.shard_capacity.iter().copied().min().unwrap_or(0)
+        // Relaxed: a snapshot of a setting.
+        self.inner.shard_capacity.iter().map(|c| c.load(Ordering::Relaxed)).min().unwrap_or(0)
     }
 
     /// Number of shards.
@@ -90,4 +93,9 @@ where
             load_latency: c.latency.snapshot(),
         }
     }
+}
+
+/// The sum of the shards' capacities (Relaxed: a snapshot of a setting).
+pub(super) fn total(shard_capacity: &[AtomicU64]) -> u64 {
+    shard_capacity.iter().map(|c| c.load(Ordering::Relaxed)).sum()
 }

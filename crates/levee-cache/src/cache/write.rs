@@ -98,7 +98,7 @@ where
     V: Clone + Send + Sync + 'static,
     C: Clock,
 {
-    fn removed(&self) -> Removed<K, V> {
+    pub(crate) fn removed(&self) -> Removed<K, V> {
         Removed::new(!self.hook.is_empty())
     }
 
@@ -116,7 +116,11 @@ where
                 match ttl_override.or_else(|| config.expire_after.as_ref().and_then(|f| f(key, v)))
                 {
                     Some(d) => Some(nanos(d)),
-                    None => (config.ttl != 0).then_some(config.ttl),
+                    None => {
+                        // Relaxed: a setting; an insert racing a change uses either value.
+                        let ttl = config.ttl.load(std::sync::atomic::Ordering::Relaxed);
+                        (ttl != 0).then_some(ttl)
+                    }
                 }
             }
             Slot::Missing => Some(config.negative_ttl),
@@ -215,7 +219,7 @@ where
     }
 
     /// Counts removals and tells the listeners, outside any lock.
-    fn report(&self, removed: Removed<K, V>) {
+    pub(crate) fn report(&self, removed: Removed<K, V>) {
         for (key, slot, cause) in removed.list {
             if let Slot::Value(value) = slot {
                 self.hook.emit(|| CacheEvent::Removed { key, value, cause });

@@ -13,10 +13,13 @@
 //! the wrong slice. The balance is the reserve plus the sum of the buckets whose epoch lies
 //! in the window. Checking the balance and withdrawing are two steps, so `n` threads
 //! withdrawing at the same instant may overdraw by at most `n - 1` tokens.
+//!
+//! The ratio and the floor can change at run time ([`RetryBudget::reconfigure`]): each is one
+//! atomic read where it is used, so a change never blocks a request.
 
 use std::time::Duration;
 
-use levee_core::sync::{AtomicU64, CachePadded, Ordering};
+use levee_core::sync::{AtomicI64, AtomicU64, CachePadded, Mutex, Ordering};
 use levee_core::{Clock, ConfigError, FastClock, nanos};
 
 const BUCKETS: usize = 10;
@@ -45,8 +48,12 @@ pub struct RetryBudget {
     clock: Box<dyn Clock>,
     buckets: Box<[CachePadded<AtomicU64>]>,
     bucket_nanos: u64,
-    deposit: i64,
-    reserve: i64,
+    /// Milli-tokens one request deposits (from `ratio`).
+    deposit: AtomicI64,
+    /// Milli-tokens always available (from `min_per_sec` and the window).
+    reserve: AtomicI64,
+    /// The settings in force; changed only by `reconfigure`, under this lock.
+    settings: Mutex<RetryBudgetBuilder>,
 }
 
 /// Settings of a [`RetryBudget`].
@@ -113,6 +120,19 @@ impl RetryBudgetBuilder {
     /// `window` under 10 ms or over a day (`window`), `ratio` negative, above 1000 or not
     /// finite (`ratio`).
     pub fn build_with_clock(self, clock: impl Clock) -> Result<RetryBudget, ConfigError> {
+        let (deposit, reserve) = self.amounts()?;
+        Ok(RetryBudget {
+            clock: Box::new(clock),
+            buckets: (0..BUCKETS).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
+            bucket_nanos: nanos(self.window) / BUCKETS as u64,
+            deposit: AtomicI64::new(deposit),
+            reserve: AtomicI64::new(reserve),
+            settings: Mutex::new(self),
+        })
+    }
+
+    /// Validates the settings: milli-tokens per request and the reserve.
+    fn amounts(&self) -> Result<(i64, i64), ConfigError> {
         if self.window < Duration::from_millis(10) || self.window > Duration::from_secs(86_400) {
             return Err(ConfigError::new("window", "must be between 10ms and 1 day"));
         }
@@ -122,18 +142,11 @@ impl RetryBudgetBuilder {
                 format!("must be a number in 0.0..=1000.0, got {}", self.ratio),
             ));
         }
-        let bucket_nanos = nanos(self.window) / BUCKETS as u64;
         let reserve = i64::from(self.min_per_sec)
             .saturating_mul(TOKEN)
             .saturating_mul(self.window.as_millis() as i64)
             / 1000;
-        Ok(RetryBudget {
-            clock: Box::new(clock),
-            buckets: (0..BUCKETS).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
-            bucket_nanos,
-            deposit: (self.ratio * TOKEN as f64).round() as i64,
-            reserve,
-        })
+        Ok(((self.ratio * TOKEN as f64).round() as i64, reserve))
     }
 }
 
@@ -151,8 +164,8 @@ impl std::fmt::Debug for RetryBudget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RetryBudget")
             .field("available", &self.available())
-            .field("deposit_millitokens", &self.deposit)
-            .field("reserve_millitokens", &self.reserve)
+            .field("deposit_millitokens", &self.deposit.load(Ordering::Relaxed))
+            .field("reserve_millitokens", &self.reserve.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -196,7 +209,8 @@ impl RetryBudget {
     }
 
     fn balance_at(&self, epoch: u32) -> i64 {
-        let mut sum = self.reserve;
+        // Relaxed: a setting; a balance racing a change uses either floor.
+        let mut sum = self.reserve.load(Ordering::Relaxed);
         for bucket in self.buckets.iter() {
             let (stored, value) = unpack(bucket.load(Ordering::Relaxed));
             if epoch.wrapping_sub(stored) < BUCKETS as u32 {
@@ -209,8 +223,10 @@ impl RetryBudget {
     /// Records one request (the first attempt of a call).
     #[inline]
     pub fn deposit(&self) {
-        if self.deposit > 0 {
-            self.add(self.epoch(), self.deposit);
+        // Relaxed: a setting; a deposit racing a change uses either ratio.
+        let deposit = self.deposit.load(Ordering::Relaxed);
+        if deposit > 0 {
+            self.add(self.epoch(), deposit);
         }
     }
 
@@ -228,6 +244,63 @@ impl RetryBudget {
     #[must_use]
     pub fn available(&self) -> u64 {
         (self.balance_at(self.epoch()).max(0) / TOKEN) as u64
+    }
+
+    /// The settings in force.
+    #[must_use]
+    pub fn settings(&self) -> RetryBudgetBuilder {
+        *self.settings.lock()
+    }
+
+    /// Changes the ratio and the floor now, keeping the window's deposits and withdrawals;
+    /// returns the settings it replaces. Callable from any thread: requests never wait for it.
+    ///
+    /// **Rule.** What the window holds is kept: deposits already made keep the value they
+    /// were made with and leave the window as before, withdrawals stay withdrawn. The new
+    /// `ratio` applies to requests from now on, so the budget moves to the new ratio over one
+    /// window. The new floor (`min_per_sec * window`) applies at once: lowering it can leave
+    /// the balance below zero, so no retry is allowed until deposits or time repay it.
+    ///
+    /// **Limits.** The window is fixed at build time (it numbers the buckets): a different
+    /// `window` is refused.
+    ///
+    /// ```
+    /// use levee_core::ManualClock;
+    /// use levee_policy::RetryBudget;
+    ///
+    /// let budget = RetryBudget::builder().ratio(0.1).min_per_sec(0)
+    ///     .build_with_clock(ManualClock::new())?;
+    /// for _ in 0..10 {
+    ///     budget.deposit();
+    /// }
+    /// assert_eq!(budget.available(), 1);
+    /// budget.reconfigure(budget.settings().ratio(0.5))?;
+    /// for _ in 0..10 {
+    ///     budget.deposit();
+    /// }
+    /// assert_eq!(budget.available(), 6, "1 kept + 10 requests at the new 50 %");
+    /// # Ok::<(), levee_core::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`build_with_clock`](RetryBudgetBuilder::build_with_clock), or `window` when it
+    /// differs from the budget's; the budget keeps its settings.
+    pub fn reconfigure(
+        &self,
+        settings: RetryBudgetBuilder,
+    ) -> Result<RetryBudgetBuilder, ConfigError> {
+        let (deposit, reserve) = settings.amounts()?;
+        let mut current = self.settings.lock();
+        if settings.window != current.window {
+            return Err(ConfigError::new(
+                "window",
+                "the window is fixed at build time and cannot change while running",
+            ));
+        }
+        // Relaxed: settings read by `deposit` and `balance_at`; nothing else is published.
+        self.deposit.store(deposit, Ordering::Relaxed);
+        self.reserve.store(reserve, Ordering::Relaxed);
+        Ok(std::mem::replace(&mut *current, settings))
     }
 }
 
@@ -303,6 +376,49 @@ mod tests {
         assert_eq!(e.setting, "ratio");
         let e = RetryBudget::builder().ratio(f64::INFINITY).build().unwrap_err();
         assert_eq!(e.setting, "ratio");
+    }
+
+    #[test]
+    fn reconfiguring_keeps_the_window_and_applies_ratio_and_floor() {
+        let clock = ManualClock::new();
+        let b = budget(1.0, 1, &clock); // floor 10
+        for _ in 0..5 {
+            b.deposit();
+        }
+        assert_eq!(b.available(), 15);
+        let old = b.reconfigure(b.settings().ratio(0.0).min_per_sec(0)).unwrap();
+        assert_eq!((old.ratio, old.min_per_sec), (1.0, 1));
+        assert_eq!(b.available(), 5, "deposits kept, floor gone at once");
+        b.deposit();
+        assert_eq!(b.available(), 5, "the new ratio deposits nothing");
+        for _ in 0..5 {
+            assert!(b.try_withdraw());
+        }
+        assert!(!b.try_withdraw());
+        // The deposits leave with the window as before.
+        b.reconfigure(b.settings().ratio(1.0)).unwrap();
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(b.available(), 0);
+        b.deposit();
+        assert_eq!(b.available(), 1);
+        // A lower floor can leave the balance negative: no retry until it is repaid.
+        b.reconfigure(b.settings().min_per_sec(1)).unwrap();
+        for _ in 0..11 {
+            assert!(b.try_withdraw());
+        }
+        b.reconfigure(b.settings().min_per_sec(0)).unwrap();
+        assert_eq!(b.available(), 0);
+        b.deposit();
+        assert_eq!(b.available(), 0, "still repaying the floor's 10");
+    }
+
+    #[test]
+    fn reconfiguring_refuses_a_new_window_and_bad_values() {
+        let b = budget(0.2, 1, &ManualClock::new());
+        let err = b.reconfigure(b.settings().window(Duration::from_secs(5))).unwrap_err();
+        assert_eq!(err.setting, "window");
+        assert_eq!(b.reconfigure(b.settings().ratio(-1.0)).unwrap_err().setting, "ratio");
+        assert_eq!(b.settings().ratio, 0.2);
     }
 
     #[test]
