@@ -1,4 +1,5 @@
-//! `reference-shop`: runs the shop (default) or the load generator (`loadgen`).
+//! `reference-shop`: runs the shop (default), the load generator (`loadgen`), or prints the
+//! settings (`print-config`) or the OpenAPI document (`openapi`).
 
 use std::path::PathBuf;
 
@@ -25,6 +26,9 @@ enum Command {
     Serve,
     /// Print the effective settings as TOML and exit.
     PrintConfig,
+    /// Print the OpenAPI document of a shop with these settings and exit (with the default
+    /// settings it is `reference-shop/openapi.json`).
+    Openapi,
     /// Send bounded traffic to a shop on this machine and report what happened.
     Loadgen(reference_shop::loadgen::Args),
 }
@@ -58,6 +62,10 @@ async fn main() -> std::process::ExitCode {
                 Ok(text) => print!("{text}"),
                 Err(e) => eprintln!("reference-shop: {e}"),
             }
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Openapi => {
+            print!("{}", reference_shop::http::openapi_text(&config));
             std::process::ExitCode::SUCCESS
         }
         Command::Loadgen(args) => reference_shop::loadgen::run(args, &config).await,

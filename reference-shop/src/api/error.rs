@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::StoreError;
 
 /// The error body every error answer carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorBody {
     /// What went wrong.
@@ -16,7 +16,7 @@ pub struct ErrorBody {
 
 /// What went wrong: a stable machine-readable code, a message for people, and the details
 /// some errors carry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     /// Stable code (`out_of_stock`, `rate_limited`, `invalid_body`, ...).

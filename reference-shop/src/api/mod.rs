@@ -15,4 +15,6 @@ pub use catalog::{ProductChange, ProductPage, ProductSearch};
 pub use customers::NewCustomer;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use ops::{DeadLetterList, Health, HealthStatus, Replay, Replayed, ShopStatus, StoreStatus};
-pub use orders::{NotificationList, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement};
+pub use orders::{
+    NotificationList, OrderItem, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement,
+};

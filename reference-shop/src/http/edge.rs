@@ -53,7 +53,7 @@ impl Client {
 pub type ClientKey = fn(&Request) -> Client;
 
 /// Counters of the edge, for `/admin/status` and `/metrics`.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct EdgeStats {
     /// Requests refused by the per-client rate limit (429).
     pub rate_limited: u64,

@@ -15,7 +15,9 @@ mod customers;
 mod edge;
 mod error;
 mod extract;
+mod openapi;
 mod orders;
+mod protocol;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,6 +31,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 
 pub use edge::{Client, ClientKey, Edge, EdgeStats, refused};
+pub use openapi::{document as openapi_document, document_text as openapi_text};
+pub use protocol::MAX_HEADER_BYTES;
 
 use crate::api::{ApiError, Health, HealthStatus};
 use crate::app::Shop;
@@ -55,7 +59,7 @@ pub fn router(shop: Arc<Shop>) -> Router {
     let ops = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(openapi::serve(&shop.config)))
         .route("/admin/status", get(admin::status))
         .route("/admin/faults", get(admin::faults).put(admin::set_faults))
         .route("/admin/dlq", get(admin::dead_letters))
@@ -72,6 +76,7 @@ pub fn router(shop: Arc<Shop>) -> Router {
                 "method not allowed on this route",
             )
         })
+        .layer(middleware::from_fn(protocol::limit_headers))
         .layer(middleware::from_fn_with_state(Arc::clone(&shop), observe))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
@@ -104,6 +109,16 @@ async fn observe(State(shop): State<Arc<Shop>>, req: Request, next: Next) -> Res
 }
 
 /// `GET /health`: 200 when the database answers, 503 otherwise.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The shop serves", body = Health),
+        (status = 503, description = "The database does not answer", body = Health),
+    )
+)]
 async fn health(State(shop): State<Arc<Shop>>) -> (StatusCode, axum::Json<Health>) {
     let health = shop.operations.health().await;
     let status = match health.status {
@@ -118,10 +133,5 @@ async fn metrics(State(shop): State<Arc<Shop>>) -> Response {
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         shop.metrics.encode(),
     )
-        .into_response()
-}
-
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], include_str!("../../openapi.json"))
         .into_response()
 }

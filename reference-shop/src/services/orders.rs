@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Carts, Catalog, Infra, Payments};
-use crate::api::{ApiError, CartItem, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement};
+use crate::api::{
+    ApiError, OrderItem, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement,
+};
 use crate::bus::EventBus;
 use crate::clock::ShopClock;
 use crate::config::OrdersConfig;
@@ -158,7 +160,7 @@ impl Orders {
     }
 
     /// Checks an order's lines: how many, each quantity, each product once.
-    fn lines(&self, items: &[CartItem]) -> Result<Vec<(i64, i64)>, ApiError> {
+    fn lines(&self, items: &[OrderItem]) -> Result<Vec<(i64, i64)>, ApiError> {
         let limits = &self.settings;
         if items.len() > limits.max_lines {
             return Err(ApiError::invalid(
