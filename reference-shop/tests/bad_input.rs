@@ -108,7 +108,7 @@ async fn bad_input_is_a_4xx_json_error(db: TestDb) {
             "/orders",
             j,
             br#"{"items": [{"product_id": 999999, "quantity": 1}]}"#.to_vec(),
-            422,
+            404,
             Some("unknown_product"),
         ),
         (

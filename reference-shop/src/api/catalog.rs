@@ -18,12 +18,20 @@ pub struct ProductSearch {
     #[param(nullable = false)]
     pub category: Option<String>,
     /// Page size, 1 to 100 (default 20).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::integral::opt_u32",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[param(minimum = 1, maximum = 100, nullable = false)]
     pub limit: Option<u32>,
     /// Products to skip (default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(nullable = false)]
+    #[serde(
+        default,
+        deserialize_with = "super::integral::opt_u32",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[param(maximum = 4_294_967_295_u64, nullable = false)]
     pub offset: Option<u32>,
 }
 

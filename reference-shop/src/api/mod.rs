@@ -7,6 +7,7 @@ mod carts;
 mod catalog;
 mod customers;
 mod error;
+pub mod integral;
 mod ops;
 mod orders;
 

@@ -64,7 +64,7 @@ pub(super) async fn set_item(
 pub(super) async fn remove_item(
     State(shop): State<Arc<Shop>>,
     Caller(c): Caller,
-    ApiPath(product_id): ApiPath<i64>,
+    ApiPath(product_id): ApiPath,
 ) -> Result {
     shop.carts.remove_item(c.id, product_id).await.map(Json)
 }

@@ -47,7 +47,7 @@ pub(super) async fn search(
 )]
 pub(super) async fn product(
     State(shop): State<Arc<Shop>>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath,
 ) -> Result<Product> {
     shop.catalog.product(id).await.map(Json)
 }
@@ -70,7 +70,7 @@ pub(super) async fn product(
 pub(super) async fn change(
     State(shop): State<Arc<Shop>>,
     _: Admin,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath,
     ApiJson(change): ApiJson<ProductChange>,
 ) -> Result<Product> {
     shop.catalog.change(id, change).await.map(Json)

@@ -105,6 +105,10 @@ pub fn document(config: &Config) -> serde_json::Value {
             *slot = value.into();
         }
     }
+    // The element bound utoipa cannot attach to a `Vec<u64>` field: ids are whole `u64`s.
+    if let Some(ids) = doc.pointer_mut("/components/schemas/Replay/properties/ids/items") {
+        ids["maximum"] = u64::MAX.into();
+    }
     doc
 }
 

@@ -31,8 +31,9 @@ use crate::domain::Order;
         (status = 200, description = "The order an earlier request with this key placed", body = Order,
             headers(("Idempotent-Replayed" = String, description = "`true`"))),
         (status = 400, description = "No `Idempotency-Key` (`idempotency_key_required`), or a body that is not JSON (`malformed_json`)", body = ErrorBody),
+        (status = 404, description = "A line names no product (`unknown_product`)", body = ErrorBody),
         (status = 409, description = "Not enough stock (`out_of_stock`, with `product_id` and `available`), or the key was used for another order (`idempotency_key_reused`)", body = ErrorBody),
-        (status = 422, description = "No lines (`empty_order`, also for an empty cart), too many lines, a bad quantity, a product twice, an unknown product, a bad card, or a body that does not fit `PlaceOrder` (`invalid_body`)", body = ErrorBody),
+        (status = 422, description = "No lines (`empty_order`, also for an empty cart), too many lines, a bad quantity, a product twice (`duplicate_product`), a bad card, or a body that does not fit `PlaceOrder` (`invalid_body`)", body = ErrorBody),
     )
 )]
 pub(super) async fn place(
@@ -89,7 +90,7 @@ pub(super) async fn list(
 pub(super) async fn get(
     State(shop): State<Arc<Shop>>,
     Caller(c): Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<Order>, ApiError> {
     shop.orders.get(c.id, id).await.map(Json)
 }
@@ -114,7 +115,7 @@ pub(super) async fn get(
 pub(super) async fn pay(
     State(shop): State<Arc<Shop>>,
     Caller(c): Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath,
     ApiJson(pay): ApiJson<Pay>,
 ) -> Result<(StatusCode, Json<Order>), ApiError> {
     let outcome = shop.orders.pay(c.id, id, pay).await?;
@@ -140,7 +141,7 @@ pub(super) async fn pay(
 pub(super) async fn cancel(
     State(shop): State<Arc<Shop>>,
     Caller(c): Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<Order>, ApiError> {
     shop.orders.cancel(c.id, id).await.map(Json)
 }
@@ -162,7 +163,7 @@ pub(super) async fn cancel(
 pub(super) async fn notifications(
     State(shop): State<Arc<Shop>>,
     Caller(c): Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<NotificationList>, ApiError> {
     let order = shop.orders.get(c.id, id).await?;
     shop.notifications.for_order(order.id).await.map(Json)

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
+
 use super::{Carts, Catalog, Infra, Payments};
 use crate::api::{
     ApiError, OrderItem, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement,
@@ -87,7 +89,8 @@ impl Orders {
     ///
     /// # Errors
     /// 400 without an idempotency key (1 to 128 characters); 422 for a bad card, no lines,
-    /// too many lines, a bad quantity, a product twice or an unknown product; 409 when the key
+    /// too many lines, a bad quantity or a product twice; 404 for an unknown product (as in
+    /// the cart); 409 when the key
     /// was used for a different order, or `out_of_stock`; store failures.
     pub async fn place(
         &self,
@@ -153,9 +156,11 @@ impl Orders {
                 self.counters.orders_out_of_stock.inc();
                 Err(ApiError::out_of_stock(product_id, available))
             }
-            PlaceOutcome::UnknownProduct(id) => {
-                Err(ApiError::invalid("unknown_product", format!("product {id} does not exist")))
-            }
+            PlaceOutcome::UnknownProduct(id) => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_product",
+                format!("product {id} does not exist"),
+            )),
         }
     }
 
