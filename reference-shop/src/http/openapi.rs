@@ -282,10 +282,10 @@ fn unavailable() -> Response {
 /// cancel it.
 fn links(openapi: &mut utoipa::openapi::OpenApi) {
     let id = "$response.body#/id";
-    let steps: [(&str, fn(&mut PathItem) -> &mut Option<Operation>, &str, &str, LinkBuilder); 5] = [
+    // (the operation, its answer, the link's name, where it leads)
+    let steps = [
         (
-            "/customers",
-            |p| &mut p.post,
+            "createCustomer",
             "201",
             "AddToCart",
             LinkBuilder::new()
@@ -294,8 +294,7 @@ fn links(openapi: &mut utoipa::openapi::OpenApi) {
                 .description("Put a unit of product 1 in the cart"),
         ),
         (
-            "/cart/items",
-            |p| &mut p.post,
+            "setCartItem",
             "200",
             "PlaceOrder",
             LinkBuilder::new()
@@ -304,8 +303,7 @@ fn links(openapi: &mut utoipa::openapi::OpenApi) {
                 .description("Order what the cart holds"),
         ),
         (
-            "/orders",
-            |p| &mut p.post,
+            "placeOrder",
             "201",
             "GetOrder",
             LinkBuilder::new()
@@ -314,18 +312,7 @@ fn links(openapi: &mut utoipa::openapi::OpenApi) {
                 .description("Read the order just placed"),
         ),
         (
-            "/orders/{id}",
-            |p| &mut p.get,
-            "200",
-            "CancelOrder",
-            LinkBuilder::new()
-                .operation_id("cancelOrder")
-                .parameter("id", id)
-                .description("Cancel the order (409 once it is paid)"),
-        ),
-        (
-            "/orders",
-            |p| &mut p.post,
+            "placeOrder",
             "201",
             "PayOrder",
             LinkBuilder::new()
@@ -333,13 +320,23 @@ fn links(openapi: &mut utoipa::openapi::OpenApi) {
                 .parameter("id", id)
                 .description("Pay the order just placed"),
         ),
+        (
+            "getOrder",
+            "200",
+            "CancelOrder",
+            LinkBuilder::new()
+                .operation_id("cancelOrder")
+                .parameter("id", id)
+                .description("Cancel the order (409 once it is paid)"),
+        ),
     ];
-    for (path, method, status, name, link) in steps {
+    for (operation_id, status, name, link) in steps {
         let response = openapi
             .paths
             .paths
-            .get_mut(path)
-            .and_then(|item| method(item).as_mut())
+            .values_mut()
+            .flat_map(operations)
+            .find(|op| op.operation_id.as_deref() == Some(operation_id))
             .and_then(|op| op.responses.responses.get_mut(status));
         if let Some(RefOr::T(response)) = response {
             response.links.insert(name.into(), link.build().into());
