@@ -128,6 +128,17 @@ async fn health(State(shop): State<Arc<Shop>>) -> (StatusCode, axum::Json<Health
     (status, axum::Json(health))
 }
 
+/// `GET /metrics`: Prometheus metrics in the OpenMetrics text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every metric the shop exports", body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    )
+)]
 async fn metrics(State(shop): State<Arc<Shop>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
