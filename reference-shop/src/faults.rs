@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// The injected faults now in force.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FaultSettings {
     /// Added latency of every payment-provider call, in milliseconds.
     pub provider_latency_ms: u64,
@@ -22,14 +22,17 @@ pub struct FaultSettings {
 }
 
 /// A change to some of the settings (absent fields stay as they are).
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultPatch {
-    /// New provider latency.
+    /// New provider latency, at most 600 000 (ten minutes).
+    #[schema(maximum = 600_000)]
     pub provider_latency_ms: Option<u64>,
-    /// New provider failure rate.
+    /// New provider failure rate, 0.0 to 1.0.
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub provider_failure_rate: Option<f64>,
-    /// New store latency.
+    /// New store latency, at most 600 000 (ten minutes).
+    #[schema(maximum = 600_000)]
     pub store_latency_ms: Option<u64>,
 }
 

@@ -56,7 +56,7 @@ pub type PaymentPipeline = Pipeline<
 pub type Guarded<T, E> = Result<Result<T, E>, PolicyError<E>>;
 
 /// The breaker's state, for `/admin/status` and `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     /// Calls go through.
@@ -80,7 +80,7 @@ impl BreakerState {
 }
 
 /// The breaker now.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct BreakerStatus {
     /// State.
     pub state: BreakerState,
@@ -93,7 +93,7 @@ pub struct BreakerStatus {
 }
 
 /// What the payment pipeline has done.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct PipelineStatus {
     /// Provider calls made (attempts, retries included).
     pub calls: u64,
@@ -109,6 +109,7 @@ pub struct PipelineStatus {
     /// Retries not made because the retry budget was spent.
     pub retry_budget_exhausted: u64,
     /// Retries the budget allows now (`null` without a budget).
+    #[schema(required = true)]
     pub retry_budget_available: Option<u64>,
     /// Provider calls cut by the attempt timeout.
     pub attempt_timeouts: u64,

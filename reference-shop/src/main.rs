@@ -1,4 +1,5 @@
-//! `reference-shop`: runs the shop (default) or the load generator (`loadgen`).
+//! `reference-shop`: runs the shop (default), the load generator (`loadgen`), or prints the
+//! settings (`print-config`) or the OpenAPI document (`openapi`).
 //!
 //! Logs go to stderr; stdout carries only what a command prints (the address, the settings,
 //! a report). A shop that cannot start says why on stderr and exits with 2 for settings it
@@ -29,6 +30,9 @@ enum Command {
     Serve,
     /// Print the effective settings as TOML and exit.
     PrintConfig,
+    /// Print the OpenAPI document of a shop with these settings and exit (with the default
+    /// settings it is `reference-shop/openapi.json`).
+    Openapi,
     /// Send bounded traffic to a shop on this machine and report what happened.
     Loadgen(reference_shop::loadgen::Args),
 }
@@ -67,6 +71,10 @@ async fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Command::Openapi => {
+            print!("{}", reference_shop::http::openapi_text(&config));
+            std::process::ExitCode::SUCCESS
+        }
         Command::Loadgen(args) => reference_shop::loadgen::run(args, &config).await,
     }
 }

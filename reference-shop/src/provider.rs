@@ -38,7 +38,7 @@ impl ProviderError {
 }
 
 /// Counters of the provider.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct ProviderStats {
     /// Calls received.
     pub calls: u64,

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::clock::ShopClock;
 
 /// Counters of the timers.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct TimerStats {
     /// Timers waiting.
     pub pending: u64,

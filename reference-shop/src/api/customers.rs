@@ -3,9 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 /// `POST /customers` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCustomer {
-    /// Display name, 1 to 64 characters (surrounding spaces are dropped).
+    /// Display name: 1 to 64 characters, not only spaces (surrounding spaces, tabs and line
+    /// breaks are dropped).
+    #[schema(min_length = 1, max_length = 64, pattern = "[^ \\t\\n\\r]")]
     pub name: String,
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::StoreError;
 
 /// The error body every error answer carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorBody {
     /// What went wrong.
@@ -16,7 +16,7 @@ pub struct ErrorBody {
 
 /// What went wrong: a stable machine-readable code, a message for people, and the details
 /// some errors carry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     /// Stable code (`out_of_stock`, `rate_limited`, `invalid_body`, ...).
@@ -39,7 +39,7 @@ pub struct ErrorDetail {
 
 /// With `reservation_cap`: the cap a change would exceed, what the customer holds now, and
 /// what the change asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoldingDetail {
     /// The cap: `max_reserved_units` or `max_unpaid_orders` (settings `limits.*`).

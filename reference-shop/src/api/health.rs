@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `GET /health/live` answer: always `ok` with 200 while the process serves HTTP at all.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Liveness {
     /// Always `ok`.
     pub status: ReadyStatus,
@@ -12,7 +12,7 @@ pub struct Liveness {
 
 /// `GET /health/ready` (and `GET /health`) answer: 200 when every check passes, 503 with
 /// the reasons otherwise.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Readiness {
     /// `ok` (200) or `unavailable` (503).
     pub status: ReadyStatus,
@@ -25,7 +25,7 @@ pub struct Readiness {
 }
 
 /// The readiness checks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReadyChecks {
     /// The store answers a query within `health.store_timeout`.
     pub store: Check,
@@ -37,7 +37,7 @@ pub struct ReadyChecks {
 }
 
 /// One check's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Check {
     /// Whether it passed.
     pub ok: bool,
@@ -60,7 +60,7 @@ impl Check {
 }
 
 /// Whether the shop can serve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadyStatus {
     /// Every check passed.

@@ -8,6 +8,7 @@ mod catalog;
 mod customers;
 mod error;
 mod health;
+pub mod integral;
 mod ops;
 mod orders;
 
@@ -17,4 +18,6 @@ pub use customers::NewCustomer;
 pub use error::{ApiError, ErrorBody, ErrorDetail, HoldingDetail};
 pub use health::{Check, Liveness, Readiness, ReadyChecks, ReadyStatus};
 pub use ops::{DeadLetterList, Replay, Replayed, ShopStatus, StoreStatus};
-pub use orders::{NotificationList, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement};
+pub use orders::{
+    NotificationList, OrderItem, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement,
+};

@@ -11,7 +11,7 @@ use crate::services::CacheStats;
 use crate::timeouts::TimerStats;
 
 /// The store, as `/admin/status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoreStatus {
     /// `sqlite` or `postgres`.
     pub backend: String,
@@ -21,7 +21,7 @@ pub struct StoreStatus {
 
 /// `GET /admin/status` answer: what every resilience mechanism has done. `/metrics` exports
 /// the same snapshot.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ShopStatus {
     /// The payment breaker.
     pub breaker: BreakerStatus,
@@ -46,14 +46,14 @@ pub struct ShopStatus {
 }
 
 /// `GET /admin/dlq` answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterList {
     /// Every subscription's dead letters.
     pub dead_letters: Vec<DeadLetter>,
 }
 
 /// `POST /admin/dlq/replay` body.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Replay {
     /// The dead letters to replay (their `id`s); all when absent.
@@ -62,7 +62,7 @@ pub struct Replay {
 }
 
 /// `POST /admin/dlq/replay` answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Replayed {
     /// Dead letters sent back to their subscription.
     pub replayed: usize,

@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::domain::ShopEvent;
 
 /// An event that failed every delivery.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// The message's sequence number, for replay.
     pub id: u64,

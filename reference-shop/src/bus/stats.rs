@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// Counters of one subscription.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SubscriptionStats {
     /// Name.
     pub name: String,
@@ -22,7 +22,7 @@ pub struct SubscriptionStats {
 }
 
 /// Counters of the bus.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BusStats {
     /// Events published.
     pub published: u64,

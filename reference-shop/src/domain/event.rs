@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The events the services exchange through the queue.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ShopEvent {
     /// An order reserved its stock (topic `orders`).

@@ -11,7 +11,7 @@ pub use event::{ShopEvent, TOPIC_ORDERS, TOPIC_PAYMENTS};
 pub use order::{Order, OrderLine, OrderStatus};
 
 /// A customer; the API key identifies them on every request.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Customer {
     /// Id.
     pub id: i64,
@@ -22,7 +22,7 @@ pub struct Customer {
 }
 
 /// A catalog entry with its stock.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Product {
     /// Id.
     pub id: i64,
@@ -41,7 +41,7 @@ pub struct Product {
 }
 
 /// One line of a cart.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CartLine {
     /// Product.
     pub product_id: i64,
@@ -54,7 +54,7 @@ pub struct CartLine {
 }
 
 /// A message to the customer about an order.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Notification {
     /// Id.
     pub id: i64,

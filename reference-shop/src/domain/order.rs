@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where an order is in its try-confirm-cancel life.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Stock is reserved; payment has not succeeded yet (try).
@@ -39,7 +39,7 @@ impl OrderStatus {
 }
 
 /// One line of an order, priced when the order was placed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct OrderLine {
     /// Product.
     pub product_id: i64,
@@ -50,7 +50,7 @@ pub struct OrderLine {
 }
 
 /// An order.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Order {
     /// Id.
     pub id: i64,
@@ -65,10 +65,13 @@ pub struct Order {
     /// Whether a payment card is on file for this order.
     pub has_card: bool,
     /// The provider's charge id once paid.
+    #[schema(required = true)]
     pub charge_id: Option<String>,
     /// Why the last payment attempt did not go through, if it did not.
+    #[schema(required = true)]
     pub payment_error: Option<String>,
     /// Why the order was cancelled.
+    #[schema(required = true)]
     pub cancel_reason: Option<String>,
     /// Placement time, Unix milliseconds.
     pub created_at_ms: i64,

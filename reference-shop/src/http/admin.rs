@@ -9,21 +9,49 @@ use axum::extract::State;
 
 use super::auth::Admin;
 use super::extract::ApiJson;
-use crate::api::{ApiError, DeadLetterList, Replay, Replayed, ShopStatus};
+use crate::api::{ApiError, DeadLetterList, ErrorBody, Replay, Replayed, ShopStatus};
 use crate::app::Shop;
 use crate::faults::{FaultPatch, FaultSettings};
 
 /// `GET /admin/status`.
+#[utoipa::path(
+    get,
+    path = "/admin/status",
+    operation_id = "getStatus",
+    tag = "operations",
+    security(("admin_token" = [])),
+    responses((status = 200, description = "What every resilience mechanism has done", body = ShopStatus))
+)]
 pub(super) async fn status(State(shop): State<Arc<Shop>>, _: Admin) -> Json<ShopStatus> {
     Json(shop.operations.status())
 }
 
 /// `GET /admin/faults`.
+#[utoipa::path(
+    get,
+    path = "/admin/faults",
+    operation_id = "getFaults",
+    tag = "operations",
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The injected faults now", body = FaultSettings))
+)]
 pub(super) async fn faults(State(shop): State<Arc<Shop>>, _: Admin) -> Json<FaultSettings> {
     Json(shop.operations.faults())
 }
 
 /// `PUT /admin/faults`.
+#[utoipa::path(
+    put,
+    path = "/admin/faults",
+    operation_id = "setFaults",
+    tag = "operations",
+    security(("admin_token" = [])),
+    request_body = FaultPatch,
+    responses(
+        (status = 200, description = "The injected faults after the change", body = FaultSettings),
+        (status = 422, description = "A value out of range (`invalid_fault`; nothing changes), or a body that does not fit `FaultPatch` (`invalid_body`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn set_faults(
     State(shop): State<Arc<Shop>>,
     _: Admin,
@@ -33,11 +61,31 @@ pub(super) async fn set_faults(
 }
 
 /// `GET /admin/dlq`.
+#[utoipa::path(
+    get,
+    path = "/admin/dlq",
+    operation_id = "listDeadLetters",
+    tag = "operations",
+    security(("admin_token" = [])),
+    responses((status = 200, description = "Every subscription's dead letters", body = DeadLetterList))
+)]
 pub(super) async fn dead_letters(State(shop): State<Arc<Shop>>, _: Admin) -> Json<DeadLetterList> {
     Json(shop.operations.dead_letters())
 }
 
 /// `POST /admin/dlq/replay`.
+#[utoipa::path(
+    post,
+    path = "/admin/dlq/replay",
+    operation_id = "replayDeadLetters",
+    tag = "operations",
+    security(("admin_token" = [])),
+    request_body = Replay,
+    responses(
+        (status = 200, description = "How many dead letters went back to their subscription", body = Replayed),
+        (status = 422, description = "A body that does not fit `Replay` (`invalid_body`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn replay(
     State(shop): State<Arc<Shop>>,
     _: Admin,

@@ -35,7 +35,7 @@ pub type ClientLimitLayer =
     KeyedRateLimitLayer<KeyedRateLimiter<Client, ShopClock>, ClientKey, RateLimitHeaders>;
 
 /// Counters of the edge, for `/admin/status` and `/metrics`.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct EdgeStats {
     /// Requests refused by the per-client rate limit (429).
     pub rate_limited: u64,

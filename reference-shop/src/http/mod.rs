@@ -18,7 +18,9 @@ mod edge;
 mod error;
 mod extract;
 mod identity;
+mod openapi;
 mod orders;
+mod protocol;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +35,8 @@ use axum::routing::{delete, get, patch, post};
 
 pub use edge::{ClientKey, ClientLimitLayer, Edge, EdgeStats, refused, throttled_body};
 pub use identity::{Client, ClientAddr, ClientAddrs, identify};
+pub use openapi::{document as openapi_document, document_text as openapi_text};
+pub use protocol::MAX_HEADER_BYTES;
 
 use crate::api::{ApiError, Liveness, Readiness, ReadyStatus};
 use crate::app::Shop;
@@ -59,11 +63,11 @@ pub fn router(shop: Arc<Shop>) -> Router {
         .route_layer(middleware::from_fn_with_state(Arc::clone(&shop), identify))
         .merge(customers::signup(&shop));
     let ops = Router::new()
-        .route("/health", get(ready))
+        .route("/health", get(health))
         .route("/health/ready", get(ready))
         .route("/health/live", get(live))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(openapi::serve(&shop.config)))
         .route("/admin/status", get(admin::status))
         .route("/admin/faults", get(admin::faults).put(admin::set_faults))
         .route("/admin/dlq", get(admin::dead_letters))
@@ -80,6 +84,7 @@ pub fn router(shop: Arc<Shop>) -> Router {
                 "method not allowed on this route",
             )
         })
+        .layer(middleware::from_fn(protocol::limit_headers))
         .layer(middleware::from_fn_with_state(Arc::clone(&shop), observe))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
@@ -111,8 +116,18 @@ async fn observe(State(shop): State<Arc<Shop>>, req: Request, next: Next) -> Res
     response
 }
 
-/// `GET /health/ready` and `GET /health`: 200 when the shop can serve, 503 with the reasons
-/// otherwise (see [`crate::services::Operations::ready`]).
+/// `GET /health/ready`: 200 when the shop can serve, 503 with the reasons otherwise (see
+/// [`crate::services::Operations::ready`]).
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    operation_id = "ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The shop serves: the store answers, the event consumers run, the edge is not shedding", body = Readiness),
+        (status = 503, description = "The shop cannot serve now; `reasons` says why", body = Readiness),
+    )
+)]
 async fn ready(State(shop): State<Arc<Shop>>) -> (StatusCode, axum::Json<Readiness>) {
     let ready = shop.operations.ready().await;
     let status = match ready.status {
@@ -122,20 +137,48 @@ async fn ready(State(shop): State<Arc<Shop>>) -> (StatusCode, axum::Json<Readine
     (status, axum::Json(ready))
 }
 
+/// `GET /health`: an alias of `/health/ready`.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "As `/health/ready`", body = Readiness),
+        (status = 503, description = "As `/health/ready`", body = Readiness),
+    )
+)]
+async fn health(state: State<Arc<Shop>>) -> (StatusCode, axum::Json<Readiness>) {
+    ready(state).await
+}
+
 /// `GET /health/live`: 200 while the process answers.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    operation_id = "live",
+    tag = "operations",
+    responses((status = 200, description = "The process answers", body = Liveness))
+)]
 async fn live(State(shop): State<Arc<Shop>>) -> axum::Json<Liveness> {
     axum::Json(shop.operations.live())
 }
 
+/// `GET /metrics`: Prometheus metrics in the OpenMetrics text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every metric the shop exports", body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    )
+)]
 async fn metrics(State(shop): State<Arc<Shop>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         shop.metrics.encode(),
     )
-        .into_response()
-}
-
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], include_str!("../../openapi.json"))
         .into_response()
 }

@@ -9,12 +9,33 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::Caller;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::api::{ApiError, NotificationList, OrderList, Page, Pay, PlaceOrder};
+use crate::api::{ApiError, ErrorBody, NotificationList, OrderList, Page, Pay, PlaceOrder};
 use crate::app::Shop;
 use crate::domain::Order;
 
 /// `POST /orders` (header `Idempotency-Key`): 201 with a new order; 200 with
 /// `Idempotent-Replayed: true` for the order an earlier request with the same key placed.
+#[utoipa::path(
+    post,
+    path = "/orders",
+    operation_id = "placeOrder",
+    tag = "orders",
+    security(("api_key" = [])),
+    params(
+        ("Idempotency-Key" = String, Header, min_length = 1, max_length = 128, pattern = "^[ -~]*[!-~][ -~]*$",
+            description = "1 to 128 visible ASCII characters: a retried request with the same key and body answers the same order"),
+    ),
+    request_body = PlaceOrder,
+    responses(
+        (status = 201, description = "The order: stock reserved, awaiting payment", body = Order),
+        (status = 200, description = "The order an earlier request with this key placed", body = Order,
+            headers(("Idempotent-Replayed" = String, description = "`true`"))),
+        (status = 400, description = "No `Idempotency-Key` (`idempotency_key_required`), or a body that is not JSON (`malformed_json`)", body = ErrorBody),
+        (status = 404, description = "A line names no product (`unknown_product`)", body = ErrorBody),
+        (status = 409, description = "Not enough stock (`out_of_stock`, with `product_id` and `available`), or the key was used for another order (`idempotency_key_reused`)", body = ErrorBody),
+        (status = 422, description = "No lines (`empty_order`, also for an empty cart), too many lines, a bad quantity, a product twice (`duplicate_product`), a bad card, or a body that does not fit `PlaceOrder` (`invalid_body`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn place(
     State(shop): State<Arc<Shop>>,
     Caller(c): Caller,
@@ -32,6 +53,18 @@ pub(super) async fn place(
 }
 
 /// `GET /orders`.
+#[utoipa::path(
+    get,
+    path = "/orders",
+    operation_id = "listOrders",
+    tag = "orders",
+    security(("api_key" = [])),
+    params(Page),
+    responses(
+        (status = 200, description = "The caller's orders, newest first", body = OrderList),
+        (status = 422, description = "A query value out of range or of the wrong type, or an unknown parameter (`invalid_limit`, `invalid_query`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn list(
     State(shop): State<Arc<Shop>>,
     Caller(c): Caller,
@@ -41,19 +74,48 @@ pub(super) async fn list(
 }
 
 /// `GET /orders/{id}`.
+#[utoipa::path(
+    get,
+    path = "/orders/{id}",
+    operation_id = "getOrder",
+    tag = "orders",
+    security(("api_key" = [])),
+    params(("id" = i64, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order", body = Order),
+        (status = 404, description = "No such order of the caller's (`not_found`)", body = ErrorBody),
+        (status = 422, description = "An id that is not a 64-bit integer (`invalid_path`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn get(
     State(shop): State<Arc<Shop>>,
     Caller(c): Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<Order>, ApiError> {
     shop.orders.get(c.id, id).await.map(Json)
 }
 
 /// `POST /orders/{id}/pay`: 202 when a payment started, 200 when the order was paid already.
+#[utoipa::path(
+    post,
+    path = "/orders/{id}/pay",
+    operation_id = "payOrder",
+    tag = "orders",
+    security(("api_key" = [])),
+    params(("id" = i64, Path, description = "Order id")),
+    request_body = Pay,
+    responses(
+        (status = 202, description = "A payment started; the order's status tells how it ends", body = Order),
+        (status = 200, description = "The order was paid already", body = Order),
+        (status = 404, description = "No such order of the caller's (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The order was cancelled (`order_cancelled`)", body = ErrorBody),
+        (status = 422, description = "A bad card (`invalid_card`), a body that does not fit `Pay` (`invalid_body`), or an id that is not a 64-bit integer (`invalid_path`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn pay(
     State(shop): State<Arc<Shop>>,
     Caller(c): Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath,
     ApiJson(pay): ApiJson<Pay>,
 ) -> Result<(StatusCode, Json<Order>), ApiError> {
     let outcome = shop.orders.pay(c.id, id, pay).await?;
@@ -62,19 +124,46 @@ pub(super) async fn pay(
 }
 
 /// `POST /orders/{id}/cancel`.
+#[utoipa::path(
+    post,
+    path = "/orders/{id}/cancel",
+    operation_id = "cancelOrder",
+    tag = "orders",
+    security(("api_key" = [])),
+    params(("id" = i64, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order, cancelled (also when it was already); its stock is released", body = Order),
+        (status = 404, description = "No such order of the caller's (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The order is paid (`order_paid`)", body = ErrorBody),
+        (status = 422, description = "An id that is not a 64-bit integer (`invalid_path`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn cancel(
     State(shop): State<Arc<Shop>>,
     Caller(c): Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<Order>, ApiError> {
     shop.orders.cancel(c.id, id).await.map(Json)
 }
 
 /// `GET /orders/{id}/notifications`: the caller's order's notifications.
+#[utoipa::path(
+    get,
+    path = "/orders/{id}/notifications",
+    operation_id = "listOrderNotifications",
+    tag = "orders",
+    security(("api_key" = [])),
+    params(("id" = i64, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "What the customer was told about the order, oldest first", body = NotificationList),
+        (status = 404, description = "No such order of the caller's (`not_found`)", body = ErrorBody),
+        (status = 422, description = "An id that is not a 64-bit integer (`invalid_path`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn notifications(
     State(shop): State<Arc<Shop>>,
     Caller(c): Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<NotificationList>, ApiError> {
     let order = shop.orders.get(c.id, id).await?;
     shop.notifications.for_order(order.id).await.map(Json)

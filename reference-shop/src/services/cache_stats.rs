@@ -7,7 +7,7 @@ use levee::core::Clock;
 use serde::Serialize;
 
 /// Counters of a cache.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct CacheStats {
     /// Reads answered from memory.
     pub hits: u64,

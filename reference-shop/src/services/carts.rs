@@ -9,7 +9,7 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 
 use super::{Catalog, Infra};
-use crate::api::{ApiError, CartItem, CartView};
+use crate::api::{ApiError, CartItem, CartView, OrderItem};
 use crate::clock::ShopClock;
 use crate::config::OrdersConfig;
 use crate::store::catalog::CartChange;
@@ -116,12 +116,12 @@ impl Carts {
     ///
     /// # Errors
     /// Store failures.
-    pub(crate) async fn lines(&self, customer_id: i64) -> Result<Vec<CartItem>, ApiError> {
+    pub(crate) async fn lines(&self, customer_id: i64) -> Result<Vec<OrderItem>, ApiError> {
         let cart = self.store.cart(customer_id).await?;
         Ok(cart
             .lines
             .into_iter()
-            .map(|l| CartItem {
+            .map(|l| OrderItem {
                 product_id: l.product_id,
                 quantity: u32::try_from(l.quantity).unwrap_or(u32::MAX),
             })

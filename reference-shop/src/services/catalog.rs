@@ -55,7 +55,7 @@ impl Catalog {
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(ApiError::invalid("invalid_limit", "limit must lie in 1..=100"));
         }
-        if search.q.as_ref().is_some_and(|q| q.len() > 100) {
+        if search.q.as_ref().is_some_and(|q| q.chars().count() > 100) {
             return Err(ApiError::invalid("invalid_query", "q is at most 100 characters"));
         }
         let offset = search.offset.unwrap_or(0);

@@ -59,11 +59,11 @@ impl Customers {
     /// Creates a customer with a fresh API key.
     ///
     /// # Errors
-    /// 422 for a name that is empty or longer than 64 characters (after trimming); store
-    /// failures.
+    /// 422 for a name longer than 64 characters or empty once surrounding spaces, tabs and
+    /// line breaks are dropped (the document's `maxLength` and `pattern`); store failures.
     pub async fn create(&self, body: NewCustomer) -> Result<Customer, ApiError> {
-        let name = body.name.trim();
-        if name.is_empty() || name.chars().count() > 64 {
+        let name = body.name.trim_matches([' ', '\t', '\n', '\r']);
+        if name.is_empty() || body.name.chars().count() > 64 {
             return Err(ApiError::invalid("invalid_name", "name must have 1 to 64 characters"));
         }
         Ok(self.store.create_customer(name, self.clock.now_ms()).await?)

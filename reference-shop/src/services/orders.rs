@@ -7,8 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
+
 use super::{Carts, Catalog, Infra, Payments};
-use crate::api::{ApiError, CartItem, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement};
+use crate::api::{
+    ApiError, OrderItem, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement,
+};
 use crate::bus::EventBus;
 use crate::clock::ShopClock;
 use crate::config::OrdersConfig;
@@ -89,10 +93,10 @@ impl Orders {
     ///
     /// # Errors
     /// 400 without an idempotency key (1 to 128 characters); 422 for a bad card, no lines,
-    /// too many lines, a bad quantity, a product twice or an unknown product; 409 when the key
-    /// was used for a different order, `out_of_stock`, or `reservation_cap` when the customer
-    /// would hold more than `limits.max_reserved_units` units or `limits.max_unpaid_orders`
-    /// unpaid orders; store failures.
+    /// too many lines, a bad quantity or a product twice; 404 for an unknown product (as in
+    /// the cart); 409 when the key was used for a different order, `out_of_stock`, or
+    /// `reservation_cap` when the customer would hold more than `limits.max_reserved_units`
+    /// units or `limits.max_unpaid_orders` unpaid orders; store failures.
     pub async fn place(
         &self,
         customer_id: i64,
@@ -159,14 +163,16 @@ impl Orders {
                 Err(ApiError::out_of_stock(product_id, available))
             }
             PlaceOutcome::OverCap(over) => Err(ApiError::over_cap(&over)),
-            PlaceOutcome::UnknownProduct(id) => {
-                Err(ApiError::invalid("unknown_product", format!("product {id} does not exist")))
-            }
+            PlaceOutcome::UnknownProduct(id) => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_product",
+                format!("product {id} does not exist"),
+            )),
         }
     }
 
     /// Checks an order's lines: how many, each quantity, each product once.
-    fn lines(&self, items: &[CartItem]) -> Result<Vec<(i64, i64)>, ApiError> {
+    fn lines(&self, items: &[OrderItem]) -> Result<Vec<(i64, i64)>, ApiError> {
         let limits = &self.settings;
         if items.len() > limits.max_lines {
             return Err(ApiError::invalid(
