@@ -15,6 +15,7 @@
 //! ([`env`]): `SHOP_SERVER__ADMIN_TOKEN=123456` is the token `"123456"`. `DATABASE_URL`
 //! selects PostgreSQL as usual.
 
+mod clients;
 mod env;
 
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use levee::policy::{Backoff, RetryBudgetBuilder, RetrySettings};
 use levee::queue::broker::{ServeConfig, SubscriptionConfig};
 use serde::{Deserialize, Serialize};
 
+pub use clients::ClientLimits;
 use env::Layer;
 
 /// The token admin endpoints accept when none is configured. A warning is logged when used.
@@ -114,6 +116,8 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests and for the consumers to drain.
     #[serde(with = "levee::core::serde_duration")]
     pub shutdown_grace: Duration,
+    /// Slow and greedy clients: read timeouts, request deadline, connection limits.
+    pub clients: ClientLimits,
 }
 
 impl Default for ServerConfig {
@@ -123,6 +127,7 @@ impl Default for ServerConfig {
             admin_token: DEFAULT_ADMIN_TOKEN.to_owned(),
             max_body_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            clients: ClientLimits::default(),
         }
     }
 }
@@ -385,6 +390,7 @@ impl Config {
         if self.server.admin_token.is_empty() {
             return Err(shop("server", E::new("admin_token", "must not be empty")));
         }
+        self.server.clients.validate()?;
         E::require_nonzero("max_connections", self.storage.max_connections)
             .map_err(section("storage"))?;
         self.storage.contention_retry.build().map_err(section("storage.contention_retry"))?;

@@ -9,7 +9,7 @@ use crate::api::{
 };
 use crate::bus::EventBus;
 use crate::faults::{FaultPatch, FaultSettings, Faults};
-use crate::http::Edge;
+use crate::http::{Connections, Edge};
 use crate::store::Store;
 use crate::timeouts::ShopTimers;
 
@@ -21,18 +21,21 @@ pub struct Operations {
     timers: Arc<ShopTimers>,
     faults: Arc<Faults>,
     edge: Arc<Edge>,
+    connections: Arc<Connections>,
     catalog: Arc<Catalog>,
     customers: Arc<Customers>,
     payments: Arc<Payments>,
 }
 
 impl Operations {
-    /// Operations over `infra`, changing `faults` and reporting on `edge` and the services.
+    /// Operations over `infra`, changing `faults` and reporting on `edge`, `connections` and
+    /// the services.
     #[must_use]
     pub fn new(
         infra: &Infra,
         faults: Arc<Faults>,
         edge: Arc<Edge>,
+        connections: Arc<Connections>,
         catalog: Arc<Catalog>,
         customers: Arc<Customers>,
         payments: Arc<Payments>,
@@ -43,6 +46,7 @@ impl Operations {
             timers: Arc::clone(&infra.timers),
             faults,
             edge,
+            connections,
             catalog,
             customers,
             payments,
@@ -64,6 +68,7 @@ impl Operations {
             breaker: self.payments.breaker_status(),
             payment: self.payments.pipeline_status(),
             edge: self.edge.stats(),
+            connections: self.connections.stats(),
             cache: self.catalog.cache_stats(),
             customer_cache: self.customers.cache_stats(),
             queue: self.bus.stats(),
