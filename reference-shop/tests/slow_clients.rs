@@ -231,8 +231,10 @@ async fn slow_connections_hold_no_slot_and_are_cut_off_while_customers_are_serve
 
     // The slow ones are cut off by the read timeouts: closed without an answer while the
     // headers are incomplete, 408 with the JSON error body while the body is.
+    let mut cut_after = Vec::new();
     for (i, task) in slow.into_iter().enumerate() {
         let (cut, after) = task.await.unwrap();
+        cut_after.push(after);
         if i % 2 == 0 {
             assert!(matches!(cut, Cut::Closed), "half headers: {cut:?}");
         } else {
@@ -247,6 +249,13 @@ async fn slow_connections_hold_no_slot_and_are_cut_off_while_customers_are_serve
             "cut after {after:?}, timeout {READ_TIMEOUT:?}"
         );
     }
+    cut_after.sort();
+    println!(
+        "slow clients: all {} cut off, {:?} to {:?} after their last header byte or headers",
+        cut_after.len(),
+        cut_after[0],
+        cut_after[cut_after.len() - 1]
+    );
     // The connection's task counts the cut just after the client has seen it.
     let stats = eventually("the cuts are counted", || async {
         let s = connections(&shop);

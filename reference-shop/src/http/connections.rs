@@ -1,8 +1,8 @@
 //! Who may hold a connection: at most `server.clients.max_connections` open connections in
 //! total (levee-limit's [`Bulkhead`], one permit per connection) and at most
 //! `max_connections_per_address` from one client address (a count per address, dropped with
-//! the address's last connection). A connection over either limit is refused at once: the
-//! listener never queues one.
+//! the address's last connection, so the map holds at most `max_connections` addresses). A
+//! connection over either limit is refused at once: the listener never queues one.
 //!
 //! The same place holds the request deadline (levee-policy's timeout on the shop clock, see
 //! `request.rs`) and counts what the shop did to slow clients (header and body read
@@ -202,15 +202,16 @@ mod tests {
         let a1 = c.admit(a).unwrap();
         let _a2 = c.admit(a).unwrap();
         assert_eq!(c.admit(a).unwrap_err(), Refused::PerAddress { limit: 2 });
+        // The refusal by address gave back the total permit it took: b gets the third.
         let _b1 = c.admit(b).unwrap();
         assert_eq!(c.admit(b).unwrap_err(), Refused::Total { limit: 3 });
-        // A refusal by address returns the total permit it took: b is refused by the total.
         assert_eq!(c.stats().open, 3);
+        // A closed connection gives both places back.
         drop(a1);
         let _a3 = c.admit(a).unwrap();
-        assert_eq!(c.admit(a).unwrap_err(), Refused::PerAddress { limit: 2 });
+        assert_eq!(c.admit(a).unwrap_err(), Refused::Total { limit: 3 });
         let s = c.stats();
-        assert_eq!((s.open, s.accepted, s.refused_per_address, s.refused_total), (3, 4, 2, 1));
+        assert_eq!((s.open, s.accepted, s.refused_per_address, s.refused_total), (3, 4, 1, 2));
     }
 
     #[test]
@@ -221,6 +222,62 @@ mod tests {
         }
         assert!(c.per_address.lock().is_empty());
         assert_eq!(c.stats().open, 0);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A connection from address `.0`.
+        Connect(u8),
+        /// The open connection at `.0` (modulo how many are open) closes.
+        Close(usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![(0u8..4).prop_map(Op::Connect), any::<usize>().prop_map(Op::Close)]
+    }
+
+    proptest::proptest! {
+        /// Against a model of plain counts: the same admissions and refusals (and the
+        /// reason), the same counters, after every step.
+        #[test]
+        fn admissions_match_a_model_of_counts(
+            total in 1usize..6,
+            per_address in 1usize..6,
+            ops in proptest::collection::vec(op(), 0..64),
+        ) {
+            let per_address = per_address.min(total);
+            let c = Arc::new(Connections::new(&limits(total, per_address), ShopClock::system()).unwrap());
+            let mut open: Vec<(u8, ConnectionPermit)> = Vec::new();
+            let mut model = ConnectionStats::default();
+            for op in ops {
+                match op {
+                    Op::Connect(a) => {
+                        let from_a = open.iter().filter(|(b, _)| *b == a).count();
+                        let expected = if open.len() >= total {
+                            model.refused_total += 1;
+                            Err(Refused::Total { limit: total })
+                        } else if from_a >= per_address {
+                            model.refused_per_address += 1;
+                            Err(Refused::PerAddress { limit: per_address })
+                        } else {
+                            model.accepted += 1;
+                            Ok(())
+                        };
+                        let got = c.admit(IpAddr::from([10, 0, 0, a]));
+                        proptest::prop_assert_eq!(got.as_ref().map(|_| ()).map_err(|e| *e), expected);
+                        if let Ok(permit) = got {
+                            open.push((a, permit));
+                        }
+                    }
+                    Op::Close(i) if !open.is_empty() => drop(open.swap_remove(i % open.len())),
+                    Op::Close(_) => {}
+                }
+                model.open = open.len() as u64;
+                proptest::prop_assert_eq!(c.stats(), model);
+                proptest::prop_assert!(c.per_address.lock().len() <= total);
+            }
+        }
     }
 
     #[test]
