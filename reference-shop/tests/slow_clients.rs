@@ -201,6 +201,7 @@ async fn slow_connections_hold_no_slot_and_are_cut_off_while_customers_are_serve
 
     // 2x max_concurrent slow connections from this one address: half with half their
     // headers, half with their headers and a trickling body.
+    let honest_open = connections(&shop).open;
     let slow: Vec<_> = (0..2 * MAX_CONCURRENT)
         .map(|i| {
             tokio::spawn(async move {
@@ -208,7 +209,6 @@ async fn slow_connections_hold_no_slot_and_are_cut_off_while_customers_are_serve
             })
         })
         .collect();
-    let honest_open = connections(&shop).open;
     eventually("the slow connections are open", || async {
         (connections(&shop).open >= honest_open + 2 * MAX_CONCURRENT as u64).then_some(())
     })

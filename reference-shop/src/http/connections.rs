@@ -32,7 +32,9 @@ pub struct ConnectionStats {
     pub refused_total: u64,
     /// Connections refused because their address had `max_connections_per_address` open.
     pub refused_per_address: u64,
-    /// Connections closed because their request headers did not arrive in time.
+    /// Connections closed because their request headers did not arrive in time (idle
+    /// keep-alive connections included: the timeout also bounds the wait for the next
+    /// request).
     pub header_timeouts: u64,
     /// Requests answered 408 because their body did not arrive in time.
     pub body_timeouts: u64,
