@@ -4,10 +4,11 @@
 //! those that do not send their headers in time (`connections`). Layers, outermost first:
 //! panic catcher (a JSON 500 instead of a dropped connection), body limit, request metrics
 //! and tracing; then, for the customer API only, the edge (`edge`): levee-limit's per-client
-//! rate limit (429), the whole body read within its time (408, `request`), the bulkhead
-//! (503, both with `Retry-After`), and the request deadline (504). The other routes read
-//! their body the same way. `/health`, `/metrics` and `/admin` stay reachable while
-//! customers are being shed. Handlers take the typed bodies of [`crate::api`] and call one service each
+//! rate limit (429 with `Retry-After`); the whole body read within its time (408,
+//! `request`); the request deadline (504); levee-limit's bulkhead (503 with `Retry-After`).
+//! The other routes read their body the same way. `/health`, `/metrics` and `/admin` stay
+//! reachable while customers are being shed. Handlers take the typed bodies of
+//! [`crate::api`] and call one service each
 //! (a customer's order notifications ask the orders service whose order it is first).
 
 mod admin;
