@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::bus::{BusStats, DeadLetter};
 use crate::faults::FaultSettings;
 use crate::guard::{BreakerStatus, PipelineStatus};
-use crate::http::EdgeStats;
+use crate::http::{ConnectionStats, EdgeStats};
 use crate::provider::ProviderStats;
 use crate::services::CacheStats;
 use crate::timeouts::TimerStats;
@@ -29,6 +29,8 @@ pub struct ShopStatus {
     pub payment: PipelineStatus,
     /// The edge: rate-limited and shed requests, requests in flight.
     pub edge: EdgeStats,
+    /// Connections: open, refused by the limits, closed by the read timeouts.
+    pub connections: ConnectionStats,
     /// The product cache.
     pub cache: CacheStats,
     /// The customer cache (API key look-ups).

@@ -14,7 +14,7 @@ use crate::config::{Config, SettingError};
 use crate::domain::{TOPIC_ORDERS, TOPIC_PAYMENTS};
 use crate::faults::{FaultSettings, Faults};
 use crate::guard::PaymentGuard;
-use crate::http::Edge;
+use crate::http::{Connections, Edge};
 use crate::metrics::{Metrics, ShopCounters};
 use crate::provider::PaymentProvider;
 use crate::services::{
@@ -48,6 +48,9 @@ pub struct Shop {
     pub metrics: Metrics,
     /// The edge's limiters (the router layers them on the customer API).
     pub edge: Arc<Edge>,
+    /// Connection limits, request deadline, slow-client counters (the listener and the
+    /// router use them).
+    pub connections: Arc<Connections>,
     infra: Infra,
 }
 
@@ -116,11 +119,13 @@ impl Shop {
             &config.orders,
             caps,
         ));
+        let connections = Arc::new(Connections::new(&config.server.clients, clock.clone())?);
         let edge = Arc::new(Edge::new(&config.edge, &config.limits, clock)?);
         let operations = Arc::new(Operations::new(
             &infra,
             faults,
             Arc::clone(&edge),
+            Arc::clone(&connections),
             Arc::clone(&catalog),
             Arc::clone(&customers),
             Arc::clone(&payments),
@@ -138,6 +143,7 @@ impl Shop {
             operations,
             metrics,
             edge,
+            connections,
             infra,
         });
         shop.subscribe().await?;

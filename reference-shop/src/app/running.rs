@@ -58,17 +58,10 @@ impl RunningShop {
             })
         });
         let app = crate::http::router(Arc::clone(&shop));
-        let mut stopped_http = stopped;
-        let server = tokio::spawn(async move {
-            let result =
-                axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped_http.wait_for(|s| *s).await;
-                    })
-                    .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "server failed");
-            }
+        let server = tokio::spawn({
+            let (connections, limits) =
+                (Arc::clone(&shop.connections), shop.config.server.clients.clone());
+            async move { crate::http::serve(listener, app, connections, &limits, stopped).await }
         });
         let backend = shop.infra.store.backend();
         tracing::info!(%addr, ?backend, pending, "reference shop listening");

@@ -21,6 +21,7 @@
 //! zero, and every range [`Config::validate`] checks.
 
 mod addr;
+mod clients;
 mod env;
 mod limits;
 
@@ -35,6 +36,7 @@ use levee::policy::{Backoff, RetryBudgetBuilder, RetrySettings};
 use levee::queue::broker::{ServeConfig, SubscriptionConfig};
 use serde::{Deserialize, Serialize};
 
+pub use clients::ClientLimits;
 use env::Layer;
 pub use limits::{BadProxy, LimitsConfig, TrustedProxy};
 
@@ -140,6 +142,8 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests and for the consumers to drain.
     #[serde(with = "levee::core::serde_duration")]
     pub shutdown_grace: Duration,
+    /// Slow and greedy clients: read timeouts, request deadline, connection limits.
+    pub clients: ClientLimits,
 }
 
 impl Default for ServerConfig {
@@ -149,6 +153,7 @@ impl Default for ServerConfig {
             admin_token: DEFAULT_ADMIN_TOKEN.to_owned(),
             max_body_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            clients: ClientLimits::default(),
         }
     }
 }
@@ -464,6 +469,7 @@ impl Config {
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(shop("storage", E::new("data_dir", "must not be empty")));
         }
+        self.server.clients.validate()?;
         E::require_nonzero("max_connections", self.storage.max_connections)
             .map_err(section("storage"))?;
         E::require_positive("connect_timeout", self.storage.connect_timeout)

@@ -1,11 +1,16 @@
 //! The HTTP JSON API: routes to the services, nothing more.
 //!
-//! Layers, outermost first: panic catcher (a JSON 500 instead of a dropped connection), body
-//! limit, request metrics and tracing; then, for the customer API only, the edge
-//! (`edge`): levee-limit's per-client rate limit (429; a known customer's own budget, else
-//! the client address's, `identity`), sign-ups' per-address limit, and bulkhead (503), all with
-//! `Retry-After`. `/health/live`, `/health/ready` (and its alias `/health`), `/metrics` and
-//! `/admin` stay reachable while customers are being shed. Handlers take the typed bodies of
+//! The listener (`serve`) refuses connections over the limits of `server.clients` and closes
+//! those that do not send their headers in time (`connections`). Layers, outermost first:
+//! panic catcher (a JSON 500 instead of a dropped connection), body limit, request metrics
+//! and tracing; then, for the customer API only, the edge (`edge`): who the request counts
+//! against (a known customer's own budget, else the client address's, `identity`);
+//! levee-limit's per-client rate limit (429 with `Retry-After`; sign-ups have their own
+//! per-address limit); the whole body read within its time (408, `request`); the request
+//! deadline (504); levee-limit's bulkhead (503 with `Retry-After`). The other routes read
+//! their body the same way. `/health/live`, `/health/ready` (and its alias `/health`),
+//! `/metrics` and `/admin` stay reachable while customers are being shed. Handlers take the
+//! typed bodies of
 //! [`crate::api`] and call one service each
 //! (a customer's order notifications ask the orders service whose order it is first).
 
@@ -13,6 +18,7 @@ mod admin;
 mod auth;
 mod carts;
 mod catalog;
+mod connections;
 mod customers;
 mod edge;
 mod error;
@@ -21,6 +27,8 @@ mod identity;
 mod openapi;
 mod orders;
 mod protocol;
+mod request;
+mod serve;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,10 +41,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 
+pub use connections::{ConnectionPermit, ConnectionStats, Connections, DeadlinePipeline, Refused};
 pub use edge::{ClientKey, ClientLimitLayer, Edge, EdgeStats, refused, throttled_body};
 pub use identity::{Client, ClientAddr, ClientAddrs, identify};
 pub use openapi::{document as openapi_document, document_text as openapi_text};
 pub use protocol::MAX_HEADER_BYTES;
+pub use request::{deadline, read_body};
+pub use serve::serve;
 
 use crate::api::{ApiError, Liveness, Readiness, ReadyStatus};
 use crate::app::Shop;
@@ -55,9 +66,13 @@ pub fn router(shop: Arc<Shop>) -> Router {
         .route("/orders/{id}/pay", post(orders::pay))
         .route("/orders/{id}/cancel", post(orders::cancel))
         .route("/orders/{id}/notifications", get(orders::notifications))
-        // Two layers applied one after the other, not one stack: the rate limit (outer)
-        // decides before the bulkhead is asked for a slot.
+        // Layers applied one after the other, not one stack, outermost last: the rate limit
+        // decides before the body is read; the whole body is read before the bulkhead is
+        // asked for a slot; the deadline counts from then, the bulkhead's queue included
+        // (`request.rs`).
         .route_layer((HandleErrorLayer::new(refused), shop.edge.bulkhead()))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&shop), deadline))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&shop), read_body))
         .route_layer((middleware::map_response(throttled_body), shop.edge.rate_limit()))
         // Outermost: who the request counts against (a known customer, else its address).
         .route_layer(middleware::from_fn_with_state(Arc::clone(&shop), identify))
@@ -72,7 +87,8 @@ pub fn router(shop: Arc<Shop>) -> Router {
         .route("/admin/faults", get(admin::faults).put(admin::set_faults))
         .route("/admin/dlq", get(admin::dead_letters))
         .route("/admin/dlq/replay", post(admin::replay))
-        .route("/admin/products/{id}", patch(catalog::change));
+        .route("/admin/products/{id}", patch(catalog::change))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&shop), read_body));
     let max_body = shop.config.server.max_body_bytes;
     customer_api
         .merge(ops)

@@ -13,7 +13,9 @@
 //! - the customer API key (`api_key`) or the admin token (`admin_token`): 401;
 //! - the edge (every customer route): 429 with `Retry-After` (and the IETF `RateLimit`
 //!   fields when the edge sends them), 503 with `Retry-After` when it sheds load;
-//! - the store (every route that reads or writes it): 503 `store_unavailable`.
+//! - the store (every route that reads or writes it): 503 `store_unavailable`;
+//! - the request reader and deadline (`request.rs`): 408 `body_timeout` where there is a
+//!   body, 504 `deadline_exceeded` behind the edge.
 //!
 //! Limits that come from the settings (`orders.max_quantity`, `orders.max_lines`) are written
 //! into the document from the running shop's [`Config`], so the served document describes
@@ -187,6 +189,12 @@ impl utoipa::Modify for Contract {
                     add(op, 413, "A body over `server.max_body_bytes` (`body_too_large`)");
                     add(
                         op,
+                        408,
+                        "The body did not arrive within `server.clients.body_read_timeout` \
+                         (`body_timeout`; the connection is closed)",
+                    );
+                    add(
+                        op,
                         415,
                         "A body that is not `application/json` (`unsupported_media_type`)",
                     );
@@ -209,6 +217,12 @@ impl utoipa::Modify for Contract {
                 }
                 if edge {
                     op.responses.responses.insert("429".into(), rate_limited().into());
+                    add(
+                        op,
+                        504,
+                        "Not answered within `server.clients.request_timeout` of the body being \
+                         read (`deadline_exceeded`)",
+                    );
                 }
                 if edge || path.starts_with("/admin/products") {
                     op.responses.responses.insert("503".into(), unavailable().into());

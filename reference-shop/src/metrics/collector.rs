@@ -132,6 +132,36 @@ impl Collector for PrimitivesCollector {
             i64::try_from(edge.in_flight).unwrap_or(0),
         )?;
 
+        let conn = status.connections;
+        gauge(
+            &mut e,
+            "shop_connections_open",
+            "HTTP connections open",
+            i64::try_from(conn.open).unwrap_or(i64::MAX),
+        )?;
+        counter(&mut e, "shop_connections_accepted", "HTTP connections accepted", conn.accepted)?;
+        labelled(
+            &mut e,
+            "shop_connections_refused",
+            "HTTP connections refused at once: the shop's or one address's limit was reached",
+            MetricType::Counter,
+            &[
+                ([("limit", "total".to_owned())], conn.refused_total),
+                ([("limit", "per_address".to_owned())], conn.refused_per_address),
+            ],
+        )?;
+        labelled(
+            &mut e,
+            "shop_slow_clients_cut",
+            "Slow clients cut off: headers or body not read in time, request not served in time",
+            MetricType::Counter,
+            &[
+                ([("timeout", "header_read".to_owned())], conn.header_timeouts),
+                ([("timeout", "body_read".to_owned())], conn.body_timeouts),
+                ([("timeout", "request".to_owned())], conn.deadlines_exceeded),
+            ],
+        )?;
+
         let c = status.cache;
         counter(&mut e, "levee_cache_hits", "Product reads answered from the cache", c.hits)?;
         counter(

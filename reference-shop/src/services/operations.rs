@@ -22,7 +22,7 @@ use crate::bus::EventBus;
 use crate::clock::ShopClock;
 use crate::config::HealthConfig;
 use crate::faults::{FaultPatch, FaultSettings, Faults};
-use crate::http::Edge;
+use crate::http::{Connections, Edge};
 use crate::store::Store;
 use crate::timeouts::ShopTimers;
 
@@ -34,6 +34,7 @@ pub struct Operations {
     timers: Arc<ShopTimers>,
     faults: Arc<Faults>,
     edge: Arc<Edge>,
+    connections: Arc<Connections>,
     catalog: Arc<Catalog>,
     customers: Arc<Customers>,
     payments: Arc<Payments>,
@@ -54,13 +55,14 @@ fn nanos(d: std::time::Duration) -> u64 {
 }
 
 impl Operations {
-    /// Operations over `infra`, changing `faults` and reporting on `edge` and the services;
-    /// readiness as `health` says.
+    /// Operations over `infra`, changing `faults` and reporting on `edge`, `connections` and
+    /// the services; readiness as `health` says.
     #[must_use]
     pub fn new(
         infra: &Infra,
         faults: Arc<Faults>,
         edge: Arc<Edge>,
+        connections: Arc<Connections>,
         catalog: Arc<Catalog>,
         customers: Arc<Customers>,
         payments: Arc<Payments>,
@@ -72,6 +74,7 @@ impl Operations {
             timers: Arc::clone(&infra.timers),
             faults,
             edge,
+            connections,
             catalog,
             customers,
             payments,
@@ -147,6 +150,7 @@ impl Operations {
             breaker: self.payments.breaker_status(),
             payment: self.payments.pipeline_status(),
             edge: self.edge.stats(),
+            connections: self.connections.stats(),
             cache: self.catalog.cache_stats(),
             customer_cache: self.customers.cache_stats(),
             queue: self.bus.stats(),
