@@ -73,6 +73,30 @@ async fn made_up_keys_cost_the_address_and_a_known_key_has_its_own_budget() {
     shop.stop().await;
 }
 
+/// A served answer tells the client where its budget stands before it is refused: the IETF
+/// `RateLimit-Policy` / `RateLimit` fields (issue 21 item 4) count down with each request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_answers_carry_the_rate_limit_fields() {
+    let db = TestDb::sqlite();
+    let shop = start(&db, |c| c.edge.rate = Quota::per_minute(20).with_burst(3)).await;
+    let known = shop.customer("cy").await;
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let r = shop.send(shop.get("/products/1", Some(&known))).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let policy = r.headers["ratelimit-policy"].to_str().unwrap().to_owned();
+        assert_eq!(policy, r#""client";q=20;w=60"#, "{r:?}");
+        remaining.push(r.headers["ratelimit"].to_str().unwrap().to_owned());
+    }
+    // Three cells, one spent per request; the full burst is back 3 s per spent cell later.
+    assert_eq!(
+        remaining,
+        [r#""client";r=2;t=3"#, r#""client";r=1;t=6"#, r#""client";r=0;t=9"#],
+        "{remaining:?}"
+    );
+    shop.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_ups_have_their_own_per_address_limit() {
     let db = TestDb::sqlite();
