@@ -18,7 +18,7 @@ use crate::http::{Connections, Edge};
 use crate::metrics::{Metrics, ShopCounters};
 use crate::provider::PaymentProvider;
 use crate::services::{
-    Carts, Catalog, Customers, Infra, Notifications, Operations, Orders, Payments,
+    Carts, Catalog, Customers, Infra, Notifications, Operations, Orders, Payments, Reported,
 };
 use crate::store::{HoldingCaps, Store, StoreError};
 use crate::timeouts::ShopTimers;
@@ -121,16 +121,14 @@ impl Shop {
         ));
         let connections = Arc::new(Connections::new(&config.server.clients, clock.clone())?);
         let edge = Arc::new(Edge::new(&config.edge, &config.limits, clock)?);
-        let operations = Arc::new(Operations::new(
-            &infra,
-            faults,
-            Arc::clone(&edge),
-            Arc::clone(&connections),
-            Arc::clone(&catalog),
-            Arc::clone(&customers),
-            Arc::clone(&payments),
-            config.health.clone(),
-        ));
+        let reported = Reported {
+            edge: Arc::clone(&edge),
+            connections: Arc::clone(&connections),
+            catalog: Arc::clone(&catalog),
+            customers: Arc::clone(&customers),
+            payments: Arc::clone(&payments),
+        };
+        let operations = Arc::new(Operations::new(&infra, faults, reported, config.health.clone()));
         let metrics = Metrics::new(&infra.counters, Arc::clone(&operations));
         let shop = Arc::new(Self {
             config,

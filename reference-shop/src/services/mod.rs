@@ -33,6 +33,6 @@ pub use catalog::Catalog;
 pub use customers::Customers;
 pub use infra::Infra;
 pub use notifications::Notifications;
-pub use operations::Operations;
+pub use operations::{Operations, Reported};
 pub use orders::{Orders, reasons};
 pub use payments::Payments;

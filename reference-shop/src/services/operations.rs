@@ -54,20 +54,33 @@ fn nanos(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// What the operations service reports on besides the infrastructure: the edge, the
+/// listener's connections and the services with counters of their own.
+#[derive(Debug)]
+pub struct Reported {
+    /// The edge (rate limit, bulkhead).
+    pub edge: Arc<Edge>,
+    /// The listener's connections.
+    pub connections: Arc<Connections>,
+    /// The catalog (its cache).
+    pub catalog: Arc<Catalog>,
+    /// The customers (their cache).
+    pub customers: Arc<Customers>,
+    /// The payments (breaker, retries).
+    pub payments: Arc<Payments>,
+}
+
 impl Operations {
-    /// Operations over `infra`, changing `faults` and reporting on `edge`, `connections` and
-    /// the services; readiness as `health` says.
+    /// Operations over `infra`, changing `faults` and reporting on `reported`; readiness as
+    /// `health` says.
     #[must_use]
     pub fn new(
         infra: &Infra,
         faults: Arc<Faults>,
-        edge: Arc<Edge>,
-        connections: Arc<Connections>,
-        catalog: Arc<Catalog>,
-        customers: Arc<Customers>,
-        payments: Arc<Payments>,
+        reported: Reported,
         health: HealthConfig,
     ) -> Self {
+        let Reported { edge, connections, catalog, customers, payments } = reported;
         Self {
             store: Arc::clone(&infra.store),
             bus: infra.bus.clone(),
