@@ -127,7 +127,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 }
 
 /// Middleware: finds who the request counts against ([`Client`], [`ClientAddr`]) for the
-/// edge's rate limits, and hands a verified customer on to the handler ([`Caller`]), so the
+/// edge's rate limits, and hands a verified customer on to the handler (`Caller`), so the
 /// key is looked up once. A look-up the cache cannot answer holds a bulkhead slot while it
 /// reads the store (503 when the shop is full). A key the store could not check (it failed)
 /// counts against the address; the handler then answers for the key as it always does.

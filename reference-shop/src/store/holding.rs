@@ -3,7 +3,7 @@
 //! of unpaid orders.
 //!
 //! Every change that can raise a holding (a cart line going up, an order placed) runs in a
-//! transaction that first locks the customer ([`lock_cart`](super::catalog::lock_cart):
+//! transaction that first locks the customer (`catalog::lock_cart`:
 //! PostgreSQL's row lock, SQLite's one write lock), then reads the holding and checks the
 //! change against the caps before it commits. So the changes of one customer are checked
 //! one after the other, each against what the previous ones left: no two concurrent orders

@@ -22,7 +22,7 @@ where
     ///
     /// **Rule.** A smaller capacity evicts down to it at once, shard by shard, by the same
     /// S3-FIFO policy as an insert (expired entries first, then the coldest); the evicted
-    /// values reach listeners as [`RemovalCause::Size`](crate::RemovalCause::Evicted). A
+    /// values reach listeners as [`RemovalCause::Size`](crate::RemovalCause::Size). A
     /// larger one simply lets the cache grow. Nothing else is forgotten: the entries kept
     /// keep their frequency and queue, loads in flight go on.
     ///
