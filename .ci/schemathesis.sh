@@ -5,7 +5,7 @@
 # 1. installs Schemathesis (pinned) from PyPI into a virtual environment under the target
 #    directory (python3 -m venv; reused while the version matches);
 # 2. starts the shop (release build) on a free loopback port in a temporary directory, with
-#    the per-client rate limit raised so the fuzzer's bursts are not refused with 429;
+#    the per-client and sign-up rate limits raised so the fuzzer's bursts are not refused with 429;
 # 3. runs `st run` against the document the shop serves (`/openapi.json`) with every check,
 #    all phases (examples, coverage, fuzzing, and the stateful phase that follows the
 #    document's links: create a customer, add to the cart, place the order, read it, cancel
@@ -58,6 +58,8 @@ export SHOP_SERVER__SHUTDOWN_GRACE=2s
 export SHOP_STORAGE__DATA_DIR="$st_dir/shop"
 export SHOP_EDGE__RATE__COUNT=100000
 export SHOP_EDGE__RATE__BURST=100000
+export SHOP_LIMITS__SIGNUP__COUNT=100000
+export SHOP_LIMITS__SIGNUP__BURST=100000
 "$shop_bin" serve >"$st_dir/shop.log" 2>&1 &
 st_shop_pid=$!
 tries=0
