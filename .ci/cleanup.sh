@@ -31,6 +31,20 @@ if [ -z "${levee_ci_cleanup_loaded:-}" ]; then
         done
         return 1
     }
+    # ci_wait_http URL PID LOG: waits up to 60 s for URL to answer 200 while PID lives; when
+    # it does not, prints the end of LOG and fails.
+    ci_wait_http() {
+        local tries=0
+        until curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; do
+            tries=$((tries + 1))
+            if [ "$tries" -gt 300 ] || ! kill -0 "$2" 2>/dev/null; then
+                echo "$1 did not come up; the log:" >&2
+                tail -n 40 "$3" >&2 || true
+                return 1
+            fi
+            sleep 0.2
+        done
+    }
     # ci_stop_server PID DIR: stops a server this run started and removes its directory.
     ci_stop_server() {
         if [ -n "$1" ]; then

@@ -44,20 +44,6 @@ stop_dashboard_servers() {
 }
 on_exit stop_dashboard_servers
 
-# wait_http URL PID LOG: waits up to 60 s for URL to answer 200 while PID lives.
-wait_http() {
-    local tries=0
-    until curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; do
-        tries=$((tries + 1))
-        if [ "$tries" -gt 300 ] || ! kill -0 "$2" 2>/dev/null; then
-            echo "$1 did not come up; the log:" >&2
-            tail -n 40 "$3" >&2 || true
-            return 1
-        fi
-        sleep 0.2
-    done
-}
-
 shop_port=$(ci_free_port 18080 18180)
 export SHOP_SERVER__ADDR="127.0.0.1:$shop_port"
 export SHOP_SERVER__ADMIN_TOKEN="ci-dashboard-$RANDOM$RANDOM"
@@ -65,7 +51,7 @@ export SHOP_SERVER__SHUTDOWN_GRACE=2s
 export SHOP_STORAGE__DATA_DIR="$dash_dir/shop"
 "$shop_bin" serve >"$dash_dir/shop.log" 2>&1 &
 dash_shop_pid=$!
-wait_http "http://127.0.0.1:$shop_port/health" "$dash_shop_pid" "$dash_dir/shop.log"
+ci_wait_http "http://127.0.0.1:$shop_port/health" "$dash_shop_pid" "$dash_dir/shop.log"
 echo "shop on 127.0.0.1:$shop_port"
 
 prom_port=$(ci_free_port 19090 19190)
@@ -85,7 +71,7 @@ promtool check config "$dash_dir/prometheus.yml"
 prometheus --config.file="$dash_dir/prometheus.yml" --storage.tsdb.path="$dash_dir/prometheus" \
     --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$dash_dir/prometheus.log" 2>&1 &
 dash_prom_pid=$!
-wait_http "http://127.0.0.1:$prom_port/-/ready" "$dash_prom_pid" "$dash_dir/prometheus.log"
+ci_wait_http "http://127.0.0.1:$prom_port/-/ready" "$dash_prom_pid" "$dash_dir/prometheus.log"
 echo "prometheus $(prometheus --version 2>&1 | awk 'NR == 1 {print $3}') on 127.0.0.1:$prom_port"
 
 start=$(date +%s)

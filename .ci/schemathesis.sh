@@ -62,16 +62,7 @@ export SHOP_LIMITS__SIGNUP__COUNT=100000
 export SHOP_LIMITS__SIGNUP__BURST=100000
 "$shop_bin" serve >"$st_dir/shop.log" 2>&1 &
 st_shop_pid=$!
-tries=0
-until curl -fsS -o /dev/null --max-time 2 "$base/health" 2>/dev/null; do
-    tries=$((tries + 1))
-    if [ "$tries" -gt 300 ] || ! kill -0 "$st_shop_pid" 2>/dev/null; then
-        echo "the shop did not come up; its log:" >&2
-        tail -n 40 "$st_dir/shop.log" >&2 || true
-        exit 1
-    fi
-    sleep 0.2
-done
+ci_wait_http "$base/health" "$st_shop_pid" "$st_dir/shop.log"
 echo "shop on 127.0.0.1:$port"
 
 # The customer whose API key the fuzzer sends (the stateful phase creates more).
