@@ -247,6 +247,24 @@ impl PaymentGuard {
             .await
     }
 
+    /// The breaker's settings now.
+    #[must_use]
+    pub fn breaker_settings(&self) -> levee::breaker::BreakerSettings {
+        self.breaker.settings().clone()
+    }
+
+    /// Changes the breaker's settings live (levee-breaker's `CircuitBreaker::reconfigure`):
+    /// it keeps its state and window.
+    ///
+    /// # Errors
+    /// The first invalid setting (or a different `window`); nothing changes.
+    pub fn reconfigure_breaker(
+        &self,
+        settings: levee::breaker::BreakerSettings,
+    ) -> Result<(), levee::core::ConfigError> {
+        self.breaker.reconfigure(settings).map(drop)
+    }
+
     /// The breaker now.
     #[must_use]
     pub fn breaker_status(&self) -> BreakerStatus {

@@ -23,7 +23,7 @@ use levee::limit::{Bulkhead, BulkheadError, KeyedRateLimiter, OwnedPermit, Throt
 use serde::Serialize;
 
 use super::identity::{Client, ClientAddrs};
-use crate::api::ApiError;
+use crate::api::{ApiError, EdgeLive, EdgePatch};
 use crate::clock::ShopClock;
 use crate::config::{EdgeConfig, LimitsConfig, SettingError, section};
 
@@ -94,6 +94,30 @@ impl Edge {
             addrs: ClientAddrs::new(limits),
             bulkhead: Arc::new(bulkhead),
         })
+    }
+
+    /// The limits now (`/admin/settings`).
+    #[must_use]
+    pub fn live(&self) -> EdgeLive {
+        EdgeLive {
+            rate: self.rate.quota(),
+            signup: self.signup.quota(),
+            max_concurrent: self.bulkhead.limit(),
+        }
+    }
+
+    /// Applies `patch`, whose values the caller checked (an invalid quota is skipped): each
+    /// client keeps what it owes, requests in flight finish.
+    pub fn reconfigure(&self, patch: &EdgePatch) {
+        for (limiter, quota) in [(&self.rate, patch.rate), (&self.signup, patch.signup)] {
+            if let Some(quota) = quota {
+                // An invalid quota changes nothing (`LiveControl::apply` checks first).
+                let _ = limiter.reconfigure(quota);
+            }
+        }
+        if let Some(limit) = patch.max_concurrent {
+            self.bulkhead.set_limit(limit);
+        }
     }
 
     /// How client addresses are found.
