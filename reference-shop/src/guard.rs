@@ -86,8 +86,11 @@ pub struct BreakerStatus {
     pub state: BreakerState,
     /// Failed calls in the breaker's window.
     pub failures_in_window: u64,
-    /// Times the breaker opened.
+    /// Times the breaker opened (a failed trial call re-opening it counts too).
     pub opened: u64,
+    /// Times the breaker closed again after a successful trial: with `opened`, tells an
+    /// intermittent provider (both grow) from a long outage (only `opened` grows).
+    pub closed: u64,
     /// Calls refused by the open (or half-open and busy) breaker.
     pub rejected: u64,
 }
@@ -129,6 +132,7 @@ struct Counters {
     attempt_timeouts: Counter,
     overall_timeouts: Counter,
     opened: Counter,
+    closed: Counter,
 }
 
 impl Counters {
@@ -173,14 +177,16 @@ impl PaymentGuard {
     /// A setting out of range, named by its path (`payment.retry.max_attempts`, ...).
     pub fn new(config: &PaymentConfig, clock: ShopClock) -> Result<Self, SettingError> {
         let counters = Arc::new(Counters::default());
-        let opened = Arc::clone(&counters);
+        let transitions = Arc::clone(&counters);
         let breaker = Arc::new(
             CircuitBreaker::builder()
                 .settings(config.breaker.clone())
                 .name("payment-provider")
                 .listener(move |e: &BreakerEvent| {
                     if e.to == State::Open {
-                        opened.opened.incr();
+                        transitions.opened.incr();
+                    } else if e.to == State::Closed && e.from == State::HalfOpen {
+                        transitions.closed.incr();
                     }
                 })
                 .clock(clock.clone())
@@ -278,6 +284,7 @@ impl PaymentGuard {
             state,
             failures_in_window: metrics.failed_calls,
             opened: self.counters.opened.get(),
+            closed: self.counters.closed.get(),
             rejected: metrics.not_permitted,
         }
     }
@@ -354,6 +361,7 @@ mod tests {
             assert_eq!(guard.call(fail, FAULT).await, Err(PolicyError::Operation("down")));
         }
         assert_eq!(guard.breaker_status().state, BreakerState::Open);
+        assert_eq!(guard.breaker_status().closed, 0);
         assert_eq!(
             guard.call(|| async { Ok::<_, &str>(1) }, FAULT).await,
             Err(PolicyError::CircuitOpen { retry_after: Some(Duration::from_secs(5)) })
@@ -362,7 +370,7 @@ mod tests {
         manual.advance(Duration::from_secs(5));
         assert_eq!(guard.call(|| async { Ok::<_, &str>(1) }, FAULT).await, Ok(Ok(1)));
         assert_eq!(guard.breaker_status().state, BreakerState::Closed);
-        assert_eq!(guard.breaker_status().opened, 1);
+        assert_eq!((guard.breaker_status().opened, guard.breaker_status().closed), (1, 1));
         // An answer that is not a fault neither trips nor retries.
         for _ in 0..3 {
             let declined = guard.call(|| async { Err::<(), _>("declined") }, FAULT).await;

@@ -60,6 +60,12 @@ impl Collector for PrimitivesCollector {
             b.state.as_gauge(),
         )?;
         counter(&mut e, "levee_breaker_opened", "Times the payment breaker opened", b.opened)?;
+        counter(
+            &mut e,
+            "levee_breaker_closed",
+            "Times the payment breaker closed again after a successful trial call",
+            b.closed,
+        )?;
         counter(&mut e, "levee_breaker_rejected", "Calls refused by the open breaker", b.rejected)?;
         let p = status.payment;
         counter(
