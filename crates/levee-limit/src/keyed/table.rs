@@ -23,8 +23,13 @@ use std::num::NonZeroU64;
 
 use levee_core::sync::{Entry, OnceSlots, Ordering, SlotState};
 
-/// Smallest table (slots); 16 x 16 bytes for `u64` keys.
+/// Smallest table holding keys (slots); 16 x 16 bytes for `u64` keys.
 const MIN_CAPACITY: usize = 16;
+/// A table holding no key: one empty slot, so that every probe ends at once and the first
+/// insertion finds no room and rebuilds (with exclusive access) to [`MIN_CAPACITY`]. An idle
+/// shard costs one slot instead of sixteen: 64 shards emptied by reclamation hold 1 KiB of
+/// slots for `u64` keys, not 16 KiB.
+const EMPTY_CAPACITY: usize = 1;
 
 /// What an insertion with shared access came to.
 pub(super) enum Shared<'a, E> {
@@ -46,7 +51,7 @@ pub(super) struct Table<K> {
 
 impl<K> Table<K> {
     pub(super) fn new() -> Self {
-        Self { slots: OnceSlots::new(MIN_CAPACITY), horizon: 0 }
+        Self { slots: OnceSlots::new(EMPTY_CAPACITY), horizon: 0 }
     }
 
     pub(super) fn len(&self) -> usize {
@@ -190,9 +195,13 @@ impl<K> Table<K> {
     {
         let live = self.tats().filter(|&tat| tat > drop_at_or_below).count();
         let dropped = self.slots.len() - live;
-        let needed = live + room.max(live / 4).max(1);
-        // Smallest power of two that holds `needed` at a load of at most 7/8.
-        let capacity = (needed * 8).div_ceil(7).next_power_of_two().max(MIN_CAPACITY);
+        let capacity = if live == 0 && room == 0 {
+            EMPTY_CAPACITY
+        } else {
+            let needed = live + room.max(live / 4).max(1);
+            // Smallest power of two that holds `needed` at a load of at most 7/8.
+            (needed * 8).div_ceil(7).next_power_of_two().max(MIN_CAPACITY)
+        };
         if dropped == 0 && capacity == self.slots.capacity() {
             return 0;
         }
@@ -315,7 +324,7 @@ mod tests {
         assert_eq!(t.horizon(), 50);
         assert_eq!(t.rebuild(&Mod7, u64::MAX, 0, true), 40);
         assert_eq!(t.horizon(), 100);
-        assert_eq!(t.footprint(), MIN_CAPACITY * 16);
+        assert_eq!(t.footprint(), EMPTY_CAPACITY * 16, "an empty table keeps one slot");
     }
 
     #[derive(Debug, Clone)]
@@ -387,6 +396,8 @@ mod tests {
         assert_eq!(t.rebuild(&Mod7, 0, 0, true), 0);
         assert_eq!(t.slots.capacity(), 16384);
         assert_eq!(t.rebuild(&Mod7, 10, 0, true), 10_000);
-        assert_eq!(t.slots.capacity(), MIN_CAPACITY);
+        assert_eq!(t.slots.capacity(), EMPTY_CAPACITY);
+        add(&mut t, 1, 20);
+        assert_eq!(t.slots.capacity(), MIN_CAPACITY, "the first key after it gets a table");
     }
 }
