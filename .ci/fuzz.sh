@@ -17,6 +17,11 @@
 #                       (targets x 30 / 2) s, about 4 minutes; raise it on longer jobs)
 #   LEVEE_FUZZ_JOBS     targets run at once (default: the number of CPUs)
 #   LEVEE_FUZZ_TARGETS  the targets to run, space-separated (default: all)
+#   LEVEE_FUZZ_CODEGEN_UNITS  codegen units per crate (default 2). cargo-fuzz uses 1 in
+#                       release builds, so that ThinLTO can inline across the sancov-marked
+#                       code: faster fuzzing, but every crate compiles on one core and the
+#                       build's critical path (the shop, sqlx, hyper) leaves a CI core idle.
+#                       It took 760 s of CI's 45 minutes; 2 units keep both cores busy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +31,7 @@ CARGO_FUZZ_VERSION=0.13.2
 declare -A KNOWN_FAILING=()
 
 seconds=${LEVEE_FUZZ_SECONDS:-30}
+codegen_units=${LEVEE_FUZZ_CODEGEN_UNITS:-2}
 jobs=${LEVEE_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 started=$SECONDS
 
@@ -61,7 +67,7 @@ echo "cargo-fuzz $CARGO_FUZZ_VERSION, $(rustc +nightly --version)"
 echo "targets: $(echo "$targets" | tr '\n' ' ')(${seconds} s each, $jobs at a time)"
 
 build_started=$SECONDS
-cargo +nightly fuzz build
+cargo +nightly fuzz build --codegen-units "$codegen_units"
 echo "built in $((SECONDS - build_started)) s"
 
 # Runs one target; its log is $scratch/<target>.log, its exit status $scratch/<target>.rc.
@@ -75,7 +81,7 @@ run_target() {
     # libFuzzer stops at -max_total_time; `timeout` bounds the rest (a hung input past
     # -timeout, a slow start), so the step can never hold CI up.
     timeout --kill-after=10 "$((seconds + 120))" \
-        cargo +nightly fuzz run "$target" "$corpus" -- \
+        cargo +nightly fuzz run --codegen-units "$codegen_units" "$target" "$corpus" -- \
         -max_total_time="$seconds" -timeout=30 -print_final_stats=1 \
         -artifact_prefix="$artifacts" >"$scratch/$target.log" 2>&1 || rc=$?
     echo "$rc" >"$scratch/$target.rc"

@@ -166,6 +166,8 @@ impl Counters {
 pub struct PaymentGuard {
     pipeline: Stages,
     breaker: Option<Arc<CircuitBreaker<ShopClock>>>,
+    /// The configured breaker settings, reported while there is no breaker.
+    configured: levee::breaker::BreakerSettings,
     budget: Option<Arc<RetryBudget>>,
     counters: Arc<Counters>,
 }
@@ -197,6 +199,7 @@ impl PaymentGuard {
             return Ok(Self {
                 pipeline: Stages::Bare(pipeline),
                 breaker: None,
+                configured: config.breaker.clone(),
                 budget: None,
                 counters,
             });
@@ -235,7 +238,13 @@ impl PaymentGuard {
             .clock(clock)
             .build()
             .map_err(section("payment"))?;
-        Ok(Self { pipeline: Stages::Protected(pipeline), breaker: Some(breaker), budget, counters })
+        Ok(Self {
+            pipeline: Stages::Protected(pipeline),
+            breaker: Some(breaker),
+            configured: config.breaker.clone(),
+            budget,
+            counters,
+        })
     }
 
     /// The pipeline's stages, outermost first (`timeout`, `retry`, `breaker`,
@@ -284,6 +293,27 @@ impl PaymentGuard {
         match &self.pipeline {
             Stages::Protected(p) => p.execute(attempt).await,
             Stages::Bare(p) => p.execute(attempt).await,
+        }
+    }
+
+    /// The breaker's settings now (with protections off, the configured ones, unused).
+    #[must_use]
+    pub fn breaker_settings(&self) -> levee::breaker::BreakerSettings {
+        self.breaker.as_ref().map_or_else(|| self.configured.clone(), |b| b.settings().clone())
+    }
+
+    /// Changes the breaker's settings live (levee-breaker's `CircuitBreaker::reconfigure`):
+    /// it keeps its state and window.
+    ///
+    /// # Errors
+    /// The first invalid setting (or a different `window`); nothing changes.
+    pub fn reconfigure_breaker(
+        &self,
+        settings: levee::breaker::BreakerSettings,
+    ) -> Result<(), levee::core::ConfigError> {
+        match &self.breaker {
+            Some(breaker) => breaker.reconfigure(settings).map(drop),
+            None => Err(ConfigError::new("breaker", "no breaker: [protections] enabled = false")),
         }
     }
 

@@ -15,12 +15,23 @@ enum Op {
     Advance(u64),
     Check(u8),
     CheckN(u8, u32),
+    /// Switch to `QUOTAS[i]` (issue 22.1).
+    Reconfigure(usize),
 }
+
+/// The quotas the model test switches between: faster and slower, larger and smaller bursts.
+const QUOTAS: [Quota; 3] = [
+    Quota::per_second(50).with_burst(3),
+    Quota::per_second(20).with_burst(1),
+    Quota::per_second(120).with_burst(5),
+];
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// Reclamation must be invisible: a reclaimed key behaves exactly as the key it was.
+    /// Reclamation must be invisible: a reclaimed key behaves exactly as the key it was. And
+    /// a quota change applies `RateLimiter::reconfigure`'s rule to every key, reclaimed or
+    /// not: the keyed limiter decides exactly as one reconfigured limiter per key.
     #[test]
     fn keyed_decisions_equal_one_limiter_per_key(
         shards in prop::sample::select(vec![1usize, 2, 8]),
@@ -29,9 +40,10 @@ proptest! {
             2 => (0u64..40_000_000).prop_map(Op::Advance),
             5 => (0u8..12).prop_map(Op::Check),
             2 => (0u8..12, 0u32..5).prop_map(|(k, n)| Op::CheckN(k, n)),
+            1 => (0..QUOTAS.len()).prop_map(Op::Reconfigure),
         ], 1..300),
     ) {
-        let quota = Quota::per_second(50).with_burst(3);
+        let mut quota = QUOTAS[0];
         let clock = ManualClock::new();
         let keyed = KeyedRateLimiter::<u8>::builder(quota)
             .shards(shards)
@@ -57,6 +69,14 @@ proptest! {
                         .or_insert_with(|| RateLimiter::with_clock(quota, clock.clone()).unwrap())
                         .check_n(n);
                     prop_assert_eq!(keyed.check_n(&k, n), expected);
+                }
+                Op::Reconfigure(i) => {
+                    prop_assert_eq!(keyed.reconfigure(QUOTAS[i]).unwrap(), quota);
+                    quota = QUOTAS[i];
+                    for limiter in model.values() {
+                        limiter.reconfigure(quota).unwrap();
+                    }
+                    prop_assert_eq!(keyed.quota(), quota);
                 }
             }
         }
@@ -401,4 +421,63 @@ fn threads_checking_and_inserting_at_once_admit_exactly_the_burst() {
     // 2,000 keys, each admitted exactly its burst of three, whatever the interleaving.
     assert_eq!(admitted.iter().sum::<usize>(), 6_000);
     assert_eq!(keyed.len(), 2_000);
+}
+
+/// A quota change (issue 22.1): an invalid quota is refused and changes nothing; a key's
+/// debt is kept in cells; the change is reported by `quota` and counted by `quotas_kept`.
+#[test]
+fn reconfigure_keeps_each_keys_debt_and_refuses_an_invalid_quota() {
+    let clock = ManualClock::new();
+    let keyed = KeyedRateLimiter::<String>::builder(Quota::per_second(10))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    keyed.check_n("a", 4).unwrap(); // owes 4 cells at 100 ms
+    assert!(keyed.reconfigure(Quota::per_second(0)).is_err());
+    assert_eq!(keyed.quota(), Quota::per_second(10));
+    assert_eq!(keyed.quotas_kept(), 1);
+
+    // Ten times slower: the 4 cells owed now take 4 s to pay back.
+    assert_eq!(
+        keyed.reconfigure(Quota::per_second(1).with_burst(10)).unwrap(),
+        Quota::per_second(10)
+    );
+    assert_eq!(keyed.quota(), Quota::per_second(1).with_burst(10));
+    assert_eq!(keyed.quotas_kept(), 2);
+    assert_eq!(keyed.state("a").remaining, 6);
+    assert_eq!(keyed.state("a").reset, Duration::from_secs(4));
+    assert_eq!(keyed.available("b"), 10);
+    // A burst smaller than the debt caps it.
+    keyed.reconfigure(Quota::per_second(1).with_burst(2)).unwrap();
+    assert_eq!(keyed.state("a").reset, Duration::from_secs(2));
+    assert!(keyed.check("a").is_err());
+    assert_eq!(
+        keyed.check_n("a", 3).unwrap_err().to_string(),
+        keyed.check_n("b", 3).unwrap_err().to_string()
+    );
+    clock.advance(Duration::from_secs(1));
+    assert!(keyed.check("a").is_ok());
+}
+
+/// A waiter for more cells than a shrunk burst holds ends with the capacity error instead of
+/// waiting forever.
+#[tokio::test]
+async fn a_waiter_that_no_longer_fits_the_burst_ends() {
+    let clock = ManualClock::new();
+    let keyed = std::sync::Arc::new(
+        KeyedRateLimiter::<u32>::builder(Quota::per_second(1).with_burst(4))
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    keyed.check_n(&1, 4).unwrap();
+    let waiter = {
+        let keyed = keyed.clone();
+        tokio::spawn(async move { keyed.key(&1).until_n_ready(3).await })
+    };
+    tokio::task::yield_now().await;
+    keyed.reconfigure(Quota::per_second(1).with_burst(2)).unwrap();
+    clock.advance(Duration::from_secs(10)); // the waiter wakes and looks again
+    let error = waiter.await.unwrap().unwrap_err();
+    assert_eq!((error.requested, error.burst), (3, 2));
 }

@@ -140,3 +140,36 @@ fn a_stale_reading_racing_a_sweep_is_refused() {
         assert_eq!(checked.unwrap_err().earliest(), SECOND);
     });
 }
+
+/// A check of a present key and a check of a new key race a quota change (issue 22.1): no
+/// access overlaps (the change rewrites the states with the shard held exclusively), each
+/// check ran wholly under one quota, and the debt is kept: the present key's cell owed at
+/// 1 s a cell is owed at 500 ms a cell afterwards, whichever came first.
+#[test]
+fn checks_racing_a_quota_change_keep_the_debt() {
+    model(|| {
+        let clock = ManualClock::new();
+        let keyed = Arc::new(limiter(&clock, 2));
+        keyed.check(&1).unwrap(); // key 1 owes one cell (state: 1 s)
+        let checkers: Vec<_> = [1u32, 2]
+            .into_iter()
+            .map(|key| {
+                let keyed = keyed.clone();
+                thread::spawn(move || keyed.check(&key).is_ok())
+            })
+            .collect();
+        let changer = {
+            let keyed = keyed.clone();
+            thread::spawn(move || keyed.reconfigure(Quota::per_second(2).with_burst(2)))
+        };
+        for checker in checkers {
+            assert!(checker.join().unwrap(), "one more cell fits a burst of two either way");
+        }
+        assert_eq!(changer.join().unwrap().unwrap(), Quota::per_second(1).with_burst(2));
+        // Key 1 owes two cells (its first and the raced one), now at 500 ms each; key 2 one.
+        assert_eq!(keyed.state(&1).remaining, 0);
+        assert_eq!(keyed.state(&1).reset, Duration::from_secs(1));
+        assert_eq!(keyed.state(&2).remaining, 1);
+        assert_eq!(keyed.state(&2).reset, Duration::from_millis(500));
+    });
+}

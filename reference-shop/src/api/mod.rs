@@ -11,6 +11,7 @@ mod health;
 pub mod integral;
 mod ops;
 mod orders;
+mod settings;
 
 pub use carts::{CartItem, CartView};
 pub use catalog::{ProductChange, ProductPage, ProductSearch};
@@ -20,4 +21,8 @@ pub use health::{Check, Liveness, Readiness, ReadyChecks, ReadyStatus};
 pub use ops::{DeadLetterList, Replay, Replayed, ShopStatus, StoreStatus};
 pub use orders::{
     NotificationList, OrderItem, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement,
+};
+pub use settings::{
+    CacheLive, CachePatch, CachesLive, CachesPatch, EdgeLive, EdgePatch, LiveSettings, PaymentLive,
+    PaymentPatch, SettingsPatch,
 };

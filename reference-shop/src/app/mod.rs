@@ -18,7 +18,8 @@ use crate::http::{Connections, Edge};
 use crate::metrics::{Metrics, ShopCounters};
 use crate::provider::PaymentProvider;
 use crate::services::{
-    Carts, Catalog, Customers, Infra, Notifications, Operations, Orders, Payments, Reported,
+    Carts, Catalog, Customers, Infra, LiveControl, Notifications, Operations, Orders, Payments,
+    Reported,
 };
 use crate::store::{HoldingCaps, Store, StoreError};
 use crate::timeouts::ShopTimers;
@@ -44,6 +45,8 @@ pub struct Shop {
     pub notifications: Arc<Notifications>,
     /// Health, status, faults, dead letters.
     pub operations: Arc<Operations>,
+    /// The live settings (`/admin/settings`).
+    pub live: Arc<LiveControl>,
     /// `/metrics`.
     pub metrics: Metrics,
     /// The edge's limiters (the router layers them on the customer API).
@@ -131,6 +134,12 @@ impl Shop {
             payments: Arc::clone(&payments),
         };
         let operations = Arc::new(Operations::new(&infra, faults, reported, config.health.clone()));
+        let live = Arc::new(LiveControl::new(
+            Arc::clone(&edge),
+            Arc::clone(&catalog),
+            Arc::clone(&customers),
+            Arc::clone(&payments),
+        ));
         let metrics = Metrics::new(&infra.counters, Arc::clone(&operations));
         let shop = Arc::new(Self {
             config,
@@ -141,6 +150,7 @@ impl Shop {
             payments,
             notifications,
             operations,
+            live,
             metrics,
             edge,
             connections,

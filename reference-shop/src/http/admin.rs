@@ -9,7 +9,9 @@ use axum::extract::State;
 
 use super::auth::Admin;
 use super::extract::ApiJson;
-use crate::api::{ApiError, DeadLetterList, ErrorBody, Replay, Replayed, ShopStatus};
+use crate::api::{
+    ApiError, DeadLetterList, ErrorBody, LiveSettings, Replay, Replayed, SettingsPatch, ShopStatus,
+};
 use crate::app::Shop;
 use crate::faults::{FaultPatch, FaultSettings};
 
@@ -92,4 +94,38 @@ pub(super) async fn replay(
     ApiJson(replay): ApiJson<Replay>,
 ) -> Json<Replayed> {
     Json(shop.operations.replay(replay))
+}
+
+/// `GET /admin/settings`.
+#[utoipa::path(
+    get,
+    path = "/admin/settings",
+    operation_id = "getSettings",
+    tag = "operations",
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The live settings: edge limits, payment breaker, caches", body = LiveSettings))
+)]
+pub(super) async fn settings(State(shop): State<Arc<Shop>>, _: Admin) -> Json<LiveSettings> {
+    Json(shop.live.settings())
+}
+
+/// `PATCH /admin/settings`.
+#[utoipa::path(
+    patch,
+    path = "/admin/settings",
+    operation_id = "changeSettings",
+    tag = "operations",
+    security(("admin_token" = [])),
+    request_body = SettingsPatch,
+    responses(
+        (status = 200, description = "The live settings after the change; the limiters, the breaker and the caches keep what they learnt", body = LiveSettings),
+        (status = 422, description = "A value out of range (`invalid_setting`, naming it; nothing changes), or a body that does not fit `SettingsPatch` (`invalid_body`)", body = ErrorBody),
+    )
+)]
+pub(super) async fn change_settings(
+    State(shop): State<Arc<Shop>>,
+    _: Admin,
+    ApiJson(patch): ApiJson<SettingsPatch>,
+) -> Result<Json<LiveSettings>, ApiError> {
+    shop.live.apply(patch).map(Json)
 }

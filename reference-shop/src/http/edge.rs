@@ -28,7 +28,7 @@ use levee::limit::{Bulkhead, BulkheadError, KeyedRateLimiter, OwnedPermit, Throt
 use serde::Serialize;
 
 use super::identity::{Client, ClientAddrs};
-use crate::api::ApiError;
+use crate::api::{ApiError, EdgeLive, EdgePatch};
 use crate::clock::ShopClock;
 use crate::config::{EdgeConfig, LimitsConfig, ProtectionsConfig, SettingError, section};
 
@@ -109,6 +109,32 @@ impl Edge {
             self.bulkhead = None;
         }
         self
+    }
+
+    /// The limits now (`/admin/settings`); `max_concurrent` 0 without a bulkhead
+    /// (protections off).
+    #[must_use]
+    pub fn live(&self) -> EdgeLive {
+        EdgeLive {
+            rate: self.rate.quota(),
+            signup: self.signup.quota(),
+            max_concurrent: self.bulkhead.as_ref().map_or(0, |b| b.limit()),
+        }
+    }
+
+    /// Applies `patch`, whose values the caller checked (an invalid quota is skipped): each
+    /// client keeps what it owes, requests in flight finish.
+    pub fn reconfigure(&self, patch: &EdgePatch) {
+        for (limiter, quota) in [(&self.rate, patch.rate), (&self.signup, patch.signup)] {
+            if let Some(quota) = quota {
+                // An invalid quota changes nothing (`LiveControl::apply` checks first).
+                let _ = limiter.reconfigure(quota);
+            }
+        }
+        // Without a bulkhead (protections off) there is no limit to change.
+        if let (Some(limit), Some(bulkhead)) = (patch.max_concurrent, &self.bulkhead) {
+            bulkhead.set_limit(limit);
+        }
     }
 
     /// How client addresses are found.

@@ -88,6 +88,7 @@ pub fn router(shop: Arc<Shop>) -> Router {
         .route("/admin/faults", get(admin::faults).put(admin::set_faults))
         .route("/admin/dlq", get(admin::dead_letters))
         .route("/admin/dlq/replay", post(admin::replay))
+        .route("/admin/settings", get(admin::settings).patch(admin::change_settings))
         .route("/admin/products/{id}", patch(catalog::change))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&shop), read_body));
     let max_body = shop.config.server.max_body_bytes;

@@ -74,6 +74,8 @@ use crate::config::Config;
         admin::set_faults,
         admin::dead_letters,
         admin::replay,
+        admin::settings,
+        admin::change_settings,
         catalog::change,
     ),
     components(schemas(ErrorBody)),

@@ -35,6 +35,11 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
+    /// The cache, for its live settings (`LiveControl`).
+    pub(crate) fn cache(&self) -> &Cache<i64, Option<Product>, ShopClock> {
+        &self.products
+    }
+
     /// The catalog over `infra`'s store, its product cache built from `cache`.
     ///
     /// # Errors

@@ -42,6 +42,11 @@ impl std::fmt::Debug for Customers {
 }
 
 impl Customers {
+    /// The cache, for its live settings (`LiveControl`).
+    pub(crate) fn cache(&self) -> &Cache<String, Customer, ShopClock> {
+        &self.by_key
+    }
+
     /// Customers over `infra`'s store, looked up through a cache built from `cache`.
     ///
     /// # Errors

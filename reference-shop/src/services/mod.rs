@@ -16,12 +16,14 @@
 //! | [`Payments`] | the breaker + timeout + retry pipeline, the provider | `OrderPlaced`, refunds |
 //! | [`Notifications`] | what customers are told | every event, `/orders/{id}/notifications` |
 //! | [`Operations`] | readiness, faults, the dead-letter queue, the status of every mechanism | `/health/*`, `/admin/*` |
+//! | [`LiveControl`] | nothing: it changes the others' levee primitives in place | `/admin/settings` |
 
 mod cache_stats;
 mod carts;
 mod catalog;
 mod customers;
 mod infra;
+mod live_control;
 mod notifications;
 mod operations;
 mod orders;
@@ -32,6 +34,7 @@ pub use carts::Carts;
 pub use catalog::Catalog;
 pub use customers::Customers;
 pub use infra::Infra;
+pub use live_control::LiveControl;
 pub use notifications::Notifications;
 pub use operations::{Operations, Reported};
 pub use orders::{Orders, reasons};

@@ -101,6 +101,23 @@ impl Payments {
         self.provider.charges_for(order_id)
     }
 
+    /// The payment breaker's settings now.
+    #[must_use]
+    pub fn breaker_settings(&self) -> levee::breaker::BreakerSettings {
+        self.guard.breaker_settings()
+    }
+
+    /// Changes the payment breaker's settings; it keeps its state and window.
+    ///
+    /// # Errors
+    /// The first invalid setting (or a different `window`); nothing changes.
+    pub fn reconfigure_breaker(
+        &self,
+        settings: levee::breaker::BreakerSettings,
+    ) -> Result<(), levee::core::ConfigError> {
+        self.guard.reconfigure_breaker(settings)
+    }
+
     /// The breaker now.
     #[must_use]
     pub fn breaker_status(&self) -> BreakerStatus {

@@ -40,6 +40,12 @@ impl SlotState {
         self.0.load(order)
     }
 
+    /// Stores a value that cannot be 0.
+    #[inline]
+    pub fn store(&self, value: NonZeroU64, order: Ordering) {
+        self.0.store(value.get(), order);
+    }
+
     /// As `AtomicU64::compare_exchange_weak`, with a new value that cannot be 0.
     ///
     /// # Errors

@@ -56,10 +56,11 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
-use levee_core::sync::{Ordering, ShardLocks};
+use levee_core::sync::{AtomicU64, Mutex, Ordering, Retained, ShardLocks};
 use levee_core::{Clock, ConfigError, Counter, EventHook, FastClock, Listener, nanos};
 
-use crate::error::{CheckNError, InsufficientCapacity, Throttled};
+use crate::error::{CheckNError, Throttled};
+use crate::live::translate;
 use crate::quota::{Gcra, Quota};
 use crate::state::LimitState;
 use crate::stats::{RateCounters, RateEvent};
@@ -121,10 +122,15 @@ pub enum KeyLimitPolicy {
 pub struct KeyedRateLimiter<K, C = FastClock, S = DefaultHasher> {
     shards: ShardLocks<Shard<K>>,
     hasher: S,
-    gcra: Gcra,
     clock: C,
-    quota: Quota,
-    sweep_interval: u64,
+    /// The quota now (each shard holds its own copy of the GCRA parameters, switched under
+    /// its lock by [`reconfigure`](Self::reconfigure)); every quota is kept until the drop.
+    quota: Retained<Quota>,
+    /// Serialises [`reconfigure`](Self::reconfigure); never taken by a check.
+    change: Mutex<()>,
+    /// Nanoseconds; follows the quota's refill time unless the builder set it.
+    sweep_interval: AtomicU64,
+    sweep_explicit: bool,
     /// Keys per shard at most (`usize::MAX`: unlimited).
     shard_limit: usize,
     policy: KeyLimitPolicy,
@@ -138,7 +144,7 @@ pub struct KeyedRateLimiter<K, C = FastClock, S = DefaultHasher> {
 impl<K, C, S> fmt::Debug for KeyedRateLimiter<K, C, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedRateLimiter")
-            .field("quota", &self.quota)
+            .field("quota", &*self.quota.load())
             .field("shards", &self.shards.len())
             .finish_non_exhaustive()
     }
@@ -251,10 +257,8 @@ where
         if n == 0 {
             return Ok(());
         }
-        if n > self.gcra.burst {
-            self.counters.rejected.incr();
-            return Err(InsufficientCapacity { requested: n, burst: self.gcra.burst }.into());
-        }
+        // `n` above the burst is refused by the key's shard, whose quota is the one that
+        // counts while a `reconfigure` is switching the shards.
         let clock = || self.clock.now();
         self.check_inner(key, n, clock(), &clock, report)
     }
@@ -289,7 +293,7 @@ where
             let now = self.clock.now(); // inside the lock, as `check` (`shard.rs`)
             let table = &shard.table;
             let tat = table.find(hash, key).map_or(table.horizon(), |t| t.load(Ordering::Relaxed));
-            self.gcra.state(tat, now)
+            shard.gcra.state(tat, now)
         })
     }
 
@@ -345,7 +349,75 @@ where
     /// The per-key quota.
     #[must_use]
     pub fn quota(&self) -> Quota {
-        self.quota
+        *self.quota.load()
+    }
+
+    /// How many quotas this limiter has had, the first included (each is kept until the
+    /// limiter is dropped; see [`reconfigure`](Self::reconfigure)).
+    #[must_use]
+    pub fn quotas_kept(&self) -> usize {
+        self.quota.versions()
+    }
+
+    /// Changes the per-key quota at run time, keeping what every key owes.
+    ///
+    /// **The rule** is [`RateLimiter::reconfigure`](crate::RateLimiter::reconfigure)'s, per
+    /// key: a key that owed 3 cells still owes 3, paid back at the new rate; a full key
+    /// stays full; a burst that shrank below a key's debt caps it. The state standing for
+    /// reclaimed keys moves by the same rule. The sweep interval follows the new refill
+    /// time unless the builder set it.
+    ///
+    /// **How.** Each shard holds the GCRA parameters its checks use and switches them, and
+    /// translates its keys, while it holds its lock exclusively, as a reclamation pass does:
+    /// the shards switch one after another (each in microseconds for a few hundred keys), so
+    /// a check sees either the old quota and the old states or the new quota and the
+    /// translated states, never a mix. Checks of other shards go on meanwhile.
+    ///
+    /// **Limits.** Each quota the limiter has had is kept until it is dropped (a few dozen
+    /// bytes; for [`quota`](Self::quota) to need no lock): change quotas as an operator
+    /// does, not per request. A waiter whose `n` no longer fits a smaller burst ends with
+    /// [`InsufficientCapacity`](crate::InsufficientCapacity).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use levee_core::ManualClock;
+    /// use levee_limit::{KeyedRateLimiter, Quota};
+    ///
+    /// let clock = ManualClock::new();
+    /// let limiter = KeyedRateLimiter::<String>::builder(Quota::per_second(10))
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// limiter.check_n("alice", 10)?; // drained: 10 cells owed at 100 ms each
+    /// // Twice the rate, same burst: alice still owes 10 cells, now at 50 ms each.
+    /// limiter.reconfigure(Quota::per_second(20).with_burst(10))?;
+    /// assert_eq!(limiter.check("alice").unwrap_err().retry_after(), Duration::from_millis(50));
+    /// assert_eq!(limiter.state("alice").reset, Duration::from_millis(500));
+    /// assert_eq!(limiter.available("bob"), 10, "a new key starts full under the new quota");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ConfigError`] when `quota` is invalid (see [`Quota::gcra`]); the limiter keeps
+    /// its quota.
+    pub fn reconfigure(&self, quota: Quota) -> Result<Quota, ConfigError> {
+        let gcra = quota.gcra()?;
+        let _change = self.change.lock();
+        let previous = *self.quota.load();
+        for i in 0..self.shards.len() {
+            self.shards.write(i, |shard| {
+                // Held exclusively: no check of this shard is under way.
+                let now = self.clock.now();
+                let old = shard.gcra;
+                shard.table.translate(|tat| translate(tat, now, &old, &gcra));
+                shard.gcra = gcra;
+            });
+        }
+        if !self.sweep_explicit {
+            // Relaxed: a scheduling hint, read under the shards' locks.
+            self.sweep_interval.store(default_sweep_interval(&gcra), Ordering::Relaxed);
+        }
+        self.quota.publish(quota);
+        Ok(previous)
     }
 
     /// The limiter's clock.
@@ -510,16 +582,17 @@ impl<K: Hash + Eq, C: Clock, S: BuildHasher> KeyedBuilder<K, C, S> {
         };
         let sweep_interval = match self.sweep_interval {
             Some(d) => nanos(ConfigError::require_positive("sweep_interval", d)?),
-            None => (gcra.t + gcra.tau).max(1_000_000_000),
+            None => default_sweep_interval(&gcra),
         };
-        let shards = ShardLocks::new(self.shards, |_| Shard::new());
+        let shards = ShardLocks::new(self.shards, |_| Shard::new(gcra));
         Ok(KeyedRateLimiter {
             shards,
             hasher: self.hasher,
-            gcra,
             clock: self.clock,
-            quota: self.quota,
-            sweep_interval,
+            quota: Retained::new(self.quota),
+            change: Mutex::new(()),
+            sweep_interval: AtomicU64::new(sweep_interval),
+            sweep_explicit: self.sweep_interval.is_some(),
             shard_limit,
             policy: self.policy,
             count_admitted: self.count_admitted,
@@ -529,4 +602,9 @@ impl<K: Hash + Eq, C: Clock, S: BuildHasher> KeyedBuilder<K, C, S> {
             hook: self.hook,
         })
     }
+}
+
+/// The sweep interval that follows the quota: its refill time, at least one second.
+fn default_sweep_interval(gcra: &Gcra) -> u64 {
+    (gcra.t + gcra.tau).max(1_000_000_000)
 }

@@ -21,18 +21,22 @@ use super::KeyedRateLimiter;
 use super::table::{Shared, Table};
 use crate::KeyLimitPolicy;
 use crate::error::{CheckNError, Throttled};
+use crate::quota::Gcra;
 
-/// One shard: its table and when it is next swept.
+/// One shard: its table, the quota its keys are checked against, and when it is next swept.
 pub(super) struct Shard<K> {
     pub(super) table: Table<K>,
+    /// Read under the shard's lock and changed only with it held exclusively
+    /// ([`KeyedRateLimiter::reconfigure`]), together with the states it applies to.
+    pub(super) gcra: Gcra,
     /// Clock reading at which the next time-based sweep is due; `u64::MAX` while the shard
     /// is empty or a sweep has been claimed.
     sweep_due: AtomicU64,
 }
 
 impl<K> Shard<K> {
-    pub(super) fn new() -> Self {
-        Self { table: Table::new(), sweep_due: AtomicU64::new(u64::MAX) }
+    pub(super) fn new(gcra: Gcra) -> Self {
+        Self { table: Table::new(), gcra, sweep_due: AtomicU64::new(u64::MAX) }
     }
 
     /// Claims the shard's sweep when it is due at `now`: one thread wins it, and moving the
@@ -110,8 +114,8 @@ where
         let admitted = self.shards.read(i, |shard| {
             let (decision, now) = match shard.table.find(hash, key) {
                 // One cell: `check`'s shorter arithmetic (the branch folds away in `check`).
-                Ok(state) if n == 1 => (self.gcra.check(state, now).map_err(Into::into), now),
-                Ok(state) => (self.gcra.check_n(state, now, n), now),
+                Ok(state) if n == 1 => (shard.gcra.check(state, now).map_err(Into::into), now),
+                Ok(state) => (shard.gcra.check_n(state, now, n), now),
                 Err(empty) => match self.insert_shared(shard, empty, key, now, clock, n) {
                     Some(decided) => decided,
                     None => {
@@ -160,24 +164,24 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let now = if now < shard.table.horizon() { clock() } else { now };
-        let fresh = |horizon| self.fresh(horizon, now, n);
+        let fresh = |horizon| shard.gcra.admit_n(horizon, now, n);
         let decision = match shard.table.insert_shared(empty, key, self.shard_limit, fresh) {
             Shared::Added => {
-                shard.schedule_sweep(now, self.sweep_interval);
+                shard.schedule_sweep(now, self.sweep_interval());
                 Ok(())
             }
-            Shared::Present(state) => self.gcra.check_n(state, now, n),
+            Shared::Present(state) => shard.gcra.check_n(state, now, n),
             Shared::Declined(refusal) => Err(refusal),
             Shared::Full => return None,
         };
         Some((decision, now))
     }
 
-    /// The state a key not in the table starts from (its table's horizon, which acts as a
-    /// fresh state at readings at or after it), moved by admitting `n` cells at `now`.
+    /// Nanoseconds between sweeps (it follows the quota unless the builder set it).
     #[inline]
-    fn fresh(&self, horizon: u64, now: u64, n: u32) -> Result<u64, CheckNError> {
-        self.gcra.admit_n(horizon, now, n)
+    fn sweep_interval(&self) -> u64 {
+        // Relaxed: a scheduling hint (`reconfigure`).
+        self.sweep_interval.load(Ordering::Relaxed)
     }
 
     #[cold]
@@ -224,6 +228,10 @@ where
                 Err(self.counters.record_throttled(&self.hook, n, t).into())
             }
             CheckNError::Throttled(t) => Err(t.into()),
+            CheckNError::InsufficientCapacity(error) if report => {
+                self.counters.rejected.incr();
+                Err(error.into())
+            }
             other => Err(other),
         }
     }
@@ -250,7 +258,7 @@ where
             let now = clock();
             if let Ok(state) = shard.table.find(hash, key) {
                 // Another thread added it since our read.
-                return Exclusive::Existing(self.gcra.check_n(state, now, n));
+                return Exclusive::Existing(shard.gcra.check_n(state, now, n));
             }
             if shard.table.len() >= self.shard_limit {
                 // First the keys idle for a sweep interval, then every refilled one.
@@ -275,10 +283,12 @@ where
                 // or because this shard's sweep is due anyway and we hold it.
                 passes[2] = self.pass(shard, now, self.idle_threshold(now), 1);
             }
-            match self.fresh(shard.table.horizon(), now, n) {
+            // The state a key not in the table starts from: the table's horizon, which acts
+            // as a fresh state at readings at or after it.
+            match shard.gcra.admit_n(shard.table.horizon(), now, n) {
                 Ok(tat) => {
                     shard.table.insert_mut(hash, key.to_owned(), tat);
-                    shard.schedule_sweep(now, self.sweep_interval);
+                    shard.schedule_sweep(now, self.sweep_interval());
                     Exclusive::New
                 }
                 Err(refusal) => Exclusive::Refused(refusal),
@@ -307,7 +317,7 @@ where
     /// table shrinks, and every check re-adds its key.)
     #[inline]
     fn idle_threshold(&self, now: u64) -> u64 {
-        now.saturating_sub(self.sweep_interval)
+        now.saturating_sub(self.sweep_interval())
     }
 
     /// Runs shard `i`'s claimed sweep.
@@ -330,7 +340,7 @@ where
     ) -> (usize, usize) {
         let reclaimed = shard.table.rebuild(&self.hasher, threshold, room, true);
         let remaining = shard.table.len();
-        let due = if remaining == 0 { u64::MAX } else { now.saturating_add(self.sweep_interval) };
+        let due = if remaining == 0 { u64::MAX } else { now.saturating_add(self.sweep_interval()) };
         // Relaxed: read as a hint by `claim_sweep`; the shard's lock orders the rest.
         shard.sweep_due.store(due, Ordering::Relaxed);
         (reclaimed, remaining)

@@ -208,6 +208,25 @@ impl<K> Table<K> {
         dropped
     }
 
+    /// Moves every state, and the horizon, through `f` (a quota change's translation; `f`
+    /// keeps states behind the clock as they are or returns 0 for them). With exclusive
+    /// access, so `Relaxed` accesses see and publish every state.
+    pub(super) fn translate(&mut self, f: impl Fn(u64) -> u64) {
+        for (_, state) in self.slots.iter() {
+            let tat = state.load(Ordering::Relaxed);
+            let moved = f(tat);
+            // 0 stands for "nothing owed": the state stays, which is as full (and a slot's
+            // state is never 0, which marks an empty slot).
+            if moved != 0 {
+                state.store(nonzero(moved), Ordering::Relaxed);
+            }
+        }
+        let horizon = f(self.horizon);
+        if horizon != 0 {
+            self.horizon = horizon;
+        }
+    }
+
     /// Bytes held by the slot array.
     pub(super) fn footprint(&self) -> usize {
         self.slots.footprint()

@@ -89,15 +89,17 @@ where
     /// [`InsufficientCapacity`] at once when `n` exceeds the burst.
     pub async fn until_n_ready(&self, n: u32) -> Result<(), InsufficientCapacity> {
         let limiter = self.limiter;
-        let burst = limiter.gcra.burst;
-        if n > burst {
-            return Err(InsufficientCapacity { requested: n, burst });
-        }
-        // n <= burst was checked above and the burst never changes.
-        let ((), waited) = retry_until(&limiter.clock, Jitter::NONE, || {
-            limiter.check_n_inner(self.key, n, false).map_err(CheckNError::expect_throttled)
+        // `n` above the burst (now, or after a `reconfigure` while waiting) ends the wait
+        // with the capacity error instead of waiting forever.
+        let (fits, waited) = retry_until(&limiter.clock, Jitter::NONE, || {
+            match limiter.check_n_inner(self.key, n, false) {
+                Ok(()) => Ok(Ok(())),
+                Err(CheckNError::Throttled(refusal)) => Err(refusal),
+                Err(CheckNError::InsufficientCapacity(error)) => Ok(Err(error)),
+            }
         })
         .await;
+        fits?;
         limiter.counters.record_wait(&limiter.hook, n, waited);
         Ok(())
     }
