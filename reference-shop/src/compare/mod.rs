@@ -1,8 +1,9 @@
 //! The outage side by side (`reference-shop outage-compare`): the same scenario against a
 //! fresh shop with levee's protections on and one with them off (`[protections] enabled =
 //! false`), one after the other, each on 127.0.0.1 on a free port with its own temporary data
-//! directory; then a table per phase and side ([`table`]), latency over time for both runs as
-//! an SVG chart ([`chart`]), and a check that no order was lost on either side ([`audit`]).
+//! directory; then a table per phase and side ([`table()`]), latency over time for both runs
+//! as an SVG chart ([`write_chart`]), and a check that no order was lost on either side
+//! ([`OrderAudit`]).
 //!
 //! Each shop runs in this process, as the load generator does: both sides share the same
 //! runtime, cores and settings (the `--config` file and `SHOP_*` variables), except the
