@@ -31,6 +31,11 @@
 //! breaker's open wait by moving the clock (a sleep on a manual clock also follows tokio's
 //! time, paused in the unit tests below).
 //! Everything the pipeline does is counted through its event listener ([`PipelineStatus`]).
+//!
+//! Protections off (`[protections] enabled = false`, for the outage side by side): the same
+//! guard is built with an empty pipeline ([`BarePipeline`]): one provider call, as long as the
+//! provider takes, no retry, no breaker (its status stays closed, with nothing counted). The
+//! queue's redeliveries still retry a payment later, as they would in any shop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,13 +47,22 @@ use levee::prelude::*;
 use serde::Serialize;
 
 use crate::clock::ShopClock;
-use crate::config::{PaymentConfig, SettingError, section};
+use crate::config::{PaymentConfig, ProtectionsConfig, SettingError, section};
 
 /// The payment pipeline's type: overall timeout, retry, breaker, attempt timeout.
 pub type PaymentPipeline = Pipeline<
     Layered<Timeout, Layered<Retry, Layered<Breaker<ShopClock>, Layered<Timeout, Leaf>>>>,
     ShopClock,
 >;
+
+/// The payment pipeline with protections off: no stage, the call as it is.
+pub type BarePipeline = Pipeline<Leaf, ShopClock>;
+
+/// The pipeline a guard runs: every stage, or none.
+enum Stages {
+    Protected(PaymentPipeline),
+    Bare(BarePipeline),
+}
 
 /// What a guarded call returns: `Ok(answer)` when the provider answered (a charge, or a
 /// decline), `Err` when it did not (the last fault, a timeout, or an open circuit), with the
@@ -154,8 +168,10 @@ impl Counters {
 
 /// The payment pipeline, its breaker and retry budget, and its counters.
 pub struct PaymentGuard {
-    pipeline: PaymentPipeline,
-    breaker: Arc<CircuitBreaker<ShopClock>>,
+    pipeline: Stages,
+    breaker: Option<Arc<CircuitBreaker<ShopClock>>>,
+    /// The configured breaker settings, reported while there is no breaker.
+    configured: levee::breaker::BreakerSettings,
     budget: Option<Arc<RetryBudget>>,
     counters: Arc<Counters>,
 }
@@ -171,12 +187,27 @@ impl std::fmt::Debug for PaymentGuard {
 
 impl PaymentGuard {
     /// The pipeline with `config`'s settings; the breaker, the retry budget, the timeouts and
-    /// the backoff pauses all run on `clock`.
+    /// the backoff pauses all run on `clock`. With `protections` off, the pipeline has no
+    /// stage ([`BarePipeline`]) and `config` is not used.
     ///
     /// # Errors
     /// A setting out of range, named by its path (`payment.retry.max_attempts`, ...).
-    pub fn new(config: &PaymentConfig, clock: ShopClock) -> Result<Self, SettingError> {
+    pub fn new(
+        config: &PaymentConfig,
+        protections: &ProtectionsConfig,
+        clock: ShopClock,
+    ) -> Result<Self, SettingError> {
         let counters = Arc::new(Counters::default());
+        if !protections.enabled {
+            let pipeline = Pipeline::builder().clock(clock).build().map_err(section("payment"))?;
+            return Ok(Self {
+                pipeline: Stages::Bare(pipeline),
+                breaker: None,
+                configured: config.breaker.clone(),
+                budget: None,
+                counters,
+            });
+        }
         let transitions = Arc::clone(&counters);
         let breaker = Arc::new(
             CircuitBreaker::builder()
@@ -213,7 +244,23 @@ impl PaymentGuard {
             .clock(clock)
             .build()
             .map_err(section("payment"))?;
-        Ok(Self { pipeline, breaker, budget, counters })
+        Ok(Self {
+            pipeline: Stages::Protected(pipeline),
+            breaker: Some(breaker),
+            configured: config.breaker.clone(),
+            budget,
+            counters,
+        })
+    }
+
+    /// The pipeline's stages, outermost first (`timeout`, `retry`, `breaker`,
+    /// `attempt_timeout`); none with protections off.
+    #[must_use]
+    pub fn stages(&self) -> &'static [&'static str] {
+        match self.pipeline {
+            Stages::Protected(_) => &["timeout", "retry", "breaker", "attempt_timeout"],
+            Stages::Bare(_) => &[],
+        }
     }
 
     /// Calls `f` through the pipeline. Errors for which `is_fault` is true (the provider is
@@ -235,28 +282,30 @@ impl PaymentGuard {
         E: Send,
     {
         let (f, is_fault, counters) = (&f, &is_fault, &*self.counters);
-        self.pipeline
-            .execute(|_ctx: PolicyContext<'_>| {
-                counters.calls.incr();
-                let attempt = f();
-                async move {
-                    match attempt.await {
-                        Ok(v) => Ok(Ok(v)),
-                        Err(e) if is_fault(&e) => {
-                            counters.faults.incr();
-                            Err(e)
-                        }
-                        Err(e) => Ok(Err(e)),
+        let attempt = |_ctx: PolicyContext<'_>| {
+            counters.calls.incr();
+            let attempt = f();
+            async move {
+                match attempt.await {
+                    Ok(v) => Ok(Ok(v)),
+                    Err(e) if is_fault(&e) => {
+                        counters.faults.incr();
+                        Err(e)
                     }
+                    Err(e) => Ok(Err(e)),
                 }
-            })
-            .await
+            }
+        };
+        match &self.pipeline {
+            Stages::Protected(p) => p.execute(attempt).await,
+            Stages::Bare(p) => p.execute(attempt).await,
+        }
     }
 
-    /// The breaker's settings now.
+    /// The breaker's settings now (with protections off, the configured ones, unused).
     #[must_use]
     pub fn breaker_settings(&self) -> levee::breaker::BreakerSettings {
-        self.breaker.settings().clone()
+        self.breaker.as_ref().map_or_else(|| self.configured.clone(), |b| b.settings().clone())
     }
 
     /// Changes the breaker's settings live (levee-breaker's `CircuitBreaker::reconfigure`):
@@ -268,13 +317,25 @@ impl PaymentGuard {
         &self,
         settings: levee::breaker::BreakerSettings,
     ) -> Result<(), levee::core::ConfigError> {
-        self.breaker.reconfigure(settings).map(drop)
+        match &self.breaker {
+            Some(breaker) => breaker.reconfigure(settings).map(drop),
+            None => Err(ConfigError::new("breaker", "no breaker: [protections] enabled = false")),
+        }
     }
 
     /// The breaker now.
     #[must_use]
     pub fn breaker_status(&self) -> BreakerStatus {
-        let metrics = self.breaker.metrics();
+        let Some(breaker) = &self.breaker else {
+            return BreakerStatus {
+                state: BreakerState::Closed,
+                failures_in_window: 0,
+                opened: 0,
+                closed: 0,
+                rejected: 0,
+            };
+        };
+        let metrics = breaker.metrics();
         let state = match metrics.state {
             State::Closed | State::Disabled => BreakerState::Closed,
             State::HalfOpen => BreakerState::HalfOpen,
@@ -348,7 +409,15 @@ mod tests {
 
     fn guard(config: &PaymentConfig) -> (PaymentGuard, ManualClock) {
         let manual = ManualClock::new();
-        (PaymentGuard::new(config, ShopClock::manual(manual.clone())).unwrap(), manual)
+        (
+            PaymentGuard::new(
+                config,
+                &ProtectionsConfig::default(),
+                ShopClock::manual(manual.clone()),
+            )
+            .unwrap(),
+            manual,
+        )
     }
 
     const FAULT: fn(&&str) -> bool = |e| *e == "down";
@@ -464,19 +533,60 @@ mod tests {
         assert_eq!(s.retry_budget_available, Some(0));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn protections_off_build_the_pipeline_without_its_stages() {
+        let clock = ShopClock::manual(ManualClock::new());
+        // The settings of a protected guard that opens after one failure and retries 3 times
+        // within 5 s, attempts cut at 1 s: none of it applies with protections off.
+        let c = opens_after(attempts(config(), 3), 1);
+        let on = PaymentGuard::new(&c, &ProtectionsConfig::default(), clock.clone()).unwrap();
+        assert_eq!(on.stages(), ["timeout", "retry", "breaker", "attempt_timeout"]);
+        let guard = PaymentGuard::new(&c, &ProtectionsConfig::off(), clock).unwrap();
+        assert!(guard.stages().is_empty());
+        // No retry: each failing payment makes one call; no breaker: the tenth is called
+        // like the first.
+        let calls = AtomicU32::new(0);
+        for _ in 0..10 {
+            let out = guard
+                .call(
+                    || {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        async { Err::<(), _>("down") }
+                    },
+                    FAULT,
+                )
+                .await;
+            assert_eq!(out, Err(PolicyError::Operation("down")));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 10);
+        let b = guard.breaker_status();
+        assert_eq!((b.state, b.opened, b.rejected), (BreakerState::Closed, 0, 0));
+        // No timeout: a call as slow as the provider makes it (a minute, paused time).
+        let started = tokio::time::Instant::now();
+        let slow = || async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, &str>(7)
+        };
+        assert_eq!(guard.call(slow, FAULT).await, Ok(Ok(7)));
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
+        let s = guard.pipeline_status();
+        assert_eq!((s.calls, s.failures, s.retries, s.attempt_timeouts), (11, 10, 0, 0));
+        assert_eq!(s.retry_budget_available, None);
+    }
+
     #[test]
     fn bad_settings_are_named_as_the_shop_names_them() {
         let clock = ShopClock::manual(ManualClock::new());
         let c = PaymentConfig { attempt_timeout: Duration::ZERO, ..config() };
-        let e = PaymentGuard::new(&c, clock.clone()).unwrap_err();
+        let e = PaymentGuard::new(&c, &ProtectionsConfig::default(), clock.clone()).unwrap_err();
         assert_eq!(e.path(), "payment.attempt_timeout");
         let mut c = config();
         c.retry.budget = Some(RetryBudgetBuilder::default().ratio(-1.0));
-        let e = PaymentGuard::new(&c, clock.clone()).unwrap_err();
+        let e = PaymentGuard::new(&c, &ProtectionsConfig::default(), clock.clone()).unwrap_err();
         assert_eq!(e.path(), "payment.retry.ratio");
         let c = opens_after(config(), 0);
         assert_eq!(
-            PaymentGuard::new(&c, clock).unwrap_err().path(),
+            PaymentGuard::new(&c, &ProtectionsConfig::default(), clock).unwrap_err().path(),
             "payment.breaker.minimum_calls"
         );
     }

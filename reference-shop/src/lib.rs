@@ -17,7 +17,8 @@
 //! - Settings that embed levee's own serde settings types ([`config`]).
 //! - `/metrics`, liveness and readiness (`/health/live`, `/health/ready`), an admin API, a data
 //!   directory one shop at a time, graceful shutdown ([`app`]), a load generator
-//!   ([`loadgen`]).
+//!   ([`loadgen`]), and the outage side by side, levee's protections on and off
+//!   ([`compare`]).
 //!
 //! Every primitive comes through the `levee` facade crate, with one feature per primitive
 //! (`limit`, `breaker`, `policy`, `timer`, `cache`, `queue`) plus `serde` and `tower`:
@@ -45,6 +46,7 @@ pub mod api;
 pub mod app;
 pub mod bus;
 pub mod clock;
+pub mod compare;
 pub mod config;
 pub mod domain;
 pub mod faults;

@@ -1,5 +1,6 @@
-//! `reference-shop`: runs the shop (default), the load generator (`loadgen`), or prints the
-//! settings (`print-config`) or the OpenAPI document (`openapi`).
+//! `reference-shop`: runs the shop (default), the load generator (`loadgen`), the outage side
+//! by side (`outage-compare`), or prints the settings (`print-config`) or the OpenAPI document
+//! (`openapi`).
 //!
 //! Logs go to stderr; stdout carries only what a command prints (the address, the settings,
 //! a report). A shop that cannot start says why on stderr and exits with 2 for settings it
@@ -35,11 +36,13 @@ enum Command {
     Openapi,
     /// Send bounded traffic to a shop on this machine and report what happened.
     Loadgen(reference_shop::loadgen::Args),
+    /// Run one scenario against a shop with levee's protections on, then off; print a table,
+    /// draw the latency chart, check that no order was lost.
+    OutageCompare(reference_shop::compare::Args),
 }
 
-fn init_logs(json: bool) {
-    let filter =
-        EnvFilter::try_from_env("SHOP_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+fn init_logs(json: bool, default: &str) {
+    let filter = EnvFilter::try_from_env("SHOP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -51,7 +54,9 @@ fn init_logs(json: bool) {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_json);
+    // The comparison runs two shops in this process: their info lines would bury its output.
+    let quiet = matches!(cli.command, Some(Command::OutageCompare(_)));
+    init_logs(cli.log_json, if quiet { "warn,sqlx=warn" } else { "info,sqlx=warn" });
     let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(c) => c,
         Err(e) => {
@@ -76,6 +81,7 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Command::Loadgen(args) => reference_shop::loadgen::run(args, &config).await,
+        Command::OutageCompare(args) => reference_shop::compare::run(args, &config).await,
     }
 }
 

@@ -111,7 +111,7 @@ impl Shop {
         let caps = HoldingCaps::new(&config.limits);
         let carts = Arc::new(Carts::new(&infra, Arc::clone(&catalog), &config.orders, caps));
         let provider = Arc::new(PaymentProvider::new(Arc::clone(&faults)));
-        let guard = PaymentGuard::new(&config.payment, clock.clone())?;
+        let guard = PaymentGuard::new(&config.payment, &config.protections, clock.clone())?;
         let payments = Arc::new(Payments::new(&infra, guard, provider));
         let notifications = Arc::new(Notifications::new(&infra));
         let orders = Arc::new(Orders::new(
@@ -123,7 +123,9 @@ impl Shop {
             caps,
         ));
         let connections = Arc::new(Connections::new(&config.server.clients, clock.clone())?);
-        let edge = Arc::new(Edge::new(&config.edge, &config.limits, clock)?);
+        let edge = Arc::new(
+            Edge::new(&config.edge, &config.limits, clock)?.protections(&config.protections),
+        );
         let reported = Reported {
             edge: Arc::clone(&edge),
             connections: Arc::clone(&connections),
@@ -156,6 +158,11 @@ impl Shop {
         });
         shop.subscribe().await?;
         Ok(shop)
+    }
+
+    /// The store (the outage comparison looks its orders up after a run).
+    pub(crate) fn store(&self) -> &Store {
+        &self.infra.store
     }
 
     /// Subscribes each service to the topics it handles.

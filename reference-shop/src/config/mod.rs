@@ -24,6 +24,7 @@ mod addr;
 mod clients;
 mod env;
 mod limits;
+mod protections;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ use serde::{Deserialize, Serialize};
 pub use clients::ClientLimits;
 use env::Layer;
 pub use limits::{BadProxy, LimitsConfig, TrustedProxy};
+pub use protections::ProtectionsConfig;
 
 pub use addr::AddrError;
 
@@ -126,6 +128,8 @@ pub struct Config {
     pub provider: ProviderConfig,
     /// Readiness (`/health/ready`).
     pub health: HealthConfig,
+    /// levee's protections on (the default) or off, for the outage side by side.
+    pub protections: ProtectionsConfig,
 }
 
 /// HTTP server settings.

@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router, middleware};
 
 use super::extract::ApiJson;
-use super::{deadline, identify, read_body, refused, throttled_body};
+use super::{deadline, identify, read_body, throttled_body};
 use crate::api::{ApiError, ErrorBody, NewCustomer};
 use crate::app::Shop;
 use crate::domain::Customer;
@@ -38,9 +37,8 @@ pub(super) async fn create(
 /// per address by `limits.signup` (not by `edge.rate`: sign-ups have their own quota), then
 /// the body read and the deadline as on the other customer routes, then the shared bulkhead.
 pub(super) fn signup(shop: &Arc<Shop>) -> Router<Arc<Shop>> {
-    Router::new()
-        .route("/customers", post(create))
-        .route_layer((HandleErrorLayer::new(refused), shop.edge.bulkhead()))
+    shop.edge
+        .behind_bulkhead(Router::new().route("/customers", post(create)))
         .route_layer(middleware::from_fn_with_state(Arc::clone(shop), deadline))
         .route_layer(middleware::from_fn_with_state(Arc::clone(shop), read_body))
         .route_layer((middleware::map_response(throttled_body), shop.edge.signup_limit()))

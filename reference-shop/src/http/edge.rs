@@ -11,10 +11,15 @@
 //! refusal ([`LimitError`]) becomes an answer through one mapping, [`refused`]: 429 with
 //! `Retry-After` (the limiter's own wait, rounded up to whole seconds) for the rate limit, 503
 //! with `Retry-After: 1` for the bulkhead, both with the shop's JSON error body.
+//!
+//! With protections off (`[protections] enabled = false`, [`Edge::protections`]) the edge has
+//! no bulkhead: every request is served, however many are in flight.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -25,7 +30,7 @@ use serde::Serialize;
 use super::identity::{Client, ClientAddrs};
 use crate::api::{ApiError, EdgeLive, EdgePatch};
 use crate::clock::ShopClock;
-use crate::config::{EdgeConfig, LimitsConfig, SettingError, section};
+use crate::config::{EdgeConfig, LimitsConfig, ProtectionsConfig, SettingError, section};
 
 /// How the rate-limit layer keys a request.
 pub type ClientKey = fn(&Request) -> Client;
@@ -59,7 +64,8 @@ pub struct Edge {
     rate: Arc<KeyedRateLimiter<Client, ShopClock>>,
     signup: Arc<KeyedRateLimiter<Client, ShopClock>>,
     addrs: ClientAddrs,
-    bulkhead: Arc<Bulkhead<ShopClock>>,
+    /// None with protections off.
+    bulkhead: Option<Arc<Bulkhead<ShopClock>>>,
 }
 
 impl Edge {
@@ -92,17 +98,27 @@ impl Edge {
             rate: Arc::new(rate),
             signup: Arc::new(signup),
             addrs: ClientAddrs::new(limits),
-            bulkhead: Arc::new(bulkhead),
+            bulkhead: Some(Arc::new(bulkhead)),
         })
     }
 
-    /// The limits now (`/admin/settings`).
+    /// The same edge without its bulkhead when `protections` are off.
+    #[must_use]
+    pub fn protections(mut self, protections: &ProtectionsConfig) -> Self {
+        if !protections.enabled {
+            self.bulkhead = None;
+        }
+        self
+    }
+
+    /// The limits now (`/admin/settings`); `max_concurrent` 0 without a bulkhead
+    /// (protections off).
     #[must_use]
     pub fn live(&self) -> EdgeLive {
         EdgeLive {
             rate: self.rate.quota(),
             signup: self.signup.quota(),
-            max_concurrent: self.bulkhead.limit(),
+            max_concurrent: self.bulkhead.as_ref().map_or(0, |b| b.limit()),
         }
     }
 
@@ -115,8 +131,9 @@ impl Edge {
                 let _ = limiter.reconfigure(quota);
             }
         }
-        if let Some(limit) = patch.max_concurrent {
-            self.bulkhead.set_limit(limit);
+        // Without a bulkhead (protections off) there is no limit to change.
+        if let (Some(limit), Some(bulkhead)) = (patch.max_concurrent, &self.bulkhead) {
+            bulkhead.set_limit(limit);
         }
     }
 
@@ -144,34 +161,50 @@ impl Edge {
 
     /// A bulkhead slot for work the edge does before the layers (a key look-up that the
     /// cache cannot answer), so that work is bounded like any request's; refused at once
-    /// when the shop is full.
+    /// when the shop is full. `None` without a bulkhead (protections off).
     ///
     /// # Errors
     /// The bulkhead's refusal.
-    pub fn slot(&self) -> Result<OwnedPermit<ShopClock>, BulkheadError> {
-        self.bulkhead.try_acquire_owned()
+    pub fn slot(&self) -> Result<Option<OwnedPermit<ShopClock>>, BulkheadError> {
+        self.bulkhead.as_ref().map(|b| b.try_acquire_owned()).transpose()
     }
 
-    /// The bulkhead as a tower layer.
+    /// The bulkhead as a tower layer; `None` with protections off.
     #[must_use]
-    pub fn bulkhead(&self) -> BulkheadLayer<ShopClock> {
-        BulkheadLayer::new(Arc::clone(&self.bulkhead))
+    pub fn bulkhead(&self) -> Option<BulkheadLayer<ShopClock>> {
+        self.bulkhead.as_ref().map(|b| BulkheadLayer::new(Arc::clone(b)))
+    }
+
+    /// `routes` behind the bulkhead (its refusals answered by [`refused`]); `routes` as they
+    /// are with protections off.
+    pub fn behind_bulkhead<S>(&self, routes: Router<S>) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        match self.bulkhead() {
+            Some(bulkhead) => routes.route_layer((HandleErrorLayer::new(refused), bulkhead)),
+            None => routes,
+        }
     }
 
     /// Counters now.
     #[must_use]
     pub fn stats(&self) -> EdgeStats {
         let rate = self.rate.stats();
-        let bulkhead = self.bulkhead.stats();
-        EdgeStats {
+        let mut stats = EdgeStats {
             rate_limited: rate.rejected,
             signup_limited: self.signup.stats().rejected,
-            shed: bulkhead.rejected,
-            admitted: bulkhead.acquired.unwrap_or(0),
-            in_flight: bulkhead.in_flight as u64,
-            max_concurrent: bulkhead.limit as u64,
             tracked_clients: rate.keys as u64,
+            ..EdgeStats::default()
+        };
+        if let Some(bulkhead) = &self.bulkhead {
+            let b = bulkhead.stats();
+            stats.shed = b.rejected;
+            stats.admitted = b.acquired.unwrap_or(0);
+            stats.in_flight = b.in_flight as u64;
+            stats.max_concurrent = b.limit as u64;
         }
+        stats
     }
 }
 
@@ -227,9 +260,7 @@ impl From<LimitError<Infallible>> for ApiError {
 mod tests {
     use std::time::Duration;
 
-    use axum::Router;
     use axum::body::Body;
-    use axum::error_handling::HandleErrorLayer;
     use axum::routing::get;
     use levee::core::ManualClock;
     use levee::limit::{BulkheadSettings, Quota};
@@ -239,15 +270,14 @@ mod tests {
 
     /// A router with the edge's two layers around one route that waits for `release`.
     fn app(edge: &Edge, release: Arc<tokio::sync::Notify>) -> Router {
-        Router::new()
-            .route(
-                "/",
-                get(move || {
-                    let release = Arc::clone(&release);
-                    async move { release.notified().await }
-                }),
-            )
-            .route_layer((HandleErrorLayer::new(refused), edge.bulkhead()))
+        let route = Router::new().route(
+            "/",
+            get(move || {
+                let release = Arc::clone(&release);
+                async move { release.notified().await }
+            }),
+        );
+        edge.behind_bulkhead(route)
             .route_layer((axum::middleware::map_response(throttled_body), edge.rate_limit()))
     }
 
@@ -307,5 +337,36 @@ mod tests {
         release.notify_one();
         let again = app.oneshot(request(1)).await.unwrap();
         assert_eq!(again.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn protections_off_leave_the_edge_without_its_bulkhead() {
+        let config = EdgeConfig {
+            rate: Quota::per_second(100).with_burst(100),
+            bulkhead: BulkheadSettings::new(1),
+        };
+        let clock = ShopClock::manual(ManualClock::new());
+        let on = Edge::new(&config, &LimitsConfig::default(), clock.clone()).unwrap();
+        assert!(on.bulkhead().is_some() && on.slot().unwrap().is_some());
+        let edge = Edge::new(&config, &LimitsConfig::default(), clock)
+            .unwrap()
+            .protections(&ProtectionsConfig::off());
+        assert!(edge.bulkhead().is_none(), "no bulkhead layer");
+        assert!(edge.slot().unwrap().is_none(), "no slot taken before the layers");
+        let release = Arc::new(tokio::sync::Notify::new());
+        let app = app(&edge, Arc::clone(&release));
+        // Three requests at once on a bulkhead of one: none is shed.
+        let held: Vec<_> =
+            (1..=3).map(|id| tokio::spawn(app.clone().oneshot(request(id)))).collect();
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(held.iter().all(|h| !h.is_finished()), "all three wait in the handler");
+        release.notify_waiters();
+        for h in held {
+            assert_eq!(h.await.unwrap().unwrap().status(), StatusCode::OK);
+        }
+        let s = edge.stats();
+        assert_eq!((s.shed, s.admitted, s.max_concurrent), (0, 0, 0));
     }
 }

@@ -147,7 +147,7 @@ pub async fn identify(State(shop): State<Arc<Shop>>, mut req: Request, next: Nex
                 None
             } else {
                 match shop.edge.slot() {
-                    Ok(slot) => Some(slot),
+                    Ok(slot) => slot,
                     Err(e) => {
                         return ApiError::from(LimitError::<Infallible>::Bulkhead(e))
                             .into_response();

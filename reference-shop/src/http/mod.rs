@@ -34,7 +34,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -65,12 +64,14 @@ pub fn router(shop: Arc<Shop>) -> Router {
         .route("/orders/{id}", get(orders::get))
         .route("/orders/{id}/pay", post(orders::pay))
         .route("/orders/{id}/cancel", post(orders::cancel))
-        .route("/orders/{id}/notifications", get(orders::notifications))
-        // Layers applied one after the other, not one stack, outermost last: the rate limit
-        // decides before the body is read; the whole body is read before the bulkhead is
-        // asked for a slot; the deadline counts from then, the bulkhead's queue included
-        // (`request.rs`).
-        .route_layer((HandleErrorLayer::new(refused), shop.edge.bulkhead()))
+        .route("/orders/{id}/notifications", get(orders::notifications));
+    // Layers applied one after the other, not one stack, outermost last: the rate limit
+    // decides before the body is read; the whole body is read before the bulkhead is asked
+    // for a slot; the deadline counts from then, the bulkhead's queue included
+    // (`request.rs`). No bulkhead with protections off.
+    let customer_api = shop
+        .edge
+        .behind_bulkhead(customer_api)
         .route_layer(middleware::from_fn_with_state(Arc::clone(&shop), deadline))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&shop), read_body))
         .route_layer((middleware::map_response(throttled_body), shop.edge.rate_limit()))

@@ -41,6 +41,8 @@ pub(crate) struct Driver {
     /// A per-run prefix for idempotency keys and names, so runs never collide.
     run: u64,
     next: AtomicU64,
+    /// Ids of the orders the shop acknowledged (201), to check afterwards that none is lost.
+    placed: parking_lot::Mutex<Vec<i64>>,
 }
 
 const SEARCH_WORDS: [&str; 6] = ["lamp", "oak", "mug", "wool", "steel", "tent"];
@@ -80,6 +82,7 @@ impl Driver {
             declined_percent: scenario.declined_percent(),
             run,
             next: AtomicU64::new(0),
+            placed: parking_lot::Mutex::new(Vec::new()),
         })
     }
 
@@ -132,7 +135,10 @@ impl Driver {
         let outcome = async {
             let response = self.request(op).send().await?;
             let status = response.status().as_u16();
-            response.bytes().await?;
+            let body = response.bytes().await?;
+            if op == Operation::PlaceOrder && status == 201 {
+                self.record_placed(&body);
+            }
             Ok::<_, reqwest::Error>(status)
         }
         .await;
@@ -141,6 +147,22 @@ impl Driver {
             Err(e) if e.is_timeout() => Outcome::TimedOut,
             Err(_) => Outcome::Failed,
         }
+    }
+}
+
+impl Driver {
+    /// Remembers the id of a new order from its 201 answer (an answer without one is left
+    /// out: the loss check then misses it, it never invents one).
+    fn record_placed(&self, body: &[u8]) {
+        let id = serde_json::from_slice::<Value>(body).ok().and_then(|v| v["id"].as_i64());
+        if let Some(id) = id {
+            self.placed.lock().push(id);
+        }
+    }
+
+    /// Ids of the orders placed so far (201 answers), in the order the answers came.
+    pub(crate) fn placed(&self) -> Vec<i64> {
+        self.placed.lock().clone()
     }
 }
 

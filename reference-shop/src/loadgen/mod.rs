@@ -255,7 +255,7 @@ pub async fn execute(plan: &Plan, stop: watch::Receiver<bool>) -> Result<Report,
     let start = Instant::now();
     let load = Load {
         scenario,
-        driver,
+        driver: Arc::clone(&driver),
         stats: Arc::clone(&stats),
         start,
         max_requests: plan.max_requests.unwrap_or(u64::MAX),
@@ -311,6 +311,7 @@ pub async fn execute(plan: &Plan, stop: watch::Receiver<bool>) -> Result<Report,
             faults: applied.into_inner(),
             slo,
             status,
+            placed_orders: driver.placed(),
         },
     ))
 }

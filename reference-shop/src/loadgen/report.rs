@@ -151,6 +151,9 @@ pub struct Report {
     pub slo: Verdict,
     /// `GET /admin/status` after the run (`null` if it could not be read).
     pub status: Value,
+    /// Ids of the orders the shop acknowledged with 201, so that a check afterwards can find
+    /// each one in the shop.
+    pub placed_orders: Vec<i64>,
 }
 
 /// What [`Report::build`] needs besides the stats.
@@ -163,6 +166,7 @@ pub(crate) struct Context<'a> {
     pub(crate) faults: Vec<AppliedSwitch>,
     pub(crate) slo: Verdict,
     pub(crate) status: Value,
+    pub(crate) placed_orders: Vec<i64>,
 }
 
 impl Report {
@@ -219,6 +223,7 @@ impl Report {
             faults: cx.faults,
             slo: cx.slo,
             status: cx.status,
+            placed_orders: cx.placed_orders,
         }
     }
 
