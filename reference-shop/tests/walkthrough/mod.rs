@@ -161,6 +161,9 @@ pub struct Ran {
     pub started: Instant,
     /// When it last ended.
     pub ended: Instant,
+    /// How many times it ran (a step that only reads is repeated until it answers as its
+    /// comment says).
+    pub tries: u32,
 }
 
 /// A shell session in the README's sense: the variables set so far, `S` pointing at the
@@ -222,7 +225,7 @@ impl Shell {
         let mut stderr = String::new();
         let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
         assert!(status.success(), "step failed ({status}): {}\n{stderr}", step.command);
-        Ran { output, started, ended: Instant::now() }
+        Ran { output, started, ended: Instant::now(), tries: 1 }
     }
 }
 

@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(steps[1].comment, "sent: \"id\": 1 -> more");
         assert_eq!(steps[1].expected(), [("id".to_owned(), json!(1))]);
         assert!(steps[2].command.starts_with("for ") && steps[2].command.ends_with("done"));
-        assert!(steps[2].every() && steps[2].reads() == false);
+        assert!(steps[2].every() && !steps[2].reads());
     }
 
     #[test]
