@@ -19,13 +19,15 @@
 //! It takes real time (the shop runs for real: the README's `sleep 10` is most of it) and is
 //! bounded: each step has its deadline, the whole test must end within 60 s.
 
+mod process;
 mod walkthrough;
 
 use std::time::{Duration, Instant};
 
+use process::Scratch;
 use serde_json::Value;
 use walkthrough::script::{self, Step};
-use walkthrough::{Ran, Scratch, Shell, Shop, print_config, start_settings};
+use walkthrough::{Ran, Shell, Shop, print_config, start_settings};
 
 /// How long a step that only reads may be repeated until it answers as its comment says.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -43,7 +45,7 @@ fn the_readme_walkthroughs_run_as_written_and_say_what_the_shop_does() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let text = section(&readme, "### Place an order with curl");
-    let scratch = Scratch::new("walk");
+    let scratch = Scratch::new("readme");
     let data = scratch.0.join("data");
     let mut sh = Shell::new(&scratch.0);
 

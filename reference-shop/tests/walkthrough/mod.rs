@@ -15,27 +15,6 @@ use script::Step;
 /// The one command the README starts the shop with (after any `SHOP_*=value` settings).
 pub const START: &str = "cargo run --release -p reference-shop";
 
-/// A scratch directory, removed on drop.
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "levee-shop-readme-{name}-{}-{:x}",
-            std::process::id(),
-            levee::core::random::next_u64()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The settings a README start block gives: `NAME=value` words before [`START`].
 ///
 /// # Panics
@@ -58,12 +37,7 @@ pub fn start_settings(block: &str) -> Vec<(String, String)> {
 /// The shop binary with `settings`, on `data_dir`, and nothing from this environment's
 /// `SHOP_*` or `DATABASE_URL`.
 fn shop(settings: &[(String, String)], data_dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reference-shop"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SHOP_") || name == "DATABASE_URL" {
-            cmd.env_remove(name);
-        }
-    }
+    let mut cmd = crate::process::binary();
     cmd.envs(settings.iter().map(|(k, v)| (k, v))).env("SHOP_STORAGE__DATA_DIR", data_dir);
     cmd
 }
