@@ -73,6 +73,7 @@ fn the_readme_walkthroughs_run_as_written_and_say_what_the_shop_does() {
         outage_answers(step, docs, &numbers, &mut orders)
     });
     outage_timings(&outage, &ran, &numbers);
+    charged_once(&sh, orders);
     shop.stop();
     assert!(begun.elapsed() < Duration::from_secs(60), "took {:?}", begun.elapsed());
 }
@@ -208,12 +209,30 @@ fn outage_answers(
         }
     } else if c.starts_with("curl -s \"$S/orders\"") {
         // Every order paid (the comment's `every`), the one before the outage too.
-        let listed = docs[0]["orders"].as_array().map_or(0, Vec::len);
-        if listed != *orders + 1 {
-            return Err(format!("{listed} orders listed, {} placed", *orders + 1));
+        let listed = docs[0]["orders"].as_array().ok_or("no orders")?;
+        if listed.len() != *orders + 1 {
+            return Err(format!("{} orders listed, {} placed", listed.len(), *orders + 1));
+        }
+        let mut charges: Vec<&str> =
+            listed.iter().filter_map(|o| o["charge_id"].as_str()).collect();
+        charges.sort_unstable();
+        charges.dedup();
+        if charges.len() != listed.len() {
+            return Err(format!("not one charge per order: {}", docs[0]));
         }
     }
     Ok(())
+}
+
+/// The provider (fresh since the restart) made one charge per outage order, however often
+/// their payments were tried: the test's own look at `/admin/status`, after the README's.
+fn charged_once(sh: &Shell, orders: usize) {
+    let look =
+        Step { command: r#"curl -s "$S/admin/status" -H "$A""#.to_owned(), comment: String::new() };
+    let status = script::documents(&sh.run(&look, STEP_LIMIT).output).unwrap();
+    let provider = &status[0]["provider"];
+    assert_eq!(provider["charges"], orders, "one charge per order: {provider}");
+    assert!(provider["repeats"].as_u64().is_some(), "{provider}");
 }
 
 /// The outage's timings: the orders were taken fast; the dead letters came no earlier than
