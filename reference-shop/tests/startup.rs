@@ -4,45 +4,23 @@
 //! unusable data directory, an unreachable PostgreSQL, an address in use, and settings the
 //! shop cannot run with. Logs go to stderr; stdout carries only the "listening" line.
 
+mod process;
+
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use process::Scratch;
 
 /// How long a refusal may take. The old failures took 10 s (sqlx's pool timeout); this
 /// leaves room for a loaded machine and a debug build.
 const AT_ONCE: Duration = Duration::from_secs(2);
 
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "levee-shop-startup-{name}-{}-{:x}",
-            std::process::id(),
-            levee::core::random::next_u64()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The shop binary on `data_dir`, on a free port, with nothing from this environment's
 /// `SHOP_*` or `DATABASE_URL`.
 fn shop(data_dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reference-shop"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SHOP_") || name == "DATABASE_URL" {
-            cmd.env_remove(name);
-        }
-    }
+    let mut cmd = process::binary();
     cmd.env("SHOP_SERVER__ADDR", "127.0.0.1:0")
         .env("SHOP_SERVER__ADMIN_TOKEN", "startup-test-token")
         .env("SHOP_STORAGE__DATA_DIR", data_dir)
@@ -141,7 +119,7 @@ impl Refused {
 
 #[test]
 fn a_second_shop_on_the_same_data_directory_refuses_at_once_naming_the_first() {
-    let dir = Scratch::new("lock");
+    let dir = Scratch::new("startup-lock");
     let first = Started::spawn(shop(&dir.0));
     let pid = first.child.id();
 
@@ -161,7 +139,7 @@ fn a_second_shop_on_the_same_data_directory_refuses_at_once_naming_the_first() {
 
 #[test]
 fn an_unusable_data_directory_is_named_with_the_os_error() {
-    let scratch = Scratch::new("dir");
+    let scratch = Scratch::new("startup-dir");
     // A file where a directory on the path should be.
     let file = scratch.0.join("a-file");
     std::fs::write(&file, b"not a directory").unwrap();
@@ -206,7 +184,7 @@ fn closed_port() -> u16 {
 
 #[test]
 fn an_unreachable_postgresql_is_named_with_the_os_error_at_once() {
-    let dir = Scratch::new("pg");
+    let dir = Scratch::new("startup-pg");
     let port = closed_port();
     let mut cmd = shop(&dir.0);
     cmd.env("DATABASE_URL", format!("postgres://shop:secret-password@127.0.0.1:{port}/shop"));
@@ -217,7 +195,7 @@ fn an_unreachable_postgresql_is_named_with_the_os_error_at_once() {
 
 #[test]
 fn an_address_in_use_is_named() {
-    let dir = Scratch::new("bind");
+    let dir = Scratch::new("startup-bind");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let mut cmd = shop(&dir.0);
@@ -227,7 +205,7 @@ fn an_address_in_use_is_named() {
 
 #[test]
 fn settings_the_shop_cannot_run_with_are_refused_by_name() {
-    let dir = Scratch::new("settings");
+    let dir = Scratch::new("startup-settings");
     let cases: [(&str, &str, &[&str]); 8] = [
         ("SHOP_SERVER__ADMIN_TOKEN", " secret ", &["`server.admin_token`", "spaces"]),
         ("SHOP_SERVER__ADMIN_TOKEN", "", &["`server.admin_token`", "empty"]),

@@ -1,0 +1,41 @@
+//! The shop as a process, for the tests that run the real binary (`startup.rs`,
+//! `readme_walkthrough.rs`): a scratch directory and the binary's command, untouched by this
+//! environment's shop settings.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A scratch directory, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// A new empty directory for the test `name`.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "levee-shop-{name}-{}-{:x}",
+            std::process::id(),
+            levee::core::random::next_u64()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `reference-shop` binary cargo built, with nothing from this environment's `SHOP_*` or
+/// `DATABASE_URL` (the test says every setting it means).
+pub fn binary() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reference-shop"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SHOP_") || name == "DATABASE_URL" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
