@@ -41,6 +41,7 @@ const MIN_BUCKET: Duration = Duration::from_millis(1);
 /// window = "10s"        # how far back max throughput and min latency are taken
 /// buckets = 100         # 100 ms buckets
 /// min_in_flight = 1     # never shed while at most this many are in flight
+/// headroom = 1.25       # admit up to the estimate times this
 /// cool_down = "1s"      # with a CPU gate: keep shedding this long after the last shed
 /// cpu_threshold = 0.8   # default: no CPU gate (shed on the in-flight rule alone)
 /// ```
@@ -58,6 +59,9 @@ pub struct AdmissionSettings {
     /// Never shed while at most this many requests are in flight (default 1, at least 1), so
     /// a lone request always passes whatever the estimate.
     pub min_in_flight: usize,
+    /// The estimate is multiplied by this (default 1.25, in `1.0..=10.0`): room for the
+    /// downward bias of the min latency (module docs of the controller, "The headroom").
+    pub headroom: f64,
     /// With a CPU gate: how long shedding stays on after the last shed once CPU usage has
     /// fallen under the threshold (default 1 s), so the gate does not flap around it. Zero:
     /// no cool-down. Unused without a CPU gate.
@@ -77,14 +81,15 @@ impl Default for AdmissionSettings {
 }
 
 impl AdmissionSettings {
-    /// The defaults: a 10 s window of 100 buckets, `min_in_flight` 1, a 1 s cool-down, no
-    /// CPU gate.
+    /// The defaults: a 10 s window of 100 buckets, `min_in_flight` 1, headroom 1.25, a 1 s
+    /// cool-down, no CPU gate.
     #[must_use]
     pub const fn new() -> Self {
         Self {
             window: Duration::from_secs(10),
             buckets: 100,
             min_in_flight: 1,
+            headroom: 1.25,
             cool_down: Duration::from_secs(1),
             cpu_threshold: None,
         }
@@ -102,6 +107,13 @@ impl AdmissionSettings {
     #[must_use]
     pub const fn min_in_flight(mut self, min_in_flight: usize) -> Self {
         self.min_in_flight = min_in_flight;
+        self
+    }
+
+    /// Sets [`headroom`](Self::headroom).
+    #[must_use]
+    pub const fn headroom(mut self, headroom: f64) -> Self {
+        self.headroom = headroom;
         self
     }
 
@@ -146,6 +158,12 @@ impl AdmissionSettings {
             ));
         }
         ConfigError::require_nonzero("min_in_flight", self.min_in_flight)?;
+        if !(1.0..=10.0).contains(&self.headroom) {
+            return Err(ConfigError::new(
+                "headroom",
+                format!("must lie in 1.0..=10.0, got {}", self.headroom),
+            ));
+        }
         if self.cool_down > MAX_SPAN {
             return Err(ConfigError::new("cool_down", "must be at most 2^62 ns (146 years)"));
         }

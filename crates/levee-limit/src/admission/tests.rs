@@ -10,13 +10,13 @@ use super::*;
 
 const MS: Duration = Duration::from_millis(1);
 
-/// A controller with 100 ms buckets over 1 s.
+/// A controller with 100 ms buckets over 1 s, no headroom (the estimate as it is).
 fn controller(
     clock: &ManualClock,
     settings: AdmissionSettings,
 ) -> AdmissionController<ManualClock> {
     AdmissionController::builder()
-        .settings(settings.window(Duration::from_secs(1), 10))
+        .settings(settings.window(Duration::from_secs(1), 10).headroom(1.0))
         .clock(clock.clone())
         .build()
         .unwrap()
@@ -101,6 +101,7 @@ fn the_cpu_gate_sheds_only_when_hot_and_cools_down_after_the_last_shed() {
         .settings(
             AdmissionSettings::new()
                 .window(Duration::from_secs(1), 10)
+                .headroom(1.0)
                 .cpu_threshold(0.8)
                 .cool_down(Duration::from_millis(500)),
         )
@@ -154,6 +155,8 @@ fn bad_settings_are_named() {
     assert_eq!(bad(AdmissionSettings::new().window(Duration::from_secs(100), 5000)), "buckets");
     assert_eq!(bad(AdmissionSettings::new().window(Duration::from_millis(5), 10)), "buckets");
     assert_eq!(bad(AdmissionSettings::new().min_in_flight(0)), "min_in_flight");
+    assert_eq!(bad(AdmissionSettings::new().headroom(0.9)), "headroom");
+    assert_eq!(bad(AdmissionSettings::new().headroom(f64::NAN)), "headroom");
     assert_eq!(bad(AdmissionSettings::new().cool_down(Duration::MAX)), "cool_down");
     assert_eq!(bad(AdmissionSettings::new().cpu_threshold(0.0)), "cpu_threshold");
     assert_eq!(bad(AdmissionSettings::new().cpu_threshold(f64::NAN)), "cpu_threshold");

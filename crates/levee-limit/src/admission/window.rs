@@ -76,12 +76,14 @@ impl Estimate {
     }
 
     /// Requests in flight the estimate allows: most completions per second times the smallest
-    /// mean latency (Little's law), rounded to nearest, for buckets of `bucket_nanos`.
-    pub(crate) fn capacity(&self, bucket_nanos: u64) -> u64 {
-        // max_count × (sum_us × 1000 / count) / bucket_nanos, in u128 so nothing overflows.
-        let num = u128::from(self.max_count) * u128::from(self.min_latency_sum_us) * 1000;
-        let den = u128::from(self.min_latency_count) * u128::from(bucket_nanos);
-        u64::try_from((2 * num + den) / (2 * den)).unwrap_or(u64::MAX)
+    /// mean latency (Little's law), times `headroom`, rounded to nearest, for buckets of
+    /// `bucket_nanos`.
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    pub(crate) fn capacity(&self, bucket_nanos: u64, headroom: f64) -> u64 {
+        // Once per bucket: f64 is exact enough (53 bits), and `as` saturates.
+        let per_second = self.max_count as f64 * 1e9 / bucket_nanos as f64;
+        let latency = self.min_latency_sum_us as f64 / 1e6 / self.min_latency_count as f64;
+        (per_second * latency * headroom).round() as u64
     }
 }
 
@@ -277,12 +279,17 @@ mod tests {
     fn capacity_is_littles_law_rounded_to_nearest() {
         // 50 completions per 100 ms bucket = 500/s, at 30 ms each: 15 in flight.
         let e = Estimate { max_count: 50, min_latency_sum_us: 60_000, min_latency_count: 2 };
-        assert_eq!(e.capacity(100_000_000), 15);
+        assert_eq!(e.capacity(100_000_000, 1.0), 15);
+        assert_eq!(e.capacity(100_000_000, 1.25), 19); // 18.75
         // 500/s at 31 ms: 15.5 rounds up to 16; at 30.9 ms, 15.45 rounds down.
         let e = Estimate { max_count: 50, min_latency_sum_us: 31_000, min_latency_count: 1 };
-        assert_eq!(e.capacity(100_000_000), 16);
+        assert_eq!(e.capacity(100_000_000, 1.0), 16);
         let e = Estimate { max_count: 50, min_latency_sum_us: 30_900, min_latency_count: 1 };
-        assert_eq!(e.capacity(100_000_000), 15);
+        assert_eq!(e.capacity(100_000_000, 1.0), 15);
+        // Nothing overflows.
+        let e =
+            Estimate { max_count: u64::MAX, min_latency_sum_us: u64::MAX, min_latency_count: 1 };
+        assert_eq!(e.capacity(1, 10.0), u64::MAX);
     }
 
     #[test]
