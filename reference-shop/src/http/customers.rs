@@ -38,8 +38,8 @@ pub(super) async fn create(
 /// per address by `limits.signup` (not by `edge.rate`: sign-ups have their own quota), then
 /// the body read and the deadline as on the other customer routes, then the shared bulkhead.
 pub(super) fn signup(shop: &Arc<Shop>) -> Router<Arc<Shop>> {
-    Router::new()
-        .route("/customers", post(create))
+    shop.edge
+        .admission(Router::new().route("/customers", post(create)))
         .route_layer((HandleErrorLayer::new(refused), shop.edge.bulkhead()))
         .route_layer(middleware::from_fn_with_state(Arc::clone(shop), deadline))
         .route_layer(middleware::from_fn_with_state(Arc::clone(shop), read_body))

@@ -11,15 +11,27 @@
 //! refusal ([`LimitError`]) becomes an answer through one mapping, [`refused`]: 429 with
 //! `Retry-After` (the limiter's own wait, rounded up to whole seconds) for the rate limit, 503
 //! with `Retry-After: 1` for the bulkhead, both with the shop's JSON error body.
+//!
+//! With `[edge.admission]` set (off by default), an [`AdmissionLayer`] inside the bulkhead
+//! sheds by levee-limit's admission controller as well: requests in flight against the
+//! capacity the shop measures on itself (max throughput x min latency of its handlers over a
+//! sliding window). Its sheds are answered as the bulkhead's: 503, `Retry-After: 1`, code
+//! `overloaded`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use levee::limit::tower::{BulkheadLayer, KeyedRateLimitLayer, LimitError, RateLimitHeaders};
-use levee::limit::{Bulkhead, BulkheadError, KeyedRateLimiter, OwnedPermit, Throttled};
+use levee::limit::tower::{
+    AdmissionLayer, BulkheadLayer, KeyedRateLimitLayer, LimitError, RateLimitHeaders,
+};
+use levee::limit::{
+    AdmissionController, Bulkhead, BulkheadError, KeyedRateLimiter, OwnedPermit, Throttled,
+};
 use serde::Serialize;
 
 use super::identity::{Client, ClientAddrs};
@@ -60,6 +72,7 @@ pub struct Edge {
     signup: Arc<KeyedRateLimiter<Client, ShopClock>>,
     addrs: ClientAddrs,
     bulkhead: Arc<Bulkhead<ShopClock>>,
+    admission: Option<Arc<AdmissionController<ShopClock>>>,
 }
 
 impl Edge {
@@ -81,6 +94,11 @@ impl Edge {
             .clock(clock.clone())
             .build()
             .map_err(section("limits.signup"))?;
+        let admission = config
+            .admission
+            .map(|settings| settings.build_with_clock(clock.clone()))
+            .transpose()
+            .map_err(section("edge.admission"))?;
         let bulkhead = config
             .bulkhead
             .builder()
@@ -93,6 +111,7 @@ impl Edge {
             signup: Arc::new(signup),
             addrs: ClientAddrs::new(limits),
             bulkhead: Arc::new(bulkhead),
+            admission: admission.map(Arc::new),
         })
     }
 
@@ -132,6 +151,26 @@ impl Edge {
     #[must_use]
     pub fn bulkhead(&self) -> BulkheadLayer<ShopClock> {
         BulkheadLayer::new(Arc::clone(&self.bulkhead))
+    }
+
+    /// `routes` behind the admission controller when `[edge.admission]` is set (refusals
+    /// answered by [`refused`]), else as they are. Applied first, so it sits inside the
+    /// bulkhead and measures the handlers.
+    #[must_use]
+    pub fn admission<S: Clone + Send + Sync + 'static>(&self, routes: Router<S>) -> Router<S> {
+        match &self.admission {
+            Some(controller) => routes.route_layer((
+                HandleErrorLayer::new(refused),
+                AdmissionLayer::new(Arc::clone(controller)),
+            )),
+            None => routes,
+        }
+    }
+
+    /// The admission controller, when `[edge.admission]` is set (for its stats).
+    #[must_use]
+    pub fn admission_controller(&self) -> Option<&Arc<AdmissionController<ShopClock>>> {
+        self.admission.as_ref()
     }
 
     /// Counters now.
@@ -189,7 +228,8 @@ impl From<LimitError<Infallible>> for ApiError {
                 .retry_after(secs)
             }
             LimitError::Inner(never) => match never {},
-            // The bulkhead (or a refusal a later levee adds): the shop is at capacity.
+            // The bulkhead, the admission controller (or a refusal a later levee adds): the
+            // shop is at capacity.
             _ => Self::unavailable(
                 "overloaded",
                 "the shop is at capacity; request shed, retry shortly",
@@ -240,6 +280,7 @@ mod tests {
         let config = EdgeConfig {
             rate: Quota::per_second(10).with_burst(2),
             bulkhead: BulkheadSettings::new(1),
+            admission: None,
         };
         let edge = Edge::new(&config, &LimitsConfig::default(), ShopClock::manual(manual.clone()))
             .unwrap();

@@ -55,7 +55,7 @@ use crate::metrics::{HttpLabel, RouteLabel};
 
 /// The whole API.
 pub fn router(shop: Arc<Shop>) -> Router {
-    let customer_api = Router::new()
+    let routes = Router::new()
         .route("/products", get(catalog::search))
         .route("/products/{id}", get(catalog::product))
         .route("/cart", get(carts::view).delete(carts::clear))
@@ -65,7 +65,11 @@ pub fn router(shop: Arc<Shop>) -> Router {
         .route("/orders/{id}", get(orders::get))
         .route("/orders/{id}/pay", post(orders::pay))
         .route("/orders/{id}/cancel", post(orders::cancel))
-        .route("/orders/{id}/notifications", get(orders::notifications))
+        .route("/orders/{id}/notifications", get(orders::notifications));
+    // Innermost, when enabled: the admission controller, measuring the handlers.
+    let customer_api = shop
+        .edge
+        .admission(routes)
         // Layers applied one after the other, not one stack, outermost last: the rate limit
         // decides before the body is read; the whole body is read before the bulkhead is
         // asked for a slot; the deadline counts from then, the bulkhead's queue included
