@@ -219,3 +219,55 @@ fn with_varying_service_times_the_estimate_neither_ratchets_up_nor_spirals_down(
         run.p99(RUN - 5 * SEC, RUN - SEC) <= run.p99(2 * SEC, 6 * SEC) + Duration::from_millis(10)
     );
 }
+
+/// The tower layer: admits in `call`, holds the permit in the response future (released
+/// when it completes or is dropped), and refuses with the bulkhead's error family.
+#[tokio::test]
+async fn the_layer_sheds_in_the_bulkheads_error_family_and_releases_on_drop() {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+
+    use levee_limit::RetryAfter;
+    use levee_limit::tower::{AdmissionLayer, LimitError};
+    use tower::{Layer, Service, ServiceExt, service_fn};
+
+    let clock = ManualClock::new();
+    let settings = AdmissionSettings::new().window(Duration::from_secs(1), 10).headroom(1.0);
+    let controller = Arc::new(settings.build_with_clock(clock.clone()).unwrap());
+    // Two completions of 100 ms in one bucket: 20/s x 100 ms = capacity 2.
+    let measured = [controller.try_acquire().unwrap(), controller.try_acquire().unwrap()];
+    clock.advance(Duration::from_millis(100));
+    drop(measured);
+    clock.advance(Duration::from_millis(100));
+
+    let mut svc = AdmissionLayer::new(Arc::clone(&controller)).layer(service_fn(
+        |rx: tokio::sync::oneshot::Receiver<()>| async move {
+            let _ = rx.await;
+            Ok::<_, Infallible>("done")
+        },
+    ));
+    let (tx1, rx1) = tokio::sync::oneshot::channel();
+    let first = svc.ready().await.unwrap().call(rx1);
+    let (_tx2, rx2) = tokio::sync::oneshot::channel();
+    let second = svc.ready().await.unwrap().call(rx2);
+    assert_eq!(controller.in_flight(), 2);
+
+    let (_tx3, rx3) = tokio::sync::oneshot::channel();
+    let refused = svc.ready().await.unwrap().call(rx3).await.unwrap_err();
+    assert!(matches!(refused, LimitError::Shed(s) if s.in_flight == 3 && s.capacity == 2));
+    assert!(refused.is_overload() && refused.is_refusal());
+    assert_eq!(refused.retry_after(), None);
+    assert_eq!(
+        refused.to_string(),
+        "load shed: 3 requests in flight over an estimated capacity of 2"
+    );
+
+    // A dropped response future gives its place back; a completed one too.
+    drop(second);
+    assert_eq!(controller.in_flight(), 1);
+    tx1.send(()).unwrap();
+    assert_eq!(first.await.unwrap(), "done");
+    assert_eq!(controller.in_flight(), 0);
+    let stats = controller.stats();
+    assert_eq!((stats.admitted, stats.shed), (4, 1));
+}

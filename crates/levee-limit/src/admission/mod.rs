@@ -46,14 +46,13 @@
 //!
 //! **Limits**, worth knowing before relying on it:
 //! - The estimate learns from admitted traffic. After a quiet window the max throughput is
-//!   the quiet rate, so a sudden burst is held near it and capacity grows by about one
-//!   request in flight per bucket (each bucket admits `capacity + 1`, which completes more).
-//!   The CPU gate is the remedy: it sheds only when the machine is actually busy.
+//!   the quiet rate, so a sudden burst is held near it, and capacity grows from bucket to
+//!   bucket by the headroom (each bucket admits more than the last one completed, which
+//!   completes more). The CPU gate is the remedy: it sheds only when the machine is busy.
 //! - The min latency is a bucket's *mean*, not the fastest request, so one fast request (a
-//!   cache hit, an error) does not shrink the estimate; but if every bucket of the window
-//!   held a queue, that queueing counts as service time and the queue stays (bounded by the
-//!   estimate). Release requests whose latency says nothing about capacity with
-//!   [`AdmissionPermit::ignore`].
+//!   cache hit, an error) does not shrink the estimate; queueing inside the service counts
+//!   as service time until the drain bucket measures without it. Release requests whose
+//!   latency says nothing about capacity with [`AdmissionPermit::ignore`].
 //! - The more latency varies, the lower the min of bucket means reads: with a coefficient
 //!   of variation near 1 (exponential service times) raise the headroom or lengthen the
 //!   buckets (more completions per bucket, less noise in each mean).
@@ -150,7 +149,9 @@ impl<C> fmt::Debug for AdmissionController<C> {
 }
 
 /// The cached estimate: `bucket tag (24 bits) | value (40 bits)`, value 0 for "not computed
-/// yet", [`Cached::NONE`] for "no estimate", else capacity + 1 (capped).
+/// yet", [`Cached::NONE`] for "no estimate", else capacity + 1 (capped). A word left from
+/// exactly a multiple of 2^24 buckets ago would be taken for the current bucket's for that
+/// one bucket (no request over `min_in_flight` for 19 days at 100 ms buckets).
 struct Cached;
 
 impl Cached {
