@@ -156,7 +156,6 @@ impl Edge {
     /// `routes` behind the admission controller when `[edge.admission]` is set (refusals
     /// answered by [`refused`]), else as they are. Applied first, so it sits inside the
     /// bulkhead and measures the handlers.
-    #[must_use]
     pub fn admission<S: Clone + Send + Sync + 'static>(&self, routes: Router<S>) -> Router<S> {
         match &self.admission {
             Some(controller) => routes.route_layer((
