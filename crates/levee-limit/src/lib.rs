@@ -11,6 +11,7 @@
 //! | even spacing, bounded queueing | [`Pacer`] | one CAS, then the caller sleeps |
 //! | at most N in flight | [`Bulkhead`] | one CAS to take, one add to release |
 //! | N that follows latency | [`AdaptiveBulkhead`] with [`Aimd`], [`Gradient2`], [`Vegas`] | as `Bulkhead`, plus sample counters |
+//! | shed before latency collapses, from measured capacity | [`AdmissionController`] | a clock read + one add to admit; a clock read + two CAS + one add to complete |
 //!
 //! Everything is lock-free on the hot path (the keyed limiter reads a shard under levee-core's
 //! `ShardLocks`: one exchange on the calling thread's own reader counter, no shared lock word),
@@ -47,7 +48,7 @@
 //! [`BulkheadEvent`]s to [`Listener`](levee_core::Listener)s.
 //!
 //! **tower** (feature `tower`, module `tower`): `RateLimitLayer`, `KeyedRateLimitLayer`
-//! (key from the request by a closure) and `BulkheadLayer`, whose services are `Clone` and
+//! (key from the request by a closure), `BulkheadLayer` and `AdmissionLayer`, whose services are `Clone` and
 //! share one limit across clones, and fail with a typed `LimitError` carrying the
 //! retry-after. With the feature `http`, the rate-limit layers answer HTTP requests with
 //! the IETF rate-limit header fields (`RateLimit-Policy`, `RateLimit`) and refuse with
@@ -86,6 +87,7 @@
 #![forbid(unsafe_code)]
 
 mod adaptive;
+mod admission;
 mod bulkhead;
 mod error;
 mod gcra;
@@ -105,6 +107,10 @@ mod window;
 pub use adaptive::{
     AdaptiveBuilder, AdaptiveBulkhead, AdaptiveOwnedPermit, AdaptivePermit, Aimd, Gradient2,
     LimitAlgorithm, SampleWindow, Vegas,
+};
+pub use admission::{
+    AdmissionBuilder, AdmissionController, AdmissionEvent, AdmissionPermit, AdmissionSettings,
+    AdmissionStats, CpuGauge, CpuSource, MAX_ADMISSION_BUCKETS, OwnedAdmissionPermit, Shed,
 };
 pub use bulkhead::{
     Acquire, AcquireOwned, Bulkhead, BulkheadBuilder, BulkheadError, BulkheadEvent,

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use levee::breaker::{BreakerSettings, OpenWait, SlidingWindow};
 use levee::cache::CacheSettings;
-use levee::limit::{BulkheadSettings, Quota};
+use levee::limit::{AdmissionSettings, BulkheadSettings, Quota};
 use levee::policy::{Backoff, RetryBudgetBuilder, RetrySettings};
 use levee::queue::broker::{ServeConfig, SubscriptionConfig};
 use serde::{Deserialize, Serialize};
@@ -215,11 +215,21 @@ pub struct EdgeConfig {
     pub rate: Quota,
     /// Requests served at the same time; more are shed with 503.
     pub bulkhead: BulkheadSettings,
+    /// Adaptive load shedding (`[edge.admission]`, off unless the section is present; every
+    /// field has a default): requests in flight against the capacity the shop measures on
+    /// itself, max throughput x min latency over a sliding window; sheds with 503 as the
+    /// bulkhead does. The shop reads no CPU usage, so `cpu_threshold` is refused here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission: Option<AdmissionSettings>,
 }
 
 impl Default for EdgeConfig {
     fn default() -> Self {
-        Self { rate: Quota::per_second(100).with_burst(200), bulkhead: BulkheadSettings::new(256) }
+        Self {
+            rate: Quota::per_second(100).with_burst(200),
+            bulkhead: BulkheadSettings::new(256),
+            admission: None,
+        }
     }
 }
 
@@ -481,6 +491,9 @@ impl Config {
         self.storage.contention_retry.build().map_err(section("storage.contention_retry"))?;
         self.edge.rate.gcra().map_err(section("edge.rate"))?;
         self.edge.bulkhead.build().map_err(section("edge.bulkhead"))?;
+        if let Some(admission) = &self.edge.admission {
+            admission.build().map_err(section("edge.admission"))?;
+        }
         self.limits.validate()?;
         let orders = &self.orders;
         E::require_positive("unpaid_timeout", orders.unpaid_timeout).map_err(section("orders"))?;

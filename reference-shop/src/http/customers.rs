@@ -38,7 +38,7 @@ pub(super) async fn create(
 /// the body read and the deadline as on the other customer routes, then the shared bulkhead.
 pub(super) fn signup(shop: &Arc<Shop>) -> Router<Arc<Shop>> {
     shop.edge
-        .behind_bulkhead(Router::new().route("/customers", post(create)))
+        .behind_bulkhead(shop.edge.admission(Router::new().route("/customers", post(create))))
         .route_layer(middleware::from_fn_with_state(Arc::clone(shop), deadline))
         .route_layer(middleware::from_fn_with_state(Arc::clone(shop), read_body))
         .route_layer((middleware::map_response(throttled_body), shop.edge.signup_limit()))

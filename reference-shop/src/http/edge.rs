@@ -14,6 +14,12 @@
 //!
 //! With protections off (`[protections] enabled = false`, [`Edge::protections`]) the edge has
 //! no bulkhead: every request is served, however many are in flight.
+//!
+//! With `[edge.admission]` set (off by default), an [`AdmissionLayer`] inside the bulkhead
+//! sheds by levee-limit's admission controller as well: requests in flight against the
+//! capacity the shop measures on itself (max throughput x min latency of its handlers over a
+//! sliding window). Its sheds are answered as the bulkhead's: 503, `Retry-After: 1`, code
+//! `overloaded`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,8 +29,12 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use levee::limit::tower::{BulkheadLayer, KeyedRateLimitLayer, LimitError, RateLimitHeaders};
-use levee::limit::{Bulkhead, BulkheadError, KeyedRateLimiter, OwnedPermit, Throttled};
+use levee::limit::tower::{
+    AdmissionLayer, BulkheadLayer, KeyedRateLimitLayer, LimitError, RateLimitHeaders,
+};
+use levee::limit::{
+    AdmissionController, Bulkhead, BulkheadError, KeyedRateLimiter, OwnedPermit, Throttled,
+};
 use serde::Serialize;
 
 use super::identity::{Client, ClientAddrs};
@@ -66,6 +76,7 @@ pub struct Edge {
     addrs: ClientAddrs,
     /// None with protections off.
     bulkhead: Option<Arc<Bulkhead<ShopClock>>>,
+    admission: Option<Arc<AdmissionController<ShopClock>>>,
 }
 
 impl Edge {
@@ -87,6 +98,11 @@ impl Edge {
             .clock(clock.clone())
             .build()
             .map_err(section("limits.signup"))?;
+        let admission = config
+            .admission
+            .map(|settings| settings.build_with_clock(clock.clone()))
+            .transpose()
+            .map_err(section("edge.admission"))?;
         let bulkhead = config
             .bulkhead
             .builder()
@@ -99,14 +115,16 @@ impl Edge {
             signup: Arc::new(signup),
             addrs: ClientAddrs::new(limits),
             bulkhead: Some(Arc::new(bulkhead)),
+            admission: admission.map(Arc::new),
         })
     }
 
-    /// The same edge without its bulkhead when `protections` are off.
+    /// The same edge without its bulkhead and admission controller when `protections` are off.
     #[must_use]
     pub fn protections(mut self, protections: &ProtectionsConfig) -> Self {
         if !protections.enabled {
             self.bulkhead = None;
+            self.admission = None;
         }
         self
     }
@@ -187,6 +205,25 @@ impl Edge {
         }
     }
 
+    /// `routes` behind the admission controller when `[edge.admission]` is set (refusals
+    /// answered by [`refused`]), else as they are. Applied first, so it sits inside the
+    /// bulkhead and measures the handlers.
+    pub fn admission<S: Clone + Send + Sync + 'static>(&self, routes: Router<S>) -> Router<S> {
+        match &self.admission {
+            Some(controller) => routes.route_layer((
+                HandleErrorLayer::new(refused),
+                AdmissionLayer::new(Arc::clone(controller)),
+            )),
+            None => routes,
+        }
+    }
+
+    /// The admission controller, when `[edge.admission]` is set (for its stats).
+    #[must_use]
+    pub fn admission_controller(&self) -> Option<&Arc<AdmissionController<ShopClock>>> {
+        self.admission.as_ref()
+    }
+
     /// Counters now.
     #[must_use]
     pub fn stats(&self) -> EdgeStats {
@@ -246,7 +283,8 @@ impl From<LimitError<Infallible>> for ApiError {
                 .retry_after(secs)
             }
             LimitError::Inner(never) => match never {},
-            // The bulkhead (or a refusal a later levee adds): the shop is at capacity.
+            // The bulkhead, the admission controller (or a refusal a later levee adds): the
+            // shop is at capacity.
             _ => Self::unavailable(
                 "overloaded",
                 "the shop is at capacity; request shed, retry shortly",
@@ -294,6 +332,7 @@ mod tests {
         let config = EdgeConfig {
             rate: Quota::per_second(10).with_burst(2),
             bulkhead: BulkheadSettings::new(1),
+            admission: None,
         };
         let edge = Edge::new(&config, &LimitsConfig::default(), ShopClock::manual(manual.clone()))
             .unwrap();
@@ -344,6 +383,7 @@ mod tests {
         let config = EdgeConfig {
             rate: Quota::per_second(100).with_burst(100),
             bulkhead: BulkheadSettings::new(1),
+            ..EdgeConfig::default()
         };
         let clock = ShopClock::manual(ManualClock::new());
         let on = Edge::new(&config, &LimitsConfig::default(), clock.clone()).unwrap();

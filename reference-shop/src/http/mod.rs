@@ -54,7 +54,7 @@ use crate::metrics::{HttpLabel, RouteLabel};
 
 /// The whole API.
 pub fn router(shop: Arc<Shop>) -> Router {
-    let customer_api = Router::new()
+    let routes = Router::new()
         .route("/products", get(catalog::search))
         .route("/products/{id}", get(catalog::product))
         .route("/cart", get(carts::view).delete(carts::clear))
@@ -65,13 +65,14 @@ pub fn router(shop: Arc<Shop>) -> Router {
         .route("/orders/{id}/pay", post(orders::pay))
         .route("/orders/{id}/cancel", post(orders::cancel))
         .route("/orders/{id}/notifications", get(orders::notifications));
-    // Layers applied one after the other, not one stack, outermost last: the rate limit
-    // decides before the body is read; the whole body is read before the bulkhead is asked
-    // for a slot; the deadline counts from then, the bulkhead's queue included
-    // (`request.rs`). No bulkhead with protections off.
+    // Layers applied one after the other, not one stack, outermost last. Innermost, when
+    // enabled: the admission controller, measuring the handlers. Then the rate limit decides
+    // before the body is read; the whole body is read before the bulkhead is asked for a
+    // slot; the deadline counts from then, the bulkhead's queue included (`request.rs`). No
+    // bulkhead and no admission controller with protections off.
     let customer_api = shop
         .edge
-        .behind_bulkhead(customer_api)
+        .behind_bulkhead(shop.edge.admission(routes))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&shop), deadline))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&shop), read_body))
         .route_layer((middleware::map_response(throttled_body), shop.edge.rate_limit()))

@@ -1,5 +1,5 @@
-//! tower middleware (feature `tower`): layers for the rate limiter, the keyed rate limiter
-//! and the bulkhead.
+//! tower middleware (feature `tower`): layers for the rate limiter, the keyed rate limiter,
+//! the bulkhead and the admission controller.
 //!
 //! The rate-limit layers take any limiter of the family: [`RateLimitLayer`] any
 //! [`AsyncRateLimit`](crate::AsyncRateLimit) (local or remote), [`KeyedRateLimitLayer`] any
@@ -15,10 +15,12 @@
 //! Refusals are not waited out: the call returns at once with a [`LimitError`] that says why
 //! and, for rate limits, when to retry ([`RetryAfter`]), ready for a `429` with `Retry-After`
 //! or for a retry policy. The rate-limit services check in `call` and keep nothing between
-//! `poll_ready` and `call`; the bulkhead service takes its permit in `poll_ready` (waiting in
-//! the bulkhead's queue if configured) and releases it when the response future completes or
-//! is dropped.
+//! `poll_ready` and `call`, and so does the admission service (it admits in `call`, so the
+//! latency it measures starts with the request); the bulkhead service takes its permit in
+//! `poll_ready` (waiting in the bulkhead's queue if configured). Both release their permit
+//! when the response future completes or is dropped.
 
+mod admission;
 mod bulkhead;
 mod future;
 #[cfg(feature = "http")]
@@ -27,6 +29,7 @@ mod keyed;
 mod rate;
 mod rate_future;
 
+pub use admission::{AdmissionLayer, AdmissionService};
 pub use bulkhead::{BulkheadLayer, BulkheadService};
 pub use future::ResponseFuture;
 #[cfg(feature = "http")]
@@ -41,6 +44,7 @@ pub use rate_future::RateLimitFuture;
 use std::fmt;
 use std::time::Duration;
 
+use crate::admission::Shed;
 use crate::bulkhead::BulkheadError;
 use crate::error::{RetryAfter, Throttled};
 
@@ -52,6 +56,9 @@ pub enum LimitError<E> {
     Throttled(Throttled),
     /// The bulkhead refused the request.
     Bulkhead(BulkheadError),
+    /// The admission controller shed the request: the service is over its estimated
+    /// capacity. Like a bulkhead refusal, an overload of this process (HTTP 503).
+    Shed(Shed),
     /// The inner service failed.
     Inner(E),
 }
@@ -69,13 +76,20 @@ impl<E> LimitError<E> {
     pub fn is_refusal(&self) -> bool {
         !matches!(self, Self::Inner(_))
     }
+
+    /// True for refusals because this process is at capacity (a bulkhead refusal or a
+    /// shed), as opposed to a client's rate limit: what HTTP answers with 503 rather
+    /// than 429.
+    pub fn is_overload(&self) -> bool {
+        matches!(self, Self::Bulkhead(_) | Self::Shed(_))
+    }
 }
 
 impl<E> RetryAfter for LimitError<E> {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Throttled(t) => Some(t.retry_after()),
-            Self::Bulkhead(_) | Self::Inner(_) => None,
+            Self::Bulkhead(_) | Self::Shed(_) | Self::Inner(_) => None,
         }
     }
 }
@@ -85,6 +99,7 @@ impl<E: fmt::Display> fmt::Display for LimitError<E> {
         match self {
             Self::Throttled(t) => t.fmt(f),
             Self::Bulkhead(b) => b.fmt(f),
+            Self::Shed(s) => s.fmt(f),
             Self::Inner(e) => e.fmt(f),
         }
     }
@@ -95,6 +110,7 @@ impl<E: std::error::Error + 'static> std::error::Error for LimitError<E> {
         match self {
             Self::Throttled(t) => Some(t),
             Self::Bulkhead(b) => Some(b),
+            Self::Shed(s) => Some(s),
             Self::Inner(e) => Some(e),
         }
     }
