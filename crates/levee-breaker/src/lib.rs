@@ -124,7 +124,7 @@ pub use settings::{
     BreakerSettings, MAX_COUNT_WINDOW, MAX_HALF_OPEN_CALLS, MAX_OPEN_WAIT, MAX_TIME_BUCKETS,
     OpenWait, SlidingWindow,
 };
-pub use state::State;
+pub use state::{State, generation_is_newer};
 #[cfg(feature = "tower")]
 pub use tower::{CircuitBreakerLayer, CircuitBreakerService, ResponseFuture};
 
