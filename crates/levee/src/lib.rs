@@ -116,6 +116,11 @@ pub use levee_cache as cache;
 #[cfg(feature = "queue")]
 pub use levee_queue as queue;
 
+/// Breakers that share what they learn through a [`Broker`](queue::broker::Broker)
+/// (features `breaker` and `queue`).
+#[cfg(all(feature = "breaker", feature = "queue"))]
+pub mod shared_breaker;
+
 /// The HTTP service client: P2C + peak-EWMA, a breaker per endpoint, priority failover,
 /// budgeted retries, hedged reads, deadline propagation, mutual TLS (feature `client`).
 #[cfg(feature = "client")]
