@@ -11,6 +11,8 @@
 //! `serde` features switch on the tower layers and serde settings of the crates that have
 //! them; `http` adds the IETF `RateLimit` header fields to levee-limit's rate-limit layers.
 //! [`core`] is always there; [`prelude`] brings the everyday names into scope.
+//! [`shared_breaker`] (with `breaker` and `queue`) lets the breakers of a service's replicas
+//! share what they learn through any broker.
 //!
 //! # Guarding an HTTP call
 //!

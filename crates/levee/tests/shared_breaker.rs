@@ -1,7 +1,8 @@
 //! Breakers that share what they learn (issue 22, item 3): five replicas guarding one
 //! dependency, each with a deterministic load, through an outage of that dependency, on one
 //! manual clock. The same scenario runs with isolated breakers, with shared breakers on the
-//! in-process broker, and on a broker that loses every message.
+//! in-process broker, on a broker that loses every message, and on NATS JetStream when
+//! `LEVEE_TEST_NATS_URL` is set (`source .ci/nats.sh`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use levee::breaker::{BreakerSettings, Builder, CircuitBreaker, OpenWait, SlidingWindow, State};
 use levee::core::ManualClock;
 use levee::queue::broker::{
-    Broker, BrokerError, DeadLetter, InProcessBroker, Message, Nack, Publish, Select,
+    Broker, BrokerError, DeadLetter, InProcessBroker, Message, Nack, Overflow, Publish, Select,
     SubscriptionConfig,
 };
 use levee::shared_breaker::{SharedBreaker, SharedSettings, SharedStats};
@@ -70,24 +71,41 @@ impl Net for Isolated {
     async fn exchange(&self) {}
 }
 
-struct Shared<B: Broker>(Vec<SharedBreaker<B, ManualClock>>);
+struct Shared<B: Broker> {
+    replicas: Vec<SharedBreaker<B, ManualClock>>,
+    /// `None`: read once without waiting (what was published is there at once, or never);
+    /// `Some(wait)`: read, waiting up to `wait` each time, until every message published
+    /// this millisecond has arrived (a networked broker), so the run stays deterministic.
+    wait: Option<Duration>,
+}
 
 impl<B: Broker> Net for Shared<B>
 where
     B::Payload: From<String> + AsRef<str>,
 {
     fn breakers(&self) -> Vec<Arc<CircuitBreaker<ManualClock>>> {
-        self.0.iter().map(|s| s.breaker().clone()).collect()
+        self.replicas.iter().map(|s| s.breaker().clone()).collect()
     }
     async fn exchange(&self) {
         let mut published = 0;
-        for replica in &self.0 {
+        for replica in &self.replicas {
             published += replica.publish_pending().await;
         }
         // Only the replicas publish on the topic: nothing new to read when none did.
-        if published > 0 {
-            for replica in &self.0 {
+        if published == 0 {
+            return;
+        }
+        for replica in &self.replicas {
+            let Some(wait) = self.wait else {
                 replica.receive(Duration::ZERO).await.unwrap();
+                continue;
+            };
+            // Every replica reads every message, its own included.
+            let (mut read, mut tries) = (0, 0);
+            while read < published {
+                tries += 1;
+                assert!(tries <= 100, "{} read {read} of {published}", replica.replica());
+                read += replica.receive(wait).await.unwrap();
             }
         }
     }
@@ -96,27 +114,26 @@ where
 async fn shared_on<B: Broker>(
     broker: Arc<B>,
     clock: &ManualClock,
-    topic: &str,
-    quorum: usize,
+    settings: SharedSettings,
+    wait: Option<Duration>,
 ) -> Shared<B>
 where
     B::Payload: From<String> + AsRef<str>,
 {
     let mut replicas = Vec::new();
     for i in 0..PERIODS_MS.len() {
-        let settings = shared_settings(quorum).topic(topic);
         let replica = SharedBreaker::join(
             broker.clone(),
             "payments",
             &format!("replica-{i}"),
             builder(clock),
-            settings,
+            settings.clone(),
         )
         .await
         .unwrap();
         replicas.push(replica);
     }
-    Shared(replicas)
+    Shared { replicas, wait }
 }
 
 /// Runs the scenario: every ms, each replica whose turn it is asks its breaker, calls the
@@ -161,7 +178,7 @@ async fn isolated() -> Run {
 }
 
 fn stats<B: Broker>(net: &Shared<B>) -> Vec<SharedStats> {
-    net.0.iter().map(SharedBreaker::stats).collect()
+    net.replicas.iter().map(SharedBreaker::stats).collect()
 }
 
 /// Prints what a shared run measured against the isolated one, and asserts that recovery
@@ -183,7 +200,7 @@ fn compare(alone: &Run, shared: &Run, what: &str) -> f64 {
 async fn in_process(quorum: usize) -> (Run, Vec<SharedStats>) {
     let clock = ManualClock::new();
     let broker = Arc::new(InProcessBroker::<String, _>::builder().clock(clock.clone()).build());
-    let net = shared_on(broker, &clock, "levee.breakers", quorum).await;
+    let net = shared_on(broker, &clock, shared_settings(quorum), None).await;
     let shared = run(&net, &clock).await;
     (shared, stats(&net))
 }
@@ -281,7 +298,7 @@ async fn losing_every_message_is_exactly_the_isolated_behaviour() {
     let alone = isolated().await;
     let clock = ManualClock::new();
     let broker = InProcessBroker::<String, _>::builder().clock(clock.clone()).build();
-    let net = shared_on(Arc::new(Lossy(broker)), &clock, "levee.breakers", 1).await;
+    let net = shared_on(Arc::new(Lossy(broker)), &clock, shared_settings(1), None).await;
     let lossy = run(&net, &clock).await;
     let stats = stats(&net);
     assert!(stats.iter().all(|s| s.published > 0 && s.received == 0), "{stats:?}");
@@ -370,4 +387,38 @@ async fn bad_settings_and_names_are_refused() {
     assert_eq!(setting(join("p", "a", s().topic("")).await.unwrap_err()), "topic");
     assert_eq!(setting(join("p q", "a", s()).await.unwrap_err()), "dependency");
     assert_eq!(setting(join("p", "", s()).await.unwrap_err()), "replica");
+}
+
+/// The outage scenario on NATS JetStream, each message read by every replica before the next
+/// millisecond: the same run, call for call, as on the in-process broker (skips without
+/// `LEVEE_TEST_NATS_URL`). JetStream refuses `Overflow::DeadLetterOldest`, so the replicas'
+/// subscriptions reject instead.
+#[tokio::test]
+async fn sharing_pays_on_nats_too() {
+    let Some(url) = levee::core::testing::server_url("LEVEE_TEST_NATS_URL", "nats") else {
+        return;
+    };
+    let broker = levee::nats::NatsBroker::<String>::builder(url)
+        .prefix(format!("lsb{}", std::process::id()))
+        .storage(levee::nats::Storage::Memory)
+        .request_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .expect("connect to the test server");
+    let broker = Arc::new(broker);
+    let clock = ManualClock::new();
+    let settings = shared_settings(1).topic("breakers").overflow(Overflow::Reject);
+    let net = shared_on(broker.clone(), &clock, settings, Some(Duration::from_millis(200))).await;
+    let on_nats = tokio::time::timeout(Duration::from_secs(120), run(&net, &clock))
+        .await
+        .expect("the scenario finishes within two minutes on a local server");
+    broker.close().await;
+    let alone = isolated().await;
+    let saved = compare(&alone, &on_nats, "NATS JetStream, quorum 1");
+    assert!(saved >= 50.0, "not halved: {saved:.0} % fewer");
+    let (in_process, _) = in_process(1).await;
+    assert_eq!(on_nats, in_process, "the in-process run, call for call");
+    let stats = stats(&net);
+    assert!(stats.iter().all(|s| s.malformed == 0 && s.publish_lost == 0), "{stats:?}");
 }

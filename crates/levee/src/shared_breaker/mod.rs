@@ -121,9 +121,15 @@ pub struct SharedSettings {
     /// Transitions waiting to be published; beyond it a transition is dropped and counted
     /// (peers then miss it, nothing else). Default 64.
     pub outbox: usize,
-    /// The most messages this replica's subscription holds unread; beyond it the oldest
-    /// is dropped. Default 1 024.
+    /// The most messages this replica's subscription holds unread. Default 1 024.
     pub backlog: usize,
+    /// What a publish does when a replica's subscription holds `backlog` unread messages.
+    /// Default [`Overflow::DeadLetterOldest`]: the oldest report is dropped, so a replica that
+    /// stopped reading never stops the others' publishing. Brokers that refuse it (NATS
+    /// JetStream: a full stream never drops a message) need [`Overflow::Reject`]: a publish
+    /// into a full backlog then fails and is counted as lost, so remove a dead replica's
+    /// subscription there, or sharing stops once its backlog is full.
+    pub overflow: Overflow,
 }
 
 impl Default for SharedSettings {
@@ -135,6 +141,7 @@ impl Default for SharedSettings {
             max_peers: 256,
             outbox: 64,
             backlog: 1024,
+            overflow: Overflow::DeadLetterOldest,
         }
     }
 }
@@ -185,6 +192,13 @@ impl SharedSettings {
     #[must_use]
     pub fn backlog(mut self, messages: usize) -> Self {
         self.backlog = messages;
+        self
+    }
+
+    /// Sets [`overflow`](Self::overflow).
+    #[must_use]
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
         self
     }
 
@@ -373,7 +387,7 @@ where
             .build()?;
         let subscription = SubscriptionConfig::new(replica)
             .max_backlog(settings.backlog)
-            .overflow(Overflow::DeadLetterOldest)
+            .overflow(settings.overflow)
             .max_dead_letters(1)
             .max_deliveries(1);
         let subscription = broker.subscribe(&settings.topic, subscription).await?;
