@@ -580,6 +580,7 @@ impl<C: Clock> CircuitBreaker<C> {
             name: self.name.clone(),
             from: from.state(),
             to: to.state(),
+            generation: to.generation(),
             reason,
             at,
             open_until,
@@ -610,6 +611,48 @@ impl<C: Clock> CircuitBreaker<C> {
             let (next, until) = self.open_word(next_gen(w.generation()), 0, now);
             (next, Some(until))
         });
+    }
+
+    /// Moves a closed or open breaker to half-open now, so that only `half_open_calls` trial
+    /// calls go through and their outcome decides, as after an open wait. For callers that
+    /// know more than the breaker has seen: peers guarding the same dependency report it down
+    /// (probe instead of sending full traffic into an outage) or back up (try a trial before
+    /// the open wait has passed). Returns whether it moved; half-open, forced-open and
+    /// disabled breakers stay as they are.
+    ///
+    /// A closed breaker's window is left behind with its generation (the trials decide), and a
+    /// failed trial round opens it as a failed round after an opening does (the open wait for
+    /// one earlier opening); an open breaker keeps its consecutive-openings count. The event's
+    /// reason is [`Reason::Probe`].
+    ///
+    /// ```
+    /// use levee_breaker::{CircuitBreaker, State};
+    ///
+    /// let breaker = CircuitBreaker::builder().half_open_calls(1).build()?;
+    /// assert!(breaker.probe());
+    /// assert_eq!(breaker.state(), State::HalfOpen);
+    /// breaker.try_acquire().unwrap().success();
+    /// assert!(breaker.try_acquire().is_ok() && breaker.state() == State::Closed);
+    /// # Ok::<(), levee_core::ConfigError>(())
+    /// ```
+    pub fn probe(&self) -> bool {
+        let now = self.clock.now();
+        let mut word = self.word();
+        loop {
+            let attempts = match word.state() {
+                State::Closed => 0,
+                State::Open => word.attempts(),
+                State::HalfOpen | State::ForcedOpen | State::Disabled => return false,
+            };
+            let next = Word::half_open(next_gen(word.generation()), attempts, Trials::default());
+            match self.cas(word, next) {
+                Ok(()) => {
+                    self.transitioned(word, next, now, Reason::Probe, None);
+                    return true;
+                }
+                Err(actual) => word = actual,
+            }
+        }
     }
 
     /// Refuses every call until [`reset`](Self::reset) (or [`disable`](Self::disable)).

@@ -25,6 +25,9 @@ pub enum Reason {
     HalfOpenTimeout,
     /// An operator called `reset`, `trip`, `force_open` or `disable`.
     Manual,
+    /// [`CircuitBreaker::probe`](crate::CircuitBreaker::probe) moved it to half-open (e.g.
+    /// peers reported the dependency down or back up).
+    Probe,
 }
 
 /// A state transition, delivered to the breaker's listeners on the thread that caused it.
@@ -38,6 +41,10 @@ pub struct BreakerEvent {
     pub from: State,
     /// The state entered.
     pub to: State,
+    /// The generation of the state entered: one more (mod 2^25) at every transition, so
+    /// events of one breaker delivered out of order can be put back in order with
+    /// [`generation_is_newer`](crate::generation_is_newer).
+    pub generation: u32,
     /// Why.
     pub reason: Reason,
     /// When, as a reading of the breaker's clock.

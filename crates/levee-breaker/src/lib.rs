@@ -7,7 +7,9 @@
 //! - **States** [`State::Closed`], [`State::Open`], [`State::HalfOpen`], plus
 //!   [`State::ForcedOpen`] and [`State::Disabled`] for operators
 //!   ([`force_open`](CircuitBreaker::force_open), [`disable`](CircuitBreaker::disable),
-//!   [`reset`](CircuitBreaker::reset), [`trip`](CircuitBreaker::trip)).
+//!   [`reset`](CircuitBreaker::reset), [`trip`](CircuitBreaker::trip)), and
+//!   [`probe`](CircuitBreaker::probe) (half-open now) for callers that know more than the
+//!   breaker has seen, such as peers' reports (the `levee` facade's `shared_breaker`).
 //! - **Windows**: the last N calls or the last N seconds in buckets ([`SlidingWindow`]),
 //!   lock-free, with aggregates kept up to date on every record.
 //! - **Thresholds**: failure rate, slow-call rate (with a slow-call duration), a minimum
@@ -124,7 +126,7 @@ pub use settings::{
     BreakerSettings, MAX_COUNT_WINDOW, MAX_HALF_OPEN_CALLS, MAX_OPEN_WAIT, MAX_TIME_BUCKETS,
     OpenWait, SlidingWindow,
 };
-pub use state::State;
+pub use state::{State, generation_is_newer};
 #[cfg(feature = "tower")]
 pub use tower::{CircuitBreakerLayer, CircuitBreakerService, ResponseFuture};
 

@@ -98,6 +98,23 @@ pub(crate) const fn next_gen(generation: u32) -> u32 {
 /// generation space ahead, far more transitions than any permit outlives).
 #[inline]
 pub(crate) const fn gen_is_newer(a: u32, b: u32) -> bool {
+    generation_is_newer(a, b)
+}
+
+/// True when breaker generation `a` ([`BreakerEvent::generation`](crate::BreakerEvent)) is
+/// later than `b`. Generations count transitions modulo 2^25; "later" means less than half
+/// that space ahead, so the answer is right for any two events less than 2^24 transitions
+/// apart.
+///
+/// ```
+/// use levee_breaker::generation_is_newer;
+///
+/// assert!(generation_is_newer(5, 3) && !generation_is_newer(3, 5) && !generation_is_newer(4, 4));
+/// assert!(generation_is_newer(0, (1 << 25) - 1), "past the wrap");
+/// ```
+#[inline]
+#[must_use]
+pub const fn generation_is_newer(a: u32, b: u32) -> bool {
     let ahead = a.wrapping_sub(b) & GEN_MASK;
     ahead != 0 && ahead < (1 << (GEN_BITS - 1))
 }

@@ -171,3 +171,23 @@ proptest! {
         }
     }
 }
+
+/// A full count window already over a lowered threshold opens on the next failure even when
+/// that failure evicts a failure (the window's tally does not move, the verdict does).
+#[test]
+fn a_lowered_threshold_opens_on_a_failure_that_evicts_a_failure() {
+    let clock = ManualClock::new();
+    let settings = |threshold| BreakerSettings {
+        window: SlidingWindow::count(4),
+        failure_rate_threshold: threshold,
+        ..base()
+    };
+    let b = breaker(&clock, settings(100.0));
+    for _ in 0..3 {
+        fail(&b);
+    }
+    succeed(&b); // F F F S: 75 %
+    b.reconfigure(settings(50.0)).unwrap();
+    fail(&b); // F F S F: still 75 %, evicting a failure
+    assert_eq!(b.state(), State::Open);
+}

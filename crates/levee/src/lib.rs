@@ -11,6 +11,8 @@
 //! `serde` features switch on the tower layers and serde settings of the crates that have
 //! them; `http` adds the IETF `RateLimit` header fields to levee-limit's rate-limit layers.
 //! [`core`] is always there; [`prelude`] brings the everyday names into scope.
+//! [`shared_breaker`] (with `breaker` and `queue`) lets the breakers of a service's replicas
+//! share what they learn through any broker.
 //!
 //! # Guarding an HTTP call
 //!
@@ -115,6 +117,11 @@ pub use levee_cache as cache;
 /// In-process channels (and the topics and work queues built on them).
 #[cfg(feature = "queue")]
 pub use levee_queue as queue;
+
+/// Breakers that share what they learn through a [`Broker`](queue::broker::Broker)
+/// (features `breaker` and `queue`).
+#[cfg(all(feature = "breaker", feature = "queue"))]
+pub mod shared_breaker;
 
 /// The HTTP service client: P2C + peak-EWMA, a breaker per endpoint, priority failover,
 /// budgeted retries, hedged reads, deadline propagation, mutual TLS (feature `client`).

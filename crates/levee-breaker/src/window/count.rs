@@ -137,7 +137,9 @@ impl CountWindow {
         let d_failed = i64::from(bits & 1) - i64::from(evicted & 1);
         let d_slow = i64::from(bits >> 1) - i64::from(evicted >> 1);
         if d_failed == 0 && d_slow == 0 {
-            return reached.then(|| self.tally_at(generation, calls));
+            // Nothing moved, but a failure or slow call is still judged: the thresholds may
+            // have been lowered (`reconfigure`) under a window that was already over them.
+            return (reached || bits != 0).then(|| self.tally_at(generation, calls));
         }
         let totals = self.add_totals(generation, d_failed, d_slow)?;
         (reached || d_failed > 0 || d_slow > 0).then(|| Tally {
