@@ -1,5 +1,5 @@
-//! `reference-shop`: runs the shop (default), the load generator (`loadgen`), or prints the
-//! settings (`print-config`) or the OpenAPI document (`openapi`).
+//! `reference-shop`: runs the shop (default), the load generator (`loadgen`), a soak
+//! (`soak`), or prints the settings (`print-config`) or the OpenAPI document (`openapi`).
 //!
 //! Logs go to stderr; stdout carries only what a command prints (the address, the settings,
 //! a report). A shop that cannot start says why on stderr and exits with 2 for settings it
@@ -35,6 +35,9 @@ enum Command {
     Openapi,
     /// Send bounded traffic to a shop on this machine and report what happened.
     Loadgen(reference_shop::loadgen::Args),
+    /// Mixed traffic with the payment provider slow, failing and back in a cycle against a
+    /// shop on this machine; then checks answers, memory and stock accounting.
+    Soak(reference_shop::soak::Args),
 }
 
 fn init_logs(json: bool) {
@@ -76,6 +79,7 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Command::Loadgen(args) => reference_shop::loadgen::run(args, &config).await,
+        Command::Soak(args) => reference_shop::soak::run(args, &config).await,
     }
 }
 
