@@ -4,13 +4,20 @@
 //! may give, memory flat, every unit of stock accounted for. Also `GET /admin/stock` itself,
 //! and the exit codes for bad arguments (2) and a process that does not exist (3). The
 //! checks' failing cases are unit tests in `src/soak/` (made-up samples and ledgers).
+//! `GET /admin/stock`'s figures are checked one by one after a paid, an unpaid, a declined
+//! order and a cart, on SQLite and PostgreSQL.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use common::TestDb;
+use reference_shop::api::StockLedger;
+use reference_shop::soak::stock;
+use serde_json::{Value, json};
 
 const TOKEN: &str = "soak-test-token";
 
@@ -174,3 +181,55 @@ async fn a_short_soak_passes_on_a_healthy_shop() {
     assert_eq!(gone.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&gone.stderr).contains("/proc/4294967295/status"));
 }
+
+/// Every kind of holder, each on its own product: a paid order (sold), an unpaid one (held
+/// by an order), a declined one (released), a cart line (held by a cart).
+async fn the_ledger_says_where_every_unit_is(db: TestDb) {
+    let shop = common::start(&db, |_| {}).await;
+    let ledger = || async {
+        let r = shop.send(shop.admin(reqwest::Method::GET, "/admin/stock")).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        serde_json::from_value::<StockLedger>(r.body).unwrap()
+    };
+    let before = ledger().await;
+    assert_eq!(before.products.len(), 50);
+    let key = shop.customer("ledger").await;
+    let order = |product: i64, quantity: i64, card: Option<&str>| {
+        let mut body = json!({ "items": [{ "product_id": product, "quantity": quantity }] });
+        if let Some(card) = card {
+            body["card"] = json!(card);
+        }
+        body
+    };
+    let placed = shop.place(&key, "paid", &order(1, 2, Some("tok_visa"))).await;
+    assert_eq!(placed.status, 201, "{placed:?}");
+    shop.order_becomes(&key, placed.body["id"].as_i64().unwrap(), "paid").await;
+    let placed = shop.place(&key, "unpaid", &order(3, 4, None)).await;
+    assert_eq!(placed.status, 201, "{placed:?}");
+    let placed = shop.place(&key, "declined", &order(4, 1, Some("tok_declined"))).await;
+    assert_eq!(placed.status, 201, "{placed:?}");
+    shop.order_becomes(&key, placed.body["id"].as_i64().unwrap(), "cancelled").await;
+    let cart = shop
+        .send(shop.post("/cart/items", Some(&key), &json!({ "product_id": 2, "quantity": 3 })))
+        .await;
+    assert_eq!(cart.status, 200, "{cart:?}");
+
+    let after = ledger().await;
+    let units = |l: &StockLedger, id: i64| l.products[usize::try_from(id - 1).unwrap()].clone();
+    let start = |id| units(&before, id).stock;
+    let (p1, p2, p3, p4) = (units(&after, 1), units(&after, 2), units(&after, 3), units(&after, 4));
+    assert_eq!((p1.stock, p1.reserved, p1.sold), (start(1) - 2, 0, 2), "{p1:?}");
+    assert_eq!(
+        (p2.stock, p2.reserved, p2.held_by_carts, p2.held_by_orders),
+        (start(2) - 3, 3, 3, 0)
+    );
+    assert_eq!((p3.stock, p3.reserved, p3.held_by_orders, p3.sold), (start(3) - 4, 4, 4, 0));
+    assert_eq!((p4.stock, p4.reserved, p4.sold), (start(4), 0, 0), "{p4:?}");
+    assert_eq!(units(&after, 5), units(&before, 5));
+    let verdict = stock::check(&before, &after);
+    assert!(verdict.passed, "{verdict:?}");
+    assert_eq!((verdict.sold_during_run, verdict.reserved_at_end), (2, 7));
+    shop.stop().await;
+}
+
+on_both_databases!(the_ledger_says_where_every_unit_is);

@@ -184,8 +184,8 @@ pub fn scenario(
 ) -> Result<Scenario, ScenarioError> {
     let ms = |d: Duration| d.as_millis();
     let mut toml = format!(
-        "description = \"soak: {} at {rate}/s; the payment provider slow, failing and back \
-         every {}\"\n\
+        "description = \"{} at {rate}/s; the payment provider slow, failing and back every \
+         {}\"\n\
          customers = 32\ndeclined_percent = 10\nrequest_timeout = \"10s\"\n\
          [mix]\nget_product = 58\nsearch = 12\nadd_to_cart = 12\nplace_order = 10\n\
          list_orders = 6\ncreate_customer = 2\n\
