@@ -17,8 +17,8 @@
 //! - Settings that embed levee's own serde settings types ([`config`]).
 //! - `/metrics`, liveness and readiness (`/health/live`, `/health/ready`), an admin API, a data
 //!   directory one shop at a time, graceful shutdown ([`app`]), a load generator
-//!   ([`loadgen`]), and the outage side by side, levee's protections on and off
-//!   ([`compare`]).
+//!   ([`loadgen`]), the outage side by side, levee's protections on and off ([`compare`]), and
+//!   a soak that checks answers, memory and stock over minutes of faults ([`soak`]).
 //!
 //! Every primitive comes through the `levee` facade crate, with one feature per primitive
 //! (`limit`, `breaker`, `policy`, `timer`, `cache`, `queue`) plus `serde` and `tower`:
@@ -56,6 +56,7 @@ pub mod loadgen;
 pub mod metrics;
 pub mod provider;
 pub mod services;
+pub mod soak;
 pub mod store;
 pub mod timeouts;
 

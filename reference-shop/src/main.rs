@@ -1,6 +1,6 @@
 //! `reference-shop`: runs the shop (default), the load generator (`loadgen`), the outage side
-//! by side (`outage-compare`), or prints the settings (`print-config`) or the OpenAPI document
-//! (`openapi`).
+//! by side (`outage-compare`), a soak (`soak`), or prints the settings (`print-config`) or the
+//! OpenAPI document (`openapi`).
 //!
 //! Logs go to stderr; stdout carries only what a command prints (the address, the settings,
 //! a report). A shop that cannot start says why on stderr and exits with 2 for settings it
@@ -39,6 +39,9 @@ enum Command {
     /// Run one scenario against a shop with levee's protections on, then off; print a table,
     /// draw the latency chart, check that no order was lost.
     OutageCompare(reference_shop::compare::Args),
+    /// Mixed traffic with the payment provider slow, failing and back in a cycle against a
+    /// shop on this machine; then checks answers, memory and stock accounting.
+    Soak(reference_shop::soak::Args),
 }
 
 fn init_logs(json: bool, default: &str) {
@@ -82,6 +85,7 @@ async fn main() -> std::process::ExitCode {
         }
         Command::Loadgen(args) => reference_shop::loadgen::run(args, &config).await,
         Command::OutageCompare(args) => reference_shop::compare::run(args, &config).await,
+        Command::Soak(args) => reference_shop::soak::run(args, &config).await,
     }
 }
 

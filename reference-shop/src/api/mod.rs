@@ -9,6 +9,7 @@ mod customers;
 mod error;
 mod health;
 pub mod integral;
+mod ledger;
 mod ops;
 mod orders;
 mod settings;
@@ -18,6 +19,7 @@ pub use catalog::{ProductChange, ProductPage, ProductSearch};
 pub use customers::NewCustomer;
 pub use error::{ApiError, ErrorBody, ErrorDetail, HoldingDetail};
 pub use health::{Check, Liveness, Readiness, ReadyChecks, ReadyStatus};
+pub use ledger::{ProductStock, StockLedger};
 pub use ops::{DeadLetterList, Replay, Replayed, ShopStatus, StoreStatus};
 pub use orders::{
     NotificationList, OrderItem, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement,

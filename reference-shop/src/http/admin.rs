@@ -11,6 +11,7 @@ use super::auth::Admin;
 use super::extract::ApiJson;
 use crate::api::{
     ApiError, DeadLetterList, ErrorBody, LiveSettings, Replay, Replayed, SettingsPatch, ShopStatus,
+    StockLedger,
 };
 use crate::app::Shop;
 use crate::faults::{FaultPatch, FaultSettings};
@@ -60,6 +61,22 @@ pub(super) async fn set_faults(
     ApiJson(patch): ApiJson<FaultPatch>,
 ) -> Result<Json<FaultSettings>, ApiError> {
     shop.operations.set_faults(patch).map(Json)
+}
+
+/// `GET /admin/stock`: every product's units, from one snapshot (the soak's stock check).
+#[utoipa::path(
+    get,
+    path = "/admin/stock",
+    operation_id = "getStock",
+    tag = "operations",
+    security(("admin_token" = [])),
+    responses((status = 200, description = "Every product's units: on the shelf, reserved, sold, and who holds the reserved ones", body = StockLedger))
+)]
+pub(super) async fn stock(
+    State(shop): State<Arc<Shop>>,
+    _: Admin,
+) -> Result<Json<StockLedger>, ApiError> {
+    shop.operations.stock_ledger().await.map(Json)
 }
 
 /// `GET /admin/dlq`.

@@ -87,6 +87,7 @@ pub fn router(shop: Arc<Shop>) -> Router {
         .route("/openapi.json", get(openapi::serve(&shop.config)))
         .route("/admin/status", get(admin::status))
         .route("/admin/faults", get(admin::faults).put(admin::set_faults))
+        .route("/admin/stock", get(admin::stock))
         .route("/admin/dlq", get(admin::dead_letters))
         .route("/admin/dlq/replay", post(admin::replay))
         .route("/admin/settings", get(admin::settings).patch(admin::change_settings))

@@ -72,6 +72,7 @@ use crate::config::Config;
         admin::status,
         admin::faults,
         admin::set_faults,
+        admin::stock,
         admin::dead_letters,
         admin::replay,
         admin::settings,
@@ -226,7 +227,8 @@ impl utoipa::Modify for Contract {
                          read (`deadline_exceeded`)",
                     );
                 }
-                if edge || path.starts_with("/admin/products") {
+                // Routes that read the store answer 503 when it is busy or unreachable.
+                if edge || path.starts_with("/admin/products") || path == "/admin/stock" {
                     op.responses.responses.insert("503".into(), unavailable().into());
                 }
             }

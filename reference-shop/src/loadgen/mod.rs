@@ -95,6 +95,7 @@ use crate::config::Config;
 use progress::Bar;
 use runner::{Load, Stop};
 use stats::Stats;
+pub(crate) use switches::Admin;
 
 /// Load generator settings (`reference-shop loadgen --help`).
 #[derive(Debug, Clone, clap::Args)]

@@ -90,7 +90,12 @@ impl Admin {
 
     /// What the resilience mechanisms did (`GET /admin/status`).
     pub(crate) async fn status(&self) -> Result<Value, AdminError> {
-        self.call("/admin/status", None).await
+        self.get("/admin/status").await
+    }
+
+    /// Any admin read (`GET path`), as JSON (`null` for a body that is not JSON).
+    pub(crate) async fn get(&self, path: &'static str) -> Result<Value, AdminError> {
+        self.call(path, None).await
     }
 }
 

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use super::{Catalog, Customers, Infra, Payments};
 use crate::api::{
     ApiError, Check, DeadLetterList, Liveness, Readiness, ReadyChecks, ReadyStatus, Replay,
-    Replayed, ShopStatus, StoreStatus,
+    Replayed, ShopStatus, StockLedger, StoreStatus,
 };
 use crate::bus::EventBus;
 use crate::clock::ShopClock;
@@ -194,6 +194,14 @@ impl Operations {
             .map_err(|e| ApiError::invalid("invalid_fault", e.to_string()))?;
         tracing::warn!(?settings, "fault injection changed");
         Ok(settings)
+    }
+
+    /// Where every unit of every product is (`GET /admin/stock`), from one snapshot.
+    ///
+    /// # Errors
+    /// 503 when the store fails.
+    pub async fn stock_ledger(&self) -> Result<StockLedger, ApiError> {
+        Ok(StockLedger { products: self.store.stock_ledger().await? })
     }
 
     /// Every subscription's dead letters.

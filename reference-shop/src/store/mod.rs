@@ -19,6 +19,7 @@
 pub mod catalog;
 mod data_dir;
 pub mod holding;
+mod ledger;
 mod orders;
 mod seed;
 

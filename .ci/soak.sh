@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The soak (issue 14 item 9; one line of .ci/run: `bash .ci/soak.sh`; runs locally the same
+# way). Builds the shop (release, the build .ci/dashboard.sh made), starts it on 127.0.0.1 on
+# a free port with a temporary data directory and its default limits, and runs
+# `reference-shop soak` against it: mixed traffic at 100 requests a second with the payment
+# provider slow, failing and back every minute; then no 5xx other than 503 shedding, the
+# shop's RSS flat after the warm-up, and every unit of stock accounted for. Exits non-zero on
+# any violation. The JSON summary is kept as target/soak.json.
+#
+# SOAK_MINUTES (default 3, at most 60) sets the length: `SOAK_MINUTES=60 bash .ci/soak.sh` is
+# the hour-long run. The shop and its directory are removed through .ci/cleanup.sh's
+# on_exit. Each wait is bounded: the soak itself by its duration plus five minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=.ci/cleanup.sh
+. .ci/cleanup.sh
+
+soak_started=$SECONDS
+minutes=${SOAK_MINUTES:-3}
+case "$minutes" in
+    '' | *[!0-9]*) echo "SOAK_MINUTES must be a number of minutes, 1 to 60" >&2; exit 2 ;;
+esac
+target_dir=${CARGO_TARGET_DIR:-target}
+
+# LEVEE_SHOP_BIN: a shop binary already built (a debug one when trying this locally).
+shop_bin=${LEVEE_SHOP_BIN:-}
+if [ -z "$shop_bin" ]; then
+    echo "building the shop (release)"
+    cargo build --release -q -p reference-shop
+    shop_bin="$target_dir/release/reference-shop"
+fi
+
+soak_dir=$(mktemp -d /tmp/levee-ci-soak.XXXXXX)
+soak_shop_pid=""
+stop_soak_shop() {
+    ci_stop_server "$soak_shop_pid" "$soak_dir"
+    soak_shop_pid=""
+}
+on_exit stop_soak_shop
+
+port=$(ci_free_port 18480 18580)
+admin_token="ci-soak-$RANDOM$RANDOM"
+export SHOP_SERVER__ADDR="127.0.0.1:$port"
+export SHOP_SERVER__ADMIN_TOKEN="$admin_token"
+export SHOP_SERVER__SHUTDOWN_GRACE=2s
+export SHOP_STORAGE__DATA_DIR="$soak_dir/shop"
+"$shop_bin" serve >"$soak_dir/shop.log" 2>&1 &
+soak_shop_pid=$!
+ci_wait_http "http://127.0.0.1:$port/health/live" "$soak_shop_pid" "$soak_dir/shop.log"
+echo "shop on 127.0.0.1:$port (pid $soak_shop_pid)"
+
+# The soak's own bound: its duration, plus seeding, the queue's drain and the checks.
+status=0
+timeout --signal=INT --kill-after=30 $((minutes * 60 + 300)) \
+    "$shop_bin" soak --target "http://127.0.0.1:$port" --pid "$soak_shop_pid" \
+    --admin-token "$admin_token" --duration "${minutes}m" --progress lines \
+    --json "$target_dir/soak.json" || status=$?
+if [ "$status" -ne 0 ]; then
+    echo "soak failed (exit $status); the end of the shop's log:" >&2
+    tail -n 40 "$soak_dir/shop.log" >&2 || true
+fi
+echo "soak: ${minutes} min of load, $((SECONDS - soak_started)) s in all (build included)"
+exit "$status"
