@@ -118,8 +118,8 @@ pub use levee_cache as cache;
 #[cfg(feature = "queue")]
 pub use levee_queue as queue;
 
-/// Breakers that share what they learn through a [`Broker`](queue::broker::Broker)
-/// (features `breaker` and `queue`).
+// Breakers that share what they learn through a `Broker` (features `breaker` and `queue`);
+// documented by the module itself (an outer doc here would resolve its links out of scope).
 #[cfg(all(feature = "breaker", feature = "queue"))]
 pub mod shared_breaker;
 
