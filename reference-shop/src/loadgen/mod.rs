@@ -57,6 +57,7 @@
 
 mod driver;
 mod operation;
+mod output;
 mod progress;
 mod report;
 mod runner;
@@ -79,6 +80,7 @@ use tokio::time::Instant;
 
 pub use driver::SeedError;
 pub use operation::{Mix, Operation};
+pub(crate) use output::{publish, stop_on_ctrl_c};
 pub use progress::ProgressMode;
 pub use report::{Latency, OperationReport, Outcomes, PhaseReport, Report};
 pub use runner::Mode;
@@ -371,13 +373,7 @@ pub async fn run(args: Args, config: &Config) -> ExitCode {
             Mode::Closed { clients } => format!(" (closed loop, {clients} clients)"),
         }
     );
-    let (tx, rx) = watch::channel(false);
-    let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("loadgen: stopping: waiting for the answers still due");
-            let _ = tx.send(true);
-        }
-    });
+    let (rx, ctrl_c) = stop_on_ctrl_c("loadgen: stopping: waiting for the answers still due");
     let result = execute(&plan, rx).await;
     ctrl_c.abort();
     let report = match result {
@@ -387,26 +383,8 @@ pub async fn run(args: Args, config: &Config) -> ExitCode {
             return Exit::RunFailed.into();
         }
     };
-    let to_stdout = json.as_deref().is_some_and(|p| p.as_os_str() == "-");
-    if to_stdout {
-        eprint!("{}", report.text());
-    } else {
-        print!("{}", report.text());
-    }
-    if let Some(path) = json {
-        let text = match serde_json::to_string_pretty(&report) {
-            Ok(text) => text,
-            Err(e) => {
-                eprintln!("loadgen: report as JSON: {e}");
-                return Exit::RunFailed.into();
-            }
-        };
-        if to_stdout {
-            println!("{text}");
-        } else if let Err(e) = std::fs::write(&path, text) {
-            eprintln!("loadgen: cannot write {}: {e}", path.display());
-            return Exit::RunFailed.into();
-        }
+    if !publish("loadgen", "report", &report.text(), &report, json) {
+        return Exit::RunFailed.into();
     }
     report.exit().into()
 }

@@ -571,13 +571,7 @@ pub async fn run(args: Args, config: &Config) -> ExitCode {
         soak.pid,
         soak.scenario.planned()
     );
-    let (tx, rx) = watch::channel(false);
-    let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("soak: stopping: the checks still run");
-            let _ = tx.send(true);
-        }
-    });
+    let (rx, ctrl_c) = loadgen::stop_on_ctrl_c("soak: stopping: the checks still run");
     let result = execute(&soak, rx).await;
     ctrl_c.abort();
     let summary = match result {
@@ -587,26 +581,8 @@ pub async fn run(args: Args, config: &Config) -> ExitCode {
             return Exit::RunFailed.into();
         }
     };
-    let to_stdout = json.as_deref().is_some_and(|p| p.as_os_str() == "-");
-    if to_stdout {
-        eprint!("{}", summary.text());
-    } else {
-        print!("{}", summary.text());
-    }
-    if let Some(path) = json {
-        let text = match serde_json::to_string_pretty(&summary) {
-            Ok(text) => text,
-            Err(e) => {
-                eprintln!("soak: summary as JSON: {e}");
-                return Exit::RunFailed.into();
-            }
-        };
-        if to_stdout {
-            println!("{text}");
-        } else if let Err(e) = std::fs::write(&path, text) {
-            eprintln!("soak: cannot write {}: {e}", path.display());
-            return Exit::RunFailed.into();
-        }
+    if !loadgen::publish("soak", "summary", &summary.text(), &summary, json) {
+        return Exit::RunFailed.into();
     }
     summary.exit().into()
 }
