@@ -8,13 +8,14 @@
 //! order and a cart, on SQLite and PostgreSQL.
 
 mod common;
+mod process;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use common::TestDb;
+use process::Scratch;
 use reference_shop::api::StockLedger;
 use reference_shop::soak::stock;
 use serde_json::{Value, json};
@@ -26,28 +27,19 @@ const TOKEN: &str = "soak-test-token";
 struct Shop {
     child: Child,
     base: String,
-    dir: PathBuf,
+    /// Removed on drop, after `Drop for Shop` has stopped the process.
+    _dir: Scratch,
 }
 
 impl Shop {
     fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "levee-shop-soak-{}-{:x}",
-            std::process::id(),
-            levee::core::random::next_u64()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = Scratch::new("soak");
+        let dir = &scratch.0;
         // Redeliver at once: payments that failed during the outage reach the dead-letter
         // queue (or succeed) within a second, so the queue drains well inside the test.
         let config = dir.join("shop.toml");
         std::fs::write(&config, "[queue.subscription]\nbackoff = [\"100ms\"]\n").unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reference-shop"));
-        for (name, _) in std::env::vars() {
-            if name.starts_with("SHOP_") || name == "DATABASE_URL" {
-                cmd.env_remove(name);
-            }
-        }
-        let mut child = cmd
+        let mut child = process::binary()
             .arg("--config")
             .arg(&config)
             .arg("serve")
@@ -74,7 +66,7 @@ impl Shop {
             panic!("the shop did not start: {line:?}");
         };
         let base = format!("http://{}", addr.split_whitespace().next().unwrap());
-        Self { child, base, dir }
+        Self { child, base, _dir: scratch }
     }
 
     fn soak(&self, pid: u32, extra: &[&str]) -> Output {
@@ -92,7 +84,6 @@ impl Drop for Shop {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

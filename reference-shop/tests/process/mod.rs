@@ -1,6 +1,6 @@
 //! The shop as a process, for the tests that run the real binary (`startup.rs`,
-//! `readme_walkthrough.rs`): a scratch directory and the binary's command, untouched by this
-//! environment's shop settings.
+//! `readme_walkthrough.rs`, `soak.rs`): a scratch directory and the binary's command,
+//! untouched by this environment's shop settings.
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::PathBuf;
