@@ -22,6 +22,8 @@ cd "$(dirname "$0")/.."
 . .ci/cleanup.sh
 # shellcheck source=.ci/prometheus.sh
 . .ci/prometheus.sh
+# shellcheck source=.ci/shop.sh
+. .ci/shop.sh
 
 ci_need_prometheus
 if ! command -v python3 >/dev/null; then
@@ -29,30 +31,17 @@ if ! command -v python3 >/dev/null; then
     exit 1
 fi
 
-echo "building the shop (release)"
-cargo build --release -q -p reference-shop
-shop_bin="${CARGO_TARGET_DIR:-target}/release/reference-shop"
-
-dash_dir=$(mktemp -d /tmp/levee-ci-dashboard.XXXXXX)
-dash_shop_pid=""
+ci_shop_binary
+ci_start_shop 18080 18180
+# Prometheus keeps its files beside the shop's; it stops before the shop (on_exit runs newest
+# first).
+dash_dir=$shop_dir
 dash_prom_pid=""
-stop_dashboard_servers() {
+stop_dashboard_prometheus() {
     ci_stop_server "$dash_prom_pid" ""
-    ci_stop_server "$dash_shop_pid" "$dash_dir"
     dash_prom_pid=""
-    dash_shop_pid=""
 }
-on_exit stop_dashboard_servers
-
-shop_port=$(ci_free_port 18080 18180)
-export SHOP_SERVER__ADDR="127.0.0.1:$shop_port"
-export SHOP_SERVER__ADMIN_TOKEN="ci-dashboard-$RANDOM$RANDOM"
-export SHOP_SERVER__SHUTDOWN_GRACE=2s
-export SHOP_STORAGE__DATA_DIR="$dash_dir/shop"
-"$shop_bin" serve >"$dash_dir/shop.log" 2>&1 &
-dash_shop_pid=$!
-ci_wait_http "http://127.0.0.1:$shop_port/health" "$dash_shop_pid" "$dash_dir/shop.log"
-echo "shop on 127.0.0.1:$shop_port"
+on_exit stop_dashboard_prometheus
 
 prom_port=$(ci_free_port 19090 19190)
 rules="$PWD/reference-shop/alerts/shop.rules.yml"
@@ -75,7 +64,7 @@ ci_wait_http "http://127.0.0.1:$prom_port/-/ready" "$dash_prom_pid" "$dash_dir/p
 echo "prometheus $(prometheus --version 2>&1 | awk 'NR == 1 {print $3}') on 127.0.0.1:$prom_port"
 
 start=$(date +%s)
-timeout 120 "$shop_bin" loadgen --target "http://127.0.0.1:$shop_port" \
+timeout 120 "$shop_bin" loadgen --target "$shop_url" --admin-token "$shop_admin_token" \
     --scenario reference-shop/scenarios/ci-dashboard.toml --progress lines \
     --json "$dash_dir/load.json"
 # Two more scrapes and rule evaluations after the last request.

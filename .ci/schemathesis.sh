@@ -23,6 +23,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=.ci/cleanup.sh
 . .ci/cleanup.sh
+# shellcheck source=.ci/shop.sh
+. .ci/shop.sh
 
 schemathesis_version=4.32.5
 target_dir=${CARGO_TARGET_DIR:-target}
@@ -36,37 +38,14 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -qF "$schemathesis_version"; th
 fi
 "$venv/bin/st" --version
 
-# LEVEE_SHOP_BIN: a shop binary already built (a debug one when trying this locally).
-shop_bin=${LEVEE_SHOP_BIN:-}
-if [ -z "$shop_bin" ]; then
-    echo "building the shop (release)"
-    cargo build --release -q -p reference-shop
-    shop_bin="$target_dir/release/reference-shop"
-fi
-
-st_dir=$(mktemp -d /tmp/levee-ci-schemathesis.XXXXXX)
-st_shop_pid=""
-stop_schemathesis_shop() {
-    ci_stop_server "$st_shop_pid" "$st_dir"
-    st_shop_pid=""
-}
-on_exit stop_schemathesis_shop
-
-port=$(ci_free_port 18280 18380)
-base="http://127.0.0.1:$port"
-admin_token="ci-schemathesis-$RANDOM$RANDOM"
-export SHOP_SERVER__ADDR="127.0.0.1:$port"
-export SHOP_SERVER__ADMIN_TOKEN="$admin_token"
-export SHOP_SERVER__SHUTDOWN_GRACE=2s
-export SHOP_STORAGE__DATA_DIR="$st_dir/shop"
+ci_shop_binary
 export SHOP_EDGE__RATE__COUNT=100000
 export SHOP_EDGE__RATE__BURST=100000
 export SHOP_LIMITS__SIGNUP__COUNT=100000
 export SHOP_LIMITS__SIGNUP__BURST=100000
-"$shop_bin" serve >"$st_dir/shop.log" 2>&1 &
-st_shop_pid=$!
-ci_wait_http "$base/health" "$st_shop_pid" "$st_dir/shop.log"
-echo "shop on 127.0.0.1:$port"
+ci_start_shop 18280 18380
+base=$shop_url
+admin_token=$shop_admin_token
 
 # The customer whose API key the fuzzer sends (the stateful phase creates more).
 api_key=$(curl -fsS -X POST -H 'content-type: application/json' -d '{"name": "schemathesis"}' \
@@ -84,10 +63,10 @@ status=0
     --request-timeout 10 \
     --seed 20261206 \
     --generation-database none \
-    --report junit --report-dir "$st_dir/report" || status=$?
+    --report junit --report-dir "$shop_dir/report" || status=$?
 if [ "$status" != 0 ]; then
-    echo "schemathesis found failures (exit $status); the shop's log ends with:" >&2
-    tail -n 40 "$st_dir/shop.log" >&2 || true
+    echo "schemathesis found failures (exit $status)" >&2
+    ci_shop_log_tail
     exit "$status"
 fi
 echo "schemathesis: no failures"

@@ -14,6 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=.ci/cleanup.sh
 . .ci/cleanup.sh
+# shellcheck source=.ci/shop.sh
+. .ci/shop.sh
 
 soak_started=$SECONDS
 minutes=${SOAK_MINUTES:-3}
@@ -22,42 +24,18 @@ case "$minutes" in
 esac
 target_dir=${CARGO_TARGET_DIR:-target}
 
-# LEVEE_SHOP_BIN: a shop binary already built (a debug one when trying this locally).
-shop_bin=${LEVEE_SHOP_BIN:-}
-if [ -z "$shop_bin" ]; then
-    echo "building the shop (release)"
-    cargo build --release -q -p reference-shop
-    shop_bin="$target_dir/release/reference-shop"
-fi
-
-soak_dir=$(mktemp -d /tmp/levee-ci-soak.XXXXXX)
-soak_shop_pid=""
-stop_soak_shop() {
-    ci_stop_server "$soak_shop_pid" "$soak_dir"
-    soak_shop_pid=""
-}
-on_exit stop_soak_shop
-
-port=$(ci_free_port 18480 18580)
-admin_token="ci-soak-$RANDOM$RANDOM"
-export SHOP_SERVER__ADDR="127.0.0.1:$port"
-export SHOP_SERVER__ADMIN_TOKEN="$admin_token"
-export SHOP_SERVER__SHUTDOWN_GRACE=2s
-export SHOP_STORAGE__DATA_DIR="$soak_dir/shop"
-"$shop_bin" serve >"$soak_dir/shop.log" 2>&1 &
-soak_shop_pid=$!
-ci_wait_http "http://127.0.0.1:$port/health/live" "$soak_shop_pid" "$soak_dir/shop.log"
-echo "shop on 127.0.0.1:$port (pid $soak_shop_pid)"
+ci_shop_binary
+ci_start_shop 18480 18580
 
 # The soak's own bound: its duration, plus seeding, the queue's drain and the checks.
 status=0
 timeout --signal=INT --kill-after=30 $((minutes * 60 + 300)) \
-    "$shop_bin" soak --target "http://127.0.0.1:$port" --pid "$soak_shop_pid" \
-    --admin-token "$admin_token" --duration "${minutes}m" --progress lines \
+    "$shop_bin" soak --target "$shop_url" --pid "$shop_pid" \
+    --admin-token "$shop_admin_token" --duration "${minutes}m" --progress lines \
     --json "$target_dir/soak.json" || status=$?
 if [ "$status" -ne 0 ]; then
-    echo "soak failed (exit $status); the end of the shop's log:" >&2
-    tail -n 40 "$soak_dir/shop.log" >&2 || true
+    echo "soak failed (exit $status)" >&2
+    ci_shop_log_tail
 fi
 echo "soak: ${minutes} min of load, $((SECONDS - soak_started)) s in all (build included)"
 exit "$status"
