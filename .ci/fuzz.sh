@@ -18,6 +18,7 @@
 #                       minutes; raise it on longer jobs)
 #   LEVEE_FUZZ_JOBS     targets run at once (default: the number of CPUs)
 #   LEVEE_FUZZ_TARGETS  the targets to run, space-separated (default: all)
+#   LEVEE_FUZZ_BUILD_ONLY  set: build every target and stop (.ci/run builds in the background)
 #   LEVEE_FUZZ_CODEGEN_UNITS  codegen units per crate (default 2). cargo-fuzz uses 1 in
 #                       release builds, so that ThinLTO can inline across the sancov-marked
 #                       code: faster fuzzing, but every crate compiles on one core and the
@@ -72,6 +73,10 @@ echo "targets: $(echo "$targets" | tr '\n' ' ')(${seconds} s each, $jobs at a ti
 build_started=$SECONDS
 cargo +nightly fuzz build --codegen-units "$codegen_units"
 echo "built in $((SECONDS - build_started)) s"
+# .ci/run builds in the background while other steps run, and runs the targets at the end.
+if [ -n "${LEVEE_FUZZ_BUILD_ONLY:-}" ]; then
+    exit 0
+fi
 
 # Runs one target; its log is $scratch/<target>.log, its exit status $scratch/<target>.rc.
 run_target() {
