@@ -82,6 +82,19 @@ async fn the_edge_sheds_what_is_over_the_capacity_it_measured() {
     assert_eq!(shop.send(shop.get("/products/1", None)).await.status, 200);
     let stats = controller.stats();
     assert_eq!((stats.shed, stats.in_flight), (4, 0), "{stats:?}");
+
+    // Operators see the same figures in /admin/status and /metrics (the shedding alert
+    // counts the admission controller's refusals with the bulkhead's).
+    let status = shop.status().await;
+    assert_eq!(status["edge"]["admission_shed"], 4, "{status}");
+    assert_eq!(status["edge"]["admission_capacity"], 2, "{status}");
+    let metrics =
+        shop.http.get(format!("{}/metrics", shop.base)).send().await.unwrap().text().await.unwrap();
+    for line in
+        ["levee_limiter_rejections_total{limiter=\"admission\"} 4", "levee_admission_capacity 2"]
+    {
+        assert!(metrics.lines().any(|l| l == line), "no `{line}` in:\n{metrics}");
+    }
     shop.stop().await;
 }
 

@@ -66,6 +66,13 @@ pub struct EdgeStats {
     pub max_concurrent: u64,
     /// Clients the rate limiter tracks.
     pub tracked_clients: u64,
+    /// Requests the admission controller shed (503), among those the bulkhead admitted; 0
+    /// without `[edge.admission]`.
+    pub admission_shed: u64,
+    /// The admission controller's estimated capacity in requests in flight (its rule:
+    /// max throughput x min latency x headroom); `None` without `[edge.admission]` or before
+    /// its window holds a completion.
+    pub admission_capacity: Option<u64>,
 }
 
 /// The edge's limiters, shared by every connection.
@@ -240,6 +247,11 @@ impl Edge {
             stats.admitted = b.acquired.unwrap_or(0);
             stats.in_flight = b.in_flight as u64;
             stats.max_concurrent = b.limit as u64;
+        }
+        if let Some(admission) = &self.admission {
+            let a = admission.stats();
+            stats.admission_shed = a.shed;
+            stats.admission_capacity = a.capacity.map(|c| c as u64);
         }
         stats
     }

@@ -128,8 +128,17 @@ impl Collector for PrimitivesCollector {
                 ([("limiter", "rate".to_owned())], edge.rate_limited),
                 ([("limiter", "signup".to_owned())], edge.signup_limited),
                 ([("limiter", "bulkhead".to_owned())], edge.shed),
+                ([("limiter", "admission".to_owned())], edge.admission_shed),
             ],
         )?;
+        if let Some(capacity) = edge.admission_capacity {
+            gauge(
+                &mut e,
+                "levee_admission_capacity",
+                "Requests in flight the admission controller estimates the shop can serve",
+                i64::try_from(capacity).unwrap_or(i64::MAX),
+            )?;
+        }
         counter(&mut e, "levee_limiter_admitted", "Requests admitted at the edge", edge.admitted)?;
         gauge(
             &mut e,
