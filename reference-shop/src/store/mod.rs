@@ -17,6 +17,8 @@
 //! [`StoreError::Open`] name the database and its address).
 
 pub mod catalog;
+#[cfg(test)]
+mod contention_tests;
 mod data_dir;
 pub mod holding;
 mod ledger;
