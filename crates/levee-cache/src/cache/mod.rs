@@ -129,11 +129,7 @@ where
         Self {
             inner: Arc::new(Inner {
                 shards: Shards::new(shards, |i| {
-                    let cap = shard_capacity[i].load(std::sync::atomic::Ordering::Relaxed);
-                    // Counted entries: allocate the table once (up to a sane size) instead of
-                    // growing it while the cache fills. Weighted: no estimate.
-                    let reserve = if config.weigher.is_none() { cap.min(1 << 16) } else { 0 };
-                    Shard::new(cap, reserve as usize)
+                    Shard::new(shard_capacity[i].load(std::sync::atomic::Ordering::Relaxed))
                 }),
                 shard_mask: shards - 1,
                 shard_capacity,
