@@ -105,6 +105,21 @@ async fn nothing_listening_fails_closed_with_the_breaker_retry_after() {
     assert_eq!(stats.degraded, stats.rejected);
 }
 
+#[tokio::test]
+async fn ping_to_nothing_listening_fails_within_the_timeout() {
+    let url = format!("redis://127.0.0.1:{}/", common::free_port());
+    let limiter = RedisRateLimiter::builder(Quota::per_second(10))
+        .timeout(Duration::from_millis(200))
+        .connect(&url)
+        .unwrap();
+    let t = Instant::now();
+    assert!(limiter.ping().await.is_err(), "nothing answers");
+    assert!(t.elapsed() < Duration::from_millis(200) + SLACK, "{:?}", t.elapsed());
+    let stats = limiter.stats();
+    assert_eq!((stats.round_trips, stats.failures), (0, 0), "outside the checks' counters");
+    assert_eq!(limiter.breaker().state(), State::Closed, "and outside the breaker");
+}
+
 /// Three tasks check one key continuously while the server is killed and restarted: every
 /// check ends within the timeout, the fail-open share decides while Redis is away, and Redis
 /// decides again once it is back (the breaker's trials find it), with no call from the test.
