@@ -21,7 +21,6 @@
 //! /admin/settings` refuses to change a limit that runs on Redis, with 422 saying why
 //! ([`EdgeLimiter::fixed`]), rather than changing one replica's quota.
 
-use std::future::Future;
 use std::time::Duration;
 
 use levee::limit::{
@@ -40,7 +39,7 @@ use crate::guard::BreakerState;
 #[derive(Debug)]
 pub enum EdgeLimiter {
     /// In this process (the default).
-    Local(KeyedRateLimiter<Client, ShopClock>),
+    Local(Box<KeyedRateLimiter<Client, ShopClock>>),
     /// On Redis, shared by every shop with the same Redis and prefix.
     Redis(Box<RedisRateLimiter<ShopClock>>),
 }
@@ -62,7 +61,7 @@ impl EdgeLimiter {
     ) -> Result<Self, SettingError> {
         let Some(url) = redis.url() else {
             let local = KeyedRateLimiter::builder(quota).clock(clock).build();
-            return local.map(Self::Local).map_err(section(setting));
+            return local.map(|l| Self::Local(Box::new(l))).map_err(section(setting));
         };
         let mut builder = RedisRateLimiter::builder(quota)
             .prefix(format!("{}{name}:", redis.prefix))
@@ -169,12 +168,10 @@ pub enum EdgeKey<'a> {
 }
 
 impl AsyncRateLimit for EdgeKey<'_> {
-    fn check_n(&self, n: u32) -> impl Future<Output = Result<(), CheckNError>> + Send {
-        async move {
-            match self {
-                Self::Local(local) => AsyncRateLimit::check_n(local, n).await,
-                Self::Redis(redis) => redis.check_n(n).await,
-            }
+    async fn check_n(&self, n: u32) -> Result<(), CheckNError> {
+        match self {
+            Self::Local(local) => AsyncRateLimit::check_n(local, n).await,
+            Self::Redis(redis) => redis.check_n(n).await,
         }
     }
 
@@ -192,15 +189,10 @@ impl AsyncRateLimit for EdgeKey<'_> {
         }
     }
 
-    fn check_n_with_state(
-        &self,
-        n: u32,
-    ) -> impl Future<Output = Result<Option<LimitState>, CheckNError>> + Send {
-        async move {
-            match self {
-                Self::Local(local) => AsyncRateLimit::check_n_with_state(local, n).await,
-                Self::Redis(redis) => redis.check_n_with_state(n).await,
-            }
+    async fn check_n_with_state(&self, n: u32) -> Result<Option<LimitState>, CheckNError> {
+        match self {
+            Self::Local(local) => AsyncRateLimit::check_n_with_state(local, n).await,
+            Self::Redis(redis) => redis.check_n_with_state(n).await,
         }
     }
 

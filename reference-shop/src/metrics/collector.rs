@@ -296,13 +296,14 @@ impl Collector for PrimitivesCollector {
 /// The edge's limits on Redis (`edge.redis.url`): checks, failures, fallbacks and the
 /// breaker around Redis, per limit (`limiter="rate"` or `"signup"`).
 fn redis_limits(e: &mut DescriptorEncoder<'_>, redis: &RedisEdgeStats) -> fmt::Result {
-    let per_limit = |f: fn(&RedisLimitStats) -> u64| {
+    type Field = fn(&RedisLimitStats) -> u64;
+    let per_limit = |f: Field| {
         [
             ([("limiter", "rate".to_owned())], f(&redis.rate)),
             ([("limiter", "signup".to_owned())], f(&redis.signup)),
         ]
     };
-    let counters: [(&str, &str, fn(&RedisLimitStats) -> u64); 4] = [
+    let counters: [(&str, &str, Field); 4] = [
         ("levee_redis_checks", "Edge limit checks sent to Redis, answered or not", |s| s.checks),
         ("levee_redis_failures", "Edge limit checks Redis failed (errors and timeouts)", |s| {
             s.failures
