@@ -388,5 +388,15 @@ mod tests {
             ..on("redis://127.0.0.1:1/")
         };
         assert_eq!(build(&share), "edge.redis.fail_mode.share");
+        let lease = levee::redis::LeaseSettings::new(0, Duration::from_millis(5));
+        let lease = RedisEdgeConfig { lease: Some(lease), ..on("redis://127.0.0.1:1/") };
+        assert_eq!(build(&lease), "edge.redis.lease.max_batch");
+        let leased = RedisEdgeConfig {
+            lease: Some(levee::redis::LeaseSettings::default()),
+            ..on("redis://127.0.0.1:1/")
+        };
+        let limiter = EdgeLimiter::build(Quota::per_second(1), "edge.rate", "rate", &leased, clock)
+            .expect("lease mode builds");
+        assert!(limiter.fixed().is_some(), "a limit on Redis does not change live");
     }
 }
