@@ -182,8 +182,12 @@ async fn redis_killed_and_restarted_mid_run() {
     assert_eq!(sum(|s| s.degraded), 0);
 
     server.kill();
-    until("300 checks decided locally", || sum(|s| s.degraded) >= 300).await;
-    assert!(limiters.iter().all(|l| l.breaker().state() != State::Closed));
+    // Each breaker opens once 10 of its last 20 calls failed: on a loaded machine one task
+    // may get few turns, so the test waits for every breaker rather than for a total.
+    until("every breaker open and 300 checks decided locally", || {
+        limiters.iter().all(|l| l.breaker().state() != State::Closed) && sum(|s| s.degraded) >= 300
+    })
+    .await;
 
     server.restart();
     let answered = sum(|s| s.round_trips - s.failures);
