@@ -82,6 +82,16 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
+    /// The state of a levee breaker (disabled counts as closed: calls go through).
+    #[must_use]
+    pub fn of(state: State) -> Self {
+        match state {
+            State::Closed | State::Disabled => Self::Closed,
+            State::HalfOpen => Self::HalfOpen,
+            _ => Self::Open,
+        }
+    }
+
     /// 0 closed, 1 open, 2 half-open (the metric's encoding).
     #[must_use]
     pub fn as_gauge(self) -> i64 {
@@ -336,13 +346,8 @@ impl PaymentGuard {
             };
         };
         let metrics = breaker.metrics();
-        let state = match metrics.state {
-            State::Closed | State::Disabled => BreakerState::Closed,
-            State::HalfOpen => BreakerState::HalfOpen,
-            _ => BreakerState::Open,
-        };
         BreakerStatus {
-            state,
+            state: BreakerState::of(metrics.state),
             failures_in_window: metrics.failed_calls,
             opened: self.counters.opened.get(),
             closed: self.counters.closed.get(),

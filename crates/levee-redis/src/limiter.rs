@@ -330,6 +330,25 @@ where
         }
     }
 
+    /// Sends Redis a `PING` and waits for its answer, at most the limiter's timeout; outside
+    /// the breaker, and changing no counter. For a service's start and readiness checks:
+    /// checks never need it (the fail mode decides while Redis is away).
+    ///
+    /// # Errors
+    /// The client's error when Redis refused, failed or did not answer in time (a timeout
+    /// is an I/O error of kind `TimedOut`).
+    pub async fn ping(&self) -> Result<(), RedisError> {
+        let mut conn = self.conn.clone();
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(self.timeout, ping.query_async::<Value>(&mut conn)).await {
+            Ok(answer) => answer.map(drop),
+            Err(_) => Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer to PING within {:?}", self.timeout),
+            ))),
+        }
+    }
+
     /// Fail-closed's refusal: until the breaker lets a trial through, or one emission
     /// interval when it has not opened.
     fn closed_refusal(&self, open: Option<Open>) -> Throttled {

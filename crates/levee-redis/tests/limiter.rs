@@ -177,3 +177,16 @@ async fn lease_cells_expire_unspent_and_the_batch_shrinks() {
     let stats = limiter.stats();
     assert_eq!((stats.expired_cells, stats.round_trips, stats.leased_cells), (3, 5, 13));
 }
+
+#[tokio::test]
+async fn ping_answers_without_a_check() {
+    let Some(url) = common::shared_url() else { return };
+    let limiter = RedisRateLimiter::builder(slow(1))
+        .timeout(Duration::from_secs(2))
+        .clock(ManualClock::new())
+        .connect(&url)
+        .unwrap();
+    limiter.ping().await.unwrap();
+    let stats = limiter.stats();
+    assert_eq!((stats.round_trips, stats.admitted, stats.failures), (0, 0, 0), "not a check");
+}

@@ -74,6 +74,9 @@ pub enum StartError {
     /// A setting is out of range.
     #[error(transparent)]
     Config(#[from] SettingError),
+    /// The edge's limits are on Redis, failing closed, and Redis does not answer.
+    #[error(transparent)]
+    Redis(#[from] crate::http::RedisUnreachable),
     /// The event bus refused a subscription.
     #[error("event bus: {0}")]
     Bus(#[from] levee::queue::broker::BrokerError),
@@ -126,6 +129,7 @@ impl Shop {
         let edge = Arc::new(
             Edge::new(&config.edge, &config.limits, clock)?.protections(&config.protections),
         );
+        crate::http::check_start(edge.rate_limiter(), &config.edge.redis).await?;
         let reported = Reported {
             edge: Arc::clone(&edge),
             connections: Arc::clone(&connections),

@@ -50,8 +50,9 @@ impl Layer {
     /// environment, replacing what the file said. A table on the way that the file does not
     /// have starts as the `defaults`' table there, so the settings of that table the
     /// environment does not name keep their defaults (`SHOP_EDGE__RATE__COUNT=7` keeps the
-    /// default period and burst). Setting a tagged enum's `type` to another variant drops
-    /// the fields of the variant it replaces, except those set from the environment.
+    /// default period and burst). Setting a tagged enum's `type` (or `mode`) to another
+    /// variant drops the fields of the variant it replaces, except those set from the
+    /// environment.
     pub(super) fn set(&mut self, path: &[String], value: String, defaults: &toml::Table) {
         let Some((last, parents)) = path.split_last() else {
             return;
@@ -69,8 +70,9 @@ impl Layer {
         }
         node.make_table();
         if let Self::Table(entries) = node {
-            let other_variant = last == "type"
-                && matches!(entries.get("type"), Some(Self::File(v)) if v.as_str() != Some(value.as_str()));
+            // levee's tagged enums say `type`; levee-redis's fail mode says `mode`.
+            let other_variant = (last == "type" || last == "mode")
+                && matches!(entries.get(last.as_str()), Some(Self::File(v)) if v.as_str() != Some(value.as_str()));
             if other_variant {
                 entries.retain(|_, layer| matches!(layer, Self::Env(_)));
             }

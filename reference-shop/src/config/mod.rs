@@ -25,6 +25,7 @@ mod clients;
 mod env;
 mod limits;
 mod protections;
+mod redis;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ pub use clients::ClientLimits;
 use env::Layer;
 pub use limits::{BadProxy, LimitsConfig, TrustedProxy};
 pub use protections::ProtectionsConfig;
+pub use redis::RedisEdgeConfig;
 
 pub use addr::AddrError;
 
@@ -221,6 +223,9 @@ pub struct EdgeConfig {
     /// bulkhead does. The shop reads no CPU usage, so `cpu_threshold` is refused here.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admission: Option<AdmissionSettings>,
+    /// The rate and sign-up limits shared by every shop on one Redis (`[edge.redis]`, with
+    /// `url` set; in-process without it).
+    pub redis: RedisEdgeConfig,
 }
 
 impl Default for EdgeConfig {
@@ -229,6 +234,7 @@ impl Default for EdgeConfig {
             rate: Quota::per_second(100).with_burst(200),
             bulkhead: BulkheadSettings::new(256),
             admission: None,
+            redis: RedisEdgeConfig::default(),
         }
     }
 }
@@ -494,6 +500,7 @@ impl Config {
         if let Some(admission) = &self.edge.admission {
             admission.build().map_err(section("edge.admission"))?;
         }
+        self.edge.redis.validate()?;
         self.limits.validate()?;
         let orders = &self.orders;
         E::require_positive("unpaid_timeout", orders.unpaid_timeout).map_err(section("orders"))?;
@@ -531,6 +538,8 @@ impl QueueConfig {
 
 #[cfg(test)]
 mod tests {
+    use levee::redis::FailMode;
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -573,6 +582,33 @@ mod tests {
         assert_eq!(c.queue.subscription.overflow, levee::queue::broker::Overflow::Reject);
         assert_eq!(c.cache.products.time_to_live, Some(Duration::from_millis(1500)));
         assert_eq!(c.storage.database_url.as_deref(), Some("postgres://x@127.0.0.1/db"));
+    }
+
+    #[test]
+    fn edge_limits_go_to_redis_by_env_fail_mode_and_all() {
+        let c = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(c.edge.redis.url(), None, "in process unless a URL is set");
+        let c = Config::load(
+            None,
+            env(&[
+                ("SHOP_EDGE__REDIS__URL", "redis://127.0.0.1:6379/0"),
+                ("SHOP_EDGE__REDIS__FAIL_MODE__MODE", "closed"),
+                ("SHOP_EDGE__REDIS__TIMEOUT", "20ms"),
+            ]),
+        )
+        .unwrap();
+        let redis = &c.edge.redis;
+        assert_eq!(redis.url(), Some("redis://127.0.0.1:6379/0"));
+        assert_eq!((redis.fail_mode, redis.timeout), (FailMode::Closed, Duration::from_millis(20)));
+        let c = Config::load(None, env(&[("SHOP_EDGE__REDIS__FAIL_MODE__SHARE", "0.5")])).unwrap();
+        assert_eq!(c.edge.redis.fail_mode, FailMode::open(0.5));
+        for (var, value, setting) in [
+            ("SHOP_EDGE__REDIS__PREFIX", "", "`edge.redis.prefix`"),
+            ("SHOP_EDGE__REDIS__TIMEOUT", "0s", "`edge.redis.timeout`"),
+        ] {
+            let err = Config::load(None, env(&[(var, value)])).unwrap_err().to_string();
+            assert!(err.contains(setting), "{err}");
+        }
     }
 
     #[test]

@@ -20,6 +20,9 @@
 //! capacity the shop measures on itself (max throughput x min latency of its handlers over a
 //! sliding window). Its sheds are answered as the bulkhead's: 503, `Retry-After: 1`, code
 //! `overloaded`.
+//!
+//! With `[edge.redis]`'s `url` set, the rate and sign-up limits run on Redis instead, shared
+//! by every shop on it ([`EdgeLimiter`], `redis_edge.rs`); the layers and answers stay these.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -32,12 +35,11 @@ use axum::response::{IntoResponse, Response};
 use levee::limit::tower::{
     AdmissionLayer, BulkheadLayer, KeyedRateLimitLayer, LimitError, RateLimitHeaders,
 };
-use levee::limit::{
-    AdmissionController, Bulkhead, BulkheadError, KeyedRateLimiter, OwnedPermit, Throttled,
-};
+use levee::limit::{AdmissionController, Bulkhead, BulkheadError, OwnedPermit, Throttled};
 use serde::Serialize;
 
 use super::identity::{Client, ClientAddrs};
+use super::redis_edge::{EdgeLimiter, RedisEdgeStats};
 use crate::api::{ApiError, EdgeLive, EdgePatch};
 use crate::clock::ShopClock;
 use crate::config::{EdgeConfig, LimitsConfig, ProtectionsConfig, SettingError, section};
@@ -46,12 +48,14 @@ use crate::config::{EdgeConfig, LimitsConfig, ProtectionsConfig, SettingError, s
 pub type ClientKey = fn(&Request) -> Client;
 
 /// A per-client rate-limit layer of the edge, answering with the IETF `RateLimit` fields.
-pub type ClientLimitLayer =
-    KeyedRateLimitLayer<KeyedRateLimiter<Client, ShopClock>, ClientKey, RateLimitHeaders>;
+pub type ClientLimitLayer = KeyedRateLimitLayer<EdgeLimiter, ClientKey, RateLimitHeaders>;
 
 /// Counters of the edge, for `/admin/status` and `/metrics`.
 #[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct EdgeStats {
+    /// The limits' Redis counters, when they run on Redis (`edge.redis.url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisEdgeStats>,
     /// Requests refused by the per-client rate limit (429).
     pub rate_limited: u64,
     /// Sign-ups refused by the per-address sign-up limit (429).
@@ -64,7 +68,7 @@ pub struct EdgeStats {
     pub in_flight: u64,
     /// Bulkhead size.
     pub max_concurrent: u64,
-    /// Clients the rate limiter tracks.
+    /// Clients the rate limiter tracks in this process (0 on Redis).
     pub tracked_clients: u64,
     /// Requests the admission controller shed (503), among those the bulkhead admitted; 0
     /// without `[edge.admission]`.
@@ -78,8 +82,8 @@ pub struct EdgeStats {
 /// The edge's limiters, shared by every connection.
 #[derive(Debug)]
 pub struct Edge {
-    rate: Arc<KeyedRateLimiter<Client, ShopClock>>,
-    signup: Arc<KeyedRateLimiter<Client, ShopClock>>,
+    rate: Arc<EdgeLimiter>,
+    signup: Arc<EdgeLimiter>,
     addrs: ClientAddrs,
     /// None with protections off.
     bulkhead: Option<Arc<Bulkhead<ShopClock>>>,
@@ -91,20 +95,17 @@ impl Edge {
     /// timed by `clock`.
     ///
     /// # Errors
-    /// A limit out of range, named by its path (`edge.rate.count`, ...).
+    /// A limit out of range, named by its path (`edge.rate.count`, ...), or a Redis URL the
+    /// client cannot read (`edge.redis.url`).
     pub fn new(
         config: &EdgeConfig,
         limits: &LimitsConfig,
         clock: ShopClock,
     ) -> Result<Self, SettingError> {
-        let rate = KeyedRateLimiter::builder(config.rate)
-            .clock(clock.clone())
-            .build()
-            .map_err(section("edge.rate"))?;
-        let signup = KeyedRateLimiter::builder(limits.signup)
-            .clock(clock.clone())
-            .build()
-            .map_err(section("limits.signup"))?;
+        let redis = &config.redis;
+        let rate = EdgeLimiter::build(config.rate, "edge.rate", "rate", redis, clock.clone())?;
+        let signup =
+            EdgeLimiter::build(limits.signup, "limits.signup", "signup", redis, clock.clone())?;
         let admission = config
             .admission
             .map(|settings| settings.build_with_clock(clock.clone()))
@@ -147,8 +148,25 @@ impl Edge {
         }
     }
 
-    /// Applies `patch`, whose values the caller checked (an invalid quota is skipped): each
-    /// client keeps what it owes, requests in flight finish.
+    /// Why `patch` cannot be applied while the shop runs: it changes a limit that runs on
+    /// Redis (`edge.rate` or `edge.signup`, and the reason). `None` when it can.
+    #[must_use]
+    pub fn fixed(&self, patch: &EdgePatch) -> Option<(&'static str, &'static str)> {
+        [("edge.rate", patch.rate, &self.rate), ("edge.signup", patch.signup, &self.signup)]
+            .into_iter()
+            .filter(|(_, quota, _)| quota.is_some())
+            .find_map(|(setting, _, limiter)| limiter.fixed().map(|why| (setting, why)))
+    }
+
+    /// The per-client rate limit (for the start's check of Redis).
+    #[must_use]
+    pub fn rate_limiter(&self) -> &EdgeLimiter {
+        &self.rate
+    }
+
+    /// Applies `patch`, whose values the caller checked (an invalid quota, or one for a
+    /// limit on Redis, see [`Edge::fixed`], is skipped): each client keeps what it owes,
+    /// requests in flight finish.
     pub fn reconfigure(&self, patch: &EdgePatch) {
         for (limiter, quota) in [(&self.rate, patch.rate), (&self.signup, patch.signup)] {
             if let Some(quota) = quota {
@@ -234,11 +252,11 @@ impl Edge {
     /// Counters now.
     #[must_use]
     pub fn stats(&self) -> EdgeStats {
-        let rate = self.rate.stats();
         let mut stats = EdgeStats {
-            rate_limited: rate.rejected,
-            signup_limited: self.signup.stats().rejected,
-            tracked_clients: rate.keys as u64,
+            rate_limited: self.rate.rejected(),
+            signup_limited: self.signup.rejected(),
+            tracked_clients: self.rate.tracked(),
+            redis: RedisEdgeStats::of(&self.rate, &self.signup),
             ..EdgeStats::default()
         };
         if let Some(bulkhead) = &self.bulkhead {
@@ -344,7 +362,7 @@ mod tests {
         let config = EdgeConfig {
             rate: Quota::per_second(10).with_burst(2),
             bulkhead: BulkheadSettings::new(1),
-            admission: None,
+            ..EdgeConfig::default()
         };
         let edge = Edge::new(&config, &LimitsConfig::default(), ShopClock::manual(manual.clone()))
             .unwrap();

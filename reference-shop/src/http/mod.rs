@@ -27,6 +27,7 @@ mod identity;
 mod openapi;
 mod orders;
 mod protocol;
+mod redis_edge;
 mod request;
 mod serve;
 
@@ -45,6 +46,9 @@ pub use edge::{ClientKey, ClientLimitLayer, Edge, EdgeStats, refused, throttled_
 pub use identity::{Client, ClientAddr, ClientAddrs, identify};
 pub use openapi::{document as openapi_document, document_text as openapi_text};
 pub use protocol::MAX_HEADER_BYTES;
+pub use redis_edge::{
+    EdgeKey, EdgeLimiter, RedisEdgeStats, RedisLimitStats, RedisUnreachable, check_start,
+};
 pub use request::{deadline, read_body};
 pub use serve::serve;
 

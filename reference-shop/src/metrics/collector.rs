@@ -12,6 +12,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::bus::SubscriptionStats;
+use crate::http::{RedisEdgeStats, RedisLimitStats};
 use crate::services::Operations;
 
 /// Reads the primitives' counters at scrape time.
@@ -140,6 +141,9 @@ impl Collector for PrimitivesCollector {
             )?;
         }
         counter(&mut e, "levee_limiter_admitted", "Requests admitted at the edge", edge.admitted)?;
+        if let Some(redis) = edge.redis {
+            redis_limits(&mut e, &redis)?;
+        }
         gauge(
             &mut e,
             "levee_bulkhead_in_flight",
@@ -296,4 +300,39 @@ impl Collector for PrimitivesCollector {
         )?;
         Ok(())
     }
+}
+
+/// The edge's limits on Redis (`edge.redis.url`): checks, failures, fallbacks and the
+/// breaker around Redis, per limit (`limiter="rate"` or `"signup"`).
+fn redis_limits(e: &mut DescriptorEncoder<'_>, redis: &RedisEdgeStats) -> fmt::Result {
+    type Field = fn(&RedisLimitStats) -> u64;
+    let per_limit = |f: Field| {
+        [
+            ([("limiter", "rate".to_owned())], f(&redis.rate)),
+            ([("limiter", "signup".to_owned())], f(&redis.signup)),
+        ]
+    };
+    let counters: [(&str, &str, Field); 4] = [
+        ("levee_redis_checks", "Edge limit checks sent to Redis, answered or not", |s| s.checks),
+        ("levee_redis_failures", "Edge limit checks Redis failed (errors and timeouts)", |s| {
+            s.failures
+        }),
+        ("levee_redis_timeouts", "Edge limit checks Redis did not answer in time", |s| s.timeouts),
+        (
+            "levee_redis_fallbacks",
+            "Edge limit checks decided by the fail mode without Redis",
+            |s| s.fallbacks,
+        ),
+    ];
+    for (name, help, f) in counters {
+        labelled(e, name, help, MetricType::Counter, &per_limit(f))?;
+    }
+    let state = |s: &RedisLimitStats| u64::try_from(s.breaker.as_gauge()).unwrap_or(0);
+    labelled(
+        e,
+        "levee_redis_breaker_state",
+        "Breaker around Redis, per edge limit: 0 closed, 1 open, 2 half-open",
+        MetricType::Gauge,
+        &per_limit(state),
+    )
 }

@@ -58,7 +58,8 @@ impl LiveControl {
     /// Applies `patch`: every value is checked first, so a refused patch changes nothing.
     ///
     /// # Errors
-    /// 422 `invalid_setting` naming the first value out of range.
+    /// 422 `invalid_setting` naming the first value out of range; 422 `setting_not_live`
+    /// for a rate limit that runs on Redis (`edge.redis.url`).
     pub fn apply(&self, patch: SettingsPatch) -> Result<LiveSettings, ApiError> {
         let _change = self.change.lock();
         if let Some(edge) = &patch.edge {
@@ -69,6 +70,13 @@ impl LiveControl {
             }
             if edge.max_concurrent == Some(0) {
                 return Err(invalid("edge", &ConfigError::new("max_concurrent", AT_LEAST_ONE)));
+            }
+            // A limit on Redis is every shop's: one replica cannot change it alone.
+            if let Some((setting, why)) = self.edge.fixed(edge) {
+                return Err(ApiError::invalid(
+                    "setting_not_live",
+                    format!("`{setting}` cannot change while the shop runs: it {why}"),
+                ));
             }
         }
         let caches = patch.cache.unwrap_or_default();
