@@ -22,6 +22,12 @@
 //! - The **attempt timeout** (`payment.attempt_timeout`) bounds each provider call; a
 //!   timed-out call is a failure to the breaker and is retried.
 //!
+//! A customer who waits for the answer (the synchronous checkout, [`PaymentGuard::call_waiting`])
+//! goes through a second pipeline of the same stages with the customer's deadlines
+//! (`payment.checkout`: 1 s in all, 500 ms per call by default) and the *same* retry budget and
+//! breaker: what the queued payments learn about the provider protects the customers, and the
+//! other way round.
+//!
 //! The provider's answers that are not faults (a declined card) pass through as `Ok(Err(_))`:
 //! to the pipeline they are successes, so they neither trip the breaker nor retry.
 //!
@@ -179,6 +185,9 @@ impl Counters {
 /// The payment pipeline, its breaker and retry budget, and its counters.
 pub struct PaymentGuard {
     pipeline: Stages,
+    /// The synchronous checkout's pipeline: its own deadlines (`payment.checkout`), the same
+    /// retry settings and budget, the same breaker.
+    checkout: Stages,
     breaker: Option<Arc<CircuitBreaker<ShopClock>>>,
     /// The configured breaker settings, reported while there is no breaker.
     configured: levee::breaker::BreakerSettings,
@@ -209,9 +218,11 @@ impl PaymentGuard {
     ) -> Result<Self, SettingError> {
         let counters = Arc::new(Counters::default());
         if !protections.enabled {
-            let pipeline = Pipeline::builder().clock(clock).build().map_err(section("payment"))?;
+            let bare =
+                || Pipeline::builder().clock(clock.clone()).build().map_err(section("payment"));
             return Ok(Self {
-                pipeline: Stages::Bare(pipeline),
+                pipeline: Stages::Bare(bare()?),
+                checkout: Stages::Bare(bare()?),
                 breaker: None,
                 configured: config.breaker.clone(),
                 budget: None,
@@ -247,15 +258,30 @@ impl PaymentGuard {
         let events = Arc::clone(&counters);
         let pipeline = Pipeline::builder()
             .policy(timeout("timeout", config.timeout)?)
-            .retry(retry)
+            .retry(retry.clone())
             .breaker(Arc::clone(&breaker))
             .policy(timeout("attempt_timeout", attempt_timeout)?)
             .listener(move |e: &PolicyEvent| events.record(e, attempt_timeout))
+            .clock(clock.clone())
+            .build()
+            .map_err(section("payment"))?;
+        // The checkout's: the same stages with the customer's deadlines. Its attempt timeout
+        // is never longer than the queued path's.
+        let sync = &config.checkout;
+        let sync_attempt = sync.attempt_timeout.min(attempt_timeout);
+        let events = Arc::clone(&counters);
+        let checkout = Pipeline::builder()
+            .policy(timeout("checkout.timeout", sync.timeout)?)
+            .retry(retry)
+            .breaker(Arc::clone(&breaker))
+            .policy(timeout("checkout.attempt_timeout", sync_attempt)?)
+            .listener(move |e: &PolicyEvent| events.record(e, sync_attempt))
             .clock(clock)
             .build()
             .map_err(section("payment"))?;
         Ok(Self {
             pipeline: Stages::Protected(pipeline),
+            checkout: Stages::Protected(checkout),
             breaker: Some(breaker),
             configured: config.breaker.clone(),
             budget,
@@ -291,6 +317,42 @@ impl PaymentGuard {
         T: Send,
         E: Send,
     {
+        self.run(&self.pipeline, f, is_fault).await
+    }
+
+    /// Like [`call`](Self::call) for a customer who waits for the answer (the synchronous
+    /// checkout): the same retry budget and breaker, the deadlines of `payment.checkout`.
+    /// With protections off, the call as it is.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call); [`PolicyError::Timeout`] once `payment.checkout.timeout`
+    /// passed.
+    pub async fn call_waiting<T, E, F, Fut>(
+        &self,
+        f: F,
+        is_fault: impl Fn(&E) -> bool + Sync,
+    ) -> Guarded<T, E>
+    where
+        F: Fn() -> Fut + Sync,
+        Fut: Future<Output = Result<T, E>> + Send,
+        T: Send,
+        E: Send,
+    {
+        self.run(&self.checkout, f, is_fault).await
+    }
+
+    async fn run<T, E, F, Fut>(
+        &self,
+        stages: &Stages,
+        f: F,
+        is_fault: impl Fn(&E) -> bool + Sync,
+    ) -> Guarded<T, E>
+    where
+        F: Fn() -> Fut + Sync,
+        Fut: Future<Output = Result<T, E>> + Send,
+        T: Send,
+        E: Send,
+    {
         let (f, is_fault, counters) = (&f, &is_fault, &*self.counters);
         let attempt = |_ctx: PolicyContext<'_>| {
             counters.calls.incr();
@@ -306,7 +368,7 @@ impl PaymentGuard {
                 }
             }
         };
-        match &self.pipeline {
+        match stages {
             Stages::Protected(p) => p.execute(attempt).await,
             Stages::Bare(p) => p.execute(attempt).await,
         }

@@ -370,6 +370,7 @@ async fn dashboard_and_openapi_match_the_shop() {
         "/orders",
         "/orders/{id}",
         "/orders/{id}/pay",
+        "/orders/{id}/checkout",
         "/orders/{id}/cancel",
         "/orders/{id}/notifications",
         "/admin/status",

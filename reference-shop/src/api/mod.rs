@@ -22,7 +22,8 @@ pub use health::{Check, Liveness, Readiness, ReadyChecks, ReadyStatus};
 pub use ledger::{ProductStock, StockLedger};
 pub use ops::{DeadLetterList, Replay, Replayed, ShopStatus, StoreStatus};
 pub use orders::{
-    NotificationList, OrderItem, OrderList, Page, Pay, PaymentOutcome, PlaceOrder, Placement,
+    Checkout, NotificationList, OrderItem, OrderList, Page, Pay, PaymentOutcome, PlaceOrder,
+    Placement,
 };
 pub use settings::{
     CacheLive, CachePatch, CachesLive, CachesPatch, EdgeLive, EdgePatch, LiveSettings, PaymentLive,

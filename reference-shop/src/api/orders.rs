@@ -66,6 +66,23 @@ pub struct PaymentOutcome {
     pub started: bool,
 }
 
+/// What a synchronous checkout (`POST /orders/{id}/checkout`) came to, short of a declined
+/// card (402) or a refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkout {
+    /// Paid (now, or before): 200.
+    Paid(Order),
+    /// The provider gave no answer in time (a fault, the checkout's deadline, or the open
+    /// breaker): the payment was handed to the queue, which goes on trying; 202 with
+    /// `Retry-After`, the time to look at the order again.
+    Pending {
+        /// The order now, awaiting payment, its `payment_error` saying why.
+        order: Order,
+        /// Seconds until the order is worth looking at again (at least 1).
+        retry_after_secs: u64,
+    },
+}
+
 /// `GET /orders` query.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams,

@@ -21,6 +21,7 @@
 //! zero, and every range [`Config::validate`] checks.
 
 mod addr;
+mod checkout;
 mod clients;
 mod env;
 mod limits;
@@ -38,6 +39,7 @@ use levee::policy::{Backoff, RetryBudgetBuilder, RetrySettings};
 use levee::queue::broker::{ServeConfig, SubscriptionConfig};
 use serde::{Deserialize, Serialize};
 
+pub use checkout::CheckoutConfig;
 pub use clients::ClientLimits;
 use env::Layer;
 pub use limits::{BadProxy, LimitsConfig, TrustedProxy};
@@ -310,6 +312,8 @@ pub struct PaymentConfig {
     pub retry: RetrySettings,
     /// The circuit breaker around the provider: levee-breaker's settings.
     pub breaker: BreakerSettings,
+    /// The synchronous checkout's deadlines (`[payment.checkout]`).
+    pub checkout: CheckoutConfig,
 }
 
 impl Default for PaymentConfig {
@@ -337,6 +341,7 @@ impl Default for PaymentConfig {
                 half_open_calls: 1,
                 ..BreakerSettings::default()
             },
+            checkout: CheckoutConfig::default(),
         }
     }
 }
@@ -515,6 +520,7 @@ impl Config {
             .map_err(section("payment"))?;
         payment.retry.build().map_err(section("payment.retry"))?;
         payment.breaker.validate().map_err(section("payment.breaker"))?;
+        payment.checkout.validate()?;
         self.queue.subscription_named("check").validate().map_err(section("queue.subscription"))?;
         self.queue.serve.validate().map_err(section("queue.serve"))?;
         if !(0.0..=1.0).contains(&self.provider.failure_rate) {

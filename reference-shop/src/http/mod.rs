@@ -67,6 +67,7 @@ pub fn router(shop: Arc<Shop>) -> Router {
         .route("/orders", post(orders::place).get(orders::list))
         .route("/orders/{id}", get(orders::get))
         .route("/orders/{id}/pay", post(orders::pay))
+        .route("/orders/{id}/checkout", post(orders::checkout))
         .route("/orders/{id}/cancel", post(orders::cancel))
         .route("/orders/{id}/notifications", get(orders::notifications));
     // Layers applied one after the other, not one stack, outermost last. Innermost, when

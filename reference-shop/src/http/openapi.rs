@@ -62,6 +62,7 @@ use crate::config::Config;
         orders::list,
         orders::get,
         orders::pay,
+        orders::checkout,
         orders::cancel,
         orders::notifications,
         super::health,

@@ -4,12 +4,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::auth::Caller;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::api::{ApiError, ErrorBody, NotificationList, OrderList, Page, Pay, PlaceOrder};
+use crate::api::{
+    ApiError, Checkout, ErrorBody, NotificationList, OrderList, Page, Pay, PlaceOrder,
+};
 use crate::app::Shop;
 use crate::domain::Order;
 
@@ -121,6 +123,52 @@ pub(super) async fn pay(
     let outcome = shop.orders.pay(c.id, id, pay).await?;
     let status = if outcome.started { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok((status, Json(outcome.order)))
+}
+
+/// `POST /orders/{id}/checkout`: pays the order while the caller waits. 200 paid; 402
+/// declined (the order is cancelled); 202 with `Retry-After` when the provider gave no answer
+/// within the checkout's deadline (or the breaker refused at once): the payment goes on
+/// behind the queue.
+#[utoipa::path(
+    post,
+    path = "/orders/{id}/checkout",
+    operation_id = "checkoutOrder",
+    tag = "orders",
+    security(("api_key" = [])),
+    params(("id" = i64, Path, description = "Order id")),
+    request_body = Pay,
+    responses(
+        (status = 200, description = "Paid: the card was charged (now, or before)", body = Order),
+        (status = 202, description = "Payment pending: the provider did not answer within the checkout's deadline, or is known to be down; the order awaits payment (its `payment_error` says why) and the shop goes on trying behind its queue. Look at the order again after `Retry-After`", body = Order,
+            headers(("Retry-After" = u64, description = "Seconds until the order is worth looking at again"),
+                    ("Location" = String, description = "The order: `/orders/{id}`"))),
+        (status = 402, description = "The card was declined (`payment_declined`): the order is cancelled and its stock released", body = ErrorBody),
+        (status = 404, description = "No such order of the caller's (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The order was cancelled (`order_cancelled`)", body = ErrorBody),
+        (status = 422, description = "A bad card (`invalid_card`), a body that does not fit `Pay` (`invalid_body`), or an id that is not a 64-bit integer (`invalid_path`)", body = ErrorBody),
+    )
+)]
+pub(super) async fn checkout(
+    State(shop): State<Arc<Shop>>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath,
+    ApiJson(pay): ApiJson<Pay>,
+) -> Result<Response, ApiError> {
+    match shop.orders.checkout(c.id, id, pay).await? {
+        Checkout::Paid(order) => Ok((StatusCode::OK, Json(order)).into_response()),
+        Checkout::Pending { order, retry_after_secs } => {
+            let headers = [
+                (header::RETRY_AFTER, HeaderValue::from(retry_after_secs)),
+                (header::LOCATION, location(order.id)),
+            ];
+            Ok((StatusCode::ACCEPTED, headers, Json(order)).into_response())
+        }
+    }
+}
+
+fn location(id: i64) -> HeaderValue {
+    HeaderValue::try_from(format!("/orders/{id}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("/orders"))
 }
 
 /// `POST /orders/{id}/cancel`.

@@ -90,9 +90,14 @@ impl Driver {
         if below(100) < self.hot_percent { 1 } else { 1 + below(self.products) }
     }
 
-    fn request(&self, op: Operation) -> reqwest::RequestBuilder {
+    fn card(&self) -> &'static str {
+        if below(100) < self.declined_percent { "tok_declined" } else { "tok_visa" }
+    }
+
+    /// The first (for [`Operation::Checkout`], the placement) request of `op`, as the
+    /// customer of API key `key`.
+    fn request(&self, op: Operation, key: &str) -> reqwest::RequestBuilder {
         let base = &self.base;
-        let key = &self.keys[below(self.keys.len() as u64) as usize];
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         match op {
             Operation::CreateCustomer => self
@@ -112,17 +117,18 @@ impl Driver {
                 .post(format!("{base}/cart/items"))
                 .header("x-api-key", key)
                 .json(&json!({ "product_id": self.product(), "quantity": 1 + below(3) })),
-            Operation::PlaceOrder => {
-                let card =
-                    if below(100) < self.declined_percent { "tok_declined" } else { "tok_visa" };
+            Operation::PlaceOrder | Operation::Checkout => {
+                let items = json!([{ "product_id": self.product(), "quantity": 1 }]);
+                let body = if op == Operation::PlaceOrder {
+                    json!({ "items": items, "card": self.card() })
+                } else {
+                    json!({ "items": items })
+                };
                 self.client
                     .post(format!("{base}/orders"))
                     .header("x-api-key", key)
                     .header("idempotency-key", format!("loadgen-{:x}-{n}", self.run))
-                    .json(&json!({
-                        "items": [{ "product_id": self.product(), "quantity": 1 }],
-                        "card": card,
-                    }))
+                    .json(&body)
             }
             Operation::ListOrders => {
                 self.client.get(format!("{base}/orders?limit=5")).header("x-api-key", key)
@@ -130,16 +136,31 @@ impl Driver {
         }
     }
 
-    /// Sends one request and reads its whole answer.
+    /// Sends one operation and reads its whole answer; a checkout is its placement and, once
+    /// placed, the checkout itself, whose status is the operation's.
     pub(crate) async fn send(&self, op: Operation) -> Outcome {
+        let key = &self.keys[below(self.keys.len() as u64) as usize];
         let outcome = async {
-            let response = self.request(op).send().await?;
+            let response = self.request(op, key).send().await?;
             let status = response.status().as_u16();
             let body = response.bytes().await?;
-            if op == Operation::PlaceOrder && status == 201 {
-                self.record_placed(&body);
+            let placed = matches!(op, Operation::PlaceOrder | Operation::Checkout) && status == 201;
+            let id = if placed { self.record_placed(&body) } else { None };
+            match id {
+                Some(id) if op == Operation::Checkout => {
+                    let response = self
+                        .client
+                        .post(format!("{}/orders/{id}/checkout", self.base))
+                        .header("x-api-key", key)
+                        .json(&json!({ "card": self.card() }))
+                        .send()
+                        .await?;
+                    let status = response.status().as_u16();
+                    response.bytes().await?;
+                    Ok(status)
+                }
+                _ => Ok::<_, reqwest::Error>(status),
             }
-            Ok::<_, reqwest::Error>(status)
         }
         .await;
         match outcome {
@@ -151,13 +172,14 @@ impl Driver {
 }
 
 impl Driver {
-    /// Remembers the id of a new order from its 201 answer (an answer without one is left
-    /// out: the loss check then misses it, it never invents one).
-    fn record_placed(&self, body: &[u8]) {
+    /// Remembers the id of a new order from its 201 answer and returns it (an answer without
+    /// one is left out: the loss check then misses it, it never invents one).
+    fn record_placed(&self, body: &[u8]) -> Option<i64> {
         let id = serde_json::from_slice::<Value>(body).ok().and_then(|v| v["id"].as_i64());
         if let Some(id) = id {
             self.placed.lock().push(id);
         }
+        id
     }
 
     /// Ids of the orders placed so far (201 answers), in the order the answers came.

@@ -32,18 +32,22 @@ pub enum Operation {
     AddToCart,
     /// `POST /orders` with a card: order placement, paid through the payment pipeline.
     PlaceOrder,
+    /// `POST /orders` without a card, then `POST /orders/{id}/checkout` with one: the
+    /// customer waits for the payment (timed as one operation, placement included).
+    Checkout,
     /// `GET /orders`: the customer's recent orders.
     ListOrders,
 }
 
 impl Operation {
     /// Every operation, in report order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::CreateCustomer,
         Self::GetProduct,
         Self::Search,
         Self::AddToCart,
         Self::PlaceOrder,
+        Self::Checkout,
         Self::ListOrders,
     ];
 
@@ -56,6 +60,7 @@ impl Operation {
             Self::Search => "search",
             Self::AddToCart => "add_to_cart",
             Self::PlaceOrder => "place_order",
+            Self::Checkout => "checkout",
             Self::ListOrders => "list_orders",
         }
     }
@@ -184,6 +189,7 @@ mod tests {
         assert_eq!(counts, weights);
         assert_eq!(weights[&Operation::PlaceOrder], 10);
         assert!(!weights.contains_key(&Operation::CreateCustomer));
+        assert!(!weights.contains_key(&Operation::Checkout), "the usual mix has no checkout");
     }
 
     #[test]

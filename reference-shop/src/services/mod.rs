@@ -13,7 +13,7 @@
 //! | [`Catalog`] | the product cache (coalescing reads, invalidated on change) | `/products`, `PATCH /admin/products/{id}` |
 //! | [`Carts`] | cart reservations and their timers | `/cart`, cart expiry |
 //! | [`Orders`] | try-confirm-cancel, unpaid-order timers | `/orders`, payment outcomes |
-//! | [`Payments`] | the breaker + timeout + retry pipeline, the provider | `OrderPlaced`, refunds |
+//! | [`Payments`] | the breaker + timeout + retry pipeline, the provider | `OrderPlaced`, refunds, the checkout's charge |
 //! | [`Notifications`] | what customers are told | every event, `/orders/{id}/notifications` |
 //! | [`Operations`] | readiness, faults, the dead-letter queue, the status of every mechanism | `/health/*`, `/admin/*` |
 //! | [`LiveControl`] | nothing: it changes the others' levee primitives in place | `/admin/settings` |
@@ -38,4 +38,4 @@ pub use live_control::LiveControl;
 pub use notifications::Notifications;
 pub use operations::{Operations, Reported};
 pub use orders::{Orders, reasons};
-pub use payments::Payments;
+pub use payments::{Payments, Settlement};

@@ -3,6 +3,8 @@
 //! a sale) or cancels it; the customer or the unpaid timer cancels it too (the stock is
 //! released). A payment that arrives after the order was cancelled is refunded.
 
+mod checkout;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -306,20 +308,10 @@ impl Orders {
         let now = self.clock.now_ms();
         match event {
             ShopEvent::PaymentSucceeded { order_id, charge_id } => {
-                let t = self
-                    .store
-                    .confirm_order(order_id, &charge_id, now)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                match t {
-                    Transition::Applied(products) => {
-                        self.counters.orders_paid.inc();
-                        self.timers.cancel(Deadline::Order(order_id));
-                        self.catalog.stock_changed(products);
-                    }
+                let t = self.confirm(order_id, &charge_id, now).await.map_err(|e| e.to_string())?;
+                if let Transition::Conflict(_) = t {
                     // Cancelled first (timeout or customer): give the money back.
-                    Transition::Conflict(_) => self.payments.refund(order_id, charge_id).await?,
-                    Transition::Already | Transition::NotFound => {}
+                    self.payments.refund(order_id, charge_id).await?;
                 }
                 Ok(())
             }
@@ -329,6 +321,23 @@ impl Orders {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Confirm: the paid order's reservation becomes a sale and its timer is disarmed.
+    /// Idempotent; a cancelled order is a [`Transition::Conflict`] (the caller refunds).
+    async fn confirm(
+        &self,
+        order_id: i64,
+        charge_id: &str,
+        now: i64,
+    ) -> Result<Transition, StoreError> {
+        let t = self.store.confirm_order(order_id, charge_id, now).await?;
+        if let Transition::Applied(products) = &t {
+            self.counters.orders_paid.inc();
+            self.timers.cancel(Deadline::Order(order_id));
+            self.catalog.stock_changed(products.iter().copied());
+        }
+        Ok(t)
     }
 
     /// After a start: re-arms the timer of every unpaid order and re-drives the payment of

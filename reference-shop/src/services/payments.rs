@@ -3,14 +3,34 @@
 //! charges of orders cancelled first.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use levee::prelude::PolicyError;
 
 use super::Infra;
 use crate::bus::EventBus;
 use crate::domain::ShopEvent;
-use crate::guard::{BreakerStatus, PaymentGuard, PipelineStatus};
+use crate::guard::{BreakerStatus, Guarded, PaymentGuard, PipelineStatus};
 use crate::metrics::{OutcomeLabel, ShopCounters};
 use crate::provider::{PaymentProvider, ProviderError, ProviderStats};
 use crate::store::Store;
+
+/// What a payment attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Charged: the provider's charge id.
+    Paid(String),
+    /// Declined for good, with the provider's reason.
+    Declined(String),
+    /// No answer (the last fault, a timeout, or the open breaker): the payment must be tried
+    /// again later.
+    Pending {
+        /// Why there was no answer (also recorded as the order's `payment_error`).
+        error: String,
+        /// The open breaker's wait before it may let a call through, when it refused.
+        retry_after: Option<Duration>,
+    },
+}
 
 /// The payment service.
 #[derive(Debug)]
@@ -55,25 +75,50 @@ impl Payments {
             .guard
             .call(|| self.provider.charge(order_id, amount, &card), ProviderError::is_fault)
             .await;
-        let error = match result {
+        match self.settle(order_id, result).await {
+            Settlement::Pending { error, .. } => Err(error),
+            Settlement::Paid(_) | Settlement::Declined(_) => Ok(()),
+        }
+    }
+
+    /// Charges `amount` to `card` for `order_id` while a customer waits (the synchronous
+    /// checkout): through the guard's waiting pipeline ([`PaymentGuard::call_waiting`], its
+    /// deadlines `payment.checkout`, the shared retry budget and breaker), or bare with
+    /// protections off. The outcome is announced as the queued path announces it; on
+    /// [`Settlement::Pending`] the caller hands the payment to the queue. The provider is
+    /// idempotent on the order id, so a payment the queue also makes charges once.
+    pub async fn charge_waiting(&self, order_id: i64, amount: i64, card: &str) -> Settlement {
+        let result = self
+            .guard
+            .call_waiting(|| self.provider.charge(order_id, amount, card), ProviderError::is_fault)
+            .await;
+        self.settle(order_id, result).await
+    }
+
+    /// Counts and announces a payment's outcome; records why there was none.
+    async fn settle(&self, order_id: i64, result: Guarded<String, ProviderError>) -> Settlement {
+        let (error, retry_after) = match result {
             Ok(Ok(charge_id)) => {
                 self.outcome("succeeded");
+                let charge = charge_id.clone();
                 self.bus.publish(ShopEvent::PaymentSucceeded { order_id, charge_id });
-                return Ok(());
+                return Settlement::Paid(charge);
             }
             Ok(Err(ProviderError::Declined(reason))) => {
                 self.outcome("declined");
+                let why = reason.clone();
                 self.bus.publish(ShopEvent::PaymentFailed { order_id, reason });
-                return Ok(());
+                return Settlement::Declined(why);
             }
             // No answer: the last fault, a timeout, or the open breaker (with its
-            // retry-after). The event is redelivered later.
-            Ok(Err(fault)) => fault.to_string(),
-            Err(e) => e.to_string(),
+            // retry-after).
+            Ok(Err(fault)) => (fault.to_string(), None),
+            Err(e @ PolicyError::CircuitOpen { retry_after }) => (e.to_string(), retry_after),
+            Err(e) => (e.to_string(), None),
         };
         self.outcome("retry");
         let _ = self.store.set_payment_error(order_id, &error).await;
-        Err(error)
+        Settlement::Pending { error, retry_after }
     }
 
     /// Refunds the charge of `order_id` (cancelled before its payment arrived) and announces
