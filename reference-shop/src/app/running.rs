@@ -96,7 +96,7 @@ impl RunningShop {
         let drained = self.shop.infra.bus.drain(grace).await;
         if !drained {
             tracing::warn!(
-                "events still pending; they are re-driven from the store at the next start"
+                "events still pending; they stay in the outbox or the broker for the next start"
             );
         }
         let _ = self.timers.await;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::Infra;
 use crate::bus::EventBus;
+use crate::clock::ShopClock;
 use crate::domain::ShopEvent;
 use crate::guard::{BreakerStatus, PaymentGuard, PipelineStatus};
 use crate::metrics::{OutcomeLabel, ShopCounters};
@@ -17,6 +18,7 @@ use crate::store::Store;
 pub struct Payments {
     store: Arc<Store>,
     bus: EventBus,
+    clock: ShopClock,
     counters: ShopCounters,
     guard: PaymentGuard,
     provider: Arc<PaymentProvider>,
@@ -29,6 +31,7 @@ impl Payments {
         Self {
             store: Arc::clone(&infra.store),
             bus: infra.bus.clone(),
+            clock: infra.clock.clone(),
             counters: infra.counters.clone(),
             guard,
             provider,
@@ -58,13 +61,13 @@ impl Payments {
         let error = match result {
             Ok(Ok(charge_id)) => {
                 self.outcome("succeeded");
-                self.bus.publish(ShopEvent::PaymentSucceeded { order_id, charge_id });
-                return Ok(());
+                let event = ShopEvent::PaymentSucceeded { order_id, charge_id };
+                return self.bus.announce(event, self.clock.now_ms()).await;
             }
             Ok(Err(ProviderError::Declined(reason))) => {
                 self.outcome("declined");
-                self.bus.publish(ShopEvent::PaymentFailed { order_id, reason });
-                return Ok(());
+                let event = ShopEvent::PaymentFailed { order_id, reason };
+                return self.bus.announce(event, self.clock.now_ms()).await;
             }
             // No answer: the last fault, a timeout, or the open breaker (with its
             // retry-after). The event is redelivered later.
@@ -87,8 +90,7 @@ impl Payments {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        self.bus.publish(ShopEvent::Refunded { order_id, charge_id });
-        Ok(())
+        self.bus.announce(ShopEvent::Refunded { order_id, charge_id }, self.clock.now_ms()).await
     }
 
     fn outcome(&self, outcome: &'static str) {
