@@ -5,11 +5,15 @@
 //!
 //! The burst mixes orders paid with a good card (`order_placed`, `payment_succeeded`), with a
 //! declined card (`order_placed`, `payment_failed`, `order_cancelled`) and without a card,
-//! cancelled by the customer right away (`order_placed`, `order_cancelled`). The provider is
-//! slow (200 ms), so when the kill comes, events are in every stage: in the outbox, in the
-//! broker, in a handler. The test checks that the kill left notifications missing (or it
-//! would prove nothing), then restarts the shop and waits (bounded) until the database holds
-//! exactly the expected notifications and the outbox is empty. Loopback only.
+//! cancelled by the customer right away (`order_placed`, `order_cancelled`). Before the kill
+//! the provider is slow (200 ms), every query waits 20 ms (the store latency fault) and each
+//! subscription handles one event at a time, so events pile up in the broker: when the kill
+//! comes they are in every stage, in the outbox, in the broker, in a handler. (On the
+//! in-memory broker, `SHOP_QUEUE__BACKEND=memory`, this test fails: the events queued in
+//! memory die with the process.) The test checks that the kill left notifications missing
+//! (or it would prove nothing), then restarts the shop with its usual speed and waits
+//! (bounded) until the database holds exactly the expected notifications and the outbox is
+//! empty. Loopback only.
 
 mod process;
 
@@ -32,16 +36,16 @@ const CUSTOMERS: usize = 8;
 /// How long the restarted shop may take to deliver everything.
 const SETTLE: Duration = Duration::from_secs(60);
 
-/// The shop on `data_dir`, on a free port, with its default event bus.
-fn spawn(data_dir: &Path) -> (Child, String) {
+/// The shop on `data_dir`, on a free port, with its default event bus and `env`.
+fn spawn(data_dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut cmd = process::binary();
+    cmd.envs(env.iter().copied());
     cmd.env("SHOP_SERVER__ADDR", "127.0.0.1:0")
         .env("SHOP_SERVER__ADMIN_TOKEN", "outbox-crash-token")
         .env("SHOP_STORAGE__DATA_DIR", data_dir)
         .env("SHOP_STORAGE__SEED_PRODUCTS", "20")
         .env("SHOP_LIMITS__MAX_UNPAID_ORDERS", "100000")
         .env("SHOP_LIMITS__MAX_RESERVED_UNITS", "1000000")
-        .env("SHOP_PROVIDER__LATENCY", "200ms")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -186,7 +190,8 @@ async fn burst(http: reqwest::Client, base: String, key: String, acked: Arc<Atom
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_shop_delivers_every_committed_event_exactly_once_after_restart() {
     let dir = Scratch::new("outbox-crash");
-    let (mut child, base) = spawn(&dir.0);
+    let slow = [("SHOP_PROVIDER__LATENCY", "200ms"), ("SHOP_QUEUE__SERVE__CONCURRENCY", "1")];
+    let (mut child, base) = spawn(&dir.0, &slow);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
     let mut keys = Vec::new();
     for c in 0..CUSTOMERS {
@@ -199,6 +204,14 @@ async fn a_killed_shop_delivers_every_committed_event_exactly_once_after_restart
         assert_eq!(r.status().as_u16(), 201);
         keys.push(r.json::<Value>().await.unwrap()["api_key"].as_str().unwrap().to_owned());
     }
+    let faults = http
+        .put(format!("{base}/admin/faults"))
+        .header("x-admin-token", "outbox-crash-token")
+        .json(&json!({ "store_latency_ms": 20 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(faults.status().as_u16(), 200);
     let acked = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = keys
         .into_iter()
@@ -221,7 +234,7 @@ async fn a_killed_shop_delivers_every_committed_event_exactly_once_after_restart
     let missing = at_kill.wrong().len();
     assert!(missing > 0, "the kill left nothing undelivered: the test proves nothing");
 
-    let (mut child, _base) = spawn(&dir.0);
+    let (mut child, _base) = spawn(&dir.0, &[]);
     let deadline = Instant::now() + SETTLE;
     let done = loop {
         let now = snapshot(&dir.0).await;
