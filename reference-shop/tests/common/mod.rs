@@ -105,6 +105,10 @@ impl TestDb {
                 let name = dir.file_name().unwrap().to_string_lossy();
                 let tail = name.rsplit('_').next().unwrap_or("x");
                 config.queue.nats_prefix = format!("shop_{tail}");
+                // JetStream's leases run on the server's clock, not the test's manual one: a
+                // delivery left leased by a shutdown comes back after this, within the
+                // tests' 30 s bound (the shop's default is a minute).
+                config.queue.subscription.ack_wait = Duration::from_secs(3);
             }
             Self::Sqlite(_) | Self::Postgres(_) => {}
         }
