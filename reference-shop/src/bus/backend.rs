@@ -52,6 +52,14 @@ pub(super) trait ShopBroker:
     /// Creates `topic` with the default settings (a 2-minute dedup window), or does
     /// nothing if it exists.
     fn ensure_topic(&self, topic: &str) -> impl Future<Output = Result<(), BrokerError>> + Send;
+    /// Removes the subscription `name` of `topic` if it holds nothing (no event waiting,
+    /// scheduled, in flight or dead), so that it can be created again with other settings.
+    /// Returns whether it did; brokers that cannot tell return `false`.
+    fn remove_if_empty(
+        &self,
+        topic: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<bool, BrokerError>> + Send;
     /// Stops the broker (its log is flushed and released, its connection closed).
     fn stop(&self) -> impl Future<Output = ()> + Send;
 }
@@ -68,6 +76,10 @@ impl ShopBroker for Memory {
     }
     async fn ensure_topic(&self, topic: &str) -> Result<(), BrokerError> {
         self.create_topic(topic, TopicConfig::new()).map(drop)
+    }
+    async fn remove_if_empty(&self, _topic: &str, _name: &str) -> Result<bool, BrokerError> {
+        // Its subscriptions live as long as the process: settings cannot differ.
+        Ok(false)
     }
     async fn stop(&self) {
         self.close();
@@ -86,6 +98,13 @@ impl ShopBroker for Durable {
     }
     async fn ensure_topic(&self, topic: &str) -> Result<(), BrokerError> {
         self.create_topic(topic, TopicConfig::new()).await
+    }
+    async fn remove_if_empty(&self, topic: &str, name: &str) -> Result<bool, BrokerError> {
+        let empty = self.subscription(topic, name).is_some_and(|sub| {
+            let s = sub.stats();
+            s.depth + s.scheduled + s.in_flight + s.dead_letters == 0
+        });
+        Ok(empty && self.unsubscribe(topic, name).await?)
     }
     async fn stop(&self) {
         // Flushes, fsyncs and releases the directory at once, whatever handles remain.
@@ -106,6 +125,11 @@ impl ShopBroker for Nats {
     }
     async fn ensure_topic(&self, topic: &str) -> Result<(), BrokerError> {
         self.create_topic(topic, TopicConfig::new()).await
+    }
+    async fn remove_if_empty(&self, _topic: &str, _name: &str) -> Result<bool, BrokerError> {
+        // What a JetStream consumer holds is not known here without a server round trip
+        // per subscription, and levee-nats has no unsubscribe: the mismatch stands.
+        Ok(false)
     }
     async fn stop(&self) {
         Broker::close(self).await;
@@ -146,7 +170,18 @@ impl<B: ShopBroker> Bus<B> {
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
         use levee::queue::broker::BrokerDelivery;
-        let sub = self.broker.subscribe(topic, config).await?;
+        let name = config.name.clone();
+        let sub = match self.broker.subscribe(topic, config.clone()).await {
+            // Created by an earlier run with other settings (`queue.subscription`): they
+            // apply once it holds nothing, else the start is refused with the mismatch.
+            Err(BrokerError::SubscriptionMismatch { .. })
+                if self.broker.remove_if_empty(topic, &name).await? =>
+            {
+                tracing::info!(subscription = %name, "subscription settings changed; it held nothing, re-created");
+                self.broker.subscribe(topic, config).await?
+            }
+            other => other?,
+        };
         let handle = serve(&self.broker, &sub, serve_config, move |d: Arc<B::Delivery>| {
             handler(d.payload().clone())
         })
