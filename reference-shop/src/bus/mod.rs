@@ -380,6 +380,7 @@ mod tests {
     use super::*;
     use crate::domain::TOPIC_ORDERS;
     use levee::core::ManualClock;
+    use parking_lot::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
     #[tokio::test(start_paused = true)]
@@ -479,5 +480,100 @@ mod tests {
         assert_eq!(bus.dead_letters().await[0].last_error, "panicked: template missing");
         assert_eq!(bus.stats().handler_panics, 1);
         assert!(bus.drain(Duration::from_secs(1)).await);
+    }
+
+    /// A store and a durable bus in a fresh data directory.
+    async fn durable_shop(dir: &Path, config: &QueueConfig) -> (Arc<Store>, EventBus) {
+        let storage = crate::config::StorageConfig {
+            data_dir: dir.to_path_buf(),
+            seed_products: 0,
+            ..crate::config::StorageConfig::default()
+        };
+        let faults = Arc::new(crate::faults::Faults::new(crate::faults::FaultSettings {
+            provider_latency_ms: 0,
+            provider_failure_rate: 0.0,
+            store_latency_ms: 0,
+        }));
+        let store = Arc::new(Store::open(&storage, faults, ShopClock::system()).await.unwrap());
+        let bus =
+            EventBus::open(config, dir, ShopClock::system(), Arc::clone(&store)).await.unwrap();
+        assert_eq!(bus.backend(), QueueBackend::Durable);
+        (store, bus)
+    }
+
+    async fn within_10s(what: &str, mut done: impl AsyncFnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done().await {
+            assert!(tokio::time::Instant::now() < deadline, "{what}: not within 10 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_relay_publishes_each_outbox_row_once_even_if_it_was_published_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, bus) = durable_shop(dir.path(), &QueueConfig::default()).await;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        bus.subscribe(TOPIC_ORDERS, "notification-orders", move |e: ShopEvent| {
+            s.lock().push(e);
+            async { Ok(()) }
+        })
+        .await
+        .unwrap();
+        let events: Vec<ShopEvent> =
+            (1..=3).map(|order_id| ShopEvent::OrderPlaced { order_id }).collect();
+        for e in &events {
+            store.add_to_outbox(e, 0).await.unwrap();
+        }
+        // A relay that died after the broker confirmed row 1, before it deleted it.
+        let first = store.outbox_pending(1).await.unwrap().remove(0);
+        bus.publish_as(Some(relay::message_id(first.id)), first.event).await.unwrap();
+        bus.start_relay();
+        within_10s("the outbox is relayed", async || {
+            store.outbox_len().await.unwrap() == 0 && seen.lock().len() >= 3
+        })
+        .await;
+        assert!(bus.drain(Duration::from_secs(5)).await);
+        // Row 1 went out twice under one message id: the broker's dedup window kept one.
+        // (Events of different orders may be handled in any order.)
+        let mut seen = seen.lock().clone();
+        seen.sort_by_key(ShopEvent::order_id);
+        assert_eq!(seen, events);
+        assert_eq!(bus.stats().published, 4, "the first publish and three by the relay");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changed_settings_recreate_an_empty_durable_subscription_and_refuse_a_holding_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = QueueConfig::default();
+        {
+            let (store, bus) = durable_shop(dir.path(), &config).await;
+            bus.subscribe(TOPIC_ORDERS, "payment", |_e| async { Ok(()) }).await.unwrap();
+            bus.drain(Duration::from_secs(1)).await;
+            store.close().await;
+        }
+        // Nothing held: the new settings apply.
+        config.subscription.max_deliveries = 3;
+        let (store, bus) = durable_shop(dir.path(), &config).await;
+        bus.subscribe(TOPIC_ORDERS, "payment", |_e| async { Err("down".to_owned()) })
+            .await
+            .unwrap();
+        // Leave an event behind (its handler fails, so it waits for a redelivery).
+        bus.announce(ShopEvent::OrderPlaced { order_id: 1 }, 0).await.unwrap();
+        bus.start_relay();
+        within_10s("the event is handled", async || bus.stats().subscriptions[0].redelivered > 0)
+            .await;
+        bus.drain(Duration::ZERO).await;
+        store.close().await;
+        // It holds an event: other settings are refused, naming the subscription.
+        config.subscription.max_deliveries = 4;
+        let (_store, bus) = durable_shop(dir.path(), &config).await;
+        let refused = bus.subscribe(TOPIC_ORDERS, "payment", |_e| async { Ok(()) }).await;
+        assert!(
+            matches!(&refused, Err(BrokerError::SubscriptionMismatch { subscription }) if subscription == "payment"),
+            "{refused:?}"
+        );
+        bus.drain(Duration::ZERO).await;
     }
 }
