@@ -82,8 +82,8 @@ impl RunningShop {
 
     /// Graceful shutdown: stop accepting, let in-flight requests finish, let the consumers
     /// drain the events already accepted, stop the timers, close the store. Every order the
-    /// shop acknowledged is in the store; events still undelivered after the grace period are
-    /// re-derived from it on the next start.
+    /// shop acknowledged is in the store, and every event it committed is in the outbox or
+    /// the broker; what was not delivered within the grace period goes on at the next start.
     pub async fn shutdown(self) {
         let grace = self.shop.config.server.shutdown_grace;
         tracing::info!("shutting down: no new connections");
