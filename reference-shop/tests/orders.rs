@@ -2,7 +2,8 @@
 //! path; unpaid orders cancelled by the timer (manual time) with their stock restored, also
 //! after a restart; cart reservations held, extended and expired on the same timers;
 //! idempotent placement; no overselling under concurrency; graceful shutdown keeps
-//! acknowledged orders.
+//! acknowledged orders. Each on SQLite and PostgreSQL with the in-process broker, on the
+//! durable broker (the shop's default) and on NATS (`LEVEE_TEST_NATS_URL`).
 
 mod common;
 
@@ -391,7 +392,7 @@ async fn shutdown_keeps_acknowledged_orders(db: TestDb) {
     shop.stop().await;
 }
 
-on_both_databases!(
+on_every_backend!(
     browse_cart_order_pay_notify,
     declined_payment_cancels_and_restores_stock,
     unpaid_orders_time_out_and_release_stock,

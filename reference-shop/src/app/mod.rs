@@ -80,6 +80,9 @@ pub enum StartError {
     /// The event bus refused a subscription.
     #[error("event bus: {0}")]
     Bus(#[from] levee::queue::broker::BrokerError),
+    /// The event bus's broker could not be opened (`queue.backend`).
+    #[error(transparent)]
+    BusOpen(#[from] crate::bus::BusOpenError),
 }
 
 impl Shop {
@@ -102,9 +105,16 @@ impl Shop {
         let timers = ShopTimers::new(clock.clone(), config.orders.timer_tick).map_err(|e| {
             SettingError { section: "orders", error: ConfigError { setting: "timer_tick", ..e } }
         })?;
+        let bus = EventBus::open(
+            &config.queue,
+            &config.storage.data_dir,
+            clock.clone(),
+            Arc::clone(&store),
+        )
+        .await?;
         let infra = Infra {
             store,
-            bus: EventBus::new(&config.queue, clock.clone()),
+            bus,
             timers: Arc::new(timers),
             clock: clock.clone(),
             counters: ShopCounters::default(),
@@ -161,6 +171,8 @@ impl Shop {
             infra,
         });
         shop.subscribe().await?;
+        // Only now: an event published before its subscriptions exist would reach none.
+        shop.infra.bus.start_relay();
         Ok(shop)
     }
 

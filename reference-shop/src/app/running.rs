@@ -82,8 +82,8 @@ impl RunningShop {
 
     /// Graceful shutdown: stop accepting, let in-flight requests finish, let the consumers
     /// drain the events already accepted, stop the timers, close the store. Every order the
-    /// shop acknowledged is in the store; events still undelivered after the grace period are
-    /// re-derived from it on the next start.
+    /// shop acknowledged is in the store, and every event it committed is in the outbox or
+    /// the broker; what was not delivered within the grace period goes on at the next start.
     pub async fn shutdown(self) {
         let grace = self.shop.config.server.shutdown_grace;
         tracing::info!("shutting down: no new connections");
@@ -96,7 +96,7 @@ impl RunningShop {
         let drained = self.shop.infra.bus.drain(grace).await;
         if !drained {
             tracing::warn!(
-                "events still pending; they are re-driven from the store at the next start"
+                "events still pending; they stay in the outbox or the broker for the next start"
             );
         }
         let _ = self.timers.await;

@@ -26,6 +26,7 @@ mod clients;
 mod env;
 mod limits;
 mod protections;
+mod queue;
 mod redis;
 
 use std::net::SocketAddr;
@@ -44,6 +45,7 @@ pub use clients::ClientLimits;
 use env::Layer;
 pub use limits::{BadProxy, LimitsConfig, TrustedProxy};
 pub use protections::ProtectionsConfig;
+pub use queue::{QueueBackend, durable_dir};
 pub use redis::RedisEdgeConfig;
 
 pub use addr::AddrError;
@@ -356,6 +358,15 @@ pub struct QueueConfig {
     /// How each subscription's consumers run (levee-queue's `serve`): consumers, handlers
     /// at once, drain timeout.
     pub serve: ServeConfig,
+    /// Which broker carries the events: `"durable"` (the default), `"memory"` or `"nats"`.
+    pub backend: QueueBackend,
+    /// The durable broker's directory (default `<storage.data_dir>/events`).
+    pub durable_dir: Option<PathBuf>,
+    /// The NATS server for `backend = "nats"`.
+    pub nats_url: String,
+    /// The prefix of the shop's JetStream streams and consumers on NATS (shops that share
+    /// a server but not their events need different ones).
+    pub nats_prefix: String,
 }
 
 impl Default for QueueConfig {
@@ -370,6 +381,10 @@ impl Default for QueueConfig {
                 .consumers(1)
                 .concurrency(8)
                 .drain_timeout(Duration::from_secs(10)),
+            backend: QueueBackend::default(),
+            durable_dir: None,
+            nats_url: "nats://127.0.0.1:4222".to_owned(),
+            nats_prefix: "shop".to_owned(),
         }
     }
 }
@@ -523,6 +538,14 @@ impl Config {
         payment.checkout.validate()?;
         self.queue.subscription_named("check").validate().map_err(section("queue.subscription"))?;
         self.queue.serve.validate().map_err(section("queue.serve"))?;
+        if self.queue.backend == QueueBackend::Nats {
+            let mut nats = levee::nats::NatsConfig::new(self.queue.nats_url.clone());
+            nats.prefix.clone_from(&self.queue.nats_prefix);
+            nats.validate().map_err(|e| {
+                let setting = if e.setting == "prefix" { "nats_prefix" } else { "nats_url" };
+                shop("queue", E { setting, ..e })
+            })?;
+        }
         if !(0.0..=1.0).contains(&self.provider.failure_rate) {
             return Err(shop("provider", E::new("failure_rate", "must lie in 0.0..=1.0")));
         }

@@ -89,7 +89,7 @@ pub(super) async fn stock(
     responses((status = 200, description = "Every subscription's dead letters", body = DeadLetterList))
 )]
 pub(super) async fn dead_letters(State(shop): State<Arc<Shop>>, _: Admin) -> Json<DeadLetterList> {
-    Json(shop.operations.dead_letters())
+    Json(shop.operations.dead_letters().await)
 }
 
 /// `POST /admin/dlq/replay`.
@@ -110,7 +110,7 @@ pub(super) async fn replay(
     _: Admin,
     ApiJson(replay): ApiJson<Replay>,
 ) -> Json<Replayed> {
-    Json(shop.operations.replay(replay))
+    Json(shop.operations.replay(replay).await)
 }
 
 /// `GET /admin/settings`.

@@ -205,15 +205,13 @@ impl Operations {
     }
 
     /// Every subscription's dead letters.
-    #[must_use]
-    pub fn dead_letters(&self) -> DeadLetterList {
-        DeadLetterList { dead_letters: self.bus.dead_letters() }
+    pub async fn dead_letters(&self) -> DeadLetterList {
+        DeadLetterList { dead_letters: self.bus.dead_letters().await }
     }
 
     /// Sends dead letters back with a fresh delivery budget: those `replay` names, or all.
-    #[must_use]
-    pub fn replay(&self, replay: Replay) -> Replayed {
-        let replayed = self.bus.replay(replay.ids.as_deref());
+    pub async fn replay(&self, replay: Replay) -> Replayed {
+        let replayed = self.bus.replay(replay.ids.as_deref()).await;
         tracing::info!(replayed, "dead letters replayed");
         Replayed { replayed }
     }

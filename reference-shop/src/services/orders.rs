@@ -149,7 +149,8 @@ impl Orders {
                 self.counters.orders_placed.inc();
                 self.catalog.stock_changed(order.lines.iter().map(|l| l.product_id));
                 self.timers.schedule(Deadline::Order(order.id), order.expires_at_ms);
-                self.bus.publish(ShopEvent::OrderPlaced { order_id: order.id });
+                // The store wrote `OrderPlaced` to the outbox with the order.
+                self.bus.outbox_written();
                 if from_cart {
                     self.carts.checked_out(customer_id).await;
                 }
@@ -245,7 +246,8 @@ impl Orders {
             OrderStatus::AwaitingPayment => {}
         }
         if self.store.set_card(order.id, &pay.card, self.clock.now_ms()).await? {
-            self.bus.publish(ShopEvent::PaymentRequested { order_id: order.id });
+            // The store wrote `PaymentRequested` to the outbox with the card.
+            self.bus.outbox_written();
             let order = self.get(customer_id, id).await?;
             return Ok(PaymentOutcome { order, started: true });
         }
@@ -281,7 +283,8 @@ impl Orders {
             self.counters.orders_cancelled.inc();
             self.catalog.stock_changed(products.iter().copied());
             self.timers.cancel(Deadline::Order(order_id));
-            self.bus.publish(ShopEvent::OrderCancelled { order_id, reason: reason.to_owned() });
+            // The store wrote `OrderCancelled` to the outbox with the cancellation.
+            self.bus.outbox_written();
         }
         Ok(t)
     }
@@ -344,6 +347,10 @@ impl Orders {
     /// those with a card (the provider is idempotent, so a payment already made is not
     /// repeated). Returns how many unpaid orders there were.
     ///
+    /// The outbox already keeps every committed event; the re-drive stays as the safety net
+    /// of the `memory` backend, whose queued events die with the process (on the durable
+    /// broker and NATS it only adds a harmless duplicate request per unpaid order).
+    ///
     /// # Errors
     /// Store failures.
     pub async fn recover(&self) -> Result<usize, StoreError> {
@@ -351,7 +358,9 @@ impl Orders {
         for order in &pending {
             self.timers.schedule(Deadline::Order(order.id), order.expires_at_ms);
             if order.has_card {
-                self.bus.publish(ShopEvent::PaymentRequested { order_id: order.id });
+                let event = ShopEvent::PaymentRequested { order_id: order.id };
+                self.store.add_to_outbox(&event, self.clock.now_ms()).await?;
+                self.bus.outbox_written();
             }
         }
         Ok(pending.len())

@@ -9,6 +9,7 @@ use levee::prelude::PolicyError;
 
 use super::Infra;
 use crate::bus::EventBus;
+use crate::clock::ShopClock;
 use crate::domain::ShopEvent;
 use crate::guard::{BreakerStatus, Guarded, PaymentGuard, PipelineStatus};
 use crate::metrics::{OutcomeLabel, ShopCounters};
@@ -37,6 +38,7 @@ pub enum Settlement {
 pub struct Payments {
     store: Arc<Store>,
     bus: EventBus,
+    clock: ShopClock,
     counters: ShopCounters,
     guard: PaymentGuard,
     provider: Arc<PaymentProvider>,
@@ -49,6 +51,7 @@ impl Payments {
         Self {
             store: Arc::clone(&infra.store),
             bus: infra.bus.clone(),
+            clock: infra.clock.clone(),
             counters: infra.counters.clone(),
             guard,
             provider,
@@ -99,16 +102,26 @@ impl Payments {
     async fn settle(&self, order_id: i64, result: Guarded<String, ProviderError>) -> Settlement {
         let (error, retry_after) = match result {
             Ok(Ok(charge_id)) => {
-                self.outcome("succeeded");
-                let charge = charge_id.clone();
-                self.bus.publish(ShopEvent::PaymentSucceeded { order_id, charge_id });
-                return Settlement::Paid(charge);
+                let event = ShopEvent::PaymentSucceeded { order_id, charge_id: charge_id.clone() };
+                match self.bus.announce(event, self.clock.now_ms()).await {
+                    Ok(()) => {
+                        self.outcome("succeeded");
+                        return Settlement::Paid(charge_id);
+                    }
+                    // Charged but not recorded: pending, so the queue charges again (the
+                    // provider answers an order's second charge with its first) and announces.
+                    Err(e) => (format!("charged, but the outcome was not recorded: {e}"), None),
+                }
             }
             Ok(Err(ProviderError::Declined(reason))) => {
-                self.outcome("declined");
-                let why = reason.clone();
-                self.bus.publish(ShopEvent::PaymentFailed { order_id, reason });
-                return Settlement::Declined(why);
+                let event = ShopEvent::PaymentFailed { order_id, reason: reason.clone() };
+                match self.bus.announce(event, self.clock.now_ms()).await {
+                    Ok(()) => {
+                        self.outcome("declined");
+                        return Settlement::Declined(reason);
+                    }
+                    Err(e) => (format!("declined, but the outcome was not recorded: {e}"), None),
+                }
             }
             // No answer: the last fault, a timeout, or the open breaker (with its
             // retry-after).
@@ -132,8 +145,7 @@ impl Payments {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        self.bus.publish(ShopEvent::Refunded { order_id, charge_id });
-        Ok(())
+        self.bus.announce(ShopEvent::Refunded { order_id, charge_id }, self.clock.now_ms()).await
     }
 
     fn outcome(&self, outcome: &'static str) {

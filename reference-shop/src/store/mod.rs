@@ -23,6 +23,7 @@ mod data_dir;
 pub mod holding;
 mod ledger;
 mod orders;
+mod outbox;
 mod seed;
 
 use std::borrow::Cow;
@@ -45,6 +46,7 @@ use crate::faults::Faults;
 pub use data_dir::{DataDirError, DataDirLock, Holder, LOCK_FILE};
 pub use holding::{Cap, Holding, HoldingCaps, OverCap};
 pub use orders::{NewOrder, PendingOrder, PlaceOutcome, Transition};
+pub use outbox::OutboxRow;
 pub use seed::DEMO_CUSTOMERS;
 
 /// Which database is behind the store.
@@ -190,15 +192,17 @@ fn describe(url: &str, backend: Backend) -> String {
     }
 }
 
-const SQLITE: [&str; 2] = [
+const SQLITE: [&str; 3] = [
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_cart_reservations.sql"),
+    include_str!("../../migrations/sqlite/0003_outbox.sql"),
 ];
-const POSTGRES: [&str; 2] = [
+const POSTGRES: [&str; 3] = [
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_cart_reservations.sql"),
+    include_str!("../../migrations/postgres/0003_outbox.sql"),
 ];
-const NAMES: [&str; 2] = ["init", "cart reservations"];
+const NAMES: [&str; 3] = ["init", "cart reservations", "outbox"];
 
 fn migrator(backend: Backend) -> Migrator {
     let sql = match backend {

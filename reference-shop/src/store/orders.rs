@@ -11,8 +11,8 @@ use sqlx::any::AnyRow;
 
 use super::catalog::lock_cart;
 use super::holding::{HoldingCaps, OverCap, holding};
-use super::{Store, StoreError};
-use crate::domain::{Notification, Order, OrderLine, OrderStatus};
+use super::{Store, StoreError, outbox};
+use crate::domain::{Notification, Order, OrderLine, OrderStatus, ShopEvent};
 
 /// An order to place.
 #[derive(Debug, Clone)]
@@ -278,6 +278,7 @@ impl Store {
             .bind(total)
             .execute(&mut *tx)
             .await?;
+        outbox::enqueue(&mut tx, &ShopEvent::OrderPlaced { order_id }, new.now_ms).await?;
         tx.commit().await?;
         Ok(Some(PlaceOutcome::Created(Order {
             id: order_id,
@@ -313,6 +314,8 @@ impl Store {
             // Confirm: the reserved units are sold; stock was taken at reservation.
             "UPDATE products SET reserved = reserved - $1, updated_at_ms = $3 WHERE id = $2",
             now_ms,
+            // The payment's outcome was the event; the confirmation announces nothing more.
+            None,
         )
         .await
     }
@@ -336,14 +339,17 @@ impl Store {
             "UPDATE products SET stock = stock + $1, reserved = reserved - $1, \
              updated_at_ms = $3 WHERE id = $2",
             now_ms,
+            Some(ShopEvent::OrderCancelled { order_id, reason: reason.to_owned() }),
         )
         .await
     }
 
     /// The confirm and cancel steps of try-confirm-cancel: in one transaction, move an order
     /// out of `awaiting_payment` (`order_sql`, with `$2 = detail`) and apply `item_sql`
-    /// (`$1 = quantity, $2 = product id, $3 = now`) to each of its lines. A repeated step, or
-    /// one racing the other, finds the order already moved and changes nothing.
+    /// (`$1 = quantity, $2 = product id, $3 = now`) to each of its lines, and put `event` in
+    /// the outbox. A repeated step, or one racing the other, finds the order already moved and
+    /// changes nothing.
+    #[allow(clippy::too_many_arguments)]
     async fn finish_order(
         &self,
         order_id: i64,
@@ -352,6 +358,7 @@ impl Store {
         detail: &str,
         item_sql: &'static str,
         now_ms: i64,
+        event: Option<ShopEvent>,
     ) -> Result<Transition, StoreError> {
         self.faults.store_delay().await;
         self.retrying(|| async {
@@ -375,6 +382,9 @@ impl Store {
                     .bind(now_ms)
                     .execute(&mut *tx)
                     .await?;
+            }
+            if let Some(event) = &event {
+                outbox::enqueue(&mut tx, event, now_ms).await?;
             }
             tx.commit().await?;
             Ok(Transition::Applied(items.iter().map(|i| i.0).collect()))
@@ -412,8 +422,8 @@ impl Store {
         })
     }
 
-    /// Puts a card on an unpaid order (for `pay`). Returns `false` when the order is not
-    /// awaiting payment.
+    /// Puts a card on an unpaid order (for `pay`) and, in the same transaction, asks for its
+    /// payment through the outbox. Returns `false` when the order is not awaiting payment.
     ///
     /// # Errors
     /// Database failures.
@@ -423,18 +433,58 @@ impl Store {
         card: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        self.put_card(order_id, card, now_ms, true).await
+    }
+
+    /// Puts a card on an unpaid order for a synchronous checkout, which charges it while the
+    /// customer waits: no payment request goes to the queue (its charge would race the
+    /// checkout's); the checkout hands the payment to the queue itself when it gets no answer,
+    /// and a shop that dies mid-checkout re-drives the unpaid carded order at its next start.
+    /// Returns `false` when the order is not awaiting payment.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn set_card_for_checkout(
+        &self,
+        order_id: i64,
+        card: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.put_card(order_id, card, now_ms, false).await
+    }
+
+    async fn put_card(
+        &self,
+        order_id: i64,
+        card: &str,
+        now_ms: i64,
+        request_payment: bool,
+    ) -> Result<bool, StoreError> {
         self.faults.store_delay().await;
-        let n = sqlx::query(
-            "UPDATE orders SET card = $2, payment_error = NULL, updated_at_ms = $3 \
-             WHERE id = $1 AND status = 'awaiting_payment'",
-        )
-        .bind(order_id)
-        .bind(card)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        self.retrying(|| async {
+            let mut tx = self.write_tx().await?;
+            let n = sqlx::query(
+                "UPDATE orders SET card = $2, payment_error = NULL, updated_at_ms = $3 \
+                 WHERE id = $1 AND status = 'awaiting_payment'",
+            )
+            .bind(order_id)
+            .bind(card)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            if request_payment {
+                let event = ShopEvent::PaymentRequested { order_id };
+                outbox::enqueue(&mut tx, &event, now_ms).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 
     /// The card on file for an unpaid order, with its amount: `None` when the order is not

@@ -13,20 +13,33 @@ use levee::breaker::OpenWait;
 use levee::core::ManualClock;
 use levee::limit::{BulkheadSettings, Quota};
 use levee::policy::Backoff;
+use reference_shop::config::QueueBackend;
 use reference_shop::{Config, RunningShop, ShopClock};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
 pub const ADMIN: &str = "test-admin-token";
 
-/// Where a test shop keeps its data.
+/// Where a test shop keeps its data, and which broker carries its events (the in-process
+/// one unless the variant names another).
 #[derive(Debug, Clone)]
 pub enum TestDb {
     Sqlite(PathBuf),
     Postgres(String),
+    /// SQLite, events on the durable broker in the data directory (the shop's default).
+    Durable(PathBuf),
+    /// SQLite, events on the NATS server at the URL, under a prefix of their own.
+    Nats(PathBuf, String),
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh directory under the system's temporary directory.
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("levee-shop-test"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 
 fn unique(prefix: &str) -> String {
     format!(
@@ -39,9 +52,19 @@ fn unique(prefix: &str) -> String {
 
 impl TestDb {
     pub fn sqlite() -> Self {
-        let dir = std::env::temp_dir().join(unique("levee-shop-test"));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self::Sqlite(dir)
+        Self::Sqlite(scratch_dir())
+    }
+
+    /// SQLite with the events on the durable broker (`queue.backend = "durable"`).
+    pub fn durable() -> Self {
+        Self::Durable(scratch_dir())
+    }
+
+    /// SQLite with the events on the NATS server `LEVEE_TEST_NATS_URL` names; `None` (the
+    /// test is skipped, saying so) when it is not set, except under `CI=true`.
+    pub fn nats() -> Option<Self> {
+        let url = levee::core::testing::server_url("LEVEE_TEST_NATS_URL", "NATS shop")?;
+        Some(Self::Nats(scratch_dir(), url))
     }
 
     /// A fresh database on the server `LEVEE_TEST_POSTGRES_URL` names; `None` when it is not
@@ -67,18 +90,34 @@ impl TestDb {
 
     pub fn apply(&self, config: &mut Config) {
         match self {
-            Self::Sqlite(dir) => {
+            Self::Sqlite(dir) | Self::Durable(dir) | Self::Nats(dir, _) => {
                 config.storage.data_dir = dir.clone();
                 config.storage.database_url = None;
             }
             Self::Postgres(url) => config.storage.database_url = Some(url.clone()),
+        }
+        match self {
+            Self::Durable(_) => config.queue.backend = QueueBackend::Durable,
+            Self::Nats(dir, url) => {
+                config.queue.backend = QueueBackend::Nats;
+                config.queue.nats_url = url.clone();
+                // One data directory, one set of streams: restarts find their events.
+                let name = dir.file_name().unwrap().to_string_lossy();
+                let tail = name.rsplit('_').next().unwrap_or("x");
+                config.queue.nats_prefix = format!("shop_{tail}");
+                // JetStream's leases run on the server's clock, not the test's manual one: a
+                // delivery left leased by a shutdown comes back after this, within the
+                // tests' 30 s bound (the shop's default is a minute).
+                config.queue.subscription.ack_wait = Duration::from_secs(3);
+            }
+            Self::Sqlite(_) | Self::Postgres(_) => {}
         }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Self::Sqlite(dir) = self {
+        if let Self::Sqlite(dir) | Self::Durable(dir) | Self::Nats(dir, _) = self {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
@@ -102,6 +141,9 @@ pub fn test_config() -> Config {
     c.payment.breaker.open_wait = OpenWait::fixed(Duration::from_secs(30));
     // The broker's backoffs run on the shop's (manual) clock: redeliver at once.
     c.queue.subscription.backoff = Vec::new();
+    // The in-process broker, for speed: the durable default and NATS run where a test says
+    // so (`TestDb::durable`, `TestDb::nats`, `on_every_backend!`; tests/outbox_crash.rs).
+    c.queue.backend = QueueBackend::Memory;
     c.orders.timer_tick = Duration::from_millis(10);
     c
 }
@@ -310,6 +352,40 @@ macro_rules! on_both_databases {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
                     let Some(db) = $crate::common::TestDb::postgres().await else { return };
+                    super::$scenario(db).await;
+                }
+            }
+        )*
+    };
+}
+
+/// Runs a scenario as [`on_both_databases!`] does, and on SQLite with the events on the
+/// durable broker (the shop's default) and on NATS (skipped without `LEVEE_TEST_NATS_URL`,
+/// except under `CI=true`).
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$scenario($crate::common::TestDb::sqlite()).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let Some(db) = $crate::common::TestDb::postgres().await else { return };
+                    super::$scenario(db).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn durable() {
+                    super::$scenario($crate::common::TestDb::durable()).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn nats() {
+                    let Some(db) = $crate::common::TestDb::nats() else { return };
                     super::$scenario(db).await;
                 }
             }

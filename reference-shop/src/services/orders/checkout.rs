@@ -32,23 +32,33 @@ use crate::services::Settlement;
 /// redelivery comes about then.
 const PENDING_RETRY: Duration = Duration::from_secs(1);
 
-/// Hands the payment of an order to the queued path when dropped armed.
-struct HandOff<'a> {
-    bus: &'a EventBus,
+/// Hands the payment of an order to the queued path when dropped armed: a payment request
+/// through the outbox, written by a task of its own (a drop cannot wait, and the request
+/// that dropped it may be gone). Should that write fail, the order stays unpaid with its
+/// card until the next start re-drives it.
+struct HandOff {
+    bus: EventBus,
+    now_ms: i64,
     order_id: i64,
     armed: bool,
 }
 
-impl HandOff<'_> {
+impl HandOff {
     fn disarm(mut self) {
         self.armed = false;
     }
 }
 
-impl Drop for HandOff<'_> {
+impl Drop for HandOff {
     fn drop(&mut self) {
         if self.armed {
-            self.bus.publish(ShopEvent::PaymentRequested { order_id: self.order_id });
+            let (bus, now_ms) = (self.bus.clone(), self.now_ms);
+            let event = ShopEvent::PaymentRequested { order_id: self.order_id };
+            tokio::spawn(async move {
+                if let Err(error) = bus.announce(event, now_ms).await {
+                    tracing::error!(%error, "a checkout's payment was not handed to the queue");
+                }
+            });
         }
     }
 }
@@ -73,13 +83,18 @@ impl Orders {
             OrderStatus::Cancelled => return Err(cancelled()),
             OrderStatus::AwaitingPayment => {}
         }
-        let card_set = self.store.set_card(id, &pay.card, self.clock.now_ms()).await?;
+        let card_set = self.store.set_card_for_checkout(id, &pay.card, self.clock.now_ms()).await?;
         let payable = if card_set { self.store.payable(id).await? } else { None };
         let Some((card, amount)) = payable else {
             // It moved on meanwhile.
             return self.settled(customer_id, id).await;
         };
-        let hand_off = HandOff { bus: &self.bus, order_id: id, armed: true };
+        let hand_off = HandOff {
+            bus: self.bus.clone(),
+            now_ms: self.clock.now_ms(),
+            order_id: id,
+            armed: true,
+        };
         match self.payments.charge_waiting(id, amount, &card).await {
             Settlement::Paid(charge_id) => {
                 hand_off.disarm();

@@ -1,0 +1,138 @@
+//! The transactional outbox: events written in the same transaction as the state change they
+//! report, for the bus's relay (`bus::relay`) to publish and then delete.
+//!
+//! A transaction that changes an order calls [`enqueue`] before it commits, so the event
+//! exists exactly when the change does: a crash before the commit loses both, a crash after
+//! it keeps both, and the relay publishes what is pending after the restart. The row id is
+//! the event's message id: a row published but not yet deleted when the process died is
+//! published again with the same id, and the broker's dedup window drops the copy (outside
+//! the window the copy is delivered, and the consumers, idempotent per order and kind, take
+//! it as a redelivery).
+
+use sqlx::{Row, Transaction};
+
+use super::{Store, StoreError};
+use crate::domain::ShopEvent;
+
+/// An event waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// The row id: the event's message id.
+    pub id: i64,
+    /// The event.
+    pub event: ShopEvent,
+}
+
+/// Adds `event` to the outbox inside `tx`: it is published if, and only if, `tx` commits.
+///
+/// # Errors
+/// Database failures (the caller's transaction fails with them).
+pub(super) async fn enqueue(
+    tx: &mut Transaction<'static, sqlx::Any>,
+    event: &ShopEvent,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    // A ShopEvent is plain data: serialising it cannot fail.
+    let payload = serde_json::to_string(event).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO outbox (topic, order_id, payload, created_at_ms) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(event.topic())
+    .bind(event.order_id())
+    .bind(payload)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Adds `event` to the outbox on its own (an event that reports no change of the shop's
+    /// own state, such as a payment's outcome at the provider).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn add_to_outbox(&self, event: &ShopEvent, now_ms: i64) -> Result<(), StoreError> {
+        self.retrying(|| async {
+            let mut tx = self.write_tx().await?;
+            enqueue(&mut tx, event, now_ms).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Up to `limit` pending events, oldest first. A row whose payload does not decode is
+    /// marked poisoned (kept for an operator, never published) and skipped.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn outbox_pending(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id, payload FROM outbox WHERE poisoned = 0 ORDER BY id LIMIT $1")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            let payload: String = row.try_get("payload")?;
+            match serde_json::from_str(&payload) {
+                Ok(event) => pending.push(OutboxRow { id, event }),
+                Err(e) => {
+                    tracing::error!(id, error = %e, "outbox row does not decode; marked poisoned");
+                    sqlx::query("UPDATE outbox SET poisoned = 1 WHERE id = $1")
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await?;
+                }
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Deletes the outbox rows `ids` (their events were confirmed by the broker).
+    ///
+    /// # Errors
+    /// Database failures: the rows stay and are published again (deduplicated by id).
+    pub async fn outbox_done(&self, ids: &[i64]) -> Result<(), StoreError> {
+        for chunk in ids.chunks(100) {
+            let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            // Integers formatted by us: nothing to escape.
+            let sql = format!("DELETE FROM outbox WHERE id IN ({list})");
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    /// How many events wait in the outbox (poisoned rows included).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn outbox_len(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox").fetch_one(&self.pool).await?;
+        let n: i64 = row.try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_round_trips_through_its_payload() {
+        let events = [
+            ShopEvent::OrderPlaced { order_id: 1 },
+            ShopEvent::PaymentRequested { order_id: 2 },
+            ShopEvent::PaymentSucceeded { order_id: 3, charge_id: "ch_3".into() },
+            ShopEvent::PaymentFailed { order_id: 4, reason: "declined".into() },
+            ShopEvent::OrderCancelled { order_id: 5, reason: "payment_timeout".into() },
+            ShopEvent::Refunded { order_id: 6, charge_id: "ch_6".into() },
+        ];
+        for e in events {
+            let text = serde_json::to_string(&e).unwrap();
+            assert_eq!(serde_json::from_str::<ShopEvent>(&text).unwrap(), e);
+        }
+    }
+}
