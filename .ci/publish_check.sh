@@ -39,8 +39,12 @@ EOF
 # 2. The archives, in dependency order (siblings resolve from the local packages). The tests
 # are left out of the packages on purpose (`include`), so cargo's note about each one is
 # dropped; any other warning is shown and fails the step.
-out=$(cargo package --workspace --exclude levee-workspace --exclude reference-shop \
-    --no-verify --allow-dirty --offline 2>&1) || { echo "$out"; exit 1; }
+# Offline first (the index cache holds what the build used); crates.io if that is not enough.
+package() {
+    cargo package --workspace --exclude levee-workspace --exclude reference-shop \
+        --no-verify --allow-dirty "$@" 2>&1
+}
+out=$(package --offline) || out=$(package) || { echo "$out"; exit 1; }
 warnings=$(echo "$out" | grep '^warning' | grep -v '^warning: ignoring test' || true)
 echo "$out" | grep -E '^ *(Packaging|Packaged)'
 if [ -n "$warnings" ]; then
