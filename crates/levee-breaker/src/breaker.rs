@@ -8,7 +8,7 @@ use std::time::Duration;
 use levee_core::sync::{AtomicU64, CachePadded, Mutex, Ordering, Retained};
 use levee_core::{Clock, CoarseClock, ConfigError, EventHook, FastClock, StripedCounter};
 
-use crate::builder::Builder;
+use crate::builder::CircuitBreakerBuilder;
 use crate::entered::{Entered, unwrap_deadline};
 use crate::permit::{Kind, Ticket};
 use crate::settings::{Rules, Verdict, bump_attempts};
@@ -63,8 +63,8 @@ pub struct CircuitBreaker<C: Clock = FastClock> {
 
 impl CircuitBreaker<FastClock> {
     /// A builder with the default settings and [`FastClock`].
-    pub fn builder() -> Builder<FastClock> {
-        Builder::new()
+    pub fn builder() -> CircuitBreakerBuilder<FastClock> {
+        CircuitBreakerBuilder::new()
     }
 
     /// A breaker with `settings`, [`FastClock`] and no listener.
@@ -72,7 +72,7 @@ impl CircuitBreaker<FastClock> {
     /// # Errors
     /// A [`ConfigError`] naming the first invalid setting.
     pub fn from_settings(settings: BreakerSettings) -> Result<Self, ConfigError> {
-        Builder::new().settings(settings).build()
+        CircuitBreakerBuilder::new().settings(settings).build()
     }
 }
 

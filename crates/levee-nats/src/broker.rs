@@ -123,13 +123,20 @@ impl TopicHandle {
 /// Builds a [`NatsBroker`].
 #[derive(Debug)]
 #[must_use]
-pub struct Builder<T, C = Json> {
+pub struct NatsBrokerBuilder<T, C = Json> {
     config: NatsConfig,
     codec: C,
     _payload: PhantomData<fn() -> T>,
 }
 
-impl<T, C: Codec<T>> Builder<T, C> {
+/// The former name of [`NatsBrokerBuilder`].
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed to `NatsBrokerBuilder` (levee's `XBuilder` convention)"
+)]
+pub type Builder<T, C = Json> = NatsBrokerBuilder<T, C>;
+
+impl<T, C: Codec<T>> NatsBrokerBuilder<T, C> {
     /// Sets [`NatsConfig::prefix`].
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.config.prefix = prefix.into();
@@ -185,8 +192,8 @@ impl<T, C: Codec<T>> Builder<T, C> {
     }
 
     /// Uses `codec` for payloads instead of JSON.
-    pub fn codec<C2: Codec<T>>(self, codec: C2) -> Builder<T, C2> {
-        Builder { config: self.config, codec, _payload: PhantomData }
+    pub fn codec<C2: Codec<T>>(self, codec: C2) -> NatsBrokerBuilder<T, C2> {
+        NatsBrokerBuilder { config: self.config, codec, _payload: PhantomData }
     }
 
     /// Connects. The client reconnects by itself after a lost connection (operations in the
@@ -256,8 +263,8 @@ pub(crate) enum Stored {
 
 impl<T, C> NatsBroker<T, C> {
     /// A builder for a broker on the server(s) at `url`, with JSON payloads.
-    pub fn builder(url: impl Into<String>) -> Builder<T, Json> {
-        Builder { config: NatsConfig::new(url), codec: Json, _payload: PhantomData }
+    pub fn builder(url: impl Into<String>) -> NatsBrokerBuilder<T, Json> {
+        NatsBrokerBuilder { config: NatsConfig::new(url), codec: Json, _payload: PhantomData }
     }
 
     /// The underlying NATS client (for operations levee does not wrap).

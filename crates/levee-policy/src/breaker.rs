@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use levee_breaker::{CircuitBreaker, Outcome as BreakerOutcome};
-use levee_core::{Clock, EventHook, FastClock};
+use levee_core::{Clock, EventHook, FastClock, Listener};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
 use crate::{Context, Error, Event, Operation};
@@ -96,11 +96,26 @@ impl<C: Clock, K> Breaker<C, K> {
         Breaker { breaker: self.breaker, classify: ClassifyWith(f), hook: self.hook }
     }
 
-    /// Reports refusals to `hook` (the breaker's own transitions go to its own listeners).
+    /// Reports refusals to `listener`, beside the listeners already attached (the breaker's own
+    /// transitions go to its own listeners).
     #[must_use]
-    pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
+    pub fn listener(mut self, listener: impl Listener<Event> + 'static) -> Self {
+        self.hook = self.hook.with(listener);
+        self
+    }
+
+    /// Reports refusals to the listeners of `hook`, in place of those attached before.
+    #[must_use]
+    pub fn hook(mut self, hook: EventHook<Event>) -> Self {
         self.hook = hook;
         self
+    }
+
+    /// Reports refusals to `hook`.
+    #[deprecated(since = "0.1.0", note = "use `hook`, or `listener` to add one listener")]
+    #[must_use]
+    pub fn with_hook(self, hook: EventHook<Event>) -> Self {
+        self.hook(hook)
     }
 
     /// The shared breaker.

@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use levee_core::EventHook;
+use levee_core::{EventHook, Listener};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
 use crate::{Context, Error, ErrorKind, Event, Operation};
@@ -149,11 +149,26 @@ impl<H, S> Fallback<H, S> {
         }
     }
 
-    /// Reports [`Event::FallbackUsed`] to `hook`.
+    /// Reports [`Event::FallbackUsed`] to `listener`, beside the listeners already attached.
     #[must_use]
-    pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
+    pub fn listener(mut self, listener: impl Listener<Event> + 'static) -> Self {
+        self.hook = self.hook.with(listener);
+        self
+    }
+
+    /// Reports [`Event::FallbackUsed`] to the listeners of `hook`, in place of those attached
+    /// before.
+    #[must_use]
+    pub fn hook(mut self, hook: EventHook<Event>) -> Self {
         self.hook = hook;
         self
+    }
+
+    /// Reports [`Event::FallbackUsed`] to `hook`.
+    #[deprecated(since = "0.1.0", note = "use `hook`, or `listener` to add one listener")]
+    #[must_use]
+    pub fn with_hook(self, hook: EventHook<Event>) -> Self {
+        self.hook(hook)
     }
 }
 

@@ -19,7 +19,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use levee_core::sync::{AtomicU64, Ordering};
-use levee_core::{ConfigError, EventHook, LatencyRecorder, Sleep, nanos};
+use levee_core::{ConfigError, EventHook, LatencyRecorder, Listener, Sleep, nanos};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
 use crate::{Context, Event, Operation};
@@ -147,11 +147,27 @@ impl Hedge {
         })
     }
 
-    /// Reports [`Event::HedgeStarted`] and [`Event::HedgeWon`] to `hook`.
+    /// Reports [`Event::HedgeStarted`] and [`Event::HedgeWon`] to `listener`, beside the listeners
+    /// already attached.
     #[must_use]
-    pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
+    pub fn listener(mut self, listener: impl Listener<Event> + 'static) -> Self {
+        self.hook = self.hook.with(listener);
+        self
+    }
+
+    /// Reports [`Event::HedgeStarted`] and [`Event::HedgeWon`] to the listeners of `hook`, in place
+    /// of those attached before.
+    #[must_use]
+    pub fn hook(mut self, hook: EventHook<Event>) -> Self {
         self.hook = hook;
         self
+    }
+
+    /// Reports [`Event::HedgeStarted`] and [`Event::HedgeWon`] to `hook`.
+    #[deprecated(since = "0.1.0", note = "use `hook`, or `listener` to add one listener")]
+    #[must_use]
+    pub fn with_hook(self, hook: EventHook<Event>) -> Self {
+        self.hook(hook)
     }
 
     /// The latency of successful attempts observed so far.

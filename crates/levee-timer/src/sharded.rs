@@ -22,7 +22,7 @@ use levee_core::sync::{CachePadded, Mutex};
 
 use crate::error::TimerError;
 use crate::key::TimerKey;
-use crate::wheel::{Builder, Expired, MAX_ENTRIES, TimingWheel};
+use crate::wheel::{Expired, MAX_ENTRIES, TimingWheel, TimingWheelBuilder};
 
 /// Names one timer of a [`ShardedWheel`]: its shard and its key there. `Copy`, 16 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -104,7 +104,7 @@ impl<T> ShardedWheel<T> {
     /// # Errors
     /// A [`ConfigError`] naming `shards` when it is zero or above 1024, or the wheel
     /// builder's error, or `max_pending` when it is below the number of shards.
-    pub fn new(shards: usize, wheel: Builder) -> Result<Self, ConfigError> {
+    pub fn new(shards: usize, wheel: TimingWheelBuilder) -> Result<Self, ConfigError> {
         if !(1..=1024).contains(&shards) {
             return Err(ConfigError::new("shards", format!("must be in 1..=1024, got {shards}")));
         }

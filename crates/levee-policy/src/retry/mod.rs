@@ -13,7 +13,7 @@ mod budget;
 use std::sync::Arc;
 use std::time::Duration;
 
-use levee_core::{ConfigError, EventHook};
+use levee_core::{ConfigError, EventHook, Listener};
 
 pub use backoff::Backoff;
 pub use budget::{RetryBudget, RetryBudgetBuilder};
@@ -180,11 +180,27 @@ impl<P> RetryBuilder<P> {
         self
     }
 
-    /// Reports retries, exhaustion and abandonment to `hook`.
+    /// Reports retries, exhaustion and abandonment to `listener`, beside the listeners already
+    /// attached.
     #[must_use]
-    pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
+    pub fn listener(mut self, listener: impl Listener<Event> + 'static) -> Self {
+        self.hook = self.hook.with(listener);
+        self
+    }
+
+    /// Reports retries, exhaustion and abandonment to the listeners of `hook`, in place of those
+    /// attached before.
+    #[must_use]
+    pub fn hook(mut self, hook: EventHook<Event>) -> Self {
         self.hook = hook;
         self
+    }
+
+    /// Reports retries, exhaustion and abandonment to `hook`.
+    #[deprecated(since = "0.1.0", note = "use `hook`, or `listener` to add one listener")]
+    #[must_use]
+    pub fn with_hook(self, hook: EventHook<Event>) -> Self {
+        self.hook(hook)
     }
 
     /// Retries the outcomes `predicate` selects: errors, and responses too (`Ok` values that

@@ -1,4 +1,4 @@
-//! A wheel's settings: [`Builder`] and [`Precision`], validated by [`Builder::build`].
+//! A wheel's settings: [`TimingWheelBuilder`] and [`Precision`], validated by [`TimingWheelBuilder::build`].
 
 use std::time::Duration;
 
@@ -42,20 +42,27 @@ pub enum Precision {
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct Builder {
+pub struct TimingWheelBuilder {
     pub(super) tick: Duration,
     pub(super) mode: Precision,
     pub(super) max_pending: Option<usize>,
     pub(super) start: u64,
 }
 
-impl Default for Builder {
+/// The former name of [`TimingWheelBuilder`].
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed to `TimingWheelBuilder` (levee's `XBuilder` convention)"
+)]
+pub type Builder = TimingWheelBuilder;
+
+impl Default for TimingWheelBuilder {
     fn default() -> Self {
         Self { tick: Duration::from_millis(1), mode: Precision::Exact, max_pending: None, start: 0 }
     }
 }
 
-impl Builder {
+impl TimingWheelBuilder {
     /// The granularity of time (default 1 ms, at least [`MIN_TICK`]). Exact timers fire less
     /// than one tick late.
     pub fn tick(mut self, tick: Duration) -> Self {

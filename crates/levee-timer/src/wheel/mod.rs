@@ -68,7 +68,9 @@ use levee_core::nanos;
 use crate::error::TimerError;
 use crate::key::{TimerKey, next_wheel_id};
 
-pub use builder::{Builder, MIN_TICK, Precision};
+#[allow(deprecated)]
+pub use builder::Builder;
+pub use builder::{MIN_TICK, Precision, TimingWheelBuilder};
 pub use drain::{Drain, Expired};
 use level::Level;
 pub(crate) use slab::MAX_ENTRIES;
@@ -146,10 +148,10 @@ impl<T> fmt::Debug for TimingWheel<T> {
 }
 
 impl TimingWheel<()> {
-    /// Settings for a wheel; [`Builder::build`] picks the value type, so
+    /// Settings for a wheel; [`TimingWheelBuilder::build`] picks the value type, so
     /// `TimingWheel::builder()` needs no type annotation.
-    pub fn builder() -> Builder {
-        Builder::default()
+    pub fn builder() -> TimingWheelBuilder {
+        TimingWheelBuilder::default()
     }
 }
 
@@ -157,10 +159,10 @@ impl<T> TimingWheel<T> {
     /// An exact wheel with 1 ms ticks, starting at time 0, bounded only by its index space.
     #[must_use]
     pub fn new() -> Self {
-        Self::from_builder(Builder::default(), MAX_ENTRIES)
+        Self::from_builder(TimingWheelBuilder::default(), MAX_ENTRIES)
     }
 
-    fn from_builder(b: Builder, max_pending: usize) -> Self {
+    fn from_builder(b: TimingWheelBuilder, max_pending: usize) -> Self {
         let tick = nanos(b.tick);
         // The largest tick any deadline maps to; the levels must reach it.
         let max_tick = match u64::MAX.checked_sub(b.start) {

@@ -91,7 +91,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 
-use levee_breaker::{BreakerEvent, Builder, CircuitBreaker, State};
+use levee_breaker::{BreakerEvent, CircuitBreaker, CircuitBreakerBuilder, State};
 use levee_core::{Clock, ConfigError};
 use levee_queue::broker::{
     Broker, BrokerDelivery, BrokerError, Message, Overflow, SubscriptionConfig,
@@ -361,7 +361,7 @@ where
         broker: Arc<B>,
         dependency: &str,
         replica: &str,
-        breaker: Builder<C>,
+        breaker: CircuitBreakerBuilder<C>,
         settings: SharedSettings,
     ) -> Result<Self, BrokerError> {
         settings.validate()?;
