@@ -29,6 +29,16 @@ pub enum BulkheadEvent {
 }
 
 /// A snapshot of a bulkhead's state and counters.
+///
+/// ```
+/// use levee_limit::Bulkhead;
+///
+/// let bulkhead = Bulkhead::new(3)?;
+/// let _a = bulkhead.try_acquire()?;
+/// let stats = bulkhead.stats();
+/// assert_eq!((stats.in_flight, stats.limit, bulkhead.available()), (1, 3, 2));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct BulkheadStats {
