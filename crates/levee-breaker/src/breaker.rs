@@ -36,6 +36,18 @@ const MS: u64 = 1_000_000;
 /// clock read on `FastClock`); any other record reads the clock and updates the shared totals
 /// with compare-and-swaps. Tracking slow calls adds two clock reads. See the crate
 /// documentation for the whole design.
+///
+/// ```
+/// use levee_breaker::{CallError, CircuitBreaker, State};
+///
+/// let breaker = CircuitBreaker::builder().name("payments").count_window(4).minimum_calls(2).build()?;
+/// for _ in 0..2 {
+///     let _ = breaker.call(|| Err::<(), _>("backend down"));
+/// }
+/// assert_eq!(breaker.state(), State::Open);
+/// assert!(matches!(breaker.call(|| Ok::<_, ()>(1)), Err(CallError::Open(_))));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug)]
 pub struct CircuitBreaker<C: Clock = FastClock> {
     /// State, generation and the state's data (see `state.rs`).

@@ -13,6 +13,16 @@ use crate::{
 };
 
 /// Settings for one breaker that differ from the registry's defaults; `None` keeps the default.
+///
+/// ```
+/// use levee_breaker::{BreakerOverrides, BreakerRegistry, BreakerSettings};
+///
+/// let registry = BreakerRegistry::new(BreakerSettings::default())?
+///     .with_overrides("payments", BreakerOverrides { minimum_calls: Some(5), ..Default::default() })?;
+/// assert_eq!(registry.settings_for("payments").minimum_calls, 5);
+/// assert_eq!(registry.settings_for("search").minimum_calls, BreakerSettings::default().minimum_calls);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
