@@ -25,6 +25,18 @@ use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
 use crate::{Context, Event, Operation};
 
 /// When to start a hedge.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::{Hedge, HedgeDelay};
+///
+/// // One hedge after the p95 latency observed so far (50 ms until there are enough samples).
+/// let hedge = Hedge::new(1, HedgeDelay::p95(Duration::from_millis(50)))?;
+/// assert_eq!(hedge.current_delay(), Duration::from_millis(50));
+/// let fixed = Hedge::new(2, HedgeDelay::Fixed { delay: Duration::from_millis(20) })?;
+/// assert_eq!(fixed.current_delay(), Duration::from_millis(20));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "snake_case", deny_unknown_fields))]

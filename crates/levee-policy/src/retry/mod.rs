@@ -124,6 +124,24 @@ pub struct Retry<P = AnyError> {
 }
 
 /// Builds a [`Retry`]; every setting is checked in [`build`](Self::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::{Backoff, Retry};
+///
+/// #[derive(Debug)]
+/// enum DbError { Contention, Constraint }
+///
+/// // Retry only contention, up to 4 attempts, exponential backoff with jitter.
+/// let retry = Retry::builder()
+///     .max_attempts(4)
+///     .backoff(Backoff::exponential(Duration::from_millis(10), Duration::from_secs(1)).with_jitter(0.2))
+///     .retry_on_error(|e: &DbError| matches!(e, DbError::Contention))
+///     .build()?;
+/// assert_eq!(retry.max_attempts(), 4);
+/// # let _ = DbError::Constraint;
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct RetryBuilder<P = AnyError> {
     max_attempts: u32,
