@@ -45,6 +45,27 @@ enum Payload<T> {
 }
 
 /// Something a [`TimerService`] reports to its [`Listener`]s.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_timer::{TimerEvent, TimerService};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let events = Arc::new(Mutex::new(Vec::new()));
+/// let sink = events.clone();
+/// let timers: TimerService<u32, _> = TimerService::builder()
+///     .clock(ManualClock::new())
+///     .listener(move |e: &TimerEvent| sink.lock().unwrap().push(e.clone()))
+///     .build()
+///     .unwrap();
+/// let handle = timers.schedule_after(Duration::from_secs(1), 7).unwrap();
+/// timers.cancel(handle);
+/// assert!(matches!(events.lock().unwrap()[..], [TimerEvent::Cancelled { .. }]));
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TimerEvent {
@@ -68,6 +89,22 @@ pub enum TimerEvent {
 }
 
 /// Counters and the lateness histogram of a [`TimerService`].
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_timer::TimerService;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let timers: TimerService<u32, _> = TimerService::builder().clock(ManualClock::new()).build().unwrap();
+/// timers.schedule_after(Duration::from_secs(1), 1).unwrap();
+/// let handle = timers.schedule_after(Duration::from_secs(2), 2).unwrap();
+/// timers.cancel(handle);
+/// let stats = timers.stats();
+/// assert_eq!((stats.pending, stats.cancelled, stats.fired), (1, 1, 0));
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct TimerStats {
@@ -160,6 +197,26 @@ impl<T, C> fmt::Debug for TimerService<T, C> {
 }
 
 /// Settings of a [`TimerService`].
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_timer::{Precision, TimerService};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let timers: TimerService<String, _> = TimerService::builder()
+///     .clock(ManualClock::new())
+///     .tick(Duration::from_millis(10))
+///     .mode(Precision::Slack)
+///     .max_pending(1_000_000)
+///     .shards(4)
+///     .on_expired(|_handle, order: String| println!("cancel unpaid {order}"))
+///     .build()
+///     .unwrap();
+/// assert_eq!(timers.pending(), 0);
+/// # }
+/// ```
 #[must_use]
 pub struct TimerServiceBuilder<T, C = FastClock> {
     wheel: TimingWheelBuilder,

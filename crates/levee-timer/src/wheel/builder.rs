@@ -11,6 +11,16 @@ use super::slab::MAX_ENTRIES;
 pub const MIN_TICK: Duration = Duration::from_micros(1);
 
 /// How precisely a wheel fires: the trade between lateness and work per timer.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_timer::{Precision, TimingWheel};
+///
+/// // Request timeouts are usually cancelled before they fire: slack mode places each once.
+/// let wheel = TimingWheel::builder().tick(Duration::from_millis(10)).mode(Precision::Slack).build::<u64>()?;
+/// assert_eq!(wheel.precision(), Precision::Slack);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Precision {
     /// Fires in the first tick boundary at or after the deadline: never early, less than one

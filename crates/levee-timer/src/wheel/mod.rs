@@ -99,6 +99,19 @@ const END_TICK: u64 = u64::MAX >> 1;
 /// Single-owner (`&mut self`): wrap it in a lock to share it.
 /// Deadlines are `u64` nanoseconds on the owner's [`levee_core::Clock`]; the wheel never
 /// reads a clock itself, the owner passes `now`. See the [crate docs](crate) for an example.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_timer::{Precision, TimingWheel};
+///
+/// let mut wheel = TimingWheel::builder().tick(Duration::from_millis(1)).mode(Precision::Exact).build()?;
+/// wheel.insert(3_000_000, "b").unwrap(); // deadlines are clock readings in nanoseconds
+/// wheel.insert(1_000_000, "a").unwrap();
+/// assert_eq!(wheel.next_deadline(), Some(1_000_000));
+/// let due: Vec<_> = wheel.advance(3_000_000).map(|(_, v)| v).collect();
+/// assert_eq!(due, ["a", "b"]);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub struct TimingWheel<T> {
     slab: Slab<T>,
     /// Exact: `[near ring low half, near ring high half, level 1, level 2, ...]`;
