@@ -56,6 +56,17 @@ impl AttemptRecord {
 }
 
 /// Why a message was dead-lettered.
+///
+/// ```
+/// use levee_queue::broker::{DeadLetterReason, InProcessBroker, Message, SubscriptionConfig};
+///
+/// let broker = InProcessBroker::<&str>::new();
+/// let sub = broker.subscribe("orders", SubscriptionConfig::new("payment")).unwrap();
+/// broker.try_publish("orders", Message::new("bad order")).unwrap();
+/// let delivery = sub.consumer().try_receive(1).unwrap().remove(0);
+/// delivery.term("unknown product").unwrap(); // can never succeed
+/// assert!(matches!(sub.dead_letters()[0].reason, DeadLetterReason::Terminated { .. }));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]

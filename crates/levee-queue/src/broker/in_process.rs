@@ -92,6 +92,18 @@ impl<T> InProcessBroker<T, FastClock> {
 }
 
 /// Builds an [`InProcessBroker`].
+///
+/// ```
+/// use levee_core::ManualClock;
+/// use levee_queue::broker::{BrokerEvent, InProcessBroker, TopicConfig};
+///
+/// let broker = InProcessBroker::<String>::builder()
+///     .clock(ManualClock::new())
+///     .topic_defaults(TopicConfig::new())
+///     .listener(|e: &BrokerEvent| println!("{e:?}"))
+///     .build();
+/// assert!(broker.topics().is_empty());
+/// ```
 pub struct InProcessBrokerBuilder<T, C> {
     clock: C,
     topic_defaults: TopicConfig,
