@@ -42,6 +42,19 @@ pub(crate) fn unix_nanos() -> u64 {
 ///
 /// Cheap to clone (one connection, shared). See the [crate docs](crate) for how topics,
 /// subscriptions, dead letters, delays and ordering keys map onto JetStream.
+///
+/// ```no_run
+/// use levee_nats::NatsBroker;
+/// use levee_queue::broker::{Broker, Message, SubscriptionConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), levee_queue::broker::BrokerError> {
+/// let broker = NatsBroker::<String>::builder("nats://127.0.0.1:4222").connect().await?;
+/// broker.subscribe("orders", SubscriptionConfig::new("payment")).await?;
+/// broker.publish("orders", Message::new("order 7".to_string())).await?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct NatsBroker<T, C = Json> {
     pub(crate) shared: Arc<Shared<C>>,
     _payload: PhantomData<fn() -> T>,
@@ -121,6 +134,24 @@ impl TopicHandle {
 }
 
 /// Builds a [`NatsBroker`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use levee_nats::{NatsBroker, Storage};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), levee_queue::broker::BrokerError> {
+/// let broker = NatsBroker::<String>::builder("nats://127.0.0.1:4222")
+///     .prefix("shop")
+///     .connect_timeout(Duration::from_secs(2))
+///     .storage(Storage::File)
+///     .replicas(1)
+///     .connect()
+///     .await?;
+/// # let _ = broker;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[must_use]
 pub struct NatsBrokerBuilder<T, C = Json> {
