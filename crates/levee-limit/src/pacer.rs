@@ -318,6 +318,19 @@ pub struct PacerSettings {
 }
 
 /// Builds a [`Pacer`] (see [`LimiterBuilder`] for the shared settings).
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_limit::{Pacer, Quota};
+///
+/// let pacer = Pacer::builder(Quota::per_second(20))
+///     .max_queueing(Duration::from_secs(1))
+///     .clock(ManualClock::new())
+///     .build()?;
+/// assert_eq!(pacer.max_queueing(), Duration::from_secs(1));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub type PacerBuilder<C = FastClock> = LimiterBuilder<PacerSettings, C>;
 
 impl<C: Clock> PacerBuilder<C> {

@@ -84,6 +84,19 @@ pub struct SlidingWindowSettings {
 }
 
 /// Builds a [`SlidingWindowLimiter`] (see [`LimiterBuilder`] for the shared settings).
+///
+/// ```
+/// use levee_core::ManualClock;
+/// use levee_limit::{SlidingWindowLimiter, WindowQuota};
+///
+/// let limiter = SlidingWindowLimiter::builder(WindowQuota::per_second(1))
+///     .buckets(10)
+///     .clock(ManualClock::new())
+///     .build()?;
+/// assert!(limiter.check().is_ok());
+/// assert!(limiter.check().is_err());
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub type SlidingWindowBuilder<C = FastClock> = LimiterBuilder<SlidingWindowSettings, C>;
 
 impl<C> fmt::Debug for SlidingWindowLimiter<C> {
