@@ -22,6 +22,19 @@ pub trait ClassifyOutcome<T, E>: Send + Sync {
 /// Successes count as successes; the operation's errors and timeouts as failures; refusals of
 /// policies inside the breaker (a rate limit, a full bulkhead) are ignored, since the
 /// backend never saw the call.
+///
+/// ```
+/// use std::sync::Arc;
+/// use levee_breaker::CircuitBreaker;
+/// use levee_policy::{Breaker, Error, Pipeline};
+///
+/// // The default classifier: a rate-limit refusal inside the breaker is not a backend failure.
+/// let breaker = Arc::new(CircuitBreaker::builder().build()?);
+/// let pipeline = Pipeline::builder().policy(Breaker::new(breaker.clone())).build()?;
+/// let _: Result<(), Error<&str>> = pipeline.call(|_| Err("500"));
+/// assert_eq!(breaker.metrics().failed_calls, 1);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BackendFailures;
 
@@ -37,6 +50,25 @@ impl<T, E> ClassifyOutcome<T, E> for BackendFailures {
 }
 
 /// A classifier closure (see [`Breaker::classify`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use levee_breaker::{CircuitBreaker, Outcome};
+/// use levee_policy::{Breaker, Error, Pipeline};
+///
+/// // A 404 is the caller's business, not the backend's health.
+/// let breaker = Arc::new(CircuitBreaker::builder().build()?);
+/// let stage = Breaker::new(breaker.clone()).classify(|r: &Result<u16, Error<()>>| match r {
+///     Ok(404) => Outcome::Ignored,
+///     Ok(s) if *s >= 500 => Outcome::Failure,
+///     Ok(_) => Outcome::Success,
+///     Err(_) => Outcome::Failure,
+/// });
+/// let pipeline = Pipeline::builder().policy(stage).build()?;
+/// assert_eq!(pipeline.call(|_| Ok::<u16, ()>(404)), Ok(404));
+/// assert_eq!(breaker.metrics().calls, 0);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct ClassifyWith<F>(pub F);
 
