@@ -48,7 +48,7 @@ fn main() {
             },
         )
         .expect("valid overrides")
-        .with_listener({
+        .listener({
             let clock = clock.clone();
             move |e: &BreakerEvent| {
                 let until = e

@@ -8,7 +8,7 @@ use std::time::Duration;
 use levee_core::sync::{AtomicU64, CachePadded, Mutex, Ordering, Retained};
 use levee_core::{Clock, CoarseClock, ConfigError, EventHook, FastClock, StripedCounter};
 
-use crate::builder::Builder;
+use crate::builder::CircuitBreakerBuilder;
 use crate::entered::{Entered, unwrap_deadline};
 use crate::permit::{Kind, Ticket};
 use crate::settings::{Rules, Verdict, bump_attempts};
@@ -36,6 +36,18 @@ const MS: u64 = 1_000_000;
 /// clock read on `FastClock`); any other record reads the clock and updates the shared totals
 /// with compare-and-swaps. Tracking slow calls adds two clock reads. See the crate
 /// documentation for the whole design.
+///
+/// ```
+/// use levee_breaker::{CallError, CircuitBreaker, State};
+///
+/// let breaker = CircuitBreaker::builder().name("payments").count_window(4).minimum_calls(2).build()?;
+/// for _ in 0..2 {
+///     let _ = breaker.call(|| Err::<(), _>("backend down"));
+/// }
+/// assert_eq!(breaker.state(), State::Open);
+/// assert!(matches!(breaker.call(|| Ok::<_, ()>(1)), Err(CallError::Open(_))));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug)]
 pub struct CircuitBreaker<C: Clock = FastClock> {
     /// State, generation and the state's data (see `state.rs`).
@@ -63,8 +75,8 @@ pub struct CircuitBreaker<C: Clock = FastClock> {
 
 impl CircuitBreaker<FastClock> {
     /// A builder with the default settings and [`FastClock`].
-    pub fn builder() -> Builder<FastClock> {
-        Builder::new()
+    pub fn builder() -> CircuitBreakerBuilder<FastClock> {
+        CircuitBreakerBuilder::new()
     }
 
     /// A breaker with `settings`, [`FastClock`] and no listener.
@@ -72,7 +84,7 @@ impl CircuitBreaker<FastClock> {
     /// # Errors
     /// A [`ConfigError`] naming the first invalid setting.
     pub fn from_settings(settings: BreakerSettings) -> Result<Self, ConfigError> {
-        Builder::new().settings(settings).build()
+        CircuitBreakerBuilder::new().settings(settings).build()
     }
 }
 

@@ -31,20 +31,27 @@ use crate::{BreakerEvent, BreakerSettings, CircuitBreaker, OpenWait, SlidingWind
 /// ```
 #[must_use]
 #[derive(Debug)]
-pub struct Builder<C: Clock = FastClock> {
+pub struct CircuitBreakerBuilder<C: Clock = FastClock> {
     settings: BreakerSettings,
     clock: C,
     name: Arc<str>,
     hook: EventHook<BreakerEvent>,
 }
 
-impl Default for Builder<FastClock> {
+/// The former name of [`CircuitBreakerBuilder`].
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed to `CircuitBreakerBuilder` (levee's `XBuilder` convention)"
+)]
+pub type Builder<C = FastClock> = CircuitBreakerBuilder<C>;
+
+impl Default for CircuitBreakerBuilder<FastClock> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Builder<FastClock> {
+impl CircuitBreakerBuilder<FastClock> {
     /// Default settings, [`FastClock`], no name, no listener.
     pub fn new() -> Self {
         Self {
@@ -56,7 +63,7 @@ impl Builder<FastClock> {
     }
 }
 
-impl<C: Clock> Builder<C> {
+impl<C: Clock> CircuitBreakerBuilder<C> {
     /// Replaces all settings at once (e.g. read from a config file).
     pub fn settings(mut self, settings: BreakerSettings) -> Self {
         self.settings = settings;
@@ -156,8 +163,8 @@ impl<C: Clock> Builder<C> {
     }
 
     /// Reads time from `clock` (a `ManualClock` in tests).
-    pub fn clock<C2: Clock>(self, clock: C2) -> Builder<C2> {
-        Builder { settings: self.settings, clock, name: self.name, hook: self.hook }
+    pub fn clock<C2: Clock>(self, clock: C2) -> CircuitBreakerBuilder<C2> {
+        CircuitBreakerBuilder { settings: self.settings, clock, name: self.name, hook: self.hook }
     }
 
     /// Checks the settings and builds the breaker, closed.

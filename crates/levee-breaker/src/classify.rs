@@ -1,6 +1,20 @@
 //! Deciding what a call's result says about the backend.
 
 /// What a finished call says about the backend.
+///
+/// ```
+/// use levee_breaker::{CircuitBreaker, Outcome};
+///
+/// let breaker = CircuitBreaker::builder().build()?;
+/// // A 404 says nothing about the backend's health; a 503 is a failure.
+/// let classify = |r: &Result<u16, u16>| match r {
+///     Ok(_) | Err(404) => Outcome::Ignored,
+///     Err(_) => Outcome::Failure,
+/// };
+/// let _ = breaker.call_with(&classify, || Err::<u16, u16>(404));
+/// assert_eq!(breaker.metrics().calls, 0);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// The backend served the call.
@@ -48,6 +62,15 @@ where
 }
 
 /// `Ok` is a success, every `Err` a failure.
+///
+/// ```
+/// use levee_breaker::{CircuitBreaker, DefaultClassifier};
+///
+/// let breaker = CircuitBreaker::builder().build()?;
+/// let _ = breaker.call_with(&DefaultClassifier, || Err::<(), _>("down"));
+/// assert_eq!(breaker.metrics().failed_calls, 1);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DefaultClassifier;
 

@@ -83,6 +83,18 @@ impl RetryAfter for Open {
 }
 
 /// The error of a call made through the breaker: refused, or the call's own error.
+///
+/// ```
+/// use levee_breaker::{CallError, CircuitBreaker};
+///
+/// let breaker = CircuitBreaker::builder().build()?;
+/// match breaker.call(|| "42".parse::<u32>()) {
+///     Ok(n) => assert_eq!(n, 42),
+///     Err(CallError::Open(open)) => println!("refused, retry after {:?}", open.retry_after()),
+///     Err(CallError::Inner(parse_error)) => println!("the call failed: {parse_error}"),
+/// }
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError<E> {
     /// The breaker refused the call; it was not made.

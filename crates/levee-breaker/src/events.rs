@@ -6,6 +6,21 @@ use std::time::Duration;
 use crate::State;
 
 /// Why a breaker changed state.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use levee_breaker::{BreakerEvent, CircuitBreaker, Reason, State};
+///
+/// let reasons = Arc::new(Mutex::new(Vec::new()));
+/// let sink = reasons.clone();
+/// let breaker = CircuitBreaker::builder()
+///     .listener(move |e: &BreakerEvent| sink.lock().unwrap().push(e.reason))
+///     .build()?;
+/// breaker.trip();
+/// assert_eq!(breaker.state(), State::Open);
+/// assert_eq!(reasons.lock().unwrap()[..], [Reason::Manual]);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Reason {
@@ -32,6 +47,23 @@ pub enum Reason {
 
 /// A state transition, delivered to the breaker's listeners on the thread that caused it.
 /// Only transitions emit events, so listening costs nothing on the hot path.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use levee_breaker::{BreakerEvent, CircuitBreaker, State};
+///
+/// let events = Arc::new(Mutex::new(Vec::new()));
+/// let sink = events.clone();
+/// let breaker = CircuitBreaker::builder()
+///     .name("search")
+///     .listener(move |e: &BreakerEvent| sink.lock().unwrap().push(e.clone()))
+///     .build()?;
+/// breaker.trip();
+/// let event = &events.lock().unwrap()[0];
+/// assert_eq!((&*event.name, event.from, event.to), ("search", State::Closed, State::Open));
+/// assert!(event.open_until.is_some());
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct BreakerEvent {
@@ -54,6 +86,16 @@ pub struct BreakerEvent {
 }
 
 /// A snapshot of a breaker, for dashboards and health endpoints.
+///
+/// ```
+/// use levee_breaker::{CircuitBreaker, State};
+///
+/// let breaker = CircuitBreaker::builder().name("db").build()?;
+/// let _ = breaker.call(|| Ok::<_, ()>(()));
+/// let metrics = breaker.metrics();
+/// assert_eq!((&*metrics.name, metrics.state, metrics.calls), ("db", State::Closed, 1));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]

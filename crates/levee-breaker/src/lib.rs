@@ -113,7 +113,9 @@ mod tower;
 mod window;
 
 pub use breaker::CircuitBreaker;
+#[allow(deprecated)]
 pub use builder::Builder;
+pub use builder::CircuitBreakerBuilder;
 pub use classify::{Classify, DefaultClassifier, ErrorClassifier, Outcome, classify_errors};
 pub use error::{CallError, Open};
 pub use events::{BreakerEvent, BreakerMetrics, Reason};

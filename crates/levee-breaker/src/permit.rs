@@ -115,6 +115,18 @@ impl Ticket {
 /// records nothing; if it was a half-open trial permit, it is handed back so another call can
 /// take it (a cancelled future never leaks a trial). A result that arrives after the breaker
 /// changed state is ignored.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_breaker::{CircuitBreaker, Outcome};
+///
+/// let breaker = CircuitBreaker::builder().build()?;
+/// let permit = breaker.try_acquire()?; // refused with `Open` when the circuit is open
+/// // ... make the call, timing it ...
+/// permit.record(Outcome::Success, Duration::from_millis(12));
+/// assert_eq!(breaker.metrics().calls, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "report the call's result with success(), failure(), ignore() or record()"]
 #[derive(Debug)]
 pub struct Permit<'a, C: Clock = FastClock> {
@@ -124,6 +136,17 @@ pub struct Permit<'a, C: Clock = FastClock> {
 
 /// A [`Permit`] that owns a handle to its breaker, for futures that must be `'static`
 /// (tower services, spawned tasks). From [`CircuitBreaker::try_acquire_owned`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use levee_breaker::CircuitBreaker;
+///
+/// let breaker = Arc::new(CircuitBreaker::builder().build()?);
+/// let permit = breaker.try_acquire_owned()?;
+/// std::thread::spawn(move || permit.success()).join().unwrap();
+/// assert_eq!(breaker.metrics().calls, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "report the call's result with success(), failure(), ignore() or record()"]
 #[derive(Debug)]
 pub struct OwnedPermit<C: Clock = FastClock> {

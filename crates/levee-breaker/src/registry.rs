@@ -13,6 +13,16 @@ use crate::{
 };
 
 /// Settings for one breaker that differ from the registry's defaults; `None` keeps the default.
+///
+/// ```
+/// use levee_breaker::{BreakerOverrides, BreakerRegistry, BreakerSettings};
+///
+/// let registry = BreakerRegistry::new(BreakerSettings::default())?
+///     .with_overrides("payments", BreakerOverrides { minimum_calls: Some(5), ..Default::default() })?;
+/// assert_eq!(registry.settings_for("payments").minimum_calls, 5);
+/// assert_eq!(registry.settings_for("search").minimum_calls, BreakerSettings::default().minimum_calls);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
@@ -183,9 +193,16 @@ impl<C: Clock + Clone> BreakerRegistry<C> {
 
     /// Adds a listener to breakers created from now on.
     #[must_use]
-    pub fn with_listener(mut self, listener: impl Listener<BreakerEvent> + 'static) -> Self {
+    pub fn listener(mut self, listener: impl Listener<BreakerEvent> + 'static) -> Self {
         self.hook = self.hook.with(listener);
         self
+    }
+
+    /// Adds a listener to breakers created from now on.
+    #[deprecated(since = "0.1.0", note = "renamed to `listener`, as on every levee builder")]
+    #[must_use]
+    pub fn with_listener(self, listener: impl Listener<BreakerEvent> + 'static) -> Self {
+        self.listener(listener)
     }
 
     /// Sets how breaker `name` differs from the defaults (before it is first used).
@@ -290,7 +307,7 @@ mod tests {
         let registry = BreakerRegistry::new(BreakerSettings::default())
             .unwrap()
             .with_clock(levee_core::ManualClock::new())
-            .with_listener(move |e: &BreakerEvent| {
+            .listener(move |e: &BreakerEvent| {
                 sink.lock().unwrap().push((e.name.to_string(), e.to))
             });
         registry.get("a").trip();

@@ -16,6 +16,18 @@ pub const MAX_OPEN_WAIT: Duration = Duration::from_secs(24 * 24 * 3600);
 pub const MAX_HALF_OPEN_CALLS: u32 = MAX_TRIALS;
 
 /// Which recent calls the closed state judges.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_breaker::{BreakerSettings, SlidingWindow};
+///
+/// let last_100_calls = BreakerSettings { window: SlidingWindow::count(100), ..Default::default() };
+/// let last_minute = BreakerSettings {
+///     window: SlidingWindow::Time { length: Duration::from_secs(60), buckets: 12 },
+///     ..Default::default()
+/// };
+/// assert!(last_100_calls.build().is_ok() && last_minute.build().is_ok());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "snake_case", deny_unknown_fields))]
@@ -97,6 +109,17 @@ impl SlidingWindow {
 }
 
 /// How long the circuit stays open before it lets trial calls through.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_breaker::OpenWait;
+///
+/// let wait = OpenWait::exponential(Duration::from_secs(1), Duration::from_secs(30));
+/// assert_eq!(wait.wait(0), Duration::from_secs(1));
+/// assert_eq!(wait.wait(3), Duration::from_secs(8));
+/// assert_eq!(wait.wait(10), Duration::from_secs(30)); // capped
+/// assert_eq!(OpenWait::fixed(Duration::from_secs(5)).wait(7), Duration::from_secs(5));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "snake_case", deny_unknown_fields))]

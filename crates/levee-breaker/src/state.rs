@@ -33,6 +33,18 @@
 //! with a longer wait, and a close resets it.
 
 /// The state a circuit breaker is in.
+///
+/// ```
+/// use levee_breaker::{CircuitBreaker, State};
+///
+/// let breaker = CircuitBreaker::builder().build()?;
+/// assert_eq!(breaker.state(), State::Closed);
+/// breaker.trip();
+/// assert_eq!(breaker.state(), State::Open);
+/// breaker.reset();
+/// assert_eq!(breaker.state(), State::Closed);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use levee_breaker::{Builder, CircuitBreaker, State};
+use levee_breaker::{CircuitBreaker, CircuitBreakerBuilder, State};
 use levee_core::ManualClock;
 
 /// Transitions the state word tells apart.
@@ -18,7 +18,7 @@ const GENERATIONS: u64 = 1 << 25;
 const WAIT: Duration = Duration::from_millis(1);
 
 /// Opens when 5 of the last 10 calls failed (at least 10 calls), after a 1 ms wait, one trial.
-fn builder(clock: &ManualClock) -> Builder<ManualClock> {
+fn builder(clock: &ManualClock) -> CircuitBreakerBuilder<ManualClock> {
     CircuitBreaker::builder()
         .minimum_calls(10)
         .failure_rate_threshold(50.0)

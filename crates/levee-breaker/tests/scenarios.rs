@@ -5,14 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use levee_breaker::{
-    BreakerEvent, Builder, CallError, CircuitBreaker, OpenWait, Outcome, Reason, State,
-    classify_errors,
+    BreakerEvent, CallError, CircuitBreaker, CircuitBreakerBuilder, OpenWait, Outcome, Reason,
+    State, classify_errors,
 };
 use levee_core::{Clock, ManualClock};
 
 const SEC: Duration = Duration::from_secs(1);
 
-fn builder(clock: &ManualClock) -> Builder<ManualClock> {
+fn builder(clock: &ManualClock) -> CircuitBreakerBuilder<ManualClock> {
     CircuitBreaker::builder().clock(clock.clone()).open_wait(10 * SEC)
 }
 
@@ -650,7 +650,7 @@ fn a_half_open_time_limit_holds_at_any_clock_reading() {
 #[test]
 fn bad_settings_are_build_errors_naming_the_setting() {
     let clock = ManualClock::new();
-    let cases: Vec<(Builder<ManualClock>, &str)> = vec![
+    let cases: Vec<(CircuitBreakerBuilder<ManualClock>, &str)> = vec![
         (builder(&clock).failure_rate_threshold(-0.1), "failure_rate_threshold"),
         (builder(&clock).failure_rate_threshold(100.1), "failure_rate_threshold"),
         (builder(&clock).slow_calls(SEC, 250.0), "slow_call_rate_threshold"),

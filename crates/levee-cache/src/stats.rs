@@ -23,6 +23,17 @@ pub(crate) struct Counters {
 ///
 /// Counts are read one by one while the cache keeps working, so two of them may be off by the
 /// operations that ran during the read.
+///
+/// ```
+/// use levee_cache::Cache;
+///
+/// let cache: Cache<&str, u32> = Cache::new(1_000);
+/// cache.insert("a", 1);
+/// assert_eq!(cache.get("a"), Some(1));
+/// assert_eq!(cache.get("b"), None);
+/// let stats = cache.stats();
+/// assert_eq!((stats.hits, stats.misses), (1, 1));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]

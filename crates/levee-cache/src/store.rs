@@ -46,6 +46,32 @@ pub(crate) enum Slot<V> {
 }
 
 /// Why an entry left the cache.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_cache::{Cache, CacheEvent, RemovalCause};
+/// use levee_core::ManualClock;
+///
+/// let clock = ManualClock::new();
+/// let expired = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+/// let count = expired.clone();
+/// let cache: Cache<u8, u8, _> = Cache::builder()
+///     .max_capacity(10)
+///     .time_to_live(Duration::from_secs(60))
+///     .clock(clock.clone())
+///     .listener(move |e: &CacheEvent<u8, u8>| {
+///         if matches!(e, CacheEvent::Removed { cause: RemovalCause::Expired, .. }) {
+///             count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+///         }
+///     })
+///     .build()?;
+/// cache.insert(1, 1);
+/// clock.advance(Duration::from_secs(61));
+/// assert_eq!(cache.get(&1), None);
+/// cache.cleanup();
+/// assert_eq!(expired.load(std::sync::atomic::Ordering::Relaxed), 1);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RemovalCause {

@@ -421,6 +421,20 @@ impl<T: Transport, C: Clock + Clone> ClientBuilder<T, C> {
 }
 
 /// Where a service's TLS identity is on disk.
+///
+/// ```no_run
+/// use levee_client::TlsFiles;
+///
+/// let files = TlsFiles {
+///     ca: "certs/ca.pem".into(),
+///     certificate: "certs/orders.pem".into(),
+///     key: "certs/orders.key".into(),
+///     server_name: None,
+/// };
+/// let tls = files.load()?; // reads and checks the PEM files
+/// # let _ = tls;
+/// # Ok::<(), levee_client::tls::TlsError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]

@@ -49,6 +49,20 @@ pub(crate) struct Shared<T, C: Clock> {
 /// Clones share everything (endpoints, breakers, estimates, budget); it is a tower
 /// [`Service`](tower_service::Service) of `http::Request<Bytes>` too. Request URIs are paths
 /// (`/products/7?x=1`): the scheme and authority come from the endpoint picked.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_client::{Client, Endpoint};
+///
+/// // Over HTTP (hyper) by default; `.transport(..)` swaps in another.
+/// let client = Client::builder()
+///     .endpoints([Endpoint::new("http://127.0.0.1:8081")?, Endpoint::new("http://127.0.0.1:8082")?])
+///     .timeout(Duration::from_secs(2))
+///     .max_attempts(2)
+///     .build()?;
+/// assert_eq!(client.stats().len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Client<T = HttpTransport, C: Clock = FastClock> {
     pub(crate) shared: Arc<Shared<T, C>>,
 }

@@ -34,6 +34,14 @@ pub const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
 const MAX_VALUE: u64 = 99_999_999;
 
 /// A malformed timeout header value.
+///
+/// ```
+/// use levee_client::deadline::parse_timeout;
+///
+/// let err = parse_timeout(b"12x").unwrap_err();
+/// assert_eq!(err.value, "12x");
+/// println!("refused: {}", err.reason);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid timeout header `{value}`: {reason}")]
 pub struct InvalidTimeout {

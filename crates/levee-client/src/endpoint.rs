@@ -36,6 +36,14 @@ pub struct Endpoint {
 }
 
 /// An endpoint address that is not `scheme://host[:port]`.
+///
+/// ```
+/// use levee_client::Endpoint;
+///
+/// let err = Endpoint::new("catalog:8080/products").unwrap_err();
+/// assert_eq!(err.input, "catalog:8080/products");
+/// assert!(Endpoint::new("https://catalog:8443").is_ok());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid endpoint `{input}`: {reason}")]
 pub struct InvalidEndpoint {

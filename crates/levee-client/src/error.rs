@@ -12,6 +12,20 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a call got no response. A response with an error status (a 503 after every retry)
 /// is not an error: the call returns it.
+///
+/// ```
+/// use levee_client::Error;
+///
+/// fn status(err: &Error) -> u16 {
+///     match err {
+///         Error::AllEjected { .. } | Error::NoEndpoints => 503,
+///         Error::DeadlineExceeded | Error::Timeout { .. } => 504,
+///         _ => 502,
+///     }
+/// }
+/// assert_eq!(status(&Error::NoEndpoints), 503);
+/// assert_eq!(Error::DeadlineExceeded.to_string(), "deadline exceeded");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -93,6 +107,14 @@ impl RetryAfter for Error {
 }
 
 /// What a transport reports instead of a response.
+///
+/// ```
+/// use levee_client::{TransportError, TransportErrorKind};
+///
+/// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+/// let err = TransportError::new(TransportErrorKind::Connect, refused);
+/// assert_eq!(err.kind, TransportErrorKind::Connect); // never sent: safe to retry elsewhere
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("{kind:?}: {source}")]
 pub struct TransportError {
@@ -104,6 +126,20 @@ pub struct TransportError {
 }
 
 /// The classes of transport failure the client treats differently.
+///
+/// ```
+/// use levee_client::{TransportError, TransportErrorKind};
+///
+/// // A custom transport says what failed, so the client knows what it may retry.
+/// fn classify(e: std::io::Error) -> TransportError {
+///     let kind = match e.kind() {
+///         std::io::ErrorKind::ConnectionRefused => TransportErrorKind::Connect,
+///         _ => TransportErrorKind::Io,
+///     };
+///     TransportError::new(kind, e)
+/// }
+/// assert_eq!(classify(std::io::ErrorKind::BrokenPipe.into()).kind, TransportErrorKind::Io);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransportErrorKind {

@@ -61,6 +61,20 @@ enum Inner {
 }
 
 /// Builds an [`HttpTransport`].
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_client::HttpTransport;
+///
+/// let transport = HttpTransport::builder()
+///     .connect_timeout(Duration::from_millis(500))
+///     .pool_idle_timeout(Duration::from_secs(30))
+///     .max_idle_per_host(16)
+///     .max_response_bytes(4 << 20)
+///     .build()?;
+/// # let _ = transport;
+/// # Ok::<(), levee_client::BuildError>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct HttpTransportBuilder {
@@ -72,6 +86,16 @@ pub struct HttpTransportBuilder {
 }
 
 /// What can go wrong building a transport.
+///
+/// ```
+/// use levee_client::{BuildError, HttpTransport};
+///
+/// match HttpTransport::builder().max_response_bytes(0).build() {
+///     Err(BuildError::Config(e)) => println!("bad setting `{}`: {}", e.setting, e.reason),
+///     Err(e) => println!("TLS: {e}"),
+///     Ok(_) => println!("built"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {

@@ -9,6 +9,17 @@ use crate::Endpoint;
 use crate::balance::EndpointState;
 
 /// A snapshot of one endpoint.
+///
+/// ```
+/// use levee_client::{Client, Endpoint};
+///
+/// let client = Client::builder().endpoints([Endpoint::new("http://127.0.0.1:8081")?]).build()?;
+/// for s in client.stats() {
+///     println!("{}: {} in flight, ~{:?}, breaker {:?}", s.endpoint.authority(), s.in_flight, s.latency, s.breaker.state);
+///     assert!(!s.is_ejected());
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]

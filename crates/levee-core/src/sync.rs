@@ -234,6 +234,14 @@ pub struct Mutex<T: ?Sized> {
 #[cfg(loom)]
 pub type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
 /// The guard of a [`Mutex`]; the lock is released when it is dropped.
+///
+/// ```
+/// use levee_core::sync::Mutex;
+///
+/// let m = Mutex::new(vec![1]);
+/// m.lock().push(2); // the guard derefs to the value and unlocks at the end of the statement
+/// assert_eq!(*m.lock(), [1, 2]);
+/// ```
 #[cfg(not(loom))]
 pub type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
 
@@ -297,12 +305,28 @@ pub struct RwLock<T: ?Sized> {
 #[cfg(loom)]
 pub type RwLockReadGuard<'a, T> = loom::sync::RwLockReadGuard<'a, T>;
 /// Shared access to a [`RwLock`]'s value.
+///
+/// ```
+/// use levee_core::sync::RwLock;
+///
+/// let settings = RwLock::new(String::from("v1"));
+/// let (a, b) = (settings.read(), settings.read()); // readers share the lock
+/// assert_eq!((a.as_str(), b.as_str()), ("v1", "v1"));
+/// ```
 #[cfg(not(loom))]
 pub type RwLockReadGuard<'a, T> = parking_lot::RwLockReadGuard<'a, T>;
 /// Exclusive access to a [`RwLock`]'s value.
 #[cfg(loom)]
 pub type RwLockWriteGuard<'a, T> = loom::sync::RwLockWriteGuard<'a, T>;
 /// Exclusive access to a [`RwLock`]'s value.
+///
+/// ```
+/// use levee_core::sync::RwLock;
+///
+/// let settings = RwLock::new(String::from("v1"));
+/// *settings.write() = String::from("v2");
+/// assert_eq!(*settings.read(), "v2");
+/// ```
 #[cfg(not(loom))]
 pub type RwLockWriteGuard<'a, T> = parking_lot::RwLockWriteGuard<'a, T>;
 

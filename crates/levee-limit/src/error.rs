@@ -80,6 +80,19 @@ impl RetryAfter for Throttled {
 }
 
 /// Why [`check_n`](crate::RateLimiter::check_n) (or another batch admission) refused.
+///
+/// ```
+/// use levee_limit::{CheckNError, Quota, RateLimiter};
+///
+/// let limiter = RateLimiter::new(Quota::per_second(10).with_burst(4))?;
+/// limiter.check_n(3)?;
+/// match limiter.check_n(2) {
+///     Err(CheckNError::Throttled(t)) => assert!(!t.retry_after().is_zero()),
+///     other => panic!("expected a throttle, got {other:?}"),
+/// }
+/// assert!(matches!(limiter.check_n(5), Err(CheckNError::InsufficientCapacity(_))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum CheckNError {
     /// Not now: the cells fit the burst but the limiter has not refilled enough yet.
@@ -92,6 +105,16 @@ pub enum CheckNError {
 
 /// More cells were asked for at once than the limiter's burst: waiting does not help, split
 /// the batch (or raise the burst).
+///
+/// ```
+/// use levee_limit::{CheckNError, InsufficientCapacity, Quota, RateLimiter, RetryAfter};
+///
+/// let limiter = RateLimiter::new(Quota::per_second(10).with_burst(4))?;
+/// let Err(CheckNError::InsufficientCapacity(err)) = limiter.check_n(9) else { panic!() };
+/// assert_eq!(err, InsufficientCapacity { requested: 9, burst: 4 });
+/// assert_eq!(RetryAfter::retry_after(&err), None); // waiting never helps: split the batch
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[error("{requested} cells exceed the burst of {burst} and can never be admitted at once")]
 pub struct InsufficientCapacity {

@@ -68,6 +68,19 @@ impl<C> fmt::Debug for Pacer<C> {
 /// A slot reserved by a [`Pacer`]: go at [`at`](Self::at), that is after [`wait`](Self::wait).
 ///
 /// Dropping it does not give the slot back; [`Pacer::cancel`] does, when possible.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_limit::{Pacer, Quota};
+///
+/// let pacer = Pacer::builder(Quota::per_second(10).with_burst(1)).clock(ManualClock::new()).build()?;
+/// assert_eq!(pacer.try_reserve()?.wait(), Duration::ZERO);
+/// let next = pacer.try_reserve()?;
+/// assert_eq!(next.wait(), Duration::from_millis(100)); // go in 100 ms
+/// assert!(pacer.cancel(next)); // not used after all: the slot goes back
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "a reservation tells when to go; cancel it if unused"]
 pub struct Reservation {
@@ -288,6 +301,16 @@ impl<C: Clock> Pacer<C> {
 }
 
 /// What a [`PacerBuilder`] collects besides the shared settings.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_limit::{Pacer, Quota};
+///
+/// // The settings a `PacerBuilder` carries: set through its methods.
+/// let pacer = Pacer::builder(Quota::per_second(50)).max_queueing(Duration::from_millis(200)).build()?;
+/// assert_eq!(pacer.max_queueing(), Duration::from_millis(200));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacerSettings {
     quota: Quota,
@@ -295,6 +318,19 @@ pub struct PacerSettings {
 }
 
 /// Builds a [`Pacer`] (see [`LimiterBuilder`] for the shared settings).
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_limit::{Pacer, Quota};
+///
+/// let pacer = Pacer::builder(Quota::per_second(20))
+///     .max_queueing(Duration::from_secs(1))
+///     .clock(ManualClock::new())
+///     .build()?;
+/// assert_eq!(pacer.max_queueing(), Duration::from_secs(1));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub type PacerBuilder<C = FastClock> = LimiterBuilder<PacerSettings, C>;
 
 impl<C: Clock> PacerBuilder<C> {

@@ -56,6 +56,19 @@ pub struct RateLimiter<C = FastClock> {
 }
 
 /// Builds a [`RateLimiter`]: quota, clock, listeners (see [`LimiterBuilder`]).
+///
+/// ```
+/// use levee_core::ManualClock;
+/// use levee_limit::{Quota, RateEvent, RateLimiter};
+///
+/// let limiter = RateLimiter::builder(Quota::per_second(100).with_burst(10))
+///     .clock(ManualClock::new())
+///     .count_admitted(true)
+///     .listener(|e: &RateEvent| println!("{e:?}"))
+///     .build()?;
+/// assert!(limiter.check().is_ok());
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub type RateLimiterBuilder<C = FastClock> = LimiterBuilder<Quota, C>;
 
 impl<C> fmt::Debug for RateLimiter<C> {

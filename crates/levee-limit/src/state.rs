@@ -22,6 +22,17 @@ use crate::window::WindowQuota;
 /// | [`SlidingWindowLimiter`](crate::SlidingWindowLimiter) | the limit less the window's count | until the newest counted bucket leaves the window |
 ///
 /// A snapshot: other callers may take the cells first.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_limit::{LimitState, Quota, RateLimit, RateLimiter};
+///
+/// let limiter = RateLimiter::with_clock(Quota::per_second(10).with_burst(5), ManualClock::new())?;
+/// limiter.check_n(2)?;
+/// assert_eq!(limiter.state(), LimitState { remaining: 3, reset: Duration::from_millis(200) });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct LimitState {
     /// Cells admissible now.

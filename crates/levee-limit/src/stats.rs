@@ -93,6 +93,17 @@ impl RateCounters {
 }
 
 /// A snapshot of a rate limiter's counters.
+///
+/// ```
+/// use levee_limit::{Quota, RateLimiter};
+///
+/// let limiter = RateLimiter::builder(Quota::per_second(1)).count_admitted(true).build()?;
+/// limiter.check().unwrap();
+/// assert!(limiter.check().is_err());
+/// let stats = limiter.stats();
+/// assert_eq!((stats.admitted, stats.rejected), (Some(1), 1));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RateStats {
@@ -106,6 +117,21 @@ pub struct RateStats {
 }
 
 /// What a rate limiter (direct, keyed, window, warm-up or pacer) reports to its listeners.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use levee_limit::{Quota, RateEvent, RateLimiter};
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let sink = seen.clone();
+/// let limiter = RateLimiter::builder(Quota::per_second(1))
+///     .listener(move |e: &RateEvent| sink.lock().unwrap().push(*e))
+///     .build()?;
+/// limiter.check().unwrap();
+/// let _ = limiter.check();
+/// assert!(matches!(seen.lock().unwrap()[..], [RateEvent::Throttled { cells: 1, .. }]));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RateEvent {

@@ -290,6 +290,19 @@ impl<C: Clock> WarmUpLimiter<C> {
 }
 
 /// What a [`WarmUpBuilder`] collects besides the shared settings.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_limit::{Quota, WarmUpLimiter};
+///
+/// // The settings a `WarmUpBuilder` carries: set through its methods.
+/// let limiter = WarmUpLimiter::builder(Quota::per_second(100))
+///     .warm_up(Duration::from_secs(10))
+///     .cold_factor(4.0)
+///     .build()?;
+/// assert!(limiter.check().is_ok());
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WarmUpSettings {
     quota: Quota,
@@ -298,6 +311,20 @@ pub struct WarmUpSettings {
 }
 
 /// Builds a [`WarmUpLimiter`] (see [`LimiterBuilder`] for the shared settings).
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_limit::{Quota, WarmUpLimiter};
+///
+/// let limiter = WarmUpLimiter::builder(Quota::per_second(1000))
+///     .warm_up(Duration::from_secs(30))
+///     .cold_factor(3.0)
+///     .clock(ManualClock::new())
+///     .build()?;
+/// assert!(limiter.check().is_ok());
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub type WarmUpBuilder<C = FastClock> = LimiterBuilder<WarmUpSettings, C>;
 
 impl<C: Clock> WarmUpBuilder<C> {

@@ -42,6 +42,19 @@ pub(crate) fn unix_nanos() -> u64 {
 ///
 /// Cheap to clone (one connection, shared). See the [crate docs](crate) for how topics,
 /// subscriptions, dead letters, delays and ordering keys map onto JetStream.
+///
+/// ```no_run
+/// use levee_nats::NatsBroker;
+/// use levee_queue::broker::{Broker, Message, SubscriptionConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), levee_queue::broker::BrokerError> {
+/// let broker = NatsBroker::<String>::builder("nats://127.0.0.1:4222").connect().await?;
+/// broker.subscribe("orders", SubscriptionConfig::new("payment")).await?;
+/// broker.publish("orders", Message::new("order 7".to_string())).await?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct NatsBroker<T, C = Json> {
     pub(crate) shared: Arc<Shared<C>>,
     _payload: PhantomData<fn() -> T>,
@@ -121,15 +134,40 @@ impl TopicHandle {
 }
 
 /// Builds a [`NatsBroker`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use levee_nats::{NatsBroker, Storage};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), levee_queue::broker::BrokerError> {
+/// let broker = NatsBroker::<String>::builder("nats://127.0.0.1:4222")
+///     .prefix("shop")
+///     .connect_timeout(Duration::from_secs(2))
+///     .storage(Storage::File)
+///     .replicas(1)
+///     .connect()
+///     .await?;
+/// # let _ = broker;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[must_use]
-pub struct Builder<T, C = Json> {
+pub struct NatsBrokerBuilder<T, C = Json> {
     config: NatsConfig,
     codec: C,
     _payload: PhantomData<fn() -> T>,
 }
 
-impl<T, C: Codec<T>> Builder<T, C> {
+/// The former name of [`NatsBrokerBuilder`].
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed to `NatsBrokerBuilder` (levee's `XBuilder` convention)"
+)]
+pub type Builder<T, C = Json> = NatsBrokerBuilder<T, C>;
+
+impl<T, C: Codec<T>> NatsBrokerBuilder<T, C> {
     /// Sets [`NatsConfig::prefix`].
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.config.prefix = prefix.into();
@@ -185,8 +223,8 @@ impl<T, C: Codec<T>> Builder<T, C> {
     }
 
     /// Uses `codec` for payloads instead of JSON.
-    pub fn codec<C2: Codec<T>>(self, codec: C2) -> Builder<T, C2> {
-        Builder { config: self.config, codec, _payload: PhantomData }
+    pub fn codec<C2: Codec<T>>(self, codec: C2) -> NatsBrokerBuilder<T, C2> {
+        NatsBrokerBuilder { config: self.config, codec, _payload: PhantomData }
     }
 
     /// Connects. The client reconnects by itself after a lost connection (operations in the
@@ -256,8 +294,8 @@ pub(crate) enum Stored {
 
 impl<T, C> NatsBroker<T, C> {
     /// A builder for a broker on the server(s) at `url`, with JSON payloads.
-    pub fn builder(url: impl Into<String>) -> Builder<T, Json> {
-        Builder { config: NatsConfig::new(url), codec: Json, _payload: PhantomData }
+    pub fn builder(url: impl Into<String>) -> NatsBrokerBuilder<T, Json> {
+        NatsBrokerBuilder { config: NatsConfig::new(url), codec: Json, _payload: PhantomData }
     }
 
     /// The underlying NATS client (for operations levee does not wrap).

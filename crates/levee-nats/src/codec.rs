@@ -40,6 +40,16 @@ pub trait Codec<T>: Send + Sync + 'static {
 }
 
 /// serde JSON: the default codec.
+///
+/// ```
+/// use levee_nats::{Codec, Json};
+///
+/// let bytes = Json.encode(&vec![1u32, 2, 3])?;
+/// assert_eq!(bytes, b"[1,2,3]");
+/// let back: Vec<u32> = Json.decode(&bytes)?;
+/// assert_eq!(back, [1, 2, 3]);
+/// # Ok::<(), levee_queue::broker::BrokerError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json;
 

@@ -5,6 +5,15 @@ use std::time::Duration;
 use levee_core::ConfigError;
 
 /// Where JetStream keeps a topic's streams.
+///
+/// ```
+/// use levee_nats::{NatsConfig, Storage};
+///
+/// let mut config = NatsConfig::new("nats://127.0.0.1:4222");
+/// assert_eq!(config.storage, Storage::File); // survives a server restart
+/// config.storage = Storage::Memory; // scratch topics: faster, gone when the server stops
+/// assert!(config.validate().is_ok());
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Storage {
     /// On disk: survives a server restart (the default).
@@ -16,6 +25,18 @@ pub enum Storage {
 
 /// Settings of a [`NatsBroker`](crate::NatsBroker); build one with
 /// [`NatsBroker::builder`](crate::NatsBroker::builder).
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_nats::NatsConfig;
+///
+/// let mut config = NatsConfig::new("nats://127.0.0.1:4222");
+/// config.prefix = "shop".into();
+/// config.request_timeout = Duration::from_secs(2);
+/// assert!(config.validate().is_ok());
+/// config.prefix = "not a prefix!".into();
+/// assert_eq!(config.validate().unwrap_err().setting, "prefix");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NatsConfig {

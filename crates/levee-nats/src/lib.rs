@@ -87,7 +87,9 @@ mod subscription;
 
 use std::time::Duration;
 
-pub use broker::{Builder, NatsBroker};
+#[allow(deprecated)]
+pub use broker::Builder;
+pub use broker::{NatsBroker, NatsBrokerBuilder};
 pub use codec::{Codec, Json};
 pub use config::{NatsConfig, Storage};
 pub use delivery::NatsDelivery;

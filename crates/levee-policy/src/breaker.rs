@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use levee_breaker::{CircuitBreaker, Outcome as BreakerOutcome};
-use levee_core::{Clock, EventHook, FastClock};
+use levee_core::{Clock, EventHook, FastClock, Listener};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
 use crate::{Context, Error, Event, Operation};
@@ -22,6 +22,19 @@ pub trait ClassifyOutcome<T, E>: Send + Sync {
 /// Successes count as successes; the operation's errors and timeouts as failures; refusals of
 /// policies inside the breaker (a rate limit, a full bulkhead) are ignored, since the
 /// backend never saw the call.
+///
+/// ```
+/// use std::sync::Arc;
+/// use levee_breaker::CircuitBreaker;
+/// use levee_policy::{Breaker, Error, Pipeline};
+///
+/// // The default classifier: a rate-limit refusal inside the breaker is not a backend failure.
+/// let breaker = Arc::new(CircuitBreaker::builder().build()?);
+/// let pipeline = Pipeline::builder().policy(Breaker::new(breaker.clone())).build()?;
+/// let _: Result<(), Error<&str>> = pipeline.call(|_| Err("500"));
+/// assert_eq!(breaker.metrics().failed_calls, 1);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BackendFailures;
 
@@ -37,6 +50,25 @@ impl<T, E> ClassifyOutcome<T, E> for BackendFailures {
 }
 
 /// A classifier closure (see [`Breaker::classify`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use levee_breaker::{CircuitBreaker, Outcome};
+/// use levee_policy::{Breaker, Error, Pipeline};
+///
+/// // A 404 is the caller's business, not the backend's health.
+/// let breaker = Arc::new(CircuitBreaker::builder().build()?);
+/// let stage = Breaker::new(breaker.clone()).classify(|r: &Result<u16, Error<()>>| match r {
+///     Ok(404) => Outcome::Ignored,
+///     Ok(s) if *s >= 500 => Outcome::Failure,
+///     Ok(_) => Outcome::Success,
+///     Err(_) => Outcome::Failure,
+/// });
+/// let pipeline = Pipeline::builder().policy(stage).build()?;
+/// assert_eq!(pipeline.call(|_| Ok::<u16, ()>(404)), Ok(404));
+/// assert_eq!(breaker.metrics().calls, 0);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct ClassifyWith<F>(pub F);
 
@@ -96,11 +128,26 @@ impl<C: Clock, K> Breaker<C, K> {
         Breaker { breaker: self.breaker, classify: ClassifyWith(f), hook: self.hook }
     }
 
-    /// Reports refusals to `hook` (the breaker's own transitions go to its own listeners).
+    /// Reports refusals to `listener`, beside the listeners already attached (the breaker's own
+    /// transitions go to its own listeners).
     #[must_use]
-    pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
+    pub fn listener(mut self, listener: impl Listener<Event> + 'static) -> Self {
+        self.hook = self.hook.with(listener);
+        self
+    }
+
+    /// Reports refusals to the listeners of `hook`, in place of those attached before.
+    #[must_use]
+    pub fn hook(mut self, hook: EventHook<Event>) -> Self {
         self.hook = hook;
         self
+    }
+
+    /// Reports refusals to `hook`.
+    #[deprecated(since = "0.1.0", note = "use `hook`, or `listener` to add one listener")]
+    #[must_use]
+    pub fn with_hook(self, hook: EventHook<Event>) -> Self {
+        self.hook(hook)
     }
 
     /// The shared breaker.

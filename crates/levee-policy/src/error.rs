@@ -50,6 +50,15 @@ pub enum Error<E> {
 }
 
 /// Which variant an [`Error`] is, without its payload: for events, metrics and selectors.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::{Error, ErrorKind};
+///
+/// let err: Error<std::io::Error> = Error::RateLimited { retry_after: Duration::from_millis(30) };
+/// assert_eq!(err.kind(), ErrorKind::RateLimited);
+/// assert_eq!(err.kind().as_str(), "rate_limited"); // a metrics label
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]

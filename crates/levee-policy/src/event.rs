@@ -9,6 +9,23 @@ use crate::ErrorKind;
 /// [`PipelineBuilder::listener`](crate::PipelineBuilder::listener)).
 ///
 /// Nothing is built or delivered when nobody listens, so the happy path pays one branch.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+/// use levee_policy::{Backoff, Error, Event, Pipeline, Retry};
+///
+/// let events = Arc::new(Mutex::new(Vec::new()));
+/// let sink = events.clone();
+/// let retry = Retry::builder().max_attempts(2).backoff(Backoff::constant(Duration::ZERO)).build()?;
+/// let pipeline = Pipeline::builder()
+///     .retry(retry)
+///     .listener(move |e: &Event| sink.lock().unwrap().push(e.clone()))
+///     .build()?;
+/// let _: Result<(), Error<&str>> = pipeline.call(|_| Err("down"));
+/// assert!(matches!(events.lock().unwrap()[..], [Event::Retry { attempt: 1, .. }, Event::RetriesExhausted { attempts: 2 }]));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Event {

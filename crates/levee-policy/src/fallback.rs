@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use levee_core::EventHook;
+use levee_core::{EventHook, Listener};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
 use crate::{Context, Error, ErrorKind, Event, Operation};
@@ -18,6 +18,16 @@ pub trait FallbackHandler<T, E>: Send + Sync {
 }
 
 /// A fixed value, cloned for each call that falls back (see [`Fallback::value`]).
+///
+/// ```
+/// use levee_policy::{Error, Pipeline};
+/// use levee_policy::fallback::Fallback;
+///
+/// let pipeline = Pipeline::builder().fallback(Fallback::value(0u32)).build()?;
+/// let answer: Result<u32, Error<&str>> = pipeline.call(|_| Err("down"));
+/// assert_eq!(answer, Ok(0));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Value<T>(pub T);
 
@@ -59,6 +69,21 @@ impl<E> Select<E> for Always {
 }
 
 /// The errors of the listed kinds (see [`Fallback::on_kinds`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::{Error, ErrorKind, Pipeline};
+/// use levee_policy::fallback::Fallback;
+///
+/// // A cached answer when the call timed out; other errors pass through.
+/// let pipeline = Pipeline::builder()
+///     .fallback(Fallback::value("cached").on_kinds([ErrorKind::Timeout]))
+///     .build()?;
+/// let passed: Result<&str, Error<&str>> = pipeline.call(|_| Err("bad request"));
+/// assert_eq!(passed, Err(Error::Operation("bad request")));
+/// # let _ = Duration::ZERO;
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Kinds(Vec<ErrorKind>);
 
@@ -69,6 +94,18 @@ impl<E> Select<E> for Kinds {
 }
 
 /// The errors a closure selects (see [`Fallback::on`]).
+///
+/// ```
+/// use levee_policy::{Error, Pipeline};
+/// use levee_policy::fallback::Fallback;
+///
+/// let pipeline = Pipeline::builder()
+///     .fallback(Fallback::value(Vec::<u32>::new()).on(|e: &Error<&str>| matches!(e, Error::Operation("not found"))))
+///     .build()?;
+/// let answer: Result<Vec<u32>, Error<&str>> = pipeline.call(|_| Err("not found"));
+/// assert_eq!(answer, Ok(vec![]));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct When<F>(pub F);
 
@@ -149,11 +186,26 @@ impl<H, S> Fallback<H, S> {
         }
     }
 
-    /// Reports [`Event::FallbackUsed`] to `hook`.
+    /// Reports [`Event::FallbackUsed`] to `listener`, beside the listeners already attached.
     #[must_use]
-    pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
+    pub fn listener(mut self, listener: impl Listener<Event> + 'static) -> Self {
+        self.hook = self.hook.with(listener);
+        self
+    }
+
+    /// Reports [`Event::FallbackUsed`] to the listeners of `hook`, in place of those attached
+    /// before.
+    #[must_use]
+    pub fn hook(mut self, hook: EventHook<Event>) -> Self {
         self.hook = hook;
         self
+    }
+
+    /// Reports [`Event::FallbackUsed`] to `hook`.
+    #[deprecated(since = "0.1.0", note = "use `hook`, or `listener` to add one listener")]
+    #[must_use]
+    pub fn with_hook(self, hook: EventHook<Event>) -> Self {
+        self.hook(hook)
     }
 }
 

@@ -19,12 +19,24 @@ use std::task::Poll;
 use std::time::Duration;
 
 use levee_core::sync::{AtomicU64, Ordering};
-use levee_core::{ConfigError, EventHook, LatencyRecorder, Sleep, nanos};
+use levee_core::{ConfigError, EventHook, LatencyRecorder, Listener, Sleep, nanos};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
 use crate::{Context, Event, Operation};
 
 /// When to start a hedge.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::{Hedge, HedgeDelay};
+///
+/// // One hedge after the p95 latency observed so far (50 ms until there are enough samples).
+/// let hedge = Hedge::new(1, HedgeDelay::p95(Duration::from_millis(50)))?;
+/// assert_eq!(hedge.current_delay(), Duration::from_millis(50));
+/// let fixed = Hedge::new(2, HedgeDelay::Fixed { delay: Duration::from_millis(20) })?;
+/// assert_eq!(fixed.current_delay(), Duration::from_millis(20));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "snake_case", deny_unknown_fields))]
@@ -147,11 +159,27 @@ impl Hedge {
         })
     }
 
-    /// Reports [`Event::HedgeStarted`] and [`Event::HedgeWon`] to `hook`.
+    /// Reports [`Event::HedgeStarted`] and [`Event::HedgeWon`] to `listener`, beside the listeners
+    /// already attached.
     #[must_use]
-    pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
+    pub fn listener(mut self, listener: impl Listener<Event> + 'static) -> Self {
+        self.hook = self.hook.with(listener);
+        self
+    }
+
+    /// Reports [`Event::HedgeStarted`] and [`Event::HedgeWon`] to the listeners of `hook`, in place
+    /// of those attached before.
+    #[must_use]
+    pub fn hook(mut self, hook: EventHook<Event>) -> Self {
         self.hook = hook;
         self
+    }
+
+    /// Reports [`Event::HedgeStarted`] and [`Event::HedgeWon`] to `hook`.
+    #[deprecated(since = "0.1.0", note = "use `hook`, or `listener` to add one listener")]
+    #[must_use]
+    pub fn with_hook(self, hook: EventHook<Event>) -> Self {
+        self.hook(hook)
     }
 
     /// The latency of successful attempts observed so far.

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use levee_core::{Clock, EventHook, FastClock, nanos};
+use levee_core::{Clock, EventHook, FastClock, Listener, nanos};
 use levee_limit::{AsyncRateLimit, Bulkhead, CheckNError, RateLimiter};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
@@ -67,11 +67,25 @@ impl<L: AsyncRateLimit> Limiter<L> {
         self
     }
 
-    /// Reports refusals and waits to `hook`.
+    /// Reports refusals and waits to `listener`, beside the listeners already attached.
     #[must_use]
-    pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
+    pub fn listener(mut self, listener: impl Listener<Event> + 'static) -> Self {
+        self.hook = self.hook.with(listener);
+        self
+    }
+
+    /// Reports refusals and waits to the listeners of `hook`, in place of those attached before.
+    #[must_use]
+    pub fn hook(mut self, hook: EventHook<Event>) -> Self {
         self.hook = hook;
         self
+    }
+
+    /// Reports refusals and waits to `hook`.
+    #[deprecated(since = "0.1.0", note = "use `hook`, or `listener` to add one listener")]
+    #[must_use]
+    pub fn with_hook(self, hook: EventHook<Event>) -> Self {
+        self.hook(hook)
     }
 
     /// The shared limiter.
@@ -203,11 +217,25 @@ impl<C: Clock> BulkheadPolicy<C> {
         Self { bulkhead, hook: EventHook::none() }
     }
 
-    /// Reports refusals to `hook`.
+    /// Reports refusals to `listener`, beside the listeners already attached.
     #[must_use]
-    pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
+    pub fn listener(mut self, listener: impl Listener<Event> + 'static) -> Self {
+        self.hook = self.hook.with(listener);
+        self
+    }
+
+    /// Reports refusals to the listeners of `hook`, in place of those attached before.
+    #[must_use]
+    pub fn hook(mut self, hook: EventHook<Event>) -> Self {
         self.hook = hook;
         self
+    }
+
+    /// Reports refusals to `hook`.
+    #[deprecated(since = "0.1.0", note = "use `hook`, or `listener` to add one listener")]
+    #[must_use]
+    pub fn with_hook(self, hook: EventHook<Event>) -> Self {
+        self.hook(hook)
     }
 
     /// The shared bulkhead.

@@ -165,6 +165,21 @@ impl<S, C: Clock> Pipeline<S, C> {
 
 /// Builds a [`Pipeline`]; policies apply in the order the methods are called, the first
 /// outermost.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_policy::{Error, Pipeline, Retry};
+///
+/// let pipeline = Pipeline::builder()
+///     .clock(ManualClock::new()) // every timeout, backoff and wait reads this clock
+///     .timeout(Duration::from_secs(1))
+///     .retry(Retry::builder().max_attempts(2).build()?)
+///     .build()?;
+/// let answer: Result<u32, Error<()>> = pipeline.call(|_| Ok(7));
+/// assert_eq!(answer, Ok(7));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug)]
 #[must_use]
 pub struct PipelineBuilder<L, C = FastClock> {

@@ -23,6 +23,16 @@ pub use limits::{BulkheadSettings, RateLimitSettings};
 pub use stack::{PipelineSettings, StandardPipeline, StandardStack};
 
 /// Settings of a [`Retry`].
+///
+/// ```
+/// use levee_policy::settings::RetrySettings;
+///
+/// let settings = RetrySettings { max_attempts: 5, ..RetrySettings::default() };
+/// let retry = settings.build()?;
+/// assert_eq!(retry.max_attempts(), 5);
+/// assert!(RetrySettings { max_attempts: 0, ..settings }.build().is_err());
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
@@ -106,6 +116,17 @@ impl RetrySettings {
 }
 
 /// Settings of a [`Hedge`].
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::HedgeDelay;
+/// use levee_policy::settings::HedgeSettings;
+///
+/// let settings = HedgeSettings { max_hedges: 1, delay: HedgeDelay::Fixed { delay: Duration::from_millis(30) } };
+/// let hedge = settings.build()?;
+/// assert_eq!(hedge.current_delay(), Duration::from_millis(30));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]

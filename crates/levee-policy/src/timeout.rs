@@ -13,7 +13,7 @@ use std::future::Future;
 use std::task::Poll;
 use std::time::Duration;
 
-use levee_core::{ConfigError, EventHook};
+use levee_core::{ConfigError, EventHook, Listener};
 
 use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
 use levee_core::{Sleep, nanos};
@@ -60,11 +60,25 @@ impl Timeout {
         Self { timeout, hook: EventHook::none() }
     }
 
-    /// Reports [`Event::TimedOut`] to `hook`.
+    /// Reports [`Event::TimedOut`] to `listener`, beside the listeners already attached.
     #[must_use]
-    pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
+    pub fn listener(mut self, listener: impl Listener<Event> + 'static) -> Self {
+        self.hook = self.hook.with(listener);
+        self
+    }
+
+    /// Reports [`Event::TimedOut`] to the listeners of `hook`, in place of those attached before.
+    #[must_use]
+    pub fn hook(mut self, hook: EventHook<Event>) -> Self {
         self.hook = hook;
         self
+    }
+
+    /// Reports [`Event::TimedOut`] to `hook`.
+    #[deprecated(since = "0.1.0", note = "use `hook`, or `listener` to add one listener")]
+    #[must_use]
+    pub fn with_hook(self, hook: EventHook<Event>) -> Self {
+        self.hook(hook)
     }
 
     /// The configured duration.

@@ -42,6 +42,21 @@ const BAD_STATE: &str = "LEVEEBADSTATE";
 ///
 /// Build one per quota and share it (`Arc`); it is `Send + Sync`, and its futures are `Send`.
 /// Checks need a tokio runtime with time enabled.
+///
+/// ```no_run
+/// use levee_limit::Quota;
+/// use levee_redis::RedisRateLimiter;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), levee_redis::BuildError> {
+/// let limiter = RedisRateLimiter::builder(Quota::per_minute(600)).connect("redis://127.0.0.1:6379/")?;
+/// match limiter.check("api-token-7").await {
+///     Ok(()) => println!("admitted"),
+///     Err(throttled) => println!("429, retry after {:?}", throttled.retry_after()),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct RedisRateLimiter<C: Clock = FastClock, Conn = ConnectionManager> {
     conn: Conn,
     script: GcraScript,
@@ -399,6 +414,25 @@ impl<C: Clock, Conn> RedisRateLimiter<C, Conn> {
 }
 
 /// Builds a [`RedisRateLimiter`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use levee_breaker::BreakerSettings;
+/// use levee_limit::Quota;
+/// use levee_redis::{FailMode, RedisRateLimiter};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), levee_redis::BuildError> {
+/// let limiter = RedisRateLimiter::builder(Quota::per_second(50).with_burst(10))
+///     .prefix("rl:login:")
+///     .timeout(Duration::from_millis(25))
+///     .fail_mode(FailMode::open(0.5))
+///     .breaker(BreakerSettings::default())
+///     .connect("redis://127.0.0.1:6379/")?;
+/// limiter.check("user-42").await.ok();
+/// # Ok(())
+/// # }
+/// ```
 #[must_use]
 pub struct RedisLimiterBuilder<C> {
     quota: Quota,

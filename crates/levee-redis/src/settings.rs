@@ -14,6 +14,17 @@ pub const MAX_SPAN: Duration = Duration::from_nanos(1 << 52);
 
 /// What a check decides when Redis cannot: its circuit breaker is open, or the call failed
 /// or timed out.
+///
+/// ```
+/// use levee_limit::Quota;
+/// use levee_redis::{FailMode, RedisRateLimiter};
+///
+/// // Three replicas: while Redis is away each admits a third of the quota on its own.
+/// let open = RedisRateLimiter::builder(Quota::per_second(300)).fail_mode(FailMode::open(1.0 / 3.0));
+/// // A limit that protects money is better refused than exceeded.
+/// let closed = RedisRateLimiter::builder(Quota::per_minute(5)).fail_mode(FailMode::Closed);
+/// # let _ = (open, closed);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields))]
@@ -78,6 +89,17 @@ impl Default for FailMode {
 /// it starts at one cell (a cold key costs as much as without leases and loses nothing),
 /// doubles each time a lease is spent before it expires, and halves when one expires
 /// unspent, within `1..=max_batch`.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_limit::Quota;
+/// use levee_redis::{LeaseSettings, RedisRateLimiter};
+///
+/// // Hot keys take up to 32 cells per round trip, spent locally within 20 ms.
+/// let builder = RedisRateLimiter::builder(Quota::per_second(10_000))
+///     .lease(LeaseSettings { max_batch: 32, ttl: Duration::from_millis(20), ..LeaseSettings::default() });
+/// # let _ = builder;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]

@@ -47,6 +47,20 @@ impl Counters {
 }
 
 /// A snapshot of a [`RedisRateLimiter`](crate::RedisRateLimiter)'s counters.
+///
+/// ```no_run
+/// use levee_limit::Quota;
+/// use levee_redis::RedisRateLimiter;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), levee_redis::BuildError> {
+/// let limiter = RedisRateLimiter::builder(Quota::per_second(100)).connect("redis://127.0.0.1:6379/")?;
+/// let _ = limiter.check("k").await;
+/// let stats = limiter.stats();
+/// println!("{} round trips, {} degraded, breaker {:?}", stats.round_trips, stats.degraded, stats.breaker);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]

@@ -9,6 +9,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// [`TimerError::StaleKey`](crate::TimerError::StaleKey)), even after the wheel reuses the
 /// timer's storage for a new timer. A key also names its wheel, so a key used on another
 /// wheel is refused ([`TimerError::ForeignKey`](crate::TimerError::ForeignKey)).
+///
+/// ```
+/// use levee_timer::TimingWheel;
+///
+/// let mut wheel = TimingWheel::new();
+/// let key = wheel.insert(5_000_000, "retry")?;
+/// assert_eq!(wheel.deadline(key), Some(5_000_000));
+/// assert_eq!(wheel.cancel(key), Some("retry"));
+/// assert_eq!(wheel.cancel(key), None); // a stale key touches nothing
+/// # Ok::<(), levee_timer::TimerError<&str>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerKey {
     pub(crate) wheel: u32,

@@ -29,7 +29,7 @@
 //! | | |
 //! |---|---|
 //! | [`TimingWheel::new()`] | exact, 1 ms tick, start 0, unbounded |
-//! | [`TimingWheel::builder()`] | [`Builder`]: `tick`, `mode(`[`Precision`]`::{Exact, Slack})`, `max_pending`, `start`; `build()` -> `Result<_, ConfigError>` |
+//! | [`TimingWheel::builder()`] | [`TimingWheelBuilder`]: `tick`, `mode(`[`Precision`]`::{Exact, Slack})`, `max_pending`, `start`; `build()` -> `Result<_, ConfigError>` |
 //! | [`insert(deadline, value)`](TimingWheel::insert) | -> `Result<`[`TimerKey`]`, `[`TimerError<T>`](TimerError)`>`; the only error is [`TimerError::Full`], which hands the value back |
 //! | [`cancel(key)`](TimingWheel::cancel) | -> `Option<T>`; `None` for a stale or foreign key |
 //! | [`reset(key, deadline)`](TimingWheel::reset) | -> `Result<(), TimerError>`: [`StaleKey`](TimerError::StaleKey) / [`ForeignKey`](TimerError::ForeignKey) |
@@ -114,8 +114,13 @@ pub mod fuzz {
 pub use error::TimerError;
 pub use key::TimerKey;
 #[cfg(not(loom))]
+#[allow(deprecated)]
+pub use service::ServiceBuilder;
+#[cfg(not(loom))]
 pub use service::{
-    Elapsed, Expirations, ServiceBuilder, Sleep, Timeout, TimerEvent, TimerService, TimerStats,
+    Elapsed, Expirations, Sleep, Timeout, TimerEvent, TimerService, TimerServiceBuilder, TimerStats,
 };
 pub use sharded::{Polled, ShardedWheel, TimerHandle};
-pub use wheel::{Builder, Drain, Expired, MIN_TICK, Precision, TimingWheel};
+#[allow(deprecated)]
+pub use wheel::Builder;
+pub use wheel::{Drain, Expired, MIN_TICK, Precision, TimingWheel, TimingWheelBuilder};

@@ -22,9 +22,19 @@ use levee_core::sync::{CachePadded, Mutex};
 
 use crate::error::TimerError;
 use crate::key::TimerKey;
-use crate::wheel::{Builder, Expired, MAX_ENTRIES, TimingWheel};
+use crate::wheel::{Expired, MAX_ENTRIES, TimingWheel, TimingWheelBuilder};
 
 /// Names one timer of a [`ShardedWheel`]: its shard and its key there. `Copy`, 16 bytes.
+///
+/// ```
+/// use levee_timer::{ShardedWheel, TimingWheel};
+///
+/// let wheel = ShardedWheel::<&str>::new(4, TimingWheel::builder())?;
+/// let (handle, _earliest) = wheel.insert(1_000_000, "ping").unwrap();
+/// assert!(wheel.contains(handle));
+/// assert_eq!(wheel.cancel(handle), Some("ping"));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerHandle {
     pub(crate) shard: u32,
@@ -48,6 +58,19 @@ struct Shard<T> {
 }
 
 /// What one [`ShardedWheel::poll_expired`] pass found.
+///
+/// ```
+/// use levee_timer::{ShardedWheel, TimingWheel};
+///
+/// let wheel = ShardedWheel::<u32>::new(2, TimingWheel::builder())?;
+/// wheel.insert(1_000_000, 1).unwrap();
+/// wheel.insert(9_000_000, 2).unwrap();
+/// let mut due = Vec::new();
+/// let polled = wheel.poll_expired(5_000_000, &mut due, usize::MAX);
+/// assert_eq!((polled.fired, polled.more), (1, false));
+/// assert!(polled.next.is_some()); // come back for the second timer
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Polled {
     /// How many due timers were appended to the output.
@@ -104,7 +127,7 @@ impl<T> ShardedWheel<T> {
     /// # Errors
     /// A [`ConfigError`] naming `shards` when it is zero or above 1024, or the wheel
     /// builder's error, or `max_pending` when it is below the number of shards.
-    pub fn new(shards: usize, wheel: Builder) -> Result<Self, ConfigError> {
+    pub fn new(shards: usize, wheel: TimingWheelBuilder) -> Result<Self, ConfigError> {
         if !(1..=1024).contains(&shards) {
             return Err(ConfigError::new("shards", format!("must be in 1..=1024, got {shards}")));
         }

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use levee::breaker::{BreakerSettings, Builder, CircuitBreaker, OpenWait, SlidingWindow, State};
+use levee::breaker::{
+    BreakerSettings, CircuitBreaker, CircuitBreakerBuilder, OpenWait, SlidingWindow, State,
+};
 use levee::core::ManualClock;
 use levee::queue::broker::{
     Broker, BrokerError, DeadLetter, InProcessBroker, Message, Nack, Overflow, Publish, Select,
@@ -35,7 +37,7 @@ fn breaker_settings() -> BreakerSettings {
     }
 }
 
-fn builder(clock: &ManualClock) -> Builder<ManualClock> {
+fn builder(clock: &ManualClock) -> CircuitBreakerBuilder<ManualClock> {
     CircuitBreaker::builder().settings(breaker_settings()).clock(clock.clone())
 }
 

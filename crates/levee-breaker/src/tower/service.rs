@@ -10,6 +10,21 @@ use crate::{CallError, CircuitBreaker, Classify, DefaultClassifier};
 
 /// A service behind a circuit breaker; clones share the breaker. Built by
 /// [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
+///
+/// ```
+/// use std::sync::Arc;
+/// use levee_breaker::CircuitBreaker;
+/// use levee_breaker::CircuitBreakerLayer;
+/// use tower::{Layer, Service, ServiceExt};
+///
+/// # futures::executor::block_on(async {
+/// let breaker = Arc::new(CircuitBreaker::builder().build()?);
+/// let mut svc = CircuitBreakerLayer::new(breaker)
+///     .layer(tower::service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n * 2) }));
+/// assert_eq!(svc.ready().await?.call(21).await?, 42);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug)]
 pub struct CircuitBreakerService<S, C: Clock = FastClock, K = DefaultClassifier> {
     inner: S,

@@ -30,6 +30,18 @@ use std::num::NonZeroU64;
 use super::{AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering, UnsafeCell};
 
 /// A published slot's state word: an `AtomicU64` that is never 0 (0 marks an empty slot).
+///
+/// ```
+/// use std::num::NonZeroU64;
+/// use levee_core::sync::{Entry, OnceSlots, Ordering};
+///
+/// let slots = OnceSlots::<&str>::new(2);
+/// slots.publisher().publish(0, "k", NonZeroU64::new(5).unwrap()).unwrap();
+/// if let Entry::Full(_, state) = slots.get(0) {
+///     state.store(NonZeroU64::new(6).unwrap(), Ordering::Relaxed); // the word is the key's state
+///     assert_eq!(state.load(Ordering::Relaxed), 6);
+/// }
+/// ```
 #[repr(transparent)]
 pub struct SlotState(AtomicU64);
 
@@ -89,6 +101,16 @@ struct Slot<K> {
 }
 
 /// What a slot holds.
+///
+/// ```
+/// use std::num::NonZeroU64;
+/// use levee_core::sync::{Entry, OnceSlots};
+///
+/// let slots = OnceSlots::<u32>::new(2);
+/// assert!(matches!(slots.get(0), Entry::Empty));
+/// slots.publisher().publish(0, 42, NonZeroU64::new(1).unwrap()).unwrap();
+/// assert!(matches!(slots.get(0), Entry::Full(&42, _)));
+/// ```
 pub enum Entry<'a, K> {
     /// Nothing (yet).
     Empty,
@@ -294,6 +316,18 @@ impl<K> Drop for OnceSlots<K> {
 }
 
 /// The right to publish into an [`OnceSlots`]: holds its mutex until dropped.
+///
+/// ```
+/// use std::num::NonZeroU64;
+/// use levee_core::sync::OnceSlots;
+///
+/// let slots = OnceSlots::<u32>::new(4);
+/// let publisher = slots.publisher(); // one publisher at a time; readers never wait
+/// publisher.publish(0, 7, NonZeroU64::new(1).unwrap()).unwrap();
+/// publisher.publish(1, 8, NonZeroU64::new(1).unwrap()).unwrap();
+/// drop(publisher);
+/// assert_eq!(slots.len(), 2);
+/// ```
 pub struct Publisher<'a, K> {
     slots: &'a OnceSlots<K>,
     _lock: MutexGuard<'a, ()>,

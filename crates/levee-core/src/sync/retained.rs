@@ -63,6 +63,15 @@ unsafe impl<T: Send + Sync> Send for Retained<T> {}
 unsafe impl<T: Send + Sync> Sync for Retained<T> {}
 
 /// One version of a [`Retained`] value, borrowed from it: derefs to the value.
+///
+/// ```
+/// use levee_core::sync::Retained;
+///
+/// let limits = Retained::new("v1");
+/// let old = limits.load(); // a version stays readable after newer ones are published
+/// limits.publish("v2");
+/// assert_eq!((*old, *limits.load()), ("v1", "v2"));
+/// ```
 pub struct Version<'a, T> {
     node: &'a Node<T>,
 }

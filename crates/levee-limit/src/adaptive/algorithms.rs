@@ -33,6 +33,15 @@ pub trait LimitAlgorithm: Send + fmt::Debug + 'static {
 /// Additive increase, multiplicative decrease (TCP Reno's rule, Netflix's `AIMDLimit`):
 /// a window with drops multiplies the limit by `backoff`; a window without drops in which
 /// the limit was actually used (in flight at least half the limit) adds `increase`.
+///
+/// ```
+/// use levee_limit::{AdaptiveBulkhead, Aimd};
+///
+/// // Grow the limit by 2 per good window, cut it to 80 % on a drop.
+/// let bulkhead = AdaptiveBulkhead::builder(Aimd::new().increase(2).backoff(0.8)).build()?;
+/// assert!(bulkhead.limit() > 0);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Aimd {
     backoff: f64,
@@ -91,6 +100,14 @@ impl LimitAlgorithm for Aimd {
 /// The long-term average decays quickly when it is more than twice the short one, so a
 /// recovered backend is not judged by its old latency. Drops are not used (latency alone
 /// drives Gradient2, as in Netflix's).
+///
+/// ```
+/// use levee_limit::{AdaptiveBulkhead, Gradient2};
+///
+/// let bulkhead = AdaptiveBulkhead::builder(Gradient2::new().rtt_tolerance(1.5).queue_size(4)).build()?;
+/// assert!(bulkhead.limit() > 0);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gradient2 {
     smoothing: f64,
@@ -184,6 +201,14 @@ impl LimitAlgorithm for Gradient2 {
 /// Netflix's `VegasLimit` (TCP Vegas): estimates the queue building up downstream from how
 /// far the window's mean RTT is above the lowest RTT seen (`queue = limit * (1 - min/rtt)`)
 /// and grows the limit while that queue is small, shrinks it when large or on drops.
+///
+/// ```
+/// use levee_limit::{AdaptiveBulkhead, Vegas};
+///
+/// let bulkhead = AdaptiveBulkhead::builder(Vegas::new()).initial_limit(10).build()?;
+/// assert_eq!(bulkhead.limit(), 10);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Vegas {
     rtt_no_load: Option<Duration>,

@@ -206,6 +206,16 @@ impl<C: Clock> AdaptiveBulkhead<C> {
 
 /// A permit of an [`AdaptiveBulkhead`]. Released on drop, recording the call as a success
 /// unless marked otherwise.
+///
+/// ```
+/// use levee_limit::{AdaptiveBulkhead, Vegas};
+///
+/// let bulkhead = AdaptiveBulkhead::builder(Vegas::new()).build()?;
+/// let permit = bulkhead.try_acquire()?;
+/// // ... call the backend ...
+/// permit.dropped(); // it was overloaded: the algorithm hears a drop, not a latency sample
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "the permit is released as soon as it is dropped"]
 pub struct AdaptivePermit<'a, C: Clock = FastClock> {
     adaptive: &'a AdaptiveBulkhead<C>,
@@ -280,6 +290,19 @@ impl<C: Clock> Drop for AdaptiveOwnedPermit<C> {
 }
 
 /// Builds an [`AdaptiveBulkhead`].
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_limit::{AdaptiveBulkhead, Aimd};
+///
+/// let bulkhead = AdaptiveBulkhead::builder(Aimd::new().backoff(0.9))
+///     .initial_limit(20)
+///     .limits(2, 200)
+///     .window(Duration::from_secs(1), 10)
+///     .build()?;
+/// assert_eq!(bulkhead.limit(), 20);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[must_use]
 pub struct AdaptiveBuilder<C> {
     algorithm: Box<dyn LimitAlgorithm>,

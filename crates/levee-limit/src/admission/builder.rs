@@ -35,6 +35,20 @@ impl AdmissionController<FastClock> {
 }
 
 /// Builds an [`AdmissionController`].
+///
+/// ```
+/// use levee_core::ManualClock;
+/// use levee_limit::{AdmissionController, AdmissionSettings};
+///
+/// let controller = AdmissionController::builder()
+///     .settings(AdmissionSettings::default())
+///     .clock(ManualClock::new())
+///     .build()?;
+/// let permit = controller.try_acquire()?;
+/// drop(permit); // completes the request: its latency feeds the capacity estimate
+/// assert_eq!(controller.stats().admitted, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use]
 pub struct AdmissionBuilder<C> {
     settings: AdmissionSettings,

@@ -6,6 +6,14 @@ use std::time::Duration;
 use crate::error::RetryAfter;
 
 /// The admission controller shed a request: more were in flight than the estimated capacity.
+///
+/// ```
+/// use levee_limit::{RetryAfter, Shed};
+///
+/// let shed = Shed { in_flight: 41, capacity: 40 };
+/// assert_eq!(shed.to_string(), "load shed: 41 requests in flight over an estimated capacity of 40");
+/// assert_eq!(shed.retry_after(), None); // capacity frees up as requests complete
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[error("load shed: {in_flight} requests in flight over an estimated capacity of {capacity}")]
 pub struct Shed {

@@ -11,6 +11,18 @@ use levee_core::{Clock, FastClock};
 use super::AdmissionController;
 
 /// An admitted request; its completion is recorded when dropped.
+///
+/// ```
+/// use levee_limit::AdmissionController;
+///
+/// let controller = AdmissionController::new()?;
+/// {
+///     let _permit = controller.try_acquire()?; // refused with `Shed` when over capacity
+///     // ... handle the request ...
+/// } // dropped: its latency and completion feed the capacity estimate
+/// assert_eq!(controller.stats().in_flight, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "the request counts as complete as soon as the permit is dropped"]
 pub struct AdmissionPermit<'a, C: Clock = FastClock> {
     pub(super) controller: &'a AdmissionController<C>,

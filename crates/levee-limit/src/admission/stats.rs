@@ -9,6 +9,19 @@ use levee_core::sync::Ordering;
 use super::{AdmissionController, Shed};
 
 /// What an admission controller reports to its listeners.
+///
+/// ```
+/// use levee_limit::{AdmissionController, AdmissionEvent};
+///
+/// let controller = AdmissionController::builder()
+///     .listener(|e: &AdmissionEvent| {
+///         let AdmissionEvent::Shed(shed) = e else { return };
+///         eprintln!("shed at {} in flight", shed.in_flight);
+///     })
+///     .build()?;
+/// # let _ = controller;
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AdmissionEvent {
@@ -17,6 +30,18 @@ pub enum AdmissionEvent {
 }
 
 /// A snapshot of an admission controller's counters and estimate.
+///
+/// ```
+/// use levee_limit::AdmissionController;
+///
+/// let controller = AdmissionController::new()?;
+/// let permit = controller.try_acquire()?;
+/// assert_eq!(controller.stats().in_flight, 1);
+/// drop(permit);
+/// let stats = controller.stats();
+/// assert_eq!((stats.admitted, stats.shed, stats.in_flight), (1, 0, 0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct AdmissionStats {

@@ -35,6 +35,22 @@ impl Bulkhead<FastClock> {
 }
 
 /// Builds a [`Bulkhead`].
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_limit::Bulkhead;
+///
+/// let bulkhead = Bulkhead::builder(8)
+///     .max_queue(32)
+///     .max_wait(Duration::from_millis(50))
+///     .count_acquired(true)
+///     .build()?;
+/// let permit = bulkhead.try_acquire()?;
+/// assert_eq!(bulkhead.stats().in_flight, 1);
+/// drop(permit);
+/// assert_eq!(bulkhead.stats().acquired, Some(1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use]
 pub struct BulkheadBuilder<C> {
     max_concurrent: usize,

@@ -6,6 +6,15 @@ use std::time::Duration;
 use crate::error::RetryAfter;
 
 /// Why a bulkhead refused a call.
+///
+/// ```
+/// use levee_limit::{Bulkhead, BulkheadError};
+///
+/// let bulkhead = Bulkhead::new(1)?;
+/// let _held = bulkhead.try_acquire()?;
+/// assert_eq!(bulkhead.try_acquire().unwrap_err(), BulkheadError::Full { limit: 1 });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum BulkheadError {

@@ -10,6 +10,18 @@ use levee_core::{Clock, FastClock};
 use super::Bulkhead;
 
 /// A bulkhead permit; released when dropped.
+///
+/// ```
+/// use levee_limit::Bulkhead;
+///
+/// let bulkhead = Bulkhead::new(2)?;
+/// {
+///     let _permit = bulkhead.try_acquire()?;
+///     assert_eq!(bulkhead.available(), 1);
+/// } // dropped: the slot is free again
+/// assert_eq!(bulkhead.available(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "the permit is released as soon as it is dropped"]
 pub struct Permit<'a, C: Clock = FastClock> {
     pub(super) bulkhead: &'a Bulkhead<C>,
@@ -29,6 +41,20 @@ impl<C: Clock> Drop for Permit<'_, C> {
 }
 
 /// A bulkhead permit holding its own handle to the bulkhead; released when dropped.
+///
+/// ```
+/// use std::sync::Arc;
+/// use levee_limit::Bulkhead;
+///
+/// let bulkhead = Arc::new(Bulkhead::new(1)?);
+/// let permit = bulkhead.try_acquire_owned()?;
+/// let task = std::thread::spawn(move || {
+///     let _permit = permit; // held by the thread, released when it ends
+/// });
+/// task.join().unwrap();
+/// assert_eq!(bulkhead.stats().in_flight, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "the permit is released as soon as it is dropped"]
 pub struct OwnedPermit<C: Clock = FastClock> {
     pub(super) bulkhead: Arc<Bulkhead<C>>,

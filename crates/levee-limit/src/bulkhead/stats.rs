@@ -9,6 +9,19 @@ use levee_core::sync::Ordering;
 use super::{Bulkhead, BulkheadError};
 
 /// What a bulkhead reports to its listeners.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use levee_limit::{Bulkhead, BulkheadError, BulkheadEvent};
+///
+/// let events = Arc::new(Mutex::new(Vec::new()));
+/// let sink = events.clone();
+/// let bulkhead = Bulkhead::builder(1).listener(move |e: &BulkheadEvent| sink.lock().unwrap().push(*e)).build()?;
+/// let _held = bulkhead.try_acquire()?;
+/// let _ = bulkhead.try_acquire();
+/// assert_eq!(events.lock().unwrap()[..], [BulkheadEvent::Rejected(BulkheadError::Full { limit: 1 })]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BulkheadEvent {
@@ -29,6 +42,16 @@ pub enum BulkheadEvent {
 }
 
 /// A snapshot of a bulkhead's state and counters.
+///
+/// ```
+/// use levee_limit::Bulkhead;
+///
+/// let bulkhead = Bulkhead::new(3)?;
+/// let _a = bulkhead.try_acquire()?;
+/// let stats = bulkhead.stats();
+/// assert_eq!((stats.in_flight, stats.limit, bulkhead.available()), (1, 3, 2));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct BulkheadStats {

@@ -74,6 +74,17 @@ pub type DefaultHasher = foldhash::fast::RandomState;
 
 /// What a keyed limiter does when a new key arrives at a shard that already holds its share
 /// of [`max_keys`](KeyedBuilder::max_keys) and none of its keys has refilled.
+///
+/// ```
+/// use levee_limit::{KeyLimitPolicy, KeyedRateLimiter, Quota};
+///
+/// // At most 1024 keys; once full, new keys are refused rather than evicting others.
+/// let limiter = KeyedRateLimiter::<String>::builder(Quota::per_second(5))
+///     .max_keys(1024, KeyLimitPolicy::RefuseNewKeys)
+///     .build()?;
+/// assert!(limiter.check("alice").is_ok());
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
@@ -151,6 +162,17 @@ impl<K, C, S> fmt::Debug for KeyedRateLimiter<K, C, S> {
 }
 
 /// A snapshot of a keyed limiter's counters.
+///
+/// ```
+/// use levee_limit::{KeyedRateLimiter, Quota};
+///
+/// let limiter = KeyedRateLimiter::<u64>::new(Quota::per_second(1))?;
+/// limiter.check(&1).unwrap();
+/// assert!(limiter.check(&1).is_err());
+/// let stats = limiter.stats();
+/// assert_eq!((stats.keys, stats.rejected), (1, 1));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct KeyedStats {
@@ -461,6 +483,20 @@ where
 }
 
 /// Builds a [`KeyedRateLimiter`].
+///
+/// ```
+/// use levee_core::ManualClock;
+/// use levee_limit::{KeyLimitPolicy, KeyedRateLimiter, Quota};
+///
+/// let limiter = KeyedRateLimiter::<String>::builder(Quota::per_minute(60).with_burst(5))
+///     .clock(ManualClock::new())
+///     .shards(16)
+///     .max_keys(100_000, KeyLimitPolicy::EvictNearestRefilled)
+///     .count_admitted(true)
+///     .build()?;
+/// assert!(limiter.check("10.0.0.1").is_ok());
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[must_use]
 pub struct KeyedBuilder<K, C, S> {
     quota: Quota,

@@ -49,6 +49,21 @@ use crate::bulkhead::BulkheadError;
 use crate::error::{RetryAfter, Throttled};
 
 /// The error of levee's tower services: a refusal, or the inner service's error.
+///
+/// ```
+/// use levee_limit::tower::LimitError;
+/// use levee_limit::BulkheadError;
+///
+/// fn status<E>(err: &LimitError<E>) -> u16 {
+///     match err {
+///         LimitError::Throttled(_) => 429,
+///         LimitError::Bulkhead(_) | LimitError::Shed(_) => 503,
+///         LimitError::Inner(_) => 500,
+///         _ => 500,
+///     }
+/// }
+/// assert_eq!(status(&LimitError::<()>::Bulkhead(BulkheadError::Full { limit: 8 })), 503);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LimitError<E> {

@@ -54,6 +54,16 @@ pub struct FixedWindowLimiter<C = FastClock> {
 }
 
 /// Builds a [`FixedWindowLimiter`] (see [`LimiterBuilder`] for the shared settings).
+///
+/// ```
+/// use levee_core::ManualClock;
+/// use levee_limit::{FixedWindowLimiter, WindowQuota};
+///
+/// let limiter = FixedWindowLimiter::builder(WindowQuota::per_minute(2)).clock(ManualClock::new()).build()?;
+/// assert!(limiter.check().is_ok() && limiter.check().is_ok());
+/// assert!(limiter.check().is_err());
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub type FixedWindowBuilder<C = FastClock> = LimiterBuilder<WindowQuota, C>;
 
 impl<C> fmt::Debug for FixedWindowLimiter<C> {

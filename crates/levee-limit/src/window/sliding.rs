@@ -67,6 +67,16 @@ pub struct SlidingWindowLimiter<C = FastClock> {
 }
 
 /// What a [`SlidingWindowBuilder`] collects besides the shared settings.
+///
+/// ```
+/// use levee_limit::{SlidingWindowLimiter, WindowQuota};
+///
+/// // The settings a `SlidingWindowBuilder` carries: set through its methods.
+/// let limiter = SlidingWindowLimiter::builder(WindowQuota::per_minute(600)).buckets(12).build()?;
+/// assert!(limiter.check().is_ok());
+/// assert_eq!(limiter.count(), 1);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlidingWindowSettings {
     quota: WindowQuota,
@@ -74,6 +84,19 @@ pub struct SlidingWindowSettings {
 }
 
 /// Builds a [`SlidingWindowLimiter`] (see [`LimiterBuilder`] for the shared settings).
+///
+/// ```
+/// use levee_core::ManualClock;
+/// use levee_limit::{SlidingWindowLimiter, WindowQuota};
+///
+/// let limiter = SlidingWindowLimiter::builder(WindowQuota::per_second(1))
+///     .buckets(10)
+///     .clock(ManualClock::new())
+///     .build()?;
+/// assert!(limiter.check().is_ok());
+/// assert!(limiter.check().is_err());
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub type SlidingWindowBuilder<C = FastClock> = LimiterBuilder<SlidingWindowSettings, C>;
 
 impl<C> fmt::Debug for SlidingWindowLimiter<C> {

@@ -57,6 +57,21 @@ pub struct RetryBudget {
 }
 
 /// Settings of a [`RetryBudget`].
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::{Retry, RetryBudget};
+///
+/// // Retries may add at most 10 % to the load, plus 5 per second, over a 10 s window.
+/// let budget = RetryBudget::builder()
+///     .window(Duration::from_secs(10))
+///     .ratio(0.1)
+///     .min_per_sec(5)
+///     .build_shared()?;
+/// let retry = Retry::builder().max_attempts(3).budget(budget.clone()).build()?;
+/// assert!(retry.budget().is_some());
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]

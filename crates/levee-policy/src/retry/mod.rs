@@ -13,7 +13,7 @@ mod budget;
 use std::sync::Arc;
 use std::time::Duration;
 
-use levee_core::{ConfigError, EventHook};
+use levee_core::{ConfigError, EventHook, Listener};
 
 pub use backoff::Backoff;
 pub use budget::{RetryBudget, RetryBudgetBuilder};
@@ -24,6 +24,23 @@ use levee_core::nanos;
 use crate::{Context, Error, Event, Operation, RetryAfter};
 
 /// Decides whether an attempt's outcome is worth retrying, and how long to wait at least.
+///
+/// ```
+/// use levee_policy::{Error, Retry, RetryOn};
+///
+/// /// Retries errors, and responses whose status says "try again".
+/// struct Transient;
+///
+/// impl RetryOn<u16, std::io::Error> for Transient {
+///     fn should_retry(&self, outcome: &Result<u16, Error<std::io::Error>>) -> bool {
+///         matches!(outcome, Err(_) | Ok(502..=504))
+///     }
+/// }
+///
+/// let retry = Retry::builder().max_attempts(3).with_predicate(Transient).build()?;
+/// assert_eq!(retry.max_attempts(), 3);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub trait RetryOn<T, E>: Send + Sync {
     /// True to retry this outcome (an error, or a response such as an HTTP 503).
     fn should_retry(&self, outcome: &Result<T, Error<E>>) -> bool;
@@ -48,6 +65,15 @@ impl<T, E> RetryOn<T, E> for AnyError {
 }
 
 /// Retries the errors a closure selects (see [`RetryBuilder::retry_on_error`]).
+///
+/// ```
+/// use levee_policy::{Error, Retry};
+///
+/// // Retry timeouts only; an operation error is final.
+/// let retry = Retry::builder().retry_on_error(|e: &Error<String>| matches!(e, Error::Timeout { .. })).build()?;
+/// # let _ = retry;
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct OnError<F>(pub F);
 
@@ -60,6 +86,22 @@ impl<T, E, F: Fn(&Error<E>) -> bool + Send + Sync> RetryOn<T, E> for OnError<F> 
 
 /// Retries the outcomes a closure selects, errors or responses (see
 /// [`RetryBuilder::retry_on`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::{Backoff, Error, Pipeline, Retry};
+///
+/// // A 503 is an `Ok` response that is still worth retrying.
+/// let retry = Retry::builder()
+///     .max_attempts(3)
+///     .backoff(Backoff::constant(Duration::ZERO))
+///     .retry_on(|r: &Result<u16, Error<()>>| matches!(r, Ok(503) | Err(_)))
+///     .build()?;
+/// let pipeline = Pipeline::builder().retry(retry).build()?;
+/// let status = pipeline.call(|ctx| Ok::<u16, ()>(if ctx.attempt() < 2 { 503 } else { 200 }));
+/// assert_eq!(status, Ok(200));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct OnOutcome<F>(pub F);
 
@@ -72,6 +114,30 @@ impl<T, E, F: Fn(&Result<T, Error<E>>) -> bool + Send + Sync> RetryOn<T, E> for 
 
 /// Also honours the operation error's own [`RetryAfter`] hint (see
 /// [`RetryBuilder::honour_retry_after`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::{Retry, RetryAfter};
+///
+/// /// An upstream 429 that says when to come back.
+/// #[derive(Debug)]
+/// struct TooMany(Duration);
+///
+/// impl RetryAfter for TooMany {
+///     fn retry_after(&self) -> Option<Duration> {
+///         Some(self.0)
+///     }
+/// }
+///
+/// // Wait at least the hint before retrying, but never more than 5 s.
+/// let retry = Retry::builder()
+///     .honour_retry_after()
+///     .max_retry_after(Duration::from_secs(5))
+///     .build()?;
+/// # let _: &Retry<_> = &retry;
+/// # let _ = TooMany(Duration::ZERO);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct WithHint<P>(pub P);
 
@@ -124,6 +190,24 @@ pub struct Retry<P = AnyError> {
 }
 
 /// Builds a [`Retry`]; every setting is checked in [`build`](Self::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::{Backoff, Retry};
+///
+/// #[derive(Debug)]
+/// enum DbError { Contention, Constraint }
+///
+/// // Retry only contention, up to 4 attempts, exponential backoff with jitter.
+/// let retry = Retry::builder()
+///     .max_attempts(4)
+///     .backoff(Backoff::exponential(Duration::from_millis(10), Duration::from_secs(1)).with_jitter(0.2))
+///     .retry_on_error(|e: &DbError| matches!(e, DbError::Contention))
+///     .build()?;
+/// assert_eq!(retry.max_attempts(), 4);
+/// # let _ = DbError::Constraint;
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct RetryBuilder<P = AnyError> {
     max_attempts: u32,
@@ -180,11 +264,27 @@ impl<P> RetryBuilder<P> {
         self
     }
 
-    /// Reports retries, exhaustion and abandonment to `hook`.
+    /// Reports retries, exhaustion and abandonment to `listener`, beside the listeners already
+    /// attached.
     #[must_use]
-    pub fn with_hook(mut self, hook: EventHook<Event>) -> Self {
+    pub fn listener(mut self, listener: impl Listener<Event> + 'static) -> Self {
+        self.hook = self.hook.with(listener);
+        self
+    }
+
+    /// Reports retries, exhaustion and abandonment to the listeners of `hook`, in place of those
+    /// attached before.
+    #[must_use]
+    pub fn hook(mut self, hook: EventHook<Event>) -> Self {
         self.hook = hook;
         self
+    }
+
+    /// Reports retries, exhaustion and abandonment to `hook`.
+    #[deprecated(since = "0.1.0", note = "use `hook`, or `listener` to add one listener")]
+    #[must_use]
+    pub fn with_hook(self, hook: EventHook<Event>) -> Self {
+        self.hook(hook)
     }
 
     /// Retries the outcomes `predicate` selects: errors, and responses too (`Ok` values that

@@ -11,6 +11,23 @@ use crate::BulkheadPolicy;
 use crate::Limiter;
 
 /// Settings of a rate limiter stage: `count` calls per `period`, bursts of `burst`.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::settings::RateLimitSettings;
+///
+/// // 100 calls per second, bursts of 20, waiting up to 50 ms for a slot.
+/// let settings = RateLimitSettings {
+///     count: 100,
+///     period: Duration::from_secs(1),
+///     burst: Some(20),
+///     max_wait: Some(Duration::from_millis(50)),
+/// };
+/// let stage = settings.build()?;
+/// # let _ = stage;
+/// assert!(RateLimitSettings { count: 0, ..settings }.build().is_err());
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]

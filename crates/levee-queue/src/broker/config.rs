@@ -5,6 +5,18 @@ use std::time::Duration;
 use levee_core::ConfigError;
 
 /// What a publish does when a subscription's backlog is at its `max_backlog`.
+///
+/// ```
+/// use levee_queue::broker::{BrokerError, InProcessBroker, Message, Overflow, SubscriptionConfig};
+///
+/// let broker = InProcessBroker::<u32>::new();
+/// broker.subscribe("events", SubscriptionConfig::new("audit").max_backlog(1).overflow(Overflow::Reject))?;
+/// broker.try_publish("events", Message::new(1)).unwrap();
+/// let refused = broker.try_publish("events", Message::new(2)).unwrap_err();
+/// assert!(matches!(refused.error, BrokerError::Full { capacity: 1, .. }));
+/// assert_eq!(refused.message.into_payload(), 2); // handed back, not lost
+/// # Ok::<(), BrokerError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
@@ -199,6 +211,18 @@ impl SubscriptionConfig {
 }
 
 /// Settings of one topic.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_queue::broker::{InProcessBroker, Message, SubscriptionConfig, TopicConfig};
+///
+/// let broker = InProcessBroker::<&str>::builder()
+///     .topic_defaults(TopicConfig::new().dedup_window(Duration::from_secs(600)).dedup_capacity(10_000))
+///     .build();
+/// broker.subscribe("orders", SubscriptionConfig::new("billing")).unwrap();
+/// broker.try_publish("orders", Message::new("o-1").id("o-1")).unwrap();
+/// assert!(broker.try_publish("orders", Message::new("o-1").id("o-1")).unwrap().is_duplicate());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]

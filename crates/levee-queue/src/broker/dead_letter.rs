@@ -6,6 +6,17 @@ use std::time::Duration;
 use super::message::StoredMessage;
 
 /// How one delivery attempt ended (other than by an ack).
+///
+/// ```
+/// use levee_queue::broker::{AttemptOutcome, InProcessBroker, Message, SubscriptionConfig};
+///
+/// let broker = InProcessBroker::<u8>::new();
+/// let sub = broker.subscribe("t", SubscriptionConfig::new("s")).unwrap();
+/// broker.try_publish("t", Message::new(1)).unwrap();
+/// sub.consumer().try_receive(1).unwrap()[0].term("poison").unwrap();
+/// let history = &sub.dead_letters()[0].history;
+/// assert!(matches!(history[0].outcome, AttemptOutcome::Terminated { .. }));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
@@ -29,6 +40,18 @@ pub enum AttemptOutcome {
 }
 
 /// One delivery attempt that did not end in an ack.
+///
+/// ```
+/// use levee_queue::broker::{InProcessBroker, Message, SubscriptionConfig};
+///
+/// let broker = InProcessBroker::<u8>::new();
+/// let sub = broker.subscribe("t", SubscriptionConfig::new("s")).unwrap();
+/// broker.try_publish("t", Message::new(1)).unwrap();
+/// sub.consumer().try_receive(1).unwrap()[0].term("poison").unwrap();
+/// let record = &sub.dead_letters()[0].history[0];
+/// assert_eq!(record.attempt, 1);
+/// assert_eq!(record.reason(), Some("poison"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AttemptRecord {
@@ -56,6 +79,17 @@ impl AttemptRecord {
 }
 
 /// Why a message was dead-lettered.
+///
+/// ```
+/// use levee_queue::broker::{DeadLetterReason, InProcessBroker, Message, SubscriptionConfig};
+///
+/// let broker = InProcessBroker::<&str>::new();
+/// let sub = broker.subscribe("orders", SubscriptionConfig::new("payment")).unwrap();
+/// broker.try_publish("orders", Message::new("bad order")).unwrap();
+/// let delivery = sub.consumer().try_receive(1).unwrap().remove(0);
+/// delivery.term("unknown product").unwrap(); // can never succeed
+/// assert!(matches!(sub.dead_letters()[0].reason, DeadLetterReason::Terminated { .. }));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
@@ -82,6 +116,18 @@ pub enum DeadLetterReason {
 }
 
 /// A message in a subscription's dead-letter queue.
+///
+/// ```
+/// use levee_queue::broker::{InProcessBroker, Message, Select, SubscriptionConfig};
+///
+/// let broker = InProcessBroker::<&str>::new();
+/// let sub = broker.subscribe("orders", SubscriptionConfig::new("payment")).unwrap();
+/// broker.try_publish("orders", Message::new("order 9")).unwrap();
+/// sub.consumer().try_receive(1).unwrap()[0].term("card expired").unwrap();
+/// let dead = sub.dead_letters();
+/// assert_eq!((dead[0].topic.as_ref(), *dead[0].message.payload()), ("orders", "order 9"));
+/// assert_eq!(sub.replay(Select::All), 1); // an operator sends it round again
+/// ```
 #[derive(Debug)]
 pub struct DeadLetter<T> {
     /// The message itself.
@@ -141,6 +187,22 @@ impl<T> DeadLetter<T> {
 }
 
 /// Which dead letters an operator acts on.
+///
+/// ```
+/// use levee_queue::broker::{InProcessBroker, Message, Select, SubscriptionConfig};
+///
+/// let broker = InProcessBroker::<u8>::new();
+/// let sub = broker.subscribe("t", SubscriptionConfig::new("s")).unwrap();
+/// for n in [1, 2] {
+///     broker.try_publish("t", Message::new(n)).unwrap();
+/// }
+/// for d in sub.consumer().try_receive(2).unwrap() {
+///     d.term("bad").unwrap();
+/// }
+/// let first = sub.dead_letters()[0].seq();
+/// assert_eq!(sub.purge(Select::Seqs(vec![first])), 1);
+/// assert_eq!(sub.replay(Select::All), 1);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Select {
     /// Every dead letter.

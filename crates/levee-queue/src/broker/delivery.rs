@@ -20,6 +20,23 @@ use super::subscription::Owner;
 /// with [`in_progress`](Self::in_progress) while working. A delivery dropped without a verb
 /// is a nack (counted as `dropped`), never a lost message; one not settled before its
 /// deadline is redelivered (counted as a lease expiry, apart from handler failures).
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_queue::broker::{InProcessBroker, Message, Nack, SubscriptionConfig};
+///
+/// let broker = InProcessBroker::<u32>::new();
+/// let sub = broker.subscribe("jobs", SubscriptionConfig::new("workers")).unwrap();
+/// broker.try_publish("jobs", Message::new(1)).unwrap();
+/// broker.try_publish("jobs", Message::new(2)).unwrap();
+/// let mut batch = sub.consumer().try_receive(2).unwrap();
+/// let second = batch.pop().unwrap();
+/// let first = batch.pop().unwrap();
+/// assert_eq!((*first.payload(), first.attempt()), (1, 1));
+/// first.ack().unwrap(); // handled: gone
+/// second.nack(Nack::new().delay(Duration::from_secs(1)).reason("db busy")).unwrap(); // again later
+/// assert_eq!(sub.stats().acked, 1);
+/// ```
 pub struct Delivery<T, C: Clock = FastClock> {
     pub(crate) owner: Arc<Owner<T, C>>,
     pub(crate) msg: Arc<StoredMessage<T>>,
@@ -35,6 +52,20 @@ pub struct Delivery<T, C: Clock = FastClock> {
 
 /// A detached handle to a delivery: `Copy`, so it can travel to whatever settles the
 /// delivery later through [`Subscription::ack`](super::Subscription::ack) and friends.
+///
+/// ```
+/// use levee_queue::broker::{InProcessBroker, Message, SubscriptionConfig};
+///
+/// let broker = InProcessBroker::<String>::new();
+/// let sub = broker.subscribe("mail", SubscriptionConfig::new("sender")).unwrap();
+/// broker.try_publish("mail", Message::new("welcome".to_string())).unwrap();
+/// let delivery = sub.consumer().try_receive(1).unwrap().remove(0);
+/// let receipt = delivery.receipt(); // small and `Copy`: settle later without the payload
+/// drop(delivery.payload().clone());
+/// sub.ack(receipt).unwrap();
+/// # drop(delivery);
+/// assert_eq!(sub.stats().acked, 1);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Receipt {
     pub(crate) subscription: u64,

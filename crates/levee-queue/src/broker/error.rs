@@ -5,6 +5,16 @@ use levee_core::ConfigError;
 /// Why a broker operation was refused. Every refusal is a value; nothing in the broker
 /// panics on bad input, and a refused operation changes nothing (no message is lost or
 /// delivered twice because of it).
+///
+/// ```
+/// use levee_queue::broker::{BrokerError, InProcessBroker, Message};
+///
+/// let broker = InProcessBroker::<u8>::new();
+/// broker.close();
+/// let err = broker.try_publish("orders", Message::new(1)).unwrap_err().error;
+/// assert!(matches!(err, BrokerError::Closed));
+/// assert_eq!(err.to_string(), "broker is closed");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrokerError {

@@ -81,8 +81,8 @@ impl<T> InProcessBroker<T, FastClock> {
 
     /// A builder, to choose the clock, listeners and topic defaults.
     #[must_use]
-    pub fn builder() -> Builder<T, FastClock> {
-        Builder {
+    pub fn builder() -> InProcessBrokerBuilder<T, FastClock> {
+        InProcessBrokerBuilder {
             clock: FastClock,
             topic_defaults: TopicConfig::default(),
             hook: EventHook::none(),
@@ -92,26 +92,45 @@ impl<T> InProcessBroker<T, FastClock> {
 }
 
 /// Builds an [`InProcessBroker`].
-pub struct Builder<T, C> {
+///
+/// ```
+/// use levee_core::ManualClock;
+/// use levee_queue::broker::{BrokerEvent, InProcessBroker, TopicConfig};
+///
+/// let broker = InProcessBroker::<String>::builder()
+///     .clock(ManualClock::new())
+///     .topic_defaults(TopicConfig::new())
+///     .listener(|e: &BrokerEvent| println!("{e:?}"))
+///     .build();
+/// assert!(broker.topics().is_empty());
+/// ```
+pub struct InProcessBrokerBuilder<T, C> {
     clock: C,
     topic_defaults: TopicConfig,
     hook: EventHook<BrokerEvent>,
     _t: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<T, C> std::fmt::Debug for Builder<T, C> {
+/// The former name of [`InProcessBrokerBuilder`].
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed to `InProcessBrokerBuilder` (levee's `XBuilder` convention)"
+)]
+pub type Builder<T, C> = InProcessBrokerBuilder<T, C>;
+
+impl<T, C> std::fmt::Debug for InProcessBrokerBuilder<T, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("InProcessBrokerBuilder")
             .field("topic_defaults", &self.topic_defaults)
             .finish_non_exhaustive()
     }
 }
 
-impl<T, C: Clock + Clone> Builder<T, C> {
+impl<T, C: Clock + Clone> InProcessBrokerBuilder<T, C> {
     /// Takes time from `clock` (a [`ManualClock`](levee_core::ManualClock) in tests).
     #[must_use]
-    pub fn clock<C2: Clock + Clone>(self, clock: C2) -> Builder<T, C2> {
-        Builder {
+    pub fn clock<C2: Clock + Clone>(self, clock: C2) -> InProcessBrokerBuilder<T, C2> {
+        InProcessBrokerBuilder {
             clock,
             topic_defaults: self.topic_defaults,
             hook: self.hook,

@@ -6,6 +6,16 @@ use std::time::Duration;
 /// Key-value headers of a message, in the order they were added.
 ///
 /// Empty headers allocate nothing.
+///
+/// ```
+/// use levee_queue::broker::{Headers, Message};
+///
+/// let mut headers = Headers::new();
+/// headers.insert("trace-id", "4bf92f35");
+/// let message = Message::new("order 7").headers(headers).header("tenant", "acme");
+/// assert_eq!(message.header_map().get("trace-id"), Some("4bf92f35"));
+/// assert_eq!(message.header_map().len(), 2);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers(Vec<(String, String)>);
 
@@ -52,6 +62,14 @@ impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Headers {
 }
 
 /// When a published message becomes deliverable.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_queue::broker::{Message, Schedule};
+///
+/// assert_eq!(Message::new(()).schedule(), Schedule::Now);
+/// assert_eq!(Message::new(()).delay(Duration::from_secs(5)).schedule(), Schedule::Delay(Duration::from_secs(5)));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Schedule {
     /// As soon as it is published.

@@ -96,7 +96,9 @@ pub use dead_letter::{AttemptOutcome, AttemptRecord, DeadLetter, DeadLetterReaso
 pub use delivery::{Delivery, Receipt};
 pub use error::{BatchAckError, BrokerError};
 pub use event::BrokerEvent;
-pub use in_process::{Builder, InProcessBroker};
+#[allow(deprecated)]
+pub use in_process::Builder;
+pub use in_process::{InProcessBroker, InProcessBrokerBuilder};
 pub use message::{Headers, Message, Schedule, StoredMessage};
 pub use nack::Nack;
 pub use serve::{Failure, ServeConfig, ServeHandle, ServeStats, serve};

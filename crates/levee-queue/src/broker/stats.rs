@@ -5,6 +5,18 @@
 ///
 /// Gauges (`depth`, `scheduled`, `in_flight`, `dead_letters`) are what it holds now; the
 /// other fields count since it was created.
+///
+/// ```
+/// use levee_queue::broker::{InProcessBroker, Message, SubscriptionConfig};
+///
+/// let broker = InProcessBroker::<u8>::new();
+/// let sub = broker.subscribe("t", SubscriptionConfig::new("s")).unwrap();
+/// broker.try_publish("t", Message::new(1)).unwrap();
+/// broker.try_publish("t", Message::new(2)).unwrap();
+/// let _held = sub.consumer().try_receive(1).unwrap();
+/// let stats = sub.stats();
+/// assert_eq!((stats.published, stats.depth, stats.in_flight), (2, 1, 1));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
@@ -59,6 +71,17 @@ impl SubscriptionStats {
 }
 
 /// Counts of one topic.
+///
+/// ```
+/// use levee_queue::broker::{InProcessBroker, Message, SubscriptionConfig};
+///
+/// let broker = InProcessBroker::<u8>::new();
+/// broker.subscribe("t", SubscriptionConfig::new("s")).unwrap();
+/// broker.try_publish("t", Message::new(1).id("a")).unwrap();
+/// broker.try_publish("t", Message::new(1).id("a")).unwrap();
+/// let stats = broker.topic("t").unwrap().stats();
+/// assert_eq!((stats.published, stats.duplicates, stats.subscriptions), (1, 1, 1));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]

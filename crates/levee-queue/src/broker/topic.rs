@@ -16,6 +16,17 @@ use super::subject::validate_subject;
 use super::subscription::{Ingress, SubShared, Subscription};
 
 /// What a publish did.
+///
+/// ```
+/// use levee_queue::broker::{InProcessBroker, Message, Publish, SubscriptionConfig};
+///
+/// let broker = InProcessBroker::<u8>::new();
+/// broker.subscribe("t", SubscriptionConfig::new("s")).unwrap();
+/// let first = broker.try_publish("t", Message::new(1).id("m-1")).unwrap();
+/// assert!(matches!(first, Publish::Published { .. }));
+/// let again = broker.try_publish("t", Message::new(1).id("m-1")).unwrap();
+/// assert_eq!(again, Publish::Duplicate { seq: first.seq() });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Publish {
     /// The message was accepted as `seq` and routed to this many subscriptions (zero when
@@ -51,6 +62,16 @@ impl Publish {
 }
 
 /// A refused publish: the error, and the message handed back.
+///
+/// ```
+/// use levee_queue::broker::{BrokerError, InProcessBroker, Message};
+///
+/// let broker = InProcessBroker::<String>::new();
+/// broker.close();
+/// let refused = broker.try_publish("t", Message::new("keep me".to_string())).unwrap_err();
+/// assert!(matches!(refused.error, BrokerError::Closed));
+/// assert_eq!(refused.into_message().into_payload(), "keep me"); // nothing is lost
+/// ```
 #[derive(Debug)]
 pub struct PublishError<T> {
     /// Why.
@@ -303,6 +324,16 @@ impl<'a, T, C: Clock> Targets<'a, T, C> {
 }
 
 /// A handle for publishing to one topic without looking it up by name each time.
+///
+/// ```
+/// use levee_queue::broker::{InProcessBroker, Message, SubscriptionConfig, TopicConfig};
+///
+/// let broker = InProcessBroker::<u8>::new();
+/// let topic = broker.create_topic("metrics", TopicConfig::new()).unwrap();
+/// broker.subscribe("metrics", SubscriptionConfig::new("store")).unwrap();
+/// topic.try_publish(Message::new(1)).unwrap(); // no lookup by name on this path
+/// assert_eq!(topic.stats().published, 1);
+/// ```
 pub struct Topic<T, C: Clock = FastClock> {
     pub(crate) shared: Arc<TopicShared<T, C>>,
 }

@@ -17,6 +17,24 @@ pub const MAX_CAPACITY: usize = 1 << 40;
 /// Whatever the policy, nothing is lost silently: a rejected message comes back to the sender
 /// and an evicted one is counted in [`ChannelStats::dropped`](super::ChannelStats::dropped) and
 /// reported as [`ChannelEvent::Dropped`].
+///
+/// ```
+/// use levee_queue::channel::{Builder, OverflowPolicy, SendError};
+///
+/// // Latest prices only: a full channel drops its oldest message.
+/// let (tx, rx) = Builder::bounded(2).overflow(OverflowPolicy::DropOldest).build()?;
+/// for price in [1, 2, 3] {
+///     tx.send(price).unwrap();
+/// }
+/// assert_eq!(rx.try_iter().collect::<Vec<_>>(), [2, 3]);
+/// assert_eq!(tx.stats().dropped, 1);
+///
+/// // Or hand the message back to the sender at once.
+/// let (tx, _rx) = Builder::bounded(1).overflow(OverflowPolicy::Reject).build()?;
+/// tx.send(1).unwrap();
+/// assert_eq!(tx.send(2), Err(SendError::Rejected(2)));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
@@ -34,6 +52,16 @@ pub enum OverflowPolicy {
 }
 
 /// A channel's settings as data (what a config file holds).
+///
+/// ```
+/// use levee_queue::channel::{ChannelConfig, OverflowPolicy};
+///
+/// let config = ChannelConfig { capacity: Some(64), overflow: OverflowPolicy::Wait };
+/// assert!(config.validate().is_ok());
+/// // An unbounded channel is never full, so only `Wait` applies.
+/// let bad = ChannelConfig { capacity: None, overflow: OverflowPolicy::DropOldest };
+/// assert_eq!(bad.validate().unwrap_err().setting, "overflow");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]

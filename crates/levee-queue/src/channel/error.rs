@@ -3,6 +3,17 @@
 use std::fmt;
 
 /// Why [`Sender::try_send`](super::Sender::try_send) did not send; the value comes back.
+///
+/// ```
+/// use levee_queue::channel::{self, TrySendError};
+///
+/// let (tx, rx) = channel::bounded(1)?;
+/// tx.try_send("a").unwrap();
+/// assert_eq!(tx.try_send("b"), Err(TrySendError::Full("b"))); // the value comes back
+/// drop(rx);
+/// assert_eq!(tx.try_send("c").unwrap_err().into_inner(), "c");
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum TrySendError<T> {
     /// The channel is full (and its policy is not [`DropOldest`](super::OverflowPolicy::DropOldest)).
@@ -12,6 +23,15 @@ pub enum TrySendError<T> {
 }
 
 /// Why [`Sender::send`](super::Sender::send) (or `send_async`) did not send; the value comes back.
+///
+/// ```
+/// use levee_queue::channel::{self, SendError};
+///
+/// let (tx, rx) = channel::unbounded();
+/// tx.send(1).unwrap();
+/// rx.close();
+/// assert_eq!(tx.send(2), Err(SendError::Closed(2)));
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum SendError<T> {
     /// The channel was full and its policy is [`Reject`](super::OverflowPolicy::Reject).
@@ -21,6 +41,17 @@ pub enum SendError<T> {
 }
 
 /// Why [`Receiver::try_recv`](super::Receiver::try_recv) returned no message.
+///
+/// ```
+/// use levee_queue::channel::{self, TryRecvError};
+///
+/// let (tx, rx) = channel::unbounded::<u8>();
+/// assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+/// tx.send(7).unwrap();
+/// drop(tx);
+/// assert_eq!(rx.try_recv(), Ok(7)); // queued messages are still delivered
+/// assert_eq!(rx.try_recv(), Err(TryRecvError::Closed));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TryRecvError {
     /// No message right now; senders may still send.
@@ -32,6 +63,14 @@ pub enum TryRecvError {
 }
 
 /// The channel is closed and drained: no message will ever arrive.
+///
+/// ```
+/// use levee_queue::channel::{self, RecvError};
+///
+/// let (tx, rx) = channel::unbounded::<u8>();
+/// drop(tx);
+/// assert_eq!(rx.recv(), Err(RecvError)); // closed and drained: recv does not block
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, thiserror::Error)]
 #[error("channel is closed and empty")]
 pub struct RecvError;

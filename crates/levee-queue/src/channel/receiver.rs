@@ -12,6 +12,18 @@ use super::stats::{ChannelStats, CloseReason};
 /// The receiving end of a channel. Clone it for competing consumers: each message goes to
 /// exactly one receiver. When the last one is dropped the channel closes and the messages
 /// still queued are dropped (counted in [`ChannelStats::discarded`]).
+///
+/// ```
+/// use levee_queue::channel;
+///
+/// # futures::executor::block_on(async {
+/// let (tx, rx) = channel::bounded::<String>(8).unwrap();
+/// let worker = rx.clone(); // receivers compete: each message goes to one of them
+/// tx.send_async("job".to_string()).await.unwrap();
+/// assert_eq!(worker.recv_async().await.unwrap(), "job");
+/// assert!(rx.is_empty());
+/// # });
+/// ```
 pub struct Receiver<T> {
     pub(crate) chan: Arc<Chan<T>>,
 }

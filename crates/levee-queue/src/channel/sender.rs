@@ -11,6 +11,24 @@ use super::stats::{ChannelStats, CloseReason};
 
 /// The sending end of a channel. Clone it for more producers; the last one dropped closes
 /// the channel (receivers drain what is queued, then see it closed).
+///
+/// ```
+/// use levee_queue::channel;
+///
+/// let (tx, rx) = channel::bounded(16)?;
+/// let producers: Vec<_> = (0..4)
+///     .map(|i| {
+///         let tx = tx.clone();
+///         std::thread::spawn(move || tx.send(i).unwrap())
+///     })
+///     .collect();
+/// drop(tx);
+/// producers.into_iter().for_each(|p| p.join().unwrap());
+/// let mut got: Vec<_> = rx.iter().collect(); // ends when every sender is gone
+/// got.sort();
+/// assert_eq!(got, [0, 1, 2, 3]);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub struct Sender<T> {
     pub(crate) chan: Arc<Chan<T>>,
 }

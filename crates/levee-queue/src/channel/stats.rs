@@ -6,6 +6,18 @@
 /// pays nothing for them. Taken while senders and receivers are busy, a snapshot is
 /// approximate; once the channel is quiet it balances:
 /// `sent == received + dropped + discarded + depth`.
+///
+/// ```
+/// use levee_queue::channel;
+///
+/// let (tx, rx) = channel::bounded(4)?;
+/// tx.send(1).unwrap();
+/// tx.send(2).unwrap();
+/// rx.recv().unwrap();
+/// let stats = tx.stats();
+/// assert_eq!((stats.sent, stats.received, stats.depth, stats.capacity), (2, 1, 1, Some(4)));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ChannelStats {
@@ -27,6 +39,25 @@ pub struct ChannelStats {
 }
 
 /// Why a channel closed.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use levee_queue::channel::{Builder, ChannelEvent, CloseReason};
+///
+/// let closed = Arc::new(Mutex::new(None));
+/// let sink = closed.clone();
+/// let (tx, rx) = Builder::unbounded()
+///     .listener(move |e: &ChannelEvent| {
+///         if let ChannelEvent::Closed { reason } = e {
+///             *sink.lock().unwrap() = Some(*reason);
+///         }
+///     })
+///     .build::<u8>()?;
+/// drop(tx);
+/// assert_eq!(*closed.lock().unwrap(), Some(CloseReason::SendersGone));
+/// # drop(rx);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
     /// `close()` was called.

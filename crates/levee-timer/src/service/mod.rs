@@ -29,7 +29,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::error::TimerError;
 use crate::sharded::{ShardedWheel, TimerHandle};
-use crate::wheel::{Builder, Expired, Precision};
+use crate::wheel::{Expired, Precision, TimingWheelBuilder};
 
 pub use sleep::{Elapsed, Sleep, Timeout};
 pub use stream::Expirations;
@@ -45,6 +45,27 @@ enum Payload<T> {
 }
 
 /// Something a [`TimerService`] reports to its [`Listener`]s.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_timer::{TimerEvent, TimerService};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let events = Arc::new(Mutex::new(Vec::new()));
+/// let sink = events.clone();
+/// let timers: TimerService<u32, _> = TimerService::builder()
+///     .clock(ManualClock::new())
+///     .listener(move |e: &TimerEvent| sink.lock().unwrap().push(e.clone()))
+///     .build()
+///     .unwrap();
+/// let handle = timers.schedule_after(Duration::from_secs(1), 7).unwrap();
+/// timers.cancel(handle);
+/// assert!(matches!(events.lock().unwrap()[..], [TimerEvent::Cancelled { .. }]));
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TimerEvent {
@@ -68,6 +89,22 @@ pub enum TimerEvent {
 }
 
 /// Counters and the lateness histogram of a [`TimerService`].
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_timer::TimerService;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let timers: TimerService<u32, _> = TimerService::builder().clock(ManualClock::new()).build().unwrap();
+/// timers.schedule_after(Duration::from_secs(1), 1).unwrap();
+/// let handle = timers.schedule_after(Duration::from_secs(2), 2).unwrap();
+/// timers.cancel(handle);
+/// let stats = timers.stats();
+/// assert_eq!((stats.pending, stats.cancelled, stats.fired), (1, 1, 0));
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct TimerStats {
@@ -113,7 +150,7 @@ impl<T, C> Drop for Shared<T, C> {
 /// when due, plus [`sleep`](Self::sleep) and [`timeout`](Self::timeout) on the same wheels.
 ///
 /// Time is the service's clock `C` ([`FastClock`] unless the builder's
-/// [`clock`](ServiceBuilder::clock) says otherwise): deadlines are its readings, and the
+/// [`clock`](TimerServiceBuilder::clock) says otherwise): deadlines are its readings, and the
 /// driver sleeps on it. Built with [`TimerService::builder`] inside a tokio runtime (it
 /// spawns its driver task there, which ends when the last clone of the service and its
 /// sleeps are dropped).
@@ -160,9 +197,29 @@ impl<T, C> fmt::Debug for TimerService<T, C> {
 }
 
 /// Settings of a [`TimerService`].
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_timer::{Precision, TimerService};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let timers: TimerService<String, _> = TimerService::builder()
+///     .clock(ManualClock::new())
+///     .tick(Duration::from_millis(10))
+///     .mode(Precision::Slack)
+///     .max_pending(1_000_000)
+///     .shards(4)
+///     .on_expired(|_handle, order: String| println!("cancel unpaid {order}"))
+///     .build()
+///     .unwrap();
+/// assert_eq!(timers.pending(), 0);
+/// # }
+/// ```
 #[must_use]
-pub struct ServiceBuilder<T, C = FastClock> {
-    wheel: Builder,
+pub struct TimerServiceBuilder<T, C = FastClock> {
+    wheel: TimingWheelBuilder,
     shards: Option<usize>,
     callback: Option<Box<dyn Fn(TimerHandle, T) + Send + Sync>>,
     hook: EventHook<TimerEvent>,
@@ -170,9 +227,16 @@ pub struct ServiceBuilder<T, C = FastClock> {
     clock: C,
 }
 
-impl<T, C> fmt::Debug for ServiceBuilder<T, C> {
+/// The former name of [`TimerServiceBuilder`].
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed to `TimerServiceBuilder` (levee's `XBuilder` convention)"
+)]
+pub type ServiceBuilder<T, C = FastClock> = TimerServiceBuilder<T, C>;
+
+impl<T, C> fmt::Debug for TimerServiceBuilder<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServiceBuilder")
+        f.debug_struct("TimerServiceBuilder")
             .field("wheel", &self.wheel)
             .field("shards", &self.shards)
             .field("callback", &self.callback.is_some())
@@ -181,10 +245,10 @@ impl<T, C> fmt::Debug for ServiceBuilder<T, C> {
     }
 }
 
-impl<T: Send + 'static, C: Clock> ServiceBuilder<T, C> {
+impl<T: Send + 'static, C: Clock> TimerServiceBuilder<T, C> {
     /// Reads time from, and sleeps on, `clock` instead of [`FastClock`].
-    pub fn clock<C2: Clock>(self, clock: C2) -> ServiceBuilder<T, C2> {
-        ServiceBuilder {
+    pub fn clock<C2: Clock>(self, clock: C2) -> TimerServiceBuilder<T, C2> {
+        TimerServiceBuilder {
             wheel: self.wheel,
             shards: self.shards,
             callback: self.callback,
@@ -290,9 +354,9 @@ impl<T: Send + 'static, C: Clock> ServiceBuilder<T, C> {
 impl<T: Send + 'static> TimerService<T> {
     /// Settings for a service on [`FastClock`]; `build()` spawns it on the current tokio
     /// runtime.
-    pub fn builder() -> ServiceBuilder<T> {
-        ServiceBuilder {
-            wheel: Builder::default(),
+    pub fn builder() -> TimerServiceBuilder<T> {
+        TimerServiceBuilder {
+            wheel: TimingWheelBuilder::default(),
             shards: None,
             callback: None,
             hook: EventHook::none(),

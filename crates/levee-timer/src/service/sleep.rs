@@ -24,6 +24,22 @@ enum State {
 /// When the service is full (`max_pending`), the sleep is *rejected*: it completes at once
 /// and [`is_rejected`](Self::is_rejected) says so. A bounded service sheds load rather than
 /// growing without limit.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_timer::TimerService;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let clock = ManualClock::new();
+/// let timers: TimerService<(), _> = TimerService::builder().clock(clock.clone()).build().unwrap();
+/// let sleep = timers.sleep(Duration::from_millis(250));
+/// assert!(!sleep.is_rejected());
+/// clock.advance(Duration::from_millis(250));
+/// sleep.await;
+/// # }
+/// ```
 pub struct Sleep {
     backend: Arc<dyn SleepBackend>,
     deadline: u64,
@@ -120,6 +136,22 @@ impl Drop for Sleep {
 }
 
 /// The error of a [`Timeout`] whose deadline passed first.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_timer::{Elapsed, TimerService};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let clock = ManualClock::new();
+/// let timers: TimerService<(), _> = TimerService::builder().clock(clock.clone()).build().unwrap();
+/// let slow = timers.timeout(Duration::from_secs(1), std::future::pending::<()>());
+/// clock.advance(Duration::from_secs(1));
+/// let err: Elapsed = slow.await.unwrap_err();
+/// assert_eq!(err.to_string(), "deadline has elapsed");
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Elapsed(());
 

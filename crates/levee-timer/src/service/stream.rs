@@ -16,6 +16,23 @@ use crate::sharded::TimerHandle;
 ///
 /// Items wait here until taken; [`TimerStats::backlog`](super::TimerStats::backlog) counts
 /// them, so a consumer that falls behind is visible.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_timer::TimerService;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let clock = ManualClock::new();
+/// let timers: TimerService<&str, _> = TimerService::builder().clock(clock.clone()).build().unwrap();
+/// let mut due = timers.expirations().unwrap(); // one consumer: a second call gets `None`
+/// assert!(timers.expirations().is_none());
+/// timers.schedule_after(Duration::from_secs(5), "expire cart").unwrap();
+/// clock.advance(Duration::from_secs(5));
+/// assert_eq!(due.recv().await.map(|(_, item)| item), Some("expire cart"));
+/// # }
+/// ```
 pub struct Expirations<T> {
     rx: mpsc::UnboundedReceiver<(TimerHandle, T)>,
     backlog: Arc<AtomicUsize>,

@@ -1,4 +1,4 @@
-//! A wheel's settings: [`Builder`] and [`Precision`], validated by [`Builder::build`].
+//! A wheel's settings: [`TimingWheelBuilder`] and [`Precision`], validated by [`TimingWheelBuilder::build`].
 
 use std::time::Duration;
 
@@ -11,6 +11,16 @@ use super::slab::MAX_ENTRIES;
 pub const MIN_TICK: Duration = Duration::from_micros(1);
 
 /// How precisely a wheel fires: the trade between lateness and work per timer.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_timer::{Precision, TimingWheel};
+///
+/// // Request timeouts are usually cancelled before they fire: slack mode places each once.
+/// let wheel = TimingWheel::builder().tick(Duration::from_millis(10)).mode(Precision::Slack).build::<u64>()?;
+/// assert_eq!(wheel.precision(), Precision::Slack);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Precision {
     /// Fires in the first tick boundary at or after the deadline: never early, less than one
@@ -42,20 +52,27 @@ pub enum Precision {
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct Builder {
+pub struct TimingWheelBuilder {
     pub(super) tick: Duration,
     pub(super) mode: Precision,
     pub(super) max_pending: Option<usize>,
     pub(super) start: u64,
 }
 
-impl Default for Builder {
+/// The former name of [`TimingWheelBuilder`].
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed to `TimingWheelBuilder` (levee's `XBuilder` convention)"
+)]
+pub type Builder = TimingWheelBuilder;
+
+impl Default for TimingWheelBuilder {
     fn default() -> Self {
         Self { tick: Duration::from_millis(1), mode: Precision::Exact, max_pending: None, start: 0 }
     }
 }
 
-impl Builder {
+impl TimingWheelBuilder {
     /// The granularity of time (default 1 ms, at least [`MIN_TICK`]). Exact timers fire less
     /// than one tick late.
     pub fn tick(mut self, tick: Duration) -> Self {

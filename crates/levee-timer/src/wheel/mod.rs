@@ -68,7 +68,9 @@ use levee_core::nanos;
 use crate::error::TimerError;
 use crate::key::{TimerKey, next_wheel_id};
 
-pub use builder::{Builder, MIN_TICK, Precision};
+#[allow(deprecated)]
+pub use builder::Builder;
+pub use builder::{MIN_TICK, Precision, TimingWheelBuilder};
 pub use drain::{Drain, Expired};
 use level::Level;
 pub(crate) use slab::MAX_ENTRIES;
@@ -97,6 +99,19 @@ const END_TICK: u64 = u64::MAX >> 1;
 /// Single-owner (`&mut self`): wrap it in a lock to share it.
 /// Deadlines are `u64` nanoseconds on the owner's [`levee_core::Clock`]; the wheel never
 /// reads a clock itself, the owner passes `now`. See the [crate docs](crate) for an example.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_timer::{Precision, TimingWheel};
+///
+/// let mut wheel = TimingWheel::builder().tick(Duration::from_millis(1)).mode(Precision::Exact).build()?;
+/// wheel.insert(3_000_000, "b").unwrap(); // deadlines are clock readings in nanoseconds
+/// wheel.insert(1_000_000, "a").unwrap();
+/// assert_eq!(wheel.next_deadline(), Some(1_000_000));
+/// let due: Vec<_> = wheel.advance(3_000_000).map(|(_, v)| v).collect();
+/// assert_eq!(due, ["a", "b"]);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub struct TimingWheel<T> {
     slab: Slab<T>,
     /// Exact: `[near ring low half, near ring high half, level 1, level 2, ...]`;
@@ -146,10 +161,10 @@ impl<T> fmt::Debug for TimingWheel<T> {
 }
 
 impl TimingWheel<()> {
-    /// Settings for a wheel; [`Builder::build`] picks the value type, so
+    /// Settings for a wheel; [`TimingWheelBuilder::build`] picks the value type, so
     /// `TimingWheel::builder()` needs no type annotation.
-    pub fn builder() -> Builder {
-        Builder::default()
+    pub fn builder() -> TimingWheelBuilder {
+        TimingWheelBuilder::default()
     }
 }
 
@@ -157,10 +172,10 @@ impl<T> TimingWheel<T> {
     /// An exact wheel with 1 ms ticks, starting at time 0, bounded only by its index space.
     #[must_use]
     pub fn new() -> Self {
-        Self::from_builder(Builder::default(), MAX_ENTRIES)
+        Self::from_builder(TimingWheelBuilder::default(), MAX_ENTRIES)
     }
 
-    fn from_builder(b: Builder, max_pending: usize) -> Self {
+    fn from_builder(b: TimingWheelBuilder, max_pending: usize) -> Self {
         let tick = nanos(b.tick);
         // The largest tick any deadline maps to; the levels must reach it.
         let max_tick = match u64::MAX.checked_sub(b.start) {

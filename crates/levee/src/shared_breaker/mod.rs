@@ -91,7 +91,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 
-use levee_breaker::{BreakerEvent, Builder, CircuitBreaker, State};
+use levee_breaker::{BreakerEvent, CircuitBreaker, CircuitBreakerBuilder, State};
 use levee_core::{Clock, ConfigError};
 use levee_queue::broker::{
     Broker, BrokerDelivery, BrokerError, Message, Overflow, SubscriptionConfig,
@@ -104,6 +104,16 @@ pub use wire::{Malformed, Transition};
 use peers::{Observed, PeerView};
 
 /// Settings of a [`SharedBreaker`]: where replicas talk and how much one trusts the others.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee::shared_breaker::SharedSettings;
+///
+/// // Probe once two peers report the dependency down; trust a report for two minutes.
+/// let settings = SharedSettings::new().topic("breakers").quorum(2).ttl(Duration::from_secs(120));
+/// assert!(settings.validate().is_ok());
+/// assert!(SharedSettings::new().quorum(0).validate().is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SharedSettings {
@@ -361,7 +371,7 @@ where
         broker: Arc<B>,
         dependency: &str,
         replica: &str,
-        breaker: Builder<C>,
+        breaker: CircuitBreakerBuilder<C>,
         settings: SharedSettings,
     ) -> Result<Self, BrokerError> {
         settings.validate()?;

@@ -25,6 +25,21 @@ pub(crate) const MAX_NAME: usize = 128;
 const GEN_LIMIT: u32 = 1 << 25;
 
 /// One transition of one replica's breaker for one dependency.
+///
+/// ```
+/// use levee::breaker::State;
+/// use levee::shared_breaker::Transition;
+///
+/// let sent = Transition {
+///     dependency: "payments".into(),
+///     replica: "shop-2".into(),
+///     generation: 7,
+///     from: State::Closed,
+///     to: State::Open,
+///     at_ms: 1_000,
+/// };
+/// assert_eq!(Transition::decode(&sent.encode()), Ok(sent));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     /// The dependency the breaker guards.
@@ -104,6 +119,13 @@ impl fmt::Display for Transition {
 }
 
 /// Why a message was dropped: the field that did not parse.
+///
+/// ```
+/// use levee::shared_breaker::Transition;
+///
+/// let err = Transition::decode("hello").unwrap_err();
+/// println!("dropped: {err}"); // counted as `malformed`, never a panic
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Malformed(pub &'static str);
 

@@ -13,6 +13,18 @@ use super::shared::SubShared;
 /// One of a subscription's competing consumers.
 ///
 /// Dropping it leaves its deliveries valid: they are settled (or, dropped, nacked) as usual.
+///
+/// ```
+/// use levee_queue::broker::{InProcessBroker, Message, SubscriptionConfig};
+///
+/// let broker = InProcessBroker::<u32>::new();
+/// let sub = broker.subscribe("jobs", SubscriptionConfig::new("workers")).unwrap();
+/// let (a, b) = (sub.consumer(), sub.consumer());
+/// broker.try_publish("jobs", Message::new(7)).unwrap();
+/// let got = a.try_receive(10).unwrap();
+/// assert_eq!(got.len(), 1);
+/// assert!(b.try_receive(10).unwrap().is_empty()); // leased to `a`
+/// ```
 pub struct Consumer<T, C: Clock = FastClock> {
     pub(super) owner: Arc<Owner<T, C>>,
 }

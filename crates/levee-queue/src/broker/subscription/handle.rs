@@ -20,6 +20,18 @@ use super::shared::SubShared;
 ///
 /// Cheap to clone (all clones are the same subscription). Also where an operator lists,
 /// replays and purges dead letters.
+///
+/// ```
+/// use levee_queue::broker::{InProcessBroker, Message, SubscriptionConfig};
+///
+/// let broker = InProcessBroker::<&str>::new();
+/// // Two subscriptions of one topic each get every message; consumers of one compete.
+/// let billing = broker.subscribe("orders", SubscriptionConfig::new("billing")).unwrap();
+/// let shipping = broker.subscribe("orders", SubscriptionConfig::new("shipping")).unwrap();
+/// broker.try_publish("orders", Message::new("order 1")).unwrap();
+/// assert_eq!((billing.stats().depth, shipping.stats().depth), (1, 1));
+/// assert_eq!(billing.name(), "billing");
+/// ```
 pub struct Subscription<T, C: Clock = FastClock> {
     pub(crate) shared: Arc<SubShared<T, C>>,
 }
