@@ -6,12 +6,12 @@
 //! `<data_dir>/events` (the default: a confirmed event is on disk and survives a crash), its
 //! in-process broker (`memory`: fastest, events queued in memory are lost with the process),
 //! or NATS JetStream (`nats`, through levee-nats). The same code serves all three
-//! ([`backend`]).
+//! (`backend.rs`).
 //!
 //! Events enter through the store's outbox: each transaction that changes an order writes its
 //! event in the same transaction (order placed, payment requested, order cancelled), and an
 //! event that reports something outside the database (a payment's outcome at the provider)
-//! is written on its own ([`EventBus::announce`]). The relay ([`relay`]) publishes pending
+//! is written on its own ([`EventBus::announce`]). The relay (`relay.rs`) publishes pending
 //! rows with their row id as message id (the broker's dedup window drops a re-publish) and
 //! deletes them once the broker confirmed them. So a crash at any point loses no event the
 //! store committed, and a duplicate is harmless: every handler is idempotent per order and
