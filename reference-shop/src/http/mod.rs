@@ -15,11 +15,11 @@
 //! (a customer's order notifications ask the orders service whose order it is first).
 
 mod admin;
-mod auth;
+pub(crate) mod auth;
 mod carts;
 mod catalog;
 mod connections;
-mod customers;
+pub(crate) mod customers;
 mod edge;
 mod error;
 mod extract;
@@ -96,6 +96,7 @@ pub fn router(shop: Arc<Shop>) -> Router {
     let max_body = shop.config.server.max_body_bytes;
     customer_api
         .merge(ops)
+        .merge(crate::pages::router(&shop))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
