@@ -1,7 +1,6 @@
 //! What every page shares: the document around the content, answers to a form (a redirect),
 //! errors as pages, prices.
 
-use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
@@ -89,16 +88,6 @@ pub(super) fn error_page(area: Area, error: ApiError) -> Response {
         }
     };
     answer(status, page(area, "Error", &content))
-}
-
-/// A form that does not fit its fields: 422 with what was wrong.
-pub(super) fn bad_form(area: Area, rejection: &FormRejection) -> Response {
-    error_page(area, ApiError::invalid("invalid_form", rejection.body_text()))
-}
-
-/// A query that does not fit its fields: 422 with what was wrong.
-pub(super) fn bad_query(area: Area, rejection: &QueryRejection) -> Response {
-    error_page(area, ApiError::invalid("invalid_query", rejection.body_text()))
 }
 
 /// Cents as a price: `1234` is `12.34`.

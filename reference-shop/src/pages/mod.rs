@@ -18,6 +18,7 @@
 //! The pages are not part of the JSON API: they are not in `/openapi.json`.
 
 mod cookie;
+mod extract;
 mod layout;
 mod ops;
 mod store;

@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::Form;
-use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -14,7 +12,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::cookie;
-use super::layout::{Area, answer, bad_form, bad_query, error_page, page, see_other};
+use super::extract::{PageForm, PageQuery};
+use super::layout::{Area, answer, error_page, page, see_other};
 use crate::api::{Replay, ShopStatus};
 use crate::app::Shop;
 use crate::bus::DeadLetter;
@@ -65,12 +64,8 @@ pub(super) struct Login {
 /// `POST /ops/login`: keeps the admin token in the operator cookie when it is the right one.
 pub(super) async fn login(
     State(shop): State<Arc<Shop>>,
-    form: Result<Form<Login>, FormRejection>,
+    PageForm(Login { token }): PageForm<Login>,
 ) -> Response {
-    let token = match form {
-        Ok(Form(f)) => f.token,
-        Err(r) => return bad_form(Area::Operator, &r),
-    };
     if !is_admin_token(&shop, &token) {
         return sign_in_page(true);
     }
@@ -121,10 +116,9 @@ fn render(shop: &Shop, done: &Done) -> Markup {
         div.grid {
             (breaker(&status))
             (edge(&status))
-            (queue(&status, &dead))
             (faults(&status.faults))
         }
-        (dead_letters(&dead))
+        (queue(&status, &dead))
         form.inline method="post" action="/ops/logout" { button.link type="submit" { "Sign out" } }
     };
     page(Area::Operator, "Operator", &content)
@@ -134,12 +128,9 @@ fn render(shop: &Shop, done: &Done) -> Markup {
 pub(super) async fn show(
     State(shop): State<Arc<Shop>>,
     _: Operator,
-    done: Result<Query<Done>, QueryRejection>,
+    PageQuery(done): PageQuery<Done>,
 ) -> Response {
-    match done {
-        Ok(Query(done)) => answer(StatusCode::OK, render(&shop, &done)),
-        Err(r) => bad_query(Area::Operator, &r),
-    }
+    answer(StatusCode::OK, render(&shop, &done))
 }
 
 /// The payment breaker and the pipeline around it.
@@ -199,24 +190,32 @@ fn edge(status: &ShopStatus) -> Markup {
     }
 }
 
-/// The event bus: depth per subscription, dead letters, the replay button.
+/// The event bus: depth per subscription, the dead letters, the replay button.
 fn queue(status: &ShopStatus, dead: &[DeadLetter]) -> Markup {
     let q = &status.queue;
     html! {
-        section.card {
+        section.card.wide {
             h2 { "Queue" }
-            dl {
-                dt { "Published" } dd { (q.published) }
-                dt { "Dead letters" } dd #dlq-depth data-depth=(q.dlq_depth) { (q.dlq_depth) }
+            p {
+                (q.published) " events published · "
+                span #dlq-depth data-depth=(q.dlq_depth) { (q.dlq_depth) } " dead letters"
             }
             table {
-                thead { tr { th { "Subscription" } th.num { "Depth" } th.num { "In flight" } th.num { "Redelivered" } } }
+                thead { tr {
+                    th { "Subscription" } th { "Topic" } th.num { "Depth" } th.num { "In flight" }
+                    th.num { "Acked" } th.num { "Redelivered" } th.num { "Dead-lettered" }
+                } }
                 tbody {
                     @for s in &q.subscriptions {
-                        tr { td { (s.name) } td.num { (s.depth) } td.num { (s.in_flight) } td.num { (s.redelivered) } }
+                        tr {
+                            td { (s.name) } td { (s.topic) } td.num { (s.depth) }
+                            td.num { (s.in_flight) } td.num { (s.acked) }
+                            td.num { (s.redelivered) } td.num { (s.dead_lettered) }
+                        }
                     }
                 }
             }
+            (dead_letters(dead))
             form method="post" action="/ops/dlq/replay" {
                 button #replay type="submit" disabled[dead.is_empty()] { "Replay dead letters" }
             }
@@ -265,8 +264,8 @@ fn faults(f: &FaultSettings) -> Markup {
 /// The dead letters, newest last.
 fn dead_letters(dead: &[DeadLetter]) -> Markup {
     html! {
-        section.card.wide {
-            h2 { "Dead letters" }
+        div {
+            h3 { "Dead letters" }
             @if dead.is_empty() {
                 p #no-dead-letters { "None." }
             } @else {
@@ -304,12 +303,8 @@ pub(super) struct FaultForm {
 pub(super) async fn set_faults(
     State(shop): State<Arc<Shop>>,
     _: Operator,
-    form: Result<Form<FaultForm>, FormRejection>,
+    PageForm(f): PageForm<FaultForm>,
 ) -> Response {
-    let f = match form {
-        Ok(Form(f)) => f,
-        Err(r) => return bad_form(Area::Operator, &r),
-    };
     let patch = FaultPatch {
         provider_failure_rate: f.provider_failure_rate,
         provider_latency_ms: f.provider_latency_ms,

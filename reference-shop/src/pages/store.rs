@@ -3,18 +3,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::{Form, http::HeaderMap};
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::cookie;
-use super::layout::{Area, answer, bad_form, bad_query, error_page, page, price, see_other};
-use crate::api::{ApiError, CartItem, Page, PlaceOrder, ProductSearch};
+use super::extract::{PageForm, PageId, PageQuery};
+use super::layout::{Area, answer, error_page, page, price, see_other};
+use crate::api::{ApiError, CartItem, NewCustomer, Page, PlaceOrder, ProductSearch};
 use crate::app::Shop;
 use crate::domain::{Customer, OrderStatus};
 
@@ -58,12 +57,8 @@ pub(super) struct Browse {
 /// `GET /shop`: the products, or those matching `q`.
 pub(super) async fn browse(
     State(shop): State<Arc<Shop>>,
-    query: Result<Query<Browse>, QueryRejection>,
+    PageQuery(Browse { q, offset }): PageQuery<Browse>,
 ) -> Response {
-    let Browse { q, offset } = match query {
-        Ok(Query(b)) => b,
-        Err(r) => return bad_query(Area::Store, &r),
-    };
     let words = q.trim();
     let search = ProductSearch {
         q: (!words.is_empty()).then(|| words.to_owned()),
@@ -123,14 +118,7 @@ fn page_link(words: &str, offset: u32, label: &str) -> Markup {
 }
 
 /// `GET /shop/products/{id}`.
-pub(super) async fn product(
-    State(shop): State<Arc<Shop>>,
-    id: Result<Path<i64>, PathRejection>,
-) -> Response {
-    let id = match id {
-        Ok(Path(id)) => id,
-        Err(r) => return error_page(Area::Store, ApiError::invalid("invalid_path", r.body_text())),
-    };
+pub(super) async fn product(State(shop): State<Arc<Shop>>, PageId(id): PageId) -> Response {
     let p = match shop.catalog.product(id).await {
         Ok(p) => p,
         Err(e) => return error_page(Area::Store, e),
@@ -196,16 +184,12 @@ pub(super) struct SignIn {
 /// `POST /shop/account`: creates a customer and keeps its key in the cookie; or signs out.
 pub(super) async fn sign_in(
     State(shop): State<Arc<Shop>>,
-    form: Result<Form<SignIn>, FormRejection>,
+    PageForm(form): PageForm<SignIn>,
 ) -> Response {
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(r) => return bad_form(Area::Store, &r),
-    };
     if form.sign_out {
         return see_other("/shop", Some(cookie::clear(cookie::SHOPPER, "/shop")));
     }
-    let customer = match shop.customers.create(crate::api::NewCustomer { name: form.name }).await {
+    let customer = match shop.customers.create(NewCustomer { name: form.name }).await {
         Ok(c) => c,
         Err(e) => return error_page(Area::Store, e),
     };
@@ -274,12 +258,8 @@ pub(super) struct AddItem {
 pub(super) async fn add_to_cart(
     State(shop): State<Arc<Shop>>,
     Shopper(c): Shopper,
-    form: Result<Form<AddItem>, FormRejection>,
+    PageForm(item): PageForm<AddItem>,
 ) -> Response {
-    let item = match form {
-        Ok(Form(f)) => f,
-        Err(r) => return bad_form(Area::Store, &r),
-    };
     let held = match shop.carts.view(c.id).await {
         Ok(cart) => {
             cart.lines.iter().find(|l| l.product_id == item.product_id).map_or(0, |l| l.quantity)
@@ -303,12 +283,8 @@ pub(super) struct RemoveItem {
 pub(super) async fn remove_from_cart(
     State(shop): State<Arc<Shop>>,
     Shopper(c): Shopper,
-    form: Result<Form<RemoveItem>, FormRejection>,
+    PageForm(item): PageForm<RemoveItem>,
 ) -> Response {
-    let item = match form {
-        Ok(Form(f)) => f,
-        Err(r) => return bad_form(Area::Store, &r),
-    };
     match shop.carts.remove_item(c.id, item.product_id).await {
         Ok(_) => see_other("/shop/cart", None),
         Err(e) => error_page(Area::Store, e),
@@ -327,12 +303,8 @@ pub(super) struct Checkout {
 pub(super) async fn checkout(
     State(shop): State<Arc<Shop>>,
     Shopper(c): Shopper,
-    form: Result<Form<Checkout>, FormRejection>,
+    PageForm(form): PageForm<Checkout>,
 ) -> Response {
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(r) => return bad_form(Area::Store, &r),
-    };
     let order = PlaceOrder { items: None, card: Some(form.card.trim().to_owned()) };
     match shop.orders.place(c.id, Some(&form.key), order).await {
         Ok(placed) => see_other(&format!("/shop/orders/{}", placed.order.id), None),
@@ -373,12 +345,8 @@ pub(super) async fn orders(State(shop): State<Arc<Shop>>, Shopper(c): Shopper) -
 pub(super) async fn order(
     State(shop): State<Arc<Shop>>,
     Shopper(c): Shopper,
-    id: Result<Path<i64>, PathRejection>,
+    PageId(id): PageId,
 ) -> Response {
-    let id = match id {
-        Ok(Path(id)) => id,
-        Err(r) => return error_page(Area::Store, ApiError::invalid("invalid_path", r.body_text())),
-    };
     let order = match shop.orders.get(c.id, id).await {
         Ok(order) => order,
         Err(e) => return error_page(Area::Store, e),
@@ -387,6 +355,12 @@ pub(super) async fn order(
         Ok(list) => list.notifications,
         Err(e) => return error_page(Area::Store, e),
     };
+    // The lines' names from the catalog (through its cache); a product gone since is its id.
+    let mut names = Vec::with_capacity(order.lines.len());
+    for line in &order.lines {
+        let name = shop.catalog.product(line.product_id).await.map(|p| p.name);
+        names.push(name.unwrap_or_else(|_| format!("#{}", line.product_id)));
+    }
     let pending = order.status == OrderStatus::AwaitingPayment;
     let content = html! {
         @if pending { meta http-equiv="refresh" content="2"; }
@@ -399,9 +373,9 @@ pub(super) async fn order(
         table {
             thead { tr { th { "Product" } th.num { "Units" } th.num { "Unit price" } } }
             tbody {
-                @for line in &order.lines {
+                @for (line, name) in order.lines.iter().zip(&names) {
                     tr {
-                        td { a href={ "/shop/products/" (line.product_id) } { "#" (line.product_id) } }
+                        td { a href={ "/shop/products/" (line.product_id) } { (name) } }
                         td.num { (line.quantity) }
                         td.num { (price(line.unit_price_cents)) }
                     }
