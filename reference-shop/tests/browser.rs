@@ -286,6 +286,8 @@ async fn the_operator_page_shows_the_breaker_open_in_an_outage_and_replays_dead_
     let Some((chromium, driver)) = browser() else { return };
     let s = Session::start("outage", &chromium, &driver).await;
 
+    // Tall enough for the whole operator page in its screenshots.
+    s.browser.set_window_size(1200, 1400).await.unwrap();
     // The operator page asks for the admin token, and refuses a wrong one.
     s.open("/ops").await;
     s.fill("#token", "not-the-token").await;
