@@ -62,6 +62,28 @@ fn browser() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
+/// The port of the chromedriver `child`, from the line it prints when it is ready (30 s at
+/// most).
+fn driver_port(child: &mut Child) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        let port = lines.by_ref().find_map(|line| {
+            let rest = line.strip_prefix("ChromeDriver was started successfully on port ")?;
+            rest.trim_end_matches('.').parse::<u16>().ok()
+        });
+        let _ = tx.send(port);
+        // Keep reading, so that chromedriver never writes to a closed pipe.
+        lines.for_each(drop);
+    });
+    match rx.recv_timeout(PAGE) {
+        Ok(Some(port)) => port,
+        other => panic!("chromedriver did not say it started: {other:?}"),
+    }
+}
+
 /// A child process killed when dropped.
 struct Killed(Child);
 
@@ -109,17 +131,17 @@ impl Session {
         let shop = Killed(shop);
         let url = url.unwrap_or_else(|line| panic!("the shop did not start: {line:?}"));
 
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let driver = Killed(
+        // chromedriver on a port the OS picks, named in the line that says it is ready.
+        let mut driver = Killed(
             Command::new(driver)
-                .arg(format!("--port={port}"))
-                .arg("--allowed-ips=127.0.0.1")
+                .args(["--port=0", "--allowed-ips=127.0.0.1"])
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
+                .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap(),
         );
+        let port = driver_port(&mut driver.0);
         let profile = dir.0.join("chromium");
         let caps = json!({
             "browserName": "chrome",
@@ -134,19 +156,11 @@ impl Session {
         let caps = caps.as_object().unwrap().clone();
         let webdriver = format!("http://127.0.0.1:{port}");
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        // chromedriver takes a moment to listen: try for 30 s at most.
-        let started = Instant::now();
-        let browser = loop {
-            match ClientBuilder::new(connector.clone())
-                .capabilities(caps.clone())
-                .connect(&webdriver)
-                .await
-            {
-                Ok(client) => break client,
-                Err(e) if started.elapsed() > PAGE => panic!("no WebDriver session: {e}"),
-                Err(_) => tokio::task::yield_now().await,
-            }
-        };
+        let browser = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&webdriver)
+            .await
+            .unwrap_or_else(|e| panic!("no WebDriver session: {e}"));
         Self { browser, shop: url, _shop: shop, _driver: driver, _dir: dir }
     }
 

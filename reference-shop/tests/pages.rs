@@ -64,7 +64,7 @@ impl Browser {
 
     /// Signs in to the storefront as `name`; the cookie to send.
     async fn shopper(&self, name: &str) -> String {
-        let p = self.post("/shop/account", &format!("name={name}"), None).await;
+        let p = self.post("/shop/account/new", &format!("name={name}"), None).await;
         assert_eq!(p.status, StatusCode::SEE_OTHER, "{p:?}");
         cookie_pair(&p)
     }
@@ -157,6 +157,8 @@ async fn bad_input_is_an_html_page_with_a_4xx_and_changes_nothing() {
     let p = b.get("/shop/cart", Some("levee_shopper=key-nobody")).await;
     assert_eq!(p.location.as_deref(), Some("/shop/account"));
     assert!(p.cookie.unwrap().contains("Max-Age=0"));
+    let p = b.post("/shop/account/sign-out", "", Some(&me)).await;
+    assert!(p.cookie.unwrap().contains("Max-Age=0"));
     shop.stop().await;
 }
 
@@ -199,5 +201,28 @@ async fn the_pages_are_not_in_the_api_document() {
     // The style sheet the pages link to is served.
     let css = shop.http.get(format!("{}/pages/style.css", shop.base)).send().await.unwrap();
     assert_eq!(css.headers()[CONTENT_TYPE], "text/css; charset=utf-8");
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_counts_against_the_sign_up_limit() {
+    let shop = common::start(&TestDb::sqlite(), |c| {
+        c.limits.signup = levee::limit::Quota::per_second(1).with_burst(1);
+    })
+    .await;
+    let b = Browser::new(&shop);
+    b.shopper("first").await;
+    let r = b
+        .http
+        .post(format!("{}/shop/account/new", shop.base))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("name=second")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    // Browsing is not a sign-up: the storefront's own limit still lets it through.
+    assert_eq!(b.get("/shop", None).await.status, StatusCode::OK);
     shop.stop().await;
 }

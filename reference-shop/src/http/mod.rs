@@ -15,11 +15,11 @@
 //! (a customer's order notifications ask the orders service whose order it is first).
 
 mod admin;
-pub(crate) mod auth;
+mod auth;
 mod carts;
 mod catalog;
 mod connections;
-pub(crate) mod customers;
+mod customers;
 mod edge;
 mod error;
 mod extract;
@@ -40,7 +40,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 
+pub(crate) use auth::is_admin_token;
 pub use connections::{ConnectionPermit, ConnectionStats, Connections, DeadlinePipeline, Refused};
+pub(crate) use customers::behind_edge;
 pub use edge::{ClientKey, ClientLimitLayer, Edge, EdgeStats, refused, throttled_body};
 pub use identity::{Client, ClientAddr, ClientAddrs, identify};
 pub use openapi::{document as openapi_document, document_text as openapi_text};

@@ -9,7 +9,8 @@
 //!   test card, the order's status. A visitor signs in with a name (a new customer); the
 //!   customer's API key is then kept in an `HttpOnly`, `SameSite=Strict` cookie limited to
 //!   `/shop`. The storefront is customer traffic: it stands behind the same edge as the JSON
-//!   API (per-client rate limit, body read, deadline, bulkhead).
+//!   API (per-client rate limit, body read, deadline, bulkhead), and signing in behind the
+//!   sign-ups' own per-address limit, as `POST /customers`.
 //! - Operator page ([`ops`]): the payment breaker, the pipeline, the edge's refusals, queue
 //!   depth and dead letters with a replay button, the provider fault switches. It takes the
 //!   same admin token as `/admin/*`, typed once into a form and kept in an `HttpOnly`,
@@ -32,15 +33,15 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
 use crate::app::Shop;
-use crate::http::customers::behind_edge;
-use crate::http::read_body;
+use crate::http::{behind_edge, read_body};
 
 /// The storefront and the operator page, to merge into the shop's router.
 pub fn router(shop: &Arc<Shop>) -> Router<Arc<Shop>> {
     let storefront = Router::new()
         .route("/shop", get(store::browse))
         .route("/shop/products/{id}", get(store::product))
-        .route("/shop/account", get(store::account).post(store::sign_in))
+        .route("/shop/account", get(store::account))
+        .route("/shop/account/sign-out", post(store::sign_out))
         .route("/shop/cart", get(store::cart))
         .route("/shop/cart/items", post(store::add_to_cart))
         .route("/shop/cart/remove", post(store::remove_from_cart))
@@ -54,7 +55,10 @@ pub fn router(shop: &Arc<Shop>) -> Router<Arc<Shop>> {
         .route("/ops/faults", post(ops::set_faults))
         .route("/ops/dlq/replay", post(ops::replay))
         .route_layer(middleware::from_fn_with_state(Arc::clone(shop), read_body));
+    // Signing in makes a customer: limited per address as `POST /customers` is.
+    let sign_in = Router::new().route("/shop/account/new", post(store::sign_in));
     behind_edge(shop, storefront, shop.edge.rate_limit())
+        .merge(behind_edge(shop, sign_in, shop.edge.signup_limit()))
         .merge(operator)
         .route("/pages/style.css", get(style))
 }

@@ -19,7 +19,7 @@ use crate::app::Shop;
 use crate::bus::DeadLetter;
 use crate::faults::{FaultPatch, FaultSettings};
 use crate::guard::BreakerState;
-use crate::http::auth::is_admin_token;
+use crate::http::is_admin_token;
 
 /// Dead letters listed on the page (the count above the table is all of them).
 const LISTED_DEAD_LETTERS: usize = 50;

@@ -156,14 +156,13 @@ pub(super) async fn account(State(shop): State<Arc<Shop>>, headers: HeaderMap) -
         @if let Some(c) = customer {
             h1 { "Account" }
             p #signed-in { "Signed in as " strong { (c.name) } "." }
-            form method="post" action="/shop/account" {
-                input type="hidden" name="sign_out" value="true";
-                button type="submit" { "Sign out" }
+            form method="post" action="/shop/account/sign-out" {
+                button #sign-out type="submit" { "Sign out" }
             }
         } @else {
             h1 { "Sign in" }
             p { "A name is all the demo shop asks for: it makes you a new customer." }
-            form method="post" action="/shop/account" {
+            form method="post" action="/shop/account/new" {
                 label { "Your name " input #name type="text" name="name" required maxlength="64"; }
                 button #sign-in type="submit" { "Sign in" }
             }
@@ -172,23 +171,17 @@ pub(super) async fn account(State(shop): State<Arc<Shop>>, headers: HeaderMap) -
     answer(StatusCode::OK, page(Area::Store, "Account", &content))
 }
 
-/// `POST /shop/account` form: a name to sign in as a new customer, or `sign_out`.
+/// `POST /shop/account/new` form: the new customer's name.
 #[derive(Debug, Deserialize)]
 pub(super) struct SignIn {
-    #[serde(default)]
     name: String,
-    #[serde(default)]
-    sign_out: bool,
 }
 
-/// `POST /shop/account`: creates a customer and keeps its key in the cookie; or signs out.
+/// `POST /shop/account/new`: creates a customer and keeps its key in the cookie.
 pub(super) async fn sign_in(
     State(shop): State<Arc<Shop>>,
     PageForm(form): PageForm<SignIn>,
 ) -> Response {
-    if form.sign_out {
-        return see_other("/shop", Some(cookie::clear(cookie::SHOPPER, "/shop")));
-    }
     let customer = match shop.customers.create(NewCustomer { name: form.name }).await {
         Ok(c) => c,
         Err(e) => return error_page(Area::Store, e),
@@ -197,6 +190,11 @@ pub(super) async fn sign_in(
         Some(c) => see_other("/shop", Some(c)),
         None => error_page(Area::Store, ApiError::internal()),
     }
+}
+
+/// `POST /shop/account/sign-out`: forgets the customer's key.
+pub(super) async fn sign_out() -> Response {
+    see_other("/shop", Some(cookie::clear(cookie::SHOPPER, "/shop")))
 }
 
 /// `GET /shop/cart`: the lines, the total and the checkout form.
