@@ -1,6 +1,6 @@
 //! The pages over plain HTTP (the browser tests are `browser.rs`): the operator page and its
 //! actions need the admin token; bad input is an HTML page with a 4xx, never a 500; values
-//! are escaped; a checkout form posted twice places one order; the pages stay out of the
+//! are escaped; the pages stay out of the
 //! API's OpenAPI document.
 
 mod common;
@@ -163,7 +163,7 @@ async fn bad_input_is_an_html_page_with_a_4xx_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn values_are_escaped_and_a_checkout_posted_twice_places_one_order() {
+async fn values_are_escaped() {
     let shop = common::start(&TestDb::sqlite(), |_| {}).await;
     let b = Browser::new(&shop);
     let me = b.shopper("%3Cscript%3Ealert(1)%3C%2Fscript%3E").await;
@@ -174,17 +174,6 @@ async fn values_are_escaped_and_a_checkout_posted_twice_places_one_order() {
     let p = b.get("/shop?q=%22%3E%3Cb%3E", Some(&me)).await;
     assert!(p.html.contains(r#"value="&quot;&gt;&lt;b&gt;""#), "{}", p.html);
 
-    b.post("/shop/cart/items", "product_id=3&quantity=2", Some(&me)).await;
-    let first = b.post("/shop/checkout", "card=tok_visa&key=same", Some(&me)).await;
-    let again = b.post("/shop/checkout", "card=tok_visa&key=same", Some(&me)).await;
-    assert_eq!(first.status, StatusCode::SEE_OTHER, "{first:?}");
-    assert_eq!(first.location, again.location);
-    let order = first.location.unwrap();
-    assert!(order.starts_with("/shop/orders/"));
-    let p = b.get(&order, Some(&me)).await;
-    assert_eq!(p.status, StatusCode::OK);
-    let list = b.get("/shop/orders", Some(&me)).await;
-    assert_eq!(list.html.matches("order-status").count(), 1, "{}", list.html);
     shop.stop().await;
 }
 
