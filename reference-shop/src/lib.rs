@@ -14,6 +14,7 @@
 //!   a simulated provider ([`provider`]) whose faults change at run time ([`faults`]);
 //!   database contention retried by a levee-policy retry ([`store`]).
 //! - Unpaid orders cancelled, and cart reservations ended, by timers ([`timeouts`]).
+//! - A storefront and an operator page, plain HTML ([`pages`]).
 //! - Settings that embed levee's own serde settings types ([`config`]).
 //! - `/metrics`, liveness and readiness (`/health/live`, `/health/ready`), an admin API, a data
 //!   directory one shop at a time, graceful shutdown ([`app`]), a load generator
@@ -54,6 +55,7 @@ pub mod guard;
 pub mod http;
 pub mod loadgen;
 pub mod metrics;
+pub mod pages;
 pub mod provider;
 pub mod services;
 pub mod soak;

@@ -55,11 +55,7 @@ impl FromRequestParts<Arc<Shop>> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, shop: &Arc<Shop>) -> Result<Self, ApiError> {
         let given = header(&parts.headers, "x-admin-token").unwrap_or("");
-        let expected = shop.config.server.admin_token.as_bytes();
-        // Compare in constant time: the token is a secret.
-        let same = given.len() == expected.len()
-            && given.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if same {
+        if is_admin_token(shop, given) {
             Ok(Self)
         } else {
             Err(ApiError::unauthorized(
@@ -68,4 +64,12 @@ impl FromRequestParts<Arc<Shop>> for Admin {
             ))
         }
     }
+}
+
+/// Whether `given` is the shop's admin token, compared in constant time (the token is a
+/// secret). The operator page's session cookie is checked with it too (`crate::pages`).
+pub(crate) fn is_admin_token(shop: &Shop, given: &str) -> bool {
+    let expected = shop.config.server.admin_token.as_bytes();
+    given.len() == expected.len()
+        && given.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }

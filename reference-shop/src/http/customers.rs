@@ -37,10 +37,22 @@ pub(super) async fn create(
 /// per address by `limits.signup` (not by `edge.rate`: sign-ups have their own quota), then
 /// the body read and the deadline as on the other customer routes, then the shared bulkhead.
 pub(super) fn signup(shop: &Arc<Shop>) -> Router<Arc<Shop>> {
+    behind_edge(shop, Router::new().route("/customers", post(create)), shop.edge.signup_limit())
+}
+
+/// `routes` behind the customer edge with the per-client `limit`: identified (a known
+/// customer, else the address), limited, the body read and the deadline as on the other
+/// customer routes, then the shared bulkhead. The storefront's pages (`crate::pages`) use
+/// it too.
+pub(crate) fn behind_edge(
+    shop: &Arc<Shop>,
+    routes: Router<Arc<Shop>>,
+    limit: super::ClientLimitLayer,
+) -> Router<Arc<Shop>> {
     shop.edge
-        .behind_bulkhead(shop.edge.admission(Router::new().route("/customers", post(create))))
+        .behind_bulkhead(shop.edge.admission(routes))
         .route_layer(middleware::from_fn_with_state(Arc::clone(shop), deadline))
         .route_layer(middleware::from_fn_with_state(Arc::clone(shop), read_body))
-        .route_layer((middleware::map_response(throttled_body), shop.edge.signup_limit()))
+        .route_layer((middleware::map_response(throttled_body), limit))
         .route_layer(middleware::from_fn_with_state(Arc::clone(shop), identify))
 }

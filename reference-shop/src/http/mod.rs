@@ -41,7 +41,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 
+pub(crate) use auth::is_admin_token;
 pub use connections::{ConnectionPermit, ConnectionStats, Connections, DeadlinePipeline, Refused};
+pub(crate) use customers::behind_edge;
 pub use edge::{ClientKey, ClientLimitLayer, Edge, EdgeStats, refused, throttled_body};
 pub use identity::{Client, ClientAddr, ClientAddrs, identify};
 pub use openapi::{document as openapi_document, document_text as openapi_text};
@@ -101,6 +103,7 @@ pub fn router(shop: Arc<Shop>) -> Router {
     let max_body = shop.config.server.max_body_bytes;
     customer_api
         .merge(ops)
+        .merge(crate::pages::router(&shop))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

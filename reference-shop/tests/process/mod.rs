@@ -39,3 +39,25 @@ pub fn binary() -> Command {
     }
     cmd
 }
+
+/// Waits (`limit` at most) for `child`'s first line on stdout, the shop's announcement
+/// `reference shop on http://ADDR ...`, and returns `http://ADDR`; `Err` with the line (for
+/// a message) when the shop said something else, exited, or said nothing in time.
+pub fn announced_url(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> Result<String, String> {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().ok_or("stdout is not piped")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(limit).unwrap_or_default();
+    line.strip_prefix("reference shop on http://")
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|addr| format!("http://{addr}"))
+        .ok_or(line)
+}
