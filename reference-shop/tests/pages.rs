@@ -1,6 +1,6 @@
 //! The pages over plain HTTP (the browser tests are `browser.rs`): the operator page and its
 //! actions need the admin token; bad input is an HTML page with a 4xx, never a 500; values
-//! are escaped; the pages stay out of the
+//! are escaped; a checkout form posted twice places one order; the pages stay out of the
 //! API's OpenAPI document.
 
 mod common;
@@ -79,7 +79,8 @@ fn cookie_pair(p: &Page) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_page_and_its_actions_need_the_admin_token() {
-    let shop = common::start(&TestDb::sqlite(), |_| {}).await;
+    let db = TestDb::sqlite();
+    let shop = common::start(&db, |_| {}).await;
     let b = Browser::new(&shop);
     let rate = |s: &TestShop| {
         let f = s.shop().operations.faults();
@@ -120,7 +121,8 @@ async fn the_operator_page_and_its_actions_need_the_admin_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_an_html_page_with_a_4xx_and_changes_nothing() {
-    let shop = common::start(&TestDb::sqlite(), |_| {}).await;
+    let db = TestDb::sqlite();
+    let shop = common::start(&db, |_| {}).await;
     let b = Browser::new(&shop);
     let ops = cookie_pair(&b.post("/ops/login", &format!("token={ADMIN}"), None).await);
     for form in ["provider_failure_rate=2", "provider_failure_rate=abc", "store_latency_ms=-1"] {
@@ -163,8 +165,9 @@ async fn bad_input_is_an_html_page_with_a_4xx_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn values_are_escaped() {
-    let shop = common::start(&TestDb::sqlite(), |_| {}).await;
+async fn values_are_escaped_and_a_checkout_posted_twice_places_one_order() {
+    let db = TestDb::sqlite();
+    let shop = common::start(&db, |_| {}).await;
     let b = Browser::new(&shop);
     let me = b.shopper("%3Cscript%3Ealert(1)%3C%2Fscript%3E").await;
     let p = b.get("/shop/account", Some(&me)).await;
@@ -174,12 +177,25 @@ async fn values_are_escaped() {
     let p = b.get("/shop?q=%22%3E%3Cb%3E", Some(&me)).await;
     assert!(p.html.contains(r#"value="&quot;&gt;&lt;b&gt;""#), "{}", p.html);
 
+    b.post("/shop/cart/items", "product_id=3&quantity=2", Some(&me)).await;
+    let first = b.post("/shop/checkout", "card=tok_visa&key=same", Some(&me)).await;
+    let again = b.post("/shop/checkout", "card=tok_visa&key=same", Some(&me)).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{first:?}");
+    assert_eq!(first.location, again.location);
+    let order = first.location.unwrap();
+    assert!(order.starts_with("/shop/orders/"));
+    let p = b.get(&order, Some(&me)).await;
+    assert_eq!(p.status, StatusCode::OK);
+    let list = b.get("/shop/orders", Some(&me)).await;
+    assert_eq!(list.html.matches("order-status").count(), 1, "{}", list.html);
+
     shop.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pages_are_not_in_the_api_document() {
-    let shop = common::start(&TestDb::sqlite(), |_| {}).await;
+    let db = TestDb::sqlite();
+    let shop = common::start(&db, |_| {}).await;
     let doc = shop.send(shop.get("/openapi.json", None)).await.body;
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.contains_key("/orders"));
@@ -195,7 +211,8 @@ async fn the_pages_are_not_in_the_api_document() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_in_counts_against_the_sign_up_limit() {
-    let shop = common::start(&TestDb::sqlite(), |c| {
+    let db = TestDb::sqlite();
+    let shop = common::start(&db, |c| {
         c.limits.signup = levee::limit::Quota::per_second(1).with_burst(1);
     })
     .await;

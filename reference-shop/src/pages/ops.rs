@@ -99,9 +99,9 @@ pub(super) struct Done {
 }
 
 /// The page: the status snapshot, the dead letters, the switches.
-fn render(shop: &Shop, done: &Done) -> Markup {
+async fn render(shop: &Shop, done: &Done) -> Markup {
     let status = shop.operations.status();
-    let dead = shop.operations.dead_letters().dead_letters;
+    let dead = shop.operations.dead_letters().await.dead_letters;
     let content = html! {
         @if done.watch { meta http-equiv="refresh" content="2"; }
         h1 { "Operator" }
@@ -130,7 +130,7 @@ pub(super) async fn show(
     _: Operator,
     PageQuery(done): PageQuery<Done>,
 ) -> Response {
-    answer(StatusCode::OK, render(&shop, &done))
+    answer(StatusCode::OK, render(&shop, &done).await)
 }
 
 /// The payment breaker and the pipeline around it.
@@ -318,6 +318,6 @@ pub(super) async fn set_faults(
 
 /// `POST /ops/dlq/replay`: every dead letter back to its subscription.
 pub(super) async fn replay(State(shop): State<Arc<Shop>>, _: Operator) -> Response {
-    let replayed = shop.operations.replay(Replay { ids: None });
+    let replayed = shop.operations.replay(Replay { ids: None }).await;
     see_other(&format!("/ops?replayed={}", replayed.replayed), None)
 }
