@@ -5,13 +5,13 @@
 //! result, so a reload never posts twice. No JavaScript, no build step, one small style
 //! sheet (`/pages/style.css`). Every value is rendered through maud, which escapes it.
 //!
-//! - Storefront ([`store`]): browse and search, a product page, the cart, checkout with a
+//! - Storefront (`store.rs`): browse and search, a product page, the cart, checkout with a
 //!   test card, the order's status. A visitor signs in with a name (a new customer); the
 //!   customer's API key is then kept in an `HttpOnly`, `SameSite=Strict` cookie limited to
 //!   `/shop`. The storefront is customer traffic: it stands behind the same edge as the JSON
 //!   API (per-client rate limit, body read, deadline, bulkhead), and signing in behind the
 //!   sign-ups' own per-address limit, as `POST /customers`.
-//! - Operator page ([`ops`]): the payment breaker, the pipeline, the edge's refusals, queue
+//! - Operator page (`ops.rs`): the payment breaker, the pipeline, the edge's refusals, queue
 //!   depth and dead letters with a replay button, the provider fault switches. It takes the
 //!   same admin token as `/admin/*`, typed once into a form and kept in an `HttpOnly`,
 //!   `SameSite=Strict` cookie limited to `/ops`.
