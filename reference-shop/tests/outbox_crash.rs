@@ -18,7 +18,6 @@
 mod process;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::Arc;
@@ -51,23 +50,13 @@ fn spawn(data_dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut child = cmd.spawn().expect("the shop starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
-        let _ = child.kill();
-        panic!("the shop did not say it listens within 60 s");
-    };
-    let Some(rest) = line.strip_prefix("reference shop on http://") else {
-        let _ = child.kill();
-        panic!("unexpected first line on stdout: {line:?}");
-    };
-    let base = format!("http://{}", rest.split_whitespace().next().unwrap());
-    (child, base)
+    match process::announced_url(&mut child, Duration::from_secs(60)) {
+        Ok(base) => (child, base),
+        Err(line) => {
+            let _ = child.kill();
+            panic!("the shop did not say it listens within 60 s: {line:?}");
+        }
+    }
 }
 
 /// What the store holds: each order's status and cancel reason, and how many notifications of

@@ -10,7 +10,6 @@
 mod common;
 mod process;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -53,20 +52,13 @@ impl Shop {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
-        let Some(addr) = line.strip_prefix("reference shop on http://") else {
-            let _ = child.kill();
-            panic!("the shop did not start: {line:?}");
-        };
-        let base = format!("http://{}", addr.split_whitespace().next().unwrap());
-        Self { child, base, _dir: scratch }
+        match process::announced_url(&mut child, Duration::from_secs(60)) {
+            Ok(base) => Self { child, base, _dir: scratch },
+            Err(line) => {
+                let _ = child.kill();
+                panic!("the shop did not start: {line:?}");
+            }
+        }
     }
 
     fn soak(&self, pid: u32, extra: &[&str]) -> Output {
