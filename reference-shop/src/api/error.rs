@@ -148,7 +148,7 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
     }
 
-    /// Adds `Retry-After` (whole seconds, at least 1).
+    /// Adds `Retry-After` (whole seconds, at least 1; [`retry_after_secs`] rounds a wait).
     #[must_use]
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.detail.retry_after_secs = Some(secs.max(1));
@@ -191,5 +191,25 @@ impl ApiError {
             tracing::error!(error = %e, "store failure");
             Self::internal()
         }
+    }
+}
+
+/// A wait as `Retry-After` says it: whole seconds, rounded up, at least 1.
+#[must_use]
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_secs(2)), 2);
+        assert_eq!(retry_after_secs(Duration::from_millis(9_001)), 10);
     }
 }

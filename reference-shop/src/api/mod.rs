@@ -17,7 +17,7 @@ mod settings;
 pub use carts::{CartItem, CartView};
 pub use catalog::{ProductChange, ProductPage, ProductSearch};
 pub use customers::NewCustomer;
-pub use error::{ApiError, ErrorBody, ErrorDetail, HoldingDetail};
+pub use error::{ApiError, ErrorBody, ErrorDetail, HoldingDetail, retry_after_secs};
 pub use health::{Check, Liveness, Readiness, ReadyChecks, ReadyStatus};
 pub use ledger::{ProductStock, StockLedger};
 pub use ops::{DeadLetterList, Replay, Replayed, ShopStatus, StoreStatus};

@@ -304,13 +304,12 @@ impl From<LimitError<Infallible>> for ApiError {
         match refusal {
             LimitError::Throttled(t) => {
                 let wait = t.retry_after();
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
                     format!("too many requests; retry in {} ms", wait.as_millis()),
                 )
-                .retry_after(secs)
+                .retry_after(crate::api::retry_after_secs(wait))
             }
             LimitError::Inner(never) => match never {},
             // The bulkhead, the admission controller (or a refusal a later levee adds): the

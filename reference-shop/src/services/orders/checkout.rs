@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use super::{Orders, cancelled, check_card, reasons};
-use crate::api::{ApiError, Checkout, Pay};
+use crate::api::{ApiError, Checkout, Pay, retry_after_secs};
 use crate::bus::EventBus;
 use crate::domain::{Order, OrderStatus, ShopEvent};
 use crate::services::Settlement;
@@ -113,7 +113,7 @@ impl Orders {
                 drop(hand_off);
                 let order = self.get(customer_id, id).await?;
                 let wait = retry_after.unwrap_or(PENDING_RETRY);
-                Ok(Checkout::Pending { order, retry_after_secs: whole_secs(wait) })
+                Ok(Checkout::Pending { order, retry_after_secs: retry_after_secs(wait) })
             }
         }
     }
@@ -127,7 +127,7 @@ impl Orders {
             OrderStatus::Cancelled => Err(cancelled()),
             // Not settled yet (a payment made elsewhere is announced but not applied).
             OrderStatus::AwaitingPayment => {
-                Ok(Checkout::Pending { order, retry_after_secs: whole_secs(PENDING_RETRY) })
+                Ok(Checkout::Pending { order, retry_after_secs: retry_after_secs(PENDING_RETRY) })
             }
         }
     }
@@ -143,22 +143,4 @@ fn declined(reason: &str) -> ApiError {
         "payment_declined",
         format!("the payment was declined ({reason}); the order is cancelled"),
     )
-}
-
-/// Whole seconds, rounded up, at least 1 (`Retry-After`).
-fn whole_secs(d: Duration) -> u64 {
-    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_rounds_up_to_whole_seconds() {
-        assert_eq!(whole_secs(Duration::ZERO), 1);
-        assert_eq!(whole_secs(Duration::from_millis(1)), 1);
-        assert_eq!(whole_secs(Duration::from_secs(2)), 2);
-        assert_eq!(whole_secs(Duration::from_millis(9_001)), 10);
-    }
 }
