@@ -2,8 +2,8 @@
 # The shop's Grafana dashboard and alert rules checked against a real Prometheus (one line of
 # .ci/run: `bash .ci/dashboard.sh`; runs locally the same way).
 #
-# 1. builds the shop (release) and starts it on 127.0.0.1 on a free port with a temporary
-#    data directory;
+# 1. builds the shop (or takes $LEVEE_SHOP_BIN) and starts it on 127.0.0.1 on a free port
+#    with a temporary data directory;
 # 2. starts Debian's Prometheus (installed if missing) on 127.0.0.1 on a free port, storage in
 #    the same temporary directory, scraping the shop every second and loading
 #    reference-shop/alerts/shop.rules.yml;

@@ -4,8 +4,9 @@
 #
 # 1. installs Schemathesis (pinned) from PyPI into a virtual environment under the target
 #    directory (python3 -m venv; reused while the version matches);
-# 2. starts the shop (release build) on a free loopback port in a temporary directory, with
-#    the per-client and sign-up rate limits raised so the fuzzer's bursts are not refused with 429;
+# 2. starts the shop ($LEVEE_SHOP_BIN, or a release build) on a free loopback port in a
+#    temporary directory, with the per-client and sign-up rate limits raised so the fuzzer's
+#    bursts are not refused with 429;
 # 3. runs `st run` against the document the shop serves (`/openapi.json`) with every check,
 #    all phases (examples, coverage, fuzzing, and the stateful phase that follows the
 #    document's links: create a customer, add to the cart, place the order, read it, cancel

@@ -2,8 +2,9 @@
 # The reference shop as a server for CI's checks (sourced by .ci/dashboard.sh,
 # .ci/schemathesis.sh and .ci/soak.sh, after .ci/cleanup.sh).
 #
-#   ci_shop_binary         sets shop_bin: $LEVEE_SHOP_BIN (a binary already built, a debug one
-#                          when trying a script locally) or the release build, built if needed.
+#   ci_shop_binary         sets shop_bin: $LEVEE_SHOP_BIN (a binary already built: .ci/run
+#                          passes the debug one its tests built) or the release build, built
+#                          if needed (running a script by hand).
 #   ci_start_shop FROM TO  starts `$shop_bin serve` on 127.0.0.1 on the first free port in
 #                          FROM..TO, with its data under a new temporary directory and an admin
 #                          token of its own, and waits until it is live. Sets shop_port,

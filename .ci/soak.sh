@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The soak (issue 14 item 9; one line of .ci/run: `bash .ci/soak.sh`; runs locally the same
-# way). Builds the shop (release, the build .ci/dashboard.sh made), starts it on 127.0.0.1 on
-# a free port with a temporary data directory and its default limits, and runs
+# way). Takes the shop binary ($LEVEE_SHOP_BIN, or builds it in release), starts it on
+# 127.0.0.1 on a free port with a temporary data directory and its default limits, and runs
 # `reference-shop soak` against it: mixed traffic at 100 requests a second with the payment
 # provider slow, failing and back every minute; then no 5xx other than 503 shedding, the
 # shop's RSS flat after the warm-up, and every unit of stock accounted for. Exits non-zero on
