@@ -6,16 +6,31 @@
 //!
 //! One group, `nats/publish_receive_ack`, one round = 100 messages: publish each and wait for
 //! JetStream's PubAck, then pull them with batched fetches (`no_wait` + `expires`) from a
-//! durable pull consumer and ack each. Both sides use the same stream settings (file storage,
-//! interest retention, discard-new), the same consumer settings (explicit acks, the same
-//! ack wait), JSON `u64` payloads, one connection each, the same 2-worker tokio runtime and
-//! the same timing (`iter_custom`, wall clock around whole rounds).
+//! durable pull consumer and ack each. JSON `u64` payloads on both sides, one connection
+//! each, the same 2-worker tokio runtime and the same timing (`iter_custom`, wall clock
+//! around whole rounds).
 //!
-//! - `levee`: `NatsBroker::publish` / `receive` / `ack` through the `Broker` trait.
+//! Like for like: the raw rows run on a topic that levee created (`subscribe` on another
+//! prefix), so the server does the same work for both: the same stream (interest retention,
+//! discard-new, file storage, dedup window, the delay stream it sources), the same durable
+//! consumer (explicit acks, ack wait, the two filter subjects of a levee subscription) and
+//! subjects of the same shape.
+//!
+//! - `levee`: `NatsBroker::publish` / `receive` / `ack` through the `Broker` trait, with
+//!   `confirm_acks(false)`: fire-and-forget acks.
 //! - `async-nats`: `jetstream::Context::publish(..).await?.await?`, `Consumer::fetch()`,
-//!   `Message::ack()`: the client's documented fast path.
+//!   `Message::ack()`: the client's documented fast path, fire-and-forget acks.
 //! - `_confirmed`: the same with acks confirmed by the server: levee's default
-//!   `confirm_acks`, and `Message::double_ack()` on the raw side.
+//!   `confirm_acks`, and `Message::double_ack()` on the raw side. Only these two compare
+//!   with each other: a confirmed ack waits a round trip that a plain ack does not.
+//! - `async-nats_plain`: raw on a plain stream (one subject, one unfiltered consumer, no
+//!   sources): what levee's layout (filters, delay stream, dedup) costs on the server; not
+//!   a like-for-like pair with anything.
+//!
+//! Each row runs twice: `nats/publish_receive_ack` times whole rounds on the wall clock;
+//! `nats/publish_receive_ack_cpu` counts the CPU time the bench process and the server
+//! spent on them instead (the scheduler's per-thread accounting), which waiting for a core
+//! on a shared machine does not inflate. Criterion prints it as "time".
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -83,8 +98,8 @@ impl Drop for Server {
 #[derive(Clone, Copy)]
 enum Side<'a> {
     Levee(&'a NatsBroker<u64>, &'a levee_nats::NatsConsumer),
-    /// async-nats; `true`: acks confirmed by the server.
-    Raw(&'a jetstream::Context, &'a PullConsumer, bool),
+    /// async-nats publishing to a subject; `true`: acks confirmed by the server.
+    Raw(&'a jetstream::Context, &'a PullConsumer, &'static str, bool),
 }
 
 /// levee: one round through the `Broker` trait.
@@ -115,12 +130,13 @@ async fn levee_round(
 async fn raw_round(
     js: &jetstream::Context,
     consumer: &PullConsumer,
+    subject: &'static str,
     next: &mut u64,
     confirmed: bool,
 ) {
     for _ in 0..ROUND {
         let payload = serde_json::to_vec(next).expect("encode");
-        js.publish("rawbench.x", payload.into()).await.expect("publish").await.expect("puback");
+        js.publish(subject, payload.into()).await.expect("publish").await.expect("puback");
         *next += 1;
     }
     let mut got = 0;
@@ -146,6 +162,47 @@ async fn raw_round(
     }
 }
 
+/// A fixed instant the wall clock is read against.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// CPU time (ns) every thread of process `pid` (`self` for this one) has run so far, from
+/// the scheduler's own accounting (`/proc/<pid>/task/*/schedstat`); 0 where there is none.
+fn cpu_nanos(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A levee broker on `prefix` with the bench's subscription, and a consumer of it.
+async fn levee_side(
+    url: &str,
+    prefix: &str,
+    confirm_acks: bool,
+) -> (NatsBroker<u64>, levee_nats::NatsConsumer) {
+    let broker = NatsBroker::<u64>::builder(url)
+        .prefix(prefix)
+        .confirm_acks(confirm_acks)
+        .connect()
+        .await
+        .expect("connect");
+    let config = SubscriptionConfig::new("bench").ack_wait(ACK_WAIT);
+    let sub = broker.subscribe("bench", config).await.expect("subscribe");
+    let consumer = broker.consumer(&sub).await.expect("consumer");
+    (broker, consumer)
+}
+
+/// Where the raw rows publish on levee's layout: a message of topic `bench` with subject
+/// `bench`, no ordering key, for every subscription (see levee-nats' `names`).
+const RAW_SUBJECT: &str = "lbenchr.t.bench._._.bench";
+/// Where the plain row publishes.
+const PLAIN_SUBJECT: &str = "rawbench.x";
+
 fn main() {
     let Some(server) = Server::start() else {
         eprintln!("skipped: benches/nats.rs needs nats-server (LEVEE_NATS_SERVER_BIN or PATH)");
@@ -157,28 +214,24 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let config = SubscriptionConfig::new("bench").ack_wait(ACK_WAIT);
-    let (levee, levee_confirmed, levee_consumer, levee_confirmed_consumer) = rt.block_on(async {
-        let fast = NatsBroker::<u64>::builder(url.as_str())
-            .prefix("lbench")
-            .confirm_acks(false)
-            .connect()
-            .await
-            .expect("connect");
-        let sub = fast.subscribe("bench", config.clone()).await.expect("subscribe");
-        let consumer = fast.consumer(&sub).await.expect("consumer");
-        let confirmed = NatsBroker::<u64>::builder(url.as_str())
-            .prefix("lbenchc")
-            .connect()
-            .await
-            .expect("connect");
-        let sub = confirmed.subscribe("bench", config.clone()).await.expect("subscribe");
-        let confirmed_consumer = confirmed.consumer(&sub).await.expect("consumer");
-        (fast, confirmed, consumer, confirmed_consumer)
-    });
-    let (js, raw_consumer) = rt.block_on(async {
+    let ((levee, levee_consumer), (levee_confirmed, levee_confirmed_consumer)) =
+        rt.block_on(async {
+            (levee_side(&url, "lbench", false).await, levee_side(&url, "lbenchc", true).await)
+        });
+    let (js, raw_consumer, plain_consumer) = rt.block_on(async {
+        // The raw rows' stream and consumer are levee's: created through a broker, then used
+        // with async-nats alone (the broker is dropped before the bench starts).
+        let (layout, _) = levee_side(&url, "lbenchr", true).await;
+        drop(layout);
         let client = async_nats::connect(url.as_str()).await.expect("connect");
         let js = jetstream::new(client);
+        let raw: PullConsumer = js
+            .get_stream("lbenchr-T-bench")
+            .await
+            .expect("levee's stream")
+            .get_consumer("bench")
+            .await
+            .expect("levee's consumer");
         let stream = js
             .create_stream(stream::Config {
                 name: "RAWBENCH".into(),
@@ -191,7 +244,7 @@ fn main() {
             })
             .await
             .expect("stream");
-        let consumer: PullConsumer = stream
+        let plain: PullConsumer = stream
             .create_consumer(jetstream::consumer::pull::Config {
                 durable_name: Some("bench".into()),
                 deliver_policy: jetstream::consumer::DeliverPolicy::New,
@@ -202,41 +255,53 @@ fn main() {
             })
             .await
             .expect("consumer");
-        (js, consumer)
+        (js, raw, plain)
     });
 
     let mut c = Criterion::default().configure_from_args();
-    let mut group = c.benchmark_group("nats/publish_receive_ack");
-    group.throughput(Throughput::Elements(ROUND));
-    group.sample_size(20);
     let mut next = 0;
     let cases = [
         ("levee", Side::Levee(&levee, &levee_consumer)),
-        ("async-nats", Side::Raw(&js, &raw_consumer, false)),
+        ("async-nats", Side::Raw(&js, &raw_consumer, RAW_SUBJECT, false)),
         ("levee_confirmed", Side::Levee(&levee_confirmed, &levee_confirmed_consumer)),
-        ("async-nats_confirmed", Side::Raw(&js, &raw_consumer, true)),
+        ("async-nats_confirmed", Side::Raw(&js, &raw_consumer, RAW_SUBJECT, true)),
+        ("async-nats_plain", Side::Raw(&js, &plain_consumer, PLAIN_SUBJECT, false)),
     ];
-    for (name, side) in cases {
-        group.bench_function(name, |b| {
-            b.iter_custom(|rounds| {
-                rt.block_on(async {
-                    let start = Instant::now();
-                    for _ in 0..rounds {
-                        match side {
-                            Side::Levee(broker, consumer) => {
-                                levee_round(broker, consumer, &mut next).await;
-                            }
-                            Side::Raw(js, consumer, confirmed) => {
-                                raw_round(js, consumer, &mut next, confirmed).await;
+    let server_pid = server.child.id();
+    // Wall clock, and the CPU time the bench process and the server spent (what a shared,
+    // loaded machine distorts least: waiting for a core is not counted).
+    let clocks: [(&str, &dyn Fn() -> u64); 2] = [
+        ("nats/publish_receive_ack", &|| u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(0)),
+        ("nats/publish_receive_ack_cpu", &|| {
+            cpu_nanos("self") + cpu_nanos(&server_pid.to_string())
+        }),
+    ];
+    for (group_name, clock) in clocks {
+        let mut group = c.benchmark_group(group_name);
+        group.throughput(Throughput::Elements(ROUND));
+        group.sample_size(20);
+        for (name, side) in cases {
+            group.bench_function(name, |b| {
+                b.iter_custom(|rounds| {
+                    rt.block_on(async {
+                        let start = clock();
+                        for _ in 0..rounds {
+                            match side {
+                                Side::Levee(broker, consumer) => {
+                                    levee_round(broker, consumer, &mut next).await;
+                                }
+                                Side::Raw(js, consumer, subject, confirmed) => {
+                                    raw_round(js, consumer, subject, &mut next, confirmed).await;
+                                }
                             }
                         }
-                    }
-                    start.elapsed()
-                })
+                        Duration::from_nanos(clock().saturating_sub(start))
+                    })
+                });
             });
-        });
+        }
+        group.finish();
     }
-    group.finish();
     c.final_summary();
     drop(server);
 }

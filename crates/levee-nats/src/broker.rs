@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, kv, stream};
-use async_nats::{Client, HeaderMap, HeaderName};
+use async_nats::{Client, HeaderMap, HeaderName, Subject};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use levee_core::ConfigError;
@@ -514,7 +514,7 @@ impl<T, C> NatsBroker<T, C> {
     /// Publishes raw bytes to `subject` and waits for JetStream's answer.
     pub(crate) async fn store(
         &self,
-        subject: String,
+        subject: impl Into<Subject>,
         headers: HeaderMap,
         payload: Bytes,
     ) -> Result<Stored, BrokerError> {
@@ -528,7 +528,7 @@ impl<T, C> NatsBroker<T, C> {
 pub(crate) async fn store(
     client: &Client,
     timeout: Duration,
-    subject: String,
+    subject: impl Into<Subject>,
     headers: HeaderMap,
     payload: Bytes,
 ) -> Result<Stored, BrokerError> {
@@ -537,7 +537,8 @@ pub(crate) async fn store(
         // A plain message goes out as PUB, not HPUB with an empty header block.
         request = request.headers(headers);
     }
-    let reply = client.send_request(subject, request).await.map_err(|e| nats("publish", &e))?;
+    let reply =
+        client.send_request(subject.into(), request).await.map_err(|e| nats("publish", &e))?;
     let ack: PubAck = serde_json::from_slice(&reply.payload)
         .map_err(|e| BrokerError::Backend { reason: format!("unreadable publish ack: {e}") })?;
     match ack.error {
@@ -622,11 +623,11 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
     ) -> Result<Publish, BrokerError> {
         self.check_open()?;
         let handle = self.topic(topic).await?;
-        let subject = message.subject_ref().unwrap_or(topic).to_owned();
-        levee_queue::broker::validate_subject(&subject)?;
+        let subject = message.subject_ref().unwrap_or(topic);
+        levee_queue::broker::validate_subject(subject)?;
         if subject.contains(char::is_whitespace) {
             return Err(BrokerError::InvalidSubject {
-                subject,
+                subject: subject.to_owned(),
                 reason: "a NATS subject cannot contain whitespace",
             });
         }
@@ -644,14 +645,14 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
             }
             Schedule::NotBefore(at) => at,
         };
-        let routed = handle.routed(&subject);
+        let routed = handle.routed(subject);
         let target = if ready_at > now {
             // A schedule per message: its own subject (JetStream keeps one schedule per
             // subject), firing once at `ready_at` into the topic through the delay stream.
             headers.insert("Nats-Schedule", format!("@at {}", rfc3339(ready_at)).as_str());
             headers.insert(
                 "Nats-Schedule-Target",
-                handle.names.schedule_target(&key, &subject).as_str(),
+                handle.names.schedule_target(&key, subject).as_str(),
             );
             headers.insert("Nats-Schedule-TTL", "168h");
             if let Some(id) = message.message_id() {
@@ -659,8 +660,11 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
             }
             handle.names.schedule_subject(&unique_token(&self.shared.client))
         } else {
-            handle.names.message_subject(None, &key, &subject)
+            handle.names.message_subject(None, &key, subject)
         };
+        // Built once: a retry after `Full` sends the same bytes (a `Subject` clones by
+        // reference count, where a `String` would be copied on every attempt).
+        let target = Subject::from(target);
         let deadline = tokio::time::Instant::now() + self.shared.config.full_wait;
         let mut pause = Duration::from_millis(5);
         loop {

@@ -46,7 +46,8 @@ pub(crate) struct Source {
 /// Everything a verb needs; shared with the task a dropped delivery spawns.
 pub(crate) struct Lease {
     sub: Arc<SubShared>,
-    reply: String,
+    /// JetStream's ack subject of this delivery (a reference-counted clone of the message's).
+    reply: async_nats::Subject,
     pub(crate) source: Source,
     attempt: u32,
     failures: u32,
@@ -62,7 +63,7 @@ impl Lease {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         sub: Arc<SubShared>,
-        reply: String,
+        reply: async_nats::Subject,
         source: Source,
         attempt: u32,
         failures: u32,

@@ -79,8 +79,8 @@ fn hex_value(b: u8) -> Option<u8> {
 }
 
 /// The key token of a message subject: `_` for none, `k<encoded>` for a key.
-pub(crate) fn key_token(key: Option<&str>) -> String {
-    key.map_or_else(|| "_".to_owned(), |k| format!("k{}", encode_token(k)))
+pub(crate) fn key_token(key: Option<&str>) -> std::borrow::Cow<'static, str> {
+    key.map_or(std::borrow::Cow::Borrowed("_"), |k| format!("k{}", encode_token(k)).into())
 }
 
 /// Every JetStream name of one topic.

@@ -163,7 +163,7 @@ impl SubShared {
     /// server when `confirm_acks`, else fire-and-forget.
     pub(crate) async fn verb(
         &self,
-        reply: &str,
+        reply: &async_nats::Subject,
         body: impl Into<bytes::Bytes>,
     ) -> Result<(), BrokerError> {
         let body = body.into();
@@ -171,12 +171,12 @@ impl SubShared {
             let request =
                 async_nats::Request::new().payload(body).timeout(Some(self.request_timeout));
             self.client
-                .send_request(reply.to_owned(), request)
+                .send_request(reply.clone(), request)
                 .await
                 .map(drop)
                 .map_err(|e| nats("acknowledge", &e))
         } else {
-            self.client.publish(reply.to_owned(), body).await.map_err(|e| nats("acknowledge", &e))
+            self.client.publish(reply.clone(), body).await.map_err(|e| nats("acknowledge", &e))
         }
     }
 
@@ -225,11 +225,11 @@ impl SubShared {
             loop {
                 tokio::time::sleep(period).await;
                 let Some(sub) = weak.upgrade() else { return };
-                let replies: Vec<String> = sub
+                let replies: Vec<async_nats::Subject> = sub
                     .lock_parked()
                     .values()
                     .flat_map(BTreeMap::values)
-                    .filter_map(|m| m.reply.as_ref().map(ToString::to_string))
+                    .filter_map(|m| m.reply.clone())
                     .collect();
                 for reply in replies {
                     // Fire-and-forget: a lost one is retried next period, and a lease that
@@ -476,7 +476,7 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
         let stream_seq = info.stream_sequence;
         let delivered = u32::try_from(info.delivered).unwrap_or(u32::MAX).max(1);
         let published_at = u64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(0);
-        let Some(reply) = message.reply.as_ref().map(ToString::to_string) else {
+        let Some(reply) = message.reply.clone() else {
             return Err(BrokerError::Backend { reason: "delivery without a reply subject".into() });
         };
         let Some((_, key_token, subject)) = sub.topic.names.parse(message.subject.as_str()) else {
