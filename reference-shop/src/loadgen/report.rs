@@ -304,7 +304,15 @@ impl Report {
             writeln!(
                 out,
                 "\n{:<16} {:>13} {:>9} {:>7} {:>8} {:>9} {:>9} {:>9} {:>9}",
-                "phase", "span s", "rate/s", "count", "errors", "ok/s", "p50 ms", "p99 ms", "ok p99"
+                "phase",
+                "span s",
+                "rate/s",
+                "count",
+                "errors",
+                "ok/s",
+                "p50 ms",
+                "p99 ms",
+                "ok p99"
             )?;
             for p in &self.phases {
                 let rate = if p.rate[0] == p.rate[1] {
