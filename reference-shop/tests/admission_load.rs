@@ -172,15 +172,20 @@ async fn at_twice_the_capacity_admission_holds_throughput_and_p99() {
     let bound_ms = 10.0 * SERVICE_TIME.as_secs_f64() * 1e3;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
 
-    // With admission, and 6 reads of our own during the measured phases, 500 ms apart.
+    // With admission, and reads of our own during the measured phases: 4 rounds of 3 at
+    // once, 700 ms apart (each read is shed or served as the controller finds it, so a
+    // round of 3 on top of the load is likely to see both).
     let shop = tokio::task::spawn_blocking(|| Shop::start(true)).await.unwrap();
     let base = shop.base.clone();
     let load = tokio::task::spawn_blocking(move || (shop.load(), shop));
     tokio::time::sleep(Duration::from_millis(3200)).await;
     let mut probes = Vec::new();
-    for _ in 0..6 {
-        probes.push(probe(&http, &base).await);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..4 {
+        let round =
+            futures::future::join3(probe(&http, &base), probe(&http, &base), probe(&http, &base))
+                .await;
+        probes.extend([round.0, round.1, round.2]);
+        tokio::time::sleep(Duration::from_millis(700)).await;
     }
     let (with, shop) = load.await.unwrap();
     let status: Value = http
@@ -239,7 +244,7 @@ async fn at_twice_the_capacity_admission_holds_throughput_and_p99() {
         })
         .collect();
     assert!(probes.iter().all(|(s, ..)| matches!(s, 200 | 503)), "{probes:?}");
-    assert!(shed.len() >= 2, "{probes:?}");
+    assert!(shed.len() >= 3, "{probes:?}");
     shed.sort_unstable();
     assert!(shed[shed.len() / 2] < SERVICE_TIME, "{probes:?}");
 
