@@ -60,26 +60,12 @@ impl Shop {
         }
         let path = scratch.0.join("shop.toml");
         std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
-        let mut child = process::binary()
-            .arg("--config")
-            .arg(&path)
-            .arg("serve")
-            .env("SHOP_SERVER__ADDR", "127.0.0.1:0")
-            .env("SHOP_SERVER__ADMIN_TOKEN", TOKEN)
-            .env("SHOP_STORAGE__DATA_DIR", scratch.0.join("data"))
-            .env("SHOP_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        match process::announced_url(&mut child, Duration::from_secs(60)) {
-            Ok(base) => Self { child, base, _dir: scratch },
-            Err(line) => {
-                let _ = child.kill();
-                panic!("the shop did not start: {line:?}");
-            }
-        }
+        let (child, base) = process::spawn_announced(&mut process::serve(
+            Some(&path),
+            TOKEN,
+            &scratch.0.join("data"),
+        ));
+        Self { child, base, _dir: scratch }
     }
 
     /// Runs the scenario against the shop and returns the load generator's JSON report.
