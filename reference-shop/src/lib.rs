@@ -61,6 +61,7 @@ pub mod services;
 pub mod soak;
 pub mod store;
 pub mod timeouts;
+pub mod work;
 
 pub use app::{RunningShop, Shop, StartError};
 pub use clock::ShopClock;

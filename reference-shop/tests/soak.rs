@@ -38,27 +38,11 @@ impl Shop {
         // queue (or succeed) within a second, so the queue drains well inside the test.
         let config = dir.join("shop.toml");
         std::fs::write(&config, "[queue.subscription]\nbackoff = [\"100ms\"]\n").unwrap();
-        let mut child = process::binary()
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("SHOP_SERVER__ADDR", "127.0.0.1:0")
-            .env("SHOP_SERVER__ADMIN_TOKEN", TOKEN)
-            .env("SHOP_STORAGE__DATA_DIR", dir.join("data"))
-            .env("SHOP_STORAGE__SEED_PRODUCTS", "500")
-            .env("SHOP_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        match process::announced_url(&mut child, Duration::from_secs(60)) {
-            Ok(base) => Self { child, base, _dir: scratch },
-            Err(line) => {
-                let _ = child.kill();
-                panic!("the shop did not start: {line:?}");
-            }
-        }
+        let (child, base) = process::spawn_announced(
+            process::serve(Some(&config), TOKEN, &dir.join("data"))
+                .env("SHOP_STORAGE__SEED_PRODUCTS", "500"),
+        );
+        Self { child, base, _dir: scratch }
     }
 
     fn soak(&self, pid: u32, extra: &[&str]) -> Output {

@@ -10,7 +10,7 @@ use levee::core::ConfigError;
 
 use crate::bus::EventBus;
 use crate::clock::ShopClock;
-use crate::config::{Config, SettingError};
+use crate::config::{Config, SettingError, section};
 use crate::domain::{TOPIC_ORDERS, TOPIC_PAYMENTS};
 use crate::faults::{FaultSettings, Faults};
 use crate::guard::PaymentGuard;
@@ -23,6 +23,7 @@ use crate::services::{
 };
 use crate::store::{HoldingCaps, Store, StoreError};
 use crate::timeouts::ShopTimers;
+use crate::work::Work;
 
 pub use running::RunningShop;
 
@@ -54,6 +55,8 @@ pub struct Shop {
     /// Connection limits, request deadline, slow-client counters (the listener and the
     /// router use them).
     pub connections: Arc<Connections>,
+    /// The fixed work of product reads (`[work]`), when set.
+    pub work: Option<Work>,
     infra: Infra,
 }
 
@@ -155,6 +158,7 @@ impl Shop {
             Arc::clone(&payments),
         ));
         let metrics = Metrics::new(&infra.counters, Arc::clone(&operations));
+        let work = config.work.as_ref().map(Work::new).transpose().map_err(section("work"))?;
         let shop = Arc::new(Self {
             config,
             customers,
@@ -168,6 +172,7 @@ impl Shop {
             metrics,
             edge,
             connections,
+            work,
             infra,
         });
         shop.subscribe().await?;

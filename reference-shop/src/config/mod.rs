@@ -136,6 +136,10 @@ pub struct Config {
     pub health: HealthConfig,
     /// levee's protections on (the default) or off, for the outage side by side.
     pub protections: ProtectionsConfig,
+    /// A fixed service time under a fixed concurrency for product reads, which gives the
+    /// shop a known capacity for load tests (`[work]`, off unless present; [`crate::work`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work: Option<crate::work::WorkConfig>,
 }
 
 /// HTTP server settings.
@@ -551,6 +555,9 @@ impl Config {
         }
         E::require_positive("store_timeout", self.health.store_timeout)
             .map_err(section("health"))?;
+        if let Some(work) = &self.work {
+            work.validate().map_err(section("work"))?;
+        }
         Ok(())
     }
 }

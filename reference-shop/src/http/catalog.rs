@@ -49,6 +49,9 @@ pub(super) async fn product(
     State(shop): State<Arc<Shop>>,
     ApiPath(id): ApiPath,
 ) -> Result<Product> {
+    if let Some(work) = &shop.work {
+        work.serve().await;
+    }
     shop.catalog.product(id).await.map(Json)
 }
 

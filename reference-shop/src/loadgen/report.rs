@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::operation::Operation;
 use super::scenario::Scenario;
 use super::slo::Verdict;
-use super::stats::{Stats, Tally, TimelinePoint};
+use super::stats::{Cell, Stats, Tally, TimelinePoint};
 use super::switches::AppliedSwitch;
 
 /// Latency percentiles in milliseconds.
@@ -72,10 +72,15 @@ pub struct Outcomes {
     pub statuses: BTreeMap<u16, u64>,
     /// From the intended send time to the outcome (coordinated omission corrected), ms.
     pub latency_ms: Latency,
+    /// The same, of the answers that were not errors only (the requests the shop served,
+    /// apart from its fast refusals when it sheds), ms.
+    pub ok_latency_ms: Latency,
 }
 
 impl Outcomes {
-    fn of(tally: Tally, latency: &Histogram<u64>, span: Duration) -> Self {
+    fn of<'a>(cells: impl Iterator<Item = &'a Cell> + Clone, span: Duration) -> Self {
+        let (tally, latency) = Tally::of(cells.clone());
+        let ok_latency = Tally::ok_latency(cells);
         let ok = tally.attempts - tally.errors;
         Self {
             attempts: tally.attempts,
@@ -86,7 +91,8 @@ impl Outcomes {
             failed: tally.failed,
             dropped: tally.dropped,
             statuses: tally.statuses,
-            latency_ms: Latency::of(latency),
+            latency_ms: Latency::of(&latency),
+            ok_latency_ms: Latency::of(&ok_latency),
         }
     }
 }
@@ -172,13 +178,11 @@ pub(crate) struct Context<'a> {
 impl Report {
     pub(crate) fn build(stats: &Stats, cx: Context<'_>) -> Self {
         let scenario = cx.scenario;
-        let (tally, latency) = Tally::of(stats.select(None, None));
-        let all = Outcomes::of(tally, &latency, cx.elapsed);
+        let all = Outcomes::of(stats.select(None, None), cx.elapsed);
         let mut operations = BTreeMap::new();
         for op in Operation::ALL {
-            let (tally, latency) = Tally::of(stats.select(None, Some(op)));
-            if tally.attempts > 0 {
-                let outcomes = Outcomes::of(tally, &latency, cx.elapsed);
+            let outcomes = Outcomes::of(stats.select(None, Some(op)), cx.elapsed);
+            if outcomes.attempts > 0 {
                 operations.insert(
                     op,
                     OperationReport { outcomes, service_ms: Latency::of(&stats.service(op)) },
@@ -190,12 +194,11 @@ impl Report {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let (tally, latency) = Tally::of(stats.select(Some(i), None));
                 let mut per_op = BTreeMap::new();
                 for op in Operation::ALL {
-                    let (tally, latency) = Tally::of(stats.select(Some(i), Some(op)));
-                    if tally.attempts > 0 {
-                        per_op.insert(op, Outcomes::of(tally, &latency, p.duration));
+                    let outcomes = Outcomes::of(stats.select(Some(i), Some(op)), p.duration);
+                    if outcomes.attempts > 0 {
+                        per_op.insert(op, outcomes);
                     }
                 }
                 PhaseReport {
@@ -203,7 +206,7 @@ impl Report {
                     from_s: p.start.as_secs_f64(),
                     to_s: p.end().as_secs_f64(),
                     rate: [p.rate, p.rate_to],
-                    all: Outcomes::of(tally, &latency, p.duration),
+                    all: Outcomes::of(stats.select(Some(i), None), p.duration),
                     operations: per_op,
                 }
             })
@@ -300,8 +303,16 @@ impl Report {
         if self.phases.len() > 1 {
             writeln!(
                 out,
-                "\n{:<16} {:>13} {:>9} {:>7} {:>8} {:>9} {:>9} {:>9}",
-                "phase", "span s", "rate/s", "count", "errors", "ok/s", "p50 ms", "p99 ms"
+                "\n{:<16} {:>13} {:>9} {:>7} {:>8} {:>9} {:>9} {:>9} {:>9}",
+                "phase",
+                "span s",
+                "rate/s",
+                "count",
+                "errors",
+                "ok/s",
+                "p50 ms",
+                "p99 ms",
+                "ok p99"
             )?;
             for p in &self.phases {
                 let rate = if p.rate[0] == p.rate[1] {
@@ -311,7 +322,7 @@ impl Report {
                 };
                 writeln!(
                     out,
-                    "{:<16} {:>13} {:>9} {:>7} {:>7.2}% {:>9.1} {:>9.2} {:>9.2}",
+                    "{:<16} {:>13} {:>9} {:>7} {:>7.2}% {:>9.1} {:>9.2} {:>9.2} {:>9.2}",
                     p.name,
                     format!("{:.0}-{:.0}", p.from_s, p.to_s),
                     rate,
@@ -320,6 +331,7 @@ impl Report {
                     p.all.throughput_per_s,
                     p.all.latency_ms.p50,
                     p.all.latency_ms.p99,
+                    p.all.ok_latency_ms.p99,
                 )?;
             }
         }

@@ -47,6 +47,9 @@ impl Outcome {
 pub(crate) struct Cell {
     /// From the intended send time to the outcome: the coordinated-omission-corrected latency.
     pub(crate) latency: LatencyRecorder,
+    /// The same, of the answers that were not errors only: what the requests the shop served
+    /// saw, apart from the fast refusals of a shop that sheds.
+    pub(crate) ok_latency: LatencyRecorder,
     pub(crate) attempts: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) timed_out: AtomicU64,
@@ -60,6 +63,7 @@ impl Cell {
         Self {
             // One stripe (~270 KiB): a handful of tasks record into it, far from contended.
             latency: LatencyRecorder::with_stripes(1),
+            ok_latency: LatencyRecorder::with_stripes(1),
             attempts: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
@@ -181,6 +185,9 @@ impl Stats {
         if let Some(latency) = latency {
             cell.latency.record_nanos(nanos(latency));
             live.latency.record_nanos(nanos(latency));
+            if !error {
+                cell.ok_latency.record_nanos(nanos(latency));
+            }
         }
         match outcome {
             Outcome::Answered(status) => *cell.statuses.lock().entry(status).or_default() += 1,
@@ -236,7 +243,7 @@ impl Stats {
         &self,
         phase: Option<usize>,
         op: Option<Operation>,
-    ) -> impl Iterator<Item = &Cell> + '_ {
+    ) -> impl Iterator<Item = &Cell> + Clone + '_ {
         let ops = Operation::ALL.len();
         self.cells
             .iter()
@@ -263,7 +270,7 @@ impl Tally {
     /// The counts and the merged latency histogram of `cells`.
     pub(crate) fn of<'a>(cells: impl Iterator<Item = &'a Cell>) -> (Self, Histogram<u64>) {
         let mut tally = Self::default();
-        let mut latency: Option<Histogram<u64>> = None;
+        let mut latency = Vec::new();
         for c in cells {
             tally.attempts += c.attempts.load(Ordering::Relaxed);
             tally.errors += c.errors.load(Ordering::Relaxed);
@@ -273,21 +280,34 @@ impl Tally {
             for (status, n) in c.statuses.lock().iter() {
                 *tally.statuses.entry(*status).or_default() += n;
             }
-            let h = c.latency.merged();
-            match &mut latency {
-                // Every recorder shares the same bounds, so adding cannot fail.
-                Some(total) => total.add(&h).expect("recorders share bounds"),
-                None => latency = Some(h),
-            }
+            latency.push(&c.latency);
         }
-        let latency = latency.unwrap_or_else(|| LatencyRecorder::with_stripes(1).merged());
-        (tally, latency)
+        (tally, merged(latency))
+    }
+
+    /// The merged histogram of the latencies of `cells`' answers that were not errors.
+    pub(crate) fn ok_latency<'a>(cells: impl Iterator<Item = &'a Cell>) -> Histogram<u64> {
+        merged(cells.map(|c| &c.ok_latency))
     }
 
     /// Errors over attempts (0 when nothing was attempted).
     pub(crate) fn error_rate(&self) -> f64 {
         if self.attempts == 0 { 0.0 } else { self.errors as f64 / self.attempts as f64 }
     }
+}
+
+/// One histogram of every recorder's samples (an empty one for none).
+fn merged<'a>(recorders: impl IntoIterator<Item = &'a LatencyRecorder>) -> Histogram<u64> {
+    let mut total: Option<Histogram<u64>> = None;
+    for r in recorders {
+        let h = r.merged();
+        match &mut total {
+            // Every recorder shares the same bounds, so adding cannot fail.
+            Some(total) => total.add(&h).expect("recorders share bounds"),
+            None => total = Some(h),
+        }
+    }
+    total.unwrap_or_else(|| LatencyRecorder::with_stripes(1).merged())
 }
 
 #[cfg(test)]
@@ -313,6 +333,10 @@ mod tests {
         assert_eq!((search.attempts, search.errors, search.timed_out), (3, 2, 1));
         assert_eq!(search.statuses, BTreeMap::from([(200, 1), (503, 1)]));
         assert_eq!(h.len(), 3);
+        // Only the 200 among the answers that were not errors.
+        let ok = Tally::ok_latency(stats.select(None, Some(Operation::Search)));
+        assert_eq!(ok.len(), 1);
+        assert!((5_000_000..5_100_000).contains(&ok.max()), "{}", ok.max());
         let (phase1, h) = Tally::of(stats.select(Some(1), None));
         assert_eq!((phase1.attempts, phase1.errors, phase1.dropped), (3, 2, 1));
         // A dropped request has no latency; the out-of-stock answer is not an error.

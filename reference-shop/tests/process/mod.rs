@@ -3,8 +3,9 @@
 //! untouched by this environment's shop settings.
 #![allow(dead_code, unreachable_pub)]
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// A scratch directory, removed on drop.
 pub struct Scratch(pub PathBuf);
@@ -60,4 +61,37 @@ pub fn announced_url(
         .and_then(|rest| rest.split_whitespace().next())
         .map(|addr| format!("http://{addr}"))
         .ok_or(line)
+}
+
+/// `binary()` serving on a free loopback port with the admin `token`, its data in `data`,
+/// logging warnings to the test's stderr, stdout piped for [`spawn_announced`]; the settings
+/// file `config` if any. Add more `SHOP_*` settings to it as needed.
+pub fn serve(config: Option<&Path>, token: &str, data: &Path) -> Command {
+    let mut cmd = binary();
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.arg("serve")
+        .env("SHOP_SERVER__ADDR", "127.0.0.1:0")
+        .env("SHOP_SERVER__ADMIN_TOKEN", token)
+        .env("SHOP_STORAGE__DATA_DIR", data)
+        .env("SHOP_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    cmd
+}
+
+/// Spawns the shop `cmd` starts and returns it with its announced `http://ADDR`; kills it and
+/// panics with what it said when it does not announce itself within 60 s.
+pub fn spawn_announced(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd.spawn().expect("the shop binary runs");
+    match announced_url(&mut child, Duration::from_secs(60)) {
+        Ok(base) => (child, base),
+        Err(line) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the shop did not start: {line:?}");
+        }
+    }
 }
