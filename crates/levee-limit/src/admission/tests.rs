@@ -70,6 +70,27 @@ fn capacity_is_max_throughput_times_min_latency() {
 }
 
 #[test]
+fn a_headroom_lets_a_controller_at_one_in_flight_grow() {
+    let clock = ManualClock::new();
+    let c = AdmissionController::builder()
+        .settings(AdmissionSettings::new().window(Duration::from_secs(1), 10).headroom(1.25))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    // One request at a time, 10 ms each, for a whole bucket: 100/s x 10 ms = 1 in flight.
+    for _ in 0..10 {
+        let permit = c.try_acquire().unwrap();
+        clock.advance(10 * MS);
+        drop(permit);
+    }
+    // 1 x 1.25 rounds to 1; the headroom still allows one more, so the estimate can grow.
+    assert_eq!(c.capacity(), Some(2));
+    let held: Vec<_> = (0..2).map(|_| c.try_acquire().unwrap()).collect();
+    assert_eq!(c.try_acquire().unwrap_err(), Shed { in_flight: 3, capacity: 2 });
+    held.into_iter().for_each(AdmissionPermit::ignore);
+}
+
+#[test]
 fn min_in_flight_is_a_floor_under_the_estimate() {
     let clock = ManualClock::new();
     let c = controller(&clock, AdmissionSettings::new().min_in_flight(3));

@@ -77,13 +77,17 @@ impl Estimate {
 
     /// Requests in flight the estimate allows: most completions per second times the smallest
     /// mean latency (Little's law), times `headroom`, rounded to nearest, for buckets of
-    /// `bucket_nanos`.
+    /// `bucket_nanos`. A headroom over 1 always allows at least one more than the estimate:
+    /// rounded to nearest alone, 1 x 1.25 is 1 again, and a controller held at one request
+    /// in flight could never grow.
     #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     pub(crate) fn capacity(&self, bucket_nanos: u64, headroom: f64) -> u64 {
         // Once per bucket: f64 is exact enough (53 bits), and `as` saturates.
         let per_second = self.max_count as f64 * 1e9 / bucket_nanos as f64;
         let latency = self.min_latency_sum_us as f64 / 1e6 / self.min_latency_count as f64;
-        (per_second * latency * headroom).round() as u64
+        let estimate = per_second * latency;
+        let capacity = (estimate * headroom).round();
+        if headroom > 1.0 { capacity.max(estimate.round() + 1.0) as u64 } else { capacity as u64 }
     }
 }
 
