@@ -26,7 +26,8 @@
 //! goes through a second pipeline of the same stages with the customer's deadlines
 //! (`payment.checkout`: 1 s in all, 500 ms per call by default) and the *same* retry budget and
 //! breaker: what the queued payments learn about the provider protects the customers, and the
-//! other way round.
+//! other way round. A customer waits at most a few times the provider's recent answer latency
+//! and never for the breaker's trial call (see `guard/waiting.rs`).
 //!
 //! The provider's answers that are not faults (a declined card) pass through as `Ok(Err(_))`:
 //! to the pipeline they are successes, so they neither trip the breaker nor retry.
@@ -43,6 +44,8 @@
 //! provider takes, no retry, no breaker (its status stays closed, with nothing counted). The
 //! queue's redeliveries still retry a payment later, as they would in any shop.
 
+mod waiting;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +57,7 @@ use serde::Serialize;
 
 use crate::clock::ShopClock;
 use crate::config::{PaymentConfig, ProtectionsConfig, SettingError, section};
+pub use waiting::AnswerLatency;
 
 /// The payment pipeline's type: overall timeout, retry, breaker, attempt timeout.
 pub type PaymentPipeline = Pipeline<
@@ -163,6 +167,8 @@ struct Counters {
     overall_timeouts: Counter,
     opened: Counter,
     closed: Counter,
+    /// Checkouts answered at once because the breaker was not closed (`guard/waiting.rs`).
+    deferred: Counter,
 }
 
 impl Counters {
@@ -193,6 +199,8 @@ pub struct PaymentGuard {
     configured: levee::breaker::BreakerSettings,
     budget: Option<Arc<RetryBudget>>,
     counters: Arc<Counters>,
+    /// The provider's recent answer latencies: the checkout's deadline.
+    latency: AnswerLatency,
 }
 
 impl std::fmt::Debug for PaymentGuard {
@@ -227,6 +235,7 @@ impl PaymentGuard {
                 configured: config.breaker.clone(),
                 budget: None,
                 counters,
+                latency: AnswerLatency::new(&config.checkout),
             });
         }
         let transitions = Arc::clone(&counters);
@@ -286,6 +295,7 @@ impl PaymentGuard {
             configured: config.breaker.clone(),
             budget,
             counters,
+            latency: AnswerLatency::new(&config.checkout),
         })
     }
 
@@ -321,11 +331,13 @@ impl PaymentGuard {
     }
 
     /// Like [`call`](Self::call) for a customer who waits for the answer (the synchronous
-    /// checkout): the same retry budget and breaker, the deadlines of `payment.checkout`.
-    /// With protections off, the call as it is.
+    /// checkout): the same retry budget and breaker, the deadlines of `payment.checkout`,
+    /// the whole wait cut at [`AnswerLatency::deadline`]; while the breaker is not closed,
+    /// [`PolicyError::CircuitOpen`] at once (the queued payments make its trial calls). With
+    /// protections off, the call as it is.
     ///
     /// # Errors
-    /// As [`call`](Self::call); [`PolicyError::Timeout`] once `payment.checkout.timeout`
+    /// As [`call`](Self::call); [`PolicyError::Timeout`] once the checkout's deadline
     /// passed.
     pub async fn call_waiting<T, E, F, Fut>(
         &self,
@@ -338,7 +350,10 @@ impl PaymentGuard {
         T: Send,
         E: Send,
     {
-        self.run(&self.checkout, f, is_fault).await
+        match &self.checkout {
+            Stages::Protected(p) => self.run_waiting(p, f, is_fault).await,
+            bare @ Stages::Bare(_) => self.run(bare, f, is_fault).await,
+        }
     }
 
     async fn run<T, E, F, Fut>(
@@ -353,25 +368,42 @@ impl PaymentGuard {
         T: Send,
         E: Send,
     {
-        let (f, is_fault, counters) = (&f, &is_fault, &*self.counters);
-        let attempt = |_ctx: PolicyContext<'_>| {
-            counters.calls.incr();
-            let attempt = f();
-            async move {
-                match attempt.await {
-                    Ok(v) => Ok(Ok(v)),
-                    Err(e) if is_fault(&e) => {
-                        counters.faults.incr();
-                        Err(e)
-                    }
-                    Err(e) => Ok(Err(e)),
-                }
-            }
+        let (f, is_fault) = (&f, &is_fault);
+        let clock = match stages {
+            Stages::Protected(p) => p.clock(),
+            Stages::Bare(p) => p.clock(),
         };
+        let attempt = |_ctx: PolicyContext<'_>| self.attempt(clock, f, is_fault);
         match stages {
             Stages::Protected(p) => p.execute(attempt).await,
             Stages::Bare(p) => p.execute(attempt).await,
         }
+    }
+
+    /// One provider call: counted, an answer's latency noted for the checkout's deadline; a
+    /// fault is `Err`, an answer that is not a fault (a decline) `Ok(Err(_))`.
+    async fn attempt<T, E, F, Fut>(
+        &self,
+        clock: &ShopClock,
+        f: &F,
+        is_fault: &(impl Fn(&E) -> bool + Sync),
+    ) -> Result<Result<T, E>, E>
+    where
+        F: Fn() -> Fut + Sync,
+        Fut: Future<Output = Result<T, E>> + Send,
+    {
+        self.counters.calls.incr();
+        let started = clock.now();
+        let answer = match f().await {
+            Ok(v) => Ok(v),
+            Err(e) if is_fault(&e) => {
+                self.counters.faults.incr();
+                return Err(e);
+            }
+            Err(e) => Err(e),
+        };
+        self.latency.record(Duration::from_nanos(clock.elapsed_since(started)));
+        Ok(answer)
     }
 
     /// The breaker's settings now (with protections off, the configured ones, unused).
@@ -413,7 +445,7 @@ impl PaymentGuard {
             failures_in_window: metrics.failed_calls,
             opened: self.counters.opened.get(),
             closed: self.counters.closed.get(),
-            rejected: metrics.not_permitted,
+            rejected: metrics.not_permitted + self.counters.deferred.get(),
         }
     }
 

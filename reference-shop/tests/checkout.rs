@@ -167,10 +167,101 @@ async fn an_open_breaker_answers_the_checkout_at_once(db: TestDb) {
     shop.stop().await;
 }
 
+/// Once the provider's recent answers are known (ten healthy checkouts, answering at once on
+/// the manual clock), a provider that turns slow costs the customer the latency-aware
+/// deadline (`min_timeout`, 50 ms), not `attempt_timeout` (500 ms) or `timeout` (1 s); the cut
+/// is a failure to the shared breaker; the queue pays the order once the provider is back,
+/// charged once.
+async fn a_slow_provider_costs_the_customer_a_few_times_its_recent_latency(db: TestDb) {
+    let shop = start(&db, |_| {}).await;
+    let key = shop.customer("latency").await;
+    for i in 0..10 {
+        let id = unpaid(&shop, &key, &format!("fast-{i}"), 10 + i).await;
+        let r = shop.send(checkout(&shop, &key, id, "tok_visa")).await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    let id = unpaid(&shop, &key, "slow-1", 30).await;
+    shop.faults(json!({ "provider_latency_ms": 600_000 })).await;
+    let calls = shop.status().await["payment"]["calls"].as_u64().unwrap();
+    let request = tokio::spawn(checkout(&shop, &key, id, "tok_visa").send());
+    eventually("the checkout's provider call is in flight", || async {
+        (shop.status().await["payment"]["calls"].as_u64() > Some(calls)).then_some(())
+    })
+    .await;
+    // Past the 50 ms floor, far short of the 500 ms attempt timeout: the answer comes (the
+    // real-time bound only turns a checkout still waiting on the shop clock into a failure).
+    shop.clock.advance(Duration::from_millis(60));
+    let r = tokio::time::timeout(Duration::from_secs(60), request)
+        .await
+        .expect("answered without the shop clock reaching the attempt timeout")
+        .unwrap()
+        .expect("the checkout answers");
+    assert_eq!(r.status().as_u16(), 202);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "awaiting_payment", "{body}");
+    let error = body["payment_error"].as_str().unwrap_or_default();
+    assert!(error.contains("timed out after 50ms"), "{body}");
+    let status = shop.status().await;
+    assert_eq!(status["breaker"]["failures_in_window"], 1, "the cut is a failure: {status}");
+    assert_eq!(status["payment"]["attempt_timeouts"], 1, "{status}");
+
+    shop.faults(json!({ "provider_latency_ms": 0 })).await;
+    shop.order_becomes(&key, id, "paid").await;
+    assert_eq!(shop.shop().payments.charges_for(id), 1);
+    assert_eq!(shop.shop().payments.provider_stats().charges, 11);
+    shop.stop().await;
+}
+
+/// The breaker's open wait has passed and the provider is healthy again: a customer's
+/// checkout is not the trial call (it answers 202 at once, "circuit open", where a trial
+/// would have paid it), the queued payment it hands off is, pays the order once and closes
+/// the breaker; the next checkout is paid while the customer waits.
+async fn a_customer_is_never_the_breakers_trial_call(db: TestDb) {
+    let shop = start(&db, |c| {
+        c.payment.retry.max_attempts = 1;
+        c.payment.breaker.minimum_calls = 2;
+        c.payment.breaker.failure_count_threshold = Some(2);
+    })
+    .await;
+    let key = shop.customer("trial").await;
+    shop.faults(json!({ "provider_failure_rate": 1.0 })).await;
+    let first = unpaid(&shop, &key, "trial-1", 7).await;
+    let r = shop.send(checkout(&shop, &key, first, "tok_visa")).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    eventually("the breaker opens and the queue has given up (dead letters)", || async {
+        let queue = shop.shop().operations.status().queue;
+        let idle = queue.subscriptions.iter().all(|s| s.depth + s.in_flight == 0);
+        (shop.status().await["breaker"]["state"] == "open" && idle && queue.dlq_depth >= 1)
+            .then_some(())
+    })
+    .await;
+    shop.faults(json!({ "provider_failure_rate": 0.0 })).await;
+    // Past the open wait (30 s): the next permit asked for would be the trial.
+    shop.clock.advance(Duration::from_secs(31));
+    let calls = shop.status().await["provider"]["calls"].as_u64().unwrap();
+    let id = unpaid(&shop, &key, "trial-2", 8).await;
+    let r = shop.send(checkout(&shop, &key, id, "tok_visa")).await;
+    assert_eq!(r.status, 202, "a healthy trial would have paid it: {r:?}");
+    assert!(r.body["payment_error"].as_str().unwrap().contains("circuit open"), "{r:?}");
+    // The hand-off is the trial: the order is paid, once, and the breaker closes.
+    shop.order_becomes(&key, id, "paid").await;
+    assert_eq!(shop.shop().payments.charges_for(id), 1);
+    let status = shop.status().await;
+    assert_eq!(status["breaker"]["state"], "closed", "{status}");
+    assert!(status["provider"]["calls"].as_u64().unwrap() > calls, "{status}");
+    let id = unpaid(&shop, &key, "trial-3", 9).await;
+    let r = shop.send(checkout(&shop, &key, id, "tok_visa")).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(shop.shop().payments.charges_for(id), 1);
+    shop.stop().await;
+}
+
 on_both_databases!(
     checkout_pays_or_declines_while_the_customer_waits,
     a_hung_provider_costs_the_customer_the_checkout_deadline_only,
     an_open_breaker_answers_the_checkout_at_once,
+    a_slow_provider_costs_the_customer_a_few_times_its_recent_latency,
+    a_customer_is_never_the_breakers_trial_call,
 );
 
 /// The outage side by side's own path (`run_side`, a fresh shop on the system clock): a short
