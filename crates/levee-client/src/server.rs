@@ -277,8 +277,8 @@ mod extract {
 
     use crate::Deadline;
 
-    /// The request carried no deadline (and the server has no [`DeadlineLayer`]
-    /// (crate::DeadlineLayer) default): answered with 400.
+    /// The request carried no deadline (and the server has no
+    /// [`DeadlineLayer`](crate::DeadlineLayer) default): answered with 400.
     ///
     /// ```
     /// use axum::{Router, body::Body, response::IntoResponse, routing::get};
@@ -305,8 +305,9 @@ mod extract {
         }
     }
 
-    /// `Deadline` in a handler's arguments: the one the [`DeadlineLayer`]
-    /// (crate::DeadlineLayer) set. Use `Option<Deadline>` where a request may have none.
+    /// `Deadline` in a handler's arguments: the one the
+    /// [`DeadlineLayer`](crate::DeadlineLayer) set. Use `Option<Deadline>` where a request
+    /// may have none.
     impl<S: Send + Sync> FromRequestParts<S> for Deadline {
         type Rejection = MissingDeadline;
 
