@@ -39,6 +39,15 @@ pub struct CircuitBreakerBuilder<C: Clock = FastClock> {
 }
 
 /// The former name of [`CircuitBreakerBuilder`].
+///
+/// ```
+/// #[allow(deprecated)]
+/// use levee_breaker::{Builder, CircuitBreaker};
+///
+/// #[allow(deprecated)]
+/// let builder: Builder = CircuitBreaker::builder(); // prefer `CircuitBreakerBuilder`
+/// assert!(builder.build().is_ok());
+/// ```
 #[deprecated(
     since = "0.1.0",
     note = "renamed to `CircuitBreakerBuilder` (levee's `XBuilder` convention)"

@@ -23,6 +23,19 @@ use crate::{Endpoint, HttpTransport, ResponseClass, Transport};
 /// The transport a builder makes when none is given: [`HttpTransport`], configured through
 /// the builder's [`tls`](ClientBuilder::tls), [`connect_timeout`](ClientBuilder::connect_timeout)
 /// and [`max_response_bytes`](ClientBuilder::max_response_bytes).
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_client::{Client, ClientBuilder, DefaultHttp, HttpTransport};
+///
+/// // A builder given no `.transport(..)` makes hyper's, with the builder's connection settings.
+/// let builder: ClientBuilder<DefaultHttp> = Client::builder()
+///     .endpoints(["http://127.0.0.1:8080".parse().unwrap()])
+///     .connect_timeout(Duration::from_millis(250))
+///     .max_response_bytes(1 << 20);
+/// let client: Client<HttpTransport> = builder.build().unwrap();
+/// assert_eq!(client.stats().len(), 1);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct DefaultHttp {
     http: HttpTransportBuilder,

@@ -39,6 +39,39 @@ pub fn is_hedgeable(method: &Method) -> bool {
 }
 
 /// What a response says about the endpoint that sent it.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::StatusCode;
+/// use levee_client::{Client, ResponseClass, TransportError, default_classifier};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// // This backend answers 429 when it is overloaded: retry elsewhere, as for a 503.
+/// let classify = |status: StatusCode| match status {
+///     StatusCode::TOO_MANY_REQUESTS => ResponseClass::RetryableFailure,
+///     other => default_classifier(other),
+/// };
+/// assert_eq!(classify(StatusCode::TOO_MANY_REQUESTS), ResponseClass::RetryableFailure);
+/// assert_eq!(classify(StatusCode::OK), ResponseClass::Success);
+///
+/// let busy_once = std::sync::atomic::AtomicBool::new(true);
+/// let transport = move |_: &levee_client::Endpoint, _: http::Request<Bytes>| {
+///     let busy = busy_once.swap(false, std::sync::atomic::Ordering::Relaxed);
+///     let mut response = http::Response::new(Bytes::new());
+///     if busy {
+///         *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+///     }
+///     async move { Ok::<_, TransportError>(response) }
+/// };
+/// let client = Client::builder()
+///     .endpoints(["http://a:80".parse().unwrap(), "http://b:80".parse().unwrap()])
+///     .classify(classify)
+///     .transport(transport)
+///     .build()
+///     .unwrap();
+/// assert_eq!(client.get("/").await.unwrap().status(), StatusCode::OK); // the 429 was retried
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ResponseClass {
     /// The endpoint served the request (whatever the status says about the request).

@@ -195,6 +195,28 @@ impl<T: Transport, C: Clock + Clone> Shared<T, C> {
 }
 
 /// The future of a [`Client`] called as a tower service.
+///
+/// ```
+/// use bytes::Bytes;
+/// use levee_client::{Client, Endpoint, ResponseFuture, TransportError};
+/// use tower::{Service, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let transport = |_: &Endpoint, request: http::Request<Bytes>| {
+///     let body = Bytes::from(request.uri().path().to_owned());
+///     async move { Ok::<_, TransportError>(http::Response::new(body)) }
+/// };
+/// let mut client = Client::builder()
+///     .endpoints(["http://a:80".parse().unwrap()])
+///     .transport(transport)
+///     .build()
+///     .unwrap();
+/// // A client is a tower service; its future is boxed so that it can be named.
+/// let request = http::Request::get("/items/7").body(Bytes::new()).unwrap();
+/// let future: ResponseFuture = client.ready().await.unwrap().call(request);
+/// assert_eq!(future.await.unwrap().body(), "/items/7");
+/// # }
+/// ```
 pub type ResponseFuture =
     Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, Error>> + Send + 'static>>;
 

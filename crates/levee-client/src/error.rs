@@ -8,6 +8,15 @@ use levee_core::RetryAfter;
 use crate::Endpoint;
 
 /// A boxed error from the transport (hyper, rustls, the OS).
+///
+/// ```
+/// use levee_client::{BoxError, TransportError, TransportErrorKind};
+///
+/// // Any error of a transport's own (an I/O error, a string) boxes into the `source`.
+/// let source: BoxError = "connection reset by peer".into();
+/// let err = TransportError::new(TransportErrorKind::Io, source);
+/// assert_eq!(err.source.to_string(), "connection reset by peer");
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a call got no response. A response with an error status (a 503 after every retry)

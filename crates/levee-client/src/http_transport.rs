@@ -201,6 +201,26 @@ impl HttpTransport {
 }
 
 /// The future of one exchange.
+///
+/// ```
+/// use bytes::Bytes;
+/// use levee_client::{Endpoint, HttpFuture, HttpTransport, Transport};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A server on loopback to talk to.
+/// let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let addr = tcp.local_addr()?;
+/// let app = axum::Router::new().route("/ping", axum::routing::get(|| async { "pong" }));
+/// tokio::spawn(async move { axum::serve(tcp, app).await });
+///
+/// let transport = HttpTransport::builder().build()?;
+/// let endpoint: Endpoint = format!("http://{addr}").parse()?;
+/// let request = http::Request::get(format!("http://{addr}/ping")).body(Bytes::new())?;
+/// let exchange: HttpFuture = transport.send(&endpoint, request); // one attempt, no retry
+/// assert_eq!(exchange.await?.body(), "pong");
+/// # Ok(())
+/// # }
+/// ```
 pub type HttpFuture =
     Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, TransportError>> + Send>>;
 

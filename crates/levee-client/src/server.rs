@@ -112,6 +112,27 @@ impl<S> Layer<S> for DeadlineLayer {
 }
 
 /// A service behind a [`DeadlineLayer`].
+///
+/// ```
+/// use std::convert::Infallible;
+/// use std::time::Duration;
+/// use http::{Request, Response, StatusCode};
+/// use levee_client::{Deadline, DeadlineLayer, DeadlineService};
+/// use levee_core::ManualClock;
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let layer = DeadlineLayer::new().clock(ManualClock::new()).default_timeout(Duration::from_secs(1));
+/// let inner = service_fn(|_req: Request<String>| async {
+///     let left = Deadline::current().unwrap().remaining(); // the deadline travels with the task
+///     Ok::<_, Infallible>(Response::new(left.as_millis().to_string()))
+/// });
+/// let mut svc: DeadlineService<_> = layer.layer(inner);
+/// // No `levee-timeout` header: the server's default applies.
+/// let res = svc.ready().await.unwrap().call(Request::new(String::new())).await.unwrap();
+/// assert_eq!((res.status(), res.body().as_str()), (StatusCode::OK, "1000"));
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct DeadlineService<S> {
     inner: S,
@@ -160,6 +181,25 @@ where
 
 pin_project_lite::pin_project! {
     /// The response future of a [`DeadlineService`].
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response, StatusCode};
+    /// use levee_client::DeadlineLayer;
+    /// use levee_core::ManualClock;
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let clock = ManualClock::new();
+    /// let never = service_fn(|_req: Request<String>| std::future::pending::<Result<Response<String>, Infallible>>());
+    /// let mut svc = DeadlineLayer::new().clock(clock.clone()).layer(never);
+    /// let req = Request::builder().header("levee-timeout", "50m").body(String::new()).unwrap();
+    /// let future = svc.ready().await.unwrap().call(req); // a DeadlineFuture
+    /// clock.advance(std::time::Duration::from_millis(50));
+    /// // The caller's 50 ms passed first: 504, and the service's future is dropped.
+    /// assert_eq!(future.await.unwrap().status(), StatusCode::GATEWAY_TIMEOUT);
+    /// # }
+    /// ```
     pub struct DeadlineFuture<F, R> {
         #[pin]
         state: State<F, R>,
@@ -237,8 +277,25 @@ mod extract {
 
     use crate::Deadline;
 
-    /// The request carried no deadline (and the server has no [`DeadlineLayer`]
-    /// (crate::DeadlineLayer) default): answered with 400.
+    /// The request carried no deadline (and the server has no
+    /// [`DeadlineLayer`](crate::DeadlineLayer) default): answered with 400.
+    ///
+    /// ```
+    /// use axum::{Router, body::Body, response::IntoResponse, routing::get};
+    /// use http::{Request, StatusCode};
+    /// use levee_client::{Deadline, DeadlineLayer, MissingDeadline};
+    /// use tower::ServiceExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// // A handler that needs a deadline; this server sets no default.
+    /// let search = |deadline: Deadline| async move { deadline.remaining().as_millis().to_string() };
+    /// let app = Router::new().route("/search", get(search)).layer(DeadlineLayer::new());
+    ///
+    /// let res = app.oneshot(Request::get("/search").body(Body::empty()).unwrap()).await.unwrap();
+    /// assert_eq!(res.status(), StatusCode::BAD_REQUEST); // rejected with MissingDeadline
+    /// assert_eq!(MissingDeadline.into_response().status(), StatusCode::BAD_REQUEST);
+    /// # }
+    /// ```
     #[derive(Debug, Clone, Copy)]
     pub struct MissingDeadline;
 
@@ -248,8 +305,9 @@ mod extract {
         }
     }
 
-    /// `Deadline` in a handler's arguments: the one the [`DeadlineLayer`]
-    /// (crate::DeadlineLayer) set. Use `Option<Deadline>` where a request may have none.
+    /// `Deadline` in a handler's arguments: the one the
+    /// [`DeadlineLayer`](crate::DeadlineLayer) set. Use `Option<Deadline>` where a request
+    /// may have none.
     impl<S: Send + Sync> FromRequestParts<S> for Deadline {
         type Rejection = MissingDeadline;
 

@@ -47,11 +47,15 @@ pub use loom::{cell::UnsafeCell, thread};
 
 #[cfg(not(loom))]
 pub use std::sync::Arc;
+// std's own types (loom's under `cfg(loom)`): the docs link to std's pages rather than
+// copying them here as if they were levee's.
 #[cfg(not(loom))]
+#[doc(no_inline)]
 pub use std::sync::atomic::{
     AtomicBool, AtomicI64, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
 };
 #[cfg(not(loom))]
+#[doc(no_inline)]
 pub use std::thread;
 
 /// Declares thread-locals: `std::thread_local!` normally, loom's under `--cfg loom` (one value

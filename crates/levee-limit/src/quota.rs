@@ -132,6 +132,17 @@ impl Quota {
 
 /// Validated GCRA parameters: the emission interval `t` and the tolerance `tau`, in
 /// nanoseconds. Built only by [`Quota::gcra`], so `t >= 1` and `t + tau <= 2^62` always hold.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_limit::Quota;
+///
+/// let gcra = Quota::per_second(10).with_burst(5).gcra()?;
+/// assert_eq!(gcra.emission_interval(), Duration::from_millis(100)); // one cell per 100 ms
+/// assert_eq!(gcra.burst(), 5);
+/// assert_eq!(gcra.tolerance(), Duration::from_millis(400)); // 4 more cells at once
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gcra {
     pub(crate) t: u64,

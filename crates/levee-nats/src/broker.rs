@@ -161,6 +161,19 @@ pub struct NatsBrokerBuilder<T, C = Json> {
 }
 
 /// The former name of [`NatsBrokerBuilder`].
+///
+/// ```no_run
+/// #[allow(deprecated)]
+/// use levee_nats::{Builder, NatsBroker};
+///
+/// # async fn example() -> Result<(), levee_queue::broker::BrokerError> {
+/// #[allow(deprecated)]
+/// let builder: Builder<String> = NatsBroker::<String>::builder("nats://127.0.0.1:4222"); // prefer NatsBrokerBuilder
+/// let broker = builder.prefix("shop").connect().await?;
+/// assert_eq!(broker.config().prefix, "shop");
+/// # Ok(())
+/// # }
+/// ```
 #[deprecated(
     since = "0.1.0",
     note = "renamed to `NatsBrokerBuilder` (levee's `XBuilder` convention)"

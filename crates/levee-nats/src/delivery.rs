@@ -231,6 +231,29 @@ impl Lease {
 ///
 /// Dropped without a verb it counts as a handler failure, as in-process: the drop sends the
 /// nack from a spawned task (or, outside a tokio runtime, leaves the lease to expire).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use levee_nats::{NatsBroker, NatsDelivery};
+/// use levee_queue::broker::{Broker, BrokerDelivery, Message, Nack, SubscriptionConfig};
+///
+/// # async fn example() -> Result<(), levee_queue::broker::BrokerError> {
+/// let broker = NatsBroker::<String>::builder("nats://127.0.0.1:4222").connect().await?;
+/// let sub = broker.subscribe("orders", SubscriptionConfig::new("payment")).await?;
+/// let worker = broker.consumer(&sub).await?;
+/// broker.publish("orders", Message::new("order 7".to_owned())).await?;
+///
+/// let batch: Vec<NatsDelivery<String>> = broker.receive(&worker, 1, Duration::from_secs(1)).await?;
+/// let delivery = &batch[0];
+/// println!("#{} (stream seq {})", delivery.seq(), delivery.stream_sequence());
+/// if delivery.failures() < 2 {
+///     broker.nack(delivery, Nack::new().reason("provider timed out")).await?; // kept in its history
+/// } else {
+///     broker.term(delivery, "gave up").await?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct NatsDelivery<T> {
     lease: Arc<Lease>,
     slots: Arc<Slots>,

@@ -40,6 +40,21 @@ use crate::names::{cursor_key, decode_token, state_key};
 use crate::record::FailureState;
 
 /// A subscription on a NATS topic: a durable JetStream pull consumer. Cheap to clone.
+///
+/// ```no_run
+/// use levee_nats::{NatsBroker, NatsSubscription};
+/// use levee_queue::broker::{Broker, SubscriptionConfig};
+///
+/// # async fn example() -> Result<(), levee_queue::broker::BrokerError> {
+/// let broker = NatsBroker::<String>::builder("nats://127.0.0.1:4222").connect().await?;
+/// // A durable JetStream pull consumer: subscribing again with the same settings binds to it.
+/// let sub: NatsSubscription = broker.subscribe("orders", SubscriptionConfig::new("payment")).await?;
+/// assert_eq!((sub.topic(), sub.name()), ("orders", "payment"));
+/// let dead = broker.dead_letters(&sub).await?;
+/// println!("{} dead letters, {} parked behind their key", dead.len(), sub.parked());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct NatsSubscription {
     pub(crate) shared: Arc<SubShared>,
@@ -83,6 +98,23 @@ impl NatsSubscription {
 
 /// One competing consumer of a [`NatsSubscription`]: its own in-flight count against
 /// `max_in_flight_per_consumer`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use levee_nats::{NatsBroker, NatsConsumer};
+/// use levee_queue::broker::{Broker, SubscriptionConfig};
+///
+/// # async fn example() -> Result<(), levee_queue::broker::BrokerError> {
+/// let broker = NatsBroker::<String>::builder("nats://127.0.0.1:4222").connect().await?;
+/// let sub = broker.subscribe("orders", SubscriptionConfig::new("payment")).await?;
+/// // Two workers compete for the subscription's messages.
+/// let (a, b): (NatsConsumer, NatsConsumer) = (broker.consumer(&sub).await?, broker.consumer(&sub).await?);
+/// let batch = broker.receive(&a, 10, Duration::from_secs(1)).await?;
+/// assert_eq!(a.in_flight(), batch.len());
+/// assert_eq!(b.in_flight(), 0);
+/// # Ok(())
+/// # }
+/// ```
 pub struct NatsConsumer {
     pub(crate) sub: Arc<SubShared>,
     pub(crate) slots: Arc<Slots>,

@@ -14,6 +14,33 @@ use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
 use crate::{Context, Error, Event, Operation};
 
 /// Decides what a call's result says about the backend.
+///
+/// ```
+/// use std::sync::Arc;
+/// use levee_breaker::{CircuitBreaker, Outcome};
+/// use levee_policy::{Breaker, ClassifyOutcome, Error, Pipeline};
+///
+/// /// HTTP statuses: 5xx is the backend failing, anything else is its answer.
+/// struct ServerErrors;
+///
+/// impl<E> ClassifyOutcome<u16, E> for ServerErrors {
+///     fn classify(&self, outcome: &Result<u16, Error<E>>) -> Outcome {
+///         match outcome {
+///             Ok(status) if *status >= 500 => Outcome::Failure,
+///             Ok(_) => Outcome::Success,
+///             Err(_) => Outcome::Failure,
+///         }
+///     }
+/// }
+///
+/// let breaker = Arc::new(CircuitBreaker::builder().build()?);
+/// let pipeline = Pipeline::builder().policy(Breaker::new(breaker.clone()).classify(
+///     |r: &Result<u16, Error<()>>| ServerErrors.classify(r),
+/// )).build()?;
+/// assert_eq!(pipeline.call(|_| Ok::<u16, ()>(503)), Ok(503)); // passed on, counted as a failure
+/// assert_eq!(breaker.metrics().failed_calls, 1);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub trait ClassifyOutcome<T, E>: Send + Sync {
     /// Success, failure, or neither (not the backend's doing).
     fn classify(&self, outcome: &Result<T, Error<E>>) -> BreakerOutcome;

@@ -12,6 +12,28 @@ use crate::stage::{Instrument, Outcome, Policy, Stage, adopt};
 use crate::{Context, Error, ErrorKind, Event, Operation};
 
 /// Produces the replacement for an error.
+///
+/// ```
+/// use levee_policy::fallback::{Fallback, FallbackHandler};
+/// use levee_policy::{Error, Pipeline};
+///
+/// /// Answers from a local table when the backend fails.
+/// struct LocalPrices;
+///
+/// impl FallbackHandler<u32, &'static str> for LocalPrices {
+///     async fn handle(&self, error: Error<&'static str>) -> Result<u32, Error<&'static str>> {
+///         match error {
+///             Error::Operation("down") => Ok(999),
+///             other => Err(other), // not ours to hide
+///         }
+///     }
+/// }
+///
+/// let pipeline = Pipeline::builder().fallback(Fallback::<LocalPrices>::handler(LocalPrices)).build()?;
+/// assert_eq!(pipeline.call(|_| Err("down")), Ok(999));
+/// assert_eq!(pipeline.call(|_| Err::<u32, _>("bad request")), Err(Error::Operation("bad request")));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub trait FallbackHandler<T, E>: Send + Sync {
     /// Turns the error into the call's result (which may still be an error).
     fn handle(&self, error: Error<E>) -> impl Future<Output = Result<T, Error<E>>> + Send;
@@ -38,6 +60,19 @@ impl<T: Clone + Send + Sync, E: Send> FallbackHandler<T, E> for Value<T> {
 }
 
 /// An async function of the error (see [`Fallback::with`]).
+///
+/// ```
+/// use levee_policy::fallback::{Fallback, WithFn};
+/// use levee_policy::{Error, Pipeline};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let stale = |e: Error<&'static str>| async move { Ok(format!("stale ({})", e.kind().as_str())) };
+/// let fallback: Fallback<WithFn<_>> = Fallback::with(stale);
+/// let pipeline = Pipeline::builder().fallback(fallback).build().unwrap();
+/// let out = pipeline.execute(|_ctx| async { Err("backend down") }).await;
+/// assert_eq!(out.unwrap(), "stale (operation)");
+/// # });
+/// ```
 #[derive(Debug, Clone)]
 pub struct WithFn<F>(pub F);
 
@@ -52,12 +87,45 @@ where
 }
 
 /// Chooses the errors a fallback replaces.
+///
+/// ```
+/// use levee_policy::fallback::{Fallback, Select};
+/// use levee_policy::{Error, ErrorKind, Pipeline};
+///
+/// /// Falls back only when the backend was not reached in time.
+/// struct SlowOnly;
+///
+/// impl<E> Select<E> for SlowOnly {
+///     fn select(&self, error: &Error<E>) -> bool {
+///         error.kind() == ErrorKind::Timeout
+///     }
+/// }
+///
+/// let pipeline = Pipeline::builder()
+///     .fallback(Fallback::value(0u32).on(|e: &Error<&str>| SlowOnly.select(e)))
+///     .build()?;
+/// // An operation error is not selected: it passes through.
+/// assert_eq!(pipeline.call(|_| Err("bad request")), Err(Error::Operation("bad request")));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub trait Select<E>: Send + Sync {
     /// True to fall back on `error`.
     fn select(&self, error: &Error<E>) -> bool;
 }
 
 /// Every error (the default).
+///
+/// ```
+/// use levee_policy::fallback::{Always, Fallback, Select, Value};
+/// use levee_policy::{Error, Pipeline};
+///
+/// // A fallback without `.on(..)` / `.on_kinds(..)` selects every error.
+/// let fallback: Fallback<Value<u32>, Always> = Fallback::value(0);
+/// assert!(Select::<()>::select(&Always, &Error::Operation(())));
+/// let pipeline = Pipeline::builder().fallback(fallback).build()?;
+/// assert_eq!(pipeline.call(|_| Err::<u32, _>("down")), Ok(0));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Always;
 

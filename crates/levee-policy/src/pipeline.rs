@@ -190,10 +190,33 @@ pub struct PipelineBuilder<L, C = FastClock> {
 }
 
 /// The empty list of layers.
+///
+/// ```
+/// use levee_policy::{Identity, Pipeline, PipelineBuilder};
+///
+/// // A builder starts with no layers; a pipeline of none just calls the operation.
+/// let builder: PipelineBuilder<Identity> = Pipeline::builder();
+/// let pipeline = builder.build()?;
+/// assert_eq!(pipeline.call(|_| Ok::<u32, ()>(7)), Ok(7));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Identity;
 
 /// A list of layers: `prev` outside, then `policy`.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::{Chain, Identity, Pipeline, PipelineBuilder, Retry, Timeout};
+///
+/// // Each builder method adds a link; the first call is the outermost policy.
+/// let builder: PipelineBuilder<Chain<Retry, Chain<Timeout, Identity>>> = Pipeline::builder()
+///     .timeout(Duration::from_secs(1))
+///     .retry(Retry::builder().max_attempts(2).build()?);
+/// let pipeline = builder.build()?;
+/// assert_eq!(pipeline.call(|_| Ok::<u32, ()>(7)), Ok(7));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Chain<P, Prev> {
     policy: P,
@@ -201,6 +224,20 @@ pub struct Chain<P, Prev> {
 }
 
 /// Wraps a stage in the layers collected so far.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::{Leaf, Pipeline, PipelineBuilder, Wrap};
+///
+/// // `L: Wrap<Leaf>` is what makes a builder buildable: code generic over builders says so.
+/// fn try_build<L: Wrap<Leaf>>(builder: PipelineBuilder<L>) -> Option<Pipeline<L::Stack>> {
+///     builder.build().ok()
+/// }
+///
+/// let pipeline = try_build(Pipeline::builder().timeout(Duration::from_secs(1))).unwrap();
+/// assert_eq!(pipeline.call(|_| Ok::<u32, ()>(7)), Ok(7));
+/// assert!(try_build(Pipeline::builder().timeout(Duration::ZERO)).is_none());
+/// ```
 pub trait Wrap<I> {
     /// The resulting stack.
     type Stack;

@@ -54,9 +54,70 @@ use levee_core::{Clock, FastClock};
 use crate::{Context, Error, Operation, Pipeline};
 
 /// A boxed, `Send` future, as tower services return.
+///
+/// ```
+/// use levee_policy::{Error, Pipeline, tower::{BoxFuture, PipelineLayer}};
+/// use tower_layer::Layer;
+/// use tower_service::Service;
+/// # #[derive(Clone)]
+/// # struct Double;
+/// # impl Service<u32> for Double {
+/// #     type Response = u32;
+/// #     type Error = std::io::Error;
+/// #     type Future = std::future::Ready<Result<u32, std::io::Error>>;
+/// #     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+/// #         std::task::Poll::Ready(Ok(()))
+/// #     }
+/// #     fn call(&mut self, req: u32) -> Self::Future {
+/// #         std::future::ready(Ok(req * 2))
+/// #     }
+/// # }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let mut svc = PipelineLayer::new(Pipeline::builder().build().unwrap()).layer(Double);
+/// // A pipeline service's future is boxed (a pipeline call's type cannot be named).
+/// let call: BoxFuture<Result<u32, Error<std::io::Error>>> = svc.call(21);
+/// assert_eq!(call.await.unwrap(), 42);
+/// # });
+/// ```
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// Wraps services in a shared [`Pipeline`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use levee_policy::{Pipeline, Retry, tower::PipelineLayer};
+/// use tower_layer::Layer;
+/// use tower_service::Service;
+/// # #[derive(Clone)]
+/// # struct Double;
+/// # impl Service<u32> for Double {
+/// #     type Response = u32;
+/// #     type Error = std::io::Error;
+/// #     type Future = std::future::Ready<Result<u32, std::io::Error>>;
+/// #     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+/// #         std::task::Poll::Ready(Ok(()))
+/// #     }
+/// #     fn call(&mut self, req: u32) -> Self::Future {
+/// #         std::future::ready(Ok(req * 2))
+/// #     }
+/// # }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let pipeline = Arc::new(
+///     Pipeline::builder()
+///         .timeout(Duration::from_secs(1))
+///         .retry(Retry::builder().max_attempts(2).build().unwrap())
+///         .build()
+///         .unwrap(),
+/// );
+/// // Two services behind one pipeline: one retry policy (and breaker, budget...) for both.
+/// let layer = PipelineLayer::shared(Arc::clone(&pipeline));
+/// let (mut a, mut b) = (layer.layer(Double), layer.layer(Double));
+/// assert_eq!(a.call(1).await.unwrap() + b.call(2).await.unwrap(), 6);
+/// # });
+/// ```
 pub struct PipelineLayer<S, C = FastClock> {
     pipeline: Arc<Pipeline<S, C>>,
 }
@@ -102,6 +163,35 @@ impl<S, C, Svc> Layer<Svc> for PipelineLayer<S, C> {
 }
 
 /// A service behind a [`Pipeline`]; clones share the pipeline's state.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::{Error, Pipeline, tower::{PipelineLayer, PipelineService}};
+/// use tower_layer::Layer;
+/// use tower_service::Service;
+/// # #[derive(Clone)]
+/// # struct Double;
+/// # impl Service<u32> for Double {
+/// #     type Response = u32;
+/// #     type Error = std::io::Error;
+/// #     type Future = std::future::Ready<Result<u32, std::io::Error>>;
+/// #     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+/// #         std::task::Poll::Ready(Ok(()))
+/// #     }
+/// #     fn call(&mut self, req: u32) -> Self::Future {
+/// #         std::future::ready(Ok(req * 2))
+/// #     }
+/// # }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let layer = PipelineLayer::new(Pipeline::builder().timeout(Duration::from_secs(1)).build().unwrap());
+/// let mut svc: PipelineService<_, Double> = layer.layer(Double);
+/// let mut clone = svc.clone(); // clones share the pipeline
+/// let out: Result<u32, Error<std::io::Error>> = clone.call(5).await;
+/// assert_eq!(out.unwrap(), 10);
+/// assert_eq!(svc.call(1).await.unwrap(), 2);
+/// # });
+/// ```
 pub struct PipelineService<S, Svc, C = FastClock> {
     pipeline: Arc<Pipeline<S, C>>,
     inner: Svc,
@@ -162,6 +252,34 @@ where
 
 /// One request to a tower service as an [`Operation`]: each attempt clones the service and
 /// the request, waits until the clone is ready, then calls it.
+///
+/// ```
+/// use levee_policy::Operation;
+/// use levee_policy::tower::{ReadyThenCall, ServiceCall};
+/// use tower_service::Service;
+/// # #[derive(Clone)]
+/// # struct Double;
+/// # impl Service<u32> for Double {
+/// #     type Response = u32;
+/// #     type Error = std::io::Error;
+/// #     type Future = std::future::Ready<Result<u32, std::io::Error>>;
+/// #     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+/// #         std::task::Poll::Ready(Ok(()))
+/// #     }
+/// #     fn call(&mut self, req: u32) -> Self::Future {
+/// #         std::future::ready(Ok(req * 2))
+/// #     }
+/// # }
+///
+/// // A `PipelineService` makes one per request (there is no other constructor); each
+/// // attempt clones `Double` and the request, waits until ready, and calls it.
+/// fn per_request<'c>()
+/// where
+///     ServiceCall<Double, u32>: Operation<'c, Output = u32, Future = ReadyThenCall<Double, u32>>,
+/// {
+/// }
+/// per_request();
+/// ```
 pub struct ServiceCall<Svc, Req> {
     // A lock, so the operation is `Sync` even when the service or request is not; held only
     // to clone them at the start of an attempt.
@@ -194,6 +312,21 @@ where
 
 pin_project_lite::pin_project! {
     /// Waits for a service to be ready, then calls it.
+    ///
+    /// ```
+    /// use levee_policy::{Context, Operation};
+    /// use levee_policy::tower::{ReadyThenCall, ServiceCall};
+    /// use tower_service::Service;
+    ///
+    /// // The future of one attempt of a `ServiceCall`: what a `PipelineService` awaits per attempt.
+    /// fn attempt<'c, S, R>(call: &ServiceCall<S, R>, ctx: Context<'c>) -> ReadyThenCall<S, R>
+    /// where
+    ///     ServiceCall<S, R>: Operation<'c, Future = ReadyThenCall<S, R>>,
+    ///     S: Service<R>,
+    /// {
+    ///     call.call(ctx)
+    /// }
+    /// ```
     pub struct ReadyThenCall<Svc: Service<Req>, Req> {
         #[pin]
         state: State<Svc, Req>,

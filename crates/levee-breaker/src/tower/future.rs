@@ -9,6 +9,22 @@ use crate::{CallError, Classify, DefaultClassifier, Open, OwnedPermit};
 
 pin_project! {
     /// The response future of a [`CircuitBreakerService`](super::CircuitBreakerService).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use levee_breaker::{CircuitBreaker, CircuitBreakerLayer};
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let breaker = Arc::new(CircuitBreaker::builder().build().unwrap());
+    /// let mut svc = CircuitBreakerLayer::new(breaker.clone())
+    ///     .layer(service_fn(|fail: bool| async move { if fail { Err("500") } else { Ok(()) } }));
+    /// let future = svc.ready().await.unwrap().call(true); // a ResponseFuture holding a permit
+    /// assert_eq!(breaker.metrics().calls, 0); // nothing recorded until it completes
+    /// assert!(future.await.is_err());
+    /// assert_eq!(breaker.metrics().failed_calls, 1);
+    /// # });
+    /// ```
     #[derive(Debug)]
     pub struct ResponseFuture<F, C: Clock = FastClock, K = DefaultClassifier> {
         #[pin]

@@ -31,6 +31,16 @@ fn generate(e: rcgen::Error) -> TlsError {
 }
 
 /// A development certificate authority.
+///
+/// ```
+/// use levee_client::tls::dev::DevCa;
+///
+/// let ca = DevCa::new("levee development CA").unwrap();
+/// assert!(ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+/// let orders = ca.issue("orders").unwrap(); // valid for orders, localhost, 127.0.0.1, ::1
+/// let tls = orders.tls_config(&ca).unwrap().server_name("catalog");
+/// assert!(tls.client_config().is_ok() && tls.server_config().is_ok());
+/// ```
 pub struct DevCa {
     cert_pem: String,
     key_pem: String,
@@ -44,6 +54,18 @@ impl std::fmt::Debug for DevCa {
 }
 
 /// A certificate and its private key, PEM.
+///
+/// ```
+/// use levee_client::tls::TlsConfig;
+/// use levee_client::tls::dev::DevCa;
+///
+/// let ca = DevCa::new("levee development CA").unwrap();
+/// let cert = ca.issue_for("catalog", &["catalog.internal"]).unwrap();
+/// assert!(cert.key_pem.contains("PRIVATE KEY"));
+/// // The PEMs load like files from disk would.
+/// let tls = TlsConfig::from_pem(ca.cert_pem().as_bytes(), cert.cert_pem.as_bytes(), cert.key_pem.as_bytes());
+/// assert!(tls.is_ok());
+/// ```
 #[derive(Clone)]
 pub struct DevCert {
     /// The certificate.

@@ -22,6 +22,24 @@ const MAX_HANDSHAKES: usize = 1024;
 /// It is [`TlsListener`]'s address type, so a handler gets it with
 /// `ConnectInfo<TlsPeer>` (serve with `into_make_service_with_connect_info::<TlsPeer>()`),
 /// to key limits or decisions by the caller's verified identity rather than its address.
+///
+/// ```
+/// use levee_client::tls::TlsPeer;
+/// use levee_client::tls::dev::DevCa;
+/// use rustls_pki_types::CertificateDer;
+/// use rustls_pki_types::pem::PemObject;
+///
+/// // What a handler sees as `ConnectInfo<TlsPeer>` after a client presented the orders
+/// // certificate (made here by hand, as the handshake would have).
+/// let ca = DevCa::new("levee development CA").unwrap();
+/// let orders = ca.issue("orders").unwrap();
+/// let peer = TlsPeer {
+///     addr: "127.0.0.1:50000".parse().unwrap(),
+///     certificate: Some(CertificateDer::from_pem_slice(orders.cert_pem.as_bytes()).unwrap()),
+/// };
+/// assert!(peer.is_named("orders")); // key limits by the verified name, not the address
+/// assert!(!peer.is_named("payments"));
+/// ```
 #[derive(Debug, Clone)]
 pub struct TlsPeer {
     /// The peer's socket address (the local one for [`Listener::local_addr`]).

@@ -44,6 +44,15 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// What can go wrong loading certificates or building a TLS config.
+///
+/// ```
+/// use levee_client::tls::{TlsConfig, TlsError};
+///
+/// let err = TlsConfig::from_pem(b"not a certificate", b"", b"").unwrap_err();
+/// assert!(matches!(err, TlsError::NoCertificate { what: "ca" }));
+/// let missing = TlsConfig::from_pem_files("/nonexistent/ca.pem", "/nonexistent/c.pem", "/nonexistent/k.pem");
+/// assert!(matches!(missing, Err(TlsError::Read { .. })));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {

@@ -8,6 +8,23 @@ use std::fmt;
 use std::time::Duration;
 
 /// What a window of completed calls looked like.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_limit::{Aimd, LimitAlgorithm, SampleWindow};
+///
+/// let calm = SampleWindow {
+///     samples: 100,
+///     drops: 0,
+///     min_rtt: Duration::from_millis(5),
+///     avg_rtt: Duration::from_millis(8),
+///     max_in_flight: 10,
+/// };
+/// let overloaded = SampleWindow { drops: 7, ..calm };
+/// let mut aimd = Aimd::new().increase(1).backoff(0.5);
+/// assert_eq!(aimd.update(10, &calm), 11); // saturated and healthy: one more
+/// assert_eq!(aimd.update(10, &overloaded), 5); // drops: halve
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SampleWindow {
     /// Calls completed in the window (dropped ones included).
@@ -25,6 +42,24 @@ pub struct SampleWindow {
 /// Moves a concurrency limit from one window of samples to the next.
 ///
 /// The returned limit is clamped to the adaptive bulkhead's `min_limit..=max_limit`.
+///
+/// ```
+/// use levee_limit::{AdaptiveBulkhead, LimitAlgorithm, SampleWindow};
+///
+/// /// Doubles while nothing is dropped, falls back to 1 on any drop.
+/// #[derive(Debug)]
+/// struct DoubleOrReset;
+///
+/// impl LimitAlgorithm for DoubleOrReset {
+///     fn update(&mut self, limit: usize, window: &SampleWindow) -> usize {
+///         if window.drops > 0 { 1 } else { limit * 2 }
+///     }
+/// }
+///
+/// let bulkhead = AdaptiveBulkhead::builder(DoubleOrReset).initial_limit(4).limits(1, 64).build()?;
+/// assert_eq!(bulkhead.limit(), 4);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub trait LimitAlgorithm: Send + fmt::Debug + 'static {
     /// The next limit, given the current one and the last window.
     fn update(&mut self, limit: usize, window: &SampleWindow) -> usize;

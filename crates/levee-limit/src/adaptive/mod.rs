@@ -253,6 +253,18 @@ impl<C: Clock> Drop for AdaptivePermit<'_, C> {
 }
 
 /// An owned permit of an [`AdaptiveBulkhead`]; see [`AdaptivePermit`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use levee_limit::{AdaptiveBulkhead, Aimd};
+///
+/// let bulkhead = Arc::new(AdaptiveBulkhead::builder(Aimd::new()).initial_limit(1).build()?);
+/// let permit = bulkhead.try_acquire_owned().unwrap(); // 'static: can move into a task
+/// assert!(bulkhead.try_acquire_owned().is_err()); // the limit is 1
+/// permit.dropped(); // report an overload signal (a timeout, a 503) as it is released
+/// assert!(bulkhead.try_acquire_owned().is_ok());
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[must_use = "the permit is released as soon as it is dropped"]
 pub struct AdaptiveOwnedPermit<C: Clock = FastClock> {
     adaptive: Arc<AdaptiveBulkhead<C>>,

@@ -12,6 +12,29 @@ use levee_core::sync::{AtomicU64, Ordering};
 
 /// A reading of CPU usage as a fraction of what the process may use (`0.0..=1.0`; above 1.0
 /// reads as saturated). Called on the shedding path only; keep it to a load.
+///
+/// ```
+/// use levee_limit::{AdmissionController, AdmissionSettings, CpuSource};
+///
+/// /// A fixed reading, as a test would use (any `Fn() -> f64` is a source too).
+/// struct Busy;
+///
+/// impl CpuSource for Busy {
+///     fn usage(&self) -> f64 {
+///         0.95
+///     }
+/// }
+///
+/// assert_eq!(Busy.usage(), 0.95);
+/// let controller = AdmissionController::builder()
+///     .settings(AdmissionSettings::new().cpu_threshold(0.8))
+///     .cpu(Busy)
+///     .build()?;
+/// # let _ = controller;
+/// let from_closure = || 0.5;
+/// assert_eq!(from_closure.usage(), 0.5);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub trait CpuSource: Send + Sync + 'static {
     /// CPU usage now, `0.0..=1.0`.
     fn usage(&self) -> f64;

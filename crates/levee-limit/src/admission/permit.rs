@@ -58,6 +58,18 @@ impl<C: Clock> Drop for AdmissionPermit<'_, C> {
 
 /// An admitted request holding its own handle to the controller; its completion is recorded
 /// when dropped.
+///
+/// ```
+/// use std::sync::Arc;
+/// use levee_limit::AdmissionController;
+///
+/// let controller = Arc::new(AdmissionController::new()?);
+/// let permit = controller.try_acquire_owned().unwrap(); // 'static: can move into a task
+/// assert_eq!(controller.in_flight(), 1);
+/// drop(permit); // the request completed: its latency feeds the capacity estimate
+/// assert_eq!((controller.in_flight(), controller.stats().admitted), (0, 1));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[must_use = "the request counts as complete as soon as the permit is dropped"]
 pub struct OwnedAdmissionPermit<C: Clock = FastClock> {
     pub(super) controller: Arc<AdmissionController<C>>,

@@ -139,6 +139,18 @@ impl Wait {
 }
 
 /// The future of [`Bulkhead::acquire`].
+///
+/// ```
+/// use levee_limit::Bulkhead;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let bulkhead = Bulkhead::new(1).unwrap();
+/// let permit = bulkhead.acquire().await.unwrap(); // an Acquire future: waits for a permit
+/// assert_eq!(bulkhead.available(), 0);
+/// drop(permit);
+/// assert_eq!(bulkhead.available(), 1);
+/// # });
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Acquire<'a, C: Clock> {
     bulkhead: &'a Bulkhead<C>,
@@ -168,6 +180,21 @@ impl<C: Clock> Drop for Acquire<'_, C> {
 }
 
 /// The future of [`Bulkhead::acquire_owned`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use levee_limit::Bulkhead;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let bulkhead = Arc::new(Bulkhead::new(2).unwrap());
+/// let permit = bulkhead.acquire_owned().await.unwrap(); // an OwnedPermit, 'static
+/// let task = tokio::spawn(async move {
+///     let _held = permit; // released when the task ends
+/// });
+/// task.await.unwrap();
+/// assert_eq!(bulkhead.in_flight(), 0);
+/// # });
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct AcquireOwned<C: Clock> {
     bulkhead: Arc<Bulkhead<C>>,

@@ -70,6 +70,16 @@ pub use view::KeyLimit;
 
 /// The default hasher: foldhash, seeded per limiter (fast, and not predictable by clients
 /// choosing keys).
+///
+/// ```
+/// use levee_limit::{DefaultHasher, KeyedRateLimiter, Quota};
+///
+/// // The hasher a keyed limiter uses unless its builder is given another.
+/// let limiter: KeyedRateLimiter<u64, _, DefaultHasher> = KeyedRateLimiter::new(Quota::per_second(1))?;
+/// assert!(limiter.check(&7).is_ok());
+/// assert!(limiter.check(&7).is_err());
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub type DefaultHasher = foldhash::fast::RandomState;
 
 /// What a keyed limiter does when a new key arrives at a shard that already holds its share

@@ -67,6 +67,26 @@ impl<S, C: Clock> Layer<S> for AdmissionLayer<C> {
 }
 
 /// The service of [`AdmissionLayer`]; clones share the controller.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::convert::Infallible;
+/// use std::sync::Arc;
+/// use levee_limit::AdmissionController;
+/// use levee_limit::tower::{AdmissionLayer, AdmissionService};
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// let controller = Arc::new(AdmissionController::new()?);
+/// let inner = service_fn(|x: u32| async move { Ok::<_, Infallible>(x + 1) });
+/// let mut svc: AdmissionService<_> = AdmissionLayer::new(controller.clone()).layer(inner);
+/// let mut clone = svc.clone(); // clones share the controller
+/// assert_eq!(svc.ready().await?.call(1).await?, 2);
+/// assert_eq!(clone.ready().await?.call(2).await?, 3);
+/// assert_eq!(controller.stats().admitted, 2);
+/// # Ok(())
+/// # }
+/// ```
 pub struct AdmissionService<S, C = FastClock> {
     inner: S,
     controller: Arc<AdmissionController<C>>,

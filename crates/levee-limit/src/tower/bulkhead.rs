@@ -81,6 +81,26 @@ enum Ready<C: Clock> {
 
 /// The service of [`BulkheadLayer`]; clones share the bulkhead (each clone takes its own
 /// permit).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::convert::Infallible;
+/// use std::sync::Arc;
+/// use levee_limit::Bulkhead;
+/// use levee_limit::tower::{BulkheadLayer, BulkheadService};
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// let bulkhead = Arc::new(Bulkhead::new(2)?);
+/// let inner = service_fn(|x: u32| async move { Ok::<_, Infallible>(x) });
+/// let mut svc: BulkheadService<_> = BulkheadLayer::new(bulkhead.clone()).layer(inner);
+/// let ready = svc.ready().await?; // the permit is taken here, in poll_ready
+/// assert_eq!(bulkhead.in_flight(), 1);
+/// assert_eq!(ready.call(7).await?, 7); // ...and released when the response completes
+/// assert_eq!(bulkhead.in_flight(), 0);
+/// # Ok(())
+/// # }
+/// ```
 pub struct BulkheadService<S, C: Clock = FastClock> {
     inner: S,
     bulkhead: Arc<Bulkhead<C>>,

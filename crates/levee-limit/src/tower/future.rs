@@ -11,6 +11,26 @@ pin_project_lite::pin_project! {
     /// The response future of levee's tower services: the inner service's future, holding
     /// whatever guard the request was admitted with (a bulkhead permit, released when this
     /// future completes or is dropped), or an immediate refusal.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::convert::Infallible;
+    /// use std::sync::Arc;
+    /// use levee_limit::Bulkhead;
+    /// use levee_limit::tower::BulkheadLayer;
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// let bulkhead = Arc::new(Bulkhead::new(1)?);
+    /// let mut svc = BulkheadLayer::new(bulkhead.clone())
+    ///     .layer(service_fn(|x: u32| async move { Ok::<_, Infallible>(x) }));
+    /// let future = svc.ready().await?.call(1); // a ResponseFuture holding the permit
+    /// assert_eq!(bulkhead.in_flight(), 1);
+    /// drop(future); // dropped unpolled: the permit goes back
+    /// assert_eq!(bulkhead.in_flight(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub struct ResponseFuture<F, E, G = ()> {
         #[pin]
         state: State<F, E>,

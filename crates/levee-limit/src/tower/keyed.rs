@@ -105,6 +105,28 @@ impl<Inner, L, F: Clone, H: Clone> Layer<Inner> for KeyedRateLimitLayer<L, F, H>
 }
 
 /// The service of [`KeyedRateLimitLayer`]; clones share the limiter.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::convert::Infallible;
+/// use std::sync::Arc;
+/// use levee_limit::tower::{KeyedRateLimitLayer, KeyedRateLimitService, LimitError};
+/// use levee_limit::{KeyedRateLimiter, Quota};
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// // One request per minute per user id; requests are (user, amount).
+/// let limiter = Arc::new(KeyedRateLimiter::<u64>::new(Quota::per_minute(1))?);
+/// let layer = KeyedRateLimitLayer::new(limiter, |req: &(u64, u32)| req.0);
+/// let inner = service_fn(|(_, amount): (u64, u32)| async move { Ok::<_, Infallible>(amount * 2) });
+/// let mut svc: KeyedRateLimitService<_, _, _> = layer.layer(inner);
+/// assert_eq!(svc.ready().await?.call((1, 21)).await?, 42);
+/// assert_eq!(svc.ready().await?.call((2, 5)).await?, 10); // another user, its own limit
+/// let refused = svc.ready().await?.call((1, 1)).await.unwrap_err();
+/// assert!(matches!(refused, LimitError::Throttled(_))); // says when to retry
+/// # Ok(())
+/// # }
+/// ```
 pub struct KeyedRateLimitService<Inner, L, F, H = ()> {
     inner: Inner,
     limiter: Arc<L>,

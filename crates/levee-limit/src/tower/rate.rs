@@ -99,6 +99,26 @@ impl<S, L, H: Clone> Layer<S> for RateLimitLayer<L, H> {
 type Pending = Mutex<Option<PendingDecision>>;
 
 /// The service of [`RateLimitLayer`]; clones share the limiter.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::convert::Infallible;
+/// use std::sync::Arc;
+/// use levee_limit::tower::{RateLimitLayer, RateLimitService};
+/// use levee_limit::{Quota, RateLimiter, RetryAfter};
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// let limiter = Arc::new(RateLimiter::new(Quota::per_second(1))?);
+/// let inner = service_fn(|x: u32| async move { Ok::<_, Infallible>(x) });
+/// let mut svc: RateLimitService<_> = RateLimitLayer::new(limiter).layer(inner);
+/// let mut clone = svc.clone(); // one limit for every clone, not one per clone
+/// assert_eq!(svc.ready().await?.call(1).await?, 1);
+/// let refused = clone.ready().await?.call(2).await.unwrap_err();
+/// assert!(refused.retry_after().is_some());
+/// # Ok(())
+/// # }
+/// ```
 pub struct RateLimitService<S, L = RateLimiter, H = ()> {
     inner: S,
     limiter: Arc<L>,

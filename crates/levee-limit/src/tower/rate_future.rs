@@ -37,6 +37,26 @@ pin_project_lite::pin_project! {
     /// Without headers (`H = ()`) it yields the inner response or a [`LimitError`]; with
     /// [`RateLimitHeaders`](super::RateLimitHeaders) (feature `http`) the inner response
     /// with the rate-limit fields added, or a `429` that carries them.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::convert::Infallible;
+    /// use std::sync::Arc;
+    /// use levee_limit::tower::{LimitError, RateLimitLayer};
+    /// use levee_limit::{Quota, RateLimiter};
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// let limiter = Arc::new(RateLimiter::new(Quota::per_second(1))?);
+    /// let mut svc = RateLimitLayer::new(limiter)
+    ///     .layer(service_fn(|x: u32| async move { Ok::<_, Infallible>(x) }));
+    /// let admitted = svc.ready().await?.call(1); // a RateLimitFuture: the inner call
+    /// let refused = svc.ready().await?.call(2); // a RateLimitFuture: the refusal
+    /// assert_eq!(admitted.await?, 1);
+    /// assert!(matches!(refused.await, Err(LimitError::Throttled(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub struct RateLimitFuture<S, Req, H>
     where
         S: Service<Req>,

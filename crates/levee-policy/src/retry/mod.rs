@@ -54,6 +54,23 @@ pub trait RetryOn<T, E>: Send + Sync {
 }
 
 /// Retries every error and no success (the default predicate).
+///
+/// ```
+/// use levee_policy::{AnyError, Error, Pipeline, Retry, RetryOn};
+///
+/// // The default predicate: every error is retried, every success kept.
+/// let retry: Retry<AnyError> = Retry::builder().max_attempts(3).build()?;
+/// assert!(RetryOn::<u32, &str>::should_retry(&AnyError, &Err(Error::Operation("down"))));
+/// assert!(!RetryOn::<u32, &str>::should_retry(&AnyError, &Ok(1)));
+/// let pipeline = Pipeline::builder().retry(retry).build()?;
+/// let calls = std::sync::atomic::AtomicU32::new(0);
+/// let out: Result<u32, Error<&str>> = pipeline.call(|_| {
+///     calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+///     Err("down")
+/// });
+/// assert_eq!((out, calls.into_inner()), (Err(Error::Operation("down")), 3));
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AnyError;
 

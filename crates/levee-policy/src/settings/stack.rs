@@ -57,6 +57,19 @@ pub struct PipelineSettings {
 }
 
 /// The stack [`PipelineSettings`] builds, its stateful policies on clock `C`.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_policy::{Leaf, PipelineSettings, StandardStack};
+///
+/// let settings = PipelineSettings { timeout: Some(Duration::from_secs(2)), ..Default::default() };
+/// let pipeline = settings.build()?;
+/// let stack: &StandardStack = pipeline.stack(); // every stage present, the unset ones `None`
+/// assert_eq!(stack.policy.as_ref().map(|t| t.duration()), Some(Duration::from_secs(2)));
+/// assert!(stack.inner.policy.is_none()); // no retry configured
+/// # let _: &Leaf = &stack.inner.inner.inner.inner.inner.inner.inner;
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub type StandardStack<C = FastClock> = Layered<
     Option<Timeout>,
     Layered<
@@ -75,6 +88,19 @@ pub type StandardStack<C = FastClock> = Layered<
 >;
 
 /// The pipeline [`PipelineSettings`] builds, on clock `C`.
+///
+/// ```
+/// use levee_breaker::BreakerSettings;
+/// use levee_policy::{Error, PipelineSettings, StandardPipeline};
+///
+/// let settings = PipelineSettings { breaker: Some(BreakerSettings::default()), ..Default::default() };
+/// let pipeline: StandardPipeline = settings.build()?;
+/// assert_eq!(pipeline.call(|_| Err::<u32, _>("500")), Err(Error::Operation("500")));
+/// // The stateful policies the settings made are reachable: here the breaker counted the failure.
+/// assert_eq!(pipeline.breaker().unwrap().metrics().failed_calls, 1);
+/// assert!(pipeline.retry_budget().is_none());
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 pub type StandardPipeline<C = FastClock> = Pipeline<StandardStack<C>, C>;
 
 impl<C: Clock> StandardPipeline<C> {

@@ -53,6 +53,38 @@ type Con<H> = <<H as Harness>::Broker as Broker>::Consumer;
 type Del<H> = <<H as Harness>::Broker as Broker>::Delivery;
 
 /// What the suite needs to know about a broker under test.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::ManualClock;
+/// use levee_queue::broker::InProcessBroker;
+/// use levee_queue::broker::conformance::{self, Harness};
+///
+/// /// The in-process broker on a manual clock, payloads as plain numbers.
+/// struct InProcess;
+///
+/// impl Harness for InProcess {
+///     type Broker = InProcessBroker<u64, ManualClock>;
+///     async fn broker(&self) -> Self::Broker {
+///         InProcessBroker::builder().clock(ManualClock::new()).build()
+///     }
+///     fn payload(&self, n: u64) -> u64 {
+///         n
+///     }
+///     fn number(&self, payload: &u64) -> u64 {
+///         *payload
+///     }
+///     async fn advance(&self, broker: &Self::Broker, by: Duration) {
+///         broker.clock().advance(by);
+///         broker.tick();
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let report = conformance::run(&InProcess).await;
+/// assert!(report.is_ok(), "{report}");
+/// # });
+/// ```
 pub trait Harness: Send + Sync {
     /// The broker under test.
     type Broker: Broker;
@@ -83,6 +115,18 @@ pub trait Harness: Send + Sync {
 }
 
 /// The outcome of [`run`].
+///
+/// ```
+/// use levee_queue::broker::conformance::Report;
+///
+/// let report = Report {
+///     passed: vec!["ack removes the message"],
+///     failed: vec![("nack redelivers", "no redelivery after 2 s".to_string())],
+/// };
+/// assert!(!report.is_ok());
+/// // Display lists what failed and why; `assert_passed` panics with that text.
+/// assert!(report.to_string().contains("nack redelivers"));
+/// ```
 #[derive(Debug, Default, Clone)]
 pub struct Report {
     /// Checks that passed.

@@ -148,6 +148,27 @@ impl BrokerError {
 }
 
 /// Some deliveries of a batch ack could not be acked; the rest were.
+///
+/// ```
+/// use levee_queue::broker::{BrokerError, InProcessBroker, Message, SubscriptionConfig};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let broker = InProcessBroker::<u32>::new();
+/// let sub = broker.subscribe("orders", SubscriptionConfig::new("billing")).unwrap();
+/// for n in 0..3 {
+///     broker.publish("orders", Message::new(n)).await.unwrap();
+/// }
+/// let consumer = sub.consumer();
+/// let mut batch = consumer.try_receive(3).unwrap();
+/// let seq = batch[1].seq();
+/// batch[1].ack().unwrap(); // settled on its own first
+///
+/// let err = consumer.ack_all(&mut batch).unwrap_err();
+/// assert_eq!(err.acked, 2);
+/// assert_eq!(err.failed, vec![(seq, BrokerError::AlreadySettled { seq })]);
+/// assert!(batch.is_empty()); // the batch is drained either way
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{} of {} deliveries could not be acked{}", failed.len(), failed.len() + acked, first_reason(failed))]
 pub struct BatchAckError {

@@ -9,6 +9,25 @@ use super::dead_letter::DeadLetterReason;
 /// the subscription's lock is released (a listener may call back into the broker).
 ///
 /// Per-message successes (publish, deliver, ack) are counted in the stats, not reported here.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use levee_queue::broker::{BrokerEvent, InProcessBroker, Message, Nack, SubscriptionConfig};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let sink = Arc::clone(&seen);
+/// let broker = InProcessBroker::<&str>::builder()
+///     .listener(move |e: &BrokerEvent| sink.lock().unwrap().push(e.clone()))
+///     .build();
+/// let sub = broker.subscribe("orders", SubscriptionConfig::new("billing")).unwrap();
+/// broker.publish("orders", Message::new("order 1")).await.unwrap();
+/// let batch = sub.consumer().try_receive(1).unwrap();
+/// batch[0].nack(Nack::new().reason("card declined")).unwrap();
+///
+/// assert!(matches!(seen.lock().unwrap()[..], [BrokerEvent::Nacked { .. }]));
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BrokerEvent {

@@ -112,6 +112,15 @@ pub struct InProcessBrokerBuilder<T, C> {
 }
 
 /// The former name of [`InProcessBrokerBuilder`].
+///
+/// ```
+/// #[allow(deprecated)]
+/// use levee_queue::broker::{Builder, InProcessBroker};
+///
+/// #[allow(deprecated)]
+/// let builder: Builder<u8, _> = InProcessBroker::<u8>::builder(); // prefer InProcessBrokerBuilder
+/// assert!(builder.build().topics().is_empty());
+/// ```
 #[deprecated(
     since = "0.1.0",
     note = "renamed to `InProcessBrokerBuilder` (levee's `XBuilder` convention)"

@@ -226,6 +226,22 @@ impl<T> Message<T> {
 ///
 /// A message published without id, subject, key or headers is one allocation of 48 bytes
 /// plus the payload; those optional parts live in the box the [`Message`] already had.
+///
+/// ```
+/// use levee_queue::broker::{InProcessBroker, Message, SubscriptionConfig};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let broker = InProcessBroker::<String>::new();
+/// let sub = broker.subscribe("orders", SubscriptionConfig::new("billing")).unwrap();
+/// broker.publish("orders", Message::new("order 7".to_string()).key("customer-3")).await.unwrap();
+///
+/// let batch = sub.consumer().try_receive(1).unwrap();
+/// let stored = batch[0].message(); // an Arc<StoredMessage<String>>, shared by every subscription
+/// assert_eq!(stored.payload(), "order 7");
+/// assert_eq!(stored.key(), Some("customer-3"));
+/// assert_eq!(stored.seq(), batch[0].seq());
+/// # });
+/// ```
 #[derive(Debug)]
 pub struct StoredMessage<T> {
     pub(crate) seq: u64,

@@ -18,6 +18,23 @@ use super::subscription::{Consumer, Subscription};
 use super::topic::Publish;
 
 /// A delivered message as any broker presents it.
+///
+/// ```
+/// use levee_queue::broker::{BrokerDelivery, InProcessBroker, Message, SubscriptionConfig};
+///
+/// /// Works on a delivery of any broker: in-process, durable, NATS.
+/// fn describe<D: BrokerDelivery<Payload = String>>(d: &D) -> String {
+///     format!("#{} attempt {}: {}", d.seq(), d.attempt(), d.payload())
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let broker = InProcessBroker::<String>::new();
+/// let sub = broker.subscribe("orders", SubscriptionConfig::new("billing")).unwrap();
+/// broker.publish("orders", Message::new("order 1".to_string())).await.unwrap();
+/// let batch = sub.consumer().try_receive(1).unwrap();
+/// assert_eq!(describe(&batch[0]), "#1 attempt 1: order 1");
+/// # });
+/// ```
 pub trait BrokerDelivery: Send + Sync {
     /// The payload type.
     type Payload;
@@ -46,6 +63,31 @@ pub trait BrokerDelivery: Send + Sync {
 /// ready at once except where it waits (a receive with nothing to take, a publish into a full
 /// backlog whose policy is to wait). Check an implementation with
 /// [`conformance::run`](super::conformance::run).
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_queue::broker::{Broker, BrokerError, InProcessBroker, Message, SubscriptionConfig};
+///
+/// /// Code written against the trait runs on any broker (swap in a durable or NATS one).
+/// async fn handle_one<B: Broker<Payload = u32>>(broker: &B) -> Result<Option<u32>, BrokerError> {
+///     let sub = broker.subscribe("orders", SubscriptionConfig::new("billing")).await?;
+///     let consumer = broker.consumer(&sub).await?;
+///     let Some(delivery) = broker.receive(&consumer, 1, Duration::ZERO).await?.pop() else {
+///         return Ok(None);
+///     };
+///     let amount = *levee_queue::broker::BrokerDelivery::payload(&delivery);
+///     broker.ack(&delivery).await?;
+///     Ok(Some(amount))
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let broker = InProcessBroker::<u32>::new();
+/// broker.subscribe("orders", SubscriptionConfig::new("billing")).unwrap();
+/// Broker::publish(&broker, "orders", Message::new(1_250)).await.unwrap();
+/// assert_eq!(handle_one(&broker).await, Ok(Some(1_250)));
+/// assert_eq!(handle_one(&broker).await, Ok(None)); // acked: gone
+/// # });
+/// ```
 pub trait Broker: Send + Sync + 'static {
     /// What messages carry. (An adapter for a network broker serialises it.)
     type Payload: Send + Sync + 'static;

@@ -58,6 +58,18 @@ fn abandon(list: &WaitList, waiter: &mut Option<u64>) {
 }
 
 /// The future of [`Sender::send_async`](super::Sender::send_async).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let (tx, rx) = levee_queue::channel::bounded::<u32>(1)?;
+/// tx.send_async(1).await?; // room: ready at once
+/// let pending = tx.send_async(2); // a SendFuture: waits for room, gives the value back on close
+/// assert_eq!(rx.try_recv(), Ok(1));
+/// pending.await?;
+/// assert_eq!(rx.try_recv(), Ok(2));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct SendFuture<'a, T> {
     chan: &'a Chan<T>,
@@ -124,6 +136,17 @@ impl<T> fmt::Debug for SendFuture<'_, T> {
 }
 
 /// The future of [`Receiver::recv_async`](super::Receiver::recv_async).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let (tx, rx) = levee_queue::channel::unbounded::<&str>();
+/// let next = rx.recv_async(); // a RecvFuture: waits for a message, or for every sender to go
+/// tx.try_send("order 1").unwrap();
+/// assert_eq!(next.await, Ok("order 1"));
+/// drop(tx);
+/// assert!(rx.recv_async().await.is_err()); // closed and empty
+/// # });
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct RecvFuture<'a, T> {
     chan: &'a Chan<T>,

@@ -69,6 +69,21 @@ pub enum CloseReason {
 }
 
 /// Notable things a channel does, delivered to its [`Listener`](levee_core::Listener)s.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use levee_queue::channel::{Builder, ChannelEvent};
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let sink = Arc::clone(&seen);
+/// let (tx, _rx) = Builder::bounded(1)
+///     .listener(move |e: &ChannelEvent| sink.lock().unwrap().push(*e))
+///     .build::<u8>()?;
+/// tx.try_send(1).unwrap();
+/// assert!(tx.try_send(2).is_err()); // full: refused, and reported
+/// assert_eq!(*seen.lock().unwrap(), [ChannelEvent::Rejected { capacity: 1 }]);
+/// # Ok::<(), levee_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ChannelEvent {

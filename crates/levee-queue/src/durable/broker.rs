@@ -241,6 +241,21 @@ impl<T, C> Drop for Inner<T, C> {
 ///
 /// Cheap to clone (clones share everything). Payloads are stored through their [`Codec`].
 /// See the [module docs](super) for what each [`FsyncPolicy`](super::FsyncPolicy) promises.
+///
+/// ```
+/// use levee_queue::broker::{Message, SubscriptionConfig};
+/// use levee_queue::durable::{DurableBroker, DurableSettings};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let broker = DurableBroker::<String>::open(dir.path(), DurableSettings::new()).unwrap();
+/// let sub = broker.subscribe("orders", SubscriptionConfig::new("payment")).await.unwrap();
+/// broker.publish("orders", Message::new("order 1".to_string())).await.unwrap(); // fsynced
+/// assert_eq!(sub.stats().depth, 1);
+/// assert_eq!(broker.topics(), ["orders"]);
+/// broker.shutdown();
+/// # });
+/// ```
 pub struct DurableBroker<T, C: Clock = FastClock> {
     pub(crate) inner: Arc<Inner<T, C>>,
 }
@@ -271,6 +286,23 @@ impl Clock for UnixClock {
 }
 
 /// Builds (opens) a [`DurableBroker`].
+///
+/// ```
+/// use levee_core::ManualClock;
+/// use levee_queue::broker::BrokerEvent;
+/// use levee_queue::durable::{DurableBroker, DurableSettings, FsyncPolicy};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let broker = DurableBroker::<Vec<u8>>::builder(dir.path())
+///     .settings(DurableSettings::new().fsync(FsyncPolicy::EveryMillis(100)))
+///     .clock(ManualClock::new()) // leases and backoffs on a test clock
+///     .listener(|e: &BrokerEvent| eprintln!("{e:?}"))
+///     .open()
+///     .unwrap();
+/// assert_eq!(broker.dir(), dir.path());
+/// assert_eq!(broker.recovery().records, 0); // a fresh directory
+/// broker.shutdown();
+/// ```
 pub struct DurableBuilder<T, C> {
     dir: std::path::PathBuf,
     settings: DurableSettings,
@@ -588,6 +620,24 @@ impl<T, C: Clock> Inner<T, C> {
 }
 
 /// A publish that failed: why, and the message if it was not appended.
+///
+/// ```
+/// use levee_queue::broker::{BrokerError, Message};
+/// use levee_queue::durable::{DurableBroker, DurableSettings};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let broker = DurableBroker::<String>::open(dir.path(), DurableSettings::new()).unwrap();
+/// // No topic "orders" yet: refused before the log, so the message comes back.
+/// let refused = broker
+///     .publish_or_return("orders", Message::new("order 1".to_string()))
+///     .await
+///     .unwrap_err();
+/// assert!(matches!(refused.error, BrokerError::NoSuchTopic { .. }));
+/// assert_eq!(refused.message.unwrap().payload(), "order 1");
+/// broker.shutdown();
+/// # });
+/// ```
 #[derive(Debug)]
 pub struct Refused<T> {
     /// Why.

@@ -42,6 +42,14 @@ pub trait Codec: Sized + Send + Sync + 'static {
 }
 
 /// Bytes that do not decode.
+///
+/// ```
+/// use levee_queue::durable::{Codec, DecodeError};
+///
+/// assert!(u64::decode(&[1, 2, 3]).is_err()); // 3 bytes are not a u64
+/// let e = DecodeError::new("not 8 bytes");
+/// assert_eq!(e.to_string(), "cannot decode: not 8 bytes");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot decode: {reason}")]
 pub struct DecodeError {

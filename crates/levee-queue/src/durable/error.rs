@@ -9,6 +9,17 @@ use levee_core::ConfigError;
 use super::codec::DecodeError;
 
 /// Opening a [`DurableBroker`](super::DurableBroker) failed.
+///
+/// ```
+/// use levee_queue::durable::{DurableBroker, DurableSettings, OpenError};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let tiny = DurableSettings::new().segment_bytes(1024); // under the 64 KiB minimum
+/// match DurableBroker::<String>::open(dir.path(), tiny) {
+///     Err(OpenError::Config(e)) => assert!(e.to_string().contains("segment_bytes")),
+///     other => panic!("expected a config error, got {other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
@@ -41,6 +52,44 @@ pub enum OpenError {
 }
 
 /// A damaged range that opening skipped.
+///
+/// ```
+/// use levee_queue::broker::{Message, SubscriptionConfig};
+/// use levee_queue::durable::{DurableBroker, DurableSettings, OnCorruption, OpenError};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let broker = DurableBroker::<String>::open(dir.path(), DurableSettings::new()).unwrap();
+/// broker.subscribe("orders", SubscriptionConfig::new("billing")).await.unwrap();
+/// for n in 0..200 {
+///     broker.publish("orders", Message::new(format!("order {n:04} {}", "x".repeat(40)))).await.unwrap();
+/// }
+/// broker.shutdown();
+/// drop(broker);
+///
+/// // Flip a byte in the middle of the segment: bit rot, not a torn tail.
+/// let segment = std::fs::read_dir(dir.path()).unwrap()
+///     .map(|e| e.unwrap().path())
+///     .find(|p| p.extension().is_some_and(|x| x == "seg"))
+///     .unwrap();
+/// let mut bytes = std::fs::read(&segment).unwrap();
+/// let middle = bytes.len() / 2;
+/// bytes[middle] ^= 0xff;
+/// std::fs::write(&segment, &bytes).unwrap();
+///
+/// // The default refuses to open...
+/// let err = DurableBroker::<String>::open(dir.path(), DurableSettings::new()).unwrap_err();
+/// assert!(matches!(err, OpenError::Corrupt { .. }));
+/// // ...`Skip` opens without the damaged record and lists what it skipped.
+/// let skip = DurableSettings::new().on_corruption(OnCorruption::Skip);
+/// let broker = DurableBroker::<String>::open(dir.path(), skip).unwrap();
+/// let damaged = &broker.recovery().damaged;
+/// assert_eq!(damaged.len(), 1);
+/// assert!(damaged[0].from <= middle as u64 && (middle as u64) < damaged[0].to);
+/// assert!(broker.recovery().messages < 200);
+/// broker.shutdown();
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DamagedRange {
     /// The segment file.
@@ -52,6 +101,27 @@ pub struct DamagedRange {
 }
 
 /// What opening found and did.
+///
+/// ```
+/// use levee_queue::broker::{Message, SubscriptionConfig};
+/// use levee_queue::durable::{DurableBroker, DurableSettings};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let broker = DurableBroker::<String>::open(dir.path(), DurableSettings::new()).unwrap();
+/// broker.subscribe("orders", SubscriptionConfig::new("billing")).await.unwrap();
+/// broker.publish("orders", Message::new("order 1".to_string())).await.unwrap();
+/// broker.shutdown();
+/// drop(broker);
+///
+/// let reopened = DurableBroker::<String>::open(dir.path(), DurableSettings::new()).unwrap();
+/// let recovery = reopened.recovery();
+/// assert_eq!(recovery.messages, 1); // the unacked message is back
+/// assert_eq!(recovery.torn_bytes, 0); // a clean shutdown leaves no torn tail
+/// assert!(recovery.damaged.is_empty() && !recovery.read_only);
+/// reopened.shutdown();
+/// # });
+/// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct Recovery {

@@ -24,6 +24,25 @@ fn gone(name: &str) -> BrokerError {
 
 /// A subscription of a [`DurableBroker`]: every message published to its topic (matching
 /// its filter) reaches it once; its consumers compete for them. Cheap to clone.
+///
+/// ```
+/// use levee_queue::broker::{Message, Select, SubscriptionConfig};
+/// use levee_queue::durable::{DurableBroker, DurableSettings};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let broker = DurableBroker::<String>::open(dir.path(), DurableSettings::new()).unwrap();
+/// let sub = broker.subscribe("orders", SubscriptionConfig::new("billing")).await.unwrap();
+/// broker.publish("orders", Message::new("bad order".to_string())).await.unwrap();
+///
+/// let batch = sub.consumer().unwrap().receive(1).await.unwrap();
+/// batch[0].term("no such customer").await.unwrap(); // dead-lettered, on disk
+/// assert_eq!(sub.dead_letters()[0].last_reason(), Some("no such customer"));
+/// assert_eq!(sub.replay(Select::All).await.unwrap(), 1); // back for delivery
+/// assert_eq!(sub.stats().depth, 1);
+/// broker.shutdown();
+/// # });
+/// ```
 pub struct DurableSubscription<T, C: Clock = FastClock> {
     pub(crate) broker: DurableBroker<T, C>,
     pub(crate) id: u32,
@@ -176,6 +195,28 @@ impl<T: Codec, C: Clock> DurableSubscription<T, C> {
 }
 
 /// One of a durable subscription's competing consumers.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_queue::broker::{Message, SubscriptionConfig};
+/// use levee_queue::durable::{DurableBroker, DurableSettings};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let broker = DurableBroker::<u64>::open(dir.path(), DurableSettings::new()).unwrap();
+/// let sub = broker.subscribe("orders", SubscriptionConfig::new("billing")).await.unwrap();
+/// for n in 0..3 {
+///     broker.publish("orders", Message::new(n)).await.unwrap();
+/// }
+/// let consumer = sub.consumer().unwrap(); // competes with the subscription's other consumers
+/// let mut batch = consumer.receive(10).await.unwrap();
+/// assert_eq!(batch.len(), 3);
+/// assert_eq!(consumer.ack_all(&mut batch).await.unwrap(), 3); // one log record for all three
+/// let none = consumer.receive_timeout(10, Some(Duration::from_millis(1))).await.unwrap();
+/// assert!(none.is_empty());
+/// broker.shutdown();
+/// # });
+/// ```
 pub struct DurableConsumer<T: Codec, C: Clock = FastClock> {
     sub: DurableSubscription<T, C>,
     index: u32,
@@ -357,6 +398,27 @@ impl<T: Codec, C: Clock> DurableConsumer<T, C> {
 /// A message leased to one consumer of a durable subscription. Settle it with
 /// [`ack`](Self::ack), [`nack`](Self::nack) or [`term`](Self::term) (each returns once
 /// recorded); dropped without a verb it is nacked (a handler failure), never lost.
+///
+/// ```
+/// use levee_queue::broker::{Message, Nack, SubscriptionConfig};
+/// use levee_queue::durable::{DurableBroker, DurableSettings};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let broker = DurableBroker::<String>::open(dir.path(), DurableSettings::new()).unwrap();
+/// let sub = broker.subscribe("orders", SubscriptionConfig::new("billing")).await.unwrap();
+/// broker.publish("orders", Message::new("order 1".to_string())).await.unwrap();
+/// let consumer = sub.consumer().unwrap();
+///
+/// let first = consumer.receive(1).await.unwrap().remove(0);
+/// assert_eq!((first.payload().as_str(), first.attempt()), ("order 1", 1));
+/// first.nack(Nack::new().delay(std::time::Duration::ZERO)).await.unwrap(); // redeliver now
+/// let second = consumer.receive(1).await.unwrap().remove(0);
+/// assert_eq!(second.attempt(), 2);
+/// second.ack().await.unwrap();
+/// broker.shutdown();
+/// # });
+/// ```
 pub struct DurableDelivery<T: Codec, C: Clock = FastClock> {
     sub: DurableSubscription<T, C>,
     msg: Arc<StoredMessage<T>>,

@@ -11,6 +11,16 @@ use crate::broker::TopicConfig;
 /// confirmed. Every setting survives a crash of the process (`kill -9`, a panic, an OOM
 /// kill): a confirmed write has at least reached the operating system. They differ in what a
 /// crash of the machine (power loss, kernel panic) can take.
+///
+/// ```
+/// use levee_queue::durable::{DurableSettings, FsyncPolicy};
+///
+/// // Confirm a publish once written; fsync every 100 ms (a machine crash loses up to 100 ms).
+/// let settings = DurableSettings::new().fsync(FsyncPolicy::EveryMillis(100));
+/// assert!(settings.validate().is_ok());
+/// assert!(DurableSettings::new().fsync(FsyncPolicy::EveryMillis(0)).validate().is_err());
+/// assert_eq!(FsyncPolicy::default(), FsyncPolicy::Always);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
@@ -30,6 +40,15 @@ pub enum FsyncPolicy {
 }
 
 /// What a publish meets when the log is at its disk budget.
+///
+/// ```
+/// use levee_queue::durable::{DurableSettings, WhenFull};
+///
+/// // A 10 GiB budget; at the budget, publishes fail with `BrokerError::DiskFull` instead of waiting.
+/// let settings = DurableSettings::new().max_disk_bytes(Some(10 << 30)).when_full(WhenFull::Reject);
+/// assert!(settings.validate().is_ok());
+/// assert_eq!(WhenFull::default(), WhenFull::Backpressure);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
@@ -45,6 +64,17 @@ pub enum WhenFull {
 /// What opening a log does when a record in the middle fails its checksum (bit rot, a
 /// damaged disk, a file edited by hand). A torn tail, the normal result of a crash, is not
 /// corruption: it is always cut off at the last whole record.
+///
+/// ```
+/// use levee_queue::durable::{DurableBroker, DurableSettings, OnCorruption};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// // Open whatever is readable, refuse writes: inspect a damaged log before deciding.
+/// let settings = DurableSettings::new().on_corruption(OnCorruption::ReadOnly);
+/// let broker = DurableBroker::<String>::open(dir.path(), settings).unwrap();
+/// assert!(!broker.recovery().read_only); // nothing was damaged, so it is writable
+/// broker.shutdown();
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]

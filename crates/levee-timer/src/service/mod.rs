@@ -228,6 +228,18 @@ pub struct TimerServiceBuilder<T, C = FastClock> {
 }
 
 /// The former name of [`TimerServiceBuilder`].
+///
+/// ```
+/// #[allow(deprecated)]
+/// use levee_timer::{ServiceBuilder, TimerService};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// #[allow(deprecated)]
+/// let builder: ServiceBuilder<u32> = TimerService::builder(); // prefer `TimerServiceBuilder`
+/// assert_eq!(builder.build().unwrap().pending(), 0);
+/// # }
+/// ```
 #[deprecated(
     since = "0.1.0",
     note = "renamed to `TimerServiceBuilder` (levee's `XBuilder` convention)"

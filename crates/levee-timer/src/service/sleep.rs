@@ -167,6 +167,26 @@ pin_project! {
     /// A future with a deadline, from [`TimerService::timeout`](super::TimerService::timeout):
     /// `Ok` with the future's output if it completes first, `Err(Elapsed)` otherwise (or at
     /// once when the service was full, see [`Sleep`]). Dropping it cancels the timer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use levee_core::ManualClock;
+    /// use levee_timer::{Elapsed, TimerService};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let clock = ManualClock::new();
+    /// let timers: TimerService<(), _> = TimerService::builder().clock(clock.clone()).build().unwrap();
+    ///
+    /// let fast = timers.timeout(Duration::from_secs(1), async { 7 });
+    /// assert_eq!(fast.await, Ok(7)); // finished first: the timer is cancelled
+    ///
+    /// let slow = timers.timeout(Duration::from_secs(1), std::future::pending::<u32>());
+    /// clock.advance(Duration::from_secs(1));
+    /// let elapsed: Elapsed = slow.await.unwrap_err();
+/// assert_eq!(elapsed.to_string(), "deadline has elapsed");
+    /// # }
+    /// ```
     #[derive(Debug)]
     #[must_use = "futures do nothing unless polled"]
     pub struct Timeout<F> {

@@ -60,6 +60,16 @@ pub struct TimingWheelBuilder {
 }
 
 /// The former name of [`TimingWheelBuilder`].
+///
+/// ```
+/// #[allow(deprecated)]
+/// use levee_timer::{Builder, TimingWheel};
+///
+/// #[allow(deprecated)]
+/// let builder: Builder = TimingWheel::builder(); // prefer `TimingWheelBuilder`
+/// let wheel: TimingWheel<&str> = builder.build().unwrap();
+/// assert!(wheel.is_empty());
+/// ```
 #[deprecated(
     since = "0.1.0",
     note = "renamed to `TimingWheelBuilder` (levee's `XBuilder` convention)"

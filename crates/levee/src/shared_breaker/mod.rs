@@ -235,6 +235,36 @@ impl SharedSettings {
 }
 
 /// What a [`SharedBreaker`] did with the messages it sent and heard.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use std::time::Duration;
+/// # use levee::breaker::{CircuitBreaker, State};
+/// # use levee::core::ManualClock;
+/// # use levee::queue::broker::InProcessBroker;
+/// # use levee::shared_breaker::{SharedBreaker, SharedSettings};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let clock = ManualClock::new();
+/// # let broker = Arc::new(InProcessBroker::<String, _>::builder().clock(clock.clone()).build());
+/// # let settings = SharedSettings::new().quorum(1);
+/// # let replica = |id: &'static str| {
+/// #     let builder = CircuitBreaker::builder().minimum_calls(4).clock(clock.clone());
+/// #     SharedBreaker::join(broker.clone(), "payments", id, builder, settings.clone())
+/// # };
+/// let (a, b) = (replica("a").await?, replica("b").await?);
+/// for _ in 0..4 {
+///     let _ = a.breaker().call(|| Err::<(), _>("503"));
+/// }
+/// a.publish_pending().await; // a opened, and tells its peers
+/// b.receive(Duration::ZERO).await?;
+///
+/// let (sent, heard) = (a.stats(), b.stats());
+/// assert_eq!(sent.published, 1);
+/// assert_eq!((heard.received, heard.probes), (1, 1)); // b probed on a's word
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SharedStats {
@@ -287,6 +317,36 @@ fn bump(counter: &AtomicU64) {
 /// Calls go through [`breaker`](Self::breaker) exactly as through a plain breaker. Drive the
 /// messaging with [`run`](Self::run) on a task (or [`publish_pending`](Self::publish_pending)
 /// and [`receive`](Self::receive) step by step, as tests do).
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use std::time::Duration;
+/// # use levee::breaker::{CircuitBreaker, State};
+/// # use levee::core::ManualClock;
+/// # use levee::queue::broker::InProcessBroker;
+/// # use levee::shared_breaker::{SharedBreaker, SharedSettings};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let clock = ManualClock::new();
+/// # let broker = Arc::new(InProcessBroker::<String, _>::builder().clock(clock.clone()).build());
+/// # let settings = SharedSettings::new().quorum(1);
+/// # let replica = |id: &'static str| {
+/// #     let builder = CircuitBreaker::builder().minimum_calls(4).clock(clock.clone());
+/// #     SharedBreaker::join(broker.clone(), "payments", id, builder, settings.clone())
+/// # };
+/// let (a, b) = (replica("a").await?, replica("b").await?);
+/// for _ in 0..4 {
+///     let _ = a.breaker().call(|| Err::<(), _>("503"));
+/// }
+/// a.publish_pending().await; // a opened, and tells its peers
+/// b.receive(Duration::ZERO).await?;
+///
+/// // b's own breaker had seen nothing; the quorum of one open peer made it probe.
+/// assert_eq!(b.breaker().state(), State::HalfOpen);
+/// assert_eq!(b.replica(), "b");
+/// # Ok(())
+/// # }
+/// ```
 pub struct SharedBreaker<B: Broker, C: Clock> {
     breaker: Arc<CircuitBreaker<C>>,
     broker: Arc<B>,

@@ -7,6 +7,36 @@ use levee_breaker::{State, generation_is_newer};
 use super::wire::Transition;
 
 /// One peer's last word.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use std::time::Duration;
+/// # use levee::breaker::{CircuitBreaker, State};
+/// # use levee::core::ManualClock;
+/// # use levee::queue::broker::InProcessBroker;
+/// # use levee::shared_breaker::{SharedBreaker, SharedSettings};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let clock = ManualClock::new();
+/// # let broker = Arc::new(InProcessBroker::<String, _>::builder().clock(clock.clone()).build());
+/// # let settings = SharedSettings::new().quorum(1);
+/// # let replica = |id: &'static str| {
+/// #     let builder = CircuitBreaker::builder().minimum_calls(4).clock(clock.clone());
+/// #     SharedBreaker::join(broker.clone(), "payments", id, builder, settings.clone())
+/// # };
+/// let (a, b) = (replica("a").await?, replica("b").await?);
+/// for _ in 0..4 {
+///     let _ = a.breaker().call(|| Err::<(), _>("503"));
+/// }
+/// a.publish_pending().await; // a opened, and tells its peers
+/// b.receive(Duration::ZERO).await?;
+///
+/// let peers = b.peers(); // what b knows of its peers
+/// assert_eq!(peers.len(), 1);
+/// assert_eq!((peers[0].replica.as_str(), peers[0].state), ("a", State::Open));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerReport {
     /// The peer's replica id.

@@ -34,6 +34,25 @@ const DEDUP_CAPACITY: usize = 4;
 const CONSUMERS: usize = 2;
 
 /// One step of a test.
+///
+/// ```
+/// use levee_queue::broker::conformance::model::{self, Op};
+///
+/// // Publish two messages, take both, ack one and nack the other: the checker drives the
+/// // in-process broker and a naive model side by side and compares them after every step.
+/// let ops = [
+///     Op::Publish { key: None, delay_ms: 0, id: None },
+///     Op::Publish { key: Some(1), delay_ms: 0, id: Some(3) },
+///     Op::Receive { consumer: 0, max: 2 },
+///     Op::Ack { handle: 0 },
+///     Op::Nack { handle: 0, delay_ms: None },
+///     Op::Advance { ms: 50 },
+///     Op::Tick,
+/// ];
+/// assert_eq!(model::run(&ops), Ok(()));
+/// // A fuzzer's bytes decode into operations, two bytes each.
+/// assert_eq!(Op::decode(&[0, 0, 0, 0]).len(), 2);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// Publish with an optional ordering key (0..3), delay (ms) and dedup id (0..8).

@@ -11,6 +11,27 @@ use super::stats::ServeStats;
 ///
 /// Dropping it without [`shutdown`](Self::shutdown) stops receiving too; handlers already
 /// running then finish in the background, without a deadline.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_queue::broker::{InProcessBroker, Message, ServeConfig, SubscriptionConfig, serve};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let broker = InProcessBroker::<u32>::new();
+/// let sub = broker.subscribe("orders", SubscriptionConfig::new("mail")).unwrap();
+/// let handle = serve(&broker, &sub, ServeConfig::new(), |_order| async {
+///     Ok::<(), std::io::Error>(())
+/// })
+/// .await
+/// .unwrap();
+/// broker.publish("orders", Message::new(1)).await.unwrap();
+/// tokio::time::sleep(Duration::from_millis(10)).await;
+///
+/// assert_eq!(handle.stats().handled, 1);
+/// let last = handle.shutdown().await; // stop receiving, drain, final counts
+/// assert_eq!(last.received, 1);
+/// # });
+/// ```
 #[must_use = "dropping the handle stops receiving at once"]
 #[derive(Debug)]
 pub struct ServeHandle {

@@ -3,6 +3,28 @@
 use levee_core::Counter;
 
 /// Counts of one [`serve`](super::serve) run since it started.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_queue::broker::{Failure, InProcessBroker, Message, ServeConfig, SubscriptionConfig, serve};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let broker = InProcessBroker::<u32>::new();
+/// let sub = broker.subscribe("orders", SubscriptionConfig::new("mail")).unwrap();
+/// let handle = serve(&broker, &sub, ServeConfig::new(), |order| async move {
+///     if *order.payload() == 0 { Err(Failure::term("empty order")) } else { Ok(()) }
+/// })
+/// .await
+/// .unwrap();
+/// for n in [0, 1, 2] {
+///     broker.publish("orders", Message::new(n)).await.unwrap();
+/// }
+/// tokio::time::sleep(Duration::from_millis(10)).await;
+///
+/// let stats = handle.shutdown().await;
+/// assert_eq!((stats.received, stats.handled, stats.failed), (3, 2, 1));
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
