@@ -239,17 +239,24 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn without_nats_the_guard_starts_with_a_plain_local_breaker() {
+    /// The default payment guard with `protections`, its breaker joined to `unreachable()`.
+    async fn guard(
+        protections: &ProtectionsConfig,
+    ) -> (PaymentGuard, Option<SharedPaymentBreaker>) {
         let shared = unreachable();
-        let (guard, joined) = PaymentGuard::with_breaker(
+        PaymentGuard::with_breaker(
             &PaymentConfig::default(),
-            &ProtectionsConfig::default(),
+            protections,
             ShopClock::manual(ManualClock::new()),
             |builder| SharedPaymentBreaker::join(&shared, builder),
         )
         .await
-        .unwrap();
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn without_nats_the_guard_starts_with_a_plain_local_breaker() {
+        let (guard, joined) = guard(&ProtectionsConfig::default()).await;
         let joined = joined.expect("protections on: the guard's breaker went through join");
         let s = joined.status();
         assert_eq!((s.replica.as_str(), s.joined, s.peers, s.sent), ("lonely", false, 0, 0));
@@ -265,15 +272,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_protections_off_nothing_joins() {
-        let shared = unreachable();
-        let (guard, joined) = PaymentGuard::with_breaker(
-            &PaymentConfig::default(),
-            &ProtectionsConfig::off(),
-            ShopClock::manual(ManualClock::new()),
-            |builder| SharedPaymentBreaker::join(&shared, builder),
-        )
-        .await
-        .unwrap();
+        let (guard, joined) = guard(&ProtectionsConfig::off()).await;
         assert!(joined.is_none());
         assert!(guard.stages().is_empty());
     }
