@@ -49,7 +49,7 @@ mod waiting;
 use std::sync::Arc;
 use std::time::Duration;
 
-use levee::breaker::{BreakerEvent, State};
+use levee::breaker::{BreakerEvent, CircuitBreakerBuilder, State};
 use levee::core::Counter;
 use levee::policy::{Breaker, Layered, Leaf};
 use levee::prelude::*;
@@ -238,22 +238,66 @@ impl PaymentGuard {
                 latency: AnswerLatency::new(&config.checkout),
             });
         }
-        let transitions = Arc::clone(&counters);
-        let breaker = Arc::new(
-            CircuitBreaker::builder()
-                .settings(config.breaker.clone())
-                .name("payment-provider")
-                .listener(move |e: &BreakerEvent| {
-                    if e.to == State::Open {
-                        transitions.opened.incr();
-                    } else if e.to == State::Closed && e.from == State::HalfOpen {
-                        transitions.closed.incr();
-                    }
-                })
-                .clock(clock.clone())
-                .build()
-                .map_err(section("payment.breaker"))?,
-        );
+        let breaker = Self::breaker_builder(config, &clock, &counters)
+            .build()
+            .map_err(section("payment.breaker"))?;
+        Self::protected(config, clock, counters, Arc::new(breaker))
+    }
+
+    /// Like [`new`](Self::new), with the breaker built by `build` from the guard's breaker
+    /// builder (settings, name, clock and the guard's counters already on it): the shared
+    /// breaker (`[payment.shared_breaker]`) joins its peers with it. Returns what `build`
+    /// returned beside the breaker; `None` with protections off (no breaker, `build` is not
+    /// called).
+    ///
+    /// # Errors
+    /// A setting out of range, or `build`'s error.
+    pub async fn with_breaker<T, E, Fut>(
+        config: &PaymentConfig,
+        protections: &ProtectionsConfig,
+        clock: ShopClock,
+        build: impl FnOnce(CircuitBreakerBuilder<ShopClock>) -> Fut,
+    ) -> Result<(Self, Option<T>), E>
+    where
+        Fut: Future<Output = Result<(Arc<CircuitBreaker<ShopClock>>, T), E>>,
+        E: From<SettingError>,
+    {
+        if !protections.enabled {
+            return Ok((Self::new(config, protections, clock)?, None));
+        }
+        let counters = Arc::new(Counters::default());
+        let (breaker, built) = build(Self::breaker_builder(config, &clock, &counters)).await?;
+        Ok((Self::protected(config, clock, counters, breaker)?, Some(built)))
+    }
+
+    /// The payment breaker's builder: its settings, its name, the shop clock, and a listener
+    /// counting its openings and closings.
+    fn breaker_builder(
+        config: &PaymentConfig,
+        clock: &ShopClock,
+        counters: &Arc<Counters>,
+    ) -> CircuitBreakerBuilder<ShopClock> {
+        let transitions = Arc::clone(counters);
+        CircuitBreaker::builder()
+            .settings(config.breaker.clone())
+            .name("payment-provider")
+            .listener(move |e: &BreakerEvent| {
+                if e.to == State::Open {
+                    transitions.opened.incr();
+                } else if e.to == State::Closed && e.from == State::HalfOpen {
+                    transitions.closed.incr();
+                }
+            })
+            .clock(clock.clone())
+    }
+
+    /// The protected guard around `breaker`.
+    fn protected(
+        config: &PaymentConfig,
+        clock: ShopClock,
+        counters: Arc<Counters>,
+        breaker: Arc<CircuitBreaker<ShopClock>>,
+    ) -> Result<Self, SettingError> {
         let retry =
             config.retry.build_with_clock(clock.clone()).map_err(section("payment.retry"))?;
         let budget = retry.budget().cloned();

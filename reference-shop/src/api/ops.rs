@@ -7,7 +7,7 @@ use crate::faults::FaultSettings;
 use crate::guard::{BreakerStatus, PipelineStatus};
 use crate::http::{ConnectionStats, EdgeStats};
 use crate::provider::ProviderStats;
-use crate::services::CacheStats;
+use crate::services::{CacheStats, SharedBreakerStatus};
 use crate::timeouts::TimerStats;
 
 /// The store, as `/admin/status` shows it.
@@ -27,6 +27,10 @@ pub struct ShopStatus {
     pub breaker: BreakerStatus,
     /// The payment pipeline: calls, retries, retry budget, timeouts.
     pub payment: PipelineStatus,
+    /// The payment breaker's sharing with the other replicas (`[payment.shared_breaker]`);
+    /// `null` when off.
+    #[schema(required = true)]
+    pub shared_breaker: Option<SharedBreakerStatus>,
     /// The edge: rate-limited and shed requests, requests in flight.
     pub edge: EdgeStats,
     /// Connections: open, refused by the limits, closed by the read timeouts.

@@ -19,7 +19,7 @@ use crate::metrics::{Metrics, ShopCounters};
 use crate::provider::PaymentProvider;
 use crate::services::{
     Carts, Catalog, Customers, Infra, LiveControl, Notifications, Operations, Orders, Payments,
-    Reported,
+    Reported, SharedPaymentBreaker,
 };
 use crate::store::{HoldingCaps, Store, StoreError};
 use crate::timeouts::ShopTimers;
@@ -57,6 +57,8 @@ pub struct Shop {
     pub connections: Arc<Connections>,
     /// The fixed work of product reads (`[work]`), when set.
     pub work: Option<Work>,
+    /// The payment breaker's link to its peers (`[payment.shared_breaker]`), if on.
+    pub shared_breaker: Option<Arc<SharedPaymentBreaker>>,
     infra: Infra,
 }
 
@@ -86,6 +88,9 @@ pub enum StartError {
     /// The event bus's broker could not be opened (`queue.backend`).
     #[error(transparent)]
     BusOpen(#[from] crate::bus::BusOpenError),
+    /// The shared payment breaker could not join its peers (`payment.shared_breaker`).
+    #[error("payment.shared_breaker: {0}")]
+    SharedBreaker(levee::queue::broker::BrokerError),
 }
 
 impl Shop {
@@ -127,7 +132,19 @@ impl Shop {
         let caps = HoldingCaps::new(&config.limits);
         let carts = Arc::new(Carts::new(&infra, Arc::clone(&catalog), &config.orders, caps));
         let provider = Arc::new(PaymentProvider::new(Arc::clone(&faults)));
-        let guard = PaymentGuard::new(&config.payment, &config.protections, clock.clone())?;
+        let (guard, shared_breaker) = match &config.payment.shared_breaker {
+            Some(shared) => {
+                let (guard, joined) = PaymentGuard::with_breaker(
+                    &config.payment,
+                    &config.protections,
+                    clock.clone(),
+                    |builder| SharedPaymentBreaker::join(shared, builder),
+                )
+                .await?;
+                (guard, joined.map(Arc::new))
+            }
+            None => (PaymentGuard::new(&config.payment, &config.protections, clock.clone())?, None),
+        };
         let payments = Arc::new(Payments::new(&infra, guard, provider));
         let notifications = Arc::new(Notifications::new(&infra));
         let orders = Arc::new(Orders::new(
@@ -149,6 +166,7 @@ impl Shop {
             catalog: Arc::clone(&catalog),
             customers: Arc::clone(&customers),
             payments: Arc::clone(&payments),
+            shared_breaker: shared_breaker.clone(),
         };
         let operations = Arc::new(Operations::new(&infra, faults, reported, config.health.clone()));
         let live = Arc::new(LiveControl::new(
@@ -173,6 +191,7 @@ impl Shop {
             edge,
             connections,
             work,
+            shared_breaker,
             infra,
         });
         shop.subscribe().await?;

@@ -100,6 +100,9 @@ impl RunningShop {
             );
         }
         let _ = self.timers.await;
+        if let Some(shared) = &self.shop.shared_breaker {
+            shared.stop().await;
+        }
         self.shop.infra.store.close().await;
         tracing::info!(drained, "shut down");
     }

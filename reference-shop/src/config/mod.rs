@@ -28,6 +28,7 @@ mod limits;
 mod protections;
 mod queue;
 mod redis;
+mod shared_breaker;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ pub use limits::{BadProxy, LimitsConfig, TrustedProxy};
 pub use protections::ProtectionsConfig;
 pub use queue::{QueueBackend, durable_dir};
 pub use redis::RedisEdgeConfig;
+pub use shared_breaker::SharedBreakerConfig;
 
 pub use addr::AddrError;
 
@@ -320,6 +322,10 @@ pub struct PaymentConfig {
     pub breaker: BreakerSettings,
     /// The synchronous checkout's deadlines (`[payment.checkout]`).
     pub checkout: CheckoutConfig,
+    /// The breaker shared with the shop's other replicas on NATS
+    /// (`[payment.shared_breaker]`); off unless present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_breaker: Option<SharedBreakerConfig>,
 }
 
 impl Default for PaymentConfig {
@@ -348,6 +354,7 @@ impl Default for PaymentConfig {
                 ..BreakerSettings::default()
             },
             checkout: CheckoutConfig::default(),
+            shared_breaker: None,
         }
     }
 }
@@ -540,6 +547,9 @@ impl Config {
         payment.retry.build().map_err(section("payment.retry"))?;
         payment.breaker.validate().map_err(section("payment.breaker"))?;
         payment.checkout.validate()?;
+        if let Some(shared) = &payment.shared_breaker {
+            shared.validate()?;
+        }
         self.queue.subscription_named("check").validate().map_err(section("queue.subscription"))?;
         self.queue.serve.validate().map_err(section("queue.serve"))?;
         if self.queue.backend == QueueBackend::Nats {

@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::bus::SubscriptionStats;
 use crate::http::{RedisEdgeStats, RedisLimitStats};
-use crate::services::Operations;
+use crate::services::{Operations, SharedBreakerStatus};
 
 /// Reads the primitives' counters at scrape time.
 #[derive(Debug, Clone)]
@@ -118,6 +118,10 @@ impl Collector for PrimitivesCollector {
                 ([("scope", "overall".to_owned())], p.overall_timeouts),
             ],
         )?;
+
+        if let Some(shared) = &status.shared_breaker {
+            shared_breaker(&mut e, shared)?;
+        }
 
         let edge = status.edge;
         labelled(
@@ -300,6 +304,44 @@ impl Collector for PrimitivesCollector {
         )?;
         Ok(())
     }
+}
+
+/// The payment breaker's sharing with its peers (`[payment.shared_breaker]`): peers heard,
+/// messages sent, received and dropped, probes the peers caused.
+fn shared_breaker(e: &mut DescriptorEncoder<'_>, s: &SharedBreakerStatus) -> fmt::Result {
+    let row = |kind: &'static str, v: u64| ([("kind", kind.to_owned())], v);
+    let gauge_of = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    gauge(
+        e,
+        "levee_shared_breaker_peers",
+        "Peers of the payment breaker whose last report is still trusted",
+        gauge_of(s.peers),
+    )?;
+    gauge(
+        e,
+        "levee_shared_breaker_peers_open",
+        "Peers of the payment breaker whose last report was open",
+        gauge_of(s.peers_open),
+    )?;
+    labelled(
+        e,
+        "levee_shared_breaker_messages",
+        "Breaker reports: sent to the peers, lost before NATS took them, received from peers, dropped (unreadable or stale)",
+        MetricType::Counter,
+        &[
+            row("sent", s.sent),
+            row("send_lost", s.send_lost),
+            row("received", s.received),
+            row("dropped", s.dropped),
+        ],
+    )?;
+    labelled(
+        e,
+        "levee_shared_breaker_probes",
+        "Probes the peers caused: a quorum reported the provider down, or a peer's trial passed",
+        MetricType::Counter,
+        &[row("quorum_open", s.quorum_probes), row("peer_recovered", s.early_trials)],
+    )
 }
 
 /// The edge's limits on Redis (`edge.redis.url`): checks, failures, fallbacks and the

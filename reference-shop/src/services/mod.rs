@@ -16,6 +16,7 @@
 //! | [`Payments`] | the breaker + timeout + retry pipeline, the provider | `OrderPlaced`, refunds, the checkout's charge |
 //! | [`Notifications`] | what customers are told | every event, `/orders/{id}/notifications` |
 //! | [`Operations`] | readiness, faults, the dead-letter queue, the status of every mechanism | `/health/*`, `/admin/*` |
+//! | [`SharedPaymentBreaker`] | the payment breaker's link to its peers on NATS | `[payment.shared_breaker]` |
 //! | [`LiveControl`] | nothing: it changes the others' levee primitives in place | `/admin/settings` |
 
 mod cache_stats;
@@ -28,6 +29,7 @@ mod notifications;
 mod operations;
 mod orders;
 mod payments;
+mod shared_breaker;
 
 pub use cache_stats::CacheStats;
 pub use carts::Carts;
@@ -39,3 +41,4 @@ pub use notifications::Notifications;
 pub use operations::{Operations, Reported};
 pub use orders::{Orders, reasons};
 pub use payments::{Payments, Settlement};
+pub use shared_breaker::{PeerStatus, SharedBreakerStatus, SharedPaymentBreaker};

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use levee::core::Clock;
 use parking_lot::Mutex;
 
-use super::{Catalog, Customers, Infra, Payments};
+use super::{Catalog, Customers, Infra, Payments, SharedPaymentBreaker};
 use crate::api::{
     ApiError, Check, DeadLetterList, Liveness, Readiness, ReadyChecks, ReadyStatus, Replay,
     Replayed, ShopStatus, StockLedger, StoreStatus,
@@ -38,6 +38,7 @@ pub struct Operations {
     catalog: Arc<Catalog>,
     customers: Arc<Customers>,
     payments: Arc<Payments>,
+    shared_breaker: Option<Arc<SharedPaymentBreaker>>,
     clock: ShopClock,
     health: HealthConfig,
     shed: Mutex<ShedSeen>,
@@ -68,6 +69,8 @@ pub struct Reported {
     pub customers: Arc<Customers>,
     /// The payments (breaker, retries).
     pub payments: Arc<Payments>,
+    /// The payment breaker's link to its peers (`[payment.shared_breaker]`), if on.
+    pub shared_breaker: Option<Arc<SharedPaymentBreaker>>,
 }
 
 impl Operations {
@@ -80,7 +83,7 @@ impl Operations {
         reported: Reported,
         health: HealthConfig,
     ) -> Self {
-        let Reported { edge, connections, catalog, customers, payments } = reported;
+        let Reported { edge, connections, catalog, customers, payments, shared_breaker } = reported;
         Self {
             store: Arc::clone(&infra.store),
             bus: infra.bus.clone(),
@@ -91,6 +94,7 @@ impl Operations {
             catalog,
             customers,
             payments,
+            shared_breaker,
             clock: infra.clock.clone(),
             health,
             shed: Mutex::new(ShedSeen::default()),
@@ -162,6 +166,7 @@ impl Operations {
         ShopStatus {
             breaker: self.payments.breaker_status(),
             payment: self.payments.pipeline_status(),
+            shared_breaker: self.shared_breaker.as_ref().map(|s| s.status()),
             edge: self.edge.stats(),
             connections: self.connections.stats(),
             cache: self.catalog.cache_stats(),
