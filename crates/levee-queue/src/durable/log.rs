@@ -815,16 +815,13 @@ fn spare_loop(s: &Shared) {
             }
         }
         let path = spare_path(&s.dir, n);
-        match s.storage.preallocate(&path, s.options.segment_bytes, &stop) {
-            Ok(true) => {
-                let mut a = lock(&s.appender);
-                if !a.closing {
-                    a.spare_file = Some(n);
-                    s.spare_wanted.notify_all();
-                    continue;
-                }
+        if let Ok(true) = s.storage.preallocate(&path, s.options.segment_bytes, &stop) {
+            let mut a = lock(&s.appender);
+            if !a.closing {
+                a.spare_file = Some(n);
+                s.spare_wanted.notify_all();
+                continue;
             }
-            Ok(false) | Err(_) => {}
         }
         // Stopped, closed or refused: the half-made or unused spare goes.
         let _ = s.storage.remove(&path);
