@@ -246,7 +246,7 @@ async fn an_expired_cart_writes_one_event_with_its_release(db: TestDb) {
     };
     let after = events(&store).await;
     assert_eq!(after[..before.len()], before[..]);
-    assert_eq!(after[before.len()..], [expected.clone()]);
+    assert_eq!(after[before.len()..], [expected]);
     assert!(store.expire_cart(c.id, 10_000).await.unwrap().is_empty());
     assert_eq!(events(&store).await.len(), after.len());
 
