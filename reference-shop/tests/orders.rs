@@ -1,6 +1,7 @@
 //! End to end over real HTTP: browse, cart, order, payment, notification; the payment failure
 //! path; unpaid orders cancelled by the timer (manual time) with their stock restored, also
-//! after a restart; cart reservations held, extended and expired on the same timers;
+//! after a restart; cart reservations held, extended and expired on the same timers, each
+//! expiry told to its customer once through the outbox (also across a restart);
 //! idempotent placement; no overselling under concurrency; graceful shutdown keeps
 //! acknowledged orders. Each on SQLite and PostgreSQL with the in-process broker, on the
 //! durable broker (the shop's default) and on NATS (`LEVEE_TEST_NATS_URL`).
@@ -273,6 +274,109 @@ async fn cart_reservations_expire_on_the_timers(db: TestDb) {
     let metrics =
         shop.http.get(format!("{}/metrics", shop.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("shop_carts_expired_total 1"), "{metrics}");
+    // The expiry armed before the restart was told through the outbox, once.
+    let notes = cart_notes_once(&shop, &key, 1).await;
+    assert_eq!(notes[0]["kind"], "cart_expired");
+    shop.stop().await;
+}
+
+/// Waits (bounded) until the caller has `n` cart notifications, then checks that they stay
+/// `n` while the bus drains; returns them.
+async fn cart_notes_once(shop: &TestShop, key: &str, n: usize) -> Vec<Value> {
+    let notes = || async {
+        let r = shop.send(shop.get("/cart/notifications", Some(key))).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body["notifications"].as_array().unwrap().clone()
+    };
+    eventually(&format!("{n} cart notification(s)"), || async {
+        let got = notes().await;
+        assert!(got.len() <= n, "more cart notifications than expiries: {got:?}");
+        (got.len() == n).then_some(())
+    })
+    .await;
+    eventually("the bus is idle", || async {
+        let s = shop.status().await;
+        let subs = s["queue"]["subscriptions"].as_array().cloned().unwrap_or_default();
+        subs.iter().all(|sub| sub["depth"] == 0 && sub["in_flight"] == 0).then_some(())
+    })
+    .await;
+    let got = notes().await;
+    assert_eq!(got.len(), n, "{got:?}");
+    got
+}
+
+async fn an_expired_cart_is_released_and_told_once(db: TestDb) {
+    // (A manual-clock sleep also ends when real time covers what is left of it, so a probe
+    // deadline close to Amy's would let real time reach hers: the probe is a minute early.
+    // The store's own test pins the boundary to the millisecond.)
+    let ttl = Duration::from_secs(15 * 60);
+    let minute = Duration::from_secs(60);
+    let shop = start(&db, |c| c.orders.cart_reservation = ttl).await;
+    let (amy, cy) = (shop.customer("amy").await, shop.customer("cy").await);
+    let add = |key: &str, product: i64, quantity: u32| {
+        shop.send(shop.post(
+            "/cart/items",
+            Some(key),
+            &json!({ "product_id": product, "quantity": quantity }),
+        ))
+    };
+    let (s16, s17) =
+        (shop.product(16).await["stock"].clone(), shop.product(17).await["stock"].clone());
+    let r = add(&amy, 16, 2).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let first_end = r.body["reserved_until_ms"].as_i64().unwrap();
+
+    // Cy's cart is the probe: it ends a minute before Amy's moved end.
+    shop.clock.advance(Duration::from_secs(9 * 60));
+    assert_eq!(add(&cy, 17, 1).await.status, 200);
+    // Amy touches her cart 10 minutes in: it now ends 25 minutes in.
+    shop.clock.advance(minute);
+    let r = add(&amy, 17, 1).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let end = r.body["reserved_until_ms"].as_i64().unwrap();
+    assert_eq!(end - first_end, 10 * 60 * 1000);
+
+    // A minute before Amy's end, 9 minutes past her first one: only Cy's cart expired, and
+    // Cy was told once.
+    shop.clock.advance(ttl - minute);
+    cart_notes_once(&shop, &cy, 1).await;
+    let s = shop.status().await;
+    assert_eq!(
+        (s["timers"]["fired"].as_u64(), s["timers"]["pending"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let cart = shop.send(shop.get("/cart", Some(&amy))).await;
+    assert_eq!(cart.body["lines"].as_array().unwrap().len(), 2, "{cart:?}");
+    assert_eq!(shop.product(16).await["reserved"], 2);
+    assert!(cart_notes_once(&shop, &amy, 0).await.is_empty());
+
+    // At her end, Amy's cart expires: its stock comes back and she is told once.
+    shop.clock.advance(minute);
+    let notes = cart_notes_once(&shop, &amy, 1).await;
+    assert_eq!(notes[0]["kind"], "cart_expired");
+    let amy_id = shop.shop().customers.authenticate(Some(&amy)).await.unwrap().id;
+    assert_eq!(notes[0]["event_id"], format!("cart-{amy_id}-{end}"));
+    assert_eq!(shop.product(16).await["stock"], s16);
+    assert_eq!(shop.product(16).await["reserved"], 0);
+    assert_eq!(shop.product(17).await["stock"], s17);
+    let cart = shop.send(shop.get("/cart", Some(&amy))).await;
+    assert!(cart.body["lines"].as_array().unwrap().is_empty(), "{cart:?}");
+
+    // Later nothing fires again, and the same event handled again tells nobody twice.
+    shop.clock.advance(Duration::from_secs(2 * 3600));
+    let again = reference_shop::domain::ShopEvent::CartExpired {
+        event_id: notes[0]["event_id"].as_str().unwrap().to_owned(),
+        customer_id: amy_id,
+        reserved_until_ms: end,
+        released: Vec::new(),
+    };
+    shop.shop().notifications.on_event(again).await.unwrap();
+    cart_notes_once(&shop, &amy, 1).await;
+    let s = shop.status().await;
+    assert_eq!(
+        (s["timers"]["fired"].as_u64(), s["timers"]["pending"].as_u64()),
+        (Some(2), Some(0))
+    );
     shop.stop().await;
 }
 
@@ -398,6 +502,7 @@ on_every_backend!(
     unpaid_orders_time_out_and_release_stock,
     timers_are_rebuilt_after_a_restart,
     cart_reservations_expire_on_the_timers,
+    an_expired_cart_is_released_and_told_once,
     placement_is_idempotent,
     concurrent_orders_never_oversell,
     shutdown_keeps_acknowledged_orders,

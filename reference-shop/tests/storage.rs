@@ -1,6 +1,7 @@
 //! The store on its own: migrations and seed on first open (and not again), the
 //! try-confirm-cancel transitions and their idempotency, atomic multi-line reservation, cart
-//! reservations (held, handed over to an order, expired).
+//! reservations (held, handed over to an order, expired, and the expiry's event written to
+//! the outbox in the same transaction, recorded once per event id by its consumer).
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use common::{TestDb, test_config};
 use levee::core::ManualClock;
 use reference_shop::ShopClock;
-use reference_shop::domain::OrderStatus;
+use reference_shop::domain::{OrderStatus, ReleasedLine, ShopEvent, cart_expired_id};
 use reference_shop::faults::{FaultSettings, Faults};
 use reference_shop::store::catalog::CartChange;
 use reference_shop::store::{
@@ -211,8 +212,63 @@ async fn cart_reservations_move_into_orders_and_expire(db: TestDb) {
     store.close().await;
 }
 
+/// The events waiting in the outbox, oldest first.
+async fn events(store: &Store) -> Vec<ShopEvent> {
+    store.outbox_pending(100).await.unwrap().into_iter().map(|r| r.event).collect()
+}
+
+async fn an_expired_cart_writes_one_event_with_its_release(db: TestDb) {
+    let store = open(&db, 10).await;
+    let c = store.create_customer("c", 0).await.unwrap();
+    let before = events(&store).await;
+    store.set_cart_item(c.id, 3, 2, 1, 100, HoldingCaps::NONE).await.unwrap();
+    store.set_cart_item(c.id, 4, 1, 2, 200, HoldingCaps::NONE).await.unwrap();
+    // Emptying the cart by hand is no expiry: no event.
+    store.set_cart_item(c.id, 5, 1, 3, 300, HoldingCaps::NONE).await.unwrap();
+    store.set_cart_item(c.id, 5, 0, 3, 300, HoldingCaps::NONE).await.unwrap();
+    assert_eq!(events(&store).await, before);
+
+    // Before its end nothing expires and nothing is written.
+    assert!(store.expire_cart(c.id, 299).await.unwrap().is_empty());
+    assert_eq!(events(&store).await, before);
+
+    // At its end the lines go, their stock comes back, and the same transaction writes one
+    // `cart_expired` with what was released; a second expiry finds nothing and writes nothing.
+    assert_eq!(store.expire_cart(c.id, 300).await.unwrap(), vec![3, 4]);
+    let expected = ShopEvent::CartExpired {
+        event_id: cart_expired_id(c.id, 300),
+        customer_id: c.id,
+        reserved_until_ms: 300,
+        released: vec![
+            ReleasedLine { product_id: 3, quantity: 2 },
+            ReleasedLine { product_id: 4, quantity: 1 },
+        ],
+    };
+    let after = events(&store).await;
+    assert_eq!(after[..before.len()], before[..]);
+    assert_eq!(after[before.len()..], [expected]);
+    assert!(store.expire_cart(c.id, 10_000).await.unwrap().is_empty());
+    assert_eq!(events(&store).await.len(), after.len());
+
+    // The consumer's record is kept once per event id.
+    let id = cart_expired_id(c.id, 300);
+    assert!(store.add_customer_notification(&id, c.id, "cart_expired", "m", 5).await.unwrap());
+    assert!(!store.add_customer_notification(&id, c.id, "cart_expired", "m", 6).await.unwrap());
+    let other = cart_expired_id(c.id, 900);
+    assert!(store.add_customer_notification(&other, c.id, "cart_expired", "n", 7).await.unwrap());
+    let notes = store.customer_notifications(c.id).await.unwrap();
+    assert_eq!(
+        notes.iter().map(|n| (n.event_id.as_str(), n.created_at_ms)).collect::<Vec<_>>(),
+        [(id.as_str(), 5), (other.as_str(), 7)]
+    );
+    let d = store.create_customer("d", 0).await.unwrap();
+    assert!(store.customer_notifications(d.id).await.unwrap().is_empty());
+    store.close().await;
+}
+
 on_both_databases!(
     migrates_and_seeds_once,
     transitions_are_idempotent_and_atomic,
     cart_reservations_move_into_orders_and_expire,
+    an_expired_cart_writes_one_event_with_its_release,
 );

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::CartLine;
+use crate::domain::{CartLine, CustomerNotification};
 
 /// A product and a quantity: `POST /cart/items` body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -25,4 +25,11 @@ pub struct CartView {
     /// When the cart's reservation ends (Unix milliseconds); `null` when empty.
     #[schema(required = true)]
     pub reserved_until_ms: Option<i64>,
+}
+
+/// `GET /cart/notifications` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CartNotificationList {
+    /// What the customer was told about their cart (`cart_expired`), oldest first.
+    pub notifications: Vec<CustomerNotification>,
 }

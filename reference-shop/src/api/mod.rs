@@ -14,7 +14,7 @@ mod ops;
 mod orders;
 mod settings;
 
-pub use carts::{CartItem, CartView};
+pub use carts::{CartItem, CartNotificationList, CartView};
 pub use catalog::{ProductChange, ProductPage, ProductSearch};
 pub use customers::NewCustomer;
 pub use error::{ApiError, ErrorBody, ErrorDetail, HoldingDetail, retry_after_secs};

@@ -11,7 +11,7 @@ use levee::core::ConfigError;
 use crate::bus::EventBus;
 use crate::clock::ShopClock;
 use crate::config::{Config, SettingError, section};
-use crate::domain::{TOPIC_ORDERS, TOPIC_PAYMENTS};
+use crate::domain::{TOPIC_CARTS, TOPIC_ORDERS, TOPIC_PAYMENTS};
 use crate::faults::{FaultSettings, Faults};
 use crate::guard::PaymentGuard;
 use crate::http::{Connections, Edge};
@@ -220,7 +220,7 @@ impl Shop {
             async move { orders.on_payment_event(e).await }
         })
         .await?;
-        for topic in [TOPIC_ORDERS, TOPIC_PAYMENTS] {
+        for topic in [TOPIC_ORDERS, TOPIC_PAYMENTS, TOPIC_CARTS] {
             let notifications = Arc::clone(&self.notifications);
             bus.subscribe(topic, &format!("notification-{topic}"), move |e| {
                 let notifications = Arc::clone(&notifications);

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 
 use super::dead_letter::DeadLetter;
 use crate::clock::ShopClock;
-use crate::domain::{ShopEvent, TOPIC_ORDERS, TOPIC_PAYMENTS};
+use crate::domain::{ShopEvent, TOPIC_CARTS, TOPIC_ORDERS, TOPIC_PAYMENTS};
 
 /// The in-process broker on the shop clock.
 pub(super) type Memory = InProcessBroker<ShopEvent, ShopClock>;
@@ -152,7 +152,7 @@ pub(super) struct Bus<B: ShopBroker> {
 impl<B: ShopBroker> Bus<B> {
     /// The bus on `broker`, with the shop's topics created.
     pub(super) async fn new(broker: B) -> Result<Self, BrokerError> {
-        for topic in [TOPIC_ORDERS, TOPIC_PAYMENTS] {
+        for topic in [TOPIC_ORDERS, TOPIC_PAYMENTS, TOPIC_CARTS] {
             broker.ensure_topic(topic).await?;
         }
         Ok(Self { broker, served: Mutex::new(Vec::new()), published: Counter::new() })
@@ -196,7 +196,7 @@ impl<B: ShopBroker> Bus<B> {
         event: ShopEvent,
     ) -> Result<(), BrokerError> {
         let topic = event.topic();
-        let key = event.order_id().to_string();
+        let key = event.ordering_key();
         let mut message = Message::new(event).key(key);
         if let Some(id) = id {
             message = message.id(id);

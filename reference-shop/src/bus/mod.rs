@@ -8,8 +8,9 @@
 //! or NATS JetStream (`nats`, through levee-nats). The same code serves all three
 //! (`backend.rs`).
 //!
-//! Events enter through the store's outbox: each transaction that changes an order writes its
-//! event in the same transaction (order placed, payment requested, order cancelled), and an
+//! Events enter through the store's outbox: each transaction that changes an order or expires
+//! a cart writes its event in the same transaction (order placed, payment requested, order
+//! cancelled, cart expired), and an
 //! event that reports something outside the database (a payment's outcome at the provider)
 //! is written on its own ([`EventBus::announce`]). The relay (`relay.rs`) publishes pending
 //! rows with their row id as message id (the broker's dedup window drops a re-publish) and
@@ -17,15 +18,17 @@
 //! store committed, and a duplicate is harmless: every handler is idempotent per order and
 //! kind (a payment is charged at most once by the provider and only while the order is
 //! unpaid, a confirmation or cancellation applies once, a notification is recorded once per
-//! order and kind).
+//! order and kind, a cart's notification once per event id).
 //!
-//! Topics `orders` and `payments` fan out to one subscription per service (`payment`,
-//! `orders`, `notification-orders`, `notification-payments`). A handler's `Ok` acks the
-//! delivery; an `Err` nacks it with the error as the reason, and the broker redelivers it on
-//! the subscription's backoff until `max_deliveries` failures put it in the subscription's
-//! dead-letter queue, which the admin API lists (with the last reason) and replays (with a
-//! fresh failure budget); a handler that panics is nacked too. Messages carry the order id
-//! as their ordering key: one event per order in flight per subscription, in publish order.
+//! Topics `orders`, `payments` and `carts` fan out to one subscription per service
+//! (`payment`, `orders`, `notification-orders`, `notification-payments`,
+//! `notification-carts`). A handler's `Ok` acks the delivery; an `Err` nacks it with the
+//! error as the reason, and the broker redelivers it on the subscription's backoff until
+//! `max_deliveries` failures put it in the subscription's dead-letter queue, which the admin
+//! API lists (with the last reason) and replays (with a fresh failure budget); a handler
+//! that panics is nacked too. Messages carry the order id (a cart's event
+//! `cart-<customer id>`) as their ordering key: one event per order in flight per
+//! subscription, in publish order.
 //!
 //! The in-process and durable brokers take their time from the shop clock, so tests that
 //! move a manual clock move backoffs and ack deadlines with it.

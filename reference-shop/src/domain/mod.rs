@@ -7,7 +7,9 @@ mod order;
 
 use serde::{Deserialize, Serialize};
 
-pub use event::{ShopEvent, TOPIC_ORDERS, TOPIC_PAYMENTS};
+pub use event::{
+    ReleasedLine, ShopEvent, TOPIC_CARTS, TOPIC_ORDERS, TOPIC_PAYMENTS, cart_expired_id,
+};
 pub use order::{Order, OrderLine, OrderStatus};
 
 /// A customer; the API key identifies them on every request.
@@ -66,5 +68,18 @@ pub struct Notification {
     /// Text.
     pub message: String,
     /// Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// A message to a customer about something other than an order (their cart expired).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CustomerNotification {
+    /// The event it reports (one notification per event id).
+    pub event_id: String,
+    /// Kind: `cart_expired`.
+    pub kind: String,
+    /// Text.
+    pub message: String,
+    /// When it was recorded (shop clock, ms).
     pub created_at_ms: i64,
 }

@@ -7,7 +7,7 @@ use axum::extract::State;
 
 use super::auth::Caller;
 use super::extract::{ApiJson, ApiPath};
-use crate::api::{ApiError, CartItem, CartView, ErrorBody};
+use crate::api::{ApiError, CartItem, CartNotificationList, CartView, ErrorBody};
 use crate::app::Shop;
 
 type Result = std::result::Result<Json<CartView>, ApiError>;
@@ -80,4 +80,24 @@ pub(super) async fn remove_item(
 )]
 pub(super) async fn clear(State(shop): State<Arc<Shop>>, Caller(c): Caller) -> Result {
     shop.carts.clear(c.id).await.map(Json)
+}
+
+/// `GET /cart/notifications`: what the caller was told about their cart.
+#[utoipa::path(
+    get,
+    path = "/cart/notifications",
+    operation_id = "getCartNotifications",
+    tag = "cart",
+    security(("api_key" = [])),
+    responses((
+        status = 200,
+        description = "The caller's cart notifications (`cart_expired`), oldest first",
+        body = CartNotificationList
+    ))
+)]
+pub(super) async fn notifications(
+    State(shop): State<Arc<Shop>>,
+    Caller(c): Caller,
+) -> std::result::Result<Json<CartNotificationList>, ApiError> {
+    shop.notifications.for_customer(c.id).await.map(Json)
 }

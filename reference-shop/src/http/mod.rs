@@ -66,6 +66,7 @@ pub fn router(shop: Arc<Shop>) -> Router {
         .route("/cart", get(carts::view).delete(carts::clear))
         .route("/cart/items", post(carts::set_item))
         .route("/cart/items/{product_id}", delete(carts::remove_item))
+        .route("/cart/notifications", get(carts::notifications))
         .route("/orders", post(orders::place).get(orders::list))
         .route("/orders/{id}", get(orders::get))
         .route("/orders/{id}/pay", post(orders::pay))

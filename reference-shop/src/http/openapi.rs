@@ -58,6 +58,7 @@ use crate::config::Config;
         carts::clear,
         carts::set_item,
         carts::remove_item,
+        carts::notifications,
         orders::place,
         orders::list,
         orders::get,

@@ -1,7 +1,9 @@
 //! Carts. A cart line reserves its stock (as an unpaid order does) until the cart's
 //! reservation ends, `orders.cart_reservation` after its last change; then a timer on the shop
-//! clock removes its lines and releases the stock. An order placed from the cart takes the
-//! reservation over.
+//! clock removes its lines and releases the stock, and the same transaction writes a
+//! `cart_expired` event to the outbox (the notification consumer tells the customer once).
+//! The timers are re-armed from the store after a start, so a restart loses no expiry. An
+//! order placed from the cart takes the reservation over.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use super::{Catalog, Infra};
 use crate::api::{ApiError, CartItem, CartView, OrderItem};
+use crate::bus::EventBus;
 use crate::clock::ShopClock;
 use crate::config::OrdersConfig;
 use crate::store::catalog::CartChange;
@@ -23,6 +26,7 @@ const EXPIRY_RETRY: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Carts {
     store: Arc<Store>,
+    bus: EventBus,
     catalog: Arc<Catalog>,
     timers: Arc<ShopTimers>,
     clock: ShopClock,
@@ -44,6 +48,7 @@ impl Carts {
     ) -> Self {
         Self {
             store: Arc::clone(&infra.store),
+            bus: infra.bus.clone(),
             catalog,
             timers: Arc::clone(&infra.timers),
             clock: infra.clock.clone(),
@@ -172,6 +177,8 @@ impl Carts {
         match self.store.expire_cart(customer_id, self.clock.now_ms()).await {
             Ok(products) if products.is_empty() => {}
             Ok(products) => {
+                // The release wrote `cart_expired` to the outbox: the relay publishes it.
+                self.bus.outbox_written();
                 self.expired.inc();
                 let lines = products.len();
                 self.catalog.stock_changed(products);

@@ -1,14 +1,15 @@
-//! Notifications: what the customer is told about each order, one message per order and kind
-//! (a redelivered event does not tell twice).
+//! Notifications: what the customer is told about each order, one message per order and kind,
+//! and about their cart, one message per event id (a redelivered event does not tell twice).
 
 use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
 
 use super::Infra;
+use crate::api::CartNotificationList;
 use crate::api::{ApiError, NotificationList};
 use crate::clock::ShopClock;
-use crate::domain::ShopEvent;
+use crate::domain::{ReleasedLine, ShopEvent};
 use crate::store::Store;
 
 /// The notification service.
@@ -30,13 +31,17 @@ impl Notifications {
         }
     }
 
-    /// Handles any event (subscriptions `notification-orders` and `notification-payments`):
-    /// records the message it calls for.
+    /// Handles any event (subscriptions `notification-orders`, `notification-payments` and
+    /// `notification-carts`): records the message it calls for.
     ///
     /// # Errors
     /// A store failure: the event is redelivered later.
     pub async fn on_event(&self, event: ShopEvent) -> Result<(), String> {
-        let order_id = event.order_id();
+        if let ShopEvent::CartExpired { event_id, customer_id, released, .. } = &event {
+            return self.cart_expired(event_id, *customer_id, released).await;
+        }
+        // Every other event is about an order.
+        let Some(order_id) = event.order_id() else { return Ok(()) };
         let (kind, message) = match &event {
             ShopEvent::OrderPlaced { .. } => {
                 ("order_placed", format!("Order {order_id} placed; stock reserved until payment."))
@@ -57,6 +62,7 @@ impl Notifications {
                 "refunded",
                 format!("Charge {charge_id} refunded: order {order_id} had been cancelled."),
             ),
+            ShopEvent::CartExpired { .. } => return Ok(()),
         };
         self.store
             .add_notification(order_id, kind, &message, self.clock.now_ms())
@@ -64,6 +70,41 @@ impl Notifications {
             .map_err(|e| e.to_string())?;
         self.sent.inc();
         Ok(())
+    }
+
+    /// A cart expired (subscription `notification-carts`): tells its customer once per event
+    /// id, however often the event arrives.
+    async fn cart_expired(
+        &self,
+        event_id: &str,
+        customer_id: i64,
+        released: &[ReleasedLine],
+    ) -> Result<(), String> {
+        let units: i64 = released.iter().map(|l| l.quantity).sum();
+        let message = format!(
+            "Your cart expired: its {} line(s), {units} unit(s), went back to stock.",
+            released.len()
+        );
+        let now = self.clock.now_ms();
+        let recorded = self
+            .store
+            .add_customer_notification(event_id, customer_id, "cart_expired", &message, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        if recorded {
+            self.sent.inc();
+        }
+        Ok(())
+    }
+
+    /// What `customer_id` was told about their cart, oldest first.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn for_customer(&self, customer_id: i64) -> Result<CartNotificationList, ApiError> {
+        Ok(CartNotificationList {
+            notifications: self.store.customer_notifications(customer_id).await?,
+        })
     }
 
     /// What the customer was told about `order_id`, oldest first. (The caller checks the

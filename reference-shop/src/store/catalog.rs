@@ -8,8 +8,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::holding::{HoldingCaps, OverCap, holding};
-use super::{Store, StoreError};
-use crate::domain::{CartLine, Product};
+use super::{Store, StoreError, outbox};
+use crate::domain::{CartLine, Product, ReleasedLine, ShopEvent, cart_expired_id};
 
 /// A customer's cart.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -313,7 +313,9 @@ impl Store {
 
     /// Empties a cart whose reservation ended by `now_ms` and releases its stock: the cart
     /// timer's work. Returns the products whose stock came back; none when the cart is empty
-    /// or was extended meanwhile (a later timer covers it).
+    /// or was extended meanwhile (a later timer covers it). A cart that expires writes a
+    /// [`ShopEvent::CartExpired`] to the outbox in the same transaction: the event exists
+    /// exactly when the release does.
     ///
     /// # Errors
     /// Database failures.
@@ -332,7 +334,7 @@ impl Store {
         lock_cart(&mut tx, customer_id).await?;
         let rows = sqlx::query(
             "DELETE FROM cart_items WHERE customer_id = $1 AND expires_at_ms <= $2 \
-             RETURNING product_id, quantity",
+             RETURNING product_id, quantity, expires_at_ms",
         )
         .bind(customer_id)
         .bind(due_by.unwrap_or(i64::MAX))
@@ -340,15 +342,31 @@ impl Store {
         .await?;
         let mut lines = rows
             .iter()
-            .map(|r| Ok((r.try_get("product_id")?, r.try_get("quantity")?)))
-            .collect::<Result<Vec<(i64, i64)>, StoreError>>()?;
+            .map(|r| {
+                Ok((r.try_get("product_id")?, r.try_get("quantity")?, r.try_get("expires_at_ms")?))
+            })
+            .collect::<Result<Vec<(i64, i64, i64)>, StoreError>>()?;
         // One lock order for every transaction (by product id): no deadlock with orders.
         lines.sort_unstable();
-        for &(product_id, quantity) in &lines {
+        for &(product_id, quantity, _) in &lines {
             release(&mut tx, product_id, quantity, now_ms).await?;
         }
+        if due_by.is_some()
+            && let Some(reserved_until_ms) = lines.iter().map(|&(_, _, until)| until).max()
+        {
+            let event = ShopEvent::CartExpired {
+                event_id: cart_expired_id(customer_id, reserved_until_ms),
+                customer_id,
+                reserved_until_ms,
+                released: lines
+                    .iter()
+                    .map(|&(product_id, quantity, _)| ReleasedLine { product_id, quantity })
+                    .collect(),
+            };
+            outbox::enqueue(&mut tx, &event, now_ms).await?;
+        }
         tx.commit().await?;
-        Ok(lines.into_iter().map(|(p, _)| p).collect())
+        Ok(lines.into_iter().map(|(p, _, _)| p).collect())
     }
 
     /// Carts holding stock, with when each one's reservation ends (to re-arm their timers

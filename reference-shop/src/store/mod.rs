@@ -19,6 +19,7 @@
 pub mod catalog;
 #[cfg(test)]
 mod contention_tests;
+mod customer_notes;
 mod data_dir;
 pub mod holding;
 mod ledger;
@@ -192,17 +193,19 @@ fn describe(url: &str, backend: Backend) -> String {
     }
 }
 
-const SQLITE: [&str; 3] = [
+const SQLITE: [&str; 4] = [
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_cart_reservations.sql"),
     include_str!("../../migrations/sqlite/0003_outbox.sql"),
+    include_str!("../../migrations/sqlite/0004_cart_expired.sql"),
 ];
-const POSTGRES: [&str; 3] = [
+const POSTGRES: [&str; 4] = [
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_cart_reservations.sql"),
     include_str!("../../migrations/postgres/0003_outbox.sql"),
+    include_str!("../../migrations/postgres/0004_cart_expired.sql"),
 ];
-const NAMES: [&str; 3] = ["init", "cart reservations", "outbox"];
+const NAMES: [&str; 4] = ["init", "cart reservations", "outbox", "cart expired"];
 
 fn migrator(backend: Backend) -> Migrator {
     let sql = match backend {

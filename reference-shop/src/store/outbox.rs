@@ -38,7 +38,8 @@ pub(super) async fn enqueue(
         "INSERT INTO outbox (topic, order_id, payload, created_at_ms) VALUES ($1, $2, $3, $4)",
     )
     .bind(event.topic())
-    .bind(event.order_id())
+    // The order it reports, 0 for an event about no order (a cart's).
+    .bind(event.order_id().unwrap_or(0))
     .bind(payload)
     .bind(now_ms)
     .execute(&mut **tx)
@@ -129,6 +130,12 @@ mod tests {
             ShopEvent::PaymentFailed { order_id: 4, reason: "declined".into() },
             ShopEvent::OrderCancelled { order_id: 5, reason: "payment_timeout".into() },
             ShopEvent::Refunded { order_id: 6, charge_id: "ch_6".into() },
+            ShopEvent::CartExpired {
+                event_id: crate::domain::cart_expired_id(7, 900),
+                customer_id: 7,
+                reserved_until_ms: 900,
+                released: vec![crate::domain::ReleasedLine { product_id: 3, quantity: 2 }],
+            },
         ];
         for e in events {
             let text = serde_json::to_string(&e).unwrap();

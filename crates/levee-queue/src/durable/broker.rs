@@ -406,6 +406,7 @@ impl<T: Codec, C: Clock + Clone> DurableBuilder<T, C> {
             fsync: self.settings.fsync,
             segment_bytes: self.settings.segment_bytes,
             on_corruption: self.settings.on_corruption,
+            preallocate: self.settings.preallocate,
         };
         let read_only = false;
         let (log, opened) = Log::open(&self.dir, self.storage, options, read_only, |lsn, body| {

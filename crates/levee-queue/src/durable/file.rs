@@ -17,8 +17,15 @@ pub(crate) trait Storage: Send + Sync + 'static {
     fn open_read(&self, path: &Path) -> io::Result<(Box<dyn io::Read + Send>, u64)>;
     /// Creates (or empties) a file for appending.
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
-    /// Opens an existing file for appending at its end.
-    fn append(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
+    /// Opens an existing file for writing from offset `at` on (a preallocated file is longer
+    /// than what was written to it).
+    fn open_write(&self, path: &Path, at: u64) -> io::Result<Box<dyn StorageFile>>;
+    /// Creates (or empties) a file and writes `len` zero bytes to it, then syncs it, so that
+    /// later writes inside it neither allocate blocks nor change the file's size. Checks
+    /// `stop` between chunks and returns `false` (the file half made) when it says so.
+    fn preallocate(&self, path: &Path, len: u64, stop: &dyn Fn() -> bool) -> io::Result<bool>;
+    /// Renames a file (durable after [`sync_dir`](Self::sync_dir)).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Cuts a file to `len` bytes and syncs it.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Deletes a file.
@@ -91,8 +98,34 @@ impl Storage for Disk {
         Ok(Box::new(DiskFile(file)))
     }
 
-    fn append(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        Ok(Box::new(DiskFile(OpenOptions::new().append(true).open(path)?)))
+    fn open_write(&self, path: &Path, at: u64) -> io::Result<Box<dyn StorageFile>> {
+        use std::io::{Seek, SeekFrom};
+        let mut file = OpenOptions::new().write(true).open(path)?;
+        file.seek(SeekFrom::Start(at))?;
+        Ok(Box::new(DiskFile(file)))
+    }
+
+    fn preallocate(&self, path: &Path, len: u64, stop: &dyn Fn() -> bool) -> io::Result<bool> {
+        // Zeros written, not `fallocate`d: ext4 and XFS mark fallocated blocks unwritten, and
+        // the first write to them changes the extent tree, which fdatasync must then flush.
+        const CHUNK: u64 = 1 << 20;
+        let zeros = vec![0u8; CHUNK as usize];
+        let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(path)?;
+        let mut left = len;
+        while left > 0 {
+            if stop() {
+                return Ok(false);
+            }
+            let n = left.min(CHUNK);
+            file.write_all(&zeros[..n as usize])?;
+            left -= n;
+        }
+        file.sync_all()?;
+        Ok(true)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
     }
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
@@ -158,10 +191,20 @@ mod mem {
 
     #[derive(Debug, Default, Clone)]
     struct MemFile {
-        /// What a reader sees now (the page cache).
+        /// What a reader sees now (the page cache), up to the preallocated zeros.
         data: Vec<u8>,
+        /// Preallocated zero bytes after `data` (kept as a count, not as memory).
+        tail: usize,
         /// What survives a crash: the content as of the last fsync.
         synced: Vec<u8>,
+        /// `tail` as of the last fsync.
+        synced_tail: usize,
+    }
+
+    impl MemFile {
+        fn len(&self) -> usize {
+            self.data.len() + self.tail
+        }
     }
 
     #[derive(Debug, Default)]
@@ -206,6 +249,8 @@ mod mem {
             let durable = fs.durable_names.clone();
             fs.files.retain(|p, _| durable.contains(p));
             for file in fs.files.values_mut() {
+                // The size as of the last fsync; writes inside preallocated space keep it.
+                let synced_len = file.synced.len() + file.synced_tail;
                 let extra = file.data.len().saturating_sub(file.synced.len());
                 let mut data = file.synced.clone();
                 if file.data.starts_with(&file.synced) {
@@ -218,6 +263,8 @@ mod mem {
                         *b = 0xA5 ^ (i as u8);
                     }
                 }
+                file.tail = synced_len.saturating_sub(data.len());
+                file.synced_tail = file.tail;
                 file.data = data.clone();
                 file.synced = data;
             }
@@ -258,7 +305,8 @@ mod mem {
         #[cfg_attr(not(fuzzing), allow(dead_code))]
         pub(crate) fn put(&self, path: &Path, bytes: Vec<u8>) {
             let mut fs = fs(self);
-            fs.files.insert(path.to_path_buf(), MemFile { data: bytes.clone(), synced: bytes });
+            let file = MemFile { data: bytes.clone(), synced: bytes, ..MemFile::default() };
+            fs.files.insert(path.to_path_buf(), file);
             fs.durable_names.push(path.to_path_buf());
         }
 
@@ -268,7 +316,7 @@ mod mem {
                 .files
                 .iter()
                 .filter(|(p, _)| p.parent() == Some(dir))
-                .map(|(p, f)| (p.file_name().unwrap().to_string_lossy().into_owned(), f.data.len()))
+                .map(|(p, f)| (p.file_name().unwrap().to_string_lossy().into_owned(), f.len()))
                 .collect()
         }
     }
@@ -284,6 +332,8 @@ mod mem {
     struct MemHandle {
         fs: MemStorage,
         path: PathBuf,
+        /// Where the next write goes.
+        pos: usize,
     }
 
     impl StorageFile for MemHandle {
@@ -295,20 +345,31 @@ mod mem {
                     .unwrap_or_else(|e| e.into_inner()),
             );
             let mut fs = fs(&self.fs);
-            let used: u64 = fs.files.values().map(|f| f.data.len() as u64).sum();
+            let used: u64 = fs.files.values().map(|f| f.len() as u64).sum();
             let mut n = buf.len();
             if let Some(max) = fs.faults.max_write {
                 n = n.min(max.max(1));
             }
-            if let Some(space) = fs.faults.space {
+            let file = fs.files.get(&self.path).ok_or_else(|| not_found(&self.path))?;
+            // Bytes the write adds to the file (none inside preallocated space).
+            let grows = (self.pos + n).saturating_sub(file.len());
+            if let Some(space) = fs.faults.space
+                && grows > 0
+            {
                 let room = space.saturating_sub(used) as usize;
                 if room == 0 {
                     return Err(io::Error::from_raw_os_error(28)); // ENOSPC
                 }
-                n = n.min(room);
+                n = n.min(file.len().saturating_sub(self.pos) + room);
             }
             let file = fs.files.get_mut(&self.path).ok_or_else(|| not_found(&self.path))?;
-            file.data.extend_from_slice(&buf[..n]);
+            let end = self.pos + n;
+            if file.data.len() < end {
+                file.tail = file.tail.saturating_sub(end - file.data.len());
+                file.data.resize(end, 0);
+            }
+            file.data[self.pos..end].copy_from_slice(&buf[..n]);
+            self.pos = end;
             Ok(n)
         }
 
@@ -320,6 +381,7 @@ mod mem {
             }
             let file = fs.files.get_mut(&self.path).ok_or_else(|| not_found(&self.path))?;
             file.synced = file.data.clone();
+            file.synced_tail = file.tail;
             Ok(())
         }
     }
@@ -334,29 +396,58 @@ mod mem {
         }
 
         fn open_read(&self, path: &Path) -> io::Result<(Box<dyn io::Read + Send>, u64)> {
-            let data =
-                fs(self).files.get(path).map(|f| f.data.clone()).ok_or_else(|| not_found(path))?;
-            let len = data.len() as u64;
-            Ok((Box::new(io::Cursor::new(data)), len))
+            let (data, tail) = fs(self)
+                .files
+                .get(path)
+                .map(|f| (f.data.clone(), f.tail as u64))
+                .ok_or_else(|| not_found(path))?;
+            let len = data.len() as u64 + tail;
+            let zeros = io::Read::take(io::repeat(0), tail);
+            Ok((Box::new(io::Read::chain(io::Cursor::new(data), zeros)), len))
         }
 
         fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
             fs(self).files.insert(path.to_path_buf(), MemFile::default());
-            Ok(Box::new(MemHandle { fs: self.clone(), path: path.to_path_buf() }))
+            Ok(Box::new(MemHandle { fs: self.clone(), path: path.to_path_buf(), pos: 0 }))
         }
 
-        fn append(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        fn open_write(&self, path: &Path, at: u64) -> io::Result<Box<dyn StorageFile>> {
             if !fs(self).files.contains_key(path) {
                 return Err(not_found(path));
             }
-            Ok(Box::new(MemHandle { fs: self.clone(), path: path.to_path_buf() }))
+            let pos = at as usize;
+            Ok(Box::new(MemHandle { fs: self.clone(), path: path.to_path_buf(), pos }))
+        }
+
+        fn preallocate(&self, path: &Path, len: u64, _stop: &dyn Fn() -> bool) -> io::Result<bool> {
+            let mut fs = fs(self);
+            if let Some(space) = fs.faults.space {
+                let used: u64 = fs.files.values().map(|f| f.len() as u64).sum();
+                if used + len > space {
+                    return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+                }
+            }
+            let tail = len as usize;
+            let file = MemFile { tail, synced_tail: tail, ..MemFile::default() };
+            fs.files.insert(path.to_path_buf(), file);
+            Ok(true)
+        }
+
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            let mut fs = fs(self);
+            let file = fs.files.remove(from).ok_or_else(|| not_found(from))?;
+            fs.files.insert(to.to_path_buf(), file);
+            Ok(())
         }
 
         fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
             let mut fs = fs(self);
             let file = fs.files.get_mut(path).ok_or_else(|| not_found(path))?;
-            file.data.truncate(len as usize);
+            let len = len as usize;
+            file.tail = len.saturating_sub(file.data.len());
+            file.data.truncate(len);
             file.synced = file.data.clone();
+            file.synced_tail = file.tail;
             Ok(())
         }
 

@@ -13,6 +13,11 @@
 //! frame was written: if an intact frame after a damaged one says the damaged bytes were
 //! already durable, the damage is corruption; otherwise it is a torn write that a crash left
 //! behind (the normal case), and the tail is cut there.
+//!
+//! Segments are preallocated (written with zeros ahead of time, so that appending never
+//! grows the file and an `fdatasync` has only data to flush): where no intact frame starts
+//! and only zero bytes follow to the end of the file, the segment ends ([`End::Zeros`]). No
+//! intact frame is all zeros (the checksum of zeros is not zero), so this never hides one.
 
 /// Bytes before the first frame of a segment.
 pub(crate) const SEGMENT_HEADER: usize = 16;
@@ -93,6 +98,12 @@ pub(crate) fn frame_at(buf: &[u8], at: usize, lsn: u64) -> Option<Frame> {
 pub(crate) enum End {
     /// Every byte belonged to an intact frame.
     Clean,
+    /// Intact frames up to `at`, then only zero bytes to the end of the file: preallocated
+    /// space, not yet written. The segment's records end at `at`.
+    Zeros {
+        /// Offset of the first byte past the last intact frame.
+        at: usize,
+    },
     /// From `at` on there is no intact frame (or only frames written after the last fsync):
     /// a torn write. Only the last segment can end so.
     Torn {
@@ -150,6 +161,9 @@ fn read_frames(
             visit(lsn_of(at), &buf[frame.body.0..frame.body.1]);
             at = frame.end();
             continue;
+        }
+        if buf[at..].iter().all(|&b| b == 0) {
+            return Ok(End::Zeros { at: origin + at });
         }
         let next = (at + 1..buf.len().saturating_sub(FRAME_HEADER - 1))
             .filter(|&p| u64_at(buf, p + 8) == lsn_of(p))
@@ -228,6 +242,27 @@ impl Chunked<'_> {
         Ok(())
     }
 
+    /// The bytes from `start` to the end of the file, or `None` when they are all zeros
+    /// (read a chunk at a time, so a preallocated tail costs no more memory than a chunk).
+    fn rest_unless_zeros(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let mut zeros = 0;
+        loop {
+            let window = self.window();
+            if let Some(p) = window.iter().position(|&b| b != 0) {
+                self.start += p;
+                let mut rest = vec![0; zeros + p];
+                rest.extend_from_slice(&self.rest()?);
+                return Ok(Some(rest));
+            }
+            zeros += window.len();
+            self.start = self.filled;
+            self.fill(1)?;
+            if self.window().is_empty() {
+                return Ok(None);
+            }
+        }
+    }
+
     /// The bytes from `start` to the end of the file.
     fn rest(&mut self) -> std::io::Result<Vec<u8>> {
         let mut rest = self.window().to_vec();
@@ -299,8 +334,12 @@ fn read_chunked(
             r.start += frame.end();
             continue;
         }
-        // Not an intact frame: a torn tail or damage. Look at the rest as a whole.
-        let rest = r.rest()?;
+        // Not an intact frame: preallocated space, a torn tail or damage. Look at the rest
+        // as a whole, unless it is only zeros.
+        let Some(rest) = r.rest_unless_zeros()? else {
+            let len = usize::try_from(file_len).unwrap_or(usize::MAX).max(at);
+            return Ok(Streamed { header_ok: true, end: Ok(End::Zeros { at }), len });
+        };
         let end = read_frames(&rest, at, base, last, visit, on_damage);
         return Ok(Streamed { header_ok: true, end, len: at + rest.len() });
     }
@@ -333,6 +372,35 @@ mod tests {
         let (bodies, end) = read(&buf, 100, true);
         assert_eq!(bodies, [b"a".to_vec(), vec![], b"hello".to_vec()]);
         assert_eq!(end, Ok(End::Clean));
+    }
+
+    #[test]
+    fn preallocated_zeros_end_a_segment_sealed_or_not() {
+        let frames = segment(&[b"one", b"two"], 0);
+        let mut buf = frames.clone();
+        buf.resize(frames.len() + 4096, 0);
+        for last in [true, false] {
+            let (bodies, end) = read(&buf, 0, last);
+            assert_eq!(bodies, [b"one".to_vec(), b"two".to_vec()]);
+            assert_eq!(end, Ok(End::Zeros { at: frames.len() }));
+        }
+        // Zeros with an intact frame after them are not the end: in a sealed segment they
+        // are damage, in the last one a torn write (nothing after them was proven durable).
+        let mut gap = frames.clone();
+        gap.resize(frames.len() + 64, 0);
+        let lsn = (gap.len() - SEGMENT_HEADER) as u64;
+        encode(&mut gap, lsn, 0, b"late");
+        assert_eq!(read(&gap, 0, true).1, Ok(End::Torn { at: frames.len() }));
+        assert_eq!(
+            read(&gap, 0, false).1,
+            Err(Damage { from: frames.len(), to: frames.len() + 64 })
+        );
+        // A header of zeros is no frame: its checksum would not be zero.
+        let mut zero = vec![0u8; FRAME_HEADER];
+        assert!(frame_at(&zero, 0, 0).is_none());
+        zero.clear();
+        encode(&mut zero, 0, 0, b"");
+        assert!(zero.iter().any(|&b| b != 0));
     }
 
     #[test]
@@ -391,6 +459,7 @@ mod tests {
             flips in proptest::collection::vec((0usize..4000, 1u8..=255), 0..3),
             chunk in 1usize..200,
             step in 1usize..300,
+            zeros in proptest::prop_oneof![proptest::strategy::Just(0usize), 1usize..600],
             last: bool,
             skip: bool,
         ) {
@@ -403,6 +472,8 @@ mod tests {
             if let Some(cut) = cut {
                 buf.truncate(cut);
             }
+            // Preallocated space after whatever is left.
+            buf.resize(buf.len() + zeros, 0);
             let (mut whole, mut whole_damage) = (Vec::new(), Vec::new());
             let header = header_ok(&buf, 40);
             let whole_end = header.then(|| {

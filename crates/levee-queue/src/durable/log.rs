@@ -14,12 +14,28 @@
 //! one is fsynced first (whatever the policy), so only the newest segment can have a torn
 //! tail. Retention removes whole segments, oldest first, once the broker has copied forward
 //! what was still alive in them.
+//!
+//! Preallocation (`LogOptions::preallocate`). Appending to the end of a file grows it, and an
+//! `fdatasync` after a growth must also commit the new size through the file system's
+//! journal, a wait shared with every other writer of the disk: the slow tail of confirm
+//! latency. So a spare thread writes the next segment ahead of time as `segment_bytes` of
+//! zeros, synced, under a temporary name (`spare-<n>.tmp`), once the log has taken a
+//! quarter of a segment (at most 1 MiB) since it was opened. A roll takes the spare: the
+//! commit thread writes the segment header into it, renames it and syncs the directory, and
+//! the spare thread starts the next one. Appends then only overwrite zeros inside the file,
+//! so the commit path neither creates nor grows a file; a segment that is not preallocated
+//! (the first one of a new log, or the last one after a torn tail was cut off) is left for
+//! the spare as soon as one is ready. A reader takes the zeros after the last intact frame
+//! for the end of the segment (`frame::End::Zeros`). Without a spare (not ready yet, or the
+//! disk refused it) a roll creates the file on the commit path, as without preallocation.
+//! Disk use: each preallocated segment is `segment_bytes` on disk from the start, plus the
+//! spare.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -87,6 +103,8 @@ pub(crate) struct LogOptions {
     pub(crate) fsync: FsyncPolicy,
     pub(crate) segment_bytes: u64,
     pub(crate) on_corruption: OnCorruption,
+    /// Write each segment as zeros ahead of time (see the module doc).
+    pub(crate) preallocate: bool,
 }
 
 /// Size and live bytes of one segment.
@@ -102,6 +120,8 @@ struct Chunk {
     /// The segment this chunk belongs to; `true` when the commit thread must start it.
     segment: u64,
     starts_segment: bool,
+    /// The preallocated spare the new segment is made from (else it is created).
+    spare: Option<u64>,
     bytes: Vec<u8>,
     /// The lsn just past the chunk's last frame.
     end: u64,
@@ -119,6 +139,18 @@ struct Appender {
     sync_wanted: u64,
     closing: bool,
     spare: Vec<Vec<u8>>,
+    /// Whether the active segment's file was preallocated (appends do not grow it).
+    active_preallocated: bool,
+    /// The number of the preallocated spare file ready to roll into.
+    spare_file: Option<u64>,
+    /// `end` when the log was opened: no spare is made before [`spare_after`] bytes more.
+    opened_end: u64,
+}
+
+/// Bytes appended since open before the first spare is made: a log that is opened and
+/// closed with little written (a test, a tool) never writes a segment of zeros.
+fn spare_after(options: &LogOptions) -> u64 {
+    (options.segment_bytes / 4).min(1 << 20)
 }
 
 struct Shared {
@@ -128,6 +160,10 @@ struct Shared {
     appender: Mutex<Appender>,
     /// Wakes the commit thread.
     work: Condvar,
+    /// Wakes the spare thread (a spare was taken, or the log closes).
+    spare_wanted: Condvar,
+    /// Tells the spare thread to stop, between chunks of zeros.
+    stopping: AtomicBool,
     written: AtomicU64,
     synced: AtomicU64,
     /// What the listener has been told is confirmed: raised after it returns, so a waiter
@@ -148,6 +184,7 @@ struct Shared {
 pub(crate) struct Log {
     shared: Arc<Shared>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    spare_maker: Mutex<Option<JoinHandle<()>>>,
     read_only: bool,
 }
 
@@ -157,6 +194,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn segment_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}.seg"))
+}
+
+const SPARE_PREFIX: &str = "spare-";
+const SPARE_SUFFIX: &str = ".tmp";
+
+/// The preallocated spare file number `n`.
+fn spare_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{SPARE_PREFIX}{n}{SPARE_SUFFIX}"))
 }
 
 fn io_failure(e: io::Error) -> Failure {
@@ -182,7 +227,16 @@ impl Log {
             .filter_map(|n| n.strip_suffix(".seg")?.parse().ok())
             .collect();
         bases.sort_unstable();
+        if !read_only {
+            // Spares a crash left behind: not part of the log.
+            for name in storage.list(dir)? {
+                if name.starts_with(SPARE_PREFIX) && name.ends_with(SPARE_SUFFIX) {
+                    storage.remove(&dir.join(name))?;
+                }
+            }
+        }
         let mut opened = Opened::default();
+        let mut last_preallocated = false;
         let mut segments = BTreeMap::new();
         let mut end = 0;
         let mut remove_last = false;
@@ -247,12 +301,20 @@ impl Log {
                 read_only = true;
             }
             let mut len = streamed.len;
-            if let End::Torn { at } = end_kind {
-                opened.torn += (streamed.len - at) as u64;
-                if !read_only {
-                    storage.truncate(&path, at as u64)?;
+            last_preallocated = false;
+            match end_kind {
+                End::Torn { at } => {
+                    opened.torn += (streamed.len - at) as u64;
+                    if !read_only {
+                        storage.truncate(&path, at as u64)?;
+                    }
+                    len = at;
                 }
-                len = at;
+                End::Zeros { at } => {
+                    last_preallocated = true;
+                    len = at;
+                }
+                End::Clean => {}
             }
             opened.damage.extend(damaged.into_iter().map(|d| (base, d)));
             end = base + (len - SEGMENT_HEADER) as u64;
@@ -266,6 +328,7 @@ impl Log {
         let (active, active_len) = match segments.last_key_value() {
             Some((&base, info)) => (base, info.bytes),
             None => {
+                last_preallocated = false;
                 if !read_only {
                     let mut file = storage.create(&segment_path(dir, end))?;
                     write_all(file.as_mut(), &frame::segment_header(end))?;
@@ -289,8 +352,13 @@ impl Log {
                 sync_wanted: 0,
                 closing: false,
                 spare: Vec::new(),
+                active_preallocated: last_preallocated,
+                spare_file: None,
+                opened_end: end,
             }),
             work: Condvar::new(),
+            spare_wanted: Condvar::new(),
+            stopping: AtomicBool::new(false),
             written: AtomicU64::new(end),
             synced: AtomicU64::new(end),
             confirmed: AtomicU64::new(end),
@@ -305,14 +373,30 @@ impl Log {
             None
         } else {
             let s = Arc::clone(&shared);
-            let file = shared.storage.append(&segment_path(dir, active))?;
+            let file = shared.storage.open_write(&segment_path(dir, active), active_len)?;
             Some(
                 std::thread::Builder::new()
                     .name("levee-durable-commit".into())
                     .spawn(move || commit_loop(&s, file, active))?,
             )
         };
-        Ok((Self { shared, committer: Mutex::new(committer), read_only }, opened))
+        let spare_maker = if read_only || !options.preallocate {
+            None
+        } else {
+            let s = Arc::clone(&shared);
+            Some(
+                std::thread::Builder::new()
+                    .name("levee-durable-spare".into())
+                    .spawn(move || spare_loop(&s))?,
+            )
+        };
+        let log = Self {
+            shared,
+            committer: Mutex::new(committer),
+            spare_maker: Mutex::new(spare_maker),
+            read_only,
+        };
+        Ok((log, opened))
     }
 
     pub(crate) fn dir(&self) -> &Path {
@@ -377,9 +461,18 @@ impl Log {
                 return Err(AppendError::Full { used });
             }
         }
-        let rolls = a.active_len > SEGMENT_HEADER as u64
-            && a.active_len + frame_len > self.shared.options.segment_bytes;
+        let full = a.active_len + frame_len > self.shared.options.segment_bytes;
+        // A segment that grows as it is appended to is left for a spare as soon as one is
+        // ready (an empty one is kept: two segments cannot start at one position).
+        let leave = !a.active_preallocated && a.spare_file.is_some();
+        let rolls = a.active_len > SEGMENT_HEADER as u64 && (full || leave);
+        let mut from_spare = None;
         if rolls {
+            from_spare = a.spare_file.take();
+            a.active_preallocated = from_spare.is_some();
+            if from_spare.is_some() {
+                self.shared.spare_wanted.notify_all();
+            }
             a.active = a.end;
             a.active_len = SEGMENT_HEADER as u64;
             let base = a.active;
@@ -389,7 +482,13 @@ impl Log {
         let needs_chunk = rolls || a.chunks.last().is_none_or(|c| c.segment != active);
         if needs_chunk {
             let bytes = a.spare.pop().unwrap_or_default();
-            a.chunks.push(Chunk { segment: active, starts_segment: rolls, bytes, end: a.end });
+            a.chunks.push(Chunk {
+                segment: active,
+                starts_segment: rolls,
+                spare: from_spare,
+                bytes,
+                end: a.end,
+            });
         }
         let lsn = a.end;
         let durable = self.shared.synced.load(Ordering::Acquire);
@@ -404,6 +503,10 @@ impl Log {
         }
         if was_empty {
             self.shared.work.notify_one();
+        }
+        let after = spare_after(&self.shared.options);
+        if lsn - a.opened_end < after && a.end - a.opened_end >= after {
+            self.shared.spare_wanted.notify_all();
         }
         Ok((lsn, a.end))
     }
@@ -514,6 +617,39 @@ impl Log {
         self.wait_blocking_for(end, true)
     }
 
+    /// Waits (up to 10 s) until a preallocated spare is ready; whether one is.
+    #[cfg(test)]
+    pub(crate) fn wait_for_spare(&self) -> bool {
+        self.wait_for_spare_within(Duration::from_secs(10))
+    }
+
+    /// Whether a spare is ready or the spare thread has stopped trying (it ends on a refusal).
+    #[cfg(test)]
+    pub(crate) fn spare_once_settled(&self) -> bool {
+        if let Some(h) = lock(&self.spare_maker).as_ref() {
+            // The thread ends when its spare is refused; bounded, as every test wait.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !h.is_finished() && Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+        }
+        lock(&self.shared.appender).spare_file.is_some()
+    }
+
+    #[cfg(test)]
+    fn wait_for_spare_within(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        let mut a = lock(&self.shared.appender);
+        while a.spare_file.is_none() && !a.closing {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            a = self.shared.spare_wanted.wait_timeout(a, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        a.spare_file.is_some()
+    }
+
     /// Stops the log as a crash would: nothing appended from now on, or still buffered, is
     /// written.
     #[cfg(test)]
@@ -528,7 +664,13 @@ impl Log {
         {
             let mut a = lock(&self.shared.appender);
             a.closing = true;
+            self.shared.stopping.store(true, Ordering::Release);
             self.shared.work.notify_one();
+            self.shared.spare_wanted.notify_all();
+        }
+        if let Some(handle) = lock(&self.spare_maker).take() {
+            // Never the current thread: the spare thread holds no handle of the log.
+            let _ = handle.join();
         }
         if let Some(handle) = lock(&self.committer).take() {
             // The last handle may be dropped on the commit thread itself (its listener holds
@@ -587,9 +729,23 @@ fn commit_loop(s: &Shared, mut file: Box<dyn StorageFile>, mut segment: u64) {
                     file.sync_data()?;
                     synced = written;
                     let path = segment_path(&s.dir, chunk.segment);
-                    file = s.storage.create(&path)?;
-                    write_all(file.as_mut(), &frame::segment_header(chunk.segment))?;
-                    file.sync_data()?;
+                    let header = frame::segment_header(chunk.segment);
+                    if let Some(n) = chunk.spare {
+                        // Its zeros are on disk: the header is the only data to sync, and
+                        // the name becomes durable with the directory.
+                        let spare = spare_path(&s.dir, n);
+                        file = s.storage.open_write(&spare, 0)?;
+                        write_all(file.as_mut(), &header)?;
+                        file.sync_data()?;
+                        s.storage.rename(&spare, &path)?;
+                        // The same file under its new name (a handle of the in-memory file
+                        // system in tests follows the name, not the file).
+                        file = s.storage.open_write(&path, SEGMENT_HEADER as u64)?;
+                    } else {
+                        file = s.storage.create(&path)?;
+                        write_all(file.as_mut(), &header)?;
+                        file.sync_data()?;
+                    }
                     s.storage.sync_dir(&s.dir)?;
                     segment = chunk.segment;
                 }
@@ -639,5 +795,36 @@ fn commit_loop(s: &Shared, mut file: Box<dyn StorageFile>, mut segment: u64) {
             }
             return;
         }
+    }
+}
+
+/// The spare thread: keeps one preallocated segment file ready to roll into. A failure (a
+/// full disk) ends it quietly: rolls then create their file on the commit path.
+fn spare_loop(s: &Shared) {
+    let stop = || s.stopping.load(Ordering::Acquire);
+    for n in 1.. {
+        {
+            let mut a = lock(&s.appender);
+            while !a.closing
+                && (a.spare_file.is_some() || a.end - a.opened_end < spare_after(&s.options))
+            {
+                a = s.spare_wanted.wait(a).unwrap_or_else(|e| e.into_inner());
+            }
+            if a.closing {
+                return;
+            }
+        }
+        let path = spare_path(&s.dir, n);
+        if let Ok(true) = s.storage.preallocate(&path, s.options.segment_bytes, &stop) {
+            let mut a = lock(&s.appender);
+            if !a.closing {
+                a.spare_file = Some(n);
+                s.spare_wanted.notify_all();
+                continue;
+            }
+        }
+        // Stopped, closed or refused: the half-made or unused spare goes.
+        let _ = s.storage.remove(&path);
+        return;
     }
 }

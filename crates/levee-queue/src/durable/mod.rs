@@ -11,6 +11,11 @@
 //! confirmed, and becomes deliverable, only after the fsync that covers it. A message in
 //! flight when the process died is redelivered on open, counted as a lease expiry.
 //!
+//! Segments are preallocated ([`DurableSettings::preallocate`], on by default): a thread of
+//! their own writes the next segment file as zeros ahead of time, so appending never creates
+//! or grows a file and the `fdatasync` before a confirm has only data to flush, not a new
+//! file size. On open, the zeros after a segment's last record read as its end.
+//!
 //! Retention: once at least half of the oldest segment is dead (its messages acked, purged
 //! or dropped), what is still alive in it is copied to the end of the log and the segment is
 //! deleted, so the log stays within about twice what the subscriptions hold. A disk budget

@@ -128,6 +128,13 @@ pub struct DurableSettings {
     /// receives, so statistics and dead letters stay current. Default 100 ms.
     #[cfg_attr(feature = "serde", serde(with = "levee_core::serde_duration"))]
     pub tick: Duration,
+    /// Write the next segment file as zeros ahead of time, on a thread of its own, so that
+    /// appending never creates or grows a file and each `fdatasync` before a confirm has
+    /// only data to flush (a file that grows makes it commit the new size through the
+    /// file system's journal too: the slow tail of confirm latency). Costs one spare
+    /// segment on disk, and each segment takes `segment_bytes` from its start. Default
+    /// `true`.
+    pub preallocate: bool,
 }
 
 impl Default for DurableSettings {
@@ -140,6 +147,7 @@ impl Default for DurableSettings {
             on_corruption: OnCorruption::Fail,
             topic_defaults: TopicConfig::default(),
             tick: Duration::from_millis(100),
+            preallocate: true,
         }
     }
 }
@@ -155,6 +163,13 @@ impl DurableSettings {
     #[must_use]
     pub fn fsync(mut self, policy: FsyncPolicy) -> Self {
         self.fsync = policy;
+        self
+    }
+
+    /// Sets [`preallocate`](Self::preallocate).
+    #[must_use]
+    pub fn preallocate(mut self, on: bool) -> Self {
+        self.preallocate = on;
         self
     }
 

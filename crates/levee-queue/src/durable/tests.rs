@@ -395,12 +395,14 @@ fn log_model(
     keep: usize,
     garbage: usize,
     segment: u64,
+    preallocate: bool,
 ) {
     let storage = MemStorage::new();
     let options = LogOptions {
         fsync: FsyncPolicy::Always,
         segment_bytes: segment,
         on_corruption: OnCorruption::Fail,
+        preallocate,
     };
     let storage_arc: Arc<dyn Storage> = Arc::new(storage.clone());
     let (log, _) = Log::open(dir(), Arc::clone(&storage_arc), options, false, |_, _| {}).unwrap();
@@ -435,8 +437,9 @@ proptest! {
         keep in 0usize..4000,
         garbage in 0usize..64,
         segment in prop::sample::select(vec![1u64 << 16, 1 << 20]),
+        preallocate in any::<bool>(),
     ) {
-        log_model(bodies, confirm_every, keep, garbage, segment);
+        log_model(bodies, confirm_every, keep, garbage, segment, preallocate);
     }
 }
 
@@ -521,7 +524,12 @@ fn compaction_waits_until_the_sealed_segment_is_written() {
     let rt = rt();
     let storage = MemStorage::new();
     let clock = ManualClock::new();
-    let settings = DurableSettings::new().segment_bytes(64 << 10).tick(Duration::from_secs(3600));
+    // Without preallocation: the log must roll where this test fills the segment, not when
+    // a spare happens to be ready (a roll the stalled disk would then hold up).
+    let settings = DurableSettings::new()
+        .segment_bytes(64 << 10)
+        .tick(Duration::from_secs(3600))
+        .preallocate(false);
     let mut n = 0u64;
     rt.block_on(async {
         let b = open_with(&storage, &clock, settings.clone()).unwrap();
@@ -616,4 +624,164 @@ fn counters_survive_a_restart() {
         );
         assert_eq!(after.acked, 6);
     });
+}
+
+fn prealloc_options(segment: u64) -> LogOptions {
+    LogOptions {
+        fsync: FsyncPolicy::Always,
+        segment_bytes: segment,
+        on_corruption: OnCorruption::Fail,
+        preallocate: true,
+    }
+}
+
+fn append_synced(log: &Log, body: &[u8]) {
+    let (_, end) = log.append(body, None).unwrap();
+    log.sync_blocking(end).unwrap();
+}
+
+fn file_names(storage: &MemStorage) -> Vec<String> {
+    storage.sizes(dir()).into_iter().map(|(n, _)| n).filter(|n| n != "LOCK").collect()
+}
+
+/// A new log's first segment grows as it is written; once a spare is ready the log leaves it
+/// for the spare, and from then on every segment is a preallocated file whose size appends
+/// never change. Reopened, the zeros after the last record read as the end (no torn tail, no
+/// damage), every record is back, a spare left behind is removed, and appends go on in the
+/// preallocated segment.
+#[test]
+fn the_log_rolls_into_preallocated_spares_and_reads_their_zeros_as_the_end() {
+    const SEG: u64 = 1 << 16;
+    let storage = MemStorage::new();
+    let arc: Arc<dyn Storage> = Arc::new(storage.clone());
+    let (log, _) =
+        Log::open(dir(), Arc::clone(&arc), prealloc_options(SEG), false, |_, _| {}).unwrap();
+    // A quarter of a segment before the first spare is made.
+    let mut bodies: Vec<Vec<u8>> = vec![vec![1; SEG as usize / 4]];
+    append_synced(&log, &bodies[0]);
+    assert!(log.wait_for_spare());
+    bodies.push(b"second".to_vec());
+    append_synced(&log, &bodies[1]);
+    let segments: Vec<u64> = log.segments().iter().map(|(b, _)| *b).collect();
+    assert_eq!(segments.len(), 2, "the growing first segment was left for the spare");
+    let second = format!("{:020}.seg", segments[1]);
+    let size_of = |name: &str| storage.sizes(dir()).into_iter().find(|(n, _)| n == name).unwrap().1;
+    assert_eq!(size_of(&second), SEG as usize);
+    // Filling it never changes its size, up to the roll into the next spare.
+    assert!(log.wait_for_spare());
+    while log.segments().len() == 2 {
+        let body = vec![u8::try_from(bodies.len() % 251).unwrap(); 1000];
+        append_synced(&log, &body);
+        bodies.push(body);
+        if log.segments().len() == 2 {
+            assert_eq!(size_of(&second), SEG as usize);
+        }
+    }
+    assert!(log.wait_for_spare());
+    let names = file_names(&storage);
+    assert_eq!(names.iter().filter(|n| n.ends_with(".tmp")).count(), 1, "{names:?}");
+    log.close();
+    drop(log);
+
+    let mut got = Vec::new();
+    let (log, opened) =
+        Log::open(dir(), arc, prealloc_options(SEG), false, |_, b| got.push(b.to_vec())).unwrap();
+    assert_eq!(got, bodies);
+    assert_eq!((opened.torn, opened.damage.len()), (0, 0));
+    let names = file_names(&storage);
+    assert!(names.iter().all(|n| n.ends_with(".seg")), "the old spare is removed: {names:?}");
+    append_synced(&log, b"after");
+    assert_eq!(log.segments().len(), 3, "the preallocated last segment is appended to");
+}
+
+/// Power loss in a preallocated segment: what was confirmed is there, the torn piece is cut,
+/// and the log goes on (the model test covers this at random; here one case, spelled out).
+#[test]
+fn a_crash_inside_a_preallocated_segment_keeps_what_was_confirmed() {
+    const SEG: u64 = 1 << 16;
+    let storage = MemStorage::new();
+    let arc: Arc<dyn Storage> = Arc::new(storage.clone());
+    let (log, _) =
+        Log::open(dir(), Arc::clone(&arc), prealloc_options(SEG), false, |_, _| {}).unwrap();
+    let a = vec![b'a'; SEG as usize / 4];
+    append_synced(&log, &a);
+    assert!(log.wait_for_spare());
+    append_synced(&log, b"b");
+    let (_, _) = log.append(b"not synced", None).unwrap();
+    log.halt();
+    drop(log);
+    storage.crash(7, 3);
+    let mut got = Vec::new();
+    let (log, opened) =
+        Log::open(dir(), arc, prealloc_options(SEG), false, |_, b| got.push(b.to_vec())).unwrap();
+    // The unsynced record may have been synced before the halt (the commit thread syncs at
+    // once under `Always`); if not, at most a torn piece of it is left, and cut.
+    assert_eq!(got[..2], [a.clone(), b"b".to_vec()]);
+    assert!(got.len() == 2 || got[2] == b"not synced", "{got:?}");
+    assert!(opened.damage.is_empty(), "{opened:?}");
+    append_synced(&log, b"c");
+    log.close();
+    drop(log);
+    let mut again = Vec::new();
+    Log::open(dir(), Arc::new(storage), prealloc_options(SEG), false, |_, b| {
+        again.push(b.to_vec());
+    })
+    .unwrap();
+    assert_eq!(again[..got.len()], got[..]);
+    assert_eq!(again.last().map(Vec::as_slice), Some(&b"c"[..]));
+}
+
+/// A disk too full for a spare: the log carries on without one (rolls create their file on
+/// the commit path), and nothing confirmed is lost.
+#[test]
+fn a_refused_spare_leaves_the_log_working() {
+    const SEG: u64 = 1 << 16;
+    let storage = MemStorage::new();
+    storage.set_faults(Faults { space: Some(SEG / 2), ..Faults::default() });
+    let arc: Arc<dyn Storage> = Arc::new(storage.clone());
+    let (log, _) =
+        Log::open(dir(), Arc::clone(&arc), prealloc_options(SEG), false, |_, _| {}).unwrap();
+    let bodies: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 1000]).collect();
+    for b in &bodies {
+        append_synced(&log, b);
+    }
+    assert!(!log.spare_once_settled());
+    assert!(file_names(&storage).iter().all(|n| n.ends_with(".seg")));
+    log.close();
+    drop(log);
+    let mut got = Vec::new();
+    Log::open(dir(), arc, prealloc_options(SEG), false, |_, b| got.push(b.to_vec())).unwrap();
+    assert_eq!(got, bodies);
+}
+
+/// The same on the real file system: the preallocated segment's file keeps its size while it
+/// is appended to, and reopening reads its zeros as the end.
+#[test]
+fn on_disk_a_preallocated_segment_never_grows() {
+    const SEG: u64 = 1 << 16;
+    let tmp = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(super::file::Disk);
+    let (log, _) =
+        Log::open(tmp.path(), Arc::clone(&storage), prealloc_options(SEG), false, |_, _| {})
+            .unwrap();
+    let first = vec![1; SEG as usize / 4];
+    append_synced(&log, &first);
+    assert!(log.wait_for_spare());
+    let mut bodies = vec![first];
+    for i in 0..40u8 {
+        let body = vec![i; 500];
+        append_synced(&log, &body);
+        bodies.push(body);
+        let (active, _) = *log.segments().last().unwrap();
+        let len = std::fs::metadata(tmp.path().join(format!("{active:020}.seg"))).unwrap().len();
+        assert_eq!(len, SEG, "appends inside a preallocated segment do not grow it");
+    }
+    log.close();
+    drop(log);
+    let mut got = Vec::new();
+    let (_log, opened) =
+        Log::open(tmp.path(), storage, prealloc_options(SEG), false, |_, b| got.push(b.to_vec()))
+            .unwrap();
+    assert_eq!(got, bodies);
+    assert_eq!((opened.torn, opened.damage.len()), (0, 0));
 }
