@@ -247,11 +247,22 @@ fn latency_at_50k(c: &mut Criterion) {
     let preallocate = std::env::var("LEVEE_BENCH_PREALLOCATE").map_or(true, |v| v != "0");
     let settings = DurableSettings::new().fsync(FsyncPolicy::Always).preallocate(preallocate);
     let broker = DurableBroker::open(dir.path(), settings.clone()).unwrap();
+    rt.block_on(broker.subscribe("t", config().filter("none"))).unwrap();
     if preallocate {
+        // The first spare is made once a quarter of a segment, at most 1 MiB, has been
+        // appended since open: write that much first, or the wait below can only time out.
+        // In groups of 500, so one fsync covers each group.
+        rt.block_on(async {
+            for _ in 0..20 {
+                let group = (0..500).map(|_| broker.publish("t", Message::new(vec![7u8; 100])));
+                for confirmed in futures::future::join_all(group).await {
+                    confirmed.unwrap();
+                }
+            }
+        });
         wait_for_spare(dir.path(), settings.segment_bytes);
     }
     let latencies = rt.block_on(async {
-        broker.subscribe("t", config().filter("none")).await.unwrap();
         let recorded = Arc::new(std::sync::Mutex::new(Vec::with_capacity(100_000)));
         let mut tick = tokio::time::interval(Duration::from_micros(20 * 50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
