@@ -76,7 +76,7 @@ impl AnswerLatency {
     }
 
     /// How long a checkout waits now: `multiplier` x the percentile of the recent answers,
-    /// within `min_timeout..=timeout`; `timeout` before [`MIN_SAMPLES`] answers were heard
+    /// within `min_timeout..=timeout`; `timeout` before `MIN_SAMPLES` (10) answers were heard
     /// or with `latency_aware = false`.
     #[must_use]
     pub fn deadline(&self) -> Duration {
