@@ -57,6 +57,7 @@ pub mod loadgen;
 pub mod metrics;
 pub mod pages;
 pub mod provider;
+pub mod role;
 pub mod services;
 pub mod soak;
 pub mod store;

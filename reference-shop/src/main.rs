@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use reference_shop::role::Service;
 use reference_shop::{Config, RunningShop, ShopClock, StartError};
 use tracing_subscriber::EnvFilter;
 
@@ -25,10 +26,17 @@ struct Cli {
     command: Option<Command>,
 }
 
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The part of the shop this process runs.
+    #[arg(long, value_enum, default_value_t = Service::All)]
+    service: Service,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the shop (the default).
-    Serve,
+    /// Run the shop (the default), or one of its services.
+    Serve(ServeArgs),
     /// Print the effective settings as TOML and exit.
     PrintConfig,
     /// Print the OpenAPI document of a shop with these settings and exit (with the default
@@ -67,8 +75,11 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs { service: Service::All }));
+    match command {
+        Command::Serve(args) => match args.service {
+            Service::All => serve(config).await,
+        },
         Command::PrintConfig => match toml::to_string_pretty(&config) {
             Ok(text) => {
                 print!("{text}");
