@@ -165,13 +165,13 @@ impl TlsSettings {
         {
             return Err(here(E::new(setting, "must not be empty (leave it out for plain HTTP)")));
         }
-        if named.iter().any(|(_, p)| p.is_some()) {
-            if let Some((setting, _)) = named.iter().find(|(_, p)| p.is_none()) {
-                return Err(here(E::new(
-                    setting,
-                    "is missing: set all of `ca`, `cert` and `key` for mutual TLS, or none for plain HTTP",
-                )));
-            }
+        if named.iter().any(|(_, p)| p.is_some())
+            && let Some((setting, _)) = named.iter().find(|(_, p)| p.is_none())
+        {
+            return Err(here(E::new(
+                setting,
+                "is missing: set all of `ca`, `cert` and `key` for mutual TLS, or none for plain HTTP",
+            )));
         }
         E::require_positive("handshake_timeout", self.handshake_timeout).map_err(here)?;
         Ok(())

@@ -251,11 +251,14 @@ pub fn write_dev_certs_with(
     }
     std::fs::create_dir_all(dir)
         .map_err(|source| TlsError::Write { path: dir.to_owned(), source })?;
-    if existing == Existing::Refuse {
-        if let Some(path) = dev_cert_paths(dir, services).into_iter().find(|p| p.exists()) {
-            let source = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
-            return Err(TlsError::Write { path, source });
-        }
+    // (No let chain: the crate builds on Rust 1.85.)
+    let in_place = match existing {
+        Existing::Refuse => dev_cert_paths(dir, services).into_iter().find(|p| p.exists()),
+        Existing::Replace => None,
+    };
+    if let Some(path) = in_place {
+        let source = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
+        return Err(TlsError::Write { path, source });
     }
     let ca = DevCa::new("levee development CA")?;
     let ca_path = write(dir.join("ca.pem"), ca.cert_pem(), false, existing)?;
