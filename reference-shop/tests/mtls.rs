@@ -110,7 +110,8 @@ fn start_tls_shop(dir: &Path, data: &Path) -> TlsShop {
         .env("SHOP_SERVER__TLS__CERT", dir.join("gateway.pem"))
         .env("SHOP_SERVER__TLS__KEY", dir.join("gateway-key.pem"))
         .env("SHOP_SERVER__TLS__HANDSHAKE_TIMEOUT", "1s")
-        .env("SHOP_SERVER__CLIENTS__HEADER_READ_TIMEOUT", "1s");
+        .env("SHOP_SERVER__CLIENTS__HEADER_READ_TIMEOUT", "1s")
+        .env("SHOP_SERVER__CLIENTS__MAX_CONNECTIONS_PER_ADDRESS", "3");
     let (child, url) = process::spawn_announced(&mut cmd);
     let addr =
         url.strip_prefix("https://").unwrap_or_else(|| panic!("not https: {url}")).to_owned();
@@ -148,12 +149,19 @@ async fn https(config: rustls::ClientConfig, addr: &str, path: &str) -> std::io:
 
 fn assert_refused(outcome: std::io::Result<String>, who: &str) {
     match outcome {
-        // The shop's alert, or the connection closed under the client.
-        Err(e) => {
-            assert!(!e.to_string().is_empty(), "{who}: refused with an error that says nothing")
-        }
+        // The shop's TLS alert, as rustls reports it to the client.
+        Err(e) => assert!(e.to_string().contains("alert"), "{who}: refused without an alert: {e}"),
         Ok(answer) => panic!("{who} was answered: {answer:?}"),
     }
+}
+
+/// `/admin/status`'s `connections` (this request's own connection open among them).
+async fn connections(config: &rustls::ClientConfig, addr: &str) -> serde_json::Value {
+    let status = https(config.clone(), addr, "/admin/status").await.unwrap();
+    let body = status.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let status: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {status}"));
+    status["connections"].clone()
 }
 
 /// rustls's ring provider, as levee's TLS uses (levee-client's `tls` module says why, and
@@ -227,20 +235,35 @@ async fn a_tls_shop_answers_its_ca_clients_and_refuses_the_rest_at_the_handshake
         .with_no_client_auth();
     assert_refused(https(anonymous, &addr, "/health").await, "a client without a certificate");
 
-    // A connection that never starts its handshake is closed after the handshake timeout
-    // (1 s), not held.
+    // Connections that never start their handshake hold their places in the connection
+    // limits (3 per address here): a fourth is closed at once; the three are closed after
+    // the handshake timeout (1 s), not held.
+    let config = tls.client_config().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while connections(&config, &addr).await["open"] != 1 {
+        assert!(Instant::now() < deadline, "the refused clients' connections stay open");
+        tokio::task::yield_now().await;
+    }
     let started = Instant::now();
-    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut fourth = TcpStream::connect(&addr).await.unwrap();
     let mut buf = [0u8; 64];
-    let read = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf)).await;
-    let waited = started.elapsed();
+    let read = tokio::time::timeout(Duration::from_secs(10), fourth.read(&mut buf)).await;
     assert!(matches!(read, Ok(Ok(0) | Err(_))), "closed, not answered: {read:?}");
+    assert!(started.elapsed() < Duration::from_millis(800), "at once: {:?}", started.elapsed());
+    for mut connection in silent {
+        let read = tokio::time::timeout(Duration::from_secs(10), connection.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0) | Err(_))), "closed, not answered: {read:?}");
+    }
+    let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(800), "closed by the timeout, not at once: {waited:?}");
     assert!(waited < Duration::from_secs(5), "{waited:?}");
 
     // A connection that completes its handshake and sends no request: the header read
     // timeout (1 s) still closes it.
-    let config = tls.client_config().unwrap();
     let started = Instant::now();
     let tcp = TcpStream::connect(&addr).await.unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config.clone()));
@@ -251,19 +274,17 @@ async fn a_tls_shop_answers_its_ca_clients_and_refuses_the_rest_at_the_handshake
     assert!(read.is_ok(), "closed in time");
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 
-    // Counted: three refused handshakes (plaintext, stranger, anonymous), one timed out, one
-    // header timeout, in `/admin/status` and `/metrics` alike.
-    let status = https(config.clone(), &addr, "/admin/status").await.unwrap();
-    let body = status.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    let status: serde_json::Value =
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {status}"));
-    let conn = &status["connections"];
+    // Counted: three refused handshakes (plaintext, stranger, anonymous), three timed out,
+    // one refused by the per-address limit, one header timeout, in `/admin/status` and
+    // `/metrics` alike.
+    let conn = connections(&config, &addr).await;
     assert_eq!(conn["tls_handshakes_failed"], 3, "{conn}");
-    assert_eq!(conn["tls_handshake_timeouts"], 1, "{conn}");
+    assert_eq!(conn["tls_handshake_timeouts"], 3, "{conn}");
+    assert_eq!(conn["refused_per_address"], 1, "{conn}");
     assert_eq!(conn["header_timeouts"], 1, "{conn}");
     let metrics = https(config, &addr, "/metrics").await.unwrap();
     assert_eq!(metric(&metrics, "shop_tls_handshakes_refused_total{reason=\"failed\"}"), 3);
-    assert_eq!(metric(&metrics, "shop_tls_handshakes_refused_total{reason=\"timeout\"}"), 1);
+    assert_eq!(metric(&metrics, "shop_tls_handshakes_refused_total{reason=\"timeout\"}"), 3);
     drop(shop);
 }
 
