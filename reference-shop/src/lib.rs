@@ -46,6 +46,7 @@
 pub mod api;
 pub mod app;
 pub mod bus;
+pub mod certs;
 pub mod clock;
 pub mod compare;
 pub mod config;

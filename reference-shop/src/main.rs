@@ -1,6 +1,6 @@
 //! `reference-shop`: runs the shop (default), the load generator (`loadgen`), the outage side
 //! by side (`outage-compare`), a soak (`soak`), or prints the settings (`print-config`) or the
-//! OpenAPI document (`openapi`).
+//! OpenAPI document (`openapi`), or writes development certificates (`certs`).
 //!
 //! Logs go to stderr; stdout carries only what a command prints (the address, the settings,
 //! a report). A shop that cannot start says why on stderr and exits with 2 for settings it
@@ -50,6 +50,8 @@ enum Command {
     /// Mixed traffic with the payment provider slow, failing and back in a cycle against a
     /// shop on this machine; then checks answers, memory and stock accounting.
     Soak(reference_shop::soak::Args),
+    /// Write a development CA and a certificate + key per service for `[server.tls]`.
+    Certs(reference_shop::certs::Args),
 }
 
 fn init_logs(json: bool, default: &str) {
@@ -97,6 +99,7 @@ async fn main() -> std::process::ExitCode {
         Command::Loadgen(args) => reference_shop::loadgen::run(args, &config).await,
         Command::OutageCompare(args) => reference_shop::compare::run(args, &config).await,
         Command::Soak(args) => reference_shop::soak::run(args, &config).await,
+        Command::Certs(args) => reference_shop::certs::run(&args),
     }
 }
 
@@ -105,15 +108,18 @@ async fn serve(config: Config) -> std::process::ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("reference-shop: cannot start: {e}");
-            let code = if matches!(e, StartError::Config(_)) { 2 } else { 1 };
+            let code = if matches!(e, StartError::Config(_) | StartError::Tls(_)) { 2 } else { 1 };
             return std::process::ExitCode::from(code);
         }
     };
-    println!(
-        "reference shop on http://{} (try: curl http://{}/products?limit=3)",
-        shop.addr(),
-        shop.addr()
-    );
+    let addr = shop.addr();
+    if shop.shop().config.server.tls.files().is_some() {
+        println!(
+            "reference shop on https://{addr} (mutual TLS; try: curl --cacert CA --cert CERT --key KEY https://{addr}/products?limit=3)"
+        );
+    } else {
+        println!("reference shop on http://{addr} (try: curl http://{addr}/products?limit=3)");
+    }
     shutdown_signal().await;
     shop.shutdown().await;
     std::process::ExitCode::SUCCESS

@@ -79,6 +79,9 @@ pub enum StartError {
     /// A setting is out of range.
     #[error(transparent)]
     Config(#[from] SettingError),
+    /// The `[server.tls]` files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::config::TlsSettingsError),
     /// The edge's limits are on Redis, failing closed, and Redis does not answer.
     #[error(transparent)]
     Redis(#[from] crate::http::RedisUnreachable),

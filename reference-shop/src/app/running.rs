@@ -31,6 +31,8 @@ impl RunningShop {
     /// directory cannot be written, the database cannot be reached or opened: each names
     /// the path or address and the OS's error), or the address cannot be bound.
     pub async fn start(config: Config, clock: ShopClock) -> Result<Self, StartError> {
+        // The TLS files are read and checked before anything else starts.
+        let tls = config.server.tls.server()?;
         let addr = config.server.addr;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -61,7 +63,7 @@ impl RunningShop {
         let server = tokio::spawn({
             let (connections, limits) =
                 (Arc::clone(&shop.connections), shop.config.server.clients.clone());
-            async move { crate::http::serve(listener, app, connections, &limits, stopped).await }
+            async move { crate::http::serve(listener, app, connections, &limits, tls, stopped).await }
         });
         let backend = shop.infra.store.backend();
         tracing::info!(%addr, ?backend, pending, "reference shop listening");

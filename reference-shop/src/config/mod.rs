@@ -29,6 +29,7 @@ mod protections;
 mod queue;
 mod redis;
 mod shared_breaker;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,7 @@ pub use protections::ProtectionsConfig;
 pub use queue::{QueueBackend, durable_dir};
 pub use redis::RedisEdgeConfig;
 pub use shared_breaker::SharedBreakerConfig;
+pub use tls::{ServerTls, TlsSettings, TlsSettingsError};
 
 pub use addr::AddrError;
 
@@ -160,6 +162,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Slow and greedy clients: read timeouts, request deadline, connection limits.
     pub clients: ClientLimits,
+    /// Mutual TLS (`[server.tls]`): off unless `ca`, `cert` and `key` are set.
+    pub tls: TlsSettings,
 }
 
 impl Default for ServerConfig {
@@ -170,6 +174,7 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
             clients: ClientLimits::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -521,6 +526,7 @@ impl Config {
             return Err(shop("storage", E::new("data_dir", "must not be empty")));
         }
         self.server.clients.validate()?;
+        self.server.tls.validate()?;
         E::require_nonzero("max_connections", self.storage.max_connections)
             .map_err(section("storage"))?;
         E::require_positive("connect_timeout", self.storage.connect_timeout)
