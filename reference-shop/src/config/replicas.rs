@@ -45,3 +45,24 @@ impl ReplicasConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn set_from_the_environment_and_zeros_refused_by_path() {
+        let env = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
+        let c = Config::load(None, env("SHOP_REPLICAS__SWEEP_INTERVAL", "250ms")).unwrap();
+        assert_eq!(c.replicas.sweep_interval, Duration::from_millis(250));
+        assert_eq!(c.replicas.sweep_batch, ReplicasConfig::default().sweep_batch);
+        for (var, path) in [
+            ("SHOP_REPLICAS__SWEEP_INTERVAL", "replicas.sweep_interval"),
+            ("SHOP_REPLICAS__SWEEP_BATCH", "replicas.sweep_batch"),
+        ] {
+            let err = Config::load(None, env(var, "0")).unwrap_err().to_string();
+            assert!(err.contains(path), "{var}=0: {err}");
+        }
+    }
+}
