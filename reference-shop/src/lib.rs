@@ -62,6 +62,7 @@ pub mod role;
 pub mod services;
 pub mod soak;
 pub mod store;
+pub mod sweep;
 pub mod timeouts;
 pub mod work;
 

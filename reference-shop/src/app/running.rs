@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use super::{Shop, StartError};
 use crate::clock::ShopClock;
 use crate::config::{Config, DEFAULT_ADMIN_TOKEN};
+use crate::store::Backend;
 use crate::timeouts::Deadline;
 
 /// A started shop: the server listens and the consumers and timers run.
@@ -20,6 +21,8 @@ pub struct RunningShop {
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     timers: JoinHandle<()>,
+    /// The sweep of overdue orders and carts (PostgreSQL: replicas may share the store).
+    sweep: Option<JoinHandle<()>>,
 }
 
 impl RunningShop {
@@ -59,6 +62,15 @@ impl RunningShop {
                 }
             })
         });
+        let sweep = (shop.infra.store.backend() == Backend::Postgres).then(|| {
+            tokio::spawn(crate::sweep::run(
+                Arc::clone(&shop.orders),
+                Arc::clone(&shop.carts),
+                shop.infra.clock.clone(),
+                shop.config.replicas.clone(),
+                stopped.clone(),
+            ))
+        });
         let app = crate::http::router(Arc::clone(&shop));
         let server = tokio::spawn({
             let (connections, limits) =
@@ -67,7 +79,7 @@ impl RunningShop {
         });
         let backend = shop.infra.store.backend();
         tracing::info!(%addr, ?backend, pending, "reference shop listening");
-        Ok(Self { addr, shop, stop, server, timers })
+        Ok(Self { addr, shop, stop, server, timers, sweep })
     }
 
     /// The address the server listens on.
@@ -102,6 +114,9 @@ impl RunningShop {
             );
         }
         let _ = self.timers.await;
+        if let Some(sweep) = self.sweep {
+            let _ = sweep.await;
+        }
         if let Some(shared) = &self.shop.shared_breaker {
             shared.stop().await;
         }

@@ -28,6 +28,7 @@ mod limits;
 mod protections;
 mod queue;
 mod redis;
+mod replicas;
 mod shared_breaker;
 mod tls;
 
@@ -49,6 +50,7 @@ pub use limits::{BadProxy, LimitsConfig, TrustedProxy};
 pub use protections::ProtectionsConfig;
 pub use queue::{QueueBackend, durable_dir};
 pub use redis::RedisEdgeConfig;
+pub use replicas::ReplicasConfig;
 pub use shared_breaker::SharedBreakerConfig;
 pub use tls::{ServerTls, TlsSettings, TlsSettingsError};
 
@@ -130,6 +132,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Orders and carts.
     pub orders: OrdersConfig,
+    /// Shops sharing one PostgreSQL database: the sweep of overdue orders and carts.
+    pub replicas: ReplicasConfig,
     /// Calls to the payment provider.
     pub payment: PaymentConfig,
     /// Event delivery.
@@ -546,6 +550,7 @@ impl Config {
         E::require_positive("timer_tick", orders.timer_tick).map_err(section("orders"))?;
         E::require_positive("cart_reservation", orders.cart_reservation)
             .map_err(section("orders"))?;
+        self.replicas.validate()?;
         let payment = &self.payment;
         E::require_positive("timeout", payment.timeout).map_err(section("payment"))?;
         E::require_positive("attempt_timeout", payment.attempt_timeout)
