@@ -78,7 +78,12 @@ async fn main() -> std::process::ExitCode {
     let command = cli.command.unwrap_or(Command::Serve(ServeArgs { service: Service::All }));
     match command {
         Command::Serve(args) => match args.service {
-            Service::All => serve(config).await,
+            Service::All => serve(config, Service::All).await,
+            s @ (Service::Gateway
+            | Service::Catalog
+            | Service::Orders
+            | Service::Payment
+            | Service::Notification) => serve(config, s).await,
         },
         Command::PrintConfig => match toml::to_string_pretty(&config) {
             Ok(text) => {
@@ -100,8 +105,8 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(config: Config) -> std::process::ExitCode {
-    let shop = match RunningShop::start(config, ShopClock::system()).await {
+async fn serve(config: Config, service: Service) -> std::process::ExitCode {
+    let shop = match RunningShop::start_as(config, ShopClock::system(), service).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("reference-shop: cannot start: {e}");
@@ -109,11 +114,14 @@ async fn serve(config: Config) -> std::process::ExitCode {
             return std::process::ExitCode::from(code);
         }
     };
-    println!(
-        "reference shop on http://{} (try: curl http://{}/products?limit=3)",
-        shop.addr(),
-        shop.addr()
-    );
+    match service {
+        Service::All | Service::Gateway => println!(
+            "reference shop on http://{} (try: curl http://{}/products?limit=3)",
+            shop.addr(),
+            shop.addr()
+        ),
+        _ => println!("reference shop on http://{} ({service} service)", shop.addr()),
+    }
     shutdown_signal().await;
     shop.shutdown().await;
     std::process::ExitCode::SUCCESS
