@@ -363,3 +363,35 @@ async fn a_service_honours_a_shorter_deadline() {
     );
     shop.stop().await;
 }
+
+#[test]
+fn a_split_service_on_a_one_process_store_is_refused_with_exit_2() {
+    for (service, broker, setting) in [
+        ("catalog", None, "storage.database_url"),
+        ("payment", Some("postgres://shop@127.0.0.1:1/shop"), "queue.backend"),
+    ] {
+        let dir = Scratch::new("split-refused");
+        let mut cmd = process::serve(None, TOKEN, &dir.0);
+        cmd.arg("--service").arg(service).stderr(std::process::Stdio::piped());
+        if let Some(url) = broker {
+            cmd.env("DATABASE_URL", url);
+        }
+        let mut child = cmd.spawn().expect("the shop binary runs");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{service}: still running after 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "{service}: {stderr}");
+        assert!(stderr.contains(&format!("`{setting}`")), "{service}: {stderr}");
+        assert!(stderr.contains(&format!("the {service} service shares")), "{stderr}");
+    }
+}
