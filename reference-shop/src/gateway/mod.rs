@@ -2,7 +2,7 @@
 //! customer request by its path to the service that serves it.
 //!
 //! In front of the routes stands the all-in-one shop's edge, unchanged
-//! ([`behind_edge`]): who the request counts against (a verified API key, else the client's
+//! (`http::behind_edge`): who the request counts against (a verified API key, else the client's
 //! address), the per-client rate limit, the body read in time, the request deadline, the
 //! bulkhead and the admission controller. Sign-up (`POST /customers`) is served here, on the
 //! shared store. Every other customer route goes to its upstream group ([`ROUTES`]) through
