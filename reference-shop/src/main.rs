@@ -80,7 +80,12 @@ async fn main() -> std::process::ExitCode {
     let command = cli.command.unwrap_or(Command::Serve(ServeArgs { service: Service::All }));
     match command {
         Command::Serve(args) => match args.service {
-            Service::All => serve(config).await,
+            Service::All => serve(config, Service::All).await,
+            s @ (Service::Gateway
+            | Service::Catalog
+            | Service::Orders
+            | Service::Payment
+            | Service::Notification) => serve(config, s).await,
         },
         Command::PrintConfig => match toml::to_string_pretty(&config) {
             Ok(text) => {
@@ -103,8 +108,8 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(config: Config) -> std::process::ExitCode {
-    let shop = match RunningShop::start(config, ShopClock::system()).await {
+async fn serve(config: Config, service: Service) -> std::process::ExitCode {
+    let shop = match RunningShop::start_as(config, ShopClock::system(), service).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("reference-shop: cannot start: {e}");
@@ -113,12 +118,16 @@ async fn serve(config: Config) -> std::process::ExitCode {
         }
     };
     let addr = shop.addr();
-    if shop.shop().config.server.tls.files().is_some() {
-        println!(
+    let tls = shop.shop().config.server.tls.files().is_some();
+    match (service, tls) {
+        (Service::All | Service::Gateway, false) => {
+            println!("reference shop on http://{addr} (try: curl http://{addr}/products?limit=3)");
+        }
+        (Service::All | Service::Gateway, true) => println!(
             "reference shop on https://{addr} (mutual TLS; try: curl --cacert CA --cert CERT --key KEY https://{addr}/products?limit=3)"
-        );
-    } else {
-        println!("reference shop on http://{addr} (try: curl http://{addr}/products?limit=3)");
+        ),
+        (_, false) => println!("reference shop on http://{addr} ({service} service)"),
+        (_, true) => println!("reference shop on https://{addr} ({service} service, mutual TLS)"),
     }
     shutdown_signal().await;
     shop.shutdown().await;

@@ -24,6 +24,7 @@ mod addr;
 mod checkout;
 mod clients;
 mod env;
+mod gateway;
 mod limits;
 mod protections;
 mod queue;
@@ -46,6 +47,7 @@ use serde::{Deserialize, Serialize};
 pub use checkout::CheckoutConfig;
 pub use clients::ClientLimits;
 use env::Layer;
+pub use gateway::GatewayConfig;
 pub use limits::{BadProxy, LimitsConfig, TrustedProxy};
 pub use protections::ProtectionsConfig;
 pub use queue::{QueueBackend, durable_dir};
@@ -148,6 +150,8 @@ pub struct Config {
     /// shop a known capacity for load tests (`[work]`, off unless present; [`crate::work`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub work: Option<crate::work::WorkConfig>,
+    /// Where the gateway (`serve --service gateway`) finds the other services (`[gateway]`).
+    pub gateway: GatewayConfig,
 }
 
 /// HTTP server settings.
@@ -579,6 +583,7 @@ impl Config {
         if let Some(work) = &self.work {
             work.validate().map_err(section("work"))?;
         }
+        self.gateway.validate()?;
         Ok(())
     }
 }
