@@ -39,7 +39,7 @@ use serde::Serialize;
 
 use crate::api::{ApiError, retry_after_secs};
 use crate::app::{Shop, StartError};
-use crate::config::{GatewayConfig, SettingError};
+use crate::config::{GatewayConfig, SettingError, TlsSettings};
 use crate::http::{Admin, ClientAddr, assemble, behind_edge, signup};
 
 /// An upstream group: the service a route belongs to.
@@ -108,18 +108,25 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    /// One client per group of `config`, with `config.client`'s settings.
+    /// One client per group of `config`, with `config.client`'s settings; over mutual TLS
+    /// when `tls` (`[server.tls]`) is set, each group's servers verified by its service name
+    /// (`catalog`, `orders`, `notification`: the names `reference-shop certs` issues).
     ///
     /// # Errors
-    /// An address or a client setting that does not work, named by its path.
-    pub fn new(config: &GatewayConfig) -> Result<Self, SettingError> {
+    /// An address or a client setting that does not work, named by its path; unreadable
+    /// TLS files.
+    pub fn new(config: &GatewayConfig, tls: &TlsSettings) -> Result<Self, StartError> {
         let [catalog, orders, notification] = config.groups().map(|group| {
             let endpoints = group.endpoints()?;
-            Client::builder().settings(&config.client).endpoints(endpoints).build().map_err(|e| {
-                SettingError {
+            let mut builder = Client::builder().settings(&config.client).endpoints(endpoints);
+            if let Some(tls) = tls.client(Some(group.name))? {
+                builder = builder.tls(tls);
+            }
+            builder.build().map_err(|e| {
+                StartError::Config(SettingError {
                     section: "gateway",
                     error: levee::core::ConfigError::new("client", e.to_string()),
-                }
+                })
             })
         });
         Ok(Self { catalog: catalog?, orders: orders?, notification: notification? })
@@ -142,7 +149,7 @@ impl Upstreams {
 /// # Errors
 /// The `[gateway]` settings do not make working clients.
 pub fn router(shop: Arc<Shop>) -> Result<Router, StartError> {
-    let upstreams = Arc::new(Upstreams::new(&shop.config.gateway)?);
+    let upstreams = Arc::new(Upstreams::new(&shop.config.gateway, &shop.config.server.tls)?);
     let mut routes = Router::new();
     for (path, group) in ROUTES {
         let upstreams = Arc::clone(&upstreams);
