@@ -141,7 +141,10 @@ fn compare<W: Work>(
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
     let levee = caches::fill(caches::levee(capacity, ttl), filled);
-    assert!((0..filled).all(|k| levee.get(&k).is_some()));
+    if capacity >= 2 * filled {
+        // Room to spare in every shard: the hit cases hit on every key.
+        assert!((0..filled).all(|k| levee.get(&k).is_some()));
+    }
     run(&mut group, "levee", threads, &levee, &work);
     drop(levee);
     run(&mut group, "moka", threads, &caches::fill(caches::moka(capacity, ttl), filled), &work);

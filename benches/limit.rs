@@ -641,6 +641,7 @@ fn alloc_and_memory(_: &mut Bench) {
             .clock(clock.clone())
             .build()
             .expect("valid quota");
+        let levee_empty = ALLOC.live_bytes() - before;
         (0..keys).for_each(|k| {
             let _ = keyed.check(&k);
         });
@@ -658,6 +659,7 @@ fn alloc_and_memory(_: &mut Bench) {
                 set.clone(),
                 Hasher::default(),
             );
+        let governor_empty = ALLOC.live_bytes() - before;
         (0..keys).for_each(|k| {
             let _ = governor.check_key(&k);
         });
@@ -679,7 +681,8 @@ fn alloc_and_memory(_: &mut Bench) {
         );
         println!(
             "alloc_and_memory: bytes left after {label} u64 keys seen once, all refilled and \
-             reclaimed: levee {levee_after}, governor {governor_after}",
+             reclaimed: levee {levee_after}, governor {governor_after} (an empty limiter: levee \
+             {levee_empty}, governor {governor_empty})",
         );
     }
 }
