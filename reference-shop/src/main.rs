@@ -79,6 +79,9 @@ async fn main() -> std::process::ExitCode {
     match command {
         Command::Serve(args) => match args.service {
             Service::All => serve(config).await,
+            Service::Provider => {
+                reference_shop::provider::server::run(config, shutdown_signal()).await
+            }
         },
         Command::PrintConfig => match toml::to_string_pretty(&config) {
             Ok(text) => {

@@ -10,6 +10,8 @@ pub enum Service {
     /// Everything in one process (the default).
     #[default]
     All,
+    /// The simulated payment provider alone, over HTTP (`crate::provider::server`).
+    Provider,
 }
 
 impl Service {
@@ -18,6 +20,7 @@ impl Service {
     pub fn name(self) -> &'static str {
         match self {
             Self::All => "all",
+            Self::Provider => "provider",
         }
     }
 }
