@@ -165,3 +165,93 @@ fn unreadable(order_id: i64, e: &serde_json::Error) -> ProviderError {
     tracing::warn!(order_id, error = %e, "unreadable charge answer from the provider");
     ProviderError::Unavailable
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::clock::ShopClock;
+    use crate::config::{PaymentConfig, ProtectionsConfig};
+    use crate::guard::PaymentGuard;
+
+    /// A provider stand-in that notes each charge's `levee-timeout` and `Idempotency-Key`
+    /// and answers by card: a charge, a decline, or 503.
+    async fn stand_in(seen: Arc<Mutex<Vec<(String, String)>>>) -> String {
+        let app = Router::new().route(
+            "/charges",
+            post(move |headers: HeaderMap, body: Bytes| async move {
+                let text = |name: &str| {
+                    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+                };
+                seen.lock().push((text("levee-timeout"), text("idempotency-key")));
+                let request: ChargeRequest = serde_json::from_slice(&body).unwrap();
+                match request.card.as_str() {
+                    "tok_declined" => (
+                        StatusCode::PAYMENT_REQUIRED,
+                        r#"{"error":{"code":"card_declined","message":"insufficient funds"}}"#,
+                    ),
+                    "tok_down" => (StatusCode::SERVICE_UNAVAILABLE, "{}"),
+                    _ => (StatusCode::OK, r#"{"charge_id":"ch_7"}"#),
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_charge_carries_the_order_id_and_what_the_payment_pipeline_has_left() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let url = stand_in(Arc::clone(&seen)).await;
+        let config = ProviderConfig {
+            urls: vec![url],
+            timeout: Duration::from_secs(5),
+            max_attempts: 1,
+            ..ProviderConfig::default()
+        };
+        let remote = RemoteProvider::new(&config).unwrap();
+        let payment = PaymentConfig {
+            attempt_timeout: Duration::from_millis(300),
+            ..PaymentConfig::default()
+        };
+        let guard = PaymentGuard::new(&payment, &ProtectionsConfig::default(), ShopClock::system())
+            .unwrap();
+
+        let charged = guard.call(|| remote.charge(7, 100, "tok_visa"), ProviderError::is_fault);
+        assert_eq!(charged.await.unwrap().unwrap(), "ch_7");
+        let (timeout, key) = seen.lock()[0].clone();
+        assert_eq!(key, "charge-7", "the order id is the idempotency key");
+        let left = levee::client::deadline::parse_timeout(timeout.as_bytes()).unwrap();
+        assert!(
+            left > Duration::ZERO && left <= Duration::from_millis(300),
+            "the attempt's deadline, not the client's 5 s: {timeout}"
+        );
+
+        // A decline is an answer with the provider's reason; a 503 is a fault.
+        let declined = remote.charge(8, 100, "tok_declined").await;
+        assert_eq!(declined, Err(ProviderError::Declined("insufficient funds".into())));
+        assert_eq!(remote.charge(9, 100, "tok_down").await, Err(ProviderError::Unavailable));
+        let endpoints = remote.endpoints();
+        assert_eq!((endpoints[0].requests, endpoints[0].failures), (3, 1), "{endpoints:?}");
+        assert_eq!(endpoints[0].role, "primary");
+    }
+
+    #[tokio::test]
+    async fn no_replica_listening_is_unavailable() {
+        // A port nobody listens on (bound, then closed).
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let config = ProviderConfig { urls: vec![format!("http://{addr}")], ..Default::default() };
+        let remote = RemoteProvider::new(&config).unwrap();
+        assert_eq!(remote.charge(1, 1, "tok_visa").await, Err(ProviderError::Unavailable));
+        assert_eq!(remote.refund(1).await, Err(ProviderError::Unavailable));
+    }
+}
