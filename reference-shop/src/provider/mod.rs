@@ -9,7 +9,7 @@
 //! over HTTP through levee's service client ([`RemoteProvider`], `provider.urls`), where
 //! it runs as its own process (`reference-shop serve --service provider`, [`server`]) and
 //! its faults are real network faults. Replicas of the provider process that share a
-//! ledger directory are one provider ([`ledger`]).
+//! ledger directory are one provider (`ledger.rs`).
 
 mod ledger;
 mod remote;
