@@ -24,12 +24,15 @@ mod addr;
 mod checkout;
 mod clients;
 mod env;
+mod gateway;
 mod limits;
 mod protections;
 mod provider;
 mod queue;
 mod redis;
+mod replicas;
 mod shared_breaker;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,12 +48,15 @@ use serde::{Deserialize, Serialize};
 pub use checkout::CheckoutConfig;
 pub use clients::ClientLimits;
 use env::Layer;
+pub use gateway::GatewayConfig;
 pub use limits::{BadProxy, LimitsConfig, TrustedProxy};
 pub use protections::ProtectionsConfig;
 pub use provider::ProviderConfig;
 pub use queue::{QueueBackend, durable_dir};
 pub use redis::RedisEdgeConfig;
+pub use replicas::ReplicasConfig;
 pub use shared_breaker::SharedBreakerConfig;
+pub use tls::{ServerTls, TlsSettings, TlsSettingsError};
 
 pub use addr::AddrError;
 
@@ -130,6 +136,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Orders and carts.
     pub orders: OrdersConfig,
+    /// Shops sharing one PostgreSQL database: the sweep of overdue orders and carts.
+    pub replicas: ReplicasConfig,
     /// Calls to the payment provider.
     pub payment: PaymentConfig,
     /// Event delivery.
@@ -144,6 +152,8 @@ pub struct Config {
     /// shop a known capacity for load tests (`[work]`, off unless present; [`crate::work`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub work: Option<crate::work::WorkConfig>,
+    /// Where the gateway (`serve --service gateway`) finds the other services (`[gateway]`).
+    pub gateway: GatewayConfig,
 }
 
 /// HTTP server settings.
@@ -162,6 +172,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Slow and greedy clients: read timeouts, request deadline, connection limits.
     pub clients: ClientLimits,
+    /// Mutual TLS (`[server.tls]`): off unless `ca`, `cert` and `key` are set.
+    pub tls: TlsSettings,
 }
 
 impl Default for ServerConfig {
@@ -172,6 +184,7 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
             clients: ClientLimits::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -506,6 +519,7 @@ impl Config {
             return Err(shop("storage", E::new("data_dir", "must not be empty")));
         }
         self.server.clients.validate()?;
+        self.server.tls.validate()?;
         E::require_nonzero("max_connections", self.storage.max_connections)
             .map_err(section("storage"))?;
         E::require_positive("connect_timeout", self.storage.connect_timeout)
@@ -525,6 +539,7 @@ impl Config {
         E::require_positive("timer_tick", orders.timer_tick).map_err(section("orders"))?;
         E::require_positive("cart_reservation", orders.cart_reservation)
             .map_err(section("orders"))?;
+        self.replicas.validate()?;
         let payment = &self.payment;
         E::require_positive("timeout", payment.timeout).map_err(section("payment"))?;
         E::require_positive("attempt_timeout", payment.attempt_timeout)
@@ -551,6 +566,7 @@ impl Config {
         if let Some(work) = &self.work {
             work.validate().map_err(section("work"))?;
         }
+        self.gateway.validate()?;
         Ok(())
     }
 }

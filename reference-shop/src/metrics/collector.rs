@@ -185,6 +185,16 @@ impl Collector for PrimitivesCollector {
                 ([("timeout", "request".to_owned())], conn.deadlines_exceeded),
             ],
         )?;
+        labelled(
+            &mut e,
+            "shop_tls_handshakes_refused",
+            "Connections closed before HTTP because their TLS handshake failed (plaintext, no or an unknown client certificate) or timed out",
+            MetricType::Counter,
+            &[
+                ([("reason", "failed".to_owned())], conn.tls_handshakes_failed),
+                ([("reason", "timeout".to_owned())], conn.tls_handshake_timeouts),
+            ],
+        )?;
 
         let c = status.cache;
         counter(&mut e, "levee_cache_hits", "Product reads answered from the cache", c.hits)?;

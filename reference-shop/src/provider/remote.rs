@@ -15,6 +15,7 @@
 
 use axum::body::Bytes;
 use axum::http::{self, StatusCode, header};
+use levee::client::tls::TlsConfig;
 use levee::client::{Client, EndpointStats, IDEMPOTENCY_KEY};
 use serde::Serialize;
 
@@ -69,24 +70,26 @@ impl ProviderEndpointStatus {
 }
 
 impl RemoteProvider {
-    /// A client for the replicas of `config` (`urls`, `standby_urls`).
+    /// A client for the replicas of `config` (`urls`, `standby_urls`), over mutual TLS
+    /// when `tls` is given (`[server.tls]`'s client side, verifying the replicas as
+    /// `provider`).
     ///
     /// # Errors
     /// An invalid setting of `[provider]`, named by its path.
-    pub fn new(config: &ProviderConfig) -> Result<Self, SettingError> {
-        let client = Client::builder()
+    pub fn new(config: &ProviderConfig, tls: Option<TlsConfig>) -> Result<Self, SettingError> {
+        let mut builder = Client::builder()
             .endpoints(config.endpoints()?)
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
             .max_attempts(config.max_attempts)
-            .breaker(config.endpoint_breaker.clone())
-            .build()
-            .map_err(|e| match e {
-                levee::client::BuildError::Config(e) => section("provider")(e),
-                other => {
-                    section("provider")(levee::core::ConfigError::new("urls", other.to_string()))
-                }
-            })?;
+            .breaker(config.endpoint_breaker.clone());
+        if let Some(tls) = tls {
+            builder = builder.tls(tls);
+        }
+        let client = builder.build().map_err(|e| match e {
+            levee::client::BuildError::Config(e) => section("provider")(e),
+            other => section("provider")(levee::core::ConfigError::new("urls", other.to_string())),
+        })?;
         Ok(Self { client })
     }
 
@@ -218,7 +221,7 @@ mod tests {
             max_attempts: 1,
             ..ProviderConfig::default()
         };
-        let remote = RemoteProvider::new(&config).unwrap();
+        let remote = RemoteProvider::new(&config, None).unwrap();
         let payment = PaymentConfig {
             attempt_timeout: Duration::from_millis(300),
             ..PaymentConfig::default()
@@ -250,7 +253,7 @@ mod tests {
         // A port nobody listens on (bound, then closed).
         let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let config = ProviderConfig { urls: vec![format!("http://{addr}")], ..Default::default() };
-        let remote = RemoteProvider::new(&config).unwrap();
+        let remote = RemoteProvider::new(&config, None).unwrap();
         assert_eq!(remote.charge(1, 1, "tok_visa").await, Err(ProviderError::Unavailable));
         assert_eq!(remote.refund(1).await, Err(ProviderError::Unavailable));
     }

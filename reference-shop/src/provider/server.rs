@@ -10,7 +10,9 @@
 //! | `GET`, `PUT /admin/faults` | the injected faults ([`FaultPatch`]), behind `server.admin_token` |
 //!
 //! It serves on the shop's own listener (`crate::http::serve`): `server.addr`, the
-//! connection limits and read timeouts of `server.clients`, `server.max_body_bytes`. Charges
+//! connection limits and read timeouts of `server.clients`, `server.max_body_bytes`, and
+//! mutual TLS when `[server.tls]` is set (its certificate is `reference-shop certs`'s
+//! `provider`). Charges
 //! and refunds run under levee-client's `DeadlineLayer`: a call whose caller's deadline
 //! (`levee-timeout`) has passed gets 504 and the work stops. It starts with the faults of
 //! `[provider]` (`latency`, `failure_rate`) and keeps its charges in `provider.ledger_dir`
@@ -83,6 +85,9 @@ pub enum ProviderStartError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The TLS files of `[server.tls]` cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::config::TlsSettingsError),
     /// The ledger directory could not be created.
     #[error("provider.ledger_dir `{}`: {source}", path.display())]
     Ledger {
@@ -141,10 +146,11 @@ impl RunningProvider {
             admin_token: config.server.admin_token.clone(),
         });
         let app = router(state, config.server.max_body_bytes);
+        let tls = config.server.tls.server()?;
         let (stop, stopped) = watch::channel(false);
         let limits = config.server.clients.clone();
         let server = tokio::spawn(async move {
-            crate::http::serve(listener, app, connections, &limits, stopped).await;
+            crate::http::serve(listener, app, connections, &limits, tls, stopped).await;
         });
         tracing::info!(%addr, ledger = ?settings.ledger_dir, "payment provider listening");
         Ok(Self { addr, provider, stop, server })
