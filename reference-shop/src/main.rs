@@ -86,6 +86,9 @@ async fn main() -> std::process::ExitCode {
             | Service::Orders
             | Service::Payment
             | Service::Notification) => serve(config, s).await,
+            Service::Provider => {
+                reference_shop::provider::server::run(config, shutdown_signal()).await
+            }
         },
         Command::PrintConfig => match toml::to_string_pretty(&config) {
             Ok(text) => {

@@ -22,6 +22,8 @@ pub enum Service {
     Payment,
     /// The `notification-*` consumers and the notification read routes.
     Notification,
+    /// The simulated payment provider alone, over HTTP (`crate::provider::server`).
+    Provider,
 }
 
 impl Service {
@@ -35,6 +37,7 @@ impl Service {
             Self::Orders => "orders",
             Self::Payment => "payment",
             Self::Notification => "notification",
+            Self::Provider => "provider",
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::faults::{FaultSettings, Faults};
 use crate::guard::PaymentGuard;
 use crate::http::{Connections, Edge};
 use crate::metrics::{Metrics, ShopCounters};
-use crate::provider::PaymentProvider;
+use crate::provider::{PaymentProvider, Provider, RemoteProvider};
 use crate::role::Service;
 use crate::services::{
     Carts, Catalog, Customers, Infra, LiveControl, Notifications, Operations, Orders, Payments,
@@ -152,7 +152,12 @@ impl Shop {
         let customers = Arc::new(Customers::new(&infra, &config.cache.customers)?);
         let caps = HoldingCaps::new(&config.limits);
         let carts = Arc::new(Carts::new(&infra, Arc::clone(&catalog), &config.orders, caps));
-        let provider = Arc::new(PaymentProvider::new(Arc::clone(&faults)));
+        let provider = if config.provider.is_remote() {
+            let tls = config.server.tls.client(Some("provider"))?;
+            Provider::Remote(RemoteProvider::new(&config.provider, tls)?)
+        } else {
+            Provider::Local(Arc::new(PaymentProvider::new(Arc::clone(&faults))))
+        };
         let (guard, shared_breaker) = match &config.payment.shared_breaker {
             Some(shared) => {
                 let (guard, joined) = PaymentGuard::with_breaker(

@@ -27,6 +27,7 @@ mod env;
 mod gateway;
 mod limits;
 mod protections;
+mod provider;
 mod queue;
 mod redis;
 mod replicas;
@@ -50,6 +51,7 @@ use env::Layer;
 pub use gateway::GatewayConfig;
 pub use limits::{BadProxy, LimitsConfig, TrustedProxy};
 pub use protections::ProtectionsConfig;
+pub use provider::ProviderConfig;
 pub use queue::{QueueBackend, durable_dir};
 pub use redis::RedisEdgeConfig;
 pub use replicas::ReplicasConfig;
@@ -413,23 +415,6 @@ impl Default for QueueConfig {
     }
 }
 
-/// Starting behaviour of the simulated payment provider (changeable at run time).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ProviderConfig {
-    /// Added latency of every call.
-    #[serde(with = "levee::core::serde_duration")]
-    pub latency: Duration,
-    /// Share of calls that fail as "unavailable", 0.0 to 1.0.
-    pub failure_rate: f64,
-}
-
-impl Default for ProviderConfig {
-    fn default() -> Self {
-        Self { latency: Duration::from_millis(20), failure_rate: 0.0 }
-    }
-}
-
 /// Readiness settings: when `/health/ready` says the shop should get no traffic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -575,9 +560,7 @@ impl Config {
                 shop("queue", E { setting, ..e })
             })?;
         }
-        if !(0.0..=1.0).contains(&self.provider.failure_rate) {
-            return Err(shop("provider", E::new("failure_rate", "must lie in 0.0..=1.0")));
-        }
+        self.provider.validate()?;
         E::require_positive("store_timeout", self.health.store_timeout)
             .map_err(section("health"))?;
         if let Some(work) = &self.work {

@@ -41,10 +41,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 
-pub(crate) use auth::{Admin, is_admin_token};
+pub(crate) use auth::{Admin, has_admin_token, is_admin_token};
 pub use connections::{ConnectionPermit, ConnectionStats, Connections, DeadlinePipeline, Refused};
 pub(crate) use customers::{behind_edge, signup};
 pub use edge::{ClientKey, ClientLimitLayer, Edge, EdgeStats, refused, throttled_body};
+pub(crate) use extract::ApiJson;
 pub use identity::{Client, ClientAddr, ClientAddrs, identify};
 pub use openapi::{document as openapi_document, document_text as openapi_text};
 pub use protocol::MAX_HEADER_BYTES;

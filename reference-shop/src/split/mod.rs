@@ -138,8 +138,9 @@ pub fn router(shop: Arc<Shop>, service: Service) -> Result<Router, StartError> {
         Service::Catalog => catalog_routes(),
         Service::Orders => order_routes(),
         Service::Notification => notification_routes(),
-        // No customer routes (and `route_layer` wants some).
-        Service::Payment => return Ok(assemble(shop, Router::new())),
+        // No customer routes (and `route_layer` wants some). The provider is no shop service:
+        // `serve --service provider` runs `crate::provider::server` instead (main.rs).
+        Service::Payment | Service::Provider => return Ok(assemble(shop, Router::new())),
         Service::All => return Ok(all(shop)),
     };
     let api = behind_edge(&shop, routes, shop.edge.rate_limit());
