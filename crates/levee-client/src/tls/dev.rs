@@ -157,6 +157,16 @@ impl DevCert {
 }
 
 /// What [`write_dev_certs_with`] does with files already in place.
+///
+/// ```
+/// use levee_client::tls::dev::{self, Existing};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// dev::write_dev_certs_with(dir.path(), &["catalog"], Existing::Refuse).unwrap();
+/// // A second set into the same directory: refused, unless replacing is asked for.
+/// assert!(dev::write_dev_certs_with(dir.path(), &["catalog"], Existing::Refuse).is_err());
+/// assert!(dev::write_dev_certs_with(dir.path(), &["catalog"], Existing::Replace).is_ok());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Existing {
     /// Refuse, and write nothing, when any of the files exists ([`TlsError::Write`] naming
