@@ -47,6 +47,7 @@ pub mod api;
 pub mod app;
 pub mod bus;
 pub mod clock;
+pub mod cluster;
 pub mod compare;
 pub mod config;
 pub mod domain;

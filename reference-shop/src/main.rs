@@ -1,6 +1,6 @@
 //! `reference-shop`: runs the shop (default), the load generator (`loadgen`), the outage side
 //! by side (`outage-compare`), a soak (`soak`), or prints the settings (`print-config`) or the
-//! OpenAPI document (`openapi`).
+//! OpenAPI document (`openapi`), or starts a local cluster of the shop's services (`cluster`).
 //!
 //! Logs go to stderr; stdout carries only what a command prints (the address, the settings,
 //! a report). A shop that cannot start says why on stderr and exits with 2 for settings it
@@ -50,6 +50,9 @@ enum Command {
     /// Mixed traffic with the payment provider slow, failing and back in a cycle against a
     /// shop on this machine; then checks answers, memory and stock accounting.
     Soak(reference_shop::soak::Args),
+    /// Start the shop split into processes on this machine (with PostgreSQL, NATS and Redis),
+    /// supervise them, and stop them all on Ctrl-C.
+    Cluster(reference_shop::cluster::Args),
 }
 
 fn init_logs(json: bool, default: &str) {
@@ -97,6 +100,9 @@ async fn main() -> std::process::ExitCode {
         Command::Loadgen(args) => reference_shop::loadgen::run(args, &config).await,
         Command::OutageCompare(args) => reference_shop::compare::run(args, &config).await,
         Command::Soak(args) => reference_shop::soak::run(args, &config).await,
+        Command::Cluster(args) => {
+            reference_shop::cluster::run(args, cli.config.as_deref(), shutdown_signal()).await
+        }
     }
 }
 
