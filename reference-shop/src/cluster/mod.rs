@@ -259,6 +259,8 @@ fn launches(
             ("SHOP_QUEUE__NATS_URL".to_owned(), servers.nats.clone()),
             ("SHOP_QUEUE__NATS_PREFIX".to_owned(), args.nats_prefix.clone()),
             ("SHOP_EDGE__REDIS__URL".to_owned(), servers.redis.clone()),
+            // Its log is a file: no colour codes in it.
+            ("NO_COLOR".to_owned(), "1".to_owned()),
         ];
         for (var, upstream) in &service.upstreams {
             env.push((var.clone(), urls(&upstream.service, upstream.standby)));

@@ -7,6 +7,8 @@
 //! half started. PostgreSQL refuses to run as root: a cluster started as root runs `initdb`
 //! and `pg_ctl` as the `postgres` user (`runuser`), in a directory that user owns.
 
+use std::ffi::OsString;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -62,41 +64,43 @@ pub struct Missing(pub Vec<String>);
 /// [`Missing`], listing each server that has neither a URL nor a binary, with what to install.
 pub(crate) async fn plan(wanted: &Wanted) -> Result<Plan, Missing> {
     let mut missing = Vec::new();
-    let postgres = match &wanted.postgres_url {
-        Some(url) => Source::Url(url.clone()),
-        None => match find_postgres(wanted.postgres_bin.as_deref()) {
-            Ok(p) => Source::Start(p),
-            Err(m) => {
-                missing.push(m);
-                Source::Url(String::new())
-            }
-        },
+    let postgres = pick(
+        wanted.postgres_url.as_ref(),
+        async { find_postgres(wanted.postgres_bin.as_deref()) },
+        &mut missing,
+    )
+    .await;
+    let nats =
+        pick(wanted.nats_url.as_ref(), find_nats(wanted.nats_server.as_deref()), &mut missing)
+            .await;
+    let find_redis = async {
+        let given = wanted.redis_server.as_deref();
+        binary(given, "redis-server").ok_or_else(|| {
+            format!(
+                "Redis: no redis-server {}; install Debian's `redis-server` package \
+                 (apt-get install redis-server), or give --redis-url redis://HOST:PORT/",
+                where_looked(given)
+            )
+        })
     };
-    let nats = match &wanted.nats_url {
-        Some(url) => Source::Url(url.clone()),
-        None => match find_nats(wanted.nats_server.as_deref()).await {
-            Ok(p) => Source::Start(p),
-            Err(m) => {
-                missing.push(m);
-                Source::Url(String::new())
-            }
-        },
-    };
-    let redis = match &wanted.redis_url {
-        Some(url) => Source::Url(url.clone()),
-        None => match binary(wanted.redis_server.as_deref(), "redis-server") {
-            Some(p) => Source::Start(p),
-            None => {
-                missing.push(format!(
-                    "Redis: no redis-server {}; install Debian's `redis-server` package \
-                     (apt-get install redis-server), or give --redis-url redis://HOST:PORT/",
-                    where_looked(wanted.redis_server.as_deref())
-                ));
-                Source::Url(String::new())
-            }
-        },
-    };
-    if missing.is_empty() { Ok(Plan { postgres, nats, redis }) } else { Err(Missing(missing)) }
+    let redis = pick(wanted.redis_url.as_ref(), find_redis, &mut missing).await;
+    match (postgres, nats, redis) {
+        (Some(postgres), Some(nats), Some(redis)) => Ok(Plan { postgres, nats, redis }),
+        _ => Err(Missing(missing)),
+    }
+}
+
+/// The server's `url` if given, else what `find` finds (run only then); `None` when it finds
+/// nothing, with what to install added to `missing`.
+async fn pick<B>(
+    url: Option<&String>,
+    find: impl Future<Output = Result<B, String>>,
+    missing: &mut Vec<String>,
+) -> Option<Source<B>> {
+    if let Some(url) = url {
+        return Some(Source::Url(url.clone()));
+    }
+    find.await.map(Source::Start).map_err(|m| missing.push(m)).ok()
 }
 
 /// `given` if it is an executable file, else `name` on `PATH`.
@@ -222,6 +226,44 @@ async fn nats_version(bin: &Path) -> Option<(u64, u64)> {
     Some((parts.next()?.ok()?, parts.next()?.ok()?))
 }
 
+/// A server the cluster runs as its child: its name, its directory's name, its arguments.
+#[derive(Debug, Clone, Copy)]
+struct ChildServer {
+    name: &'static str,
+    dir: &'static str,
+    args: fn(dir: &Path, log: &Path, port: u16) -> Vec<OsString>,
+}
+
+impl ChildServer {
+    /// nats-server with JetStream, its store in `dir`.
+    const NATS: Self = Self {
+        name: "nats-server",
+        dir: "nats",
+        args: |dir, log, port| {
+            let mut args: Vec<OsString> = ["--jetstream", "--store_dir"].map(Into::into).into();
+            args.push(dir.into());
+            args.extend(["-a", "127.0.0.1", "-p", &port.to_string(), "--log"].map(Into::into));
+            args.push(log.into());
+            args
+        },
+    };
+    /// redis-server without persistence, in `dir`.
+    const REDIS: Self = Self {
+        name: "redis-server",
+        dir: "redis",
+        args: |dir, log, port| {
+            let mut args: Vec<OsString> =
+                ["--bind", "127.0.0.1", "--port", &port.to_string(), "--dir"]
+                    .map(Into::into)
+                    .into();
+            args.push(dir.into());
+            args.extend(["--save", "", "--appendonly", "no", "--daemonize", "no"].map(Into::into));
+            args.extend(["--logfile".into(), log.into()]);
+            args
+        },
+    };
+}
+
 /// A server the cluster started, stopped by [`Servers::stop`].
 #[derive(Debug)]
 enum Started {
@@ -281,25 +323,14 @@ impl Servers {
         self.nats = match plan.nats {
             Source::Url(url) => url,
             Source::Start(bin) => {
-                let dir = run.join("nats");
-                let log = logs.join("nats.log");
-                let mut cmd = Command::new(bin);
-                cmd.arg("--jetstream").arg("--store_dir").arg(&dir);
-                cmd.args(["-a", "127.0.0.1", "-p", &nats_port.to_string(), "--log"]).arg(&log);
-                self.start_child("nats-server", cmd, nats_port, dir, log).await?;
+                self.start_child(ChildServer::NATS, &bin, nats_port, run, logs).await?;
                 format!("nats://127.0.0.1:{nats_port}")
             }
         };
         self.redis = match plan.redis {
             Source::Url(url) => url,
             Source::Start(bin) => {
-                let dir = run.join("redis");
-                let log = logs.join("redis.log");
-                let mut cmd = Command::new(bin);
-                cmd.args(["--bind", "127.0.0.1", "--port", &redis_port.to_string(), "--dir"]);
-                cmd.arg(&dir).args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
-                cmd.arg("--logfile").arg(&log);
-                self.start_child("redis-server", cmd, redis_port, dir, log).await?;
+                self.start_child(ChildServer::REDIS, &bin, redis_port, run, logs).await?;
                 format!("redis://127.0.0.1:{redis_port}/")
             }
         };
@@ -347,19 +378,22 @@ impl Servers {
         Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
     }
 
-    /// Spawns `cmd` (its output to `log`) and waits until it listens on `port`.
+    /// Spawns `server` from `bin` (its data in `run/<dir>`, its log in `logs/<dir>.log`) and
+    /// waits until it listens on `port`.
     async fn start_child(
         &mut self,
-        name: &'static str,
-        mut cmd: Command,
+        server: ChildServer,
+        bin: &Path,
         port: u16,
-        dir: PathBuf,
-        log: PathBuf,
+        run: &Path,
+        logs: &Path,
     ) -> Result<(), ServerError> {
-        let fail = |message: String| ServerError { server: name, message, log: log.clone() };
+        let (dir, log) = (run.join(server.dir), logs.join(format!("{}.log", server.dir)));
+        let fail = |message: String| ServerError { server: server.name, message, log: log.clone() };
         std::fs::create_dir_all(&dir)
             .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
-        cmd.output_to(&log).map_err(&fail)?;
+        let mut cmd = Command::new(bin);
+        cmd.args((server.args)(&dir, &log, port)).output_to(&log).map_err(&fail)?;
         // Dropped on an error below: killed (`kill_on_drop`).
         let mut child = cmd.kill_on_drop(true).spawn().map_err(|e| fail(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -372,7 +406,7 @@ impl Servers {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        self.started.push(Started::Child { name, child, dir });
+        self.started.push(Started::Child { name: server.name, child, dir });
         Ok(())
     }
 
