@@ -1,14 +1,14 @@
 //! `reference-shop cluster`: the shop split into processes on this machine, with one command.
 //!
 //! 1. Reads the [topology](topology) (`--topology FILE`, or `reference-shop/cluster.toml`).
-//! 2. Finds or starts the [servers](servers): PostgreSQL, NATS JetStream and Redis, each from
+//! 2. Finds or starts the servers: PostgreSQL, NATS JetStream and Redis, each from
 //!    its URL or started from what is installed; a missing one is reported, with what to
 //!    install, before anything starts.
 //! 3. Starts every process, `reference-shop serve --service <name>` of this same binary, one
 //!    at a time, each on a free port of 127.0.0.1 that it keeps across restarts, with the
 //!    servers' URLs and its upstreams' URLs in its environment; waits for each to announce
 //!    its address; prints a table of service, replica, URL and pid.
-//! 4. [Supervises](supervise) them: a process that exits is reported and started again after
+//! 4. Supervises them: a process that exits is reported and started again after
 //!    a backoff, a bounded number of times. Ctrl-C or SIGTERM stops every process (SIGTERM,
 //!    SIGKILL after a grace), then the servers it started, and the command exits 0.
 //!
