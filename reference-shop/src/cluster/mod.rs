@@ -1,6 +1,6 @@
 //! `reference-shop cluster`: the shop split into processes on this machine, with one command.
 //!
-//! 1. Reads the [topology](topology) (`--topology FILE`, or `reference-shop/cluster.toml`).
+//! 1. Reads the [topology] (`--topology FILE`, or `reference-shop/cluster.toml`).
 //! 2. Finds or starts the servers: PostgreSQL, NATS JetStream and Redis, each from
 //!    its URL or started from what is installed; a missing one is reported, with what to
 //!    install, before anything starts.
