@@ -1,10 +1,20 @@
-//! levee-cache beside moka and quick_cache.
+//! levee-cache beside moka and quick_cache. All three hash with foldhash (levee's hasher,
+//! quick_cache's default, moka through `build_with_hasher`; `support/caches.rs`), and every
+//! case makes the same calls on each (`Map`), keys `u64 -> u64`.
 //!
-//! - `cache/hit_1t`, `cache/hit_2t`: a hit on a cache of capacity 20k holding 10k keys
-//!   (u64 -> u64), keys in a fixed random order; 2 threads time the slower one. Target: at
-//!   least 2x moka, not slower than quick_cache.
+//! - `cache/hit_1t`, `cache/hit_2t`: a hit on a cache of capacity 20k holding 10k keys, keys
+//!   in a fixed random order; 2 threads time the slower one. Target: at least 2x moka, not
+//!   slower than quick_cache.
 //! - `cache/hit_1t_cap100k`: the same 10k keys in caches of capacity 100k: a hit should not
 //!   get slower because the capacity is larger.
+//! - `cache/hit_ttl_1t`: `cache/hit_1t` on caches built with a time to live of one hour
+//!   (levee `time_to_live`, moka `time_to_live`; quick_cache has no expiry): every hit checks
+//!   the entry's deadline against the clock.
+//! - `cache/churn_1t`, `cache/churn_2t`: inserts of keys never seen before into caches of
+//!   capacity 10k filled to capacity, so every insert evicts one entry (on 2 threads each
+//!   thread inserts its own keys). Time per insert.
+//! - `cache/mix_1t`, `cache/mix_2t`: 90 % `get`, 10 % `insert` (an overwrite with a new
+//!   value) over the 10k keys of `cache/hit_1t` in the same order.
 //! - `cache/coalesced_miss`: 128 tasks on a 2-worker tokio runtime ask for one cold key at once;
 //!   one load runs (it yields once), everyone gets its value. levee `get_with_async` vs moka
 //!   `future::Cache::get_with`. Time per burst.
@@ -13,8 +23,13 @@
 //!   requests, capacities 1k and 10k, with and without scans) is printed: those figures are
 //!   ratios, not timings (also: `cargo run --release --example cache_hit_ratio`).
 //!
+//! Memory per entry is `benches/cache_memory.rs` (its own binary: a counting allocator would
+//! tax the allocating sides of the timed cases here).
+//!
 //! `cargo bench --bench cache -- --warm-up-time 1 --measurement-time 3`
 
+#[path = "support/caches.rs"]
+mod caches;
 #[path = "support/trace.rs"]
 mod trace;
 
@@ -23,11 +38,15 @@ use std::hint::black_box;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use caches::Map;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use levee_workspace::bench::slowest_thread;
 
 const KEYS: u64 = 10_000;
 const ORDER: usize = 1 << 14;
+/// The first key the churn cases insert: far above the keys the caches were filled with.
+const FRESH: u64 = 1 << 40;
 
 /// Keys in a fixed random order, so each lookup lands somewhere else in the table.
 fn key_order() -> Vec<u64> {
@@ -35,94 +54,130 @@ fn key_order() -> Vec<u64> {
     (0..ORDER).map(|_| rng.next_u64() % KEYS).collect()
 }
 
-/// The `i`-th lookup of thread `t`: the threads start at different places in the key order.
-fn slot(t: usize, i: u64) -> usize {
-    (t * 4099 + i as usize) & (ORDER - 1)
+/// The `n`-th lookup of thread `t`: the threads start at different places in the key order.
+fn slot(t: usize, n: u64) -> usize {
+    (t * 4099 + n as usize) & (ORDER - 1)
 }
 
-struct Caches {
-    levee: levee_cache::Cache<u64, u64>,
-    moka: moka::sync::Cache<u64, u64>,
-    quick: quick_cache::sync::Cache<u64, u64>,
+/// One operation of a case: the `n`-th of thread `t` (`n` counts on across criterion's
+/// samples, so keys meant to be new stay new).
+trait Work: Sync {
+    fn run<M: Map>(&self, cache: &M, t: usize, n: u64);
 }
 
-/// Caches of `capacity` holding the `KEYS` keys.
-fn filled(capacity: u64) -> Caches {
-    let caches = Caches {
-        levee: levee_cache::Cache::new(capacity),
-        moka: moka::sync::Cache::new(capacity),
-        quick: quick_cache::sync::Cache::new(capacity as usize),
-    };
-    for k in 0..KEYS {
-        caches.levee.insert(k, k);
-        caches.moka.insert(k, k);
-        caches.quick.insert(k, k);
+/// A lookup of the next key in the order.
+struct Hits<'a>(&'a [u64]);
+
+impl Work for Hits<'_> {
+    #[inline]
+    fn run<M: Map>(&self, cache: &M, t: usize, n: u64) {
+        black_box(cache.get(self.0[slot(t, n)]));
     }
-    caches.moka.run_pending_tasks();
-    assert!((0..KEYS).all(|k| caches.levee.get(&k).is_some()));
-    caches
 }
 
-fn hit_1t(c: &mut Criterion) {
-    hit_1t_at(c, "cache/hit_1t", 2 * KEYS);
-    hit_1t_at(c, "cache/hit_1t_cap100k", 100_000);
+/// An insert of a key no thread inserted before.
+struct Churn;
+
+impl Work for Churn {
+    #[inline]
+    fn run<M: Map>(&self, cache: &M, t: usize, n: u64) {
+        cache.insert(FRESH + 2 * n + t as u64, n);
+    }
 }
 
-/// One thread's hits on the `KEYS` keys in caches of `capacity`.
-fn hit_1t_at(c: &mut Criterion, name: &str, capacity: u64) {
-    let caches = filled(capacity);
-    let order = key_order();
+/// Nine lookups in ten, else an overwrite, of the next key in the order.
+struct Mix<'a>(&'a [u64]);
+
+impl Work for Mix<'_> {
+    #[inline]
+    fn run<M: Map>(&self, cache: &M, t: usize, n: u64) {
+        let key = self.0[slot(t, n)];
+        if n % 10 == 9 {
+            cache.insert(key, n);
+        } else {
+            black_box(cache.get(key));
+        }
+    }
+}
+
+/// `work` on `cache` as benchmark `name` of `group`, on `threads` threads (more than one:
+/// timing the slower thread, per operation of one thread).
+fn run<M: Map, W: Work>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    threads: usize,
+    cache: &M,
+    work: &W,
+) {
+    let mut next = 0u64;
+    if threads == 1 {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                next += 1;
+                work.run(cache, 0, next);
+            })
+        });
+    } else {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = next;
+                next += iters;
+                slowest_thread(threads, iters, |t, i| work.run(cache, t, start + i))
+            })
+        });
+    }
+}
+
+/// Group `name`: `work` on levee, moka and (unless `ttl`: it has no expiry) quick_cache,
+/// each of `capacity` holding `filled` keys.
+fn compare<W: Work>(
+    c: &mut Criterion,
+    name: &str,
+    threads: usize,
+    (capacity, filled): (u64, u64),
+    ttl: Option<Duration>,
+    work: W,
+) {
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
-    let mut i = 0usize;
-    group.bench_function("levee", |b| {
-        b.iter(|| {
-            i = (i + 1) & (ORDER - 1);
-            black_box(caches.levee.get(&order[i]))
-        })
-    });
-    group.bench_function("moka", |b| {
-        b.iter(|| {
-            i = (i + 1) & (ORDER - 1);
-            black_box(caches.moka.get(&order[i]))
-        })
-    });
-    group.bench_function("quick_cache", |b| {
-        b.iter(|| {
-            i = (i + 1) & (ORDER - 1);
-            black_box(caches.quick.get(&order[i]))
-        })
-    });
+    let levee = caches::fill(caches::levee(capacity, ttl), filled);
+    if capacity >= 2 * filled {
+        // Room to spare in every shard: the hit cases hit on every key.
+        assert!((0..filled).all(|k| levee.get(&k).is_some()));
+    }
+    run(&mut group, "levee", threads, &levee, &work);
+    drop(levee);
+    run(&mut group, "moka", threads, &caches::fill(caches::moka(capacity, ttl), filled), &work);
+    if ttl.is_none() {
+        run(
+            &mut group,
+            "quick_cache",
+            threads,
+            &caches::fill(caches::quick(capacity), filled),
+            &work,
+        );
+    }
     group.finish();
 }
 
-fn hit_2t(c: &mut Criterion) {
-    let caches = filled(2 * KEYS);
+fn hit(c: &mut Criterion) {
     let order = key_order();
-    let mut group = c.benchmark_group("cache/hit_2t");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("levee", |b| {
-        b.iter_custom(|iters| {
-            slowest_thread(2, iters, |t, i| {
-                black_box(caches.levee.get(&order[slot(t, i)]));
-            })
-        })
-    });
-    group.bench_function("moka", |b| {
-        b.iter_custom(|iters| {
-            slowest_thread(2, iters, |t, i| {
-                black_box(caches.moka.get(&order[slot(t, i)]));
-            })
-        })
-    });
-    group.bench_function("quick_cache", |b| {
-        b.iter_custom(|iters| {
-            slowest_thread(2, iters, |t, i| {
-                black_box(caches.quick.get(&order[slot(t, i)]));
-            })
-        })
-    });
-    group.finish();
+    compare(c, "cache/hit_1t", 1, (2 * KEYS, KEYS), None, Hits(&order));
+    compare(c, "cache/hit_1t_cap100k", 1, (100_000, KEYS), None, Hits(&order));
+    compare(c, "cache/hit_2t", 2, (2 * KEYS, KEYS), None, Hits(&order));
+    let hour = Some(Duration::from_secs(3600));
+    compare(c, "cache/hit_ttl_1t", 1, (2 * KEYS, KEYS), hour, Hits(&order));
+}
+
+fn churn(c: &mut Criterion) {
+    compare(c, "cache/churn_1t", 1, (KEYS, KEYS), None, Churn);
+    compare(c, "cache/churn_2t", 2, (KEYS, KEYS), None, Churn);
+}
+
+fn mix(c: &mut Criterion) {
+    let order = key_order();
+    compare(c, "cache/mix_1t", 1, (2 * KEYS, KEYS), None, Mix(&order));
+    compare(c, "cache/mix_2t", 2, (2 * KEYS, KEYS), None, Mix(&order));
 }
 
 const TASKS: u64 = 128;
@@ -171,7 +226,9 @@ fn coalesced_miss(c: &mut Criterion) {
     });
     assert_eq!(levee.stats().loads, next, "one load per burst");
 
-    let moka: moka::future::Cache<u64, u64> = moka::future::Cache::new(100_000);
+    let moka: moka::future::Cache<u64, u64, caches::Hasher> = moka::future::Cache::builder()
+        .max_capacity(100_000)
+        .build_with_hasher(caches::Hasher::default());
     group.bench_function("moka", |b| {
         b.iter_custom(|iters| {
             bursts(&rt, iters, &mut next, |key| {
@@ -201,25 +258,24 @@ fn zipf_replay(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("levee", |b| {
         b.iter(|| {
-            let cache: levee_cache::Cache<u64, u64> = levee_cache::Cache::new(KEYS);
-            trace::replay(&trace, |k| cache.get(&k).is_some(), |k| cache.insert(k, k))
+            let cache = caches::levee(KEYS, None);
+            trace::replay(&trace, |k| Map::get(&cache, k).is_some(), |k| Map::insert(&cache, k, k))
         })
     });
     group.bench_function("moka", |b| {
         b.iter(|| {
-            let cache: moka::sync::Cache<u64, u64> = moka::sync::Cache::new(KEYS);
-            trace::replay(&trace, |k| cache.get(&k).is_some(), |k| cache.insert(k, k))
+            let cache = caches::moka(KEYS, None);
+            trace::replay(&trace, |k| Map::get(&cache, k).is_some(), |k| Map::insert(&cache, k, k))
         })
     });
     group.bench_function("quick_cache", |b| {
         b.iter(|| {
-            let cache: quick_cache::sync::Cache<u64, u64> =
-                quick_cache::sync::Cache::new(KEYS as usize);
-            trace::replay(&trace, |k| cache.get(&k).is_some(), |k| cache.insert(k, k))
+            let cache = caches::quick(KEYS);
+            trace::replay(&trace, |k| Map::get(&cache, k).is_some(), |k| Map::insert(&cache, k, k))
         })
     });
     group.finish();
 }
 
-criterion_group!(benches, hit_1t, hit_2t, coalesced_miss, zipf_replay);
+criterion_group!(benches, hit, churn, mix, coalesced_miss, zipf_replay);
 criterion_main!(benches);

@@ -641,6 +641,7 @@ fn alloc_and_memory(_: &mut Bench) {
             .clock(clock.clone())
             .build()
             .expect("valid quota");
+        let levee_empty = ALLOC.live_bytes() - before;
         (0..keys).for_each(|k| {
             let _ = keyed.check(&k);
         });
@@ -658,6 +659,7 @@ fn alloc_and_memory(_: &mut Bench) {
                 set.clone(),
                 Hasher::default(),
             );
+        let governor_empty = ALLOC.live_bytes() - before;
         (0..keys).for_each(|k| {
             let _ = governor.check_key(&k);
         });
@@ -667,13 +669,20 @@ fn alloc_and_memory(_: &mut Bench) {
         governor.shrink_to_fit();
         let governor_after = ALLOC.live_bytes() - before;
         drop(governor);
+        let label = if keys >= 1_000_000 {
+            format!("{}M", keys / 1_000_000)
+        } else {
+            format!("{}k", keys / 1000)
+        };
         println!(
-            "alloc_and_memory: {keys} u64 keys: bytes per key levee {:.1}, governor {:.1}; \
-             after all refilled and reclaimed: levee {} B, governor {} B",
+            "alloc_and_memory: bytes per key at {label} u64 keys: levee {:.1}, governor {:.1}",
             levee_full as f64 / keys as f64,
             governor_full as f64 / keys as f64,
-            levee_after,
-            governor_after,
+        );
+        println!(
+            "alloc_and_memory: bytes left after {label} u64 keys seen once, all refilled and \
+             reclaimed: levee {levee_after}, governor {governor_after} (an empty limiter: levee \
+             {levee_empty}, governor {governor_empty})",
         );
     }
 }

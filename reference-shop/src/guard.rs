@@ -417,7 +417,7 @@ impl PaymentGuard {
             Stages::Protected(p) => p.clock(),
             Stages::Bare(p) => p.clock(),
         };
-        let attempt = |_ctx: PolicyContext<'_>| self.attempt(clock, f, is_fault);
+        let attempt = |ctx: PolicyContext<'_>| self.attempt(clock, ctx.deadline(), f, is_fault);
         match stages {
             Stages::Protected(p) => p.execute(attempt).await,
             Stages::Bare(p) => p.execute(attempt).await,
@@ -425,10 +425,14 @@ impl PaymentGuard {
     }
 
     /// One provider call: counted, an answer's latency noted for the checkout's deadline; a
-    /// fault is `Err`, an answer that is not a fault (a decline) `Ok(Err(_))`.
+    /// fault is `Err`, an answer that is not a fault (a decline) `Ok(Err(_))`. The call runs
+    /// with the pipeline's `deadline` (the tightest of its timeouts, a shop clock reading) as
+    /// levee-client's task deadline, so a remote provider call sends what is left in its
+    /// `levee-timeout` header.
     async fn attempt<T, E, F, Fut>(
         &self,
         clock: &ShopClock,
+        deadline: Option<u64>,
         f: &F,
         is_fault: &(impl Fn(&E) -> bool + Sync),
     ) -> Result<Result<T, E>, E>
@@ -438,7 +442,15 @@ impl PaymentGuard {
     {
         self.counters.calls.incr();
         let started = clock.now();
-        let answer = match f().await {
+        let call = f();
+        let outcome = match deadline {
+            Some(at) => {
+                let deadline = levee::client::Deadline::at(Arc::new(clock.clone()), at);
+                deadline.scope(call).await
+            }
+            None => call.await,
+        };
+        let answer = match outcome {
             Ok(v) => Ok(v),
             Err(e) if is_fault(&e) => {
                 self.counters.faults.incr();

@@ -15,6 +15,8 @@
 //!   database contention retried by a levee-policy retry ([`store`]).
 //! - Unpaid orders cancelled, and cart reservations ended, by timers ([`timeouts`]).
 //! - A storefront and an operator page, plain HTML ([`pages`]).
+//! - Split mode: each service as its own process on a shared PostgreSQL and NATS ([`split`]),
+//!   behind a gateway that routes through levee's service client ([`gateway`]).
 //! - Settings that embed levee's own serde settings types ([`config`]).
 //! - `/metrics`, liveness and readiness (`/health/live`, `/health/ready`), an admin API, a data
 //!   directory one shop at a time, graceful shutdown ([`app`]), a load generator
@@ -46,12 +48,14 @@
 pub mod api;
 pub mod app;
 pub mod bus;
+pub mod certs;
 pub mod clock;
 pub mod cluster;
 pub mod compare;
 pub mod config;
 pub mod domain;
 pub mod faults;
+pub mod gateway;
 pub mod guard;
 pub mod http;
 pub mod loadgen;
@@ -61,7 +65,9 @@ pub mod provider;
 pub mod role;
 pub mod services;
 pub mod soak;
+pub mod split;
 pub mod store;
+pub mod sweep;
 pub mod timeouts;
 pub mod work;
 

@@ -1,6 +1,7 @@
 //! `reference-shop`: runs the shop (default), the load generator (`loadgen`), the outage side
 //! by side (`outage-compare`), a soak (`soak`), or prints the settings (`print-config`) or the
-//! OpenAPI document (`openapi`), or starts a local cluster of the shop's services (`cluster`).
+//! OpenAPI document (`openapi`), writes development certificates (`certs`), or starts a local
+//! cluster of the shop's services (`cluster`).
 //!
 //! Logs go to stderr; stdout carries only what a command prints (the address, the settings,
 //! a report). A shop that cannot start says why on stderr and exits with 2 for settings it
@@ -50,6 +51,8 @@ enum Command {
     /// Mixed traffic with the payment provider slow, failing and back in a cycle against a
     /// shop on this machine; then checks answers, memory and stock accounting.
     Soak(reference_shop::soak::Args),
+    /// Write a development CA and a certificate + key per service for `[server.tls]`.
+    Certs(reference_shop::certs::Args),
     /// Start the shop split into processes on this machine (with PostgreSQL, NATS and Redis),
     /// supervise them, and stop them all on Ctrl-C.
     Cluster(reference_shop::cluster::Args),
@@ -81,7 +84,15 @@ async fn main() -> std::process::ExitCode {
     let command = cli.command.unwrap_or(Command::Serve(ServeArgs { service: Service::All }));
     match command {
         Command::Serve(args) => match args.service {
-            Service::All => serve(config).await,
+            Service::All => serve(config, Service::All).await,
+            s @ (Service::Gateway
+            | Service::Catalog
+            | Service::Orders
+            | Service::Payment
+            | Service::Notification) => serve(config, s).await,
+            Service::Provider => {
+                reference_shop::provider::server::run(config, shutdown_signal()).await
+            }
         },
         Command::PrintConfig => match toml::to_string_pretty(&config) {
             Ok(text) => {
@@ -100,26 +111,34 @@ async fn main() -> std::process::ExitCode {
         Command::Loadgen(args) => reference_shop::loadgen::run(args, &config).await,
         Command::OutageCompare(args) => reference_shop::compare::run(args, &config).await,
         Command::Soak(args) => reference_shop::soak::run(args, &config).await,
+        Command::Certs(args) => reference_shop::certs::run(&args),
         Command::Cluster(args) => {
             reference_shop::cluster::run(args, cli.config.as_deref(), shutdown_signal()).await
         }
     }
 }
 
-async fn serve(config: Config) -> std::process::ExitCode {
-    let shop = match RunningShop::start(config, ShopClock::system()).await {
+async fn serve(config: Config, service: Service) -> std::process::ExitCode {
+    let shop = match RunningShop::start_as(config, ShopClock::system(), service).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("reference-shop: cannot start: {e}");
-            let code = if matches!(e, StartError::Config(_)) { 2 } else { 1 };
+            let code = if matches!(e, StartError::Config(_) | StartError::Tls(_)) { 2 } else { 1 };
             return std::process::ExitCode::from(code);
         }
     };
-    println!(
-        "reference shop on http://{} (try: curl http://{}/products?limit=3)",
-        shop.addr(),
-        shop.addr()
-    );
+    let addr = shop.addr();
+    let tls = shop.shop().config.server.tls.files().is_some();
+    match (service, tls) {
+        (Service::All | Service::Gateway, false) => {
+            println!("reference shop on http://{addr} (try: curl http://{addr}/products?limit=3)");
+        }
+        (Service::All | Service::Gateway, true) => println!(
+            "reference shop on https://{addr} (mutual TLS; try: curl --cacert CA --cert CERT --key KEY https://{addr}/products?limit=3)"
+        ),
+        (_, false) => println!("reference shop on http://{addr} ({service} service)"),
+        (_, true) => println!("reference shop on https://{addr} ({service} service, mutual TLS)"),
+    }
     shutdown_signal().await;
     shop.shutdown().await;
     std::process::ExitCode::SUCCESS

@@ -10,6 +10,20 @@ pub enum Service {
     /// Everything in one process (the default).
     #[default]
     All,
+    /// The edge (limits, sign-up, API keys) routing to the other services
+    /// ([`crate::gateway`]).
+    Gateway,
+    /// Product reads.
+    Catalog,
+    /// Carts and orders, their timers, the `orders` consumer of payment events and the
+    /// outbox relay.
+    Orders,
+    /// The `payment` consumer of order events (calls the payment provider).
+    Payment,
+    /// The `notification-*` consumers and the notification read routes.
+    Notification,
+    /// The simulated payment provider alone, over HTTP (`crate::provider::server`).
+    Provider,
 }
 
 impl Service {
@@ -18,6 +32,12 @@ impl Service {
     pub fn name(self) -> &'static str {
         match self {
             Self::All => "all",
+            Self::Gateway => "gateway",
+            Self::Catalog => "catalog",
+            Self::Orders => "orders",
+            Self::Payment => "payment",
+            Self::Notification => "notification",
+            Self::Provider => "provider",
         }
     }
 }

@@ -229,6 +229,12 @@ impl<T, C: Codec<T>> NatsBrokerBuilder<T, C> {
         self
     }
 
+    /// Sets [`NatsConfig::idle_subscription_expiry`].
+    pub fn idle_subscription_expiry(mut self, expiry: Duration) -> Self {
+        self.config.idle_subscription_expiry = Some(expiry);
+        self
+    }
+
     /// Replaces every setting.
     pub fn config(mut self, config: NatsConfig) -> Self {
         self.config = config;

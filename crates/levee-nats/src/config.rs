@@ -67,6 +67,18 @@ pub struct NatsConfig {
     /// "double ack"). With it, a verb that returned `Ok` took effect; without it a verb lost
     /// in a disconnect surfaces later as a redelivery. Default `true`.
     pub confirm_acks: bool,
+    /// Delete a subscription nobody has received from for this long, with what it had not
+    /// acknowledged (JetStream's consumer `inactive_threshold`). Default `None`: kept for
+    /// ever.
+    ///
+    /// Set it for a broker whose subscriptions belong to one process each (a replica's own
+    /// inbox, named after the replica): when that process is gone for good, its subscription
+    /// would otherwise hold every message published to the topic until the topic's backlog
+    /// is full and publishes are refused for everyone. Never set it for shared work
+    /// subscriptions, which must keep their messages while all their consumers are down. A
+    /// process that was silent for longer and receives again gets a new, empty subscription
+    /// of the same name.
+    pub idle_subscription_expiry: Option<Duration>,
 }
 
 impl NatsConfig {
@@ -83,6 +95,7 @@ impl NatsConfig {
             replicas: 1,
             max_ack_pending: 10_000,
             confirm_acks: true,
+            idle_subscription_expiry: None,
         }
     }
 
@@ -90,7 +103,8 @@ impl NatsConfig {
     ///
     /// # Errors
     /// A [`ConfigError`] for an empty url, a prefix that is empty or holds anything but
-    /// `A-Z a-z 0-9 _`, a zero timeout, zero replicas or a `max_ack_pending` below 1.
+    /// `A-Z a-z 0-9 _`, a zero timeout, zero replicas, a `max_ack_pending` below 1, or an
+    /// `idle_subscription_expiry` under a second.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.url.trim().is_empty() {
             return Err(ConfigError::new("url", "must not be empty"));
@@ -106,6 +120,11 @@ impl NatsConfig {
         ConfigError::require_nonzero("replicas", self.replicas)?;
         if self.max_ack_pending < 1 {
             return Err(ConfigError::new("max_ack_pending", "must be at least 1"));
+        }
+        if self.idle_subscription_expiry.is_some_and(|d| d < Duration::from_secs(1)) {
+            // A subscription that receives long-polls for up to its wait; under a second, a
+            // live one could expire between two receives.
+            return Err(ConfigError::new("idle_subscription_expiry", "must be at least 1 s"));
         }
         Ok(())
     }
@@ -125,7 +144,11 @@ mod tests {
             (NatsConfig { prefix: String::new(), ..base.clone() }, "prefix"),
             (NatsConfig { request_timeout: Duration::ZERO, ..base.clone() }, "request_timeout"),
             (NatsConfig { replicas: 0, ..base.clone() }, "replicas"),
-            (NatsConfig { max_ack_pending: 0, ..base }, "max_ack_pending"),
+            (NatsConfig { max_ack_pending: 0, ..base.clone() }, "max_ack_pending"),
+            (
+                NatsConfig { idle_subscription_expiry: Some(Duration::from_millis(999)), ..base },
+                "idle_subscription_expiry",
+            ),
         ];
         for (config, setting) in cases {
             assert_eq!(config.validate().unwrap_err().setting, setting);

@@ -18,6 +18,7 @@
 //! | backoff | the delay of the adapter's `-NAK` after the n-th failure (JetStream's own `backoff` would stretch the ack wait of lease expiries instead) |
 //! | message id, dedup window | `Nats-Msg-Id` and the stream's duplicate window (`Publish::Duplicate` names the original's sequence) |
 //! | `max_backlog` + `Overflow::Reject` / `Wait` | the stream's `max_msgs` with discard-new (the smallest backlog of the topic's subscriptions); `Wait` retries with backoff for up to `full_wait` |
+//! | a subscription nobody receives from any more | kept with its backlog (interest retention), unless [`NatsConfig::idle_subscription_expiry`] is set: then the consumer's `inactive_threshold`, and a receive that finds it deleted makes it again, empty |
 //! | payload | bytes through a [`Codec`] ([`Json`] by default); headers as NATS headers (`Nats-*` and `Levee-*` names are reserved) |
 //!
 //! What JetStream does not have is built on its own primitives:

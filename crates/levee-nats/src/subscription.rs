@@ -160,7 +160,9 @@ type Parked = BTreeMap<String, BTreeMap<u64, Box<jetstream::Message>>>;
 pub(crate) struct SubShared {
     pub(crate) topic: Arc<TopicHandle>,
     pub(crate) config: SubscriptionConfig,
-    pub(crate) consumer: PullConsumer,
+    /// The JetStream consumer; replaced when the server deleted it (idle expiry, or by hand)
+    /// and [`NatsBroker::recreate_consumer`] made it again.
+    consumer: Mutex<Arc<PullConsumer>>,
     pub(crate) client: async_nats::Client,
     pub(crate) confirm_acks: bool,
     pub(crate) request_timeout: Duration,
@@ -181,6 +183,10 @@ impl Drop for SubShared {
 impl SubShared {
     fn lock_parked(&self) -> std::sync::MutexGuard<'_, Parked> {
         self.parked.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_consumer(&self) -> std::sync::MutexGuard<'_, Arc<PullConsumer>> {
+        self.consumer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn now(&self) -> u64 {
@@ -302,9 +308,6 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
             )));
         }
         let handle = self.ensure_topic(topic, &TopicConfig::default()).await?;
-        let names = &handle.names;
-        let stored = serde_json::to_string(&config)
-            .map_err(|e| BrokerError::Codec { reason: e.to_string() })?;
         let consumer: PullConsumer = match handle.stream.get_consumer(&config.name).await {
             Ok(existing) => {
                 let mut existing: PullConsumer = existing;
@@ -320,31 +323,14 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
                 }
                 existing
             }
-            Err(_) => handle
-                .stream
-                .create_consumer(jetstream::consumer::pull::Config {
-                    durable_name: Some(config.name.clone()),
-                    filter_subjects: names.consumer_filters(&config.name, config.filter.as_deref()),
-                    // A subscription sees what is published after it exists (as in-process).
-                    deliver_policy: jetstream::consumer::DeliverPolicy::New,
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: config.ack_wait,
-                    // levee counts handler failures and lease expiries apart (JetStream's one
-                    // count mixes them), so the adapter enforces both limits itself.
-                    max_deliver: -1,
-                    max_ack_pending: self.shared.config.max_ack_pending,
-                    metadata: [(META_CONFIG.to_owned(), stored)].into_iter().collect(),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| nats("create subscription", &e))?,
+            Err(_) => self.create_consumer(&handle, &config).await?,
         };
         self.bound_topic(&handle, &config).await?;
         handle.add_route(&config);
         let shared = Arc::new(SubShared {
             topic: Arc::clone(&handle),
             config,
-            consumer,
+            consumer: Mutex::new(Arc::new(consumer)),
             client: self.shared.client.clone(),
             confirm_acks: self.shared.config.confirm_acks,
             request_timeout: self.shared.config.request_timeout,
@@ -354,6 +340,60 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
         });
         shared.spawn_keeper();
         Ok(NatsSubscription { shared })
+    }
+
+    /// Creates the JetStream consumer behind subscription `config` on `handle`'s topic.
+    async fn create_consumer(
+        &self,
+        handle: &TopicHandle,
+        config: &SubscriptionConfig,
+    ) -> Result<PullConsumer, BrokerError> {
+        let stored = serde_json::to_string(config)
+            .map_err(|e| BrokerError::Codec { reason: e.to_string() })?;
+        handle
+            .stream
+            .create_consumer(jetstream::consumer::pull::Config {
+                durable_name: Some(config.name.clone()),
+                filter_subjects: handle
+                    .names
+                    .consumer_filters(&config.name, config.filter.as_deref()),
+                // A subscription sees what is published after it exists (as in-process).
+                deliver_policy: jetstream::consumer::DeliverPolicy::New,
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                // levee counts handler failures and lease expiries apart (JetStream's one
+                // count mixes them), so the adapter enforces both limits itself.
+                max_deliver: -1,
+                max_ack_pending: self.shared.config.max_ack_pending,
+                inactive_threshold: self.shared.config.idle_subscription_expiry.unwrap_or_default(),
+                metadata: [(META_CONFIG.to_owned(), stored)].into_iter().collect(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats("create subscription", &e))
+    }
+
+    /// After a failed pull: if the server no longer has `sub`'s consumer (it expired while
+    /// nobody received, or an operator deleted it), makes it again, empty, so the next
+    /// receive works. Any other failure is left to the caller's error.
+    async fn recreate_consumer(&self, sub: &SubShared) {
+        if sub
+            .topic
+            .stream
+            .get_consumer::<jetstream::consumer::pull::Config>(&sub.config.name)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        // Unreachable server: the next receive fails and comes back here.
+        if let Ok(consumer) = self.create_consumer(&sub.topic, &sub.config).await {
+            *sub.lock_consumer() = Arc::new(consumer);
+            tracing::warn!(
+                subscription = %sub.config.name,
+                "levee-nats: the server had deleted this subscription (idle expiry?); made it again, empty"
+            );
+        }
     }
 
     /// Lowers the topic stream's message limit to this subscription's `max_backlog`, and the
@@ -409,7 +449,14 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
             self.release_parked(consumer, want, &mut out).await?;
             if out.is_empty() {
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                for message in self.fetch(sub, want, remaining).await? {
+                let fetched = match self.fetch(sub, want, remaining).await {
+                    Ok(fetched) => fetched,
+                    Err(error) => {
+                        self.recreate_consumer(sub).await;
+                        return Err(error);
+                    }
+                };
+                for message in fetched {
                     match self.admit(consumer, message, false).await? {
                         Admit::Deliver(d) => out.push(d),
                         Admit::Park(key, seq, m) => {
@@ -432,7 +479,8 @@ impl<T: Send + Sync + 'static, C: Codec<T>> NatsBroker<T, C> {
         n: usize,
         wait: Duration,
     ) -> Result<Vec<jetstream::Message>, BrokerError> {
-        let mut request = sub.consumer.fetch().max_messages(n);
+        let consumer = Arc::clone(&*sub.lock_consumer());
+        let mut request = consumer.fetch().max_messages(n);
         if wait >= Duration::from_millis(1) {
             request = request.expires(wait);
         }

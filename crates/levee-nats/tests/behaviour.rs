@@ -250,3 +250,71 @@ async fn serve_runs_handlers_on_nats() {
     assert!(dead.iter().all(|l| l.last_reason() == Some("odd")));
     support::remove_streams(&url, &b.config().prefix).await;
 }
+
+/// A replica's own subscription outlives the replica unless it expires: with Interest
+/// retention it holds every message published to the topic, until the topic's backlog is full
+/// and publishes are refused for everyone. With `idle_subscription_expiry` the server deletes
+/// it once nobody has received from it for that long, and a live subscription is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_subscription_expires_and_stops_holding_the_topic() {
+    const EXPIRY: Duration = Duration::from_secs(3);
+    let Some(url) = support::url() else { return };
+    let prefix = support::prefix("idle");
+    let b = NatsBroker::<u64>::builder(&url)
+        .prefix(prefix.clone())
+        .storage(levee_nats::Storage::Memory)
+        .request_timeout(Duration::from_secs(2))
+        .full_wait(Duration::from_millis(50))
+        .idle_subscription_expiry(EXPIRY)
+        .connect()
+        .await
+        .unwrap();
+    let gone = b.subscribe("t", SubscriptionConfig::new("gone").max_backlog(5)).await.unwrap();
+    let created = std::time::Instant::now();
+    let live = b.subscribe("t", SubscriptionConfig::new("live")).await.unwrap();
+    let (gone, live) = (b.consumer(&gone).await.unwrap(), b.consumer(&live).await.unwrap());
+    for n in 0..5 {
+        b.publish("t", Message::new(n)).await.unwrap();
+    }
+    for d in drain(&b, &live).await {
+        b.ack(&d).await.unwrap();
+    }
+    let full = b.publish("t", Message::new(5)).await;
+    // (On a machine so loaded that this took longer than the expiry, `gone` may be gone.)
+    if created.elapsed() < EXPIRY - Duration::from_millis(500) {
+        assert!(matches!(full, Err(BrokerError::Full { .. })), "`gone` holds the topic: {full:?}");
+    }
+
+    // `live` keeps receiving; `gone` is silent. Its expiry frees the topic.
+    let freed_after = loop {
+        for d in b.receive(&live, 10, Duration::from_millis(200)).await.unwrap() {
+            b.ack(&d).await.unwrap();
+        }
+        if b.publish("t", Message::new(6)).await.is_ok() {
+            break created.elapsed();
+        }
+        assert!(created.elapsed() < EXPIRY * 4, "the idle subscription never expired");
+    };
+    assert!(freed_after >= EXPIRY, "freed before the expiry: {freed_after:?}");
+    let got: Vec<u64> = drain(&b, &live).await.iter().map(|d| *d.payload()).collect();
+    assert_eq!(got, [6], "the live subscription was kept and sees what follows");
+
+    // `gone` receives again: it gets a new, empty subscription of the same name (the failed
+    // pull that finds it deleted makes it again), and sees what is published after.
+    let mut recreated = false;
+    for _ in 0..3 {
+        match b.receive(&gone, 10, Duration::from_millis(200)).await {
+            Ok(out) => {
+                assert!(out.is_empty(), "the expired backlog is gone: {out:?}");
+                recreated = true;
+                break;
+            }
+            Err(e) => assert!(!matches!(e, BrokerError::Closed), "{e:?}"),
+        }
+    }
+    assert!(recreated, "receiving again made the subscription again");
+    b.publish("t", Message::new(7)).await.unwrap();
+    let got: Vec<u64> = drain(&b, &gone).await.iter().map(|d| *d.payload()).collect();
+    assert_eq!(got, [7]);
+    support::remove_streams(&url, &prefix).await;
+}

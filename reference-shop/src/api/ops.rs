@@ -6,7 +6,7 @@ use crate::bus::{BusStats, DeadLetter};
 use crate::faults::FaultSettings;
 use crate::guard::{BreakerStatus, PipelineStatus};
 use crate::http::{ConnectionStats, EdgeStats};
-use crate::provider::ProviderStats;
+use crate::provider::{ProviderEndpointStatus, ProviderStats};
 use crate::services::{CacheStats, SharedBreakerStatus};
 use crate::timeouts::TimerStats;
 
@@ -43,8 +43,14 @@ pub struct ShopStatus {
     pub queue: BusStats,
     /// Unpaid-order and cart timers.
     pub timers: TimerStats,
-    /// The simulated payment provider.
+    /// The simulated payment provider in this process (all zero when the shop calls remote
+    /// providers: see `provider_endpoints`).
     pub provider: ProviderStats,
+    /// Each remote provider replica (`provider.urls`) as the shop's client sees it: its
+    /// breaker, whether it is ejected, calls in flight, latency estimate; `null` with the
+    /// in-process provider.
+    #[schema(required = true)]
+    pub provider_endpoints: Option<Vec<ProviderEndpointStatus>>,
     /// Injected faults.
     pub faults: FaultSettings,
     /// The store.

@@ -16,11 +16,13 @@ use crate::faults::{FaultSettings, Faults};
 use crate::guard::PaymentGuard;
 use crate::http::{Connections, Edge};
 use crate::metrics::{Metrics, ShopCounters};
-use crate::provider::PaymentProvider;
+use crate::provider::{PaymentProvider, Provider, RemoteProvider};
+use crate::role::Service;
 use crate::services::{
     Carts, Catalog, Customers, Infra, LiveControl, Notifications, Operations, Orders, Payments,
     Reported, SharedPaymentBreaker,
 };
+use crate::split::{ORDERS_SUBSCRIPTION, PAYMENT_SUBSCRIPTION};
 use crate::store::{HoldingCaps, Store, StoreError};
 use crate::timeouts::ShopTimers;
 use crate::work::Work;
@@ -79,6 +81,9 @@ pub enum StartError {
     /// A setting is out of range.
     #[error(transparent)]
     Config(#[from] SettingError),
+    /// The `[server.tls]` files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::config::TlsSettingsError),
     /// The edge's limits are on Redis, failing closed, and Redis does not answer.
     #[error(transparent)]
     Redis(#[from] crate::http::RedisUnreachable),
@@ -101,7 +106,23 @@ impl Shop {
     /// # Errors
     /// Invalid settings or storage failures.
     pub async fn build(config: Config, clock: ShopClock) -> Result<Arc<Self>, StartError> {
+        Self::build_as(config, clock, Service::All).await
+    }
+
+    /// [`build`](Self::build) for the part `service` of the shop: the same services, but
+    /// subscribed only to the events `service` handles, and relaying the outbox only where
+    /// `service` does ([`crate::split`]). Split services refuse settings they cannot share
+    /// (SQLite, a broker in the process).
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub async fn build_as(
+        config: Config,
+        clock: ShopClock,
+        service: Service,
+    ) -> Result<Arc<Self>, StartError> {
         config.validate()?;
+        crate::split::check(&config, service)?;
         let faults = Arc::new(Faults::new(FaultSettings {
             provider_latency_ms: u64::try_from(config.provider.latency.as_millis())
                 .unwrap_or(u64::MAX),
@@ -131,7 +152,12 @@ impl Shop {
         let customers = Arc::new(Customers::new(&infra, &config.cache.customers)?);
         let caps = HoldingCaps::new(&config.limits);
         let carts = Arc::new(Carts::new(&infra, Arc::clone(&catalog), &config.orders, caps));
-        let provider = Arc::new(PaymentProvider::new(Arc::clone(&faults)));
+        let provider = if config.provider.is_remote() {
+            let tls = config.server.tls.client(Some("provider"))?;
+            Provider::Remote(RemoteProvider::new(&config.provider, tls)?)
+        } else {
+            Provider::Local(Arc::new(PaymentProvider::new(Arc::clone(&faults))))
+        };
         let (guard, shared_breaker) = match &config.payment.shared_breaker {
             Some(shared) => {
                 let (guard, joined) = PaymentGuard::with_breaker(
@@ -194,9 +220,11 @@ impl Shop {
             shared_breaker,
             infra,
         });
-        shop.subscribe().await?;
+        shop.subscribe(service).await?;
         // Only now: an event published before its subscriptions exist would reach none.
-        shop.infra.bus.start_relay();
+        if service.relays() {
+            shop.infra.bus.start_relay();
+        }
         Ok(shop)
     }
 
@@ -205,24 +233,35 @@ impl Shop {
         &self.infra.store
     }
 
-    /// Subscribes each service to the topics it handles.
-    async fn subscribe(&self) -> Result<(), levee::queue::broker::BrokerError> {
+    /// Subscribes each service `service` runs to the topics it handles.
+    async fn subscribe(&self, service: Service) -> Result<(), levee::queue::broker::BrokerError> {
         let bus = &self.infra.bus;
-        let payments = Arc::clone(&self.payments);
-        bus.subscribe(TOPIC_ORDERS, "payment", move |e| {
-            let payments = Arc::clone(&payments);
-            async move { payments.on_order_event(e).await }
-        })
-        .await?;
-        let orders = Arc::clone(&self.orders);
-        bus.subscribe(TOPIC_PAYMENTS, "orders", move |e| {
-            let orders = Arc::clone(&orders);
-            async move { orders.on_payment_event(e).await }
-        })
-        .await?;
+        if !service.consumes_events() {
+            bus.expect_no_consumers();
+        }
+        if service.consumes(PAYMENT_SUBSCRIPTION) {
+            let payments = Arc::clone(&self.payments);
+            bus.subscribe(TOPIC_ORDERS, PAYMENT_SUBSCRIPTION, move |e| {
+                let payments = Arc::clone(&payments);
+                async move { payments.on_order_event(e).await }
+            })
+            .await?;
+        }
+        if service.consumes(ORDERS_SUBSCRIPTION) {
+            let orders = Arc::clone(&self.orders);
+            bus.subscribe(TOPIC_PAYMENTS, ORDERS_SUBSCRIPTION, move |e| {
+                let orders = Arc::clone(&orders);
+                async move { orders.on_payment_event(e).await }
+            })
+            .await?;
+        }
         for topic in [TOPIC_ORDERS, TOPIC_PAYMENTS, TOPIC_CARTS] {
+            let name = format!("notification-{topic}");
+            if !service.consumes(&name) {
+                continue;
+            }
             let notifications = Arc::clone(&self.notifications);
-            bus.subscribe(topic, &format!("notification-{topic}"), move |e| {
+            bus.subscribe(topic, &name, move |e| {
                 let notifications = Arc::clone(&notifications);
                 async move { notifications.on_event(e).await }
             })

@@ -10,6 +10,8 @@ use tokio::task::JoinHandle;
 use super::{Shop, StartError};
 use crate::clock::ShopClock;
 use crate::config::{Config, DEFAULT_ADMIN_TOKEN};
+use crate::role::Service;
+use crate::store::Backend;
 use crate::timeouts::Deadline;
 
 /// A started shop: the server listens and the consumers and timers run.
@@ -20,6 +22,8 @@ pub struct RunningShop {
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     timers: JoinHandle<()>,
+    /// The sweep of overdue orders and carts (PostgreSQL: replicas may share the store).
+    sweep: Option<JoinHandle<()>>,
 }
 
 impl RunningShop {
@@ -31,19 +35,35 @@ impl RunningShop {
     /// directory cannot be written, the database cannot be reached or opened: each names
     /// the path or address and the OS's error), or the address cannot be bound.
     pub async fn start(config: Config, clock: ShopClock) -> Result<Self, StartError> {
+        Self::start_as(config, clock, Service::All).await
+    }
+
+    /// [`start`](Self::start) for the part `service` of the shop ([`crate::split`]): it
+    /// serves only `service`'s routes (and every process's health, metrics and admin routes),
+    /// and recovers unpaid orders and held carts only where it runs their timers.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start); split services refuse settings they cannot share.
+    pub async fn start_as(
+        config: Config,
+        clock: ShopClock,
+        service: Service,
+    ) -> Result<Self, StartError> {
+        // The TLS files are read and checked before anything else starts.
+        let tls = config.server.tls.server()?;
         let addr = config.server.addr;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-        let shop = Shop::build(config, clock).await?;
+        let shop = Shop::build_as(config, clock, service).await?;
         shop.infra.store.record_addr(addr);
         if shop.config.server.admin_token == DEFAULT_ADMIN_TOKEN {
             tracing::warn!(
                 "admin endpoints use the default token `{DEFAULT_ADMIN_TOKEN}`; set SHOP_SERVER__ADMIN_TOKEN"
             );
         }
-        let pending = shop.recover().await?;
+        let pending = if service.runs_timers() { shop.recover().await? } else { 0 };
         let (stop, stopped) = watch::channel(false);
         let timers = tokio::spawn({
             let (orders, carts) = (Arc::clone(&shop.orders), Arc::clone(&shop.carts));
@@ -57,15 +77,26 @@ impl RunningShop {
                 }
             })
         });
-        let app = crate::http::router(Arc::clone(&shop));
+        // The sweep ends what a dead replica's timers would have: only where timers run.
+        let sweep = (service.runs_timers() && shop.infra.store.backend() == Backend::Postgres)
+            .then(|| {
+                tokio::spawn(crate::sweep::run(
+                    Arc::clone(&shop.orders),
+                    Arc::clone(&shop.carts),
+                    shop.infra.clock.clone(),
+                    shop.config.replicas.clone(),
+                    stopped.clone(),
+                ))
+            });
+        let app = crate::split::router(Arc::clone(&shop), service)?;
         let server = tokio::spawn({
             let (connections, limits) =
                 (Arc::clone(&shop.connections), shop.config.server.clients.clone());
-            async move { crate::http::serve(listener, app, connections, &limits, stopped).await }
+            async move { crate::http::serve(listener, app, connections, &limits, tls, stopped).await }
         });
         let backend = shop.infra.store.backend();
-        tracing::info!(%addr, ?backend, pending, "reference shop listening");
-        Ok(Self { addr, shop, stop, server, timers })
+        tracing::info!(%addr, ?backend, pending, %service, "reference shop listening");
+        Ok(Self { addr, shop, stop, server, timers, sweep })
     }
 
     /// The address the server listens on.
@@ -100,6 +131,9 @@ impl RunningShop {
             );
         }
         let _ = self.timers.await;
+        if let Some(sweep) = self.sweep {
+            let _ = sweep.await;
+        }
         if let Some(shared) = &self.shop.shared_breaker {
             shared.stop().await;
         }

@@ -24,11 +24,15 @@ mod addr;
 mod checkout;
 mod clients;
 mod env;
+mod gateway;
 mod limits;
 mod protections;
+mod provider;
 mod queue;
 mod redis;
+mod replicas;
 mod shared_breaker;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,11 +48,15 @@ use serde::{Deserialize, Serialize};
 pub use checkout::CheckoutConfig;
 pub use clients::ClientLimits;
 use env::Layer;
+pub use gateway::GatewayConfig;
 pub use limits::{BadProxy, LimitsConfig, TrustedProxy};
 pub use protections::ProtectionsConfig;
+pub use provider::ProviderConfig;
 pub use queue::{QueueBackend, durable_dir};
 pub use redis::RedisEdgeConfig;
+pub use replicas::ReplicasConfig;
 pub use shared_breaker::SharedBreakerConfig;
+pub use tls::{ServerTls, TlsSettings, TlsSettingsError};
 
 pub use addr::AddrError;
 
@@ -128,6 +136,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Orders and carts.
     pub orders: OrdersConfig,
+    /// Shops sharing one PostgreSQL database: the sweep of overdue orders and carts.
+    pub replicas: ReplicasConfig,
     /// Calls to the payment provider.
     pub payment: PaymentConfig,
     /// Event delivery.
@@ -142,6 +152,8 @@ pub struct Config {
     /// shop a known capacity for load tests (`[work]`, off unless present; [`crate::work`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub work: Option<crate::work::WorkConfig>,
+    /// Where the gateway (`serve --service gateway`) finds the other services (`[gateway]`).
+    pub gateway: GatewayConfig,
 }
 
 /// HTTP server settings.
@@ -160,6 +172,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Slow and greedy clients: read timeouts, request deadline, connection limits.
     pub clients: ClientLimits,
+    /// Mutual TLS (`[server.tls]`): off unless `ca`, `cert` and `key` are set.
+    pub tls: TlsSettings,
 }
 
 impl Default for ServerConfig {
@@ -170,6 +184,7 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
             clients: ClientLimits::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -400,23 +415,6 @@ impl Default for QueueConfig {
     }
 }
 
-/// Starting behaviour of the simulated payment provider (changeable at run time).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ProviderConfig {
-    /// Added latency of every call.
-    #[serde(with = "levee::core::serde_duration")]
-    pub latency: Duration,
-    /// Share of calls that fail as "unavailable", 0.0 to 1.0.
-    pub failure_rate: f64,
-}
-
-impl Default for ProviderConfig {
-    fn default() -> Self {
-        Self { latency: Duration::from_millis(20), failure_rate: 0.0 }
-    }
-}
-
 /// Readiness settings: when `/health/ready` says the shop should get no traffic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -521,6 +519,7 @@ impl Config {
             return Err(shop("storage", E::new("data_dir", "must not be empty")));
         }
         self.server.clients.validate()?;
+        self.server.tls.validate()?;
         E::require_nonzero("max_connections", self.storage.max_connections)
             .map_err(section("storage"))?;
         E::require_positive("connect_timeout", self.storage.connect_timeout)
@@ -540,6 +539,7 @@ impl Config {
         E::require_positive("timer_tick", orders.timer_tick).map_err(section("orders"))?;
         E::require_positive("cart_reservation", orders.cart_reservation)
             .map_err(section("orders"))?;
+        self.replicas.validate()?;
         let payment = &self.payment;
         E::require_positive("timeout", payment.timeout).map_err(section("payment"))?;
         E::require_positive("attempt_timeout", payment.attempt_timeout)
@@ -560,14 +560,13 @@ impl Config {
                 shop("queue", E { setting, ..e })
             })?;
         }
-        if !(0.0..=1.0).contains(&self.provider.failure_rate) {
-            return Err(shop("provider", E::new("failure_rate", "must lie in 0.0..=1.0")));
-        }
+        self.provider.validate()?;
         E::require_positive("store_timeout", self.health.store_timeout)
             .map_err(section("health"))?;
         if let Some(work) = &self.work {
             work.validate().map_err(section("work"))?;
         }
+        self.gateway.validate()?;
         Ok(())
     }
 }

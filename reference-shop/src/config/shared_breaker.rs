@@ -50,6 +50,14 @@ pub struct SharedBreakerConfig {
     /// Reports this replica's subscription holds unread; past it a peer's publish is
     /// refused and counted as lost (JetStream never drops a held message for a new one).
     pub backlog: usize,
+    /// A replica's subscription that nobody has received from for this long is deleted on
+    /// the server, with the reports it held: a replica gone for good (a crash, a scale-down,
+    /// a generated id at each restart) then stops holding the topic, whose backlog would
+    /// otherwise fill and refuse every peer's reports. A live replica receives every
+    /// `poll`, so it must be well above `poll`; a replica silent for longer (a long pause)
+    /// gets a new, empty subscription when it receives again.
+    #[serde(with = "levee::core::serde_duration")]
+    pub forget_after: Duration,
 }
 
 impl Default for SharedBreakerConfig {
@@ -66,6 +74,7 @@ impl Default for SharedBreakerConfig {
             ttl: Duration::from_secs(120),
             poll: Duration::from_secs(1),
             backlog: 1024,
+            forget_after: Duration::from_secs(60),
         }
     }
 }
@@ -96,6 +105,8 @@ impl SharedBreakerConfig {
         nats.prefix.clone_from(&self.prefix);
         // Transitions matter while they are fresh: kept in memory on the server.
         nats.storage = levee::nats::Storage::Memory;
+        // Each subscription is one replica's own: it goes when its replica does.
+        nats.idle_subscription_expiry = Some(self.forget_after);
         nats
     }
 
@@ -105,8 +116,19 @@ impl SharedBreakerConfig {
     /// The first setting out of range, as `payment.shared_breaker.<setting>`.
     pub fn validate(&self) -> Result<(), SettingError> {
         let named = section(SECTION);
+        ConfigError::require_positive("poll", self.poll).map_err(&named)?;
+        if self.forget_after < (self.poll * 5).max(Duration::from_secs(1)) {
+            return Err(named(ConfigError::new(
+                "forget_after",
+                "must be at least 5 times `poll` and at least 1 s (a live replica's subscription must never expire)",
+            )));
+        }
         self.nats().validate().map_err(|e| {
-            let setting = if e.setting == "prefix" { "prefix" } else { "nats_url" };
+            let setting = match e.setting {
+                "prefix" => "prefix",
+                "idle_subscription_expiry" => "forget_after",
+                _ => "nats_url",
+            };
             named(ConfigError { setting, ..e })
         })?;
         if !is_name(&self.topic) {
@@ -115,7 +137,6 @@ impl SharedBreakerConfig {
         if self.replica.as_deref().is_some_and(|r| !is_name(r)) {
             return Err(named(ConfigError::new("replica", "must be 1 to 64 of A-Z a-z 0-9 _ -")));
         }
-        ConfigError::require_positive("poll", self.poll).map_err(&named)?;
         self.settings().validate().map_err(named)
     }
 
@@ -150,6 +171,11 @@ mod tests {
         assert_eq!(bad(|c| c.ttl = Duration::ZERO), "payment.shared_breaker.ttl");
         assert_eq!(bad(|c| c.poll = Duration::ZERO), "payment.shared_breaker.poll");
         assert_eq!(bad(|c| c.backlog = 0), "payment.shared_breaker.backlog");
+        let expiry = "payment.shared_breaker.forget_after";
+        assert_eq!(bad(|c| c.forget_after = Duration::from_millis(900)), expiry);
+        assert_eq!(bad(|c| c.forget_after = c.poll * 4), expiry, "a live replica could expire");
+        let c = SharedBreakerConfig::default();
+        assert_eq!(c.nats().idle_subscription_expiry, Some(c.forget_after));
     }
 
     #[test]

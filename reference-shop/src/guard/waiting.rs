@@ -139,14 +139,17 @@ impl PaymentGuard {
         let within = self.latency.deadline();
         let deadline = clock.now().saturating_add(levee::core::nanos(within));
         let (f, is_fault) = (&f, &is_fault);
-        let attempt = |_ctx: PolicyContext<'_>| async move {
-            let call = self.attempt(clock, f, is_fault);
-            tokio::select! {
-                biased;
-                outcome = call => outcome.map_err(Cut::Fault),
-                () = clock.sleep_until(deadline) => {
-                    self.counters.attempt_timeouts.incr();
-                    Err(Cut::Deadline)
+        let attempt = |ctx: PolicyContext<'_>| {
+            // The tightest of the pipeline's deadlines and this wait's (the context's).
+            let call = self.attempt(clock, ctx.deadline(), f, is_fault);
+            async move {
+                tokio::select! {
+                    biased;
+                    outcome = call => outcome.map_err(Cut::Fault),
+                    () = clock.sleep_until(deadline) => {
+                        self.counters.attempt_timeouts.incr();
+                        Err(Cut::Deadline)
+                    }
                 }
             }
         };

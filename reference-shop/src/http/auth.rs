@@ -69,7 +69,17 @@ impl FromRequestParts<Arc<Shop>> for Admin {
 /// Whether `given` is the shop's admin token, compared in constant time (the token is a
 /// secret). The operator page's session cookie is checked with it too (`crate::pages`).
 pub(crate) fn is_admin_token(shop: &Shop, given: &str) -> bool {
-    let expected = shop.config.server.admin_token.as_bytes();
+    token_matches(&shop.config.server.admin_token, given)
+}
+
+/// Whether `headers` carry `expected` as the admin token (`X-Admin-Token` or a bearer
+/// token), compared in constant time: the provider process's admin endpoints.
+pub(crate) fn has_admin_token(headers: &HeaderMap, expected: &str) -> bool {
+    token_matches(expected, header(headers, "x-admin-token").unwrap_or(""))
+}
+
+fn token_matches(expected: &str, given: &str) -> bool {
+    let expected = expected.as_bytes();
     given.len() == expected.len()
         && given.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }

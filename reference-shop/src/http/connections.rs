@@ -40,6 +40,12 @@ pub struct ConnectionStats {
     pub body_timeouts: u64,
     /// Requests answered 504 because they were not served within `request_timeout`.
     pub deadlines_exceeded: u64,
+    /// Connections closed because their TLS handshake failed (`[server.tls]` on): a
+    /// plaintext client, no client certificate, one the CA did not sign.
+    pub tls_handshakes_failed: u64,
+    /// Connections closed because their TLS handshake did not complete within
+    /// `server.tls.handshake_timeout`.
+    pub tls_handshake_timeouts: u64,
 }
 
 /// Why a connection was refused.
@@ -76,6 +82,8 @@ pub struct Connections {
     header_timeouts: Counter,
     body_timeouts: Counter,
     deadlines_exceeded: Counter,
+    tls_handshakes_failed: Counter,
+    tls_handshake_timeouts: Counter,
 }
 
 /// An admitted connection's hold on the limits; released when dropped (the connection
@@ -111,6 +119,8 @@ impl Connections {
             header_timeouts: Counter::default(),
             body_timeouts: Counter::default(),
             deadlines_exceeded: Counter::default(),
+            tls_handshakes_failed: Counter::default(),
+            tls_handshake_timeouts: Counter::default(),
         })
     }
 
@@ -158,6 +168,16 @@ impl Connections {
         self.deadlines_exceeded.incr();
     }
 
+    /// Counts a connection closed because its TLS handshake failed.
+    pub fn tls_handshake_failed(&self) {
+        self.tls_handshakes_failed.incr();
+    }
+
+    /// Counts a connection closed because its TLS handshake took too long.
+    pub fn tls_handshake_timed_out(&self) {
+        self.tls_handshake_timeouts.incr();
+    }
+
     /// Counters now.
     #[must_use]
     pub fn stats(&self) -> ConnectionStats {
@@ -169,6 +189,8 @@ impl Connections {
             header_timeouts: self.header_timeouts.get(),
             body_timeouts: self.body_timeouts.get(),
             deadlines_exceeded: self.deadlines_exceeded.get(),
+            tls_handshakes_failed: self.tls_handshakes_failed.get(),
+            tls_handshake_timeouts: self.tls_handshake_timeouts.get(),
         }
     }
 }

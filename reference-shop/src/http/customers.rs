@@ -36,7 +36,7 @@ pub(super) async fn create(
 /// `POST /customers` with its edge: identified by address (a sign-up has no key yet), limited
 /// per address by `limits.signup` (not by `edge.rate`: sign-ups have their own quota), then
 /// the body read and the deadline as on the other customer routes, then the shared bulkhead.
-pub(super) fn signup(shop: &Arc<Shop>) -> Router<Arc<Shop>> {
+pub(crate) fn signup(shop: &Arc<Shop>) -> Router<Arc<Shop>> {
     behind_edge(shop, Router::new().route("/customers", post(create)), shop.edge.signup_limit())
 }
 

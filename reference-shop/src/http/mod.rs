@@ -41,10 +41,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 
-pub(crate) use auth::is_admin_token;
+pub(crate) use auth::{Admin, has_admin_token, is_admin_token};
 pub use connections::{ConnectionPermit, ConnectionStats, Connections, DeadlinePipeline, Refused};
-pub(crate) use customers::behind_edge;
+pub(crate) use customers::{behind_edge, signup};
 pub use edge::{ClientKey, ClientLimitLayer, Edge, EdgeStats, refused, throttled_body};
+pub(crate) use extract::ApiJson;
 pub use identity::{Client, ClientAddr, ClientAddrs, identify};
 pub use openapi::{document as openapi_document, document_text as openapi_text};
 pub use protocol::MAX_HEADER_BYTES;
@@ -60,33 +61,49 @@ use crate::metrics::{HttpLabel, RouteLabel};
 
 /// The whole API.
 pub fn router(shop: Arc<Shop>) -> Router {
-    let routes = Router::new()
+    let routes = catalog_routes().merge(order_routes()).merge(notification_routes());
+    // Layers applied one after the other, not one stack, outermost last (`behind_edge`).
+    // Innermost, when enabled: the admission controller, measuring the handlers. Then the
+    // rate limit decides before the body is read; the whole body is read before the
+    // bulkhead is asked for a slot; the deadline counts from then, the bulkhead's queue
+    // included (`request.rs`). No bulkhead and no admission controller with protections off.
+    // Outermost: who the request counts against (a known customer, else its address).
+    let customer_api = behind_edge(&shop, routes, shop.edge.rate_limit()).merge(signup(&shop));
+    let pages = crate::pages::router(&shop);
+    assemble(shop, customer_api.merge(pages))
+}
+
+/// The catalog service's customer routes.
+pub(crate) fn catalog_routes() -> Router<Arc<Shop>> {
+    Router::new()
         .route("/products", get(catalog::search))
         .route("/products/{id}", get(catalog::product))
+}
+
+/// The orders service's customer routes: carts and orders.
+pub(crate) fn order_routes() -> Router<Arc<Shop>> {
+    Router::new()
         .route("/cart", get(carts::view).delete(carts::clear))
         .route("/cart/items", post(carts::set_item))
         .route("/cart/items/{product_id}", delete(carts::remove_item))
-        .route("/cart/notifications", get(carts::notifications))
         .route("/orders", post(orders::place).get(orders::list))
         .route("/orders/{id}", get(orders::get))
         .route("/orders/{id}/pay", post(orders::pay))
         .route("/orders/{id}/checkout", post(orders::checkout))
         .route("/orders/{id}/cancel", post(orders::cancel))
-        .route("/orders/{id}/notifications", get(orders::notifications));
-    // Layers applied one after the other, not one stack, outermost last. Innermost, when
-    // enabled: the admission controller, measuring the handlers. Then the rate limit decides
-    // before the body is read; the whole body is read before the bulkhead is asked for a
-    // slot; the deadline counts from then, the bulkhead's queue included (`request.rs`). No
-    // bulkhead and no admission controller with protections off.
-    let customer_api = shop
-        .edge
-        .behind_bulkhead(shop.edge.admission(routes))
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&shop), deadline))
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&shop), read_body))
-        .route_layer((middleware::map_response(throttled_body), shop.edge.rate_limit()))
-        // Outermost: who the request counts against (a known customer, else its address).
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&shop), identify))
-        .merge(customers::signup(&shop));
+}
+
+/// The notification service's customer routes (what was sent about a cart or an order).
+pub(crate) fn notification_routes() -> Router<Arc<Shop>> {
+    Router::new()
+        .route("/cart/notifications", get(carts::notifications))
+        .route("/orders/{id}/notifications", get(orders::notifications))
+}
+
+/// `customer_api` with the routes every process serves (health, metrics, OpenAPI, admin),
+/// the JSON fallbacks and the outer layers (panic catcher, body limit, metrics, header
+/// limits).
+pub(crate) fn assemble(shop: Arc<Shop>, customer_api: Router<Arc<Shop>>) -> Router {
     let ops = Router::new()
         .route("/health", get(health))
         .route("/health/ready", get(ready))
@@ -104,7 +121,6 @@ pub fn router(shop: Arc<Shop>) -> Router {
     let max_body = shop.config.server.max_body_bytes;
     customer_api
         .merge(ops)
-        .merge(crate::pages::router(&shop))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

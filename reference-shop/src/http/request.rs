@@ -6,7 +6,8 @@
 //!   holds no bulkhead slot, and a trickling one is answered 408 and its connection closed.
 //!   Too large a body is answered 413 before it is read.
 //! - [`deadline`] bounds the rest (the bulkhead's queue, the handler) with levee-policy's
-//!   timeout on the shop clock, `server.clients.request_timeout`: 504 when it runs out. The
+//!   timeout on the shop clock, `server.clients.request_timeout` or the caller's
+//!   `levee-timeout` if shorter: 504 when it runs out. The
 //!   handler's future is dropped then, which the services survive (a store transaction
 //!   not committed rolls back; a payment runs on the event bus, not in the request).
 //!
@@ -21,7 +22,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use levee::policy::Error as PolicyError;
+use levee::client::Deadline;
+use levee::core::Clock;
+use levee::policy::ErrorKind;
 use parking_lot::Mutex;
 
 use crate::api::ApiError;
@@ -68,31 +71,53 @@ pub async fn read_body(State(shop): State<Arc<Shop>>, req: Request, next: Next) 
 }
 
 /// Serves the request within the request deadline, or answers 504.
-pub async fn deadline(State(shop): State<Arc<Shop>>, req: Request, next: Next) -> Response {
+///
+/// The deadline is the smaller of `server.clients.request_timeout` and the time the caller
+/// says it has left (`levee-timeout` or `grpc-timeout`, as levee's service client sends it:
+/// the gateway in split mode), so a hop never works for a caller that stopped waiting. A
+/// malformed timeout header is answered 400. The handler finds the deadline in the request's
+/// extensions (a [`Deadline`] on the shop clock) to send on what is left.
+pub async fn deadline(State(shop): State<Arc<Shop>>, mut req: Request, next: Next) -> Response {
+    let given = match levee::client::deadline::timeout_from_headers(req.headers()) {
+        Ok(given) => given,
+        Err(e) => {
+            return ApiError::bad_request("invalid_timeout", format!("{e}")).into_response();
+        }
+    };
+    let pipeline = shop.connections.deadline();
+    let clock = pipeline.clock().clone();
+    let own = shop.config.server.clients.request_timeout;
+    // The caller's time, when it is the shorter: it bounds the call, not the pipeline's.
+    let shorter = given.filter(|&given| given < own);
+    let budget = shorter.unwrap_or(own);
+    req.extensions_mut().insert(Deadline::after(Arc::new(clock.clone()), budget));
     // The pipeline's operation is `Fn` (a retry would call it again); this one has a timeout
     // only, so it is called once and takes the request out.
     let call = Mutex::new(Some((req, next)));
-    let served = shop
-        .connections
-        .deadline()
-        .execute(|_| {
-            let call = call.lock().take();
-            async move {
-                match call {
-                    Some((req, next)) => Ok(next.run(req).await),
-                    None => Err(()),
-                }
+    let served = pipeline.execute(|_| {
+        let call = call.lock().take();
+        async move {
+            match call {
+                Some((req, next)) => Ok(next.run(req).await),
+                None => Err(()),
             }
-        })
-        .await;
+        }
+    });
+    let served = match shorter {
+        Some(left) => tokio::select! {
+            served = served => served.map_err(|e| e.kind()),
+            () = clock.sleep(left) => Err(ErrorKind::Timeout),
+        },
+        None => served.await.map_err(|e| e.kind()),
+    };
     match served {
         Ok(response) => response,
-        Err(PolicyError::Timeout { timeout }) => {
+        Err(ErrorKind::Timeout) => {
             shop.connections.deadline_exceeded();
             ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "deadline_exceeded",
-                format!("the request was not served within {} ms", timeout.as_millis()),
+                format!("the request was not served within {} ms", budget.as_millis()),
             )
             .into_response()
         }

@@ -80,7 +80,7 @@ impl Target {
 
     /// An HTTP client that reaches only this target: no proxy, no redirects, `localhost`
     /// pinned to 127.0.0.1, `timeout` per request, up to `pool` idle connections kept for at
-    /// most [`POOL_IDLE`].
+    /// most `POOL_IDLE` (2 s).
     ///
     /// # Errors
     /// The TLS-less client could not be built (no resources).

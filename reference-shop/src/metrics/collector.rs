@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::bus::SubscriptionStats;
 use crate::http::{RedisEdgeStats, RedisLimitStats};
+use crate::provider::ProviderEndpointStatus;
 use crate::services::{Operations, SharedBreakerStatus};
 
 /// Reads the primitives' counters at scrape time.
@@ -184,6 +185,16 @@ impl Collector for PrimitivesCollector {
                 ([("timeout", "request".to_owned())], conn.deadlines_exceeded),
             ],
         )?;
+        labelled(
+            &mut e,
+            "shop_tls_handshakes_refused",
+            "Connections closed before HTTP because their TLS handshake failed (plaintext, no or an unknown client certificate) or timed out",
+            MetricType::Counter,
+            &[
+                ([("reason", "failed".to_owned())], conn.tls_handshakes_failed),
+                ([("reason", "timeout".to_owned())], conn.tls_handshake_timeouts),
+            ],
+        )?;
 
         let c = status.cache;
         counter(&mut e, "levee_cache_hits", "Product reads answered from the cache", c.hits)?;
@@ -296,6 +307,9 @@ impl Collector for PrimitivesCollector {
         let p = status.provider;
         counter(&mut e, "shop_provider_calls", "Calls the payment provider received", p.calls)?;
         counter(&mut e, "shop_provider_charges", "Distinct charges the provider made", p.charges)?;
+        if let Some(endpoints) = &status.provider_endpoints {
+            provider_endpoints(&mut e, endpoints)?;
+        }
         counter(
             &mut e,
             "shop_store_product_reads",
@@ -377,4 +391,58 @@ fn redis_limits(e: &mut DescriptorEncoder<'_>, redis: &RedisEdgeStats) -> fmt::R
         MetricType::Gauge,
         &per_limit(state),
     )
+}
+
+/// Each remote provider replica (`provider.urls`), labelled `endpoint="http://host:port"`:
+/// its breaker in the shop's client, whether it is ejected, calls in flight, the latency
+/// estimate, calls and failures.
+fn provider_endpoints(
+    e: &mut DescriptorEncoder<'_>,
+    endpoints: &[ProviderEndpointStatus],
+) -> fmt::Result {
+    type Field = fn(&ProviderEndpointStatus) -> u64;
+    let metrics: [(&str, &str, MetricType, Field); 6] = [
+        (
+            "shop_provider_endpoint_breaker_state",
+            "Breaker of each provider replica in the shop's client: 0 closed, 1 open, 2 half-open",
+            MetricType::Gauge,
+            |s| u64::try_from(s.breaker.as_gauge()).unwrap_or(0),
+        ),
+        (
+            "shop_provider_endpoint_ejected",
+            "1 while a provider replica is out of rotation (its breaker open)",
+            MetricType::Gauge,
+            |s| u64::from(s.ejected),
+        ),
+        (
+            "shop_provider_endpoint_in_flight",
+            "Calls sent to a provider replica and not answered yet",
+            MetricType::Gauge,
+            |s| u64::from(s.in_flight),
+        ),
+        (
+            "shop_provider_endpoint_latency_microseconds",
+            "Peak-EWMA latency estimate of a provider replica",
+            MetricType::Gauge,
+            |s| s.latency_us,
+        ),
+        (
+            "shop_provider_endpoint_requests",
+            "Calls sent to a provider replica",
+            MetricType::Counter,
+            |s| s.requests,
+        ),
+        (
+            "shop_provider_endpoint_failures",
+            "Calls to a provider replica that failed (error status, transport error, timeout)",
+            MetricType::Counter,
+            |s| s.failures,
+        ),
+    ];
+    for (name, help, kind, f) in metrics {
+        let rows: Vec<_> =
+            endpoints.iter().map(|s| ([("endpoint", s.url.clone())], f(s))).collect();
+        labelled(e, name, help, kind, &rows)?;
+    }
+    Ok(())
 }

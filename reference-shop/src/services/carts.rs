@@ -176,20 +176,46 @@ impl Carts {
     pub async fn on_timeout(&self, customer_id: i64) {
         match self.store.expire_cart(customer_id, self.clock.now_ms()).await {
             Ok(products) if products.is_empty() => {}
-            Ok(products) => {
-                // The release wrote `cart_expired` to the outbox: the relay publishes it.
-                self.bus.outbox_written();
-                self.expired.inc();
-                let lines = products.len();
-                self.catalog.stock_changed(products);
-                tracing::info!(customer_id, lines, "cart reservation expired");
-            }
+            Ok(products) => self.expired(customer_id, products),
             Err(e) => {
                 tracing::warn!(customer_id, error = %e, "cart expiry failed; re-arming");
                 self.timers
                     .schedule(Deadline::Cart(customer_id), self.clock.after_ms(EXPIRY_RETRY));
             }
         }
+    }
+
+    /// What follows an expiry this shop applied: wake the relay, count it, refresh the
+    /// products' stock.
+    fn expired(&self, customer_id: i64, products: Vec<i64>) {
+        // The release wrote `cart_expired` to the outbox: the relay publishes it.
+        self.bus.outbox_written();
+        self.expired.inc();
+        let lines = products.len();
+        self.catalog.stock_changed(products);
+        tracing::info!(customer_id, lines, "cart reservation expired");
+    }
+
+    /// The sweep's share (`crate::sweep`): expires up to `batch` carts past their
+    /// reservation, whichever shop armed their timers, each in a transaction of its own that
+    /// only removes lines still due. Returns how many carts released stock.
+    ///
+    /// # Errors
+    /// Store failures (what was released before stays released).
+    pub async fn sweep_overdue(&self, batch: u32) -> Result<u32, StoreError> {
+        let mut swept = 0;
+        for _ in 0..batch {
+            let now = self.clock.now_ms();
+            let Some((customer_id, products)) = self.store.expire_next_overdue_cart(now).await?
+            else {
+                break;
+            };
+            if !products.is_empty() {
+                self.expired(customer_id, products);
+                swept += 1;
+            }
+        }
+        Ok(swept)
     }
 
     /// After a start: re-arms the timer of every cart that holds stock.

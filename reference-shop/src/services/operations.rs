@@ -174,6 +174,7 @@ impl Operations {
             queue: self.bus.stats(),
             timers: self.timers.stats(),
             provider: self.payments.provider_stats(),
+            provider_endpoints: self.payments.provider_endpoints(),
             faults: self.faults.get(),
             store: StoreStatus {
                 backend: format!("{:?}", self.store.backend()).to_lowercase(),

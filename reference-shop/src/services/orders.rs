@@ -280,13 +280,41 @@ impl Orders {
     async fn cancel_for(&self, order_id: i64, reason: &str) -> Result<Transition, StoreError> {
         let t = self.store.cancel_order(order_id, reason, self.clock.now_ms()).await?;
         if let Transition::Applied(products) = &t {
-            self.counters.orders_cancelled.inc();
-            self.catalog.stock_changed(products.iter().copied());
-            self.timers.cancel(Deadline::Order(order_id));
-            // The store wrote `OrderCancelled` to the outbox with the cancellation.
-            self.bus.outbox_written();
+            self.cancelled(order_id, products);
         }
         Ok(t)
+    }
+
+    /// What follows a cancellation this shop applied: count it, refresh the products' stock,
+    /// disarm the order's timer, wake the relay.
+    fn cancelled(&self, order_id: i64, products: &[i64]) {
+        self.counters.orders_cancelled.inc();
+        self.catalog.stock_changed(products.iter().copied());
+        self.timers.cancel(Deadline::Order(order_id));
+        // The store wrote `OrderCancelled` to the outbox with the cancellation.
+        self.bus.outbox_written();
+    }
+
+    /// The sweep's share (`crate::sweep`): cancels up to `batch` unpaid orders past their
+    /// deadline, whichever shop armed their timers, each in a transaction of its own that
+    /// only moves an order still awaiting payment. Returns how many it cancelled.
+    ///
+    /// # Errors
+    /// Store failures (what was cancelled before stays cancelled).
+    pub async fn sweep_overdue(&self, batch: u32) -> Result<u32, StoreError> {
+        let mut swept = 0;
+        while swept < batch {
+            let now = self.clock.now_ms();
+            let Some((order_id, products)) =
+                self.store.cancel_next_overdue(reasons::TIMEOUT, now).await?
+            else {
+                break;
+            };
+            self.cancelled(order_id, &products);
+            tracing::info!(order_id, "unpaid order timed out (sweep)");
+            swept += 1;
+        }
+        Ok(swept)
     }
 
     /// The unpaid timer of `order_id` fired.

@@ -13,7 +13,7 @@ use crate::clock::ShopClock;
 use crate::domain::ShopEvent;
 use crate::guard::{BreakerStatus, Guarded, PaymentGuard, PipelineStatus};
 use crate::metrics::{OutcomeLabel, ShopCounters};
-use crate::provider::{PaymentProvider, ProviderError, ProviderStats};
+use crate::provider::{Provider, ProviderEndpointStatus, ProviderError, ProviderStats};
 use crate::store::Store;
 
 /// What a payment attempt came to.
@@ -41,13 +41,13 @@ pub struct Payments {
     clock: ShopClock,
     counters: ShopCounters,
     guard: PaymentGuard,
-    provider: Arc<PaymentProvider>,
+    provider: Provider,
 }
 
 impl Payments {
-    /// Payments over `infra`, calling `provider` through `guard`.
+    /// Payments over `infra`, calling `provider` (in this process or remote) through `guard`.
     #[must_use]
-    pub fn new(infra: &Infra, guard: PaymentGuard, provider: Arc<PaymentProvider>) -> Self {
+    pub fn new(infra: &Infra, guard: PaymentGuard, provider: Provider) -> Self {
         Self {
             store: Arc::clone(&infra.store),
             bus: infra.bus.clone(),
@@ -152,7 +152,8 @@ impl Payments {
         self.counters.payments.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
-    /// Charges the provider made for `order_id` (0 or 1: it never charges an order twice).
+    /// Charges the in-process provider made for `order_id` (0 or 1: it never charges an
+    /// order twice); 0 with a remote provider.
     #[must_use]
     pub fn charges_for(&self, order_id: i64) -> u64 {
         self.provider.charges_for(order_id)
@@ -187,9 +188,15 @@ impl Payments {
         self.guard.pipeline_status()
     }
 
-    /// The provider's counters now.
+    /// The in-process provider's counters now (zero with a remote provider).
     #[must_use]
     pub fn provider_stats(&self) -> ProviderStats {
         self.provider.stats()
+    }
+
+    /// Each remote provider replica as the shop's client sees it; `None` in-process.
+    #[must_use]
+    pub fn provider_endpoints(&self) -> Option<Vec<ProviderEndpointStatus>> {
+        self.provider.endpoints()
     }
 }

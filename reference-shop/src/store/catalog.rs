@@ -332,41 +332,9 @@ impl Store {
     ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.write_tx().await?;
         lock_cart(&mut tx, customer_id).await?;
-        let rows = sqlx::query(
-            "DELETE FROM cart_items WHERE customer_id = $1 AND expires_at_ms <= $2 \
-             RETURNING product_id, quantity, expires_at_ms",
-        )
-        .bind(customer_id)
-        .bind(due_by.unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut lines = rows
-            .iter()
-            .map(|r| {
-                Ok((r.try_get("product_id")?, r.try_get("quantity")?, r.try_get("expires_at_ms")?))
-            })
-            .collect::<Result<Vec<(i64, i64, i64)>, StoreError>>()?;
-        // One lock order for every transaction (by product id): no deadlock with orders.
-        lines.sort_unstable();
-        for &(product_id, quantity, _) in &lines {
-            release(&mut tx, product_id, quantity, now_ms).await?;
-        }
-        if due_by.is_some()
-            && let Some(reserved_until_ms) = lines.iter().map(|&(_, _, until)| until).max()
-        {
-            let event = ShopEvent::CartExpired {
-                event_id: cart_expired_id(customer_id, reserved_until_ms),
-                customer_id,
-                reserved_until_ms,
-                released: lines
-                    .iter()
-                    .map(|&(product_id, quantity, _)| ReleasedLine { product_id, quantity })
-                    .collect(),
-            };
-            outbox::enqueue(&mut tx, &event, now_ms).await?;
-        }
+        let products = release_cart_in(&mut tx, customer_id, due_by, now_ms).await?;
         tx.commit().await?;
-        Ok(lines.into_iter().map(|(p, _, _)| p).collect())
+        Ok(products)
     }
 
     /// Carts holding stock, with when each one's reservation ends (to re-arm their timers
@@ -383,4 +351,49 @@ impl Store {
         .await?;
         rows.iter().map(|r| Ok((r.try_get("customer_id")?, r.try_get("expires_at_ms")?))).collect()
     }
+}
+
+/// Removes the lines of `customer_id`'s cart due by `due_by` (all of them without it) inside
+/// `tx`, which holds the cart's lock, and releases their stock; an expiry (`due_by`) writes
+/// the [`ShopEvent::CartExpired`] event to the outbox. Returns the products released.
+pub(super) async fn release_cart_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    customer_id: i64,
+    due_by: Option<i64>,
+    now_ms: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let rows = sqlx::query(
+        "DELETE FROM cart_items WHERE customer_id = $1 AND expires_at_ms <= $2 \
+             RETURNING product_id, quantity, expires_at_ms",
+    )
+    .bind(customer_id)
+    .bind(due_by.unwrap_or(i64::MAX))
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut lines = rows
+        .iter()
+        .map(|r| {
+            Ok((r.try_get("product_id")?, r.try_get("quantity")?, r.try_get("expires_at_ms")?))
+        })
+        .collect::<Result<Vec<(i64, i64, i64)>, StoreError>>()?;
+    // One lock order for every transaction (by product id): no deadlock with orders.
+    lines.sort_unstable();
+    for &(product_id, quantity, _) in &lines {
+        release(tx, product_id, quantity, now_ms).await?;
+    }
+    if due_by.is_some()
+        && let Some(reserved_until_ms) = lines.iter().map(|&(_, _, until)| until).max()
+    {
+        let event = ShopEvent::CartExpired {
+            event_id: cart_expired_id(customer_id, reserved_until_ms),
+            customer_id,
+            reserved_until_ms,
+            released: lines
+                .iter()
+                .map(|&(product_id, quantity, _)| ReleasedLine { product_id, quantity })
+                .collect(),
+        };
+        outbox::enqueue(tx, &event, now_ms).await?;
+    }
+    Ok(lines.into_iter().map(|(p, _, _)| p).collect())
 }

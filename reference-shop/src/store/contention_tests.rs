@@ -23,7 +23,11 @@ use crate::faults::{FaultSettings, Faults};
 
 /// A store on a new SQLite database in `dir`, or on `postgres` (a URL) when given, seeded
 /// with one product.
-async fn store(dir: &std::path::Path, postgres: Option<String>, clock: &ManualClock) -> Store {
+pub(super) async fn store(
+    dir: &std::path::Path,
+    postgres: Option<String>,
+    clock: &ManualClock,
+) -> Store {
     let config = StorageConfig {
         data_dir: dir.to_path_buf(),
         database_url: postgres,
@@ -39,7 +43,7 @@ async fn store(dir: &std::path::Path, postgres: Option<String>, clock: &ManualCl
     .expect("open the store")
 }
 
-async fn stock(store: &Store) -> i64 {
+pub(super) async fn stock(store: &Store) -> i64 {
     sqlx::query("SELECT stock FROM products WHERE id = 1")
         .fetch_one(&store.pool)
         .await
@@ -170,7 +174,7 @@ async fn other_database_errors_are_not_retried(postgres: Option<String>) {
 
 /// A new, empty PostgreSQL database on `LEVEE_TEST_POSTGRES_URL`'s server, or `None` (the
 /// test is skipped; a failure under `CI=true`).
-async fn postgres_database() -> Option<String> {
+pub(super) async fn postgres_database() -> Option<String> {
     use sqlx::Connection;
     let admin_url = levee::core::testing::server_url("LEVEE_TEST_POSTGRES_URL", "PostgreSQL")?;
     sqlx::any::install_default_drivers();

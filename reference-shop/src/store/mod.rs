@@ -25,7 +25,10 @@ pub mod holding;
 mod ledger;
 mod orders;
 mod outbox;
+#[cfg(test)]
+mod replica_tests;
 mod seed;
+mod sweep;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -47,7 +50,7 @@ use crate::faults::Faults;
 pub use data_dir::{DataDirError, DataDirLock, Holder, LOCK_FILE};
 pub use holding::{Cap, Holding, HoldingCaps, OverCap};
 pub use orders::{NewOrder, PendingOrder, PlaceOutcome, Transition};
-pub use outbox::OutboxRow;
+pub use outbox::{Claimed, OutboxClaim, OutboxRow, RELAY_LOCK};
 pub use seed::DEMO_CUSTOMERS;
 
 /// Which database is behind the store.
@@ -371,24 +374,7 @@ impl Store {
             levee::core::random::next_u64(),
             levee::core::random::next_u64()
         );
-        self.insert_customer(name, &api_key, now_ms).await
-    }
-
-    async fn insert_customer(
-        &self,
-        name: &str,
-        api_key: &str,
-        now_ms: i64,
-    ) -> Result<Customer, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO customers (name, api_key, created_at_ms) VALUES ($1, $2, $3) RETURNING id",
-        )
-        .bind(name)
-        .bind(api_key)
-        .bind(now_ms)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Customer { id: row.try_get("id")?, name: name.to_owned(), api_key: api_key.to_owned() })
+        insert_customer(&self.pool, name, &api_key, now_ms).await
     }
 
     /// The customer an API key belongs to.
@@ -403,6 +389,27 @@ impl Store {
             .await?;
         row.map(|r| customer_from(&r)).transpose()
     }
+}
+
+/// Creates a customer through `db` (the pool, or a transaction's connection).
+async fn insert_customer<'c, E>(
+    db: E,
+    name: &str,
+    api_key: &str,
+    now_ms: i64,
+) -> Result<Customer, StoreError>
+where
+    E: Executor<'c, Database = sqlx::Any>,
+{
+    let row = sqlx::query(
+        "INSERT INTO customers (name, api_key, created_at_ms) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(name)
+    .bind(api_key)
+    .bind(now_ms)
+    .fetch_one(db)
+    .await?;
+    Ok(Customer { id: row.try_get("id")?, name: name.to_owned(), api_key: api_key.to_owned() })
 }
 
 fn customer_from(r: &AnyRow) -> Result<Customer, StoreError> {

@@ -96,6 +96,15 @@ pub struct PendingOrder {
     pub has_card: bool,
 }
 
+/// The cancel step's order update (`$1 = order, $2 = reason, $3 = now`): only an order
+/// still awaiting payment moves, so of two cancels (a timer and a sweep, two shops) one
+/// applies and the other finds it done.
+const CANCEL_ORDER: &str = "UPDATE orders SET status = 'cancelled', cancel_reason = $2, \
+     updated_at_ms = $3 WHERE id = $1 AND status = 'awaiting_payment'";
+/// The cancel step's release of one line (`$1 = quantity, $2 = product, $3 = now`).
+const CANCEL_ITEM: &str = "UPDATE products SET stock = stock + $1, reserved = reserved - $1, \
+     updated_at_ms = $3 WHERE id = $2";
+
 const ORDER_COLUMNS: &str = "SELECT id, customer_id, status, total_cents, card, charge_id, payment_error, \
      cancel_reason, created_at_ms, expires_at_ms FROM orders";
 
@@ -333,15 +342,27 @@ impl Store {
         self.finish_order(
             order_id,
             OrderStatus::Cancelled,
-            "UPDATE orders SET status = 'cancelled', cancel_reason = $2, updated_at_ms = $3 \
-             WHERE id = $1 AND status = 'awaiting_payment'",
+            CANCEL_ORDER,
             reason,
-            "UPDATE products SET stock = stock + $1, reserved = reserved - $1, \
-             updated_at_ms = $3 WHERE id = $2",
+            CANCEL_ITEM,
             now_ms,
             Some(ShopEvent::OrderCancelled { order_id, reason: reason.to_owned() }),
         )
         .await
+    }
+
+    /// The cancel step inside `tx`: moves the order out of `awaiting_payment`, releases its
+    /// stock and writes `OrderCancelled` to the outbox. `None` when the order was not
+    /// awaiting payment (nothing changed).
+    pub(super) async fn cancel_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        order_id: i64,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Option<Vec<i64>>, StoreError> {
+        let event = ShopEvent::OrderCancelled { order_id, reason: reason.to_owned() };
+        self.finish_in(tx, order_id, CANCEL_ORDER, reason, CANCEL_ITEM, now_ms, Some(&event)).await
     }
 
     /// The confirm and cancel steps of try-confirm-cancel: in one transaction, move an order
@@ -363,33 +384,55 @@ impl Store {
         self.faults.store_delay().await;
         self.retrying(|| async {
             let mut tx = self.write_tx().await?;
-            let moved = sqlx::query(order_sql)
-                .bind(order_id)
-                .bind(detail)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if moved == 0 {
+            let applied = self
+                .finish_in(&mut tx, order_id, order_sql, detail, item_sql, now_ms, event.as_ref())
+                .await?;
+            let Some(products) = applied else {
                 tx.rollback().await?;
                 return self.settled(order_id, target).await;
-            }
-            let items = self.items_in(&mut tx, order_id).await?;
-            for &(product_id, quantity) in &items {
-                sqlx::query(item_sql)
-                    .bind(quantity)
-                    .bind(product_id)
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if let Some(event) = &event {
-                outbox::enqueue(&mut tx, event, now_ms).await?;
-            }
+            };
             tx.commit().await?;
-            Ok(Transition::Applied(items.iter().map(|i| i.0).collect()))
+            Ok(Transition::Applied(products))
         })
         .await
+    }
+
+    /// [`Store::finish_order`]'s work inside `tx`: the products whose stock changed, or
+    /// `None` when the order had already left `awaiting_payment`.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        order_id: i64,
+        order_sql: &'static str,
+        detail: &str,
+        item_sql: &'static str,
+        now_ms: i64,
+        event: Option<&ShopEvent>,
+    ) -> Result<Option<Vec<i64>>, StoreError> {
+        let moved = sqlx::query(order_sql)
+            .bind(order_id)
+            .bind(detail)
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        if moved == 0 {
+            return Ok(None);
+        }
+        let items = self.items_in(tx, order_id).await?;
+        for &(product_id, quantity) in &items {
+            sqlx::query(item_sql)
+                .bind(quantity)
+                .bind(product_id)
+                .bind(now_ms)
+                .execute(&mut **tx)
+                .await?;
+        }
+        if let Some(event) = event {
+            outbox::enqueue(tx, event, now_ms).await?;
+        }
+        Ok(Some(items.iter().map(|i| i.0).collect()))
     }
 
     async fn items_in(

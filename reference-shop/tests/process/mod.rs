@@ -42,8 +42,9 @@ pub fn binary() -> Command {
 }
 
 /// Waits (`limit` at most) for `child`'s first line on stdout, the shop's announcement
-/// `reference shop on http://ADDR ...`, and returns `http://ADDR`; `Err` with the line (for
-/// a message) when the shop said something else, exited, or said nothing in time.
+/// `reference shop on http://ADDR ...` (`https://` with `[server.tls]`), and returns
+/// `http://ADDR` (`https://ADDR`); `Err` with the line (for a message) when the shop said
+/// something else, exited, or said nothing in time.
 pub fn announced_url(
     child: &mut std::process::Child,
     limit: std::time::Duration,
@@ -57,9 +58,10 @@ pub fn announced_url(
         let _ = tx.send(line);
     });
     let line = rx.recv_timeout(limit).unwrap_or_default();
-    line.strip_prefix("reference shop on http://")
+    line.strip_prefix("reference shop on ")
         .and_then(|rest| rest.split_whitespace().next())
-        .map(|addr| format!("http://{addr}"))
+        .filter(|url| url.starts_with("http://") || url.starts_with("https://"))
+        .map(str::to_owned)
         .ok_or(line)
 }
 

@@ -23,6 +23,8 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
+use rustls_pki_types::ServerName;
+
 use super::{TlsConfig, TlsError};
 use crate::TlsFiles;
 
@@ -154,42 +156,178 @@ impl DevCert {
     }
 }
 
-fn write(path: PathBuf, contents: &str, secret: bool) -> Result<PathBuf, TlsError> {
+/// What [`write_dev_certs_with`] does with files already in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse, and write nothing, when any of the files exists ([`TlsError::Write`] naming
+    /// it, with an error of kind `AlreadyExists`).
+    Refuse,
+    /// Replace them.
+    Replace,
+}
+
+fn write(path: PathBuf, contents: &str, secret: bool, existing: Existing) -> Result<PathBuf, TlsError> {
+    use std::io::Write as _;
     let failed = |source| TlsError::Write { path: path.clone(), source };
-    std::fs::write(&path, contents).map_err(failed)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    match existing {
+        // `create_new` fails on a file that appeared since the check: never overwritten.
+        Existing::Refuse => options.create_new(true),
+        Existing::Replace => options.create(true).truncate(true),
+    };
+    // A key is the owner's from its first byte: created 0600, never readable by others
+    // between creation and a later chmod.
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path).map_err(failed)?;
+    // A replaced key file keeps its old mode through `open`: set it.
     #[cfg(unix)]
     if secret {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
     }
     #[cfg(not(unix))]
     let _ = secret;
+    file.write_all(contents.as_bytes()).map_err(failed)?;
+    file.sync_all().map_err(failed)?;
     Ok(path)
 }
 
+/// The files [`write_dev_certs`] writes for `services` into `dir`, CA first.
+fn dev_cert_paths(dir: &Path, services: &[&str]) -> Vec<PathBuf> {
+    let mut paths = vec![dir.join("ca.pem"), dir.join("ca-key.pem")];
+    for service in services {
+        paths.push(dir.join(format!("{service}.pem")));
+        paths.push(dir.join(format!("{service}-key.pem")));
+    }
+    paths
+}
+
 /// Writes a new development CA (`ca.pem`, `ca-key.pem`) and, per service, `<name>.pem` and
-/// `<name>-key.pem` into `dir` (created if missing; keys readable by the owner only), and
-/// returns where each service's files are, in the order given.
+/// `<name>-key.pem` into `dir` (created if missing; keys readable by the owner only),
+/// replacing files already there, and returns where each service's files are, in the order
+/// given. [`write_dev_certs_with`] can refuse to replace them instead.
 ///
 /// # Errors
-/// [`TlsError::Write`] for a file that cannot be written, [`TlsError::Generate`] for an
-/// invalid service name.
+/// [`TlsError::Write`] for a file that cannot be written, [`TlsError::Generate`] for a
+/// service name that is not a DNS name.
 pub fn write_dev_certs(dir: &Path, services: &[&str]) -> Result<Vec<TlsFiles>, TlsError> {
+    write_dev_certs_with(dir, services, Existing::Replace)
+}
+
+/// [`write_dev_certs`], deciding what to do with files already in `dir`: with
+/// [`Existing::Refuse`] nothing is written when any of them exists.
+///
+/// ```
+/// use levee_client::tls::dev::{self, Existing};
+/// use levee_client::tls::TlsError;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// dev::write_dev_certs_with(dir.path(), &["orders"], Existing::Refuse).unwrap();
+/// let again = dev::write_dev_certs_with(dir.path(), &["orders"], Existing::Refuse);
+/// assert!(matches!(again, Err(TlsError::Write { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists));
+/// ```
+///
+/// # Errors
+/// As [`write_dev_certs`]; with [`Existing::Refuse`], [`TlsError::Write`] of kind
+/// `AlreadyExists` naming the first file in place.
+pub fn write_dev_certs_with(
+    dir: &Path,
+    services: &[&str],
+    existing: Existing,
+) -> Result<Vec<TlsFiles>, TlsError> {
+    // A service name becomes a file name: a DNS name has no `/` and no `..`, so each file
+    // stays inside `dir`.
+    for service in services {
+        if !matches!(ServerName::try_from(*service), Ok(ServerName::DnsName(_))) {
+            return Err(TlsError::Generate(format!(
+                "invalid service name `{service}`: not a DNS name"
+            )));
+        }
+    }
     std::fs::create_dir_all(dir)
         .map_err(|source| TlsError::Write { path: dir.to_owned(), source })?;
+    // (No let chain: the crate builds on Rust 1.85.)
+    let in_place = match existing {
+        Existing::Refuse => dev_cert_paths(dir, services).into_iter().find(|p| p.exists()),
+        Existing::Replace => None,
+    };
+    if let Some(path) = in_place {
+        let source = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
+        return Err(TlsError::Write { path, source });
+    }
     let ca = DevCa::new("levee development CA")?;
-    let ca_path = write(dir.join("ca.pem"), ca.cert_pem(), false)?;
-    write(dir.join("ca-key.pem"), ca.key_pem(), true)?;
+    let ca_path = write(dir.join("ca.pem"), ca.cert_pem(), false, existing)?;
+    write(dir.join("ca-key.pem"), ca.key_pem(), true, existing)?;
     services
         .iter()
         .map(|service| {
             let cert = ca.issue(service)?;
             Ok(TlsFiles {
                 ca: ca_path.clone(),
-                certificate: write(dir.join(format!("{service}.pem")), &cert.cert_pem, false)?,
-                key: write(dir.join(format!("{service}-key.pem")), &cert.key_pem, true)?,
+                certificate: write(
+                    dir.join(format!("{service}.pem")),
+                    &cert.cert_pem,
+                    false,
+                    existing,
+                )?,
+                key: write(dir.join(format!("{service}-key.pem")), &cert.key_pem, true, existing)?,
                 server_name: None,
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_name_that_is_not_a_dns_name_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["../escape", "a/b", "", "has space"] {
+            let err = write_dev_certs(dir.path(), &["orders", name]).unwrap_err();
+            assert!(matches!(err, TlsError::Generate(_)), "{name:?}: {err}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn refuse_writes_nothing_when_one_file_exists_and_replace_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("orders-key.pem"), "old").unwrap();
+        let err = write_dev_certs_with(dir.path(), &["catalog", "orders"], Existing::Refuse)
+            .unwrap_err();
+        match err {
+            TlsError::Write { path, source } => {
+                assert_eq!(path, dir.path().join("orders-key.pem"));
+                assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!dir.path().join("ca.pem").exists(), "nothing written");
+        let files = write_dev_certs(dir.path(), &["catalog", "orders"]).unwrap();
+        let key = std::fs::read_to_string(&files[1].key).unwrap();
+        assert!(key.contains("PRIVATE KEY"), "replaced");
+        files[1].load().unwrap().server_config().unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn keys_are_the_owners_only_even_when_replacing_a_readable_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("orders-key.pem");
+        std::fs::write(&old, "old").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let files = write_dev_certs(dir.path(), &["orders"]).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&files[0].key), 0o600);
+        assert_eq!(mode(&dir.path().join("ca-key.pem")), 0o600);
+        assert_eq!(mode(&files[0].certificate) & 0o600, 0o600, "certificates stay readable");
+    }
 }

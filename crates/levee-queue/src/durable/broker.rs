@@ -1061,11 +1061,7 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
         let stored = StoredMessage { seq, published_at: now, ready_at, meta, payload };
         state.buf.clear();
         record::publish(&mut state.buf, t.id, &stored, &targets);
-        let limit = self
-            .inner
-            .settings
-            .max_disk_bytes
-            .map(|m| m.saturating_sub(self.inner.settings.segment_bytes));
+        let limit = self.inner.settings.publish_budget();
         let (lsn, end) = match log.append(&state.buf, limit) {
             Ok(a) => a,
             Err(e) => {
@@ -1214,11 +1210,11 @@ impl<T: Codec, C: Clock> DurableBroker<T, C> {
         if base == log.active_segment() || log.written() < next {
             return false;
         }
-        let pressed = self
-            .inner
-            .settings
-            .max_disk_bytes
-            .is_some_and(|max| log.disk_bytes() + 2 * self.inner.settings.segment_bytes > max);
+        // Pressed: within a segment of where publishes stop.
+        let pressed =
+            self.inner.settings.publish_budget().is_some_and(|budget| {
+                log.disk_bytes() + self.inner.settings.segment_bytes > budget
+            });
         // Copying forward costs the live bytes again: worth it once half the segment is
         // dead, or a quarter when the disk budget is near.
         let dead = info.bytes.saturating_sub(info.live);

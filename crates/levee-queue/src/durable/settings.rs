@@ -115,7 +115,9 @@ pub struct DurableSettings {
     pub segment_bytes: u64,
     /// The most bytes the log may take on disk; `None` for no bound. Publishes are held to
     /// this bound less one segment, which stays free for acks and compaction (the records
-    /// that make space). At least three segments. Default `None`.
+    /// that make space), and with [`preallocate`](Self::preallocate) less two more: the
+    /// room preallocated ahead of the records (the rest of the segment being written, and
+    /// the spare). At least three segments, five with `preallocate`. Default `None`.
     pub max_disk_bytes: Option<u64>,
     /// What a publish meets at the disk bound. Default [`WhenFull::Backpressure`].
     pub when_full: WhenFull,
@@ -132,8 +134,8 @@ pub struct DurableSettings {
     /// appending never creates or grows a file and each `fdatasync` before a confirm has
     /// only data to flush (a file that grows makes it commit the new size through the
     /// file system's journal too: the slow tail of confirm latency). Costs one spare
-    /// segment on disk, and each segment takes `segment_bytes` from its start. Default
-    /// `true`.
+    /// segment on disk, and each segment takes `segment_bytes` from its start
+    /// ([`max_disk_bytes`](Self::max_disk_bytes) counts both). Default `true`.
     pub preallocate: bool,
 }
 
@@ -219,21 +221,43 @@ impl DurableSettings {
     ///
     /// # Errors
     /// A [`ConfigError`] naming the first setting out of range: `segment_bytes` under
-    /// 64 KiB or over 1 GiB, `max_disk_bytes` under three segments, a zero
+    /// 64 KiB or over 1 GiB, `max_disk_bytes` under three segments (five with
+    /// `preallocate`), a zero
     /// `EveryMillis`, a zero `tick`, or invalid topic defaults.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(64 << 10..=1 << 30).contains(&self.segment_bytes) {
             return Err(ConfigError::new("segment_bytes", "must be between 64 KiB and 1 GiB"));
         }
         if let Some(max) = self.max_disk_bytes
-            && max < 3 * self.segment_bytes
+            && max < (self.reserved_segments() + 2) * self.segment_bytes
         {
-            return Err(ConfigError::new("max_disk_bytes", "must be at least three segments"));
+            return Err(ConfigError::new(
+                "max_disk_bytes",
+                if self.preallocate {
+                    "must be at least five segments with preallocate (three without)"
+                } else {
+                    "must be at least three segments"
+                },
+            ));
         }
         if self.fsync == FsyncPolicy::EveryMillis(0) {
             return Err(ConfigError::new("fsync", "every_millis must be greater than zero"));
         }
         ConfigError::require_positive("tick", self.tick)?;
         self.topic_defaults.validate()
+    }
+
+    /// Segments of `max_disk_bytes` that published records never take: one free for acks
+    /// and compaction, and with `preallocate` two more for the preallocated room (the rest
+    /// of the segment being written, and the spare), which is on disk but holds no record.
+    fn reserved_segments(&self) -> u64 {
+        if self.preallocate { 3 } else { 1 }
+    }
+
+    /// The bytes of records a publish may bring the log to: `max_disk_bytes` less the
+    /// reserved segments; `None` without a bound.
+    pub(crate) fn publish_budget(&self) -> Option<u64> {
+        self.max_disk_bytes
+            .map(|max| max.saturating_sub(self.reserved_segments() * self.segment_bytes))
     }
 }

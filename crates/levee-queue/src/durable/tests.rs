@@ -350,41 +350,73 @@ fn retention_deletes_acked_segments_and_keeps_the_rest() {
     });
 }
 
-/// At the disk budget a publish is refused (or waits) until acks free a segment.
+/// At the disk budget a publish is refused (or waits) until acks free a segment; up to it, the
+/// files on disk, preallocated room and spare included, never take more than
+/// `max_disk_bytes`.
 #[test]
 fn disk_budget_refuses_then_recovers() {
-    let rt = rt();
-    let storage = MemStorage::new();
-    let clock = ManualClock::new();
-    let seg = 64 << 10;
-    let settings = DurableSettings::new()
-        .segment_bytes(seg)
-        .max_disk_bytes(Some(4 * seg))
-        .when_full(WhenFull::Reject);
-    rt.block_on(async {
-        let b = open_with(&storage, &clock, settings).unwrap();
-        let s = b.subscribe("t", config("s").max_backlog(1 << 20)).await.unwrap();
-        let mut n = 0;
-        let err = loop {
-            match b.publish("t", Message::new(n)).await {
-                Ok(_) => n += 1,
-                Err(e) => break e,
-            }
+    for preallocate in [false, true] {
+        let rt = rt();
+        let storage = MemStorage::new();
+        let clock = ManualClock::new();
+        let seg = 64 << 10;
+        let max = 6 * seg;
+        let settings = DurableSettings::new()
+            .segment_bytes(seg)
+            .max_disk_bytes(Some(max))
+            .preallocate(preallocate)
+            .when_full(WhenFull::Reject);
+        // What the files take, counting a spare not made yet as made.
+        let footprint = || {
+            let files = storage.sizes(dir());
+            let spare = files.iter().any(|(n, _)| n.ends_with(".tmp"));
+            let bytes: usize = files.iter().map(|(_, len)| len).sum();
+            bytes as u64 + if preallocate && !spare { seg } else { 0 }
         };
-        assert!(matches!(err, BrokerError::DiskFull { .. }), "{err:?}");
-        assert!(err.is_transient());
-        assert!(b.disk_bytes() <= 4 * seg);
-        let c = s.consumer().unwrap();
-        loop {
-            let mut batch = c.receive_timeout(1000, Some(Duration::ZERO)).await.unwrap();
-            if batch.is_empty() {
-                break;
+        rt.block_on(async {
+            let b = open_with(&storage, &clock, settings).unwrap();
+            let s = b.subscribe("t", config("s").max_backlog(1 << 20)).await.unwrap();
+            let mut n = 0;
+            let err = loop {
+                match b.publish("t", Message::new(n)).await {
+                    Ok(_) => n += 1,
+                    Err(e) => break e,
+                }
+                assert!(footprint() <= max, "preallocate {preallocate}: {} > {max}", footprint());
+            };
+            assert!(matches!(err, BrokerError::DiskFull { .. }), "{err:?}");
+            assert!(err.is_transient());
+            assert!(b.disk_bytes() <= max);
+            assert!(n > 100, "the budget holds records: {n}");
+            let c = s.consumer().unwrap();
+            loop {
+                let mut batch = c.receive_timeout(1000, Some(Duration::ZERO)).await.unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                c.ack_all(&mut batch).await.unwrap();
             }
-            c.ack_all(&mut batch).await.unwrap();
-        }
-        while b.compact_once() {}
-        b.publish("t", Message::new(n)).await.unwrap();
-    });
+            while b.compact_once() {}
+            b.publish("t", Message::new(n)).await.unwrap();
+        });
+    }
+}
+
+/// `max_disk_bytes` must leave records room beside the reserved segments.
+#[test]
+fn a_disk_budget_too_small_for_its_reserved_segments_is_refused() {
+    let seg = 64 << 10;
+    let with = |preallocate, segments| {
+        DurableSettings::new()
+            .segment_bytes(seg)
+            .preallocate(preallocate)
+            .max_disk_bytes(Some(segments * seg))
+            .validate()
+    };
+    assert!(with(false, 3).is_ok());
+    assert_eq!(with(false, 2).unwrap_err().setting, "max_disk_bytes");
+    assert!(with(true, 5).is_ok());
+    assert_eq!(with(true, 4).unwrap_err().setting, "max_disk_bytes");
 }
 
 /// The log alone, against a `Vec`: whatever is appended, whatever crash tears the tail,
