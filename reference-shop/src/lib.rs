@@ -50,6 +50,7 @@ pub mod app;
 pub mod bus;
 pub mod certs;
 pub mod clock;
+pub mod cluster;
 pub mod compare;
 pub mod config;
 pub mod domain;

@@ -1,6 +1,7 @@
 //! `reference-shop`: runs the shop (default), the load generator (`loadgen`), the outage side
 //! by side (`outage-compare`), a soak (`soak`), or prints the settings (`print-config`) or the
-//! OpenAPI document (`openapi`), or writes development certificates (`certs`).
+//! OpenAPI document (`openapi`), writes development certificates (`certs`), or starts a local
+//! cluster of the shop's services (`cluster`).
 //!
 //! Logs go to stderr; stdout carries only what a command prints (the address, the settings,
 //! a report). A shop that cannot start says why on stderr and exits with 2 for settings it
@@ -52,6 +53,9 @@ enum Command {
     Soak(reference_shop::soak::Args),
     /// Write a development CA and a certificate + key per service for `[server.tls]`.
     Certs(reference_shop::certs::Args),
+    /// Start the shop split into processes on this machine (with PostgreSQL, NATS and Redis),
+    /// supervise them, and stop them all on Ctrl-C.
+    Cluster(reference_shop::cluster::Args),
 }
 
 fn init_logs(json: bool, default: &str) {
@@ -108,6 +112,9 @@ async fn main() -> std::process::ExitCode {
         Command::OutageCompare(args) => reference_shop::compare::run(args, &config).await,
         Command::Soak(args) => reference_shop::soak::run(args, &config).await,
         Command::Certs(args) => reference_shop::certs::run(&args),
+        Command::Cluster(args) => {
+            reference_shop::cluster::run(args, cli.config.as_deref(), shutdown_signal()).await
+        }
     }
 }
 

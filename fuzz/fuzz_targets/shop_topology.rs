@@ -1,0 +1,25 @@
+//! The `reference-shop cluster` topology from arbitrary text: `Topology::parse` reads it or
+//! refuses it with a typed error naming a path, never a panic. What it accepts can run: known
+//! services in start order, at least one replica each, at most 32 processes per service, and
+//! every upstream naming a service (and, for `.standby`, standbys) of the same topology.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use reference_shop::cluster::topology::{MAX_PROCESSES, SERVICES, Topology};
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let Ok(topology) = Topology::parse(&text, "fuzz") else { return };
+    assert!(!topology.services.is_empty());
+    let rank = |name: &str| SERVICES.iter().position(|s| *s == name).expect("a known service");
+    assert!(topology.services.windows(2).all(|w| rank(&w[0].name) < rank(&w[1].name)));
+    for service in &topology.services {
+        assert!(service.replicas >= 1 && service.replicas + service.standby <= MAX_PROCESSES);
+        for upstream in service.upstreams.values() {
+            let target = topology.services.iter().find(|s| s.name == upstream.service);
+            let target = target.expect("an upstream names a service of the topology");
+            assert!(!upstream.standby || target.standby > 0);
+        }
+    }
+});
