@@ -11,6 +11,7 @@ use levee::core::ConfigError;
 use serde::{Deserialize, Serialize};
 
 use super::SettingError;
+use super::endpoints::read_endpoints;
 
 /// The section's path, as errors name it.
 const SECTION: &str = "gateway";
@@ -143,17 +144,14 @@ impl GroupSettings<'_> {
     /// # Errors
     /// An address that is not an HTTP(S) `host:port`, named by setting and position.
     pub(crate) fn endpoints(&self) -> Result<Vec<Endpoint>, SettingError> {
-        let mut endpoints = Vec::with_capacity(self.primaries.1.len() + self.standbys.1.len());
-        for ((setting, list), standby) in [(self.primaries, false), (self.standbys, true)] {
-            for (i, address) in list.iter().enumerate() {
-                let endpoint = Endpoint::new(address).map_err(|e| SettingError {
-                    section: SECTION,
-                    error: ConfigError::new(setting, format!("entry {i} `{address}`: {e}")),
-                })?;
-                endpoints.push(if standby { endpoint.standby() } else { endpoint });
-            }
-        }
-        Ok(endpoints)
+        let ((primaries, p), (standbys, s)) = (self.primaries, self.standbys);
+        read_endpoints([(primaries, p, false), (standbys, s, true)]).map_err(|bad| SettingError {
+            section: SECTION,
+            error: ConfigError::new(
+                bad.setting,
+                format!("entry {} `{}`: {}", bad.index, bad.address, bad.error),
+            ),
+        })
     }
 }
 

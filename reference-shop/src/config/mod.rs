@@ -23,6 +23,7 @@
 mod addr;
 mod checkout;
 mod clients;
+mod endpoints;
 mod env;
 mod gateway;
 mod limits;

@@ -21,6 +21,7 @@ use levee::client::Endpoint;
 use levee::core::ConfigError;
 use serde::{Deserialize, Serialize};
 
+use super::endpoints::read_endpoints;
 use super::{SettingError, section};
 
 /// `[provider]`: the simulated payment provider.
@@ -88,21 +89,16 @@ impl ProviderConfig {
     /// The first URL that is not `http://host:port` or `https://host:port`, named by its path
     /// (`provider.urls`, `provider.standby_urls`) and position.
     pub fn endpoints(&self) -> Result<Vec<Endpoint>, SettingError> {
-        let mut endpoints = Vec::with_capacity(self.urls.len() + self.standby_urls.len());
-        for (setting, urls, standby) in
-            [("urls", &self.urls, false), ("standby_urls", &self.standby_urls, true)]
-        {
-            for (i, url) in urls.iter().enumerate() {
-                let endpoint = Endpoint::new(url.trim()).map_err(|e| {
-                    section("provider")(ConfigError::new(
-                        setting,
-                        format!("entry {i} (`{url}`) is not a provider address: {e}"),
-                    ))
-                })?;
-                endpoints.push(if standby { endpoint.standby() } else { endpoint });
-            }
-        }
-        Ok(endpoints)
+        read_endpoints([("urls", &self.urls, false), ("standby_urls", &self.standby_urls, true)])
+            .map_err(|bad| {
+                section("provider")(ConfigError::new(
+                    bad.setting,
+                    format!(
+                        "entry {} (`{}`) is not a provider address: {}",
+                        bad.index, bad.address, bad.error
+                    ),
+                ))
+            })
     }
 
     /// Checks every `[provider]` setting.
