@@ -2,7 +2,8 @@
 //! `reference-shop cluster` with `[tls] enabled = true` (provider 1, catalog 1 + 1 standby,
 //! orders 2, payment 2, notification 1, gateway 1) on PostgreSQL (`LEVEE_TEST_POSTGRES_URL`,
 //! a fresh database) and NATS (`LEVEE_TEST_NATS_URL`, a stream prefix of its own), Redis
-//! started by the cluster (`LEVEE_REDIS_SERVER_BIN` or `redis-server` on PATH). Every call
+//! started by the cluster (`LEVEE_REDIS_SERVER_BIN` or `redis-server` on PATH; else
+//! `LEVEE_TEST_REDIS_URL`). Every call
 //! goes through the gateway with the `client` certificate, one connection per request and no
 //! retry of the test's own, so a failure the gateway lets through is counted:
 //!
@@ -411,6 +412,8 @@ async fn a_tls_cluster_carries_on_through_faults() {
         .env("SHOP_SERVER__ADMIN_TOKEN", TOKEN)
         .env("SHOP_SERVER__SHUTDOWN_GRACE", "2s")
         .env("SHOP_STORAGE__SEED_PRODUCTS", "20")
+        // 8 processes on one PostgreSQL (CI's allows 100 connections).
+        .env("SHOP_STORAGE__MAX_CONNECTIONS", "4")
         .env("SHOP_LIMITS__MAX_UNPAID_ORDERS", "1000")
         // The services trust the gateway's word on who the client is (the gateway: nobody's).
         .env("SHOP_LIMITS__TRUSTED_PROXIES", "[\"127.0.0.1\"]")
@@ -420,8 +423,17 @@ async fn a_tls_cluster_carries_on_through_faults() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    if let Ok(redis) = std::env::var("LEVEE_REDIS_SERVER_BIN") {
-        cmd.arg("--redis-server").arg(redis);
+    // Redis: started by the cluster (a server of its own), else the one the tests share.
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("redis-server").is_file()));
+    match (std::env::var("LEVEE_REDIS_SERVER_BIN"), std::env::var("LEVEE_TEST_REDIS_URL")) {
+        (Ok(bin), _) => {
+            cmd.arg("--redis-server").arg(bin);
+        }
+        (Err(_), Ok(url)) if !on_path => {
+            cmd.arg("--redis-url").arg(url);
+        }
+        _ => {}
     }
     let mut cluster = Cluster::spawn(cmd);
     cluster.line(Duration::from_secs(120), |l| l.starts_with("cluster up: 9 processes"));
