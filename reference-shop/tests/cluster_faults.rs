@@ -20,9 +20,12 @@
 //! 6. the cluster SIGKILLed: its processes end within a bound (they stop when their stdin,
 //!    held by the cluster, closes).
 //!
-//! Skipped without the servers, failing under `CI=true`. Every wait polls with a deadline;
-//! the figures are printed for the README and the issue. On drop (a failed test too) every
-//! process is continued and killed.
+//! Skipped without the servers, failing under `CI=true`. Two more need no server: a SIGKILLed
+//! cluster of two provider processes takes them with it, and `[server.tls]` inherited while
+//! the topology's `[tls]` is off is refused.
+//!
+//! Every wait polls with a deadline; the figures are printed for the README and the issue.
+//! On drop (a failed test too) every process is continued and killed.
 
 mod common;
 mod process;
@@ -736,4 +739,43 @@ fn inherited_server_tls_without_the_topologys_tls_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("[tls] enabled = true"), "{err}");
     assert!(!dir.0.join("runs").exists(), "nothing was started or made");
+}
+
+/// A SIGKILLed cluster takes its processes with it (they stop when their stdin, held by the
+/// cluster, closes), within a bound; no server needed: two provider processes, which use
+/// none of the servers "given" (nothing listens there).
+#[test]
+fn a_sigkilled_cluster_takes_its_processes_with_it() {
+    let dir = Scratch::new("cluster-faults-sigkill");
+    let file = dir.0.join("topology.toml");
+    std::fs::write(&file, "[services.provider]\nreplicas = 2\n").unwrap();
+    let mut cmd = process::binary();
+    cmd.arg("cluster")
+        .arg("--topology")
+        .arg(&file)
+        .arg("--dir")
+        .arg(dir.0.join("runs"))
+        .args(["--postgres-url", "postgres://x@127.0.0.1:1/x", "--nats-url", "nats://127.0.0.1:1"])
+        .args(["--redis-url", "redis://127.0.0.1:1/"])
+        .env("SHOP_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut cluster = Cluster::spawn(cmd);
+    cluster.line(Duration::from_secs(60), |l| l.starts_with("cluster up: 2 processes"));
+    let rows: Vec<Row> = cluster.seen.iter().filter_map(|l| row(l)).collect();
+    cluster.pids = rows.iter().map(|r| r.pid).collect();
+    assert_eq!(rows.len(), 2, "the table: {:#?}", cluster.seen);
+    assert!(cluster.pids.iter().all(|p| running(*p)));
+    signal(cluster.child.id() as i32, Signal::KILL);
+    let _ = cluster.child.wait();
+    let killed = Instant::now();
+    while cluster.pids.iter().any(|p| running(*p)) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "processes outlived the SIGKILLed cluster by 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("cluster SIGKILLed: its 2 processes ended in {:?}", killed.elapsed());
 }
