@@ -608,13 +608,14 @@ async fn a_tls_cluster_carries_on_through_faults() {
     assert!(!ejected, "the primary serves before the stop");
     let stopped = Instant::now();
     signal(catalog, Signal::STOP);
-    let mut failed_reads = 0;
+    let mut failed_reads = Vec::new();
     let deadline = stopped + Duration::from_secs(45);
     loop {
         match gw.get("/products/3", None).await {
             Ok((200, _)) if catalog_group(&gw).await.1 > standby_before => break,
             Ok((200, _)) => {}
-            _ => failed_reads += 1,
+            Ok((status, _)) => failed_reads.push(status.to_string()),
+            Err(e) => failed_reads.push(e),
         }
         assert!(Instant::now() < deadline, "no read served by the standby within 45 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -639,7 +640,7 @@ async fn a_tls_cluster_carries_on_through_faults() {
     .await;
     let back = continued.elapsed();
     eprintln!(
-        "catalog primary stopped: reads on the standby after {failover:?} ({failed_reads} failed reads); back on the primary {back:?} after it continued"
+        "catalog primary stopped: reads on the standby after {failover:?} (failed reads: {failed_reads:?}); back on the primary {back:?} after it continued"
     );
     assert!(failover < Duration::from_secs(30), "failover took {failover:?}");
 
