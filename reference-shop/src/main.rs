@@ -32,6 +32,10 @@ struct ServeArgs {
     /// The part of the shop this process runs.
     #[arg(long, value_enum, default_value_t = Service::All)]
     service: Service,
+    /// Stop, as on SIGTERM, when stdin closes: `reference-shop cluster` starts its processes
+    /// so, holding their stdin, and they end with it even when it is killed with SIGKILL.
+    #[arg(long)]
+    stop_with_stdin: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,19 +85,17 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let command = cli.command.unwrap_or(Command::Serve(ServeArgs { service: Service::All }));
+    let command = cli
+        .command
+        .unwrap_or(Command::Serve(ServeArgs { service: Service::All, stop_with_stdin: false }));
     match command {
-        Command::Serve(args) => match args.service {
-            Service::All => serve(config, Service::All).await,
-            s @ (Service::Gateway
-            | Service::Catalog
-            | Service::Orders
-            | Service::Payment
-            | Service::Notification) => serve(config, s).await,
-            Service::Provider => {
-                reference_shop::provider::server::run(config, shutdown_signal()).await
+        Command::Serve(args) => {
+            let stop = stop_signal(args.stop_with_stdin);
+            match args.service {
+                Service::Provider => reference_shop::provider::server::run(config, stop).await,
+                service => serve(config, service, stop).await,
             }
-        },
+        }
         Command::PrintConfig => match toml::to_string_pretty(&config) {
             Ok(text) => {
                 print!("{text}");
@@ -118,7 +120,11 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(config: Config, service: Service) -> std::process::ExitCode {
+async fn serve(
+    config: Config,
+    service: Service,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::process::ExitCode {
     let shop = match RunningShop::start_as(config, ShopClock::system(), service).await {
         Ok(s) => s,
         Err(e) => {
@@ -139,9 +145,36 @@ async fn serve(config: Config, service: Service) -> std::process::ExitCode {
         (_, false) => println!("reference shop on http://{addr} ({service} service)"),
         (_, true) => println!("reference shop on https://{addr} ({service} service, mutual TLS)"),
     }
-    shutdown_signal().await;
+    stop.await;
     shop.shutdown().await;
     std::process::ExitCode::SUCCESS
+}
+
+/// Ctrl-C or SIGTERM; or stdin's end too, when `with_stdin`.
+async fn stop_signal(with_stdin: bool) {
+    if !with_stdin {
+        return shutdown_signal().await;
+    }
+    let (closed, stdin_closed) = tokio::sync::oneshot::channel::<()>();
+    // A thread of its own: a read of stdin on tokio's blocking pool would hold the runtime's
+    // exit until the read returns.
+    std::thread::spawn(move || {
+        use std::io::Read as _;
+        let mut buf = [0u8; 256];
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Err(e) if e.kind() != std::io::ErrorKind::Interrupted => break,
+                _ => {}
+            }
+        }
+        let _ = closed.send(());
+    });
+    tokio::select! {
+        () = shutdown_signal() => {}
+        _ = stdin_closed => {}
+    }
 }
 
 async fn shutdown_signal() {

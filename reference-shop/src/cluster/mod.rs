@@ -10,7 +10,13 @@
 //!    its address; prints a table of service, replica, URL and pid.
 //! 4. Supervises them: a process that exits is reported and started again after
 //!    a backoff, a bounded number of times. Ctrl-C or SIGTERM stops every process (SIGTERM,
-//!    SIGKILL after a grace), then the servers it started, and the command exits 0.
+//!    SIGKILL after a grace), then the servers it started, and the command exits 0. Killed
+//!    itself (SIGKILL), it takes its processes with it: each stops when its stdin, a pipe the
+//!    cluster holds, closes. The servers it started are not watched that way.
+//!
+//! With `[tls] enabled = true` in the topology, every process serves and calls over mutual
+//! TLS: the cluster makes a development CA and a certificate per service (or uses `tls.dir`'s),
+//! gives each process its service's, and lists `https://` upstreams.
 //!
 //! Everything lives in a new directory under `--dir`: `logs/` (one file per process and
 //! server, kept), the servers' data and the processes' data directories (removed on exit).
@@ -38,6 +44,7 @@ mod ports;
 mod process;
 mod servers;
 mod supervise;
+mod tls;
 pub mod topology;
 
 use std::future::Future;
@@ -109,6 +116,17 @@ pub async fn run(
         Ok(t) => t,
         Err(e) => return refuse(2, &e),
     };
+    if !topology.tls.enabled
+        && let Ok(settings) = crate::Config::load(config, std::env::vars())
+        && settings.server.tls.files().is_some()
+    {
+        return refuse(
+            2,
+            &"[server.tls] is set in the settings every process reads, but the topology's `[tls]` \
+              is off (its processes would call each other over http://): set `[tls] enabled = true` \
+              in the topology (and `dir` for your own certificates) instead",
+        );
+    }
     let mut nats = levee::nats::NatsConfig::new("nats://127.0.0.1:4222".to_owned());
     nats.prefix.clone_from(&args.nats_prefix);
     if let Err(e) = nats.validate() {
@@ -143,8 +161,20 @@ pub async fn run(
     let mut shutdown = std::pin::pin!(shutdown);
     let start = async {
         cluster.servers.start(plan, &run_dir, &logs).await.map_err(|e| e.to_string())?;
-        let launches = launches(&topology, &cluster.servers, &args, &exe, config, &run_dir)?;
+        let certs = tls::prepare(&topology.tls, &topology, &run_dir)?;
+        let launches =
+            launches(&topology, &cluster.servers, &args, &exe, config, &run_dir, certs.as_deref())?;
         print_servers(&cluster.servers, &wanted);
+        if let Some(dir) = &certs {
+            let file = |name: &str| dir.join(name).display().to_string();
+            println!(
+                "mutual TLS: certificates in {}; call with --cacert {} --cert {} --key {}",
+                dir.display(),
+                file("ca.pem"),
+                file("client.pem"),
+                file("client-key.pem")
+            );
+        }
         start_processes(&mut cluster.slots, launches, topology.restart.start_timeout).await
     };
     let started = tokio::select! {
@@ -216,7 +246,8 @@ impl Cluster {
     }
 }
 
-/// Every process to start, in order: its label, its port and how to start it.
+/// Every process to start, in order: its label, its port and how to start it. With `certs`
+/// (TLS on), each gets its service's certificate and `https://` upstream URLs.
 fn launches(
     topology: &Topology,
     servers: &Servers,
@@ -224,6 +255,7 @@ fn launches(
     exe: &Path,
     config: Option<&Path>,
     run_dir: &Path,
+    certs: Option<&Path>,
 ) -> Result<Vec<(String, u16, Launch)>, String> {
     let mut ports = ports::Ports::default();
     // Every process's port first: a process's upstreams may start after it.
@@ -238,11 +270,12 @@ fn launches(
         }
     }
     ports.release();
+    let scheme = if certs.is_some() { "https" } else { "http" };
     let urls = |name: &str, standby: bool| {
         let list: Vec<String> = planned
             .iter()
             .filter(|(s, _, st, _)| s.name == name && *st == standby)
-            .map(|(_, _, _, port)| format!("http://127.0.0.1:{port}"))
+            .map(|(_, _, _, port)| format!("{scheme}://127.0.0.1:{port}"))
             .collect();
         serde_json::to_string(&list).unwrap_or_default()
     };
@@ -262,6 +295,9 @@ fn launches(
             // Its log is a file: no colour codes in it.
             ("NO_COLOR".to_owned(), "1".to_owned()),
         ];
+        if let Some(dir) = certs {
+            env.extend(tls::env(dir, &service.name));
+        }
         for (var, upstream) in &service.upstreams {
             env.push((var.clone(), urls(&upstream.service, upstream.standby)));
         }

@@ -1,7 +1,8 @@
 //! One shop process of the cluster: `reference-shop serve --service <name>` of this same
 //! binary, with its settings in its environment, its output in a log file, announced by its
 //! first line on stdout (`reference shop on http://ADDR ...`), stopped with SIGTERM and,
-//! after a grace, SIGKILL.
+//! after a grace, SIGKILL. Its stdin is a pipe the cluster holds: when the cluster dies, even
+//! by SIGKILL, the pipe closes and the process stops (`serve --stop-with-stdin`).
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -29,6 +30,9 @@ pub(crate) struct Launch {
 #[derive(Debug)]
 pub(crate) struct Running {
     pub(crate) child: Child,
+    /// The write end of its stdin, held while it runs: its end tells the process to stop
+    /// (`serve --stop-with-stdin`). Apart from `child`, whose `wait` would close it.
+    _stdin: Option<tokio::process::ChildStdin>,
     pub(crate) pid: u32,
     /// Where it said it listens (`http://127.0.0.1:PORT`).
     pub(crate) url: String,
@@ -50,11 +54,16 @@ impl Launch {
         if let Some(config) = &self.config {
             cmd.arg("--config").arg(config);
         }
-        cmd.args(["serve", "--service", &self.service])
+        // `--stop-with-stdin`: the process ends when its stdin, held by this one, closes, so
+        // the cluster's processes do not outlive it even when it is SIGKILLed (its fds close
+        // with it). Portable, and the shop needs no `unsafe` for a `prctl(PR_SET_PDEATHSIG)`
+        // in `pre_exec` (whose signal would also follow the forking thread, not the process).
+        cmd.args(["serve", "--service", &self.service, "--stop-with-stdin"])
             // The cluster names the database: an inherited DATABASE_URL would compete.
             .env_remove("DATABASE_URL")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            // Held in `Running` until the process is dropped.
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log.try_clone().map_err(|e| e.to_string())?)
             // Its own process group: a Ctrl-C in the terminal reaches the cluster only, which
@@ -64,6 +73,7 @@ impl Launch {
         let mut child =
             cmd.spawn().map_err(|e| format!("cannot run {}: {e}", self.exe.display()))?;
         let pid = child.id().unwrap_or_default();
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().ok_or("its stdout is not piped")?;
         let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
@@ -92,7 +102,7 @@ impl Launch {
         tokio::spawn(async move {
             let _ = tokio::io::copy(&mut stdout, &mut log).await;
         });
-        Ok(Running { child, pid, url })
+        Ok(Running { child, _stdin: stdin, pid, url })
     }
 }
 

@@ -37,6 +37,11 @@ pub const RESERVED_ENV: [&str; 6] = [
     "SHOP_QUEUE__NATS_PREFIX",
 ];
 
+/// The `[server.tls]` files' variables: the cluster sets them for every process when
+/// `[tls]` is on; a topology may not.
+pub const TLS_FILES_ENV: [&str; 3] =
+    ["SHOP_SERVER__TLS__CA", "SHOP_SERVER__TLS__CERT", "SHOP_SERVER__TLS__KEY"];
+
 /// A topology the cluster can run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Topology {
@@ -44,6 +49,21 @@ pub struct Topology {
     pub services: Vec<ServiceSpec>,
     /// What the supervisor does when a process exits.
     pub restart: RestartSettings,
+    /// Mutual TLS between every process (`[tls]`).
+    pub tls: TlsTopology,
+}
+
+/// `[tls]`: whether every process serves and calls over mutual TLS, and where the
+/// certificates are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsTopology {
+    /// On: each process gets `[server.tls]` with its service's certificate (which it also
+    /// presents on its calls), and the upstream lists are `https://` URLs.
+    pub enabled: bool,
+    /// Where the certificates are: made there (`reference-shop certs`'s set) when it holds no
+    /// `ca.pem`, used as they are when it does. Default: `certs/` in the run directory.
+    pub dir: Option<std::path::PathBuf>,
 }
 
 /// One service of the topology.
@@ -131,6 +151,8 @@ struct FileTopology {
     services: BTreeMap<String, FileService>,
     #[serde(default)]
     restart: RestartSettings,
+    #[serde(default)]
+    tls: TlsTopology,
 }
 
 #[derive(Deserialize)]
@@ -195,7 +217,23 @@ impl Topology {
         }
         services.sort_by_key(|s| SERVICES.iter().position(|known| *known == s.name));
         check_restart(&parsed.restart).map_err(|(p, m)| invalid(p, m))?;
-        Ok(Self { services, restart: parsed.restart })
+        if parsed.tls.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return Err(invalid(
+                "tls.dir".into(),
+                "must not be empty (leave it out for the default)".into(),
+            ));
+        }
+        // A process's own certificate would leave the others calling it over http://.
+        if let Some((s, var)) = services.iter().find_map(|s| {
+            s.env.keys().find(|v| TLS_FILES_ENV.contains(&v.as_str())).map(|v| (s, v))
+        }) {
+            return Err(invalid(
+                format!("services.{}.env.{var}", s.name),
+                "is set by the cluster: use `[tls] enabled = true` (and `dir` for your own certificates)"
+                    .into(),
+            ));
+        }
+        Ok(Self { services, restart: parsed.restart, tls: parsed.tls })
     }
 
     /// How many processes the topology runs.
@@ -327,6 +365,7 @@ mod tests {
         );
         assert_eq!(t.processes(), 10);
         assert_eq!(t.restart, RestartSettings::default());
+        assert_eq!(t.tls, TlsTopology::default(), "plain HTTP by default");
         let gateway = &t.services[5];
         assert_eq!(
             gateway.upstreams["SHOP_GATEWAY__CATALOG_STANDBY"],
@@ -350,6 +389,10 @@ mod tests {
         assert_eq!(all.env["SHOP_X__L"], r#"["1s","2s"]"#);
         assert_eq!(all.env["SHOP_X__B"], "true");
         assert_eq!(Topology::parse("[services.all]", "t").unwrap().services[0].replicas, 1);
+        let tls = Topology::parse("[services.all]\n[tls]\nenabled = true\ndir = \"c\"", "t");
+        let tls = tls.unwrap().tls;
+        assert!(tls.enabled);
+        assert_eq!(tls.dir.as_deref(), Some(Path::new("c")));
     }
 
     #[test]
@@ -387,6 +430,19 @@ mod tests {
             ("[services.all]\nenv = { \"A=B\" = \"1\" }", "services.all.env.A=B", "variable name"),
             ("[services.all]\nenv = { X = { y = 1 } }", "services.all.env.X", "expected a string"),
             ("[services.all]\nenv = { X = \"a\\u0000b\" }", "services.all.env.X", "NUL"),
+            ("[services.all]\n[tls]\nenabled = 1", "tls.enabled", "invalid type"),
+            ("[services.all]\n[tls]\nca = \"x\"", "tls.ca", "unknown field"),
+            ("[services.all]\n[tls]\ndir = \"\"", "tls.dir", "must not be empty"),
+            (
+                "[services.all]\nenv = { SHOP_SERVER__TLS__CA = \"x\" }\n[tls]\nenabled = true",
+                "services.all.env.SHOP_SERVER__TLS__CA",
+                "set by the cluster",
+            ),
+            (
+                "[services.all]\nenv = { SHOP_SERVER__TLS__KEY = \"x\" }",
+                "services.all.env.SHOP_SERVER__TLS__KEY",
+                "[tls] enabled = true",
+            ),
             ("[services.all", "", ""),
         ];
         for (text, path, message) in cases {

@@ -176,7 +176,8 @@ impl RunningProvider {
 }
 
 /// `reference-shop serve --service provider`: serves until `shutdown` completes; prints
-/// `reference shop on http://ADDR (the payment provider ...)` first on stdout. Exit code 2
+/// `reference shop on http://ADDR (the payment provider ...)` first on stdout (`https://`
+/// with `[server.tls]`). Exit code 2
 /// for settings it cannot run with, 1 for anything else.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> std::process::ExitCode {
     let running = match RunningProvider::start(&config).await {
@@ -188,9 +189,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> std::pro
         }
     };
     let addr = running.addr();
-    println!(
-        "reference shop on http://{addr} (the payment provider; try: curl http://{addr}/stats)"
-    );
+    if config.server.tls.files().is_some() {
+        println!("reference shop on https://{addr} (the payment provider, mutual TLS)");
+    } else {
+        println!(
+            "reference shop on http://{addr} (the payment provider; try: curl http://{addr}/stats)"
+        );
+    }
     shutdown.await;
     running.shutdown().await;
     std::process::ExitCode::SUCCESS
