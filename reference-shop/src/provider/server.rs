@@ -177,8 +177,7 @@ impl RunningProvider {
 
 /// `reference-shop serve --service provider`: serves until `shutdown` completes; prints
 /// `reference shop on http://ADDR (the payment provider ...)` first on stdout (`https://`
-/// with `[server.tls]`). Exit code 2
-/// for settings it cannot run with, 1 for anything else.
+/// with `[server.tls]`). Exit code 2 for settings it cannot run with, 1 for anything else.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> std::process::ExitCode {
     let running = match RunningProvider::start(&config).await {
         Ok(running) => running,
