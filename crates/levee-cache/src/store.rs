@@ -48,7 +48,9 @@ const GHOST_DEN: usize = 4;
 pub(crate) enum Slot<V> {
     Value(V),
     Missing,
-    Failed(crate::ErasedError),
+    /// Behind one more (thin) pointer: a slot of a word-sized value then takes two words, not
+    /// three, in every entry; a remembered error is rare and costs one allocation.
+    Failed(std::sync::Arc<crate::ErasedError>),
 }
 
 /// Why an entry left the cache.
@@ -239,8 +241,17 @@ impl<K: Eq, V> Shard<K, V> {
     /// The entry with this id, if it is still there.
     pub(crate) fn find_id(&self, hash: u64, id: u64) -> Option<Found<'_, K, V>> {
         let slab = &self.slab;
-        let i = *self.table.find(hash, |&i| slab.get(i).is_some_and(|e| e.id == id))?;
+        let i = *self.table.find(hash, |&i| slab.times(i).is_some_and(|t| t.id == id))?;
         self.found(i)
+    }
+
+    /// From now on keeps every entry's deadlines.
+    fn keep_times(&mut self, now: u64) {
+        let next_id = &mut self.next_id;
+        self.slab.keep_times(now, || {
+            *next_id += 1;
+            *next_id
+        });
     }
 
     pub(crate) fn find_flight<Q>(&self, hash: u64, key: &Q) -> Option<&FlightSlot<K, V>>
@@ -281,9 +292,8 @@ impl<K: Eq, V> Shard<K, V> {
             return Inserted::TooHeavy(key);
         }
         if expires_at != u64::MAX || dead_at != u64::MAX || tti != 0 {
-            self.slab.keep_times(now);
+            self.keep_times(now);
         }
-        let times = Times::new(expires_at, dead_at, load_nanos, now);
         if let Some(i) = self.index_of(hash, &key) {
             // Replace in place: the entry keeps its queue position and its frequency.
             let Some(e) = self.slab.get_mut(i) else { return Inserted::TooHeavy(key) };
@@ -292,7 +302,7 @@ impl<K: Eq, V> Shard<K, V> {
             let queue = if e.in_main { &mut self.main } else { &mut self.small };
             queue.weight = queue.weight - u64::from(old_weight) + u64::from(weight);
             if let Some(t) = self.slab.times_mut(i) {
-                *t = times;
+                *t = Times::new(t.id, expires_at, dead_at, load_nanos, now);
             }
             removed.push(key, old_slot, RemovalCause::Replaced);
         } else {
@@ -303,7 +313,8 @@ impl<K: Eq, V> Shard<K, V> {
             let in_main = self.ghost.contains(hash);
             let id = self.next_id();
             let hint = usize::try_from(self.capacity.saturating_add(1)).unwrap_or(usize::MAX);
-            let entry = Entry::new(key, hash, slot, id, weight, in_main);
+            let entry = Entry::new(key, hash, slot, weight, in_main);
+            let times = Times::new(id, expires_at, dead_at, load_nanos, now);
             let i = match self.slab.insert(entry, times, hint) {
                 Ok(i) => i,
                 Err(entry) => return Inserted::TooHeavy(entry.key),
@@ -344,7 +355,7 @@ impl<K: Eq, V> Shard<K, V> {
         let dead_at = expires_at.saturating_add(max_stale);
         // Entries stored before had no deadline: idle time does not apply to them (a cache
         // with a time to idle kept times from its first entry), so their last read is moot.
-        self.slab.keep_times(0);
+        self.keep_times(0);
         let held: Vec<u32> = self.slab.indices().collect();
         for i in held {
             if let Some(t) = self.slab.times_mut(i) {

@@ -124,7 +124,7 @@ where
             }
             Slot::Missing => Some(config.negative_ttl),
             Slot::Failed(e) => {
-                let cached = config.error_filters.iter().any(|f| f(&**e));
+                let cached = config.error_filters.iter().any(|f| f(&***e));
                 Some(if cached { config.negative_ttl } else { 0 })
             }
         };

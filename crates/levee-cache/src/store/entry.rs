@@ -15,8 +15,6 @@ pub(crate) struct Entry<K, V> {
     pub(crate) hash: u64,
     pub(crate) key: K,
     pub(crate) slot: Slot<V>,
-    /// This entry's identity: a key stored again after a removal gets a new one.
-    pub(crate) id: u64,
     pub(crate) weight: u32,
     /// Neighbours in its queue (`NIL` at either end).
     pub(crate) prev: u32,
@@ -26,15 +24,8 @@ pub(crate) struct Entry<K, V> {
 }
 
 impl<K, V> Entry<K, V> {
-    pub(crate) fn new(
-        key: K,
-        hash: u64,
-        slot: Slot<V>,
-        id: u64,
-        weight: u32,
-        in_main: bool,
-    ) -> Self {
-        Self { hash, key, slot, id, weight, prev: NIL, next: NIL, in_main, freq: AtomicU8::new(0) }
+    pub(crate) fn new(key: K, hash: u64, slot: Slot<V>, weight: u32, in_main: bool) -> Self {
+        Self { hash, key, slot, weight, prev: NIL, next: NIL, in_main, freq: AtomicU8::new(0) }
     }
 }
 
@@ -42,6 +33,9 @@ impl<K, V> Entry<K, V> {
 /// entry that has a deadline (or when the cache has a time to idle), so a cache without
 /// deadlines pays nothing for them per entry.
 pub(crate) struct Times {
+    /// The entry's identity (a key stored again after a removal gets a new one), which a
+    /// refresh names its entry by: only entries with deadlines are ever refreshed.
+    pub(crate) id: u64,
     /// Stale (may still be served while refreshing) from here on; `u64::MAX`: never.
     pub(crate) expires_at: u64,
     /// Gone for good from here on (`expires_at` plus the allowed staleness).
@@ -55,8 +49,9 @@ pub(crate) struct Times {
 }
 
 impl Times {
-    pub(crate) fn new(expires_at: u64, dead_at: u64, load_nanos: u64, now: u64) -> Self {
+    pub(crate) fn new(id: u64, expires_at: u64, dead_at: u64, load_nanos: u64, now: u64) -> Self {
         Self {
+            id,
             expires_at,
             dead_at,
             load_nanos,
@@ -66,8 +61,8 @@ impl Times {
     }
 
     /// The deadlines of an entry stored before the shard kept any: none.
-    pub(crate) fn never(now: u64) -> Self {
-        Self::new(u64::MAX, u64::MAX, 0, now)
+    pub(crate) fn never(id: u64, now: u64) -> Self {
+        Self::new(id, u64::MAX, u64::MAX, 0, now)
     }
 
     /// True when past the hard deadline or idle too long.
@@ -99,9 +94,10 @@ impl<'a, K, V> Found<'a, K, V> {
         &self.entry.slot
     }
 
-    /// This entry's identity (a key stored again gets a new one).
+    /// This entry's identity (a key stored again gets a new one); 0 (no entry's) when the
+    /// shard keeps no deadlines, as then nothing refreshes.
     pub(crate) fn id(self) -> u64 {
-        self.entry.id
+        self.times.map_or(0, |t| t.id)
     }
 
     /// Records a hit: the frequency only ever grows to `MAX_FREQ`, and once there a hit writes

@@ -65,12 +65,13 @@ impl<K, V> Slab<K, V> {
         self.times.get_mut(i as usize)
     }
 
-    /// From now on keeps every entry's [`Times`] (those stored so far: no deadline).
-    pub(crate) fn keep_times(&mut self, now: u64) {
+    /// From now on keeps every entry's [`Times`] (those stored so far: no deadline, and an
+    /// id from `next_id`).
+    pub(crate) fn keep_times(&mut self, now: u64, mut next_id: impl FnMut() -> u64) {
         if !self.keeps_times {
             self.keeps_times = true;
             self.times.reserve_exact(self.entries.capacity());
-            self.times.extend((0..self.entries.len()).map(|_| Times::never(now)));
+            self.times.extend((0..self.entries.len()).map(|_| Times::never(next_id(), now)));
         }
     }
 
