@@ -13,19 +13,25 @@
 //! queue when it comes back goes straight to the main queue. One-hit wonders (scans) thus pass
 //! through the small queue without disturbing the main one.
 //!
-//! Queues hold `(hash, id)` tickets rather than pointers: an entry that was invalidated or
-//! replaced leaves a dead ticket behind, skipped when it reaches the front (and swept when dead
-//! tickets outnumber live entries).
+//! Layout. Entries live in a slab ([`slab`]) addressed by `u32` indices; the hash table holds
+//! only indices, and the queues are linked through the entries, so eviction reaches its victim
+//! without a hash probe. Deadlines live in a side array only a shard with expiring entries
+//! allocates ([`entry::Times`]).
 
-use std::collections::VecDeque;
+mod entry;
+mod ghost;
+mod slab;
+#[cfg(test)]
+mod tests;
 
 use hashbrown::HashTable;
-use levee_core::sync::{Arc, AtomicBool, AtomicU8, AtomicU64, Ordering};
+use levee_core::sync::{Arc, Ordering};
 
+pub(crate) use self::entry::Found;
+use self::entry::{Entry, Times};
+use self::ghost::Ghost;
+use self::slab::{Queue, Slab};
 use crate::flight::Flight;
-
-/// Highest value of an entry's hit counter.
-const MAX_FREQ: u8 = 3;
 /// Share of a shard's capacity for the small (probation) queue, in percent. The paper uses
 /// 10 %; on the Zipf(0.9) and scan-mixed traces of `examples/cache_hit_ratio.rs`, 5 % (with
 /// the smaller ghost below) gains 0.2 to 0.7 points and stays scan-resistant.
@@ -42,7 +48,9 @@ const GHOST_DEN: usize = 4;
 pub(crate) enum Slot<V> {
     Value(V),
     Missing,
-    Failed(crate::ErasedError),
+    /// Behind one more (thin) pointer: a slot of a word-sized value then takes two words, not
+    /// three, in every entry; a remembered error is rare and costs one allocation.
+    Failed(std::sync::Arc<crate::ErasedError>),
 }
 
 /// Why an entry left the cache.
@@ -83,51 +91,6 @@ pub enum RemovalCause {
     Invalidated,
     /// Overwritten by a newer value for the same key.
     Replaced,
-}
-
-pub(crate) struct Entry<K, V> {
-    pub(crate) key: K,
-    pub(crate) hash: u64,
-    id: u64,
-    pub(crate) slot: Slot<V>,
-    weight: u32,
-    in_main: bool,
-    freq: AtomicU8,
-    /// Set by the one caller that starts a background refresh of this entry.
-    pub(crate) refreshing: AtomicBool,
-    /// Nanoseconds the load that produced this entry took (XFetch's delta).
-    pub(crate) load_nanos: u64,
-    /// Stale (may still be served while refreshing) from here on; `u64::MAX`: never.
-    pub(crate) expires_at: u64,
-    /// Gone for good from here on (`expires_at` plus the allowed staleness).
-    pub(crate) dead_at: u64,
-    /// Last read, for time-to-idle (only maintained when idle expiry is on).
-    pub(crate) last_access: AtomicU64,
-}
-
-impl<K, V> Entry<K, V> {
-    /// This entry's identity (a key stored again gets a new one).
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// Records a hit: the frequency only ever grows to `MAX_FREQ`, and once there a hit writes
-    /// nothing, so hot entries stay shared in every reader's cache.
-    #[inline]
-    pub(crate) fn touch(&self) {
-        let f = self.freq.load(Ordering::Relaxed);
-        if f < MAX_FREQ {
-            // A lost update between two readers only undercounts a hit: harmless.
-            self.freq.store(f + 1, Ordering::Relaxed);
-        }
-    }
-
-    /// True when the entry is past its hard deadline or idle too long.
-    #[inline]
-    pub(crate) fn is_dead(&self, now: u64, tti: u64) -> bool {
-        now >= self.dead_at
-            || (tti != 0 && now.saturating_sub(self.last_access.load(Ordering::Relaxed)) >= tti)
-    }
 }
 
 /// What the cache wants stored.
@@ -180,12 +143,6 @@ impl<K, V> Removed<K, V> {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Ticket {
-    hash: u64,
-    id: u64,
-}
-
 /// What `insert` did.
 pub(crate) enum Inserted<K> {
     Stored,
@@ -193,59 +150,17 @@ pub(crate) enum Inserted<K> {
     TooHeavy(K),
 }
 
-/// Hashes of keys recently evicted from the small queue: a direct-mapped table (one slot per
-/// hash, a newer hash overwrites an older one in its slot). That approximates the paper's
-/// FIFO ghost queue with one memory access per lookup and no allocation per eviction.
-struct Ghost {
-    slots: Vec<u64>,
-}
-
-impl Ghost {
-    fn new() -> Self {
-        Self { slots: vec![0; 16] }
-    }
-
-    #[inline]
-    fn slot(&self, hash: u64) -> usize {
-        // The low bits index hashbrown's buckets too, but this table is separate; the shard
-        // index comes from bits 32.. and is constant here.
-        hash as usize & (self.slots.len() - 1)
-    }
-
-    fn contains(&self, hash: u64) -> bool {
-        hash != 0 && self.slots[self.slot(hash)] == hash
-    }
-
-    /// Remembers `hash`, first growing the table to hold about `capacity` hashes.
-    fn add(&mut self, hash: u64, capacity: usize) {
-        let want = capacity.next_power_of_two().max(16);
-        if want > self.slots.len() {
-            let old = std::mem::replace(&mut self.slots, vec![0; want]);
-            for h in old.into_iter().filter(|&h| h != 0) {
-                let i = self.slot(h);
-                self.slots[i] = h;
-            }
-        }
-        let i = self.slot(hash);
-        self.slots[i] = hash;
-    }
-
-    fn clear(&mut self) {
-        self.slots.fill(0);
-    }
-}
-
-/// One shard: a hash table of entries, the S3-FIFO queues, and the in-flight loads.
+/// One shard: the entries, the hash table that finds them, the S3-FIFO queues, and the
+/// in-flight loads.
 pub(crate) struct Shard<K, V> {
-    table: HashTable<Entry<K, V>>,
+    /// Slab indices, hashed by their entry's hash.
+    table: HashTable<u32>,
+    slab: Slab<K, V>,
     pub(crate) flights: HashTable<FlightSlot<K, V>>,
-    small: VecDeque<Ticket>,
-    main: VecDeque<Ticket>,
-    small_weight: u64,
-    main_weight: u64,
+    small: Queue,
+    main: Queue,
     capacity: u64,
     small_target: u64,
-    dead_tickets: usize,
     ghost: Ghost,
     next_id: u64,
     /// Entries evicted for room / removed as expired, counted here under the write lock (a
@@ -261,24 +176,22 @@ impl<K: Eq, V> Shard<K, V> {
         self.expired += removed.expired;
     }
 
-    /// A shard holding up to `capacity` weight. Its table grows with its entries rather than
-    /// being allocated for the capacity up front: entries live in the table, so a table sized
-    /// for a large capacity spreads a few keys over megabytes, and a hit's probe then misses
-    /// the CPU's caches and TLB (`cargo bench --bench cache -- cache/hit_1t`, 10k keys: a hit
-    /// took 1.7-1.9x as long at capacity 100k as at 20k with the table allocated for the
-    /// capacity, about the same with it grown). Growth rehashes under the shard's write lock
-    /// while the cache fills, amortised over the inserts.
+    /// A shard holding up to `capacity` weight. Its table and slab grow with its entries
+    /// rather than being allocated for the capacity up front: a table sized for a large
+    /// capacity spreads a few keys over more memory, and a hit's probe then misses the CPU's
+    /// caches and TLB (`cargo bench --bench cache -- cache/hit_1t`, 10k keys: a hit took
+    /// 1.7-1.9x as long at capacity 100k as at 20k with the table allocated for the capacity,
+    /// about the same with it grown). Growth happens under the shard's write lock while the
+    /// cache fills, amortised over the inserts.
     pub(crate) fn new(capacity: u64) -> Self {
         Self {
             table: HashTable::new(),
+            slab: Slab::new(),
             flights: HashTable::new(),
-            small: VecDeque::new(),
-            main: VecDeque::new(),
-            small_weight: 0,
-            main_weight: 0,
+            small: Queue::new(),
+            main: Queue::new(),
             capacity,
             small_target: (capacity.saturating_mul(SMALL_PERCENT) / 100).max(1),
-            dead_tickets: 0,
             ghost: Ghost::new(),
             next_id: 0,
             evicted: 0,
@@ -291,7 +204,7 @@ impl<K: Eq, V> Shard<K, V> {
     }
 
     pub(crate) fn weight(&self) -> u64 {
-        self.small_weight + self.main_weight
+        self.small.weight + self.main.weight
     }
 
     pub(crate) fn next_id(&mut self) -> u64 {
@@ -299,18 +212,46 @@ impl<K: Eq, V> Shard<K, V> {
         self.next_id
     }
 
+    /// The slab index of the key's entry.
     #[inline]
-    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&Entry<K, V>>
+    fn index_of<Q>(&self, hash: u64, key: &Q) -> Option<u32>
     where
         K: std::borrow::Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        self.table.find(hash, |e| e.key.borrow() == key)
+        let slab = &self.slab;
+        let eq = |&i: &u32| slab.get(i).is_some_and(|e| e.hash == hash && e.key.borrow() == key);
+        self.table.find(hash, eq).copied()
+    }
+
+    #[inline]
+    fn found(&self, i: u32) -> Option<Found<'_, K, V>> {
+        Some(Found { entry: self.slab.get(i)?, times: self.slab.times(i) })
+    }
+
+    #[inline]
+    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<Found<'_, K, V>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.found(self.index_of(hash, key)?)
     }
 
     /// The entry with this id, if it is still there.
-    pub(crate) fn find_id(&self, hash: u64, id: u64) -> Option<&Entry<K, V>> {
-        self.table.find(hash, |e| e.id == id)
+    pub(crate) fn find_id(&self, hash: u64, id: u64) -> Option<Found<'_, K, V>> {
+        let slab = &self.slab;
+        let i = *self.table.find(hash, |&i| slab.times(i).is_some_and(|t| t.id == id))?;
+        self.found(i)
+    }
+
+    /// From now on keeps every entry's deadlines.
+    fn keep_times(&mut self, now: u64) {
+        let next_id = &mut self.next_id;
+        self.slab.keep_times(now, || {
+            *next_id += 1;
+            *next_id
+        });
     }
 
     pub(crate) fn find_flight<Q>(&self, hash: u64, key: &Q) -> Option<&FlightSlot<K, V>>
@@ -350,47 +291,38 @@ impl<K: Eq, V> Shard<K, V> {
             }
             return Inserted::TooHeavy(key);
         }
-        let id = self.next_id();
-        match self.table.entry(hash, |e| e.key == key, |e| e.hash) {
-            hashbrown::hash_table::Entry::Occupied(mut found) => {
-                // Replace in place: the entry keeps its queue position and its frequency.
-                let e = found.get_mut();
-                let old_slot = std::mem::replace(&mut e.slot, slot);
-                let old_weight = std::mem::replace(&mut e.weight, weight);
-                let queue = if e.in_main { &mut self.main_weight } else { &mut self.small_weight };
-                *queue = *queue - u64::from(old_weight) + u64::from(weight);
-                e.load_nanos = load_nanos;
-                e.expires_at = expires_at;
-                e.dead_at = dead_at;
-                e.refreshing = AtomicBool::new(false);
-                e.last_access = AtomicU64::new(now);
-                removed.push(key, old_slot, RemovalCause::Replaced);
+        if expires_at != u64::MAX || dead_at != u64::MAX || tti != 0 {
+            self.keep_times(now);
+        }
+        if let Some(i) = self.index_of(hash, &key) {
+            // Replace in place: the entry keeps its queue position and its frequency.
+            let Some(e) = self.slab.get_mut(i) else { return Inserted::TooHeavy(key) };
+            let old_slot = std::mem::replace(&mut e.slot, slot);
+            let old_weight = std::mem::replace(&mut e.weight, weight);
+            let queue = if e.in_main { &mut self.main } else { &mut self.small };
+            queue.weight = queue.weight - u64::from(old_weight) + u64::from(weight);
+            if let Some(t) = self.slab.times_mut(i) {
+                *t = Times::new(t.id, expires_at, dead_at, load_nanos, now);
             }
-            hashbrown::hash_table::Entry::Vacant(vacant) => {
-                let in_main = self.ghost.contains(hash);
-                vacant.insert(Entry {
-                    key,
-                    hash,
-                    id,
-                    slot,
-                    weight,
-                    in_main,
-                    freq: AtomicU8::new(0),
-                    refreshing: AtomicBool::new(false),
-                    load_nanos,
-                    expires_at,
-                    dead_at,
-                    last_access: AtomicU64::new(now),
-                });
-                let ticket = Ticket { hash, id };
-                if in_main {
-                    self.main.push_back(ticket);
-                    self.main_weight += u64::from(weight);
-                } else {
-                    self.small.push_back(ticket);
-                    self.small_weight += u64::from(weight);
-                }
+            removed.push(key, old_slot, RemovalCause::Replaced);
+        } else {
+            if self.slab.is_full() {
+                // Every index taken (4 billion entries in one shard): make room first.
+                self.evict_one(now, tti, removed);
             }
+            let in_main = self.ghost.contains(hash);
+            let id = self.next_id();
+            let hint = usize::try_from(self.capacity.saturating_add(1)).unwrap_or(usize::MAX);
+            let entry = Entry::new(key, hash, slot, weight, in_main);
+            let times = Times::new(id, expires_at, dead_at, load_nanos, now);
+            let i = match self.slab.insert(entry, times, hint) {
+                Ok(i) => i,
+                Err(entry) => return Inserted::TooHeavy(entry.key),
+            };
+            let slab = &self.slab;
+            self.table.insert_unique(hash, i, |&j| slab.get(j).map_or(0, |e| e.hash));
+            let queue = if in_main { &mut self.main } else { &mut self.small };
+            self.slab.push_back(queue, i);
         }
         while self.weight() > self.capacity {
             if !self.evict_one(now, tti, removed) {
@@ -421,9 +353,15 @@ impl<K: Eq, V> Shard<K, V> {
     /// `expires_at + max_stale`): `Cache::set_time_to_live` when the time to live shrinks.
     pub(crate) fn cap_deadlines(&mut self, expires_at: u64, max_stale: u64) {
         let dead_at = expires_at.saturating_add(max_stale);
-        for entry in self.table.iter_mut() {
-            entry.expires_at = entry.expires_at.min(expires_at);
-            entry.dead_at = entry.dead_at.min(dead_at);
+        // Entries stored before had no deadline: idle time does not apply to them (a cache
+        // with a time to idle kept times from its first entry), so their last read is moot.
+        self.keep_times(0);
+        let held: Vec<u32> = self.slab.indices().collect();
+        for i in held {
+            if let Some(t) = self.slab.times_mut(i) {
+                t.expires_at = t.expires_at.min(expires_at);
+                t.dead_at = t.dead_at.min(dead_at);
+            }
         }
     }
 
@@ -433,115 +371,80 @@ impl<K: Eq, V> Shard<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let entry = self.table.find_entry(hash, |e| e.key.borrow() == key).ok()?.remove().0;
-        self.forget(&entry);
-        Some(entry)
+        let i = self.index_of(hash, key)?;
+        self.take(i)
     }
 
-    /// Accounts for an entry that left the table while its ticket stays queued.
-    fn forget(&mut self, entry: &Entry<K, V>) {
-        self.unqueue(entry);
-        self.dead_tickets += 1;
-        self.sweep_if_needed();
+    /// Takes entry `i` out of the table, its queue and the slab.
+    fn take(&mut self, i: u32) -> Option<Entry<K, V>> {
+        let e = self.slab.get(i)?;
+        let (hash, in_main) = (e.hash, e.in_main);
+        if let Ok(found) = self.table.find_entry(hash, |&j| j == i) {
+            found.remove();
+        }
+        let queue = if in_main { &mut self.main } else { &mut self.small };
+        self.slab.unlink(queue, i);
+        self.slab.remove(i)
     }
 
     /// Removes every entry and forgets every in-flight load (handed back, to be dropped
     /// outside the lock).
     pub(crate) fn clear(&mut self, removed: &mut Removed<K, V>) -> HashTable<FlightSlot<K, V>> {
-        for entry in self.table.drain() {
-            removed.push(entry.key, entry.slot, RemovalCause::Invalidated);
-        }
-        let flights = std::mem::take(&mut self.flights);
-        self.small.clear();
-        self.main.clear();
+        self.table.clear();
+        self.slab.clear(|e| removed.push(e.key, e.slot, RemovalCause::Invalidated));
+        self.small = Queue::new();
+        self.main = Queue::new();
         self.ghost.clear();
-        self.small_weight = 0;
-        self.main_weight = 0;
-        self.dead_tickets = 0;
-        flights
+        std::mem::take(&mut self.flights)
     }
 
     /// Removes every entry that is past its deadline.
     pub(crate) fn purge_dead(&mut self, now: u64, tti: u64, removed: &mut Removed<K, V>) {
-        let dead: Vec<Entry<K, V>> = self.table.extract_if(|e| e.is_dead(now, tti)).collect();
-        for entry in dead {
-            self.unqueue(&entry);
-            self.dead_tickets += 1;
-            removed.push(entry.key, entry.slot, RemovalCause::Expired);
-        }
-        self.sweep_if_needed();
-    }
-
-    /// Drops dead tickets once they outnumber the live entries.
-    fn sweep_if_needed(&mut self) {
-        if self.dead_tickets > 64 && self.dead_tickets > self.table.len() {
-            let table = &self.table;
-            let live = |t: &Ticket| table.find(t.hash, |e| e.id == t.id).is_some();
-            self.small.retain(live);
-            self.main.retain(live);
-            self.dead_tickets = 0;
+        let slab = &self.slab;
+        let dead: Vec<u32> =
+            slab.indices().filter(|&i| entry::is_dead(slab.times(i), now, tti)).collect();
+        for i in dead {
+            if let Some(e) = self.take(i) {
+                removed.push(e.key, e.slot, RemovalCause::Expired);
+            }
         }
     }
 
     /// Evicts (or moves) one entry. Returns false when there was nothing to evict.
     fn evict_one(&mut self, now: u64, tti: u64, removed: &mut Removed<K, V>) -> bool {
         loop {
-            let from_small = self.small_weight >= self.small_target || self.main.is_empty();
-            let ticket = if from_small { self.small.pop_front() } else { self.main.pop_front() };
-            let Some(t) = ticket.or_else(|| self.main.pop_front()) else {
-                return false;
+            let from_small = self.small.weight >= self.small_target || self.main.is_empty();
+            let i =
+                if from_small && !self.small.is_empty() { self.small.head } else { self.main.head };
+            let Some(e) = self.slab.get(i) else {
+                return false; // both queues empty
             };
-            let Ok(found) = self.table.find_entry(t.hash, |e| e.id == t.id) else {
-                self.dead_tickets = self.dead_tickets.saturating_sub(1);
-                continue; // a dead ticket
-            };
-            let e = found.get();
             let freq = e.freq.load(Ordering::Relaxed);
-            let dead = e.is_dead(now, tti);
-            let w = u64::from(e.weight);
-            if dead {
-                let entry = found.remove().0;
-                self.unqueue(&entry);
-                removed.push(entry.key, entry.slot, RemovalCause::Expired);
-                return true;
-            }
-            if !e.in_main {
-                if freq > 0 {
-                    // Hit while on probation: promote to the main queue.
-                    let mut occupied = found;
-                    let e = occupied.get_mut();
-                    e.in_main = true;
-                    e.freq = AtomicU8::new(0);
-                    self.small_weight -= w;
-                    self.main_weight += w;
-                    self.main.push_back(t);
-                    continue;
-                }
-                let entry = found.remove().0;
-                self.small_weight -= w;
-                let ghost_capacity = (self.table.len() * GHOST_NUM / GHOST_DEN).max(16);
-                self.ghost.add(entry.hash, ghost_capacity);
-                removed.push(entry.key, entry.slot, RemovalCause::Size);
+            let in_main = e.in_main;
+            if entry::is_dead(self.slab.times(i), now, tti) {
+                let Some(e) = self.take(i) else { return false };
+                removed.push(e.key, e.slot, RemovalCause::Expired);
                 return true;
             }
             if freq > 0 {
-                e.freq.store(freq - 1, Ordering::Relaxed);
-                self.main.push_back(t);
+                // Hit since it was queued: on probation, promote it to the main queue; in the
+                // main queue (a CLOCK), go round again with the frequency lowered by one.
+                let from = if in_main { &mut self.main } else { &mut self.small };
+                self.slab.unlink(from, i);
+                if let Some(e) = self.slab.get_mut(i) {
+                    e.in_main = true;
+                    e.freq.store(if in_main { freq - 1 } else { 0 }, Ordering::Relaxed);
+                }
+                self.slab.push_back(&mut self.main, i);
                 continue;
             }
-            let entry = found.remove().0;
-            self.main_weight -= w;
-            removed.push(entry.key, entry.slot, RemovalCause::Size);
+            let Some(e) = self.take(i) else { return false };
+            if !in_main {
+                let ghost_capacity = (self.table.len() * GHOST_NUM / GHOST_DEN).max(16);
+                self.ghost.add(e.hash, ghost_capacity);
+            }
+            removed.push(e.key, e.slot, RemovalCause::Size);
             return true;
-        }
-    }
-
-    fn unqueue(&mut self, entry: &Entry<K, V>) {
-        let w = u64::from(entry.weight);
-        if entry.in_main {
-            self.main_weight -= w;
-        } else {
-            self.small_weight -= w;
         }
     }
 }

@@ -3,7 +3,7 @@
 //! was abandoned. Apart because the sync and async loading front ends both build on it.
 
 use levee_core::Clock;
-use levee_core::sync::{Arc, Ordering};
+use levee_core::sync::Arc;
 use std::hash::Hash;
 
 use super::{Inner, Want};
@@ -58,11 +58,11 @@ where
             let usable = match refresh_of {
                 None => shard
                     .find(hash, key)
-                    .filter(|e| !e.is_dead(now, config.tti) && now < e.expires_at),
+                    .filter(|e| !e.is_dead(now, config.tti) && now < e.expires_at()),
                 Some(_) => None,
             };
             if let Some(e) = usable {
-                if let Some(out) = W::accept(&e.slot) {
+                if let Some(out) = W::accept(e.slot()) {
                     e.touch();
                     return (Claim::Hit(out), None);
                 }
@@ -127,7 +127,7 @@ where
             let slot = shard.take_flight(hash, id);
             let refreshed = slot.as_ref().and_then(|s| s.refresh_of);
             if let Some(e) = refreshed.and_then(|id| shard.find_id(hash, id)) {
-                e.refreshing.store(false, Ordering::Release);
+                e.end_refresh();
             }
             slot
         });

@@ -5,7 +5,6 @@
 use std::borrow::Borrow;
 use std::hash::Hash;
 
-use levee_core::sync::Ordering;
 use levee_core::{Clock, random};
 
 use super::{Cache, Inner, Want, WantValue};
@@ -60,8 +59,8 @@ where
         let now = inner.now();
         inner.shard(hash).read(|shard| {
             let found = shard.find(hash, key).is_some_and(|e| {
-                matches!(e.slot, Slot::Value(_))
-                    && now < e.expires_at
+                matches!(e.slot(), Slot::Value(_))
+                    && now < e.expires_at()
                     && !e.is_dead(now, inner.config.tti)
             });
             (found, Tally::Nothing)
@@ -99,43 +98,33 @@ where
                 if e.is_dead(now, config.tti) {
                     return (Probe::Miss, Tally::Miss);
                 }
-                if now >= e.expires_at && !loading {
+                if now >= e.expires_at() && !loading {
                     return (Probe::Miss, Tally::Miss);
                 }
             }
-            let Some(out) = W::accept(&e.slot) else {
+            let Some(out) = W::accept(e.slot()) else {
                 return (Probe::Miss, Tally::Miss);
             };
             e.touch();
             if timed {
                 if config.tti != 0 {
-                    let last = e.last_access.load(Ordering::Relaxed);
-                    if now > last.saturating_add(config.tti >> 8) {
-                        e.last_access.store(now, Ordering::Relaxed);
-                    }
+                    e.mark_read(now, config.tti);
                 }
-                if now >= e.expires_at {
+                if now >= e.expires_at() {
                     // Within the stale-while-revalidate window (else it would be dead).
-                    let probe = if Self::win_refresh(e) {
+                    let probe = if e.win_refresh() {
                         Probe::Refresh { out, id: e.id(), early: false }
                     } else {
                         Probe::Stale(out)
                     };
                     return (probe, Tally::Hit);
                 }
-                if loading && self.xfetch(now, e.expires_at, e.load_nanos) && Self::win_refresh(e) {
+                if loading && self.xfetch(now, e.expires_at(), e.load_nanos()) && e.win_refresh() {
                     return (Probe::Refresh { out, id: e.id(), early: true }, Tally::Hit);
                 }
             }
             (Probe::Fresh(out), Tally::Hit)
         })
-    }
-
-    fn win_refresh(e: &crate::store::Entry<K, V>) -> bool {
-        !e.refreshing.load(Ordering::Relaxed)
-            && e.refreshing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
     }
 
     /// XFetch: refresh early with probability rising as expiry nears, scaled by how long the

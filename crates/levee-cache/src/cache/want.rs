@@ -58,14 +58,14 @@ impl<V: Clone + Send + 'static, E: Send + Sync + 'static> Want<V> for WantResult
     fn accept(slot: &Slot<V>) -> Option<Self::Out> {
         match slot {
             Slot::Value(v) => Some(Ok(v.clone())),
-            Slot::Failed(e) => e.clone().downcast::<E>().ok().map(Err),
+            Slot::Failed(e) => ErasedError::clone(e).downcast::<E>().ok().map(Err),
             Slot::Missing => None,
         }
     }
     fn to_slot(out: &Self::Out) -> Slot<V> {
         match out {
             Ok(v) => Slot::Value(v.clone()),
-            Err(e) => Slot::Failed(e.clone() as ErasedError),
+            Err(e) => Slot::Failed(std::sync::Arc::new(e.clone() as ErasedError)),
         }
     }
 }

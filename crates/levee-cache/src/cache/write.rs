@@ -7,7 +7,6 @@ use std::borrow::Borrow;
 use std::hash::Hash;
 use std::time::Duration;
 
-use levee_core::sync::Ordering;
 use levee_core::{Clock, nanos, random};
 
 use super::{Cache, Inner};
@@ -125,7 +124,7 @@ where
             }
             Slot::Missing => Some(config.negative_ttl),
             Slot::Failed(e) => {
-                let cached = config.error_filters.iter().any(|f| f(&**e));
+                let cached = config.error_filters.iter().any(|f| f(&***e));
                 Some(if cached { config.negative_ttl } else { 0 })
             }
         };
@@ -186,7 +185,7 @@ where
                 match detached.as_ref().and_then(|f| f.refresh_of) {
                     Some(id) => {
                         if let Some(e) = shard.find_id(hash, id) {
-                            e.refreshing.store(false, Ordering::Release);
+                            e.end_refresh();
                         }
                     }
                     None if flight.is_none() => {
