@@ -317,7 +317,7 @@ impl<T> Core<T> {
     /// Takes a published message (the publisher checked the backlog bound).
     pub(crate) fn accept(&mut self, msg: Arc<StoredMessage<T>>, now: u64) {
         self.counts.published += 1;
-        let due = msg.ready_at;
+        let due = msg.due();
         self.place(Pending::new(msg), due, now);
     }
 
@@ -353,7 +353,7 @@ impl<T> Core<T> {
         match next {
             Some(next) => {
                 self.key_waiting -= 1;
-                let due = next.msg.ready_at;
+                let due = next.msg.due();
                 self.schedule(next, due, now);
             }
             None => {

@@ -260,6 +260,16 @@ impl<T> StoredMessage<T> {
         Self { seq, published_at, ready_at, meta: message.meta, payload: message.payload }
     }
 
+    /// When a subscription may deliver it: `ready_at`, or `0` (at once) when it was
+    /// published without a delay. The publisher stamps `ready_at` from its own clock read,
+    /// and the thread that moves it into a subscription may hold an earlier reading; compared
+    /// with that reading, an undelayed message would look a few nanoseconds early and wait
+    /// for a timer instead of being delivered.
+    #[inline]
+    pub(crate) fn due(&self) -> u64 {
+        if self.ready_at <= self.published_at { 0 } else { self.ready_at }
+    }
+
     /// The sequence number the topic gave the message: unique within the topic, increasing
     /// in publish order.
     #[must_use]
