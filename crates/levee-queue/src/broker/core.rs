@@ -873,6 +873,23 @@ mod tests {
         assert_eq!((core.counts.lease_expired, core.in_flight.len()), (2, 0));
     }
 
+    /// A message published without a delay is ready at once even when the reading that
+    /// moves it in is older than the publisher's; a delayed one waits for its time.
+    #[test]
+    fn an_undelayed_message_is_ready_whatever_reading_moves_it_in() {
+        let mut core: Core<u64> = Core::new("t".into(), SubscriptionConfig::new("s"), false);
+        let consumer = core.add_consumer();
+        let stamped = |seq, ready_at| {
+            Arc::new(StoredMessage { seq, published_at: 1_000, ready_at, meta: None, payload: seq })
+        };
+        core.accept(stamped(1, 1_000), 900);
+        core.accept(stamped(2, 5_000), 900);
+        assert_eq!((core.stats().depth, core.stats().scheduled), (1, 1));
+        let mut got = Vec::new();
+        core.receive(consumer, 10, 900, |g| got.push(g.slot));
+        assert_eq!(got.len(), 1, "the undelayed one, at once");
+    }
+
     #[derive(Debug, Clone)]
     enum LeaseOp {
         Receive { at: u64 },
