@@ -210,4 +210,17 @@ mod tests {
         // is expected).
         assert_eq!(rewritten(r#"{"q": 1.5, "r": 1e300}"#), None);
     }
+
+    #[test]
+    fn integral_floats_near_2_pow_53_are_read_exactly() {
+        // Schemathesis sent these; a float parser that may be one unit in the last place off
+        // read `2251799813685247.0` as `2251799813685247.25` and refused the body.
+        let rewritten =
+            |b: &str| object_body(b.as_bytes()).unwrap().map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(
+            rewritten(r#"{"ids": [2251799813685247.0, 7681122402.0, 9007199254740991.0]}"#)
+                .as_deref(),
+            Some(r#"{"ids":[2251799813685247,7681122402,9007199254740991]}"#)
+        );
+    }
 }
