@@ -108,7 +108,15 @@ impl Storage for Disk {
     fn preallocate(&self, path: &Path, len: u64, stop: &dyn Fn() -> bool) -> io::Result<bool> {
         // Zeros written, not `fallocate`d: ext4 and XFS mark fallocated blocks unwritten, and
         // the first write to them changes the extent tree, which fdatasync must then flush.
-        const CHUNK: u64 = 1 << 20;
+        //
+        // Written gently, a chunk at a time, each synced before a pause: 64 MiB of zeros
+        // written at once and then synced queue ahead of the commit thread's next fdatasync,
+        // which then waited 24-26 ms here, where it takes under 2 ms (a 5 KB append +
+        // fdatasync every 0.5 ms beside a spare being made, on this machine's disk). With
+        // 256 KiB chunks and a 2 ms pause none waited longer than 1.9 ms. It caps a spare's
+        // writing at 128 MiB/s: a 64 MiB spare takes about half a second.
+        const CHUNK: u64 = 256 << 10;
+        const PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
         let zeros = vec![0u8; CHUNK as usize];
         let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(path)?;
         let mut left = len;
@@ -119,6 +127,10 @@ impl Storage for Disk {
             let n = left.min(CHUNK);
             file.write_all(&zeros[..n as usize])?;
             left -= n;
+            if left > 0 {
+                file.sync_data()?;
+                std::thread::sleep(PAUSE);
+            }
         }
         file.sync_all()?;
         Ok(true)
