@@ -17,122 +17,13 @@
 mod common;
 mod process;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use process::Scratch;
-
-/// The cluster command on `dir` with `topology`: stdout piped (read line by line), stderr
-/// piped for the failure tests.
-fn cluster(dir: &Scratch, topology: &str) -> Command {
-    let file = dir.0.join("topology.toml");
-    std::fs::write(&file, topology).unwrap();
-    let mut cmd = process::binary();
-    cmd.arg("cluster")
-        .arg("--topology")
-        .arg(&file)
-        .arg("--dir")
-        .arg(dir.0.join("runs"))
-        .env("SHOP_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-/// A running cluster command, its stdout lines on a channel; stopped on drop (SIGTERM, then
-/// SIGKILL), and every process it reported killed too, so a failed test leaves nothing running.
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    pids: Vec<i32>,
-}
-
-impl Running {
-    fn spawn(mut cmd: Command) -> Self {
-        let mut child = cmd.spawn().expect("the shop binary runs");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines, seen: Vec::new(), pids: Vec::new() }
-    }
-
-    /// The next line for which `want` is true, within `limit`; panics with what the cluster
-    /// said so far otherwise.
-    fn line(&mut self, limit: Duration, want: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if want(&line) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                    let _ = self.child.kill();
-                    let mut err = String::new();
-                    if let Some(mut stderr) = self.child.stderr.take() {
-                        let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
-                    }
-                    panic!(
-                        "the cluster did not say what the test waits for in {limit:?}; it said:\n{}\nstderr:\n{err}",
-                        self.seen.join("\n")
-                    );
-                }
-            }
-        }
-    }
-
-    fn signal(&self, signal: rustix::process::Signal) {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
-        rustix::process::kill_process(pid, signal).unwrap();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = rustix::process::kill_process(
-                rustix::process::Pid::from_raw(self.child.id() as i32).unwrap(),
-                rustix::process::Signal::TERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        for pid in &self.pids {
-            if let Some(pid) = rustix::process::Pid::from_raw(*pid) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-        }
-    }
-}
-
-/// `(replica, url, pid)` from a row of the cluster's table (`all  2  http://...  4242`).
-fn row(line: &str) -> Option<(String, String, i32)> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    match words.as_slice() {
-        ["all", replica, url, pid] if url.starts_with("http://") => {
-            Some(((*replica).to_owned(), (*url).to_owned(), pid.parse().ok()?))
-        }
-        _ => None,
-    }
-}
+use process::cluster::{Cluster, Row};
+use rustix::process::Signal;
 
 /// Polls `url/health/ready` until it answers 200, within `limit`.
 async fn ready(http: &reqwest::Client, url: &str, limit: Duration) -> bool {
@@ -180,22 +71,21 @@ async fn two_replicas_are_supervised_and_stopped() {
     if let Ok(redis) = std::env::var("LEVEE_REDIS_SERVER_BIN") {
         cmd.arg("--redis-server").arg(redis);
     }
-    let mut cluster = Running::spawn(cmd);
-    cluster.line(Duration::from_secs(25), |l| l.starts_with("cluster up: 2 processes"));
-    let rows: Vec<_> = cluster.seen.iter().filter_map(|l| row(l)).collect();
+    let mut cluster = Cluster::spawn(cmd);
+    let rows = cluster.up(Duration::from_secs(25));
     assert_eq!(rows.len(), 2, "the table: {:#?}", cluster.seen);
-    cluster.pids = rows.iter().map(|r| r.2).collect();
+    assert!(rows.iter().all(|r| r.service == "all" && r.url.starts_with("http://")));
     let redis_line = cluster.seen.iter().find(|l| l.starts_with("redis ")).unwrap();
     assert!(
         redis_line.contains("started") && redis_line.contains("redis://127.0.0.1:"),
         "{redis_line}"
     );
-    assert_eq!(rows[0].0, "1");
-    assert_eq!(rows[1].0, "2");
-    assert_ne!(rows[0].1, rows[1].1, "each replica has its own port");
+    assert_eq!(rows[0].replica, "1");
+    assert_eq!(rows[1].replica, "2");
+    assert_ne!(rows[0].url, rows[1].url, "each replica has its own port");
 
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-    for (replica, url, _) in &rows {
+    for Row { replica, url, .. } in &rows {
         assert!(
             ready(&http, url, Duration::from_secs(10)).await,
             "replica {replica} at {url} is not ready"
@@ -203,27 +93,18 @@ async fn two_replicas_are_supervised_and_stopped() {
     }
 
     // SIGKILL replica 2: the supervisor says so, starts it again on its port, and it answers.
-    let (_, url, pid) = rows[1].clone();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    let Row { url, pid, .. } = rows[1].clone();
+    process::cluster::signal(pid, Signal::KILL);
     let exited = cluster.line(Duration::from_secs(10), |l| l.starts_with("exited: all 2"));
     assert!(exited.contains(&format!("(pid {pid})")) && exited.contains("signal 9"), "{exited}");
-    let restarted = cluster.line(Duration::from_secs(15), |l| l.starts_with("restarted: all 2"));
-    let new_pid: i32 = restarted
-        .rsplit_once("(pid ")
-        .and_then(|(_, rest)| rest.trim_end_matches(')').parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {restarted:?}"));
-    cluster.pids.push(new_pid);
+    let (restarted, new_pid) = cluster.restarted("all 2", Duration::from_secs(15));
     assert_ne!(new_pid, pid);
     assert!(restarted.contains(&format!("on {url} ")), "same port: {restarted}");
     assert!(ready(&http, &url, Duration::from_secs(10)).await, "restarted replica at {url}");
-    assert!(alive(rows[0].2), "replica 1 was left alone");
+    assert!(alive(rows[0].pid), "replica 1 was left alone");
 
     // SIGTERM the cluster: every process is gone, and it exits 0.
-    cluster.signal(rustix::process::Signal::TERM);
+    cluster.signal(Signal::TERM);
     cluster.line(Duration::from_secs(20), |l| l.starts_with("stopped; logs in"));
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
@@ -234,10 +115,10 @@ async fn two_replicas_are_supervised_and_stopped() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(status.code(), Some(0), "{status}");
-    for pid in [rows[0].2, new_pid] {
+    for pid in [rows[0].pid, new_pid] {
         assert!(!alive(pid), "process {pid} outlived the cluster");
     }
-    for (_, url, _) in &rows {
+    for Row { url, .. } in &rows {
         assert!(
             http.get(format!("{url}/health/live")).send().await.is_err(),
             "{url} still answers"
@@ -248,6 +129,11 @@ async fn two_replicas_are_supervised_and_stopped() {
     assert!(run.join("logs/all-1.log").is_file() && run.join("logs/all-2.log").is_file());
     assert!(!run.join("data").exists() && !run.join("redis").exists());
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+}
+
+/// The cluster command on `dir` with `topology`.
+fn cluster(dir: &Scratch, topology: &str) -> Command {
+    process::cluster::command(&dir.0, topology)
 }
 
 /// Runs the cluster command to its end within `limit`: exit code and stderr.

@@ -31,12 +31,10 @@ mod common;
 mod process;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
@@ -44,149 +42,14 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use levee::client::tls::TlsConfig;
 use process::Scratch;
+use process::cluster::{self, Cluster, children, running, signal};
 use reference_shop::config::TlsSettings;
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::Signal;
 use rustls::pki_types::ServerName;
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "cluster-faults-token";
-
-/// One process of the cluster's table.
-#[derive(Debug, Clone)]
-struct Row {
-    /// `orders 1`, `catalog standby 1`.
-    label: String,
-    /// `127.0.0.1:PORT`.
-    addr: String,
-    pid: i32,
-}
-
-/// The running cluster command, its stdout lines on a channel. On drop: every process it
-/// reported is continued (a stopped one cannot exit) and the command stopped (SIGTERM, then
-/// SIGKILL), then every process and whatever else it started is killed.
-struct Cluster {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    pids: Vec<i32>,
-}
-
-impl Cluster {
-    fn spawn(mut cmd: Command) -> Self {
-        let mut child = cmd.spawn().expect("the shop binary runs");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines, seen: Vec::new(), pids: Vec::new() }
-    }
-
-    /// The next line for which `want` is true, within `limit`; panics with what the cluster
-    /// said so far otherwise.
-    fn line(&mut self, limit: Duration, want: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if want(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "the cluster did not say what the test waits for in {limit:?}; it said:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// The pid the first `restarted: LABEL on URL (pid N)` line names, within `limit`.
-    fn restarted(&mut self, label: &str, limit: Duration) -> i32 {
-        let prefix = format!("restarted: {label} on ");
-        // Said already (while the test waited for another line), or still to come.
-        let line = match self.seen.iter().find(|l| l.starts_with(&prefix)) {
-            Some(line) => line.clone(),
-            None => self.line(limit, |l| l.starts_with(&prefix)),
-        };
-        let pid = line
-            .rsplit_once("(pid ")
-            .and_then(|(_, rest)| rest.trim_end_matches(')').parse().ok())
-            .unwrap_or_else(|| panic!("no pid in {line:?}"));
-        self.pids.push(pid);
-        pid
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for pid in &self.pids {
-            signal(*pid, Signal::CONT);
-        }
-        let others = children(self.child.id() as i32);
-        if matches!(self.child.try_wait(), Ok(None)) {
-            signal(self.child.id() as i32, Signal::TERM);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        for pid in self.pids.iter().chain(&others) {
-            if running(*pid) {
-                signal(*pid, Signal::KILL);
-            }
-        }
-    }
-}
-
-fn signal(pid: i32, signal: Signal) {
-    if let Some(pid) = Pid::from_raw(pid) {
-        let _ = kill_process(pid, signal);
-    }
-}
-
-/// Whether process `pid` runs (a zombie does not: it has exited, nobody reaped it yet).
-fn running(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    // `pid (comm) STATE ...`; comm may hold spaces and parentheses: the state follows the last.
-    stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-}
-
-/// The processes whose parent is `parent`.
-fn children(parent: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.filter_map(|e| {
-        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let ppid: i32 = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
-        (ppid == parent).then_some(pid)
-    })
-    .collect()
-}
-
-/// `Row` from a line of the cluster's table (`catalog  standby 1  https://...  4242`).
-fn row(line: &str) -> Option<Row> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let [service, replica @ .., url, pid] = words.as_slice() else { return None };
-    let addr = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
-    if replica.is_empty() {
-        return None;
-    }
-    Some(Row {
-        label: format!("{service} {}", replica.join(" ")),
-        addr: addr.to_owned(),
-        pid: pid.parse().ok()?,
-    })
-}
 
 /// rustls's ring provider, as levee's TLS uses.
 #[allow(deprecated)]
@@ -401,17 +264,9 @@ async fn a_tls_cluster_carries_on_through_faults() {
         "#,
         charges.display()
     );
-    let file = dir.0.join("topology.toml");
-    std::fs::write(&file, topology).unwrap();
     let prefix = format!("faults_{:x}", levee::core::random::next_u64() as u32);
-    let mut cmd = process::binary();
-    cmd.arg("cluster")
-        .arg("--topology")
-        .arg(&file)
-        .arg("--dir")
-        .arg(dir.0.join("runs"))
-        .args(["--postgres-url", database, "--nats-url", &nats, "--nats-prefix", &prefix])
-        .env("SHOP_LOG", "warn")
+    let mut cmd = cluster::command(&dir.0, &topology);
+    cmd.args(["--postgres-url", database, "--nats-url", &nats, "--nats-prefix", &prefix])
         .env("SHOP_SERVER__ADMIN_TOKEN", TOKEN)
         .env("SHOP_SERVER__SHUTDOWN_GRACE", "2s")
         .env("SHOP_STORAGE__SEED_PRODUCTS", "20")
@@ -423,8 +278,6 @@ async fn a_tls_cluster_carries_on_through_faults() {
         // A message a killed payment replica held is delivered again soon.
         .env("SHOP_QUEUE__SUBSCRIPTION__BACKOFF", "[\"200ms\"]")
         .env("SHOP_QUEUE__SUBSCRIPTION__ACK_WAIT", "3s")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     // Redis: started by the cluster (a server of its own), else the one the tests share.
     let on_path = std::env::var_os("PATH")
@@ -439,9 +292,7 @@ async fn a_tls_cluster_carries_on_through_faults() {
         _ => {}
     }
     let mut cluster = Cluster::spawn(cmd);
-    cluster.line(Duration::from_secs(120), |l| l.starts_with("cluster up: 9 processes"));
-    let rows: Vec<Row> = cluster.seen.iter().filter_map(|l| row(l)).collect();
-    cluster.pids = rows.iter().map(|r| r.pid).collect();
+    let rows = cluster.up(Duration::from_secs(120));
     assert_eq!(rows.len(), 9, "the table: {:#?}", cluster.seen);
     let table = cluster.seen.join("\n");
     assert!(!table.contains("http://127.0.0.1"), "every process on https: {table}");
@@ -453,7 +304,7 @@ async fn a_tls_cluster_carries_on_through_faults() {
         .map(|(dir, _)| PathBuf::from(dir))
         .unwrap_or_else(|| panic!("no certificates line: {table}"));
     let by_label = |label: &str| {
-        rows.iter().find(|r| r.label == label).unwrap_or_else(|| panic!("no {label}: {table}"))
+        rows.iter().find(|r| r.label() == label).unwrap_or_else(|| panic!("no {label}: {table}"))
     };
     let client = TlsSettings {
         ca: Some(certs.join("ca.pem")),
@@ -463,17 +314,21 @@ async fn a_tls_cluster_carries_on_through_faults() {
     };
     let config: TlsConfig = client.client(None).unwrap().expect("TLS on");
     let config = config.client_config().unwrap();
-    let gw = Https::new(config.clone(), &by_label("gateway 1").addr);
+    let gw = Https::new(config.clone(), by_label("gateway 1").addr());
     for r in &rows {
-        let process = Https::new(config.clone(), &r.addr);
-        let health = if r.label.starts_with("provider") { "/health" } else { "/health/ready" };
+        let process = Https::new(config.clone(), r.addr());
+        let health = if r.service == "provider" { "/health" } else { "/health/ready" };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let answer = process.get(health, None).await;
             if matches!(answer, Ok((200, _))) {
                 break;
             }
-            assert!(Instant::now() < deadline, "{} not ready over mutual TLS: {answer:?}", r.label);
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready over mutual TLS: {answer:?}",
+                r.label()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -653,7 +508,7 @@ async fn a_tls_cluster_carries_on_through_faults() {
         .iter()
         .filter_map(|l| l.strip_prefix("restarted: payment 1 on https://"))
         .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-        .chain([by_label("payment 2").addr.clone()])
+        .chain([by_label("payment 2").addr().to_owned()])
         .map(|addr| Https::new(config.clone(), &addr))
         .collect();
     let key = customer(&gw, "outage").await;
@@ -702,7 +557,7 @@ async fn a_tls_cluster_carries_on_through_faults() {
     let shop: Vec<i32> = cluster.pids.iter().copied().filter(|p| running(*p)).collect();
     let servers: Vec<i32> =
         children(cluster.child.id() as i32).into_iter().filter(|p| !shop.contains(p)).collect();
-    signal(cluster.child.id() as i32, Signal::KILL);
+    cluster.signal(Signal::KILL);
     let _ = cluster.child.wait();
     let killed = Instant::now();
     until("the processes end with the cluster", Duration::from_secs(20), || async {
@@ -722,18 +577,10 @@ async fn a_tls_cluster_carries_on_through_faults() {
 #[test]
 fn inherited_server_tls_without_the_topologys_tls_is_refused() {
     let dir = Scratch::new("cluster-faults-tls-off");
-    let file = dir.0.join("topology.toml");
-    std::fs::write(&file, "[services.all]\n").unwrap();
-    let out = process::binary()
-        .arg("cluster")
-        .arg("--topology")
-        .arg(&file)
-        .arg("--dir")
-        .arg(dir.0.join("runs"))
+    let out = cluster::command(&dir.0, "[services.all]\n")
         .env("SHOP_SERVER__TLS__CA", "ca.pem")
         .env("SHOP_SERVER__TLS__CERT", "all.pem")
         .env("SHOP_SERVER__TLS__KEY", "all-key.pem")
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -748,27 +595,15 @@ fn inherited_server_tls_without_the_topologys_tls_is_refused() {
 #[test]
 fn a_sigkilled_cluster_takes_its_processes_with_it() {
     let dir = Scratch::new("cluster-faults-sigkill");
-    let file = dir.0.join("topology.toml");
-    std::fs::write(&file, "[services.provider]\nreplicas = 2\n").unwrap();
-    let mut cmd = process::binary();
-    cmd.arg("cluster")
-        .arg("--topology")
-        .arg(&file)
-        .arg("--dir")
-        .arg(dir.0.join("runs"))
-        .args(["--postgres-url", "postgres://x@127.0.0.1:1/x", "--nats-url", "nats://127.0.0.1:1"])
+    let mut cmd = cluster::command(&dir.0, "[services.provider]\nreplicas = 2\n");
+    cmd.args(["--postgres-url", "postgres://x@127.0.0.1:1/x", "--nats-url", "nats://127.0.0.1:1"])
         .args(["--redis-url", "redis://127.0.0.1:1/"])
-        .env("SHOP_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut cluster = Cluster::spawn(cmd);
-    cluster.line(Duration::from_secs(60), |l| l.starts_with("cluster up: 2 processes"));
-    let rows: Vec<Row> = cluster.seen.iter().filter_map(|l| row(l)).collect();
-    cluster.pids = rows.iter().map(|r| r.pid).collect();
+    let rows = cluster.up(Duration::from_secs(60));
     assert_eq!(rows.len(), 2, "the table: {:#?}", cluster.seen);
     assert!(cluster.pids.iter().all(|p| running(*p)));
-    signal(cluster.child.id() as i32, Signal::KILL);
+    cluster.signal(Signal::KILL);
     let _ = cluster.child.wait();
     let killed = Instant::now();
     while cluster.pids.iter().any(|p| running(*p)) {

@@ -1,7 +1,9 @@
 //! The shop as a process, for the tests that run the real binary (`startup.rs`,
 //! `readme_walkthrough.rs`, `soak.rs`): a scratch directory and the binary's command,
-//! untouched by this environment's shop settings.
+//! untouched by this environment's shop settings; `reference-shop cluster` in [`cluster`].
 #![allow(dead_code, unreachable_pub)]
+
+pub mod cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
