@@ -60,6 +60,10 @@ enum Command {
     /// Start the shop split into processes on this machine (with PostgreSQL, NATS and Redis),
     /// supervise them, and stop them all on Ctrl-C.
     Cluster(reference_shop::cluster::Args),
+    /// Started by `cluster` (not for use by hand): stops the servers it names when its stdin
+    /// closes, so they do not outlive a cluster killed with SIGKILL.
+    #[command(hide = true)]
+    ClusterReaper(reference_shop::cluster::reaper::Args),
 }
 
 fn init_logs(json: bool, default: &str) {
@@ -114,6 +118,7 @@ async fn main() -> std::process::ExitCode {
         Command::OutageCompare(args) => reference_shop::compare::run(args, &config).await,
         Command::Soak(args) => reference_shop::soak::run(args, &config).await,
         Command::Certs(args) => reference_shop::certs::run(&args),
+        Command::ClusterReaper(args) => reference_shop::cluster::reaper::run(&args),
         Command::Cluster(args) => {
             reference_shop::cluster::run(args, cli.config.as_deref(), shutdown_signal()).await
         }

@@ -12,7 +12,7 @@
 //!    a backoff, a bounded number of times. Ctrl-C or SIGTERM stops every process (SIGTERM,
 //!    SIGKILL after a grace), then the servers it started, and the command exits 0. Killed
 //!    itself (SIGKILL), it takes its processes with it: each stops when its stdin, a pipe the
-//!    cluster holds, closes. The servers it started are not watched that way.
+//!    cluster holds, closes; and its [reaper] stops the servers it started.
 //!
 //! With `[tls] enabled = true` in the topology, every process serves and calls over mutual
 //! TLS: the cluster makes a development CA and a certificate per service (or uses `tls.dir`'s),
@@ -42,6 +42,7 @@
 
 mod ports;
 mod process;
+pub mod reaper;
 mod servers;
 mod supervise;
 mod tls;
@@ -99,6 +100,8 @@ pub struct Args {
 #[derive(Debug, Default)]
 struct Cluster {
     servers: Servers,
+    /// Stops the servers if the cluster dies without stopping them.
+    reaper: Option<reaper::Reaper>,
     slots: Vec<Slot>,
 }
 
@@ -161,6 +164,11 @@ pub async fn run(
     let mut shutdown = std::pin::pin!(shutdown);
     let start = async {
         cluster.servers.start(plan, &run_dir, &logs).await.map_err(|e| e.to_string())?;
+        let watched = cluster.servers.watched();
+        if !watched.is_empty() {
+            let log = logs.join("cluster-reaper.log");
+            cluster.reaper = Some(reaper::Reaper::spawn(&exe, &watched, &log)?);
+        }
         let certs = tls::prepare(&topology.tls, &topology, &run_dir)?;
         let launches =
             launches(&topology, &cluster.servers, &args, &exe, config, &run_dir, certs.as_deref())?;
@@ -242,6 +250,9 @@ impl Cluster {
         });
         futures::future::join_all(stops).await;
         self.servers.stop(grace).await;
+        if let Some(reaper) = self.reaper {
+            reaper.dismiss().await;
+        }
         let _ = std::fs::remove_dir_all(run_dir.join("data"));
     }
 }

@@ -17,6 +17,7 @@ use tokio::process::{Child, Command};
 
 use super::ports::{Ports, listening};
 use super::process::stop_child;
+use super::reaper::{StopSignal, Watched};
 
 /// The oldest nats-server the shop's event bus runs on (message schedules came in 2.12).
 const NATS_MIN: (u64, u64) = (2, 12);
@@ -408,6 +409,26 @@ impl Servers {
         }
         self.started.push(Started::Child { name: server.name, child, dir });
         Ok(())
+    }
+
+    /// The servers the cluster started, in order, for its [reaper](super::reaper): each
+    /// child's pid, and PostgreSQL's postmaster (from its `postmaster.pid`: `pg_ctl` started it
+    /// in the background).
+    pub(crate) fn watched(&self) -> Vec<Watched> {
+        self.started
+            .iter()
+            .filter_map(|started| match started {
+                Started::Postgres { dir, .. } => {
+                    let file = std::fs::read_to_string(dir.join("data/postmaster.pid")).ok()?;
+                    let pid = file.lines().next()?.trim().parse().ok()?;
+                    Some(Watched { pid, stop: StopSignal::Int })
+                }
+                Started::Child { child, .. } => {
+                    let pid = i32::try_from(child.id()?).ok()?;
+                    Some(Watched { pid, stop: StopSignal::Term })
+                }
+            })
+            .collect()
     }
 
     /// Stops the servers the cluster started, last started first, and removes their data.
