@@ -131,14 +131,19 @@ impl<K, V> Removed<K, V> {
     }
 
     pub(crate) fn push(&mut self, key: K, slot: Slot<V>, cause: RemovalCause) {
+        self.counted(cause);
+        if self.keep {
+            self.list.push((key, slot, cause));
+        }
+    }
+
+    /// Counts a removal whose entry is not kept (nobody listens).
+    fn counted(&mut self, cause: RemovalCause) {
         self.total += 1;
         match cause {
             RemovalCause::Size => self.evicted += 1,
             RemovalCause::Expired => self.expired += 1,
             _ => {}
-        }
-        if self.keep {
-            self.list.push((key, slot, cause));
         }
     }
 }
@@ -278,6 +283,9 @@ impl<K: Eq, V> Shard<K, V> {
     }
 
     /// Stores an entry, replacing the key's old one, and evicts down to the capacity.
+    /// Inlined into the write lock's closure, so `new`'s fields stay in registers: passed by
+    /// value, they went through the stack and the copy stalled on store forwarding.
+    #[inline(always)]
     pub(crate) fn insert(
         &mut self,
         new: NewEntry<K, V>,
@@ -313,12 +321,9 @@ impl<K: Eq, V> Shard<K, V> {
             let in_main = self.ghost.contains(hash);
             let id = self.next_id();
             let hint = usize::try_from(self.capacity.saturating_add(1)).unwrap_or(usize::MAX);
-            let entry = Entry::new(key, hash, slot, weight, in_main);
+            let Some(i) = self.slab.vacant(hint) else { return Inserted::TooHeavy(key) };
             let times = Times::new(id, expires_at, dead_at, load_nanos, now);
-            let i = match self.slab.insert(entry, times, hint) {
-                Ok(i) => i,
-                Err(entry) => return Inserted::TooHeavy(entry.key),
-            };
+            self.slab.fill(i, || Entry::new(key, hash, slot, weight, in_main), times);
             let slab = &self.slab;
             self.table.insert_unique(hash, i, |&j| slab.get(j).map_or(0, |e| e.hash));
             let queue = if in_main { &mut self.main } else { &mut self.small };
@@ -377,6 +382,13 @@ impl<K: Eq, V> Shard<K, V> {
 
     /// Takes entry `i` out of the table, its queue and the slab.
     fn take(&mut self, i: u32) -> Option<Entry<K, V>> {
+        self.unindex(i)?;
+        self.slab.remove(i)
+    }
+
+    /// Takes entry `i` out of the table and its queue (the slab still holds it); `None` when
+    /// there is no entry `i`.
+    fn unindex(&mut self, i: u32) -> Option<()> {
         let e = self.slab.get(i)?;
         let (hash, in_main) = (e.hash, e.in_main);
         if let Ok(found) = self.table.find_entry(hash, |&j| j == i) {
@@ -384,7 +396,24 @@ impl<K: Eq, V> Shard<K, V> {
         }
         let queue = if in_main { &mut self.main } else { &mut self.small };
         self.slab.unlink(queue, i);
-        self.slab.remove(i)
+        Some(())
+    }
+
+    /// Removes entry `i` for `cause`: handed to `removed` when it keeps entries, else
+    /// dropped where it lies (moving an entry out costs more than the rest of an eviction
+    /// when nothing needs it: `cargo bench --bench cache -- cache/churn`).
+    fn remove_for(&mut self, i: u32, cause: RemovalCause, removed: &mut Removed<K, V>) -> bool {
+        if removed.keep {
+            let Some(e) = self.take(i) else { return false };
+            removed.push(e.key, e.slot, cause);
+        } else {
+            if self.unindex(i).is_none() {
+                return false;
+            }
+            self.slab.discard(i);
+            removed.counted(cause);
+        }
+        true
     }
 
     /// Removes every entry and forgets every in-flight load (handed back, to be dropped
@@ -422,9 +451,7 @@ impl<K: Eq, V> Shard<K, V> {
             let freq = e.freq.load(Ordering::Relaxed);
             let in_main = e.in_main;
             if entry::is_dead(self.slab.times(i), now, tti) {
-                let Some(e) = self.take(i) else { return false };
-                removed.push(e.key, e.slot, RemovalCause::Expired);
-                return true;
+                return self.remove_for(i, RemovalCause::Expired, removed);
             }
             if freq > 0 {
                 // Hit since it was queued: on probation, promote it to the main queue; in the
@@ -438,12 +465,14 @@ impl<K: Eq, V> Shard<K, V> {
                 self.slab.push_back(&mut self.main, i);
                 continue;
             }
-            let Some(e) = self.take(i) else { return false };
+            let hash = e.hash;
+            if !self.remove_for(i, RemovalCause::Size, removed) {
+                return false;
+            }
             if !in_main {
                 let ghost_capacity = (self.table.len() * GHOST_NUM / GHOST_DEN).max(16);
-                self.ghost.add(e.hash, ghost_capacity);
+                self.ghost.add(hash, ghost_capacity);
             }
-            removed.push(e.key, e.slot, RemovalCause::Size);
             return true;
         }
     }
