@@ -207,12 +207,18 @@ mod tests {
 
     #[test]
     fn the_reaper_stops_what_runs_and_kills_what_ignores_its_signal() {
+        use std::io::BufRead as _;
         let mut polite = std::process::Command::new("sleep").arg("60").spawn().unwrap();
-        // Ignores SIGTERM: only the SIGKILL after the grace ends it.
+        // Ignores SIGTERM: only the SIGKILL after the grace ends it. It says when its trap
+        // is set: a SIGTERM before that would end it (a loaded CI machine did).
         let mut stubborn = std::process::Command::new("sh")
-            .args(["-c", "trap '' TERM; while :; do sleep 0.1; done"])
+            .args(["-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"])
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        let mut ready = String::new();
+        std::io::BufReader::new(stubborn.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+        assert_eq!(ready, "ready\n");
         let pid = |c: &std::process::Child| i32::try_from(c.id()).unwrap();
         let watched = [
             Watched { pid: pid(&polite), stop: StopSignal::Term },
