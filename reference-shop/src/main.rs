@@ -164,16 +164,7 @@ async fn stop_signal(with_stdin: bool) {
     // A thread of its own: a read of stdin on tokio's blocking pool would hold the runtime's
     // exit until the read returns.
     std::thread::spawn(move || {
-        use std::io::Read as _;
-        let mut buf = [0u8; 256];
-        let mut stdin = std::io::stdin().lock();
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) => break,
-                Err(e) if e.kind() != std::io::ErrorKind::Interrupted => break,
-                _ => {}
-            }
-        }
+        reference_shop::cluster::reaper::wait_for_stdin_to_close();
         let _ = closed.send(());
     });
     tokio::select! {

@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use process::Scratch;
-use process::cluster::{Cluster, Row};
+use process::cluster::{self, Cluster, Row};
 use rustix::process::Signal;
 
 /// Polls `url/health/ready` until it answers 200, within `limit`.
@@ -65,7 +65,7 @@ async fn two_replicas_are_supervised_and_stopped() {
         backoff = { type = "constant", delay = "100ms" }
         stop_grace = "10s"
     "#;
-    let mut cmd = cluster(&dir, topology);
+    let mut cmd = cluster::command(&dir.0, topology);
     let prefix = format!("cluster_{:x}", levee::core::random::next_u64() as u32);
     cmd.args(["--postgres-url", database, "--nats-url", &nats, "--nats-prefix", &prefix]);
     if let Ok(redis) = std::env::var("LEVEE_REDIS_SERVER_BIN") {
@@ -94,7 +94,7 @@ async fn two_replicas_are_supervised_and_stopped() {
 
     // SIGKILL replica 2: the supervisor says so, starts it again on its port, and it answers.
     let Row { url, pid, .. } = rows[1].clone();
-    process::cluster::signal(pid, Signal::KILL);
+    cluster::signal(pid, Signal::KILL);
     let exited = cluster.line(Duration::from_secs(10), |l| l.starts_with("exited: all 2"));
     assert!(exited.contains(&format!("(pid {pid})")) && exited.contains("signal 9"), "{exited}");
     let (restarted, new_pid) = cluster.restarted("all 2", Duration::from_secs(15));
@@ -131,11 +131,6 @@ async fn two_replicas_are_supervised_and_stopped() {
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
 }
 
-/// The cluster command on `dir` with `topology`.
-fn cluster(dir: &Scratch, topology: &str) -> Command {
-    process::cluster::command(&dir.0, topology)
-}
-
 /// Runs the cluster command to its end within `limit`: exit code and stderr.
 fn run_to_end(mut cmd: Command, limit: Duration) -> (Option<i32>, String) {
     let started = Instant::now();
@@ -148,7 +143,7 @@ fn run_to_end(mut cmd: Command, limit: Duration) -> (Option<i32>, String) {
 fn missing_servers_fail_fast_with_what_to_install() {
     let dir = Scratch::new("cluster-missing");
     // No PATH: no nats-server, no redis-server; PostgreSQL pointed at a directory without it.
-    let mut cmd = cluster(&dir, "[services.all]");
+    let mut cmd = cluster::command(&dir.0, "[services.all]");
     cmd.env("PATH", "").args(["--postgres-bin", "/nonexistent/postgresql/bin"]);
     let (code, err) = run_to_end(cmd, Duration::from_secs(10));
     assert_eq!(code, Some(1), "{err}");
@@ -165,7 +160,7 @@ fn missing_servers_fail_fast_with_what_to_install() {
     assert!(!dir.0.join("runs").exists(), "nothing was started or made");
 
     // A binary named on the command line that is not there; the others given as URLs.
-    let mut cmd = cluster(&dir, "[services.all]");
+    let mut cmd = cluster::command(&dir.0, "[services.all]");
     cmd.args(["--nats-server", "/nonexistent/nats-server"]);
     cmd.args([
         "--postgres-url",
@@ -182,11 +177,14 @@ fn missing_servers_fail_fast_with_what_to_install() {
 #[test]
 fn a_bad_topology_is_refused_by_its_path() {
     let dir = Scratch::new("cluster-topology");
-    let (code, err) =
-        run_to_end(cluster(&dir, "[services.all]\nreplicas = 0\n"), Duration::from_secs(10));
+    let (code, err) = run_to_end(
+        cluster::command(&dir.0, "[services.all]\nreplicas = 0\n"),
+        Duration::from_secs(10),
+    );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("`services.all.replicas`: must be at least 1"), "{err}");
-    let (code, err) = run_to_end(cluster(&dir, "[services.shop]\n"), Duration::from_secs(10));
+    let (code, err) =
+        run_to_end(cluster::command(&dir.0, "[services.shop]\n"), Duration::from_secs(10));
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("`services.shop`: unknown service `shop`"), "{err}");
     assert!(!dir.0.join("runs").exists(), "nothing was started or made");
@@ -196,8 +194,10 @@ fn a_bad_topology_is_refused_by_its_path() {
 fn a_process_that_cannot_start_stops_the_cluster_with_its_log() {
     let dir = Scratch::new("cluster-refused");
     // Servers "given" (nothing listens there): the process refuses its settings first.
-    let mut cmd =
-        cluster(&dir, "[services.all]\nreplicas = 2\nenv = { SHOP_SERVER__MAX_BODY_BYTES = 0 }\n");
+    let mut cmd = cluster::command(
+        &dir.0,
+        "[services.all]\nreplicas = 2\nenv = { SHOP_SERVER__MAX_BODY_BYTES = 0 }\n",
+    );
     cmd.args(["--postgres-url", "postgres://x@127.0.0.1:1/x", "--nats-url", "nats://127.0.0.1:1"]);
     cmd.args(["--redis-url", "redis://127.0.0.1:1/"]);
     let (code, err) = run_to_end(cmd, Duration::from_secs(20));

@@ -433,9 +433,7 @@ impl<K: Eq, V> Shard<K, V> {
         let dead: Vec<u32> =
             slab.indices().filter(|&i| entry::is_dead(slab.times(i), now, tti)).collect();
         for i in dead {
-            if let Some(e) = self.take(i) {
-                removed.push(e.key, e.slot, RemovalCause::Expired);
-            }
+            self.remove_for(i, RemovalCause::Expired, removed);
         }
     }
 

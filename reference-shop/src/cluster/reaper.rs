@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, kill_process};
 use tokio::process::{Child, ChildStdin, Command};
 
+use super::servers::OutputTo;
+
 /// How long the reaper waits for the servers to exit after their stop signal.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -92,10 +94,18 @@ pub struct Args {
 /// runs. Exits 0. Blocking: the process does nothing else.
 #[must_use]
 pub fn run(args: &Args) -> ExitCode {
+    wait_for_stdin_to_close();
+    reap(&args.watched, GRACE);
+    ExitCode::SUCCESS
+}
+
+/// Blocks until this process's stdin ends: the cluster holds the other end of the pipe, and
+/// writes nothing to it, so its end means the cluster is gone (or let go of this process).
+/// `serve --stop-with-stdin` and the reaper both wait with it.
+pub fn wait_for_stdin_to_close() {
     use std::io::Read as _;
     let mut stdin = std::io::stdin().lock();
-    let mut sink = [0u8; 64];
-    // Nothing is written to it: it only ends (the cluster died, or closed it).
+    let mut sink = [0u8; 256];
     loop {
         match stdin.read(&mut sink) {
             Ok(0) => break,
@@ -103,8 +113,6 @@ pub fn run(args: &Args) -> ExitCode {
             _ => {}
         }
     }
-    reap(&args.watched, GRACE);
-    ExitCode::SUCCESS
 }
 
 /// Signals each of `watched` that still runs (newest first), waits up to `grace` for all to
@@ -130,7 +138,8 @@ fn reap(watched: &[Watched], grace: Duration) {
     }
 }
 
-fn signal(pid: i32, signal: Signal) {
+/// Sends `signal` to process `pid` (nothing if it is gone).
+pub fn signal(pid: i32, signal: Signal) {
     if let Some(pid) = Pid::from_raw(pid) {
         let _ = kill_process(pid, signal);
     }
@@ -138,7 +147,8 @@ fn signal(pid: i32, signal: Signal) {
 
 /// Whether process `pid` runs: it exists and is not a zombie (one that has exited and waits
 /// for its parent, which may be gone, to reap it).
-fn running(pid: i32) -> bool {
+#[must_use]
+pub fn running(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
     // `pid (comm) STATE ...`; comm may hold spaces and parentheses: the state follows the last.
     stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
@@ -157,22 +167,15 @@ impl Reaper {
     /// # Errors
     /// It could not be started: why.
     pub(crate) fn spawn(exe: &Path, watched: &[Watched], log: &Path) -> Result<Self, String> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
         let mut cmd = Command::new(exe);
         cmd.arg("cluster-reaper");
         for w in watched {
             cmd.arg("--watch").arg(w.to_string());
         }
+        // Its own process group, as the servers: a Ctrl-C in the terminal is the cluster's.
         let mut child = cmd
+            .output_to(log)?
             .stdin(Stdio::piped())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            // Its own process group: a Ctrl-C in the terminal is the cluster's to handle.
-            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;

@@ -477,7 +477,7 @@ fn pg_command(pg: &Postgres, tool: &str) -> Command {
 
 /// Output to a log file, no input, its own process group (a Ctrl-C in the terminal reaches
 /// the cluster, which stops its servers in order, not the servers themselves).
-trait OutputTo {
+pub(super) trait OutputTo {
     fn output_to(&mut self, log: &Path) -> Result<&mut Self, String>;
 }
 

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::Signal;
 
 /// The cluster command with `topology` (written to `dir/topology.toml`), its runs in
 /// `dir/runs`; stdout piped (read line by line by [`Cluster`]), stderr piped for the tests
@@ -176,19 +176,7 @@ impl Drop for Cluster {
     }
 }
 
-/// Sends `sig` to process `pid` (nothing if it is gone).
-pub fn signal(pid: i32, sig: Signal) {
-    if let Some(pid) = Pid::from_raw(pid) {
-        let _ = kill_process(pid, sig);
-    }
-}
-
-/// Whether process `pid` runs (a zombie does not: it has exited, nobody reaped it yet).
-pub fn running(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    // `pid (comm) STATE ...`; comm may hold spaces and parentheses: the state follows the last.
-    stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-}
+pub use reference_shop::cluster::reaper::{running, signal};
 
 /// The processes whose parent is `parent`.
 pub fn children(parent: i32) -> Vec<i32> {
