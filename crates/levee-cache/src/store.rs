@@ -302,32 +302,43 @@ impl<K: Eq, V> Shard<K, V> {
         if expires_at != u64::MAX || dead_at != u64::MAX || tti != 0 {
             self.keep_times(now);
         }
-        if let Some(i) = self.index_of(hash, &key) {
-            // Replace in place: the entry keeps its queue position and its frequency.
-            let Some(e) = self.slab.get_mut(i) else { return Inserted::TooHeavy(key) };
-            let old_slot = std::mem::replace(&mut e.slot, slot);
-            let old_weight = std::mem::replace(&mut e.weight, weight);
-            let queue = if e.in_main { &mut self.main } else { &mut self.small };
-            queue.weight = queue.weight - u64::from(old_weight) + u64::from(weight);
-            if let Some(t) = self.slab.times_mut(i) {
-                *t = Times::new(t.id, expires_at, dead_at, load_nanos, now);
+        if self.slab.is_full() {
+            // Every index taken (4 billion entries in one shard): make room first.
+            self.evict_one(now, tti, removed);
+        }
+        // One probe finds the key or the bucket a new key goes to.
+        let slab = &self.slab;
+        let found = self.table.entry(
+            hash,
+            |&i| slab.get(i).is_some_and(|e| e.hash == hash && e.key == key),
+            |&j| slab.get(j).map_or(0, |e| e.hash),
+        );
+        match found {
+            hashbrown::hash_table::Entry::Occupied(at) => {
+                // Replace in place: the entry keeps its queue position and its frequency.
+                let i = *at.get();
+                let Some(e) = self.slab.get_mut(i) else { return Inserted::TooHeavy(key) };
+                let old_slot = std::mem::replace(&mut e.slot, slot);
+                let old_weight = std::mem::replace(&mut e.weight, weight);
+                let queue = if e.in_main { &mut self.main } else { &mut self.small };
+                queue.weight = queue.weight - u64::from(old_weight) + u64::from(weight);
+                if let Some(t) = self.slab.times_mut(i) {
+                    *t = Times::new(t.id, expires_at, dead_at, load_nanos, now);
+                }
+                removed.push(key, old_slot, RemovalCause::Replaced);
             }
-            removed.push(key, old_slot, RemovalCause::Replaced);
-        } else {
-            if self.slab.is_full() {
-                // Every index taken (4 billion entries in one shard): make room first.
-                self.evict_one(now, tti, removed);
+            hashbrown::hash_table::Entry::Vacant(bucket) => {
+                let in_main = self.ghost.contains(hash);
+                self.next_id += 1;
+                let id = self.next_id;
+                let hint = usize::try_from(self.capacity.saturating_add(1)).unwrap_or(usize::MAX);
+                let Some(i) = self.slab.vacant(hint) else { return Inserted::TooHeavy(key) };
+                let times = Times::new(id, expires_at, dead_at, load_nanos, now);
+                self.slab.fill(i, || Entry::new(key, hash, slot, weight, in_main), times);
+                bucket.insert(i);
+                let queue = if in_main { &mut self.main } else { &mut self.small };
+                self.slab.push_back(queue, i);
             }
-            let in_main = self.ghost.contains(hash);
-            let id = self.next_id();
-            let hint = usize::try_from(self.capacity.saturating_add(1)).unwrap_or(usize::MAX);
-            let Some(i) = self.slab.vacant(hint) else { return Inserted::TooHeavy(key) };
-            let times = Times::new(id, expires_at, dead_at, load_nanos, now);
-            self.slab.fill(i, || Entry::new(key, hash, slot, weight, in_main), times);
-            let slab = &self.slab;
-            self.table.insert_unique(hash, i, |&j| slab.get(j).map_or(0, |e| e.hash));
-            let queue = if in_main { &mut self.main } else { &mut self.small };
-            self.slab.push_back(queue, i);
         }
         while self.weight() > self.capacity {
             if !self.evict_one(now, tti, removed) {

@@ -3,7 +3,9 @@
 //!
 //! With room for every key, the cache must answer exactly like the model (time to live and
 //! time to idle included). With less room it may forget entries, but must never answer a value
-//! the model does not hold, nor exceed its capacity.
+//! the model does not hold, nor exceed its capacity. Each runs twice: with a time to live, and
+//! without one (a plain cache, whose inserts take the lean path until an `insert_with_ttl`
+//! makes it timed).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -74,7 +76,8 @@ impl Model {
     }
 
     fn put(&mut self, k: u8, value: u16, now: u64, ttl: u64) {
-        self.map.insert(k, Held { value, expires_at: now + ttl, last_access: now });
+        let expires_at = now.saturating_add(ttl);
+        self.map.insert(k, Held { value, expires_at, last_access: now });
     }
 }
 
@@ -82,25 +85,28 @@ fn ms(n: u64) -> u64 {
     n * 1_000_000
 }
 
-/// Applies `ops` to a cache and the model; `exact`: the cache has room for every key.
-fn check(ops: &[Op], exact: bool) -> Result<(), TestCaseError> {
+/// Applies `ops` to a cache and the model; `exact`: the cache has room for every key;
+/// `expiring`: it has a time to live (and, when exact, a time to idle), else no expiry at all.
+fn check(ops: &[Op], exact: bool, expiring: bool) -> Result<(), TestCaseError> {
     let clock = ManualClock::starting_at(1);
     let capacity = if exact { 64 } else { 8 };
-    let mut builder = Cache::builder()
-        .max_capacity(capacity)
-        .shards(1)
-        .time_to_live(Duration::from_millis(TTL_MS));
-    if exact {
+    let mut builder = Cache::builder().max_capacity(capacity).shards(1);
+    if expiring {
+        builder = builder.time_to_live(Duration::from_millis(TTL_MS));
+    }
+    let tti = exact && expiring;
+    if tti {
         builder = builder.time_to_idle(Duration::from_millis(TTI_MS));
     }
     let cache: Cache<u8, u16, _> = builder.clock(clock.clone()).build().unwrap();
-    let mut model = Model { tti: exact.then_some(ms(TTI_MS)), ..Model::default() };
+    let mut model = Model { tti: tti.then_some(ms(TTI_MS)), ..Model::default() };
+    let ttl = if expiring { ms(TTL_MS) } else { u64::MAX };
     for op in ops {
         let now = clock.now();
         match *op {
             Op::Insert(k, v) => {
                 cache.insert(k, v);
-                model.put(k, v, now, ms(TTL_MS));
+                model.put(k, v, now, ttl);
             }
             Op::InsertWithTtl(k, v, t) => {
                 cache.insert_with_ttl(k, v, Duration::from_millis(u64::from(t) * 10));
@@ -134,7 +140,7 @@ fn check(ops: &[Op], exact: bool) -> Result<(), TestCaseError> {
                     _ => {
                         prop_assert!(loaded, "get_with({}) should have loaded", k);
                         prop_assert_eq!(got, v, "get_with({}) should have loaded", k);
-                        model.put(k, v, now, ms(TTL_MS));
+                        model.put(k, v, now, ttl);
                     }
                 }
             }
@@ -170,11 +176,25 @@ proptest! {
 
     #[test]
     fn with_room_for_every_key_the_cache_is_the_model(ops in prop::collection::vec(op(), 1..200)) {
-        check(&ops, true)?;
+        check(&ops, true, true)?;
     }
 
     #[test]
     fn when_full_the_cache_only_forgets(ops in prop::collection::vec(op(), 1..200)) {
-        check(&ops, false)?;
+        check(&ops, false, true)?;
+    }
+
+    #[test]
+    fn without_expiry_and_with_room_the_cache_is_the_model(
+        ops in prop::collection::vec(op(), 1..200),
+    ) {
+        check(&ops, true, false)?;
+    }
+
+    #[test]
+    fn without_expiry_and_when_full_the_cache_only_forgets(
+        ops in prop::collection::vec(op(), 1..200),
+    ) {
+        check(&ops, false, false)?;
     }
 }

@@ -39,6 +39,9 @@ pub(crate) struct Inner<K, V, C> {
     pub(crate) config: Config<K, V>,
     pub(crate) counters: Counters,
     hook: EventHook<CacheEvent<K, V>>,
+    /// No weigher, no per-entry expiry and no listener: an `insert` stores weight 1, never
+    /// anything to report, and needs no deadlines while nothing is [`timed`](Self::timed).
+    plain: bool,
 }
 
 /// A concurrent, bounded cache with single-flight loading.
@@ -124,6 +127,7 @@ where
         clock: C,
         hook: EventHook<CacheEvent<K, V>>,
     ) -> Self {
+        let plain = config.weigher.is_none() && config.expire_after.is_none() && hook.is_empty();
         let shard_capacity: Box<[std::sync::atomic::AtomicU64]> =
             split_capacity(capacity, shards).map(std::sync::atomic::AtomicU64::new).collect();
         Self {
@@ -138,6 +142,7 @@ where
                 config,
                 counters: Counters::default(),
                 hook,
+                plain,
             }),
         }
     }
