@@ -107,7 +107,7 @@ struct Shard<T> {
 
 /// `n` values, each behind a reader-writer lock built for many readers and rare writers (see
 /// the module docs): a read costs one atomic exchange on a cache line only the calling thread
-/// writes; a write scans one counter per reader row.
+/// writes; a write scans one counter per reader row in use.
 ///
 /// ```
 /// use levee_core::sync::ShardLocks;
