@@ -137,7 +137,7 @@ impl<K, V> Removed<K, V> {
         }
     }
 
-    /// Counts a removal whose entry is not kept (nobody listens).
+    /// Counts a removal (without keeping its entry: the caller dropped it, as nobody listens).
     fn counted(&mut self, cause: RemovalCause) {
         self.total += 1;
         match cause {
@@ -274,6 +274,9 @@ impl<K: Eq, V> Shard<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        if self.flights.is_empty() {
+            return None; // the common case: no load in flight in this shard
+        }
         self.flights.find_entry(hash, |s| s.key.borrow() == key).ok().map(|e| e.remove().0)
     }
 

@@ -228,8 +228,7 @@ where
     fn store_plain(&self, hash: u64, key: K, value: V) {
         let mut removed = Removed::new(false);
         let (detached, rejected) = self.shard(hash).write(|shard| {
-            let detached =
-                if shard.flights.is_empty() { None } else { shard.detach_flight(hash, &key) };
+            let detached = shard.detach_flight(hash, &key);
             let new = NewEntry {
                 key,
                 hash,

@@ -272,12 +272,10 @@ impl<T> ShardLocks<T> {
         let owned = &self.rows[..in_use.min(self.rows.len())];
         let overflow = (in_use > self.rows.len()).then_some(&self.overflow);
         for row in owned.iter().chain(overflow) {
+            let backoff = Backoff::new();
             // D (SeqCst: module docs; acquires each reader's E).
-            if row.readers[class].load(Ordering::SeqCst) != 0 {
-                let backoff = Backoff::new();
-                while row.readers[class].load(Ordering::SeqCst) != 0 {
-                    backoff.snooze();
-                }
+            while row.readers[class].load(Ordering::SeqCst) != 0 {
+                backoff.snooze();
             }
         }
         // SAFETY: we hold the writer mutex (no other writer), raised `writing` (C), and then
