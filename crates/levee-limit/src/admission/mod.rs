@@ -31,7 +31,9 @@
 //! bias; the drain bucket keeps the extra it admits from compounding.
 //!
 //! **The drain bucket** (after TCP BBR's ProbeRTT): once per window, for one bucket, the
-//! capacity is halved. The estimate is self-referential: if a queue formed (the max
+//! capacity is halved (counted from the bucket the controller was built in, so replicas
+//! started at different times drain at different times, and a clock's origin does not move
+//! it). The estimate is self-referential: if a queue formed (the max
 //! throughput of a bucket reads high when completions bunch, and every request admitted
 //! over the service's true concurrency waits), each bucket's mean latency includes it, the
 //! min latency with it, and the next estimate admits the same queue again, or more. Halving
@@ -122,6 +124,9 @@ pub struct AdmissionController<C = FastClock> {
     /// The capacity estimate of one bucket (see [`Cached`]).
     cached: CachePadded<AtomicU64>,
     window: Window,
+    /// `bucket % buckets` of the drain bucket: the bucket the controller was built in, so the
+    /// drain comes once a window counted from its start, whatever the clock's origin.
+    drain_phase: u64,
     /// Clock reading of the last shed, 0 for never (a shed at 0 is stored as 1).
     last_shed: AtomicU64,
     min_in_flight: usize,
@@ -263,7 +268,7 @@ impl<C: Clock> AdmissionController<C> {
                     .window
                     .estimate(bucket)
                     .map(|e| e.capacity(self.window.bucket_nanos(), self.settings.headroom));
-                if bucket % self.window.buckets() as u64 == 0 {
+                if bucket % self.window.buckets() as u64 == self.drain_phase {
                     // The drain bucket, once per window (module docs).
                     capacity = capacity.map(|c| c / 2);
                 }

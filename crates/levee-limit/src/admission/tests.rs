@@ -91,6 +91,23 @@ fn a_headroom_lets_a_controller_at_one_in_flight_grow() {
 }
 
 #[test]
+fn the_drain_bucket_comes_once_a_window_counted_from_the_start() {
+    // Clocks starting on a window boundary and inside a window (a wall-clock reading, as
+    // the shop's clock gives): the drain must not depend on where the clock began.
+    for origin in [0, 1_796_610_152_000_000_000, 1_796_610_151_826_000_000] {
+        let clock = ManualClock::starting_at(origin);
+        let c = controller(&clock, AdmissionSettings::new());
+        let built = clock.now() / 100_000_000;
+        fill_bucket(&c, &clock, 4, 50 * MS); // 40/s at 50 ms: 2, in the bucket it was built in
+        for bucket in built + 1..built + 11 {
+            clock.set(bucket * 100_000_000);
+            let halved = bucket == built + 10; // the window (10 buckets) later
+            assert_eq!(c.capacity(), Some(if halved { 1 } else { 2 }), "{origin}: {bucket}");
+        }
+    }
+}
+
+#[test]
 fn min_in_flight_is_a_floor_under_the_estimate() {
     let clock = ManualClock::new();
     let c = controller(&clock, AdmissionSettings::new().min_in_flight(3));
