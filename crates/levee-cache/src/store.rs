@@ -24,6 +24,8 @@ mod slab;
 #[cfg(test)]
 mod tests;
 
+use std::hash::{BuildHasher, Hash};
+
 use hashbrown::HashTable;
 use levee_core::sync::{Arc, Ordering};
 
@@ -158,8 +160,10 @@ pub(crate) enum Inserted<K> {
 /// One shard: the entries, the hash table that finds them, the S3-FIFO queues, and the
 /// in-flight loads.
 pub(crate) struct Shard<K, V> {
-    /// Slab indices, hashed by their entry's hash.
+    /// Slab indices, hashed by their entry's key.
     table: HashTable<u32>,
+    /// The cache's hasher (the same seed): hashes a key again where its hash is not at hand.
+    hasher: foldhash::fast::RandomState,
     slab: Slab<K, V>,
     pub(crate) flights: HashTable<FlightSlot<K, V>>,
     small: Queue,
@@ -174,7 +178,7 @@ pub(crate) struct Shard<K, V> {
     pub(crate) expired: u64,
 }
 
-impl<K: Eq, V> Shard<K, V> {
+impl<K: Hash + Eq, V> Shard<K, V> {
     /// Adds what `removed` evicted and expired to this shard's counts.
     pub(crate) fn count(&mut self, removed: &Removed<K, V>) {
         self.evicted += removed.evicted;
@@ -188,9 +192,10 @@ impl<K: Eq, V> Shard<K, V> {
     /// 1.7-1.9x as long at capacity 100k as at 20k with the table allocated for the capacity,
     /// about the same with it grown). Growth happens under the shard's write lock while the
     /// cache fills, amortised over the inserts.
-    pub(crate) fn new(capacity: u64) -> Self {
+    pub(crate) fn new(capacity: u64, hasher: foldhash::fast::RandomState) -> Self {
         Self {
             table: HashTable::new(),
+            hasher,
             slab: Slab::new(),
             flights: HashTable::new(),
             small: Queue::new(),
@@ -202,6 +207,12 @@ impl<K: Eq, V> Shard<K, V> {
             evicted: 0,
             expired: 0,
         }
+    }
+
+    /// The hash of `key`, as the cache computes it.
+    #[inline]
+    pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -225,7 +236,7 @@ impl<K: Eq, V> Shard<K, V> {
         Q: Eq + ?Sized,
     {
         let slab = &self.slab;
-        let eq = |&i: &u32| slab.get(i).is_some_and(|e| e.hash == hash && e.key.borrow() == key);
+        let eq = |&i: &u32| slab.get(i).is_some_and(|e| e.key.borrow() == key);
         self.table.find(hash, eq).copied()
     }
 
@@ -310,11 +321,11 @@ impl<K: Eq, V> Shard<K, V> {
             self.evict_one(now, tti, removed);
         }
         // One probe finds the key or the bucket a new key goes to.
-        let slab = &self.slab;
+        let (slab, hasher) = (&self.slab, &self.hasher);
         let found = self.table.entry(
             hash,
-            |&i| slab.get(i).is_some_and(|e| e.hash == hash && e.key == key),
-            |&j| slab.get(j).map_or(0, |e| e.hash),
+            |&i| slab.get(i).is_some_and(|e| e.key == key),
+            |&j| slab.get(j).map_or(0, |e| hasher.hash_one(&e.key)),
         );
         match found {
             hashbrown::hash_table::Entry::Occupied(at) => {
@@ -337,7 +348,7 @@ impl<K: Eq, V> Shard<K, V> {
                 let hint = usize::try_from(self.capacity.saturating_add(1)).unwrap_or(usize::MAX);
                 let Some(i) = self.slab.vacant(hint) else { return Inserted::TooHeavy(key) };
                 let times = Times::new(id, expires_at, dead_at, load_nanos, now);
-                self.slab.fill(i, || Entry::new(key, hash, slot, weight, in_main), times);
+                self.slab.fill(i, || Entry::new(key, slot, weight, in_main), times);
                 bucket.insert(i);
                 let queue = if in_main { &mut self.main } else { &mut self.small };
                 self.slab.push_back(queue, i);
@@ -391,20 +402,19 @@ impl<K: Eq, V> Shard<K, V> {
         Q: Eq + ?Sized,
     {
         let i = self.index_of(hash, key)?;
-        self.take(i)
+        self.take(i, hash)
     }
 
-    /// Takes entry `i` out of the table, its queue and the slab.
-    fn take(&mut self, i: u32) -> Option<Entry<K, V>> {
-        self.unindex(i)?;
+    /// Takes entry `i`, whose key hashes to `hash`, out of the table, its queue and the slab.
+    fn take(&mut self, i: u32, hash: u64) -> Option<Entry<K, V>> {
+        self.unindex(i, hash)?;
         self.slab.remove(i)
     }
 
-    /// Takes entry `i` out of the table and its queue (the slab still holds it); `None` when
-    /// there is no entry `i`.
-    fn unindex(&mut self, i: u32) -> Option<()> {
-        let e = self.slab.get(i)?;
-        let (hash, in_main) = (e.hash, e.in_main);
+    /// Takes entry `i`, whose key hashes to `hash`, out of the table and its queue (the slab
+    /// still holds it); `None` when there is no entry `i`.
+    fn unindex(&mut self, i: u32, hash: u64) -> Option<()> {
+        let in_main = self.slab.get(i)?.in_main;
         if let Ok(found) = self.table.find_entry(hash, |&j| j == i) {
             found.remove();
         }
@@ -416,12 +426,18 @@ impl<K: Eq, V> Shard<K, V> {
     /// Removes entry `i` for `cause`: handed to `removed` when it keeps entries, else
     /// dropped where it lies (moving an entry out costs more than the rest of an eviction
     /// when nothing needs it: `cargo bench --bench cache -- cache/churn`).
-    fn remove_for(&mut self, i: u32, cause: RemovalCause, removed: &mut Removed<K, V>) -> bool {
+    fn remove_for(
+        &mut self,
+        i: u32,
+        hash: u64,
+        cause: RemovalCause,
+        removed: &mut Removed<K, V>,
+    ) -> bool {
         if removed.keep {
-            let Some(e) = self.take(i) else { return false };
+            let Some(e) = self.take(i, hash) else { return false };
             removed.push(e.key, e.slot, cause);
         } else {
-            if self.unindex(i).is_none() {
+            if self.unindex(i, hash).is_none() {
                 return false;
             }
             self.slab.discard(i);
@@ -447,7 +463,8 @@ impl<K: Eq, V> Shard<K, V> {
         let dead: Vec<u32> =
             slab.indices().filter(|&i| entry::is_dead(slab.times(i), now, tti)).collect();
         for i in dead {
-            self.remove_for(i, RemovalCause::Expired, removed);
+            let Some(hash) = self.slab.get(i).map(|e| self.hash(&e.key)) else { continue };
+            self.remove_for(i, hash, RemovalCause::Expired, removed);
         }
     }
 
@@ -463,7 +480,8 @@ impl<K: Eq, V> Shard<K, V> {
             let freq = e.freq.load(Ordering::Relaxed);
             let in_main = e.in_main;
             if entry::is_dead(self.slab.times(i), now, tti) {
-                return self.remove_for(i, RemovalCause::Expired, removed);
+                let hash = self.hash(&e.key);
+                return self.remove_for(i, hash, RemovalCause::Expired, removed);
             }
             if freq > 0 {
                 // Hit since it was queued: on probation, promote it to the main queue; in the
@@ -477,8 +495,8 @@ impl<K: Eq, V> Shard<K, V> {
                 self.slab.push_back(&mut self.main, i);
                 continue;
             }
-            let hash = e.hash;
-            if !self.remove_for(i, RemovalCause::Size, removed) {
+            let hash = self.hash(&e.key);
+            if !self.remove_for(i, hash, RemovalCause::Size, removed) {
                 return false;
             }
             if !in_main {

@@ -130,14 +130,16 @@ where
         let plain = config.weigher.is_none() && config.expire_after.is_none() && hook.is_empty();
         let shard_capacity: Box<[std::sync::atomic::AtomicU64]> =
             split_capacity(capacity, shards).map(std::sync::atomic::AtomicU64::new).collect();
+        let hasher = foldhash::fast::RandomState::default();
         Self {
             inner: Arc::new(Inner {
                 shards: Shards::new(shards, |i| {
-                    Shard::new(shard_capacity[i].load(std::sync::atomic::Ordering::Relaxed))
+                    let capacity = shard_capacity[i].load(std::sync::atomic::Ordering::Relaxed);
+                    Shard::new(capacity, hasher.clone())
                 }),
                 shard_mask: shards - 1,
                 shard_capacity,
-                hasher: foldhash::fast::RandomState::default(),
+                hasher,
                 clock,
                 config,
                 counters: Counters::default(),

@@ -9,10 +9,12 @@ use super::slab::NIL;
 /// Highest value of an entry's hit counter.
 const MAX_FREQ: u8 = 3;
 
-/// An entry: its key next to its hash (a probe that matches reads both from one cache line),
-/// its slot, and its place in the S3-FIFO queues (intrusive links, slab indices).
+/// An entry: its key, its slot, and its place in the S3-FIFO queues (intrusive links, slab
+/// indices). The key's hash is not stored: a probe filters on the table's 7-bit tags before it
+/// compares keys, and the few places that need an entry's hash without being given it (the
+/// eviction, a table that grows) hash its key again. For a `u64 -> u64` cache that makes an
+/// entry 40 bytes instead of 48, and every hit and eviction touches less memory.
 pub(crate) struct Entry<K, V> {
-    pub(crate) hash: u64,
     pub(crate) key: K,
     pub(crate) slot: Slot<V>,
     pub(crate) weight: u32,
@@ -24,8 +26,8 @@ pub(crate) struct Entry<K, V> {
 }
 
 impl<K, V> Entry<K, V> {
-    pub(crate) fn new(key: K, hash: u64, slot: Slot<V>, weight: u32, in_main: bool) -> Self {
-        Self { hash, key, slot, weight, prev: NIL, next: NIL, in_main, freq: AtomicU8::new(0) }
+    pub(crate) fn new(key: K, slot: Slot<V>, weight: u32, in_main: bool) -> Self {
+        Self { key, slot, weight, prev: NIL, next: NIL, in_main, freq: AtomicU8::new(0) }
     }
 }
 
