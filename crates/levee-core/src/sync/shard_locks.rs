@@ -49,8 +49,8 @@
 //! covers the reader's row, and `A` precedes `D`, which sees the raised count (or a later
 //! value of that counter, which stays non-zero until `E`): the writer waits for `E`, whose
 //! release orders the reader's accesses before the writer's. Otherwise `B` follows `C` and
-//! the reader backs out. A reader that reads the value after `F` acquired it through `B` (which reads
-//! `F`'s store, or a later writer's `C`, in which case it backs out again). On x86 the
+//! the reader backs out. A reader that reads the value after `F` acquired it through `B`
+//! (which reads `F`'s store, or a later writer's `C`, in which case it backs out again). On x86 the
 //! reader's `A` is one `xchg` and `E` a plain store; `R`, `B`, `H` and `D` are plain loads.
 //!
 //! **Waiting.** A reader that finds `writing` set waits by taking and dropping the writer

@@ -109,11 +109,12 @@ impl<C: Clock> AdmissionBuilder<C> {
                 ));
             }
         };
+        let window = Window::new(s.buckets, nanos(bucket));
         Ok(AdmissionController {
             in_flight: CachePadded::new(AtomicUsize::new(0)),
             cached: CachePadded::new(AtomicU64::new(0)),
-            window: Window::new(s.buckets, nanos(bucket)),
-            drain_phase: (self.clock.now() / nanos(bucket)) % s.buckets as u64,
+            drain_phase: window.bucket(self.clock.now()) % window.buckets() as u64,
+            window,
             last_shed: AtomicU64::new(0),
             min_in_flight: s.min_in_flight,
             cool_down: nanos(s.cool_down),
