@@ -94,13 +94,14 @@ where
     C: Clock,
 {
     fn bulk_round(&self, todo: &mut Vec<(u64, K)>, out: &mut HashMap<K, V>) -> Round<K, V> {
-        let now = self.now();
+        let time = self.lookup_time();
+        let now = time.unwrap_or(0);
         let mut round = Round { led: Vec::new(), joined: Vec::new() };
         for (hash, key) in todo.drain(..) {
             if out.contains_key(&key) {
                 continue;
             }
-            if let Probe::Fresh(v) = self.probe::<WantValue, K>(hash, &key, now, false) {
+            if let Probe::Fresh(v) = self.probe::<WantValue, K>(hash, &key, time, false) {
                 out.insert(key, v);
                 continue;
             }

@@ -143,8 +143,9 @@ where
         let hash = self.hash(&key);
         let mut loader = Some(loader);
         loop {
-            let now = self.now();
-            match self.probe::<W, K>(hash, &key, now, true) {
+            let time = self.lookup_time();
+            let now = time.unwrap_or(0);
+            match self.probe::<W, K>(hash, &key, time, true) {
                 Probe::Fresh(out) => return out,
                 Probe::Stale(out) => {
                     self.counters.stale_serves.incr();
@@ -243,8 +244,9 @@ where
         let hash = this.hash(&key);
         let mut loader = Some(loader);
         loop {
-            let now = this.now();
-            match this.probe::<W, K>(hash, &key, now, true) {
+            let time = this.lookup_time();
+            let now = time.unwrap_or(0);
+            match this.probe::<W, K>(hash, &key, time, true) {
                 Probe::Fresh(out) => return out,
                 Probe::Stale(out) => {
                     this.counters.stale_serves.incr();

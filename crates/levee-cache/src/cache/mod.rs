@@ -184,6 +184,13 @@ where
     /// The time lookups compare against: zero (never read) when nothing expires.
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        if self.timed() { self.clock.now() } else { 0 }
+        self.lookup_time().unwrap_or(0)
+    }
+
+    /// The time a lookup compares entries against, or `None` (the clock not read) while
+    /// nothing can expire: one read of the flag serves the whole lookup ([`Inner::probe`]).
+    #[inline]
+    pub(crate) fn lookup_time(&self) -> Option<u64> {
+        self.timed().then(|| self.clock.now())
     }
 }

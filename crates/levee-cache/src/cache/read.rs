@@ -42,7 +42,7 @@ where
     {
         let inner = &*self.inner;
         let hash = inner.hash(key);
-        match inner.probe::<WantValue, Q>(hash, key, inner.now(), false) {
+        match inner.probe::<WantValue, Q>(hash, key, inner.lookup_time(), false) {
             Probe::Fresh(v) => Some(v),
             _ => None,
         }
@@ -74,10 +74,32 @@ where
     V: Clone + Send + Sync + 'static,
     C: Clock,
 {
-    /// Looks `key` up under the read lock. `loading`: the caller can refresh (serve stale
-    /// values, run XFetch).
+    /// Looks `key` up under the read lock at `time` ([`Inner::lookup_time`]: `None` while
+    /// nothing can expire). `loading`: the caller can refresh (serve stale values, run
+    /// XFetch).
     #[inline]
     pub(crate) fn probe<W: Want<V>, Q>(
+        &self,
+        hash: u64,
+        key: &Q,
+        time: Option<u64>,
+        loading: bool,
+    ) -> Probe<W::Out>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        // Two copies of the lookup: a cache where nothing expires (the common case) runs
+        // one without a single expiry check in it.
+        match time {
+            None => self.probe_at::<W, Q, false>(hash, key, 0, loading),
+            Some(now) => self.probe_at::<W, Q, true>(hash, key, now, loading),
+        }
+    }
+
+    /// [`Inner::probe`] at `now`, with the expiry checks when `TIMED`.
+    #[inline(always)]
+    fn probe_at<W: Want<V>, Q, const TIMED: bool>(
         &self,
         hash: u64,
         key: &Q,
@@ -89,12 +111,11 @@ where
         Q: Eq + ?Sized,
     {
         let config = &self.config;
-        let timed = self.timed();
         self.shard(hash).read(|shard| {
             let Some(e) = shard.find(hash, key) else {
                 return (Probe::Miss, Tally::Miss);
             };
-            if timed {
+            if TIMED {
                 if e.is_dead(now, config.tti) {
                     return (Probe::Miss, Tally::Miss);
                 }
@@ -106,7 +127,7 @@ where
                 return (Probe::Miss, Tally::Miss);
             };
             e.touch();
-            if timed {
+            if TIMED {
                 if config.tti != 0 {
                     e.mark_read(now, config.tti);
                 }

@@ -195,19 +195,39 @@ impl<T> ShardLocks<T> {
     /// When `i >= self.len()` or `f` returns `Some(k)` with `k >= TALLIES`.
     #[inline]
     pub fn read_tallied<R>(&self, i: usize, f: impl FnOnce(&T) -> (R, Option<usize>)) -> R {
-        let shard = &*self.shards[i];
         let index = thread_index();
-        let (row, exclusive, slot) = match self.rows.get(index) {
-            Some(row) => (&**row, true, index),
-            None => (&*self.overflow, false, self.rows.len()),
-        };
+        match self.rows.get(index) {
+            Some(row) => self.read_row::<true, R>(i, row, index, f),
+            None => self.read_overflow(i, f),
+        }
+    }
+
+    /// A read through the shared overflow row: apart, so that the common read (an owned
+    /// row) is compiled without the shared row's branches.
+    #[cold]
+    #[inline(never)]
+    fn read_overflow<R>(&self, i: usize, f: impl FnOnce(&T) -> (R, Option<usize>)) -> R {
+        self.read_row::<false, R>(i, &self.overflow, self.rows.len(), f)
+    }
+
+    /// A read of shard `i` through `row` (the one at `slot`): the calling thread's own row
+    /// (`EXCLUSIVE`) or the overflow row.
+    #[inline(always)]
+    fn read_row<const EXCLUSIVE: bool, R>(
+        &self,
+        i: usize,
+        row: &Row,
+        slot: usize,
+        f: impl FnOnce(&T) -> (R, Option<usize>),
+    ) -> R {
+        let shard = &*self.shards[i];
         // R (SeqCst: module docs). A raise happens once per thread and set.
         if slot >= self.rows_in_use.load(Ordering::SeqCst) {
             self.rows_in_use.fetch_max(slot + 1, Ordering::SeqCst);
         }
         let counter = &row.readers[i % CLASSES];
         let before = loop {
-            let before = if exclusive {
+            let before = if EXCLUSIVE {
                 // A (SeqCst: module docs). Only this thread writes its row, so a load and
                 // an exchange stand in for a read-modify-write.
                 let n = counter.load(Ordering::Relaxed);
@@ -221,10 +241,10 @@ impl<T> ShardLocks<T> {
             if !shard.writing.load(Ordering::SeqCst) {
                 break before;
             }
-            leave(counter, exclusive, before); // undo A
+            leave(counter, EXCLUSIVE, before); // undo A
             drop(shard.writer.lock()); // parks until the writer is done
         };
-        let leave_guard = Leave { counter, exclusive, before };
+        let leave_guard = Leave { counter, exclusive: EXCLUSIVE, before };
         // SAFETY: this thread's count is raised (A) and no writer was flagged after it (B),
         // so any writer of this shard waits in D until `leave_guard` drops (module docs);
         // other readers only read.
@@ -233,7 +253,7 @@ impl<T> ShardLocks<T> {
         if let Some(k) = tally {
             let tally = &row.tallies[k];
             // Relaxed: a statistic. Only this thread writes an exclusive row.
-            if exclusive {
+            if EXCLUSIVE {
                 tally.store(tally.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             } else {
                 tally.fetch_add(1, Ordering::Relaxed);
