@@ -43,16 +43,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use levee_workspace::bench::slowest_thread;
 
-const KEYS: u64 = 10_000;
-const ORDER: usize = 1 << 14;
-/// The first key the churn cases insert: far above the keys the caches were filled with.
-const FRESH: u64 = 1 << 40;
-
-/// Keys in a fixed random order, so each lookup lands somewhere else in the table.
-fn key_order() -> Vec<u64> {
-    let mut rng = trace::Rng::new(7);
-    (0..ORDER).map(|_| rng.next_u64() % KEYS).collect()
-}
+use trace::{FRESH, KEYS, ORDER, key_order};
 
 /// The `n`-th lookup of thread `t`: the threads start at different places in the key order.
 fn slot(t: usize, n: u64) -> usize {

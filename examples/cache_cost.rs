@@ -22,18 +22,14 @@
 #[path = "../benches/support/caches.rs"]
 mod caches;
 #[path = "../benches/support/trace.rs"]
-#[allow(dead_code)] // the traces of the hit-ratio table are not used here
 mod trace;
 
 use std::hint::black_box;
 use std::process::ExitCode;
 
 use caches::Map;
+use trace::{FRESH, KEYS, ORDER, key_order};
 
-const KEYS: u64 = 10_000;
-const ORDER: usize = 1 << 14;
-/// The first key `churn` inserts: far above the keys the cache was filled with (as the bench).
-const FRESH: u64 = 1 << 40;
 const USAGE: &str = "usage: cache_cost <hit|churn> <levee|quick_cache|moka> <ops> [capacity]";
 
 #[derive(Clone, Copy)]
@@ -48,9 +44,7 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    // The bench's key order (`benches/cache.rs`, `key_order`).
-    let mut rng = trace::Rng::new(7);
-    let order: Vec<u64> = (0..ORDER).map(|_| rng.next_u64() % KEYS).collect();
+    let order = key_order();
     match cache {
         "levee" => run(caches::levee(capacity, None), case, &order, ops),
         "quick_cache" => run(caches::quick(capacity), case, &order, ops),

@@ -1,5 +1,20 @@
-//! Deterministic request traces for hit-ratio comparisons (shared by `benches/cache.rs` and
-//! `examples/cache_hit_ratio.rs`).
+//! Deterministic request traces: the cache cases' key order and the hit-ratio comparison's
+//! traces (shared by `benches/cache.rs`, `examples/cache_hit_ratio.rs` and
+//! `examples/cache_cost.rs`; not every one uses every item).
+#![allow(dead_code)]
+
+/// Keys the cache cases fill their caches with: `0..KEYS`.
+pub(crate) const KEYS: u64 = 10_000;
+/// Lookups in [`key_order`] (a power of two, so an index wraps with a mask).
+pub(crate) const ORDER: usize = 1 << 14;
+/// The first key the churn cases insert: far above the keys the caches were filled with.
+pub(crate) const FRESH: u64 = 1 << 40;
+
+/// Keys in a fixed random order, so each lookup lands somewhere else in the table.
+pub(crate) fn key_order() -> Vec<u64> {
+    let mut rng = Rng::new(7);
+    (0..ORDER).map(|_| rng.next_u64() % KEYS).collect()
+}
 
 /// xorshift64*: a fixed-seed generator, so every run replays the same trace.
 pub(crate) struct Rng(u64);

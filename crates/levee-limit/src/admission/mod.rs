@@ -35,11 +35,11 @@
 //! started at different times drain at different times, and a clock's origin does not move
 //! it). The estimate is self-referential: if a queue formed (the max throughput of a bucket
 //! reads high when completions bunch, and every request admitted over the service's true
-//! concurrency waits), each bucket's mean latency includes it, the min latency with it,
-//! and the next estimate admits the same queue again, or more. Halving
-//! the admission for one bucket lets that queue drain, so the window always holds a bucket
-//! measured without it. It costs at most half a bucket's admissions per window (0.5 % with
-//! the default 100 buckets), and only when in flight exceeds half the estimate.
+//! concurrency waits), each bucket's mean latency includes it, the min latency with it, and
+//! the next estimate admits the same queue again, or more. Halving the admission for one
+//! bucket lets that queue drain, so the window always holds a bucket measured without it.
+//! It costs at most half a bucket's admissions per window (0.5 % with the default 100
+//! buckets), and only when in flight exceeds half the estimate.
 //!
 //! **The CPU gate** (optional, off by default): with [`AdmissionSettings::cpu_threshold`]
 //! and a [`CpuSource`], the rule sheds only while CPU usage is at or over the threshold, or
