@@ -287,6 +287,62 @@ impl<T: ?Sized> Mutex<T> {
     }
 }
 
+/// A condition variable for a [`Mutex`]: `parking_lot::Condvar` normally, loom's under
+/// `--cfg loom`.
+///
+/// ```
+/// use levee_core::sync::{Arc, Condvar, Mutex, thread};
+///
+/// let pair = Arc::new((Mutex::new(false), Condvar::new()));
+/// let other = pair.clone();
+/// let t = thread::spawn(move || {
+///     *other.0.lock() = true;
+///     other.1.notify_all();
+/// });
+/// let mut ready = pair.0.lock();
+/// while !*ready {
+///     ready = pair.1.wait(ready);
+/// }
+/// drop(ready);
+/// t.join().unwrap();
+/// ```
+#[derive(Debug, Default)]
+pub struct Condvar {
+    #[cfg(loom)]
+    inner: loom::sync::Condvar,
+    #[cfg(not(loom))]
+    inner: parking_lot::Condvar,
+}
+
+impl Condvar {
+    /// A condition variable no thread waits on.
+    #[must_use]
+    pub fn new() -> Self {
+        #[cfg(loom)]
+        return Self { inner: loom::sync::Condvar::new() };
+        #[cfg(not(loom))]
+        Self { inner: parking_lot::Condvar::new() }
+    }
+
+    /// Releases `guard`'s lock, sleeps until notified (or woken spuriously), and takes the
+    /// lock again: check the condition in a loop.
+    pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        #[cfg(loom)]
+        return self.inner.wait(guard).unwrap_or_else(|e| e.into_inner());
+        #[cfg(not(loom))]
+        {
+            let mut guard = guard;
+            self.inner.wait(&mut guard);
+            guard
+        }
+    }
+
+    /// Wakes every thread waiting on this condition variable.
+    pub fn notify_all(&self) {
+        self.inner.notify_all();
+    }
+}
+
 /// A reader-writer lock: many readers or one writer, no poisoning.
 ///
 /// `parking_lot::RwLock` normally, loom's under `--cfg loom`.

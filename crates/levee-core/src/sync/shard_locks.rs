@@ -15,8 +15,9 @@
 //! read-modify-writes: correct, merely slower. A row is one padded line of [`CLASSES`]
 //! reader counters and [`TALLIES`] event counts; shard `i` uses reader counter
 //! `i % CLASSES`, so all the shards of a set cost a thread one line, and a writer waits only
-//! for readers of its class. Each shard has a `writing` flag next to its value and a mutex
-//! that orders writers.
+//! for readers of its class. Each shard has a `state` word next to its value: the writer
+//! takes the shard and flags it to readers in one compare-exchange (`WRITING`), so a write
+//! costs two atomic read-modify-writes (take, release), as a plain lock's does.
 //!
 //! **Rows in use.** A writer scans only the rows of threads that have read this set: the set
 //! keeps one more than the highest row a reader has used (the overflow row counts as the
@@ -32,16 +33,18 @@
 //!
 //! ```text
 //!   reader of shard i                       writer of shard i
-//!   R: load rows_in_use        (SeqCst)     (lock the shard's writer mutex)
+//!   R: load rows_in_use        (SeqCst)
 //!      if it misses this row: raise it
 //!      (fetch_max, SeqCst)
-//!   A: row[i % CLASSES] += 1   (SeqCst)
-//!   B: load writing[i]         (SeqCst)     C: writing[i] = true        (SeqCst)
-//!      set: undo A, wait for the mutex,     H: load rows_in_use         (SeqCst)
-//!           retry                           D: load row[i % CLASSES]    (SeqCst)
-//!      clear: read the value                   of every row in use until all are 0
+//!   A: row[i % CLASSES] += 1   (SeqCst)     C: state[i]: 0 -> WRITING   (SeqCst)
+//!   B: load state[i]           (SeqCst)        (compare-exchange; while another writer
+//!      WRITING: undo A, sleep until               holds it: sleep until it leaves, retry)
+//!           it is clear, retry              H: load rows_in_use         (SeqCst)
+//!      clear: read the value                D: load row[i % CLASSES]    (SeqCst)
+//!                                              of every row in use until all are 0
 //!                                              write the value
-//!   E: row[i % CLASSES] -= 1   (Release)    F: writing[i] = false       (Release)
+//!   E: row[i % CLASSES] -= 1   (Release)    F: state[i] = 0 (swap,      Release)
+//!                                              wake the sleepers if any
 //! ```
 //!
 //! `R`, `A`, `B`, `C`, `H` and `D` are `SeqCst`, so they sit in one total order. If `B` reads
@@ -50,12 +53,17 @@
 //! value of that counter, which stays non-zero until `E`): the writer waits for `E`, whose
 //! release orders the reader's accesses before the writer's. Otherwise `B` follows `C` and
 //! the reader backs out. A reader that reads the value after `F` acquired it through `B`
-//! (which reads `F`'s store, or a later writer's `C`, in which case it backs out again). On x86 the
-//! reader's `A` is one `xchg` and `E` a plain store; `R`, `B`, `H` and `D` are plain loads.
+//! (which reads `F`'s store, or a later writer's `C`, in which case it backs out again); a
+//! writer's `C` acquires the previous writer's `F` the same way. On x86 the reader's `A` is
+//! one `xchg` and `E` a plain store; `R`, `B`, `H` and `D` are plain loads; `C` and `F` are
+//! the writer's two locked instructions.
 //!
-//! **Waiting.** A reader that finds `writing` set waits by taking and dropping the writer
-//! mutex (it parks until the writer is done) rather than spinning; a writer waits for
-//! readers (short critical sections) with [`Backoff`].
+//! **Waiting.** A reader or writer that finds `WRITING` set sleeps rather than spins: under
+//! the shard's `parking` mutex it adds `PARKED` to the state (only while `WRITING` is still
+//! there) and waits on the shard's condition variable; a writer whose `F` swaps out a state
+//! with `PARKED` takes that mutex (so every sleeper that set the bit is already waiting) and
+//! wakes them all, and each retries. A writer waits for readers (short critical sections)
+//! with [`Backoff`].
 //!
 //! **Do not nest.** A thread must not read a shard of a set while it reads a shard of the same
 //! set: if a writer of a shard of the same class comes in between, the inner read waits for
@@ -71,7 +79,7 @@ use std::fmt;
 
 use super::thread_index::{owned_slots, thread_index};
 use super::{
-    AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Backoff, CachePadded, Mutex, Ordering,
+    AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Backoff, CachePadded, Condvar, Mutex, Ordering,
     UnsafeCell,
 };
 
@@ -98,11 +106,54 @@ impl Row {
     }
 }
 
+/// `Shard::state`: a writer holds the shard.
+const WRITING: u8 = 1;
+/// `Shard::state`: a thread sleeps until the writer leaves (only ever with `WRITING`).
+const PARKED: u8 = 2;
+
 struct Shard<T> {
-    writing: AtomicBool,
-    /// Orders writers, and parks readers that wait for one.
-    writer: Mutex<()>,
+    /// 0, `WRITING`, or `WRITING | PARKED` (module docs, "Waiting").
+    state: AtomicU8,
+    /// Held while a sleeper sets `PARKED` and until it waits; taken by the writer that wakes it.
+    parking: Mutex<()>,
+    /// Where threads wait for the writer to leave.
+    left: Condvar,
     value: UnsafeCell<T>,
+}
+
+impl<T> Shard<T> {
+    /// Sleeps until the shard's writer (if it still has one) leaves; may return early, so the
+    /// caller retries (module docs, "Waiting"). Relaxed: the caller's retry is what orders.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_writer(&self) {
+        let parking = self.parking.lock();
+        let mut state = self.state.load(Ordering::Relaxed);
+        while state == WRITING {
+            match self.state.compare_exchange_weak(
+                WRITING,
+                WRITING | PARKED,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => state = WRITING | PARKED,
+                Err(now) => state = now,
+            }
+        }
+        if state == WRITING | PARKED {
+            drop(self.left.wait(parking));
+        }
+    }
+
+    /// Wakes the threads that slept waiting for a writer, once it has left.
+    #[cold]
+    #[inline(never)]
+    fn wake_sleepers(&self) {
+        // Every sleeper that set `PARKED` holds `parking` until it waits: once we hold it,
+        // they all wait.
+        let _parking = self.parking.lock();
+        self.left.notify_all();
+    }
 }
 
 /// `n` values, each behind a reader-writer lock built for many readers and rare writers (see
@@ -155,8 +206,9 @@ impl<T> ShardLocks<T> {
             shards: (0..shards)
                 .map(|i| {
                     CachePadded::new(Shard {
-                        writing: AtomicBool::new(false),
-                        writer: Mutex::new(()),
+                        state: AtomicU8::new(0),
+                        parking: Mutex::new(()),
+                        left: Condvar::new(),
                         value: UnsafeCell::new(init(i)),
                     })
                 })
@@ -238,11 +290,11 @@ impl<T> ShardLocks<T> {
             };
             handshake_fence();
             // B (SeqCst: module docs; acquires the last writer's F).
-            if !shard.writing.load(Ordering::SeqCst) {
+            if shard.state.load(Ordering::SeqCst) & WRITING == 0 {
                 break before;
             }
             leave(counter, EXCLUSIVE, before); // undo A
-            drop(shard.writer.lock()); // parks until the writer is done
+            shard.wait_for_writer();
         };
         let leave_guard = Leave { counter, exclusive: EXCLUSIVE, before };
         // SAFETY: this thread's count is raised (A) and no writer was flagged after it (B),
@@ -281,10 +333,12 @@ impl<T> ShardLocks<T> {
     /// When `i >= self.len()`.
     pub fn write<R>(&self, i: usize, f: impl FnOnce(&mut T) -> R) -> R {
         let shard = &*self.shards[i];
-        let _writer = shard.writer.lock();
-        // C (SeqCst: module docs).
-        shard.writing.store(true, Ordering::SeqCst);
-        let _clear = ClearWriting(&shard.writing);
+        // C (SeqCst: module docs; acquires the last writer's F).
+        while shard.state.compare_exchange(0, WRITING, Ordering::SeqCst, Ordering::Relaxed).is_err()
+        {
+            shard.wait_for_writer();
+        }
+        let _leave = LeaveWriting(shard);
         handshake_fence();
         let class = i % CLASSES;
         // H (SeqCst: module docs).
@@ -298,9 +352,9 @@ impl<T> ShardLocks<T> {
                 backoff.snooze();
             }
         }
-        // SAFETY: we hold the writer mutex (no other writer), raised `writing` (C), and then
-        // saw every reader count of this class at zero (D), so no reader is inside `read`'s
-        // closure for this shard, and new ones back out until `_clear` drops (module docs).
+        // SAFETY: we set `WRITING` (C: no other writer until `_leave` drops) and then saw
+        // every reader count of this class at zero (D), so no reader is inside `read`'s
+        // closure for this shard, and new ones back out until `_leave` drops (module docs).
         shard.value.with_mut(|p| f(unsafe { &mut *p }))
     }
 
@@ -346,20 +400,24 @@ impl Drop for Leave<'_> {
     }
 }
 
-/// F: lowers the writer flag, also when the writer's closure panics (Release: the writer's
-/// accesses happen before those of a reader whose B reads this store).
-struct ClearWriting<'a>(&'a AtomicBool);
+/// F: clears the shard's state, also when the writer's closure panics (Release: the
+/// writer's accesses happen before those of a reader whose B, or a writer whose C, reads
+/// this store), and wakes whoever slept waiting.
+struct LeaveWriting<'a, T>(&'a Shard<T>);
 
-impl Drop for ClearWriting<'_> {
+impl<T> Drop for LeaveWriting<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        if self.0.state.swap(0, Ordering::Release) & PARKED != 0 {
+            self.0.wake_sleepers();
+        }
     }
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::sync::AtomicBool;
 
     #[test]
     fn readers_and_writers_see_each_others_work() {
@@ -392,6 +450,29 @@ mod tests {
         }));
         assert!(w.is_err());
         assert_eq!(locks.read(0, |v| *v), 2, "readers are not shut out by a dead writer");
+    }
+
+    #[test]
+    fn readers_and_writers_sleep_while_a_writer_holds_the_shard_and_all_wake() {
+        let locks = ShardLocks::new(1, |_| 0u64);
+        let inside = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                locks.write(0, |v| {
+                    inside.wait();
+                    // Long enough for the others to find `WRITING` and go to sleep.
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    *v += 1;
+                });
+            });
+            inside.wait();
+            for _ in 0..3 {
+                s.spawn(|| assert!(locks.read(0, |v| *v) >= 1, "a reader saw the write"));
+                s.spawn(|| locks.write(0, |v| *v += 10));
+            }
+        });
+        assert_eq!(locks.read(0, |v| *v), 31);
+        assert_eq!(locks.shards[0].state.load(Ordering::Relaxed), 0, "nobody left asleep");
     }
 
     #[test]
