@@ -9,7 +9,8 @@
 //! slot without a read-modify-write.
 //!
 //! Taking and giving back a number locks a mutex; reading it afterwards is one thread-local
-//! load.
+//! load: the number is kept twice, in a thread-local with a destructor (which gives it back)
+//! and in a plain copy without one, which the compiler reads with no "alive yet?" check.
 //!
 //! [`ShardLocks`]: super::ShardLocks
 // Under loom the number comes from loom's thread id, and the pool is unused.
@@ -113,6 +114,8 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
+        #[cfg(not(loom))]
+        INDEX.set(NO_THREAD_INDEX); // before the number can go to another thread
         let index = self.0.replace(NO_THREAD_INDEX);
         if index != NO_THREAD_INDEX {
             pool().give_back(index);
@@ -123,6 +126,9 @@ impl Drop for Claim {
 #[cfg(not(loom))]
 std::thread_local! {
     static CLAIM: Claim = const { Claim(std::cell::Cell::new(NO_THREAD_INDEX)) };
+    /// `CLAIM`'s number, or `NO_THREAD_INDEX` before the claim and from its drop on. No
+    /// destructor, so it is readable at any time at the cost of one load.
+    static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(NO_THREAD_INDEX) };
 }
 
 /// This thread's number: distinct from the number of every other live thread, and small
@@ -144,7 +150,24 @@ std::thread_local! {
 #[inline]
 #[must_use]
 pub fn thread_index() -> usize {
-    CLAIM.try_with(Claim::get).unwrap_or(NO_THREAD_INDEX)
+    match INDEX.get() {
+        NO_THREAD_INDEX => claim_index(),
+        index => index,
+    }
+}
+
+/// The first call on a thread (or one after its claim was dropped, which finds `CLAIM`
+/// destroyed and claims nothing).
+#[cfg(not(loom))]
+#[cold]
+fn claim_index() -> usize {
+    CLAIM
+        .try_with(|claim| {
+            let index = claim.get();
+            INDEX.set(index);
+            index
+        })
+        .unwrap_or(NO_THREAD_INDEX)
 }
 
 /// Under loom, the modelled thread's number within the execution (0 for the model's main
