@@ -24,17 +24,28 @@ impl Ghost {
     }
 
     /// Remembers `hash`, first growing the table to hold about `capacity` hashes.
+    #[inline]
     pub(crate) fn add(&mut self, hash: u64, capacity: usize) {
-        let want = capacity.next_power_of_two().max(16);
-        if want > self.slots.len() {
-            let old = std::mem::replace(&mut self.slots, vec![0; want]);
-            for h in old.into_iter().filter(|&h| h != 0) {
-                let i = self.slot(h);
-                self.slots[i] = h;
-            }
+        // The table has a power of two of slots, at least 16, so it needs more exactly when
+        // `capacity` exceeds it: one comparison per eviction, the rounding only when growing.
+        if capacity > self.slots.len() {
+            self.grow(capacity);
         }
         let i = self.slot(hash);
         self.slots[i] = hash;
+    }
+
+    /// Grows the table to `capacity` rounded up to a power of two (at least 16), keeping
+    /// the hashes it holds.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, capacity: usize) {
+        let want = capacity.next_power_of_two().max(16);
+        let old = std::mem::replace(&mut self.slots, vec![0; want]);
+        for h in old.into_iter().filter(|&h| h != 0) {
+            let i = self.slot(h);
+            self.slots[i] = h;
+        }
     }
 
     pub(crate) fn clear(&mut self) {
