@@ -95,9 +95,17 @@ impl<K, V> Slab<K, V> {
     /// (`cargo bench --bench cache -- cache/churn`).
     #[inline]
     pub(crate) fn vacant(&mut self, hint: usize) -> Option<u32> {
-        if let Some(i) = self.free.pop() {
-            return Some(i);
+        // Once the shard is full, every insert reuses the index its last eviction freed: that
+        // pop is the whole of this call, the rest is out of line.
+        match self.free.pop() {
+            Some(i) => Some(i),
+            None => self.append(hint),
         }
+    }
+
+    /// A new index at the end of the array, for [`vacant`](Self::vacant) when none is free.
+    #[inline(never)]
+    fn append(&mut self, hint: usize) -> Option<u32> {
         let len = self.entries.len();
         if len >= NIL as usize {
             return None;
