@@ -415,35 +415,43 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// still holds it); `None` when there is no entry `i`.
     fn unindex(&mut self, i: u32, hash: u64) -> Option<()> {
         let in_main = self.slab.get(i)?.in_main;
+        self.unindex_at(i, hash, in_main);
+        Some(())
+    }
+
+    /// [`unindex`](Self::unindex) for a caller that has read entry `i` and found it in the
+    /// main queue if `in_main`, else in the small one: nothing to look up again.
+    #[inline]
+    fn unindex_at(&mut self, i: u32, hash: u64, in_main: bool) {
         if let Ok(found) = self.table.find_entry(hash, |&j| j == i) {
             found.remove();
         }
         let queue = if in_main { &mut self.main } else { &mut self.small };
         self.slab.unlink(queue, i);
-        Some(())
     }
 
-    /// Removes entry `i` for `cause`: handed to `removed` when it keeps entries, else
+    /// Removes entry `i` (which the caller read: in the main queue if `in_main`, its key
+    /// hashing to `hash`) for `cause`: handed to `removed` when it keeps entries, else
     /// dropped where it lies (moving an entry out costs more than the rest of an eviction
     /// when nothing needs it: `cargo bench --bench cache -- cache/churn`).
+    #[inline]
     fn remove_for(
         &mut self,
         i: u32,
         hash: u64,
+        in_main: bool,
         cause: RemovalCause,
         removed: &mut Removed<K, V>,
-    ) -> bool {
+    ) {
+        self.unindex_at(i, hash, in_main);
         if removed.keep {
-            let Some(e) = self.take(i, hash) else { return false };
-            removed.push(e.key, e.slot, cause);
-        } else {
-            if self.unindex(i, hash).is_none() {
-                return false;
+            if let Some(e) = self.slab.remove(i) {
+                removed.push(e.key, e.slot, cause);
             }
+        } else {
             self.slab.discard(i);
             removed.counted(cause);
         }
-        true
     }
 
     /// Removes every entry and forgets every in-flight load (handed back, to be dropped
@@ -463,8 +471,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let dead: Vec<u32> =
             slab.indices().filter(|&i| entry::is_dead(slab.times(i), now, tti)).collect();
         for i in dead {
-            let Some(hash) = self.slab.get(i).map(|e| self.hash(&e.key)) else { continue };
-            self.remove_for(i, hash, RemovalCause::Expired, removed);
+            let Some((hash, in_main)) = self.slab.get(i).map(|e| (self.hash(&e.key), e.in_main))
+            else {
+                continue;
+            };
+            self.remove_for(i, hash, in_main, RemovalCause::Expired, removed);
         }
     }
 
@@ -481,7 +492,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             let in_main = e.in_main;
             if entry::is_dead(self.slab.times(i), now, tti) {
                 let hash = self.hash(&e.key);
-                return self.remove_for(i, hash, RemovalCause::Expired, removed);
+                self.remove_for(i, hash, in_main, RemovalCause::Expired, removed);
+                return true;
             }
             if freq > 0 {
                 // Hit since it was queued: on probation, promote it to the main queue; in the
@@ -496,9 +508,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 continue;
             }
             let hash = self.hash(&e.key);
-            if !self.remove_for(i, hash, RemovalCause::Size, removed) {
-                return false;
-            }
+            self.remove_for(i, hash, in_main, RemovalCause::Size, removed);
             if !in_main {
                 let ghost_capacity = (self.table.len() * GHOST_NUM / GHOST_DEN).max(16);
                 self.ghost.add(hash, ghost_capacity);
