@@ -348,10 +348,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 let hint = usize::try_from(self.capacity.saturating_add(1)).unwrap_or(usize::MAX);
                 let Some(i) = self.slab.vacant(hint) else { return Inserted::TooHeavy(key) };
                 let times = Times::new(id, expires_at, dead_at, load_nanos, now);
-                self.slab.fill(i, || Entry::new(key, slot, weight, in_main), times);
                 bucket.insert(i);
                 let queue = if in_main { &mut self.main } else { &mut self.small };
-                self.slab.push_back(queue, i);
+                self.slab.fill_back(queue, i, || Entry::new(key, slot, weight, in_main), times);
             }
         }
         while self.weight() > self.capacity {

@@ -127,13 +127,25 @@ impl<K, V> Slab<K, V> {
     }
 
     /// Stores the entry `entry` makes (with `times` if the slab keeps them) at `i`, an index
-    /// [`vacant`](Self::vacant) just handed out.
+    /// [`vacant`](Self::vacant) just handed out, and appends it to `queue`: the entry is
+    /// linked as it is written, not fetched again by [`push_back`](Self::push_back).
     #[inline(always)]
-    pub(crate) fn fill(&mut self, i: u32, entry: impl FnOnce() -> Entry<K, V>, times: Times) {
+    pub(crate) fn fill_back(
+        &mut self,
+        queue: &mut Queue,
+        i: u32,
+        entry: impl FnOnce() -> Entry<K, V>,
+        times: Times,
+    ) {
         let slot = &mut self.entries[i as usize];
         debug_assert!(slot.is_none(), "index {i} was not vacant");
         // Built where it is stored (a vacant slot has nothing to drop first).
-        slot.get_or_insert_with(entry);
+        let e = slot.get_or_insert_with(entry);
+        let tail = queue.tail;
+        e.prev = tail;
+        e.next = NIL;
+        queue.weight += u64::from(e.weight);
+        self.link_after(queue, tail, i);
         if let Some(t) = self.times.get_mut(i as usize) {
             *t = times;
         }
@@ -178,6 +190,12 @@ impl<K, V> Slab<K, V> {
         e.prev = tail;
         e.next = NIL;
         queue.weight += u64::from(e.weight);
+        self.link_after(queue, tail, i);
+    }
+
+    /// Makes entry `i` the one after `tail`, the last of `queue` (`NIL`: `queue` is empty).
+    #[inline]
+    fn link_after(&mut self, queue: &mut Queue, tail: u32, i: u32) {
         match self.get_mut(tail) {
             Some(t) => t.next = i,
             None => queue.head = i,
