@@ -265,6 +265,41 @@ async fn dropping_the_service_ends_the_stream() {
     assert_eq!(due.recv().await, None);
 }
 
+#[tokio::test(start_paused = true)]
+async fn items_fired_before_the_service_is_dropped_still_come_out() {
+    let timers: Timers<u8> = service();
+    let mut due = timers.expirations().unwrap();
+    timers.schedule_after(MS, 1).unwrap();
+    timers.schedule_after(2 * MS, 2).unwrap();
+    timers.clock().advance(2 * MS);
+    tokio::task::yield_now().await; // let the driver run
+    drop(timers);
+    assert_eq!(due.recv().await.map(|(_, i)| i), Some(1));
+    assert_eq!(due.recv().await.map(|(_, i)| i), Some(2));
+    assert_eq!(due.recv().await, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backlog_counts_items_until_taken_and_a_dropped_stream_frees_them() {
+    let timers: Timers<Arc<()>> = service();
+    let mut due = timers.expirations().unwrap();
+    let item = Arc::new(());
+    for ms in 1..=3 {
+        timers.schedule_after(ms * MS, item.clone()).unwrap();
+    }
+    timers.clock().advance(2 * MS);
+    tokio::task::yield_now().await; // let the driver run
+    assert_eq!(timers.stats().backlog, 2);
+    assert!(due.try_recv().is_some());
+    assert_eq!(timers.stats().backlog, 1);
+    drop(due);
+    assert_eq!(Arc::strong_count(&item), 2, "the untaken item went with the stream");
+    timers.clock().advance(MS);
+    tokio::task::yield_now().await;
+    assert_eq!(Arc::strong_count(&item), 1, "an item firing afterwards is dropped");
+    assert_eq!(timers.stats().backlog, 0);
+}
+
 #[test]
 fn build_outside_a_runtime_is_a_config_error() {
     let err = TimerService::<()>::builder().build().unwrap_err();

@@ -10,6 +10,7 @@
 //! a [`ManualClock`](levee_core::ManualClock) drives the service in tests, moved by hand (the
 //! driver wakes at once) or following paused tokio time.
 
+mod handoff;
 mod sleep;
 mod stream;
 
@@ -25,7 +26,7 @@ use levee_core::{
     Clock, ConfigError, Counter, EventHook, FastClock, LatencyRecorder, LatencySnapshot, Listener,
     nanos,
 };
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::error::TimerError;
 use crate::sharded::{ShardedWheel, TimerHandle};
@@ -123,7 +124,7 @@ pub struct TimerStats {
 }
 
 enum Delivery<T> {
-    Stream { tx: mpsc::UnboundedSender<(TimerHandle, T)>, rx: Mutex<Option<Expirations<T>>> },
+    Stream { tx: handoff::Sender<T>, rx: Mutex<Option<Expirations<T>>> },
     Callback(Box<dyn Fn(TimerHandle, T) + Send + Sync>),
 }
 
@@ -341,8 +342,8 @@ impl<T: Send + 'static, C: Clock> TimerServiceBuilder<T, C> {
         let delivery = match self.callback {
             Some(callback) => Delivery::Callback(callback),
             None => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let stream = Expirations::new(rx, backlog.clone());
+                let (tx, rx) = handoff::handoff(backlog.clone());
+                let stream = Expirations::new(rx);
                 Delivery::Stream { tx, rx: Mutex::new(Some(stream)) }
             }
         };
@@ -545,9 +546,14 @@ impl<T, C> Shared<T, C> {
         Ok(())
     }
 
-    /// Hands a driver pass's due timers out: items to the stream or callback, wake-ups to
-    /// sleeping tasks.
-    fn deliver(&self, batch: &mut Vec<Expired<Payload<T>, TimerHandle>>, now: u64) {
+    /// Hands a driver pass's due timers out: wake-ups to sleeping tasks, items to the
+    /// callback, or to the stream in one batch (`items` is the driver's scratch space).
+    fn deliver(
+        &self,
+        batch: &mut Vec<Expired<Payload<T>, TimerHandle>>,
+        items: &mut Vec<(TimerHandle, T)>,
+        now: u64,
+    ) {
         if batch.is_empty() {
             return;
         }
@@ -561,15 +567,12 @@ impl<T, C> Shared<T, C> {
                 Payload::Wake(None) => {} // never polled: its first poll finds it fired
                 Payload::Item(item) => match &self.delivery {
                     Delivery::Callback(callback) => callback(handle, item),
-                    Delivery::Stream { tx, .. } => {
-                        self.backlog.fetch_add(1, Ordering::Relaxed);
-                        if tx.send((handle, item)).is_err() {
-                            // The stream was dropped: nobody wants the item.
-                            self.backlog.fetch_sub(1, Ordering::Relaxed);
-                        }
-                    }
+                    Delivery::Stream { .. } => items.push((handle, item)),
                 },
             }
+        }
+        if let (Delivery::Stream { tx, .. }, false) = (&self.delivery, items.is_empty()) {
+            tx.send(items);
         }
     }
 }
@@ -619,13 +622,13 @@ impl<T: Send + 'static, C: Clock> SleepBackend for Shared<T, C> {
 /// a notify. Holds the service only weakly (and not at all while it sleeps: a clock's sleep
 /// borrows nothing), so it ends once every handle and sleep is gone.
 async fn drive<T: Send + 'static, C: Clock>(shared: Weak<Shared<T, C>>, notify: Arc<Notify>) {
-    let mut batch = Vec::new();
+    let (mut batch, mut items) = (Vec::new(), Vec::new());
     loop {
         let (sleep, more) = {
             let Some(shared) = shared.upgrade() else { return };
             let now = shared.clock.now();
             let polled = shared.wheel.poll_expired(now, &mut batch, BATCH);
-            shared.deliver(&mut batch, now);
+            shared.deliver(&mut batch, &mut items, now);
             (polled.next.map(|next| shared.clock.sleep_until(next)), polled.more)
         };
         if more {

@@ -2,13 +2,11 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use futures_core::Stream;
-use levee_core::sync::{AtomicUsize, Ordering};
-use tokio::sync::mpsc;
 
+use super::handoff::Receiver;
 use crate::sharded::TimerHandle;
 
 /// Due items of a [`TimerService`](super::TimerService), in firing order, with the handle
@@ -34,49 +32,43 @@ use crate::sharded::TimerHandle;
 /// # }
 /// ```
 pub struct Expirations<T> {
-    rx: mpsc::UnboundedReceiver<(TimerHandle, T)>,
-    backlog: Arc<AtomicUsize>,
+    rx: Receiver<T>,
 }
 
 impl<T> fmt::Debug for Expirations<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Expirations")
-            .field("backlog", &self.backlog.load(Ordering::Relaxed))
-            .finish_non_exhaustive()
+        f.debug_struct("Expirations").field("backlog", &self.rx.backlog()).finish_non_exhaustive()
     }
 }
 
 impl<T> Expirations<T> {
-    pub(super) fn new(
-        rx: mpsc::UnboundedReceiver<(TimerHandle, T)>,
-        backlog: Arc<AtomicUsize>,
-    ) -> Self {
-        Self { rx, backlog }
-    }
-
-    fn took(&self, item: Option<(TimerHandle, T)>) -> Option<(TimerHandle, T)> {
-        if item.is_some() {
-            self.backlog.fetch_sub(1, Ordering::Relaxed);
-        }
-        item
+    pub(super) fn new(rx: Receiver<T>) -> Self {
+        Self { rx }
     }
 
     /// The next due item; `None` once the service is gone.
     pub async fn recv(&mut self) -> Option<(TimerHandle, T)> {
-        let item = self.rx.recv().await;
-        self.took(item)
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// The next item if one is already due.
     pub fn try_recv(&mut self) -> Option<(TimerHandle, T)> {
-        let item = self.rx.try_recv().ok();
-        self.took(item)
+        match self.rx.poll_recv(None) {
+            Poll::Ready(item) => item,
+            Poll::Pending => None,
+        }
     }
 
     /// Polls for the next item.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<(TimerHandle, T)>> {
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(item) => Poll::Ready(self.took(item)),
+        // tokio's co-op budget, as a tokio channel's receiver spends it: a consumer that always
+        // finds items still yields to the runtime now and then.
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
+        match self.rx.poll_recv(Some(cx)) {
+            Poll::Ready(item) => {
+                coop.made_progress();
+                Poll::Ready(item)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
