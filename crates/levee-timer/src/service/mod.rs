@@ -623,6 +623,9 @@ impl<T: Send + 'static, C: Clock> SleepBackend for Shared<T, C> {
 /// borrows nothing), so it ends once every handle and sleep is gone.
 async fn drive<T: Send + 'static, C: Clock>(shared: Weak<Shared<T, C>>, notify: Arc<Notify>) {
     let (mut batch, mut items) = (Vec::new(), Vec::new());
+    // One registration with `notify` serves every pass until it fires: registering and
+    // deregistering each take the notify's lock, and a pass per tick would pay both.
+    let mut notified = pin!(notify.notified());
     loop {
         let (sleep, more) = {
             let Some(shared) = shared.upgrade() else { return };
@@ -635,20 +638,20 @@ async fn drive<T: Send + 'static, C: Clock>(shared: Weak<Shared<T, C>>, notify: 
             tokio::task::yield_now().await;
             continue;
         }
-        let mut notified = pin!(notify.notified());
-        match sleep {
-            None => notified.await,
-            Some(sleep) => {
-                let mut sleep = pin!(sleep);
-                poll_fn(|cx| {
-                    if sleep.as_mut().poll(cx).is_ready() || notified.as_mut().poll(cx).is_ready() {
-                        Poll::Ready(())
-                    } else {
-                        Poll::Pending
-                    }
-                })
-                .await;
+        let mut sleep = pin!(sleep);
+        let notice = poll_fn(|cx| {
+            if sleep.as_mut().as_pin_mut().is_some_and(|s| s.poll(cx).is_ready()) {
+                Poll::Ready(false)
+            } else if notified.as_mut().poll(cx).is_ready() {
+                Poll::Ready(true)
+            } else {
+                Poll::Pending
             }
+        })
+        .await;
+        if notice {
+            // A completed `Notified` stays ready: take a fresh one for the next wait.
+            notified.set(notify.notified());
         }
     }
 }
