@@ -14,11 +14,22 @@
 //! `reported`. Because the poller reads the shard and sets `reported` under that lock too,
 //! either the poller's pass saw the new timer, or the insert saw the poller's `reported` and
 //! asks for a wake-up: there is no window in between.
+//!
+//! # Skipping idle shards
+//!
+//! `reported` is never later than the shard's real next deadline (the poller sets it from the
+//! wheel, inserts only lower it; a cancel leaves it early, which costs at most an early
+//! look). So a shard whose `reported` is after `now` has nothing due, and the poller skips it
+//! without its lock, taking `reported` as the shard's next deadline. `reported` is an atomic
+//! written only under the shard's lock and read by the poller without it: a read that misses
+//! an insert's lowering is the case above (the insert asks for a wake-up), and a read that
+//! sees it takes the lock. A pass over many shards, most of them idle (one per thread that
+//! ever scheduled), costs a load per idle shard instead of a lock.
 
 use std::fmt;
 
 use levee_core::ConfigError;
-use levee_core::sync::{CachePadded, Mutex};
+use levee_core::sync::{AtomicU64, CachePadded, Mutex, Ordering};
 
 use crate::error::TimerError;
 use crate::key::TimerKey;
@@ -51,10 +62,27 @@ impl TimerHandle {
 
 struct Shard<T> {
     wheel: TimingWheel<T>,
-    /// The shard's next deadline as the poller last saw it (`u64::MAX`: nothing), lowered by
-    /// inserts that are due earlier. See the module docs.
-    reported: u64,
     cancelled: u64,
+}
+
+struct Slot<T> {
+    shard: Mutex<Shard<T>>,
+    /// The shard's next deadline as the poller last saw it (`u64::MAX`: nothing), lowered by
+    /// inserts that are due earlier. Written under `shard`'s lock only; the poller reads it
+    /// without (module docs), so Relaxed: what it orders is the lock's and the wake-up's job.
+    reported: AtomicU64,
+}
+
+impl<T> Slot<T> {
+    /// Lowers `reported` to `deadline` if that is earlier; true when it was (wake the poller).
+    /// Called under `shard`'s lock.
+    fn lower(&self, deadline: u64) -> bool {
+        let wake = deadline < self.reported.load(Ordering::Relaxed);
+        if wake {
+            self.reported.store(deadline, Ordering::Relaxed);
+        }
+        wake
+    }
 }
 
 /// What one [`ShardedWheel::poll_expired`] pass found.
@@ -107,7 +135,7 @@ pub struct Polled {
 /// assert_eq!(wheel.cancel(a), None, "fired");
 /// ```
 pub struct ShardedWheel<T> {
-    shards: Box<[CachePadded<Mutex<Shard<T>>>]>,
+    shards: Box<[CachePadded<Slot<T>>]>,
     max_pending: usize,
 }
 
@@ -149,11 +177,10 @@ impl<T> ShardedWheel<T> {
                 None => MAX_ENTRIES,
             };
             let wheel = wheel.clone().max_pending(share).build()?;
-            built.push(CachePadded::new(Mutex::new(Shard {
-                wheel,
-                reported: u64::MAX,
-                cancelled: 0,
-            })));
+            built.push(CachePadded::new(Slot {
+                shard: Mutex::new(Shard { wheel, cancelled: 0 }),
+                reported: AtomicU64::new(u64::MAX),
+            }));
         }
         Ok(Self { shards: built.into_boxed_slice(), max_pending: total.unwrap_or(usize::MAX) })
     }
@@ -189,13 +216,11 @@ impl<T> ShardedWheel<T> {
         let mut value = value;
         for i in 0..n {
             let shard = (first + i) % n;
-            let mut guard = self.shards[shard].lock();
+            let slot = &self.shards[shard];
+            let mut guard = slot.shard.lock();
             match guard.wheel.insert(deadline, value) {
                 Ok(key) => {
-                    let wake = deadline < guard.reported;
-                    if wake {
-                        guard.reported = deadline;
-                    }
+                    let wake = slot.lower(deadline);
                     return Ok((TimerHandle { shard: shard as u32, key }, wake));
                 }
                 Err(TimerError::Full { value: v, .. }) => value = v,
@@ -208,7 +233,7 @@ impl<T> ShardedWheel<T> {
     }
 
     fn shard(&self, handle: TimerHandle) -> Option<&Mutex<Shard<T>>> {
-        self.shards.get(handle.shard as usize).map(|s| &**s)
+        self.shards.get(handle.shard as usize).map(|s| &s.shard)
     }
 
     /// Cancels a pending timer and returns its value; `None` when it already fired (was
@@ -226,13 +251,10 @@ impl<T> ShardedWheel<T> {
     /// [`TimerError::StaleKey`] when the timer fired or was cancelled,
     /// [`TimerError::ForeignKey`] when the handle is from another wheel.
     pub fn reset(&self, handle: TimerHandle, deadline: u64) -> Result<bool, TimerError> {
-        let mut guard = self.shard(handle).ok_or(TimerError::ForeignKey)?.lock();
+        let slot = self.shards.get(handle.shard as usize).ok_or(TimerError::ForeignKey)?;
+        let mut guard = slot.shard.lock();
         guard.wheel.reset(handle.key, deadline)?;
-        let wake = deadline < guard.reported;
-        if wake {
-            guard.reported = deadline;
-        }
-        Ok(wake)
+        Ok(slot.lower(deadline))
     }
 
     /// Runs `f` on a pending timer's value under its shard's lock; `None` when the timer is
@@ -249,7 +271,8 @@ impl<T> ShardedWheel<T> {
     }
 
     /// The poller's pass: appends the timers due by `now` to `out` (at most `limit` per
-    /// shard) and says when to come back. Each shard is locked once.
+    /// shard) and says when to come back. Each shard with something due by `now` is locked
+    /// once; the others are skipped without their lock (module docs).
     pub fn poll_expired(
         &self,
         now: u64,
@@ -257,8 +280,16 @@ impl<T> ShardedWheel<T> {
         limit: usize,
     ) -> Polled {
         let mut polled = Polled { fired: 0, next: None, more: false };
-        for (index, shard) in self.shards.iter().enumerate() {
-            let mut guard = shard.lock();
+        for (index, slot) in self.shards.iter().enumerate() {
+            let reported = slot.reported.load(Ordering::Relaxed);
+            if reported > now {
+                // Nothing due here; come back by `reported` (or when an insert says so).
+                if reported != u64::MAX {
+                    polled.next = Some(polled.next.map_or(reported, |n| n.min(reported)));
+                }
+                continue;
+            }
+            let mut guard = slot.shard.lock();
             let mut taken = 0;
             while taken < limit {
                 match guard.wheel.poll_expired_entry(now) {
@@ -276,7 +307,7 @@ impl<T> ShardedWheel<T> {
             if taken == limit && next.is_some_and(|n| n <= now) {
                 polled.more = true;
             }
-            guard.reported = next.unwrap_or(u64::MAX);
+            slot.reported.store(next.unwrap_or(u64::MAX), Ordering::Relaxed);
             polled.next = match (polled.next, next) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -289,7 +320,7 @@ impl<T> ShardedWheel<T> {
     /// or may not be counted).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().wheel.len()).sum()
+        self.shards.iter().map(|s| s.shard.lock().wheel.len()).sum()
     }
 
     /// True when no timer is pending.
@@ -301,7 +332,7 @@ impl<T> ShardedWheel<T> {
     /// Timers cancelled so far (through [`cancel`](Self::cancel)).
     #[must_use]
     pub fn cancelled(&self) -> u64 {
-        self.shards.iter().map(|s| s.lock().cancelled).sum()
+        self.shards.iter().map(|s| s.shard.lock().cancelled).sum()
     }
 
     /// The total bound on pending timers (`usize::MAX` when unbounded).
@@ -313,7 +344,7 @@ impl<T> ShardedWheel<T> {
     /// [`TimingWheel::compact`] on every shard.
     pub fn compact(&self) {
         for s in self.shards.iter() {
-            s.lock().wheel.compact();
+            s.shard.lock().wheel.compact();
         }
     }
 }
@@ -357,6 +388,24 @@ mod tests {
         assert!(wake);
         assert!(!wheel.reset(h, 9_500_000).unwrap());
         assert!(wheel.reset(h, 1).unwrap());
+    }
+
+    #[test]
+    fn idle_shards_are_skipped_and_still_report_their_next_deadline() {
+        let wheel = ShardedWheel::new(4, TimingWheel::builder()).unwrap();
+        let (a, _) = wheel.insert_on(0, 10_000_000, 0).unwrap();
+        wheel.insert_on(1, 20_000_000, 1).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(wheel.poll_expired(0, &mut out, usize::MAX).next, Some(10_000_000));
+        // Nothing due by 5 ms: every shard skipped, their deadlines still counted.
+        assert_eq!(wheel.poll_expired(5_000_000, &mut out, usize::MAX).next, Some(10_000_000));
+        // A cancel leaves the shard's reported deadline early: one early look, then the truth.
+        assert_eq!(wheel.cancel(a), Some(0));
+        assert_eq!(wheel.poll_expired(5_000_000, &mut out, usize::MAX).next, Some(10_000_000));
+        assert_eq!(wheel.poll_expired(10_000_000, &mut out, usize::MAX).next, Some(20_000_000));
+        assert!(out.is_empty());
+        let polled = wheel.poll_expired(20_000_000, &mut out, usize::MAX);
+        assert_eq!((polled.fired, polled.next, out[0].value), (1, None, 1));
     }
 
     #[test]
