@@ -301,6 +301,13 @@ async fn backlog_counts_items_until_taken_and_a_dropped_stream_frees_them() {
 }
 
 #[test]
+fn the_stream_is_send_and_sync_for_send_items() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    // `Cell` is `Send` but not `Sync`, as any item may be.
+    assert_send_sync::<levee_timer::Expirations<std::cell::Cell<u8>>>();
+}
+
+#[test]
 fn build_outside_a_runtime_is_a_config_error() {
     let err = TimerService::<()>::builder().build().unwrap_err();
     assert_eq!(err.setting, "runtime");

@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::mem;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use levee_core::sync::{AtomicUsize, Mutex, Ordering};
@@ -41,7 +41,9 @@ pub(super) struct Sender<T> {
 /// The stream's end: the shared queue plus the batch it is taking items from.
 pub(super) struct Receiver<T> {
     state: Arc<Mutex<State<T>>>,
-    local: VecDeque<Item<T>>,
+    /// Only ever reached through `get_mut` (no locking): the lock is there so the stream is
+    /// `Sync` whenever `T` is `Send`, as a channel receiver is.
+    local: std::sync::Mutex<VecDeque<Item<T>>>,
     backlog: Arc<AtomicUsize>,
 }
 
@@ -54,7 +56,7 @@ pub(super) fn handoff<T>(backlog: Arc<AtomicUsize>) -> (Sender<T>, Receiver<T>) 
         abandoned: false,
     }));
     let tx = Sender { state: state.clone(), backlog: backlog.clone() };
-    (tx, Receiver { state, local: VecDeque::new(), backlog })
+    (tx, Receiver { state, local: std::sync::Mutex::default(), backlog })
 }
 
 impl<T> Sender<T> {
@@ -104,7 +106,7 @@ impl<T> Receiver<T> {
         let mut state = self.state.lock();
         if !state.items.is_empty() {
             // `local` is empty: it goes back as the driver's next queue.
-            mem::swap(&mut state.items, &mut self.local);
+            mem::swap(&mut state.items, unlocked(&mut self.local));
             drop(state);
             return Poll::Ready(self.take());
         }
@@ -121,7 +123,7 @@ impl<T> Receiver<T> {
     }
 
     fn take(&mut self) -> Option<Item<T>> {
-        let item = self.local.pop_front()?;
+        let item = unlocked(&mut self.local).pop_front()?;
         self.backlog.fetch_sub(1, Ordering::Relaxed);
         Some(item)
     }
@@ -140,7 +142,13 @@ impl<T> Drop for Receiver<T> {
             state.waker = None;
             mem::take(&mut state.items)
         };
-        self.backlog.fetch_sub(left.len() + self.local.len(), Ordering::Relaxed);
+        let kept = unlocked(&mut self.local).len();
+        self.backlog.fetch_sub(left.len() + kept, Ordering::Relaxed);
         drop(left); // items' drops run outside the lock
     }
+}
+
+/// What a lock holds, reached through `&mut` without locking (never locked, never poisoned).
+fn unlocked<X>(lock: &mut std::sync::Mutex<X>) -> &mut X {
+    lock.get_mut().unwrap_or_else(PoisonError::into_inner)
 }
