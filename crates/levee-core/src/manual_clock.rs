@@ -107,15 +107,21 @@ impl ManualClock {
                 Err(actual) => current = actual,
             }
         };
-        self.wake_due(next);
+        self.wake_due(next, None);
         next
     }
 
     /// Sets the reading to `nanos` if that is later than now (time never goes backwards),
     /// wakes the sleeps that became due, and returns the reading after the call.
     pub fn set(&self, nanos: u64) -> u64 {
+        self.set_leaving(nanos, None)
+    }
+
+    /// [`set`](Self::set), and takes the sleep registered as `leaving` out of the registry
+    /// first (in the same lock), so that it is not woken.
+    fn set_leaving(&self, nanos: u64, leaving: Option<(u64, u64)>) -> u64 {
         let now = self.shared.nanos.fetch_max(nanos, Ordering::AcqRel).max(nanos);
-        self.wake_due(now);
+        self.wake_due(now, leaving);
         now
     }
 
@@ -133,10 +139,14 @@ impl ManualClock {
         self.shared.nanos.load(Ordering::Acquire)
     }
 
-    /// Wakes every sleep due at `now`. Called after the time update (module docs).
-    fn wake_due(&self, now: u64) {
+    /// Wakes every sleep due at `now`, but for `leaving` (removed unwoken). Called after the
+    /// time update (module docs).
+    fn wake_due(&self, now: u64, leaving: Option<(u64, u64)>) {
         let due = {
             let mut sleepers = self.shared.sleepers.lock();
+            if let Some(key) = leaving {
+                sleepers.waiting.remove(&key);
+            }
             if sleepers.waiting.first_key_value().is_none_or(|(&(at, _), _)| at > now) {
                 return;
             }
@@ -210,9 +220,13 @@ impl Waiter {
         self.deadline.saturating_sub(self.clock.now_nanos())
     }
 
-    /// Moves the clock to the deadline (never backwards), waking every sleep due by then.
-    pub(crate) fn fire(&self) {
-        self.clock.set(self.deadline);
+    /// Moves the clock to the deadline (never backwards), waking every other sleep due by
+    /// then. This one completes now: its own task, which is running it, is not woken for a
+    /// second poll (a timer service's driver, sleeping once a tick on paused tokio time, was
+    /// polled twice a tick for it).
+    pub(crate) fn fire(&mut self) {
+        let leaving = self.key.take();
+        self.clock.set_leaving(self.deadline, leaving);
     }
 }
 
@@ -359,6 +373,21 @@ mod tests {
         clock.sleep(Duration::from_secs(10)).await;
         assert!(start.elapsed() < Duration::from_secs(10), "woken by the move, not by tokio");
         moved.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_fired_by_tokio_time_does_not_wake_its_own_task() {
+        let clock = ManualClock::new();
+        let wakes = std::sync::Arc::new(Wakes::default());
+        let mut sleep = Box::pin(clock.sleep(Duration::from_millis(5)));
+        assert!(poll(&mut sleep, &wakes).is_pending());
+        assert_eq!(clock.pending_sleeps(), 1);
+        tokio::time::advance(Duration::from_millis(5)).await;
+        assert_eq!(wakes.0.load(StdOrdering::SeqCst), 1, "woken once, by tokio's sleep");
+        assert!(poll(&mut sleep, &wakes).is_ready());
+        assert_eq!(clock.now(), 5_000_000, "the clock moved to the deadline");
+        assert_eq!(wakes.0.load(StdOrdering::SeqCst), 1, "and not woken again by that move");
+        assert_eq!(clock.pending_sleeps(), 0);
     }
 
     #[test]
