@@ -558,9 +558,10 @@ impl<T, C> Shared<T, C> {
             return;
         }
         self.fired.add(batch.len() as u64);
+        // One lock for the pass's lateness samples, not one a timer.
+        self.lateness.record_all_nanos(batch.iter().map(|e| now.saturating_sub(e.deadline)));
         for Expired { key: handle, deadline, value } in batch.drain(..) {
             let late = now.saturating_sub(deadline);
-            self.lateness.record_nanos(late);
             self.hook.emit(|| TimerEvent::Fired { handle, lateness: Duration::from_nanos(late) });
             match value {
                 Payload::Wake(Some(waker)) => waker.wake(),
