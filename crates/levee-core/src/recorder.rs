@@ -90,9 +90,7 @@ impl LatencyRecorder {
     /// [`Clock`](crate::Clock) readings).
     #[inline]
     pub fn record_nanos(&self, nanos: u64) {
-        let stripe = &self.stripes[crate::sync::thread_index() & (self.stripes.len() - 1)];
-        // `saturating_record` clamps to the trackable range instead of failing.
-        stripe.lock().get_or_insert_with(empty_histogram).saturating_record(nanos.max(1));
+        self.record_all_nanos([nanos]);
     }
 
     /// Records every sample of `nanos` (in nanoseconds) under one lock: for a caller that
@@ -102,6 +100,7 @@ impl LatencyRecorder {
         let mut stripe = stripe.lock();
         let histogram = stripe.get_or_insert_with(empty_histogram);
         for n in nanos {
+            // `saturating_record` clamps to the trackable range instead of failing.
             histogram.saturating_record(n.max(1));
         }
     }

@@ -140,11 +140,7 @@ impl<K, V> Slab<K, V> {
         let slot = &mut self.entries[i as usize];
         debug_assert!(slot.is_none(), "index {i} was not vacant");
         // Built where it is stored (a vacant slot has nothing to drop first).
-        let e = slot.get_or_insert_with(entry);
-        let tail = queue.tail;
-        e.prev = tail;
-        e.next = NIL;
-        queue.weight += u64::from(e.weight);
+        let tail = join_tail(slot.get_or_insert_with(entry), queue);
         self.link_after(queue, tail, i);
         if let Some(t) = self.times.get_mut(i as usize) {
             *t = times;
@@ -185,15 +181,13 @@ impl<K, V> Slab<K, V> {
 
     /// Appends entry `i` to `queue` (adding its weight).
     pub(crate) fn push_back(&mut self, queue: &mut Queue, i: u32) {
-        let tail = queue.tail;
         let Some(e) = self.get_mut(i) else { return };
-        e.prev = tail;
-        e.next = NIL;
-        queue.weight += u64::from(e.weight);
+        let tail = join_tail(e, queue);
         self.link_after(queue, tail, i);
     }
 
-    /// Makes entry `i` the one after `tail`, the last of `queue` (`NIL`: `queue` is empty).
+    /// The other half of an append, after [`join_tail`]: makes entry `i` the one after
+    /// `tail`, the last of `queue` (`NIL`: `queue` is empty).
     #[inline]
     fn link_after(&mut self, queue: &mut Queue, tail: u32, i: u32) {
         match self.get_mut(tail) {
@@ -219,4 +213,15 @@ impl<K, V> Slab<K, V> {
             None => queue.tail = prev,
         }
     }
+}
+
+/// The entry's half of an append to `queue`: links `e` after the queue's tail (returned) and
+/// adds its weight. [`Slab::link_after`] does the neighbours' half.
+#[inline]
+fn join_tail<K, V>(e: &mut Entry<K, V>, queue: &mut Queue) -> u32 {
+    let tail = queue.tail;
+    e.prev = tail;
+    e.next = NIL;
+    queue.weight += u64::from(e.weight);
+    tail
 }
