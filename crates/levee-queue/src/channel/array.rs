@@ -351,6 +351,12 @@ impl<T> Array<T> {
         }
     }
 
+    /// Positions passed by head: one load, for a sender waiting for room.
+    #[inline]
+    pub(crate) fn taken(&self) -> u64 {
+        self.count(self.head.load(Ordering::Relaxed))
+    }
+
     pub(crate) fn len(&self) -> usize {
         let (sent, taken) = self.counts();
         sent.saturating_sub(taken) as usize

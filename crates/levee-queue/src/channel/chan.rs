@@ -103,6 +103,12 @@ impl<T> Chan<T> {
         }
     }
 
+    /// How many receives a spinning sender waits for on a full channel: an eighth of the
+    /// capacity, at least one.
+    fn resume_after(&self) -> u64 {
+        (self.capacity_or_zero() as u64 / 8).max(1)
+    }
+
     /// Counts and reports a send refused for want of room.
     #[cold]
     pub(crate) fn note_rejected(&self) {
@@ -136,6 +142,13 @@ impl<T> Chan<T> {
 
     /// [`send`](Self::send) after an attempt found the channel full: refuses under `Reject`,
     /// otherwise spins a little, then blocks until there is room.
+    ///
+    /// While it spins, the sender waits for [`resume_after`](Self::resume_after) receives, not
+    /// one: a sender that retries at every freed slot polls the very cache lines the receiver
+    /// is writing (the slot at head and `head`), and the two settle into lockstep, one
+    /// message per round trip of those lines between the cores (measured 150-240 ns a message
+    /// instead of 35 on two threads). Once it blocks, the first freed slot wakes it, as before,
+    /// so a slow receiver never has to drain more than one message to let it go on.
     #[inline(never)]
     fn send_full(&self, mut value: T) -> Result<(), SendError<T>> {
         if self.policy == OverflowPolicy::Reject {
@@ -143,10 +156,19 @@ impl<T> Chan<T> {
             return Err(SendError::Rejected(value));
         }
         let mut backoff = Backoff::new();
+        let resume_after = self.resume_after();
         loop {
             if !backoff.is_completed() {
-                // Spin a little first: a slot usually frees up within microseconds.
-                backoff.snooze();
+                // Spin a little first: room usually frees up within microseconds.
+                let mark = self.flavor.taken();
+                loop {
+                    backoff.snooze();
+                    if backoff.is_completed()
+                        || self.flavor.taken().wrapping_sub(mark) >= resume_after
+                    {
+                        break;
+                    }
+                }
             } else {
                 // Block: register, re-check, park until notified; then retry at once.
                 let id = self.send_waiters.register(Wake::Thread(thread::current()));

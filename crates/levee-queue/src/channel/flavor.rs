@@ -77,6 +77,16 @@ impl<T> Flavor<T> {
         }
     }
 
+    /// Messages taken out so far: a cheaper [`counts`](Self::counts)`.1` for a sender that
+    /// waits for room.
+    #[inline]
+    pub(crate) fn taken(&self) -> u64 {
+        match self {
+            Self::Array(a) => a.taken(),
+            Self::List(l) => l.counts().1,
+        }
+    }
+
     pub(crate) fn capacity(&self) -> Option<usize> {
         match self {
             Self::Array(a) => Some(a.capacity()),
