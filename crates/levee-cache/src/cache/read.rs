@@ -42,10 +42,12 @@ where
     {
         let inner = &*self.inner;
         let hash = inner.hash(key);
-        match inner.probe::<WantValue, Q>(hash, key, inner.lookup_time(), false) {
-            Probe::Fresh(v) => Some(v),
-            _ => None,
+        if inner.timed() {
+            // A call in its own branch, which reads the clock too: the untimed lookup then
+            // holds nothing across a call, so it needs no registers saved and restored.
+            return inner.get_timed(hash, key);
         }
+        inner.probe_untimed::<WantValue, Q>(hash, key)
     }
 
     /// True if `key` has a fresh value (without counting a hit or a miss).
@@ -89,17 +91,52 @@ where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        // Two copies of the lookup: a cache where nothing expires (the common case) runs
-        // one without a single expiry check in it.
         match time {
-            None => self.probe_at::<W, Q, false>(hash, key, 0, loading),
-            Some(now) => self.probe_at::<W, Q, true>(hash, key, now, loading),
+            None => self.probe_untimed::<W, Q>(hash, key).map_or(Probe::Miss, Probe::Fresh),
+            Some(now) => self.probe_timed::<W, Q>(hash, key, now, loading),
         }
     }
 
-    /// [`Inner::probe`] at `now`, with the expiry checks when `TIMED`.
+    /// The lookup of a cache where nothing expires (the common case): no expiry check, and
+    /// an answer is fresh or missing, nothing in between. Inlined into its caller, with an
+    /// answer small enough for registers: as one out-of-line function with the timed lookup,
+    /// a hit paid for the call, its register saves and restores, and the key and the
+    /// [`Probe`] passed through memory (`examples/cache_cost.rs hit`).
     #[inline(always)]
-    fn probe_at<W: Want<V>, Q, const TIMED: bool>(
+    pub(crate) fn probe_untimed<W: Want<V>, Q>(&self, hash: u64, key: &Q) -> Option<W::Out>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        // `move`: the closure holds copies, so `hash` and `key` stay in registers rather
+        // than in memory for the (out-of-line) shared-row read to point to.
+        self.shard(hash).read(move |shard| {
+            let out = shard.find(hash, key).and_then(|e| {
+                let out = W::accept(e.slot())?;
+                e.touch();
+                Some(out)
+            });
+            let tally = if out.is_some() { Tally::Hit } else { Tally::Miss };
+            (out, tally)
+        })
+    }
+
+    /// [`Cache::get`] in a cache where entries can expire.
+    #[inline(never)]
+    fn get_timed<Q>(&self, hash: u64, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        match self.probe_timed::<WantValue, Q>(hash, key, self.clock.now(), false) {
+            Probe::Fresh(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The lookup at `now` of a cache where entries can expire, with the expiry checks.
+    #[inline(never)]
+    pub(crate) fn probe_timed<W: Want<V>, Q>(
         &self,
         hash: u64,
         key: &Q,
@@ -115,34 +152,30 @@ where
             let Some(e) = shard.find(hash, key) else {
                 return (Probe::Miss, Tally::Miss);
             };
-            if TIMED {
-                if e.is_dead(now, config.tti) {
-                    return (Probe::Miss, Tally::Miss);
-                }
-                if now >= e.expires_at() && !loading {
-                    return (Probe::Miss, Tally::Miss);
-                }
+            if e.is_dead(now, config.tti) {
+                return (Probe::Miss, Tally::Miss);
+            }
+            if now >= e.expires_at() && !loading {
+                return (Probe::Miss, Tally::Miss);
             }
             let Some(out) = W::accept(e.slot()) else {
                 return (Probe::Miss, Tally::Miss);
             };
             e.touch();
-            if TIMED {
-                if config.tti != 0 {
-                    e.mark_read(now, config.tti);
-                }
-                if now >= e.expires_at() {
-                    // Within the stale-while-revalidate window (else it would be dead).
-                    let probe = if e.win_refresh() {
-                        Probe::Refresh { out, id: e.id(), early: false }
-                    } else {
-                        Probe::Stale(out)
-                    };
-                    return (probe, Tally::Hit);
-                }
-                if loading && self.xfetch(now, e.expires_at(), e.load_nanos()) && e.win_refresh() {
-                    return (Probe::Refresh { out, id: e.id(), early: true }, Tally::Hit);
-                }
+            if config.tti != 0 {
+                e.mark_read(now, config.tti);
+            }
+            if now >= e.expires_at() {
+                // Within the stale-while-revalidate window (else it would be dead).
+                let probe = if e.win_refresh() {
+                    Probe::Refresh { out, id: e.id(), early: false }
+                } else {
+                    Probe::Stale(out)
+                };
+                return (probe, Tally::Hit);
+            }
+            if loading && self.xfetch(now, e.expires_at(), e.load_nanos()) && e.win_refresh() {
+                return (Probe::Refresh { out, id: e.id(), early: true }, Tally::Hit);
             }
             (Probe::Fresh(out), Tally::Hit)
         })
