@@ -55,7 +55,7 @@
 //! the reader backs out. A reader that reads the value after `F` acquired it through `B`
 //! (which reads `F`'s store, or a later writer's `C`, in which case it backs out again); a
 //! writer's `C` acquires the previous writer's `F` the same way. On x86 the reader's `A` is
-//! one `xchg` and `E` a plain store; `R`, `B`, `H` and `D` are plain loads; `C` and `F` are
+//! one `lock xadd` and `E` a plain store; `R`, `B`, `H` and `D` are plain loads; `C` and `F` are
 //! the writer's two locked instructions.
 //!
 //! **Waiting.** A reader or writer that finds `WRITING` set sleeps rather than spins: under
@@ -77,7 +77,7 @@
 
 use std::fmt;
 
-use super::thread_index::{owned_slots, thread_index};
+use super::thread_index::{claimed_thread_index, owned_slots, thread_index};
 use super::{
     AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Backoff, CachePadded, Condvar, Mutex, Ordering,
     UnsafeCell,
@@ -157,7 +157,7 @@ impl<T> Shard<T> {
 }
 
 /// `n` values, each behind a reader-writer lock built for many readers and rare writers (see
-/// the module docs): a read costs one atomic exchange on a cache line only the calling thread
+/// the module docs): a read costs one atomic add on a cache line only the calling thread
 /// writes; a write scans one counter per reader row in use.
 ///
 /// ```
@@ -247,19 +247,41 @@ impl<T> ShardLocks<T> {
     /// When `i >= self.len()` or `f` returns `Some(k)` with `k >= TALLIES`.
     #[inline]
     pub fn read_tallied<R>(&self, i: usize, f: impl FnOnce(&T) -> (R, Option<usize>)) -> R {
+        // The common read, with no call in it (so its caller keeps its values in scratch
+        // registers, with nothing to save and restore around it): the thread has its number
+        // and its own row, the row is in use (R), and no writer holds the shard (B). Any
+        // other case takes the general path, from the start.
+        let index = claimed_thread_index();
+        if let Some(row) = self.rows.get(index)
+            // R (SeqCst: module docs).
+            && index < self.rows_in_use.load(Ordering::SeqCst)
+        {
+            let shard = &*self.shards[i];
+            let counter = &row.readers[i % CLASSES];
+            // A (SeqCst: module docs). Only this thread writes its row, but one locked add
+            // is still cheaper than a load and an exchange.
+            let before = counter.fetch_add(1, Ordering::SeqCst);
+            handshake_fence();
+            // B (SeqCst: module docs; acquires the last writer's F).
+            if shard.state.load(Ordering::SeqCst) & WRITING == 0 {
+                return Self::read_entered::<true, R>(shard, row, counter, before, f);
+            }
+            leave(counter, true, before); // undo A
+        }
+        self.read_slow(i, f)
+    }
+
+    /// Every read [`read_tallied`](Self::read_tallied)'s common case does not cover: a
+    /// thread without its number yet, or without a row of its own (the shared overflow
+    /// row), a row not yet in use, a writer in the shard.
+    #[cold]
+    #[inline(never)]
+    fn read_slow<R>(&self, i: usize, f: impl FnOnce(&T) -> (R, Option<usize>)) -> R {
         let index = thread_index();
         match self.rows.get(index) {
             Some(row) => self.read_row::<true, R>(i, row, index, f),
-            None => self.read_overflow(i, f),
+            None => self.read_row::<false, R>(i, &self.overflow, self.rows.len(), f),
         }
-    }
-
-    /// A read through the shared overflow row: apart, so that the common read (an owned
-    /// row) is compiled without the shared row's branches.
-    #[cold]
-    #[inline(never)]
-    fn read_overflow<R>(&self, i: usize, f: impl FnOnce(&T) -> (R, Option<usize>)) -> R {
-        self.read_row::<false, R>(i, &self.overflow, self.rows.len(), f)
     }
 
     /// A read of shard `i` through `row` (the one at `slot`): the calling thread's own row
@@ -279,15 +301,7 @@ impl<T> ShardLocks<T> {
         }
         let counter = &row.readers[i % CLASSES];
         let before = loop {
-            let before = if EXCLUSIVE {
-                // A (SeqCst: module docs). Only this thread writes its row, so a load and
-                // an exchange stand in for a read-modify-write.
-                let n = counter.load(Ordering::Relaxed);
-                counter.swap(n + 1, Ordering::SeqCst);
-                n
-            } else {
-                counter.fetch_add(1, Ordering::SeqCst) // A, shared row
-            };
+            let before = counter.fetch_add(1, Ordering::SeqCst); // A (SeqCst: module docs)
             handshake_fence();
             // B (SeqCst: module docs; acquires the last writer's F).
             if shard.state.load(Ordering::SeqCst) & WRITING == 0 {
@@ -296,6 +310,19 @@ impl<T> ShardLocks<T> {
             leave(counter, EXCLUSIVE, before); // undo A
             shard.wait_for_writer();
         };
+        Self::read_entered::<EXCLUSIVE, R>(shard, row, counter, before, f)
+    }
+
+    /// The rest of a read once A and B let it in (`counter`, of `row`, held `before` until
+    /// A): runs `f`, leaves (E), and counts `f`'s tally.
+    #[inline(always)]
+    fn read_entered<const EXCLUSIVE: bool, R>(
+        shard: &Shard<T>,
+        row: &Row,
+        counter: &AtomicU32,
+        before: u32,
+        f: impl FnOnce(&T) -> (R, Option<usize>),
+    ) -> R {
         let leave_guard = Leave { counter, exclusive: EXCLUSIVE, before };
         // SAFETY: this thread's count is raised (A) and no writer was flagged after it (B),
         // so any writer of this shard waits in D until `leave_guard` drops (module docs);

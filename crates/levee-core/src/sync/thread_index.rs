@@ -156,6 +156,21 @@ pub fn thread_index() -> usize {
     }
 }
 
+/// This thread's number if it has claimed one, else [`NO_THREAD_INDEX`] (which no slot
+/// structure treats as its own): [`thread_index`] without the claim, for a hot path that
+/// sends an unclaimed thread to its slow path, which claims (with no call in the hot path).
+#[cfg(not(loom))]
+#[inline]
+pub(super) fn claimed_thread_index() -> usize {
+    INDEX.get()
+}
+
+/// Under loom, [`thread_index`] (the claim is no call worth avoiding in a model).
+#[cfg(loom)]
+pub(super) fn claimed_thread_index() -> usize {
+    thread_index()
+}
+
 /// The first call on a thread (or one after its claim was dropped, which finds `CLAIM`
 /// destroyed and claims nothing).
 #[cfg(not(loom))]
