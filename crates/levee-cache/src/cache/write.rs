@@ -27,9 +27,7 @@ where
             self.inner.store_plain(hash, key, value);
             return;
         }
-        let slot = Slot::Value(value);
-        let deadlines = self.inner.deadlines(&key, &slot, None);
-        self.inner.store(hash, key, slot, deadlines, self.inner.now(), 0, None);
+        self.inner.insert_general(hash, key, value);
     }
 
     /// Stores `value` for `key` with its own time to live (`Duration::MAX`: never expires;
@@ -101,6 +99,16 @@ where
     V: Clone + Send + Sync + 'static,
     C: Clock,
 {
+    /// [`Cache::insert`] when the cache is not [plain](Inner::plain) or something is timed:
+    /// out of line, so that the plain insert does not pay for this path's larger stack
+    /// frame and register saves.
+    #[inline(never)]
+    fn insert_general(&self, hash: u64, key: K, value: V) {
+        let slot = Slot::Value(value);
+        let deadlines = self.deadlines(&key, &slot, None);
+        self.store(hash, key, slot, deadlines, self.now(), 0, None);
+    }
+
     pub(crate) fn removed(&self) -> Removed<K, V> {
         Removed::new(!self.hook.is_empty())
     }
