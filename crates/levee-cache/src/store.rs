@@ -498,11 +498,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 // main queue (a CLOCK), go round again with the frequency lowered by one.
                 let from = if in_main { &mut self.main } else { &mut self.small };
                 self.slab.unlink(from, i);
-                if let Some(e) = self.slab.get_mut(i) {
+                self.slab.push_back(&mut self.main, i, |e| {
                     e.in_main = true;
                     e.freq.store(if in_main { freq - 1 } else { 0 }, Ordering::Relaxed);
-                }
-                self.slab.push_back(&mut self.main, i);
+                });
                 continue;
             } else {
                 RemovalCause::Size

@@ -179,9 +179,16 @@ impl<K, V> Slab<K, V> {
         self.free.clear();
     }
 
-    /// Appends entry `i` to `queue` (adding its weight).
-    pub(crate) fn push_back(&mut self, queue: &mut Queue, i: u32) {
+    /// Appends entry `i` to `queue` (adding its weight), after `update` changed it (one
+    /// lookup of the entry for both).
+    pub(crate) fn push_back(
+        &mut self,
+        queue: &mut Queue,
+        i: u32,
+        update: impl FnOnce(&mut Entry<K, V>),
+    ) {
         let Some(e) = self.get_mut(i) else { return };
+        update(e);
         let tail = join_tail(e, queue);
         self.link_after(queue, tail, i);
     }
