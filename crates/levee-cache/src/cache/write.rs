@@ -234,9 +234,11 @@ where
     /// deadlines, weight 1, nothing kept for a listener). The general path's bookkeeping cost
     /// a churning insert a third of its time (`cargo bench --bench cache -- cache/churn`).
     fn store_plain(&self, hash: u64, key: K, value: V) {
-        let mut removed = Removed::new(false);
         let (detached, rejected) = self.shard(hash).write(|shard| {
             let detached = shard.detach_flight(hash, &key);
+            // Only counted (nobody listens): it stays empty, and lives in the closure so
+            // that nothing of it passes through memory around the lock.
+            let mut removed = Removed::new(false);
             let new = NewEntry {
                 key,
                 hash,
