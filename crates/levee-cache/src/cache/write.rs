@@ -234,7 +234,8 @@ where
     /// deadlines, weight 1, nothing kept for a listener). The general path's bookkeeping cost
     /// a churning insert a third of its time (`cargo bench --bench cache -- cache/churn`).
     fn store_plain(&self, hash: u64, key: K, value: V) {
-        let (detached, rejected) = self.shard(hash).write(|shard| {
+        // `move`: `hash` goes into the closure as a copy, not behind a pointer to the stack.
+        let (detached, rejected) = self.shard(hash).write(move |shard| {
             let detached = shard.detach_flight(hash, &key);
             // Only counted (nobody listens): it stays empty, and lives in the closure so
             // that nothing of it passes through memory around the lock.
