@@ -55,8 +55,8 @@
 //! the reader backs out. A reader that reads the value after `F` acquired it through `B`
 //! (which reads `F`'s store, or a later writer's `C`, in which case it backs out again); a
 //! writer's `C` acquires the previous writer's `F` the same way. On x86 the reader's `A` is
-//! one `lock xadd` and `E` a plain store; `R`, `B`, `H` and `D` are plain loads; `C` and `F` are
-//! the writer's two locked instructions.
+//! one `lock inc` and `E` a load and a plain store; `R`, `B`, `H` and `D` are plain loads; `C`
+//! and `F` are the writer's two locked instructions.
 //!
 //! **Waiting.** A reader or writer that finds `WRITING` set sleeps rather than spins: under
 //! the shard's `parking` mutex it adds `PARKED` to the state (only while `WRITING` is still
@@ -260,13 +260,13 @@ impl<T> ShardLocks<T> {
             let counter = &row.readers[i % CLASSES];
             // A (SeqCst: module docs). Only this thread writes its row, but one locked add
             // is still cheaper than a load and an exchange.
-            let before = counter.fetch_add(1, Ordering::SeqCst);
+            counter.fetch_add(1, Ordering::SeqCst);
             handshake_fence();
             // B (SeqCst: module docs; acquires the last writer's F).
             if shard.state.load(Ordering::SeqCst) & WRITING == 0 {
-                return Self::read_entered::<true, R>(shard, row, counter, before, f);
+                return Self::read_entered::<true, R>(shard, row, counter, f);
             }
-            leave(counter, true, before); // undo A
+            leave(counter, true); // undo A
         }
         self.read_slow(i, f)
     }
@@ -300,30 +300,29 @@ impl<T> ShardLocks<T> {
             self.rows_in_use.fetch_max(slot + 1, Ordering::SeqCst);
         }
         let counter = &row.readers[i % CLASSES];
-        let before = loop {
-            let before = counter.fetch_add(1, Ordering::SeqCst); // A (SeqCst: module docs)
+        loop {
+            counter.fetch_add(1, Ordering::SeqCst); // A (SeqCst: module docs)
             handshake_fence();
             // B (SeqCst: module docs; acquires the last writer's F).
             if shard.state.load(Ordering::SeqCst) & WRITING == 0 {
-                break before;
+                break;
             }
-            leave(counter, EXCLUSIVE, before); // undo A
+            leave(counter, EXCLUSIVE); // undo A
             shard.wait_for_writer();
-        };
-        Self::read_entered::<EXCLUSIVE, R>(shard, row, counter, before, f)
+        }
+        Self::read_entered::<EXCLUSIVE, R>(shard, row, counter, f)
     }
 
-    /// The rest of a read once A and B let it in (`counter`, of `row`, held `before` until
-    /// A): runs `f`, leaves (E), and counts `f`'s tally.
+    /// The rest of a read once A and B let it in (through `counter`, of `row`): runs `f`,
+    /// leaves (E), and counts `f`'s tally.
     #[inline(always)]
     fn read_entered<const EXCLUSIVE: bool, R>(
         shard: &Shard<T>,
         row: &Row,
         counter: &AtomicU32,
-        before: u32,
         f: impl FnOnce(&T) -> (R, Option<usize>),
     ) -> R {
-        let leave_guard = Leave { counter, exclusive: EXCLUSIVE, before };
+        let leave_guard = Leave { counter, exclusive: EXCLUSIVE };
         // SAFETY: this thread's count is raised (A) and no writer was flagged after it (B),
         // so any writer of this shard waits in D until `leave_guard` drops (module docs);
         // other readers only read.
@@ -405,9 +404,12 @@ fn handshake_fence() {
 /// E: lowers the reader's count (Release: the reader's accesses happen before a writer's D
 /// that reads this store).
 #[inline]
-fn leave(counter: &AtomicU32, exclusive: bool, before: u32) {
+fn leave(counter: &AtomicU32, exclusive: bool) {
     if exclusive {
-        counter.store(before, Ordering::Release);
+        // Only this thread writes its own row: a load and a plain store stand in for a
+        // read-modify-write. (Loaded here rather than kept from A: a register held across
+        // the read costs the caller more than the load, `examples/cache_cost.rs hit`.)
+        counter.store(counter.load(Ordering::Relaxed) - 1, Ordering::Release);
     } else {
         counter.fetch_sub(1, Ordering::Release);
     }
@@ -417,13 +419,12 @@ fn leave(counter: &AtomicU32, exclusive: bool, before: u32) {
 struct Leave<'a> {
     counter: &'a AtomicU32,
     exclusive: bool,
-    before: u32,
 }
 
 impl Drop for Leave<'_> {
     #[inline]
     fn drop(&mut self) {
-        leave(self.counter, self.exclusive, self.before);
+        leave(self.counter, self.exclusive);
     }
 }
 
