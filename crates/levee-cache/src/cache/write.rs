@@ -235,7 +235,7 @@ where
     /// a churning insert a third of its time (`cargo bench --bench cache -- cache/churn`).
     fn store_plain(&self, hash: u64, key: K, value: V) {
         // `move`: `hash` goes into the closure as a copy, not behind a pointer to the stack.
-        let (detached, rejected) = self.shard(hash).write(move |shard| {
+        let detached = self.shard(hash).write(move |shard| {
             let detached = shard.detach_flight(hash, &key);
             // Only counted (nobody listens): it stays empty, and lives in the closure so
             // that nothing of it passes through memory around the lock.
@@ -250,14 +250,15 @@ where
                 dead_at: u64::MAX,
                 now: 0,
             };
-            let rejected = matches!(shard.insert(new, 0, &mut removed), Inserted::TooHeavy(_));
+            if let Inserted::TooHeavy(_) = shard.insert(new, 0, &mut removed) {
+                // Counted here, under the lock (a counter's add, nothing that waits): the
+                // closure then hands back only the flight, with no flag to copy out.
+                self.counters.rejected.incr();
+            }
             shard.count(&removed);
-            (detached, rejected)
+            detached
         });
         drop(detached);
-        if rejected {
-            self.counters.rejected.incr();
-        }
     }
 
     /// Counts removals and tells the listeners, outside any lock.
