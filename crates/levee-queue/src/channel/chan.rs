@@ -342,3 +342,41 @@ fn park_until_notified(list: &WaitList, id: u64) {
         thread::park();
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use super::super::bounded;
+
+    #[test]
+    fn a_blocked_sender_goes_on_after_a_single_receive() {
+        // A spinning sender waits for an eighth of the ring to drain (8 slots here); once it
+        // has registered to block, one receive must be enough to let it go on.
+        let (tx, rx) = bounded::<u32>(64).unwrap();
+        for i in 0..64 {
+            tx.send(i).unwrap();
+        }
+        let chan = tx.chan.clone();
+        let (sent_tx, sent) = mpsc::channel();
+        let sender = std::thread::spawn(move || {
+            tx.send(64).unwrap();
+            sent_tx.send(()).unwrap();
+        });
+        // Wait on the channel's state, not on time: the sender has registered to block. (The
+        // deadline only bounds a regression in which it never blocks.)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !chan.send_waiters.is_waiting() {
+            assert!(Instant::now() < deadline, "the sender never blocked");
+            std::thread::yield_now();
+        }
+        assert!(sent.try_recv().is_err(), "the channel is full");
+        assert_eq!(rx.recv(), Ok(0));
+        // Only a bound on a regression (a sender left blocked); a passing run never waits on it.
+        sent.recv_timeout(Duration::from_secs(10)).expect("one receive did not release the sender");
+        sender.join().unwrap();
+        assert_eq!(rx.len(), 64);
+        assert_eq!(rx.try_recv(), Ok(1));
+    }
+}

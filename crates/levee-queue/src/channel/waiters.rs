@@ -112,6 +112,12 @@ impl WaitList {
         self.entries.lock().queue.iter().any(|(i, _)| *i == id)
     }
 
+    /// True while anybody is registered (for tests that wait for a waiter to block).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
     /// Wakes the longest-waiting waiter, if any. Costs one load when nobody waits.
     #[inline]
     pub(crate) fn notify_one(&self) {
