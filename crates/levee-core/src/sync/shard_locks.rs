@@ -258,15 +258,9 @@ impl<T> ShardLocks<T> {
         {
             let shard = &*self.shards[i];
             let counter = &row.readers[i % CLASSES];
-            // A (SeqCst: module docs). Only this thread writes its row, but one locked add
-            // is still cheaper than a load and an exchange.
-            counter.fetch_add(1, Ordering::SeqCst);
-            handshake_fence();
-            // B (SeqCst: module docs; acquires the last writer's F).
-            if shard.state.load(Ordering::SeqCst) & WRITING == 0 {
+            if try_enter(shard, counter, true) {
                 return Self::read_entered::<true, R>(shard, row, counter, f);
             }
-            leave(counter, true); // undo A
         }
         self.read_slow(i, f)
     }
@@ -300,14 +294,7 @@ impl<T> ShardLocks<T> {
             self.rows_in_use.fetch_max(slot + 1, Ordering::SeqCst);
         }
         let counter = &row.readers[i % CLASSES];
-        loop {
-            counter.fetch_add(1, Ordering::SeqCst); // A (SeqCst: module docs)
-            handshake_fence();
-            // B (SeqCst: module docs; acquires the last writer's F).
-            if shard.state.load(Ordering::SeqCst) & WRITING == 0 {
-                break;
-            }
-            leave(counter, EXCLUSIVE); // undo A
+        while !try_enter(shard, counter, EXCLUSIVE) {
             shard.wait_for_writer();
         }
         Self::read_entered::<EXCLUSIVE, R>(shard, row, counter, f)
@@ -399,6 +386,22 @@ impl<T> ShardLocks<T> {
 fn handshake_fence() {
     #[cfg(loom)]
     super::fence(Ordering::SeqCst);
+}
+
+/// A and B: raises the reader's count in `counter` and looks for a writer in `shard`; true if
+/// the read may go on, false (with A undone) if a writer holds the shard.
+#[inline(always)]
+fn try_enter<T>(shard: &Shard<T>, counter: &AtomicU32, exclusive: bool) -> bool {
+    // A (SeqCst: module docs). One locked add even on the thread's own row: cheaper than a
+    // load and an exchange.
+    counter.fetch_add(1, Ordering::SeqCst);
+    handshake_fence();
+    // B (SeqCst: module docs; acquires the last writer's F).
+    if shard.state.load(Ordering::SeqCst) & WRITING == 0 {
+        return true;
+    }
+    leave(counter, exclusive); // undo A
+    false
 }
 
 /// E: lowers the reader's count (Release: the reader's accesses happen before a writer's D
