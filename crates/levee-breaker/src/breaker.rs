@@ -13,7 +13,7 @@ use crate::entered::{Entered, unwrap_deadline};
 use crate::permit::{Kind, Ticket};
 use crate::settings::{Rules, Verdict, bump_attempts};
 use crate::state::{Trials, Word, next_gen};
-use crate::window::{Sample, TimeWindow, Window};
+use crate::window::{CountWindow, Sample, Tally, TimeWindow, Window};
 use crate::{
     BreakerEvent, BreakerMetrics, BreakerSettings, CallError, Classify, DefaultClassifier, Open,
     OwnedPermit, Permit, Reason, SlidingWindow, State,
@@ -376,10 +376,20 @@ impl<C: Clock> CircuitBreaker<C> {
         match &self.window {
             Window::Count(window) => {
                 if !window.unchanged_by(generation, sample) {
-                    self.record_in_window(word, sample, None);
+                    self.record_counted(word, window, sample);
                 }
             }
             Window::Time(window) => self.record_timed(word, window, sample),
+        }
+    }
+
+    /// [`record_closed`](Self::record_closed) in a count window, for a record that may change
+    /// it. Out of line, so that the healthy path stays small; the window's own common case (a
+    /// success that moves a window holding a failure on) is inlined here.
+    #[inline(never)]
+    fn record_counted(&self, word: Word, window: &CountWindow, sample: Sample) {
+        if let Some(tally) = window.record(word.generation(), sample, self.rules().min_calls) {
+            self.judge(word, tally, None);
         }
     }
 
@@ -420,11 +430,16 @@ impl<C: Clock> CircuitBreaker<C> {
         } else {
             None
         };
-        let Some(tally) =
+        if let Some(tally) =
             self.window.record(word.generation(), sample, now.unwrap_or(0), self.rules().min_calls)
-        else {
-            return;
-        };
+        {
+            self.judge(word, tally, now);
+        }
+    }
+
+    /// Opens the circuit from `word` if the window's `tally` is over a threshold.
+    #[inline(never)]
+    fn judge(&self, word: Word, tally: Tally, now: Option<u64>) {
         if let Some(verdict) = self.rules().closed_verdict(tally.calls, tally.failed, tally.slow) {
             self.open(word, reason_of(verdict), now);
         }

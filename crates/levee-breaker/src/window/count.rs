@@ -89,11 +89,30 @@ impl CountWindow {
     }
 
     /// Records one call of generation `generation`; see [`super::Window::record`].
+    ///
+    /// Inline: claiming a position and finding the same outcome of the same generation in its
+    /// slot, the common case of a window that holds a failure (every success must then move
+    /// the window on). Anything else goes on in [`Self::write_slot`].
+    #[inline]
     pub(crate) fn record(&self, generation: u32, sample: Sample, min_calls: u64) -> Option<Tally> {
+        let pos = self.claim(generation)?;
         let n = self.size;
-        // Claim a position.
+        let slot = &self.slots[(if pos >= n { pos - n } else { pos }) as usize];
+        let bits = sample_bits(sample);
+        let seen = slot.load(Ordering::Relaxed);
+        if seen == slot_word(generation, bits) && bits == 0 && pos + 1 != min_calls {
+            return None; // a success replaced a success: no count moved, no verdict to judge
+        }
+        self.write_slot(generation, pos, slot, seen, sample, min_calls)
+    }
+
+    /// Claims the next position of generation `generation`'s window (the first claim of a new
+    /// generation starts it over at 0); `None` when `generation` is stale.
+    #[inline]
+    fn claim(&self, generation: u32) -> Option<u64> {
+        let n = self.size;
         let mut h = self.head.load(Ordering::Relaxed);
-        let pos = loop {
+        loop {
             let (pos, next) = if tag(h) == generation {
                 let pos = count(h);
                 (pos, if pos + 1 == 2 * n { n } else { pos + 1 })
@@ -108,18 +127,30 @@ impl CountWindow {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => break pos,
+                Ok(_) => return Some(pos),
                 Err(actual) => h = actual,
             }
-        };
-        let calls = (pos + 1).min(n);
-        let reached = pos + 1 == min_calls;
+        }
+    }
 
-        // Write the outcome, learning the one it evicts.
-        let slot = &self.slots[(if pos >= n { pos - n } else { pos }) as usize];
+    /// The rest of [`Self::record`] once position `pos` is claimed: writes the outcome into
+    /// `slot` (last read as `seen`), learning the one it evicts, updates the totals by the
+    /// difference and says whether the verdict must be judged.
+    #[cold]
+    #[inline(never)]
+    fn write_slot(
+        &self,
+        generation: u32,
+        pos: u64,
+        slot: &AtomicU32,
+        mut seen: u32,
+        sample: Sample,
+        min_calls: u64,
+    ) -> Option<Tally> {
+        let calls = (pos + 1).min(self.size);
+        let reached = pos + 1 == min_calls;
         let bits = sample_bits(sample);
         let want = slot_word(generation, bits);
-        let mut seen = slot.load(Ordering::Relaxed);
         let evicted = loop {
             if seen == want {
                 break bits;
