@@ -568,10 +568,11 @@ impl<C: Clock> CircuitBreaker<C> {
     /// possible wait of now.
     #[inline]
     fn open_until(&self, word: Word, now: u64) -> Option<u64> {
-        let now_ms = now.saturating_sub(self.origin) / MS;
+        let since_origin = now.saturating_sub(self.origin);
         let deadline_ms = match self.entered.of(word.generation()) {
             Some(entered_ms) => unwrap_deadline(entered_ms, word.deadline_ms()),
             None => {
+                let now_ms = since_origin / MS;
                 let remaining = word.deadline_ms().wrapping_sub(now_ms as u32);
                 if remaining > self.rules().max_wait_ms {
                     return None; // passed (the deadline is behind now, modulo 2^32)
@@ -579,7 +580,11 @@ impl<C: Clock> CircuitBreaker<C> {
                 now_ms + u64::from(remaining)
             }
         };
-        (now_ms < deadline_ms).then(|| self.origin.saturating_add(deadline_ms.saturating_mul(MS)))
+        // `floor(since_origin / MS) < deadline_ms`, compared in nanoseconds: the deadline is
+        // known before the clock is read and the reading is not, so converting the deadline
+        // keeps the division off a refusal's critical path.
+        let deadline = deadline_ms.saturating_mul(MS);
+        (since_origin < deadline).then(|| self.origin.saturating_add(deadline))
     }
 
     #[inline]

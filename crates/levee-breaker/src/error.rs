@@ -27,11 +27,13 @@ use crate::State;
 /// assert_eq!(refused.until(), Some(30_000_000_000));
 /// assert_eq!(refused.to_string(), "circuit breaker is open, retry after 30000 ms");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Open {
     pub(crate) state: State,
     pub(crate) until: Option<u64>,
-    pub(crate) retry_after: Option<Duration>,
+    /// In nanoseconds: a refusal is built on the hot path of an open circuit, and most are
+    /// dropped unread, so the `Duration` is made only when asked for.
+    pub(crate) retry_after_nanos: Option<u64>,
 }
 
 impl Open {
@@ -53,7 +55,20 @@ impl Open {
     /// How long from the refusal until [`until`](Self::until).
     #[must_use]
     pub const fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        match self.retry_after_nanos {
+            Some(nanos) => Some(Duration::from_nanos(nanos)),
+            None => None,
+        }
+    }
+}
+
+impl fmt::Debug for Open {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Open")
+            .field("state", &self.state)
+            .field("until", &self.until)
+            .field("retry_after", &self.retry_after())
+            .finish()
     }
 }
 
@@ -146,16 +161,12 @@ mod tests {
 
     #[test]
     fn refusals_carry_their_hint_through_retry_after() {
-        let open = Open {
-            state: State::Open,
-            until: Some(5_000),
-            retry_after: Some(Duration::from_micros(5)),
-        };
+        let open = Open { state: State::Open, until: Some(5_000), retry_after_nanos: Some(5_000) };
         assert_eq!(RetryAfter::retry_after(&open), Some(Duration::from_micros(5)));
         let refused: CallError<&str> = open.into();
         assert_eq!(refused.retry_after(), Some(Duration::from_micros(5)));
         assert_eq!(CallError::Inner("boom").retry_after(), None);
-        let forced = Open { state: State::ForcedOpen, until: None, retry_after: None };
+        let forced = Open { state: State::ForcedOpen, until: None, retry_after_nanos: None };
         assert_eq!(CallError::<()>::from(forced).retry_after(), None);
     }
 }

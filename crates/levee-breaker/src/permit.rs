@@ -100,11 +100,7 @@ impl Ticket {
             _ => State::ForcedOpen,
         };
         let until = (self.meta & HAS_UNTIL != 0).then_some(self.started);
-        Some(Open {
-            state,
-            until,
-            retry_after: until.map(|_| Duration::from_nanos(self.meta >> 8)),
-        })
+        Some(Open { state, until, retry_after_nanos: until.map(|_| self.meta >> 8) })
     }
 }
 
