@@ -152,15 +152,19 @@ impl SystemOrigin {
     /// two reads, tens of nanoseconds.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn take() -> Self {
-        (0..4)
-            .map(|_| {
-                let raw = raw_monotonic();
-                let instant = Instant::now();
-                (raw_monotonic() - raw, Self { instant, raw })
-            })
-            .min_by_key(|(gap, _)| *gap)
-            .map(|(_, origin)| origin)
-            .expect("four tries")
+        let pair = || {
+            let raw = raw_monotonic();
+            let instant = Instant::now();
+            (raw_monotonic().saturating_sub(raw), Self { instant, raw })
+        };
+        let mut closest = pair();
+        for _ in 1..4 {
+            let next = pair();
+            if next.0 < closest.0 {
+                closest = next;
+            }
+        }
+        closest.1
     }
 
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
