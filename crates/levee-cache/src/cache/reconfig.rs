@@ -50,10 +50,7 @@ where
             inner.shards.iter().zip(inner.shard_capacity.iter()).zip(shares)
         {
             let mut removed = inner.removed();
-            shard.write(|s| {
-                s.set_capacity(share, now, inner.config.tti, &mut removed);
-                s.count(&removed);
-            });
+            shard.write(|s| s.set_capacity(share, now, inner.config.tti, &mut removed));
             // Relaxed: a copy of the setting for lock-free reads (`max_capacity`).
             published.store(share, Ordering::Relaxed);
             inner.report(removed);

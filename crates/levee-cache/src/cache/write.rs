@@ -66,11 +66,7 @@ where
         for shard in inner.shards.iter() {
             let mut removed = inner.removed();
             // The forgotten flights are dropped outside the lock.
-            let flights = shard.write(|s| {
-                let flights = s.clear(&mut removed);
-                s.count(&removed);
-                flights
-            });
+            let flights = shard.write(|s| s.clear(&mut removed));
             drop(flights);
             inner.counters.invalidations.add(removed.total);
             inner.report(removed);
@@ -84,10 +80,7 @@ where
         let now = inner.clock.now();
         for shard in inner.shards.iter() {
             let mut removed = inner.removed();
-            shard.write(|s| {
-                s.purge_dead(now, inner.config.tti, &mut removed);
-                s.count(&removed);
-            });
+            shard.write(|s| s.purge_dead(now, inner.config.tti, &mut removed));
             inner.report(removed);
         }
     }
@@ -214,7 +207,6 @@ where
             if let Inserted::TooHeavy(key) = shard.insert(new, tti, &mut removed) {
                 rejected = Some(key);
             }
-            shard.count(&removed);
             (true, detached)
         });
         drop(detached);
@@ -255,7 +247,6 @@ where
                 // closure then hands back only the flight, with no flag to copy out.
                 self.counters.rejected.incr();
             }
-            shard.count(&removed);
             detached
         });
         drop(detached);
