@@ -228,7 +228,11 @@ where
     fn store_plain(&self, hash: u64, key: K, value: V) {
         // `move`: `hash` goes into the closure as a copy, not behind a pointer to the stack.
         let detached = self.shard(hash).write(move |shard| {
-            let detached = shard.detach_flight(hash, &key);
+            // Only the detached flight's handle leaves the lock, to be dropped outside it (the
+            // last handle drops the flight's result and wakers): one word to hand back, where
+            // the whole slot cost an insert 10 instructions (`examples/cache_cost.rs churn`).
+            // Its key is dropped here, as this path drops a replaced entry's.
+            let detached = shard.detach_flight(hash, &key).map(|f| f.flight);
             // Only counted (nobody listens): it stays empty, and lives in the closure so
             // that nothing of it passes through memory around the lock.
             let mut removed = Removed::new(false);
