@@ -329,13 +329,17 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             }
             hashbrown::hash_table::Entry::Vacant(bucket) => {
                 let in_main = self.ghost.contains(hash);
-                self.next_id += 1;
-                let id = self.next_id;
                 let hint = usize::try_from(self.capacity.saturating_add(1)).unwrap_or(usize::MAX);
                 let Some(i) = self.slab.vacant(hint) else { return Inserted::TooHeavy(key) };
-                let times = Times::new(id, expires_at, dead_at, load_nanos, now);
                 bucket.insert(i);
                 let queue = if in_main { &mut self.main } else { &mut self.small };
+                // An id only for an entry whose times are kept (the only ones a refresh
+                // names): a plain insert writes no counter.
+                let next_id = &mut self.next_id;
+                let times = || {
+                    *next_id += 1;
+                    Times::new(*next_id, expires_at, dead_at, load_nanos, now)
+                };
                 self.slab.fill_back(queue, i, || Entry::new(key, slot, weight, in_main), times);
             }
         }

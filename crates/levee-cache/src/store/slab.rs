@@ -126,16 +126,17 @@ impl<K, V> Slab<K, V> {
         Some(len as u32)
     }
 
-    /// Stores the entry `entry` makes (with `times` if the slab keeps them) at `i`, an index
-    /// [`vacant`](Self::vacant) just handed out, and appends it to `queue`: the entry is
-    /// linked as it is written, not fetched again by [`push_back`](Self::push_back).
+    /// Stores the entry `entry` makes (and the [`Times`] `times` makes, if the slab keeps
+    /// them) at `i`, an index [`vacant`](Self::vacant) just handed out, and appends it to
+    /// `queue`: the entry is linked as it is written, not fetched again by
+    /// [`push_back`](Self::push_back).
     #[inline(always)]
     pub(crate) fn fill_back(
         &mut self,
         queue: &mut Queue,
         i: u32,
         entry: impl FnOnce() -> Entry<K, V>,
-        times: Times,
+        times: impl FnOnce() -> Times,
     ) {
         let slot = &mut self.entries[i as usize];
         debug_assert!(slot.is_none(), "index {i} was not vacant");
@@ -143,7 +144,7 @@ impl<K, V> Slab<K, V> {
         let tail = join_tail(slot.get_or_insert_with(entry), queue);
         self.link_after(queue, tail, i);
         if let Some(t) = self.times.get_mut(i as usize) {
-            *t = times;
+            *t = times();
         }
     }
 
