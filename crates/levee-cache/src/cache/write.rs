@@ -258,7 +258,7 @@ where
 
     /// Counts removals and tells the listeners, outside any lock.
     pub(crate) fn report(&self, removed: Removed<K, V>) {
-        for (key, slot, cause) in removed.list {
+        for (key, slot, cause) in removed.into_kept() {
             if let Slot::Value(value) = slot {
                 self.hook.emit(|| CacheEvent::Removed { key, value, cause });
             }

@@ -79,7 +79,7 @@ fn check(shard: &Shard<u8, u32>) -> Result<HashMap<u8, (u32, u32)>, TestCaseErro
 /// Applies the removals `removed` reports to the model; returns how many left.
 fn apply(model: &mut HashMap<u8, (u32, u32)>, removed: Removed<u8, u32>) -> usize {
     let mut left = 0;
-    for (key, _, cause) in removed.list {
+    for (key, _, cause) in removed.into_kept() {
         if cause != RemovalCause::Replaced {
             assert!(model.remove(&key).is_some(), "{key} reported gone but was not held");
             left += 1;
@@ -112,7 +112,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 if let Inserted::TooHeavy(k) = inserted {
                     prop_assert_eq!(k, key);
                     prop_assert!(u64::from(weight) > shard.capacity);
-                    let replaced = removed.list.iter().filter(|r| r.2 == RemovalCause::Replaced);
+                    let replaced = removed.kept().iter().filter(|r| r.2 == RemovalCause::Replaced);
                     if replaced.count() == 1 {
                         model.remove(&key);
                     }
@@ -140,7 +140,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Purge(ticks) => {
                 now += u64::from(ticks);
                 shard.purge_dead(now, 0, &mut removed);
-                prop_assert!(removed.list.iter().all(|r| r.2 == RemovalCause::Expired));
+                prop_assert!(removed.kept().iter().all(|r| r.2 == RemovalCause::Expired));
                 apply(&mut model, removed);
             }
             Op::Clear => {
