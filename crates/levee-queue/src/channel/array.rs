@@ -105,10 +105,12 @@ impl<T> Array<T> {
         (pos & (self.closed_bit - 1)) as usize
     }
 
-    /// The position after `pos` (which must not carry the closed bit).
+    /// The position after `pos` (which must not carry the closed bit), whose index the caller
+    /// already has (`index(pos)`: taken again after the stamp's acquire load, it was loaded
+    /// and masked twice).
     #[inline]
-    fn advance(&self, pos: u64) -> u64 {
-        if (pos & (self.closed_bit - 1)) + 1 < self.capacity {
+    fn advance(&self, pos: u64, index: usize) -> u64 {
+        if index as u64 + 1 < self.capacity {
             // {lap, index + 1}
             pos + 1
         } else {
@@ -140,13 +142,14 @@ impl<T> Array<T> {
     pub(crate) fn push(&self, value: T) -> Result<(), PushError<T>> {
         // Orderings as in `push_slow`, whose first round this is.
         let tail = self.tail.load(Ordering::Relaxed);
-        let slot = self.slot(self.index(tail));
+        let index = self.index(tail);
+        let slot = self.slot(index);
         if slot.stamp.load(Ordering::Acquire) == tail
             && self
                 .tail
                 .compare_exchange_weak(
                     tail,
-                    self.advance(tail),
+                    self.advance(tail, index),
                     Ordering::SeqCst,
                     Ordering::Relaxed,
                 )
@@ -185,7 +188,8 @@ impl<T> Array<T> {
             if tail & self.closed_bit != 0 {
                 return Err(PushError::Closed(value));
             }
-            let slot = self.slot(self.index(tail));
+            let index = self.index(tail);
+            let slot = self.slot(index);
             // Acquire pairs with the Release store of the receiver that emptied this slot last
             // lap: its read of the old value happens before our write.
             let stamp = slot.stamp.load(Ordering::Acquire);
@@ -193,7 +197,7 @@ impl<T> Array<T> {
                 // Slot empty for this lap: claim position `tail` by moving tail past it.
                 // SeqCst: the claim is the "there is a message" half of the wake-up handshake
                 // (waiters.rs), and it must be ordered with a concurrent close's `fetch_or`.
-                let next = self.advance(tail);
+                let next = self.advance(tail, index);
                 match self.tail.compare_exchange_weak(
                     tail,
                     next,
@@ -239,13 +243,14 @@ impl<T> Array<T> {
     pub(crate) fn pop(&self) -> Result<T, PopError> {
         // Orderings as in `pop_slow`, whose first round this is.
         let head = self.head.load(Ordering::Relaxed);
-        let slot = self.slot(self.index(head));
+        let index = self.index(head);
+        let slot = self.slot(index);
         if slot.stamp.load(Ordering::Acquire) == head + 1
             && self
                 .head
                 .compare_exchange_weak(
                     head,
-                    self.advance(head),
+                    self.advance(head, index),
                     Ordering::SeqCst,
                     Ordering::Relaxed,
                 )
@@ -281,14 +286,15 @@ impl<T> Array<T> {
         // Relaxed: the CAS below decides; a stale value only costs a retry.
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
-            let slot = self.slot(self.index(head));
+            let index = self.index(head);
+            let slot = self.slot(index);
             // Acquire pairs with the sender's Release store of `head + 1`: its write of the
             // value happens before our read.
             let stamp = slot.stamp.load(Ordering::Acquire);
             if stamp == head + 1 {
                 // Stamp `{lap L, i} + 1`: the message of position `head` is ready. Claim it.
                 // SeqCst: the "there is room" half of the wake-up handshake (waiters.rs).
-                let next = self.advance(head);
+                let next = self.advance(head, index);
                 match self.head.compare_exchange_weak(
                     head,
                     next,

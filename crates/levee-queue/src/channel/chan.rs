@@ -116,6 +116,11 @@ impl<T> Chan<T> {
         self.hook.emit(|| ChannelEvent::Rejected { capacity: self.capacity_or_zero() });
     }
 
+    /// Sends without waiting. Inline, as [`try_recv`](Self::try_recv) and
+    /// [`send`](Self::send) are: as a call (its register saves, its result passed through
+    /// memory) it cost a 1-thread `try_send` + `try_recv` round trip 12 of its 94
+    /// instructions (`examples/channel_cost.rs`).
+    #[inline]
     pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         match self.attempt_send(value) {
             Attempt::Sent => Ok(()),
