@@ -47,37 +47,32 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Each function makes `ops` round trips and returns how many got their message back (every
-/// one, on an empty channel of capacity 1024), so that a failed send shows as an error.
+/// Makes `ops` round trips and returns how many got their message back (every one, on an
+/// empty channel of capacity 1024), so that a failed send shows as an error.
+fn round_trips(ops: u64, mut round_trip: impl FnMut() -> bool) -> u64 {
+    (0..ops).filter(|_| round_trip()).count() as u64
+}
+
 fn levee(ops: u64) -> u64 {
     let Ok((tx, rx)) = levee_queue::channel::bounded(CAPACITY) else { return 0 };
-    (0..ops)
-        .filter(|_| tx.try_send(black_box(1u64)).is_ok() && black_box(rx.try_recv()).is_ok())
-        .count() as u64
+    round_trips(ops, || tx.try_send(black_box(1u64)).is_ok() && black_box(rx.try_recv()).is_ok())
 }
 
 fn crossbeam(ops: u64) -> u64 {
     let (tx, rx) = crossbeam_channel::bounded(CAPACITY);
-    (0..ops)
-        .filter(|_| tx.try_send(black_box(1u64)).is_ok() && black_box(rx.try_recv()).is_ok())
-        .count() as u64
+    round_trips(ops, || tx.try_send(black_box(1u64)).is_ok() && black_box(rx.try_recv()).is_ok())
 }
 
 fn flume(ops: u64) -> u64 {
     let (tx, rx) = flume::bounded(CAPACITY);
-    (0..ops)
-        .filter(|_| tx.try_send(black_box(1u64)).is_ok() && black_box(rx.try_recv()).is_ok())
-        .count() as u64
+    round_trips(ops, || tx.try_send(black_box(1u64)).is_ok() && black_box(rx.try_recv()).is_ok())
 }
 
 /// kanal's `try_send` reports a full channel as `Ok(false)` and `try_recv` an empty one as
 /// `Ok(None)`.
 fn kanal(ops: u64) -> u64 {
     let (tx, rx) = kanal::bounded(CAPACITY);
-    (0..ops)
-        .filter(|_| {
-            tx.try_send(black_box(1u64)) == Ok(true)
-                && matches!(black_box(rx.try_recv()), Ok(Some(_)))
-        })
-        .count() as u64
+    round_trips(ops, || {
+        tx.try_send(black_box(1u64)) == Ok(true) && matches!(black_box(rx.try_recv()), Ok(Some(_)))
+    })
 }
