@@ -256,7 +256,8 @@ where
         drop(detached);
     }
 
-    /// Counts removals and tells the listeners, outside any lock.
+    /// Tells the listeners of the entries `removed` kept, outside any lock (the shard counted
+    /// its evictions and expirations as they left; callers count invalidations).
     pub(crate) fn report(&self, removed: Removed<K, V>) {
         for (key, slot, cause) in removed.into_kept() {
             if let Slot::Value(value) = slot {
