@@ -183,6 +183,11 @@ impl Operations {
         }
     }
 
+    /// Whether every event written so far has been handled (see [`EventBus::quiet`]).
+    pub async fn events_quiet(&self) -> bool {
+        self.bus.quiet().await
+    }
+
     /// The injected faults now.
     #[must_use]
     pub fn faults(&self) -> FaultSettings {
