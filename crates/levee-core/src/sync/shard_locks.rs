@@ -58,7 +58,9 @@
 //! one `lock inc` and `E` a load and a plain store; `R`, `B`, `H` and `D` are plain loads; `C`
 //! and `F` are the writer's two locked instructions.
 //!
-//! **Waiting.** A reader or writer that finds `WRITING` set sleeps rather than spins: under
+//! **Waiting.** A reader or writer that finds `WRITING` set spins for a while (a write is
+//! short, and a sleep and a wake-up cost microseconds: on 2 threads, a 90/10 get/insert mix
+//! on the cache ran 1.5 times slower when every such reader slept), then sleeps: under
 //! the shard's `parking` mutex it adds `PARKED` to the state (only while `WRITING` is still
 //! there) and waits on the shard's condition variable; a writer whose `F` swaps out a state
 //! with `PARKED` takes that mutex (so every sleeper that set the bit is already waiting) and
@@ -122,11 +124,25 @@ struct Shard<T> {
 }
 
 impl<T> Shard<T> {
-    /// Sleeps until the shard's writer (if it still has one) leaves; may return early, so the
-    /// caller retries (module docs, "Waiting"). Relaxed: the caller's retry is what orders.
+    /// Waits until the shard's writer (if it still has one) leaves: spins a little first (a
+    /// write is short; sleeping and waking cost a few microseconds each), then sleeps. May
+    /// return early, so the caller retries (module docs, "Waiting"). Relaxed: the caller's
+    /// retry is what orders.
     #[cold]
     #[inline(never)]
     fn wait_for_writer(&self) {
+        let backoff = Backoff::new();
+        while self.state.load(Ordering::Relaxed) & WRITING != 0 {
+            if backoff.is_completed() {
+                self.sleep_until_writer_leaves();
+                return;
+            }
+            backoff.snooze();
+        }
+    }
+
+    /// Sleeps until the shard's writer (if it still has one) leaves; may return early.
+    fn sleep_until_writer_leaves(&self) {
         let parking = self.parking.lock();
         let mut state = self.state.load(Ordering::Relaxed);
         while state == WRITING {
