@@ -17,7 +17,10 @@
 //!   value) over the 10k keys of `cache/hit_1t` in the same order.
 //! - `cache/coalesced_miss`: 128 tasks on a 2-worker tokio runtime ask for one cold key at once;
 //!   one load runs (it yields once), everyone gets its value. levee `get_with_async` vs moka
-//!   `future::Cache::get_with`. Time per burst.
+//!   `future::Cache::get_with` vs quick_cache `get_or_insert_async`. Time per burst; each
+//!   side's loads are counted and must be one per burst.
+//! - `cache/coalesced_miss_1000_1ms`: the same with 1,000 tasks and a load that takes 1 ms
+//!   (a tokio sleep): the waiters pile up behind a load in flight, as behind a slow backend.
 //! - `cache/zipf_replay`: read-through replay (get, insert on miss) of a Zipf(0.9) trace over
 //!   100k keys at capacity 10k, time per request. Before it runs, the hit-ratio table (1M
 //!   requests, capacities 1k and 10k, with and without scans) is printed: those figures are
@@ -33,9 +36,11 @@ mod caches;
 #[path = "support/trace.rs"]
 mod trace;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
-use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use caches::Map;
@@ -171,17 +176,27 @@ fn mix(c: &mut Criterion) {
     compare(c, "cache/mix_2t", 2, (2 * KEYS, KEYS), None, Mix(&order));
 }
 
-const TASKS: u64 = 128;
-
-/// The load of a cold key: yields once, then returns the key.
-async fn load(key: u64) -> u64 {
-    tokio::task::yield_now().await;
+/// The load of a cold key: yields once, or sleeps `delay` when it is not zero, then returns
+/// the key; counts itself in `loads`.
+async fn load(key: u64, delay: Duration, loads: &AtomicU64) -> u64 {
+    loads.fetch_add(1, Ordering::Relaxed);
+    if delay.is_zero() {
+        tokio::task::yield_now().await;
+    } else {
+        tokio::time::sleep(delay).await;
+    }
     key
 }
 
-/// `iters` bursts of [`TASKS`] tasks that ask for one new key at once through `get`; every
-/// task must get the key's value. The time of all the bursts.
-fn bursts<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, next: &mut u64, get: F) -> Duration
+/// `iters` bursts of `tasks` tasks that ask for one new key at once through `get`; every task
+/// must get the key's value. The time of all the bursts.
+fn bursts<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    tasks: u64,
+    iters: u64,
+    next: &mut u64,
+    get: F,
+) -> Duration
 where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = u64> + Send + 'static,
@@ -191,44 +206,83 @@ where
         for _ in 0..iters {
             *next += 1;
             let key = *next;
-            let tasks: Vec<_> = (0..TASKS).map(|_| tokio::spawn(get(key))).collect();
-            for t in tasks {
-                assert_eq!(t.await.unwrap(), key);
+            let handles: Vec<_> = (0..tasks).map(|_| tokio::spawn(get(key))).collect();
+            for h in handles {
+                assert_eq!(h.await.unwrap(), key);
             }
         }
         start.elapsed()
     })
 }
 
-fn coalesced_miss(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
-    let mut group = c.benchmark_group("cache/coalesced_miss");
-    group.throughput(Throughput::Elements(TASKS));
-
-    let levee: levee_cache::Cache<u64, u64> = levee_cache::Cache::new(100_000);
+/// Group `name`: bursts of `tasks` tasks asking for one cold key whose load takes `delay`
+/// (a yield when zero), on levee, moka and quick_cache; one load per burst on each.
+fn coalesced(c: &mut Criterion, name: &str, tasks: u64, delay: Duration) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(tasks));
+    if !delay.is_zero() {
+        group.sample_size(10);
+    }
+    // Keys are never reused across the three caches either: every burst's key is cold.
     let mut next = 0u64;
+
+    let loads: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
+    let levee: levee_cache::Cache<u64, u64> = levee_cache::Cache::new(100_000);
+    let first = next;
     group.bench_function("levee", |b| {
         b.iter_custom(|iters| {
-            bursts(&rt, iters, &mut next, |key| {
+            bursts(&rt, tasks, iters, &mut next, |key| {
                 let cache = levee.clone();
-                async move { cache.get_with_async(key, load(key)).await }
+                async move { cache.get_with_async(key, load(key, delay, loads)).await }
             })
         })
     });
-    assert_eq!(levee.stats().loads, next, "one load per burst");
+    assert_eq!(loads.load(Ordering::Relaxed), next - first, "levee: one load per burst");
 
+    let loads: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
     let moka: moka::future::Cache<u64, u64, caches::Hasher> = moka::future::Cache::builder()
         .max_capacity(100_000)
         .build_with_hasher(caches::Hasher::default());
+    let first = next;
     group.bench_function("moka", |b| {
         b.iter_custom(|iters| {
-            bursts(&rt, iters, &mut next, |key| {
+            bursts(&rt, tasks, iters, &mut next, |key| {
                 let cache = moka.clone();
-                async move { cache.get_with(key, load(key)).await }
+                async move { cache.get_with(key, load(key, delay, loads)).await }
             })
         })
     });
+    assert_eq!(loads.load(Ordering::Relaxed), next - first, "moka: one load per burst");
+
+    let loads: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
+    let quick = Arc::new(caches::quick(100_000));
+    let first = next;
+    group.bench_function("quick_cache", |b| {
+        b.iter_custom(|iters| {
+            bursts(&rt, tasks, iters, &mut next, |key| {
+                let cache = Arc::clone(&quick);
+                async move {
+                    let loaded = async { Ok::<_, Infallible>(load(key, delay, loads).await) };
+                    match cache.get_or_insert_async(&key, loaded).await {
+                        Ok(value) => value,
+                        Err(never) => match never {},
+                    }
+                }
+            })
+        })
+    });
+    assert_eq!(loads.load(Ordering::Relaxed), next - first, "quick_cache: one load per burst");
     group.finish();
+}
+
+fn coalesced_miss(c: &mut Criterion) {
+    coalesced(c, "cache/coalesced_miss", 128, Duration::ZERO);
+    coalesced(c, "cache/coalesced_miss_1000_1ms", 1_000, Duration::from_millis(1));
 }
 
 static HIT_RATIOS: Once = Once::new();
