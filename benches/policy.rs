@@ -192,6 +192,35 @@ fn resilience_breaker(threshold: f64) -> CircuitBreakerLayer {
         .unwrap()
 }
 
+/// The `tower` and `tower_resilience` functions of the ready and pending groups around
+/// `$backend` (a clonable tower service): tower's stack, and the same stack with
+/// tower-resilience's breaker (opening at half the calls failing) under the retry. `$tower`
+/// and `$resilience` name their allocation reports.
+macro_rules! tower_functions {
+    ($group:expr, $rt:expr, $backend:expr, $tower:expr, $resilience:expr) => {{
+        let backend = $backend;
+        let mut tower_svc = tower_stack(&$rt, default_tps(), backend.clone());
+        $group.bench_function("tower", |b| {
+            b.iter_custom(|iters| {
+                timed!($rt, $tower, iters, async {
+                    let out = tower_svc.ready().await.unwrap().call(1).await;
+                    black_box(out).unwrap();
+                })
+            });
+        });
+        let mut resilience_svc =
+            tower_stack(&$rt, default_tps(), resilience_breaker(0.5).layer_fn(backend));
+        $group.bench_function("tower_resilience", |b| {
+            b.iter_custom(|iters| {
+                timed!($rt, $resilience, iters, async {
+                    let out = resilience_svc.ready().await.unwrap().call(1).await;
+                    black_box(out).unwrap();
+                })
+            });
+        });
+    }};
+}
+
 /// tower's default-like budget of the ready and pending groups (10 s, 10 per second, 20 %),
 /// as levee's `RetryBudget::builder()` defaults.
 fn default_tps() -> TpsBudget {
@@ -223,26 +252,7 @@ fn ready_call(c: &mut Criterion) {
     });
 
     let backend = tower::service_fn(|req: u64| async move { Ok::<u64, Fail>(black_box(req)) });
-    let mut tower_svc = tower_stack(&rt, default_tps(), backend);
-    group.bench_function("tower", |b| {
-        b.iter_custom(|iters| {
-            timed!(rt, "tower", iters, async {
-                let out = tower_svc.ready().await.unwrap().call(1).await;
-                black_box(out).unwrap();
-            })
-        });
-    });
-
-    let mut resilience_svc =
-        tower_stack(&rt, default_tps(), resilience_breaker(0.5).layer_fn(backend));
-    group.bench_function("tower_resilience", |b| {
-        b.iter_custom(|iters| {
-            timed!(rt, "tower_resilience", iters, async {
-                let out = resilience_svc.ready().await.unwrap().call(1).await;
-                black_box(out).unwrap();
-            })
-        });
-    });
+    tower_functions!(group, rt, backend, "tower", "tower_resilience");
     group.finish();
 }
 
@@ -276,26 +286,7 @@ fn pending_call(c: &mut Criterion) {
     });
 
     let backend = tower::service_fn(pending_once);
-    let mut tower_svc = tower_stack(&rt, default_tps(), backend);
-    group.bench_function("tower", |b| {
-        b.iter_custom(|iters| {
-            timed!(rt, "pending_call/tower", iters, async {
-                let out = tower_svc.ready().await.unwrap().call(1).await;
-                black_box(out).unwrap();
-            })
-        });
-    });
-
-    let mut resilience_svc =
-        tower_stack(&rt, default_tps(), resilience_breaker(0.5).layer_fn(backend));
-    group.bench_function("tower_resilience", |b| {
-        b.iter_custom(|iters| {
-            timed!(rt, "pending_call/tower_resilience", iters, async {
-                let out = resilience_svc.ready().await.unwrap().call(1).await;
-                black_box(out).unwrap();
-            })
-        });
-    });
+    tower_functions!(group, rt, backend, "pending_call/tower", "pending_call/tower_resilience");
     group.finish();
 }
 
