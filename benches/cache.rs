@@ -215,6 +215,28 @@ where
     })
 }
 
+/// Function `name` of `group`: bursts of `tasks` tasks through `get(key, loads)`, whose
+/// loader counts itself in `loads`; afterwards, checks that every burst loaded once.
+fn side<F, Fut>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Runtime,
+    tasks: u64,
+    next: &mut u64,
+    name: &str,
+    get: F,
+) where
+    F: Fn(u64, &'static AtomicU64) -> Fut,
+    Fut: Future<Output = u64> + Send + 'static,
+{
+    // Leaked: the loaders run in spawned tasks, which need `'static`.
+    let loads: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
+    let first = *next;
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| bursts(rt, tasks, iters, next, |key| get(key, loads)))
+    });
+    assert_eq!(loads.load(Ordering::Relaxed), *next - first, "{name}: one load per burst");
+}
+
 /// Group `name`: bursts of `tasks` tasks asking for one cold key whose load takes `delay`
 /// (a yield when zero), on levee, moka and quick_cache; one load per burst on each.
 fn coalesced(c: &mut Criterion, name: &str, tasks: u64, delay: Duration) {
@@ -231,52 +253,31 @@ fn coalesced(c: &mut Criterion, name: &str, tasks: u64, delay: Duration) {
     // Keys are never reused across the three caches either: every burst's key is cold.
     let mut next = 0u64;
 
-    let loads: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
     let levee: levee_cache::Cache<u64, u64> = levee_cache::Cache::new(100_000);
-    let first = next;
-    group.bench_function("levee", |b| {
-        b.iter_custom(|iters| {
-            bursts(&rt, tasks, iters, &mut next, |key| {
-                let cache = levee.clone();
-                async move { cache.get_with_async(key, load(key, delay, loads)).await }
-            })
-        })
+    side(&mut group, &rt, tasks, &mut next, "levee", |key, loads| {
+        let cache = levee.clone();
+        async move { cache.get_with_async(key, load(key, delay, loads)).await }
     });
-    assert_eq!(loads.load(Ordering::Relaxed), next - first, "levee: one load per burst");
 
-    let loads: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
     let moka: moka::future::Cache<u64, u64, caches::Hasher> = moka::future::Cache::builder()
         .max_capacity(100_000)
         .build_with_hasher(caches::Hasher::default());
-    let first = next;
-    group.bench_function("moka", |b| {
-        b.iter_custom(|iters| {
-            bursts(&rt, tasks, iters, &mut next, |key| {
-                let cache = moka.clone();
-                async move { cache.get_with(key, load(key, delay, loads)).await }
-            })
-        })
+    side(&mut group, &rt, tasks, &mut next, "moka", |key, loads| {
+        let cache = moka.clone();
+        async move { cache.get_with(key, load(key, delay, loads)).await }
     });
-    assert_eq!(loads.load(Ordering::Relaxed), next - first, "moka: one load per burst");
 
-    let loads: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
     let quick = Arc::new(caches::quick(100_000));
-    let first = next;
-    group.bench_function("quick_cache", |b| {
-        b.iter_custom(|iters| {
-            bursts(&rt, tasks, iters, &mut next, |key| {
-                let cache = Arc::clone(&quick);
-                async move {
-                    let loaded = async { Ok::<_, Infallible>(load(key, delay, loads).await) };
-                    match cache.get_or_insert_async(&key, loaded).await {
-                        Ok(value) => value,
-                        Err(never) => match never {},
-                    }
-                }
-            })
-        })
+    side(&mut group, &rt, tasks, &mut next, "quick_cache", |key, loads| {
+        let cache = Arc::clone(&quick);
+        async move {
+            let loaded = async { Ok::<_, Infallible>(load(key, delay, loads).await) };
+            match cache.get_or_insert_async(&key, loaded).await {
+                Ok(value) => value,
+                Err(never) => match never {},
+            }
+        }
     });
-    assert_eq!(loads.load(Ordering::Relaxed), next - first, "quick_cache: one load per burst");
     group.finish();
 }
 
