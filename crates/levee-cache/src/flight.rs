@@ -22,7 +22,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll, Wake, Waker};
 
-use levee_core::sync::{Arc, Mutex, thread};
+use levee_core::sync::{Arc, AtomicBool, Mutex, Ordering, thread};
 use slab::Slab;
 
 /// A caught panic.
@@ -55,9 +55,6 @@ struct State<T> {
     phase: Phase<T>,
     /// The async load, when nobody is polling it right now.
     future: Option<LoadFuture<T>>,
-    is_async: bool,
-    /// Live [`Join`] handles.
-    handles: usize,
     /// Parked blocking waiters.
     threads: Vec<thread::Thread>,
     on_abandon: Option<AbandonHook>,
@@ -66,6 +63,11 @@ struct State<T> {
 /// One shared load.
 pub(crate) struct Flight<T> {
     state: Mutex<State<T>>,
+    /// Set (under `state`'s lock) once the phase is final. A burst's waiters read it rather
+    /// than the lock: to see that the load still runs, and to leave a finished flight.
+    ended: AtomicBool,
+    /// An async load, which the last handle to leave abandons.
+    is_async: bool,
     wakers: std::sync::Arc<Wakers>,
 }
 
@@ -80,6 +82,7 @@ struct Wakers {
 
 #[derive(Default)]
 struct WakerTable {
+    /// One slot per live [`Join`] handle (so its length is the number of handles).
     slots: Slab<Option<Waker>>,
     driver: Option<usize>,
 }
@@ -143,11 +146,11 @@ impl<T: Clone> Flight<T> {
             state: Mutex::new(State {
                 phase: Phase::Running,
                 future,
-                is_async,
-                handles: 0,
                 threads: Vec::new(),
                 on_abandon: hook,
             }),
+            ended: AtomicBool::new(false),
+            is_async,
             wakers: std::sync::Arc::default(),
         }
     }
@@ -171,7 +174,7 @@ impl<T: Clone> Flight<T> {
 
     /// True while the load has not finished.
     pub(crate) fn is_running(&self) -> bool {
-        matches!(self.state.lock().phase, Phase::Running)
+        !self.ended.load(Ordering::Acquire)
     }
 
     /// Publishes the result of a sync load.
@@ -197,6 +200,7 @@ impl<T: Clone> Flight<T> {
                 _ => None,
             };
             st.phase = phase;
+            self.ended.store(true, Ordering::Release);
             st.on_abandon = None;
             (std::mem::take(&mut st.threads), hook, st.future.take())
         };
@@ -253,7 +257,6 @@ pub(crate) struct Join<T: Clone> {
 impl<T: Clone> Join<T> {
     fn new(flight: Arc<Flight<T>>, leader: bool) -> Self {
         let slot = flight.wakers.table.lock().slots.insert(None);
-        flight.state.lock().handles += 1;
         Self { flight, slot, leader, done: false }
     }
 
@@ -273,11 +276,12 @@ impl<T: Clone> Join<T> {
     }
 
     /// Leaves the flight: the last async caller to leave a running async load abandons it.
+    /// Leaving a finished flight costs nothing (its handles no longer matter).
     fn leave(&mut self) {
-        if std::mem::replace(&mut self.done, true) {
+        if std::mem::replace(&mut self.done, true) || self.flight.ended.load(Ordering::Acquire) {
             return;
         }
-        {
+        let last = {
             let mut table = self.flight.wakers.table.lock();
             table.slots.try_remove(self.slot);
             if table.driver == Some(self.slot) {
@@ -285,13 +289,10 @@ impl<T: Clone> Join<T> {
                 table.driver = None;
                 table.wake_one(None);
             }
-        }
-        let last = {
-            let mut st = self.flight.state.lock();
-            st.handles -= 1;
-            st.handles == 0 && st.is_async && matches!(st.phase, Phase::Running)
+            table.slots.is_empty()
         };
-        if last {
+        // (If the load ends meanwhile, `end` finds it final and does nothing.)
+        if last && self.flight.is_async {
             self.flight.end(Phase::Abandoned(None));
         }
     }
