@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use levee_cache::{Cache, SingleFlight};
 use levee_core::ManualClock;
-use levee_core::sync::{Arc, AtomicBool, AtomicUsize, Ordering, model, thread};
+use levee_core::sync::{Arc, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering, model, thread};
 
 #[cfg(not(loom))]
 use futures::{executor::block_on, task::AtomicWaker};
@@ -43,25 +43,43 @@ impl Future for Wait {
     }
 }
 
-/// Polls `f` to the end on this thread, parking between polls; a panic in `poll` comes back
-/// as `None`. (Unwinding through loom's `block_on` would poison loom's own state.)
+/// Polls `f` to the end on this thread, sleeping between polls until woken; a panic in `poll`
+/// comes back as `None`. (Unwinding through loom's `block_on` would poison loom's own state.)
+///
+/// The waker sets a flag under a mutex and signals a condition variable rather than unparking
+/// the thread: loom 0.7's `unpark` does not keep std's token when the thread is not parked yet
+/// (even a plain "set a flag, unpark; swap the flag, park while clear" deadlocks under
+/// `LOOM_MAX_PREEMPTIONS=3`), so a wake-up that came while the poll was still finishing was
+/// lost to the model.
 fn drive_catching<F: Future>(f: F) -> Option<F::Output> {
-    struct Unpark(thread::Thread);
-    impl std::task::Wake for Unpark {
+    #[derive(Default)]
+    struct Signal {
+        woken: Mutex<bool>,
+        cond: Condvar,
+    }
+    impl std::task::Wake for Signal {
         fn wake(self: std::sync::Arc<Self>) {
-            self.0.unpark();
+            self.wake_by_ref();
         }
         fn wake_by_ref(self: &std::sync::Arc<Self>) {
-            self.0.unpark();
+            *self.woken.lock() = true;
+            self.cond.notify_all();
         }
     }
     let mut f = std::pin::pin!(f);
-    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(thread::current())));
+    let signal = std::sync::Arc::new(Signal::default());
+    let waker = std::task::Waker::from(signal.clone());
     let mut cx = Context::from_waker(&waker);
     loop {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.as_mut().poll(&mut cx))) {
             Ok(Poll::Ready(v)) => return Some(v),
-            Ok(Poll::Pending) => thread::park(),
+            Ok(Poll::Pending) => {
+                let mut woken = signal.woken.lock();
+                while !*woken {
+                    woken = signal.cond.wait(woken);
+                }
+                *woken = false;
+            }
             Err(_) => return None,
         }
     }
