@@ -47,10 +47,10 @@ impl Future for Wait {
 /// comes back as `None`. (Unwinding through loom's `block_on` would poison loom's own state.)
 ///
 /// The waker sets a flag under a mutex and signals a condition variable rather than unparking
-/// the thread: loom 0.7's `unpark` does not keep std's token when the thread is not parked yet
-/// (even a plain "set a flag, unpark; swap the flag, park while clear" deadlocks under
-/// `LOOM_MAX_PREEMPTIONS=3`), so a wake-up that came while the poll was still finishing was
-/// lost to the model.
+/// the thread: loom 0.7 does not always keep std's unpark token (one stored while the thread
+/// is not parked yet is dropped if the thread then blocks on a mutex, and even a plain "set a
+/// flag, unpark; swap the flag, park while clear" deadlocks under `LOOM_MAX_PREEMPTIONS=3`),
+/// so a wake-up that came while the poll was still finishing was lost to the model.
 fn drive_catching<F: Future>(f: F) -> Option<F::Output> {
     #[derive(Default)]
     struct Signal {
